@@ -1,0 +1,55 @@
+"""Clock evidence: what drivers and aligners learn about a stream's clock, fed to its ClockModel.
+
+All times are int64 ns.  ``device_ns`` is the stream device's (unwrapped) clock; ``ref_ns`` and ``host_*`` are
+the reference clock (host CLOCK_MONOTONIC, or a sync box's clock once mapped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TriggerEdge:
+    """A trigger edge.
+
+    ``source`` is a stream name (the device saw the edge on its own input and stamped it with its clock, so
+    ``clock == "device"``) or a trigger name (a host GPIO line stamped by the kernel, ``clock == "ref"``).
+    ``polarity`` is +1 rising, -1 falling.  ``width_ns`` is the pulse width when known (0 otherwise).
+    ``seq`` is the source's own edge sequence number when it has one (gpiod line_seqno), else -1.
+    """
+
+    source: str
+    t_ns: int
+    clock: str  # "device" or "ref"
+    polarity: int = 1
+    width_ns: int = 0
+    seq: int = -1
+    host_ns: int = 0  # host receive time of the report (0 when not known)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A round-trip probe: the host sent at ``host_send_ns``, the device stamped ``device_ns``, the reply came
+    back at ``host_recv_ns`` (both host times on the reference clock).  The device time lies in between."""
+
+    stream: str
+    host_send_ns: int
+    device_ns: int
+    host_recv_ns: int
+
+
+@dataclass(frozen=True)
+class OffsetEstimate:
+    """ref_time - device_time at ``device_ns``, with a 1-sigma ``sigma_ns``, from an aligner
+    (``source`` "neural", "classical" or "hybrid")."""
+
+    stream: str
+    device_ns: int
+    offset_ns: int
+    sigma_ns: int
+    source: str = "neural"
+    confidence: float = 1.0
+
+
+Evidence = TriggerEdge | Probe | OffsetEstimate

@@ -1,0 +1,1 @@
+"""Benchmarks: `synchub bench throughput|sync|align`, each writing JSON."""

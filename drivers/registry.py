@@ -1,0 +1,26 @@
+"""Which driver reads a ``[[stream]]``: name -> module, settings class, driver class (imported lazily, so the
+agent only loads what its config uses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DriverEntry:
+    module: str
+    settings: str
+    driver: str
+    doc: str
+
+
+DRIVERS: dict[str, DriverEntry] = {
+    "serial": DriverEntry(
+        "synchub.drivers.serial_stream", "SerialSettings", "SerialStreamDriver",
+        "a serial/USB device (pyserial); wire format picked by `format`",
+    ),
+    "sim": DriverEntry(
+        "synchub.drivers.sim.capture", "SimCaptureSettings", "SimCaptureDriver",
+        "a simulated non-serial device (USB microphone, camera) of the in-process simulated rig",
+    ),
+}

@@ -1,0 +1,1 @@
+"""Per-modality encoders: definitions, training (torch, train extra), export, and the shipped ONNX files."""
