@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .settings import ConfigError, Where, build, setting
+from .settings import ConfigError, Where, build, setting, suggest
 from .stream import CHANNEL_FORMATS, MODALITIES
 
 if sys.version_info >= (3, 11):
@@ -143,12 +143,12 @@ def driver_settings_class(name: str, where: Where) -> type:
     try:
         entry = registry.DRIVERS[name]
     except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(registry.DRIVERS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = suggest(name, registry.DRIVERS)
         raise where.error(f"unknown driver {name!r}{hint}; allowed: {', '.join(sorted(registry.DRIVERS))}") from None
-    module = importlib.import_module(entry.module)
+    try:
+        module = importlib.import_module(entry.module)
+    except ImportError as exc:
+        raise where.error(f"driver {name!r} is unavailable on this machine: {exc}") from None
     return getattr(module, entry.settings)
 
 
@@ -164,12 +164,9 @@ def _build_stream(table: Any, where: Where) -> StreamSettings:
     rest = {k: v for k, v in table.items() if k not in common_keys}
     unknown = set(rest) - driver_keys
     if unknown:
-        import difflib
-
         key = sorted(unknown)[0]
         allowed = sorted(common_keys | driver_keys)
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = suggest(key, allowed)
         raise where.child(key).error(
             f"unknown key{hint} for driver {common_table['driver']!r}; allowed keys: {', '.join(allowed)}"
         )
@@ -182,10 +179,7 @@ def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
     where = Where(file)
     for key in data:
         if key not in TOP_LEVEL:
-            import difflib
-
-            close = difflib.get_close_matches(key, TOP_LEVEL, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = suggest(key, TOP_LEVEL)
             raise where.child(key).error(f"unknown section{hint}; allowed: {', '.join(TOP_LEVEL)}")
     agent = build(AgentSettings, data.get("agent", {}), where.child("agent"))
     clock = build(ClockSettings, data.get("clock", {}), where.child("clock"))

@@ -44,6 +44,15 @@ class Where:
         return ConfigError(f"{loc}: {message}")
 
 
+def suggest(word: str, options) -> str:
+    """' (did you mean X?)' for the closest option, or ''."""
+    options = [str(o) for o in options]
+    close = difflib.get_close_matches(str(word), options, n=1)
+    if not close:
+        close = [o for o in options if str(word) and (o.startswith(str(word)) or str(word).startswith(o))][:1]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def setting(default: Any = MISSING, *, doc: str = "", choices: tuple | None = None, min=None, max=None):  # noqa: A002
     """A dataclass field with validation metadata."""
     meta = {"doc": doc, "choices": choices, "min": min, "max": max}
@@ -127,8 +136,7 @@ def build(cls: type, table: dict[str, Any], where: Where):
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in table:
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = suggest(key, fields)
             allowed = ", ".join(sorted(fields))
             raise where.child(key).error(f"unknown key{hint}; allowed keys here: {allowed}")
     kwargs = {}
@@ -145,8 +153,7 @@ def build(cls: type, table: dict[str, Any], where: Where):
             values = value if isinstance(value, tuple) else (value,)
             for v in values:
                 if v not in choices:
-                    close = difflib.get_close_matches(str(v), [str(c) for c in choices], n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    hint = suggest(v, choices)
                     raise w.error(f"{v!r} is not allowed{hint}; allowed: {', '.join(map(repr, choices))}")
         lo, hi = meta.get("min"), meta.get("max")
         if lo is not None and value is not None and value < lo:

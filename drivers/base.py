@@ -7,6 +7,7 @@ Drivers never assign sequence numbers or corrected times; the pipeline does (``s
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,6 +29,15 @@ class DriverSink(Protocol):
 
     def problem(self, stream: str, reason: str, detail: str = "") -> None:
         """A counted, logged problem that lost no samples (a malformed line with no sample in it, a reconnect)."""
+
+
+@dataclass(frozen=True)
+class DriverContext:
+    """What the agent hands every driver besides its settings: the in-process simulated rig (or None) and the
+    agent's name.  Driver constructors take ``(common: StreamCommon, settings, context: DriverContext)``."""
+
+    agent_name: str = "synchub-agent"
+    rig: Any = None  # synchub.drivers.sim.rig.SimRig when the config has a [sim] table
 
 
 class Driver(abc.ABC):

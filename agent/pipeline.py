@@ -1,0 +1,278 @@
+"""The agent pipeline: drivers -> hub (sequence numbers) -> bounded queue -> shipper (clock correction) -> transport.
+
+Threads: each driver reads on its own thread and calls the ``Hub`` (a ``DriverSink``).  The hub assigns per-stream
+sequence numbers and puts items on one ``BoundedQueue``.  A single ``Shipper`` thread owns the clock state
+(``StreamClocks`` is a pure class, touched from this thread only): it feeds evidence and arrival times at once, holds
+each chunk for ``correction_delay_ns`` so that trigger edges just after a sample can still shape its correction,
+then corrects it and hands it to the sender.
+
+Lossless by default: with ``overflow="block"`` a full queue blocks the driver (the OS buffers of the device fill
+instead).  With ``overflow="drop-oldest"`` the oldest chunk is dropped, counted and recorded as a ``Gap``.
+Evidence, gaps and metadata are never dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from .evidence import Evidence
+from .stream import Chunk, Gap, StreamInfo, StreamStats
+from .timebase import NS_PER_MS, now_ns
+
+log = logging.getLogger("synchub.pipeline")
+
+
+class Clocks(Protocol):
+    """What the shipper needs of the clock layer (``synchub.agent.sync.StreamClocks``)."""
+
+    def feed(self, item: Evidence) -> None: ...
+
+    def feed_arrivals(self, stream: str, device_ns: np.ndarray, host_ns: np.ndarray) -> None: ...
+
+    def correct(self, chunk: Chunk) -> Chunk: ...
+
+
+class Outlet(Protocol):
+    """What the shipper needs of the transport (``synchub.agent.transport.Sender``)."""
+
+    def send_chunk(self, chunk: Chunk) -> None: ...
+
+    def send_gap(self, gap: Gap) -> None: ...
+
+    def send_meta(self, stream: str, meta: dict) -> None: ...
+
+
+class IdentityClocks:
+    """Clock layer used when none is configured: corrected time = host receive time, uncertainty unknown (0)."""
+
+    def feed(self, item: Evidence) -> None:
+        pass
+
+    def feed_arrivals(self, stream: str, device_ns: np.ndarray, host_ns: np.ndarray) -> None:
+        pass
+
+    def correct(self, chunk: Chunk) -> Chunk:
+        return chunk.corrected(chunk.host_ns, np.zeros(chunk.n, dtype=np.int64), "identity")
+
+
+@dataclass
+class QueueStats:
+    put: int = 0
+    dropped_chunks: int = 0
+    dropped_samples: int = 0
+    blocked_ns: int = 0
+    high_water: int = 0
+
+
+class BoundedQueue:
+    """A FIFO bounded in chunks.  Non-chunk items (evidence, gaps, meta) never count toward the bound and are
+    never dropped."""
+
+    def __init__(self, max_chunks: int, overflow: str = "block"):
+        if overflow not in ("block", "drop-oldest"):
+            raise ValueError(f"unknown overflow policy {overflow!r}")
+        self.max_chunks = max_chunks
+        self.overflow = overflow
+        self._items: collections.deque = collections.deque()
+        self._chunks = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self.stats = QueueStats()
+        self.dropped: list[Chunk] = []  # the shipper turns these into Gap records
+
+    def put(self, kind: str, item: Any) -> None:
+        with self._cond:
+            if kind == "chunk":
+                if self._chunks >= self.max_chunks:
+                    if self.overflow == "block":
+                        t0 = now_ns()
+                        while self._chunks >= self.max_chunks and not self._closed:
+                            self._cond.wait(0.1)
+                        self.stats.blocked_ns += now_ns() - t0
+                    else:
+                        self._drop_oldest_chunk()
+                self._chunks += 1
+                self.stats.high_water = max(self.stats.high_water, self._chunks)
+            self._items.append((kind, item))
+            self.stats.put += 1
+            self._cond.notify_all()
+
+    def _drop_oldest_chunk(self) -> None:
+        for i, (kind, item) in enumerate(self._items):
+            if kind == "chunk":
+                del self._items[i]
+                self._chunks -= 1
+                self.stats.dropped_chunks += 1
+                self.stats.dropped_samples += item.n
+                self.dropped.append(item)
+                return
+
+    def get(self, timeout: float) -> tuple[str, Any] | None:
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            if not self._items:
+                return None
+            kind, item = self._items.popleft()
+            if kind == "chunk":
+                self._chunks -= 1
+            self._cond.notify_all()
+            return kind, item
+
+    def take_dropped(self) -> list[Chunk]:
+        with self._cond:
+            out, self.dropped = self.dropped, []
+            return out
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class Hub:
+    """The sink every driver reports to: assigns sequence numbers and queues samples, gaps and evidence."""
+
+    def __init__(self, infos: dict[str, StreamInfo], queue: BoundedQueue):
+        self.infos = dict(infos)
+        self.queue = queue
+        self.stats: dict[str, StreamStats] = {name: StreamStats() for name in infos}
+        self._next_seq = dict.fromkeys(infos, 0)
+        # one lock per stream: sequence numbers and queue order stay consistent without serializing drivers
+        self._locks = {name: threading.Lock() for name in infos}
+        self.problems: collections.Counter = collections.Counter()
+
+    def _known(self, stream: str) -> bool:
+        if stream in self.infos:
+            return True
+        self.problems[("unknown_stream", stream)] += 1
+        if self.problems[("unknown_stream", stream)] == 1:
+            log.error("driver reported samples for unknown stream %r; dropped (counted)", stream)
+        return False
+
+    def samples(self, stream: str, data: Any, device_ns: np.ndarray, host_ns: np.ndarray) -> None:
+        if not self._known(stream) or len(device_ns) == 0:
+            return
+        with self._locks[stream]:
+            seq = self._next_seq[stream]
+            self._next_seq[stream] = seq + len(device_ns)
+            st = self.stats[stream]
+            st.samples += len(device_ns)
+            st.chunks += 1
+            chunk = Chunk(stream=stream, seq=seq, data=data, device_ns=device_ns, host_ns=host_ns)
+            # put under the lock so chunks of one stream enter the queue in sequence order
+            self.queue.put("chunk", chunk)
+
+    def gap(self, stream: str, count: int, cause: str, device_ns_from: int = 0, device_ns_to: int = 0,
+            detail: str = "") -> None:
+        if not self._known(stream):
+            return
+        with self._locks[stream]:
+            g = Gap(stream=stream, seq=self._next_seq[stream], count=int(count), cause=cause,
+                    device_ns_from=int(device_ns_from), device_ns_to=int(device_ns_to), detail=detail)
+            st = self.stats[stream]
+            st.gaps += 1
+            st.dropped += int(count)
+            st.count(cause, int(count))
+            self.queue.put("gap", g)
+
+    def evidence(self, item: Evidence) -> None:
+        self.queue.put("evidence", item)
+
+    def problem(self, stream: str, reason: str, detail: str = "") -> None:
+        key = (reason, stream)
+        self.problems[key] += 1
+        if stream in self.stats:
+            self.stats[stream].count(reason)
+            if reason == "malformed":
+                self.stats[stream].malformed += 1
+        n = self.problems[key]
+        if n <= 3 or n % 1000 == 0:
+            log.warning("%s: %s (%d so far)%s", stream, reason, n, f": {detail}" if detail else "")
+
+    def meta(self, stream: str, meta: dict) -> None:
+        self.queue.put("meta", (stream, meta))
+
+
+class Shipper(threading.Thread):
+    """Drains the queue: feeds the clock layer, delays chunks for correction, corrects, sends."""
+
+    def __init__(self, queue: BoundedQueue, clocks: Clocks, outlet: Outlet, correction_delay_ms: float = 0.0,
+                 taps: list | None = None):
+        super().__init__(name="synchub-shipper", daemon=True)
+        self.queue = queue
+        self.clocks = clocks
+        self.outlet = outlet
+        self.delay_ns = int(correction_delay_ms * NS_PER_MS)
+        self.taps = list(taps or [])  # callables(chunk) that see every corrected chunk (aligners, fusion)
+        self._pending: collections.deque[Chunk] = collections.deque()
+        self._halt = threading.Event()
+        self.sent_chunks = 0
+        self.sent_samples: collections.Counter = collections.Counter()
+        self.last_progress_ns = now_ns()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                self._step(timeout=0.02)
+            # drain: everything already queued is corrected and sent, delay or not
+            while True:
+                item = self.queue.get(0.0)
+                if item is None:
+                    break
+                self._handle(*item)
+            self._release(flush=True)
+        except BaseException as exc:  # surfaced by Agent.check(); never silent
+            self.error = exc
+            log.exception("shipper failed")
+
+    def _step(self, timeout: float) -> None:
+        item = self.queue.get(timeout)
+        if item is not None:
+            self._handle(*item)
+        self._release(flush=False)
+
+    def _handle(self, kind: str, item: Any) -> None:
+        if kind == "evidence":
+            self.clocks.feed(item)
+        elif kind == "chunk":
+            self.clocks.feed_arrivals(item.stream, item.device_ns, item.host_ns)
+            self._pending.append(item)
+        elif kind == "gap":
+            self.outlet.send_gap(item)  # a gap carries its own seq; the collector places it
+        elif kind == "meta":
+            stream, meta = item
+            self.outlet.send_meta(stream, meta)
+        for dropped in self.queue.take_dropped():
+            self.outlet.send_gap(Gap(stream=dropped.stream, seq=dropped.seq, count=dropped.n, cause="queue_full",
+                                     device_ns_from=int(dropped.device_ns[0]), device_ns_to=int(dropped.device_ns[-1]),
+                                     detail="agent queue full (overflow=drop-oldest)"))
+
+    def _release(self, flush: bool) -> None:
+        cutoff = now_ns() - self.delay_ns
+        while self._pending and (flush or self._pending[0].host_ns[-1] <= cutoff):
+            chunk = self.clocks.correct(self._pending.popleft())
+            self.outlet.send_chunk(chunk)
+            for tap in self.taps:
+                tap(chunk)
+            self.sent_chunks += 1
+            self.sent_samples[chunk.stream] += chunk.n
+            self.last_progress_ns = now_ns()
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
