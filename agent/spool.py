@@ -1,0 +1,370 @@
+"""The agent's bounded spool of unacknowledged messages (zguide "Titanic" pattern), on disk or in memory.
+
+Every data message the ``Sender`` sends is first appended here under its (session, mid) and stays until the
+collector's cumulative ack covers it, so it can be resent after a reconnect, after a collector restart and after an
+agent restart (disk spool only).
+
+On disk (``path`` given) the spool is a directory of append-only segment files ``seg-NNNNNNNN.log``; a record is
+``u32 length | u32 crc32(payload) | payload`` with payload = msgpack ``[session, mid, kind, stream, seq, n, priority,
+[frames...]]``.  Records are written to the OS on every append and ``fsync``-ed at most every ``fsync_s`` seconds
+and on segment roll and close (an agent *process* crash loses nothing; a power cut loses at most ``fsync_s``).
+Acks are kept in ``acked.msgpack`` (atomic replace), hellos in ``hello-<session>.msgpack``.  On start the
+segments are scanned in order; a record with a bad CRC or a torn tail ends that segment; a later record for the same
+(session, mid) supersedes an earlier one.
+
+**Full policy.**  Live (unacked) bytes stay <= ``max_bytes``.  When an append would pass the bound, data records are
+evicted: lowest stream priority first, oldest first within a priority.  An evicted record is replaced by a
+*tombstone*: a ``gap`` message with the same (session, mid) and cause ``spool_full`` naming the samples, so the
+collector records the loss and message numbering stays contiguous.  Gap/meta/tombstone records are never evicted.
+Dead space is reclaimed by deleting segments with no live record, and by compacting (rewriting live records of) the
+oldest segment while the files exceed ``max_bytes + segment_bytes``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from . import wire
+from .stream import Gap
+
+log = logging.getLogger(__name__)
+
+_HDR = struct.Struct("<II")
+KIND_DATA, KIND_OTHER, KIND_TOMBSTONE = 0, 1, 2
+
+
+@dataclass
+class Entry:
+    session: str
+    mid: int
+    kind: int
+    stream: str
+    seq: int
+    n: int
+    priority: int
+    size: int
+    frames: list | None = None  # memory spool (or cache)
+    seg: int = -1
+    offset: int = 0
+    length: int = 0
+
+
+class Spool:
+    def __init__(self, path: str | os.PathLike | None = None, max_bytes: int = 64 << 20,
+                 priorities: dict[str, int] | None = None, segment_bytes: int = 8 << 20, fsync_s: float = 1.0):
+        self.dir = Path(path) if path else None
+        self.max_bytes = int(max_bytes)
+        self.segment_bytes = int(segment_bytes)
+        self.priorities = dict(priorities or {})
+        self.fsync_s = fsync_s
+        self.lock = threading.RLock()
+        self.entries: dict[tuple[str, int], Entry] = {}
+        self.acked: dict[str, int] = {}
+        self.last_mid: dict[str, int] = {}
+        self.hellos: dict[str, list[bytes]] = {}
+        self.live_bytes = 0
+        self.dropped_samples = 0
+        self.dropped_records = 0
+        self.drops_by_stream: dict[str, int] = {}
+        self.appended = 0
+        self._segs: dict[int, list[int]] = {}  # seg -> [file bytes, live records]
+        self._fd = -1
+        self._seg = 0
+        self._seg_size = 0
+        self._last_fsync = time.monotonic()
+        self._dirty_acks = False
+        self._last_ack_save = 0.0
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._load()
+            self._open_segment()
+
+    # ------------------------------------------------------------------ public API
+    def append(self, session: str, mid: int, frames: list, kind: int = KIND_OTHER, stream: str = "",
+               seq: int = 0, n: int = 0) -> None:
+        size = sum(memoryview(f).nbytes for f in frames)
+        prio = self.priorities.get(stream, 0)
+        with self.lock:
+            if kind == KIND_DATA:
+                self._make_room(size)
+            e = Entry(session, mid, kind, stream, seq, n, prio, size)
+            if self.dir is None:
+                e.frames = list(frames)
+            else:
+                self._write(e, [bytes(memoryview(f)) for f in frames])
+            self._put(e)
+            self.last_mid[session] = max(self.last_mid.get(session, 0), mid)
+            self.appended += 1
+
+    def get(self, session: str, mid: int) -> list | None:
+        """The frames of (session, mid), or None if acked or never appended."""
+        with self.lock:
+            e = self.entries.get((session, mid))
+            if e is None:
+                return None
+            if e.frames is not None:
+                return e.frames
+            seg, offset, length = e.seg, e.offset, e.length
+        rec = self._read_at(seg, offset, length)
+        return None if rec is None else rec[7]
+
+    def ack(self, session: str, mid: int) -> None:
+        with self.lock:
+            old = self.acked.get(session, 0)
+            if mid <= old:
+                return
+            self.acked[session] = mid
+            for m in range(old + 1, mid + 1):
+                e = self.entries.pop((session, m), None)
+                if e is not None:
+                    self._unref(e)
+            self._dirty_acks = True
+            now = time.monotonic()
+            if self.dir is not None and now - self._last_ack_save > 0.2:
+                self._save_acks()
+                self._last_ack_save = now
+
+    def first_unacked(self, session: str) -> int:
+        return self.acked.get(session, 0) + 1
+
+    def pending(self, session: str) -> int:
+        with self.lock:
+            return self.last_mid.get(session, 0) - self.acked.get(session, 0)
+
+    def sessions(self) -> list[str]:
+        """Sessions with a hello on record, oldest first."""
+        with self.lock:
+            return list(self.hellos)
+
+    def save_hello(self, session: str, frames: list[bytes]) -> None:
+        with self.lock:
+            self.hellos[session] = [bytes(f) for f in frames]
+            if self.dir is not None:
+                self._atomic_write(self.dir / f"hello-{session}.msgpack", msgpack.packb(self.hellos[session]))
+
+    def forget(self, session: str) -> None:
+        """The session is over and fully acked: drop its hello and state."""
+        with self.lock:
+            for key in [k for k in self.entries if k[0] == session]:
+                self._unref(self.entries.pop(key))
+            self.hellos.pop(session, None)
+            self.acked.pop(session, None)
+            self.last_mid.pop(session, None)
+            if self.dir is not None:
+                (self.dir / f"hello-{session}.msgpack").unlink(missing_ok=True)
+                self._save_acks()
+
+    def maintain(self) -> None:
+        """Periodic work: fsync, save acks (called by the sender's I/O thread)."""
+        with self.lock:
+            if self.dir is None:
+                return
+            now = time.monotonic()
+            if self._dirty_acks and now - self._last_ack_save > 0.2:
+                self._save_acks()
+                self._last_ack_save = now
+            if now - self._last_fsync > self.fsync_s and self._fd >= 0:
+                os.fsync(self._fd)
+                self._last_fsync = now
+
+    def disk_bytes(self) -> int:
+        return sum(s[0] for s in self._segs.values())
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {"records": len(self.entries), "live_bytes": self.live_bytes, "disk_bytes": self.disk_bytes(),
+                    "dropped_samples": self.dropped_samples, "dropped_records": self.dropped_records,
+                    "drops_by_stream": dict(self.drops_by_stream), "appended": self.appended}
+
+    def close(self) -> None:
+        with self.lock:
+            if self.dir is not None:
+                self._save_acks()
+                if self._fd >= 0:
+                    os.fsync(self._fd)
+                    os.close(self._fd)
+                    self._fd = -1
+
+    # ------------------------------------------------------------------ internals
+    def _put(self, e: Entry) -> None:
+        old = self.entries.get((e.session, e.mid))
+        if old is not None:
+            self._unref(old)
+        self.entries[(e.session, e.mid)] = e
+        self.live_bytes += e.size
+        if e.seg >= 0:
+            self._segs[e.seg][1] += 1
+
+    def _unref(self, e: Entry) -> None:
+        self.live_bytes -= e.size
+        if e.seg >= 0 and e.seg in self._segs:
+            s = self._segs[e.seg]
+            s[1] -= 1
+            if s[1] <= 0 and e.seg != self._seg:
+                self._delete_segment(e.seg)
+
+    def _make_room(self, size: int) -> None:
+        if self.live_bytes + size <= self.max_bytes:
+            return
+        target = min(self.max_bytes - size, int(self.max_bytes * 0.95))  # evict a little extra: amortized
+        for prio in sorted({e.priority for e in self.entries.values() if e.kind == KIND_DATA}):
+            for e in [e for e in self.entries.values() if e.kind == KIND_DATA and e.priority == prio]:
+                if self.live_bytes <= target:
+                    return
+                self._tombstone(e)
+        if self.live_bytes + size > self.max_bytes:
+            log.warning("spool: a record of %d bytes does not fit in %d bytes; keeping it anyway", size,
+                        self.max_bytes)
+
+    def _tombstone(self, e: Entry) -> None:
+        gap = Gap(stream=e.stream, seq=e.seq + e.n, count=e.n, cause="spool_full",
+                  detail=f"spool full: samples seq {e.seq}..{e.seq + e.n - 1} dropped at the agent")
+        frames = wire.encode_gap(e.session, e.mid, gap)
+        t = Entry(e.session, e.mid, KIND_TOMBSTONE, e.stream, e.seq, e.n, 1 << 30, len(frames[0]))
+        if self.dir is None:
+            t.frames = frames
+        else:
+            self._write(t, frames)
+        self._put(t)
+        self.dropped_samples += e.n
+        self.dropped_records += 1
+        self.drops_by_stream[e.stream] = self.drops_by_stream.get(e.stream, 0) + e.n
+
+    # disk
+    def _seg_path(self, seg: int) -> Path:
+        return self.dir / f"seg-{seg:08d}.log"
+
+    def _open_segment(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+        self._seg = max(self._segs, default=0) + 1
+        self._fd = os.open(self._seg_path(self._seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._seg_size = 0
+        self._segs[self._seg] = [0, 0]
+        self._last_fsync = time.monotonic()
+        # reclaim: drop empty old segments, compact the oldest while the files pass the bound
+        for seg in [s for s, v in self._segs.items() if v[1] <= 0 and s != self._seg]:
+            self._delete_segment(seg)
+        guard = 0
+        while self.disk_bytes() > self.max_bytes + self.segment_bytes and len(self._segs) > 1 and guard < 64:
+            guard += 1
+            self._compact(min(self._segs))
+
+    def _write(self, e: Entry, frames: list[bytes]) -> None:
+        payload = msgpack.packb([e.session, e.mid, e.kind, e.stream, e.seq, e.n, e.priority, frames],
+                                use_bin_type=True)
+        rec = _HDR.pack(len(payload), zlib.crc32(payload)) + payload
+        if self._seg_size and self._seg_size + len(rec) > self.segment_bytes:
+            self._open_segment()
+        os.write(self._fd, rec)
+        e.seg, e.offset, e.length = self._seg, self._seg_size, len(rec)
+        self._seg_size += len(rec)
+        self._segs[self._seg][0] += len(rec)
+
+    def _read_at(self, seg: int, offset: int, length: int) -> list | None:
+        try:
+            with open(self._seg_path(seg), "rb") as f:
+                f.seek(offset)
+                raw = f.read(length)
+        except OSError:
+            return None
+        return _parse(raw)[0] if raw else None
+
+    def _delete_segment(self, seg: int) -> None:
+        self._segs.pop(seg, None)
+        self._seg_path(seg).unlink(missing_ok=True)
+
+    def _compact(self, seg: int) -> None:
+        live = [e for e in self.entries.values() if e.seg == seg]
+        for e in live:
+            rec = self._read_at(e.seg, e.offset, e.length)
+            if rec is None:
+                continue
+            ne = Entry(e.session, e.mid, e.kind, e.stream, e.seq, e.n, e.priority, e.size)
+            self._write(ne, rec[7])
+            self._put(ne)
+        self._delete_segment(seg)
+
+    def _load(self) -> None:
+        try:
+            acked = msgpack.unpackb((self.dir / "acked.msgpack").read_bytes())
+            self.acked = {str(k): int(v) for k, v in acked.items()}
+        except (OSError, ValueError, AttributeError, msgpack.UnpackException):
+            self.acked = {}
+        for p in sorted(self.dir.glob("hello-*.msgpack"), key=lambda p: p.stat().st_mtime):
+            try:
+                self.hellos[p.name[6:-8]] = list(msgpack.unpackb(p.read_bytes()))
+            except (OSError, ValueError, msgpack.UnpackException):
+                log.warning("spool: unreadable %s ignored", p)
+        for p in sorted(self.dir.glob("seg-*.log")):
+            seg = int(p.stem[4:])
+            data = p.read_bytes()
+            self._segs[seg] = [len(data), 0]
+            offset = 0
+            for rec, length in _iter_records(data):
+                session, mid, kind, stream, seq, n, prio, frames = rec
+                if mid > self.acked.get(session, 0):
+                    e = Entry(session, mid, kind, stream, seq, n, prio, sum(len(f) for f in frames), None,
+                              seg, offset, length)
+                    self._put(e)
+                    self.last_mid[session] = max(self.last_mid.get(session, 0), mid)
+                offset += length
+            if offset < len(data):
+                log.warning("spool: %s has a torn or corrupt tail after %d bytes; ignored", p, offset)
+        for seg in [s for s, v in self._segs.items() if v[1] <= 0]:
+            self._delete_segment(seg)
+        if self.entries:
+            log.info("spool: %d unacked records (%d bytes) to replay from %s", len(self.entries), self.live_bytes,
+                     self.dir)
+
+    def _save_acks(self) -> None:
+        self._dirty_acks = False
+        self._atomic_write(self.dir / "acked.msgpack", msgpack.packb(self.acked))
+
+    @staticmethod
+    def _atomic_write(path: Path, data: bytes) -> None:
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+def _parse(raw: bytes) -> tuple[list | None, int]:
+    if len(raw) < _HDR.size:
+        return None, 0
+    length, crc = _HDR.unpack_from(raw)
+    end = _HDR.size + length
+    payload = raw[_HDR.size:end]
+    if len(payload) != length or zlib.crc32(payload) != crc:
+        return None, 0
+    try:
+        rec = msgpack.unpackb(payload, raw=False)
+    except (ValueError, msgpack.UnpackException):
+        return None, 0
+    if not isinstance(rec, list) or len(rec) != 8:
+        return None, 0
+    return rec, end
+
+
+def _iter_records(data: bytes):
+    offset = 0
+    while offset < len(data):
+        rec, length = _parse(data[offset:offset + _HDR.size + _HDR.unpack_from(data, offset)[0]]
+                             if offset + _HDR.size <= len(data) else b"")
+        if rec is None:
+            return
+        yield rec, length
+        offset += length

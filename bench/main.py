@@ -1,0 +1,58 @@
+"""``synchub bench SUBCOMMAND ...``: benchmarks that write JSON.  Each subcommand is a module with
+``add_arguments(parser)`` and ``run(args) -> int``, imported only when it runs."""
+
+from __future__ import annotations
+
+import importlib
+
+from synchub.cli import UserError
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "throughput": ("synchub.bench.throughput", "agent -> collector -> MCAP samples/s and latency, pylsl side by side"),
+    "transport": ("synchub.bench.transport", "CURVE on vs off, spool replay rate, samples lost per fault"),
+    "sync": ("synchub.bench.sync", "timestamp error vs truth per stream and method"),
+    "align": ("synchub.bench.align", "neural/classical alignment accuracy"),
+}
+
+
+def _wanted(argv: list[str]) -> str | None:
+    seen_bench = False
+    for a in argv:
+        if seen_bench and not a.startswith("-"):
+            return a
+        if a == "bench":
+            seen_bench = True
+    return None
+
+
+def add_arguments(p) -> None:
+    import sys
+
+    sub = p.add_subparsers(dest="bench", metavar="BENCH")
+    wanted = _wanted(sys.argv[1:])
+    p.set_defaults(_bench_modules={})
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        if wanted not in (None, name):
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            p.get_default("_bench_modules")[name] = exc
+            continue
+        module.add_arguments(sp)
+        p.get_default("_bench_modules")[name] = module
+
+
+def run(args) -> int:
+    if not getattr(args, "bench", None):
+        raise UserError(f"which benchmark? one of: {', '.join(SUBCOMMANDS)}")
+    module = args._bench_modules.get(args.bench)
+    if module is None:
+        try:
+            module = importlib.import_module(SUBCOMMANDS[args.bench][0])
+        except ModuleNotFoundError as exc:
+            module = exc
+    if isinstance(module, ModuleNotFoundError):
+        raise UserError(f"benchmark {args.bench!r} is not available: missing module {module.name!r}")
+    return int(module.run(args) or 0)
