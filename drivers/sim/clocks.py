@@ -155,8 +155,11 @@ class DeviceClock:
         return t
 
     # ---- link to the host
-    def arrivals(self, true_ns, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Host receive time of data produced at ``true_ns`` (monotone, as bytes on one link arrive in order)."""
+    def arrivals(self, true_ns, rng: np.random.Generator | None = None, phase_ns: float | None = None) -> np.ndarray:
+        """Host receive time of data produced at ``true_ns`` (monotone, as bytes on one link arrive in order).
+
+        ``phase_ns`` fixes the usb-buffer latency timer's phase (a device rendered chunk by chunk passes the same
+        phase for every chunk); by default it is drawn from ``rng``."""
         rng = rng or self._rng
         true_ns = np.asarray(true_ns, dtype=np.int64)
         lo, hi = self.spec.latency_min_ms * 1e6, max(self.spec.latency_max_ms, self.spec.latency_min_ms) * 1e6
@@ -169,7 +172,7 @@ class DeviceClock:
             arr = true_ns + np.rint(lat).astype(np.int64)
         else:  # usb-buffer: a latency timer of period `hi` flushes the buffer; phase random per device
             period = max(hi, 1.0)
-            phase = rng.uniform(0, period)
+            phase = rng.uniform(0, period) if phase_ns is None else float(phase_ns) % period
             ready = true_ns + int(lo)
             arr = (np.ceil((ready - phase) / period) * period + phase).astype(np.int64)
             arr += np.rint(rng.uniform(0, 0.05 * period, len(arr))).astype(np.int64)  # USB frame scheduling
