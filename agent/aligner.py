@@ -1,0 +1,342 @@
+"""The aligner: offset (and drift) of a target stream's device clock against a reference stream already on the
+reference clock.  Pure: arrays in, results out.
+
+Convention: ``offset_ns = ref_time - device_time``; a target sample stamped ``d`` on its device clock happened at
+reference time ``d + offset``.  The target window is ``span = (d0, d1)`` on its device clock; the reference
+signal must cover ``[d0 + prior - search, d1 + prior + search]`` on the reference clock.
+
+Stages:
+
+1. **Coarse** search over ``prior +- search_s`` (2 s default): either the similarity of encoder embeddings
+   (``neural``: mean-centred, normalized correlation of the embedding sequences, summed over dimensions, parabolic
+   vertex on the similarity curve), or the classical onset signals on a 100 Hz grid (``classical``).
+2. **Fine** correlation of the classical onset signals on a 1 kHz grid around the coarse candidate
+   (``+- max(fine_s, coarser sample period)``), parabolic refinement to a fraction of a millisecond.
+3. **Confidence**: peak-to-sidelobe ratio (PSR) of the coarse curve and the ratio of the best peak outside the
+   main lobe to the main peak.  Low PSR, an ambiguous second peak, a peak on the search edge, too few events, a
+   flat/NaN signal or a missing model: the result is ``ok=False`` with a ``reason`` (abstention), never a
+   confident wrong offset.
+4. **Drift** (``DriftTracker``): a Theil-Sen line through the accepted window offsets over device time, with
+   outliers (> 5 robust sigmas and > 3 of their own sigma from the line) rejected.
+
+Results become ``OffsetEstimate`` evidence (``AlignResult.evidence``) with a 1-sigma from the peak width and PSR.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .classical import NS, Onsets, ncc_valid, parabolic, peak_stats, smooth, to_grid
+from .evidence import OffsetEstimate
+
+
+@dataclass(frozen=True)
+class AlignerSettings:
+    search_s: float = 2.0  # coarse search half-range around the prior
+    fine_s: float = 0.12  # fine search half-range around the coarse candidate (at least the coarser period)
+    grid_hz: float = 1000.0  # fine grid
+    coarse_hz: float = 100.0  # classical coarse grid
+    coarse_smooth_s: float = 0.02  # Gaussian smoothing of onsets for the coarse search
+    min_psr: float = 6.0  # coarse peak-to-sidelobe ratio below this: abstain
+    max_sidelobe: float = 0.8  # best peak outside the main lobe / main peak above this: abstain (ambiguous)
+    min_events: int = 2  # fewer onsets in the target window: abstain
+    min_overlap: float = 0.5  # fraction of the target window the reference must cover
+
+
+@dataclass(frozen=True)
+class AlignResult:
+    ok: bool
+    offset_ns: int  # ref - device, valid at device_ns
+    sigma_ns: int
+    confidence: float  # PSR of the deciding curve
+    device_ns: int  # centre of the target window, device clock
+    method: str  # "classical" | "neural" | "hybrid"
+    reason: str = ""  # why it abstained ("" when ok)
+
+    def evidence(self, stream: str) -> OffsetEstimate | None:
+        if not self.ok:
+            return None
+        return OffsetEstimate(
+            stream=stream,
+            device_ns=int(self.device_ns),
+            offset_ns=int(self.offset_ns),
+            sigma_ns=max(1, int(self.sigma_ns)),
+            source=self.method,
+            confidence=confidence_of(self.confidence),
+        )
+
+
+def confidence_of(psr: float) -> float:
+    """PSR -> a 0..1 confidence (1 from PSR 12 up; the ClockModel inflates sigma by 1/confidence)."""
+    return float(min(1.0, max(psr, 0.0) / 12.0)) if math.isfinite(psr) else 1.0
+
+
+def _abstain(method: str, span, reason: str, offset_ns: int = 0, psr: float = 0.0) -> AlignResult:
+    return AlignResult(False, int(offset_ns), 0, float(psr), int((span[0] + span[1]) // 2), method, reason)
+
+
+@dataclass
+class _Curve:
+    offset_ns: float  # refined peak offset
+    psr: float
+    sidelobe: float
+    at_edge: bool
+    hwhm_ns: float
+    curve: np.ndarray
+    first_ns: float  # offset of curve[0]
+    step_ns: float
+
+
+class Aligner:
+    """Pure aligner for one target against one reference (see module doc)."""
+
+    def __init__(self, settings: AlignerSettings | None = None):
+        self.s = settings or AlignerSettings()
+
+    # ------------------------------------------------------------------ helpers
+    def _curve_from(self, curve: np.ndarray, first_ns: float, step_ns: float, exclude: int) -> _Curve:
+        i, psr, side = peak_stats(curve, exclude)
+        pos = parabolic(curve, i)
+        at_edge = i <= 0 or i >= len(curve) - 1
+        peak = float(curve[i]) if len(curve) else 0.0
+        # half width at half maximum of the main lobe (above the sidelobe mean)
+        base = float(np.median(curve)) if len(curve) else 0.0
+        half = base + 0.5 * (peak - base)
+        lo = i
+        while lo > 0 and curve[lo - 1] > half:
+            lo -= 1
+        hi = i
+        while hi < len(curve) - 1 and curve[hi + 1] > half:
+            hi += 1
+        hwhm = max(0.5, 0.5 * (hi - lo + 1)) * step_ns
+        return _Curve(first_ns + pos * step_ns, psr, side, at_edge, hwhm, curve, first_ns, step_ns)
+
+    def _onset_curve(self, ref: Onsets, tgt: Onsets, span, centre_ns: float, half_ns: float, rate: float,
+                     sigma_s: float, exclude_s: float) -> _Curve | str:
+        step = NS / rate
+        d0, d1 = int(span[0]), int(span[1])
+        n_t = int((d1 - d0) / step)
+        n_l = int(math.ceil(half_ns / step))
+        if n_t < 4:
+            return "target window too short"
+        t_grid = to_grid(tgt, d0, n_t, rate)
+        r0 = d0 + centre_ns - n_l * step
+        r_grid = to_grid(ref, int(round(r0)), n_t + 2 * n_l, rate)
+        if not np.any(t_grid > 0):
+            return "no target onsets in the window"
+        if not np.any(r_grid > 0):
+            return "no reference onsets in the search range"
+        sb = sigma_s * rate
+        curve = ncc_valid(smooth(r_grid, sb), smooth(t_grid, sb))
+        exclude = max(2, int(math.ceil(exclude_s * rate)))
+        return self._curve_from(curve, float(round(r0) - d0), step, exclude)
+
+    def _sigma(self, c: _Curve, floor_ns: float) -> int:
+        psr = c.psr if np.isfinite(c.psr) else 100.0
+        return int(max(floor_ns, c.hwhm_ns * 2.0 / max(psr, 1.0)))
+
+    def _check_inputs(self, ref: Onsets, tgt: Onsets) -> str:
+        if not tgt.ok:
+            return f"target: {tgt.problem}"
+        if not ref.ok:
+            return f"reference: {ref.problem}"
+        if tgt.n_events < self.s.min_events:
+            return f"too few target events ({tgt.n_events} < {self.s.min_events})"
+        return ""
+
+    def _judge(self, c: _Curve) -> str:
+        if c.at_edge:
+            return "peak at the edge of the search range"
+        if not c.psr >= self.s.min_psr:
+            return f"low confidence (PSR {c.psr:.1f} < {self.s.min_psr})"
+        if c.sidelobe > self.s.max_sidelobe:
+            return f"ambiguous (second peak {c.sidelobe:.2f} of the main peak)"
+        return ""
+
+    # ------------------------------------------------------------------ stages
+    def fine(self, ref: Onsets, tgt: Onsets, span, centre_ns: float, period_s: float, method: str = "hybrid",
+             coarse_psr: float | None = None) -> AlignResult:
+        """Fine onset correlation around ``centre_ns`` on the 1 kHz grid (+- max(fine_s, period))."""
+        why = self._check_inputs(ref, tgt)
+        if why:
+            return _abstain(method, span, why, int(centre_ns))
+        half = max(self.s.fine_s, 1.0 * period_s) * NS
+        sigma_s = max(2.0 / self.s.grid_hz, 0.1 * period_s)
+        c = self._onset_curve(ref, tgt, span, centre_ns, half, self.s.grid_hz, sigma_s, period_s + 3 * sigma_s)
+        if isinstance(c, str):
+            return _abstain(method, span, c, int(centre_ns))
+        if c.at_edge:
+            return _abstain(method, span, "fine peak at the edge of its range", int(c.offset_ns), c.psr)
+        psr = c.psr if coarse_psr is None else coarse_psr
+        if coarse_psr is None:
+            why = self._judge(c)
+            if why:
+                return _abstain(method, span, why, int(c.offset_ns), c.psr)
+        floor = 0.3 * NS / self.s.grid_hz
+        return AlignResult(True, int(round(c.offset_ns)), self._sigma(c, floor), float(psr),
+                           int((span[0] + span[1]) // 2), method)
+
+    def classical(self, ref: Onsets, tgt: Onsets, span, prior_ns: int, period_s: float) -> AlignResult:
+        """Coarse onset correlation over prior +- search_s (100 Hz), then ``fine``."""
+        why = self._check_inputs(ref, tgt)
+        if why:
+            return _abstain("classical", span, why, prior_ns)
+        sig = max(self.s.coarse_smooth_s, 0.1 * period_s)
+        c = self._onset_curve(ref, tgt, span, float(prior_ns), self.s.search_s * NS, self.s.coarse_hz, sig,
+                              max(3 * sig, period_s, 0.05))
+        if isinstance(c, str):
+            return _abstain("classical", span, c, prior_ns)
+        why = self._judge(c)
+        if why:
+            return _abstain("classical", span, why, int(c.offset_ns), c.psr)
+        return self.fine(ref, tgt, span, c.offset_ns, period_s, "classical", coarse_psr=c.psr)
+
+    def neural(self, ref_times, ref_vectors, tgt_times, tgt_vectors, span, prior_ns: int,
+               rate_hz: float) -> AlignResult:
+        """Coarse lag from embedding similarity over prior +- search_s, parabolic vertex on the curve."""
+        curve, first, step, why = embedding_curve(ref_times, ref_vectors, tgt_times, tgt_vectors, span, prior_ns,
+                                                  self.s.search_s, rate_hz)
+        if why:
+            return _abstain("neural", span, why, prior_ns)
+        exclude = max(2, int(math.ceil(0.1 * rate_hz)))
+        c = self._curve_from(curve, first, step, exclude)
+        why = self._judge(c)
+        if why:
+            return _abstain("neural", span, why, int(c.offset_ns), c.psr)
+        return AlignResult(True, int(round(c.offset_ns)), self._sigma(c, 0.3 * step), float(c.psr),
+                           int((span[0] + span[1]) // 2), "neural")
+
+    def hybrid(self, ref: Onsets, tgt: Onsets, span, prior_ns: int, period_s: float,
+               neural: AlignResult | None) -> AlignResult:
+        """Neural coarse candidate refined by fine onset correlation; without a confident neural candidate the
+        classical coarse search takes its place.  Abstains when neither is confident."""
+        if neural is not None and neural.ok:
+            r = self.fine(ref, tgt, span, float(neural.offset_ns), max(period_s, 2.0 * neural.sigma_ns / NS),
+                          "hybrid", coarse_psr=neural.confidence)
+            if r.ok:
+                return r
+        r = self.classical(ref, tgt, span, prior_ns, period_s)
+        if r.ok:
+            return AlignResult(True, r.offset_ns, r.sigma_ns, r.confidence, r.device_ns, "hybrid")
+        if neural is not None and neural.ok:  # the encoders are sure, the fine signals are not usable
+            return AlignResult(True, neural.offset_ns, neural.sigma_ns, neural.confidence, neural.device_ns,
+                               "hybrid")
+        reason = r.reason if neural is None else f"neural: {neural.reason}; classical: {r.reason}"
+        return _abstain("hybrid", span, reason, prior_ns)
+
+
+def embedding_curve(ref_times, ref_vectors, tgt_times, tgt_vectors, span, prior_ns: int, search_s: float,
+                    rate_hz: float):
+    """Normalized similarity of target embeddings against reference embeddings over lags prior +- search_s.
+
+    Returns (curve, offset of curve[0] in ns, step ns, problem).  Both sequences are resampled (linear) onto a
+    grid at ``rate_hz``, mean-centred per dimension, then correlated per dimension and summed.
+    """
+    rt = np.asarray(ref_times, dtype=np.int64)
+    tt = np.asarray(tgt_times, dtype=np.int64)
+    rv = np.asarray(ref_vectors, dtype=np.float64)
+    tv = np.asarray(tgt_vectors, dtype=np.float64)
+    if len(tt) < 3 or len(rt) < 3:
+        return None, 0.0, 0.0, "too few embedding frames"
+    if not (np.all(np.isfinite(rv)) and np.all(np.isfinite(tv))):
+        return None, 0.0, 0.0, "non-finite embeddings"
+    step = NS / rate_hz
+    d0, d1 = int(span[0]), int(span[1])
+    n_t = int((d1 - d0) / step)
+    n_l = int(math.ceil(search_s * NS / step))
+    tg = d0 + np.arange(n_t) * step
+    r0 = d0 + prior_ns - n_l * step
+    rg = r0 + np.arange(n_t + 2 * n_l) * step
+    if rt[0] > rg[0] + 0.5 * (rg[-1] - rg[0]) or rt[-1] < rg[0] + 0.5 * (rg[-1] - rg[0]):
+        return None, 0.0, 0.0, "reference embeddings do not cover the search range"
+
+    def resample(t, v, grid):
+        out = np.empty((len(grid), v.shape[1]))
+        rel_t = (t - t[0]).astype(np.float64)
+        rel_g = grid - t[0]
+        for k in range(v.shape[1]):
+            out[:, k] = np.interp(rel_g, rel_t, v[:, k])
+        inside = (grid >= t[0]) & (grid <= t[-1])
+        return out, inside
+
+    a, ina = resample(tt, tv, tg)
+    b, inb = resample(rt, rv, rg)
+    a = np.where(ina[:, None], a - a[ina].mean(axis=0), 0.0)
+    b = np.where(inb[:, None], b - b[inb].mean(axis=0), 0.0)
+    if float(np.sum(a * a)) <= 1e-12:
+        return None, 0.0, 0.0, "flat target embeddings"
+    n, m = len(b), len(a)
+    nf = 1 << int(np.ceil(np.log2(n + m)))
+    num = np.fft.irfft(np.sum(np.fft.rfft(b, nf, axis=0) * np.conj(np.fft.rfft(a, nf, axis=0)), axis=1), nf)
+    num = num[: n - m + 1]
+    e = np.concatenate([[0.0], np.cumsum(np.sum(b * b, axis=1))])
+    den = np.sqrt(np.maximum(e[m:] - e[:-m], 1e-12)) * math.sqrt(float(np.sum(a * a)))
+    return num / den, float(r0 - d0), step, ""
+
+
+def theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Robust line y = a + b x: (intercept a, slope b) from the median of pairwise slopes."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if len(x) == 0:
+        return 0.0, 0.0
+    if len(x) == 1:
+        return float(y[0]), 0.0
+    i, j = np.triu_indices(len(x), 1)
+    dx = x[j] - x[i]
+    ok = dx != 0
+    b = float(np.median((y[j] - y[i])[ok] / dx[ok])) if ok.any() else 0.0
+    a = float(np.median(y - b * x))
+    return a, b
+
+
+class DriftTracker:
+    """Robust offset + drift from successive window offsets (Theil-Sen over the last ``max_points``)."""
+
+    def __init__(self, max_points: int = 40, min_points_for_drift: int = 4):
+        self.max_points = max_points
+        self.min_points = min_points_for_drift
+        self.points: list[tuple[int, int, int]] = []  # (device_ns, offset_ns, sigma_ns)
+        self.rejected = 0
+
+    def add(self, r: AlignResult | OffsetEstimate) -> bool:
+        """Add an accepted estimate; returns False (and counts it) when it is an outlier against the line."""
+        if isinstance(r, AlignResult) and not r.ok:
+            return False
+        pt = (int(r.device_ns), int(r.offset_ns), int(r.sigma_ns))
+        if len(self.points) >= self.min_points:
+            pred = self.offset_at(pt[0])
+            res = np.array([o - self.offset_at(d) for d, o, _ in self.points], dtype=np.float64)
+            mad = 1.4826 * float(np.median(np.abs(res))) if len(res) else 0.0
+            err = abs(pt[1] - pred)
+            if err > 5.0 * max(mad, 1.0) and err > 3.0 * max(pt[2], 1):
+                self.rejected += 1
+                return False
+        self.points.append(pt)
+        del self.points[: -self.max_points]
+        return True
+
+    def _fit(self) -> tuple[float, float, int]:
+        d = np.array([p[0] for p in self.points], dtype=np.int64)
+        o = np.array([p[1] for p in self.points], dtype=np.float64)
+        x0 = int(d[-1])
+        if len(self.points) < self.min_points:
+            return float(np.median(o)), 0.0, x0
+        a, b = theil_sen((d - x0) / NS, o)
+        return a, b, x0
+
+    def offset_at(self, device_ns: int) -> float:
+        if not self.points:
+            return 0.0
+        a, b, x0 = self._fit()
+        return a + b * (int(device_ns) - x0) / NS
+
+    @property
+    def drift_ppm(self) -> float:
+        """Device clock rate error (ppm, > 0: the device runs fast, so ref - device falls over time)."""
+        if len(self.points) < self.min_points:
+            return 0.0
+        return -self._fit()[1] / 1e3  # offset slope ns per s -> ppm, sign of the device's drift
