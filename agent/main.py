@@ -1,0 +1,71 @@
+"""``synchub agent --config FILE``: run the agent until SIGINT/SIGTERM (or ``--duration``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+
+from .config import load_config
+from .runtime import Agent, AgentError
+
+log = logging.getLogger("synchub.agent")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="agent config (TOML); see `synchub config --reference`")
+    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until signalled)")
+    p.add_argument("--insecure", action="store_true", help="send in plain text (no CURVE); prints a loud warning")
+    p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines (0: quiet)")
+
+
+def run(args) -> int:
+    from synchub.cli import UserError
+
+    config = load_config(args.config)
+    logging.getLogger().setLevel(getattr(logging, config.agent.log_level.upper()))
+    try:
+        agent = Agent(config, insecure=args.insecure)
+    except AgentError as exc:
+        raise UserError(str(exc)) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    notify = _notifier()
+    agent.start()
+    if agent.rig is not None and hasattr(agent.rig, "pty_paths"):
+        for name, path in agent.rig.pty_paths().items():
+            print(f"sim device {name}: {path}", file=sys.stderr)
+    notify("READY=1")
+    t_end = time.monotonic() + args.duration if args.duration > 0 else float("inf")
+    last_status = time.monotonic()
+    last_progress = agent.shipper.last_progress_ns
+    try:
+        while not stop.wait(0.5) and time.monotonic() < t_end:
+            agent.check()
+            # the watchdog is fed only while the pipeline makes progress
+            if agent.shipper.last_progress_ns != last_progress:
+                last_progress = agent.shipper.last_progress_ns
+                notify("WATCHDOG=1")
+            if args.status_every and time.monotonic() - last_status >= args.status_every:
+                last_status = time.monotonic()
+                st = agent.status()
+                line = ", ".join(f"{k}: {v['sent']}" for k, v in st["streams"].items())
+                print(f"[agent] sent {line}; queue {st['queue']}", file=sys.stderr)
+    except AgentError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        notify("STOPPING=1")
+        agent.stop()
+    return 0
+
+
+def _notifier():
+    try:
+        from .notify import notify
+    except ImportError:
+        return lambda _msg: None
+    return notify

@@ -1,0 +1,180 @@
+"""Assembles a running agent from a ``Config``: the simulated rig (when ``[sim]`` is present), drivers, trigger
+inputs, the clock layer, online aligners, the pipeline and the sender.  ``synchub agent`` and ``synchub demo``
+both use ``Agent``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from typing import Any
+
+from synchub.drivers.base import DriverContext
+from synchub.drivers.registry import DRIVERS
+
+from .config import Config
+from .pipeline import BoundedQueue, Hub, IdentityClocks, Shipper
+from .stream import StreamInfo
+from .timebase import now_ns
+
+log = logging.getLogger("synchub.agent")
+
+
+class AgentError(RuntimeError):
+    """A problem starting or running the agent that the user can act on (printed as one line)."""
+
+
+def _driver_class(name: str):
+    entry = DRIVERS[name]
+    try:
+        module = importlib.import_module(entry.module)
+    except ImportError as exc:
+        raise AgentError(f"driver {name!r} is unavailable: {exc}") from None
+    return getattr(module, entry.driver)
+
+
+class Agent:
+    """One agent: ``start()``, then ``stop()``; ``status()`` for progress; ``check()`` raises if a thread died."""
+
+    def __init__(self, config: Config, *, outlet=None, rig=None, insecure: bool = False,
+                 correction_delay_ms: float | None = None, session: str | None = None):
+        self.config = config
+        self.rig = rig
+        self._own_rig = False
+        if self.rig is None and config.sim is not None:
+            from synchub.drivers.sim.rig import SimRig
+
+            self.rig = SimRig(config.sim)
+            self._own_rig = True
+        ctx = DriverContext(agent_name=config.agent.name, rig=self.rig)
+        self.drivers = []
+        for s in config.streams:
+            cls = _driver_class(s.common.driver)
+            try:
+                self.drivers.append(cls(s.common, s.driver, ctx))
+            except (OSError, ValueError) as exc:
+                raise AgentError(f"stream {s.name!r}: {exc}") from None
+        self.infos: dict[str, StreamInfo] = {d.info.name: d.info for d in self.drivers}
+        self.triggers = self._make_triggers(ctx)
+        for t in self.triggers:
+            info = getattr(t, "info", None)
+            if info is not None and hasattr(t, "as_stream") and t.as_stream:
+                self.infos[info.name] = info
+        self.queue = BoundedQueue(config.agent.queue_chunks, config.agent.overflow)
+        self.hub = Hub(self.infos, self.queue)
+        self.clocks = self._make_clocks()
+        self.trackers = self._make_trackers()
+        if outlet is None:
+            outlet = self._make_sender(insecure, session)
+        self.outlet = outlet
+        delay = correction_delay_ms if correction_delay_ms is not None else self._default_delay_ms()
+        taps = [t.push for t in self.trackers]
+        self.shipper = Shipper(self.queue, self.clocks, outlet, correction_delay_ms=delay, taps=taps)
+        self._align_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.started_ns = 0
+
+    # ---- assembly
+    def _make_triggers(self, ctx: DriverContext) -> list:
+        if not self.config.triggers:
+            return []
+        try:
+            from synchub.drivers.gpio import make_trigger_input
+        except ImportError as exc:
+            raise AgentError(f"GPIO trigger inputs unavailable: {exc}") from None
+        out = []
+        for t in self.config.triggers:
+            try:
+                out.append(make_trigger_input(t, rig=self.rig))
+            except (OSError, ValueError, ImportError) as exc:
+                raise AgentError(f"trigger {t.name!r} ({t.backend}): {exc}") from None
+        return out
+
+    def _make_clocks(self):
+        if self.config.clock.method == "identity":
+            return IdentityClocks()
+        try:
+            from .sync import StreamClocks
+        except ImportError:
+            log.warning("clock layer unavailable; corrected time = host receive time")
+            return IdentityClocks()
+        options = {s.name: s.common for s in self.config.streams}
+        return StreamClocks.from_config(self.infos, options, self.config.clock, self.config.triggers)
+
+    def _make_trackers(self) -> list:
+        wanted = [s for s in self.config.streams if s.common.align_to and s.common.method in ("neural", "hybrid", "auto")]
+        if not wanted:
+            return []
+        from .online_align import AlignmentTracker
+
+        out = []
+        for s in wanted:
+            ref = s.common.align_to
+            out.append(AlignmentTracker(ref, s.name, self.infos[ref], self.infos[s.name]))
+        return out
+
+    def _make_sender(self, insecure: bool, session: str | None):
+        from .transport import Sender
+
+        try:
+            return Sender(list(self.config.agent.collector), self.config.agent.name, list(self.infos.values()))
+        except (OSError, ValueError) as exc:
+            raise AgentError(f"cannot set up transport to {', '.join(self.config.agent.collector)}: {exc}") from None
+
+    def _default_delay_ms(self) -> float:
+        # hold chunks a little longer than the slowest trigger period so edges on both sides of a sample are known
+        periods = [t.period_s for t in self.config.triggers if t.period_s > 0]
+        return 1000.0 * (max(periods) + 0.5) if periods else 250.0
+
+    # ---- life cycle
+    def start(self) -> None:
+        self.started_ns = now_ns()
+        if self.rig is not None and self._own_rig:
+            self.rig.start()
+        self.shipper.start()
+        for t in self.triggers:
+            t.start(self.hub)
+        for d in self.drivers:
+            d.start(self.hub)
+        if self.trackers:
+            self._align_thread = threading.Thread(target=self._align_loop, name="synchub-align", daemon=True)
+            self._align_thread.start()
+        log.info("agent %s started: %d streams, %d triggers", self.config.agent.name, len(self.drivers),
+                 len(self.triggers))
+
+    def _align_loop(self) -> None:
+        while not self._stopping.wait(0.5):
+            for t in self.trackers:
+                try:
+                    for est in t.poll():
+                        self.hub.evidence(est)
+                except Exception:  # an aligner bug must not take the recording down; counted and logged
+                    log.exception("aligner %s failed", getattr(t, "tgt_stream", "?"))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        for d in self.drivers:
+            d.stop()
+        for t in self.triggers:
+            t.stop()
+        if self.rig is not None and self._own_rig:
+            self.rig.stop()
+        self.shipper.stop()
+        self.shipper.join(timeout)
+        self.queue.close()
+        close = getattr(self.outlet, "close", None)
+        if close is not None:
+            close(timeout)
+
+    def check(self) -> None:
+        if self.shipper.error is not None:
+            raise AgentError(f"pipeline failed: {self.shipper.error!r}")
+
+    def status(self) -> dict[str, Any]:
+        per = {}
+        for name, st in self.hub.stats.items():
+            per[name] = {"samples": st.samples, "sent": self.shipper.sent_samples.get(name, 0),
+                         "gaps": st.gaps, "dropped": st.dropped, "malformed": st.malformed}
+        return {"streams": per, "queue": len(self.queue), "pending": self.shipper.pending,
+                "queue_dropped": self.queue.stats.dropped_samples}
