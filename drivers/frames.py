@@ -172,7 +172,8 @@ class ImuDecoder:
         while True:
             i = buf.find(SYNC, pos)
             if i < 0:
-                keep = len(buf) - 1 if buf.endswith(SYNC[:1]) else len(buf)  # a lone A5 may start a frame
+                # a trailing lone sync byte may start the next frame (unless it belongs to a frame already parsed)
+                keep = max(pos, len(buf) - 1) if buf.endswith(SYNC[:1]) else len(buf)
                 junk += keep - pos
                 pos = keep
                 reason = reason or "garbage"
