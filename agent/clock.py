@@ -103,6 +103,7 @@ class _Bank:
         self.reinit = 0
         self._bad: list[tuple[float, float, float]] = []
         self.step: list[tuple[float, float, float]] = []  # set when a step was seen: the measurements after it
+        self.nis = 1.0
         self.log_d: list[float] = []
         self.log_z: list[float] = []
         self.log_r: list[float] = []
@@ -162,6 +163,9 @@ class _Bank:
                 self.step, self._bad = self._bad, []
             return False
         self._bad.clear()
+        # normalized innovation squared of the filter in use: calibrates the reported uncertainty when the sigma
+        # given with the evidence is off (1 when it is right)
+        self.nis += 0.02 * (min(float(norm[self.best] ** 2), 25.0) - self.nis)
         # likelihood (with slow forgetting so that the bank can change its mind when the drift regime changes)
         self.ll = self.ll * fade - 0.5 * (norm**2 + np.log(S))
         k0 = P[:, 0, 0] + h1 * P[:, 0, 1]
@@ -201,7 +205,12 @@ class _Bank:
         a = self.x[k, 0] + dt * self.x[k, 1]
         P = self.P[k]
         var = P[0, 0] + 2 * dt * P[0, 1] + dt * dt * P[1, 1] + self.q[k] * np.abs(dt) ** 3 / 3
-        return a, var
+        return a, var * self.scale
+
+    @property
+    def scale(self) -> float:
+        """Variance scale from the innovations (clipped: evidence sigmas are trusted within a factor of 10)."""
+        return float(min(max(self.nis, 0.5), 100.0)) if self.n >= 20 else 1.0
 
     def smooth(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Two-filter smoother over the logged measurements: offset and variance at device times ``d``."""
@@ -247,7 +256,7 @@ class _Bank:
             Pc = _inv2(If + Ib)
             xc = np.einsum("nij,nj->ni", Pc, np.einsum("nij,nj->ni", If, af[both]) + np.einsum("nij,nj->ni", Ib, ab[both]))
             a[both], var[both] = xc[:, 0], Pc[:, 0, 0]
-        return a, var
+        return a, var * self.scale
 
 
 def _parsimonious(ll: np.ndarray, margin: float = 2.0) -> int:
@@ -772,6 +781,11 @@ class ClockModel:
         if smooth and len(bank.log_d) >= 2:
             return bank.smooth(d)
         return bank.predict(d)
+
+    @property
+    def last_method(self) -> str:
+        """The method the last ``map`` call used (the best of its segments)."""
+        return self._last_method
 
     @property
     def method(self) -> str:

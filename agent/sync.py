@@ -1,0 +1,282 @@
+"""StreamClocks: the clock layer of the agent pipeline (pure; one instance, touched from the shipper thread only).
+
+Per stream a ``ClockModel`` and, when the stream's ``trigger`` option names a trigger line, a ``TriggerMatcher``.
+
+* ``feed(evidence)``: ``TriggerEdge(clock="device", source=stream)`` goes to that stream's matcher;
+  ``TriggerEdge(clock="ref", source=trigger)`` goes to the matcher of every stream whose ``trigger`` names the line
+  (and, for a ``pps`` line, numbers the second and feeds the reference -> UTC model); matched pairs go to the
+  stream's model.  ``Probe`` and ``OffsetEstimate`` go to their stream's model.  Barcode/Harp lines are decoded on
+  both sides and matched by value.
+* ``feed_arrivals(stream, device_ns, host_ns)``: the arrival-time baseline (and the fastest reset detector).
+* ``correct(chunk)``: a new chunk with ``ref_ns``, ``unc_ns``, ``segment`` and ``method`` (raw times untouched).
+* ``state()``: per stream model and matcher state, for stream metadata; ``utc_state()`` for the UTC mapping.
+* ``feed_utc(mono_ns, utc_ns, sigma_ns, source)``: a coarse reference -> UTC sample (the system clock, or NTP as
+  measured by ``synchub.drivers.ntp``); GPS PPS edges refine it to microseconds.  ``to_utc(ref_ns)`` maps.
+
+The offline path (collector, ``synchub align``, benchmarks) reruns the same code on stored raw times:
+``correct_offline(streams, chunks, evidence)`` feeds everything in host-time order and corrects every chunk with the
+two-sided (smoothed) estimate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .barcode import BarcodeDecoder, HarpDecoder
+from .clock import UNKNOWN_UNC_NS, ClockModel
+from .evidence import OffsetEstimate, Probe, TriggerEdge
+from .stream import Chunk, StreamInfo
+from .triggers import TriggerMatcher
+
+NS = 1_000_000_000
+
+#: Default 1-sigma jitter of a matched edge pair per GPIO back end (kernel stamps vs userspace callbacks), ns.
+EDGE_SIGMA_NS = {"gpiod": 5_000, "sim": 5_000, "rpi-gpio": 150_000}
+BARCODE_BIT_NS = 30_000_000
+
+
+@dataclass(frozen=True)
+class TriggerLine:
+    """What the clock layer needs to know of a trigger line (built from ``TriggerSettings``)."""
+
+    name: str
+    period_ns: int = NS
+    role: str = "sync"
+    min_width_ns: int = 0
+    polarity: int = 1
+    edge_sigma_ns: float = 5_000.0
+
+    @classmethod
+    def from_settings(cls, t) -> TriggerLine:
+        pol = {"rising": 1, "falling": -1, "both": 0}.get(getattr(t, "edge", "rising"), 1)
+        role = getattr(t, "role", "sync")
+        period = int(round(getattr(t, "period_s", 1.0) * NS))
+        if role in ("barcode", "harp"):
+            pol = 0  # codes need both edges; pairs come from decoded values
+        return cls(name=t.name, period_ns=period, role=role, min_width_ns=int(getattr(t, "min_width_us", 0) * 1000),
+                   polarity=pol, edge_sigma_ns=float(EDGE_SIGMA_NS.get(getattr(t, "backend", "gpiod"), 5_000)))
+
+
+class _StreamClock:
+    def __init__(self, info: StreamInfo, trigger: str, method: str, window_s: float, line: TriggerLine | None):
+        period = int(NS / info.nominal_srate) if info.nominal_srate > 0 else None
+        self.info = info
+        self.model = ClockModel(info.name, nominal_period_ns=period, window_s=window_s, method=method)
+        self.trigger = trigger
+        self.line = line
+        self.matcher: TriggerMatcher | None = None
+        self.decoder = None
+        if line is not None:
+            periodic = line.role in ("sync", "pps")
+            self.matcher = TriggerMatcher(
+                line.period_ns if periodic else 0, min_width_ns=line.min_width_ns,
+                polarity=line.polarity if periodic else 0, prior=self._prior,
+            )
+            if line.role == "barcode":
+                self.decoder = BarcodeDecoder(BARCODE_BIT_NS)
+            elif line.role == "harp":
+                self.decoder = HarpDecoder()
+        self.counts: dict[str, int] = {}
+
+    def _prior(self, device_ns: int):
+        """The model's current estimate of a device time on the reference clock (arrivals or probes)."""
+        if not self.model.segments:
+            return None
+        ref, unc, _ = self.model.map(np.array([device_ns]))
+        if unc[0] >= UNKNOWN_UNC_NS:
+            return None
+        # arrival-based estimates sit late by the link's minimum latency, which their uncertainty cannot show
+        return int(ref[0]), max(int(unc[0]), 10_000_000)
+
+    def pairs(self, pairs: list[tuple[int, int]]) -> None:
+        if pairs and self.line is not None:
+            arr = np.asarray(pairs, dtype=np.int64)
+            self.model.add_edges(arr[:, 0], arr[:, 1], self.line.edge_sigma_ns)
+
+
+class StreamClocks:
+    """See the module docstring.  ``streams`` maps a stream name to ``(StreamInfo, options)`` where options has
+    ``trigger`` and ``method`` attributes (a ``StreamCommon``), is a dict with those keys, or is None."""
+
+    def __init__(self, streams: dict[str, Any], triggers: Iterable[Any] = (), *, window_s: float = 120.0,
+                 default_method: str = "auto", smooth: bool = False):
+        self.lines: dict[str, TriggerLine] = {}
+        for t in triggers:
+            line = t if isinstance(t, TriggerLine) else TriggerLine.from_settings(t)
+            self.lines[line.name] = line
+        self.smooth = smooth
+        self.clocks: dict[str, _StreamClock] = {}
+        for name, value in streams.items():
+            info, opts = value if isinstance(value, tuple) else (value, None)
+            trigger = _opt(opts, "trigger", "")
+            method = _opt(opts, "method", "auto")
+            if method == "auto":
+                method = default_method
+            line = self.lines.get(trigger) if trigger else None
+            self.clocks[name] = _StreamClock(info, trigger, method, window_s, line)
+        self._ref_decoders: dict[str, Any] = {}
+        for line in self.lines.values():
+            if line.role == "barcode":
+                self._ref_decoders[line.name] = BarcodeDecoder(BARCODE_BIT_NS)
+            elif line.role == "harp":
+                self._ref_decoders[line.name] = HarpDecoder()
+        self.utc = ClockModel("utc", window_s=max(window_s, 600.0))
+        self.utc_source = "none"
+        self.counts: dict[str, int] = {}
+
+    @classmethod
+    def from_config(cls, infos: dict[str, StreamInfo], options: dict[str, Any], clock, triggers=()) -> StreamClocks:
+        """From the agent config: ``infos`` of every stream, ``options`` (``StreamCommon``) per configured stream,
+        the ``ClockSettings`` and the ``TriggerSettings``.  Trigger lines recorded as streams map one to one."""
+        streams = {name: (info, options.get(name)) for name, info in infos.items()}
+        return cls(streams, triggers, window_s=clock.window_s,
+                   default_method=clock.method if clock.method != "identity" else "auto")
+
+    def _count(self, reason: str) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+
+    # ---- evidence
+    def feed(self, item) -> None:
+        if isinstance(item, TriggerEdge):
+            if item.clock == "ref":
+                self._feed_ref_edge(item)
+            elif item.clock == "device":
+                sc = self.clocks.get(item.source)
+                if sc is None or sc.matcher is None:
+                    self._count("edge_unrouted")
+                    return
+                if sc.decoder is not None:
+                    lvl = 1 if item.polarity > 0 else 0
+                    for t0, value in sc.decoder.feed([(item.t_ns, lvl)]):
+                        sc.pairs(sc.matcher.add_device_code(t0, value))
+                    return
+                sc.pairs(sc.matcher.add_device([item]))
+            else:
+                self._count("edge_bad_clock")
+        elif isinstance(item, Probe):
+            sc = self.clocks.get(item.stream)
+            if sc is None:
+                self._count("probe_unrouted")
+                return
+            sc.model.add_probe(item.host_send_ns, item.device_ns, item.host_recv_ns)
+        elif isinstance(item, OffsetEstimate):
+            sc = self.clocks.get(item.stream)
+            if sc is None:
+                self._count("offset_unrouted")
+                return
+            sc.model.add_offset(item)
+        else:
+            self._count("unknown_evidence")
+
+    def _feed_ref_edge(self, e: TriggerEdge) -> None:
+        line = self.lines.get(e.source)
+        users = [sc for sc in self.clocks.values() if sc.trigger == e.source and sc.matcher is not None]
+        if line is not None and line.role == "pps" and e.polarity > 0:
+            self._pps(e.t_ns, line)
+        dec = self._ref_decoders.get(e.source)
+        if dec is not None:
+            for t0, value in dec.feed([(e.t_ns, 1 if e.polarity > 0 else 0)]):
+                for sc in users:
+                    sc.pairs(sc.matcher.add_ref_code(t0, value))
+            return
+        if not users and line is None:
+            self._count("ref_edge_unrouted")
+        for sc in users:
+            sc.pairs(sc.matcher.add_ref([e]))
+
+    def feed_arrivals(self, stream: str, device_ns, host_ns) -> None:
+        sc = self.clocks.get(stream)
+        if sc is None:
+            return
+        sc.model.add_arrivals(device_ns, host_ns)
+
+    # ---- UTC
+    def feed_utc(self, mono_ns: int, utc_ns: int, sigma_ns: float, source: str = "system") -> None:
+        """A reference-clock instant and its UTC time (system clock read, or corrected by NTP)."""
+        self.utc.add_offset(OffsetEstimate("utc", int(mono_ns), int(utc_ns) - int(mono_ns), int(max(sigma_ns, 1)),
+                                           source="classical"))
+        if self.utc_source in ("none", "system"):
+            self.utc_source = source
+
+    def _pps(self, t_ns: int, line: TriggerLine) -> None:
+        ref, unc, _ = self.utc.map(np.array([t_ns]))
+        if unc[0] > 0.3 * NS:
+            self._count("pps_unnumbered")  # no coarse UTC yet to tell which second this is
+            return
+        second = int(round(int(ref[0]) / NS)) * NS
+        self.utc.add_edges(np.array([t_ns]), np.array([second]), max(line.edge_sigma_ns, 1_000.0))
+        self.utc_source = "pps"
+
+    def to_utc(self, ref_ns) -> tuple[np.ndarray, np.ndarray]:
+        """UTC (ns since the epoch) and its 1-sigma uncertainty for reference times."""
+        utc, unc, _ = self.utc.map(np.asarray(ref_ns, dtype=np.int64))
+        return utc, unc
+
+    def utc_state(self) -> dict:
+        st = self.utc.state()
+        st["source"] = self.utc_source
+        return st
+
+    # ---- correction
+    def correct(self, chunk: Chunk, *, smooth: bool | None = None) -> Chunk:
+        sc = self.clocks.get(chunk.stream)
+        if sc is None:
+            if chunk.stream in self.lines:  # a trigger line recorded as a stream: its times are reference times
+                return chunk.corrected(chunk.device_ns, np.zeros(chunk.n, dtype=np.int64), "identity")
+            self._count("correct_unknown_stream")
+            return chunk.corrected(chunk.host_ns, np.full(chunk.n, UNKNOWN_UNC_NS, dtype=np.int64), "identity")
+        if sc.model.forced == "identity":
+            return chunk.corrected(chunk.host_ns, np.full(chunk.n, UNKNOWN_UNC_NS, dtype=np.int64), "identity")
+        segs = sc.model.segment_of(chunk.device_ns, chunk.host_ns)
+        ref, unc, segs = sc.model.map(chunk.device_ns, segs, smooth=self.smooth if smooth is None else smooth)
+        return chunk.corrected(ref, unc, sc.model.last_method, segment=segs)
+
+    def state(self) -> dict[str, dict]:
+        out = {}
+        for name, sc in self.clocks.items():
+            st = sc.model.state()
+            if sc.matcher is not None:
+                st["trigger"] = sc.trigger
+                st["matcher"] = sc.matcher.state()
+            if sc.decoder is not None:
+                st["decoder_malformed"] = sc.decoder.malformed
+            out[name] = st
+        return out
+
+
+def _opt(opts, key: str, default):
+    if opts is None:
+        return default
+    if isinstance(opts, dict):
+        return opts.get(key, default)
+    return getattr(opts, key, default)
+
+
+def _evidence_key(item) -> int:
+    if isinstance(item, TriggerEdge):
+        return item.host_ns or item.t_ns
+    if isinstance(item, Probe):
+        return item.host_recv_ns
+    if isinstance(item, OffsetEstimate):
+        return item.device_ns + item.offset_ns
+    return 0
+
+
+def correct_offline(clocks: StreamClocks, chunks: Iterable[Chunk], evidence: Iterable[Any] = (),
+                    smooth: bool = True) -> list[Chunk]:
+    """Rerun the clock layer on stored raw times: feed evidence and arrivals in host-time order (as the agent saw
+    them), then correct every chunk with the two-sided estimate.  ``clocks`` is a fresh ``StreamClocks``."""
+    chunks = list(chunks)
+    items: list[tuple[int, int, Any]] = [(int(c.host_ns[0]) if c.n else 0, 1, c) for c in chunks]
+    items += [(_evidence_key(e), 0, e) for e in evidence]
+    items.sort(key=lambda x: (x[0], x[1]))
+    for _, kind, item in items:
+        if kind == 1:
+            clocks.feed_arrivals(item.stream, item.device_ns, item.host_ns)
+        else:
+            clocks.feed(item)
+    return [clocks.correct(c, smooth=smooth) for c in chunks]

@@ -1,0 +1,1 @@
+"""Fake RPi package (see tests/fakes/README.md)."""
