@@ -53,3 +53,31 @@ class OffsetEstimate:
 
 
 Evidence = TriggerEdge | Probe | OffsetEstimate
+
+
+_TYPES = {"edge": TriggerEdge, "probe": Probe, "offset": OffsetEstimate}
+_NAMES = {cls: name for name, cls in _TYPES.items()}
+
+
+def evidence_to_dict(item: Evidence) -> dict:
+    """Plain dict (msgpack-able) of an evidence item, for the recording; ``evidence_from_dict`` reverses it."""
+    import dataclasses
+
+    d = dataclasses.asdict(item)
+    d["type"] = _NAMES[type(item)]
+    return d
+
+
+def evidence_from_dict(d: dict) -> Evidence:
+    """Rebuild an evidence item from ``evidence_to_dict`` output; raises ValueError on anything else."""
+    import dataclasses
+
+    try:
+        cls = _TYPES[d["type"]]
+    except (KeyError, TypeError):
+        raise ValueError(f"not an evidence record: {d!r:.80}") from None
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in d.items() if k in names})
+    except TypeError as exc:
+        raise ValueError(f"bad {d['type']} evidence record: {exc}") from None

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .evidence import Evidence
+from .evidence import Evidence, evidence_to_dict
 from .stream import Chunk, Gap, StreamInfo, StreamStats
 from .timebase import NS_PER_MS, now_ns
 
@@ -208,13 +208,15 @@ class Shipper(threading.Thread):
     """Drains the queue: feeds the clock layer, delays chunks for correction, corrects, sends."""
 
     def __init__(self, queue: BoundedQueue, clocks: Clocks, outlet: Outlet, correction_delay_ms: float = 0.0,
-                 taps: list | None = None):
+                 taps: list | None = None, record_evidence: bool = True):
         super().__init__(name="synchub-shipper", daemon=True)
         self.queue = queue
         self.clocks = clocks
         self.outlet = outlet
         self.delay_ns = int(correction_delay_ms * NS_PER_MS)
         self.taps = list(taps or [])  # callables(chunk) that see every corrected chunk (aligners, fusion)
+        # evidence is recorded too (as "_evidence" meta), so `synchub align` can rerun the clock layer offline
+        self.record_evidence = record_evidence
         self._pending: collections.deque[Chunk] = collections.deque()
         self._halt = threading.Event()
         self.sent_chunks = 0
@@ -246,6 +248,8 @@ class Shipper(threading.Thread):
     def _handle(self, kind: str, item: Any) -> None:
         if kind == "evidence":
             self.clocks.feed(item)
+            if self.record_evidence:
+                self.outlet.send_meta("_evidence", {"kind": "evidence", **evidence_to_dict(item)})
         elif kind == "chunk":
             self.clocks.feed_arrivals(item.stream, item.device_ns, item.host_ns)
             self._pending.append(item)

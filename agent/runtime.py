@@ -5,6 +5,7 @@ both use ``Agent``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import threading
@@ -128,8 +129,19 @@ class Agent:
         return 1000.0 * (max(periods) + 0.5) if periods else 250.0
 
     # ---- life cycle
+    def clock_config(self) -> dict[str, Any]:
+        """What `synchub align` needs to rebuild the clock layer offline; recorded as "_agent" meta at start."""
+        return {
+            "kind": "clock_config",
+            "clock": dataclasses.asdict(self.config.clock),
+            "triggers": [dataclasses.asdict(t) for t in self.config.triggers],
+            "streams": {s.name: {"trigger": s.common.trigger, "method": s.common.method,
+                                 "align_to": s.common.align_to} for s in self.config.streams},
+        }
+
     def start(self) -> None:
         self.started_ns = now_ns()
+        self.hub.meta("_agent", self.clock_config())
         if self.rig is not None and self._own_rig:
             self.rig.start()
         self.shipper.start()
