@@ -20,11 +20,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import errno
+import fcntl
 import heapq
 import itertools
 import logging
 import os
 import select
+import struct
+import termios
 import threading
 import time
 import tty
@@ -109,41 +112,64 @@ class _SerialPort:
     """A serial device behind a pty: its writer/reader thread."""
 
     MAX_OUTBOX = 1 << 20
+    CONFIRM_NS = 500_000_000  # how often delivered packets move into the truth
 
     def __init__(self, rig: SimRig, dev: SerialDevice):
         self.rig = rig
         self.dev = dev
         self.rec = _Recorder(dev.spec, dev.clock)
-        self.master, slave = os.openpty()
-        tty.setraw(slave)
-        self.path = os.ttyname(slave)
-        os.close(slave)  # the host opens the path; a hang-up on the master tells us when it closes again
-        os.set_blocking(self.master, False)
+        self._open_pty()
+        self.unplugged_until = 0
         self.heap: list = []
         self._order = itertools.count()
         self.outbox = bytearray()
-        self.out_packets: collections.deque = collections.deque()  # (end offset in outbox stream, packet)
-        self.written = 0  # total bytes handed to the kernel
-        self.queued = 0  # total bytes put in the outbox
+        # (end offset in the byte stream of this connection, packet) of packets not yet known to be read
+        self.out_packets: collections.deque = collections.deque()
+        self.written = 0  # bytes of this connection handed to the kernel
+        self.queued = 0  # bytes of this connection put in the outbox
         self.streaming = False
         self.conn = -1
         self.undelivered = 0
         self.host_bytes = 0
         self.cmd_errors = 0
         self.decoder = dev.command_decoder()
+        self._inject: collections.deque = collections.deque()  # test hook: bytes to write at the next boundary
+        self._corrupt = 0  # test hook: corrupt the first sample of this many coming sample packets
+        self.corrupted = 0
         self.thread = threading.Thread(target=self._run, name=f"sim-{dev.name}", daemon=True)
+
+    def _open_pty(self) -> None:
+        self.master, slave = os.openpty()
+        tty.setraw(slave)
+        self.path = os.ttyname(slave)
+        os.close(slave)  # the host opens the path; a hang-up on the master tells us when it closes again
+        os.set_blocking(self.master, False)
 
     # -- thread
     def _run(self) -> None:
         dev, rig = self.dev, self.rig
         poller = select.poll()
         poller.register(self.master, select.POLLIN)
+        next_confirm = 0
         try:
             while not rig._stop.is_set():
                 now = time.monotonic_ns()
                 rel = now - rig.origin_ns
                 if rel >= rig.end_rel_ns:
                     break
+                if self.unplugged_until:
+                    if self.unplugged_until < 0:  # unplug requested: the pty goes away
+                        self._hangup()
+                        poller.unregister(self.master)
+                        os.close(self.master)
+                        self.unplugged_until = now - self.unplugged_until
+                        log.info("sim %s: unplugged", dev.name)
+                    elif now >= self.unplugged_until:
+                        self._open_pty()
+                        poller.register(self.master, select.POLLIN)
+                        self.decoder = dev.command_decoder()
+                        self.unplugged_until = 0
+                        log.info("sim %s: plugged in again at %s", dev.name, self.path)
                 while dev.done_rel <= min(rel + dev.chunk_ns, rig.end_rel_ns):
                     for p in dev.render_until(min(dev.done_rel + dev.chunk_ns, rig.end_rel_ns)):
                         heapq.heappush(self.heap, (p.arrival_ns, next(self._order), p))
@@ -151,6 +177,9 @@ class _SerialPort:
                         break
                 self._emit_due(now)
                 self._flush()
+                if self.streaming and now >= next_confirm:
+                    self._confirm()
+                    next_confirm = now + self.CONFIRM_NS
                 wake = rig.origin_ns + dev.done_rel - dev.chunk_ns // 2
                 if self.heap:
                     wake = min(wake, self.heap[0][0])
@@ -196,8 +225,31 @@ class _SerialPort:
         if self.streaming:
             log.debug("sim %s: host closed the port", self.dev.name)
             self.streaming = False
-            lost = sum(len(p.true_ns) for _, p in self.out_packets)
-            self.undelivered += lost
+            self._confirm(final=True)
+
+    def _unread(self) -> int | None:
+        """Bytes written to the pty that the host has not read yet (FIONREAD on a second slave fd)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def _confirm(self, final: bool = False) -> None:
+        """Move packets the host has read into the truth; with ``final`` (host gone, rig stopping) the rest
+        (still in the outbox or unread in the pty) counts as undelivered."""
+        unread = self._unread()
+        if unread is not None:
+            upto = self.written - unread
+            while self.out_packets and self.out_packets[0][0] <= upto:
+                self._record(self.out_packets.popleft()[1])
+        if final:
+            self.undelivered += sum(len(p.true_ns) for _, p in self.out_packets)
             self.outbox.clear()
             self.out_packets.clear()
             self.queued = self.written = 0
@@ -208,6 +260,15 @@ class _SerialPort:
             if not self.streaming or len(self.outbox) > self.MAX_OUTBOX:
                 self.undelivered += len(p.true_ns)
                 continue
+            while self._inject:
+                self.outbox += self._inject.popleft()
+            if self._corrupt > 0 and p.kind == "samples":
+                self._corrupt -= 1
+                self.corrupted += 1
+                data = bytearray(p.data)
+                data[8] ^= 0xFF  # inside the first frame/line: a CRC, checksum or printable-text failure
+                p = dataclasses.replace(p, data=bytes(data), true_ns=p.true_ns[1:], device_ns=p.device_ns[1:],
+                                        segment=p.segment[1:])
             self.outbox += p.data
             self.queued += len(p.data)
             self.out_packets.append((self.queued, p))
@@ -222,12 +283,8 @@ class _SerialPort:
                 raise
             del self.outbox[:n]
             self.written += n
-        now = time.monotonic_ns()
-        while self.out_packets and self.out_packets[0][0] <= self.written:
-            _, p = self.out_packets.popleft()
-            self._record(p, now)
 
-    def _record(self, p: Packet, now: int) -> None:
+    def _record(self, p: Packet) -> None:
         rec = self.rec
         if p.kind == "samples":
             rec.samples(p.true_ns, p.device_ns, p.segment, p.arrival_ns, self.conn)
@@ -245,7 +302,9 @@ class _SerialPort:
     def truth(self) -> StreamTruth:
         resets = self.dev.clock.resets_ns + self.rig.origin_ns
         resets = resets[resets < self.rig.origin_ns + self.dev.done_rel]
-        return self.rec.build(self.dev.dropped, self.undelivered, resets)
+        t = self.rec.build(self.dev.dropped, self.undelivered, resets)
+        t.corrupted = self.corrupted
+        return t
 
     def close(self) -> None:
         try:
@@ -369,6 +428,9 @@ class SimRig:
         self._trigger_thread: threading.Thread | None = None
         self._serial_specs = [d for d in s.devices if d.wire_format != "capture"]
         self._trig = trig
+        for d in self._serial_specs:  # ptys exist from construction, so drivers can resolve `sim:NAME` early
+            self.ports[d.name] = _SerialPort(self, SerialDevice(d, self.world, self.origin_ns, s.seed, s.duration_s,
+                                                                trig))
         self.started = False
         self.start_ns = 0
         self.stop_ns = 0
@@ -377,11 +439,6 @@ class SimRig:
     def start(self) -> SimRig:
         if self.started:
             return self
-        s = self.settings
-        for d in self._serial_specs:
-            self.ports[d.name] = _SerialPort(
-                self, SerialDevice(d, self.world, self.origin_ns, s.seed, s.duration_s, self._trig)
-            )
         self.start_ns = time.monotonic_ns()
         for p in self.ports.values():
             p.thread.start()
@@ -394,15 +451,18 @@ class SimRig:
         return self
 
     def stop(self) -> None:
-        if not self.started or self._stop.is_set():
+        if self._stop.is_set():
             return
         self._stop.set()
         self.stop_ns = time.monotonic_ns()
         for p in self.ports.values():
-            p.thread.join(timeout=2.0)
+            if p.thread.ident is not None:
+                p.thread.join(timeout=2.0)
         if self._trigger_thread:
             self._trigger_thread.join(timeout=2.0)
         for p in self.ports.values():
+            if p.streaming:
+                p._confirm(final=True)  # bytes the host has not read by now were not delivered
             p.close()
         with _ACTIVE_LOCK:
             if self in _ACTIVE:
@@ -434,8 +494,6 @@ class SimRig:
             allowed = ", ".join(self.serial_names) or "none"
             if name in self.captures:
                 raise LookupError(f"sim device {name!r} is a capture device (driver = \"sim\"), not a serial port")
-            if not self.started and name in self.serial_names:
-                raise LookupError("the simulated rig has not been started")
             raise LookupError(f"no serial sim device {name!r}; allowed: {allowed}")
         return self.ports[name].path
 
@@ -447,6 +505,20 @@ class SimRig:
 
     def device_spec(self, name: str) -> SimDevice:
         return self.settings.find(name)
+
+    def inject(self, name: str, data: bytes = b"", corrupt: int = 0) -> None:
+        """Test hook: write ``data`` into serial device ``name``'s byte stream at the next packet boundary, and
+        corrupt the first sample of the next ``corrupt`` sample packets (those samples are left out of the truth
+        and counted in its ``corrupted``)."""
+        port = self.ports[name]
+        if data:
+            port._inject.append(bytes(data))
+        port._corrupt += int(corrupt)
+
+    def unplug(self, name: str, seconds: float) -> None:
+        """Test hook: serial device ``name`` disappears (its pty closes, a reader gets an I/O error) and comes
+        back after ``seconds`` on a new pty (``pty_path`` changes); samples meanwhile are undelivered."""
+        self.ports[name].unplugged_until = -int(seconds * NS)
 
     def subscribe_edges(self, trigger: str, callback) -> None:
         if trigger not in self._subscribers:

@@ -32,6 +32,7 @@ class StreamTruth:
     conn: np.ndarray = field(default_factory=lambda: _z(np.int32))  # host connection index (serial reopen)
     dropped: int = 0  # samples the device dropped before they reached the host
     undelivered: int = 0  # samples produced while no host was reading (not in the arrays)
+    corrupted: int = 0  # samples whose bytes were deliberately corrupted (test hook; not in the arrays)
     resets_ns: np.ndarray = field(default_factory=_z)  # reference times of device clock resets
     edge_true_ns: np.ndarray = field(default_factory=_z)  # trigger edges the device reported: true time
     edge_level: np.ndarray = field(default_factory=lambda: _z(np.int8))
@@ -75,7 +76,7 @@ class Truth:
                 "streams": [], "triggers": []}
         for i, s in enumerate(self.streams.values()):
             meta["streams"].append({"name": s.name, "modality": s.modality, "wire": s.wire, "dropped": s.dropped,
-                                    "undelivered": s.undelivered, "clock": s.clock})
+                                    "undelivered": s.undelivered, "corrupted": s.corrupted, "clock": s.clock})
             for a in StreamTruth.ARRAYS:
                 arrays[f"s{i}_{a}"] = np.asarray(getattr(s, a))
         for i, t in enumerate(self.triggers.values()):
@@ -94,7 +95,8 @@ class Truth:
                         stop_ns=meta["stop_ns"])
             for i, m in enumerate(meta["streams"]):
                 s = StreamTruth(m["name"], m["modality"], m["wire"], dropped=m["dropped"],
-                                undelivered=m["undelivered"], clock=m.get("clock", {}))
+                                undelivered=m["undelivered"], corrupted=m.get("corrupted", 0),
+                                clock=m.get("clock", {}))
                 for a in StreamTruth.ARRAYS:
                     setattr(s, a, z[f"s{i}_{a}"])
                 truth.streams[s.name] = s
