@@ -19,6 +19,10 @@ DRIVERS: dict[str, DriverEntry] = {
         "synchub.drivers.serial_stream", "SerialSettings", "SerialStreamDriver",
         "a serial/USB device (pyserial); wire format picked by `format`",
     ),
+    "syncbox": DriverEntry(
+        "synchub.drivers.syncbox", "SyncBoxSettings", "SyncBoxDriver",
+        "the synchub sync box (ATmega328P firmware in firmware/): sync pulses, barcodes, edge capture, probes",
+    ),
     "sim": DriverEntry(
         "synchub.drivers.sim.capture", "SimCaptureSettings", "SimCaptureDriver",
         "a simulated non-serial device (USB microphone, camera) of the in-process simulated rig",

@@ -260,7 +260,7 @@ def set_config(seq: int, mode: int, period: int, width: int, bit: int) -> bytes:
     return encode_frame(CMD_SET, seq, struct.pack("<BIII", mode, period, width, bit))
 
 
-def simple(cmd: int, seq: int) -> bytes:
+def simple(seq: int, cmd: int) -> bytes:
     """START, STOP, RESET, VERSION or STATUS (no payload)."""
     return encode_frame(cmd, seq)
 

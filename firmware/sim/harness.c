@@ -427,7 +427,10 @@ int main(int argc, char **argv)
     uint64_t last_flush = 0;
     const char *why = "done";
     while (!quit) {
-        for (int k = 0; k < 2000; k++) {
+        /* at most ~1 ms of simulated time per batch (a sleeping AVR jumps to its next timer event), so
+         * stdin commands and UART bytes are taken at least every simulated millisecond */
+        uint64_t batch_end = avr->cycle + freq / 1000;
+        for (int k = 0; k < 4000 && avr->cycle < batch_end; k++) {
             int state = avr_run(avr);
             if (trace_to && avr->cycle >= trace_from && avr->cycle <= trace_to)
                 fprintf(out, "T %llu %x %02x\n", (unsigned long long)avr->cycle, avr->pc, avr->data[0x36]);

@@ -1,0 +1,230 @@
+"""The sync box firmware, built with avr-gcc and run cycle by cycle in simavr (firmware/sim harness).
+
+Cycle numbers are simulated AVR cycles (16 MHz, prescaler 1: one Timer1 tick = one cycle).  ``c0`` is the
+cycle at which the device clock read 0; it is measured from the pulses (output pin vs reported time) and
+then checked against the capture path, which is independent of it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from synchub.drivers import syncbox_protocol as P
+from synchub.drivers.syncbox import SyncBoxClient
+from synchub.firmware import harness
+
+pytestmark = pytest.mark.firmware
+
+_missing = harness.tools_missing()
+if _missing and os.geteuid() != 0:
+    pytest.skip(f"AVR toolchain/simavr not installed ({_missing}); `make test` installs them as root",
+                allow_module_level=True)
+
+TPS = 16_000_000
+
+
+@pytest.fixture(scope="module")
+def elf():
+    return harness.build()
+
+
+def collect(client: SyncBoxClient, until, timeout=10.0):
+    """Poll messages until ``until(msgs)``; return them."""
+    msgs = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not until(msgs):
+        msgs += [m for m, _ in client.poll()]
+    return msgs
+
+
+def start_pulses(box, mode=P.MODE_PULSE, period=16000, width=1600, bit=0):
+    c = SyncBoxClient(box.port, timeout=5.0)
+    c.hello()
+    c.request(P.set_config, mode, period, width, bit)
+    c.request(P.simple, P.CMD_START)
+    return c
+
+
+def c0_from(pulses, box, level=1):
+    """Device-clock origin in cycles: exact output edge cycle minus the reported pulse time (the harness
+    log may trail the UART by a few ms: wait for it)."""
+    end = time.monotonic() + 3.0
+    while True:
+        exact = {e[2] for e in list(box.out_edges) if e[1] == level}
+        offs = {x - pulses[0].t for x in exact if 0 <= x - pulses[0].t < 10_000_000}
+        common = [o for o in offs if all(p.t + o in exact for p in pulses)]
+        if common or time.monotonic() > end or box.finished:
+            break
+        time.sleep(0.05)
+    assert common, f"no single offset explains all pulses: {sorted(offs)[:5]}"
+    return min(common)  # periodic pulses fit many offsets; the first pulse sits on the earliest edge
+
+
+def test_build_fits_atmega328p(elf):
+    s = harness.sizes(elf)
+    assert elf.with_suffix(".hex").exists()
+    assert 0 < s["flash_bytes"] < 0.5 * s["flash_total"]
+    assert 0 < s["ram_bytes"] < 0.75 * s["ram_total"]  # the rest is stack
+
+
+def test_pulse_period_and_width_exact_to_the_cycle(elf):
+    with harness.SimBox(elf, realtime=True) as box:
+        c = start_pulses(box, period=16000, width=1600)
+        msgs = collect(c, lambda m: sum(isinstance(x, P.Pulse) for x in m) >= 30)
+        c.close()
+        pulses = [m for m in msgs if isinstance(m, P.Pulse)]
+        assert len(pulses) >= 30
+        assert [p.index for p in pulses] == list(range(pulses[0].index, pulses[0].index + len(pulses)))
+        assert all(b.t - a.t == 16000 for a, b in zip(pulses, pulses[1:], strict=False))
+        c0 = c0_from(pulses, box)
+        edges = [e for e in box.out_edges if e[2] >= pulses[0].t + c0]
+        rises = [e[2] for e in edges if e[1] == 1]
+        falls = [e[2] for e in edges if e[1] == 0]
+        n = min(len(rises), len(falls)) - 1
+        assert n >= 29
+        assert {b - a for a, b in zip(rises[:n], rises[1 : n + 1], strict=False)} == {16000}
+        assert {f - r for r, f in zip(rises[:n], falls[:n], strict=False)} == {1600}
+        # simavr handles timer events between instructions: the pin is seen at most a few cycles late
+        assert all(0 <= e[0] - e[2] <= 4 for e in edges)
+
+
+def test_capture_timestamps_exact_across_many_overflows(elf):
+    with harness.SimBox(elf, realtime=True) as box:
+        c = start_pulses(box, period=160000, width=1600)
+        pulses = [m for m in collect(c, lambda m: sum(isinstance(x, P.Pulse) for x in m) >= 3)
+                  if isinstance(m, P.Pulse)]
+        c0 = c0_from(pulses[:3], box)
+        now, _ = box.now()
+        base = now + 1_600_000
+        base -= (base - c0) % 65536  # an overflow of Timer1
+        times = []
+        for k in range(0, 240, 3):  # edges over ~240 overflows (1 s), some right on the overflow
+            d = (-1, 0, 1, 2, 5000, 33000, 65535)[k % 7]
+            times.append(base + k * 65536 + d)
+        for i, t in enumerate(times):
+            box.inject(t, (i + 1) % 2)
+        edges = [m for m in collect(c, lambda m: sum(isinstance(x, P.Edge) for x in m) >= len(times), timeout=20)
+                 if isinstance(m, P.Edge)]
+        c.close()
+    assert len(edges) == len(times)
+    actual = [inj[1] for inj in box.injected]
+    assert len(actual) == len(times)
+    for e, cyc, i in zip(edges, actual, range(len(times)), strict=False):
+        assert e.rising == ((i + 1) % 2 == 1)
+        assert e.lost_after == 0
+        assert abs(e.t + c0 - cyc) <= 1, (i, e.t + c0 - cyc)
+
+
+def test_close_edges_reported_or_counted_lost(elf):
+    with harness.SimBox(elf, realtime=True) as box:
+        c = SyncBoxClient(box.port, timeout=5.0)
+        c.hello()
+        now, _ = box.now()
+        gaps = (2, 10, 40, 100, 300, 2000)
+        t = now + 1_600_000  # 100 ms ahead: the commands reach the simulation well before
+        for g in gaps:
+            box.inject(t, 1)
+            box.inject(t + g, 0)
+            t += 50_000
+        msgs = collect(c, lambda m: sum(isinstance(x, P.Edge) for x in m) >= len(gaps) * 2
+                       or sum(x.lost_after + 1 for x in m if isinstance(x, P.Edge)) >= len(gaps) * 2, timeout=10)
+        st = c.status()
+        c.close()
+    assert all(0 <= cyc - sched <= 4 for sched, cyc, _, _ in box.injected)  # applied between instructions
+    edges = [m for m in msgs if isinstance(m, P.Edge)]
+    accounted = sum(1 + e.lost_after for e in edges)
+    assert accounted == 2 * len(gaps)  # every edge is either timestamped or counted as lost
+    assert st.lost_edges == sum(e.lost_after for e in edges)
+    assert any(e.lost_after for e in edges)  # 2 cycles apart cannot both be captured
+    assert edges[-1].lost_after == 0 and not edges[-1].rising  # 2000 cycles apart: both captured
+
+
+def test_ping_pong_round_trip(elf):
+    with harness.SimBox(elf, realtime=True) as box:
+        c = SyncBoxClient(box.port, timeout=5.0)
+        c.hello()
+        last = 0
+        for token in (1, 0xDEADBEEF, 7):
+            pong, t_send, t_recv = c.ping(token)
+            assert pong.token == token
+            assert last < pong.t_rx <= pong.t_tx < pong.t_rx + 16_000  # replied within 1 ms of device time
+            assert t_send < t_recv
+            last = pong.t_tx
+        cyc, _ = box.now()
+        c.close()
+    assert last < cyc  # device time is behind the simulation's cycle count (c0 > 0)
+
+
+def test_garbage_and_truncated_frames_get_errors_and_box_keeps_running(elf):
+    with harness.SimBox(elf, realtime=True) as box:
+        c = SyncBoxClient(box.port, timeout=5.0)
+        c.hello()
+        good = P.ping(5, 99)
+        bad_crc = bytearray(P.encode_frame(P.CMD_PING, 6, b"\x01\x02\x03\x04"))
+        bad_crc[2] ^= 0x40
+        c.ser.write(b"\x13\x37garbage\xff\x00")  # not COBS
+        c.ser.write(good[: len(good) // 2] + b"\x00")  # truncated
+        c.ser.write(bytes(bad_crc))
+        c.ser.write(P.encode_frame(0x42, 7))  # unknown command
+        c.ser.write(P.encode_frame(P.CMD_PING, 8, b"\x01"))  # wrong length
+        c.ser.write(bytes(range(1, 200)) + b"\x00")  # too long
+        c.ser.write(P.set_config(9, 1, 100, 100, 100))  # out of range
+        msgs = collect(c, lambda m: sum(isinstance(x, P.Error) for x in m) >= 7, timeout=5)
+        errors = [m for m in msgs if isinstance(m, P.Error)]
+        codes = [e.code for e in errors]
+        assert len(errors) == 7, codes
+        assert P.ERRORS[5] in [e.reason for e in errors]
+        assert {e.req_seq for e in errors if e.code in (5, 6, 7)} == {7, 8, 9}
+        assert set(codes) >= {1, 5, 6, 7} and ({2, 3} & set(codes)) and 4 in codes
+        pong, _, _ = c.ping(1234)  # still alive and answering
+        assert pong.token == 1234
+        assert c.status().rx_errors == 7
+        c.close()
+
+
+def test_barcode_decoded_from_simulated_pin(elf):
+    from synchub.agent.barcode import BarcodeDecoder
+
+    bit = 16000  # 1 ms
+    with harness.SimBox(elf, realtime=False) as box:
+        c = start_pulses(box, mode=P.MODE_BARCODE, period=50 * bit, width=0, bit=bit)
+        c.request(P.simple, P.CMD_STOP)
+        c.request(P.simple, P.CMD_RESET)
+        c.request(P.simple, P.CMD_START)
+        def after_reset(msgs):
+            ps = [m for m in msgs if isinstance(m, P.Pulse)]
+            zero = [i for i, p in enumerate(ps) if p.index == 0]
+            return ps[zero[-1]:] if zero else []
+
+        pulses = after_reset(collect(c, lambda m: len(after_reset(m)) >= 6, timeout=20))
+        c.request(P.simple, P.CMD_STOP)
+        c.close()
+    pulses = pulses[:6]
+    assert [p.value for p in pulses] == list(range(6)) == [p.index for p in pulses]
+    c0 = c0_from(pulses, box)
+    first, last = pulses[0].t + c0, pulses[-1].t + c0 + 36 * bit
+    edges = [(e[2] * 125 // 2, e[1]) for e in box.out_edges if first <= e[2] <= last]  # cycles -> ns
+    dec = BarcodeDecoder(bit_ns=1_000_000)
+    got = dec.feed(edges) + dec.flush()
+    assert [v for _, v in got][:6] == [p.value for p in pulses]
+    assert [t for t, _ in got][:6] == [(p.t + c0) * 125 // 2 for p in pulses]
+
+
+def test_harp_code_decoded_from_simulated_pin(elf):
+    from synchub.agent.barcode import HarpDecoder
+
+    with harness.SimBox(elf, realtime=False) as box:
+        c = start_pulses(box, mode=P.MODE_HARP, period=0, width=0, bit=0)
+        pulses = [m for m in collect(c, lambda m: sum(isinstance(x, P.Pulse) for x in m) >= 3, timeout=30)
+                  if isinstance(m, P.Pulse)]
+        c.close()
+    pulses = pulses[:3]
+    assert all(p.t == p.value * TPS for p in pulses)  # on the device's whole seconds
+    c0 = c0_from(pulses, box, level=0)
+    edges = [(e[2] * 125 // 2, e[1]) for e in box.out_edges if pulses[0].t + c0 <= e[2]]
+    dec = HarpDecoder(baud=1000)
+    got = dec.feed(edges) + dec.flush()
+    assert [(t, s) for t, s in got][:3] == [((p.t + c0) * 125 // 2, p.value) for p in pulses]
