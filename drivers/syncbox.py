@@ -78,9 +78,11 @@ class SyncBoxClient:
 
     def poll(self, timeout: float | None = None) -> list[tuple[P.Message, int]]:
         """Read what is there (waiting up to the port timeout) -> [(message, host receive ns)]."""
+        out, self.pending = self.pending, []
+        if out:
+            return out
         data = self.ser.read(max(1, self.ser.in_waiting))
         host_ns = time.monotonic_ns()
-        out = []
         for frame in self.decoder.feed(data):
             msg = P.parse(frame)
             if msg is None:
@@ -104,8 +106,10 @@ class SyncBoxClient:
         self.ser.flush()
         end = time.monotonic() + (timeout or self.timeout)
         while time.monotonic() < end:
-            for msg, host_ns in self.poll():
+            batch = self.poll()
+            for i, (msg, host_ns) in enumerate(batch):
                 if getattr(msg, "req_seq", None) == seq and isinstance(msg, (*want, P.Error)):
+                    self.pending = batch[i + 1 :] + self.pending  # keep what came after the reply
                     if isinstance(msg, P.Error):
                         raise SyncBoxError(f"sync box refused command (seq {seq}): {msg.reason}")
                     return msg, t_send, host_ns
