@@ -158,3 +158,31 @@ def test_unknown_sim_port_is_a_clear_error():
                                SerialSettings(port="sim:imu0", format="imu-bin"))
     finally:
         rig.stop()
+
+
+@pytest.mark.timeout(60)
+def test_counter_wrap_and_clock_reset_through_the_driver():
+    devs = tuple(
+        dataclasses.replace(d, triggers=(), clock=dataclasses.replace(d.clock, offset_s=4294.5, resets_at_s=(2.5,),
+                                                                   drop_rate=0.0))
+        for d in DEFAULT_DEVICES if d.name == "imu0"
+    )  # the 32-bit us counter wraps ~0.47 s into the run, the clock resets at 2.5 s
+    rig = SimRig(SimSettings(seed=6, duration_s=30.0, device=devs, only=("imu0",), trigger=()))
+    sink = RecordingSink()
+    drv = _driver(rig, "imu0", "imu-bin", 200.0)
+    rig.start()
+    try:
+        drv.start(sink)
+        time.sleep(4.0)
+    finally:
+        drv.stop()
+        rig.stop()
+    truth = rig.truth().streams["imu0"]
+    dev, _ = sink.times("imu0")
+    assert len(dev) == len(truth) > 600
+    np.testing.assert_array_equal(dev // 1000, truth.device_ns // 1000)  # unwrapped across the wrap, restarted
+    assert truth.device_ns.max() > 1 << 32 and drv.unwrapper.wraps == 1
+    assert len(truth.resets_ns) == 1 and set(truth.segment.tolist()) == {0, 1}
+    gaps = [g for g in sink.gaps if g[0] == "imu0"]
+    assert [g[2] for g in gaps] == ["device_reset"] and gaps[0][1] == 0
+    assert drv.stats.resets == 1
