@@ -56,12 +56,12 @@ def test_stream_unknown_driver_and_driver_key_typo():
     with pytest.raises(ConfigError, match=r"stream\[0\].driver: unknown driver 'seria' \(did you mean 'serial'\?\)"):
         parse_config({"stream": [{"name": "a", "type": "imu", "driver": "seria"}]}, "c.toml")
     with pytest.raises(ConfigError, match=r"stream\[0\].type: 'imux' is not allowed"):
-        parse_config({"stream": [{"name": "a", "type": "imux", "driver": "serial", "port": "/dev/null"}]}, "c.toml")
+        parse_config({"stream": [{"name": "a", "type": "imux", "driver": "serial", "port": "/dev/null", "format": "imu-bin"}]}, "c.toml")
 
 
 def test_trigger_reference_must_exist():
     with pytest.raises(ConfigError, match=r"stream\[0\].trigger: no trigger or stream named 'sync'"):
-        parse_config({"stream": [{"name": "a", "type": "imu", "driver": "serial", "port": "/dev/null",
+        parse_config({"stream": [{"name": "a", "type": "imu", "driver": "serial", "port": "/dev/null", "format": "imu-bin",
                                   "trigger": "sync"}]}, "c.toml")
 
 
