@@ -77,8 +77,10 @@ def test_serial_driver_reads_every_delivered_sample_of_the_rig():
         rig.inject("imu0", b"\x00\xa5\x5ajunk bytes\xa5")  # garbage between frames: counted, no sample lost
         rig.inject("tlm0", b"$TLM,garbage*00\r\n")
         time.sleep(0.5)
-        rig.inject("imu0", corrupt=2)  # two damaged frames: their samples are lost, counted as malformed
-        time.sleep(2.0)
+        rig.inject("imu0", corrupt=1)  # two damaged frames, apart: their samples are lost, counted as malformed
+        time.sleep(0.5)
+        rig.inject("imu0", corrupt=1)
+        time.sleep(1.5)
     finally:
         for d in drivers:  # readers first: what they have not read by now is not delivered (the truth knows)
             d.stop()
