@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import re
 import socket as pysocket
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class _Session:
         self.pending_bytes = 0
         self.rewind_sent_for = 0
         self.closed = False
+        self.fsync_pending = False
         self.hello_env: dict[str, Any] = {}
         self.counts: Counter = Counter()
         self.samples: Counter = Counter()
@@ -100,7 +102,12 @@ class Collector:
         self._refused_at: dict[str, float] = {}
         self._last_flush = time.monotonic()
         self._closed = False
-        self._lock = threading.Lock()
+        self._fsync_q: queue.Queue = queue.Queue()
+        self._fsync_done: deque = deque()
+        self._done_r, self._done_w = os.pipe()
+        os.set_blocking(self._done_r, False)
+        self._fsync_thread = threading.Thread(target=self._fsync_worker, name="synchub-fsync", daemon=True)
+        self._fsync_thread.start()
         for p in sorted(self.out_dir.glob("*.mcap")):
             if not mcap_io.is_finished(p):
                 mcap_io.recover(p, compression)
@@ -147,10 +154,12 @@ class Collector:
         """Serve until ``stop_event`` is set; ``on_tick(self)`` is called about every 100 ms (watchdog hook)."""
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
+        poller.register(self._done_r, zmq.POLLIN)
         last_tick = 0.0
         while not stop_event.is_set():
             timeout = max(1, int(self.flush_s * 1000 / 2))
             if poller.poll(timeout):
+                self._acks_due()
                 self.poll_once()
             now = time.monotonic()
             if now - self._last_flush >= self.flush_s:
@@ -159,6 +168,13 @@ class Collector:
                 last_tick = now
                 on_tick(self)
         self.flush()
+        self._wait_fsyncs()
+
+    def _wait_fsyncs(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while any(s.fsync_pending for s in self.sessions.values()) and time.monotonic() < deadline:
+            time.sleep(0.002)
+            self._acks_due()
 
     def poll_once(self, max_messages: int = 2000) -> int:
         n = 0
@@ -316,6 +332,10 @@ class Collector:
     def _finish(self, s: _Session, why: str) -> None:
         if s.writer is None:
             return
+        deadline = time.monotonic() + 10.0
+        while s.fsync_pending and time.monotonic() < deadline:  # never close a file under a running fsync
+            time.sleep(0.001)
+            self._acks_due()
         s.writer.add_metadata("synchub.transport", {"last_mid": str(s.written_mid), "ended": why,
                                                     "counts": str(dict(s.counts))})
         s.writer.finish()
@@ -325,6 +345,7 @@ class Collector:
         s.writer = s.fh = None
         s.durable_mid = s.written_mid
         s.dirty = False
+        s.fsync_pending = False
         self._ack(s)
         log.info("collector: session %s closed (%s): %s, %s", s.sid, why, s.path,
                  ", ".join(f"{k}={v}" for k, v in sorted(s.samples.items())))
@@ -390,17 +411,44 @@ class Collector:
 
     # ------------------------------------------------------------------ durability and acks
     def flush(self) -> None:
-        """Make everything written durable (chunk cut, write, fsync) and ack it."""
+        """Cut and write the MCAP chunk of every session with new data, then fsync it on the fsync thread; the
+        ack follows when the fsync returns (``_acks_due``)."""
         self._last_flush = time.monotonic()
+        self._acks_due()
         for s in self.sessions.values():
-            if not s.dirty or s.writer is None:
+            if not s.dirty or s.writer is None or s.fsync_pending:
                 continue
             s.writer.flush()
-            os.fsync(s.fh.fileno())
-            s.durable_mid = s.written_mid
             s.dirty = False
             s.pending_bytes = 0
-            self._ack(s)
+            s.fsync_pending = True
+            self._fsync_q.put((s, s.written_mid, s.fh.fileno()))
+
+    def _fsync_worker(self) -> None:
+        while True:
+            item = self._fsync_q.get()
+            if item is None:
+                return
+            s, mid, fd = item
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass  # the file was finished (and fsynced) meanwhile
+            self._fsync_done.append((s, mid))
+            os.write(self._done_w, b"x")
+
+    def _acks_due(self) -> None:
+        while self._fsync_done:
+            s, mid = self._fsync_done.popleft()
+            s.fsync_pending = False
+            if mid > s.durable_mid:
+                s.durable_mid = mid
+                self._ack(s)
+        try:
+            while os.read(self._done_r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
 
     def _ack(self, s: _Session, rewind: bool = False) -> None:
         self._send(s.identity, wire.encode_ack(s.sid, s.durable_mid, self.credit, self.credit_bytes, s.next_mid,
@@ -425,6 +473,7 @@ class Collector:
         if self._closed:
             return
         self._closed = True
+        self._wait_fsyncs()
         for s in self.sessions.values():
             if s.writer is not None:
                 self._finish(s, "collector shutdown")
@@ -433,3 +482,7 @@ class Collector:
             self.live.close(0)
         if self.curve is not None:
             self.curve.stop()
+        self._fsync_q.put(None)
+        self._fsync_thread.join(5)
+        for fd in (self._done_r, self._done_w):
+            os.close(fd)

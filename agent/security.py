@@ -93,7 +93,6 @@ class ServerKeys:
         sock.curve_server = True
         sock.curve_publickey = self.public
         sock.curve_secretkey = self.secret
-        sock.zap_domain = b"synchub"
 
     def stop(self) -> None:
         if self.auth is not None:
@@ -105,9 +104,9 @@ def self_test(server_sock: zmq.Socket, endpoint: str, server_public: bytes, time
     """Connect to ``endpoint`` with a fresh, unknown key pair and send a message; raise ``SecurityError`` if the
     server socket receives it.  (Messages that arrive meanwhile from real agents are dropped; agents resend.)"""
     ctx = zmq.Context()
+    c = ctx.socket(zmq.DEALER)
     try:
         public, secret = zmq.curve_keypair()
-        c = ctx.socket(zmq.DEALER)
         c.setsockopt(zmq.LINGER, 0)
         c.curve_publickey, c.curve_secretkey, c.curve_serverkey = public, secret, server_public
         c.connect(_local(endpoint))
@@ -121,8 +120,8 @@ def self_test(server_sock: zmq.Socket, endpoint: str, server_public: bytes, time
                 frames = server_sock.recv_multipart()
                 if frames and frames[-1] == b"synchub-self-test":
                     raise SecurityError("self-test: a client with an unknown CURVE key was accepted; refusing to run")
-        c.close(0)
     finally:
+        c.close(0)
         ctx.term()
 
 

@@ -22,6 +22,7 @@ oldest segment while the files exceed ``max_bytes + segment_bytes``.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import struct
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 _HDR = struct.Struct("<II")
 KIND_DATA, KIND_OTHER, KIND_TOMBSTONE = 0, 1, 2
+
+
+class SpoolError(Exception):
+    """The spool directory cannot be used (e.g. another agent holds it)."""
 
 
 @dataclass
@@ -84,8 +89,16 @@ class Spool:
         self._last_fsync = time.monotonic()
         self._dirty_acks = False
         self._last_ack_save = 0.0
+        self._lock_fd = -1
+        self._compacting = False
         if self.dir is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(self._lock_fd)
+                raise SpoolError(f"spool {self.dir} is in use by another process") from None
             self._load()
             self._open_segment()
 
@@ -103,6 +116,8 @@ class Spool:
             else:
                 self._write(e, [bytes(memoryview(f)) for f in frames])
             self._put(e)
+            if self.dir is not None and self.disk_bytes() > self.max_bytes + self.segment_bytes:
+                self._reclaim()
             self.last_mid[session] = max(self.last_mid.get(session, 0), mid)
             self.appended += 1
 
@@ -194,6 +209,9 @@ class Spool:
                     os.fsync(self._fd)
                     os.close(self._fd)
                     self._fd = -1
+                if self._lock_fd >= 0:
+                    os.close(self._lock_fd)
+                    self._lock_fd = -1
 
     # ------------------------------------------------------------------ internals
     def _put(self, e: Entry) -> None:
@@ -253,13 +271,21 @@ class Spool:
         self._seg_size = 0
         self._segs[self._seg] = [0, 0]
         self._last_fsync = time.monotonic()
-        # reclaim: drop empty old segments, compact the oldest while the files pass the bound
         for seg in [s for s, v in self._segs.items() if v[1] <= 0 and s != self._seg]:
             self._delete_segment(seg)
-        guard = 0
-        while self.disk_bytes() > self.max_bytes + self.segment_bytes and len(self._segs) > 1 and guard < 64:
-            guard += 1
-            self._compact(min(self._segs))
+
+    def _reclaim(self) -> None:
+        """Compact the oldest segments while the files pass the bound (their live records move forward)."""
+        if self._compacting:
+            return
+        self._compacting = True
+        try:
+            guard = 0
+            while self.disk_bytes() > self.max_bytes + self.segment_bytes and len(self._segs) > 2 and guard < 64:
+                guard += 1
+                self._compact(min(self._segs))
+        finally:
+            self._compacting = False
 
     def _write(self, e: Entry, frames: list[bytes]) -> None:
         payload = msgpack.packb([e.session, e.mid, e.kind, e.stream, e.seq, e.n, e.priority, frames],

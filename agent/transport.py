@@ -246,7 +246,7 @@ class Sender:
         sock: zmq.Socket | None = None
         ep_i = 0
         backoff = 0.1
-        t_open = last_rx = last_tx = 0.0
+        t_open = last_rx = last_tx = last_hello = 0.0
         poller_fd_wake = self._wake_r
         while not self._stop.is_set():
             now = time.monotonic()
@@ -265,7 +265,7 @@ class Sender:
                 for s in self._sessions.values():
                     s.welcomed = False
                     s.refused = ""
-                t_open = last_rx = last_tx = now
+                t_open = last_rx = last_tx = last_hello = now
                 self._send_hellos(sock)
             try:
                 ready = zmq.select([sock, poller_fd_wake], [], [], 0.05)[0]
@@ -304,9 +304,9 @@ class Sender:
                     self._send(sock, wire.encode_ping(self.session))
                     self._counters["pings"] += 1
                     last_tx = now
-            elif now - last_tx > 1.0:
+            if now - last_hello > 1.0 and not all(s.welcomed for s in self._sessions.values()):
                 self._send_hellos(sock)
-                last_tx = now
+                last_hello = last_tx = now
             self.spool.maintain()
         if sock is not None:
             sock.close(0)
@@ -344,7 +344,10 @@ class Sender:
                 self.last_error = f"collector refused session {msg.session}: {msg.env['reason']}"
                 log.error("transport: %s", self.last_error)
                 if s is not None:
+                    s.welcomed = False  # say hello again (a restarted collector does not know the session)
                     s.refused = msg.env["reason"]
+                    if s.sid == self.session:
+                        self._connected.clear()
                 continue
             if s is None or msg.kind not in ("welcome", "ack"):
                 continue
