@@ -3,10 +3,11 @@
 A device sends a free-running counter of ``bits`` bits at ``tick_hz``.  Between two consecutive readings the
 counter advanced by ``d = (raw - prev) mod 2**bits`` ticks plus some whole number of wraps.  Which number?
 
-* With host receive times, the host's elapsed time says how far the device clock should have moved: pick the
-  wrap count that brings ``d`` closest to it; if even that is off by more than the tolerance
-  (``host_tol_s`` + ``rate_tol`` of the elapsed time, covering USB buffering and drift) the counter jumped:
-  a **reset** (reboot, brown-out).
+* With host receive times, the host's elapsed time bounds how far the device clock can have moved (plus a
+  tolerance: ``host_tol_s`` + ``rate_tol`` of the elapsed time, covering USB buffering and drift); it may have
+  moved much less (the host read late).  A step beyond that bound is a **reset** (reboot, brown-out), whether
+  the counter went backwards or far ahead.  When the host gap spans whole counter periods (a long outage), the
+  wrap count is the one that brings the step closest to the host's elapsed time within the bound.
 * Without host times, a step of more than ``max_gap_s`` is taken as a reset (it would otherwise be a silent
   hour-long forward jump), anything else as a wrap.
 
@@ -83,11 +84,15 @@ class Unwrapper:
                 d = (r - self._prev_raw) % m
                 reset = False
                 if h is not None and self._prev_host is not None and m / self.tick_hz > 2 * self.host_tol_s:
+                    # one-sided: the device cannot have advanced (much) more than the host's elapsed time, but the
+                    # host may have read late (a stall, a full queue), so it may have advanced much less
                     elapsed = max(h - self._prev_host, 0) * self.tick_hz / NS
-                    k = max(0, round((elapsed - d) / m))
+                    limit = elapsed + (self.host_tol_s + self.rate_tol * elapsed / self.tick_hz) * self.tick_hz
+                    k = max(0, round((elapsed - d) / m))  # whole wraps, only when the host gap spans a wrap period
+                    while k > 0 and d + k * m > limit:
+                        k -= 1
                     step = d + k * m
-                    tol = (self.host_tol_s + self.rate_tol * elapsed / self.tick_hz) * self.tick_hz
-                    reset = abs(step - elapsed) > tol
+                    reset = step > limit
                 else:
                     step = d
                     reset = d > self.max_gap_ticks

@@ -43,6 +43,15 @@ def test_host_time_tells_wrap_from_reset():
     assert out.resets == [] and np.all(np.diff(out.device_ns) == 5_000_000)
 
 
+def test_a_late_reader_is_not_a_reset():
+    u = Unwrapper(32, 1e6, host_tol_s=0.5)
+    u.unwrap([1000, 6000], [NS, NS + 1_000_000])
+    out = u.unwrap([11_000, 16_000], [NS + 5 * NS] * 2)  # the reader stalled 5 s, then read buffered samples
+    assert out.resets == [] and out.device_ns.tolist() == [11_000_000, 16_000_000]
+    out = u.unwrap([16_000 + 3_000_000], [NS + 5 * NS + 10_000_000])  # 3 s ahead of the host: a reset
+    assert out.resets == [0]
+
+
 def test_host_time_counts_multiple_wraps_after_a_long_silence():
     u = Unwrapper(16, 1000.0)
     u.unwrap([1000], [0])
