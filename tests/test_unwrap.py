@@ -10,7 +10,8 @@ NS = 1_000_000_000
 
 @pytest.mark.parametrize("bits,tick_hz,step", [(16, 1000.0, 7), (32, 1e6, 5000), (32, 1000.0, 100)])
 def test_wraps_in_chunks(bits, tick_hz, step):
-    true_ticks = np.arange(40_000, dtype=np.int64) * step + (1 << bits) - 10_000 * step  # wraps at sample 10000
+    start = max((1 << bits) - 10_000 * step, 12_345)  # the first wrap comes within the first 10000 samples
+    true_ticks = np.arange(40_000, dtype=np.int64) * step + start
     raw = true_ticks % (1 << bits)
     u = Unwrapper(bits, tick_hz)
     parts = [u.unwrap(c) for c in np.array_split(raw, 13)]
