@@ -186,6 +186,7 @@ class SyncBoxDriver(Driver):
                          "device_resets": 0, "device_errors": 0}
         self.connected = threading.Event()
         self._token = 0
+        self._reconfigure = False
 
     # ---------------------------------------------------------------- Driver API
     def start(self, sink: DriverSink) -> None:
@@ -232,6 +233,10 @@ class SyncBoxDriver(Driver):
                 if self.client is None:
                     self._connect()
                     next_ping = 0.0
+                if self._reconfigure:
+                    self._reconfigure = False
+                    s = self.settings
+                    self.client.configure(s.mode, s.period_s, s.width_s, s.bit_s)
                 if time.monotonic() >= next_ping:
                     self._token = (self._token + 1) & 0xFFFFFFFF
                     self.sink.evidence(self.client.probe(name, self._token))
@@ -239,7 +244,8 @@ class SyncBoxDriver(Driver):
                     next_ping = time.monotonic() + self.settings.ping_interval_s
                 for msg, host_ns in self.client.poll():
                     self._on_message(msg, host_ns)
-            except (serial.SerialException, OSError, SyncBoxError) as exc:
+            except (serial.SerialException, OSError, SyncBoxError, TypeError, ValueError) as exc:
+                # (pyserial raises TypeError/ValueError when the port vanished under a read)
                 was = self.connected.is_set()
                 self._close()
                 if was:
@@ -269,9 +275,10 @@ class SyncBoxDriver(Driver):
                 sink.gap(name, msg.lost_after, "capture", t, t,
                          "input edges closer than the capture can resolve (parity-checked, not timestamped)")
         elif isinstance(msg, P.Status) and msg.req_seq == P.SEQ_NONE:
-            self.counters["device_resets"] += 1
-            sink.problem(name, "sync box reset", f"reset cause MCUSR=0x{msg.reset_cause:02x}; reconfiguring")
-            self._close()  # the run loop reconnects and reconfigures
+            if self.connected.is_set():  # a boot while we were talking to it (not the one a port open causes)
+                self.counters["device_resets"] += 1
+                sink.problem(name, "sync box reset", f"reset cause MCUSR=0x{msg.reset_cause:02x}; reconfiguring")
+                self._reconfigure = True
         elif isinstance(msg, P.Error):
             self.counters["device_errors"] += 1
             sink.problem(name, "sync box error", msg.reason)
