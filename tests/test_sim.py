@@ -259,3 +259,18 @@ def test_synchub_sim_cli_config_errors(tmp_path, capsys):
     cfg.write_text("[agent]\nname = 'x'\n")
     assert main(["sim", "--config", str(cfg)]) == 2
     assert "no [sim] table" in capsys.readouterr().err
+
+
+def test_barcode_trigger_edges_decode():
+    from synchub.agent.barcode import BarcodeDecoder
+
+    t = SimTrigger(mode="barcode", period_s=1.0, bit_s=0.01, phase_s=0.3)
+    edges = []
+    for lo in range(0, 5 * NS, 130_000_000):  # chunk edges cut through barcodes
+        edges += trigger_edges(t, lo, lo + 130_000_000, 7 * NS)
+    assert edges == trigger_edges(t, 0, 65 * 130_000_000, 7 * NS)[: len(edges)]
+    decoded = BarcodeDecoder(10_000_000).feed([(tt, 1 if p > 0 else 0) for tt, p in edges])
+    assert [v for _, v in decoded][:4] == [0, 1, 2, 3]  # the last one completes only with a later edge
+    assert decoded[0][0] == 7 * NS + 300_000_000
+    with pytest.raises(ConfigError, match="a barcode needs period_s >= 45 \\* bit_s"):
+        parse_config({"sim": {"trigger": [{"name": "bc", "mode": "barcode", "period_s": 0.2, "bit_s": 0.01}]}}, "<t>")

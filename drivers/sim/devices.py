@@ -167,16 +167,15 @@ class SerialDevice(_Base):
                 b = F.encode_log(int(self._ticks(dev)[0]), level, text)
                 items.append((int(true[0]), 0, Packet(0, b, "samples", true, dev, seg)))
         for trig in self.triggers:
-            rises, widths = R.render_trigger(lo, hi, R.TriggerParams(trig.period_s, trig.width_s, trig.phase_s))
-            for r_rel, w in zip(rises.tolist(), widths.tolist(), strict=True):
-                for t_rel, level in ((r_rel, 1), (r_rel + w, 0)):
-                    # the device's pin interrupt stamps the edge a few us late, on its own clock
-                    true = np.array([t_rel + self.origin_ns + int(self.misc_rng.uniform(2_000, 6_000))], np.int64)
-                    dev = self.clock.to_device(true, jitter=True)
-                    self.edge_counter += 1
-                    b = F.encode_edge(int(self._ticks(dev)[0]), self.edge_counter, level)
-                    edge = Packet(0, b, "edge", extra=(t_rel + self.origin_ns, level, self.edge_counter, int(dev[0])))
-                    items.append((int(true[0]), 1, edge))
+            for t_abs, pol in trigger_edges(trig, lo, hi, self.origin_ns):
+                level = 1 if pol > 0 else 0
+                # the device's pin interrupt stamps the edge a few us late, on its own clock
+                true = np.array([t_abs + int(self.misc_rng.uniform(2_000, 6_000))], np.int64)
+                dev = self.clock.to_device(true, jitter=True)
+                self.edge_counter += 1
+                b = F.encode_edge(int(self._ticks(dev)[0]), self.edge_counter, level)
+                edge = Packet(0, b, "edge", extra=(t_abs, level, self.edge_counter, int(dev[0])))
+                items.append((int(true[0]), 1, edge))
         if not items:
             return []
         items.sort(key=lambda x: (x[0], x[1]))
@@ -276,10 +275,26 @@ class CaptureDevice(_Base):
 
 
 def trigger_edges(trig: SimTrigger, lo_rel: int, hi_rel: int, origin_ns: int) -> list[tuple[int, int]]:
-    """(true_ns, polarity +1/-1) of a trigger train's edges whose time lies in ``[lo_rel, hi_rel)``, in order."""
+    """(true_ns, polarity +1/-1) of a trigger train's edges whose time lies in ``[lo_rel, hi_rel)``, in order.
+
+    ``mode = "pulse"``: a pulse of ``width_s`` every ``period_s``.  ``mode = "barcode"``: every ``period_s`` a
+    32-bit barcode (``synchub.agent.barcode``: 2T start, T gap, 32 bits LSB first, T = ``bit_s``) whose value is
+    the barcode's index since the world's start."""
     params = R.TriggerParams(trig.period_s, trig.width_s, trig.phase_s)
-    rises, widths = R.render_trigger(lo_rel - int(trig.width_s * NS) - 1, hi_rel, params)
     out = []
+    if trig.mode == "barcode":
+        from synchub.agent.barcode import encode_barcode
+
+        bit = int(round(trig.bit_s * NS))
+        period, phase = int(round(trig.period_s * NS)), int(round(trig.phase_s * NS))
+        starts, _ = R.render_trigger(lo_rel - 35 * bit - 1, hi_rel, params)
+        for t0 in starts.tolist():
+            k = (t0 - phase) // period
+            for t, level in encode_barcode(k & 0xFFFFFFFF, t0, bit):
+                if lo_rel <= t < hi_rel:
+                    out.append((t + origin_ns, 1 if level else -1))
+        return out
+    rises, widths = R.render_trigger(lo_rel - int(trig.width_s * NS) - 1, hi_rel, params)
     for r, w in zip(rises.tolist(), widths.tolist(), strict=True):
         for t, pol in ((r, 1), (r + w, -1)):
             if lo_rel <= t < hi_rel:

@@ -93,6 +93,9 @@ class _Recorder:
             p["segment"].append(seg)
             p["host_ns"].append(np.broadcast_to(np.asarray(host_ns, np.int64), true.shape).copy())
             p["conn"].append(np.full(len(true), conn, np.int32))
+            if len(p["true_ns"]) >= 512:  # keep long runs light: a few big arrays, not millions of small ones
+                for key in ("true_ns", "device_ns", "segment", "host_ns", "conn"):
+                    p[key] = [np.concatenate(p[key])]
 
     def add(self, key: str, value) -> None:
         with self.lock:

@@ -53,7 +53,16 @@ class SimTrigger:
     period_s: float = setting(1.0, min=0.001, doc="pulse period")
     width_s: float = setting(0.010, min=0.0, doc="pulse width")
     phase_s: float = setting(0.5, min=0.0, doc="first rising edge, seconds after the rig starts")
-    kernel_jitter_us: float = setting(2.0, min=0.0, doc="spread of the kernel's edge timestamps (uniform 1..1+2x)")
+    kernel_jitter_us: float = setting(2.0, min=0.0, doc="spread of the kernel's edge timestamps (1 us + up to this)")
+    mode: str = setting("pulse", choices=("pulse", "barcode"), doc="plain pulses, or a 32-bit barcode every period "
+                                                                   "(value = barcode index; synchub.agent.barcode)")
+    bit_s: float = setting(0.010, min=0.0001, doc="barcode bit time (a barcode takes 35 bits + 10 idle)")
+
+    def __post_init__(self) -> None:
+        if self.mode == "pulse" and self.width_s >= self.period_s:
+            raise ValueError(f"trigger {self.name!r}: width_s must be shorter than period_s")
+        if self.mode == "barcode" and 45 * self.bit_s > self.period_s:
+            raise ValueError(f"trigger {self.name!r}: a barcode needs period_s >= 45 * bit_s ({45 * self.bit_s:g} s)")
 
 
 USB = dict(latency_min_ms=1.0, latency_max_ms=16.0, latency_kind="usb-buffer")
