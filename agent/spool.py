@@ -209,6 +209,8 @@ class Spool:
                     os.fsync(self._fd)
                     os.close(self._fd)
                     self._fd = -1
+                for seg in [s for s, v in self._segs.items() if v[1] <= 0]:
+                    self._delete_segment(seg)
                 if self._lock_fd >= 0:
                     os.close(self._lock_fd)
                     self._lock_fd = -1

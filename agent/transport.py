@@ -231,7 +231,6 @@ class Sender:
         s.setsockopt(zmq.LINGER, 0)
         s.setsockopt(zmq.SNDHWM, 4000)
         s.setsockopt(zmq.RCVHWM, 4000)
-        s.setsockopt(zmq.IMMEDIATE, 1)
         s.setsockopt(zmq.HEARTBEAT_IVL, int(self.heartbeat_s * 1000))
         s.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.liveness_s * 1000))
         s.setsockopt(zmq.HEARTBEAT_TTL, int(self.liveness_s * 1000))
