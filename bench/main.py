@@ -12,6 +12,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "transport": ("synchub.bench.transport", "CURVE on vs off, spool replay rate, samples lost per fault"),
     "sync": ("synchub.bench.sync", "timestamp error vs truth per stream and method"),
     "align": ("synchub.bench.align", "neural/classical alignment accuracy"),
+    "firmware": ("synchub.bench.firmware", "sync box firmware in simavr: flash/RAM, interrupt latency, edge error"),
+    "encoders": ("synchub.bench.encoders", "encoder inference ms per window and per second of data, agent RSS"),
 }
 
 
