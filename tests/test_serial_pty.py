@@ -9,6 +9,7 @@ import pytest
 
 from synchub.agent.config import StreamCommon
 from synchub.agent.evidence import Probe, TriggerEdge
+from synchub.drivers import frames as F
 from synchub.drivers.base import DriverContext
 from synchub.drivers.serial_stream import SerialSettings, SerialStreamDriver
 from synchub.drivers.sim.rig import SimRig
@@ -188,3 +189,45 @@ def test_counter_wrap_and_clock_reset_through_the_driver():
     gaps = [g for g in sink.gaps if g[0] == "imu0"]
     assert [g[2] for g in gaps] == ["device_reset"] and gaps[0][1] == 0
     assert drv.stats.resets == 1
+
+
+def test_driver_parsing_over_minutes_of_simulated_bytes():
+    """The driver's parse path fed with 3 simulated minutes of imu0 bytes at their arrival times (no pty, no
+    waiting): counter wrap, a reset, drops, garbage; every sample and every gap accounted for."""
+    from synchub.drivers.sim.devices import SerialDevice
+    from synchub.drivers.sim.settings import SimTrigger
+    from synchub.drivers.sim.world import World
+
+    spec = next(d for d in DEFAULT_DEVICES if d.name == "imu0")
+    spec = dataclasses.replace(spec, clock=dataclasses.replace(spec.clock, offset_s=4250.0, resets_at_s=(100.0,),
+                                                               drop_rate=0.002, drop_burst=3))
+    origin = 10**12
+    dev = SerialDevice(spec, World(200.0, seed=8), origin, seed=8, duration_s=200.0, triggers={"sync": SimTrigger()})
+    rig = SimRig(_settings())
+    drv = _driver(rig, "imu0", "imu-bin", 200.0)
+    rig.stop()
+    sink = RecordingSink()
+    drv.sink = sink
+    decoder = F.ImuDecoder()
+    true, devns, n_garbage = [], [], 0
+    for k, end in enumerate(range(40_000_000, 180 * 10**9, 40_000_000)):
+        for p in dev.render_until(end):
+            data = p.data
+            if k % 500 == 7 and p.kind == "samples":
+                data = b"\x13\x37garbage" + data
+                n_garbage += 1
+            drv._handle(decoder.feed(data), p.arrival_ns)
+            if p.kind == "samples":
+                true.append(p.true_ns)
+                devns.append(p.device_ns)
+    devns = np.concatenate(devns)
+    got, host = sink.times("imu0")
+    assert len(got) == len(devns) > 30_000
+    np.testing.assert_array_equal(got // 1000, devns // 1000)
+    assert drv.unwrapper.wraps == 1 and drv.unwrapper.resets == 1
+    gaps = [g for g in sink.gaps if g[0] == "imu0"]
+    assert [g[2] for g in gaps if g[2] == "device_reset"] == ["device_reset"]
+    assert sum(g[1] for g in gaps if g[2] == "device_drop") == dev.dropped > 10
+    assert drv.stats.malformed == n_garbage > 0
+    edges = [e for e in sink.items if isinstance(e, TriggerEdge)]
+    assert len(edges) == 2 * 180
