@@ -36,6 +36,7 @@ Times are int64 ns; floats only inside the filters, relative to a per-segment or
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 
@@ -49,6 +50,8 @@ UNKNOWN_UNC_NS = 10**15
 
 #: Random-walk intensities of the filter bank, ppm per sqrt(hour).
 RW_BANK_PPM = (0.0, 0.03, 0.3, 3.0, 30.0)
+#: Scales of the stated evidence variance the bank also tries (the stated jitter may be off by ~3x either way).
+R_SCALES = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 METHOD_ORDER = ("triggers", "hybrid", "neural", "probes", "arrival", "identity")
 
@@ -88,8 +91,9 @@ class _Bank:
     """K Kalman filters on x = (offset, skew) at device time ``t``, differing only in skew random-walk
     intensity ``q``.  Offsets are relative to the segment's origin (floats, ns)."""
 
-    def __init__(self, qs: np.ndarray, skew_prior: float, gate_sigma: float, forget_s: float):
+    def __init__(self, qs: np.ndarray, skew_prior: float, gate_sigma: float, forget_s: float, rs=None):
         self.q = np.asarray(qs, dtype=float)
+        self.rs = np.ones(len(self.q)) if rs is None else np.asarray(rs, dtype=float)  # measurement-noise scales
         self.K = len(self.q)
         self.skew_var0 = skew_prior**2
         self.gate = gate_sigma
@@ -104,6 +108,7 @@ class _Bank:
         self._bad: list[tuple[float, float, float]] = []
         self.step: list[tuple[float, float, float]] = []  # set when a step was seen: the measurements after it
         self.nis = 1.0
+        self._cache = None
         self.log_d: list[float] = []
         self.log_z: list[float] = []
         self.log_r: list[float] = []
@@ -115,7 +120,7 @@ class _Bank:
     def _init(self, d: float, z: float, r: float) -> None:
         self.x[:] = (z, 0.0)
         self.P[:] = 0.0
-        self.P[:, 0, 0] = r
+        self.P[:, 0, 0] = r * self.rs
         self.P[:, 1, 1] = self.skew_var0
         self.t = d
         self.ll[:] = 0.0
@@ -150,7 +155,7 @@ class _Bank:
             extra = self.q * abs(h1) ** 3 / 3
         x, P = self.x, self.P
         pred = x[:, 0] + h1 * x[:, 1]
-        S = P[:, 0, 0] + 2 * h1 * P[:, 0, 1] + h1 * h1 * P[:, 1, 1] + r + extra
+        S = P[:, 0, 0] + 2 * h1 * P[:, 0, 1] + h1 * h1 * P[:, 1, 1] + r * self.rs + extra
         nu = z - pred
         norm = nu / np.sqrt(S)
         if self.n >= 3 and abs(norm[self.best]) > self.gate:
@@ -212,15 +217,23 @@ class _Bank:
         """Variance scale from the innovations (clipped: evidence sigmas are trusted within a factor of 10)."""
         return float(min(max(self.nis, 0.5), 100.0)) if self.n >= 20 else 1.0
 
-    def smooth(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Two-filter smoother over the logged measurements: offset and variance at device times ``d``."""
+    def _passes(self):
+        """Forward (all q) and backward (chosen q) passes over the sorted log, cached until new evidence."""
+        if self._cache is not None and self._cache[0] == len(self.log_d):
+            return self._cache[1:]
         order = np.argsort(np.asarray(self.log_d), kind="stable")
         ld = np.asarray(self.log_d)[order]
         lz = np.asarray(self.log_z)[order]
         lr = np.asarray(self.log_r)[order]
-        fw = _pass(ld, lz, lr, self.q, self.skew_var0)
+        fw = _pass(ld, lz, lr, self.q, self.skew_var0, self.rs)
         k = _parsimonious(fw[3])
-        bw = _pass(-ld[::-1], lz[::-1], lr[::-1], self.q[k : k + 1], self.skew_var0)
+        bw = _pass(-ld[::-1], lz[::-1], lr[::-1], self.q[k : k + 1], self.skew_var0, self.rs[k : k + 1])
+        self._cache = (len(self.log_d), ld, fw, bw, k)
+        return self._cache[1:]
+
+    def smooth(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Two-filter smoother over the logged measurements: offset and variance at device times ``d``."""
+        ld, fw, bw, k = self._passes()
         q = self.q[k]
         # forward: last snapshot at or before d
         i = np.searchsorted(ld, d, side="right") - 1
@@ -286,7 +299,7 @@ def _propagate(x: np.ndarray, P: np.ndarray, dt: np.ndarray, q: float):
     return xo, Po
 
 
-def _pass(d, z, r, qs, skew_var0):
+def _pass(d, z, r, qs, skew_var0, rs=None):
     """Kalman pass over sorted measurements for every q: states/covariances after each update and log-likelihoods."""
     n, K = len(d), len(qs)
     X = np.zeros((n, K, 2))
@@ -294,12 +307,13 @@ def _pass(d, z, r, qs, skew_var0):
     x = np.zeros((K, 2))
     P = np.zeros((K, 2, 2))
     ll = np.zeros(K)
+    rs = np.ones(K) if rs is None else np.asarray(rs, dtype=float)
     t = 0.0
     for m in range(n):
         if m == 0:
             x[:] = (z[0], 0.0)
             P[:] = 0.0
-            P[:, 0, 0] = r[0]
+            P[:, 0, 0] = r[0] * rs
             P[:, 1, 1] = skew_var0
         else:
             dt = d[m] - t
@@ -309,7 +323,7 @@ def _pass(d, z, r, qs, skew_var0):
             P[:, 0, 0] = p00
             P[:, 0, 1] = P[:, 1, 0] = p01
             P[:, 1, 1] += qs * dt
-            S = P[:, 0, 0] + r[m]
+            S = P[:, 0, 0] + r[m] * rs
             nu = z[m] - x[:, 0]
             ll -= 0.5 * (nu * nu / S + np.log(S))
             K0, K1 = P[:, 0, 0] / S, P[:, 0, 1] / S
@@ -339,15 +353,21 @@ class _Envelope:
         self._cur: tuple[float, float] | None = None
         self.n = 0
         self.line: tuple[float, float, float] | None = None  # (d_c, a, b)
+        self._spread = 1e6
 
     def add(self, d: np.ndarray, m: np.ndarray) -> None:
         if len(d) == 0:
             return
         self.n += len(d)
-        blocks = np.floor_divide(d, self.block_ns).astype(np.int64)
-        uniq, starts = np.unique(blocks, return_index=True)
-        ends = np.append(starts[1:], len(d))
-        for b, s, e in zip(uniq.tolist(), starts.tolist(), ends.tolist(), strict=False):
+        b0, b1 = int(d[0] // self.block_ns), int(d[-1] // self.block_ns)
+        if b0 == b1:  # the usual case: a chunk within one block
+            runs = [(b0, 0, len(d))]
+        else:
+            blocks = np.floor_divide(d, self.block_ns).astype(np.int64)
+            uniq, starts = np.unique(blocks, return_index=True)
+            ends = np.append(starts[1:], len(d))
+            runs = zip(uniq.tolist(), starts.tolist(), ends.tolist(), strict=False)
+        for b, s, e in runs:
             i = s + int(np.argmin(m[s:e]))
             point = (float(d[i]), float(m[i]))
             if self._cur_block is not None and b != self._cur_block:
@@ -364,9 +384,14 @@ class _Envelope:
             return
         self.d.append(self._cur[0])
         self.m.append(self._cur[1])
+        if len(self.d) > 8 and len(self.d) % 4:  # the line moves slowly: refit every 4th block
+            return
         lo = self._cur[0] - self.window_ns
-        i0 = int(np.searchsorted(np.asarray(self.d), lo))
-        self.line = _hull_line(np.asarray(self.d[i0:]), np.asarray(self.m[i0:]))
+        i0 = bisect.bisect_left(self.d, lo)
+        wd, wm = np.asarray(self.d[i0:]), np.asarray(self.m[i0:])
+        self.line = _hull_line(wd, wm)
+        dc, a, b = self.line
+        self._spread = float(max(np.median(np.abs(wm - (a + b * (wd - dc)))) * 3, 1e6))
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         d, m = list(self.d), list(self.m)
@@ -376,13 +401,9 @@ class _Envelope:
         return np.asarray(d), np.asarray(m)
 
     def spread(self) -> float:
-        """A scale for the uncertainty: median height of the block minima above the line (plus 1 ms floor)."""
-        d, m = self.points()
-        if self.line is None or len(d) == 0:
-            return 1e6
-        dc, a, b = self.line
-        res = m - (a + b * (d - dc))
-        return float(max(np.median(np.abs(res)) * 3, 1e6))
+        """A scale for the uncertainty: 3x the median height of the window's block minima above the line (1 ms at
+        least; the link's minimum latency, the real bias, is invisible to arrival times)."""
+        return self._spread
 
     def predict(self, d: np.ndarray) -> np.ndarray:
         dc, a, b = self.line
@@ -453,6 +474,7 @@ class _Segment:
     env: _Envelope
     dev_hi: int = 0
     host_hi: int = 0
+    arr_hi: int = 0  # largest device time of an arrival
     edges: int = 0
     offsets: int = 0
     probes: int = 0
@@ -477,8 +499,12 @@ class ClockModel:
         self.forced = method
         self.gate_sigma = gate_sigma
         self.skew_prior = skew_prior_ppm * 1e-6
+        pairs = sorted(((i, sc) for i in range(len(rw_bank_ppm)) for sc in R_SCALES),
+                       key=lambda p: (p[0], abs(math.log(p[1]))))
         self.rw_bank_ppm = tuple(rw_bank_ppm)
-        self.qs = np.array([_q_per_ns(p) for p in rw_bank_ppm])
+        self._bank_rw = [float(rw_bank_ppm[i]) for i, _ in pairs]
+        self.qs = np.array([_q_per_ns(rw_bank_ppm[i]) for i, _ in pairs])
+        self.rscales = np.array([sc for _, sc in pairs])
         self.reset_back_ns = int(reset_back_ns)
         self.reset_forward_ns = int(reset_forward_ns)
         self.probe_rtt_margin = probe_rtt_margin
@@ -489,14 +515,15 @@ class ClockModel:
         self._min_rtt: float | None = None
         self._min_rtt_t = 0
         self._last_method = "identity"
+        self._choice: tuple | None = None
 
     # ---- segments
     def _new_segment(self, device_ns: int, host_ns: int, z: int) -> _Segment:
         forget = 30 * max(self.window_s, 60.0)
         seg = _Segment(
             index=len(self.segments), dev0=int(device_ns), host0=int(host_ns), z0=int(z),
-            trig=_Bank(self.qs, self.skew_prior, self.gate_sigma, forget),
-            probe=_Bank(self.qs, self.skew_prior, self.gate_sigma, forget),
+            trig=_Bank(self.qs, self.skew_prior, self.gate_sigma, forget, self.rscales),
+            probe=_Bank(self.qs, self.skew_prior, self.gate_sigma, forget, self.rscales),
             env=_Envelope(NS, int(self.window_s * NS)),
             dev_hi=int(device_ns), host_hi=int(host_ns),
         )
@@ -521,9 +548,14 @@ class ClockModel:
             seg.dev0 = min(seg.dev0, device_ns) if seg.dev0 else device_ns
             seg.dev_hi, seg.host_hi = device_ns, host_ns
             return seg
-        back = seg.dev_hi - device_ns
+        # samples arrive in device-time order, so arrivals are checked against arrivals only (an edge report or a
+        # probe reply may overtake samples stamped before it); other evidence gets a 1 s tolerance
+        if kind == "arrival" and seg.arrivals:
+            hi, back_tol = seg.arr_hi, self.reset_back_ns
+        else:
+            hi, back_tol = seg.dev_hi, max(self.reset_back_ns, NS)
+        back = hi - device_ns
         fwd = (device_ns - seg.dev_hi) - max(host_ns - seg.host_hi, 0)
-        back_tol = self.reset_back_ns if kind == "arrival" else max(self.reset_back_ns, NS)
         if back > back_tol and device_ns < seg.dev0 + (seg.dev_hi - seg.dev0) // 2 + back_tol:
             # device time went back: a reset (late evidence from before a reset lands in the second half)
             if host_ns and host_ns < seg.host_hi - 5 * NS:
@@ -655,6 +687,7 @@ class ClockModel:
                 segs[a:b] = -1
                 continue
             # within the part the order is monotone; only the last sample needs the bookkeeping
+            seg.arr_hi = max(seg.arr_hi, int(dev[b - 1])) if seg.arrivals else int(dev[b - 1])
             seg.dev_hi = max(seg.dev_hi, int(dev[b - 1]))
             seg.host_hi = max(seg.host_hi, int(host[b - 1]))
             rel_d = (dev[a:b] - seg.dev0).astype(np.float64)
@@ -713,6 +746,14 @@ class ClockModel:
         return out
 
     def _choose(self, seg: _Segment, d_mid: float) -> str:
+        key = (seg.index, seg.trig.n, seg.probe.n, len(seg.env.d), seg.env.n > 0, self.forced)
+        if self._choice is not None and self._choice[0] == key:
+            return self._choice[1]
+        m = self._choose_now(seg, d_mid)
+        self._choice = (key, m)
+        return m
+
+    def _choose_now(self, seg: _Segment, d_mid: float) -> str:
         cands = self._candidates(seg)
         if not cands:
             return "identity"
@@ -809,7 +850,8 @@ class ClockModel:
             a, var = bank.predict(np.array([d]))
             k = bank.best
             drift = -float(bank.x[k, 1]) * 1e6
-            out["rw_ppm_per_sqrt_h"] = float(self.rw_bank_ppm[k])
+            out["rw_ppm_per_sqrt_h"] = self._bank_rw[k]
+            out["noise_scale"] = float(math.sqrt(self.rscales[k]))  # measured / stated evidence sigma
         elif m == "arrival":
             a = seg.env.predict(np.array([d]))
             var = np.array([seg.env.spread() ** 2])

@@ -45,6 +45,8 @@ class EdgeFilter:
         self.last_t: int | None = None
         self.last_seq: int | None = None
         self._rejected_run: list[int] = []
+        self.reset_back_ns = 1_000_000_000
+        self.reset_seen = False
         if self.period > 0:
             self.period_f = float(self.period)
 
@@ -66,6 +68,15 @@ class EdgeFilter:
             if t == self.last_t or (seq >= 0 and self.last_seq is not None and seq == self.last_seq):
                 self._count("duplicate")
                 return False
+            if t < self.last_t - self.reset_back_ns:
+                # far back: the device clock restarted (a reset); start over on the new timeline
+                self._count("clock_reset")
+                self.reset_seen = True
+                self._rejected_run.clear()
+                if self.period > 0:
+                    self.period_f = float(self.period)
+                self._take(t, seq)
+                return True
             if t < self.last_t:
                 self._count("out_of_order")
                 return False
@@ -152,6 +163,12 @@ class TriggerMatcher:
         for e in edges:
             t, w, seq, host, pol = self._unpack(e)
             if self.dev_filter.accept(t, w, seq, pol):
+                if self.dev_filter.reset_seen:  # device clock reset: pairs so far say nothing about the new timeline
+                    self.dev_filter.reset_seen = False
+                    self._pairs.clear()
+                    self._first = None
+                    self._resid = 0.0
+                    self._dev.clear()
                 self._dev.append((t, host))
         return self._match()
 
