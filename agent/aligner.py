@@ -40,10 +40,14 @@ class AlignerSettings:
     grid_hz: float = 1000.0  # fine grid
     coarse_hz: float = 100.0  # classical coarse grid
     coarse_smooth_s: float = 0.02  # Gaussian smoothing of onsets for the coarse search
-    min_psr: float = 6.0  # coarse peak-to-sidelobe ratio below this: abstain
+    fine_smooth: float = 0.3  # fine-stage Gaussian smoothing, in units of the coarser sample period
+    min_psr: float = 8.0  # coarse peak-to-sidelobe ratio below this: abstain
     max_sidelobe: float = 0.8  # best peak outside the main lobe / main peak above this: abstain (ambiguous)
+    neural_min_psr: float = 3.5  # embedding curves have broad peaks: their own thresholds
+    neural_max_sidelobe: float = 0.6
     min_events: int = 2  # fewer onsets in the target window: abstain
-    min_overlap: float = 0.5  # fraction of the target window the reference must cover
+    sigma_floor_ns: float = 500_000.0  # shape differences between modalities' onsets
+    sigma_scale: float = 1.5  # calibration of the reported sigma against measured errors
 
 
 @dataclass(frozen=True)
@@ -134,9 +138,14 @@ class Aligner:
         exclude = max(2, int(math.ceil(exclude_s * rate)))
         return self._curve_from(curve, float(round(r0) - d0), step, exclude)
 
-    def _sigma(self, c: _Curve, floor_ns: float) -> int:
+    def _sigma(self, c: _Curve, floor_ns: float, period_s: float = 0.0, n_events: int = 1) -> int:
+        """1-sigma of a window's offset: each matched onset is quantized by the coarser sample period
+        (uniform, period / sqrt(12)) and averaged over the window's events; plus the peak width over the PSR
+        and a floor for shape differences between modalities.  ``sigma_scale`` calibrates it (bench)."""
         psr = c.psr if np.isfinite(c.psr) else 100.0
-        return int(max(floor_ns, c.hwhm_ns * 2.0 / max(psr, 1.0)))
+        q = period_s * NS / math.sqrt(12.0) / math.sqrt(max(n_events, 1))
+        w = c.hwhm_ns * 2.0 / max(psr, 1.0)
+        return int(self.s.sigma_scale * math.sqrt(q * q + w * w + floor_ns * floor_ns + self.s.sigma_floor_ns ** 2))
 
     def _check_inputs(self, ref: Onsets, tgt: Onsets) -> str:
         if not tgt.ok:
@@ -147,12 +156,14 @@ class Aligner:
             return f"too few target events ({tgt.n_events} < {self.s.min_events})"
         return ""
 
-    def _judge(self, c: _Curve) -> str:
+    def _judge(self, c: _Curve, min_psr: float | None = None, max_sidelobe: float | None = None) -> str:
+        min_psr = self.s.min_psr if min_psr is None else min_psr
+        max_sidelobe = self.s.max_sidelobe if max_sidelobe is None else max_sidelobe
         if c.at_edge:
             return "peak at the edge of the search range"
-        if not c.psr >= self.s.min_psr:
-            return f"low confidence (PSR {c.psr:.1f} < {self.s.min_psr})"
-        if c.sidelobe > self.s.max_sidelobe:
+        if not c.psr >= min_psr:
+            return f"low confidence (PSR {c.psr:.1f} < {min_psr})"
+        if c.sidelobe > max_sidelobe:
             return f"ambiguous (second peak {c.sidelobe:.2f} of the main peak)"
         return ""
 
@@ -164,7 +175,7 @@ class Aligner:
         if why:
             return _abstain(method, span, why, int(centre_ns))
         half = max(self.s.fine_s, 1.0 * period_s) * NS
-        sigma_s = max(2.0 / self.s.grid_hz, 0.1 * period_s)
+        sigma_s = max(2.0 / self.s.grid_hz, self.s.fine_smooth * period_s)
         c = self._onset_curve(ref, tgt, span, centre_ns, half, self.s.grid_hz, sigma_s, period_s + 3 * sigma_s)
         if isinstance(c, str):
             return _abstain(method, span, c, int(centre_ns))
@@ -175,8 +186,12 @@ class Aligner:
             why = self._judge(c)
             if why:
                 return _abstain(method, span, why, int(c.offset_ns), c.psr)
+        elif c.sidelobe > self.s.max_sidelobe:
+            return _abstain(method, span, f"fine curve ambiguous (second peak {c.sidelobe:.2f})", int(c.offset_ns),
+                            c.psr)
         floor = 0.3 * NS / self.s.grid_hz
-        return AlignResult(True, int(round(c.offset_ns)), self._sigma(c, floor), float(psr),
+        sigma = self._sigma(c, floor, period_s, tgt.n_events)
+        return AlignResult(True, int(round(c.offset_ns)), sigma, float(psr),
                            int((span[0] + span[1]) // 2), method)
 
     def classical(self, ref: Onsets, tgt: Onsets, span, prior_ns: int, period_s: float) -> AlignResult:
@@ -203,29 +218,45 @@ class Aligner:
             return _abstain("neural", span, why, prior_ns)
         exclude = max(2, int(math.ceil(0.1 * rate_hz)))
         c = self._curve_from(curve, first, step, exclude)
-        why = self._judge(c)
+        why = self._judge(c, self.s.neural_min_psr, self.s.neural_max_sidelobe)
         if why:
             return _abstain("neural", span, why, int(c.offset_ns), c.psr)
-        return AlignResult(True, int(round(c.offset_ns)), self._sigma(c, 0.3 * step), float(c.psr),
+        return AlignResult(True, int(round(c.offset_ns)), self._sigma(c, 0.3 * step, 2.0 * step / NS, 1), float(c.psr),
                            int((span[0] + span[1]) // 2), "neural")
 
     def hybrid(self, ref: Onsets, tgt: Onsets, span, prior_ns: int, period_s: float,
                neural: AlignResult | None) -> AlignResult:
-        """Neural coarse candidate refined by fine onset correlation; without a confident neural candidate the
-        classical coarse search takes its place.  Abstains when neither is confident."""
-        if neural is not None and neural.ok:
-            r = self.fine(ref, tgt, span, float(neural.offset_ns), max(period_s, 2.0 * neural.sigma_ns / NS),
-                          "hybrid", coarse_psr=neural.confidence)
-            if r.ok:
-                return r
-        r = self.classical(ref, tgt, span, prior_ns, period_s)
-        if r.ok:
+        """Neural coarse search + fine onset correlation, cross-checked.
+
+        * the classical wide search is confident and the neural candidate agrees with it (or the encoders are
+          silent): the classical fine result;
+        * both are confident but disagree: abstain ("neural and classical disagree") unless the classical curve
+          is far stronger than its own threshold (PSR >= 2 x min_psr);
+        * only the neural candidate is confident: the fine onset correlation around it (its second peak checked
+          on the local curve), or the neural offset itself when the fine signals are unusable there.
+        """
+        c = self.classical(ref, tgt, span, prior_ns, period_s)
+        n_ok = neural is not None and neural.ok
+
+        def as_hybrid(r: AlignResult) -> AlignResult:
             return AlignResult(True, r.offset_ns, r.sigma_ns, r.confidence, r.device_ns, "hybrid")
-        if neural is not None and neural.ok:  # the encoders are sure, the fine signals are not usable
-            return AlignResult(True, neural.offset_ns, neural.sigma_ns, neural.confidence, neural.device_ns,
-                               "hybrid")
-        reason = r.reason if neural is None else f"neural: {neural.reason}; classical: {r.reason}"
-        return _abstain("hybrid", span, reason, prior_ns)
+
+        if c.ok:
+            if not n_ok:
+                return as_hybrid(c)
+            gate = max(4.0 * neural.sigma_ns, 0.06 * NS, 1.5 * period_s * NS)
+            if abs(c.offset_ns - neural.offset_ns) <= gate or c.confidence >= 2.0 * self.s.min_psr:
+                return as_hybrid(c)
+            return _abstain("hybrid", span, f"neural and classical disagree by "
+                            f"{abs(c.offset_ns - neural.offset_ns) / 1e6:.0f} ms", prior_ns)
+        if not n_ok:
+            reason = c.reason if neural is None else f"neural: {neural.reason}; classical: {c.reason}"
+            return _abstain("hybrid", span, reason, prior_ns)
+        f = self.fine(ref, tgt, span, float(neural.offset_ns), max(period_s, 2.0 * neural.sigma_ns / NS),
+                      "hybrid", coarse_psr=neural.confidence)
+        if f.ok:
+            return f
+        return as_hybrid(neural)
 
 
 def embedding_curve(ref_times, ref_vectors, tgt_times, tgt_vectors, span, prior_ns: int, search_s: float,

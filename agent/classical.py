@@ -25,6 +25,7 @@ the aligner abstains with that reason.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,13 +38,20 @@ TEXT_SEEN_BY: dict[str, tuple[str, ...]] = {
     "audio": ("impact", "beep"),
     "video": ("led", "impact"),
     "image": ("led", "impact", "motion"),
-    "telemetry": ("led", "beep", "impact"),
+    "telemetry": ("led", "beep"),
     "text": (),
 }
 
-#: telemetry channels used for onsets (index -> weight) and the averaging window their values summarize.
+#: telemetry channels (temperature, speed, light, sound level, accel rms) used for onsets, by partner modality:
+#: the channels whose events the partner also sees sharply.  Values summarize the preceding TELEMETRY_WINDOW_S.
 TELEMETRY_CHANNELS = (2, 3, 4)
+TELEMETRY_FOR: dict[str, tuple[int, ...]] = {"text": (2, 3), "audio": (3, 4), "imu": (4,), "video": (2, 4), "image": (1, 4)}
 TELEMETRY_WINDOW_S = 0.1
+#: a tap (20-60 ms) is shorter than the window: its rise sits on average (window - 40 ms) / 2 before the window's
+#: centre would put it, so the accel-rms channel is stamped that much later (sensor model of the sim rig's hub).
+TELEMETRY_SHORT_EVENT_S = {4: 0.03}
+TELEMETRY_RMS = (4,)  # channels that are an rms over the window: squared to energy first
+TELEMETRY_INSTANT = (0, 1)  # channels sampled at the stamp (temperature, speed), not averaged over the window
 AUDIO_BLOCK_S = 0.001
 
 
@@ -122,6 +130,21 @@ def novelty(level: np.ndarray, hold: int) -> np.ndarray:
     return np.maximum(level[1:] - prev_max - 3.0 * _noise(level), 0.0)
 
 
+def first_of_runs(on: np.ndarray) -> np.ndarray:
+    """Move the mass of every run of consecutive positive onsets onto the run's first interval.  For a sharp
+    onset sampled at points, the first interval with a rise is the one that holds the true onset, so its midpoint
+    is an unbiased estimate whatever the rise time of the signal after it (IMU pulse shape, audio cycles)."""
+    pos = on > 0
+    if not pos.any():
+        return on
+    starts = np.nonzero(pos & ~np.concatenate([[False], pos[:-1]]))[0]
+    run_id = np.cumsum(pos & ~np.concatenate([[False], pos[:-1]])) - 1
+    totals = np.bincount(run_id[pos], weights=on[pos], minlength=len(starts))
+    out = np.zeros_like(on)
+    out[starts] = totals
+    return out
+
+
 def _hold(t_ns: np.ndarray) -> int:
     if len(t_ns) < 2:
         return 1
@@ -146,11 +169,12 @@ def imu_onsets(t_ns, samples) -> Onsets:
         return _bad("intervals", why)
     dev = x - np.median(x, axis=0)
     level = np.linalg.norm(dev[:, :3], axis=1) + np.linalg.norm(dev[:, 3:6], axis=1)
-    return _finish(t_ns, novelty(level, _hold(t_ns)))
+    return _finish(t_ns, first_of_runs(novelty(level, _hold(t_ns))))
 
 
 def audio_envelope(t_ns, samples, block_s: float = AUDIO_BLOCK_S) -> tuple[np.ndarray, np.ndarray]:
-    """RMS envelope in blocks of ``block_s``: (block centre times, rms)."""
+    """RMS envelope in blocks of ``block_s``: (block end times, rms).  Stamped by the block's end so that the
+    interval between two stamps is exactly the block (what ``first_of_runs`` needs)."""
     x = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)[:, 0]
     t = np.asarray(t_ns, dtype=np.int64)
     if len(t) < 2:
@@ -161,8 +185,8 @@ def audio_envelope(t_ns, samples, block_s: float = AUDIO_BLOCK_S) -> tuple[np.nd
     xb = x[: m * b].reshape(m, b)
     rms = np.sqrt(np.mean(xb * xb, axis=1))
     tb = t[: m * b].reshape(m, b)
-    centres = tb[:, 0] + (tb[:, -1] - tb[:, 0]) // 2
-    return centres, rms
+    ends = tb[:, -1] + int(round(period))
+    return ends, rms
 
 
 def audio_onsets(t_ns, samples) -> Onsets:
@@ -173,7 +197,7 @@ def audio_onsets(t_ns, samples) -> Onsets:
     tc, env = audio_envelope(t_ns, x)
     if len(env) < 4:
         return _bad("intervals", "too few audio blocks")
-    return _finish(tc, novelty(env, _hold(tc)))
+    return _finish(tc, first_of_runs(novelty(env, _hold(tc))))
 
 
 def video_onsets(t_ns, frames) -> Onsets:
@@ -182,14 +206,13 @@ def video_onsets(t_ns, frames) -> Onsets:
     x, why, _ = _clean(frames, 3)
     if x is None:
         return _bad("intervals", why)
-    f = x.reshape(len(x), -1)
-    dev = np.abs(f - np.median(f, axis=0))
-    scale = np.median(dev, axis=0) * 1.4826 + 1.0
-    level = np.mean(np.minimum(dev / scale, 20.0), axis=1)
-    return _finish(t_ns, novelty(level, _hold(t_ns)))
+    return _finish(t_ns, novelty(_video_level(x), _hold(t_ns)))
 
 
 def telemetry_onsets(t_ns, samples, window_s: float = TELEMETRY_WINDOW_S, channels=TELEMETRY_CHANNELS) -> Onsets:
+    """Sum of the channels' normalized novelty; each channel's values are placed at the centre of the window they
+    summarize (shifted for short events, ``TELEMETRY_SHORT_EVENT_S``) and resampled onto the first channel's
+    intervals."""
     x, why, _ = _clean(samples, 4)
     if x is None:
         return _bad("intervals", why)
@@ -197,21 +220,53 @@ def telemetry_onsets(t_ns, samples, window_s: float = TELEMETRY_WINDOW_S, channe
     t = np.asarray(t_ns, dtype=np.int64) - int(window_s * NS / 2)
     on = np.zeros(len(x) - 1)
     for c in chans:
-        col = x[:, c] - np.median(x[:, c])
+        col = x[:, c] * x[:, c] if c in TELEMETRY_RMS else x[:, c]  # rms -> energy, linear in the window
+        col = col - np.median(col)
         pos = novelty(col, 1)
         scale = float(np.max(pos)) if len(pos) else 0.0
-        if scale > 0:
-            on += pos / scale
+        if scale <= 0:
+            continue
+        pos = pos / scale
+        shift = TELEMETRY_SHORT_EVENT_S.get(c, 0.0) + (window_s / 2 if c in TELEMETRY_INSTANT else 0.0)
+        if shift:  # move this channel's mass by +shift: interpolate its cumulative onto shifted edges
+            cum = np.concatenate([[0.0], np.cumsum(pos)])
+            tt = t.astype(np.float64)
+            pos = np.diff(np.interp(tt - shift * NS, tt, cum))
+        on += pos
     return _finish(t, on)
 
 
+_DUR = re.compile(r"dur=([0-9.]+)s")
+#: where a smooth event's visible rise is centred, as a fraction of its logged duration (a sin^2 bump rises over
+#: its first half; its rise's centroid is at a quarter), per line keyword.
+TEXT_RISE_FRACTION = {"motion": 0.25}
+#: for a still-image partner: the middle of when each event is visible (fraction of the logged duration, seconds)
+TEXT_VISIBLE_CENTRE = {"motion": (0.5, 0.0), "led": (0.5, 0.0), "impact": (0.0, 0.07)}
+
+
 def text_onsets(t_ns, lines, partner: str | None = None) -> Onsets:
-    """Event train of log lines; with ``partner``, only the lines whose keywords that modality sees."""
+    """Event train of log lines; with ``partner``, only the lines whose keywords that modality sees.  Lines of
+    smooth events with a logged duration are placed at the centre of their rise (``TEXT_RISE_FRACTION``)."""
     t = np.asarray(t_ns, dtype=np.int64)
     keys = TEXT_SEEN_BY.get(partner or "text", ())
+    lines = [str(s) for s in lines]
     if keys:
-        keep = np.array([any(k in str(s) for k in keys) for s in lines], dtype=bool)
-        t = t[keep] if len(keep) else t
+        keep = np.array([any(k in s for k in keys) for s in lines], dtype=bool)
+        if len(keep):
+            t = t[keep]
+            lines = [s for s, k in zip(lines, keep, strict=True) if k]
+    place = ({k: (v[0], v[1]) for k, v in TEXT_VISIBLE_CENTRE.items()} if partner == "image"
+             else {k: (v, 0.0) for k, v in TEXT_RISE_FRACTION.items()})
+    if keys and any(k in place for k in keys):
+        t = t.copy()
+        for i, s in enumerate(lines):
+            for k, (frac, lag) in place.items():
+                if not s.startswith(k):
+                    continue
+                m = _DUR.search(s)
+                t[i] += int((frac * float(m.group(1)) if m else 0.0) * NS + lag * NS)
+        order = np.argsort(t, kind="stable")
+        t = t[order]
     o = Onsets("impulses", t, np.ones(len(t)), n_events=len(t))
     if len(t) == 0:
         o.problem = "no events (no log lines)" if not keys or not len(lines) else "no events the partner can see"
@@ -229,11 +284,53 @@ def onsets(modality: str, t_ns, samples, partner: str | None = None) -> Onsets:
         order = np.argsort(t, kind="stable")
         keep = np.concatenate([[True], np.diff(t[order]) > 0])
         t, samples = t[order][keep], np.asarray(samples)[order][keep]
-    fn = {"imu": imu_onsets, "audio": audio_onsets, "video": video_onsets, "image": video_onsets,
-          "telemetry": telemetry_onsets}.get(modality)
+    if modality == "image" or (partner == "image" and modality == "telemetry"):
+        return levels(modality, t, samples)
+    if modality == "telemetry":
+        return telemetry_onsets(t, samples, channels=TELEMETRY_FOR.get(partner or "", TELEMETRY_CHANNELS))
+    fn = {"imu": imu_onsets, "audio": audio_onsets, "video": video_onsets}.get(modality)
     if fn is None:
         return _bad("intervals", f"no classical features for modality {modality!r}")
     return fn(t, samples)
+
+
+# ------------------------------------------------------------------------------------------------ level mode
+def _video_level(frames: np.ndarray) -> np.ndarray:
+    f = frames.reshape(len(frames), -1)
+    dev = np.abs(f - np.median(f, axis=0))
+    scale = np.median(dev, axis=0) * 1.4826 + 1.0
+    return np.mean(np.minimum(dev / scale, 20.0), axis=1)
+
+
+def levels(modality: str, t_ns, samples) -> Onsets:
+    """Level mode, for still images (1 fps) and their partners.  A still only sees what happens during or just
+    before its exposure (LED on, shake within ~0.2 s of a tap, a movement in progress), so its evidence sits at its
+    own stamp: impulses at the sample times, weighted by how far the level is above its baseline.  Telemetry
+    partners use the same (levels of speed, light, accel energy, at the centre of what each value summarizes)."""
+    t = np.asarray(t_ns, dtype=np.int64)
+    x, why, _ = _clean(samples, 4)
+    if x is None:
+        return _bad("impulses", why)
+    if modality == "telemetry":
+        level = np.zeros(len(x))
+        for c in (1, 2, 4):
+            if c >= x.shape[1]:
+                continue
+            col = x[:, c] * x[:, c] if c in TELEMETRY_RMS else x[:, c]
+            col = col - np.median(col)
+            top = float(np.max(col))
+            if top > 0:
+                level += np.maximum(col, 0.0) / top
+        t = t - int(TELEMETRY_WINDOW_S * NS / 2)
+    else:
+        level = _video_level(x)
+    base = float(np.median(level))
+    mad = float(np.median(np.abs(level - base))) * 1.4826
+    mass = np.maximum(level - base - 3.0 * mad, 0.0)
+    o = Onsets("impulses", t, mass, n_events=int(np.count_nonzero(mass > 0.1 * mass.max())) if mass.max() > 0 else 0)
+    if not mass.max() > 0:
+        o.problem = "flat signal (no level above baseline)"
+    return o
 
 
 # ------------------------------------------------------------------------------------------------ grid
@@ -319,12 +416,18 @@ def parabolic(curve: np.ndarray, i: int) -> float:
 
 
 def peak_stats(curve: np.ndarray, exclude: int) -> tuple[int, float, float]:
-    """(argmax, peak-to-sidelobe ratio, ratio of the best peak outside +-exclude to the main peak)."""
+    """(argmax, peak-to-sidelobe ratio, ratio of the best value outside the main lobe to the main peak).  The main
+    lobe runs downhill from the peak to the first minimum on each side, and at least +-exclude bins."""
     if len(curve) == 0:
         return 0, 0.0, 1.0
     i = int(np.argmax(curve))
+    lo, hi = i, i  # the main lobe: downhill from the peak to the first minimum on each side
+    while lo > 0 and curve[lo - 1] < curve[lo]:
+        lo -= 1
+    while hi < len(curve) - 1 and curve[hi + 1] < curve[hi]:
+        hi += 1
     mask = np.ones(len(curve), dtype=bool)
-    mask[max(0, i - exclude) : i + exclude + 1] = False
+    mask[max(0, min(lo, i - exclude)) : max(hi, i + exclude) + 1] = False
     side = curve[mask]
     peak = float(curve[i])
     if len(side) < 3:

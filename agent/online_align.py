@@ -76,32 +76,42 @@ class WindowAligner:
         margin = int((self.s.search_s + max(self.s.fine_s, self.period_s) + 0.5) * NS)
         return int(span[0]) + prior_ns - margin, int(span[1]) + prior_ns + margin
 
-    def _embed(self, modality: str, times: np.ndarray, samples):
+    def _embed(self, modality: str, times: np.ndarray, samples, span):
         r = self.runners.get(modality)
         if isinstance(r, str) or r is None:
             return None, r or f"no model for {modality}"
+        if len(times) == 0:
+            return None, f"no {modality} samples in the window"
         try:
-            e = r.embed(samples, times)
+            e = r.embed(samples, times, span_ns=(int(span[0]), int(span[1])))
         except Exception as exc:  # noqa: BLE001 - bad input to an encoder: abstain with the reason
             return None, f"{modality} encoder failed: {exc}"
         return e, ""
 
-    def neural(self, ref_t, ref_x, tgt_t, tgt_x, span, prior_ns: int) -> AlignResult:
+    def neural(self, ref_t, ref_x, tgt_t, tgt_x, span, prior_ns: int, ref_emb=None, tgt_emb=None) -> AlignResult:
+        """Encoders only.  ``ref_emb``/``tgt_emb``: embeddings of the whole streams computed once (the runner's
+        output does not depend on how a stream is cut), used instead of embedding the window again."""
         from .aligner import _abstain
 
-        re, why = self._embed(self.ref_mod, ref_t, ref_x)
-        if re is None:
-            return _abstain("neural", span, why, prior_ns)
-        te, why = self._embed(self.tgt_mod, tgt_t, tgt_x)
-        if te is None:
-            return _abstain("neural", span, why, prior_ns)
-        rate = float(min(self.runners[self.ref_mod].meta.get("frame_rate_hz", 25.0),
-                         self.runners[self.tgt_mod].meta.get("frame_rate_hz", 25.0)))
+        if ref_emb is not None and tgt_emb is not None:
+            re, te = ref_emb, tgt_emb
+        else:
+            re, why = self._embed(self.ref_mod, ref_t, ref_x, self.ref_range(span, prior_ns))
+            if re is None:
+                return _abstain("neural", span, why, prior_ns)
+            te, why = self._embed(self.tgt_mod, tgt_t, tgt_x, span)
+            if te is None:
+                return _abstain("neural", span, why, prior_ns)
+        for e in (re, te):
+            if isinstance(e, str):
+                return _abstain("neural", span, e, prior_ns)
+        ft = np.asarray(te.frame_times_ns)
+        rate = NS / float(np.median(np.diff(ft))) if len(ft) > 1 else 50.0
         return self.aligner.neural(re.frame_times_ns, re.vectors, te.frame_times_ns, te.vectors, span, prior_ns,
                                    rate)
 
     def estimate(self, ref_t, ref_x, tgt_t, tgt_x, span, prior_ns: int,
-                 methods=METHODS) -> dict[str, AlignResult]:
+                 methods=METHODS, ref_emb=None, tgt_emb=None) -> dict[str, AlignResult]:
         """Results per method for the target window ``span`` (device clock).  ``ref_t`` are reference-clock
         times covering ``ref_range(span, prior_ns)``; ``tgt_t`` device times covering ``span``."""
         ref_t = np.asarray(ref_t, dtype=np.int64)
@@ -115,7 +125,7 @@ class WindowAligner:
             out["classical"] = self.aligner.classical(ro, to, span, prior_ns, self.period_s)
         nr = None
         if "neural" in methods or "hybrid" in methods:
-            nr = self.neural(ref_t, ref_x, tgt_t, tgt_x, span, prior_ns)
+            nr = self.neural(ref_t, ref_x, tgt_t, tgt_x, span, prior_ns, ref_emb, tgt_emb)
             if "neural" in methods:
                 out["neural"] = nr
         if "hybrid" in methods:

@@ -96,11 +96,13 @@ class PairSpec:
 class BenchSpec:
     seeds: tuple[int, ...] = setting((1000, 1001, 1002), doc="world seeds (held out from encoder training)")
     duration_s: float = setting(120.0, min=20.0, doc="simulated seconds per seed")
-    window_s: float = setting(8.0, min=1.0, doc="alignment window, target device seconds")
+    window_s: float = setting(16.0, min=1.0, doc="alignment window, target device seconds")
+    window_periods: float = setting(32.0, min=1.0, doc="window at least this many coarser-stream sample periods")
     hop_s: float = setting(4.0, min=0.5, doc="hop between windows")
     offset_max_s: float = setting(1.5, min=0.0, max=1.9, doc="device clock offsets drawn in +-this")
     drift_max_ppm: float = setting(100.0, min=0.0, doc="device clock drifts drawn in +-this")
     ref_jitter_us: float = setting(5.0, min=0.0, doc="noise of the reference stream's corrected times")
+    skew_prior_ppm: float = setting(300.0, min=1.0, doc="hybrid ClockModel's prior on a device's rate error")
     triggered: tuple[str, ...] = setting((), doc="target modalities whose device also sees the 1 Hz trigger")
     methods: tuple[str, ...] = setting(METHODS, choices=METHODS, doc="methods to run")
     pairs: tuple[PairSpec, ...] = setting((), doc="pairs (default: the paper's six + IMU/Audio/Video)")
@@ -219,8 +221,22 @@ def _true_drift(clock: DeviceClock, true_end: int) -> float:
     return float(clock.drift_ppm_at(np.array([true_end]))[0])
 
 
+def embed_stream(runners: dict, modality: str, t_ns: np.ndarray, data):
+    """Whole-stream embedding (computed once; the runner's output does not depend on how a stream is cut), or the
+    reason there is none."""
+    r = runners.get(modality)
+    if r is None or isinstance(r, str):
+        return r or f"no model for {modality}"
+    if len(t_ns) == 0:
+        return f"no {modality} samples"
+    try:
+        return r.embed(data, t_ns, span_ns=(int(t_ns[0]), int(t_ns[-1]) + 1))
+    except Exception as exc:  # noqa: BLE001 - reported as the neural method's abstention reason
+        return f"{modality} encoder failed: {exc}"
+
+
 def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, bench: BenchSpec, runners: dict,
-             settings: AlignerSettings, rng: np.random.Generator) -> PairOutcome:
+             settings: AlignerSettings, rng: np.random.Generator, emb_cache: dict | None = None) -> PairOutcome:
     from synchub.agent.clock import ClockModel
 
     methods = bench.methods
@@ -232,10 +248,22 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
     ref_t = ref_t[order]
     ref_x = [ref.data[i] for i in order] if isinstance(ref.data, list) else ref.data[order]
     ev_true = world.events["t_ns"].astype(np.int64)
-    win_ns, hop_ns = int(bench.window_s * NS), int(bench.hop_s * NS)
+    neural_on = "neural" in methods or "hybrid" in methods
+    emb_cache = {} if emb_cache is None else emb_cache
+    ref_emb = None
+    if neural_on:
+        ref_emb = embed_stream(runners, ref_m, ref_t, ref_x)
+    hop_ns = int(bench.hop_s * NS)
     for tm in targets:
+        coarser = max([1.0 / RATES[m] for m in (ref_m, tm) if RATES[m] > 0] or [0.0])
+        win_ns = int(max(bench.window_s, bench.window_periods * coarser) * NS)
         tgt = streams[tm]
         wa = WindowAligner(ref.info(), tgt.info(), runners, settings)
+        tgt_emb = None
+        if neural_on:
+            if tm not in emb_cache:
+                emb_cache[tm] = embed_stream(runners, tm, tgt.device_ns, tgt.data)
+            tgt_emb = emb_cache[tm]
         # events as the target's device clock stamps them
         ev_dev = tgt.clock.to_device(ev_true)
         d_start = int(tgt.clock.to_device(np.array([0]))[0]) + int(0.5 * NS)
@@ -248,7 +276,7 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
         e_dev, e_true = ev_dev[sel], ev_true[sel]
         owner = np.clip(np.rint((e_dev - centres[0]) / hop_ns).astype(np.int64), 0, len(centres) - 1)
         trackers = {m: DriftTracker() for m in ("classical", "neural")}
-        model = ClockModel(name=tm, window_s=120.0)
+        model = ClockModel(name=tm, window_s=120.0, skew_prior_ppm=bench.skew_prior_ppm)
         model_has = False
         if tm in bench.triggered:  # the target's device sees the 1 Hz trigger: edges into the model
             rises, _w = R.render_trigger(0, int(world.duration_s * NS))
@@ -267,7 +295,8 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
             lo, hi = wa.ref_range(span, 0)
             rt, rx = _cut(ref_t, ref_x, lo, hi)
             tt, tx = _cut(tgt.device_ns, tgt.data, d0, d1)
-            res = wa.estimate(rt, rx, tt, tx, span, 0, methods=[m for m in methods if m != "arrival"])
+            res = wa.estimate(rt, rx, tt, tx, span, 0, methods=[m for m in methods if m != "arrival"],
+                              ref_emb=ref_emb, tgt_emb=tgt_emb)
             for m, r in res.items():
                 out.windows[m][1] += 1
                 if not r.ok:
@@ -355,9 +384,11 @@ def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: 
         world = World(bench.duration_s, seed=int(seed), spec=world_spec)
         streams = render_streams(world, modalities, bench, links, int(seed))
         t1 = time.time()
+        emb_cache: dict = {}  # target-stream embeddings on their device clocks, shared by the pairs
         for name, ref_m, targets in pairs:
             rng = np.random.default_rng([int(seed), len(name)])
-            per_pair[name].append(run_pair(streams, world, ref_m, targets, bench, runners, settings, rng))
+            per_pair[name].append(run_pair(streams, world, ref_m, targets, bench, runners, settings, rng,
+                                           emb_cache))
         log(f"  seed {seed}: rendered in {t1 - t0:.1f} s, aligned in {time.time() - t1:.1f} s")
     results = []
     for name, ref_m, targets in pairs:
