@@ -92,6 +92,20 @@ def latency_run(seconds: float, seed: int) -> dict:
     ovf = [c0 + k * 65536 for k in range((applied[0] - c0) // 65536, (applied[-1] - c0) // 65536)]
     lat["overflow (TIMER1_OVF, vector 13)"] = match(ovf, vec.get(13, []))
     result = {}
+    # handler length: vector entry -> its RETI (AVR handlers do not nest here)
+    retis = np.array(sorted(box.retis), dtype=np.int64)
+    names = {10: "TIMER1_CAPT", 11: "TIMER1_COMPA", 12: "TIMER1_COMPB", 13: "TIMER1_OVF", 18: "USART_RX",
+             19: "USART_UDRE"}
+    isr = {}
+    for v, entries in sorted(vec.items()):
+        e = np.array(entries, dtype=np.int64)
+        j = np.searchsorted(retis, e)
+        ok = j < len(retis)
+        d = retis[j[ok]] - e[ok]
+        if len(d):
+            isr[f"{names.get(v, v)} (vector {v})"] = {"count": int(len(d)), "max_cycles": int(d.max()),
+                                                       "median_cycles": float(np.median(d))}
+    result["handler_cycles"] = isr
     for name, xs in lat.items():
         xs = [x for x in xs if x < 100_000]  # a missing entry would pair with a far later one
         result[name] = {"events": len(xs), "worst_cycles": max(xs) if xs else None,

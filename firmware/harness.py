@@ -3,7 +3,7 @@
 ``SimBox`` starts ``syncbox-sim`` with its UART bridged to a pty (``box.port``, for pyserial), collects the
 output pin edges (``box.out_edges``: (cycle, level, exact_cycle)), the injected input edges
 (``box.injected``: (scheduled, cycle, level, host_ns)) and optionally interrupt vector entries
-(``box.vectors``: (vector, cycle)), and injects input edges at chosen cycles.
+(``box.vectors``: (vector, cycle); ``box.retis``: cycles of RETI), and injects input edges at chosen cycles.
 
 Simulated time is the AVR cycle counter (16 MHz).  ``realtime=True`` paces the simulation so it never runs
 ahead of CLOCK_MONOTONIC (it can fall behind on a loaded machine; ``now()`` tells where it is); with
@@ -82,6 +82,7 @@ class SimBox:
         self.out_edges: list[tuple[int, int, int]] = []
         self.injected: list[tuple[int, int, int, int]] = []
         self.vectors: list[tuple[int, int]] = []
+        self.retis: list[int] = []  # cycles of RETI instructions (with vectors=True)
         self.other: list[str] = []
         self.finished = ""
         self._cond = threading.Condition()
@@ -134,6 +135,8 @@ class SimBox:
                     self.injected.append((int(p[1]), int(p[2]), int(p[3]), int(p[4])))
                 elif k == "V":
                     self.vectors.append((int(p[1]), int(p[2])))
+                elif k == "R":
+                    self.retis.append(int(p[1]))
                 elif k == "N":
                     self._now.append((int(p[1]), int(p[2])))
                 elif k == "X":

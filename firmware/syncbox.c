@@ -57,7 +57,7 @@ static volatile uint16_t ovf_hi; /* overflows of ovf */
 
 /* Low 32 bits of device time; interrupts disabled.  An overflow that happened but is not counted yet shows
  * as TOV1 set with a small TCNT1 value. */
-static inline uint32_t now32(void)
+__attribute__((always_inline)) static inline uint32_t now32(void)
 {
     uint16_t t = TCNT1;
     uint16_t o = (uint16_t)ovf;
@@ -104,7 +104,7 @@ static struct event evq[EVQ];
 static volatile uint8_t ev_head, ev_tail;
 static volatile uint16_t ev_dropped;
 
-static void ev_push(uint8_t kind, uint8_t pol, uint16_t lost, uint32_t a, uint32_t b, uint32_t t)
+__attribute__((always_inline)) static inline void ev_push(uint8_t kind, uint8_t pol, uint16_t lost, uint32_t a, uint32_t b, uint32_t t)
 {
     uint8_t h = ev_head, n = (uint8_t)((h + 1) & (EVQ - 1));
     if (n == ev_tail) {
@@ -212,7 +212,7 @@ static void build_code(uint8_t i)
 
 /* Arm OCR1A for the pending edge when it is due within HORIZON ticks.  Interrupts disabled.  The pin
  * changes one timer clock after TCNT1 == OCR1A (datasheet: compare match output), hence the - 1. */
-static void try_arm(void)
+__attribute__((always_inline)) static inline void try_arm(void)
 {
     if (!running || armed || stalled)
         return;
@@ -232,7 +232,7 @@ static void try_arm(void)
 }
 
 /* Make the prepared code current; its first edge becomes pending.  Interrupts disabled. */
-static void take_next(void)
+__attribute__((always_inline)) static inline void take_next(void)
 {
     cur ^= 1;
     next_ready = 0;

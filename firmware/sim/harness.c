@@ -17,6 +17,7 @@
  *   I <sched> <cycle> <level> <ns>   injected input edge: scheduled cycle, cycle applied, level, host
  *                                    CLOCK_MONOTONIC ns when it was applied
  *   V <vector> <cycle>               interrupt vector entry (with -v)
+ *   R <cycle>                        a RETI executed (with -v): the end of an interrupt handler
  *   N <cycle> <ns>                   reply to "now"
  *   G <count>                        spurious simavr OC1A actions filtered out (see out_edge below)
  *   X <reason> <cycle>               the simulation stopped
@@ -431,7 +432,10 @@ int main(int argc, char **argv)
          * stdin commands and UART bytes are taken at least every simulated millisecond */
         uint64_t batch_end = avr->cycle + freq / 1000;
         for (int k = 0; k < 4000 && avr->cycle < batch_end; k++) {
+            int reti = vector_trace && avr->flash[avr->pc] == 0x18 && avr->flash[avr->pc + 1] == 0x95;
             int state = avr_run(avr);
+            if (reti)
+                fprintf(out, "R %llu\n", (unsigned long long)avr->cycle);
             if (trace_to && avr->cycle >= trace_from && avr->cycle <= trace_to)
                 fprintf(out, "T %llu %x %02x\n", (unsigned long long)avr->cycle, avr->pc, avr->data[0x36]);
             if (vector_trace && avr->pc < 26 * 4 && avr->pc > 0 && !(avr->pc & 3))
