@@ -1,0 +1,151 @@
+"""systemd units and udev rules (systemd-analyze verify, content checks) and the sd_notify protocol with a test
+NOTIFY_SOCKET: READY=1, WATCHDOG=1 only while progressing, pings stop when the process stalls."""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from synchub.agent.notify import Notifier
+
+ROOT = Path(__file__).resolve().parent.parent
+UNITS = sorted((ROOT / "systemd").glob("*.service"))
+
+
+def _units_for_verify(tmp_path):
+    exe = Path(sys.executable).parent / "synchub"
+    out = []
+    for u in UNITS:
+        p = tmp_path / u.name
+        p.write_text(u.read_text().replace("/opt/synchub/.venv/bin/synchub", str(exe)))
+        out.append(p)
+    return out
+
+
+def test_units_exist():
+    assert {u.name for u in UNITS} == {"synchub-agent.service", "synchub-collector.service"}
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_analyze_verify(tmp_path):
+    units = _units_for_verify(tmp_path)  # ExecStart must point at an existing binary for verify
+    r = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True, timeout=60)
+    complaints = [line for line in (r.stdout + r.stderr).splitlines() if any(u.name in line for u in units)]
+    assert r.returncode == 0 and not complaints, r.stdout + r.stderr
+    # the check can fail: a typo in a key is reported
+    bad = tmp_path / "bad.service"
+    bad.write_text(units[0].read_text().replace("WatchdogSec=", "WatchdogSecc="))
+    r = subprocess.run(["systemd-analyze", "verify", str(bad)], capture_output=True, text=True, timeout=60)
+    assert "WatchdogSecc" in r.stdout + r.stderr
+
+
+def _keys(unit: Path) -> dict[str, list[str]]:
+    d: dict[str, list[str]] = {}
+    for line in unit.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            d.setdefault(k.strip(), []).append(v.strip())
+    return d
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_unit_contents(unit):
+    k = _keys(unit)
+    assert k["Type"] == ["notify"] and k["NotifyAccess"] == ["main"]
+    assert re.fullmatch(r"\d+s", k["WatchdogSec"][0])
+    assert k["User"] == ["synchub"] and "root" not in k["User"]
+    assert k["StateDirectory"][0].startswith("synchub") and k["ConfigurationDirectory"] == ["synchub"]
+    assert "/etc/synchub/" in k["ExecStart"][0]
+    assert "AF_UNIX" in k["RestrictAddressFamilies"][0].split()  # sd_notify needs it
+    assert k["NoNewPrivileges"] == ["yes"] and k["ProtectSystem"] == ["strict"]
+    if unit.name == "synchub-agent.service":
+        assert k["SupplementaryGroups"] == ["dialout gpio"]
+        assert "PrivateDevices" not in k and k["DevicePolicy"] == ["closed"]
+        allowed = " ".join(k["DeviceAllow"])
+        for dev in ("char-ttyUSB", "char-ttyACM", "char-gpiochip"):
+            assert dev in allowed
+
+
+def test_udev_rules():
+    rules = ROOT / "systemd" / "70-synchub.rules"
+    assert int(rules.name.split("-")[0]) < 77  # before ModemManager's 77-mm-* rules
+    text = rules.read_text()
+    assert re.search(r'DRIVERS=="ftdi_sio".*ATTR\{latency_timer\}="1"', text)
+    assert 'ENV{ID_MM_DEVICE_IGNORE}="1"' in text and "gpiochip" in text
+    known = {"ACTION", "SUBSYSTEM", "KERNEL", "DRIVERS", "ATTR", "ATTRS", "ENV", "GROUP", "MODE", "SYMLINK"}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        for tok in line.split(", "):
+            m = re.fullmatch(r'([A-Z_]+)(\{[A-Za-z_]+\})?(==|!=|=|\+=)"[^"]*"', tok.strip())
+            assert m and m.group(1) in known, f"bad udev token {tok!r} in: {line}"
+    sysusers = (ROOT / "systemd" / "synchub.sysusers.conf").read_text()
+    assert "m synchub dialout" in sysusers and "m synchub gpio" in sysusers
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(0.05)
+    yield s, path
+    s.close()
+
+
+def _drain(s, seconds):
+    msgs, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            msgs.append(s.recv(4096).decode())
+        except TimeoutError:
+            pass
+    return msgs
+
+
+def test_notifier_pings_only_on_progress(notify_socket):
+    s, path = notify_socket
+    n = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})  # ping at most every 50 ms
+    assert n.ready("up")
+    assert _drain(s, 0.1) == ["READY=1\nSTATUS=up"]
+    assert n.watchdog(1)
+    assert not n.watchdog(2)  # too soon
+    time.sleep(0.06)
+    assert n.watchdog(2)
+    time.sleep(0.06)
+    assert not n.watchdog(2)  # stalled: same progress, no ping
+    time.sleep(0.06)
+    assert not n.watchdog(2)
+    assert n.watchdog(3)
+    assert _drain(s, 0.1) == ["WATCHDOG=1"] * 3
+    assert not Notifier({}).ready()  # no NOTIFY_SOCKET: a no-op
+
+
+def test_collector_process_notifies_and_stops_pinging_when_stalled(notify_socket, tmp_path):
+    s, path = notify_socket
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="200000")
+    p = subprocess.Popen([sys.executable, "-m", "synchub.cli", "collector", "--bind", "tcp://127.0.0.1:0", "--out",
+                          str(tmp_path / "out"), "--insecure"], env=env, cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        msgs = _drain(s, 2.0)
+        assert msgs and msgs[0].startswith("READY=1")
+        assert msgs.count("WATCHDOG=1") >= 5  # every ~100 ms while the loop turns
+        os.kill(p.pid, signal.SIGSTOP)  # a stalled process sends nothing
+        _drain(s, 0.2)
+        assert _drain(s, 0.8) == []
+        os.kill(p.pid, signal.SIGCONT)
+        assert "WATCHDOG=1" in _drain(s, 1.0)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(20) == 0
+        assert "STOPPING=1" in _drain(s, 0.3)
+    finally:
+        if p.poll() is None:
+            p.kill()
