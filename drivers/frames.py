@@ -37,8 +37,8 @@ Ping (host -> device, round-trip probes)
 ----------------------------------------
 Binary devices take the 0x10 ping frame; text devices take the line ``P<token>\\n`` (token: decimal u32).
 The device stamps its tick at receipt and answers with a pong in its own format.  The simulated devices start
-streaming once they have received any host byte (like a device waiting for a start command), so the driver's
-first ping also starts the stream.
+streaming once the host has sent any byte, or 150 ms after it opened the port (pyserial flushes input right
+after opening; a device that streamed at once would lose bytes to that flush and the truth would not match).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ the read returns), parses with the format's incremental decoder, unwraps the dev
 * malformed input as ``problem(stream, "malformed", detail)``, counted in ``stats.malformed``;
 * trigger edges the device stamped on its own input as ``TriggerEdge(clock="device")``;
 * round-trip probes (a ping every ``probe_interval_s``, answered by a pong with the device tick at receipt) as
-  ``Probe`` evidence.  The first ping goes out right after the port opens (the simulated devices wait for it).
+  ``Probe`` evidence.  The first ping goes out right after the port opens; with ``probe_interval_s = 0`` the
+  driver never writes to the device.
 
 If the port disappears (USB unplugged, the simulator stopped) the driver logs it once, retries every
 ``reconnect_s`` and logs the reconnection; samples lost meanwhile are recorded as a ``disconnect`` gap.
@@ -57,7 +58,8 @@ class SerialSettings:
     tick_hz: float = setting(0.0, min=0.0, doc="device tick counter rate (0: the format's: imu-bin and log-text "
                                                 "1 MHz, tlm-nmea 1 kHz)")
     counter_bits: int = setting(32, min=8, max=64, doc="width of the device's tick counter (it wraps)")
-    probe_interval_s: float = setting(1.0, min=0.0, doc="seconds between round-trip probes (0: none)")
+    probe_interval_s: float = setting(1.0, min=0.0, doc="seconds between round-trip probes (0: none; the "
+                                                                 "driver then never writes to the device)")
     reconnect_s: float = setting(1.0, min=0.05, max=60.0, doc="retry period when the port is missing")
     read_size: int = setting(4096, min=1, max=1 << 20, doc="largest read")
     text_level: bool = setting(False, doc="log-text: prefix each text sample with its level")
@@ -201,8 +203,8 @@ class SerialStreamDriver(Driver):
     def _read_loop(self, ser) -> None:
         interval = self.settings.probe_interval_s
         next_probe = 0.0
-        self._probe(ser)  # also tells a device that waits for the host to start streaming
         if interval > 0:
+            self._probe(ser)  # at once: the first round trip, and a device waiting for its host starts streaming
             next_probe = time.monotonic() + interval
         read_size = self.settings.read_size
         while not self._stop.is_set():

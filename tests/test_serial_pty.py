@@ -231,3 +231,23 @@ def test_driver_parsing_over_minutes_of_simulated_bytes():
     assert drv.stats.malformed == n_garbage > 0
     edges = [e for e in sink.items if isinstance(e, TriggerEdge)]
     assert len(edges) == 2 * 180
+
+
+@pytest.mark.timeout(60)
+def test_a_silent_reader_gets_the_stream_too():
+    """probe_interval_s = 0: the driver never writes; the sim device streams once the port has been open a moment."""
+    rig = SimRig(_settings(drop_rate=0.0))
+    sink = RecordingSink()
+    drv = _driver(rig, "tlm0", "tlm-nmea", 10.0)
+    drv = SerialStreamDriver(drv.common, dataclasses.replace(drv.settings, probe_interval_s=0.0),
+                             DriverContext(rig=rig))
+    rig.start()
+    try:
+        drv.start(sink)
+        time.sleep(2.0)
+    finally:
+        drv.stop()
+        rig.stop()
+    truth = rig.truth().streams["tlm0"]
+    assert rig.ports["tlm0"].host_bytes == 0 and drv.probes_sent == 0
+    assert sink.count("tlm0") == len(truth) >= 12

@@ -3,10 +3,11 @@ GPIO back end, and the truth record.
 
 * Each serial device gets a pty (``os.openpty``, raw mode).  A thread renders its samples chunk by chunk and
   writes the wire format to the pty master at each packet's simulated arrival time (USB latency timer,
-  buffering).  It reads host bytes from the master: the first byte starts the stream (a real driver's first
-  ping does it; see ``frames``), pings are answered with pongs stamped on the device clock.  When the host
-  closes the port (pty hang-up) the device stops until a host sends again; samples produced meanwhile are
-  counted as undelivered.
+  buffering).  It streams while a host has the port open: from the host's first byte (a driver's first ping),
+  or 150 ms after the open (past pyserial's input flush); pings are answered with pongs stamped on the device
+  clock.  When the host closes the port (pty hang-up) the device stops until a host opens it again; samples
+  produced meanwhile are counted as undelivered.  A sample is in the truth once the host has *read* its bytes
+  (checked with FIONREAD), so stop readers before the rig for an exact truth.
 * ``capture_source(name)`` gives an ALSA/V4L2-like source: ``open()``, ``read(timeout)`` -> ``Period`` delivered
   at its simulated delivery time (buffered when the reader is late, overrun past ``buffer_s``), ``close()``.
 * ``subscribe_edges(trigger, callback)`` calls ``callback(SimEdge)`` at each trigger edge in real time, with a
@@ -116,6 +117,9 @@ class _SerialPort:
 
     MAX_OUTBOX = 1 << 20
     CONFIRM_NS = 500_000_000  # how often delivered packets move into the truth
+    # a host that opens the port but never writes gets data this long after opening (pyserial flushes the input
+    # right after open; bytes written before that flush would be lost to it)
+    OPEN_GRACE_NS = 150_000_000
 
     def __init__(self, rig: SimRig, dev: SerialDevice):
         self.rig = rig
@@ -123,6 +127,7 @@ class _SerialPort:
         self.rec = _Recorder(dev.spec, dev.clock)
         self._open_pty()
         self.unplugged_until = 0
+        self.open_since = 0
         self.heap: list = []
         self._order = itertools.count()
         self.outbox = bytearray()
@@ -189,13 +194,24 @@ class _SerialPort:
                 if self.outbox:
                     wake = min(wake, now + 2_000_000)
                 timeout_ms = max(0.0, (wake - time.monotonic_ns()) / 1e6)
-                events = poller.poll(min(timeout_ms, 50.0))
+                events = poller.poll(min(timeout_ms, 50.0)) if not self.unplugged_until else []
+                hup = False
                 for _, ev in events:
                     if ev & (select.POLLHUP | select.POLLERR):
+                        hup = True
                         self._hangup()
                         time.sleep(min(timeout_ms, 20.0) / 1e3)  # poll keeps reporting HUP until a host opens
                     elif ev & select.POLLIN:
                         self._read_host()
+                if self.unplugged_until:
+                    time.sleep(min(timeout_ms, 50.0) / 1e3)
+                elif hup:
+                    self.open_since = 0
+                elif not self.streaming:  # a host has the port open but has sent nothing (no pings)
+                    now = time.monotonic_ns()
+                    self.open_since = self.open_since or now
+                    if now - self.open_since >= self.OPEN_GRACE_NS:
+                        self._connected("opened")
         except Exception:  # a bug here must not pass silently
             log.exception("sim device %s failed", dev.name)
             rig.errors.append(dev.name)
@@ -214,15 +230,18 @@ class _SerialPort:
         now = time.monotonic_ns()
         self.host_bytes += len(data)
         if not self.streaming:
-            self.streaming = True
-            self.conn += 1
-            log.debug("sim %s: host connected (connection %d)", self.dev.name, self.conn)
+            self._connected("sent a byte")
         for item in self.decoder.feed(data):
             if isinstance(item, F.Ping):
                 p = self.dev.pong(item.token, now)
                 heapq.heappush(self.heap, (p.arrival_ns, next(self._order), p))
             elif isinstance(item, F.Malformed):
                 self.cmd_errors += 1
+
+    def _connected(self, how: str) -> None:
+        self.streaming = True
+        self.conn += 1
+        log.debug("sim %s: host %s (connection %d)", self.dev.name, how, self.conn)
 
     def _hangup(self) -> None:
         if self.streaming:
