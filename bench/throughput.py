@@ -69,11 +69,17 @@ def _pin(cpu: int | None) -> str:
         return f"not pinned ({exc})"
 
 
-def _collector_proc(cpu, out_dir, compression, q, stop):
+def _collector_proc(cpu, out_dir, compression, q, stop, curve_dir=None):
     _pin(cpu)
     from synchub.agent.collector import Collector
 
-    col = Collector("tcp://127.0.0.1:0", out_dir, insecure=True, compression=compression, name="bench")
+    curve = None
+    if curve_dir:
+        from synchub.agent.security import ServerKeys
+
+        curve = ServerKeys.load(Path(curve_dir) / "collector.key_secret", Path(curve_dir) / "allowed")
+    col = Collector("tcp://127.0.0.1:0", out_dir, insecure=curve is None, curve=curve, compression=compression,
+                    name="bench")
     q.put(col.endpoint)
     ev = threading.Event()
     t = threading.Thread(target=lambda: (stop.wait(), ev.set()), daemon=True)
@@ -89,7 +95,8 @@ def _chunks(n_streams: int, chunk: int, seed: int = 1):
 
 
 def run_synchub(seconds: float, chunk: int, n_streams: int, rate: float | None, cpu: int | None,
-                compression: str = "zstd", curve=None, out_dir: str | None = None) -> dict:
+                compression: str = "zstd", curve=None, out_dir: str | None = None, curve_dir: str | None = None
+                ) -> dict:
     """One phase through Sender -> Collector (separate process) -> MCAP; returns figures."""
     from synchub.agent.mcap_io import read_session
     from synchub.agent.stream import Chunk, StreamInfo
@@ -98,7 +105,8 @@ def run_synchub(seconds: float, chunk: int, n_streams: int, rate: float | None, 
     tmp = out_dir or tempfile.mkdtemp(prefix="synchub-bench-")
     ctx = mp.get_context("spawn")
     q, stop = ctx.Queue(), ctx.Event()
-    proc = ctx.Process(target=_collector_proc, args=(cpu, tmp, compression, q, stop), daemon=True)
+    proc = ctx.Process(target=_collector_proc, args=(cpu, tmp, compression, q, stop, curve_dir),
+                       daemon=True)
     proc.start()
     endpoint = q.get(timeout=30)
     infos = [StreamInfo(f"s{i}", "imu", 1000.0, CHANNELS) for i in range(n_streams)]
