@@ -100,7 +100,7 @@ class SyncBoxClient:
         """Send a command built by ``frame_fn(seq, *args)``; return (reply, host send ns, host receive ns).
         Messages that are not the reply go to ``on_message``."""
         seq = self._next_seq()
-        frame = frame_fn(seq, *args)
+        frame = b"\x00" + frame_fn(seq, *args)  # a leading delimiter ends any partial frame left on the line
         t_send = time.monotonic_ns()
         self.ser.write(frame)
         self.ser.flush()
@@ -161,7 +161,7 @@ class SyncBoxClient:
         pong, t_send, t_recv = self.ping(token)
         baud = self.version.baud if self.version else 1_000_000
         ns_per_byte = 10 * 1e9 / baud
-        in_ser = P.wire_bytes(3 + 4 + 2) * ns_per_byte
+        in_ser = (P.wire_bytes(3 + 4 + 2) + 1) * ns_per_byte
         out_ser = P.wire_bytes(3 + 22 + 2) * ns_per_byte
         dev_mid = (self.ticks_to_ns(pong.t_rx) - in_ser + self.ticks_to_ns(pong.t_tx) + out_ser) / 2
         return Probe(stream, t_send, int(round(dev_mid)), t_recv)

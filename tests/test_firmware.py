@@ -165,13 +165,15 @@ def test_garbage_and_truncated_frames_get_errors_and_box_keeps_running(elf):
         good = P.ping(5, 99)
         bad_crc = bytearray(P.encode_frame(P.CMD_PING, 6, b"\x01\x02\x03\x04"))
         bad_crc[2] ^= 0x40
-        c.ser.write(b"\x13\x37garbage\xff\x00")  # not COBS
-        c.ser.write(good[: len(good) // 2] + b"\x00")  # truncated
-        c.ser.write(bytes(bad_crc))
-        c.ser.write(P.encode_frame(0x42, 7))  # unknown command
-        c.ser.write(P.encode_frame(P.CMD_PING, 8, b"\x01"))  # wrong length
-        c.ser.write(bytes(range(1, 200)) + b"\x00")  # too long
-        c.ser.write(P.set_config(9, 1, 100, 100, 100))  # out of range
+        for junk in (b"\x13\x37garbage\xff\x00",  # not COBS
+                     good[: len(good) // 2] + b"\x00",  # truncated
+                     bytes(bad_crc),
+                     P.encode_frame(0x42, 7),  # unknown command
+                     P.encode_frame(P.CMD_PING, 8, b"\x01"),  # wrong length
+                     bytes(range(1, 200)) + b"\x00",  # too long
+                     P.set_config(9, 1, 100, 100, 100)):  # out of range
+            c.ser.write(junk)
+            time.sleep(0.01)  # one at a time (a sustained flood may also overrun: see the next test)
         msgs = collect(c, lambda m: sum(isinstance(x, P.Error) for x in m) >= 7, timeout=5)
         errors = [m for m in msgs if isinstance(m, P.Error)]
         codes = [e.code for e in errors]
@@ -229,3 +231,18 @@ def test_harp_code_decoded_from_simulated_pin(elf):
     dec = HarpDecoder(baud=1000)
     got = dec.feed(edges) + dec.flush()
     assert [(t, s) for t, s in got][:3] == [((p.t + c0) * 125 // 2, p.value) for p in pulses]
+
+
+def test_flood_of_garbage_is_survived_and_counted(elf):
+    with harness.SimBox(elf, realtime=True) as box:
+        c = SyncBoxClient(box.port, timeout=5.0)
+        c.hello()
+        rnd = bytes((i * 73 + 11) % 256 for i in range(20_000))  # 200 ms of back-to-back bytes at 1 Mbaud
+        c.ser.write(rnd)
+        time.sleep(0.4)
+        c.poll()
+        pong, _, _ = c.ping(77)
+        assert pong.token == 77
+        st = c.status()
+        assert st.rx_errors > 0 and not st.running
+        c.close()
