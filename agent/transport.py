@@ -111,7 +111,7 @@ class Sender:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._counters = {"sent": 0, "resent": 0, "acked": 0, "reconnects": 0, "pings": 0, "rx_bad": 0,
-                          "samples": 0, "chunks": 0, "refused": 0}
+                          "samples": 0, "chunks": 0, "refused": 0, "max_inflight": 0}
         self._ack_lat: deque[int] = deque(maxlen=4096)
         self.endpoint = ""
         self.last_error = ""
@@ -418,5 +418,7 @@ class Sender:
                 s.inflight_bytes += size
                 s.cursor += 1
                 self._counters["sent"] += 1
+                if len(s.inflight) > self._counters["max_inflight"]:
+                    self._counters["max_inflight"] = len(s.inflight)
                 sent_any = True
         return sent_any
