@@ -11,7 +11,8 @@ clock it sends uint32 N little-endian (4 bytes back to back); the falling edge o
 second N.  Real Harp sends at 100 kbaud and *ends* 672 us before the second; synchub's slower code survives long
 cables and userspace GPIO back ends, and its first edge is the timestamp.
 
-Edges are ``(t_ns, level)`` pairs, level the line's new level (0/1), in time order.  Decoders are incremental:
+Edges are ``(t_ns, level)`` pairs, level the line's new level (0/1), in time order.  A decoded frame's time is the
+bit grid's origin fitted to all its edges (the first edge's time up to its jitter, averaged over the frame).  Decoders are incremental:
 ``feed`` takes any run of edges (and optionally ``now_ns``, the time up to which the line is known quiet) and returns
 the frames completed so far.  Frames that break the format (an edge off the bit grid by more than ``tolerance`` of
 a bit, a missed edge, a bad start or stop bit) are rejected and counted in ``malformed`` with the reason in
@@ -105,7 +106,8 @@ class _FrameDecoder:
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
     def _end_ns(self, t0: int) -> float:
-        return t0 + (self.nslots + self.tol) * self.slot
+        # the first edge and the last may each be off by the tolerance
+        return t0 + (self.nslots + 2 * self.tol) * self.slot
 
     def feed(self, edges, now_ns: int | None = None) -> list[tuple[int, int]]:
         out: list[tuple[int, int]] = []
@@ -149,16 +151,20 @@ class _FrameDecoder:
 
     def _finish(self, out: list) -> None:
         frame, self._frame = self._frame, None
-        t0 = frame[0][0]
-        # every edge on the slot grid, at most one per boundary, none past the frame's end
+        # the slot grid's origin: fitted to every edge (the start edge alone carries its own jitter; the fit
+        # averages it out and is the frame's timestamp); valid when some grid has every edge within the tolerance
+        first = frame[0][0]
+        pos = [(t - first) / self.slot for t, _ in frame]
+        ks = [round(p) for p in pos]
+        shift = sum(p - k for p, k in zip(pos, ks, strict=False)) / len(pos)
+        t0 = first + shift * self.slot
+        res = [p - k for p, k in zip(pos, ks, strict=False)]
+        if max(res) - min(res) > 2 * self.tol:  # no grid has every edge within the tolerance
+            self._bad("off_grid")
+            return
         last_k = 0
-        for t, _ in frame[1:]:
-            pos = (t - t0) / self.slot
-            k = round(pos)
-            if abs(pos - k) > self.tol:
-                self._bad("off_grid")
-                return
-            if k <= last_k or k > self.nslots:
+        for i, k in enumerate(ks):
+            if i and (k <= last_k or k > self.nslots):
                 self._bad("glitch")
                 return
             last_k = k
@@ -179,7 +185,7 @@ class _FrameDecoder:
         if value is None:
             return
         self.frames += 1
-        out.append((t0, value))
+        out.append((int(round(t0)), value))
 
     def _decode(self, levels: list[int]) -> int | None:  # pragma: no cover - abstract
         raise NotImplementedError

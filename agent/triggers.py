@@ -47,6 +47,7 @@ class EdgeFilter:
         self._rejected_run: list[int] = []
         self.reset_back_ns = 1_000_000_000
         self.reset_seen = False
+        self._reset_cand: int | None = None
         if self.period > 0:
             self.period_f = float(self.period)
 
@@ -69,14 +70,21 @@ class EdgeFilter:
                 self._count("duplicate")
                 return False
             if t < self.last_t - self.reset_back_ns:
-                # far back: the device clock restarted (a reset); start over on the new timeline
-                self._count("clock_reset")
-                self.reset_seen = True
-                self._rejected_run.clear()
-                if self.period > 0:
-                    self.period_f = float(self.period)
-                self._take(t, seq)
-                return True
+                # far back: a stray edge, or the device clock restarted.  A reset is confirmed by the next edge
+                # continuing the new timeline (on the grid after this one); then matching starts over.
+                cand = self._reset_cand
+                if cand is not None and t > cand and (self.period <= 0 or self._grid_ok(t - cand)):
+                    self._count("clock_reset")
+                    self.reset_seen = True
+                    self._reset_cand = None
+                    self._rejected_run.clear()
+                    if self.period > 0:
+                        self.period_f = float(self.period)
+                    self._take(t, seq)
+                    return True
+                self._reset_cand = t
+                self._count("out_of_order")
+                return False
             if t < self.last_t:
                 self._count("out_of_order")
                 return False
@@ -109,11 +117,14 @@ class EdgeFilter:
         return False
 
     def _grid_ok(self, dt: int) -> bool:
-        p = self.period_f
+        p = self.period_f if self.period > 0 else 0.0
+        if p <= 0:
+            return dt > 0
         k = round(dt / p)
         return k >= 1 and abs(dt - k * p) <= self.tol * p
 
     def _take(self, t: int, seq: int) -> None:
+        self._reset_cand = None
         self.last_t = t
         if seq >= 0:
             self.last_seq = seq

@@ -1,0 +1,215 @@
+"""ClockModel: drift tracking, calibrated uncertainty, resets, wraps, outliers, probes, arrivals, aligner offsets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synchub.agent.clock import UNKNOWN_UNC_NS, ClockModel, unwrap_ticks
+from synchub.agent.evidence import OffsetEstimate
+from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
+from synchub.drivers.unwrap import Unwrapper
+
+NS = 1_000_000_000
+
+
+def _edges(spec: ClockSpec, dur: float, seed: int, ref_jitter_ns: float = 2000.0):
+    clk = DeviceClock(spec, dur, seed)
+    rng = np.random.default_rng(seed + 100)
+    te = (np.arange(0.5, dur, 1.0) * NS).astype(np.int64)
+    dev = clk.to_device(te, jitter=True)
+    ref = te + np.rint(rng.normal(0, ref_jitter_ns, len(te))).astype(np.int64)
+    return clk, te, dev, ref
+
+
+def _live_errors(spec, dur, seed, sigma):
+    """Feed edges one by one; after each, map the samples since the previous edge (what the agent does)."""
+    clk, te, dev, ref = _edges(spec, dur, seed)
+    ts, ds, _ = clk.regular_samples(20.0)
+    m = ClockModel("x")
+    errs, uncs, j = [], [], 0
+    for i in range(len(te)):
+        m.add_edges(dev[i : i + 1], ref[i : i + 1], sigma)
+        k = int(np.searchsorted(ts, te[i], side="right"))
+        if k > j and i >= 10:
+            r, u, _ = m.map(ds[j:k])
+            errs.append(r - ts[j:k])
+            uncs.append(u)
+        j = k
+    return m, np.concatenate(errs), np.concatenate(uncs), clk, ts, ds
+
+
+def test_tracks_drift_and_thermal_random_walk():
+    spec = ClockSpec(offset_s=50.0, drift_ppm=100.0, random_walk_ppm=2.0, jitter_us=2.0)
+    m, err, _, clk, ts, ds = _live_errors(spec, 1200, 1, 2828.0)
+    assert m.method == "triggers"
+    # 100 ppm over 20 min is 120 ms of drift and the walk adds tens of us: tracked to a few us live
+    assert np.sqrt(np.mean(err.astype(float) ** 2)) < 3_000
+    st = m.state()
+    true_now = float(clk.drift_ppm_at(np.array([1199 * NS]))[0])  # the walk moved it away from 100 ppm
+    assert abs(st["drift_ppm"] - true_now) < 0.5 and st["edges"] == 1200
+    ref, unc, _ = m.map(ds, smooth=True)
+    assert np.sqrt(np.mean((ref - ts).astype(float) ** 2)) < 1_500  # two-sided is better than live
+    assert np.all(unc > 0) and np.all(unc < 10_000)
+
+
+def test_uncertainty_roughly_calibrated():
+    inside, total = 0, 0
+    for seed in range(4):
+        spec = ClockSpec(drift_ppm=-60.0, random_walk_ppm=1.0, jitter_us=2.0)
+        _, err, unc, *_ = _live_errors(spec, 400, 10 + seed, 2828.0)
+        inside += int(np.sum(np.abs(err) <= unc))
+        total += len(err)
+    frac = inside / total
+    assert 0.55 < frac < 0.85, frac  # ~68% of errors within 1 sigma
+
+
+def test_stated_sigma_wrong_by_3x_still_calibrated_and_accurate():
+    spec = ClockSpec(drift_ppm=30.0, jitter_us=2.0)
+    _, err, unc, *_ = _live_errors(spec, 400, 3, 9000.0)  # stated 9 us, true 2.8 us
+    assert 0.5 < np.mean(np.abs(err) <= unc) < 0.95
+    assert np.sqrt(np.mean(err.astype(float) ** 2)) < 1_500
+
+
+def test_outliers_rejected_and_counted_model_unharmed():
+    spec = ClockSpec(drift_ppm=40.0, jitter_us=2.0)
+    clk, te, dev, ref = _edges(spec, 300, 5)
+    clean, dirty = ClockModel(), ClockModel()
+    clean.add_edges(dev, ref, 2828.0)
+    bad_ref = ref.copy()
+    bad_ref[[50, 120, 121, 200]] += np.array([5_000_000, -300_000, 80_000_000, 1_000_000])  # absurd pairs
+    dirty.add_edges(dev, bad_ref, 2828.0)
+    assert dirty.state()["rejected"].get("edge_outlier") == 4
+    ts, ds, _ = clk.regular_samples(10.0)
+    a, _, _ = clean.map(ds, smooth=True)
+    b, _, _ = dirty.map(ds, smooth=True)
+    assert np.max(np.abs(a - b)) < 200  # ns: four edges fewer, nothing else
+    assert dirty.state()["segments"] == 1
+
+
+def test_step_in_device_clock_becomes_a_new_segment():
+    spec = ClockSpec(drift_ppm=10.0, jitter_us=1.0)
+    clk, te, dev, ref = _edges(spec, 200, 6)
+    dev = dev.copy()
+    dev[100:] += 250_000_000  # the device set its own clock forward by 250 ms (no reset to zero)
+    m = ClockModel()
+    m.add_edges(dev, ref, 1500.0)
+    assert m.state()["segments"] == 2 and m.resets == 1
+    r, _, _ = m.map(dev[150:160])  # current segment maps the new timeline correctly
+    assert np.max(np.abs(r - te[150:160])) < 20_000
+
+
+def test_reset_detected_from_arrivals_and_segments_map_correctly():
+    spec = ClockSpec(offset_s=100.0, drift_ppm=50.0, jitter_us=1.0, resets_at_s=(120.0,), latency_min_ms=0.5,
+                     latency_max_ms=2.0)
+    clk = DeviceClock(spec, 240, 7)
+    true, dev, seg = clk.regular_samples(50.0)
+    host = clk.arrivals(true)
+    te = (np.arange(0.5, 240, 1.0) * NS).astype(np.int64)
+    d_e = clk.to_device(te, jitter=True)
+    m = ClockModel()
+    segs = []
+    # interleave: arrivals in 100 ms chunks, edges as they happen
+    chunk = np.searchsorted(host, np.arange(0, 241 * NS, NS // 10))
+    ei = 0
+    for a, b in zip(chunk[:-1], chunk[1:], strict=False):
+        if b > a:
+            segs.append(m.add_arrivals(dev[a:b], host[a:b]))
+        while ei < len(te) and te[ei] <= host[b - 1 if b > 0 else 0]:
+            m.add_edges(d_e[ei : ei + 1], te[ei : ei + 1], 1500.0)
+            ei += 1
+    segs = np.concatenate(segs)
+    assert m.resets == 1 and m.state()["segments"] == 2
+    assert np.array_equal(segs, seg[: len(segs)])
+    s = m.segment_of(dev, host)
+    assert np.array_equal(s, seg)
+    ref, unc, _ = m.map(dev, s, smooth=True)
+    assert np.max(np.abs(ref - true)) < 20_000  # both sides of the reset, no corrupt mapping
+    assert m.method == "triggers"
+
+
+def test_unwrap_ticks_and_no_error_jump_at_wrap():
+    spec = ClockSpec(offset_s=0.0, drift_ppm=80.0, jitter_us=1.0, counter_bits=16, tick_hz=1000.0)
+    clk = DeviceClock(spec, 300, 8)
+    true, dev, _ = clk.regular_samples(10.0)
+    ticks = clk.ticks(dev)
+    assert ticks.max() < 1 << 16 and np.any(np.diff(ticks) < 0)  # it wraps (every 65.5 s)
+    un, last = unwrap_ticks(ticks[:1000], 16)
+    un2, _ = unwrap_ticks(ticks[1000:], 16, last)
+    full = np.concatenate([un, un2])
+    assert np.array_equal(full, np.floor_divide(dev, 1_000_000))
+    # the model on driver-unwrapped times: errors near wraps like elsewhere
+    u = Unwrapper(16, 1000.0).unwrap(ticks)
+    te = (np.arange(0.5, 300, 1.0) * NS).astype(np.int64)
+    m = ClockModel()
+    d_e = clk.to_device(te)
+    m.add_edges(np.floor_divide(d_e, 1_000_000) * 1_000_000 + 500_000, te, 300_000.0)
+    ref, _, _ = m.map(u.device_ns, smooth=True)
+    err = np.abs(ref - true)
+    wraps = true[np.flatnonzero(np.diff(ticks) < 0) + 1]
+    near = np.zeros(len(true), bool)
+    for w in wraps:
+        near |= np.abs(true - w) < 2 * NS
+    assert err[near].max() < 3 * np.percentile(err[~near], 99) + 1000
+
+
+def test_probes_min_rtt_and_bounds():
+    spec = ClockSpec(offset_s=3.0, drift_ppm=25.0, jitter_us=1.0)
+    clk = DeviceClock(spec, 300, 9)
+    rng = np.random.default_rng(9)
+    tp = (np.arange(0.2, 299, 0.5) * NS).astype(np.int64)
+    out = rng.uniform(100_000, 300_000, len(tp)).astype(np.int64)  # 0.1-0.3 ms host -> device
+    back = rng.uniform(100_000, 300_000, len(tp)).astype(np.int64)
+    back[rng.random(len(tp)) < 0.3] += 20_000_000  # some replies stuck behind a 20 ms stall
+    m = ClockModel()
+    for s, o, b in zip(tp, out, back, strict=False):
+        m.add_probe(int(s), int(clk.to_device(np.array([s + o]))[0]), int(s + o + b))
+    assert m.method == "probes"
+    assert m.state()["rejected"]["probe_rtt_filtered"] > 0.2 * len(tp)
+    true, dev, _ = clk.regular_samples(5.0)
+    ref, unc, _ = m.map(dev, smooth=True)
+    assert np.sqrt(np.mean((ref - true).astype(float) ** 2)) < 60_000  # symmetric link: within ~50 us
+
+
+def test_arrival_envelope_sits_at_minimum_latency():
+    spec = ClockSpec(offset_s=-7.0, drift_ppm=-120.0, latency_min_ms=2.0, latency_max_ms=12.0, drop_rate=0.05,
+                     drop_burst=10)
+    clk = DeviceClock(spec, 600, 10)
+    rng = np.random.default_rng(10)
+    t = np.sort(rng.uniform(0, 600, 6000) * NS).astype(np.int64)  # irregular stream
+    keep = ~clk.drop_mask(len(t), rng)
+    t = t[keep]
+    dev = clk.to_device(t)
+    host = clk.arrivals(t, rng)
+    m = ClockModel()
+    for a in range(0, len(t), 37):
+        m.add_arrivals(dev[a : a + 37], host[a : a + 37])
+    assert m.method == "arrival"
+    ref, unc, _ = m.map(dev, smooth=True)
+    bias = (ref - t) / 1e6
+    assert 1.5 < np.median(bias) < 3.0  # the min latency (2 ms) is left: arrival times cannot see it
+    assert np.median(host - t) / 1e6 > 5.0  # the raw arrival time is much worse
+    assert np.all(unc >= 1_000_000)
+
+
+def test_aligner_offsets_neural_then_hybrid():
+    m = ClockModel()
+    for k in range(20):
+        d = k * NS
+        m.add_offset(OffsetEstimate("x", d, 5_000_000 + k * 100, 200_000))
+    assert m.method == "neural"
+    ref, unc, _ = m.map(np.array([10 * NS]))
+    assert abs(int(ref[0]) - (10 * NS + 5_001_000)) < 200_000
+    m.add_edges(np.arange(20, 40) * NS, np.arange(20, 40) * NS + 5_002_000 + np.arange(20) * 100, 2000.0)
+    assert m.method == "hybrid"
+
+
+def test_identity_and_bad_input():
+    m = ClockModel()
+    r, u, s = m.map(np.array([1, 2, 3]))
+    assert np.array_equal(r, [1, 2, 3]) and np.all(u == UNKNOWN_UNC_NS) and m.method == "identity"
+    assert m.add_edges([1, 2], [3, 4], float("nan")) == 0
+    assert m.state()["rejected"]["edge_bad_sigma"] == 2
+    assert not m.add_probe(10, 5, 9)  # negative round trip
+    with pytest.raises(ValueError):
+        m.add_edges([1, 2], [3], 1.0)
