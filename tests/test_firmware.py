@@ -207,6 +207,7 @@ def test_barcode_decoded_from_simulated_pin(elf):
     pulses = pulses[:6]
     assert [p.index - pulses[0].index for p in pulses] == list(range(6))
     assert [p.value - pulses[0].value for p in pulses] == list(range(6))  # the barcode counter counts up
+    assert all(p.value == p.index for p in pulses), [(p.index, p.value, p.seq) for p in pulses]
     c0 = c0_from(pulses, box)
     first, last = pulses[0].t + c0, pulses[-1].t + c0 + 36 * bit
     edges = [(e[2] * 125 // 2, e[1]) for e in box.out_edges if first <= e[2] <= last]  # cycles -> ns
@@ -245,4 +246,16 @@ def test_flood_of_garbage_is_survived_and_counted(elf):
         assert pong.token == 77
         st = c.status()
         assert st.rx_errors > 0 and not st.running
+        c.close()
+
+
+def test_115200_baud_build(tmp_path):
+    """The UART rate is a build option; the box reports it and works at it."""
+    elf = harness.build({"BAUD": "115200UL"}, build_dir=tmp_path / "b115200")
+    with harness.SimBox(elf, realtime=True) as box:
+        c = SyncBoxClient(box.port, baud=115_200, timeout=5.0)
+        v = c.hello()
+        assert v.baud == 115_200 and v.ticks_per_s == TPS
+        pong, _, _ = c.ping(5)
+        assert pong.token == 5
         c.close()

@@ -67,7 +67,8 @@ def test_fuzz_any_frame_round_trips(t, seq, payload):
 
 
 # ---------------------------------------------------------------- driver against the simulated box
-harness = pytest.importorskip("synchub.firmware.harness")
+from synchub.firmware import harness  # noqa: E402
+
 _missing = harness.tools_missing()
 needs_box = pytest.mark.skipif(bool(_missing) and os.geteuid() != 0,
                                reason=f"AVR toolchain/simavr not installed ({_missing})")
