@@ -82,6 +82,7 @@ class SimBox:
         self.out_edges: list[tuple[int, int, int]] = []
         self.injected: list[tuple[int, int, int, int]] = []
         self.vectors: list[tuple[int, int]] = []
+        self.resets: list[int] = []  # cycles of "reset" commands
         self.retis: list[int] = []  # cycles of RETI instructions (with vectors=True)
         self.other: list[str] = []
         self.finished = ""
@@ -139,6 +140,8 @@ class SimBox:
                     self.retis.append(int(p[1]))
                 elif k == "N":
                     self._now.append((int(p[1]), int(p[2])))
+                elif k == "Z":
+                    self.resets.append(int(p[1]))
                 elif k == "X":
                     self.finished = line.strip()
                 else:
@@ -160,6 +163,10 @@ class SimBox:
 
     def inject_in(self, cycles: int, level: int) -> None:
         self._send(f"edge +{int(cycles)} {int(level)}\n")
+
+    def reset(self) -> None:
+        """Press the reset button: the firmware reboots (its clock restarts at 0) and announces itself."""
+        self._send("reset\n")
 
     def now(self, timeout: float = 5.0) -> tuple[int, int]:
         """(current cycle, host CLOCK_MONOTONIC ns) of the simulation."""

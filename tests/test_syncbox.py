@@ -145,6 +145,15 @@ def test_driver_reports_pulses_edges_probes_and_reconnects(elf, tmp_path):
         for p in sink.of(Probe):
             assert p.host_send_ns < p.host_recv_ns
         assert sink.samples_n >= 24
+        # reset button (same as a watchdog reset): the box reboots with its clock at 0; the driver sees the
+        # boot announcement, says so, and configures it again
+        n_before = len(sink.of(TriggerEdge))
+        box.reset()
+        assert wait(lambda: "sync box reset" in sink.problems, 5)
+        assert wait(lambda: len(sink.of(TriggerEdge)) >= n_before + 5, 5)
+        after = sink.of(TriggerEdge)[-1]
+        assert after.t_ns < pulses[-1].t_ns and after.seq < pulses[-1].seq  # new clock, counters restarted
+        assert drv.health()["device_resets"] == 1
         # unplug: the simulated board goes away, then comes back on the same path (a fresh boot)
         box.stop()
         assert wait(lambda: "sync box disconnected" in sink.problems, 5)

@@ -21,7 +21,8 @@
  *   N <cycle> <ns>                   reply to "now"
  *   G <count>                        spurious simavr OC1A actions filtered out (see out_edge below)
  *   X <reason> <cycle>               the simulation stopped
- * stdin commands (with -c): "edge <cycle> <level>" ("+<n>" = n cycles from now), "now", "quit".
+ * stdin commands (with -c): "edge <cycle> <level>" ("+<n>" = n cycles from now), "now", "reset" (external
+ * reset: prints "Z <cycle>"), "quit".
  * Inject file (-i): lines "<cycle> <level>", any order.
  */
 #define _GNU_SOURCE
@@ -299,6 +300,11 @@ static void handle_cmd(char *line)
         inj_schedule();
     } else if (strncmp(line, "now", 3) == 0) {
         fprintf(out, "N %llu %llu\n", (unsigned long long)avr->cycle, (unsigned long long)mono_ns());
+    } else if (strncmp(line, "reset", 5) == 0) {
+        /* the reset button (or a watchdog reset): the firmware reboots, its clock restarts at 0 */
+        avr_reset(avr);
+        avr->data[0x54] |= 1 << 1; /* MCUSR.EXTRF */
+        fprintf(out, "Z %llu\n", (unsigned long long)avr->cycle);
     } else if (strncmp(line, "quit", 4) == 0) {
         quit = 1;
     } else if (line[0]) {
