@@ -156,9 +156,16 @@ class _FrameDecoder:
         first = frame[0][0]
         pos = [(t - first) / self.slot for t, _ in frame]
         ks = [round(p) for p in pos]
-        shift = sum(p - k for p, k in zip(pos, ks, strict=False)) / len(pos)
-        t0 = first + shift * self.slot
-        res = [p - k for p, k in zip(pos, ks, strict=False)]
+        # least-squares line pos = a + b k: a is the origin; b absorbs the emitter's clock rate (drift)
+        n = len(ks)
+        mk, mp = sum(ks) / n, sum(pos) / n
+        skk = sum((k - mk) ** 2 for k in ks)
+        b = sum((k - mk) * (p - mp) for k, p in zip(ks, pos, strict=False)) / skk if skk > 0 else 1.0
+        if not 0.98 < b < 1.02:
+            b = 1.0
+        a = mp - b * mk
+        t0 = first + a * self.slot
+        res = [p - (a + b * k) for p, k in zip(pos, ks, strict=False)]
         if max(res) - min(res) > 2 * self.tol:  # no grid has every edge within the tolerance
             self._bad("off_grid")
             return

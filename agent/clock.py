@@ -732,14 +732,14 @@ class ClockModel:
 
     def _candidates(self, seg: _Segment) -> list[str]:
         out = []
-        if seg.trig.n >= 2:
+        if seg.trig.n >= 1:  # one point already maps, with the skew prior's growing uncertainty
             if seg.edges and seg.offsets:
                 out.append("hybrid")
             elif seg.edges:
                 out.append("triggers")
             else:
                 out.append("neural")
-        if seg.probe.n >= 2:
+        if seg.probe.n >= 1:
             out.append("probes")
         if seg.env.n >= 1:
             out.append("arrival")

@@ -15,6 +15,7 @@ Not I/O-free by nature, but small: ``XdfWriter`` writes to a binary file object 
 from __future__ import annotations
 
 import struct
+import uuid
 from pathlib import Path
 from typing import BinaryIO
 from xml.sax.saxutils import escape
@@ -52,7 +53,10 @@ def _xml(tag: str, fields: dict) -> str:
 class XdfWriter:
     """Writes one XDF file.  ``add_stream`` -> id; ``write_samples``; ``write_clock_offset``; ``close``."""
 
-    def __init__(self, dest: str | Path | BinaryIO, header: dict | None = None):
+    def __init__(self, dest: str | Path | BinaryIO, header: dict | None = None, hostname: str = "",
+                 session_id: str = "default"):
+        self.hostname = hostname
+        self.session_id = session_id
         if isinstance(dest, (str, Path)):
             self._f: BinaryIO = open(dest, "wb")  # noqa: SIM115 - closed in close()
             self._own = True
@@ -74,7 +78,8 @@ class XdfWriter:
         fmt = "int16" if info.channel_format == "uint8" else info.channel_format
         d = {"name": info.name, "type": info.type, "channel_count": info.channel_count,
              "nominal_srate": repr(float(info.nominal_srate)), "channel_format": fmt, "source_id": info.source_id,
-             "version": "1.1", "created_at": "0"}
+             "version": "1.1", "created_at": "0", "uid": str(uuid.uuid4()), "session_id": self.session_id,
+             "hostname": self.hostname}
         chans = [("channel", {"label": lab, **({"unit": info.channel_units[i]} if info.channel_units else {})})
                  for i, lab in enumerate(info.channel_labels)]
         desc_d: dict = dict(desc or {})
