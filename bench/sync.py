@@ -43,6 +43,7 @@ import numpy as np
 from synchub.agent.clock import _Bank, _q_per_ns
 from synchub.agent.evidence import Probe, TriggerEdge
 from synchub.agent.probes import lsl_offset
+from synchub.agent.settings import ConfigError
 from synchub.agent.stream import Chunk, StreamInfo
 from synchub.agent.sync import StreamClocks, TriggerLine
 from synchub.drivers.sim.clocks import DeviceClock
@@ -449,7 +450,10 @@ def run(args) -> int:
         return 0
     if args.list:
         for f in sorted(SCENARIO_DIR.glob("*.toml")):
-            print(f.stem)
+            try:  # the folder is shared with other benchmarks' scenario files
+                print(f"{f.stem}: {' '.join(load_scenario(f).doc.split())[:100]}")
+            except ConfigError:
+                continue
         return 0
     if not args.scenario:
         raise UserError("--scenario FILE is required (or --list / --reference)")
