@@ -259,6 +259,15 @@ class Aligner:
         return as_hybrid(neural)
 
 
+def apply_arrival_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 500_000) -> AlignResult:
+    """Every sample reaches the host after it was taken, so ref - device <= min(host - device) over the window.
+    An estimate above that bound (+ slack for the device's stamp jitter) is moved onto the bound."""
+    if bound_ns is None or not r.ok or r.offset_ns <= bound_ns + slack_ns:
+        return r
+    return AlignResult(True, int(bound_ns), max(r.sigma_ns, int(abs(r.offset_ns - bound_ns) / 2)), r.confidence,
+                       r.device_ns, r.method, "")
+
+
 def embedding_curve(ref_times, ref_vectors, tgt_times, tgt_vectors, span, prior_ns: int, search_s: float,
                     rate_hz: float):
     """Normalized similarity of target embeddings against reference embeddings over lags prior +- search_s.

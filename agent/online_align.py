@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .aligner import Aligner, AlignerSettings, AlignResult, DriftTracker
+from .aligner import Aligner, AlignerSettings, AlignResult, DriftTracker, apply_arrival_bound
 from .classical import NS, onsets
 from .evidence import OffsetEstimate
 from .stream import Chunk, StreamInfo
@@ -111,9 +111,11 @@ class WindowAligner:
                                    rate)
 
     def estimate(self, ref_t, ref_x, tgt_t, tgt_x, span, prior_ns: int,
-                 methods=METHODS, ref_emb=None, tgt_emb=None) -> dict[str, AlignResult]:
+                 methods=METHODS, ref_emb=None, tgt_emb=None,
+                 arrival_bound_ns: int | None = None) -> dict[str, AlignResult]:
         """Results per method for the target window ``span`` (device clock).  ``ref_t`` are reference-clock
-        times covering ``ref_range(span, prior_ns)``; ``tgt_t`` device times covering ``span``."""
+        times covering ``ref_range(span, prior_ns)``; ``tgt_t`` device times covering ``span``.
+        ``arrival_bound_ns`` (min host - device of the window's target samples) bounds the hybrid offset."""
         ref_t = np.asarray(ref_t, dtype=np.int64)
         tgt_t = np.asarray(tgt_t, dtype=np.int64)
         out: dict[str, AlignResult] = {}
@@ -129,7 +131,8 @@ class WindowAligner:
             if "neural" in methods:
                 out["neural"] = nr
         if "hybrid" in methods:
-            out["hybrid"] = self.aligner.hybrid(ro, to, span, prior_ns, self.period_s, nr)
+            out["hybrid"] = apply_arrival_bound(self.aligner.hybrid(ro, to, span, prior_ns, self.period_s, nr),
+                                                arrival_bound_ns)
         return out
 
 
@@ -179,6 +182,7 @@ class AlignmentTracker:
         self.win = WindowAligner(ref_info, tgt_info, runners, settings)
         self.ref = _Buffer()
         self.tgt = _Buffer()
+        self._lat = _Buffer()  # host - device of the target's samples (the arrival bound)
         self._arrival: list[float] = []  # host - device of target samples (first ones)
         self.drift = DriftTracker()
         self.next_d0: int | None = None
@@ -203,6 +207,8 @@ class AlignmentTracker:
             buf = self.tgt
             if len(self._arrival) < 2000:
                 self._arrival.extend((chunk.host_ns - chunk.device_ns)[:200].astype(np.float64).tolist())
+            if buf.last is None or int(t[0]) > buf.last:
+                self._lat.add(t, (chunk.host_ns - chunk.device_ns)[:, None])
         else:
             self._count(f"chunk of unrelated stream {stream_name!r}")
             return
@@ -232,7 +238,10 @@ class AlignmentTracker:
                 break  # wait for the reference to catch up
             tt, tx = self.tgt.cut(d0, d1)
             rt, rx = self.ref.cut(lo, hi)
-            res = self.win.estimate(rt, rx, tt, tx, (d0, d1), prior, methods=(self.method,))[self.method]
+            _, lat = self._lat.cut(d0, d1)
+            bound = int(np.min(lat)) if len(lat) else None
+            res = self.win.estimate(rt, rx, tt, tx, (d0, d1), prior, methods=(self.method,),
+                                    arrival_bound_ns=bound)[self.method]
             self.counts["windows"] += 1
             if res.ok:
                 if self.drift.add(res):
@@ -247,6 +256,7 @@ class AlignmentTracker:
                 self._count(res.reason)
             self.next_d0 = d0 + self.hop_ns
             self.tgt.trim_before(self.next_d0)
+            self._lat.trim_before(self.next_d0)
             self.ref.trim_before(self.win.ref_range((self.next_d0, self.next_d0 + self.window_ns), prior)[0]
                                  - self.window_ns)
         return out

@@ -15,8 +15,9 @@ What it does, per seed of the scenario:
    * ``arrival``: the target's raw host receive times (what a hub without clock evidence records);
    * ``classical``: onset correlation of hand-made features (``agent/classical.py``), coarse then fine;
    * ``neural``: encoders only: coarse lag from embedding similarity + parabolic vertex (``EncoderRunner``);
-   * ``hybrid``: neural coarse + fine onset correlation (classical coarse where the encoders abstain or have no
-     model), fed with the trigger edges of targets listed in ``triggered`` into the target's ``ClockModel``.
+   * ``hybrid``: neural coarse + fine onset correlation, cross-checked against the classical wide search,
+     bounded by the arrival times (a sample cannot arrive before it was taken: offset <= min(host - device) over
+     the window), fused with the trigger edges of targets listed in ``triggered`` in the target's ``ClockModel``.
 
    classical and neural map a window's events with that window's offset and the drift fitted (Theil-Sen) over the
    windows accepted so far; hybrid maps them with the ClockModel after adding that window's evidence (causal: a
@@ -277,7 +278,8 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
         owner = np.clip(np.rint((e_dev - centres[0]) / hop_ns).astype(np.int64), 0, len(centres) - 1)
         trackers = {m: DriftTracker() for m in ("classical", "neural")}
         model = ClockModel(name=tm, window_s=120.0, skew_prior_ppm=bench.skew_prior_ppm)
-        model_has = False
+        model_has = has_offsets = False
+        fed_until = -(1 << 62)
         if tm in bench.triggered:  # the target's device sees the 1 Hz trigger: edges into the model
             rises, _w = R.render_trigger(0, int(world.duration_s * NS))
             d_edges = tgt.clock.to_device(rises, jitter=True)
@@ -295,28 +297,38 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
             lo, hi = wa.ref_range(span, 0)
             rt, rx = _cut(ref_t, ref_x, lo, hi)
             tt, tx = _cut(tgt.device_ns, tgt.data, d0, d1)
+            i0, i1 = np.searchsorted(tgt.device_ns, [d0, d1])
+            bound = int(np.min(tgt.host_ns[i0:i1] - tgt.device_ns[i0:i1])) if i1 > i0 else None
             res = wa.estimate(rt, rx, tt, tx, span, 0, methods=[m for m in methods if m != "arrival"],
-                              ref_emb=ref_emb, tgt_emb=tgt_emb)
+                              ref_emb=ref_emb, tgt_emb=tgt_emb, arrival_bound_ns=bound)
             for m, r in res.items():
                 out.windows[m][1] += 1
                 if not r.ok:
                     out.windows[m][0] += 1
                 if m == "hybrid":
+                    # the agent feeds every stream's arrival times to its clock model; only up to the window's
+                    # centre here, because ClockModel rejects an offset older than its newest evidence by > 1 s
+                    centre = int(d0) + win_ns // 2
+                    a0, a1 = np.searchsorted(tgt.device_ns, [fed_until, centre])
+                    if a1 > a0:
+                        model.add_arrivals(tgt.device_ns[a0:a1], tgt.host_ns[a0:a1])
+                        fed_until = centre
+                        model_has = True
                     if tm in bench.triggered:
                         k = (d_edges < d1)
                         if k.any():
                             model.add_edges(d_edges[k], r_edges[k], 2e3)
-                            model_has = True
+                            model_has = has_offsets = True
                             d_edges, r_edges = d_edges[~k], r_edges[~k]
                     if r.ok:
                         model.add_offset(r.evidence(tm))
+                        has_offsets = True
                         model_has = True
                     if not model_has:
                         out.missed[m] += len(ed)
                         continue
                     if len(ed):
-                        mapped, _unc, _seg = model.map(ed)
-                        out.errors[m].extend(np.abs(mapped - et).tolist())
+                        out.errors[m].extend(np.abs(hybrid_map(model, ed, has_offsets) - et).tolist())
                     continue
                 tr = trackers[m]
                 if not r.ok:
@@ -340,6 +352,17 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
             if "drift_ppm" in st:
                 out.drift_err["hybrid"].append(abs(float(st["drift_ppm"]) - true_drift))
     return out
+
+
+def hybrid_map(model, device_ns: np.ndarray, has_offsets: bool, slack_ns: int = 500_000) -> np.ndarray:
+    """Reference times of ``device_ns`` from a ClockModel fed with aligner offsets, trigger edges and arrivals:
+    the offset/edge filter, bounded above by the arrival envelope (a sample cannot be taken after it arrived);
+    the arrival envelope alone until the aligner or a trigger has said anything."""
+    arr, _u, _s = model.map(device_ns, method="arrival")
+    if not has_offsets:
+        return arr
+    est, _u, _s = model.map(device_ns, method="hybrid")
+    return np.minimum(est, arr + slack_ns)
 
 
 def tolerance_ns(ref_m: str, targets) -> float:
