@@ -116,6 +116,9 @@ class StreamClocks:
             method = _opt(opts, "method", "auto")
             if method == "auto":
                 method = default_method
+            if trigger and trigger not in self.lines:
+                # a trigger named after a stream (a gpio stream): aperiodic edges on the reference clock
+                self.lines[trigger] = TriggerLine(trigger, period_ns=0)
             line = self.lines.get(trigger) if trigger else None
             self.clocks[name] = _StreamClock(info, trigger, method, window_s, line)
         self._ref_decoders: dict[str, Any] = {}

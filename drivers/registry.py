@@ -23,6 +23,10 @@ DRIVERS: dict[str, DriverEntry] = {
         "synchub.drivers.syncbox", "SyncBoxSettings", "SyncBoxDriver",
         "the synchub sync box (ATmega328P firmware in firmware/): sync pulses, barcodes, edge capture, probes",
     ),
+    "gpio": DriverEntry(
+        "synchub.drivers.gpio.stream", "GpioStreamSettings", "GpioStreamDriver",
+        "a GPIO line recorded as a stream of edges (gpiod, rpi-gpio or sim back end)",
+    ),
     "sim": DriverEntry(
         "synchub.drivers.sim.capture", "SimCaptureSettings", "SimCaptureDriver",
         "a simulated non-serial device (USB microphone, camera) of the in-process simulated rig",

@@ -252,3 +252,24 @@ def test_sim_backend_filters_edges_and_counts_lost():
 def test_factory_unknown_backend():
     with pytest.raises(ValueError, match="allowed"):
         make_trigger_input(replace(_settings(), backend="pigpio"))
+
+
+def test_gpio_stream_driver_from_config(gpiod):
+    from synchub.agent.config import parse_config
+    from synchub.drivers.gpio.stream import GpioStreamDriver
+
+    cfg = parse_config({"stream": [{"name": "line5", "type": "trigger", "driver": "gpio", "line": 5},
+                                   {"name": "imu0", "type": "imu", "driver": "gpio", "line": 6, "trigger": "line5"}]})
+    s = cfg.stream("line5")
+    drv = GpioStreamDriver(s.common, s.driver, None, module=gpiod)
+    sink = Sink()
+    drv.start(sink)
+    try:
+        t = time.monotonic_ns()
+        gpiod._sim.drive("/dev/gpiochip0", 5, 1, t)
+        gpiod._sim.drive("/dev/gpiochip0", 5, 0, t + 1000)
+        assert _wait(lambda: len(sink.got) == 2 and len(sink.ev) == 2)
+    finally:
+        drv.stop()
+    assert drv.info.type == "trigger" and sink.got[0][0] == "line5" and int(sink.got[0][2][0]) == t
+    assert sink.ev[0].source == "line5" and sink.ev[0].width_ns == 1000 and drv.health()["samples"] == 2
