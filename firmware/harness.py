@@ -88,6 +88,7 @@ class SimBox:
         self.finished = ""
         self._cond = threading.Condition()
         self._now: list[tuple[int, int]] = []
+        self._peeks: list[int] = []
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> SimBox:
@@ -140,6 +141,8 @@ class SimBox:
                     self.retis.append(int(p[1]))
                 elif k == "N":
                     self._now.append((int(p[1]), int(p[2])))
+                elif k == "P":
+                    self._peeks.append(int(p[2], 16))
                 elif k == "Z":
                     self.resets.append(int(p[1]))
                 elif k == "X":
@@ -163,6 +166,15 @@ class SimBox:
 
     def inject_in(self, cycles: int, level: int) -> None:
         self._send(f"edge +{int(cycles)} {int(level)}\n")
+
+    def peek(self, addr: int, timeout: float = 5.0) -> int:
+        """A byte of the AVR's data space (I/O registers at their data addresses, RAM)."""
+        with self._cond:
+            n = len(self._peeks)
+            self._send(f"peek {addr:x}\n")
+            if not self._cond.wait_for(lambda: len(self._peeks) > n or self.finished, timeout) or len(self._peeks) <= n:
+                raise TimeoutError("syncbox-sim did not answer 'peek'")
+            return self._peeks[n]
 
     def reset(self) -> None:
         """Press the reset button: the firmware reboots (its clock restarts at 0) and announces itself."""

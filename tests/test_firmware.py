@@ -285,3 +285,32 @@ def test_timestamps_across_the_32_bit_tick_boundary(elf):
     applied = [inj[1] for inj in box.injected[2:]]
     assert [e.t + c0 for e in edges] == applied
     assert edges[1].t < 1 << 32 <= edges[2].t
+
+
+def test_watchdog_armed_at_250_ms(elf):
+    with harness.SimBox(elf, realtime=True) as box:
+        c = SyncBoxClient(box.port, timeout=5.0)
+        c.hello()
+        wdtcsr = box.peek(0x60)
+        c.close()
+    assert wdtcsr & 0x08  # WDE: a hang resets the chip
+    assert (wdtcsr & 0x27) == 0x04  # WDP2 only: 250 ms
+
+
+def test_prescaler_8_build_pulses_exact(tmp_path):
+    """0.5 us ticks (T1_PRESCALER=8): same exactness, in units of 8 cycles."""
+    elf = harness.build({"T1_PRESCALER": "8"}, build_dir=tmp_path / "p8")
+    with harness.SimBox(elf, realtime=True) as box:
+        c = SyncBoxClient(box.port, timeout=5.0)
+        v = c.hello()
+        assert v.prescaler == 8 and v.ticks_per_s == TPS // 8
+        c.request(P.set_config, P.MODE_PULSE, 2000, 200, 0)  # 1 ms period, 100 us wide
+        c.request(P.simple, P.CMD_START)
+        pulses = [m for m in collect(c, lambda m: sum(isinstance(x, P.Pulse) for x in m) >= 10) if isinstance(m, P.Pulse)]
+        c.close()
+    rises = sorted(e[2] for e in box.out_edges if e[1] == 1)
+    falls = sorted(e[2] for e in box.out_edges if e[1] == 0 and e[2] > rises[0])
+    offs = {r - 8 * pulses[0].t for r in rises}
+    c0 = min(o for o in offs if all(8 * p.t + o in set(rises) for p in pulses))
+    assert [8 * p.t + c0 for p in pulses] == rises[: len(pulses)]
+    assert {f - r for r, f in zip(rises[:9], falls[:9], strict=True)} == {1600}

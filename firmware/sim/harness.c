@@ -21,7 +21,7 @@
  *   N <cycle> <ns>                   reply to "now"
  *   G <count>                        spurious simavr OC1A actions filtered out (see out_edge below)
  *   X <reason> <cycle>               the simulation stopped
- * stdin commands (with -c): "edge <cycle> <level>" ("+<n>" = n cycles from now), "now", "reset" (external
+ * stdin commands (with -c): "edge <cycle> <level>" ("+<n>" = n cycles from now), "now", "peek <hex data address>" (prints "P addr value"), "reset" (external
  * reset: prints "Z <cycle>"), "quit".
  * Inject file (-i): lines "<cycle> <level>", any order.
  */
@@ -300,6 +300,8 @@ static void handle_cmd(char *line)
         inj_schedule();
     } else if (strncmp(line, "now", 3) == 0) {
         fprintf(out, "N %llu %llu\n", (unsigned long long)avr->cycle, (unsigned long long)mono_ns());
+    } else if (sscanf(line, "peek %llx", &c) == 1 && c < 0x900) {
+        fprintf(out, "P %llx %02x\n", c, avr->data[c]); /* a data-space byte (register or RAM) */
     } else if (strncmp(line, "reset", 5) == 0) {
         /* the reset button (or a watchdog reset): the firmware reboots, its clock restarts at 0 */
         avr_reset(avr);
