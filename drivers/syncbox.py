@@ -28,7 +28,7 @@ from synchub.agent.settings import setting
 from synchub.agent.stream import StreamInfo
 
 from . import syncbox_protocol as P
-from .base import Driver, DriverSink
+from .base import Driver, DriverContext, DriverSink
 
 log = logging.getLogger(__name__)
 
@@ -167,16 +167,21 @@ class SyncBoxClient:
         return Probe(stream, t_send, int(round(dev_mid)), t_recv)
 
 
-def default_info(name: str) -> StreamInfo:
-    return StreamInfo(name=name, type="trigger", nominal_srate=0.0, channel_count=3, channel_format="int64",
-                      channel_labels=("kind", "value", "index"), source_id="synchub-syncbox")
+def build_stream_info(common, settings: SyncBoxSettings) -> StreamInfo:
+    """The sync box stream: irregular, 3 int64 channels per event (kind 0 pulse / 1 edge, value, index)."""
+    return StreamInfo(name=common.name, type=common.type, nominal_srate=0.0, channel_count=3,
+                      channel_format="int64", channel_labels=("kind", "value", "index"),
+                      source_id=common.source_id or settings.port,
+                      quality=(("timestamp_source", "device-hardware-timer"), ("device", "synchub-syncbox")))
 
 
 class SyncBoxDriver(Driver):
-    """Runs the sync box on its own thread; see the module doc for what it reports."""
+    """Runs the sync box on its own thread; see the module doc for what it reports.  Constructed like every
+    driver: ``(common: StreamCommon, settings: SyncBoxSettings, context: DriverContext | None)``."""
 
-    def __init__(self, info: StreamInfo, settings: SyncBoxSettings):
-        super().__init__(info)
+    def __init__(self, common, settings: SyncBoxSettings, context: DriverContext | None = None):
+        super().__init__(build_stream_info(common, settings))
+        self.common = common
         self.settings = settings
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -66,6 +66,21 @@ def test_fuzz_any_frame_round_trips(t, seq, payload):
     assert (f.type, f.seq, f.payload) == (t, seq, payload)
 
 
+def test_config_builds_syncbox_settings_and_names_bad_keys():
+    from synchub.agent.config import parse_config
+    from synchub.agent.settings import ConfigError
+
+    table = {"name": "box", "type": "trigger", "driver": "syncbox", "port": "/dev/ttyACM0", "mode": "barcode",
+             "bit_s": 0.01}
+    cfg = parse_config({"stream": [table]}, "rig.toml")
+    st = cfg.stream("box").driver
+    assert (st.mode, st.bit_s, st.baud, st.port) == ("barcode", 0.01, 1_000_000, "/dev/ttyACM0")
+    with pytest.raises(ConfigError, match=r"rig.toml: stream\[0\]\.mode: 'barcod' is not allowed.*'barcode'"):
+        parse_config({"stream": [dict(table, mode="barcod")]}, "rig.toml")
+    with pytest.raises(ConfigError, match="baud"):
+        parse_config({"stream": [dict(table, baud=9600)]}, "rig.toml")
+
+
 # ---------------------------------------------------------------- driver against the simulated box
 from synchub.firmware import harness  # noqa: E402
 
@@ -116,12 +131,13 @@ def elf():
 
 @needs_box
 def test_driver_reports_pulses_edges_probes_and_reconnects(elf, tmp_path):
-    from synchub.drivers.syncbox import SyncBoxDriver, SyncBoxSettings, default_info
+    from synchub.agent.config import StreamCommon
+    from synchub.drivers.syncbox import SyncBoxDriver, SyncBoxSettings
 
     link = str(tmp_path / "syncbox-tty")
     box = harness.SimBox(elf, realtime=True, link=link)
     box.start()
-    drv = SyncBoxDriver(default_info("box"), SyncBoxSettings(port=link, mode="pulse", period_s=0.01,
+    drv = SyncBoxDriver(StreamCommon(name="box", type="trigger", driver="syncbox"), SyncBoxSettings(port=link, mode="pulse", period_s=0.01,
                                                              width_s=0.001, ping_interval_s=0.05,
                                                              reconnect_s=0.1))
     sink = Sink()
