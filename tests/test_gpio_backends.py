@@ -273,3 +273,28 @@ def test_gpio_stream_driver_from_config(gpiod):
         drv.stop()
     assert drv.info.type == "trigger" and sink.got[0][0] == "line5" and int(sink.got[0][2][0]) == t
     assert sink.ev[0].source == "line5" and sink.ev[0].width_ns == 1000 and drv.health()["samples"] == 2
+
+
+def test_barcode_output_looped_back_into_a_gpiod_input(gpiod):
+    from synchub.agent.barcode import BarcodeDecoder
+    from synchub.drivers.gpio.output import PulseOutput
+
+    gpiod._sim.wire("/dev/gpiochip0", 3, 17)
+    trig = make_trigger_input(_settings(edge="both"), module=gpiod)
+    sink = Sink()
+    trig.start(sink)
+    out = PulseOutput("/dev/gpiochip0", 3, period_s=0.3, barcode_bit_ms=5.0, module=gpiod)
+    out.start()
+    try:
+        assert _wait(lambda: len(out.emitted) >= 3, timeout=5.0)
+    finally:
+        out.stop()
+        trig.stop()
+    dec = BarcodeDecoder(5_000_000, tolerance=0.3)
+    codes = dec.feed([(e.t_ns, 1 if e.polarity > 0 else 0) for e in sorted(sink.ev, key=lambda e: e.t_ns)],
+                     now_ns=out.emitted[-1][0] + 40 * 5_000_000)  # the line stayed LOW after the stop
+    assert [v for _, v in codes][:3] == [0, 1, 2], (codes, dec.reasons, out.emitted)
+    for (t_dec, v), (t_sched, k) in zip(codes, out.emitted, strict=False):
+        assert v == k and abs(t_dec - t_sched) < 3_000_000  # userspace-timed edges: within a few ms here
+    with pytest.raises(ValueError):
+        PulseOutput("/dev/gpiochip0", 3, period_s=0.1, barcode_bit_ms=30.0, module=gpiod)

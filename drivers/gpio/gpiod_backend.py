@@ -68,6 +68,11 @@ class GpiodTriggerInput(TriggerInput):
             self._thread.join(2.0)
             self._thread = None
         if self.request is not None:
+            try:  # what the kernel buffered before the stop still counts
+                if self.request.wait_edge_events(0):
+                    self._handle(self.request.read_edge_events())
+            except OSError as exc:
+                log.debug("%s: final read: %s", self.name, exc)
             try:
                 self.request.release()
             except Exception as exc:  # released twice or the chip went away: nothing left to free
@@ -75,7 +80,6 @@ class GpiodTriggerInput(TriggerInput):
             self.request = None
 
     def _run(self) -> None:
-        rising = self.gpiod.EdgeEvent.Type.RISING_EDGE
         while not self._halt.is_set():
             try:
                 if not self.request.wait_edge_events(timedelta(milliseconds=100)):
@@ -85,11 +89,15 @@ class GpiodTriggerInput(TriggerInput):
                 self._count("read_error", detail=str(exc))
                 time.sleep(0.1)
                 continue
-            host = time.monotonic_ns()
-            rt_off = time.time_ns() - time.monotonic_ns()
-            for ev in events:
-                t = self.to_reference(int(ev.timestamp_ns), host, rt_off)
-                self._edge(t, 1 if ev.event_type == rising else -1, int(ev.line_seqno), host)
+            self._handle(events)
+
+    def _handle(self, events) -> None:
+        rising = self.gpiod.EdgeEvent.Type.RISING_EDGE
+        host = time.monotonic_ns()
+        rt_off = time.time_ns() - time.monotonic_ns()
+        for ev in events:
+            t = self.to_reference(int(ev.timestamp_ns), host, rt_off)
+            self._edge(t, 1 if ev.event_type == rising else -1, int(ev.line_seqno), host)
 
     def to_reference(self, ts: int, host_ns: int, realtime_minus_mono: int) -> int:
         """An event timestamp on the configured event clock -> reference (monotonic) ns."""

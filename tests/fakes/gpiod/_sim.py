@@ -20,6 +20,7 @@ class Chip:
         self.levels = [0] * num_lines
         self.requests: list = []  # LineRequest objects holding lines
         self.global_seqno = 0
+        self.wires: dict[int, list[int]] = {}  # a jumper from an output line to input lines
 
 
 def add_chip(path: str = "/dev/gpiochip0", num_lines: int = 32) -> Chip:
@@ -33,16 +34,22 @@ def reset() -> None:
         CHIPS.clear()
 
 
+def wire(path: str, out_line: int, in_line: int) -> None:
+    """A jumper: whatever drives ``out_line`` also drives ``in_line``."""
+    CHIPS[path].wires.setdefault(out_line, []).append(in_line)
+
+
 def drive(path: str, offset: int, level: int, t_mono_ns: int | None = None) -> None:
     """The line changes level at monotonic time ``t_mono_ns`` (default: now)."""
     t = time.monotonic_ns() if t_mono_ns is None else int(t_mono_ns)
     chip = CHIPS[path]
     with _lock:
-        if chip.levels[offset] == level:
-            return
-        chip.levels[offset] = level
-        for req in list(chip.requests):
-            req._line_changed(offset, level, t)
+        for off in [offset, *chip.wires.get(offset, [])]:
+            if chip.levels[off] == level:
+                continue
+            chip.levels[off] = level
+            for req in list(chip.requests):
+                req._line_changed(off, level, t)
 
 
 def settle(path: str, t_mono_ns: int | None = None) -> None:

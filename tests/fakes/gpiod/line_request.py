@@ -97,6 +97,19 @@ class LineRequest:
         self._check()
         return Value.ACTIVE if self._chip.levels[line] else Value.INACTIVE
 
+    def set_value(self, line: int, value) -> None:
+        self.set_values({line: value})
+
+    def set_values(self, values: dict) -> None:
+        """Outputs drive the (fake) line: input requests on the same line see the edges, stamped now."""
+        from .line import Direction, Value
+
+        self._check()
+        for line, value in values.items():
+            if self._settings[line].direction != Direction.OUTPUT:
+                raise PermissionError(1, "Operation not permitted (line is not an output)")
+            _sim.drive(self._chip.path, line, 1 if value == Value.ACTIVE else 0)
+
     def wait_edge_events(self, timeout: timedelta | float | None = None) -> bool:
         self._check()
         if isinstance(timeout, timedelta):
