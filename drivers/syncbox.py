@@ -88,7 +88,8 @@ class SyncBoxClient:
             if msg is None:
                 self.malformed += 1
                 continue
-            if self._last_dev_seq is not None:
+            boot = isinstance(msg, P.Status) and msg.req_seq == P.SEQ_NONE  # numbering restarts at 0
+            if self._last_dev_seq is not None and not boot:
                 gap = (frame.seq - self._last_dev_seq - 1) & 0xFFFF
                 if gap and gap < 0x8000:
                     self.lost_frames += gap
@@ -192,6 +193,8 @@ class SyncBoxDriver(Driver):
         self.connected = threading.Event()
         self._token = 0
         self._reconfigure = False
+        self._bad_seen = 0
+        self._lost_seen = 0
 
     # ---------------------------------------------------------------- Driver API
     def start(self, sink: DriverSink) -> None:
@@ -218,6 +221,7 @@ class SyncBoxDriver(Driver):
     # ---------------------------------------------------------------- thread
     def _close(self) -> None:
         self.connected.clear()
+        self._bad_seen = self._lost_seen = 0  # the next client counts from zero
         if self.client:
             self.client.close()
             self.client = None
@@ -249,6 +253,7 @@ class SyncBoxDriver(Driver):
                     next_ping = time.monotonic() + self.settings.ping_interval_s
                 for msg, host_ns in self.client.poll():
                     self._on_message(msg, host_ns)
+                self._check_losses()
             except (serial.SerialException, OSError, SyncBoxError, TypeError, ValueError) as exc:
                 # (pyserial raises TypeError/ValueError when the port vanished under a read)
                 was = self.connected.is_set()
@@ -257,6 +262,22 @@ class SyncBoxDriver(Driver):
                     self.counters["reconnects"] += 1
                 self.sink.problem(name, "sync box disconnected" if was else "sync box not reachable", str(exc))
                 self._stop.wait(self.settings.reconnect_s)
+
+    def _check_losses(self) -> None:
+        """Frames that failed their checks and gaps in the device's frame numbers: counted and reported."""
+        c = self.client
+        if c is None:
+            return
+        bad = sum(c.decoder.rejected.values()) + c.malformed
+        if bad > self._bad_seen:
+            self.stats.malformed += bad - self._bad_seen
+            self.sink.problem(self.info.name, "malformed frames from the sync box",
+                              f"{bad - self._bad_seen} ({dict(c.decoder.rejected)})")
+        self._bad_seen = bad
+        if c.lost_frames > self._lost_seen:
+            self.sink.problem(self.info.name, "sync box frames lost",
+                              f"{c.lost_frames - self._lost_seen} frame(s) missing from the device's sequence")
+        self._lost_seen = c.lost_frames
 
     def _on_message(self, msg: P.Message, host_ns: int) -> None:
         sink, name, c = self.sink, self.info.name, self.client
