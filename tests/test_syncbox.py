@@ -81,6 +81,36 @@ def test_config_builds_syncbox_settings_and_names_bad_keys():
         parse_config({"stream": [dict(table, baud=9600)]}, "rig.toml")
 
 
+def test_client_counts_sequence_gaps_and_bad_frames_on_a_pty():
+    """Frames written into a real pty by hand: a missing device frame number and a corrupted frame are
+    counted, a reboot (boot STATUS, numbering from 0) is not a gap."""
+    import pty
+
+    from synchub.drivers.syncbox import SyncBoxClient
+
+    master, slave = pty.openpty()
+    try:
+        c = SyncBoxClient(os.ttyname(slave))
+        pulse = struct.pack("<IIQ", 1, 0, 123)
+        boot = struct.pack("<HBBBIIIHHHHQIII", P.SEQ_NONE, 0, 0, 1, *([0] * 3), *([0] * 4), 9, 0, 0, 0)
+        bad = bytearray(P.encode_frame(P.MSG_PULSE, 4, pulse))
+        bad[5] ^= 0x10
+        os.write(master, P.encode_frame(P.MSG_PULSE, 0, pulse) + P.encode_frame(P.MSG_PULSE, 1, pulse)
+                 + P.encode_frame(P.MSG_PULSE, 3, pulse) + bytes(bad) + P.encode_frame(P.MSG_STATUS, 0, boot)
+                 + P.encode_frame(P.MSG_PULSE, 1, pulse))
+        got = []
+        end = time.monotonic() + 2
+        while time.monotonic() < end and len(got) < 5:
+            got += c.poll()
+        assert [type(m).__name__ for m, _ in got] == ["Pulse", "Pulse", "Pulse", "Status", "Pulse"]
+        assert c.lost_frames == 1
+        assert c.decoder.rejected == {"bad crc": 1}
+        c.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
 # ---------------------------------------------------------------- driver against the simulated box
 from synchub.firmware import harness  # noqa: E402
 
