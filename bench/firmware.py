@@ -121,51 +121,116 @@ def _err_stats(err_us) -> dict:
             "mean": float(np.mean(err_us)) if len(err_us) else None}
 
 
-def e2e_run(n_probes: int, n_edges: int, seed: int) -> dict:
+def resolution_run() -> dict:
+    """Closest pair of input edges the capture timestamps both of, with the CPU idle (no other interrupt)."""
     from synchub.drivers import syncbox_protocol as P
     from synchub.drivers.syncbox import SyncBoxClient
     from synchub.firmware import harness
 
-    rng = random.Random(seed)
-    f = harness.F_CPU
-    probes = []
+    gaps = list(range(5, 160, 5))
     with harness.SimBox(realtime=True) as box:
         c = SyncBoxClient(box.port, timeout=5.0)
         c.hello()
-        for k in range(n_probes):
-            probes.append(c.probe("syncbox", k))
-            time.sleep(0.005)
         cyc, _ = box.now()
-        t = cyc + f // 10
-        for k in range(n_edges):
-            t += rng.randint(f // 200, f // 50)
-            box.inject(t, (k + 1) % 2)
+        t = cyc + harness.F_CPU // 10
+        for g in gaps:
+            box.inject(t, 1)
+            box.inject(t + g, 0)
+            t += 20_000
         edges = []
-        c.on_message = lambda m, host_ns: edges.append(m) if isinstance(m, P.Edge) else None
-        end = time.monotonic() + 30
-        while time.monotonic() < end and len(edges) < n_edges:
+        end = time.monotonic() + 10
+        while time.monotonic() < end and sum(1 + e.lost_after for e in edges) < 2 * len(gaps):
             edges += [m for m, _ in c.poll() if isinstance(m, P.Edge)]
-            if rng.random() < 0.05:  # keep probing while the edges come in
-                probes.append(c.probe("syncbox", 10_000 + len(edges)))
         c.close()
-        box.wait_for(lambda b: len(b.injected) >= n_edges, 5)
-    dev = np.array([c.ticks_to_ns(e.t) for e in edges], dtype=np.int64)
-    truth = np.array([box.injected[e.index - edges[0].index][3] for e in edges], dtype=np.int64)
+    both = {}
+    rises = [e for e in edges if e.rising]
+    for g, r in zip(gaps, rises, strict=False):
+        both[g] = r.lost_after == 0
+    ok = [g for g in gaps if both.get(g)]
+    first_always = next((g for g in gaps if all(both.get(h) for h in gaps if h >= g)), None)
+    return {"gaps_tested_cycles": [gaps[0], gaps[-1]], "smallest_gap_both_captured_cycles": min(ok) if ok else None,
+            "from_this_gap_always_both_cycles": first_always,
+            "from_this_gap_always_both_us": first_always / harness.F_CPU * 1e6 if first_always else None,
+            "closer_pairs": "one edge timestamped, the other counted in lost_after (never silently dropped)"}
+
+
+class _Sink:
+    """Collects what the driver reports (the agent's pipeline would feed the same items to the ClockModel)."""
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+        self.probes, self.edges, self.problems = [], [], []
+
+    def samples(self, stream, data, device_ns, host_ns):
+        pass
+
+    def gap(self, stream, count, cause, device_ns_from=0, device_ns_to=0, detail=""):
+        pass
+
+    def evidence(self, item):
+        from synchub.agent.evidence import Probe, TriggerEdge
+
+        with self.lock:
+            if isinstance(item, Probe):
+                self.probes.append(item)
+            elif isinstance(item, TriggerEdge) and item.width_ns == 0:
+                self.edges.append(item)
+
+    def problem(self, stream, reason, detail=""):
+        self.problems.append(reason)
+
+
+def e2e_run(n_probes: int, n_edges: int, seed: int) -> dict:
+    """Captured edges -> SyncBoxDriver (pyserial on the simulated board's pty) -> evidence -> host clock."""
+    from synchub.agent.config import StreamCommon
+    from synchub.drivers.syncbox import SyncBoxDriver, SyncBoxSettings
+    from synchub.firmware import harness
+
+    rng = random.Random(seed)
+    f = harness.F_CPU
+    sink = _Sink()
+    interval = 0.01
+    with harness.SimBox(realtime=True) as box:
+        drv = SyncBoxDriver(StreamCommon(name="syncbox", type="trigger", driver="syncbox"),
+                            SyncBoxSettings(port=box.port, mode="off", ping_interval_s=interval))
+        drv.start(sink)
+        try:
+            end = time.monotonic() + 60
+            while time.monotonic() < end and len(sink.probes) < n_probes:
+                time.sleep(0.05)
+            cyc, _ = box.now()
+            t = cyc + f // 10
+            for k in range(n_edges):
+                t += rng.randint(f // 200, f // 50)
+                box.inject(t, (k + 1) % 2)
+            end = time.monotonic() + 30
+            while time.monotonic() < end and len(sink.edges) < n_edges:
+                time.sleep(0.05)
+            box.wait_for(lambda b: len(b.injected) >= n_edges, 5)
+        finally:
+            drv.stop()
+    edges = sorted(sink.edges, key=lambda e: e.seq)
+    probes = list(sink.probes)
+    dev = np.array([e.t_ns for e in edges], dtype=np.int64)
+    truth = np.array([box.injected[e.seq - edges[0].seq][3] for e in edges], dtype=np.int64)
+    # how steadily the paced simulation tracks real time: host ns - simulated ns at each applied edge
+    lag = np.array([inj[3] - inj[1] * 1e9 / f for inj in box.injected], dtype=np.float64)
+    lag -= lag.min()
     pr = np.array([(q.host_send_ns, q.device_ns, q.host_recv_ns) for q in probes], dtype=np.float64)
     rtt = pr[:, 2] - pr[:, 0]
     best = np.argsort(rtt)[: max(3, len(rtt) // 10)]
     offset = float(np.mean((pr[best, 0] + pr[best, 2]) / 2 - pr[best, 1]))
-    # how steadily the paced simulation tracks real time: host ns - simulated ns at each applied edge
-    lag = np.array([inj[3] - inj[1] * 1e9 / f for inj in box.injected], dtype=np.float64)
-    lag -= lag.min()
     result = {
-        "edges": len(edges), "probes": len(probes),
+        "edges": len(edges), "probes": len(probes), "ping_interval_s": interval,
         "sim_pacing_lag_us": {"median": _pct(lag / 1e3, 50), "p95": _pct(lag / 1e3, 95), "max": float(lag.max() / 1e3)},
         "probe_rtt_us": {"min": float(rtt.min() / 1e3), "median": _pct(rtt / 1e3, 50), "p95": _pct(rtt / 1e3, 95)},
         "baseline_min_rtt_offset_error_us": _err_stats((dev + offset - truth) / 1e3),
-        "note": "truth = host CLOCK_MONOTONIC when the real-time-paced simulation applied the edge; the error "
-                "includes pty latency and the simulation's pacing (batches of 1 ms of simulated time), not the "
-                "USB-serial latency of a real board",
+        "driver_problems": sorted(set(sink.problems)),
+        "note": "edges and probes come from SyncBoxDriver through a DriverSink; truth = host CLOCK_MONOTONIC when "
+                "the real-time-paced simulation applied the edge; the error includes pty latency and the "
+                "simulation's pacing (batches of 1 ms of simulated time), not the USB-serial latency of a real board",
     }
     try:
         from synchub.agent.clock import ClockModel
@@ -197,6 +262,7 @@ def run(args) -> int:
         "flash_bytes": sizes["flash_bytes"], "flash_pct": round(100 * sizes["flash_bytes"] / sizes["flash_total"], 1),
         "ram_static_bytes": sizes["ram_bytes"], "ram_pct": round(100 * sizes["ram_bytes"] / sizes["ram_total"], 1),
         "interrupt_latency": latency_run(args.seconds, args.seed),
+        "capture_resolution_idle": resolution_run(),
         "end_to_end": e2e_run(args.probes, args.edges, args.seed),
     }
     text = json.dumps(result, indent=2)
