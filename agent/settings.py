@@ -182,7 +182,12 @@ def reference(cls: type, prefix: str = "") -> list[str]:
         if not f.init:
             continue
         meta = f.metadata or {}
-        default = "required" if f.default is MISSING else f"default {f.default!r}"
+        if f.default is MISSING:
+            default = "required"
+        elif len(repr(f.default)) > 60:  # nested tables (the standard simulated rig): the doc says what it is
+            default = "default: see text"
+        else:
+            default = f"default {f.default!r}"
         extra = []
         if meta.get("choices"):
             extra.append("one of " + ", ".join(map(repr, meta["choices"])))
