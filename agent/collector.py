@@ -20,6 +20,7 @@ keeps serving.  An optional live-view PUB socket republishes chunks for dashboar
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import queue
@@ -184,7 +185,11 @@ class Collector:
             except zmq.Again:
                 return n - 1
             self.counts["messages"] += 1
-            self._handle(frames)
+            try:
+                self._handle(frames)
+            except Exception:  # noqa: BLE001 - a bug must not stop the recording of everyone else
+                self.counts["internal_errors"] += 1
+                log.exception("collector: internal error handling a message (dropped; serving on)")
             if any(s.pending_bytes > self.flush_bytes for s in self.sessions.values()):
                 self.flush()
         return n
@@ -418,7 +423,12 @@ class Collector:
         for s in self.sessions.values():
             if not s.dirty or s.writer is None or s.fsync_pending:
                 continue
-            s.writer.flush()
+            try:
+                s.writer.flush()
+            except OSError as exc:  # disk full, I/O error: no ack; the agents keep the data in their spools
+                self.counts["write_errors"] += 1
+                log.error("collector: writing %s failed: %s", s.path, exc)
+                continue
             s.dirty = False
             s.pending_bytes = 0
             s.fsync_pending = True
@@ -432,8 +442,11 @@ class Collector:
             s, mid, fd = item
             try:
                 os.fsync(fd)
-            except OSError:
-                pass  # the file was finished (and fsynced) meanwhile
+            except OSError as exc:
+                if exc.errno != errno.EBADF:  # EBADF: the file was finished (and fsynced) meanwhile
+                    log.error("collector: fsync of %s failed (%s); not acking, the agent keeps the data", s.path, exc)
+                    self.counts["fsync_errors"] += 1
+                    mid = 0
             self._fsync_done.append((s, mid))
             os.write(self._done_w, b"x")
 

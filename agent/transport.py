@@ -102,7 +102,7 @@ class Sender:
         self.backoff_max_s = backoff_max_s
         self._ctx = context or zmq.Context.instance()
         self._lock = threading.Lock()
-        self._mid = 0
+        self._mid = self.spool.last_mid.get(self.session, 0)  # a session resumed with session=... keeps counting
         self._stop = threading.Event()
         self._closing = False
         self._connected = threading.Event()
@@ -242,73 +242,86 @@ class Sender:
         return s
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._loop()
+                return
+            except Exception:  # noqa: BLE001 - the sender thread must survive a bug; the spool keeps the data
+                self._counters["internal_errors"] = self._counters.get("internal_errors", 0) + 1
+                log.exception("transport: internal error in the sender thread; restarting it in 1 s")
+                self._connected.clear()
+                self._stop.wait(1.0)
+
+    def _loop(self) -> None:
         sock: zmq.Socket | None = None
         ep_i = 0
         backoff = 0.1
         t_open = last_rx = last_tx = last_hello = 0.0
         poller_fd_wake = self._wake_r
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if sock is None:
-                self.endpoint = self.endpoints[ep_i]
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if sock is None:
+                    self.endpoint = self.endpoints[ep_i]
+                    try:
+                        sock = self._new_socket(self.endpoint)
+                    except zmq.ZMQError as exc:
+                        self.last_error = f"{self.endpoint}: {exc}"
+                        log.error("transport: cannot use endpoint %s: %s", self.endpoint, exc)
+                        sock = None
+                        ep_i = (ep_i + 1) % len(self.endpoints)
+                        self._stop.wait(backoff)
+                        backoff = min(backoff * 2, self.backoff_max_s)
+                        continue
+                    for s in self._sessions.values():
+                        s.welcomed = False
+                        s.refused = ""
+                    t_open = last_rx = last_tx = last_hello = now
+                    self._send_hellos(sock)
                 try:
-                    sock = self._new_socket(self.endpoint)
-                except zmq.ZMQError as exc:
-                    self.last_error = f"{self.endpoint}: {exc}"
-                    log.error("transport: cannot use endpoint %s: %s", self.endpoint, exc)
+                    ready = zmq.select([sock, poller_fd_wake], [], [], 0.05)[0]
+                except zmq.ZMQError:
+                    ready = []
+                if poller_fd_wake in ready:
+                    try:
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    except (BlockingIOError, OSError):
+                        pass
+                if sock in ready:
+                    last_rx = time.monotonic()
+                    self._receive(sock)
+                    if any(s.welcomed for s in self._sessions.values()):
+                        backoff = 0.1
+                now = time.monotonic()
+                welcomed = any(s.welcomed for s in self._sessions.values())
+                silent = now - last_rx
+                if (not welcomed and now - t_open > self.hello_timeout_s) or (welcomed and silent > self.liveness_s):
+                    why = "no welcome" if not welcomed else f"silent for {silent:.1f} s"
+                    self.last_error = f"{self.endpoint}: {why}"
+                    log.warning("transport: collector %s %s; reconnecting (backoff %.1f s)", self.endpoint, why, backoff)
+                    sock.close(0)
                     sock = None
+                    self._connected.clear()
+                    self._counters["reconnects"] += 1
                     ep_i = (ep_i + 1) % len(self.endpoints)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.backoff_max_s)
                     continue
-                for s in self._sessions.values():
-                    s.welcomed = False
-                    s.refused = ""
-                t_open = last_rx = last_tx = last_hello = now
-                self._send_hellos(sock)
-            try:
-                ready = zmq.select([sock, poller_fd_wake], [], [], 0.05)[0]
-            except zmq.ZMQError:
-                ready = []
-            if poller_fd_wake in ready:
-                try:
-                    while os.read(self._wake_r, 4096):
-                        pass
-                except (BlockingIOError, OSError):
-                    pass
-            if sock in ready:
-                last_rx = time.monotonic()
-                self._receive(sock)
-                if any(s.welcomed for s in self._sessions.values()):
-                    backoff = 0.1
-            now = time.monotonic()
-            welcomed = any(s.welcomed for s in self._sessions.values())
-            silent = now - last_rx
-            if (not welcomed and now - t_open > self.hello_timeout_s) or (welcomed and silent > self.liveness_s):
-                why = "no welcome" if not welcomed else f"silent for {silent:.1f} s"
-                self.last_error = f"{self.endpoint}: {why}"
-                log.warning("transport: collector %s %s; reconnecting (backoff %.1f s)", self.endpoint, why, backoff)
+                if welcomed:
+                    if self._pump(sock):
+                        last_tx = now
+                    if now - last_tx > self.heartbeat_s:
+                        self._send(sock, wire.encode_ping(self.session))
+                        self._counters["pings"] += 1
+                        last_tx = now
+                if now - last_hello > 1.0 and not all(s.welcomed for s in self._sessions.values()):
+                    self._send_hellos(sock)
+                    last_hello = last_tx = now
+                self.spool.maintain()
+        finally:
+            if sock is not None:
                 sock.close(0)
-                sock = None
-                self._connected.clear()
-                self._counters["reconnects"] += 1
-                ep_i = (ep_i + 1) % len(self.endpoints)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.backoff_max_s)
-                continue
-            if welcomed:
-                if self._pump(sock):
-                    last_tx = now
-                if now - last_tx > self.heartbeat_s:
-                    self._send(sock, wire.encode_ping(self.session))
-                    self._counters["pings"] += 1
-                    last_tx = now
-            if now - last_hello > 1.0 and not all(s.welcomed for s in self._sessions.values()):
-                self._send_hellos(sock)
-                last_hello = last_tx = now
-            self.spool.maintain()
-        if sock is not None:
-            sock.close(0)
 
     def _send(self, sock: zmq.Socket, frames: list) -> bool:
         try:
