@@ -204,6 +204,7 @@ def _arr(b, dtype) -> np.ndarray | None:
 def read_session(paths) -> dict[str, Any]:
     """Read one or more MCAP files (the parts of a session, or one file) back into arrays.
 
+    Streams are keyed by name, or by ``agent/name`` when several agents in the files have a stream of that name.
     Returns ``{"streams": {name: {"info", "seq", "device_ns", "host_ns", "ref_ns", "unc_ns", "segment", "data",
     "method", "recv_ns", "chunks"}}, "gaps": [dict], "meta": [dict], "metadata": [(name, dict)], "agents": set}``.
     Per stream, chunks are ordered by ``seq``; arrays are concatenated (``ref_ns``/``unc_ns`` are None if no chunk was
@@ -233,28 +234,20 @@ def read_session(paths) -> dict[str, Any]:
             elif topic.endswith("/_meta"):
                 meta.append(d)
                 if d.get("kind") == "stream_info":
-                    infos[_stream_key(topic, d["stream"])] = d["info"]
+                    infos[topic.rsplit("/", 1)[0] + "/" + d["stream"]] = d["info"]
             else:
                 d["_log_time"] = m.log_time
-                parts[_key_of(topic)].append(d)
+                parts[topic].append(d)
+    topics = set(parts) | set(infos)
+    names = [t.rsplit("/", 1)[-1] for t in topics]
     streams = {}
-    for key, chunks in parts.items():
+    for topic in sorted(topics):
+        name = topic.rsplit("/", 1)[-1]
+        key = name if names.count(name) == 1 else topic.lstrip("/")  # "agent/stream" when names clash
+        chunks = parts.get(topic, [])
         chunks.sort(key=lambda d: d["seq"])
-        streams[key] = _assemble(chunks, infos.get(key))
-    for key, info in infos.items():
-        if key not in streams:
-            streams[key] = _assemble([], info)
+        streams[key] = _assemble(chunks, infos.get(topic))
     return {"streams": streams, "gaps": gaps, "meta": meta, "metadata": metadata, "agents": agents}
-
-
-def _key_of(topic: str) -> str:
-    """Stream key: the stream name (``/<agent>/<stream>`` -> ``<stream>``); ``agent/stream`` if names clash is the
-    caller's business — we keep the plain stream name, the usual single-agent case."""
-    return topic.rsplit("/", 1)[-1]
-
-
-def _stream_key(topic: str, stream: str) -> str:
-    return stream
 
 
 def _assemble(chunks: list[dict], info: dict | None) -> dict[str, Any]:

@@ -160,3 +160,19 @@ def test_overlapping_samples_are_deduplicated(collector, tmp_path):
     s = read_session(list(tmp_path.glob("*.mcap")))["streams"]["imu"]
     assert np.array_equal(s["seq"], np.arange(18))
     assert np.array_equal(s["device_ns"][10:], c2.device_ns[2:])
+
+
+def test_two_agents_two_files_and_clashing_names(collector, tmp_path):
+    rng = np.random.default_rng(4)
+    senders = [Sender(collector.col.endpoint, name, STREAMS[:1]) for name in ("left", "right")]
+    for k in range(20):
+        for s in senders:
+            s.send_chunk(make_chunk(STREAMS[0], k * 3, 3, rng))
+    assert all(s.close(10) for s in senders)
+    collector.close()
+    files = sorted(tmp_path.glob("*.mcap"))
+    assert [f.name.split("-")[0] for f in files] == ["left", "right"]
+    both = read_session(files)["streams"]
+    assert sorted(both) == ["left/imu", "right/imu"]
+    assert all(np.array_equal(v["seq"], np.arange(60)) for v in both.values())
+    assert sorted(read_session(files[:1])["streams"]) == ["imu"]
