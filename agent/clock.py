@@ -50,8 +50,9 @@ UNKNOWN_UNC_NS = 10**15
 
 #: Random-walk intensities of the filter bank, ppm per sqrt(hour).
 RW_BANK_PPM = (0.0, 0.03, 0.3, 3.0, 30.0)
-#: Scales of the stated evidence variance the bank also tries (the stated jitter may be off by ~3x either way).
-R_SCALES = (0.1, 0.3, 1.0, 3.0, 10.0)
+#: Scales of the stated evidence variance the bank also tries (the stated jitter may be ~3x too large or ~10x too
+#: small: a device that stamps edges with a coarse counter adds tick/sqrt(12) the trigger line cannot know of).
+R_SCALES = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 METHOD_ORDER = ("triggers", "hybrid", "neural", "probes", "arrival", "identity")
 
@@ -158,7 +159,10 @@ class _Bank:
         S = P[:, 0, 0] + 2 * h1 * P[:, 0, 1] + h1 * h1 * P[:, 1, 1] + r * self.rs + extra
         nu = z - pred
         norm = nu / np.sqrt(S)
-        if self.n >= 3 and abs(norm[self.best]) > self.gate:
+        # gate: early on (few points, the stated sigma not yet checked) only what no filter of the bank can
+        # explain; later what the filter in use cannot
+        gate_norm = abs(norm[self.best]) if self.n >= 10 else float(np.min(np.abs(norm)))
+        if self.n >= 3 and gate_norm > self.gate:
             self.rejected += 1
             self._bad.append((d, z, r))
             if len(self._bad) >= 4 and self._bad_agree():
