@@ -61,3 +61,15 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+_default: Notifier | None = None
+
+
+def notify(text: str) -> bool:
+    """Send one sd_notify datagram (``"READY=1"``, ``"WATCHDOG=1"``, ...) to ``$NOTIFY_SOCKET``; a no-op without it.
+    The caller decides when: ``synchub agent`` sends WATCHDOG=1 only when its pipeline made progress."""
+    global _default
+    if _default is None:
+        _default = Notifier()
+    return _default.send(text)

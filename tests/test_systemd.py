@@ -149,3 +149,44 @@ def test_collector_process_notifies_and_stops_pinging_when_stalled(notify_socket
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_module_level_notify_function(notify_socket, monkeypatch):
+    import synchub.agent.notify as mod
+
+    s, path = notify_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setattr(mod, "_default", None)
+    assert mod.notify("READY=1") and mod.notify("WATCHDOG=1")
+    assert _drain(s, 0.1) == ["READY=1", "WATCHDOG=1"]
+    monkeypatch.setattr(mod, "_default", None)
+
+
+@pytest.mark.slow
+def test_agent_process_notifies_ready_and_watchdog(notify_socket, tmp_path):
+    s, path = notify_socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cfg = (ROOT / "examples" / "sim-rig.toml").read_text().replace("tcp://127.0.0.1:7100", f"tcp://127.0.0.1:{port}")
+    (tmp_path / "agent.toml").write_text(cfg)
+    col = subprocess.Popen([sys.executable, "-m", "synchub.cli", "collector", "--bind", f"tcp://127.0.0.1:{port}",
+                            "--out", str(tmp_path / "out"), "--insecure"], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, NOTIFY_SOCKET=path)
+    agent = subprocess.Popen([sys.executable, "-m", "synchub.cli", "agent", "--config", str(tmp_path / "agent.toml"),
+                              "--insecure", "--duration", "5", "--status-every", "0"], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        msgs, deadline = [], time.monotonic() + 30
+        while agent.poll() is None and time.monotonic() < deadline:
+            msgs += _drain(s, 0.25)
+        assert agent.wait(5) == 0
+        msgs += _drain(s, 0.3)
+    finally:
+        for p in (agent, col):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(20)
+    assert msgs and msgs[0].startswith("READY=1"), msgs
+    assert msgs.count("WATCHDOG=1") >= 3 and msgs[-1].startswith("STOPPING=1")
