@@ -53,6 +53,18 @@ def peak_lag(curve: np.ndarray) -> int:
     return int(np.argmax(curve)) - max_lag
 
 
+def refined_peak(curve: np.ndarray) -> float:
+    """Peak lag with parabolic sub-frame refinement (frames)."""
+    k = int(np.argmax(curve))
+    lag = float(k - (len(curve) - 1) // 2)
+    if 0 < k < len(curve) - 1 and np.all(np.isfinite(curve[k - 1 : k + 2])):
+        y0, y1, y2 = curve[k - 1 : k + 2]
+        den = y0 - 2 * y1 + y2
+        if den < 0:
+            lag += float(np.clip(0.5 * (y0 - y2) / den, -0.5, 0.5))
+    return lag
+
+
 def lag_accuracy(pairs_of_embeddings, max_lag: int = 100, tol: int = 1, true_lag: int = 0) -> float:
     """Fraction of (a, b) embedding pairs whose ``lag_curve`` peaks within ``tol`` frames of ``true_lag``."""
     hits = [abs(peak_lag(lag_curve(a, b, max_lag)) - true_lag) <= tol for a, b in pairs_of_embeddings]

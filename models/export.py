@@ -15,7 +15,7 @@ import onnx
 import torch
 
 from . import encoders, simdata
-from .evaluate import EVAL_PAIRS, lag_curve, peak_lag
+from .evaluate import EVAL_PAIRS, lag_curve, peak_lag, refined_peak
 from .features import FRAME_NS, FRAME_RATE_HZ, MODALITIES, NORMALIZATION
 
 OPSET = 17
@@ -109,9 +109,12 @@ def evaluate_onnx(out: pathlib.Path, n: int = 48, duration_s: float = 20.0, max_
             k0, k1 = max(ka[0], kb[0]), min(ka[-1], kb[-1]) + 1
             va = ea.vectors[k0 - ka[0] : k1 - ka[0]]
             vb = eb.vectors[k0 - kb[0] : k1 - kb[0]]
-            p = peak_lag(lag_curve(va, vb, 2 * FRAME_RATE_HZ))
-            e = abs(p - off / FRAME_NS)
-            hits[f"{a}-{b}"].append(e <= 1.0)
+            curve = lag_curve(va, vb, 2 * FRAME_RATE_HZ)
+            e = abs(peak_lag(curve) - off / FRAME_NS)
+            hits[f"{a}-{b}"].append((e <= 1.0, abs(refined_peak(curve) - off / FRAME_NS) <= 1.0))
             errs[f"{a}-{b}"].append(e)
-    return {k: {"acc_1frame": float(np.mean(v)), "median_abs_err_frames": float(np.median(errs[k]))}
+    return {k: {"acc_1frame": float(np.mean([h[0] for h in v])),
+                "acc_1frame_parabolic": float(np.mean([h[1] for h in v])),
+                "median_abs_err_frames": float(np.median(errs[k])),
+                "p90_abs_err_frames": float(np.percentile(errs[k], 90))}
             for k, v in hits.items()}

@@ -112,7 +112,7 @@ def featurize(modality: str, samples, times_ns, k0: int | None = None, n_frames:
     if modality not in fn:
         raise KeyError(f"no features for modality {modality!r}")
     if modality == "telemetry":
-        nch = data.reshape(len(t), -1).shape[1] if data.ndim > 1 else 1
+        nch = int(np.prod(data.shape[1:])) if data.ndim > 1 else 1
         n_out = 2 * nch + 2
     else:
         n_out = channels(modality)
@@ -349,8 +349,8 @@ def _text(lines: list[str], t: np.ndarray, k0: int, n: int, problems: dict):
 
 
 def _telemetry(data: np.ndarray, t: np.ndarray, k0: int, n: int, problems: dict):
-    data = data.reshape(len(t), -1) if len(t) else data.reshape(0, -1)
-    c = data.shape[1]
+    c = int(np.prod(data.shape[1:])) if data.ndim > 1 else 1
+    data = data.reshape(len(t), c)
     if len(t) == 0:
         return np.zeros((2 * c + 1, n)), np.zeros(n)
     _flat(problems, data)

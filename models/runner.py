@@ -166,10 +166,15 @@ class EncoderRunner:
         return Embedding(feats.frame_times_ns, np.ascontiguousarray(vectors, np.float32), anom.astype(np.float32),
                          probs.astype(np.float32), feats.valid, problems)
 
-    def embed(self, samples, times_ns) -> Embedding:
+    def embed(self, samples, times_ns, span_ns: tuple[int, int] | None = None) -> Embedding:
         """Embeddings of one stream span: ``samples`` (n, ...) array or list[str] (text), ``times_ns`` (n,) on
-        the stream's own clock."""
-        return self.embed_features(F.featurize(self.modality, samples, times_ns))
+        the stream's own clock.  The frames cover the samples' time range, or ``span_ns = (start, end)`` when
+        given (useful for irregular streams such as text, whose first and last lines do not mark the span)."""
+        k0 = n = None
+        if span_ns is not None:
+            k0 = int(span_ns[0]) // F.FRAME_NS
+            n = max(0, (int(span_ns[1]) - 1) // F.FRAME_NS - k0 + 1)
+        return self.embed_features(F.featurize(self.modality, samples, times_ns, k0, n))
 
     def _count(self, problems: dict[str, int]) -> None:
         for k, v in problems.items():
