@@ -85,6 +85,8 @@ class _FrameDecoder:
     nslots = 0
     start_level = 1
 
+    auto = False
+
     def __init__(self, slot_ns: float, tolerance: float, min_idle_slots: float):
         if slot_ns <= 0:
             raise ValueError("bit time must be > 0")
@@ -132,6 +134,8 @@ class _FrameDecoder:
             self.level = lvl
             self.last_edge_ns = t
             if self._frame is not None:
+                if self.auto and len(self._frame) == 1 and t > self._frame[0][0]:
+                    self.slot = (t - self._frame[0][0]) / 2  # the start pulse is 2T long
                 self._frame.append((t, lvl))
             elif lvl == self.start_level:
                 if prev_edge is None or t - prev_edge >= self.min_idle:
@@ -205,7 +209,9 @@ class BarcodeDecoder(_FrameDecoder):
     start_level = 1
 
     def __init__(self, bit_ns: int, tolerance: float = 0.25):
-        super().__init__(bit_ns, tolerance, min_idle_slots=5)
+        """``bit_ns = 0``: learn the bit time from each barcode's start pulse (2T HIGH)."""
+        self.auto = bit_ns == 0
+        super().__init__(bit_ns or 30_000_000, tolerance, min_idle_slots=5)
 
     def _decode(self, levels: list[int]) -> int | None:
         if levels[:3] != [1, 1, 0]:

@@ -358,6 +358,7 @@ class _Envelope:
         self.n = 0
         self.line: tuple[float, float, float] | None = None  # (d_c, a, b)
         self._spread = 1e6
+        self._lat = 0.0
 
     def add(self, d: np.ndarray, m: np.ndarray) -> None:
         if len(d) == 0:
@@ -382,6 +383,9 @@ class _Envelope:
             self._cur_block = b
         if self.line is None and self._cur is not None:
             self.line = (self._cur[0], self._cur[1], 0.0)
+        # the typical latency above the envelope: the scale of what arrival times cannot resolve
+        above = float(np.mean(m)) - float(self.predict(np.array([float(np.mean(d))]))[0])
+        self._lat += 0.01 * (max(above, 0.0) - self._lat) if self.n > len(d) else max(above, 0.0) - self._lat
 
     def _close(self) -> None:
         if self._cur is None:
@@ -405,9 +409,10 @@ class _Envelope:
         return np.asarray(d), np.asarray(m)
 
     def spread(self) -> float:
-        """A scale for the uncertainty: 3x the median height of the window's block minima above the line (1 ms at
-        least; the link's minimum latency, the real bias, is invisible to arrival times)."""
-        return self._spread
+        """A scale for the uncertainty: the larger of 3x the median height of the window's block minima above the
+        line and the mean latency above the envelope (1 ms at least).  The link's minimum latency, the real bias, is
+        invisible to arrival times; on links whose latency varies it is of the order of that variation."""
+        return max(self._spread, self._lat)
 
     def predict(self, d: np.ndarray) -> np.ndarray:
         dc, a, b = self.line
@@ -479,6 +484,7 @@ class _Segment:
     dev_hi: int = 0
     host_hi: int = 0
     arr_hi: int = 0  # largest device time of an arrival
+    min_rtt: float = 0.0  # smallest probe round trip: the midpoint may be off by half of it (asymmetric link)
     edges: int = 0
     offsets: int = 0
     probes: int = 0
@@ -646,8 +652,10 @@ class ClockModel:
         if rtt > limit:
             self._count("probe_rtt_filtered")
             return False
-        var = rtt * rtt / 12.0 + 1e3**2
+        # the midpoint is off by half the asymmetry of the two one-way delays, at most rtt/2: that is its sigma
+        var = rtt * rtt / 4.0 + 1e3**2
         if seg.probe.update(float(d - seg.dev0), float(mid - d - seg.z0), var):
+            seg.min_rtt = float(rtt) if seg.probes == 0 else min(seg.min_rtt, float(rtt))
             seg.probes += 1
             return True
         self._count("probe_outlier")
@@ -777,6 +785,8 @@ class ClockModel:
             else:
                 bank = seg.probe if c == "probes" else seg.trig
                 var = float(bank.predict(np.array([d_mid]))[1][0])
+                if c == "probes":
+                    var += (seg.min_rtt / 2) ** 2
             if var < best_var:
                 best, best_var = c, var
         return best
@@ -823,9 +833,10 @@ class ClockModel:
             return a, np.full(len(d), seg.env.spread() ** 2)
         else:  # identity: the segment's first offset, unknown uncertainty
             return np.zeros(len(d)), np.full(len(d), float(UNKNOWN_UNC_NS) ** 2)
-        if smooth and len(bank.log_d) >= 2:
-            return bank.smooth(d)
-        return bank.predict(d)
+        a, var = bank.smooth(d) if smooth and len(bank.log_d) >= 2 else bank.predict(d)
+        if m == "probes":  # consistent midpoints say nothing of the link's asymmetry: add its bound
+            var = var + (seg.min_rtt / 2) ** 2
+        return a, var
 
     @property
     def last_method(self) -> str:

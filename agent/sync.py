@@ -36,7 +36,7 @@ NS = 1_000_000_000
 
 #: Default 1-sigma jitter of a matched edge pair per GPIO back end (kernel stamps vs userspace callbacks), ns.
 EDGE_SIGMA_NS = {"gpiod": 5_000, "sim": 5_000, "rpi-gpio": 150_000}
-BARCODE_BIT_NS = 30_000_000
+BARCODE_BIT_NS = 0  # barcode bit time learnt from each start pulse (the sync box and the sim rig use 10-30 ms)
 
 
 @dataclass(frozen=True)

@@ -207,11 +207,12 @@ def _eval_chunk(s: SimStream, idx: np.ndarray) -> Chunk:
 def run_offline(sc, streams, ref_stamp, method: str, kinds: set[str], evals) -> dict[str, np.ndarray]:
     clocks = _clocks(sc, streams, method)
     _feed(clocks, streams, _events(sc, streams, ref_stamp, kinds))
-    out = {}
+    out, unc = {}, {}
     for s, idx in zip(streams, evals, strict=False):
         c = clocks.correct(_eval_chunk(s, idx), smooth=True)
-        out[s.name] = c.ref_ns
+        out[s.name], unc[s.name] = c.ref_ns, c.unc_ns
     out["_state"] = clocks.state()
+    out["_unc"] = unc
     return out
 
 
@@ -221,6 +222,7 @@ def run_live(sc, streams, ref_stamp, evals) -> dict[str, np.ndarray]:
     ev = _events(sc, streams, ref_stamp, {"edges"})
     delay = int((sc.trigger.period_s + 0.5) * NS)
     out = {s.name: np.zeros(len(idx), dtype=np.int64) for s, idx in zip(streams, evals, strict=False)}
+    unc = {s.name: np.zeros(len(idx), dtype=np.int64) for s, idx in zip(streams, evals, strict=False)}
     pos = list(evals)  # per stream: the evaluation sample indices
     corr = []
     for t, _, kind, payload in ev:
@@ -242,8 +244,10 @@ def run_live(sc, streams, ref_stamp, evals) -> dict[str, np.ndarray]:
             si, lo, hi = payload
             s = streams[si]
             idx = pos[si][lo:hi]
-            out[s.name][lo:hi] = clocks.correct(_eval_chunk(s, idx)).ref_ns
+            c = clocks.correct(_eval_chunk(s, idx))
+            out[s.name][lo:hi], unc[s.name][lo:hi] = c.ref_ns, c.unc_ns
     out["_state"] = clocks.state()
+    out["_unc"] = unc
     return out
 
 
@@ -376,6 +380,9 @@ def run_scenario(sc: Scenario, methods=METHODS, workdir: str | None = None) -> d
             err = results[m][s.name] - truth
             row = {"stream": s.name, "method": m, **metrics(err, truth, sc.tolerance_us)}
             rows.append(row)
+            u = results[m].get("_unc", {}).get(s.name)
+            if u is not None:  # how often the model's own 1-sigma covers the error (68% when calibrated)
+                per.setdefault("within_1sigma_pct", {})[m] = round(float(100 * np.mean(np.abs(err) <= u)), 1)
             st = results[m].get("_state", {}).get(s.name) if isinstance(results[m], dict) else None
             if m == "triggers" and st:
                 per["resets_detected"] = st.get("resets_detected")

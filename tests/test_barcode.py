@@ -93,3 +93,11 @@ def test_harp_bad_stop_bit_counted():
 def test_other_baud_rate():
     edges = encode_harp(77, 0, baud=3000)
     assert HarpDecoder(baud=3000).feed(edges, now_ns=NS) == [(0, 77)]
+
+
+def test_bit_time_learnt_from_the_start_pulse():
+    dec = BarcodeDecoder(0)
+    edges = encode_barcode(0xDEADBEEF, 0, 10_000_000) + encode_barcode(42, 500_000_000, 10_000_000)
+    assert [v for _, v in dec.feed(edges, now_ns=NS)] == [0xDEADBEEF, 42]
+    dec2 = BarcodeDecoder(0)
+    assert dec2.feed(encode_barcode(7, 0, 3_000_000), now_ns=NS) == [(0, 7)]
