@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classical import NS, Onsets, ncc_valid, parabolic, peak_stats, smooth, to_grid
+from .classical import NS, Onsets, matched_events, ncc_valid, parabolic, peak_stats, smooth, to_grid
 from .evidence import OffsetEstimate
 
 
@@ -46,6 +46,8 @@ class AlignerSettings:
     neural_min_psr: float = 3.5  # embedding curves have broad peaks: their own thresholds
     neural_max_sidelobe: float = 0.6
     min_events: int = 2  # fewer onsets in the target window: abstain
+    min_matched: int = 3  # fewer target events with a reference event at the chosen lag: abstain
+    min_overlap: float = 0.5  # lags where the reference covers less of the target window are not considered
     sigma_floor_ns: float = 500_000.0  # shape differences between modalities' onsets
     sigma_scale: float = 1.5  # calibration of the reported sigma against measured errors
 
@@ -135,6 +137,12 @@ class Aligner:
             return "no reference onsets in the search range"
         sb = sigma_s * rate
         curve = ncc_valid(smooth(r_grid, sb), smooth(t_grid, sb))
+        if len(ref.t_ns):  # lags where the reference data covers only part of the target window count less
+            known = np.zeros(len(r_grid))
+            a = int(np.floor((int(ref.t_ns[0]) - round(r0)) / step))
+            b = int(np.ceil((int(ref.t_ns[-1]) - round(r0)) / step))
+            known[max(a, 0) : max(min(b, len(known)), 0)] = 1.0
+            curve = curve * coverage_weight(known, n_t, self.s.min_overlap)
         exclude = max(2, int(math.ceil(exclude_s * rate)))
         return self._curve_from(curve, float(round(r0) - d0), step, exclude)
 
@@ -181,6 +189,11 @@ class Aligner:
             return _abstain(method, span, c, int(centre_ns))
         if c.at_edge:
             return _abstain(method, span, "fine peak at the edge of its range", int(c.offset_ns), c.psr)
+        tol = max(3.0 * sigma_s, period_s, 0.01) * NS
+        matched, chance, n_t = matched_events(ref, tgt, c.offset_ns, tol, span)
+        if matched < max(self.s.min_matched, chance + 3.0 * math.sqrt(chance) + 1.0):
+            return _abstain(method, span, f"too few matched events ({matched} of {n_t}, {chance:.1f} by chance)",
+                            int(c.offset_ns), c.psr)
         psr = c.psr if coarse_psr is None else coarse_psr
         if coarse_psr is None:
             why = self._judge(c)
@@ -190,7 +203,9 @@ class Aligner:
             return _abstain(method, span, f"fine curve ambiguous (second peak {c.sidelobe:.2f})", int(c.offset_ns),
                             c.psr)
         floor = 0.3 * NS / self.s.grid_hz
-        sigma = self._sigma(c, floor, period_s, tgt.n_events)
+        # level mode (still images): an event's evidence is spread over its visibility, not one sample interval
+        q_period = period_s * (math.sqrt(3.0) if "impulses" in (ref.kind, tgt.kind) and period_s >= 0.5 else 1.0)
+        sigma = self._sigma(c, floor, q_period, matched)
         return AlignResult(True, int(round(c.offset_ns)), sigma, float(psr),
                            int((span[0] + span[1]) // 2), method)
 
@@ -259,6 +274,14 @@ class Aligner:
         return as_hybrid(neural)
 
 
+def coverage_weight(known: np.ndarray, m: int, min_overlap: float) -> np.ndarray:
+    """Per lag (valid correlation of a length-``m`` target along ``known``): the covered fraction, 0 below
+    ``min_overlap``."""
+    c = np.concatenate([[0.0], np.cumsum(known)])
+    frac = (c[m:] - c[:-m]) / max(m, 1)
+    return np.where(frac >= min_overlap, frac, 0.0)
+
+
 def apply_arrival_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 500_000) -> AlignResult:
     """Every sample reaches the host after it was taken, so ref - device <= min(host - device) over the window.
     An estimate above that bound (+ slack for the device's stamp jitter) is moved onto the bound."""
@@ -314,7 +337,7 @@ def embedding_curve(ref_times, ref_vectors, tgt_times, tgt_vectors, span, prior_
     num = num[: n - m + 1]
     e = np.concatenate([[0.0], np.cumsum(np.sum(b * b, axis=1))])
     den = np.sqrt(np.maximum(e[m:] - e[:-m], 1e-12)) * math.sqrt(float(np.sum(a * a)))
-    return num / den, float(r0 - d0), step, ""
+    return num / den * coverage_weight(inb.astype(np.float64), m, 0.5), float(r0 - d0), step, ""
 
 
 def theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

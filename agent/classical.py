@@ -241,7 +241,8 @@ _DUR = re.compile(r"dur=([0-9.]+)s")
 #: its first half; its rise's centroid is at a quarter), per line keyword.
 TEXT_RISE_FRACTION = {"motion": 0.25}
 #: for a still-image partner: the middle of when each event is visible (fraction of the logged duration, seconds)
-TEXT_VISIBLE_CENTRE = {"motion": (0.5, 0.0), "led": (0.5, 0.0), "impact": (0.0, 0.07)}
+STILL_SHAKE_LAG_S = 0.07  # a still sees a tap's shake (80 ms decay) on average this long after the tap
+TEXT_VISIBLE_CENTRE = {"motion": (0.5, 0.0), "led": (0.5, 0.0), "impact": (0.0, STILL_SHAKE_LAG_S)}
 
 
 def text_onsets(t_ns, lines, partner: str | None = None) -> Onsets:
@@ -311,19 +312,30 @@ def levels(modality: str, t_ns, samples) -> Onsets:
     x, why, _ = _clean(samples, 4)
     if x is None:
         return _bad("impulses", why)
-    if modality == "telemetry":
-        level = np.zeros(len(x))
-        for c in (1, 2, 4):
+    if modality == "telemetry":  # one impulse train per channel, each placed where a still would see it
+        ts, ms = [], []
+        for c, lag_s in ((1, 0.0), (2, -TELEMETRY_WINDOW_S / 2), (4, -TELEMETRY_WINDOW_S / 2 + STILL_SHAKE_LAG_S)):
             if c >= x.shape[1]:
                 continue
             col = x[:, c] * x[:, c] if c in TELEMETRY_RMS else x[:, c]
             col = col - np.median(col)
+            mad = float(np.median(np.abs(col))) * 1.4826
             top = float(np.max(col))
             if top > 0:
-                level += np.maximum(col, 0.0) / top
-        t = t - int(TELEMETRY_WINDOW_S * NS / 2)
-    else:
-        level = _video_level(x)
+                ts.append(t + int(lag_s * NS))
+                ms.append(np.maximum(col - 3.0 * mad, 0.0) / top)
+        if not ts:
+            return _bad("impulses", "flat signal (no level above baseline)")
+        t = np.concatenate(ts)
+        mass = np.concatenate(ms)
+        order = np.argsort(t, kind="stable")
+        t, mass = t[order], mass[order]
+        o = Onsets("impulses", t, mass, n_events=int(np.count_nonzero(mass > 0.1 * mass.max())) if mass.max() > 0
+                   else 0)
+        if not mass.max() > 0:
+            o.problem = "flat signal (no level above baseline)"
+        return o
+    level = _video_level(x)
     base = float(np.median(level))
     mad = float(np.median(np.abs(level - base))) * 1.4826
     mass = np.maximum(level - base - 3.0 * mad, 0.0)
@@ -331,6 +343,44 @@ def levels(modality: str, t_ns, samples) -> Onsets:
     if not mass.max() > 0:
         o.problem = "flat signal (no level above baseline)"
     return o
+
+
+def event_times(o: Onsets, rel: float = 0.1) -> np.ndarray:
+    """Times (float ns) of distinct events: mass-weighted centres of runs of onset mass above ``rel`` of the
+    strongest (intervals), or impulses above it."""
+    if not o.ok or len(o.mass) == 0 or not o.mass.max() > 0:
+        return np.zeros(0)
+    strong = o.mass > rel * o.mass.max()
+    if o.kind == "impulses":
+        return o.t_ns[strong].astype(np.float64)
+    mid = 0.5 * (o.t_ns[:-1] + o.t_ns[1:]).astype(np.float64)
+    pos = o.mass > 0
+    starts = pos & ~np.concatenate([[False], pos[:-1]])
+    run = np.cumsum(starts) - 1
+    keep = np.zeros(int(starts.sum()), dtype=bool)
+    np.logical_or.at(keep, run[strong], True)
+    w = np.bincount(run[pos], weights=o.mass[pos], minlength=len(keep))
+    c = np.bincount(run[pos], weights=(o.mass * mid)[pos], minlength=len(keep))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centres = c / w
+    return centres[keep & (w > 0)]
+
+
+def matched_events(ref: Onsets, tgt: Onsets, offset_ns: float, tol_ns: float, span) -> tuple[int, float, int]:
+    """(target events with a reference event within ``tol_ns`` at ``offset_ns``, the number expected by chance,
+    target events in the span)."""
+    te = event_times(tgt)
+    te = te[(te >= span[0]) & (te < span[1])] + offset_ns
+    re = np.sort(event_times(ref))
+    if len(te) == 0 or len(re) == 0:
+        return 0, 0.0, len(te)
+    j = np.clip(np.searchsorted(re, te), 1, len(re) - 1) if len(re) > 1 else np.zeros(len(te), dtype=np.int64)
+    d = np.minimum(np.abs(re[j] - te), np.abs(re[np.maximum(j - 1, 0)] - te))
+    matched = int(np.sum(d <= tol_ns))
+    lo, hi = te.min() - 2 * tol_ns, te.max() + 2 * tol_ns
+    density = np.sum((re >= lo) & (re <= hi)) / max(hi - lo, 1.0)
+    chance = len(te) * min(1.0, density * 2 * tol_ns)
+    return matched, float(chance), len(te)
 
 
 # ------------------------------------------------------------------------------------------------ grid

@@ -355,14 +355,18 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
 
 
 def hybrid_map(model, device_ns: np.ndarray, has_offsets: bool, slack_ns: int = 500_000) -> np.ndarray:
-    """Reference times of ``device_ns`` from a ClockModel fed with aligner offsets, trigger edges and arrivals:
-    the offset/edge filter, bounded above by the arrival envelope (a sample cannot be taken after it arrived);
-    the arrival envelope alone until the aligner or a trigger has said anything."""
-    arr, _u, _s = model.map(device_ns, method="arrival")
+    """Reference times of ``device_ns`` from a ClockModel fed with aligner offsets, trigger edges and arrivals.
+
+    The offset/edge filter is bounded above by the arrival envelope (a sample cannot be taken after it arrived).
+    The envelope replaces the filter where it is the more precise of the two *and* consistent with it (within
+    one of the filter's sigmas): an envelope outside that band is late by the link's minimum latency, which its
+    own spread cannot show.  Before the aligner or a trigger has said anything: the envelope alone."""
+    arr, arr_unc, _s = model.map(device_ns, method="arrival")
     if not has_offsets:
         return arr
-    est, _u, _s = model.map(device_ns, method="hybrid")
-    return np.minimum(est, arr + slack_ns)
+    est, est_unc, _s = model.map(device_ns, method="hybrid")
+    use_arr = (est_unc > arr_unc) & (np.abs(arr - est) <= est_unc)
+    return np.where(use_arr, arr, np.minimum(est, arr + slack_ns))
 
 
 def tolerance_ns(ref_m: str, targets) -> float:
