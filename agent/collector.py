@@ -72,6 +72,7 @@ class _Session:
         self.samples: Counter = Counter()
         self.last_rx = 0.0
         self.schema_ids: dict[str, int] = {}
+        self.part = 1
 
 
 class Collector:
@@ -255,6 +256,8 @@ class Collector:
                 self._ack(s, rewind=True)
             return
         recv = now_ns()
+        if s.writer is None and kind != "bye":
+            self._open(s, s.part)
         if kind == "chunk":
             self._chunk(s, msg, recv)
         elif kind == "gap":
@@ -295,7 +298,7 @@ class Collector:
             log.info("collector: session %s from agent %r%s (%d streams)%s", sid, s.agent,
                      f" key {user[:8]}..." if user else "", len(msg.streams),
                      f", continuing after mid {last}" if last else "")
-            self._open(s, len(parts) + 1)
+            s.part = len(parts) + 1  # the file opens with the first data message (a bare hello/bye makes none)
         for info in msg.streams:
             if info.name not in s.streams:
                 s.streams[info.name] = info
@@ -311,6 +314,7 @@ class Collector:
         s.path = self.out_dir / f"{_safe(s.agent)}-{stamp}-{s.sid}-p{part}.mcap"
         s.fh = open(s.path, "wb")
         s.writer, s.schema_ids = mcap_io.new_writer(s.fh, self.compression)
+        s.part = part + 1
         from synchub import __version__
 
         env = s.hello_env
@@ -336,6 +340,8 @@ class Collector:
 
     def _finish(self, s: _Session, why: str) -> None:
         if s.writer is None:
+            s.durable_mid = s.written_mid
+            self._ack(s)
             return
         deadline = time.monotonic() + 10.0
         while s.fsync_pending and time.monotonic() < deadline:  # never close a file under a running fsync

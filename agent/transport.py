@@ -119,6 +119,9 @@ class Sender:
         self.spool.save_hello(self.session, hello)
         self._sessions: dict[str, _Session] = {}
         for sid in self.spool.sessions():
+            if sid != self.session and self.spool.last_mid.get(sid, 0) == 0:
+                self.spool.forget(sid)  # an earlier run that never sent anything
+                continue
             old = self._sessions[sid] = _Session(sid, self.spool.hellos[sid])
             last = self.spool.last_mid.get(sid, 0)
             e = self.spool.entries.get((sid, last))
