@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from synchub.agent.aligner import Aligner, AlignerSettings, AlignResult, DriftTracker, theil_sen
 from synchub.agent.classical import Onsets
 from synchub.agent.evidence import OffsetEstimate

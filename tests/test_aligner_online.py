@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from synchub.agent.online_align import AlignmentTracker, WindowAligner, load_runners
 from synchub.agent.stream import Chunk, StreamInfo
 from synchub.drivers.sim import render as R

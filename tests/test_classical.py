@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from synchub.agent import classical as C
 from synchub.drivers.sim import render as R
 from synchub.drivers.sim.world import TAP, World

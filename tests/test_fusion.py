@@ -5,6 +5,7 @@ import json
 import msgpack
 import numpy as np
 import pytest
+
 from synchub.agent import mcap_io
 from synchub.agent.fusion import Fuser, export_fused_json
 from synchub.agent.online_align import load_runners
