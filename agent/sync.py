@@ -92,10 +92,10 @@ class _StreamClock:
         # arrival-based estimates sit late by the link's minimum latency, which their uncertainty cannot show
         return int(ref[0]), max(int(unc[0]), 10_000_000)
 
-    def pairs(self, pairs: list[tuple[int, int]]) -> None:
+    def pairs(self, pairs: list[tuple[int, int]], extra_sigma_ns: float = 0.0) -> None:
         if pairs and self.line is not None:
             arr = np.asarray(pairs, dtype=np.int64)
-            self.model.add_edges(arr[:, 0], arr[:, 1], self.line.edge_sigma_ns)
+            self.model.add_edges(arr[:, 0], arr[:, 1], float(np.hypot(self.line.edge_sigma_ns, extra_sigma_ns)))
 
 
 class StreamClocks:
@@ -110,8 +110,12 @@ class StreamClocks:
             self.lines[line.name] = line
         self.smooth = smooth
         self.clocks: dict[str, _StreamClock] = {}
+        self.reference_streams: set[str] = set()  # streams stamped on the reference clock (GPIO lines)
         for name, value in streams.items():
             info, opts = value if isinstance(value, tuple) else (value, None)
+            if info.quality_dict().get("clock") == "reference":
+                self.reference_streams.add(name)
+                continue
             trigger = _opt(opts, "trigger", "")
             method = _opt(opts, "method", "auto")
             if method == "auto":
@@ -149,8 +153,12 @@ class StreamClocks:
                 self._feed_ref_edge(item)
             elif item.clock == "device":
                 sc = self.clocks.get(item.source)
-                if sc is None or sc.matcher is None:
+                relayed = any(o.trigger == item.source for o in self.clocks.values())
+                if sc is None or (sc.matcher is None and not relayed):
                     self._count("edge_unrouted")
+                    return
+                self._relay(item)
+                if sc is not None and sc.matcher is None:
                     return
                 if sc.decoder is not None:
                     lvl = 1 if item.polarity > 0 else 0
@@ -175,7 +183,20 @@ class StreamClocks:
         else:
             self._count("unknown_evidence")
 
-    def _feed_ref_edge(self, e: TriggerEdge) -> None:
+    def _relay(self, e: TriggerEdge) -> None:
+        """A pulse a device (a sync box) emitted, stamped on its clock, that other streams name as their trigger:
+        mapped onto the reference clock by that device's model, its uncertainty added to the pairs' sigma."""
+        src = self.clocks.get(e.source)
+        if src is None or not any(o.trigger == e.source for o in self.clocks.values()):
+            return
+        ref, unc, _ = src.model.map(np.array([e.t_ns]))
+        if unc[0] >= UNKNOWN_UNC_NS:
+            self._count("relay_unmapped")
+            return
+        self._feed_ref_edge(TriggerEdge(e.source, int(ref[0]), "ref", e.polarity, e.width_ns, e.seq, e.host_ns),
+                            extra_sigma_ns=float(unc[0]))
+
+    def _feed_ref_edge(self, e: TriggerEdge, extra_sigma_ns: float = 0.0) -> None:
         line = self.lines.get(e.source)
         users = [sc for sc in self.clocks.values() if sc.trigger == e.source and sc.matcher is not None]
         if line is not None and line.role == "pps" and e.polarity > 0:
@@ -184,12 +205,12 @@ class StreamClocks:
         if dec is not None:
             for t0, value in dec.feed([(e.t_ns, 1 if e.polarity > 0 else 0)]):
                 for sc in users:
-                    sc.pairs(sc.matcher.add_ref_code(t0, value))
+                    sc.pairs(sc.matcher.add_ref_code(t0, value), extra_sigma_ns)
             return
         if not users and line is None:
             self._count("ref_edge_unrouted")
         for sc in users:
-            sc.pairs(sc.matcher.add_ref([e]))
+            sc.pairs(sc.matcher.add_ref([e]), extra_sigma_ns)
 
     def feed_arrivals(self, stream: str, device_ns, host_ns) -> None:
         sc = self.clocks.get(stream)
@@ -228,7 +249,8 @@ class StreamClocks:
     def correct(self, chunk: Chunk, *, smooth: bool | None = None) -> Chunk:
         sc = self.clocks.get(chunk.stream)
         if sc is None:
-            if chunk.stream in self.lines:  # a trigger line recorded as a stream: its times are reference times
+            if chunk.stream in self.lines or chunk.stream in self.reference_streams:
+                # a trigger line recorded as a stream: its times are reference times
                 return chunk.corrected(chunk.device_ns, np.zeros(chunk.n, dtype=np.int64), "identity")
             self._count("correct_unknown_stream")
             return chunk.corrected(chunk.host_ns, np.full(chunk.n, UNKNOWN_UNC_NS, dtype=np.int64), "identity")

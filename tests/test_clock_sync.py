@@ -129,3 +129,37 @@ def test_barcode_line_pairs_by_value():
     dev = clk.to_device(np.array([30 * NS]))
     ref, _, _ = clocks.clocks["cam"].model.map(dev)
     assert abs(int(ref[0]) - 30 * NS) < 2_000
+
+
+def test_sync_box_pulses_relayed_to_streams_that_name_the_box():
+    """The box stamps the pulses it emits on its clock (calibrated by probes); a device sees the same pulses on its
+    own clock.  Its edges are matched to the box's pulses mapped onto the reference clock."""
+    box = DeviceClock(ClockSpec(offset_s=3.0, drift_ppm=-20.0), 120, 11)
+    imu = DeviceClock(ClockSpec(offset_s=900.0, drift_ppm=70.0, jitter_us=2.0), 120, 12)
+    rng = np.random.default_rng(5)
+    clocks = StreamClocks({"box": (StreamInfo("box", "trigger", 0.0, 3), None),
+                           "imu0": (StreamInfo("imu0", "imu", 100.0, 1), {"trigger": "box"})})
+    for k in range(1, 119):
+        t = k * NS
+        s = t - 300_000
+        o, b = rng.uniform(40_000, 60_000, 2)
+        clocks.feed(Probe("box", s, int(box.to_device(np.array([s + int(o)]))[0]), s + int(o + b)))
+        clocks.feed_arrivals("imu0", imu.to_device(np.array([t - 5_000_000])), np.array([t - 3_000_000]))
+        pulse = t + 500_000_000
+        clocks.feed(TriggerEdge("box", int(box.to_device(np.array([pulse]))[0]), "device", 1, 0, k, pulse + 1_000_000))
+        clocks.feed(TriggerEdge("imu0", int(imu.to_device(np.array([pulse]), jitter=True)[0]), "device", 1, 0, -1,
+                                pulse + 4_000_000))
+    st = clocks.state()
+    assert st["box"]["method"] == "probes" and st["imu0"]["method"] == "triggers"
+    assert st["imu0"]["matcher"]["matched"] >= 110
+    d = imu.to_device(np.array([60 * NS]))
+    c = clocks.correct(Chunk("imu0", 0, np.zeros((1, 1)), d, [60 * NS + 4_000_000]))
+    assert abs(int(c.ref_ns[0]) - 60 * NS) < 60_000  # a probe-calibrated box (50 us links): tens of us
+
+
+def test_gpio_streams_are_on_the_reference_clock():
+    info = StreamInfo("line5", "trigger", 0.0, 1, "int8", quality=(("clock", "reference"),))
+    clocks = StreamClocks({"line5": info, "imu0": (StreamInfo("imu0", "imu", 10.0, 1), {"trigger": "line5"})})
+    assert "line5" not in clocks.clocks and clocks.clocks["imu0"].matcher is not None
+    c = clocks.correct(Chunk("line5", 0, np.ones((1, 1), np.int8), [123], [456]))
+    assert c.ref_ns[0] == 123 and c.unc_ns[0] == 0

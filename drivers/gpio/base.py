@@ -38,7 +38,7 @@ class TriggerInput:
             name=settings.name, type="trigger", nominal_srate=0.0, channel_count=1, channel_format="int8",
             channel_labels=("level",), source_id=f"{self.backend}:{getattr(settings, 'chip', '')}:{settings.line}",
             quality=tuple(sorted({
-                "timestamp_source": self.timestamp_source, "backend": self.backend,
+                "timestamp_source": self.timestamp_source, "backend": self.backend, "clock": "reference",
                 "event_clock": getattr(settings, "event_clock", "monotonic"), "role": settings.role,
             }.items())),
         )
