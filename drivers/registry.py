@@ -31,4 +31,8 @@ DRIVERS: dict[str, DriverEntry] = {
         "synchub.drivers.sim.capture", "SimCaptureSettings", "SimCaptureDriver",
         "a simulated non-serial device (USB microphone, camera) of the in-process simulated rig",
     ),
+    "alsa": DriverEntry(
+        "synchub.drivers.alsa", "AlsaSettings", "AlsaCaptureDriver",
+        "an ALSA capture device (USB microphone) read through arecord (alsa-utils) or another PCM-to-stdout program",
+    ),
 }

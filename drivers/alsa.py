@@ -1,0 +1,320 @@
+"""A USB microphone or other ALSA capture device, read through a capture program's stdout (``arecord`` by default).
+
+The driver starts the capture program as a subprocess (no shell), reads raw interleaved PCM from its stdout on its
+own thread in period-sized reads, stamps the host receive time (``time.monotonic_ns()`` right after each read) and
+gives every sample a device time from the sample counter at the nominal rate: sample ``k`` of a segment is at
+``origin + k / rate``.  That is the sound card's own clock, so the clock model learns its drift against the host
+(as LSL/ALSA users expect); the stream's quality metadata says ``timestamp_source = "sample-counter+period-arrival"``.
+A read that ends inside a frame keeps the partial frame for the next read: no frame is ever split or lost.
+
+When the program exits or stops delivering (USB unplugged, ``arecord: read error: No such device``) the driver logs
+it, reports a ``disconnect`` problem and restarts the program every ``restart_s``.  When samples flow again it
+records a ``disconnect`` gap (the samples the outage cost, estimated from host time at the nominal rate, bracketed
+by the last device time before and the first after) and a ``device_reset`` gap: the restarted capture has a new
+phase, so it starts a new clock segment.  The sample counter continues, but the new segment's origin also jumps
+``SEGMENT_JUMP_NS`` ahead: the clock layer does not read gap records, it sees a reset where device time jumps
+forward by far more than host time advanced (``ClockModel.reset_forward_ns``, 10 s), and that is what makes it start
+a new segment instead of mapping across the restart.  Device times stay unique and increasing.
+
+The program's stderr is logged line by line (never fatal); ``overrun`` lines (arecord's xrun report: samples the
+card dropped while the counter went on) are counted and reported as problems.  A missing program is a clear
+``FileNotFoundError`` at construction and at ``start`` (for ``arecord``: install the Debian package alsa-utils).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from synchub.agent.config import StreamCommon
+from synchub.agent.settings import setting
+from synchub.agent.stream import StreamInfo
+
+from .base import Driver, DriverContext, DriverSink
+
+log = logging.getLogger("synchub.alsa")
+
+NS = 1_000_000_000
+#: sample format -> (little-endian numpy dtype, native channel_format, full scale for float output)
+SAMPLE_FORMATS = {
+    "S16_LE": ("<i2", "int16", 32768.0),
+    "S32_LE": ("<i4", "int32", 2147483648.0),
+    "FLOAT_LE": ("<f4", "float32", 1.0),
+}
+#: How far a restarted capture's device time jumps ahead of the outage (see the module docstring).
+SEGMENT_JUMP_NS = 100 * NS
+#: A running program that delivers nothing for this long (or 10 periods, if longer) is restarted.
+STALL_S = 3.0
+ARECORD = ("arecord", "-q", "-D", "{device}", "-t", "raw", "-f", "{format}", "-r", "{rate}", "-c", "{channels}",
+           "-F", "{period_us}")
+
+
+@dataclass(frozen=True)
+class AlsaSettings:
+    device: str = setting("default", doc="ALSA capture device (hw:1,0, plughw:CARD=Device; `arecord -L` lists them)")
+    rate: int = setting(0, min=0, max=768000, doc="sample rate in Hz (0: the stream's nominal_rate)")
+    channels: int = setting(1, min=1, max=64, doc="channels per frame (interleaved)")
+    sample_format: str = setting("S16_LE", choices=tuple(SAMPLE_FORMATS), doc="PCM sample format")
+    period_ms: float = setting(20.0, min=1.0, max=1000.0, doc="ALSA period: the size of one read")
+    command: tuple[str, ...] = setting((), doc="capture program and arguments writing raw PCM to stdout; "
+                                                "{device} {rate} {channels} {format} {period_us} are filled in "
+                                                "(empty: arecord from alsa-utils)")
+    restart_s: float = setting(1.0, min=0.05, max=60.0, doc="wait before restarting a capture program that exited")
+
+
+def resolve_rate(common: StreamCommon, settings: AlsaSettings) -> int:
+    nominal = common.nominal_rate
+    if settings.rate and nominal and abs(nominal - settings.rate) > 1e-9 * settings.rate:
+        raise ValueError(f"rate {settings.rate} does not match nominal_rate {nominal}")
+    rate = settings.rate or nominal
+    if not rate:
+        raise ValueError("an ALSA stream needs a sample rate: set nominal_rate (or rate)")
+    if rate != int(rate):
+        raise ValueError(f"ALSA sample rates are whole Hz, got nominal_rate {nominal}")
+    return int(rate)
+
+
+def build_stream_info(common: StreamCommon, settings: AlsaSettings, rate: int) -> StreamInfo:
+    native = SAMPLE_FORMATS[settings.sample_format][1]
+    allowed = {native, "float32", "double64"}
+    if common.channel_format not in allowed:
+        raise ValueError(f"sample_format {settings.sample_format} gives {native} samples (or scaled float32/double64)"
+                         f"; channel_format {common.channel_format!r} is not one of {', '.join(sorted(allowed))}")
+    n = settings.channels
+    return StreamInfo(
+        name=common.name, type=common.type, nominal_srate=float(rate), channel_count=n,
+        channel_format=common.channel_format,
+        channel_labels=common.channel_labels or (("mic",) if n == 1 else tuple(f"ch{i}" for i in range(n))),
+        channel_units=common.channel_units, source_id=common.source_id or settings.device,
+        quality=(("alsa_device", settings.device), ("period_ms", f"{settings.period_ms:g}"),
+                 ("sample_format", settings.sample_format), ("timestamp_source", "sample-counter+period-arrival")),
+    )
+
+
+def capture_command(settings: AlsaSettings, rate: int) -> list[str]:
+    """The argv of the capture program with the placeholders filled in."""
+    fields = {"device": settings.device, "rate": str(rate), "channels": str(settings.channels),
+              "format": settings.sample_format, "period_us": str(int(round(settings.period_ms * 1000)))}
+    argv = []
+    for arg in settings.command or ARECORD:
+        for key, value in fields.items():
+            arg = arg.replace("{" + key + "}", value)
+        argv.append(arg)
+    return argv
+
+
+def find_program(argv: list[str]) -> str:
+    """The capture program's path; FileNotFoundError naming what to install when it is missing."""
+    path = shutil.which(argv[0])
+    if path is None:
+        if os.path.basename(argv[0]) == "arecord":
+            raise FileNotFoundError("the ALSA capture program 'arecord' is not installed: install the Debian package "
+                                    "alsa-utils (sudo apt install alsa-utils), or set `command`")
+        raise FileNotFoundError(f"capture program {argv[0]!r} not found (or not executable); check `command`")
+    return path
+
+
+class AlsaCaptureDriver(Driver):
+    def __init__(self, common: StreamCommon, settings: AlsaSettings, context: DriverContext | None = None):
+        self.rate = resolve_rate(common, settings)
+        super().__init__(build_stream_info(common, settings, self.rate))
+        self.name = common.name
+        self.settings = settings
+        self.argv = capture_command(settings, self.rate)
+        find_program(self.argv)
+        dtype, _, self.scale = SAMPLE_FORMATS[settings.sample_format]
+        self.wire_dtype = np.dtype(dtype)
+        self.frame_bytes = self.wire_dtype.itemsize * settings.channels
+        self.period_frames = max(1, int(round(settings.period_ms * self.rate / 1000)))
+        self.read_bytes = self.period_frames * self.frame_bytes
+        self.period_ns = NS / self.rate
+        self.stall_s = max(STALL_S, 10 * settings.period_ms / 1000)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+        # clock segment state: device time of sample k is origin + k * period
+        self._origin = 0
+        self._k = 0
+        self._last_dev: int | None = None
+        self._last_host = 0
+        self._outage: str | None = None  # why the capture stopped, until samples flow again
+        self.starts = 0
+        self.exits = 0
+        self.split_reads = 0  # reads that ended inside a frame (the rest waited for the next read)
+        self.overruns = 0
+        self.stderr_lines = 0
+        self.last_stderr = ""
+
+    # ---- life cycle
+    def start(self, sink: DriverSink) -> None:
+        find_program(self.argv)
+        self.sink = sink
+        self._thread = threading.Thread(target=self._run, name=f"alsa-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            proc = self._proc
+        if proc is not None:
+            _end(proc)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        if self._outage is not None and self._last_dev is not None:  # stopped during an outage: still a loss
+            lost = max(0, round((time.monotonic_ns() - self._last_host) * self.rate / NS))
+            self._gap(lost, "disconnect", self._last_dev, 0, f"{self._outage}; stopped before the capture came back")
+
+    def health(self) -> dict[str, Any]:
+        h = super().health()
+        h.update(running=self._proc is not None and self._outage is None, starts=self.starts, exits=self.exits,
+                 overruns=self.overruns, split_reads=self.split_reads, resets=self.stats.resets)
+        return h
+
+    # ---- the driver thread
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, bufsize=0)
+            except OSError as exc:
+                self._lost(f"cannot start {self.argv[0]}: {exc}")
+                self._stop.wait(self.settings.restart_s)
+                continue
+            with self._lock:
+                self._proc = proc
+            if self._stop.is_set():
+                _end(proc)
+            self.starts += 1
+            if self.starts > 1:
+                log.info("%s: capture restarted (%s)", self.name, " ".join(self.argv))
+            err = threading.Thread(target=self._read_stderr, args=(proc,), name=f"alsa-{self.name}-stderr",
+                                   daemon=True)
+            err.start()
+            why = self._read(proc)
+            rc = _end(proc)
+            proc.stdout.close()
+            err.join(timeout=1.0)
+            with self._lock:
+                self._proc = None
+            if self._stop.is_set():
+                break
+            self.exits += 1
+            tail = f": {self.last_stderr}" if self.last_stderr else ""
+            self._lost(f"{why} (exit status {rc}){tail}")
+            self._stop.wait(self.settings.restart_s)
+
+    def _lost(self, why: str) -> None:
+        if self._outage is None:
+            log.warning("%s: capture from %s stopped: %s; restarting every %.1f s", self.name, self.settings.device,
+                        why, self.settings.restart_s)
+            self.sink.problem(self.name, "disconnect", why)
+            self._outage = why
+
+    def _read(self, proc: subprocess.Popen) -> str:
+        """Read until the program ends or stalls; returns why it ended."""
+        fd = proc.stdout.fileno()
+        buf = bytearray()
+        quiet_since = time.monotonic()
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0.25)
+            if not ready:
+                if self._stop.is_set():
+                    return "stopped"
+                if time.monotonic() - quiet_since > self.stall_s:
+                    return f"no data for {self.stall_s:.1f} s"
+                continue
+            data = os.read(fd, self.read_bytes)
+            host_ns = time.monotonic_ns()
+            if not data:
+                break
+            quiet_since = time.monotonic()
+            buf += data
+            n = len(buf) // self.frame_bytes
+            if len(buf) % self.frame_bytes:
+                self.split_reads += 1
+            if n:
+                raw = bytes(buf[: n * self.frame_bytes])
+                del buf[: n * self.frame_bytes]
+                self._deliver(raw, n, host_ns)
+        if buf:  # less than one frame when the program ended: it never was a sample
+            self.stats.malformed += 1
+            self.sink.problem(self.name, "malformed", f"{len(buf)} bytes (a partial frame) at the end of the output")
+        return "capture program exited"
+
+    def _read_stderr(self, proc: subprocess.Popen) -> None:
+        try:
+            for raw in proc.stderr:
+                line = raw.decode("utf-8", "replace").strip()
+                if not line:
+                    continue
+                self.stderr_lines += 1
+                self.last_stderr = line[:300]
+                if "overrun" in line.lower():
+                    self.overruns += 1
+                    self.stats.count("overrun")
+                    self.sink.problem(self.name, "overrun", line)
+                elif self.stderr_lines <= 100 or self.stderr_lines % 1000 == 0:
+                    log.warning("%s: %s: %s", self.name, os.path.basename(self.argv[0]), line)
+        except Exception:  # stderr is only for the log: never let it take the driver down
+            log.exception("%s: reading the capture program's stderr failed", self.name)
+
+    # ---- samples
+    def _deliver(self, raw: bytes, n: int, host_ns: int) -> None:
+        if self._outage is not None and self._last_dev is not None:
+            self._new_segment(n, host_ns)
+        self._outage = None
+        dev = self._origin + np.rint((self._k + np.arange(n)) * self.period_ns).astype(np.int64)
+        self._k += n
+        self._last_dev, self._last_host = int(dev[-1]), host_ns
+        data = np.frombuffer(raw, dtype=self.wire_dtype).reshape(n, self.settings.channels)
+        if self.info.channel_format == SAMPLE_FORMATS[self.settings.sample_format][1]:
+            data = data.astype(self.info.dtype)  # native byte order, own memory
+        else:
+            data = (data.astype(np.float64) / self.scale).astype(self.info.dtype)
+        self.stats.samples += n
+        self.stats.chunks += 1
+        self.sink.samples(self.name, data, dev, np.full(n, host_ns, dtype=np.int64))
+
+    def _new_segment(self, n: int, host_ns: int) -> None:
+        """Samples flow again after an outage: record the loss and start a new clock segment."""
+        covered = int(round(n * self.period_ns))  # the first read's own samples span this much of the outage
+        outage_ns = max(0, host_ns - self._last_host - covered)
+        lost = round(outage_ns * self.rate / NS)
+        self._origin = self._last_dev + int(round(self.period_ns)) + outage_ns + SEGMENT_JUMP_NS
+        self._k = 0
+        why = self._outage
+        log.info("%s: samples flow again after %.2f s; new clock segment", self.name, outage_ns / NS)
+        self._gap(lost, "disconnect", self._last_dev, self._origin,
+                  f"{why}; {lost} samples lost (estimated from host time at the nominal rate)")
+        self.stats.resets += 1
+        self.sink.gap(self.name, 0, "device_reset", self._last_dev, self._origin,
+                      f"capture restarted: new clock segment (device time jumps {SEGMENT_JUMP_NS // NS} s ahead)")
+
+    def _gap(self, count: int, cause: str, dev_from: int, dev_to: int, detail: str) -> None:
+        self.stats.gaps += 1
+        self.stats.dropped += count
+        self.sink.gap(self.name, count, cause, dev_from, dev_to, detail)
+
+
+def _end(proc: subprocess.Popen) -> int | None:
+    """Terminate the program if it still runs (kill it if it will not go); its exit status."""
+    if proc.poll() is None:
+        try:
+            proc.terminate()
+            proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=2.0)
+        except OSError:  # already gone
+            pass
+    return proc.returncode
