@@ -566,6 +566,12 @@ class ClockModel:
             hi, back_tol = seg.dev_hi, max(self.reset_back_ns, NS)
         back = hi - device_ns
         fwd = (device_ns - seg.dev_hi) - max(host_ns - seg.host_hi, 0)
+        if kind == "offset":
+            # aligner estimates describe windows seconds to minutes old: late by nature, never a reset signal
+            if device_ns < seg.dev0 or back > 600 * NS:
+                self._count("offset_out_of_segment")
+                return None
+            return seg
         if back > back_tol and device_ns < seg.dev0 + (seg.dev_hi - seg.dev0) // 2 + back_tol:
             # device time went back: a reset (late evidence from before a reset lands in the second half)
             if host_ns and host_ns < seg.host_hi - 5 * NS:

@@ -213,3 +213,14 @@ def test_identity_and_bad_input():
     assert not m.add_probe(10, 5, 9)  # negative round trip
     with pytest.raises(ValueError):
         m.add_edges([1, 2], [3], 1.0)
+
+
+def test_late_aligner_offsets_are_used_not_mistaken_for_resets():
+    m = ClockModel()
+    dev = np.arange(0, 120) * NS
+    m.add_arrivals(dev, dev + 7_000_000)
+    # the aligner reports offsets for windows centred 30 s in the past
+    for k in range(40, 120, 10):
+        assert m.add_offset(OffsetEstimate("x", (k - 30) * NS, 5_000_000, 100_000))
+    assert m.state()["segments"] == 1 and m.method == "neural"
+    assert not m.add_offset(OffsetEstimate("x", -5 * NS, 5_000_000, 100_000))  # before the segment began
