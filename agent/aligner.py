@@ -177,8 +177,10 @@ class Aligner:
 
     # ------------------------------------------------------------------ stages
     def fine(self, ref: Onsets, tgt: Onsets, span, centre_ns: float, period_s: float, method: str = "hybrid",
-             coarse_psr: float | None = None) -> AlignResult:
-        """Fine onset correlation around ``centre_ns`` on the 1 kHz grid (+- max(fine_s, period))."""
+             coarse_psr: float | None = None, min_matched: int | None = None) -> AlignResult:
+        """Fine onset correlation around ``centre_ns`` on the 1 kHz grid (+- max(fine_s, period)).
+        ``min_matched`` (default ``settings.min_matched``) is lowered by callers whose candidate is independent
+        evidence (a neural coarse lag)."""
         why = self._check_inputs(ref, tgt)
         if why:
             return _abstain(method, span, why, int(centre_ns))
@@ -191,7 +193,8 @@ class Aligner:
             return _abstain(method, span, "fine peak at the edge of its range", int(c.offset_ns), c.psr)
         tol = max(3.0 * sigma_s, period_s, 0.01) * NS
         matched, chance, n_t = matched_events(ref, tgt, c.offset_ns, tol, span)
-        if matched < max(self.s.min_matched, chance + 3.0 * math.sqrt(chance) + 1.0):
+        need = self.s.min_matched if min_matched is None else min_matched
+        if matched < need or matched <= chance + 3.0 * math.sqrt(chance):
             return _abstain(method, span, f"too few matched events ({matched} of {n_t}, {chance:.1f} by chance)",
                             int(c.offset_ns), c.psr)
         psr = c.psr if coarse_psr is None else coarse_psr
@@ -268,7 +271,7 @@ class Aligner:
             reason = c.reason if neural is None else f"neural: {neural.reason}; classical: {c.reason}"
             return _abstain("hybrid", span, reason, prior_ns)
         f = self.fine(ref, tgt, span, float(neural.offset_ns), max(period_s, 2.0 * neural.sigma_ns / NS),
-                      "hybrid", coarse_psr=neural.confidence)
+                      "hybrid", coarse_psr=neural.confidence, min_matched=2)
         if f.ok:
             return f
         return as_hybrid(neural)
