@@ -36,6 +36,9 @@ NS = 1_000_000_000
 
 #: Default 1-sigma jitter of a matched edge pair per GPIO back end (kernel stamps vs userspace callbacks), ns.
 EDGE_SIGMA_NS = {"gpiod": 5_000, "sim": 5_000, "rpi-gpio": 150_000}
+#: ``OffsetEstimate(stream=UTC_STREAM, device_ns=<monotonic>, offset_ns=<UTC - monotonic>)`` is a reference -> UTC
+#: sample (``synchub.drivers.ntp.NtpMonitor.evidence``): it travels through the pipeline's queue like other evidence.
+UTC_STREAM = "_utc"
 BARCODE_BIT_NS = 0  # barcode bit time learnt from each start pulse (the sync box and the sim rig use 10-30 ms)
 
 
@@ -175,6 +178,9 @@ class StreamClocks:
                 return
             sc.model.add_probe(item.host_send_ns, item.device_ns, item.host_recv_ns)
         elif isinstance(item, OffsetEstimate):
+            if item.stream == UTC_STREAM:
+                self.feed_utc(item.device_ns, item.device_ns + item.offset_ns, item.sigma_ns, item.source)
+                return
             sc = self.clocks.get(item.stream)
             if sc is None:
                 self._count("offset_unrouted")
@@ -223,7 +229,7 @@ class StreamClocks:
         """A reference-clock instant and its UTC time (system clock read, or corrected by NTP)."""
         self.utc.add_offset(OffsetEstimate("utc", int(mono_ns), int(utc_ns) - int(mono_ns), int(max(sigma_ns, 1)),
                                            source="classical"))
-        if self.utc_source in ("none", "system"):
+        if self.utc_source in ("none", "system", "classical"):
             self.utc_source = source
 
     def _pps(self, t_ns: int, line: TriggerLine) -> None:

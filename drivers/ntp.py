@@ -3,7 +3,8 @@
 ``NtpMonitor`` queries each server (``host`` or ``host:port``) every ``interval_s`` on its own thread and keeps the
 latest result per server.  ``health()`` is what the agent publishes as metadata (per server and the best one: the
 reachable server with the smallest delay); ``utc_mapping()`` turns the best answer into a reference-clock -> UTC
-sample for ``StreamClocks.feed_utc``: the host's CLOCK_MONOTONIC at the reply, the UTC time then
+sample for ``StreamClocks.feed_utc`` (or, through the pipeline's queue, ``evidence()``): the host's CLOCK_MONOTONIC
+at the reply, the UTC time then
 (CLOCK_REALTIME + the measured offset) and a 1-sigma bound (half the round trip plus the server's own root delay/2 and
 dispersion).  Failures (timeouts, unresolvable names, kiss-o'-death) are counted per server and never raise.
 """
@@ -117,6 +118,17 @@ class NtpMonitor:
             out.update(server=b.server, offset_ms=b.offset_ns / 1e6, delay_ms=b.delay_ns / 1e6, stratum=b.stratum,
                        leap=b.leap, sigma_ms=b.sigma_ns / 1e6)
         return out
+
+    def evidence(self):
+        """The best answer as clock evidence for the pipeline (``StreamClocks`` routes it to its UTC mapping)."""
+        from synchub.agent.evidence import OffsetEstimate
+        from synchub.agent.sync import UTC_STREAM
+
+        m = self.utc_mapping()
+        if m is None:
+            return None
+        mono, utc, sigma = m
+        return OffsetEstimate(UTC_STREAM, mono, utc - mono, sigma, source="ntp")
 
     def utc_mapping(self) -> tuple[int, int, int] | None:
         """(monotonic ns, UTC ns, 1-sigma ns) from the best answer, or None."""

@@ -60,6 +60,9 @@ def test_health_from_real_chrony(chrony):
     clocks.feed_utc(mono, utc, sigma, "ntp")
     u, unc = clocks.to_utc([mono + 1_000_000_000])
     assert abs(int(u[0]) - (utc + 1_000_000_000)) < 1_000 and clocks.utc_state()["source"] == "ntp"
+    via_queue = StreamClocks({})
+    via_queue.feed(mon.evidence())  # the same sample as pipeline evidence
+    assert via_queue.to_utc([mono])[0][0] == clocks.to_utc([mono])[0][0]
 
 
 def test_unreachable_and_bad_servers_counted(chrony):
