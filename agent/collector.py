@@ -242,8 +242,8 @@ class Collector:
         if kind == "ping":
             self._ack(s)
             return
-        mid = msg.mid
-        if mid < s.next_mid:
+        mid, last = msg.mid, msg.mid_last
+        if last < s.next_mid:
             s.counts["duplicate_messages"] += 1
             self.counts["duplicate_messages"] += 1
             if s.durable_mid >= mid:
@@ -267,8 +267,10 @@ class Collector:
                                      "meta": msg.env["meta"], "recv_ns": recv}, recv, recv)
         elif kind == "bye":
             s.closed = True
-        s.next_mid = mid + 1
-        s.written_mid = mid
+        if mid < s.next_mid:  # a gap span reaching back over recorded messages (should not happen): count it
+            s.counts["partial_span"] += 1
+        s.next_mid = last + 1
+        s.written_mid = last
         s.dirty = True
         if s.closed:
             self._finish(s, "bye")
@@ -413,12 +415,13 @@ class Collector:
                 pass
 
     def _gap(self, s: _Session, msg: wire.Message, recv: int) -> None:
-        g = msg.gap.to_dict()
-        g["mid"] = msg.mid
-        g["recv_ns"] = recv
-        s.counts["gap_records"] += 1
-        s.counts["gap_samples"] += msg.gap.count
-        self._write(s, "_gaps", g, recv, recv, msg.gap.seq)
+        for gap in msg.gaps:
+            g = gap.to_dict()
+            g["mid"] = msg.mid
+            g["recv_ns"] = recv
+            s.counts["gap_records"] += 1
+            s.counts["gap_samples"] += gap.count
+            self._write(s, "_gaps", g, recv, recv, gap.seq)
 
     # ------------------------------------------------------------------ durability and acks
     def flush(self) -> None:

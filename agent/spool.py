@@ -13,9 +13,12 @@ segments are scanned in order; a record with a bad CRC or a torn tail ends that 
 (session, mid) supersedes an earlier one.
 
 **Full policy.**  Live (unacked) bytes stay <= ``max_bytes``.  When an append would pass the bound, data records are
-evicted: lowest stream priority first, oldest first within a priority.  An evicted record is replaced by a
-*tombstone*: a ``gap`` message with the same (session, mid) and cause ``spool_full`` naming the samples, so the
-collector records the loss and message numbering stays contiguous.  Gap/meta/tombstone records are never evicted.
+evicted: lowest stream priority first, oldest first within a priority; records already sent (``mark_sent``; they may
+be at the collector) are never evicted.  Evicted records become a *gap span*: one ``gap`` message standing for the
+consecutive mids ``mid..mid_last`` it replaces, with one ``spool_full`` Gap per run of lost samples of a stream, so the
+collector records every lost sample and message numbering stays contiguous.  Neighbouring spans merge, so spans never
+outnumber the live records between them and the spool stays bounded however long the outage.  Gap/meta records and
+spans are never evicted.
 Dead space is reclaimed by deleting segments with no live record, and by compacting (rewriting live records of) the
 oldest segment while the files exceed ``max_bytes + segment_bytes``.
 """
@@ -36,12 +39,13 @@ from typing import Any
 import msgpack
 
 from . import wire
-from .stream import Gap
 
 log = logging.getLogger(__name__)
 
 _HDR = struct.Struct("<II")
 KIND_DATA, KIND_OTHER, KIND_TOMBSTONE = 0, 1, 2
+#: after an agent restart, this many messages past the last recorded "sent" mark are never evicted
+PROTECT_MARGIN = 8192
 
 
 class SpoolError(Exception):
@@ -62,6 +66,11 @@ class Entry:
     seg: int = -1
     offset: int = 0
     length: int = 0
+    last: int = 0  # a gap span stands for mids mid..last
+    gaps: list | None = None  # gap span: the Gap dicts it carries
+
+    def __post_init__(self) -> None:
+        self.last = max(self.last, self.mid)
 
 
 class Spool:
@@ -74,6 +83,8 @@ class Spool:
         self.fsync_s = fsync_s
         self.lock = threading.RLock()
         self.entries: dict[tuple[str, int], Entry] = {}
+        self._span_end: dict[tuple[str, int], int] = {}  # (session, last mid of a gap span) -> its first mid
+        self.protect: dict[str, int] = {}  # session -> highest mid ever sent: never evicted (the collector may have it)
         self.acked: dict[str, int] = {}
         self.last_mid: dict[str, int] = {}
         self.hellos: dict[str, list[bytes]] = {}
@@ -91,6 +102,7 @@ class Spool:
         self._last_ack_save = 0.0
         self._lock_fd = -1
         self._compacting = False
+        self._loading = False
         if self.dir is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -132,6 +144,18 @@ class Spool:
             seg, offset, length = e.seg, e.offset, e.length
         rec = self._read_at(seg, offset, length)
         return None if rec is None else rec[7]
+
+    def get_span(self, session: str, mid: int) -> tuple[list | None, int]:
+        """(frames, last mid it stands for) of the record at ``mid``; (None, mid) if there is none."""
+        with self.lock:
+            e = self.entries.get((session, mid))
+            last = e.last if e is not None else mid
+        return self.get(session, mid), last
+
+    def mark_sent(self, session: str, last: int) -> None:
+        """The sender sent up to ``last``: those messages may be at the collector and are never evicted."""
+        if last > self.protect.get(session, 0):
+            self.protect[session] = last
 
     def ack(self, session: str, mid: int) -> None:
         with self.lock:
@@ -175,6 +199,7 @@ class Spool:
             self.hellos.pop(session, None)
             self.acked.pop(session, None)
             self.last_mid.pop(session, None)
+            self.protect.pop(session, None)
             if self.dir is not None:
                 (self.dir / f"hello-{session}.msgpack").unlink(missing_ok=True)
                 self._save_acks()
@@ -220,6 +245,8 @@ class Spool:
         old = self.entries.get((e.session, e.mid))
         if old is not None:
             self._unref(old)
+        if e.kind == KIND_TOMBSTONE:
+            self._span_end[(e.session, e.last)] = e.mid
         self.entries[(e.session, e.mid)] = e
         self.live_bytes += e.size
         if e.seg >= 0:
@@ -227,18 +254,23 @@ class Spool:
 
     def _unref(self, e: Entry) -> None:
         self.live_bytes -= e.size
+        if e.kind == KIND_TOMBSTONE and self._span_end.get((e.session, e.last)) == e.mid:
+            del self._span_end[(e.session, e.last)]
         if e.seg >= 0 and e.seg in self._segs:
             s = self._segs[e.seg]
             s[1] -= 1
-            if s[1] <= 0 and e.seg != self._seg:
+            if s[1] <= 0 and e.seg != self._seg and not self._loading:
                 self._delete_segment(e.seg)
 
     def _make_room(self, size: int) -> None:
         if self.live_bytes + size <= self.max_bytes:
             return
         target = min(self.max_bytes - size, int(self.max_bytes * 0.95))  # evict a little extra: amortized
-        for prio in sorted({e.priority for e in self.entries.values() if e.kind == KIND_DATA}):
-            for e in [e for e in self.entries.values() if e.kind == KIND_DATA and e.priority == prio]:
+        cands = [e for e in self.entries.values() if e.kind == KIND_DATA and e.mid > self.protect.get(e.session, 0)]
+        for prio in sorted({e.priority for e in cands}):
+            for e in [e for e in cands if e.priority == prio]:
+                if self.entries.get((e.session, e.mid)) is not e:
+                    continue
                 if self.live_bytes <= target:
                     return
                 self._tombstone(e)
@@ -247,10 +279,26 @@ class Spool:
                         self.max_bytes)
 
     def _tombstone(self, e: Entry) -> None:
-        gap = Gap(stream=e.stream, seq=e.seq + e.n, count=e.n, cause="spool_full",
-                  detail=f"spool full: samples seq {e.seq}..{e.seq + e.n - 1} dropped at the agent")
-        frames = wire.encode_gap(e.session, e.mid, gap)
-        t = Entry(e.session, e.mid, KIND_TOMBSTONE, e.stream, e.seq, e.n, 1 << 30, len(frames[0]))
+        """Evict data record ``e``: it joins (or starts) a gap span with the neighbouring evicted mids, so the spool
+        keeps one small record per run of consecutive evicted messages (bounded by the live records between runs)."""
+        sess = e.session
+        gaps = [{"stream": e.stream, "seq": e.seq + e.n, "count": e.n, "cause": "spool_full"}]
+        start, last = e.mid, e.mid
+        self._drop_entry(e)
+        prev_start = self._span_end.get((sess, e.mid - 1))
+        prev = self.entries.get((sess, prev_start)) if prev_start is not None else None
+        if prev is not None and prev.kind == KIND_TOMBSTONE:
+            gaps = prev.gaps + gaps
+            start = prev.mid
+            self._drop_entry(prev)
+        nxt = self.entries.get((sess, e.mid + 1))
+        if nxt is not None and nxt.kind == KIND_TOMBSTONE and nxt.gaps is not None:
+            gaps = gaps + nxt.gaps
+            last = nxt.last
+            self._drop_entry(nxt)
+        gaps = _coalesce(gaps)
+        frames = wire.encode_gap_span(sess, start, last, gaps)
+        t = Entry(sess, start, KIND_TOMBSTONE, "", 0, 0, 1 << 30, len(frames[0]), last=last, gaps=gaps)
         if self.dir is None:
             t.frames = frames
         else:
@@ -259,6 +307,11 @@ class Spool:
         self.dropped_samples += e.n
         self.dropped_records += 1
         self.drops_by_stream[e.stream] = self.drops_by_stream.get(e.stream, 0) + e.n
+
+    def _drop_entry(self, e: Entry) -> None:
+        if self.entries.get((e.session, e.mid)) is e:
+            del self.entries[(e.session, e.mid)]
+            self._unref(e)
 
     # disk
     def _seg_path(self, seg: int) -> Path:
@@ -290,7 +343,7 @@ class Spool:
             self._compacting = False
 
     def _write(self, e: Entry, frames: list[bytes]) -> None:
-        payload = msgpack.packb([e.session, e.mid, e.kind, e.stream, e.seq, e.n, e.priority, frames],
+        payload = msgpack.packb([e.session, e.mid, e.kind, e.stream, e.seq, e.n, e.priority, frames, e.last],
                                 use_bin_type=True)
         rec = _HDR.pack(len(payload), zlib.crc32(payload)) + payload
         if self._seg_size and self._seg_size + len(rec) > self.segment_bytes:
@@ -319,16 +372,25 @@ class Spool:
             rec = self._read_at(e.seg, e.offset, e.length)
             if rec is None:
                 continue
-            ne = Entry(e.session, e.mid, e.kind, e.stream, e.seq, e.n, e.priority, e.size)
+            ne = Entry(e.session, e.mid, e.kind, e.stream, e.seq, e.n, e.priority, e.size, last=e.last, gaps=e.gaps)
             self._write(ne, rec[7])
             self._put(ne)
         self._delete_segment(seg)
 
     def _load(self) -> None:
+        self._loading = True
         try:
-            acked = msgpack.unpackb((self.dir / "acked.msgpack").read_bytes())
-            self.acked = {str(k): int(v) for k, v in acked.items()}
-        except (OSError, ValueError, AttributeError, msgpack.UnpackException):
+            self._load_files()
+        finally:
+            self._loading = False
+
+    def _load_files(self) -> None:
+        try:
+            state = msgpack.unpackb((self.dir / "acked.msgpack").read_bytes())
+            self.acked = {str(k): int(v) for k, v in state["acked"].items()}
+            # messages sent after the last save may have reached the collector: keep a margin unevictable
+            self.protect = {str(k): int(v) + PROTECT_MARGIN for k, v in state["sent"].items()}
+        except (OSError, ValueError, AttributeError, KeyError, TypeError, msgpack.UnpackException):
             self.acked = {}
         for p in sorted(self.dir.glob("hello-*.msgpack"), key=lambda p: p.stat().st_mtime):
             try:
@@ -341,15 +403,31 @@ class Spool:
             self._segs[seg] = [len(data), 0]
             offset = 0
             for rec, length in _iter_records(data):
-                session, mid, kind, stream, seq, n, prio, frames = rec
-                if mid > self.acked.get(session, 0):
+                session, mid, kind, stream, seq, n, prio, frames, last = rec
+                if last > self.acked.get(session, 0):
+                    gaps = None
+                    if kind == KIND_TOMBSTONE:
+                        try:
+                            gaps = msgpack.unpackb(frames[0], raw=False).get("gaps")
+                        except (ValueError, msgpack.UnpackException, AttributeError):
+                            gaps = None
                     e = Entry(session, mid, kind, stream, seq, n, prio, sum(len(f) for f in frames), None,
-                              seg, offset, length)
+                              seg, offset, length, last=last, gaps=gaps)
                     self._put(e)
-                    self.last_mid[session] = max(self.last_mid.get(session, 0), mid)
+                    self.last_mid[session] = max(self.last_mid.get(session, 0), last)
                 offset += length
             if offset < len(data):
                 log.warning("spool: %s has a torn or corrupt tail after %d bytes; ignored", p, offset)
+        # a gap span supersedes the records of the mids it stands for (older data records, older smaller spans)
+        cover: dict[str, int] = {}
+        for key in sorted(self.entries):
+            e = self.entries[key]
+            if e.mid <= cover.get(e.session, 0):
+                del self.entries[key]
+                self._unref(e)
+                continue
+            if e.last > e.mid:
+                cover[e.session] = e.last
         for seg in [s for s, v in self._segs.items() if v[1] <= 0]:
             self._delete_segment(seg)
         if self.entries:
@@ -358,7 +436,7 @@ class Spool:
 
     def _save_acks(self) -> None:
         self._dirty_acks = False
-        self._atomic_write(self.dir / "acked.msgpack", msgpack.packb(self.acked))
+        self._atomic_write(self.dir / "acked.msgpack", msgpack.packb({"acked": self.acked, "sent": self.protect}))
 
     @staticmethod
     def _atomic_write(path: Path, data: bytes) -> None:
@@ -368,6 +446,19 @@ class Spool:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+
+
+def _coalesce(gaps: list[dict]) -> list[dict]:
+    """Merge gap records of a stream whose sample ranges touch (a run of evicted chunks is one gap)."""
+    out: list[dict] = []
+    for g in sorted(gaps, key=lambda g: (g["stream"], g["seq"] - g["count"])):
+        p = out[-1] if out else None
+        if p is not None and p["stream"] == g["stream"] and p["seq"] == g["seq"] - g["count"]:
+            p["count"] += g["count"]
+            p["seq"] = g["seq"]
+        else:
+            out.append(dict(g))
+    return out
 
 
 def _parse(raw: bytes) -> tuple[list | None, int]:
@@ -382,8 +473,10 @@ def _parse(raw: bytes) -> tuple[list | None, int]:
         rec = msgpack.unpackb(payload, raw=False)
     except (ValueError, msgpack.UnpackException):
         return None, 0
-    if not isinstance(rec, list) or len(rec) != 8:
+    if not isinstance(rec, list) or len(rec) not in (8, 9):
         return None, 0
+    if len(rec) == 8:
+        rec.append(rec[1])
     return rec, end
 
 

@@ -378,6 +378,7 @@ class Sender:
                 s.refused = ""
                 self._on_ack(s, acked)
                 s.cursor = int(nxt) if isinstance(nxt, int) and nxt > acked else acked + 1
+                self.spool.mark_sent(s.sid, s.cursor - 1)  # the collector has everything before `next`
                 s.inflight.clear()
                 s.inflight_bytes = 0
                 if s.sid == self.session:
@@ -421,18 +422,23 @@ class Sender:
                     self.spool.append(s.sid, last + 1, wire.encode_bye(s.sid, last + 1), KIND_BYE)
                     last += 1
             while s.cursor <= last and len(s.inflight) < s.credit and s.inflight_bytes < s.credit_bytes:
-                frames = self.spool.get(s.sid, s.cursor)
+                frames, span_last = self.spool.get_span(s.sid, s.cursor)
                 if frames is None:
                     if s.cursor <= s.acked:
                         s.cursor = s.acked + 1
                         continue
-                    break
+                    log.error("transport: session %s: message %d missing from the spool; skipping it", s.sid,
+                              s.cursor)
+                    self._counters["missing"] = self._counters.get("missing", 0) + 1
+                    s.cursor += 1
+                    continue
+                self.spool.mark_sent(s.sid, span_last)
                 if not self._send(sock, frames):
                     return sent_any
                 size = sum(memoryview(f).nbytes for f in frames)
-                s.inflight.append((s.cursor, size, now_ns()))
+                s.inflight.append((span_last, size, now_ns()))
                 s.inflight_bytes += size
-                s.cursor += 1
+                s.cursor = span_last + 1
                 self._counters["sent"] += 1
                 if len(s.inflight) > self._counters["max_inflight"]:
                     self._counters["max_inflight"] = len(s.inflight)

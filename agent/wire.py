@@ -14,7 +14,8 @@ within a session, the unit of acks, spooling and duplicate detection):
   ``dtype`` (numpy dtype string, little endian) and ``shape`` (per-sample shape) of the data, ``method``,
   ``fields`` (names of the buffer frames in order, from ``device_ns host_ns ref_ns unc_ns segment data``),
   and for string streams ``strings`` (list of str; no data frame).
-* ``gap``:    ``session``, ``mid``, ``gap`` (``Gap.to_dict()``).
+* ``gap``:    ``session``, ``mid``, ``gap`` (``Gap.to_dict()``); a gap *span* (samples the agent's spool dropped) also
+  has ``mid_last`` (it stands for messages ``mid..mid_last``) and ``gaps`` (a list of ``Gap.to_dict()``).
 * ``meta``:   ``session``, ``mid``, ``stream`` (a stream name or ``""`` for the agent), ``meta`` (map of updates:
   NTP health, clock model state, ...).
 * ``bye``:    ``session``, ``mid``: the session ended cleanly.
@@ -79,6 +80,7 @@ class Message:
     env: dict[str, Any]
     chunk: Chunk | None = None
     gap: Gap | None = None
+    gaps: list[Gap] = field(default_factory=list)
     streams: list[StreamInfo] = field(default_factory=list)
     buffers: dict[str, memoryview] = field(default_factory=dict)
 
@@ -89,6 +91,11 @@ class Message:
     @property
     def mid(self) -> int:
         return self.env.get("mid", 0)
+
+    @property
+    def mid_last(self) -> int:
+        """The last message number this message stands for (a gap span covers several)."""
+        return self.env.get("mid_last", self.env.get("mid", 0))
 
 
 def _pack(env: dict[str, Any]) -> bytes:
@@ -137,6 +144,13 @@ def encode_chunk(session: str, mid: int, chunk: Chunk) -> list:
 
 def encode_gap(session: str, mid: int, gap: Gap) -> list[bytes]:
     return [_pack({"v": PROTOCOL_VERSION, "k": "gap", "session": session, "mid": int(mid), "gap": gap.to_dict()})]
+
+
+def encode_gap_span(session: str, mid: int, mid_last: int, gaps: list[dict]) -> list[bytes]:
+    """One gap message standing for the consecutive message numbers ``mid..mid_last`` (data the agent's spool
+    dropped when full); ``gaps`` has one record per contiguous run of lost samples of a stream."""
+    return [_pack({"v": PROTOCOL_VERSION, "k": "gap", "session": session, "mid": int(mid), "mid_last": int(mid_last),
+                   "gap": gaps[0], "gaps": gaps})]
 
 
 def encode_meta(session: str, mid: int, stream: str, meta: dict[str, Any]) -> list[bytes]:
@@ -268,18 +282,15 @@ def _decode(frames: list) -> Message:
     elif kind == "chunk":
         _decode_chunk(env, rest, msg)
     elif kind == "gap":
-        g = _dict(env, "gap")
-        try:
-            gap = Gap(**g)
-        except (TypeError, ValueError) as exc:
-            raise WireError(f"bad gap: {exc}") from None
-        if not isinstance(gap.stream, str) or not gap.stream or len(gap.stream) > MAX_NAME:
-            raise WireError("bad gap stream")
-        for k in ("seq", "count", "device_ns_from", "device_ns_to"):
-            _int(g, k, -(1 << 63))
-        if gap.cause not in GAP_CAUSES or not isinstance(gap.detail, str):
-            raise WireError("bad gap cause/detail")
-        msg.gap = gap
+        msg.gap = _gap(_dict(env, "gap"))
+        if "mid_last" in env or "gaps" in env:
+            _int(env, "mid_last", env["mid"])
+            gaps = env.get("gaps")
+            if not isinstance(gaps, list) or not 1 <= len(gaps) <= MAX_STREAMS * 16:
+                raise WireError("'gaps' must be a non-empty list")
+            msg.gaps = [_gap(g) for g in gaps]
+        else:
+            msg.gaps = [msg.gap]
     elif kind == "meta":
         _str(env, "stream", empty=True)
         _dict(env, "meta")
@@ -295,6 +306,23 @@ def _decode(frames: list) -> Message:
     elif kind == "refuse":
         _str(env, "reason", 500, empty=True)
     return msg
+
+
+def _gap(g: Any) -> Gap:
+    if not isinstance(g, dict):
+        raise WireError("gap must be a map")
+    try:
+        gap = Gap(**g)
+    except (TypeError, ValueError) as exc:
+        raise WireError(f"bad gap: {exc}") from None
+    if not isinstance(gap.stream, str) or not gap.stream or len(gap.stream) > MAX_NAME:
+        raise WireError("bad gap stream")
+    for k in ("seq", "count", "device_ns_from", "device_ns_to"):
+        if k in g or k in ("seq", "count"):
+            _int(g, k, -(1 << 63))
+    if gap.cause not in GAP_CAUSES or not isinstance(gap.detail, str) or len(gap.detail) > 1000:
+        raise WireError("bad gap cause/detail")
+    return gap
 
 
 def _decode_chunk(env: dict, rest: list, msg: Message) -> None:

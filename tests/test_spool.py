@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from synchub.agent import wire
-from synchub.agent.spool import KIND_DATA, KIND_TOMBSTONE, Spool, SpoolError
+from synchub.agent.spool import KIND_DATA, Spool, SpoolError
 from synchub.agent.stream import Chunk
 
 
@@ -102,19 +102,50 @@ def test_full_spool_drops_oldest_low_priority_first_as_gaps(tmp_path, disk):
     assert "trig" not in st["drops_by_stream"]
     if disk:
         assert disk_max <= bound + 2 * one * 4  # files stay within the bound plus about a segment
-    # every mid is still there: either the data or a gap tombstone naming the dropped samples
-    gaps = 0
-    for m in range(1, mid + 1):
-        msg = wire.decode(sp.get("s1", m))
-        if msg.kind == "gap":
-            gaps += 1
-            assert msg.gap.cause == "spool_full" and msg.gap.count == 100 and msg.gap.stream in ("cam", "imu")
-            assert sp.entries[("s1", m)].kind == KIND_TOMBSTONE
-        else:
-            assert msg.kind == "chunk"
-    assert gaps == st["dropped_records"]
+    # every mid is accounted for: the data, or a gap span standing for a run of evicted mids
+    gap_samples, spans = _walk(sp, mid)
+    assert gap_samples == {"cam": 3000, "imu": st["drops_by_stream"]["imu"]}
+    assert spans <= 31  # spans merge: never more than the live records between them (+1)
     sp.close()
-    if disk:  # tombstones survive a restart
+    if disk:  # spans survive a restart
         sp2 = Spool(tmp_path / "sp", max_bytes=bound)
-        assert sum(wire.decode(sp2.get("s1", m)).kind == "gap" for m in range(1, mid + 1)) == gaps
+        assert _walk(sp2, mid) == (gap_samples, spans)
         sp2.close()
+
+
+def _walk(sp, last_mid):
+    """Follow the mids 1..last_mid through data records and gap spans; gap samples per stream, number of spans."""
+    m, gaps, spans = 1, {}, 0
+    while m <= last_mid:
+        frames, last = sp.get_span("s1", m)
+        msg = wire.decode(frames)
+        if msg.kind == "gap":
+            spans += 1
+            assert msg.mid == m and msg.mid_last == last >= m
+            for g in msg.gaps:
+                assert g.cause == "spool_full"
+                gaps[g.stream] = gaps.get(g.stream, 0) + g.count
+        else:
+            assert msg.kind == "chunk" and last == m
+        m = last + 1
+    return gaps, spans
+
+
+def test_sent_records_are_never_evicted_and_long_outages_stay_bounded(tmp_path):
+    one = sum(memoryview(f).nbytes for f in _frames("a", 0))
+    sp = Spool(tmp_path / "sp", max_bytes=one * 20, priorities={"a": 0, "b": 1}, segment_bytes=one * 20)
+    sp.mark_sent("s1", 5)  # mids 1..5 may be at the collector
+    mid = 0
+    for i in range(2000):  # a long outage: 100x the bound
+        for s in ("a", "b"):
+            mid += 1
+            sp.append("s1", mid, _frames(s, i * 100, 100, mid), KIND_DATA, s, i * 100, 100)
+    for m in range(1, 6):
+        assert wire.decode(sp.get("s1", m)).kind == "chunk"
+    assert sp.live_bytes <= one * 20 and sp.disk_bytes() <= one * 20 + 2 * one * 20
+    gaps, spans = _walk(sp, mid)
+    assert sum(gaps.values()) == sp.stats()["dropped_samples"] and spans <= 25
+    sp.close()
+    sp2 = Spool(tmp_path / "sp", max_bytes=one * 20)  # the same picture after a restart
+    assert _walk(sp2, mid) == (gaps, spans)
+    sp2.close()

@@ -112,3 +112,30 @@ def test_live_view_pub_republishes_chunks(tmp_path):
     sub.close(0)
     done()
     assert got == [0, 10, 20, 30, 40]
+
+
+def test_full_spool_drops_are_recorded_as_gaps(tmp_path):
+    port = int(_dead_endpoint().rsplit(":", 1)[1])
+    infos = [StreamInfo("cam", "video", 30.0, 4), StreamInfo("trig", "trigger", 0.0, 4)]
+    one = sum(memoryview(f).nbytes for f in wire.encode_chunk("x" * 16, 1, _chunk(0)))
+    sender = Sender(f"tcp://127.0.0.1:{port}", "full", infos, spool_dir=tmp_path / "spool",
+                    spool_max_bytes=one * 60, hello_timeout_s=0.2, backoff_max_s=0.2)
+    for k in range(40):
+        for name in ("cam", "trig"):
+            c = _chunk(k * 10)
+            c.stream = name
+            sender.send_chunk(c)
+    dropped = sender.stats()["spool"]
+    assert dropped["dropped_samples"] > 0 and dropped["drops_by_stream"].keys() == {"cam"}  # video goes first
+    col = Collector(f"tcp://127.0.0.1:{port}", tmp_path / "out")
+    done = _run(col)
+    assert sender.close(20)
+    done()
+    rec = read_session(list((tmp_path / "out").glob("*.mcap")))
+    assert np.array_equal(rec["streams"]["trig"]["seq"], np.arange(400))
+    cam = set(rec["streams"]["cam"]["seq"].tolist())
+    gaps = [g for g in rec["gaps"] if g["stream"] == "cam"]
+    assert all(g["cause"] == "spool_full" for g in gaps)
+    covered = {s for g in gaps for s in range(g["seq"] - g["count"], g["seq"])}
+    assert not cam & covered and cam | covered == set(range(400))  # every sample: recorded once, or in a gap
+    assert sum(g["count"] for g in gaps) == dropped["dropped_samples"]
