@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classical import NS, Onsets, matched_events, ncc_valid, parabolic, peak_stats, smooth, to_grid
+from .classical import NS, Onsets, gcc_ml, matched_events, ncc_valid, parabolic, peak_stats, smooth, to_grid
 from .evidence import OffsetEstimate
 
 
@@ -292,6 +292,53 @@ def apply_arrival_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 50
         return r
     return AlignResult(True, int(bound_ns), max(r.sigma_ns, int(abs(r.offset_ns - bound_ns) / 2)), r.confidence,
                        r.device_ns, r.method, "")
+
+
+def gcc_fine(ref_t, ref_x, tgt_t, tgt_x, span, centre_ns: float, half_ns: float, rate_hz: float,
+             sub_s: float = 2.0, method: str = "hybrid", max_sidelobe: float = 0.6, frame: int = 2048) -> AlignResult:
+    """Sample-level refinement of two streams of the same waveform (two microphones): GCC (coherence-weighted,
+    ``classical.gcc_ml``; PHAT-like where the signals are coherent) of the raw samples on a common ``rate_hz`` grid around ``centre_ns`` (+- ``half_ns``), in ``sub_s`` sub-windows (so drift
+    does not smear the peak), parabolic vertex per sub-window, median over them.  Abstains when fewer than half of
+    the sub-windows agree within two samples."""
+    d0, d1 = int(span[0]), int(span[1])
+    rt = np.asarray(ref_t, dtype=np.int64)
+    tt = np.asarray(tgt_t, dtype=np.int64)
+    rx = np.asarray(ref_x, dtype=np.float64).reshape(len(rt), -1)[:, 0]
+    tx = np.asarray(tgt_x, dtype=np.float64).reshape(len(tt), -1)[:, 0]
+    if len(rt) < 16 or len(tt) < 16 or not (np.all(np.isfinite(rx)) and np.all(np.isfinite(tx))):
+        return _abstain(method, span, "gcc: too few or non-finite samples", int(centre_ns))
+    step = NS / rate_hz
+    lag_max = int(math.ceil(half_ns / step))
+    n_sub = max(1, int((d1 - d0) // int(sub_s * NS)))
+    m = int(sub_s * NS / step) if n_sub > 1 else int((d1 - d0) / step)
+    lags: list[float] = []
+    times: list[float] = []  # each sub-window's estimate holds at its own centre (drift)
+    for k in range(n_sub):
+        g = d0 + k * m * step + np.arange(m) * step
+        a = np.interp(g, tt, tx, left=0.0, right=0.0)
+        b = np.interp(g + centre_ns, rt, rx, left=0.0, right=0.0)
+        if np.std(a) == 0 or np.std(b) == 0:
+            continue
+        full = frame // 2 - 1
+        cc = gcc_ml(b, a, full, frame)  # over +-frame/2: hum-only sub-windows show their periodic peaks
+        i, _psr, side = peak_stats(cc, max(2, int(0.002 * rate_hz)))
+        if abs(i - full) <= lag_max and 0 < i < len(cc) - 1 and side < max_sidelobe:
+            lags.append(parabolic(cc, i) - full)  # only sub-windows where a shared sound stands out
+            times.append(float(g[m // 2]))
+    if not lags:
+        return _abstain(method, span, "gcc: no usable sub-window", int(centre_ns))
+    lags_a = np.asarray(lags)
+    med = float(np.median(lags_a))
+    agree = np.abs(lags_a - med) <= 2.0
+    if agree.sum() < max(1, len(lags_a) // 2 + 1):
+        return _abstain(method, span, f"gcc: sub-windows disagree ({int(agree.sum())} of {len(lags_a)})",
+                        int(centre_ns))
+    lag = float(np.mean(lags_a[agree]))
+    spread = float(np.std(lags_a[agree])) if agree.sum() > 1 else 0.5
+    sigma = max(0.1, spread / math.sqrt(agree.sum()), 0.1) * step
+    # tgt[k] ~ ref[k - lag] on grids offset by centre: the true offset is centre - lag samples
+    at = int(round(float(np.mean(np.asarray(times)[agree]))))
+    return AlignResult(True, int(round(centre_ns - lag * step)), int(sigma), float(agree.sum()), at, method)
 
 
 def embedding_curve(ref_times, ref_vectors, tgt_times, tgt_vectors, span, prior_ns: int, search_s: float,

@@ -454,6 +454,31 @@ def gcc_phat(ref: np.ndarray, tgt: np.ndarray, max_lag: int, beta: float = 1.0) 
     return np.concatenate([cc[-max_lag:], cc[: max_lag + 1]]) if max_lag > 0 else cc[:1]
 
 
+def gcc_ml(ref: np.ndarray, tgt: np.ndarray, max_lag: int, frame: int = 2048) -> np.ndarray:
+    """GCC with maximum-likelihood (coherence) weighting, Welch-averaged over Hann frames (hop frame/2): bins where
+    the two signals are coherent count, bins of independent noise do not (plain PHAT weights them all equally).
+    Same lag convention as ``gcc_phat``; ``max_lag`` < frame / 2."""
+    n = min(len(ref), len(tgt))
+    frame = int(min(frame, 1 << int(np.floor(np.log2(max(n, 8))))))
+    hop = frame // 2
+    win = np.hanning(frame)
+    sxy = np.zeros(frame // 2 + 1, dtype=np.complex128)
+    sxx = np.zeros(frame // 2 + 1)
+    syy = np.zeros(frame // 2 + 1)
+    for a in range(0, n - frame + 1, hop):
+        r = np.fft.rfft((ref[a : a + frame] - np.mean(ref[a : a + frame])) * win)
+        t = np.fft.rfft((tgt[a : a + frame] - np.mean(tgt[a : a + frame])) * win)
+        sxy += t * np.conj(r)
+        sxx += np.abs(t) ** 2
+        syy += np.abs(r) ** 2
+    mag = np.abs(sxy)
+    coh = np.clip(mag**2 / np.maximum(sxx * syy, 1e-30), 0.0, 0.999)
+    w = coh / (1.0 - coh) / np.maximum(mag, 1e-30)
+    cc = np.fft.irfft(sxy * w, frame)
+    max_lag = min(max_lag, frame // 2 - 1)
+    return np.concatenate([cc[-max_lag:], cc[: max_lag + 1]]) if max_lag > 0 else cc[:1]
+
+
 def parabolic(curve: np.ndarray, i: int) -> float:
     """Sub-bin peak position near integer index ``i`` (vertex of the parabola through i-1, i, i+1)."""
     if i <= 0 or i >= len(curve) - 1:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .aligner import Aligner, AlignerSettings, AlignResult, DriftTracker, apply_arrival_bound
+from .aligner import Aligner, AlignerSettings, AlignResult, DriftTracker, apply_arrival_bound, gcc_fine
 from .classical import NS, onsets
 from .evidence import OffsetEstimate
 from .stream import Chunk, StreamInfo
@@ -133,6 +133,15 @@ class WindowAligner:
         if "hybrid" in methods:
             out["hybrid"] = apply_arrival_bound(self.aligner.hybrid(ro, to, span, prior_ns, self.period_s, nr),
                                                 arrival_bound_ns)
+        if self.ref_mod == self.tgt_mod == "audio":  # same waveform: GCC-PHAT on the raw samples refines
+            for m in ("classical", "hybrid"):
+                r = out.get(m)
+                if r is not None and r.ok:
+                    g = gcc_fine(ref_t, ref_x, tgt_t, tgt_x, span, float(r.offset_ns),
+                                 max(3.0 * r.sigma_ns, 2e6), 1.0 / self.period_s if self.period_s else 16000.0,
+                                 method=m)
+                    if g.ok:
+                        out[m] = AlignResult(True, g.offset_ns, g.sigma_ns, r.confidence, g.device_ns, m)
         return out
 
 

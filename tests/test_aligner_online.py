@@ -96,3 +96,25 @@ def test_tracker_rejects_bad_settings():
         AlignmentTracker("a", "b", IMU, MIC, method="magic")
     with pytest.raises(ValueError):
         AlignmentTracker("a", "b", IMU, MIC, window_s=0)
+
+
+def test_two_microphones_align_to_a_fraction_of_a_sample_with_gcc_phat():
+    w = World(30.0, seed=1012)
+    rng = np.random.default_rng(5)
+    c_ref = DeviceClock(ClockSpec(offset_s=0.0, drift_ppm=0.0), 30.0, seed=1)
+    c_tgt = DeviceClock(ClockSpec(offset_s=-0.61237, drift_ppm=25.0), 30.0, seed=2)
+    t_ref, _, _ = c_ref.regular_samples(16000.0)
+    t_true, dev, _ = c_tgt.regular_samples(16000.0)
+    a = R.render(w, "audio", t_ref, rng=rng)
+    b = R.render(w, "audio", t_true, R.AudioParams(gain=0.7, noise=0.02), rng=rng)
+    wa = WindowAligner(MIC, StreamInfo("mic1", "audio", 16000.0, 1))
+    span = (int(dev[0]) + 4 * NS, int(dev[0]) + 20 * NS)
+    lo, hi = wa.ref_range(span, 0)
+    i0, i1 = np.searchsorted(t_ref, [lo, hi])
+    j0, j1 = np.searchsorted(dev, span)
+    res = wa.estimate(t_ref[i0:i1], a[i0:i1], dev[j0:j1], b[j0:j1], span, 0, methods=("classical", "hybrid"))
+    for m in ("classical", "hybrid"):
+        assert res[m].ok, res[m].reason
+        at = res[m].device_ns  # where the estimate holds (drift: 25 ppm is 0.2 ms over 8 s)
+        true_off = int(c_tgt.to_true(np.array([at]), 0)[0]) - at
+        assert abs(res[m].offset_ns - true_off) < 62_500 / 2, (m, res[m].offset_ns - true_off)  # < half a sample
