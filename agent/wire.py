@@ -36,6 +36,7 @@ Collector -> agent:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,9 @@ MAX_SAMPLES = 1 << 22
 MAX_STREAMS = 256
 MAX_NAME = 200
 MAX_STRING_TOTAL = 8 << 20
+
+#: session ids name files at the collector: keep them plain
+SESSION_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 TIME_FIELDS = ("device_ns", "host_ns", "ref_ns", "unc_ns", "segment")
 ALL_FIELDS = (*TIME_FIELDS, "data")
@@ -255,8 +259,8 @@ def _decode(frames: list) -> Message:
     if kind != "chunk" and rest:
         raise WireError(f"{kind} message has {len(rest)} unexpected extra frames")
     msg = Message(kind=kind, env=env)
-    if kind in ("hello", "chunk", "gap", "meta", "bye", "ping", "welcome", "ack", "refuse"):
-        _str(env, "session")
+    if not SESSION_RE.fullmatch(_str(env, "session", 64)):
+        raise WireError("'session' must be 1-64 letters, digits, '_' or '-'")
     if kind in ("chunk", "gap", "meta", "bye"):
         _int(env, "mid", 1)
     if kind == "hello":

@@ -113,6 +113,13 @@ def test_bad_envelopes():
             wire.decode(frames)
 
 
+def test_session_ids_cannot_name_paths():
+    for bad in ("../../etc/x", "a/b", "*", "", "x" * 65, "a b"):
+        with pytest.raises(wire.WireError, match="session"):
+            wire.decode(wire.encode_bye(bad, 1))
+    assert wire.decode(wire.encode_bye("Ab-9_z", 1)).session == "Ab-9_z"
+
+
 def test_string_chunk_must_match_n():
     frames = wire.encode_chunk("s", 1, _chunk("string"))
     env = _env(frames)
