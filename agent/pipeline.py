@@ -214,10 +214,11 @@ class Shipper(threading.Thread):
         self.clocks = clocks
         self.outlet = outlet
         self.delay_ns = int(correction_delay_ms * NS_PER_MS)
-        self.taps = list(taps or [])  # callables(chunk) that see every corrected chunk (aligners, fusion)
+        self.taps = list(taps or [])  # callables(stream, chunk) that see every corrected chunk (aligners, fusion)
         # evidence is recorded too (as "_evidence" meta), so `synchub align` can rerun the clock layer offline
         self.record_evidence = record_evidence
         self._pending: collections.deque[Chunk] = collections.deque()
+        self._resets: dict[str, Gap] = {}  # device_reset gaps waiting for the stream's next chunk
         self._halt = threading.Event()
         self.sent_chunks = 0
         self.sent_samples: collections.Counter = collections.Counter()
@@ -251,9 +252,14 @@ class Shipper(threading.Thread):
             if self.record_evidence:
                 self.outlet.send_meta("_evidence", {"kind": "evidence", **evidence_to_dict(item)})
         elif kind == "chunk":
+            if self._resets.pop(item.stream, None) is not None and hasattr(self.clocks, "reset"):
+                # the driver saw the device clock reset: the model starts a new segment at this chunk
+                self.clocks.reset(item.stream, int(item.device_ns[0]), int(item.host_ns[0]))
             self.clocks.feed_arrivals(item.stream, item.device_ns, item.host_ns)
             self._pending.append(item)
         elif kind == "gap":
+            if item.cause == "device_reset":
+                self._resets[item.stream] = item
             self.outlet.send_gap(item)  # a gap carries its own seq; the collector places it
         elif kind == "meta":
             stream, meta = item
@@ -269,7 +275,7 @@ class Shipper(threading.Thread):
             chunk = self.clocks.correct(self._pending.popleft())
             self.outlet.send_chunk(chunk)
             for tap in self.taps:
-                tap(chunk)
+                tap(chunk.stream, chunk)
             self.sent_chunks += 1
             self.sent_samples[chunk.stream] += chunk.n
             self.last_progress_ns = now_ns()

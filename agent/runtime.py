@@ -9,6 +9,7 @@ import dataclasses
 import importlib
 import logging
 import threading
+import time
 from typing import Any
 
 from synchub.drivers.base import DriverContext
@@ -72,7 +73,8 @@ class Agent:
         delay = correction_delay_ms if correction_delay_ms is not None else self._default_delay_ms()
         taps = [t.push for t in self.trackers]
         self.shipper = Shipper(self.queue, self.clocks, outlet, correction_delay_ms=delay, taps=taps)
-        self._align_thread: threading.Thread | None = None
+        self._house_thread: threading.Thread | None = None
+        self.ntp = self._make_ntp()
         self._stopping = threading.Event()
         self.started_ns = 0
 
@@ -115,6 +117,34 @@ class Agent:
             out.append(AlignmentTracker(ref, s.name, self.infos[ref], self.infos[s.name]))
         return out
 
+    def _make_ntp(self):
+        clock = self.config.clock
+        if clock.utc != "ntp" or not clock.ntp_servers:
+            return None
+        from synchub.drivers.ntp import NtpMonitor
+
+        return NtpMonitor(list(clock.ntp_servers), interval_s=clock.ntp_interval_s)
+
+    def _on_ntp(self, mon) -> None:
+        """After each NTP round: its UTC sample goes to the clock layer as evidence, its health into the recording."""
+        est = mon.evidence()
+        if est is not None:
+            self.hub.evidence(est)
+        self.hub.meta("_ntp", {"kind": "ntp_health", **mon.health()})
+
+    def _system_utc(self) -> None:
+        """A reference (monotonic) -> UTC sample from the system clock, bracketed by two monotonic reads."""
+        from .evidence import OffsetEstimate
+        from .sync import UTC_STREAM
+        from .timebase import utc_now_ns
+
+        a = now_ns()
+        utc = utc_now_ns()
+        b = now_ns()
+        mono = (a + b) // 2
+        sigma = max((b - a) // 2, 1_000_000)  # the system clock itself is good to ~1 ms at best without NTP health
+        self.hub.evidence(OffsetEstimate(UTC_STREAM, mono, utc - mono, sigma, source="system"))
+
     def _make_sender(self, insecure: bool, session: str | None):
         from .transport import Sender
 
@@ -149,14 +179,22 @@ class Agent:
             t.start(self.hub)
         for d in self.drivers:
             d.start(self.hub)
-        if self.trackers:
-            self._align_thread = threading.Thread(target=self._align_loop, name="synchub-align", daemon=True)
-            self._align_thread.start()
+        if self.ntp is not None:
+            self.ntp.start(self._on_ntp)
+        self._house_thread = threading.Thread(target=self._housekeeping, name="synchub-house", daemon=True)
+        self._house_thread.start()
         log.info("agent %s started: %d streams, %d triggers", self.config.agent.name, len(self.drivers),
                  len(self.triggers))
 
-    def _align_loop(self) -> None:
-        while not self._stopping.wait(0.5):
+    def _housekeeping(self) -> None:
+        """Aligners every 0.5 s; a system-clock UTC sample every 10 s (when UTC comes from the system or NTP)."""
+        last_utc = 0.0
+        while True:
+            if self.config.clock.utc in ("system", "ntp") and time.monotonic() - last_utc >= 10.0:
+                last_utc = time.monotonic()
+                self._system_utc()
+            if self._stopping.wait(0.5):
+                return
             for t in self.trackers:
                 try:
                     for est in t.poll():
@@ -170,6 +208,8 @@ class Agent:
             d.stop()
         for t in self.triggers:
             t.stop()
+        if self.ntp is not None:
+            self.ntp.stop()
         if self.rig is not None and self._own_rig:
             self.rig.stop()
         self.shipper.stop()

@@ -266,6 +266,15 @@ class StreamClocks:
         ref, unc, segs = sc.model.map(chunk.device_ns, segs, smooth=self.smooth if smooth is None else smooth)
         return chunk.corrected(ref, unc, sc.model.last_method, segment=segs)
 
+    def reset(self, stream: str, device_ns: int, host_ns: int = 0) -> None:
+        """A driver reported a device clock reset (a ``device_reset`` gap): the stream's model starts a new segment
+        at ``device_ns`` (the first sample after the reset, received at ``host_ns``)."""
+        sc = self.clocks.get(stream)
+        if sc is None:
+            self._count("reset_unknown_stream")
+            return
+        sc.model.reset_detected(int(device_ns), int(host_ns))
+
     def state(self) -> dict[str, dict]:
         out = {}
         for name, sc in self.clocks.items():

@@ -51,6 +51,7 @@ def test_offline_rerun_of_a_recording(tmp_path):
     _, config, evidence, _ = load_raw(src)
     assert config["streams"]["imu0"]["trigger"] == "sync"
     assert any(e.__class__.__name__ == "TriggerEdge" for e in evidence)
+    assert any(getattr(e, "stream", "") == "_utc" for e in evidence)  # the monotonic -> UTC samples are kept
     for name, rec in a["streams"].items():
         new = b["streams"][name]
         assert np.array_equal(rec["seq"], new["seq"]) and np.array_equal(rec["device_ns"], new["device_ns"])

@@ -123,3 +123,29 @@ def test_unknown_stream_is_counted_not_fatal():
     _push(hub, "a", 1)
     hub.samples("zzz", np.zeros((1, 2)), np.array([0]), np.array([0]))
     assert hub.problems[("unknown_stream", "zzz")] == 1 and len(q) == 1
+
+
+def test_device_reset_gap_starts_a_new_clock_segment():
+    from synchub.agent.sync import StreamClocks
+
+    infos = {"a": StreamInfo("a", "imu", 100.0, 2)}
+    q = BoundedQueue(100)
+    hub, outlet = Hub(infos, q), ListOutlet()
+    clocks = StreamClocks({"a": (infos["a"], {"method": "arrival"})})
+    ship = Shipper(q, clocks, outlet)
+    ship.start()
+    host = 10**12
+    dev = np.arange(0, 50, dtype=np.int64) * 10_000_000  # 0.5 s at 100 Hz
+    hub.samples("a", np.zeros((50, 2), np.float32), dev, host + dev)
+    # a capture restarts after a 0.6 s outage: its sample counter just continues, so device time alone shows no
+    # reset (arrival times look like a late read); the driver knows better and says so with a device_reset gap
+    hub.gap("a", 0, "device_reset", int(dev[-1]), int(dev[-1]) + 10_000_000)
+    hub.samples("a", np.zeros((50, 2), np.float32), dev + 5 * 10**8, host + dev + 5 * 10**8 + 6 * 10**8)
+    time.sleep(0.3)
+    ship.stop()
+    ship.join(5)
+    segs = np.concatenate([c.segment for c in outlet.chunks])
+    assert list(np.unique(segs)) == [0, 1] and clocks.clocks["a"].model.resets == 1
+    ref = np.concatenate([c.ref_ns for c in outlet.chunks])
+    # the second segment maps onto its own arrivals, not onto the first segment's line
+    assert abs(int(ref[50]) - (host + 11 * 10**8)) < 50_000_000
