@@ -371,9 +371,16 @@ class Collector:
 
     def _chunk(self, s: _Session, msg: wire.Message, recv: int) -> None:
         c = msg.chunk
-        if c.stream not in s.streams:
+        info = s.streams.get(c.stream)
+        if info is None:
             s.counts["unknown_stream"] += 1
             self._complain("unknown_stream", f"chunk of stream {c.stream!r} not in session {s.sid}'s hello")
+            return
+        want = "str" if info.dtype is None else info.dtype.newbyteorder("<").str
+        if msg.env["dtype"] != want or (info.dtype is not None and tuple(msg.env["shape"]) != info.sample_shape):
+            s.counts["schema_mismatch"] += 1
+            self._complain("schema_mismatch", f"chunk of {c.stream!r} is {msg.env['dtype']} x {msg.env['shape']}, "
+                           f"the stream declared {want} x {list(info.sample_shape)}")
             return
         b = msg.buffers
         start = 0

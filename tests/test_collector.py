@@ -122,6 +122,13 @@ def test_garbage_and_bad_clients_do_not_stop_the_collector(collector, tmp_path):
         for j in junk:
             bad.send_multipart(j)
         sender.send_chunk(make_chunk(STREAMS[0], i * 5, 5, rng))
+    # wrong schema from a session that said hello: a float64 chunk for a float32 stream, wrong channel count
+    bad.send_multipart(wire.encode_hello("bad", "bad-session", STREAMS[:1], "0", 0, 0))
+    wrong = make_chunk(STREAMS[0], 0, 3, rng)
+    bad.send_multipart(wire.encode_chunk("bad-session", 1, Chunk("imu", 0, wrong.data.astype(np.float64),
+                                                                 wrong.device_ns, wrong.host_ns)))
+    bad.send_multipart(wire.encode_chunk("bad-session", 2, Chunk("imu", 0, wrong.data[:, :2], wrong.device_ns,
+                                                                 wrong.host_ns)))
     # a duplicate of an already-sent message (same session and mid) is dropped, not recorded twice
     dup = wire.encode_chunk(sender.session, 1, make_chunk(STREAMS[0], 0, 5, rng))
     assert sender.flush(10)
@@ -133,8 +140,9 @@ def test_garbage_and_bad_clients_do_not_stop_the_collector(collector, tmp_path):
     assert st["bad"]["invalid"] >= 30 * 4 and st["bad"]["unknown_session"] >= 30
     assert st["bad"]["wrong_direction"] >= 30
     assert st["counts"]["duplicate_messages"] >= 1
+    assert st["bad"]["schema_mismatch"] == 2 and st["sessions"]["bad-session"]["counts"]["schema_mismatch"] == 2
     collector.close()
-    s = read_session(list(tmp_path.glob("*.mcap")))["streams"]["imu"]
+    s = read_session(list(tmp_path.glob("good-*.mcap")))["streams"]["imu"]
     assert np.array_equal(s["seq"], np.arange(150))
 
 
