@@ -278,7 +278,8 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
         owner = np.clip(np.rint((e_dev - centres[0]) / hop_ns).astype(np.int64), 0, len(centres) - 1)
         trackers = {m: DriftTracker() for m in ("classical", "neural")}
         model = ClockModel(name=tm, window_s=120.0, skew_prior_ppm=bench.skew_prior_ppm)
-        model_has = has_offsets = False
+        model_has = False
+        offsets: list = []
         fed_until = -(1 << 62)
         if tm in bench.triggered:  # the target's device sees the 1 Hz trigger: edges into the model
             rises, _w = R.render_trigger(0, int(world.duration_s * NS))
@@ -318,17 +319,19 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
                         k = (d_edges < d1)
                         if k.any():
                             model.add_edges(d_edges[k], r_edges[k], 2e3)
-                            model_has = has_offsets = True
+                            model_has = True
+                            offsets.extend((int(a), int(b - a), 2000) for a, b in zip(d_edges[k], r_edges[k],
+                                                                                       strict=True))
                             d_edges, r_edges = d_edges[~k], r_edges[~k]
                     if r.ok:
                         model.add_offset(r.evidence(tm))
-                        has_offsets = True
+                        offsets.append((r.device_ns, r.offset_ns, r.sigma_ns))
                         model_has = True
                     if not model_has:
                         out.missed[m] += len(ed)
                         continue
                     if len(ed):
-                        out.errors[m].extend(np.abs(hybrid_map(model, ed, has_offsets) - et).tolist())
+                        out.errors[m].extend(np.abs(hybrid_map(model, ed, offsets, bench.skew_prior_ppm) - et).tolist())
                     continue
                 tr = trackers[m]
                 if not r.ok:
@@ -354,18 +357,39 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
     return out
 
 
-def hybrid_map(model, device_ns: np.ndarray, has_offsets: bool, slack_ns: int = 500_000) -> np.ndarray:
+def hybrid_map(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: float = 300.0,
+               slack_ns: int = 500_000) -> np.ndarray:
     """Reference times of ``device_ns`` from a ClockModel fed with aligner offsets, trigger edges and arrivals.
 
-    The offset/edge filter is bounded above by the arrival envelope (a sample cannot be taken after it arrived).
-    The envelope replaces the filter where it is the more precise of the two *and* consistent with it (within
-    one of the filter's sigmas): an envelope outside that band is late by the link's minimum latency, which its
-    own spread cannot show.  Before the aligner or a trigger has said anything: the envelope alone."""
+    The arrival envelope is late by the link's minimum latency, which its own spread cannot show; the aligner's
+    offsets ``[(device_ns, offset_ns, sigma_ns)]`` measure it: L = weighted mean of (envelope - offset).  Where
+    L is not significantly above zero (<= 2 standard errors + 1 ms) and the envelope is the more precise, the
+    envelope is used; elsewhere the offset/edge filter, bounded above by the envelope (a sample cannot be taken
+    after it arrived).  Before the aligner or a trigger has said anything: the envelope alone."""
     arr, arr_unc, _s = model.map(device_ns, method="arrival")
-    if not has_offsets:
+    if not offsets:
         return arr
     est, est_unc, _s = model.map(device_ns, method="hybrid")
-    use_arr = (est_unc > arr_unc) & (np.abs(arr - est) <= est_unc)
+    d = np.array([o[0] for o in offsets], dtype=np.int64)
+    off = np.array([o[1] for o in offsets], dtype=np.float64)
+    sig = np.maximum(np.array([o[2] for o in offsets], dtype=np.float64), 1e3)
+    w = 1.0 / sig**2
+    # the filter is slow to trust its first offsets: the nearest offset itself, sigma grown by the skew prior
+    # over the distance, where that is more certain
+    j = np.argmin(np.abs(device_ns[:, None] - d[None, :]), axis=1)
+    own = device_ns + np.rint(off[j]).astype(np.int64)
+    own_unc = np.sqrt(sig[j] ** 2 + (skew_prior_ppm * 1e-6 * np.abs(device_ns - d[j])) ** 2)
+    better = own_unc < est_unc
+    est = np.where(better, own, est)
+    est_unc = np.where(better, own_unc, est_unc)
+    env_at, _u, _s = model.map(d, method="arrival")
+    lat = (env_at - d).astype(np.float64) - off
+    bias = float(np.sum(w * lat) / np.sum(w))
+    se = float(np.sqrt(1.0 / np.sum(w)))
+    if len(lat) > 2:  # the offsets' own scatter, when it says more than their sigmas
+        se = max(se, float(np.std(lat)) / np.sqrt(len(lat)))
+    env_ok = bias <= 2.0 * se + 1e6
+    use_arr = env_ok & (arr_unc < est_unc)
     return np.where(use_arr, arr, np.minimum(est, arr + slack_ns))
 
 
