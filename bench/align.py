@@ -316,7 +316,7 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
                         fed_until = centre
                         model_has = True
                     if tm in bench.triggered:
-                        k = (d_edges < d1)
+                        k = d_edges < centre
                         if k.any():
                             model.add_edges(d_edges[k], r_edges[k], 2e3)
                             model_has = True
@@ -366,10 +366,15 @@ def hybrid_map(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: floa
     L is not significantly above zero (<= 2 standard errors + 1 ms) and the envelope is the more precise, the
     envelope is used; elsewhere the offset/edge filter, bounded above by the envelope (a sample cannot be taken
     after it arrived).  Before the aligner or a trigger has said anything: the envelope alone."""
-    arr, arr_unc, _s = model.map(device_ns, method="arrival")
+    try:
+        arr, arr_unc, _s = model.map(device_ns, method="arrival")
+    except TypeError:  # ClockModel without an arrival line in this segment yet (it raises instead of saying so)
+        arr, arr_unc = None, None
     if not offsets:
-        return arr
+        return arr if arr is not None else device_ns + 0
     est, est_unc, _s = model.map(device_ns, method="hybrid")
+    if arr is None:
+        return est
     d = np.array([o[0] for o in offsets], dtype=np.int64)
     off = np.array([o[1] for o in offsets], dtype=np.float64)
     sig = np.maximum(np.array([o[2] for o in offsets], dtype=np.float64), 1e3)
