@@ -135,9 +135,12 @@ def test_collector_process_notifies_and_stops_pinging_when_stalled(notify_socket
                           str(tmp_path / "out"), "--insecure"], env=env, cwd=ROOT,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        msgs = _drain(s, 2.0)
+        msgs, deadline = [], time.monotonic() + 20
+        while not msgs and time.monotonic() < deadline:  # start-up (imports) may be slow on a loaded machine
+            msgs = _drain(s, 0.1)
         assert msgs and msgs[0].startswith("READY=1")
-        assert msgs.count("WATCHDOG=1") >= 5  # every ~100 ms while the loop turns
+        msgs = _drain(s, 1.5)
+        assert msgs.count("WATCHDOG=1") >= 3  # every ~100 ms while the loop turns
         os.kill(p.pid, signal.SIGSTOP)  # a stalled process sends nothing
         _drain(s, 0.2)
         assert _drain(s, 0.8) == []
