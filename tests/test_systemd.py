@@ -193,3 +193,63 @@ def test_agent_process_notifies_ready_and_watchdog(notify_socket, tmp_path):
                 p.wait(20)
     assert msgs and msgs[0].startswith("READY=1"), msgs
     assert msgs.count("WATCHDOG=1") >= 3 and msgs[-1].startswith("STOPPING=1")
+
+
+@pytest.mark.slow
+def test_agent_stops_pinging_when_its_pipeline_stalls(notify_socket, tmp_path):
+    """A real agent reads a simulated serial IMU from a separate `synchub sim` process; freezing that process stalls
+    the pipeline (no samples), and the agent's watchdog pings stop until data flows again."""
+    s, path = notify_socket
+    links = tmp_path / "links"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "agent.toml").write_text(f"""
+[agent]
+name = "stall"
+collector = ["tcp://127.0.0.1:{port}"]
+
+[[stream]]
+name = "imu0"
+type = "imu"
+driver = "serial"
+port = "{links / 'imu0'}"
+format = "imu-bin"
+nominal_rate = 200.0
+""")
+    procs = []
+    try:
+        sim = subprocess.Popen([sys.executable, "-m", "synchub.cli", "sim", "--config",
+                                str(ROOT / "examples" / "sim-rig.toml"), "--links", str(links)], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(sim)
+        deadline = time.monotonic() + 30
+        while not (links / "imu0").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        procs.append(subprocess.Popen([sys.executable, "-m", "synchub.cli", "collector", "--bind",
+                                       f"tcp://127.0.0.1:{port}", "--out", str(tmp_path / "out"), "--insecure"],
+                                      cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        agent = subprocess.Popen([sys.executable, "-m", "synchub.cli", "agent", "--config",
+                                  str(tmp_path / "agent.toml"), "--insecure", "--status-every", "0"], cwd=ROOT,
+                                 env=dict(os.environ, NOTIFY_SOCKET=path), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        procs.append(agent)
+        msgs, deadline = [], time.monotonic() + 30
+        while msgs.count("WATCHDOG=1") < 3 and time.monotonic() < deadline:
+            msgs += _drain(s, 0.25)
+        assert msgs[0].startswith("READY=1") and msgs.count("WATCHDOG=1") >= 3, msgs
+        os.kill(sim.pid, signal.SIGSTOP)  # the device goes silent: the pipeline stalls
+        _drain(s, 1.5)  # chunks already read and held back for correction still go out
+        assert "WATCHDOG=1" not in _drain(s, 2.0)
+        os.kill(sim.pid, signal.SIGCONT)
+        assert "WATCHDOG=1" in _drain(s, 3.0)
+        assert agent.poll() is None
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
