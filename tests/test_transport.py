@@ -4,6 +4,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 import zmq
 
 from synchub.agent import wire
@@ -147,3 +148,25 @@ def test_full_spool_drops_are_recorded_as_gaps(tmp_path):
     covered = {s for g in gaps for s in range(g["seq"] - g["count"], g["seq"])}
     assert not cam & covered and cam | covered == set(range(400))  # every sample: recorded once, or in a gap
     assert sum(g["count"] for g in gaps) == dropped["dropped_samples"]
+
+
+def test_sender_from_agent_settings(tmp_path):
+    from synchub.agent.config import AgentSettings
+    from synchub.agent.keys import new_pair
+    from synchub.agent.transport import TransportError, sender_from_settings
+
+    with pytest.raises(TransportError, match="--insecure"):
+        sender_from_settings(AgentSettings(), INFO, env={})
+    s = sender_from_settings(AgentSettings(name="x"), INFO, insecure=True, env={"STATE_DIRECTORY": str(tmp_path)})
+    assert s.spool.dir == tmp_path / "spool" and s.curve is None
+    s.close(0.1)
+    new_pair("a", tmp_path / "k")
+    new_pair("c", tmp_path / "k")
+    cfg = AgentSettings(curve_secret_key=str(tmp_path / "k" / "a.key_secret"),
+                        collector_public_key=str(tmp_path / "k" / "c.key"), spool_dir=str(tmp_path / "sp"),
+                        spool_max_mb=2.0)
+    s = sender_from_settings(cfg, INFO, env={})
+    assert s.curve is not None and s.spool.dir == tmp_path / "sp" and s.spool.max_bytes == 2 << 20
+    s.close(0.1)
+    with pytest.raises(TransportError, match="both"):
+        sender_from_settings(AgentSettings(curve_secret_key="x"), INFO, env={})
