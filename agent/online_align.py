@@ -10,11 +10,14 @@
   are not emitted but counted with their reasons in ``stats()``.
 
 The search is centred on a prior: first the arrival estimate (median host - device of the target), then the
-drift-tracked prediction from accepted windows.
+drift-tracked prediction from accepted windows.  Windows overlap (``hop_s < window_s``), so consecutive estimates
+share events: the emitted sigma is scaled by sqrt(window / hop) so a clock model fusing them does not count the
+same events several times.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -254,7 +257,10 @@ class AlignmentTracker:
             self.counts["windows"] += 1
             if res.ok:
                 if self.drift.add(res):
+                    # overlapping windows share events: each estimate is worth hop/window of an independent one
+                    overlap = max(1.0, self.window_ns / self.hop_ns) ** 0.5
                     ev = res.evidence(self.tgt_stream)
+                    ev = dataclasses.replace(ev, sigma_ns=int(ev.sigma_ns * overlap))
                     out.append(ev)
                     self.counts["emitted"] += 1
                 else:

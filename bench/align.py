@@ -323,9 +323,11 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
                             offsets.extend((int(a), int(b - a), 2000) for a, b in zip(d_edges[k], r_edges[k],
                                                                                        strict=True))
                             d_edges, r_edges = d_edges[~k], r_edges[~k]
-                    if r.ok:
-                        model.add_offset(r.evidence(tm))
-                        offsets.append((r.device_ns, r.offset_ns, r.sigma_ns))
+                    if r.ok:  # overlapping windows share events: sigma scaled by sqrt(window / hop)
+                        ev = r.evidence(tm)
+                        ev = replace(ev, sigma_ns=int(ev.sigma_ns * max(1.0, win_ns / hop_ns) ** 0.5))
+                        model.add_offset(ev)
+                        offsets.append((ev.device_ns, ev.offset_ns, ev.sigma_ns))
                         model_has = True
                     if not model_has:
                         out.missed[m] += len(ed)
