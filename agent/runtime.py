@@ -146,10 +146,13 @@ class Agent:
         self.hub.evidence(OffsetEstimate(UTC_STREAM, mono, utc - mono, sigma, source="system"))
 
     def _make_sender(self, insecure: bool, session: str | None):
-        from .transport import Sender
+        from .transport import TransportError, sender_from_settings
 
         try:
-            return Sender(list(self.config.agent.collector), self.config.agent.name, list(self.infos.values()))
+            return sender_from_settings(self.config.agent, list(self.infos.values()), insecure=insecure,
+                                        session=session)
+        except TransportError as exc:
+            raise AgentError(str(exc)) from None
         except (OSError, ValueError) as exc:
             raise AgentError(f"cannot set up transport to {', '.join(self.config.agent.collector)}: {exc}") from None
 

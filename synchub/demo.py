@@ -25,6 +25,9 @@ DEFAULT_CONFIG = """
 [agent]
 name = "demo"
 collector = ["{endpoint}"]
+spool_dir = "{spool}"
+curve_secret_key = "{agent_secret}"
+collector_public_key = "{collector_public}"
 
 [clock]
 method = "auto"
@@ -95,9 +98,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_collector(endpoint: str, out: Path, log_path: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "synchub.cli", "collector", "--bind", endpoint, "--out", str(out), "--insecure",
-           "--flush-ms", "50"]
+def _make_keys(keys: Path) -> dict[str, str]:
+    """CURVE keys for the demo (Ironhouse, as in a real deployment): the collector's pair, the agent's pair, and an
+    allow-list directory holding only the agent's public key."""
+    from synchub.agent.keys import new_pair
+
+    col_pub, col_sec = new_pair("collector", keys / "collector")
+    ag_pub, ag_sec = new_pair("demo-agent", keys / "agent")
+    allow = keys / "allow"
+    allow.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ag_pub, allow / ag_pub.name)
+    return {"collector_public": str(col_pub), "collector_secret": str(col_sec), "agent_secret": str(ag_sec),
+            "allow": str(allow)}
+
+
+def _start_collector(endpoint: str, out: Path, log_path: Path, keys: dict[str, str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "synchub.cli", "collector", "--bind", endpoint, "--out", str(out),
+           "--secret-key", keys["collector_secret"], "--allow-dir", keys["allow"], "--flush-ms", "50"]
     logf = open(log_path, "wb")  # noqa: SIM115 - kept open for the child's lifetime
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     return proc
@@ -125,21 +142,26 @@ def run(args) -> int:
         (out / stale).unlink(missing_ok=True)
     rec_dir = Path(tempfile.mkdtemp(prefix="synchub-demo-", dir=out))
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    keys = _make_keys(rec_dir / "keys")
     if args.config:
         config = load_config(args.config)
         if config.sim is None:
             raise UserError(f"{args.config}: the demo needs a config with a [sim] table")
         from dataclasses import replace
 
-        config = replace(config, agent=replace(config.agent, collector=(endpoint,)))
+        config = replace(config, agent=replace(config.agent, collector=(endpoint,), spool_dir=str(rec_dir / "spool"),
+                                               curve_secret_key=keys["agent_secret"],
+                                               collector_public_key=keys["collector_public"]))
     else:
-        text = DEFAULT_CONFIG.format(endpoint=endpoint, seed=args.seed, world_s=args.duration + 30)
+        text = DEFAULT_CONFIG.format(endpoint=endpoint, seed=args.seed, world_s=args.duration + 30,
+                                     spool=rec_dir / "spool", agent_secret=keys["agent_secret"],
+                                     collector_public=keys["collector_public"])
         config = parse_config(tomllib.loads(text), "<built-in simulated rig>")
 
-    collector = _start_collector(endpoint, rec_dir, out / "collector.log")
+    collector = _start_collector(endpoint, rec_dir / "rec", out / "collector.log", keys)
     try:
         try:
-            agent = Agent(config, insecure=True)
+            agent = Agent(config)
         except AgentError as exc:
             raise UserError(str(exc)) from None
         print(f"synchub demo: simulated rig with {len(agent.drivers)} streams + {len(agent.triggers)} trigger line(s), "
@@ -167,7 +189,7 @@ def run(args) -> int:
                 collector.wait(30)
             except subprocess.TimeoutExpired:
                 collector.kill()
-    files = sorted(rec_dir.rglob("*.mcap"))
+    files = sorted((rec_dir / "rec").rglob("*.mcap"))
     if not files:
         print(f"synchub demo: the collector wrote no MCAP file; see {out}/collector.log", file=sys.stderr)
         return 1
