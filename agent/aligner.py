@@ -49,7 +49,7 @@ class AlignerSettings:
     min_matched: int = 3  # fewer target events with a reference event at the chosen lag: abstain
     min_overlap: float = 0.5  # lags where the reference covers less of the target window are not considered
     sigma_floor_ns: float = 500_000.0  # shape differences between modalities' onsets
-    sigma_scale: float = 1.5  # calibration of the reported sigma against measured errors
+    sigma_scale: float = 1.0  # calibration of the reported sigma against measured errors
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,9 @@ class AlignResult:
 
 
 def confidence_of(psr: float) -> float:
-    """PSR -> a 0..1 confidence (1 from PSR 12 up; the ClockModel inflates sigma by 1/confidence)."""
-    return float(min(1.0, max(psr, 0.0) / 12.0)) if math.isfinite(psr) else 1.0
+    """PSR -> a 0..1 confidence, 1 - exp(-PSR / 3) (0.83 at PSR 5, 0.98 at 12).  Gentle on purpose: the sigma
+    already reflects the peak's quality and the ClockModel divides the sigma by the confidence."""
+    return float(1.0 - math.exp(-max(psr, 0.0) / 3.0)) if math.isfinite(psr) else 1.0
 
 
 def _abstain(method: str, span, reason: str, offset_ns: int = 0, psr: float = 0.0) -> AlignResult:
@@ -152,7 +153,7 @@ class Aligner:
         and a floor for shape differences between modalities.  ``sigma_scale`` calibrates it (bench)."""
         psr = c.psr if np.isfinite(c.psr) else 100.0
         q = period_s * NS / math.sqrt(12.0) / math.sqrt(max(n_events, 1))
-        w = c.hwhm_ns * 2.0 / max(psr, 1.0)
+        w = c.hwhm_ns / max(psr, 4.0) / math.sqrt(max(n_events, 1))
         return int(self.s.sigma_scale * math.sqrt(q * q + w * w + floor_ns * floor_ns + self.s.sigma_floor_ns ** 2))
 
     def _check_inputs(self, ref: Onsets, tgt: Onsets) -> str:
@@ -177,10 +178,11 @@ class Aligner:
 
     # ------------------------------------------------------------------ stages
     def fine(self, ref: Onsets, tgt: Onsets, span, centre_ns: float, period_s: float, method: str = "hybrid",
-             coarse_psr: float | None = None, min_matched: int | None = None) -> AlignResult:
+             coarse_psr: float | None = None, min_matched: int | None = None,
+             chance_sigmas: float = 3.0) -> AlignResult:
         """Fine onset correlation around ``centre_ns`` on the 1 kHz grid (+- max(fine_s, period)).
-        ``min_matched`` (default ``settings.min_matched``) is lowered by callers whose candidate is independent
-        evidence (a neural coarse lag)."""
+        ``min_matched`` (default ``settings.min_matched``) and ``chance_sigmas`` (how far above the chance count
+        the matched events must be) are lowered by callers whose candidate is independent evidence (a neural lag)."""
         why = self._check_inputs(ref, tgt)
         if why:
             return _abstain(method, span, why, int(centre_ns))
@@ -194,7 +196,7 @@ class Aligner:
         tol = max(3.0 * sigma_s, period_s, 0.01) * NS
         matched, chance, n_t = matched_events(ref, tgt, c.offset_ns, tol, span)
         need = self.s.min_matched if min_matched is None else min_matched
-        if matched < need or matched <= chance + 3.0 * math.sqrt(chance):
+        if matched < need or matched <= chance + chance_sigmas * math.sqrt(chance):
             return _abstain(method, span, f"too few matched events ({matched} of {n_t}, {chance:.1f} by chance)",
                             int(c.offset_ns), c.psr)
         psr = c.psr if coarse_psr is None else coarse_psr
@@ -270,8 +272,10 @@ class Aligner:
         if not n_ok:
             reason = c.reason if neural is None else f"neural: {neural.reason}; classical: {c.reason}"
             return _abstain("hybrid", span, reason, prior_ns)
-        f = self.fine(ref, tgt, span, float(neural.offset_ns), max(period_s, 2.0 * neural.sigma_ns / NS),
-                      "hybrid", coarse_psr=neural.confidence, min_matched=2)
+        # the embedding peak is broad and its sigma pessimistic: search +- 2 sigma, at most +- 0.15 s (or one period)
+        half = max(period_s, min(2.0 * neural.sigma_ns / NS, 0.15))
+        f = self.fine(ref, tgt, span, float(neural.offset_ns), half, "hybrid", coarse_psr=neural.confidence,
+                      min_matched=2, chance_sigmas=2.0)
         if f.ok:
             return f
         return as_hybrid(neural)
