@@ -9,10 +9,18 @@ Pure (no I/O, no threads).  Evidence, each with its own noise model:
   the one with the highest likelihood of the data is used (a cheap multiple-model filter: 5 filters of 2 states).
   Innovations beyond ``gate_sigma`` of every filter are rejected and counted; a run of rejections that agree with
   each other restarts the filter (a step the model could not follow) rather than locking it out.
-* **round-trip probes** (host send, device stamp, host receive): the device stamp lies between send and receive.
-  Probes whose round trip is not within a small margin of the recent minimum are dropped (min-RTT filtering, as
-  LSL/Klipper/TICSync do); the rest give a midpoint with variance ``rtt**2 / 12`` (uniform over the one-way bound)
-  to a second filter bank.  Asymmetric links bias the midpoint by half the difference of the one-way minimum delays.
+* **round-trip probes** (host send, device stamp, host receive): the device stamp lies between send and receive, so
+  the offset lies in ``[send - device, receive - device]`` (widened by the device counter's tick, learnt as the gcd
+  of the stamps).  Arrival times bound the offset from above too (a sample arrives after it was taken): the stream's
+  recent arrival minima, carried to the probe's device time with the current skew, tighten the upper bound.  Probes
+  whose band is not within a small margin of the lower envelope of the bands' widths over a sliding window (the
+  last ``PROBE_RTT_KEEP`` probes, at most a quarter window) are dropped (min-RTT filtering, as LSL/Klipper/TICSync
+  do; without arrivals the width is the round trip).  The centre of the remaining band goes to a second filter bank
+  with variance ``halfwidth**2 / 3`` (uniform over the band) plus the *wander*: the scatter of the probes around
+  the line beyond what their bands allow (a link or device whose offset moves at short time scales; estimated
+  from the innovations).  A mapped time's 1-sigma adds the band's typical half-width (an asymmetric link biases the
+  centre by up to that much, and no round trip can see it) and the wander (it does not average out for one
+  event) to the line's own uncertainty.
 * **arrival times only**: every sample arrives after it was taken, so ``host - device`` lies *above* the true
   offset.  Per second of device time the minimum is kept (a min-filter, so irregular streams and streams that drop
   samples need nothing special), and the offset line is the lower convex hull's edge under the window's centre (the
@@ -38,6 +46,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +64,8 @@ RW_BANK_PPM = (0.0, 0.03, 0.3, 3.0, 30.0)
 R_SCALES = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 METHOD_ORDER = ("triggers", "hybrid", "neural", "probes", "arrival", "identity")
+#: Round trips in the sliding window whose minimum is the min-RTT floor (also at most a quarter of ``window_s``).
+PROBE_RTT_KEEP = 32
 
 
 def _q_per_ns(ppm_per_sqrt_h: float) -> float:
@@ -92,12 +103,14 @@ class _Bank:
     """K Kalman filters on x = (offset, skew) at device time ``t``, differing only in skew random-walk
     intensity ``q``.  Offsets are relative to the segment's origin (floats, ns)."""
 
-    def __init__(self, qs: np.ndarray, skew_prior: float, gate_sigma: float, forget_s: float, rs=None):
+    def __init__(self, qs: np.ndarray, skew_prior: float, gate_sigma: float, forget_s: float, rs=None,
+                 step_n: int = 4):
         self.q = np.asarray(qs, dtype=float)
         self.rs = np.ones(len(self.q)) if rs is None else np.asarray(rs, dtype=float)  # measurement-noise scales
         self.K = len(self.q)
         self.skew_var0 = skew_prior**2
         self.gate = gate_sigma
+        self.step_n = step_n
         self.forget_ns = forget_s * NS
         self.x = np.zeros((self.K, 2))
         self.P = np.zeros((self.K, 2, 2))
@@ -165,8 +178,8 @@ class _Bank:
         if self.n >= 3 and gate_norm > self.gate:
             self.rejected += 1
             self._bad.append((d, z, r))
-            if len(self._bad) >= 4 and self._bad_agree():
-                # a step the filters cannot follow (four rejections agreeing with each other, not noise):
+            if len(self._bad) >= self.step_n and self._bad_agree():
+                # a step the filters cannot follow (step_n rejections agreeing with each other, not noise):
                 # the model starts a new segment from them
                 self.reinit += 1
                 self.step, self._bad = self._bad, []
@@ -215,6 +228,14 @@ class _Bank:
         P = self.P[k]
         var = P[0, 0] + 2 * dt * P[0, 1] + dt * dt * P[1, 1] + self.q[k] * np.abs(dt) ** 3 / 3
         return a, var * self.scale
+
+    def predict_raw(self, d: float) -> tuple[float, float]:
+        """Offset and its variance at one device time from the filter in use, not scaled by the innovations."""
+        k = self.best
+        dt = d - self.t
+        P = self.P[k]
+        var = P[0, 0] + 2 * dt * P[0, 1] + dt * dt * P[1, 1] + self.q[k] * abs(dt) ** 3 / 3
+        return float(self.x[k, 0] + dt * self.x[k, 1]), float(var)
 
     @property
     def scale(self) -> float:
@@ -401,6 +422,22 @@ class _Envelope:
         dc, a, b = self.line
         self._spread = float(max(np.median(np.abs(wm - (a + b * (wd - dc)))) * 3, 1e6))
 
+    def upper_bound(self, d: float, slope: float, span: float, slack: float) -> float | None:
+        """The tightest upper bound on the offset at ``d`` from the recent block minima within ``span`` of it, each
+        carried to ``d`` along ``slope`` with ``slack`` per ns of distance (the slope's uncertainty); None when none
+        is near."""
+        best = None
+        pts = [(self.d[i], self.m[i]) for i in range(max(len(self.d) - 12, 0), len(self.d))]
+        if self._cur is not None:
+            pts.append(self._cur)
+        for pd, pm in pts:
+            dt = d - pd
+            if abs(dt) <= span:
+                v = pm + slope * dt + slack * abs(dt)
+                if best is None or v < best:
+                    best = v
+        return best
+
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         d, m = list(self.d), list(self.m)
         if self._cur is not None:
@@ -484,7 +521,12 @@ class _Segment:
     dev_hi: int = 0
     host_hi: int = 0
     arr_hi: int = 0  # largest device time of an arrival
-    min_rtt: float = 0.0  # smallest probe round trip: the midpoint may be off by half of it (asymmetric link)
+    min_rtt: float = 0.0  # smallest probe round trip
+    band: float = 0.0  # median of the recent probes' half-bands: the estimate's bias bound (asymmetric links)
+    bands: deque = field(default_factory=lambda: deque(maxlen=PROBE_RTT_KEEP))
+    tick_n: int = 0
+    tick_gcd: int = 0  # gcd of the probe stamps' distances from dev0: the device counter's resolution
+    wander: float = 0.0  # variance of the offset's short-term scatter beyond the probes' bands (ns^2)
     edges: int = 0
     offsets: int = 0
     probes: int = 0
@@ -522,8 +564,8 @@ class ClockModel:
         self.segments: list[_Segment] = []
         self.rejected: dict[str, int] = {}
         self.resets = 0
-        self._min_rtt: float | None = None
-        self._min_rtt_t = 0
+        self._rtts: deque[tuple[int, int]] = deque()  # (host send, band width) of recent probes: min-RTT window
+        self._filtered_run = 0  # probes filtered out since the last one kept
         self._last_method = "identity"
         self._choice: tuple | None = None
 
@@ -533,12 +575,14 @@ class ClockModel:
         seg = _Segment(
             index=len(self.segments), dev0=int(device_ns), host0=int(host_ns), z0=int(z),
             trig=_Bank(self.qs, self.skew_prior, self.gate_sigma, forget, self.rscales),
-            probe=_Bank(self.qs, self.skew_prior, self.gate_sigma, forget, self.rscales),
+            # probes: a run of excursions on a jittery link is no step (eight rejections in a row are)
+            probe=_Bank(self.qs, self.skew_prior, self.gate_sigma, forget, self.rscales, step_n=8),
             env=_Envelope(NS, int(self.window_s * NS)),
             dev_hi=int(device_ns), host_hi=int(host_ns),
         )
         self.segments.append(seg)
-        self._min_rtt = None
+        self._rtts.clear()
+        self._filtered_run = 0
         return seg
 
     def reset_detected(self, device_ns: int, host_ns: int = 0) -> None:
@@ -646,26 +690,73 @@ class ClockModel:
         seg = self._segment_for(d, mid, mid - d, "probe")
         if seg is None:
             return False
-        # min-RTT filter: the minimum decays slowly upwards (over ~window) so a changed route is followed
-        if self._min_rtt is None:
-            self._min_rtt, self._min_rtt_t = float(rtt), s
-        else:
-            age = max(s - self._min_rtt_t, 0) / (self.window_s * NS)
-            floor = self._min_rtt * (1.0 + age)
-            if rtt <= floor:
-                self._min_rtt, self._min_rtt_t = float(rtt), s
-        limit = self._min_rtt * (1.0 + self.probe_rtt_margin) + 20_000
-        if rtt > limit:
+        dr = float(d - seg.dev0)
+        lo, hi = float(s - d - seg.z0), float(r - d - seg.z0)
+        # a coarse device counter stamps anywhere within its tick (the gcd of the stamps' distances, once there are
+        # enough of them to tell): the band is that much wider
+        seg.tick_gcd = math.gcd(seg.tick_gcd, abs(d - seg.dev0))
+        seg.tick_n += 1
+        if seg.tick_n >= 8 and 1_000 <= seg.tick_gcd <= 10_000_000:
+            lo -= seg.tick_gcd / 2
+            hi += seg.tick_gcd / 2
+        bank = seg.probe
+        if seg.env.n:  # arrivals bound the offset from above: tighten the probe's upper bound
+            if bank.n >= 5:  # carried along the probes' skew, with slack for its uncertainty, up to 10 s
+                k = bank.best
+                slope, span = float(bank.x[k, 1]), 10.0 * NS
+                slack = 3.0 * math.sqrt(max(float(bank.P[k, 1, 1]) * bank.scale, 0.0)) + 2e-6
+            else:
+                slope, span, slack = (seg.env.line[2] if seg.env.line else 0.0), 2.0 * NS, 5e-4
+            ub = seg.env.upper_bound(dr, slope, span, slack)
+            if ub is not None:
+                if ub < lo - 50_000:
+                    self._count("probe_arrival_inconsistent")  # a bound is wrong somewhere: keep the round trip's
+                elif ub < hi:
+                    hi = max(ub, lo)
+        # min-RTT filter: the lower envelope of the bands' widths (the round trips, where no arrival tightens them)
+        # over a sliding window (a changed route is followed within the window)
+        width = int(hi - lo)
+        q = self._rtts
+        q.append((s, width))
+        horizon = self.window_s * NS / 4
+        while len(q) > PROBE_RTT_KEEP or s - q[0][0] > horizon:
+            q.popleft()
+        # after eight rejections in a row the floor is the second smallest (one lucky or lying probe does not lock
+        # the filter); until the bank has a few probes, anything within twice the floor helps (it needs a skew)
+        widths = sorted(x for _, x in q)
+        floor = widths[1] if self._filtered_run >= 8 and len(widths) >= 2 else widths[0]
+        margin = self.probe_rtt_margin if bank.n >= 5 else max(self.probe_rtt_margin, 1.0)
+        if width > floor * (1.0 + margin) + 20_000:
             self._count("probe_rtt_filtered")
+            self._filtered_run += 1
             return False
-        # the midpoint is off by half the asymmetry of the two one-way delays, at most rtt/2: that is its sigma
-        var = rtt * rtt / 4.0 + 1e3**2
-        if seg.probe.update(float(d - seg.dev0), float(mid - d - seg.z0), var):
+        self._filtered_run = 0
+        z, w = (lo + hi) / 2, (hi - lo) / 2
+        band_var = w * w / 3 + 1e6
+        fresh = bank.n == 0
+        if not fresh:
+            pred, pvar = bank.predict_raw(dr)
+        if bank.update(dr, z, band_var + seg.wander):
+            if not fresh:
+                # innovations beyond the line's and the band's variance: the offset's short-term wander
+                excess = (z - pred) ** 2 - pvar - band_var
+                a = 0.05 if seg.probes >= 20 else 1.0 / (seg.probes + 1)
+                seg.wander = max(seg.wander + a * (excess - seg.wander), 0.0)
             seg.min_rtt = float(rtt) if seg.probes == 0 else min(seg.min_rtt, float(rtt))
+            seg.bands.append(w)
+            # each centre is off by at most its half-width (the link's asymmetry); the median of the recent ones
+            # bounds the estimate's bias (the tightest would be the bound if the one-way bounds always held: a
+            # coarse or late device stamp breaks them)
+            seg.band = sorted(seg.bands)[len(seg.bands) // 2]
             seg.probes += 1
             return True
         self._count("probe_outlier")
-        return self._step(seg, "probe", "probes") > 0
+        if bank.step:
+            return self._step(seg, "probe", "probes") > 0
+        if not fresh:  # excursions say the offset wanders more than thought (bounded: one outlier is no trend)
+            excess = min((z - pred) ** 2 - pvar - band_var, 9 * (band_var + seg.wander))
+            seg.wander = max(seg.wander + 0.05 * (excess - seg.wander), 0.0)
+        return False
 
     def _step(self, seg: _Segment, which: str, counter: str = "edges") -> int:
         """When a bank saw a step (rejections agreeing with each other), the clock jumped without going
@@ -792,7 +883,7 @@ class ClockModel:
                 bank = seg.probe if c == "probes" else seg.trig
                 var = float(bank.predict(np.array([d_mid]))[1][0])
                 if c == "probes":
-                    var += (seg.min_rtt / 2) ** 2
+                    var += seg.band**2 + seg.wander
             if var < best_var:
                 best, best_var = c, var
         return best
@@ -840,8 +931,8 @@ class ClockModel:
         else:  # identity: the segment's first offset, unknown uncertainty
             return np.zeros(len(d)), np.full(len(d), float(UNKNOWN_UNC_NS) ** 2)
         a, var = bank.smooth(d) if smooth and len(bank.log_d) >= 2 else bank.predict(d)
-        if m == "probes":  # consistent midpoints say nothing of the link's asymmetry: add its bound
-            var = var + (seg.min_rtt / 2) ** 2
+        if m == "probes":  # consistent centres say nothing of the link's asymmetry (add its bound) nor of the wander
+            var = var + seg.band**2 + seg.wander
         return a, var
 
     @property
@@ -869,6 +960,8 @@ class ClockModel:
         if m in ("triggers", "hybrid", "neural", "probes"):
             bank = seg.probe if m == "probes" else seg.trig
             a, var = bank.predict(np.array([d]))
+            if m == "probes":
+                var = var + seg.band**2 + seg.wander
             k = bank.best
             drift = -float(bank.x[k, 1]) * 1e6
             out["rw_ppm_per_sqrt_h"] = self._bank_rw[k]
@@ -888,4 +981,6 @@ class ClockModel:
             outliers_edges=seg.trig.rejected, outliers_probes=seg.probe.rejected,
             filter_restarts=seg.trig.reinit + seg.probe.reinit,
         )
+        if seg.probes:
+            out.update(probe_band_ns=int(seg.band), probe_wander_ns=int(math.sqrt(seg.wander)), min_rtt_ns=int(seg.min_rtt))
         return out
