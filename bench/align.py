@@ -285,6 +285,8 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
             rises, _w = R.render_trigger(0, int(world.duration_s * NS))
             d_edges = tgt.clock.to_device(rises, jitter=True)
             r_edges = rises + np.rint(rng.normal(0, 2e3, len(rises))).astype(np.int64)
+            # the device stamps the edge with its own jitter; the host GPIO stamp adds ~2 us
+            edge_sigma = float(np.hypot(tgt.clock.spec.jitter_us * 1e3, 2e3))
         for w, d0 in enumerate(starts):
             d1 = d0 + win_ns
             idx = np.nonzero(owner == w)[0]
@@ -307,22 +309,26 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
                 if not r.ok:
                     out.windows[m][0] += 1
                 if m == "hybrid":
-                    # the agent feeds every stream's arrival times to its clock model; only up to the window's
-                    # centre here, because ClockModel rejects an offset older than its newest evidence by > 1 s
+                    # the agent feeds every stream's arrival times (and trigger edges, where wired) to its clock
+                    # model, in device-time order, up to the window's centre: ClockModel takes evidence more than
+                    # 1 s older than its newest as out of order (or a clock reset)
                     centre = int(d0) + win_ns // 2
+                    if tm in bench.triggered:
+                        k = d_edges < centre
+                        for de, rf in zip(d_edges[k], r_edges[k], strict=True):
+                            a0, a1 = np.searchsorted(tgt.device_ns, [fed_until, de])
+                            if a1 > a0:
+                                model.add_arrivals(tgt.device_ns[a0:a1], tgt.host_ns[a0:a1])
+                            fed_until = max(fed_until, int(de))
+                            model.add_edges(np.array([de]), np.array([rf]), edge_sigma)
+                            offsets.append((int(de), int(rf - de), int(edge_sigma)))
+                            model_has = True
+                        d_edges, r_edges = d_edges[~k], r_edges[~k]
                     a0, a1 = np.searchsorted(tgt.device_ns, [fed_until, centre])
                     if a1 > a0:
                         model.add_arrivals(tgt.device_ns[a0:a1], tgt.host_ns[a0:a1])
                         fed_until = centre
                         model_has = True
-                    if tm in bench.triggered:
-                        k = d_edges < centre
-                        if k.any():
-                            model.add_edges(d_edges[k], r_edges[k], 2e3)
-                            model_has = True
-                            offsets.extend((int(a), int(b - a), 2000) for a, b in zip(d_edges[k], r_edges[k],
-                                                                                       strict=True))
-                            d_edges, r_edges = d_edges[~k], r_edges[~k]
                     if r.ok:  # overlapping windows share events: sigma scaled by sqrt(window / hop)
                         ev = r.evidence(tm)
                         ev = replace(ev, sigma_ns=int(ev.sigma_ns * max(1.0, win_ns / hop_ns) ** 0.5))
