@@ -460,14 +460,21 @@ class _Envelope:
         pd, pm = self.points()
         if len(pd) < 3:
             return self.predict(d)
+        span = pd[-1] - pd[0]
+        if span <= self.window_ns / 2:  # shorter than a window: one hull line through all of it
+            dc, a, b = _hull_line(pd, pm)
+            return a + b * (d - dc)
         half = self.window_ns / 2
-        centres = np.arange(pd[0], pd[-1] + self.window_ns / 4, self.window_ns / 4)
+        # centres inside the data only: a hull edge fitted beyond the last block is an extrapolation of two points
+        centres = np.linspace(pd[0], pd[-1], int(np.ceil(span / (self.window_ns / 4))) + 1)
         vals = []
         for c in centres:
             sel = (pd >= c - half) & (pd <= c + half)
             if sel.sum() < 2:
                 sel = np.argsort(np.abs(pd - c))[:2]
-            dc, a, b = _hull_line(pd[sel], pm[sel], centre=c)
+            # the line closest on average to the window's block minima (as live), evaluated at the centre; the hull
+            # edge right under an end point is set by one or two minima and biased by their noise
+            dc, a, b = _hull_line(pd[sel], pm[sel])
             vals.append(a + b * (c - dc))
         vals = np.asarray(vals)
         if len(centres) == 1:

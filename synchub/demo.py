@@ -73,6 +73,8 @@ type = "audio"
 driver = "sim"
 device = "mic0"
 nominal_rate = 16000.0
+align_to = "imu0"
+method = "hybrid"
 
 [[stream]]
 name = "cam0"
@@ -81,6 +83,8 @@ driver = "sim"
 device = "cam0"
 nominal_rate = 30.0
 channel_format = "uint8"
+align_to = "imu0"
+method = "hybrid"
 """
 
 
@@ -138,7 +142,7 @@ def run(args) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("session.mcap", "report.json", "alignment.png"):
+    for stale in ("session.mcap", "report.json", "alignment.png", "truth.npz"):
         (out / stale).unlink(missing_ok=True)
     rec_dir = Path(tempfile.mkdtemp(prefix="synchub-demo-", dir=out))
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
@@ -167,17 +171,22 @@ def run(args) -> int:
         print(f"synchub demo: simulated rig with {len(agent.drivers)} streams + {len(agent.triggers)} trigger line(s), "
               f"collector on {endpoint}, {args.duration:.0f} s", file=sys.stderr)
         agent.start()
-        t0 = time.monotonic()
+        t0 = last_line = time.monotonic()
+        tty = sys.stderr.isatty()
         try:
             while (elapsed := time.monotonic() - t0) < args.duration:
                 time.sleep(0.25)
                 agent.check()
                 if collector.poll() is not None:
                     raise UserError(f"collector exited early (status {collector.returncode}); see {out}/collector.log")
-                print(_progress(elapsed / args.duration, agent.status()), end="", file=sys.stderr, flush=True)
+                if tty:
+                    print(_progress(elapsed / args.duration, agent.status()), end="", file=sys.stderr, flush=True)
+                elif time.monotonic() - last_line >= 5.0:  # a log file gets a line every 5 s, not a carriage-return bar
+                    last_line = time.monotonic()
+                    print(_progress(elapsed / args.duration, agent.status()).lstrip("\r"), file=sys.stderr, flush=True)
         finally:
             agent.stop()
-        print(_progress(1.0, agent.status()), file=sys.stderr)
+        print(_progress(1.0, agent.status()).lstrip("\r"), file=sys.stderr)
         truth = agent.rig.truth()
         sent = dict(agent.shipper.sent_samples)
         hub_stats = {k: v for k, v in agent.hub.stats.items()}
@@ -199,7 +208,9 @@ def run(args) -> int:
         shutil.move(str(extra), out / extra.name)
     shutil.rmtree(rec_dir, ignore_errors=True)
 
+    truth.save(out / "truth.npz")  # the simulator's ground truth, kept apart from the recording
     report = build_report(session, truth, sent, hub_stats, args.duration)
+    add_offline_errors(report, session, truth)
     report["transport"] = {k: v for k, v in flushed.items() if isinstance(v, (int, float, str))}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print_table(report)
@@ -259,8 +270,30 @@ def build_report(session: Path, truth, sent: dict, hub_stats: dict, duration: fl
     return {"duration_s": duration, "streams": streams}
 
 
+def add_offline_errors(report: dict, session: Path, truth) -> None:
+    """The same recording re-corrected offline (``synchub align``: evidence on both sides of every sample)."""
+    from synchub.agent.align_main import rerun
+
+    corrected, _ = rerun(session, smooth=True)
+    by_stream: dict[str, list] = {}
+    for c in corrected:
+        by_stream.setdefault(c.stream, []).append(c)
+    for s in report["streams"]:
+        chunks = by_stream.get(s["name"])
+        st = truth.streams.get(s["name"])
+        if not chunks or st is None:
+            continue
+        seq = np.concatenate([np.arange(c.seq, c.seq_end) for c in chunks])
+        ref = np.concatenate([c.ref_ns for c in chunks])
+        ok = seq < len(st.true_ns)
+        err = np.abs(ref[ok] - st.true_ns[seq[ok]]) / 1e3
+        s["offline"] = {"method": chunks[-1].method, "error_us": {
+            "median": float(np.median(err)), "p95": float(np.percentile(err, 95)), "max": float(np.max(err))}}
+
+
 def print_table(report: dict) -> None:
-    head = f"{'stream':8} {'modality':10} {'sent':>9} {'recorded':>9} {'method':>10} {'median us':>10} {'p95 us':>10} {'max us':>10}"
+    head = (f"{'stream':8} {'modality':10} {'sent':>9} {'recorded':>9} {'live method':>15} {'median us':>10} "
+            f"{'p95 us':>10} {'max us':>10} | {'offline method':>15} {'median us':>10} {'p95 us':>10}")
     print(head)
     print("-" * len(head))
 
@@ -269,8 +302,10 @@ def print_table(report: dict) -> None:
 
     for s in report["streams"]:
         e = s["error_us"]
-        print(f"{s['name']:8} {s['modality']:10} {s['samples_sent']:9d} {s['samples_recorded']:9d} {s['method']:>10} "
-              f"{f(e['median'])} {f(e['p95'])} {f(e['max'])}")
+        off = s.get("offline", {"method": "-", "error_us": {"median": None, "p95": None}})
+        print(f"{s['name']:8} {s['modality']:10} {s['samples_sent']:9d} {s['samples_recorded']:9d} {s['method']:>15} "
+              f"{f(e['median'])} {f(e['p95'])} {f(e['max'])} | {off['method']:>15} {f(off['error_us']['median'])} "
+              f"{f(off['error_us']['p95'])}")
 
 
 def plot_alignment(session: Path, truth, path: Path) -> None:
