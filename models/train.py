@@ -44,6 +44,7 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--quick", action="store_true", help="tiny run (smoke test): few recordings and steps")
     p.add_argument("--no-export", action="store_true", help="train and evaluate only")
+    p.add_argument("--init", metavar="DIR", help="start from the encoders exported in DIR (continue training)")
 
 
 def _progress(i: int, n: int, t0: float, extra: str) -> None:
@@ -90,6 +91,19 @@ def pair_losses(ea, eb, act, max_lag, scale_seq, scale_frame):
     w = act[:, max_lag : max_lag + A].reshape(-1) + 0.05
     frame = (ce * w).sum() / w.sum()
     return seq, frame
+
+
+def load_onnx_weights(model: torch.nn.Module, path: pathlib.Path) -> None:
+    """Set ``model``'s parameters from an exported ONNX file's initializers (same names as the state dict)."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+    state = model.state_dict()
+    missing = [k for k in state if k not in inits]
+    if missing:
+        raise ValueError(f"{path}: no initializers for {missing}")
+    model.load_state_dict({k: torch.from_numpy(inits[k].copy()) for k in state})
 
 
 def _time_mask(x: torch.Tensor, gen: torch.Generator, p: float = 0.3) -> torch.Tensor:
@@ -141,6 +155,15 @@ def train(args) -> dict:
     held, _ = build_dataset(held_seeds, 20.0, "held-out")
     models = {m: encoders.build(m, feats[m].shape[1]) for m in MODALITIES}
     cls = torch.nn.Linear(2 * encoders.EMB_DIM, len(MODALITIES))
+    previous = []
+    if args.init:
+        for m in MODALITIES:
+            load_onnx_weights(models[m], pathlib.Path(args.init) / f"{m}.onnx")
+        cls.load_state_dict(models["imu"].cls.state_dict())
+        prev = pathlib.Path(args.init) / "metrics.json"
+        if prev.exists():
+            old = json.loads(prev.read_text())["train"]
+            previous = old.pop("previous_runs", []) + [old]
     log_scales = torch.nn.Parameter(torch.tensor([np.log(30.0), np.log(10.0)]))
     params = [p for m in models.values() for p in m.parameters()] + list(cls.parameters()) + [log_scales]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
@@ -198,6 +221,9 @@ def train(args) -> dict:
                 "seed": int(args.seed),
                 "threads": int(args.threads),
                 "train_seconds": round(time.time() - t0, 1),
+                "loss_scales": [round(float(v), 3) for v in log_scales.detach().exp()],
+                "init": str(args.init) if args.init else None,
+                "previous_runs": previous,
                 "final_losses": dict(zip(["seq", "frame", "rec", "cls"], np.mean(hist[-50:], axis=0).round(4).tolist(),
                                          strict=True)),
             },
@@ -209,11 +235,12 @@ def run(args) -> int:
     t_start = time.time()
     result = train(args)
     metrics = result["metrics"]
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({m: model.state_dict() for m, model in result["models"].items()}, out / "checkpoint.pt")
     for pair, v in metrics["heldout_lag_accuracy"].items():
         print(f"held-out {pair:18s} lag acc (+-1 frame) {v['acc_1frame']*100:5.1f} %  median |lag| "
               f"{v['median_abs_lag_frames']:.1f} frames")
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     if not args.no_export:
         from . import export
 
