@@ -339,7 +339,7 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
                         out.missed[m] += len(ed)
                         continue
                     if len(ed):
-                        out.errors[m].extend(np.abs(hybrid_map(model, ed, offsets, bench.skew_prior_ppm) - et).tolist())
+                        out.errors[m].extend(np.abs(hybrid_map(model, ed, offsets, bench.skew_prior_ppm, coarser * NS) - et).tolist())
                     continue
                 tr = trackers[m]
                 if not r.ok:
@@ -366,7 +366,7 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
 
 
 def hybrid_map(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: float = 300.0,
-               slack_ns: int = 500_000) -> np.ndarray:
+               period_ns: float = 0.0, slack_ns: int = 500_000) -> np.ndarray:
     """Reference times of ``device_ns`` from a ClockModel fed with aligner offsets, trigger edges and arrivals.
 
     The arrival envelope is late by the link's minimum latency, which its own spread cannot show; the aligner's
@@ -401,6 +401,7 @@ def hybrid_map(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: floa
     se = float(np.sqrt(1.0 / np.sum(w)))
     if len(lat) > 2:  # the offsets' own scatter, when it says more than their sigmas
         se = max(se, float(np.std(lat)) / np.sqrt(len(lat)))
+    se = max(se, 0.1 * period_ns)  # a systematic floor: onsets seen at a coarse rate can be biased that much
     env_ok = bias <= 2.0 * se + 1e6
     use_arr = env_ok & (arr_unc < est_unc)
     return np.where(use_arr, arr, np.minimum(est, arr + slack_ns))
