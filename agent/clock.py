@@ -932,7 +932,7 @@ class ClockModel:
             bank = seg.trig
         elif m == "probes":
             bank = seg.probe
-        elif m == "arrival":
+        elif m == "arrival" and seg.env.line is not None:  # (no envelope yet: identity below)
             a = seg.env.smooth(d) if smooth else seg.env.predict(d)
             return a, np.full(len(d), seg.env.spread() ** 2)
         else:  # identity: the segment's first offset, unknown uncertainty

@@ -48,6 +48,10 @@ class AgentSettings:
     spool_max_mb: float = setting(512.0, min=1.0, doc="bound of the on-disk spool")
     curve_secret_key: str = setting("", doc="agent's CURVE secret key file (empty: plain text, needs --insecure)")
     collector_public_key: str = setting("", doc="collector's CURVE public key file")
+    fusion: bool = setting(
+        False, doc="record fused multimodal vectors + per-stream anomaly scores (ONNX encoders) as stream 'fused'"
+    )
+    fusion_window_s: float = setting(1.0, min=0.1, max=60.0, doc="window of one fused vector")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,6 +20,7 @@ def add_arguments(p) -> None:
     p.add_argument("files", nargs="+", metavar="FILE.mcap", help="recording(s); parts of one session are merged")
     p.add_argument("--plot", metavar="PNG", help="draw a timeline per stream into this PNG")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--fused-json", metavar="OUT", help="export the fused vectors and anomaly scores as JSON")
 
 
 def _holes(seq: np.ndarray) -> tuple[int, int, int]:
@@ -125,6 +127,16 @@ def run(args) -> int:
     except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
         raise UserError(f"cannot read {', '.join(args.files)}: {type(exc).__name__}: {exc}") from None
     summary = summarize(session)
+    if args.fused_json:
+        from synchub.agent.fusion import export_fused_json
+
+        if len(args.files) != 1:
+            raise UserError("--fused-json takes one recording")
+        try:
+            n = export_fused_json(args.files[0], args.fused_json)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        print(f"{n} fused vectors written to {args.fused_json}", file=sys.stderr)
     if args.plot:
         plot(session, args.plot)
         summary["plot"] = args.plot

@@ -140,6 +140,23 @@ class BoundedQueue:
             self._cond.notify_all()
 
 
+class Locked:
+    """Serializes ``push`` (shipper thread) and ``poll`` (housekeeping thread) of a pure stateful consumer such as an
+    ``AlignmentTracker`` or a ``Fuser``."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self._lock = threading.Lock()
+
+    def push(self, stream: str, chunk: Chunk) -> None:
+        with self._lock:
+            self.inner.push(stream, chunk)
+
+    def poll(self) -> list:
+        with self._lock:
+            return self.inner.poll()
+
+
 class Hub:
     """The sink every driver reports to: assigns sequence numbers and queues samples, gaps and evidence."""
 
@@ -264,6 +281,9 @@ class Shipper(threading.Thread):
         elif kind == "meta":
             stream, meta = item
             self.outlet.send_meta(stream, meta)
+        elif kind == "corrected":  # derived streams already on the reference clock (fused vectors)
+            self.outlet.send_chunk(item)
+            self.sent_samples[item.stream] += item.n
         for dropped in self.queue.take_dropped():
             self.outlet.send_gap(Gap(stream=dropped.stream, seq=dropped.seq, count=dropped.n, cause="queue_full",
                                      device_ns_from=int(dropped.device_ns[0]), device_ns_to=int(dropped.device_ns[-1]),

@@ -16,7 +16,7 @@ from synchub.drivers.base import DriverContext
 from synchub.drivers.registry import DRIVERS
 
 from .config import Config
-from .pipeline import BoundedQueue, Hub, IdentityClocks, Shipper
+from .pipeline import BoundedQueue, Hub, IdentityClocks, Locked, Shipper
 from .stream import StreamInfo
 from .timebase import now_ns
 
@@ -63,6 +63,9 @@ class Agent:
             info = getattr(t, "info", None)
             if info is not None and hasattr(t, "as_stream") and t.as_stream:
                 self.infos[info.name] = info
+        self.fuser = self._make_fuser()
+        if self.fuser is not None:
+            self.infos[self.fuser.inner.info.name] = self.fuser.inner.info
         self.queue = BoundedQueue(config.agent.queue_chunks, config.agent.overflow)
         self.hub = Hub(self.infos, self.queue)
         self.clocks = self._make_clocks()
@@ -71,7 +74,7 @@ class Agent:
             outlet = self._make_sender(insecure, session)
         self.outlet = outlet
         delay = correction_delay_ms if correction_delay_ms is not None else self._default_delay_ms()
-        taps = [t.push for t in self.trackers]
+        taps = [t.push for t in self.trackers] + ([self.fuser.push] if self.fuser is not None else [])
         self.shipper = Shipper(self.queue, self.clocks, outlet, correction_delay_ms=delay, taps=taps)
         self._house_thread: threading.Thread | None = None
         self.ntp = self._make_ntp()
@@ -114,8 +117,20 @@ class Agent:
         out = []
         for s in wanted:
             ref = s.common.align_to
-            out.append(AlignmentTracker(ref, s.name, self.infos[ref], self.infos[s.name]))
+            out.append(Locked(AlignmentTracker(ref, s.name, self.infos[ref], self.infos[s.name])))
         return out
+
+    def _make_fuser(self):
+        if not self.config.agent.fusion:
+            return None
+        from .fusion import Fuser
+        from .online_align import load_runners, modality_of
+
+        data = {n: i for n, i in self.infos.items() if i.type not in ("trigger", "fused")}
+        runners = load_runners({modality_of(i) for i in data.values()})
+        for reason in (r for r in runners.values() if isinstance(r, str)):
+            log.warning("fusion: %s", reason)
+        return Locked(Fuser(data, runners, window_s=self.config.agent.fusion_window_s))
 
     def _make_ntp(self):
         clock = self.config.clock
@@ -202,8 +217,14 @@ class Agent:
                 try:
                     for est in t.poll():
                         self.hub.evidence(est)
-                except Exception:  # an aligner bug must not take the recording down; counted and logged
-                    log.exception("aligner %s failed", getattr(t, "tgt_stream", "?"))
+                except Exception:  # an aligner bug must not take the recording down; logged
+                    log.exception("aligner %s failed", getattr(t.inner, "tgt_stream", "?"))
+            if self.fuser is not None:
+                try:
+                    for chunk in self.fuser.poll():
+                        self.queue.put("corrected", chunk)
+                except Exception:
+                    log.exception("fusion failed")
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
@@ -215,6 +236,8 @@ class Agent:
             self.ntp.stop()
         if self.rig is not None and self._own_rig:
             self.rig.stop()
+        if self._house_thread is not None:  # its last aligner/fusion output reaches the queue before the drain
+            self._house_thread.join(timeout)
         self.shipper.stop()
         self.shipper.join(timeout)
         self.queue.close()

@@ -28,6 +28,7 @@ collector = ["{endpoint}"]
 spool_dir = "{spool}"
 curve_secret_key = "{agent_secret}"
 collector_public_key = "{collector_public}"
+fusion = true
 
 [clock]
 method = "auto"

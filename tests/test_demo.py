@@ -35,6 +35,13 @@ def test_demo_records_every_sample_exactly_once(tmp_path):
         rec = data["streams"][name]
         assert rec["ref_ns"] is not None and np.all(rec["unc_ns"] >= 0)
         assert len(rec["device_ns"]) == len(rec["host_ns"]) == len(seq)
+    # stage 5 of the source paper: fused vectors + per-stream anomaly scores as their own channel, exported as JSON
+    fused = data["streams"]["fused"]
+    assert fused["info"]["type"] == "fused" and len(fused["seq"]) >= 4
+    assert np.array_equal(fused["seq"], np.arange(len(fused["seq"])))
+    assert main(["inspect", str(out / "session.mcap"), "--fused-json", str(tmp_path / "fused.json")]) == 0
+    records = json.loads((tmp_path / "fused.json").read_text())["streams"]["fused"]
+    assert len(records) == len(fused["seq"]) and set(records[0]["anomaly"]) >= {"imu0", "mic0", "cam0"}
 
 
 @pytest.mark.slow
