@@ -64,7 +64,8 @@ _CRC = Calculator(Crc16.IBM_3740, optimized=True)
 
 
 def crc16(data: bytes) -> int:
-    return int(_CRC.checksum(data))
+    """CRC-16/CCITT-FALSE (check value 0x29B1 for b"123456789"); also the sync box protocol's CRC."""
+    return int(_CRC.checksum(bytes(data)))
 
 
 # ---------------------------------------------------------------------------------------------- items

@@ -12,7 +12,8 @@ import struct
 from dataclasses import dataclass, field
 
 from cobs import cobs
-from crc import Calculator, Crc16
+
+from .frames import crc16  # the same CRC-16/CCITT-FALSE as the serial imu-bin frames
 
 PROTO_VERSION = 1
 
@@ -54,14 +55,6 @@ ERRORS = {
 }
 
 MAX_FRAME = 64  # longest COBS-encoded frame either side sends or accepts, delimiter excluded
-
-_CRC = Calculator(Crc16.IBM_3740.value)
-
-
-def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE (check value 0x29B1 for b"123456789")."""
-    return int(_CRC.checksum(bytes(data)))
-
 
 def encode_frame(type_: int, seq: int, payload: bytes = b"") -> bytes:
     """A complete wire frame: COBS-encoded body plus the 0x00 delimiter."""
