@@ -292,11 +292,10 @@ def encode_tlm_pong(token: int, tick_ms: int) -> bytes:
 _NUM = re.compile(r"^-?\d+$")
 
 
-class TlmDecoder:
-    """Incremental decoder of tlm-nmea lines; ``channels`` (when > 0) is the expected value count."""
+class _LineDecoder:
+    """Base of the incremental text decoders: each complete line goes to ``_parse`` (an item or a Malformed)."""
 
-    def __init__(self, channels: int = 0) -> None:
-        self.channels = channels
+    def __init__(self) -> None:
         self._lines = _LineSplitter()
 
     @property
@@ -304,10 +303,18 @@ class TlmDecoder:
         return self._lines.errors
 
     def feed(self, data: bytes) -> list:
-        out: list = []
-        for line in self._lines.split(data):
-            out.append(line if isinstance(line, Malformed) else self._parse(line))
-        return out
+        return [line if isinstance(line, Malformed) else self._parse(line) for line in self._lines.split(data)]
+
+    def _parse(self, raw: bytes):
+        raise NotImplementedError
+
+
+class TlmDecoder(_LineDecoder):
+    """Incremental decoder of tlm-nmea lines; ``channels`` (when > 0) is the expected value count."""
+
+    def __init__(self, channels: int = 0) -> None:
+        super().__init__()
+        self.channels = channels
 
     def _parse(self, raw: bytes):
         bad = self._lines._bad
@@ -352,21 +359,8 @@ def encode_log_pong(token: int, tick_us: int) -> bytes:
     return f"{int(tick_us) & 0xFFFFFFFF} PONG {token & 0xFFFFFFFF}\n".encode("ascii")
 
 
-class LogDecoder:
+class LogDecoder(_LineDecoder):
     """Incremental decoder of log-text lines."""
-
-    def __init__(self) -> None:
-        self._lines = _LineSplitter()
-
-    @property
-    def errors(self) -> int:
-        return self._lines.errors
-
-    def feed(self, data: bytes) -> list:
-        out: list = []
-        for line in self._lines.split(data):
-            out.append(line if isinstance(line, Malformed) else self._parse(line))
-        return out
 
     def _parse(self, raw: bytes):
         bad = self._lines._bad
@@ -393,22 +387,13 @@ def encode_text_ping(token: int) -> bytes:
     return f"P{token & 0xFFFFFFFF}\n".encode("ascii")
 
 
-class TextPingDecoder:
+class TextPingDecoder(_LineDecoder):
     """Device side: ``P<token>`` lines from the host (anything else counted as junk)."""
 
-    def __init__(self) -> None:
-        self._lines = _LineSplitter()
-
-    def feed(self, data: bytes) -> list:
-        out: list = []
-        for line in self._lines.split(data):
-            if isinstance(line, Malformed):
-                out.append(line)
-            elif line[:1] == b"P" and line[1:].isdigit() and len(line) <= 11:
-                out.append(Ping(int(line[1:]) & 0xFFFFFFFF))
-            else:
-                out.append(Malformed("unknown command", len(line)))
-        return out
+    def _parse(self, line: bytes):
+        if line[:1] == b"P" and line[1:].isdigit() and len(line) <= 11:
+            return Ping(int(line[1:]) & 0xFFFFFFFF)
+        return Malformed("unknown command", len(line))
 
 
 FORMATS = ("imu-bin", "tlm-nmea", "log-text")
