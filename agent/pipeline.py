@@ -243,16 +243,33 @@ class Shipper(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        self._guarded(self._run)
+
+    def _run(self) -> None:
+        while not self._halt.is_set():
+            self._step(timeout=0.02)
+        self._drain()
+
+    def _drain(self) -> None:
+        """Everything already queued is corrected and sent, delay or not."""
+        while True:
+            item = self.queue.get(0.0)
+            if item is None:
+                break
+            self._handle(*item)
+        self._release(flush=True)
+
+    def final_drain(self) -> None:
+        """On the caller's thread, once the shipper thread has ended: ship what reached the queue since (the
+        aligners' and fusion's output on the chunks of the last drain).  Does nothing while the thread runs or
+        after it failed."""
+        if self.is_alive() or self.error is not None:
+            return
+        self._guarded(self._drain)
+
+    def _guarded(self, work) -> None:
         try:
-            while not self._halt.is_set():
-                self._step(timeout=0.02)
-            # drain: everything already queued is corrected and sent, delay or not
-            while True:
-                item = self.queue.get(0.0)
-                if item is None:
-                    break
-                self._handle(*item)
-            self._release(flush=True)
+            work()
         except BaseException as exc:  # surfaced by Agent.check(); never silent
             self.error = exc
             log.exception("shipper failed")

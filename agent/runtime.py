@@ -213,18 +213,22 @@ class Agent:
                 self._system_utc()
             if self._stopping.wait(0.5):
                 return
-            for t in self.trackers:
-                try:
-                    for est in t.poll():
-                        self.hub.evidence(est)
-                except Exception:  # an aligner bug must not take the recording down; logged
-                    log.exception("aligner %s failed", getattr(t.inner, "tgt_stream", "?"))
-            if self.fuser is not None:
-                try:
-                    for chunk in self.fuser.poll():
-                        self.queue.put("corrected", chunk)
-                except Exception:
-                    log.exception("fusion failed")
+            self._poll_consumers()
+
+    def _poll_consumers(self) -> None:
+        """Aligner estimates go to the queue as evidence, finished fusion windows as corrected chunks."""
+        for t in self.trackers:
+            try:
+                for est in t.poll():
+                    self.hub.evidence(est)
+            except Exception:  # an aligner bug must not take the recording down; logged
+                log.exception("aligner %s failed", getattr(t.inner, "tgt_stream", "?"))
+        if self.fuser is not None:
+            try:
+                for chunk in self.fuser.poll():
+                    self.queue.put("corrected", chunk)
+            except Exception:
+                log.exception("fusion failed")
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
@@ -240,6 +244,10 @@ class Agent:
             self._house_thread.join(timeout)
         self.shipper.stop()
         self.shipper.join(timeout)
+        if not self.shipper.is_alive():
+            # the drain fed the held-back chunks to the aligners and the fusion: their output is recorded too
+            self._poll_consumers()
+            self.shipper.final_drain()
         self.queue.close()
         close = getattr(self.outlet, "close", None)
         if close is not None:

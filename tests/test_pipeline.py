@@ -7,7 +7,7 @@ import numpy as np
 
 from synchub.agent.evidence import TriggerEdge
 from synchub.agent.pipeline import BoundedQueue, Hub, IdentityClocks, Shipper
-from synchub.agent.stream import StreamInfo
+from synchub.agent.stream import Chunk, StreamInfo
 
 
 class ListOutlet:
@@ -115,6 +115,26 @@ def test_correction_delay_holds_chunks_until_released():
     ship.stop()
     ship.join(5)
     assert len(outlet.chunks) == 1  # stop flushes what is pending: nothing lost
+
+
+def test_final_drain_ships_what_arrives_after_the_thread_ended():
+    # the agent's stop: the last drain feeds aligners and fusion, whose output is queued after the thread ended
+    q = BoundedQueue(100)
+    hub, outlet, clocks = Hub(INFOS, q), ListOutlet(), RecordingClocks()
+    ship = Shipper(q, clocks, outlet)
+    ship.start()
+    q.put("evidence", TriggerEdge("sync", 1, "ref"))
+    ship.final_drain()  # refused while the thread runs: one thread ships at a time
+    ship.stop()
+    ship.join(5)
+    assert len(clocks.evidence) == 1
+    t = np.array([7], dtype=np.int64)
+    fused = Chunk("f", 0, np.zeros((1, 3), np.float32), t, t.copy(), ref_ns=t.copy(), unc_ns=np.zeros(1, np.int64))
+    q.put("corrected", fused)
+    hub.evidence(TriggerEdge("sync", 2, "ref"))
+    ship.final_drain()
+    assert len(outlet.chunks) == 1 and outlet.chunks[0] is fused and ship.sent_samples["f"] == 1 and len(clocks.evidence) == 2
+    assert len(q) == 0 and ship.error is None
 
 
 def test_unknown_stream_is_counted_not_fatal():
