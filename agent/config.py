@@ -226,20 +226,24 @@ def _check_names(streams, triggers, where: Where) -> None:
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file."""
+    return parse_config(read_toml(path), str(path))
+
+
+def read_toml(path: str | Path, what: str = "config") -> dict:
+    """The table of a TOML file; ``ConfigError`` (naming the file and ``what`` it is) when it cannot be read."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(f"{path}: {what} file not found") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+        raise ConfigError(f"{path}: cannot read {what} file: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, str(path))
 
 
-__all__ = ["Config", "ConfigError", "load_config", "parse_config"]
+__all__ = ["Config", "ConfigError", "load_config", "parse_config", "read_toml"]

@@ -48,8 +48,9 @@ from pathlib import Path
 import numpy as np
 
 from synchub.agent.aligner import AlignerSettings, DriftTracker, theil_sen
+from synchub.agent.config import read_toml
 from synchub.agent.online_align import WindowAligner, load_runners
-from synchub.agent.settings import ConfigError, Where, build, setting
+from synchub.agent.settings import Where, build, setting
 from synchub.agent.stream import StreamInfo
 from synchub.cli import UserError
 from synchub.drivers.sim import render as R
@@ -126,15 +127,7 @@ def add_arguments(p) -> None:
 
 
 def load_scenario(path: str):
-    import tomllib
-
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
-        raise UserError(f"scenario file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    doc = read_toml(path, "scenario")
     where = Where(str(path))
     allowed = {"bench", "world", "link"}
     for k in doc:
@@ -462,10 +455,7 @@ def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: 
 
 
 def run(args) -> int:
-    try:
-        bench, world_spec, links = load_scenario(args.scenario)
-    except ConfigError:
-        raise
+    bench, world_spec, links = load_scenario(args.scenario)
     if args.seeds:
         try:
             seeds = tuple(int(s) for s in args.seeds.split(","))

@@ -35,17 +35,12 @@ Layout::
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from synchub.agent.settings import ConfigError, Where, build, reference, setting
+from synchub.agent.config import read_toml
+from synchub.agent.settings import Where, build, reference, setting
 from synchub.drivers.sim.clocks import ClockSpec
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -102,14 +97,7 @@ def parse_scenario(data: dict, file: str = "<scenario>") -> Scenario:
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: scenario file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_scenario(data, str(path))
+    return parse_scenario(read_toml(path, "scenario"), str(path))
 
 
 def scenario_reference() -> str:
