@@ -143,13 +143,7 @@ class _Bank:
         dt = d - self.t
         if dt <= 0:
             return
-        x, P, q = self.x, self.P, self.q
-        x[:, 0] += x[:, 1] * dt
-        p00 = P[:, 0, 0] + 2 * dt * P[:, 0, 1] + dt * dt * P[:, 1, 1] + q * dt**3 / 3
-        p01 = P[:, 0, 1] + dt * P[:, 1, 1] + q * dt**2 / 2
-        P[:, 0, 0] = p00
-        P[:, 0, 1] = P[:, 1, 0] = p01
-        P[:, 1, 1] += q * dt
+        _predict(self.x, self.P, dt, self.q)
         self.t = d
 
     def update(self, d: float, z: float, r: float, log: bool = True) -> bool:
@@ -313,14 +307,20 @@ def _inv2(M: np.ndarray) -> np.ndarray:
     return out
 
 
+def _predict(x: np.ndarray, P: np.ndarray, dt, q) -> None:
+    """Constant-rate prediction over ``dt`` of a bank of (offset, rate) filters with random-walk intensities ``q``,
+    in place (``dt`` and ``q`` scalars or one per filter)."""
+    x[:, 0] += x[:, 1] * dt
+    p00 = P[:, 0, 0] + 2 * dt * P[:, 0, 1] + dt * dt * P[:, 1, 1] + q * dt**3 / 3
+    p01 = P[:, 0, 1] + dt * P[:, 1, 1] + q * dt**2 / 2
+    P[:, 0, 0] = p00
+    P[:, 0, 1] = P[:, 1, 0] = p01
+    P[:, 1, 1] += q * dt
+
+
 def _propagate(x: np.ndarray, P: np.ndarray, dt: np.ndarray, q: float):
-    xo = np.empty_like(x)
-    xo[:, 0] = x[:, 0] + dt * x[:, 1]
-    xo[:, 1] = x[:, 1]
-    Po = np.empty_like(P)
-    Po[:, 0, 0] = P[:, 0, 0] + 2 * dt * P[:, 0, 1] + dt * dt * P[:, 1, 1] + q * dt**3 / 3
-    Po[:, 0, 1] = Po[:, 1, 0] = P[:, 0, 1] + dt * P[:, 1, 1] + q * dt**2 / 2
-    Po[:, 1, 1] = P[:, 1, 1] + q * dt
+    xo, Po = x.copy(), P.copy()
+    _predict(xo, Po, dt, q)
     return xo, Po
 
 
@@ -342,12 +342,7 @@ def _pass(d, z, r, qs, skew_var0, rs=None):
             P[:, 1, 1] = skew_var0
         else:
             dt = d[m] - t
-            x[:, 0] += x[:, 1] * dt
-            p00 = P[:, 0, 0] + 2 * dt * P[:, 0, 1] + dt * dt * P[:, 1, 1] + qs * dt**3 / 3
-            p01 = P[:, 0, 1] + dt * P[:, 1, 1] + qs * dt**2 / 2
-            P[:, 0, 0] = p00
-            P[:, 0, 1] = P[:, 1, 0] = p01
-            P[:, 1, 1] += qs * dt
+            _predict(x, P, dt, qs)
             S = P[:, 0, 0] + r[m] * rs
             nu = z[m] - x[:, 0]
             ll -= 0.5 * (nu * nu / S + np.log(S))
