@@ -29,18 +29,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--live", action="store_true", help="causal (one-sided) correction, as the agent does live")
 
 
-def load_raw(path) -> tuple[dict[str, StreamInfo], dict, list, list[Chunk]]:
-    """Stream infos, the agent's clock config, the recorded evidence and the raw chunks of a recording."""
+def load_raw(path, data: dict | None = None) -> tuple[dict[str, StreamInfo], dict, list, list[Chunk]]:
+    """Stream infos, the agent's clock config, the recorded evidence and the raw chunks of a recording (``data``:
+    the recording as ``read_session`` returned it, when the caller has read it already).  Derived streams (fused
+    vectors) were made on the reference clock: they have no raw times to correct, so no chunks."""
     from .mcap_io import read_session
 
-    data = read_session(path)
+    if data is None:
+        data = read_session(path)
     infos, chunks = {}, []
     for name, rec in data["streams"].items():
         if rec["info"] is None:
             continue
         info = StreamInfo.from_dict(rec["info"])
         infos[name] = info
-        if not len(rec["seq"]):
+        if not len(rec["seq"]) or info.type == "fused":
             continue
         # rebuild chunks as the agent shipped them (one per received message keeps arrival structure)
         bounds = np.flatnonzero(np.diff(rec["host_ns"]) != 0) + 1
@@ -61,15 +64,21 @@ def load_raw(path) -> tuple[dict[str, StreamInfo], dict, list, list[Chunk]]:
 
 
 def rerun(path, smooth: bool = True) -> tuple[list[Chunk], object]:
+    return correct_raw(*load_raw(path), smooth=smooth)
+
+
+def correct_raw(infos: dict[str, StreamInfo], config: dict, evidence: list, chunks: list[Chunk],
+                smooth: bool = True) -> tuple[list[Chunk], object]:
+    """``load_raw``'s output corrected by a ``StreamClocks`` rebuilt from the recorded clock config."""
     from .sync import StreamClocks, correct_offline
 
-    infos, config, evidence, chunks = load_raw(path)
     clock = config.get("clock", {})
+    method = clock.get("method", "auto")
     triggers = [types.SimpleNamespace(**t) for t in config.get("triggers", [])]
     options = config.get("streams", {})
     streams = {name: (info, options.get(name)) for name, info in infos.items()}
     clocks = StreamClocks(streams, triggers, window_s=clock.get("window_s", 120.0),
-                          default_method=clock.get("method", "auto") if clock.get("method") != "identity" else "auto")
+                          default_method="auto" if method == "identity" else method)
     return correct_offline(clocks, chunks, evidence, smooth=smooth), clocks
 
 
@@ -116,11 +125,15 @@ def run(args) -> int:
     path = Path(args.session)
     if not path.exists():
         raise UserError(f"{path}: no such recording")
-    corrected, clocks = rerun(path, smooth=not args.live)
-    infos, _, evidence, chunks = load_raw(path)
     from .mcap_io import read_session
 
-    live = read_session(path)["streams"]
+    try:
+        data = read_session(path)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
+        raise UserError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+    infos, config, evidence, chunks = load_raw(path, data)
+    corrected, _ = correct_raw(infos, config, evidence, chunks, smooth=not args.live)
+    live = data["streams"]
     summary = {"session": str(path), "evidence": len(evidence), "streams": []}
     for name in sorted(infos):
         mine = [c for c in corrected if c.stream == name]
