@@ -262,13 +262,16 @@ def build_report(session: Path, truth, sent: dict, hub_stats: dict, duration: fl
             "gaps_recorded": int(sum(g.get("count", 0) for g in data["gaps"] if g.get("stream") == name)),
             "malformed": int(hs.malformed) if hs else 0,
             "method": methods[-1] if len(methods) == 1 else "+".join(methods),
-            "error_us": {
-                "median": float(np.median(abs_us)) if len(abs_us) else None,
-                "p95": float(np.percentile(abs_us, 95)) if len(abs_us) else None,
-                "max": float(np.max(abs_us)) if len(abs_us) else None,
-            },
+            "error_us": _error_summary(abs_us),
         })
     return {"duration_s": duration, "streams": streams}
+
+
+def _error_summary(abs_us: np.ndarray) -> dict:
+    """Median, p95 and max of absolute errors in us (``None`` each when there are none)."""
+    if not len(abs_us):
+        return {"median": None, "p95": None, "max": None}
+    return {"median": float(np.median(abs_us)), "p95": float(np.percentile(abs_us, 95)), "max": float(np.max(abs_us))}
 
 
 def add_offline_errors(report: dict, session: Path, truth) -> None:
@@ -288,8 +291,7 @@ def add_offline_errors(report: dict, session: Path, truth) -> None:
         ref = np.concatenate([c.ref_ns for c in chunks])
         ok = seq < len(st.true_ns)
         err = np.abs(ref[ok] - st.true_ns[seq[ok]]) / 1e3
-        s["offline"] = {"method": chunks[-1].method, "error_us": {
-            "median": float(np.median(err)), "p95": float(np.percentile(err, 95)), "max": float(np.max(err))}}
+        s["offline"] = {"method": chunks[-1].method, "error_us": _error_summary(err)}
 
 
 def print_table(report: dict) -> None:
