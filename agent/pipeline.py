@@ -238,6 +238,7 @@ class Shipper(threading.Thread):
         self._resets: dict[str, Gap] = {}  # device_reset gaps waiting for the stream's next chunk
         self._halt = threading.Event()
         self.sent_chunks = 0
+        self.tap_errors = 0
         self.sent_samples: collections.Counter = collections.Counter()
         self.last_progress_ns = now_ns()
         self.error: BaseException | None = None
@@ -312,7 +313,12 @@ class Shipper(threading.Thread):
             chunk = self.clocks.correct(self._pending.popleft())
             self.outlet.send_chunk(chunk)
             for tap in self.taps:
-                tap(chunk.stream, chunk)
+                try:
+                    tap(chunk.stream, chunk)
+                except Exception:  # an aligner or fusion bug must not stop the recording: counted, logged
+                    self.tap_errors += 1
+                    if self.tap_errors <= 3 or self.tap_errors % 1000 == 0:
+                        log.exception("tap failed on a %s chunk (%d so far)", chunk.stream, self.tap_errors)
             self.sent_chunks += 1
             self.sent_samples[chunk.stream] += chunk.n
             self.last_progress_ns = now_ns()

@@ -263,4 +263,4 @@ class Agent:
             per[name] = {"samples": st.samples, "sent": self.shipper.sent_samples.get(name, 0),
                          "gaps": st.gaps, "dropped": st.dropped, "malformed": st.malformed}
         return {"streams": per, "queue": len(self.queue), "pending": self.shipper.pending,
-                "queue_dropped": self.queue.stats.dropped_samples}
+                "queue_dropped": self.queue.stats.dropped_samples, "tap_errors": self.shipper.tap_errors}

@@ -137,6 +137,25 @@ def test_final_drain_ships_what_arrives_after_the_thread_ended():
     assert len(q) == 0 and ship.error is None
 
 
+def test_a_failing_tap_is_counted_and_the_chunks_still_ship():
+    q = BoundedQueue(100)
+    hub, outlet, seen = Hub(INFOS, q), ListOutlet(), []
+
+    def bad_tap(stream, chunk):
+        seen.append(chunk.seq)
+        raise ValueError("aligner bug")
+
+    ship = Shipper(q, IdentityClocks(), outlet, taps=[bad_tap, lambda s, c: seen.append(-c.seq)])
+    ship.start()
+    for i in range(5):
+        _push(hub, "a", 2, t0=2 * i)
+    time.sleep(0.2)
+    ship.stop()
+    ship.join(5)
+    assert [c.seq for c in outlet.chunks] == [0, 2, 4, 6, 8] and ship.error is None
+    assert ship.tap_errors == 5 and sorted(seen) == [-8, -6, -4, -2, 0, 0, 2, 4, 6, 8]
+
+
 def test_unknown_stream_is_counted_not_fatal():
     q = BoundedQueue(10)
     hub = Hub(INFOS, q)
