@@ -29,14 +29,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--live", action="store_true", help="causal (one-sided) correction, as the agent does live")
 
 
-def load_raw(path, data: dict | None = None) -> tuple[dict[str, StreamInfo], dict, list, list[Chunk]]:
-    """Stream infos, the agent's clock config, the recorded evidence and the raw chunks of a recording (``data``:
-    the recording as ``read_session`` returned it, when the caller has read it already).  Derived streams (fused
-    vectors) were made on the reference clock: they have no raw times to correct, so no chunks."""
+def load_raw(path) -> tuple[dict[str, StreamInfo], dict, list, list[Chunk]]:
+    """Stream infos, the agent's clock config, the recorded evidence and the raw chunks of a recording."""
     from .mcap_io import read_session
 
-    if data is None:
-        data = read_session(path)
+    return raw_of(read_session(path))
+
+
+def raw_of(data: dict) -> tuple[dict[str, StreamInfo], dict, list, list[Chunk]]:
+    """``load_raw`` of a recording already read by ``read_session``.  Derived streams (fused vectors) were made on
+    the reference clock: they have no raw times to correct, so no chunks."""
     infos, chunks = {}, []
     for name, rec in data["streams"].items():
         if rec["info"] is None:
@@ -131,7 +133,7 @@ def run(args) -> int:
         data = read_session(path)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
         raise UserError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
-    infos, config, evidence, chunks = load_raw(path, data)
+    infos, config, evidence, chunks = raw_of(data)
     corrected, _ = correct_raw(infos, config, evidence, chunks, smooth=not args.live)
     live = data["streams"]
     summary = {"session": str(path), "evidence": len(evidence), "streams": []}

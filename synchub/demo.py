@@ -210,14 +210,17 @@ def run(args) -> int:
     shutil.rmtree(rec_dir, ignore_errors=True)
 
     truth.save(out / "truth.npz")  # the simulator's ground truth, kept apart from the recording
-    report = build_report(session, truth, sent, hub_stats, args.duration)
-    add_offline_errors(report, session, truth)
+    from synchub.agent.mcap_io import read_session
+
+    data = read_session(session)  # read once: the report, the offline rerun and the plot all use it
+    report = build_report(data, truth, sent, hub_stats, args.duration)
+    add_offline_errors(report, data, truth)
     report["transport"] = {k: v for k, v in flushed.items() if isinstance(v, (int, float, str))}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print_table(report)
     if not args.no_plot:
         try:
-            plot_alignment(session, truth, out / "alignment.png")
+            plot_alignment(data, truth, out / "alignment.png")
         except ImportError:
             print("synchub demo: matplotlib missing, no alignment.png (pip install 'synchub[plot]')", file=sys.stderr)
     lost = [s["name"] for s in report["streams"] if s["samples_recorded"] != s["samples_sent"] or s["duplicates"]
@@ -238,10 +241,8 @@ def stream_errors(rec: dict, st) -> np.ndarray:
     return rec["ref_ns"][ok] - st.true_ns[seq[ok]]
 
 
-def build_report(session: Path, truth, sent: dict, hub_stats: dict, duration: float) -> dict:
-    from synchub.agent.mcap_io import read_session
-
-    data = read_session(session)
+def build_report(data: dict, truth, sent: dict, hub_stats: dict, duration: float) -> dict:
+    """Per-stream figures of a recording (``read_session``'s dict) against the simulator's truth."""
     streams = []
     for name, st in truth.streams.items():
         rec = data["streams"].get(name)
@@ -274,11 +275,11 @@ def _error_summary(abs_us: np.ndarray) -> dict:
     return {"median": float(np.median(abs_us)), "p95": float(np.percentile(abs_us, 95)), "max": float(np.max(abs_us))}
 
 
-def add_offline_errors(report: dict, session: Path, truth) -> None:
+def add_offline_errors(report: dict, data: dict, truth) -> None:
     """The same recording re-corrected offline (``synchub align``: evidence on both sides of every sample)."""
-    from synchub.agent.align_main import rerun
+    from synchub.agent.align_main import correct_raw, raw_of
 
-    corrected, _ = rerun(session, smooth=True)
+    corrected, _ = correct_raw(*raw_of(data), smooth=True)
     by_stream: dict[str, list] = {}
     for c in corrected:
         by_stream.setdefault(c.stream, []).append(c)
@@ -311,15 +312,12 @@ def print_table(report: dict) -> None:
               f"{f(off['error_us']['p95'])}")
 
 
-def plot_alignment(session: Path, truth, path: Path) -> None:
+def plot_alignment(data: dict, truth, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from synchub.agent.mcap_io import read_session
-
-    data = read_session(session)
     fig, ax = plt.subplots(figsize=(10, 5))
     for name, st in truth.streams.items():
         rec = data["streams"].get(name)
