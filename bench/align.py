@@ -367,9 +367,10 @@ def hybrid_map(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: floa
     L is not significantly above zero (<= 2 standard errors + 1 ms) and the envelope is the more precise, the
     envelope is used; elsewhere the offset/edge filter, bounded above by the envelope (a sample cannot be taken
     after it arrived).  Before the aligner or a trigger has said anything: the envelope alone."""
-    try:
-        arr, arr_unc, _s = model.map(device_ns, method="arrival")
-    except TypeError:  # ClockModel without an arrival line in this segment yet (it raises instead of saying so)
+    from synchub.agent.clock import UNKNOWN_UNC_NS
+
+    arr, arr_unc, _s = model.map(device_ns, method="arrival")
+    if np.all(arr_unc >= UNKNOWN_UNC_NS):  # no arrival envelope in this segment yet: the model answers identity
         arr, arr_unc = None, None
     if not offsets:
         return arr if arr is not None else device_ns + 0

@@ -47,6 +47,19 @@ def test_tolerance_follows_the_coarser_stream():
     assert B.tolerance_ns("text", ["text"]) == 1_000_000
 
 
+def test_hybrid_map_without_an_arrival_envelope_ignores_it():
+    import numpy as np
+
+    from synchub.agent.clock import ClockModel
+
+    model = ClockModel("x")
+    model.add_edges([1_000_000_000], [1_700_000_000], 2e3)  # a segment (offset 0.7 s), but no arrivals
+    d = np.array([1_000_000_000, 1_200_000_000], dtype=np.int64)
+    assert np.array_equal(B.hybrid_map(model, d, []), d)  # nothing said yet: device time, not the identity map
+    est = model.map(d, method="hybrid")[0]
+    assert np.array_equal(B.hybrid_map(model, d, [(1_000_000_000, 7e8, 1e6)]), est)  # the filter alone
+
+
 def test_bad_scenarios_are_user_errors(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[bench]\nseedz = [1]\n")
