@@ -199,12 +199,13 @@ def fused_records(labels, t_ns, rows) -> list[dict]:
     return out
 
 
-def export_fused_json(mcap_path, out_json) -> int:
+def export_fused_json(mcap_path, out_json, session: dict | None = None) -> int:
     """Write every fused stream of a recording as JSON ``{"streams": {name: [records]}}``; returns the record
-    count.  Raises ``ValueError`` when the recording has no fused stream."""
+    count.  Raises ``ValueError`` when the recording has no fused stream.  ``session``: the recording as
+    ``read_session`` returned it, when the caller has read it already."""
     from .mcap_io import read_session
 
-    sess = read_session(mcap_path)
+    sess = read_session(mcap_path) if session is None else session
     result: dict[str, list[dict]] = {}
     for name, st in sess["streams"].items():
         info = st.get("info") or {}

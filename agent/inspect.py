@@ -133,7 +133,7 @@ def run(args) -> int:
         if len(args.files) != 1:
             raise UserError("--fused-json takes one recording")
         try:
-            n = export_fused_json(args.files[0], args.fused_json)
+            n = export_fused_json(args.files[0], args.fused_json, session=session)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         print(f"{n} fused vectors written to {args.fused_json}", file=sys.stderr)
