@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .classical import NS, onsets
+from .online_align import modality_of
 from .stream import Chunk, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,9 @@ class Fuser:
             raise ValueError("fusion window_s must be > 0")
         self.infos = dict(infos)
         self.streams = sorted(self.infos)
+        self.modality = {s: modality_of(info) for s, info in self.infos.items()}
         self.runners = {}
-        for s, info in self.infos.items():
-            m = "text" if info.type == "marker" else info.type
+        for s, m in self.modality.items():
             r = (runners or {}).get(m)
             self.runners[s] = r if (r is not None and not isinstance(r, str)) else None
         dims = {int(r.meta.get("emb_dim", 0)) for r in self.runners.values() if r is not None}
@@ -137,9 +138,7 @@ class Fuser:
             t, x = self._take(s, t0, t1)
             if len(t) == 0:
                 continue
-            info = self.infos[s]
-            m = "text" if info.type == "marker" else info.type
-            o = onsets(m, t, x)
+            o = onsets(self.modality[s], t, x)
             row[self.emb_dim + n_s + i] = float(np.sum(o.mass)) if o.ok else 0.0
             r = self.runners[s]
             if r is None:
