@@ -35,15 +35,15 @@ def run(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     notify = _notifier()
-    agent.start()
-    if agent.rig is not None and hasattr(agent.rig, "pty_paths"):
-        for name, path in agent.rig.pty_paths().items():
-            print(f"sim device {name}: {path}", file=sys.stderr)
-    notify("READY=1")
-    t_end = time.monotonic() + args.duration if args.duration > 0 else float("inf")
-    last_status = time.monotonic()
-    last_progress = agent.shipper.last_progress_ns
     try:
+        agent.start()
+        if agent.rig is not None and hasattr(agent.rig, "pty_paths"):
+            for name, path in agent.rig.pty_paths().items():
+                print(f"sim device {name}: {path}", file=sys.stderr)
+        notify("READY=1")
+        t_end = time.monotonic() + args.duration if args.duration > 0 else float("inf")
+        last_status = time.monotonic()
+        last_progress = agent.shipper.last_progress_ns
         while not stop.wait(0.5) and time.monotonic() < t_end:
             agent.check()
             # the watchdog is fed only while the pipeline makes progress

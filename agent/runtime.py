@@ -188,15 +188,20 @@ class Agent:
         }
 
     def start(self) -> None:
+        """Start everything; a trigger line or stream that cannot start (a busy GPIO line, a permission) raises
+        ``AgentError`` naming it, and the caller's ``stop()`` still stops and flushes what had started."""
         self.started_ns = now_ns()
         self.hub.meta("_agent", self.clock_config())
         if self.rig is not None and self._own_rig:
             self.rig.start()
         self.shipper.start()
-        for t in self.triggers:
-            t.start(self.hub)
-        for d in self.drivers:
-            d.start(self.hub)
+        parts = [(f"trigger {c.name!r}", t) for c, t in zip(self.config.triggers, self.triggers, strict=True)]
+        parts += [(f"stream {d.info.name!r}", d) for d in self.drivers]
+        for what, part in parts:
+            try:
+                part.start(self.hub)
+            except (OSError, ValueError) as exc:
+                raise AgentError(f"{what}: cannot start: {exc}") from None
         if self.ntp is not None:
             self.ntp.start(self._on_ntp)
         self._house_thread = threading.Thread(target=self._housekeeping, name="synchub-house", daemon=True)

@@ -171,10 +171,10 @@ def run(args) -> int:
             raise UserError(str(exc)) from None
         print(f"synchub demo: simulated rig with {len(agent.drivers)} streams + {len(agent.triggers)} trigger line(s), "
               f"collector on {endpoint}, {args.duration:.0f} s", file=sys.stderr)
-        agent.start()
-        t0 = last_line = time.monotonic()
-        tty = sys.stderr.isatty()
         try:
+            agent.start()
+            t0 = last_line = time.monotonic()
+            tty = sys.stderr.isatty()
             while (elapsed := time.monotonic() - t0) < args.duration:
                 time.sleep(0.25)
                 agent.check()
@@ -185,6 +185,8 @@ def run(args) -> int:
                 elif time.monotonic() - last_line >= 5.0:  # a log file gets a line every 5 s, not a carriage-return bar
                     last_line = time.monotonic()
                     print(_progress(elapsed / args.duration, agent.status()).lstrip("\r"), file=sys.stderr, flush=True)
+        except AgentError as exc:
+            raise UserError(str(exc)) from None
         finally:
             agent.stop()
         print(_progress(1.0, agent.status()).lstrip("\r"), file=sys.stderr)

@@ -302,3 +302,33 @@ def test_barcode_output_looped_back_into_a_gpiod_input(gpiod):
     assert all(abs(t - sched[v]) < 3_000_000 for t, v in codes)
     with pytest.raises(ValueError):
         PulseOutput("/dev/gpiochip0", 3, period_s=0.1, barcode_bit_ms=30.0, module=gpiod)
+
+
+def test_agent_start_with_a_busy_trigger_line_is_one_clear_error(gpiod):
+    import tomllib
+
+    from synchub.agent.config import parse_config
+    from synchub.agent.runtime import Agent, AgentError
+
+    config = parse_config(tomllib.loads('[agent]\nname = "t"\ncollector = ["tcp://127.0.0.1:1"]\n'
+                                        '[[trigger]]\nname = "sync"\nbackend = "gpiod"\nchip = "/dev/gpiochip0"\n'
+                                        'line = 17\n'), "<test>")
+
+    class Outlet:
+        meta: list = []
+
+        def send_chunk(self, chunk): ...
+
+        def send_gap(self, gap): ...
+
+        def send_meta(self, stream, meta):
+            self.meta.append(stream)
+
+    held = gpiod.request_lines("/dev/gpiochip0", consumer="other", config={17: None})  # another program has it
+    outlet = Outlet()
+    agent = Agent(config, outlet=outlet)
+    with pytest.raises(AgentError, match="trigger 'sync': cannot start: .*busy"):
+        agent.start()
+    agent.stop()  # what had started stops and is flushed
+    assert not agent.shipper.is_alive() and outlet.meta == ["_agent"]
+    held.release()
