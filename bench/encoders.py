@@ -3,7 +3,8 @@
 Per modality, on a simulated held-out recording, pinned to one CPU core with one onnxruntime thread:
 
 * ``ms_per_window``: one window (``window_frames`` frames, batch of 1) through the ONNX model, median;
-* ``ms_per_window_batched``: the same when all windows of the recording go through as one batch;
+* ``ms_per_window_batched``: the same when all windows of the recording go through ``run_windows`` (batches of
+  the runner's ``max_batch``);
 * ``features_ms_per_s`` / ``embed_ms_per_s``: milliseconds per second of stream data for the numpy features alone
   and for ``EncoderRunner.embed`` end to end (features + windows + stitching).
 
@@ -126,6 +127,7 @@ def run(args) -> int:
             "model_ms_per_s": round(ms_batch * nw / data_s, 4),
             "features_ms_per_s": round(ms_feat / data_s, 4),
             "embed_ms_per_s": round(ms_embed / data_s, 4),
+            "max_batch": r.max_batch,
             "onnx_bytes": pathlib.Path(r.path).stat().st_size,
         })
     rss = measure_rss()
