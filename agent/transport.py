@@ -155,10 +155,6 @@ class Sender:
     def send_meta(self, stream: str, meta: dict[str, Any]) -> None:
         self._send_other(lambda mid: wire.encode_meta(self.session, mid, stream, meta), stream)
 
-    def send_hello(self) -> None:
-        """Hellos are sent automatically on every (re)connect; kept for symmetry with the wire kinds."""
-        self._wake()
-
     def _send_other(self, make, stream: str, kind: int = KIND_OTHER) -> None:
         with self._lock:
             self._mid += 1
