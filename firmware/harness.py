@@ -164,6 +164,11 @@ class SimBox:
         """Drive the capture input (PB0/ICP1, Arduino D8) to ``level`` at absolute ``cycle``."""
         self._send(f"edge {int(cycle)} {int(level)}\n")
 
+    def hold(self, cycle: int) -> None:
+        """Do not simulate past absolute ``cycle`` until told otherwise (``hold(0)``): makes a fast, unpaced
+        simulation wait for the host, whatever the machine's load."""
+        self._send(f"hold {int(cycle)}\n")
+
     def inject_in(self, cycles: int, level: int) -> None:
         self._send(f"edge +{int(cycles)} {int(level)}\n")
 

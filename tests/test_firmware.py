@@ -265,6 +265,8 @@ def test_timestamps_across_the_32_bit_tick_boundary(elf):
     """Interrupt handlers keep 32-bit times and the main loop extends them: edges on both sides of tick 2^32
     (268 s of device time, reached in about a second of fast simulation) keep exact 64-bit timestamps."""
     with harness.SimBox(elf, realtime=False) as box:
+        # the fast simulation waits 2 s short of tick 2^32 until the targets are set, however loaded the machine
+        box.hold((1 << 32) - 32_000_000)
         c = SyncBoxClient(box.port, timeout=5.0)
         c.hello()
         now, _ = box.now()
@@ -278,6 +280,7 @@ def test_timestamps_across_the_32_bit_tick_boundary(elf):
         assert box.now()[0] < targets[0] - 16_000_000, "simulation ran past 2^32 ticks before the edges were set"
         for i, t in enumerate(targets):
             box.inject(t, (i + 1) % 2)
+        box.hold(0)
         edges = [m for m in collect(c, lambda m: sum(isinstance(x, P.Edge) for x in m) >= len(targets), timeout=30)
                  if isinstance(m, P.Edge)]
         assert box.wait_for(lambda b: len(b.injected) >= 2 + len(targets), 5)

@@ -21,7 +21,8 @@
  *   N <cycle> <ns>                   reply to "now"
  *   G <count>                        spurious simavr OC1A actions filtered out (see out_edge below)
  *   X <reason> <cycle>               the simulation stopped
- * stdin commands (with -c): "edge <cycle> <level>" ("+<n>" = n cycles from now), "now", "peek <hex data address>" (prints "P addr value"), "reset" (external
+ * stdin commands (with -c): "edge <cycle> <level>" ("+<n>" = n cycles from now), "hold <cycle>" (do not
+ *                                    simulate past it; 0 = no limit), "now", "peek <hex data address>" (prints "P addr value"), "reset" (external
  * reset: prints "Z <cycle>"), "quit".
  * Inject file (-i): lines "<cycle> <level>", any order.
  */
@@ -96,6 +97,21 @@ static void port_pin_cb(struct avr_irq_t *irq, uint32_t value, void *param)
     (void)irq, (void)param;
     if ((avr->data[0x80] & 0xC0) == 0) /* COM1A disconnected: PORTB1 drives the pin */
         out_edge(value & 1, avr->cycle);
+}
+
+/* Disconnecting the compare output unit (COM1A := 0, as STOP does) hands the pin back to PORTB1 at once on the
+ * hardware: an edge when the OC1A level and PORTB1 differ.  simavr raises no port IRQ when PORTB1 itself does not
+ * change, so the COM1A bits are checked after every instruction. */
+static int prev_com = -1;
+
+static void com_check(void)
+{
+    int com = avr->data[0x80] >> 6;
+    if (com == prev_com)
+        return;
+    prev_com = com;
+    if (com == 0)
+        out_edge((avr->data[0x25] >> 1) & 1, avr->cycle); /* PORTB (data 0x25), bit 1 = OC1A */
 }
 
 static void pb0_debug_cb(struct avr_irq_t *irq, uint32_t value, void *param)
@@ -288,6 +304,8 @@ static char cmdbuf[4096];
 static size_t cmdlen;
 static int quit;
 
+static uint64_t hold_at; /* "hold <cycle>": stop simulating at this cycle until the host moves it (0: off) */
+
 static void handle_cmd(char *line)
 {
     unsigned long long c;
@@ -307,6 +325,8 @@ static void handle_cmd(char *line)
         avr_reset(avr);
         avr->data[0x54] |= 1 << 1; /* MCUSR.EXTRF */
         fprintf(out, "Z %llu\n", (unsigned long long)avr->cycle);
+    } else if (sscanf(line, "hold %llu", &c) == 1) {
+        hold_at = c; /* the simulation does not run past cycle c ("hold 0": no limit) */
     } else if (strncmp(line, "quit", 4) == 0) {
         quit = 1;
     } else if (line[0]) {
@@ -439,9 +459,21 @@ int main(int argc, char **argv)
         /* at most ~1 ms of simulated time per batch (a sleeping AVR jumps to its next timer event), so
          * stdin commands and UART bytes are taken at least every simulated millisecond */
         uint64_t batch_end = avr->cycle + freq / 1000;
+        if (hold_at && batch_end > hold_at)
+            batch_end = hold_at;
+        if (hold_at && avr->cycle >= hold_at) { /* held: keep serving the host, simulate nothing */
+            pump_uart();
+            if (commands)
+                poll_stdin();
+            fflush(out);
+            struct timespec ts = {0, 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
         for (int k = 0; k < 4000 && avr->cycle < batch_end; k++) {
             int reti = vector_trace && avr->flash[avr->pc] == 0x18 && avr->flash[avr->pc + 1] == 0x95;
             int state = avr_run(avr);
+            com_check();
             if (reti)
                 fprintf(out, "R %llu\n", (unsigned long long)avr->cycle);
             if (trace_to && avr->cycle >= trace_from && avr->cycle <= trace_to)
