@@ -63,6 +63,7 @@ class Agent:
             info = getattr(t, "info", None)
             if info is not None and hasattr(t, "as_stream") and t.as_stream:
                 self.infos[info.name] = info
+        self._encoders: dict = {}  # modality -> EncoderRunner or why there is none
         self.fuser = self._make_fuser()
         if self.fuser is not None:
             self.infos[self.fuser.inner.info.name] = self.fuser.inner.info
@@ -112,25 +113,39 @@ class Agent:
         wanted = [s for s in self.config.streams if s.common.align_to and s.common.method in ("neural", "hybrid", "auto")]
         if not wanted:
             return []
-        from .online_align import AlignmentTracker
+        from .online_align import AlignmentTracker, modality_of
 
+        runners = self._runners({modality_of(self.infos[n]) for s in wanted for n in (s.common.align_to, s.name)},
+                                "alignment")
         out = []
         for s in wanted:
             ref = s.common.align_to
-            out.append(Locked(AlignmentTracker(ref, s.name, self.infos[ref], self.infos[s.name])))
+            method = "hybrid" if s.common.method == "auto" else s.common.method
+            out.append(Locked(AlignmentTracker(ref, s.name, self.infos[ref], self.infos[s.name], runners=runners,
+                                               method=method)))
         return out
 
     def _make_fuser(self):
         if not self.config.agent.fusion:
             return None
         from .fusion import Fuser
-        from .online_align import load_runners, modality_of
+        from .online_align import modality_of
 
         data = {n: i for n, i in self.infos.items() if i.type not in ("trigger", "fused")}
-        runners = load_runners({modality_of(i) for i in data.values()})
-        for reason in (r for r in runners.values() if isinstance(r, str)):
-            log.warning("fusion: %s", reason)
+        runners = self._runners({modality_of(i) for i in data.values()}, "fusion")
         return Locked(Fuser(data, runners, window_s=self.config.agent.fusion_window_s))
+
+    def _runners(self, modalities: set[str], user: str) -> dict:
+        """The encoders of ``modalities``, each loaded once for the aligners and the fusion together; a missing
+        model is a logged reason (the aligner abstains, the fusion leaves NaN), not an error."""
+        from .online_align import load_runners
+
+        missing = modalities - self._encoders.keys()
+        self._encoders.update(load_runners(sorted(missing)))
+        runners = {m: self._encoders[m] for m in modalities}
+        for reason in sorted(r for r in runners.values() if isinstance(r, str)):
+            log.warning("%s: %s", user, reason)
+        return runners
 
     def _make_ntp(self):
         clock = self.config.clock

@@ -94,13 +94,15 @@ DEFAULT_DEVICES: tuple[SimDevice, ...] = (
         name="mic0",
         modality="audio",
         rate_hz=16000.0,
-        clock=ClockSpec(drift_ppm=-80.0, random_walk_ppm=0.3, latency_min_ms=0.2, latency_max_ms=1.0),
+        # a USB audio-class microphone: isochronous transfers + the ALSA period, a few ms behind the sound
+        clock=ClockSpec(drift_ppm=-80.0, random_walk_ppm=0.3, latency_min_ms=4.0, latency_max_ms=10.0),
     ),
     SimDevice(
         name="cam0",
         modality="video",
         rate_hz=30.0,
-        clock=ClockSpec(drift_ppm=50.0, random_walk_ppm=0.3, latency_min_ms=2.0, latency_max_ms=6.0,
+        # a UVC webcam: exposure readout, USB transfer and the driver put a frame tens of ms behind the scene
+        clock=ClockSpec(drift_ppm=50.0, random_walk_ppm=0.3, latency_min_ms=30.0, latency_max_ms=60.0,
                         latency_kind="exponential"),
     ),
 )
