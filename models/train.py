@@ -36,8 +36,8 @@ MAX_LAG = 2 * FRAME_RATE_HZ  # +-2 s
 def add_arguments(p) -> None:
     p.add_argument("--out", default=str(MODELS_DIR), help="folder for the .onnx files, card data and references")
     p.add_argument("--recordings", type=int, default=480, help="training recordings (10 s each)")
-    p.add_argument("--heldout", type=int, default=48, help="held-out recordings (20 s each) for the metrics")
-    p.add_argument("--steps", type=int, default=1500, help="optimizer steps")
+    p.add_argument("--heldout", type=int, default=32, help="held-out recordings (20 s each) for the metrics")
+    p.add_argument("--steps", type=int, default=900, help="optimizer steps (the shipped models: 900)")
     p.add_argument("--batch", type=int, default=8, help="recordings per step")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
