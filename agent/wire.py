@@ -1,4 +1,4 @@
-"""The synchub wire format: pure encode/decode of transport messages (no sockets, no pickle).
+"""The synchub wire format: pure encode/decode of transport messages (no sockets; msgpack and raw arrays only, never Python-object serialization).
 
 A message is a list of ZeroMQ frames: frame 0 is a msgpack **envelope** (a map), the following frames are raw,
 little-endian numpy buffers named by the envelope's ``fields`` list (zero copy on both ends).

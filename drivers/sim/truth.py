@@ -2,7 +2,7 @@
 
 For each stream, entry ``k`` is the ``k``-th sample *delivered to the host* (written to its pty, or read from
 its capture source), in delivery order, so the agent's per-stream sequence number ``k`` matches it as long as
-the agent read the stream from its start.  Saved as ``.npz`` (no pickle); ``Truth.load`` reads it back.
+the agent read the stream from its start.  Saved as ``.npz`` of plain arrays (no Python objects); ``Truth.load`` reads it back.
 """
 
 from __future__ import annotations
