@@ -94,7 +94,11 @@ class Agent:
         for t in self.config.triggers:
             try:
                 out.append(make_trigger_input(t, rig=self.rig))
-            except (OSError, ValueError, ImportError) as exc:
+            except ImportError as exc:
+                extra = {"gpiod": "gpio", "rpi-gpio": "rpi"}.get(t.backend)
+                hint = f" (install it: pip install 'synchub[{extra}]')" if extra else ""
+                raise AgentError(f"trigger {t.name!r} ({t.backend}): {exc}{hint}") from None
+            except (OSError, ValueError) as exc:
                 raise AgentError(f"trigger {t.name!r} ({t.backend}): {exc}") from None
         return out
 
