@@ -268,7 +268,10 @@ class Agent:
             self._house_thread.join(timeout)
         self.shipper.stop()
         self.shipper.join(timeout)
-        if not self.shipper.is_alive():
+        if self.shipper.is_alive():  # never silent: what it still holds is not in the recording (yet)
+            log.error("pipeline did not drain within %.0f s: %d chunks queued, %d held for correction",
+                      timeout, len(self.queue), self.shipper.pending)
+        else:
             # the drain fed the held-back chunks to the aligners and the fusion: their output is recorded too
             self._poll_consumers()
             self.shipper.final_drain()
