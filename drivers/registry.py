@@ -35,4 +35,9 @@ DRIVERS: dict[str, DriverEntry] = {
         "synchub.drivers.alsa", "AlsaSettings", "AlsaCaptureDriver",
         "an ALSA capture device (USB microphone) read through arecord (alsa-utils) or another PCM-to-stdout program",
     ),
+    "v4l2": DriverEntry(
+        "synchub.drivers.v4l2", "V4l2Settings", "V4l2CaptureDriver",
+        "a V4L2 camera (USB/UVC webcam) read as small grayscale frames through ffmpeg or another raw-gray-to-stdout "
+        "program",
+    ),
 }

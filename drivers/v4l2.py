@@ -1,0 +1,134 @@
+"""A USB/UVC webcam (V4L2), read as small grayscale frames through a capture program's stdout (``ffmpeg`` by default).
+
+This is the ALSA driver's pattern (``synchub.drivers.alsa``) with a frame of ``height * width`` uint8 pixels in place
+of a PCM frame, and it reuses that driver's machinery by subclassing it: the program runs as a subprocess (no shell),
+its stdout is read on the driver's own thread, one frame's worth of bytes per read (a read that ends inside a frame
+keeps the partial frame for the next), and every frame is stamped with the host receive time of the read that
+completed it.  Device time is the frame counter at the nominal frame rate, ``origin + k / fps``: the camera's own
+clock as far as a pipe shows it, so the stream's quality metadata says
+``timestamp_source = "frame-counter+arrival"``.  Frames the program or the camera dropped are not visible here
+(the counter goes on); the clock model sees them as arrival jitter.
+
+When the program exits or stalls (camera unplugged) the driver reports a ``disconnect`` problem, restarts it every
+``restart_s`` and, when frames flow again, records a ``disconnect`` gap and a ``device_reset`` gap with a new clock
+segment, exactly as the ALSA driver does.  stderr is logged line by line.  A missing ``ffmpeg`` is a clear
+``FileNotFoundError`` naming the Debian package ffmpeg.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from synchub.agent.config import StreamCommon
+from synchub.agent.settings import setting
+from synchub.agent.stream import StreamInfo
+
+from .alsa import NS, STALL_S, AlsaCaptureDriver, find_program
+from .base import Driver, DriverContext, DriverSink
+
+FFMPEG = ("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "v4l2", "-framerate", "{fps}",
+          "-video_size", "{cap_w}x{cap_h}", "-i", "{device}", "-vf", "scale={width}:{height}",
+          "-pix_fmt", "gray", "-f", "rawvideo", "-")
+
+
+@dataclass(frozen=True)
+class V4l2Settings:
+    device: str = setting("/dev/video0", doc="V4L2 device (/dev/video0, or a stable /dev/v4l/by-id/... link)")
+    width: int = setting(32, min=1, max=4096, doc="width of the grayscale frames the stream carries")
+    height: int = setting(24, min=1, max=4096, doc="height of the grayscale frames the stream carries")
+    fps: float = setting(0.0, min=0.0, max=1000.0, doc="frame rate in Hz (0: the stream's nominal_rate)")
+    cap_width: int = setting(640, min=1, max=8192, doc="capture size asked of the camera (scaled to width)")
+    cap_height: int = setting(480, min=1, max=8192, doc="capture size asked of the camera (scaled to height)")
+    command: tuple[str, ...] = setting((), doc="capture program and arguments writing raw gray frames to stdout; "
+                                                "{device} {fps} {width} {height} {cap_w} {cap_h} are filled in "
+                                                "(empty: ffmpeg)")
+    restart_s: float = setting(1.0, min=0.05, max=60.0, doc="wait before restarting a capture program that exited")
+
+
+def resolve_fps(common: StreamCommon, settings: V4l2Settings) -> float:
+    nominal = common.nominal_rate
+    if settings.fps and nominal and abs(nominal - settings.fps) > 1e-9 * settings.fps:
+        raise ValueError(f"fps {settings.fps:g} does not match nominal_rate {nominal:g}")
+    fps = settings.fps or nominal
+    if not fps:
+        raise ValueError("a V4L2 stream needs a frame rate: set nominal_rate (or fps)")
+    return float(fps)
+
+
+def build_stream_info(common: StreamCommon, settings: V4l2Settings, fps: float) -> StreamInfo:
+    if common.type not in ("video", "image"):
+        raise ValueError(f"a V4L2 stream has type 'video' or 'image', not {common.type!r}")
+    if common.channel_format != "uint8":
+        raise ValueError(f"V4L2 frames are 8-bit gray: channel_format must be 'uint8', not {common.channel_format!r}")
+    h, w = settings.height, settings.width
+    return StreamInfo(
+        name=common.name, type=common.type, nominal_srate=fps, channel_count=h * w, channel_format="uint8",
+        channel_units=common.channel_units, source_id=common.source_id or settings.device, shape=(h, w),
+        quality=(("timestamp_source", "frame-counter+arrival"), ("v4l2_device", settings.device)),
+    )
+
+
+def capture_command(settings: V4l2Settings, fps: float) -> list[str]:
+    """The argv of the capture program with the placeholders filled in."""
+    fields = {"device": settings.device, "fps": f"{fps:g}", "width": str(settings.width),
+              "height": str(settings.height), "cap_w": str(settings.cap_width), "cap_h": str(settings.cap_height)}
+    argv = []
+    for arg in settings.command or FFMPEG:
+        for key, value in fields.items():
+            arg = arg.replace("{" + key + "}", value)
+        argv.append(arg)
+    return argv
+
+
+def find_capture_program(argv: list[str]) -> str:
+    if os.path.basename(argv[0]) == "ffmpeg" and shutil.which(argv[0]) is None:
+        raise FileNotFoundError("the video capture program 'ffmpeg' is not installed: install the Debian package "
+                                "ffmpeg (sudo apt install ffmpeg), or set `command`")
+    return find_program(argv)
+
+
+class V4l2CaptureDriver(AlsaCaptureDriver):
+    """The ALSA driver's process/thread/restart/gap machinery; only the frame layout and the settings differ."""
+
+    def __init__(self, common: StreamCommon, settings: V4l2Settings, context: DriverContext | None = None):
+        self.rate = resolve_fps(common, settings)
+        Driver.__init__(self, build_stream_info(common, settings, self.rate))
+        self.name = common.name
+        self.settings = settings
+        self.argv = capture_command(settings, self.rate)
+        find_capture_program(self.argv)
+        self.frame_bytes = self.read_bytes = settings.width * settings.height  # a read completes at most one frame
+        self.period_ns = NS / self.rate
+        self.stall_s = max(STALL_S, 10 / self.rate)
+        # the state AlsaCaptureDriver keeps (see its __init__)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._proc = None
+        self._thread = None
+        self._origin = self._k = self._last_host = 0
+        self._last_dev = self._outage = None
+        self.starts = self.exits = self.split_reads = self.overruns = self.stderr_lines = 0
+        self.last_stderr = ""
+
+    def start(self, sink: DriverSink) -> None:
+        find_capture_program(self.argv)
+        self.sink = sink
+        self._thread = threading.Thread(target=self._run, name=f"v4l2-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _deliver(self, raw: bytes, n: int, host_ns: int) -> None:
+        if self._outage is not None and self._last_dev is not None:
+            self._new_segment(n, host_ns)
+        self._outage = None
+        dev = self._origin + np.rint((self._k + np.arange(n)) * self.period_ns).astype(np.int64)
+        self._k += n
+        self._last_dev, self._last_host = int(dev[-1]), host_ns
+        frames = np.frombuffer(raw, dtype=np.uint8).reshape(n, self.settings.height, self.settings.width).copy()
+        self.stats.samples += n
+        self.stats.chunks += 1
+        self.sink.samples(self.name, frames, dev, np.full(n, host_ns, dtype=np.int64))
