@@ -138,6 +138,13 @@ class AlsaCaptureDriver(Driver):
         self.read_bytes = self.period_frames * self.frame_bytes
         self.period_ns = NS / self.rate
         self.stall_s = max(STALL_S, 10 * settings.period_ms / 1000)
+        self._init_run_state()
+
+    #: prefix of the reader thread's name
+    thread_prefix = "alsa"
+
+    def _init_run_state(self) -> None:
+        """Process, thread and clock-segment state (shared with drivers built on this one, e.g. ``v4l2``)."""
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
@@ -156,10 +163,13 @@ class AlsaCaptureDriver(Driver):
         self.last_stderr = ""
 
     # ---- life cycle
-    def start(self, sink: DriverSink) -> None:
+    def _check_program(self) -> None:
         find_program(self.argv)
+
+    def start(self, sink: DriverSink) -> None:
+        self._check_program()
         self.sink = sink
-        self._thread = threading.Thread(target=self._run, name=f"alsa-{self.name}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{self.thread_prefix}-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +28,7 @@ from synchub.agent.settings import setting
 from synchub.agent.stream import StreamInfo
 
 from .alsa import NS, STALL_S, AlsaCaptureDriver, find_program
-from .base import Driver, DriverContext, DriverSink
+from .base import Driver, DriverContext
 
 FFMPEG = ("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "v4l2", "-framerate", "{fps}",
           "-video_size", "{cap_w}x{cap_h}", "-i", "{device}", "-vf", "scale={width}:{height}",
@@ -105,21 +104,12 @@ class V4l2CaptureDriver(AlsaCaptureDriver):
         self.frame_bytes = self.read_bytes = settings.width * settings.height  # a read completes at most one frame
         self.period_ns = NS / self.rate
         self.stall_s = max(STALL_S, 10 / self.rate)
-        # the state AlsaCaptureDriver keeps (see its __init__)
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._proc = None
-        self._thread = None
-        self._origin = self._k = self._last_host = 0
-        self._last_dev = self._outage = None
-        self.starts = self.exits = self.split_reads = self.overruns = self.stderr_lines = 0
-        self.last_stderr = ""
+        self._init_run_state()
 
-    def start(self, sink: DriverSink) -> None:
+    thread_prefix = "v4l2"
+
+    def _check_program(self) -> None:
         find_capture_program(self.argv)
-        self.sink = sink
-        self._thread = threading.Thread(target=self._run, name=f"v4l2-{self.name}", daemon=True)
-        self._thread.start()
 
     def _deliver(self, raw: bytes, n: int, host_ns: int) -> None:
         if self._outage is not None and self._last_dev is not None:
