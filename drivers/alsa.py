@@ -100,25 +100,36 @@ def build_stream_info(common: StreamCommon, settings: AlsaSettings, rate: int) -
     )
 
 
-def capture_command(settings: AlsaSettings, rate: int) -> list[str]:
-    """The argv of the capture program with the placeholders filled in."""
-    fields = {"device": settings.device, "rate": str(rate), "channels": str(settings.channels),
-              "format": settings.sample_format, "period_us": str(int(round(settings.period_ms * 1000)))}
+def fill_command(template, fields: dict[str, str]) -> list[str]:
+    """A capture program's argv with its ``{name}`` placeholders filled in."""
     argv = []
-    for arg in settings.command or ARECORD:
+    for arg in template:
         for key, value in fields.items():
             arg = arg.replace("{" + key + "}", value)
         argv.append(arg)
     return argv
 
 
+def capture_command(settings: AlsaSettings, rate: int) -> list[str]:
+    """The argv of the capture program with the placeholders filled in."""
+    fields = {"device": settings.device, "rate": str(rate), "channels": str(settings.channels),
+              "format": settings.sample_format, "period_us": str(int(round(settings.period_ms * 1000)))}
+    return fill_command(settings.command or ARECORD, fields)
+
+
+#: Default capture programs, what they capture and the Debian package that has them.
+PROGRAMS = {"arecord": ("ALSA", "alsa-utils"), "ffmpeg": ("video", "ffmpeg")}
+
+
 def find_program(argv: list[str]) -> str:
     """The capture program's path; FileNotFoundError naming what to install when it is missing."""
     path = shutil.which(argv[0])
     if path is None:
-        if os.path.basename(argv[0]) == "arecord":
-            raise FileNotFoundError("the ALSA capture program 'arecord' is not installed: install the Debian package "
-                                    "alsa-utils (sudo apt install alsa-utils), or set `command`")
+        name = os.path.basename(argv[0])
+        if name in PROGRAMS:
+            what, package = PROGRAMS[name]
+            raise FileNotFoundError(f"the {what} capture program {name!r} is not installed: install the Debian "
+                                    f"package {package} (sudo apt install {package}), or set `command`")
         raise FileNotFoundError(f"capture program {argv[0]!r} not found (or not executable); check `command`")
     return path
 
@@ -163,11 +174,8 @@ class AlsaCaptureDriver(Driver):
         self.last_stderr = ""
 
     # ---- life cycle
-    def _check_program(self) -> None:
-        find_program(self.argv)
-
     def start(self, sink: DriverSink) -> None:
-        self._check_program()
+        find_program(self.argv)
         self.sink = sink
         self._thread = threading.Thread(target=self._run, name=f"{self.thread_prefix}-{self.name}", daemon=True)
         self._thread.start()

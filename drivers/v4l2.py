@@ -17,8 +17,6 @@ segment, exactly as the ALSA driver does.  stderr is logged line by line.  A mis
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +25,7 @@ from synchub.agent.config import StreamCommon
 from synchub.agent.settings import setting
 from synchub.agent.stream import StreamInfo
 
-from .alsa import NS, STALL_S, AlsaCaptureDriver, find_program
+from .alsa import NS, STALL_S, AlsaCaptureDriver, fill_command, find_program
 from .base import Driver, DriverContext
 
 FFMPEG = ("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "v4l2", "-framerate", "{fps}",
@@ -76,19 +74,7 @@ def capture_command(settings: V4l2Settings, fps: float) -> list[str]:
     """The argv of the capture program with the placeholders filled in."""
     fields = {"device": settings.device, "fps": f"{fps:g}", "width": str(settings.width),
               "height": str(settings.height), "cap_w": str(settings.cap_width), "cap_h": str(settings.cap_height)}
-    argv = []
-    for arg in settings.command or FFMPEG:
-        for key, value in fields.items():
-            arg = arg.replace("{" + key + "}", value)
-        argv.append(arg)
-    return argv
-
-
-def find_capture_program(argv: list[str]) -> str:
-    if os.path.basename(argv[0]) == "ffmpeg" and shutil.which(argv[0]) is None:
-        raise FileNotFoundError("the video capture program 'ffmpeg' is not installed: install the Debian package "
-                                "ffmpeg (sudo apt install ffmpeg), or set `command`")
-    return find_program(argv)
+    return fill_command(settings.command or FFMPEG, fields)
 
 
 class V4l2CaptureDriver(AlsaCaptureDriver):
@@ -100,16 +86,13 @@ class V4l2CaptureDriver(AlsaCaptureDriver):
         self.name = common.name
         self.settings = settings
         self.argv = capture_command(settings, self.rate)
-        find_capture_program(self.argv)
+        find_program(self.argv)
         self.frame_bytes = self.read_bytes = settings.width * settings.height  # a read completes at most one frame
         self.period_ns = NS / self.rate
         self.stall_s = max(STALL_S, 10 / self.rate)
         self._init_run_state()
 
     thread_prefix = "v4l2"
-
-    def _check_program(self) -> None:
-        find_capture_program(self.argv)
 
     def _deliver(self, raw: bytes, n: int, host_ns: int) -> None:
         if self._outage is not None and self._last_dev is not None:
