@@ -192,7 +192,7 @@ def run(args) -> int:
         print(_progress(1.0, agent.status()).lstrip("\r"), file=sys.stderr)
         truth = agent.rig.truth()
         sent = dict(agent.shipper.sent_samples)
-        hub_stats = {k: v for k, v in agent.hub.stats.items()}
+        hub_stats = dict(agent.hub.stats)
         flushed = agent.outlet.stats() if hasattr(agent.outlet, "stats") else {}
     finally:
         if collector.poll() is None:
