@@ -221,6 +221,13 @@ class SerialStreamDriver(Driver):
                 next_probe += interval
                 if next_probe < time.monotonic():
                     next_probe = time.monotonic() + interval
+        # stopping: what the device has already sent is read and reported, not left behind in the port
+        waiting = ser.in_waiting
+        if waiting:
+            data = ser.read(waiting)
+            host_ns = time.monotonic_ns()
+            self.bytes += len(data)
+            self._handle(self.decoder.feed(data), host_ns)
 
     def _probe(self, ser) -> None:
         self._token = (self._token + 1) & 0x7FFFFFFF

@@ -295,8 +295,17 @@ class _SerialPort:
             self.queued += len(p.data)
             self.out_packets.append((self.queued, p))
 
+    def _host_gone(self) -> bool:
+        """POLLHUP on the master: the host has closed the port, so bytes written now would never be read."""
+        poller = select.poll()
+        poller.register(self.master, select.POLLIN)
+        return any(ev & (select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
+
     def _flush(self) -> None:
         if self.outbox:
+            if self.streaming and self._host_gone():  # don't count bytes written after the host left as delivered
+                self._hangup()
+                return
             try:
                 n = os.write(self.master, self.outbox)
             except OSError as exc:
