@@ -628,7 +628,8 @@ class _Envelope:
         if self.line is None and self._cur is not None:
             self.line = (self._cur[0], self._cur[1], 0.0)
         # the typical latency above the envelope: the scale of what arrival times cannot resolve
-        above = float(np.mean(m)) - float(self.predict(np.array([float(np.mean(d))]))[0])
+        dc, a, b = self.line
+        above = float(m.sum()) / len(m) - (a + b * (float(d.sum()) / len(d) - dc))
         self._lat += 0.01 * (max(above, 0.0) - self._lat) if self.n > len(d) else max(above, 0.0) - self._lat
 
     def _close(self) -> None:
@@ -1320,8 +1321,9 @@ class ClockModel:
         if segment is None:
             segs = np.full(n, len(self.segments) - 1, dtype=np.int32)
         else:
-            segs = np.broadcast_to(np.asarray(segment, dtype=np.int32), (n,)).copy()
-            segs = np.clip(segs, 0, len(self.segments) - 1)
+            segs = np.asarray(segment, dtype=np.int32)
+            segs = np.full(n, segs, dtype=np.int32) if segs.ndim == 0 else segs.copy()
+            np.minimum(np.maximum(segs, 0, out=segs), len(self.segments) - 1, out=segs)
         used: set[str] = set()
         one = n == 0 or segs[0] == segs[-1] and (len(self.segments) == 1 or np.all(segs == segs[0]))
         for k in ([int(segs[0])] if one and n else np.unique(segs).tolist()):

@@ -46,7 +46,8 @@ def test_tiny_scenario_runs_every_method():
     assert st["tlm0"]["resets_true"] == 1 and st["usb0"]["wraps"] >= 5
 
 
-SHIPPED = ("lab-10min", "field-1h", "dropouts-reset", "usb-latency")
+SHIPPED = ("lab-10min", "field-1h", "dropouts-reset", "usb-latency", "wander-1ppm", "glitches", "rtc-jumps",
+           "coarse-counters", "messy-2h")
 
 
 def test_shipped_scenarios_parse():
