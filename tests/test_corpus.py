@@ -186,3 +186,14 @@ def test_the_clip_cache_survives_a_torn_file_and_keys_on_the_engine(tmp_path):
     assert np.array_equal(a.samples, b.samples) and a.onset == b.onset
     slow = C.speech("flite:kal", ["seven"], 0.8, cache)[0]
     assert slow.duration_s > a.duration_s * 1.1  # speed is part of the key and of the sound
+
+
+def test_recordings_yields_the_planned_recordings_with_streams_on_the_reference_clock(tmp_path):
+    needs(*SP.VOICES["validation"])
+    recs = list(corpus.recordings("validation", 2, "speech", 20.0, cache=corpus.ClipCache(tmp_path)))
+    assert [r.name for r in recs] == [s.name for s in corpus.plan("validation", 2, "speech", 20.0)]
+    streams = recs[0].on_reference()
+    x, t = streams["audio"]
+    assert x.shape == (len(t), 1) and np.all(np.diff(t) > 0)
+    lines, t = streams["text"]
+    assert len(lines) == len(t) and np.array_equal(t, recs[0].markers["log_ns"])
