@@ -9,6 +9,7 @@ something absent; the corpus and its tests use it to skip with a reason.  ``DATA
 from __future__ import annotations
 
 import functools
+import importlib.util
 import pathlib
 import shutil
 import subprocess
@@ -99,7 +100,12 @@ def missing(item: str) -> str:
         if engine == "recorded":
             return "" if recorded_files(name) else f"no recorded speech {name!r} ({pkg} not installed)"
         return f"unknown engine {engine!r}"
-    return "" if sound_path(item) is not None else f"sound {item} not found ({pkg} not installed)"
+    path = sound_path(item)
+    if path is None:
+        return f"sound {item} not found ({pkg} not installed)"
+    if path.suffix.lower() != ".wav" and importlib.util.find_spec("soundfile") is None:
+        return "reading Ogg sounds needs soundfile (pip install 'synchub[bench]')"
+    return ""
 
 
 def require(items) -> None:
