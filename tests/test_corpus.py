@@ -197,3 +197,16 @@ def test_recordings_yields_the_planned_recordings_with_streams_on_the_reference_
     assert x.shape == (len(t), 1) and np.all(np.diff(t) > 0)
     lines, t = streams["text"]
     assert len(lines) == len(t) and np.array_equal(t, recs[0].markers["log_ns"])
+
+
+def test_a_drifting_microphone_samples_the_same_sound_at_its_own_instants(tmp_path):
+    spec, cache = quiet_speech(tmp_path, audio_offset_s=0.7, audio_drift_ppm=120.0)
+    rec = corpus.render(spec, cache)
+    mic = rec.tracks["audio"]
+    slope = np.polyfit(mic.true_ns[::4000] / 1e9, (mic.device_ns - mic.true_ns)[::4000] / 1e3, 1)[0]
+    assert slope == pytest.approx(120.0, abs=0.5) and np.all(np.diff(mic.device_ns) == 62_500)
+    ref = corpus.render(dataclasses.replace(spec, audio_offset_s=0.0, audio_drift_ppm=0.0), cache)
+    x = ref.tracks["audio"].data[:, 0]
+    want = A.sample_at(x, 16000, mic.true_ns[:: 997] / 1e9)  # the reference-grid sound at the device's instants
+    assert np.allclose(mic.data[:: 997, 0], want, atol=1e-4)
+    assert np.array_equal(rec.events["onset_ns"], ref.events["onset_ns"])  # truth is on the reference clock
