@@ -1,16 +1,21 @@
-# synchub: `make demo` and `make test` set up everything they need (a .venv, and on Debian the AVR tools).
+# synchub: `make demo` and `make test` set up everything they need (a .venv, and on Debian the AVR tools and the
+# real-signal corpus's sources).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-synchub
-APT_PKGS := gcc-avr avr-libc simavr libsimavr-dev chrony
+# the real-signal corpus's sources (models/corpus/sources.py DEBIAN_PACKAGES; DATA_CARD.md): TTS engines, voices,
+# recorded speech and sound effects
+CORPUS_PKGS := flite festival festlex-cmu festlex-poslex festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+	alsa-utils sound-theme-freedesktop oxygen-sounds sound-icons
+APT_PKGS := gcc-avr avr-libc simavr libsimavr-dev chrony $(CORPUS_PKGS)
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint firmware firmware-tools train clean help
 
 help:
 	@echo "make demo   - set up .venv and run the simulated rig end to end (writes demo-out/)"
-	@echo "make test   - set up .venv (+ AVR tools when root) and run every test"
+	@echo "make test   - set up .venv (+ AVR tools and corpus sources when root) and run every test"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,7 +23,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,bench,lsl,plot,train]'
 	touch $(STAMP)
 
-# AVR toolchain, simavr and chrony for the firmware and NTP tests: installed with apt when missing and root.
+# AVR toolchain, simavr and chrony for the firmware and NTP tests, the corpus's TTS engines and sounds for its
+# tests and `bench align --real`: installed with apt when missing and root.
 firmware-tools:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
