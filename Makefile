@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-synchub
-APT_PKGS := gcc-avr avr-libc simavr libsimavr-dev chrony
+APT_PKGS := gcc-avr avr-libc simavr libsimavr-dev chrony nats-server openssl
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint firmware firmware-tools train clean help
@@ -15,10 +15,12 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,bench,lsl,plot,train]'
+	$(BIN)/python -m pip install -q -e '.[dev,bench,lsl,plot,train,nats]'
 	touch $(STAMP)
 
-# AVR toolchain, simavr and chrony for the firmware and NTP tests: installed with apt when missing and root.
+# AVR toolchain, simavr and chrony for the firmware and NTP tests, nats-server and openssl for the NATS cluster
+# tests: installed with apt when missing and root.  (The tests start their own nats-server processes on free
+# loopback ports; Debian's package also enables a nats-server.service on 127.0.0.1:4222, which they do not use.)
 firmware-tools:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
