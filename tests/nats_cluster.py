@@ -94,14 +94,16 @@ class Fleet:
         nc.errors_seen = errors
         return nc
 
+    def publisher_options(self, who: str) -> dict:
+        """Keyword arguments of ``AsyncPublisher``/``ThreadedPublisher`` for this identity (servers included)."""
+        opts = self.connect_kwargs(who)
+        return {"servers": opts.pop("servers"), "tls": opts.pop("tls"), "inbox_prefix": opts.pop("inbox_prefix", None),
+                "name": opts.pop("name"), "connect_options": self.creds[who].connect_options()}
+
     def publisher(self, who: str, **kw):
         from synchub.agent.nats_publish import AsyncPublisher
 
-        opts = self.connect_kwargs(who)
-        return AsyncPublisher(opts.pop("servers"), tls=opts.pop("tls"), inbox_prefix=opts.pop("inbox_prefix", None),
-                              name=opts.pop("name"), connect_options={
-                                  k: v for k, v in opts.items() if k not in ("reconnect_time_wait",
-                                                                             "max_reconnect_attempts")}, **kw)
+        return AsyncPublisher(**{**self.publisher_options(who), **kw})
 
     async def add_stream(self, plan: nb.StreamPlan):
         nc = await self.connect("admin")

@@ -281,6 +281,35 @@ def test_partitions_send_each_agent_to_one_collector_and_still_refuse_foreign_su
     assert refused[0].error.kind == "permission", refused[0].error
 
 
+def test_the_threaded_publisher_serves_a_plain_thread_and_its_acks_add_up_to_a_cumulative_ack(fleet):
+    import threading
+
+    from synchub.agent.nats_publish import ThreadedPublisher
+
+    with fleet.stream():
+        lock = threading.Lock()
+        mark = nb.AckWatermark()
+        peak = []
+
+        def on_result(r):
+            assert r.error is None, r.error
+            peak.append(tp.pub.in_flight)
+            with lock:
+                mark.ack(r.token)
+
+        tp = ThreadedPublisher(**fleet.publisher_options("a2"), window=4, on_result=on_result)
+        tp.connect()
+        try:
+            for i, (subject, payload, mid, _) in enumerate(_messages("a2", "threaded", 60)):
+                tp.publish(subject, payload, mid, token=i + 1, block_s=10)
+            assert tp.flush(10)
+            stats = tp.stats()
+        finally:
+            tp.close()
+        assert mark.acked == 60 and mark.holes == 0
+        assert stats["acked"] == 60 and stats["in_flight"] == 0 and max(peak) <= 4
+
+
 @pytest.mark.timeout(120)
 def test_a_node_killed_and_restarted_loses_nothing_and_stores_nothing_twice(own_fleet):
     fl = own_fleet
