@@ -18,9 +18,13 @@ caught by the server: the consumer must drop them by (session, stream, seq), as 
 multiple of 8 bytes (numpy views stay aligned), and ``unpack_frames`` returns zero-copy memoryviews for
 ``wire.decode``.
 
-**Permissions.**  ``agent_permissions`` lets an agent publish only under its own ``PREFIX.SITE.AGENT.>`` and read
-only its own reply inbox (``inbox_prefix``), so it can neither impersonate another agent nor read others' acks;
-``collector_permissions`` allows pulling from durable consumers of the stream and acking, not deleting it.
+**Permissions.**  ``agent_permissions`` lets an agent publish only its own ``PREFIX.SITE.AGENT.*`` and read only
+its own reply inbox (``inbox_prefix``) and its ``recorded_subject``, so it can neither impersonate another agent nor
+read others' acks; ``collector_permissions`` allows pulling from durable consumers of the stream, acking and
+announcing what is recorded, not deleting the stream.
+
+**Partitions.**  With ``partition_mapping`` in the server's account, ``PREFIX.SITE.AGENT.STREAM`` is stored as
+``PREFIX_p.N.SITE.AGENT.STREAM`` (N a hash of site and agent), so each collector takes whole agents.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 DEFAULT_PREFIX = "synchub"
 SESSION_TOKEN = "_s"
 PARTITION_SUFFIX = "_p"
+RECORDED_SUFFIX = "_rec"
 DEFAULT_STREAM = "SYNCHUB"
 MSG_ID_HEADER = "Nats-Msg-Id"
 
@@ -119,6 +124,13 @@ class Route:
         """Everything this agent may publish: exactly one token below its base (a ``>`` would let it publish
         ``PREFIX.SITE.AGENT.x.y``, which is not an address of the scheme)."""
         return f"{self.base}.*"
+
+    @property
+    def recorded_subject(self) -> str:
+        """Where collectors announce what of this agent's sessions is durable in their files (``PREFIX_rec.SITE.AGENT``,
+        core NATS).  A JetStream ack only means "on a quorum of nodes" (nats-server 2.9 does not fsync before
+        acking), so an agent that must survive a whole-site power cut keeps its spool until this says recorded."""
+        return f"{self.prefix}{RECORDED_SUFFIX}.{token(self.site)}.{token(self.agent)}"
 
     @property
     def inbox_prefix(self) -> str:
@@ -328,14 +340,15 @@ def agent_permissions(route: Route) -> dict[str, Any]:
     subjects is allowed too: nats-server 2.9 checks permissions after the account's subject mapping."""
     partitioned = f"{route.prefix}{PARTITION_SUFFIX}.*.{token(route.site)}.{token(route.agent)}.*"
     return {"publish": {"allow": [route.wildcard, partitioned]},
-            "subscribe": {"allow": [f"{route.inbox_prefix}.>"]}}
+            "subscribe": {"allow": [f"{route.inbox_prefix}.>", route.recorded_subject]}}
 
 
-def collector_permissions(stream: str = DEFAULT_STREAM, inbox_prefix: str = "_INBOX") -> dict[str, Any]:
-    """A collector finds the stream, makes/reads its durable consumers, pulls and acks; it cannot delete or purge
-    the stream or publish data."""
+def collector_permissions(stream: str = DEFAULT_STREAM, inbox_prefix: str = "_INBOX",
+                          prefix: str = DEFAULT_PREFIX) -> dict[str, Any]:
+    """A collector finds the stream, makes/reads its durable consumers, pulls and acks, and announces what is
+    recorded (``Route.recorded_subject``); it cannot delete or purge the stream or publish data."""
     api = "$JS.API"
-    return {"publish": {"allow": [f"{api}.INFO", f"{api}.STREAM.NAMES", f"{api}.STREAM.INFO.{stream}",
+    return {"publish": {"allow": [f"{_prefix(prefix)}{RECORDED_SUFFIX}.>", f"{api}.INFO", f"{api}.STREAM.NAMES", f"{api}.STREAM.INFO.{stream}",
                                   f"{api}.CONSUMER.CREATE.{stream}.>", f"{api}.CONSUMER.DURABLE.CREATE.{stream}.*",
                                   f"{api}.CONSUMER.INFO.{stream}.*", f"{api}.CONSUMER.MSG.NEXT.{stream}.*",
                                   f"$JS.ACK.{stream}.>"]},

@@ -232,6 +232,32 @@ def test_collector_credentials_read_and_ack_but_cannot_delete_the_stream_and_age
             assert any("permissions violation for publish to \"$js.api.stream.delete" in e.lower() for e in out[who + "_errors"]), out
 
 
+def test_collectors_announce_recorded_data_to_that_agent_only(fleet):
+    async def go():
+        col, a1, a2 = [await fleet.connect(w) for w in ("collector", "a1", "a2")]
+        subject = fleet.routes["a1"].recorded_subject
+        sub = await a1.subscribe(subject)
+        await a2.subscribe(subject)  # another agent may not listen
+        await a1.flush()
+        await a2.flush()
+        for _ in range(20):  # the subscription's interest reaches the collector's node over the cluster routes
+            await col.publish(subject, b'{"session": "s1", "recorded": 40}')
+            try:
+                msg = await sub.next_msg(timeout=0.1)
+                break
+            except nats.errors.TimeoutError:
+                continue
+        await asyncio.sleep(0.1)
+        errors = list(a2.errors_seen)
+        for c in (col, a1, a2):
+            await c.close()
+        return msg.data, errors
+
+    data, errors = run(go())
+    assert data == b'{"session": "s1", "recorded": 40}'
+    assert any("permissions violation for subscription" in e.lower() for e in errors), errors
+
+
 def test_a_full_stream_refuses_new_messages_with_a_retryable_stream_error(fleet):
     plan = nb.StreamPlan(max_bytes=16 << 10, replicas=1)
     with fleet.stream(plan):

@@ -123,9 +123,11 @@ def test_agent_permissions_cover_only_its_own_subjects_and_inbox():
     r = nb.Route("lab", "a1")
     p = nb.agent_permissions(r)
     assert p["publish"]["allow"] == ["synchub.lab.a1.*", "synchub_p.*.lab.a1.*"]
-    assert p["subscribe"]["allow"] == ["_INBOX.lab.a1.>"]
+    assert p["subscribe"]["allow"] == ["_INBOX.lab.a1.>", "synchub_rec.lab.a1"]
+    assert r.recorded_subject == "synchub_rec.lab.a1"
     c = nb.collector_permissions("SYNCHUB")
-    assert not any("DELETE" in s or "PURGE" in s or s.startswith("synchub") for s in c["publish"]["allow"])
+    assert not any("DELETE" in s or "PURGE" in s or s.startswith("synchub.") for s in c["publish"]["allow"])
+    assert "synchub_rec.>" in c["publish"]["allow"]
 
 
 def test_ack_watermark_turns_out_of_order_acks_into_a_cumulative_ack():
