@@ -61,6 +61,7 @@ class Site:
     max_payload: int = 1 << 20
     domain: str = ""  # JetStream domain (needed when leaf nodes run their own JetStream)
     partitions: int = 0  # >0: map agents onto this many partitions (natsbus.partition_mapping)
+    leaf_users: tuple[dict[str, Any], ...] = ()  # {"user", "password"} of leaf nodes (bound to the SYNCHUB account)
     extra_accounts: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,6 +106,8 @@ def server_config(node: Node, peers: list[Node] | tuple[Node, ...], site: Site, 
         leaf: dict[str, Any] = {"listen": f"{node.host}:{node.leaf_port}"}
         if site.tls:
             leaf["tls"] = _tls_block(site.tls, verify=False)
+        if site.leaf_users:
+            leaf["authorization"] = {"users": [{**u, "account": ACCOUNT} for u in site.leaf_users]}
         conf["leafnodes"] = leaf
     conf["accounts"] = _accounts(site)
     if site.system_users:
@@ -112,11 +115,13 @@ def server_config(node: Node, peers: list[Node] | tuple[Node, ...], site: Site, 
     return conf
 
 
-def leaf_config(name: str, listen: str, hub_urls: list[str], hub_credentials: str, site: Site,
+def leaf_config(name: str, listen: str, hub_urls: list[str], site: Site, hub_credentials: str = "",
                 http: str = "") -> dict[str, Any]:
     """A single-node site server that agents connect to, linked to the hub cluster as a leaf node.  It runs its own
     JetStream in domain ``site.domain`` (required), so agents' publishes are stored and acked on site even while the
-    link is down; the hub's stream sources the leaf's stream over the link (see docs/FLEET.md)."""
+    link is down; the hub's stream sources the leaf's stream over the link (see docs/FLEET.md).  The leaf logs in
+    to the hub with user:password in ``hub_urls`` or a ``.creds`` file (operator/JWT set-ups).  Checked by
+    ``nats-server -t`` only so far: no test runs a leaf against a hub yet."""
     if not site.domain:
         raise BusError("a leaf node with JetStream needs its own domain (Site.domain)")
     conf: dict[str, Any] = {"server_name": name, "listen": listen, "max_payload": site.max_payload,
@@ -126,7 +131,9 @@ def leaf_config(name: str, listen: str, hub_urls: list[str], hub_credentials: st
         conf["http"] = http
     if site.tls:
         conf["tls"] = _tls_block(site.tls, verify=False)
-    remote: dict[str, Any] = {"urls": list(hub_urls), "account": ACCOUNT, "credentials": hub_credentials}
+    remote: dict[str, Any] = {"urls": list(hub_urls), "account": ACCOUNT}
+    if hub_credentials:
+        remote["credentials"] = hub_credentials
     if site.tls:
         remote["tls"] = {"ca_file": site.tls.ca}
     conf["leafnodes"] = {"remotes": [remote]}

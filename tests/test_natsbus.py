@@ -165,17 +165,35 @@ def test_rendered_configs_are_accepted_by_nats_server(tmp_path):
 
     real = make_tls(tmp_path / "tls")
     site = _site(tmp_path, partitions=2)
-    site = Site(**{**site.__dict__, "tls": real})
+    site = Site(**{**site.__dict__, "tls": real, "leaf_users": ({"user": "leaf-a", "password": "pw"},)})
     nodes = [Node(f"n{i}", client_port=4222 + i, cluster_port=6222 + i, leaf_port=7422 if i == 0 else 0)
              for i in range(3)]
     leaf_site = Site(users=site.users, tls=real, domain="site-a", store_dir=str(tmp_path / "leaf"))
-    (tmp_path / "hub.creds").write_text("")
     for name, conf in [("node", server_config(nodes[0], nodes, site, str(tmp_path / "js"))),
-                       ("leaf", leaf_config("leaf-a", "127.0.0.1:4333", ["tls://hub:7422"],
-                                            str(tmp_path / "hub.creds"), leaf_site))]:
+                       ("leaf", leaf_config("leaf-a", "127.0.0.1:4333", ["tls://leaf-a:pw@hub:7422"], leaf_site))]:
         path = tmp_path / f"{name}.conf"
         path.write_text(render(conf))
         r = subprocess.run([binary, "-t", "-c", str(path)], capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, f"{name}: {r.stdout}{r.stderr}"
     with pytest.raises(nb.BusError, match="domain"):
-        leaf_config("leaf", "127.0.0.1:4333", ["tls://hub:7422"], "x", Site())
+        leaf_config("leaf", "127.0.0.1:4333", ["tls://hub:7422"], Site())
+
+
+def test_the_cluster_config_in_docs_fleet_is_accepted_by_nats_server(tmp_path):
+    from pathlib import Path
+
+    binary = shutil.which("nats-server") or shutil.which("/usr/sbin/nats-server")
+    if not binary or not shutil.which("openssl"):
+        pytest.skip("nats-server or openssl not installed (`make test` installs them as root)")
+    from synchub.bench.nats_local import make_tls
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "FLEET.md").read_text()
+    conf = doc.split("```conf\n", 1)[1].split("```", 1)[0]
+    real = make_tls(tmp_path / "tls")
+    for name, path in (("server.pem", real.cert), ("server.key", real.key), ("ca.pem", real.ca)):
+        conf = conf.replace(f"/etc/nats/tls/{name}", path)
+    conf = conf.replace("/var/lib/nats", str(tmp_path / "js"))
+    (tmp_path / "fleet.conf").write_text(conf)
+    r = subprocess.run([binary, "-t", "-c", str(tmp_path / "fleet.conf")], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "synchub_p.{{partition(" in conf and "$JS.ACK.SYNCHUB.>" in conf
