@@ -10,6 +10,7 @@ Configuration comes from ``synchub.agent.nats_conf`` (the same as docs/FLEET.md 
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import os
 import shutil
@@ -77,6 +78,16 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process that started it dies (a killed test run leaves no
+    nats-server behind).  Linux ties this to the *thread* that started it: start and restart nodes from a thread
+    that lives as long as the cluster (the main thread).  Elsewhere nothing."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -128,7 +139,8 @@ class LocalCluster:
         log = open(self.root / f"{node.name}.log", "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             self.procs[i] = subprocess.Popen([self.binary, "-c", str(self.root / f"{node.name}.conf")],
-                                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                             preexec_fn=_die_with_parent)
         finally:
             log.close()
 
