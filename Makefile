@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-synchub
 # recorded speech and sound effects
 CORPUS_PKGS := flite festival festlex-cmu festlex-poslex festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
 	alsa-utils sound-theme-freedesktop oxygen-sounds sound-icons
-APT_PKGS := gcc-avr avr-libc simavr libsimavr-dev chrony $(CORPUS_PKGS)
+APT_PKGS := gcc-avr avr-libc simavr libsimavr-dev chrony nats-server openssl $(CORPUS_PKGS)
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint firmware firmware-tools train clean help
@@ -20,11 +20,12 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,bench,lsl,plot,train]'
+	$(BIN)/python -m pip install -q -e '.[dev,bench,lsl,plot,train,nats]'
 	touch $(STAMP)
 
-# AVR toolchain, simavr and chrony for the firmware and NTP tests, the corpus's TTS engines and sounds for its
-# tests and `bench align --real`: installed with apt when missing and root.
+# AVR toolchain, simavr and chrony for the firmware and NTP tests, nats-server and openssl for the NATS cluster
+# tests, the corpus's TTS engines and sounds for its tests and `bench align --real`: installed with apt when
+# missing and root.  (The NATS tests start their own nats-server processes on free loopback ports.)
 firmware-tools:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -9,6 +9,7 @@ from synchub.cli import UserError
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "throughput": ("synchub.bench.throughput", "agent -> collector -> MCAP samples/s and latency, pylsl side by side"),
+    "nats-publish": ("synchub.bench.nats_publish", "one agent's acked JetStream publishes (3-node R3 cluster) vs ZeroMQ"),
     "transport": ("synchub.bench.transport", "CURVE on vs off, spool replay rate, samples lost per fault"),
     "sync": ("synchub.bench.sync", "timestamp error vs truth per stream and method"),
     "align": ("synchub.bench.align", "neural/classical alignment accuracy (--scenario: simulator, --real: corpus)"),
