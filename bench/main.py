@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 
 from synchub.cli import UserError
+from synchub.extras import message
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "throughput": ("synchub.bench.throughput", "agent -> collector -> MCAP samples/s and latency, pylsl side by side"),
@@ -57,5 +58,5 @@ def run(args) -> int:
         except ModuleNotFoundError as exc:
             module = exc
     if isinstance(module, ModuleNotFoundError):
-        raise UserError(f"benchmark {args.bench!r} is not available: missing module {module.name!r}")
+        raise UserError(f"benchmark {args.bench!r}: {message(module.name or '?')}")
     return int(module.run(args) or 0)
