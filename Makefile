@@ -34,7 +34,7 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,bench,lsl,plot,train,nats]'
+	$(BIN)/python -m pip install -q -e '.[dev,bench,lsl,plot,train,nats,neural]'
 	touch $(STAMP)
 
 # AVR toolchain and simavr for the firmware tests, openssl for the NATS cluster tests, the corpus's TTS engines and
