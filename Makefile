@@ -85,6 +85,21 @@ lint: $(STAMP)
 train: $(STAMP)
 	$(BIN)/synchub train
 
+# The agent as a systemd service from this checkout (as root; no dev venv, no torch): the runtime package goes into
+# /opt/synchub/.venv, whose `synchub install` does the rest (README "Real rig").  make install CONFIG=agent.toml
+# [COLLECTOR_KEY=collector.key] [INSTALL_ARGS="--role both"]; make uninstall [INSTALL_ARGS=--purge]
+OPT_VENV := /opt/synchub/.venv
+install:
+	@[ "$$(id -u)" = 0 ] || { echo "make install: run as root (it creates a user, /opt/synchub and units)"; exit 2; }
+	test -x $(OPT_VENV)/bin/python || python3 -m venv $(OPT_VENV)
+	$(OPT_VENV)/bin/python -m pip install -q .
+	$(OPT_VENV)/bin/synchub install --from . $(if $(CONFIG),--config $(CONFIG)) \
+	  $(if $(COLLECTOR_KEY),--collector-key $(COLLECTOR_KEY)) $(INSTALL_ARGS)
+
+uninstall:
+	@[ "$$(id -u)" = 0 ] || { echo "make uninstall: run as root"; exit 2; }
+	$(OPT_VENV)/bin/synchub uninstall $(INSTALL_ARGS)
+
 clean:
 	rm -rf $(VENV) demo-out build *.egg-info
 	-$(MAKE) -C firmware clean

@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sync": ("synchub.bench.sync", "timestamp error vs truth per stream and method"),
     "align": ("synchub.bench.align", "neural/classical alignment accuracy (--scenario: simulator, --real: corpus)"),
     "firmware": ("synchub.bench.firmware", "sync box firmware in simavr: flash/RAM, interrupt latency, edge error"),
+    "footprint": ("synchub.bench.footprint", "the agent's RSS and CPU with the field example on one core"),
     "encoders": ("synchub.bench.encoders", "encoder inference ms per window and per second of data, agent RSS"),
 }
 
