@@ -166,23 +166,24 @@ def test_install_uninstall_purge_in_a_throwaway_root(tmp_path):
     assert _mode_owner(root, "/etc/synchub/keys/collector.key")[0] == "0644"
     assert _mode_owner(root, D.AGENT_CONFIG) == ("0640", "root", "synchub")
     members = {line.split(":")[0]: line.split(":")[3].split(",") for line in (root / "etc/group").read_text().splitlines()}
-    assert all("synchub" in members[g] for g in ("dialout", "audio", "gpio"))
+    assert all("synchub" in members[g] for g in ("dialout", "audio")) and "synchub" not in members.get("gpio", [])
     dropin = (root / D.DROPIN.lstrip("/")).read_text()
-    assert "DeviceAllow=char-alsa rw" in dropin and "SupplementaryGroups=audio dialout gpio" in dropin
+    assert "DeviceAllow=char-alsa rw" in dropin and "DeviceAllow=char-pps r" in dropin
+    assert "SupplementaryGroups=audio dialout" in dropin and "gpiochip" not in dropin
     assert (root / "etc/systemd/system/multi-user.target.wants/synchub-agent.service").is_symlink()
     assert (root / "etc/udev/rules.d/70-synchub.rules").exists()
-    # the runtime install: small, no torch, no dev tools; the config's extras (gpio, neural) in it
+    # the runtime install: small, no torch, no dev tools; the config's extra (neural) in it
     venv = root / "opt/synchub/.venv"
     site = next((venv / "lib").glob("python3*/site-packages"))
     size = sum(p.lstat().st_size for p in venv.rglob("*") if p.is_file() and not p.is_symlink())
     assert size <= 250e6, f"runtime install {size / 1e6:.0f} MB"
     assert not any((site / m).exists() for m in ("torch", "pytest", "ruff", "matplotlib", "hypothesis"))
-    assert (site / "onnxruntime").exists() and (site / "gpiod").exists()
+    assert (site / "onnxruntime").exists() and not (site / "gpiod").exists()  # PPS needs no GPIO library
     r2 = subprocess.run([str(venv / "bin/synchub"), "config", str(root / "etc/synchub/agent.toml")],
                         capture_output=True, text=True, timeout=60)
     assert "field-pi.toml" not in r2.stderr and "no CURVE keys" not in r2.stderr
     assert _verify(root, tmp_path, str(venv / "bin/synchub")) == ""
-    print(f"runtime install with the gpio and neural extras: {size / 1e6:.0f} MB")
+    print(f"runtime install with the neural extra: {size / 1e6:.0f} MB")
 
     r = subprocess.run([*SYNCHUB, "uninstall", "--root", str(root)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
