@@ -215,3 +215,26 @@ def test_key_paths_agree_between_units_readmes_and_examples():
         text = doc.read_text()
         assert D.KEY_DIR in text and "synchub install" in text, doc
         assert "/etc/synchub/agent.key_secret" not in text and "/etc/synchub/collector.key " not in text, doc
+
+
+def test_collector_role_in_a_throwaway_root(tmp_path):
+    root = _throwaway_root(tmp_path)
+    r = subprocess.run([*SYNCHUB, "install", "--root", str(root), "--role", "collector", "--no-venv"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _mode_owner(root, D.COLLECTOR_SECRET) == ("0640", "root", "synchub")
+    assert _mode_owner(root, D.ALLOW_DIR) == ("0750", "root", "synchub")
+    assert (root / "etc/systemd/system/multi-user.target.wants/synchub-collector.service").is_symlink()
+    assert not (root / "etc/systemd/system/synchub-agent.service").exists()
+    assert "allowed_agents" in r.stdout.splitlines()[-1]
+    unit = (root / "etc/systemd/system/synchub-collector.service").read_text()
+    exe = Path(sys.executable).parent / "synchub"
+    (tmp_path / "synchub-collector.service").write_text(unit.replace("/opt/synchub/.venv/bin/synchub", str(exe)))
+    v = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "synchub-collector.service")],
+                       capture_output=True, text=True, timeout=60)
+    assert v.returncode == 0 and "synchub" not in v.stdout + v.stderr, v.stdout + v.stderr
+    # a second install keeps the key pair (agents hold its public half)
+    before = (root / D.COLLECTOR_PUBLIC.lstrip("/")).read_bytes()
+    subprocess.run([*SYNCHUB, "install", "--root", str(root), "--role", "collector", "--no-venv"], cwd=ROOT,
+                   check=True, capture_output=True, timeout=120)
+    assert (root / D.COLLECTOR_PUBLIC.lstrip("/")).read_bytes() == before
