@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import logging
-import threading
 import time
 
 from . import pps_abi as abi
@@ -44,8 +43,6 @@ class PpsTriggerInput(TriggerInput):
         super().__init__(settings, as_stream)
         self.info = dataclasses.replace(self.info, source_id=f"pps:{settings.device}")
         self.dev = None
-        self._thread: threading.Thread | None = None
-        self._halt = threading.Event()
         self._seq = {"assert": None, "clear": None}
         self.wanted = {"rising": ("assert",), "falling": ("clear",), "both": ("assert", "clear")}[settings.edge]
 
@@ -76,15 +73,10 @@ class PpsTriggerInput(TriggerInput):
             log.warning("%s: device cannot wait for events (caps %#x): polling", path, caps)
         self.can_wait = bool(caps & abi.PPS_CANWAIT)
         self._seq = {"assert": first.assert_seq, "clear": first.clear_seq}  # older than us: not reported
-        self._halt.clear()
-        self._thread = threading.Thread(target=self._run, name=f"pps-{self.name}", daemon=True)
-        self._thread.start()
+        self._start_reader()
 
     def _close(self) -> None:
-        self._halt.set()
-        if self._thread is not None:
-            self._thread.join(2.0)
-            self._thread = None
+        self._stop_reader()
         if self.dev is not None:
             self.dev.close()
             self.dev = None
