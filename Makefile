@@ -23,6 +23,8 @@ ARM64_PKGS := qemu-user-static mmdebstrap binfmt-support
 APT_PKGS := gcc-avr avr-libc simavr libsimavr-dev openssl $(CORPUS_PKGS) $(ARM64_PKGS)
 UNPACK_DEBS := chrony nats-server
 DEB_CACHE := $(HOME)/.cache/synchub/debs
+# package $$p installed (not merely known to dpkg: a removed package keeps "config-files" state)
+INSTALLED = dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed'
 PYTEST_ARGS ?=
 
 .PHONY: demo test lint firmware firmware-tools unpacked-debs arm64-binfmt install uninstall train clean help
@@ -41,7 +43,7 @@ $(STAMP): pyproject.toml
 # sounds for its tests and `bench align --real`, qemu/mmdebstrap for the arm64 test: installed with apt when missing
 # and root, under the policy above.  (The NATS and NTP tests start their own nats-server/chronyd on loopback ports.)
 firmware-tools:
-	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PKGS); do $(INSTALLED) || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    (apt-get update -qq || true); \
@@ -56,7 +58,7 @@ firmware-tools:
 # chronyd and nats-server unpacked, not installed (policy above); skipped where the package is installed
 unpacked-debs:
 	@for p in $(UNPACK_DEBS); do \
-	  dpkg -s $$p >/dev/null 2>&1 && continue; [ -f $(DEB_CACHE)/$$p/.unpacked ] && continue; \
+	  $(INSTALLED) && continue; [ -f $(DEB_CACHE)/$$p/.unpacked ] && continue; \
 	  mkdir -p $(DEB_CACHE)/$$p && rm -f $(DEB_CACHE)/$$p/*.deb && \
 	  (cd $(DEB_CACHE)/$$p && apt-get download -qq $$p 2>/dev/null && dpkg-deb -x $${p}_*.deb . && rm -f $${p}_*.deb && \
 	   touch .unpacked && echo "unpacked $$p into $(DEB_CACHE)/$$p") || \
