@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from synchub.agent.nats_conf import Node, Site, Tls, render, server_config
+from synchub.bench.debs import find_program, missing_hint
 
 START_TIMEOUT_S = 15.0
 
@@ -31,11 +32,9 @@ class ClusterUnavailable(RuntimeError):
 
 
 def nats_server_binary() -> str:
-    path = shutil.which("nats-server") or next(
-        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.access(p, os.X_OK)), None)
+    path = find_program("nats-server", "nats-server")
     if not path:
-        raise ClusterUnavailable("nats-server is not installed (Debian package nats-server; `make test` installs it "
-                                 "as root)")
+        raise ClusterUnavailable(missing_hint("nats-server", "nats-server"))
     return path
 
 

@@ -48,6 +48,7 @@ from synchub.agent.stream import Chunk, StreamInfo
 from synchub.agent.sync import StreamClocks, TriggerLine
 from synchub.drivers.sim.clocks import DeviceClock
 from synchub.drivers.unwrap import Unwrapper
+from synchub.extras import require
 
 from .scenario import SCENARIO_DIR, Scenario, load_scenario, scenario_reference
 
@@ -476,6 +477,8 @@ def run(args) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise UserError(f"unknown method {bad[0]!r}; allowed: {', '.join(METHODS)}")
+    if "pyxdf" in methods:
+        require("pyxdf", "the pyxdf method (leave it out with --methods)")
     res = run_scenario(sc, methods)
     _print(res)
     if args.json:

@@ -13,6 +13,7 @@ from synchub.agent import natsbus as nb
 from synchub.agent import wire
 from synchub.agent.nats_conf import Node, Site, Tls, leaf_config, render, server_config
 from synchub.agent.stream import Chunk
+from synchub.bench.debs import find_program, missing_hint
 
 
 @given(st.text(min_size=1, max_size=40))
@@ -158,9 +159,9 @@ def test_server_config_names_cluster_jetstream_tls_accounts_and_mapping(tmp_path
 
 
 def test_rendered_configs_are_accepted_by_nats_server(tmp_path):
-    binary = shutil.which("nats-server") or shutil.which("/usr/sbin/nats-server")
+    binary = find_program("nats-server", "nats-server")
     if not binary or not shutil.which("openssl"):
-        pytest.skip("nats-server or openssl not installed (`make test` installs them as root)")
+        pytest.skip(f"{missing_hint('nats-server', 'nats-server')}, or openssl missing")
     from synchub.bench.nats_local import make_tls
 
     real = make_tls(tmp_path / "tls")
@@ -182,9 +183,9 @@ def test_rendered_configs_are_accepted_by_nats_server(tmp_path):
 def test_the_cluster_config_in_docs_fleet_is_accepted_by_nats_server(tmp_path):
     from pathlib import Path
 
-    binary = shutil.which("nats-server") or shutil.which("/usr/sbin/nats-server")
+    binary = find_program("nats-server", "nats-server")
     if not binary or not shutil.which("openssl"):
-        pytest.skip("nats-server or openssl not installed (`make test` installs them as root)")
+        pytest.skip(f"{missing_hint('nats-server', 'nats-server')}, or openssl missing")
     from synchub.bench.nats_local import make_tls
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "FLEET.md").read_text()

@@ -7,7 +7,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAPPED = {"synchub": "synchub", "agent": "synchub.agent", "drivers": "synchub.drivers", "models": "synchub.models",
-          "bench": "synchub.bench", "firmware": "synchub.firmware"}
+          "bench": "synchub.bench", "firmware": "synchub.firmware", "systemd": "synchub.systemd"}
 
 
 def _listed_packages():
