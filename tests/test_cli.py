@@ -5,6 +5,7 @@ line on stderr with exit status 2, never a traceback: a missing optional depende
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -74,10 +75,15 @@ def test_agent_with_neural_alignment_and_no_onnxruntime_refuses_in_one_line(tmp_
 
 
 def test_closed_output_pipe_is_one_line_not_a_traceback():
-    p = subprocess.Popen([sys.executable, "-m", "synchub.cli", "config", "--reference"], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
-    assert p.stdout.read(10)  # like `| head -c 10`
-    p.stdout.close()
+    # the reader is gone before the first write (as `| head` that has exited): every write gets EPIPE.  (Reading a
+    # few bytes and then closing races with the writer: a short output fits the pipe's buffer and exits 0.)
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "synchub.cli", "config", "--reference"], cwd=ROOT,
+                             stdout=w, stderr=subprocess.PIPE)
+    finally:
+        os.close(w)
     err = p.stderr.read().decode()
     assert p.wait(30) == 2, err
     assert len(err.strip().splitlines()) == 1 and "broken pipe" in err and "Traceback" not in err, err
