@@ -75,10 +75,13 @@ class ClockSettings:
 @dataclass(frozen=True)
 class TriggerSettings:
     name: str = setting(doc="trigger line name; streams that see it say trigger = NAME")
-    backend: str = setting("gpiod", choices=("gpiod", "rpi-gpio", "sim"), doc="GPIO back end")
+    backend: str = setting("gpiod", choices=("gpiod", "rpi-gpio", "pps", "sim"),
+                           doc="GPIO back end; pps: a kernel PPS device (/dev/ppsN), for a pin the pps-gpio overlay holds")
     chip: str = setting("/dev/gpiochip0", doc="gpiod: GPIO chip path")
     line: int = setting(0, min=0, doc="GPIO line offset (gpiod) or BCM pin (rpi-gpio)")
-    edge: str = setting("rising", choices=("rising", "falling", "both"), doc="edges to timestamp")
+    device: str = setting("/dev/pps0", doc="pps: the kernel PPS device")
+    edge: str = setting("rising", choices=("rising", "falling", "both"),
+                        doc="edges to timestamp (pps: rising = assert events, falling = clear events)")
     event_clock: str = setting(
         "monotonic", choices=("monotonic", "realtime", "hte"), doc="gpiod: kernel clock of edge timestamps"
     )

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from synchub.cli import UserError
+from synchub.extras import require
 
 
 def add_arguments(p) -> None:
@@ -122,6 +123,8 @@ def run(args) -> int:
     for f in args.files:
         if not os.path.isfile(f):
             raise UserError(f"no such file: {f}")
+    if args.plot:
+        require("matplotlib", "--plot")  # before reading a long recording
     try:
         session = read_session(args.files)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about

@@ -10,6 +10,7 @@ import threading
 import time
 
 from .config import load_config
+from .deploy import preflight
 from .runtime import Agent, AgentError
 
 log = logging.getLogger("synchub.agent")
@@ -27,6 +28,11 @@ def run(args) -> int:
 
     config = load_config(args.config)
     logging.getLogger().setLevel(getattr(logging, config.agent.log_level.upper()))
+    # what the agent would refuse later, refused now in one line (an extra that is not installed, plain text
+    # without --insecure); missing files and devices are reported by the parts that open them
+    refused = [p for p in preflight(config, insecure=args.insecure, exists=lambda _p: True) if p.level == "error"]
+    if refused:
+        raise UserError(f"{args.config}: {refused[0]}")
     try:
         agent = Agent(config, insecure=args.insecure)
     except AgentError as exc:

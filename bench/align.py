@@ -120,10 +120,13 @@ class LinkSpec:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--scenario", required=True, help="scenario TOML (bench/scenarios/align-*.toml)")
+    p.add_argument("--scenario", help="scenario TOML (bench/scenarios/align-*.toml); or --real")
     p.add_argument("--json", default="", help="write results here")
     p.add_argument("--seeds", default="", help="override the scenario's seeds (comma list)")
     p.add_argument("--quiet", action="store_true", help="no per-pair table")
+    from synchub.bench import align_real  # the real-signal corpus variant (``--real``)
+
+    align_real.add_arguments(p)
 
 
 def load_scenario(path: str):
@@ -317,17 +320,8 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
                             offsets.append((int(de), int(rf - de), int(edge_sigma)))
                             model_has = True
                         d_edges, r_edges = d_edges[~k], r_edges[~k]
-                    a0, a1 = np.searchsorted(tgt.device_ns, [fed_until, centre])
-                    if a1 > a0:
-                        model.add_arrivals(tgt.device_ns[a0:a1], tgt.host_ns[a0:a1])
-                        fed_until = centre
-                        model_has = True
-                    if r.ok:  # overlapping windows share events: sigma scaled by sqrt(window / hop)
-                        ev = r.evidence(tm)
-                        ev = replace(ev, sigma_ns=int(ev.sigma_ns * max(1.0, win_ns / hop_ns) ** 0.5))
-                        model.add_offset(ev)
-                        offsets.append((ev.device_ns, ev.offset_ns, ev.sigma_ns))
-                        model_has = True
+                    fed_until, fed = feed_window(model, tgt, fed_until, centre, r, tm, win_ns / hop_ns, offsets)
+                    model_has = model_has or fed
                     if not model_has:
                         out.missed[m] += len(ed)
                         continue
@@ -356,6 +350,26 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
             if "drift_ppm" in st:
                 out.drift_err["hybrid"].append(abs(float(st["drift_ppm"]) - true_drift))
     return out
+
+
+def feed_window(model, tgt, fed_until: int, centre: int, r, name: str, overlap: float, offsets: list,
+                arrivals: bool = True) -> tuple[int, bool]:
+    """What the agent gives the target's ClockModel for one window: the target's arrival times (device, host)
+    from ``fed_until`` up to the window's centre (unless ``arrivals`` is False: no host times) and the window's
+    offset when ``r`` is ok, its sigma scaled by sqrt(``overlap`` = window / hop: overlapping windows share
+    events).  The offset is appended to ``offsets``; returns (fed until, whether anything was fed)."""
+    fed = False
+    a0, a1 = np.searchsorted(tgt.device_ns, [fed_until, centre])
+    if a1 > a0 and arrivals:
+        model.add_arrivals(tgt.device_ns[a0:a1], tgt.host_ns[a0:a1])
+        fed_until, fed = centre, True
+    if r.ok:
+        ev = r.evidence(name)
+        ev = replace(ev, sigma_ns=int(ev.sigma_ns * max(1.0, overlap) ** 0.5))
+        model.add_offset(ev)
+        offsets.append((ev.device_ns, ev.offset_ns, ev.sigma_ns))
+        fed = True
+    return fed_until, fed
 
 
 def hybrid_map(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: float = 300.0,
@@ -456,6 +470,12 @@ def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: 
 
 
 def run(args) -> int:
+    if getattr(args, "real", False):
+        from synchub.bench import align_real
+
+        return align_real.run(args)
+    if not args.scenario:
+        raise UserError("which data? --scenario FILE (simulator) or --real (real-signal corpus)")
     bench, world_spec, links = load_scenario(args.scenario)
     if args.seeds:
         try:

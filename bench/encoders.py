@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from synchub.extras import require
+
 GOAL_MS_PER_WINDOW = 1.0
 GOAL_RSS_MB = 120.0
 
@@ -91,6 +93,7 @@ def run(args) -> int:
     from synchub.models.runner import MODALITIES, EncoderRunner, NoModelError
     from synchub.models.simdata import HELDOUT_SEED_BASE, make_recording
 
+    require("onnxruntime", "the encoder benchmark")
     cpu = args.cpu
     if hasattr(os, "sched_setaffinity"):
         allowed = sorted(os.sched_getaffinity(0))

@@ -5,7 +5,11 @@
   output, random input edges, ping traffic on the UART): cycles from the hardware event (input edge, compare
   match, Timer1 overflow) to the first instruction of its vector; worst case and p99 per vector;
 * end-to-end error of a captured edge mapped onto the host clock through the driver's probes and the
-  ClockModel, in us: the truth is the host CLOCK_MONOTONIC at which the paced simulation applied the edge.
+  ClockModel, in us: the truth is the host CLOCK_MONOTONIC at which the paced simulation applied the edge;
+* SET limits (PROTOCOL.md): the least time between two output edges the firmware meets under load, found by
+  sweeping a ``CHECK_TIMING=0`` build below the limit (firmware/timing.py loads it with input edges timed to
+  land just before output edges and ping traffic), the worst compare-interrupt latency seen, and the check
+  that every mode at its limits (the normal build) puts every edge on its tick and reports every code.
 
 Numbers are measurements, not assertions; everything goes to JSON (``--json``).
 """
@@ -29,6 +33,7 @@ def add_arguments(p) -> None:
     p.add_argument("--probes", type=int, default=200, help="ping/pong probes for the clock model")
     p.add_argument("--edges", type=int, default=60, help="input edges mapped onto the host clock")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--limit-seconds", type=float, default=0.3, help="simulated seconds per SET-limit run")
 
 
 def _pct(x, q):
@@ -92,7 +97,8 @@ def latency_run(seconds: float, seed: int) -> dict:
     ovf = [c0 + k * 65536 for k in range((applied[0] - c0) // 65536, (applied[-1] - c0) // 65536)]
     lat["overflow (TIMER1_OVF, vector 13)"] = match(ovf, vec.get(13, []))
     result = {}
-    # handler length: vector entry -> its RETI (AVR handlers do not nest here)
+    # handler length: vector entry -> the next RETI (only the capture handler lets another one in, after its
+    # first reads: its length is then up to the nested handler's end)
     retis = np.array(sorted(box.retis), dtype=np.int64)
     names = {10: "TIMER1_CAPT", 11: "TIMER1_COMPA", 12: "TIMER1_COMPB", 13: "TIMER1_OVF", 18: "USART_RX",
              19: "USART_UDRE"}
@@ -254,6 +260,69 @@ def e2e_run(n_probes: int, n_edges: int, seed: int) -> dict:
     return result
 
 
+def limits_run(seconds: float) -> dict:
+    """Measured minimum time between output edges vs the firmware's MIN_GAP, and every mode at its limits."""
+    from synchub.drivers import syncbox_protocol as P
+    from synchub.drivers.syncbox import SyncBoxClient, SyncBoxError
+    from synchub.firmware import harness, timing
+
+    lim = P.limits()
+    g, mp = lim.min_gap, lim.min_period
+    unchecked = harness.build({"CHECK_TIMING": "0"}, build_dir=harness.BUILD / "unchecked")
+    sweep, latency = [], []
+    for gap in range(400, g + 1, 100):  # cycles; the heaviest load: an input edge before every output edge
+        row = {"gap_cycles": gap}
+        for name, width in (("width", gap), ("period_minus_width", mp - gap)):
+            try:
+                r = timing.run_output(P.MODE_PULSE, mp, width, 0, sim_s=seconds, elf=unchecked, inputs=1,
+                                      vectors=True)
+            except (SyncBoxError, RuntimeError) as exc:  # far below the limit every edge is late: the compare
+                row[name] = {"on_time": False, "failed": str(exc)}  # interrupt can starve the main loop
+                continue
+            row[name] = {"on_time": r.on_time, "late_edges": r.late_edges, "edges": r.edges,
+                         "compa_latency_max_cycles": r.compa_latency_max}
+            latency.append(r.compa_latency_max or 0)
+        sweep.append(row)
+    met = [row["gap_cycles"] for row in sweep if row["width"]["on_time"] and row["period_minus_width"]["on_time"]]
+    measured = next((x for x in met if all(y in met for y in range(x, g + 1, 100))), None)
+    # the link: below MIN_PERIOD the edges are still on time but PULSE frames are dropped (counted)
+    fast = timing.run_output(P.MODE_PULSE, mp // 2, g, 0, sim_s=seconds, elf=unchecked, inputs=4)
+    at_limit = {}  # the normal build; pulse inputs at every 4th edge so EDGE frames leave room for PULSE frames
+    for name, s, every, sim_s in (("pulse_shortest_width", (P.MODE_PULSE, mp, g, 0), 4, seconds),
+                                  ("pulse_shortest_gap", (P.MODE_PULSE, mp, mp - g, 0), 4, seconds),
+                                  ("barcode_shortest_bit", (P.MODE_BARCODE, 45 * g, 0, g), 1, seconds),
+                                  ("harp", (P.MODE_HARP, 0, 0, 0), 1, 3.5)):
+        at_limit[name] = timing.run_output(*s, sim_s=sim_s, inputs=every).summary()
+    refused = {}
+    with harness.SimBox(realtime=False) as box:
+        c = SyncBoxClient(box.port, timeout=5.0)
+        c.hello()
+        for s in ((P.MODE_PULSE, 4000, 640, 0), (P.MODE_PULSE, 1280, 640, 0), (P.MODE_PULSE, mp, g - 1, 0),
+                  (P.MODE_PULSE, mp, mp - g + 1, 0), (P.MODE_PULSE, mp - 1, g, 0),
+                  (P.MODE_BARCODE, 45 * g, 0, g - 1)):
+            try:
+                c.request(P.set_config, *s)
+                refused[str(s)] = "accepted"
+            except SyncBoxError as exc:
+                refused[str(s)] = str(exc)
+        c.close()
+    us = 1e6 / lim.ticks_per_s
+    return {
+        "min_gap_cycles": g, "min_gap_us": g * us, "min_period_cycles": mp, "min_period_us": mp * us,
+        "measured_min_gap_cycles": measured,
+        "margin_cycles": g - measured if measured else None,
+        "compa_latency_worst_cycles": max(latency),
+        "sweep": sweep,
+        "half_min_period_unchecked": {k: v for k, v in fast.summary().items()
+                                      if k in ("on_time", "codes", "unreported", "tx_dropped", "ev_dropped", "lost_frames")},
+        "at_limits": at_limit,
+        "every_accepted_limit_met": all(r["ok"] for r in at_limit.values()),
+        "refused_just_outside": refused,
+        "load": "an input edge 0-600 cycles before every output edge (every 5th doubled 90 cycles later; at the "
+                "limits of pulse mode every 4th edge) and a ping every 5 ms; real-time paced simulation",
+    }
+
+
 def run(args) -> int:
     from synchub.firmware import harness
 
@@ -271,6 +340,7 @@ def run(args) -> int:
         "interrupt_latency": latency_run(args.seconds, args.seed),
         "capture_resolution_idle": resolution_run(),
         "end_to_end": e2e_run(args.probes, args.edges, args.seed),
+        "set_limits": limits_run(args.limit_seconds),
     }
     text = json.dumps(result, indent=2)
     print(text)

@@ -6,13 +6,16 @@ from __future__ import annotations
 import importlib
 
 from synchub.cli import UserError
+from synchub.extras import message
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "throughput": ("synchub.bench.throughput", "agent -> collector -> MCAP samples/s and latency, pylsl side by side"),
+    "nats-publish": ("synchub.bench.nats_publish", "one agent's acked JetStream publishes (3-node R3 cluster) vs ZeroMQ"),
     "transport": ("synchub.bench.transport", "CURVE on vs off, spool replay rate, samples lost per fault"),
     "sync": ("synchub.bench.sync", "timestamp error vs truth per stream and method"),
-    "align": ("synchub.bench.align", "neural/classical alignment accuracy"),
+    "align": ("synchub.bench.align", "neural/classical alignment accuracy (--scenario: simulator, --real: corpus)"),
     "firmware": ("synchub.bench.firmware", "sync box firmware in simavr: flash/RAM, interrupt latency, edge error"),
+    "footprint": ("synchub.bench.footprint", "the agent's RSS and CPU with the field example on one core"),
     "encoders": ("synchub.bench.encoders", "encoder inference ms per window and per second of data, agent RSS"),
 }
 
@@ -56,5 +59,5 @@ def run(args) -> int:
         except ModuleNotFoundError as exc:
             module = exc
     if isinstance(module, ModuleNotFoundError):
-        raise UserError(f"benchmark {args.bench!r} is not available: missing module {module.name!r}")
+        raise UserError(f"benchmark {args.bench!r}: {message(module.name or '?')}")
     return int(module.run(args) or 0)

@@ -48,6 +48,7 @@ from synchub.agent.replay import default_delay_ns, feed_offline
 from synchub.agent.settings import ConfigError
 from synchub.agent.stream import Chunk
 from synchub.agent.sync import StreamClocks
+from synchub.extras import require
 
 from .scenario import SCENARIO_DIR, Scenario, load_scenario, scenario_reference
 from .simulate import GPIO_READ_NS, SimStream, pulse_times, reference_edges
@@ -238,6 +239,8 @@ def run(args) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise UserError(f"unknown method {bad[0]!r}; allowed: {', '.join(METHODS)}")
+    if "pyxdf" in methods:
+        require("pyxdf", "the pyxdf method (leave it out with --methods)")
     try:
         res = run_scenario(sc, methods)
     except ValueError as exc:  # a scenario the simulator cannot render (e.g. a device with no samples)

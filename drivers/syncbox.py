@@ -38,6 +38,7 @@ class SyncBoxSettings:
     port: str = setting(doc="serial port of the sync box (e.g. /dev/ttyACM0, or a syncbox-sim pty)")
     baud: int = setting(1_000_000, choices=(115_200, 1_000_000), doc="UART rate the firmware was built for")
     mode: str = setting("pulse", choices=("pulse", "barcode", "harp", "off"), doc="sync output on D9")
+    # (the box's limits are checked across these keys in __post_init__: PROTOCOL.md, "SET limits")
     period_s: float = setting(1.0, min=0.0001, max=134.0, doc="pulse / barcode period (harp: always 1 s)")
     width_s: float = setting(0.001, min=0.00004, max=134.0, doc="pulse width (pulse mode)")
     bit_s: float = setting(0.01, min=0.00004, max=2.9, doc="barcode bit time")
@@ -45,9 +46,35 @@ class SyncBoxSettings:
     reconnect_s: float = setting(1.0, min=0.05, doc="seconds between reconnect attempts")
     reply_timeout_s: float = setting(1.0, min=0.05, doc="how long a command waits for its reply")
 
+    def __post_init__(self):
+        # the limits of the 16 MHz board at this baud rate; the box's own VERSION is checked again at connect
+        if self.mode in ("pulse", "barcode"):
+            why = config_problem(self.mode, self.period_s, self.width_s, self.bit_s, P.limits(baud=self.baud))
+            if why:
+                raise ValueError(why)
+
+
+def config_problem(mode: str, period_s: float, width_s: float, bit_s: float, lim: P.Limits) -> str:
+    """'' when a box with these limits meets the output settings (seconds), else why not (one line)."""
+    tps = lim.ticks_per_s
+    return P.explain_config(P.MODES[mode], int(round(period_s * tps)), int(round(width_s * tps)),
+                            int(round(bit_s * tps)), lim)
+
 
 class SyncBoxError(Exception):
     """The box answered wrongly (version mismatch, refused command) or not at all."""
+
+
+class SyncBoxRefused(SyncBoxError):
+    """The box answered a command with ERROR (``error``)."""
+
+    def __init__(self, message: str, error: P.Error):
+        super().__init__(message)
+        self.error = error
+
+
+class SyncBoxSettingsError(SyncBoxError):
+    """The box cannot meet the output settings (checked against its VERSION before SET, or refused by it)."""
 
 
 class SyncBoxClient:
@@ -112,7 +139,7 @@ class SyncBoxClient:
                 if getattr(msg, "req_seq", None) == seq and isinstance(msg, (*want, P.Error)):
                     self.pending = batch[i + 1 :] + self.pending  # keep what came after the reply
                     if isinstance(msg, P.Error):
-                        raise SyncBoxError(f"sync box refused command (seq {seq}): {msg.reason}")
+                        raise SyncBoxRefused(f"sync box refused command (seq {seq}): {msg.reason}", msg)
                     return msg, t_send, host_ns
                 self.on_message(msg, host_ns)
         raise SyncBoxError(f"no reply from the sync box within {timeout or self.timeout} s")
@@ -140,13 +167,29 @@ class SyncBoxClient:
         tps = self.version.ticks_per_s if self.version else 16_000_000
         return int(round(ns * tps / 1e9))
 
+    def limits(self) -> P.Limits:
+        v = self.version
+        return P.limits(v.f_cpu, v.prescaler, v.baud) if v else P.limits()
+
     def configure(self, mode: str, period_s: float, width_s: float, bit_s: float) -> None:
+        """Stop the output, set it up and start it; ``SyncBoxSettingsError`` (one line) when the box cannot
+        meet the settings: checked here against the box's limits, and again by the box itself."""
         self.request(P.simple, P.CMD_STOP)
         if mode == "off":
             return
-        tps = self.version.ticks_per_s if self.version else 16_000_000
-        self.request(P.set_config, P.MODES[mode], int(round(period_s * tps)), int(round(width_s * tps)),
-                     int(round(bit_s * tps)))
+        lim = self.limits()
+        why = config_problem(mode, period_s, width_s, bit_s, lim)
+        if why:
+            raise SyncBoxSettingsError(why)
+        tps = lim.ticks_per_s
+        try:
+            self.request(P.set_config, P.MODES[mode], int(round(period_s * tps)), int(round(width_s * tps)),
+                         int(round(bit_s * tps)))
+        except SyncBoxRefused as exc:
+            if exc.error.code in (P.ERR_VALUE, P.ERR_TIMING):
+                raise SyncBoxSettingsError(f"{exc} (mode {mode}, period {period_s} s, width {width_s} s, "
+                                           f"bit {bit_s} s)") from None
+            raise
         self.request(P.simple, P.CMD_START)
 
     def ping(self, token: int) -> tuple[P.Pong, int, int]:
@@ -260,7 +303,9 @@ class SyncBoxDriver(Driver):
                 self._close()
                 if was:
                     self.counters["reconnects"] += 1
-                self.sink.problem(name, "sync box disconnected" if was else "sync box not reachable", str(exc))
+                reason = ("sync box cannot meet the settings" if isinstance(exc, SyncBoxSettingsError)
+                          else "sync box disconnected" if was else "sync box not reachable")
+                self.sink.problem(name, reason, str(exc))
                 self._stop.wait(self.settings.reconnect_s)
 
     def _check_losses(self) -> None:

@@ -52,7 +52,15 @@ ERRORS = {
     7: "value out of range",
     8: "busy (stop first)",
     9: "receive overrun",
+    10: "too fast for the sync box",
 }
+ERR_VALUE = 7
+ERR_TIMING = 10
+
+# ERROR detail of a refused SET (ERR_VALUE or ERR_TIMING): the limit that failed
+LIM_MODE, LIM_WIDTH, LIM_GAP, LIM_BIT, LIM_PERIOD = 0, 1, 2, 3, 4
+LIMIT_NAMES = {LIM_MODE: "mode", LIM_WIDTH: "pulse width", LIM_GAP: "pulse period - width", LIM_BIT: "barcode bit",
+               LIM_PERIOD: "period"}
 
 MAX_FRAME = 64  # longest COBS-encoded frame either side sends or accepts, delimiter excluded
 
@@ -197,7 +205,10 @@ class Error:
 
     @property
     def reason(self) -> str:
-        return ERRORS.get(self.code, f"error {self.code}")
+        why = ERRORS.get(self.code, f"error {self.code}")
+        if self.code in (ERR_VALUE, ERR_TIMING) and self.detail in LIMIT_NAMES:
+            why += f" ({LIMIT_NAMES[self.detail]})"
+        return why
 
 
 @dataclass(frozen=True)
@@ -261,3 +272,81 @@ def simple(seq: int, cmd: int) -> bytes:
 def wire_bytes(frame_len: int) -> int:
     """Bytes on the wire for a frame of ``frame_len`` raw bytes (type..crc): COBS overhead + delimiter."""
     return frame_len + 1 + frame_len // 254 + 1
+
+
+# ---------------------------------------------------------------- SET limits (PROTOCOL.md, "SET limits")
+MIN_GAP_CYCLES = 1024  # least time between two output edges, CPU cycles
+PULSE_WIRE_BITS = 230  # one PULSE frame on the UART: 23 bytes, 10 bits each (8N1)
+MAX_PERIOD = 0x7FFFFFFF
+BARCODE_SLOTS = 45  # a barcode period is at least 45 bit times: 35 bits and 10 idle
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a sync box build can meet, in its Timer1 ticks (the firmware computes the same numbers)."""
+
+    ticks_per_s: int
+    min_gap: int  # least ticks between two output edges (pulse width, period - width, barcode bit)
+    min_period: int  # least ticks per code: its PULSE frame may use at most half of the UART
+
+
+def limits(f_cpu: int = 16_000_000, prescaler: int = 1, baud: int = 1_000_000) -> Limits:
+    """The limits of a build (f_cpu, Timer1 prescaler and baud, as its VERSION reply tells them)."""
+    def ticks(cycles: int) -> int:
+        return -(-cycles // prescaler)
+
+    return Limits(f_cpu // prescaler, ticks(MIN_GAP_CYCLES), ticks(-(-2 * PULSE_WIRE_BITS * f_cpu // baud)))
+
+
+def check_config(mode: int, period: int, width: int, bit: int, lim: Limits) -> tuple[int, int] | None:
+    """``None`` when the box accepts this SET, else the (ERROR code, detail) it answers with."""
+    if mode == MODE_HARP:
+        return None  # period, width and bit are ignored
+    if mode not in (MODE_PULSE, MODE_BARCODE):
+        return ERR_VALUE, LIM_MODE
+    if period > MAX_PERIOD:
+        return ERR_VALUE, LIM_PERIOD
+    if mode == MODE_PULSE:
+        if width < lim.min_gap:
+            return ERR_TIMING, LIM_WIDTH
+        if period - width < lim.min_gap:
+            return ERR_TIMING, LIM_GAP
+    else:
+        if bit < lim.min_gap:
+            return ERR_TIMING, LIM_BIT
+        if bit > MAX_PERIOD // BARCODE_SLOTS:
+            return ERR_VALUE, LIM_BIT
+        if period < BARCODE_SLOTS * bit:
+            return ERR_VALUE, LIM_PERIOD
+    if period < lim.min_period:
+        return ERR_TIMING, LIM_PERIOD
+    return None
+
+
+def explain_config(mode: int, period: int, width: int, bit: int, lim: Limits) -> str:
+    """'' when the box can meet this SET, else one line saying which limit it breaks, in us and ticks."""
+    bad = check_config(mode, period, width, bit, lim)
+    if bad is None:
+        return ""
+    code, which = bad
+
+    def us(ticks: int) -> str:
+        return f"{ticks * 1e6 / lim.ticks_per_s:g} us ({ticks} ticks)"
+
+    if which == LIM_MODE:
+        return f"unknown sync box mode {mode}"
+    if which == LIM_WIDTH:
+        return f"pulse width {us(width)} is below the sync box's minimum of {us(lim.min_gap)}"
+    if which == LIM_GAP:
+        return (f"pulse period - width {us(period - width)} is below the sync box's minimum of {us(lim.min_gap)} "
+                "(the output needs that long between edges)")
+    if which == LIM_BIT and code == ERR_TIMING:
+        return f"barcode bit {us(bit)} is below the sync box's minimum of {us(lim.min_gap)}"
+    if which == LIM_BIT:
+        return f"barcode bit {us(bit)} is too long (period would exceed {us(MAX_PERIOD)})"
+    if period > MAX_PERIOD:
+        return f"period {us(period)} is above the sync box's maximum of {us(MAX_PERIOD)}"
+    if code == ERR_VALUE:
+        return f"barcode period {us(period)} is shorter than {BARCODE_SLOTS} bits ({us(BARCODE_SLOTS * bit)})"
+    return (f"period {us(period)} is below the sync box's minimum of {us(lim.min_period)} (each code's PULSE "
+            "report may use at most half of the serial link at this baud rate)")

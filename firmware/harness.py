@@ -69,7 +69,7 @@ def sizes(elf: Path = ELF) -> dict[str, int]:
 class SimBox:
     def __init__(self, elf: Path | None = None, realtime: bool = True, vectors: bool = False,
                  inject: list[tuple[int, int]] | None = None, max_cycles: int = 0, inject_file: Path | None = None,
-                 link: str | None = None):
+                 link: str | None = None, backpressure: bool = False):
         self.elf = Path(elf) if elf else ELF
         self.realtime = realtime
         self.vectors_on = vectors
@@ -77,6 +77,7 @@ class SimBox:
         self.max_cycles = max_cycles
         self.inject_file = inject_file
         self.link = link  # a stable path (symlink) to the pty, like /dev/serial/by-id on a real board
+        self.backpressure = backpressure  # the simulation waits for a host that falls behind reading the pty
         self.proc: subprocess.Popen | None = None
         self.port = ""
         self.out_edges: list[tuple[int, int, int]] = []
@@ -85,6 +86,7 @@ class SimBox:
         self.resets: list[int] = []  # cycles of "reset" commands
         self.retis: list[int] = []  # cycles of RETI instructions (with vectors=True)
         self.other: list[str] = []
+        self.tx_lost = 0  # UART bytes the host did not read in time (known after stop())
         self.finished = ""
         self._cond = threading.Condition()
         self._now: list[tuple[int, int]] = []
@@ -106,6 +108,8 @@ class SimBox:
             cmd.append("-r")
         if self.vectors_on:
             cmd.append("-v")
+        if self.backpressure:
+            cmd.append("-b")
         if self.max_cycles:
             cmd += ["-n", str(self.max_cycles)]
         if self.inject_initial:
@@ -145,6 +149,8 @@ class SimBox:
                     self._peeks.append(int(p[2], 16))
                 elif k == "Z":
                     self.resets.append(int(p[1]))
+                elif k == "U":
+                    self.tx_lost = int(p[1])
                 elif k == "X":
                     self.finished = line.strip()
                 else:

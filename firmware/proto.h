@@ -6,7 +6,7 @@
 
 #define PROTO_VERSION 1
 #define FW_MAJOR 1
-#define FW_MINOR 0
+#define FW_MINOR 1
 
 /* host -> device */
 #define CMD_PING 0x01       /* token u32 */
@@ -36,6 +36,14 @@
 #define ERR_VALUE 7
 #define ERR_BUSY 8
 #define ERR_OVERRUN 9
+#define ERR_TIMING 10       /* SET faster than the box can meet (detail: LIM_*) */
+
+/* ERROR detail of ERR_VALUE / ERR_TIMING for SET: the limit that failed */
+#define LIM_MODE 0          /* unknown mode */
+#define LIM_WIDTH 1         /* pulse width < MIN_GAP */
+#define LIM_GAP 2           /* pulse period - width < MIN_GAP */
+#define LIM_BIT 3           /* barcode bit < MIN_GAP, or too long */
+#define LIM_PERIOD 4        /* period < MIN_PERIOD, > 2^31 - 1, or (barcode) < 45 bits */
 
 /* pulse modes */
 #define MODE_PULSE 0

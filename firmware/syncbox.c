@@ -26,6 +26,10 @@
 #define T1_PRESCALER 1
 #endif
 
+#ifndef CHECK_TIMING
+#define CHECK_TIMING 1 /* 0: SET accepts timings it cannot meet (only to measure the limits) */
+#endif
+
 #if T1_PRESCALER == 1
 #define T1_CS (1 << CS10)
 #elif T1_PRESCALER == 8
@@ -36,15 +40,26 @@
 
 #define TICKS_PER_S (F_CPU / T1_PRESCALER)
 #define TICKS_PER_MS (TICKS_PER_S / 1000UL)
-#define TICKS_PER_US (TICKS_PER_S / 1000000UL)
-/* An edge is armed on OCR1A when it is due within HORIZON ticks; OVF (TCNT=0) and COMPB (TCNT=0x8000)
- * look every 32768 ticks, so every edge is armed at least 16384 ticks ahead unless it follows the
- * previous edge closely, which MIN_GAP bounds.  GUARD is the least lead an edge may be armed with. */
+/* Timing limits (PROTOCOL.md, "SET limits"), set in CPU cycles and rounded up to Timer1 ticks.
+ *  - An edge is armed on OCR1A when it is due within HORIZON ticks; OVF (TCNT=0) and COMPB (TCNT=0x8000)
+ *    look every 32768 ticks, so an edge far from the previous one is armed at least 16384 ticks ahead.
+ *  - An edge close to the previous one is armed by the compare ISR of that edge.  GUARD is the least lead
+ *    it may be armed with (from the TCNT1 read, OCR1A, TCCR1A, TIFR1 and TIMSK1 are written within about
+ *    70 cycles).  MIN_GAP, the least time between two output edges, covers the wait for that ISR (a handler
+ *    or a cli section in progress, the non-interruptible start of a capture), the ISR's way to its TCNT1
+ *    read (200-225 cycles, traced in simavr) and GUARD.  Measured in simavr under load (bench/firmware.py):
+ *    edges 700 cycles apart are all met (600 in most runs, 500 in none); MIN_GAP keeps 324 cycles of margin.
+ *  - MIN_PERIOD: one code (pulse, barcode, Harp second) sends one PULSE frame (23 bytes 8N1 on the wire);
+ *    codes may use at most half of the UART, the rest is left for EDGE, PONG and STATUS frames. */
+#define CYC_TO_TICKS(c) (((c) + T1_PRESCALER - 1) / T1_PRESCALER)
 #define HORIZON 49152U
-#define GUARD (16 * TICKS_PER_US)
-#define MIN_GAP (40 * TICKS_PER_US)
+#define GUARD CYC_TO_TICKS(128UL)
+#define MIN_GAP CYC_TO_TICKS(1024UL)
+#define PULSE_WIRE_BITS 230UL
+#define MIN_PERIOD ((uint32_t)CYC_TO_TICKS((2ULL * PULSE_WIRE_BITS * F_CPU + BAUD - 1) / BAUD))
 #define START_LEAD TICKS_PER_MS
 #define MAX_PERIOD 0x7FFFFFFFUL /* ISRs use 32-bit time differences */
+#define BARCODE_SLOTS 45UL       /* a barcode period is at least 45 bit times: 35 bits and 10 idle */
 
 #define OUT_BIT PB1 /* OC1A */
 #define IN_BIT PB0  /* ICP1 */
@@ -125,6 +140,8 @@ __attribute__((always_inline)) static inline void ev_push(uint8_t kind, uint8_t 
 /* ---------------------------------------------------------------- input capture */
 static volatile uint32_t edge_count, lost_edges;
 
+/* Only the reads that must not wait are done with interrupts disabled; the rest lets the output compare
+ * interrupt in (its latency bounds MIN_GAP), with further captures masked until the edge is queued. */
 ISR(TIMER1_CAPT_vect)
 {
     uint16_t icr = ICR1;
@@ -134,9 +151,12 @@ ISR(TIMER1_CAPT_vect)
         o++; /* captured just after an overflow whose ISR has not run yet */
     TCCR1B ^= (1 << ICES1); /* wait for the opposite edge */
     TIFR1 = (1 << ICF1);    /* changing ICES1 may set ICF1 */
+    TIMSK1 &= ~(1 << ICIE1);
+    sei();
     uint16_t lost = 0;
     /* The pin must still be at the level this edge set; if not, an edge came before the edge select
-     * was switched and could not be timestamped.  Re-sync the edge select to the pin and count it. */
+     * was switched and could not be timestamped.  Re-sync the edge select to the pin and count it.  (An
+     * interrupt taken here only delays the check: an edge after the switch is captured, ICF1.) */
     for (uint8_t k = 0; k < 4; k++) {
         uint8_t level = (PINB >> IN_BIT) & 1;
         uint8_t want = (TCCR1B & (1 << ICES1)) ? 0 : 1; /* waiting for rising: level should be 0 */
@@ -146,8 +166,10 @@ ISR(TIMER1_CAPT_vect)
         TCCR1B ^= (1 << ICES1);
         TIFR1 = (1 << ICF1);
     }
+    cli();
     lost_edges += lost;
     ev_push(EV_EDGE, rising, lost, edge_count++, 0, ((uint32_t)o << 16) | icr);
+    TIMSK1 |= (1 << ICIE1);
 }
 
 /* ---------------------------------------------------------------- sync output generator
@@ -242,25 +264,37 @@ __attribute__((always_inline)) static inline void take_next(void)
     pend_level = !idle_level;
 }
 
-ISR(TIMER1_COMPA_vect)
+/* The pending edge has happened (the hardware set OC1A to pend_level at exactly pend_t): make the next edge
+ * pending and arm it first (the time to get here bounds MIN_GAP), then report a code's first edge.
+ * Interrupts disabled.  A pulse train repeats here without the main loop: its current code moves on by one
+ * period.  Barcodes and Harp seconds swap to the code the main loop prepared. */
+__attribute__((always_inline)) static inline void edge_done(void)
 {
-    /* the hardware has just set OC1A to pend_level at exactly pend_t */
     TIMSK1 &= ~(1 << OCIE1A);
     armed = 0;
     struct code *c = &codes[cur];
-    if (edge_k == 0)
-        ev_push(EV_PULSE, pend_level, 0, c->index, c->value, pend_t);
+    uint32_t t = pend_t, index = c->index, value = c->value;
+    uint8_t k = edge_k, level = pend_level;
     if (++edge_k < c->n) {
         pend_t = c->t0 + c->off[edge_k];
+        pend_level ^= 1;
+    } else if (cfg_mode == MODE_PULSE) {
+        c->t0 += cfg_period;
+        c->index = index + 1;
+        edge_k = 0;
+        pend_t = c->t0;
         pend_level ^= 1;
     } else if (next_ready) {
         take_next();
     } else {
         stalled = 1; /* the main loop has not prepared the next code: it resumes it (late, counted) */
-        return;
     }
     try_arm();
+    if (k == 0)
+        ev_push(EV_PULSE, level, 0, index, value, t);
 }
+
+ISR(TIMER1_COMPA_vect) { edge_done(); }
 
 ISR(TIMER1_COMPB_vect) { try_arm(); } /* mid-epoch look-ahead (OCR1B = 0x8000) */
 
@@ -271,10 +305,10 @@ ISR(TIMER1_OVF_vect)
     try_arm();
 }
 
-/* Main loop: keep the next code prepared. */
+/* Main loop: keep the next barcode / Harp code prepared (a pulse train needs nothing). */
 static void gen_poll(void)
 {
-    if (!running || next_ready)
+    if (!running || next_ready || cfg_mode == MODE_PULSE)
         return;
     struct code *c = &codes[cur];
     build_index = c->index + 1;
@@ -282,7 +316,7 @@ static void gen_poll(void)
         build_value = c->value + 1;
         build_t0 = c->t0 + TICKS_PER_S;
     } else {
-        build_value = cfg_mode == MODE_BARCODE ? build_index : 0;
+        build_value = build_index;
         build_t0 = c->t0 + cfg_period;
     }
     build_code(cur ^ 1);
@@ -304,14 +338,28 @@ static void out_idle(uint8_t level)
 }
 
 static uint32_t next_index; /* index of the next code to start (kept across stop/start) */
+static uint8_t index_reset; /* RESET while running: the next START still begins at index 0 */
 
+/* Stop the output at once (a code in progress is cut short) and note the index the next START continues
+ * with: the current code's if none of its edges happened, else the one after it. */
 static void gen_stop(void)
 {
     uint8_t s = SREG;
     cli();
-    if (running)
-        next_index = codes[cur].index + 1;
-    running = 0;
+    if (running) {
+        running = 0; /* try_arm does nothing from here on */
+        if (armed) {
+            /* An edge due within GUARD may happen while the compare unit is being disconnected: let it
+             * happen.  One whose tick has passed happened; its interrupt has not run yet. */
+            int32_t d;
+            while ((d = (int32_t)(pend_t - now32())) > 0 && d <= (int32_t)GUARD)
+                ;
+            if (d <= 0)
+                edge_done();
+        }
+        if (!index_reset)
+            next_index = codes[cur].index + (edge_k != 0);
+    }
     armed = 0;
     stalled = 0;
     TIMSK1 &= ~(1 << OCIE1A);
@@ -320,12 +368,12 @@ static void gen_stop(void)
     SREG = s;
 }
 
-
 static void gen_start(void)
 {
     uint64_t now = now64();
     idle_level = (cfg_mode == MODE_HARP);
     build_index = next_index;
+    index_reset = 0;
     if (cfg_mode == MODE_HARP) {
         uint64_t n = (now + START_LEAD) / TICKS_PER_S + 1;
         build_value = (uint32_t)n;
@@ -414,18 +462,20 @@ static uint32_t get32(const uint8_t *p)
 static void send(uint8_t type, const uint8_t *payload, uint8_t n)
 {
     uint8_t raw[MAX_RAW], enc[MAX_RAW + 2];
+    uint16_t seq = tx_seq++; /* a dropped frame still uses its number: the host sees the gap */
+    /* drop before encoding when it may not fit (n + 5 bytes, 1 of COBS overhead, the delimiter): a full
+     * link then costs the main loop almost nothing */
+    if ((uint16_t)(TXQ - 1 - (uint8_t)(tx_head - tx_tail)) < (uint16_t)(n + 7)) {
+        tx_dropped++;
+        return;
+    }
     raw[0] = type;
-    put16(raw + 1, tx_seq++); /* a dropped frame still uses its number: the host sees the gap */
+    put16(raw + 1, seq);
     memcpy(raw + 3, payload, n);
     uint16_t crc = crc16_ccitt_false(raw, (uint8_t)(n + 3));
     put16(raw + 3 + n, crc);
     uint8_t len = cobs_encode(raw, (uint8_t)(n + 5), enc);
     enc[len++] = 0;
-    uint8_t used = (uint8_t)(tx_head - tx_tail);
-    if ((uint16_t)(TXQ - 1 - used) < len) {
-        tx_dropped++;
-        return;
-    }
     uint8_t h = tx_head;
     for (uint8_t i = 0; i < len; i++)
         tx_buf[(uint8_t)(h + i)] = enc[i];
@@ -494,15 +544,31 @@ static void send_version(uint16_t req_seq)
     send(MSG_VERSION, p, sizeof p);
 }
 
-static uint8_t valid_config(uint8_t mode, uint32_t period, uint32_t width, uint32_t bit)
+/* 0 when the output generator can meet this SET, else the ERROR code << 8 | detail (PROTOCOL.md). */
+static uint16_t check_config(uint8_t mode, uint32_t period, uint32_t width, uint32_t bit)
 {
+    if (mode == MODE_HARP)
+        return 0; /* period, width and bit are ignored */
+    if (mode > MODE_HARP)
+        return (ERR_VALUE << 8) | LIM_MODE;
     if (period > MAX_PERIOD)
-        return mode == MODE_HARP;
-    if (mode == MODE_PULSE)
-        return width >= MIN_GAP && period >= MIN_GAP && period - MIN_GAP >= width;
-    if (mode == MODE_BARCODE)
-        return bit >= MIN_GAP && bit <= MAX_PERIOD / 45 && period >= 45 * bit;
-    return mode == MODE_HARP;
+        return (ERR_VALUE << 8) | LIM_PERIOD;
+    if (mode == MODE_PULSE) {
+        if (width < MIN_GAP)
+            return (ERR_TIMING << 8) | LIM_WIDTH;
+        if (period < width || period - width < MIN_GAP)
+            return (ERR_TIMING << 8) | LIM_GAP;
+    } else {
+        if (bit < MIN_GAP)
+            return (ERR_TIMING << 8) | LIM_BIT;
+        if (bit > MAX_PERIOD / BARCODE_SLOTS)
+            return (ERR_VALUE << 8) | LIM_BIT;
+        if (period < BARCODE_SLOTS * bit)
+            return (ERR_VALUE << 8) | LIM_PERIOD;
+    }
+    if (period < MIN_PERIOD)
+        return (ERR_TIMING << 8) | LIM_PERIOD;
+    return 0;
 }
 
 static void handle_frame(uint8_t *buf, uint8_t len, uint64_t t_rx)
@@ -549,10 +615,13 @@ static void handle_frame(uint8_t *buf, uint8_t len, uint64_t t_rx)
     case CMD_SET: {
         uint8_t mode = p[0];
         uint32_t period = get32(p + 1), width = get32(p + 5), bit = get32(p + 9);
+        uint16_t bad = check_config(mode, period, width, bit);
+        if (!CHECK_TIMING && (bad >> 8) == ERR_TIMING)
+            bad = 0;
         if (running) {
             send_error(seq, ERR_BUSY, type);
-        } else if (!valid_config(mode, period, width, bit)) {
-            send_error(seq, ERR_VALUE, type);
+        } else if (bad) {
+            send_error(seq, (uint8_t)(bad >> 8), (uint8_t)bad);
         } else {
             cfg_mode = mode;
             cfg_period = period;
@@ -575,6 +644,7 @@ static void handle_frame(uint8_t *buf, uint8_t len, uint64_t t_rx)
     case CMD_RESET:
         cli();
         next_index = 0; /* pulse index of the next START; a running train keeps counting */
+        index_reset = running;
         pulses_sent = 0;
         edge_count = 0;
         lost_edges = 0;
@@ -615,6 +685,9 @@ static uint8_t delim_time(uint8_t pos, uint32_t *t)
     return found;
 }
 
+/* Main loop: take received bytes up to and including one frame delimiter (and handle that frame).  Each
+ * pass of the main loop does at most one frame, one event and one code, so a flood of input edges or host
+ * frames fills the queues (counted drops, ERROR 9) and never keeps the watchdog unfed. */
 static void poll_rx(void)
 {
     while (rx_tail != rx_head) {
@@ -640,12 +713,14 @@ static void poll_rx(void)
         }
         flen = 0;
         fover = 0;
+        return;
     }
 }
 
+/* Main loop: send one queued event (see poll_rx). */
 static void poll_events(void)
 {
-    while (ev_tail != ev_head) {
+    if (ev_tail != ev_head) {
         struct event *e = &evq[ev_tail];
         uint8_t p[20];
         if (e->kind == EV_PULSE) {

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from synchub.extras import require
+
 from . import features as F
 
 log = logging.getLogger(__name__)
@@ -96,8 +98,9 @@ class EncoderRunner:
     def load(cls, modality: str, providers=None, model_dir=None, path=None, threads: int = 1,
              max_batch: int = 4) -> EncoderRunner:
         """Load ``<model_dir>/<modality>.onnx`` and check its metadata.  ``providers``: onnxruntime execution
-        providers in order of preference (default CPU); ones not available on this machine are skipped."""
-        import onnxruntime as ort
+        providers in order of preference (default CPU); ones not available on this machine are skipped.
+        ``synchub.extras.MissingExtra`` (naming the ``neural`` extra) when onnxruntime is not installed."""
+        ort = require("onnxruntime", "the ONNX encoders (neural alignment, fusion)")
 
         if modality not in MODALITIES:
             raise NoModelError(f"no encoder for modality {modality!r} (encoders exist for: {', '.join(MODALITIES)})")

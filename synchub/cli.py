@@ -2,8 +2,9 @@
 
 Each subcommand lives in its own module with two functions, ``add_arguments(parser)`` and ``run(args) -> int``,
 imported only when that subcommand runs (the agent on a Pi Zero 2 must not import torch or matplotlib).
-Errors a user can fix (a config typo, a missing device, an unreachable collector) print one clear line and exit
-with status 2, never a traceback.
+Errors a user can fix (a config typo, a missing device, an unreachable collector, an optional dependency that is
+not installed, a closed output pipe) print one clear line and exit with status 2, never a traceback.  ``-v`` works
+anywhere on the command line.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+from synchub.extras import MissingExtra, message
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -25,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "align": ("synchub.agent.align_main", "rerun clock correction/alignment offline on a recording"),
     "keys": ("synchub.agent.keys", "make CURVE key pairs for agents and collectors"),
     "config": ("synchub.agent.config_main", "check a config file or print the config reference"),
+    "install": ("synchub.agent.install", "install the agent/collector as systemd services (/opt/synchub, units, keys)"),
+    "uninstall": ("synchub.agent.install", "remove what `synchub install` made (data kept unless --purge)"),
 }
 
 
@@ -50,9 +56,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
                 if wanted == name:
                     modules[name] = exc
                 continue
-            module.add_arguments(p)
+            adder = getattr(module, f"add_{name}_arguments", module.add_arguments)
+            adder(p)
             modules[name] = module
+    _verbose_everywhere(parser)
     return parser, modules
+
+
+def _verbose_everywhere(parser: argparse.ArgumentParser, top: bool = True) -> None:
+    """``-v`` on every (sub)parser, so that ``synchub config -v FILE`` works like ``synchub -v config FILE``; below
+    the top its default is SUPPRESS, so a subcommand without ``-v`` keeps the top level's value."""
+    if not top and not any("-v" in a.option_strings for a in parser._actions):
+        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _verbose_everywhere(sub, top=False)
 
 
 def _wanted_command(argv: list[str]) -> str | None:
@@ -79,21 +98,40 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = modules.get(args.command)
     if isinstance(module, ModuleNotFoundError):
-        hint = " (install the train extra: pip install 'synchub[train]')" if module.name == "torch" else ""
-        print(f"synchub {args.command}: missing module {module.name!r}{hint}", file=sys.stderr)
+        print(f"synchub {args.command}: {message(module.name or '?')}", file=sys.stderr)
         return 2
     if module is None:
         print(f"synchub {args.command}: not available in this build", file=sys.stderr)
         return 2
     from synchub.agent.settings import ConfigError
 
+    runner = getattr(module, f"run_{args.command}", None) or module.run
     try:
-        return int(module.run(args) or 0)
-    except (UserError, ConfigError) as exc:
+        code = int(runner(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except (UserError, ConfigError, MissingExtra) as exc:
         print(f"synchub {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional dependency imported without ``require``
+        print(f"synchub {args.command}: {message(exc.name or '?')}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        print(f"synchub {args.command}: output closed early (broken pipe); output is incomplete", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _stdout_to_devnull() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null so the final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

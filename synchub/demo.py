@@ -162,6 +162,11 @@ def run(args) -> int:
                                      spool=rec_dir / "spool", agent_secret=keys["agent_secret"],
                                      collector_public=keys["collector_public"])
         config = parse_config(tomllib.loads(text), "<built-in simulated rig>")
+    from synchub.agent.deploy import preflight
+
+    refused = [p for p in preflight(config, insecure=True, exists=lambda _p: True) if p.level == "error"]
+    if refused:  # e.g. the encoders without onnxruntime: one line before anything starts
+        raise UserError(str(refused[0]))
 
     collector = _start_collector(endpoint, rec_dir / "rec", out / "collector.log", keys)
     try:

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from synchub.drivers import syncbox_protocol as P
-from synchub.drivers.syncbox import SyncBoxClient
-from synchub.firmware import harness
+from synchub.drivers.syncbox import SyncBoxClient, SyncBoxRefused, SyncBoxSettingsError
+from synchub.firmware import harness, timing
 
 pytestmark = pytest.mark.firmware
 
@@ -80,6 +80,8 @@ def test_pulse_period_and_width_exact_to_the_cycle(elf):
         assert [p.index for p in pulses] == list(range(pulses[0].index, pulses[0].index + len(pulses)))
         assert all(b.t - a.t == 16000 for a, b in zip(pulses, pulses[1:], strict=False))
         c0 = c0_from(pulses, box)
+        last_fall = pulses[-1].t + c0 + 1600  # the pin log may trail the UART: wait for it
+        assert box.wait_for(lambda b: any(e[2] >= last_fall for e in b.out_edges), 3)
         edges = [e for e in box.out_edges if e[2] >= pulses[0].t + c0]
         rises = [e[2] for e in edges if e[1] == 1]
         falls = [e[2] for e in edges if e[1] == 0]
@@ -171,7 +173,7 @@ def test_garbage_and_truncated_frames_get_errors_and_box_keeps_running(elf):
                      P.encode_frame(0x42, 7),  # unknown command
                      P.encode_frame(P.CMD_PING, 8, b"\x01"),  # wrong length
                      bytes(range(1, 200)) + b"\x00",  # too long
-                     P.set_config(9, 1, 100, 100, 100)):  # out of range
+                     P.set_config(9, 9, 100, 100, 100)):  # out of range (no mode 9)
             c.ser.write(junk)
             time.sleep(0.01)  # one at a time (a sustained flood may also overrun: see the next test)
         msgs = collect(c, lambda m: sum(isinstance(x, P.Error) for x in m) >= 7, timeout=5)
@@ -258,6 +260,12 @@ def test_115200_baud_build(tmp_path):
         assert v.baud == 115_200 and v.ticks_per_s == TPS
         pong, _, _ = c.ping(5)
         assert pong.token == 5
+        # a code's PULSE frame (2 ms at this rate) may use half of the link: periods from 4 ms
+        lim = P.limits(v.f_cpu, v.prescaler, v.baud)
+        assert lim.min_period == 63_889
+        c.request(P.set_config, P.MODE_PULSE, lim.min_period, lim.min_gap, 0)
+        with pytest.raises(SyncBoxRefused, match=r"\(period\)"):
+            c.request(P.set_config, P.MODE_BARCODE, lim.min_period - 1, 0, 1024)
         c.close()
 
 
@@ -307,6 +315,15 @@ def test_prescaler_8_build_pulses_exact(tmp_path):
         c = SyncBoxClient(box.port, timeout=5.0)
         v = c.hello()
         assert v.prescaler == 8 and v.ticks_per_s == TPS // 8
+        lim = P.limits(v.f_cpu, v.prescaler, v.baud)
+        assert (lim.min_gap, lim.min_period) == (128, 920)  # the same 64 us and 460 us in 0.5 us ticks
+        for width, code in ((127, 10), (128, None)):
+            got = None
+            try:
+                c.request(P.set_config, P.MODE_PULSE, 2000, width, 0)
+            except SyncBoxRefused as exc:
+                got = exc.error.code
+            assert got == code
         c.request(P.set_config, P.MODE_PULSE, 2000, 200, 0)  # 1 ms period, 100 us wide
         c.request(P.simple, P.CMD_START)
         pulses = [m for m in collect(c, lambda m: sum(isinstance(x, P.Pulse) for x in m) >= 10) if isinstance(m, P.Pulse)]
@@ -317,3 +334,172 @@ def test_prescaler_8_build_pulses_exact(tmp_path):
     c0 = min(o for o in offs if all(8 * p.t + o in set(rises) for p in pulses))
     assert [8 * p.t + c0 for p in pulses] == rises[: len(pulses)]
     assert {f - r for r, f in zip(rises[:9], falls[:9], strict=True)} == {1600}
+
+
+# ---------------------------------------------------------------- SET limits (PROTOCOL.md, "SET limits")
+def test_set_refuses_exactly_what_the_box_cannot_meet(elf):
+    """At each limit SET is accepted, one tick past it refused with ERROR 10 naming the limit; the host's
+    check (drivers/syncbox_protocol.py) agrees with the box on settings around every limit."""
+    import random
+
+    with harness.SimBox(elf, realtime=False) as box:
+        c = SyncBoxClient(box.port, timeout=5.0)
+        v = c.hello()
+        lim = P.limits(v.f_cpu, v.prescaler, v.baud)
+        g, mp = lim.min_gap, lim.min_period
+        assert (g, mp) == (1024, 7360)  # 64 us between edges, 460 us per code at 1 Mbaud
+
+        def device(mode, period, width, bit):
+            try:
+                c.request(P.set_config, mode, period, width, bit)
+                return None
+            except SyncBoxRefused as exc:
+                return exc.error.code, exc.error.detail
+
+        at_limit = [(P.MODE_PULSE, mp, g, 0), (P.MODE_PULSE, mp, mp - g, 0),
+                    (P.MODE_BARCODE, 45 * g, 0, g), (P.MODE_HARP, 0, 0, 0)]
+        for s in at_limit:
+            assert device(*s) is None, s
+        outside = {(P.MODE_PULSE, mp, g - 1, 0): (10, P.LIM_WIDTH),
+                   (P.MODE_PULSE, mp, mp - g + 1, 0): (10, P.LIM_GAP),
+                   (P.MODE_PULSE, mp - 1, g, 0): (10, P.LIM_PERIOD),
+                   (P.MODE_PULSE, 4000, 640, 0): (10, P.LIM_WIDTH),  # the settings that used to run late
+                   (P.MODE_PULSE, 1280, 1024, 0): (10, P.LIM_GAP),
+                   (P.MODE_BARCODE, 45 * g, 0, g - 1): (10, P.LIM_BIT),
+                   (P.MODE_BARCODE, 45 * g - 1, 0, g): (7, P.LIM_PERIOD),
+                   (P.MODE_PULSE, 1 << 31, g, 0): (7, P.LIM_PERIOD),
+                   (3, mp, g, g): (7, P.LIM_MODE)}
+        for s, want in outside.items():
+            assert device(*s) == want == P.check_config(*s, lim), s
+        rng = random.Random(7)
+        for _ in range(40):  # around the limits: the host predicts every answer
+            mode = rng.choice((P.MODE_PULSE, P.MODE_BARCODE))
+            period = rng.choice((mp, 45 * g, rng.randint(mp - 3, 50 * g))) + rng.randint(-2, 2)
+            width = rng.choice((g, period - g, rng.randint(0, period))) + rng.randint(-2, 2)
+            bit = rng.choice((g, period // 45)) + rng.randint(-2, 2)
+            assert device(mode, period, width, bit) == P.check_config(mode, period, width, bit, lim)
+        with pytest.raises(SyncBoxRefused, match=r"too fast for the sync box \(pulse width\)"):
+            c.request(P.set_config, P.MODE_PULSE, 16_000, 640, 0)
+        with pytest.raises(SyncBoxSettingsError, match=r"pulse width 40 us \(640 ticks\) is below .* 64 us"):
+            c.configure("pulse", 0.001, 0.00004, 0.0)
+        c.close()
+
+
+@pytest.mark.parametrize("mode,period,width,bit", [
+    (P.MODE_PULSE, 7360, 1024, 0),  # shortest period, shortest pulse
+    (P.MODE_PULSE, 7360, 7360 - 1024, 0),  # shortest period, shortest gap between pulses
+    (P.MODE_BARCODE, 45 * 1024, 0, 1024),  # shortest bit and barcode period
+], ids=["pulse-width", "pulse-gap", "barcode"])
+def test_output_at_the_limits_every_edge_on_its_tick_under_load(elf, mode, period, width, bit):
+    """Input edges timed to keep the capture handler busy when output edges are due (some in pairs) and ping
+    traffic: every edge of every code exactly on its tick, every code reported once, nothing late or dropped."""
+    run = timing.run_output(mode, period, width, bit, sim_s=0.2, elf=elf)
+    s = run.summary()
+    assert run.ok, (s, run.off_tick[:5])
+    assert run.codes >= 0.15 * 16e6 / period and run.inputs > 0.2 * run.edges / 4
+    assert run.tx_dropped == run.ev_dropped == run.lost_frames == 0
+
+
+def test_stop_and_start_continue_the_pulse_index(elf):
+    """STOP between pulses, STOP during a pulse (cut short: it keeps its index), STOP twice, START twice, STOP
+    before the first pulse of a START: the pulses on the pin carry indices 0, 1, 2 ... once each, no gap."""
+    period, width = 160_000, 80_000  # 10 ms, 5 ms wide
+    with harness.SimBox(elf, realtime=False) as box:
+        c = SyncBoxClient(box.port, timeout=5.0)
+        c.hello()
+        c.request(P.set_config, P.MODE_PULSE, period, width, 0)
+        c.request(P.simple, P.CMD_RESET)
+        msgs = []
+        c.on_message = lambda m, _ns: msgs.append(m)
+        box.hold(1)  # from here on the fast simulation only runs as far as the host lets it
+        assert box.wait_for(lambda b: False, 0.05) is False
+        held = box.now()[0]
+
+        def at(cycle, *cmds):
+            """Hold the (fast) simulation at ``cycle``, send the commands (taken within ~0.1 ms), let it run
+            30 ms more while the ACKs come back."""
+            box.hold(cycle)
+            box.wait_cycle(cycle)
+            seqs = [c._next_seq() for _ in cmds]
+            c.ser.write(b"".join(b"\x00" + P.simple(s, cmd) for s, cmd in zip(seqs, cmds, strict=True)))
+            time.sleep(0.01)  # the harness takes the bytes before it runs on
+            box.hold(cycle + 480_000)  # 30 ms more
+            n = len(pulses())
+            acks = collect(c, lambda m: {a.req_seq for a in m if isinstance(a, P.Ack)} >= set(seqs)
+                           and (cmds[-1] != P.CMD_START or any(isinstance(x, P.Pulse) for x in m)))
+            msgs.extend(acks)
+            assert len(pulses()) > n or cmds[-1] != P.CMD_START  # the new train's grid is known
+            return cycle + 480_000
+
+        def pulses():
+            return [m for m in msgs if isinstance(m, P.Pulse)]
+
+        end = at(held + 160_000, P.CMD_START)
+        c0 = c0_from(pulses()[:2], box)
+
+        def next_rise(after):  # the next rising edge of the current train after cycle ``after``
+            last = c0 + pulses()[-1].t
+            return last + -(-(after - last) // period) * period
+
+        rise = next_rise(end)
+        end = at(rise + width + 16_000, P.CMD_STOP)  # between pulses
+        end = at(end, P.CMD_START)
+        rise = next_rise(end)
+        end = at(rise + 16_000, P.CMD_STOP)  # 1 ms into a pulse: cut short
+        end = at(end, P.CMD_START)
+        rise = next_rise(end)
+        end = at(rise + width + 16_000, P.CMD_STOP, P.CMD_STOP)
+        end = at(end, P.CMD_START, P.CMD_START)  # the second restarts within the first's 1 ms lead
+        # START during a pulse restarts (cutting it short), STOP before the new train's first pulse
+        end = at(next_rise(end) + 1_000, P.CMD_START, P.CMD_STOP)
+        end = at(end, P.CMD_START)
+        end = at(next_rise(end) + width + 16_000, P.CMD_STOP)
+        box.hold(0)
+        c.close()
+    got = pulses()
+    assert [p.index for p in got] == list(range(len(got))) and len(got) >= 12
+    edges = sorted((e[2], e[1]) for e in box.out_edges)
+    rises = [x for x, lv in edges if lv == 1]
+    assert rises == [c0 + p.t for p in got]  # each pulse on the pin is reported once, with its own index
+    falls = [x for x, lv in edges if lv == 0 and x > rises[0]]  # (the log starts with the pin's level at boot)
+    widths = [f - r for r, f in zip(rises, falls, strict=True)]
+    cut = [w for w in widths if w != width]
+    assert len(cut) == 2 and 16_000 <= cut[0] < 24_000 and cut[1] < 16_000, widths  # STOP, START: ended early
+
+
+def test_reset_while_running_restarts_the_index_at_the_next_start(elf):
+    with harness.SimBox(elf, realtime=True) as box:
+        c = start_pulses(box, period=16_000, width=1_600)
+        assert collect(c, lambda m: sum(isinstance(x, P.Pulse) for x in m) >= 3)
+        c.request(P.simple, P.CMD_RESET)  # the running train keeps counting ...
+        c.request(P.simple, P.CMD_STOP)
+        c.request(P.simple, P.CMD_START)  # ... the next START begins at 0
+        msgs = []
+        c.on_message = lambda m, _ns: msgs.append(m)
+        msgs += collect(c, lambda m: sum(isinstance(x, P.Pulse) for x in m) >= 3)
+        c.close()
+    after = [m.index for m in msgs if isinstance(m, P.Pulse)]
+    assert after[-3:] == [after[-3], after[-3] + 1, after[-3] + 2] and 0 in after
+    assert after[after.index(0):][:3] == [0, 1, 2]
+
+
+def test_input_flood_is_counted_and_never_starves_the_watchdog(elf):
+    """16 kHz of input edges for 0.4 s, longer than the 250 ms watchdog (the link carries about 4 kHz of EDGE
+    frames): the box keeps running (firmware 1.0 was reset), and every edge is sent, or counted as an event or
+    frame dropped."""
+    with harness.SimBox(elf, realtime=True) as box:
+        c = SyncBoxClient(box.port, timeout=5.0)
+        c.hello()
+        now, _ = box.now()
+        n = 6400
+        for i in range(n):
+            box.inject(now + 1_600_000 + 1000 * i, (i + 1) % 2)
+        msgs = collect(c, lambda m: False, timeout=0.5)
+        box.wait_cycle(now + 1_600_000 + 1000 * n + 160_000)
+        msgs += collect(c, lambda m: False, timeout=0.2)
+        st = c.status()
+        c.close()
+    assert not any(isinstance(m, P.Status) and m.req_seq == P.SEQ_NONE for m in msgs)  # no reboot
+    assert st.reset_cause == 1 and st.edges + st.lost_edges == n
+    sent = sum(isinstance(m, P.Edge) for m in msgs)
+    assert sent + st.ev_dropped + st.tx_dropped == st.edges and st.ev_dropped + st.tx_dropped > 0

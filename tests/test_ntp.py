@@ -1,29 +1,51 @@
-"""NTP health against a real chronyd on loopback (started here; skipped with the reason when it cannot run)."""
+"""NTP health against a real chronyd on loopback (started here; skipped with the reason when it cannot run).
+
+The test never installs or touches the machine's time service: it uses a ``chronyd`` binary that is already there
+(``$SYNCHUB_CHRONYD``, ``PATH``, ``/usr/sbin``) or the one ``make test`` unpacks from Debian's chrony package
+into ``~/.cache/synchub/debs/chrony`` (``synchub.bench.debs``: ``apt-get download`` + ``dpkg-deb -x``, no install, so
+systemd-timesyncd stays).
+The test chronyd runs unprivileged-style: ``-x`` (never adjusts the clock), no command sockets (``cmdport 0``,
+``bindcmdaddress /``: the machine's own chronyd keeps /run/chrony), its files in a temp dir, its own UDP port.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
+import pwd
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from synchub.agent.sync import StreamClocks
+from synchub.bench.debs import find_program, missing_hint
 from synchub.drivers.ntp import NtpMonitor, free_udp_port
+
+
+def find_chronyd() -> str | None:
+    own = os.environ.get("SYNCHUB_CHRONYD")
+    return own if own and os.access(own, os.X_OK) else find_program("chronyd", "chrony")
+
+
+def chronyd_command(exe: str, conf: Path) -> list[str]:
+    user = pwd.getpwuid(os.getuid()).pw_name
+    # -u: stay this user (Debian's chronyd would switch to _chrony, which exists only where the package is
+    # installed); -U: allow a non-root start
+    return [exe, "-d", "-x", "-f", str(conf), "-u", user] + (["-U"] if os.getuid() != 0 else [])
 
 
 @pytest.fixture(scope="module")
 def chrony(tmp_path_factory):
-    exe = shutil.which("chronyd") or ("/usr/sbin/chronyd" if os.path.exists("/usr/sbin/chronyd") else None)
+    exe = find_chronyd()
     if exe is None:
-        pytest.skip("chronyd is not installed (Debian package chrony)")
+        pytest.skip(missing_hint("chronyd", "chrony") + " or set SYNCHUB_CHRONYD")
     d = tmp_path_factory.mktemp("chrony")
     port = free_udp_port()
     conf = d / "chrony.conf"
     conf.write_text(f"port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 8\n"
-                    f"pidfile {d}/chronyd.pid\ndriftfile {d}/drift\ncmdport 0\n")
-    proc = subprocess.Popen([exe, "-d", "-x", "-f", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                    f"pidfile {d}/chronyd.pid\ndriftfile {d}/drift\ncmdport 0\nbindcmdaddress /\n")
+    proc = subprocess.Popen(chronyd_command(exe, conf), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     mon = NtpMonitor([f"127.0.0.1:{port}"], timeout_s=0.5)
     ok = False
     for _ in range(40):
@@ -36,7 +58,7 @@ def chrony(tmp_path_factory):
     if not ok:
         proc.kill()
         out = proc.communicate(timeout=5)[0].decode(errors="replace")[-300:]
-        pytest.skip(f"chronyd could not start or answer on 127.0.0.1:{port}: {out.strip() or 'no output'}")
+        pytest.skip(f"chronyd ({exe}) could not start or answer on 127.0.0.1:{port}: {out.strip() or 'no output'}")
     yield port
     proc.terminate()
     try:

@@ -7,7 +7,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAPPED = {"synchub": "synchub", "agent": "synchub.agent", "drivers": "synchub.drivers", "models": "synchub.models",
-          "bench": "synchub.bench", "firmware": "synchub.firmware"}
+          "bench": "synchub.bench", "firmware": "synchub.firmware", "systemd": "synchub.systemd"}
 
 
 def _listed_packages():
@@ -50,3 +50,17 @@ def test_cli_help(cmd, capsys):
         main([cmd, "--help"])
     assert exc.value.code == 0
     assert "usage: synchub" in capsys.readouterr().out
+
+
+def test_the_corpus_subpackage_and_its_data_card_are_installed():
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "synchub.models.corpus" in data["tool"]["setuptools"]["packages"]
+    assert "*.md" in data["tool"]["setuptools"]["package-data"]["synchub.models.corpus"]
+    import synchub.models.corpus as corpus
+
+    here = pathlib.Path(corpus.__file__).parent
+    assert here == ROOT / "models" / "corpus" and (here / "DATA_CARD.md").is_file()

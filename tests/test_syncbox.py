@@ -81,6 +81,47 @@ def test_config_builds_syncbox_settings_and_names_bad_keys():
         parse_config({"stream": [dict(table, baud=9600)]}, "rig.toml")
 
 
+def test_limits_and_host_check_of_set():
+    """The host computes the box's SET limits from its VERSION (f_cpu, prescaler, baud) and answers as the box
+    would (the box itself is checked against this in tests/test_firmware.py)."""
+    lim = P.limits()
+    assert (lim.ticks_per_s, lim.min_gap, lim.min_period) == (16_000_000, 1024, 7360)
+    assert P.limits(prescaler=8) == P.Limits(2_000_000, 128, 920)
+    assert P.limits(baud=115_200).min_period == 63_889  # 4 ms: a PULSE frame takes 2 ms at 115200 baud
+    assert P.check_config(P.MODE_PULSE, 7360, 1024, 0, lim) is None
+    assert P.check_config(P.MODE_PULSE, 4000, 640, 0, lim) == (P.ERR_TIMING, P.LIM_WIDTH)
+    assert P.check_config(P.MODE_PULSE, 2048, 1025, 0, lim) == (P.ERR_TIMING, P.LIM_GAP)
+    assert P.check_config(P.MODE_PULSE, 100, 2000, 0, lim) == (P.ERR_TIMING, P.LIM_GAP)  # wider than the period
+    assert P.check_config(P.MODE_BARCODE, 46_080, 0, 1023, lim) == (P.ERR_TIMING, P.LIM_BIT)
+    assert P.check_config(P.MODE_BARCODE, 46_079, 0, 1024, lim) == (P.ERR_VALUE, P.LIM_PERIOD)
+    assert P.check_config(P.MODE_HARP, 0, 0, 0, lim) is None
+    assert P.check_config(7, 7360, 1024, 1024, lim) == (P.ERR_VALUE, P.LIM_MODE)
+    assert P.explain_config(P.MODE_PULSE, 7359, 1024, 0, lim).startswith(
+        "period 459.938 us (7359 ticks) is below the sync box's minimum of 460 us (7360 ticks)")
+    assert P.Error(0, 1, P.ERR_TIMING, P.LIM_GAP).reason == "too fast for the sync box (pulse period - width)"
+
+
+@pytest.mark.parametrize("keys,message", [
+    ({"mode": "pulse", "width_s": 0.00005}, r"pulse width 50 us \(800 ticks\) is below the sync box's minimum of 64 us"),
+    ({"mode": "pulse", "period_s": 0.001, "width_s": 0.00095}, r"pulse period - width 50 us"),
+    ({"mode": "pulse", "period_s": 0.0004, "width_s": 0.0001}, r"period 400 us .* minimum of 460 us"),
+    ({"mode": "barcode", "period_s": 0.01, "bit_s": 0.00005}, r"barcode bit 50 us"),
+    ({"mode": "pulse", "period_s": 0.002, "width_s": 0.0001, "baud": 115_200}, r"period 2000 us .* minimum of 3993"),
+    ({"mode": "barcode", "period_s": 0.01, "bit_s": 0.001}, r"shorter than 45 bits"),
+])
+def test_config_refuses_output_settings_the_box_cannot_meet(keys, message):
+    from synchub.agent.config import parse_config
+    from synchub.agent.settings import ConfigError
+
+    table = {"name": "box", "type": "trigger", "driver": "syncbox", "port": "/dev/ttyACM0", **keys}
+    with pytest.raises(ConfigError, match=r"rig.toml: stream\[0\].*" + message):
+        parse_config({"stream": [table]}, "rig.toml")
+    fine = dict(table, period_s=1.0, width_s=0.001, bit_s=0.01)
+    assert parse_config({"stream": [fine]}, "rig.toml").stream("box").driver.period_s == 1.0
+    harp = dict(table, mode="harp", period_s=0.001, width_s=0.00095)  # harp ignores period and width
+    assert parse_config({"stream": [harp]}, "rig.toml").stream("box").driver.mode == "harp"
+
+
 def test_client_counts_sequence_gaps_and_bad_frames_on_a_pty():
     """Frames written into a real pty by hand: a missing device frame number and a corrupted frame are
     counted, a reboot (boot STATUS, numbering from 0) is not a gap."""

@@ -49,6 +49,8 @@ class TriggerInput:
         self._last_seq: int | None = None
         self._pending_rise: tuple[int, int, int] | None = None  # (t_ns, seq, host_ns) of a rise awaiting its fall
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None  # a back end's reading thread (``_run``), if it has one
+        self._halt = threading.Event()
 
     # ---- life cycle (back ends override _open/_close)
     def start(self, sink) -> None:
@@ -65,6 +67,18 @@ class TriggerInput:
 
     def _close(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _start_reader(self) -> None:
+        """Start ``self._run`` (the back end's read loop, which returns once ``self._halt`` is set) on a thread."""
+        self._halt.clear()
+        self._thread = threading.Thread(target=self._run, name=f"{self.backend}-{self.name}", daemon=True)
+        self._thread.start()
+
+    def _stop_reader(self) -> None:
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+            self._thread = None
 
     def health(self) -> dict[str, Any]:
         return {"edges": self.edges, "lost": self.lost, **self.counts}

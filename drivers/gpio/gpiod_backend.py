@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import threading
 import time
 from datetime import timedelta
 
@@ -45,8 +44,6 @@ class GpiodTriggerInput(TriggerInput):
             self.timestamp_source = "kernel-debounced"
         super().__init__(settings, as_stream)
         self.request = None
-        self._thread: threading.Thread | None = None
-        self._halt = threading.Event()
         self._hte_offset: int | None = None
 
     def _open(self) -> None:
@@ -58,15 +55,10 @@ class GpiodTriggerInput(TriggerInput):
                                      debounce_period=timedelta(microseconds=s.debounce_us), event_clock=clock)
         self.request = self.gpiod.request_lines(s.chip, consumer=f"synchub:{s.name}", config={s.line: ls})
         self._last_seq = 0  # the kernel numbers a request's events from 1: events lost before the first read count
-        self._halt.clear()
-        self._thread = threading.Thread(target=self._run, name=f"gpiod-{s.name}", daemon=True)
-        self._thread.start()
+        self._start_reader()
 
     def _close(self) -> None:
-        self._halt.set()
-        if self._thread is not None:
-            self._thread.join(2.0)
-            self._thread = None
+        self._stop_reader()
         if self.request is not None:
             try:  # what the kernel buffered before the stop still counts
                 if self.request.wait_edge_events(0):

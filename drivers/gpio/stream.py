@@ -19,8 +19,9 @@ from . import make_trigger_input
 
 @dataclass(frozen=True)
 class GpioStreamSettings:
-    backend: str = setting("gpiod", choices=("gpiod", "rpi-gpio", "sim"), doc="GPIO back end")
+    backend: str = setting("gpiod", choices=("gpiod", "rpi-gpio", "pps", "sim"), doc="GPIO back end")
     chip: str = setting("/dev/gpiochip0", doc="gpiod: GPIO chip path")
+    device: str = setting("/dev/pps0", doc="pps: the kernel PPS device")
     line: int = setting(0, min=0, doc="GPIO line offset (gpiod) or BCM pin (rpi-gpio)")
     edge: str = setting("both", choices=("rising", "falling", "both"), doc="edges to record")
     event_clock: str = setting("monotonic", choices=("monotonic", "realtime", "hte"), doc="gpiod: edge clock")
@@ -31,6 +32,7 @@ class GpioStreamDriver(Driver):
     def __init__(self, common: StreamCommon, settings: GpioStreamSettings, context: DriverContext | None = None,
                  module=None):
         trig = TriggerSettings(name=common.name, backend=settings.backend, chip=settings.chip, line=settings.line,
+                               device=settings.device,
                                edge=settings.edge, event_clock=settings.event_clock, debounce_us=settings.debounce_us,
                                period_s=0.0)
         self.input = make_trigger_input(trig, rig=context.rig if context is not None else None, module=module)

@@ -20,6 +20,8 @@
  *   R <cycle>                        a RETI executed (with -v): the end of an interrupt handler
  *   N <cycle> <ns>                   reply to "now"
  *   G <count>                        spurious simavr OC1A actions filtered out (see out_edge below)
+ *   U <count>                        UART bytes lost because the host did not read the pty in time (at exit;
+ *                                    with -b the simulation waits for the host instead)
  *   X <reason> <cycle>               the simulation stopped
  * stdin commands (with -c): "edge <cycle> <level>" ("+<n>" = n cycles from now), "hold <cycle>" (do not
  *                                    simulate past it; 0 = no limit), "now", "peek <hex data address>" (prints "P addr value"), "reset" (external
@@ -136,6 +138,24 @@ static void tifr1_write(avr_t *a, avr_io_addr_t addr, uint8_t v, void *param)
     }
 }
 
+/* Setting an interrupt enable bit while its flag is set makes the interrupt pending (datasheet: the flag is the
+ * request); simavr 1.6 pends an interrupt only when its flag is raised while enabled, so a capture flagged
+ * while the firmware had TIMSK1.ICIE1 cleared would wait for the next capture.  The harness re-raises flagged
+ * vectors whose enable bit a TIMSK1 write sets. */
+static void timsk1_write(avr_t *a, avr_io_addr_t addr, uint8_t v, void *param)
+{
+    avr_timer_t *p = param;
+    avr_int_vector_t *vecs[4] = {&p->overflow, &p->icr, &p->comp[0].interrupt, &p->comp[1].interrupt};
+    uint8_t old = a->data[addr];
+    a->data[addr] = v;
+    for (int i = 0; i < 4; i++) {
+        avr_int_vector_t *vec = vecs[i];
+        uint8_t bit = 1 << vec->enable.bit;
+        if (vec->enable.reg == addr && !(old & bit) && (v & bit) && avr_regbit_get(a, vec->raised))
+            avr_raise_interrupt(a, vec);
+    }
+}
+
 static void compare_cb(struct avr_irq_t *irq, uint32_t value, void *param)
 {
     (void)irq, (void)param;
@@ -184,22 +204,21 @@ static avr_cycle_count_t inj_cb(avr_t *a, avr_cycle_count_t when, void *param)
     return 0;
 }
 
-static int inj_cmp(const void *x, const void *y)
-{
-    const struct inj *a = x, *b = y;
-    return a->cycle < b->cycle ? -1 : a->cycle > b->cycle ? 1 : 0;
-}
-
 static void inj_add(uint64_t cycle, int level)
 {
     if (inj_n == inj_cap) {
         inj_cap = inj_cap ? inj_cap * 2 : 256;
         injq = realloc(injq, inj_cap * sizeof *injq);
     }
-    injq[inj_n].cycle = cycle;
-    injq[inj_n].level = level ? 1 : 0;
+    /* keep [inj_pos, inj_n) sorted: insert after the last entry not later than this one (edges usually come
+     * in order, so this is an append) */
+    size_t i = inj_n;
+    while (i > inj_pos && injq[i - 1].cycle > cycle)
+        i--;
+    memmove(injq + i + 1, injq + i, (inj_n - i) * sizeof *injq);
+    injq[i].cycle = cycle;
+    injq[i].level = level ? 1 : 0;
     inj_n++;
-    qsort(injq + inj_pos, inj_n - inj_pos, sizeof *injq, inj_cmp);
 }
 
 static void load_inject_file(const char *path)
@@ -225,12 +244,16 @@ static uint8_t txq[4096];
 static size_t txq_len;
 static avr_irq_t *uart_in;
 
+static unsigned long long tx_lost; /* bytes the host did not read in time (pty and txq full) */
+
 static void uart_out_cb(struct avr_irq_t *irq, uint32_t value, void *param)
 {
     (void)irq;
     (void)param;
     if (txq_len < sizeof txq)
         txq[txq_len++] = (uint8_t)value;
+    else
+        tx_lost++;
 }
 static void uart_xon_cb(struct avr_irq_t *irq, uint32_t value, void *param)
 {
@@ -369,7 +392,8 @@ int main(int argc, char **argv)
     unsigned long freq = 16000000;
     unsigned long long max_cycles = 0;
     int realtime = 0, commands = 0, want_pty = 0, opt;
-    while ((opt = getopt(argc, argv, "m:f:p:Pi:o:rn:vcT:")) != -1) {
+    int backpressure = 0;
+    while ((opt = getopt(argc, argv, "m:f:p:Pi:o:rn:vcT:b")) != -1) {
         switch (opt) {
         case 'm': mcu = optarg; break;
         case 'f': freq = strtoul(optarg, NULL, 0); break;
@@ -378,12 +402,13 @@ int main(int argc, char **argv)
         case 'i': inject = optarg; break;
         case 'o': outpath = optarg; break;
         case 'r': realtime = 1; break;
+        case 'b': backpressure = 1; break;
         case 'n': max_cycles = strtoull(optarg, NULL, 0); break;
         case 'v': vector_trace = 1; break;
         case 'c': commands = 1; break;
         case 'T': sscanf(optarg, "%llu,%llu", &trace_from, &trace_to); break;
         default:
-            fprintf(stderr, "usage: %s [-m mcu] [-f hz] [-p link|-P] [-i inject] [-o out] [-r] [-n cycles] [-v] [-c] "
+            fprintf(stderr, "usage: %s [-m mcu] [-f hz] [-p link|-P] [-i inject] [-o out] [-r] [-b] [-n cycles] [-v] [-c] "
                             "firmware.elf\n", argv[0]);
             return 2;
         }
@@ -429,6 +454,8 @@ int main(int argc, char **argv)
     }
     avr->io[AVR_DATA_TO_IO(timer1->overflow.raised.reg)].w.c = tifr1_write;
     avr->io[AVR_DATA_TO_IO(timer1->overflow.raised.reg)].w.param = timer1;
+    avr->io[AVR_DATA_TO_IO(timer1->overflow.enable.reg)].w.c = timsk1_write;
+    avr->io[AVR_DATA_TO_IO(timer1->overflow.enable.reg)].w.param = timer1;
     avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('B'), 1), port_pin_cb, NULL);
     avr_irq_register_notify(avr_io_getirq(avr, AVR_IOCTL_TIMER_GETIRQ('1'), TIMER_IRQ_OUT_COMP + 0), compare_cb, NULL);
     in_irq = avr_io_getirq(avr, AVR_IOCTL_IOPORT_GETIRQ('B'), 0);
@@ -461,7 +488,9 @@ int main(int argc, char **argv)
         uint64_t batch_end = avr->cycle + freq / 1000;
         if (hold_at && batch_end > hold_at)
             batch_end = hold_at;
-        if (hold_at && avr->cycle >= hold_at) { /* held: keep serving the host, simulate nothing */
+        /* held, or (-b) the host has not read what the board sent: keep serving the host, simulate nothing
+         * (a batch sends at most ~100 bytes at 1 Mbaud, so with -b no byte is ever dropped) */
+        if ((hold_at && avr->cycle >= hold_at) || (backpressure && txq_len > sizeof txq - 512)) {
             pump_uart();
             if (commands)
                 poll_stdin();
@@ -511,6 +540,7 @@ int main(int argc, char **argv)
         }
     }
     fprintf(out, "G %llu\n", glitches);
+    fprintf(out, "U %llu\n", tx_lost);
     fprintf(out, "X %s %llu\n", why, (unsigned long long)avr->cycle);
     fflush(out);
     return 0;
