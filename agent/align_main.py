@@ -4,6 +4,11 @@ The agent corrects time live (causally, with a short delay).  Offline, the same 
 evidence before and after each sample (two-sided smoothing), as TPrime and IBL do after the fact.  The recording keeps
 raw device and host times and the evidence the agent saw (``_evidence`` meta), so nothing is lost by correcting live.
 
+The rerun is ``synchub.agent.replay.replay``: the same calls the agent makes live, fed with the recorded chunks,
+evidence and ``device_reset`` gaps; two-sided by default (the result does not depend on how the recording was
+chunked), or causal with ``--live`` (each chunk corrected with what the agent knew ``correction_delay_ms`` after it
+arrived).
+
 Writes ``--out FILE.mcap``: the same recording with re-corrected ``ref_ns``/``unc_ns``/``segment``/``method`` (all
 other records copied), and prints a per-stream summary of how far the offline correction moved each stream.
 """
@@ -12,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgpack
@@ -20,6 +25,15 @@ import numpy as np
 
 from .evidence import evidence_from_dict
 from .stream import Chunk, StreamInfo
+
+
+@dataclass(frozen=True)
+class ClockReset:
+    """A driver-reported device clock reset (a ``device_reset`` gap): sample ``seq`` of ``stream`` is the first of
+    a new clock segment."""
+
+    stream: str
+    seq: int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,6 +67,9 @@ def raw_of(data: dict) -> tuple[dict[str, StreamInfo], dict, list, list[Chunk]]:
             chunks.append(Chunk(stream=name, seq=int(rec["seq"][a]), data=rec["data"][a:b],
                                 device_ns=rec["device_ns"][a:b], host_ns=rec["host_ns"][a:b]))
     config, evidence = {}, []
+    for g in data.get("gaps", []):
+        if g.get("cause") == "device_reset" and g.get("stream") in infos:
+            evidence.append(ClockReset(str(g["stream"]), int(g["seq"])))
     for m in data["meta"]:
         meta = m.get("meta") or {}
         if meta.get("kind") == "clock_config":
@@ -71,17 +88,18 @@ def rerun(path, smooth: bool = True) -> tuple[list[Chunk], object]:
 
 def correct_raw(infos: dict[str, StreamInfo], config: dict, evidence: list, chunks: list[Chunk],
                 smooth: bool = True) -> tuple[list[Chunk], object]:
-    """``load_raw``'s output corrected by a ``StreamClocks`` rebuilt from the recorded clock config."""
-    from .sync import StreamClocks, correct_offline
+    """``load_raw``'s output corrected by a ``StreamClocks`` rebuilt from the recorded clock config (two-sided, or
+    as the agent did live with ``smooth=False``).  ``evidence`` may hold ``ClockReset`` items (from the
+    ``device_reset`` gaps)."""
+    from .replay import replay
+    from .sync import StreamClocks
 
-    clock = config.get("clock", {})
-    method = clock.get("method", "auto")
-    triggers = [types.SimpleNamespace(**t) for t in config.get("triggers", [])]
-    options = config.get("streams", {})
-    streams = {name: (info, options.get(name)) for name, info in infos.items()}
-    clocks = StreamClocks(streams, triggers, window_s=clock.get("window_s", 120.0),
-                          default_method="auto" if method == "identity" else method)
-    return correct_offline(clocks, chunks, evidence, smooth=smooth), clocks
+    clocks = StreamClocks.from_recorded(infos, config)
+    resets = [(e.stream, e.seq) for e in evidence if isinstance(e, ClockReset)]
+    evidence = [e for e in evidence if not isinstance(e, ClockReset)]
+    delay = config.get("correction_delay_ms")
+    return replay(clocks, chunks, evidence, resets, smooth=smooth,
+                  delay_ns=None if delay is None else int(round(float(delay) * 1e6))), clocks
 
 
 def write_corrected(src, dst, corrected: list[Chunk]) -> None:

@@ -4,7 +4,8 @@ Threads: each driver reads on its own thread and calls the ``Hub`` (a ``DriverSi
 sequence numbers and puts items on one ``BoundedQueue``.  A single ``Shipper`` thread owns the clock state
 (``StreamClocks`` is a pure class, touched from this thread only): it feeds evidence and arrival times at once, holds
 each chunk for ``correction_delay_ns`` so that trigger edges just after a sample can still shape its correction,
-then corrects it and hands it to the sender.
+then corrects it and hands it to the sender.  That clock logic is ``synchub.agent.replay.LiveCorrector``, the same
+object ``synchub align --live`` and ``synchub bench sync`` run on recorded times.
 
 Lossless by default: with ``overflow="block"`` a full queue blocks the driver (the OS buffers of the device fill
 instead).  With ``overflow="drop-oldest"`` the oldest chunk is dropped, counted and recorded as a ``Gap``.
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .evidence import Evidence, evidence_to_dict
+from .replay import LiveCorrector
 from .stream import Chunk, Gap, StreamInfo, StreamStats
 from .timebase import NS_PER_MS, now_ns
 
@@ -234,8 +236,7 @@ class Shipper(threading.Thread):
         self.taps = list(taps or [])  # callables(stream, chunk) that see every corrected chunk (aligners, fusion)
         # evidence is recorded too (as "_evidence" meta), so `synchub align` can rerun the clock layer offline
         self.record_evidence = record_evidence
-        self._pending: collections.deque[Chunk] = collections.deque()
-        self._resets: dict[str, Gap] = {}  # device_reset gaps waiting for the stream's next chunk
+        self.corrector = LiveCorrector(clocks, self.delay_ns)
         self._halt = threading.Event()
         self.sent_chunks = 0
         self.tap_errors = 0
@@ -283,18 +284,14 @@ class Shipper(threading.Thread):
 
     def _handle(self, kind: str, item: Any) -> None:
         if kind == "evidence":
-            self.clocks.feed(item)
+            self.corrector.evidence(item)
             if self.record_evidence:
                 self.outlet.send_meta("_evidence", {"kind": "evidence", **evidence_to_dict(item)})
         elif kind == "chunk":
-            if self._resets.pop(item.stream, None) is not None and hasattr(self.clocks, "reset"):
-                # the driver saw the device clock reset: the model starts a new segment at this chunk
-                self.clocks.reset(item.stream, int(item.device_ns[0]), int(item.host_ns[0]))
-            self.clocks.feed_arrivals(item.stream, item.device_ns, item.host_ns)
-            self._pending.append(item)
+            self.corrector.chunk(item)
         elif kind == "gap":
-            if item.cause == "device_reset":
-                self._resets[item.stream] = item
+            if item.cause == "device_reset":  # the driver saw the device clock reset: a new segment at its next chunk
+                self.corrector.reset(item.stream)
             self.outlet.send_gap(item)  # a gap carries its own seq; the collector places it
         elif kind == "meta":
             stream, meta = item
@@ -308,9 +305,7 @@ class Shipper(threading.Thread):
                                      detail="agent queue full (overflow=drop-oldest)"))
 
     def _release(self, flush: bool) -> None:
-        cutoff = now_ns() - self.delay_ns
-        while self._pending and (flush or self._pending[0].host_ns[-1] <= cutoff):
-            chunk = self.clocks.correct(self._pending.popleft())
+        for chunk in self.corrector.release(now_ns(), flush):
             self.outlet.send_chunk(chunk)
             for tap in self.taps:
                 try:
@@ -328,4 +323,4 @@ class Shipper(threading.Thread):
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return self.corrector.pending

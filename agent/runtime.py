@@ -17,6 +17,7 @@ from synchub.drivers.registry import DRIVERS
 
 from .config import Config
 from .pipeline import BoundedQueue, Hub, IdentityClocks, Locked, Shipper
+from .replay import default_delay_ns
 from .stream import StreamInfo
 from .timebase import now_ns
 
@@ -192,8 +193,7 @@ class Agent:
 
     def _default_delay_ms(self) -> float:
         # hold chunks a little longer than the slowest trigger period so edges on both sides of a sample are known
-        periods = [t.period_s for t in self.config.triggers if t.period_s > 0]
-        return 1000.0 * (max(periods) + 0.5) if periods else 250.0
+        return default_delay_ns(t.period_s for t in self.config.triggers) / 1e6
 
     # ---- life cycle
     def clock_config(self) -> dict[str, Any]:
@@ -201,6 +201,7 @@ class Agent:
         return {
             "kind": "clock_config",
             "clock": dataclasses.asdict(self.config.clock),
+            "correction_delay_ms": self.shipper.delay_ns / 1e6,
             "triggers": [dataclasses.asdict(t) for t in self.config.triggers],
             "streams": {s.name: {"trigger": s.common.trigger, "method": s.common.method,
                                  "align_to": s.common.align_to} for s in self.config.streams},

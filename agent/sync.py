@@ -13,13 +13,17 @@ Per stream a ``ClockModel`` and, when the stream's ``trigger`` option names a tr
 * ``feed_utc(mono_ns, utc_ns, sigma_ns, source)``: a coarse reference -> UTC sample (the system clock, or NTP as
   measured by ``synchub.drivers.ntp``); GPS PPS edges refine it to microseconds.  ``to_utc(ref_ns)`` maps.
 
-The offline path (collector, ``synchub align``, benchmarks) reruns the same code on stored raw times:
-``correct_offline(streams, chunks, evidence)`` feeds everything in host-time order and corrects every chunk with the
-two-sided (smoothed) estimate.
+Whenever a stream's clock model starts a segment (a reset the driver reported, device time going back or jumping
+ahead, a step in the edges), its matcher starts over (``TriggerMatcher.restart``): pairs from the old timeline say
+nothing about the new one.
+
+The offline path (collector, ``synchub align``, benchmarks) reruns the same code on stored raw times
+(``synchub.agent.replay``: the same calls, in the recorded order, live or two-sided).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -66,7 +70,8 @@ class TriggerLine:
 
 class _StreamClock:
     def __init__(self, info: StreamInfo, trigger: str, method: str, window_s: float, line: TriggerLine | None):
-        period = int(NS / info.nominal_srate) if info.nominal_srate > 0 else None
+        rate = float(info.nominal_srate)
+        period = int(NS / rate) if rate >= 1e-6 and math.isfinite(rate) else None
         self.info = info
         self.model = ClockModel(info.name, nominal_period_ns=period, window_s=window_s, method=method)
         self.trigger = trigger
@@ -84,6 +89,17 @@ class _StreamClock:
             elif line.role == "harp":
                 self.decoder = HarpDecoder()
         self.counts: dict[str, int] = {}
+        self.segments_seen = 0
+
+    def follow(self) -> None:
+        """After the model took evidence: a segment it started restarts the matcher (edges reported since the
+        segment began are kept)."""
+        n = len(self.model.segments)
+        if n == self.segments_seen:
+            return
+        if self.segments_seen and self.matcher is not None:
+            self.matcher.restart(since_host_ns=self.model.segments[-1].host0)
+        self.segments_seen = n
 
     def _prior(self, device_ns: int):
         """The model's current estimate of a device time on the reference clock (arrivals or probes)."""
@@ -99,6 +115,7 @@ class _StreamClock:
         if pairs and self.line is not None:
             arr = np.asarray(pairs, dtype=np.int64)
             self.model.add_edges(arr[:, 0], arr[:, 1], float(np.hypot(self.line.edge_sigma_ns, extra_sigma_ns)))
+            self.follow()
 
 
 class StreamClocks:
@@ -134,7 +151,7 @@ class StreamClocks:
                 self._ref_decoders[line.name] = BarcodeDecoder(BARCODE_BIT_NS)
             elif line.role == "harp":
                 self._ref_decoders[line.name] = HarpDecoder()
-        self.utc = ClockModel("utc", window_s=max(window_s, 600.0))
+        self.utc = ClockModel("utc", window_s=max(window_s, 600.0), consensus=1)  # one system-clock reading maps
         self.utc_source = "none"
         self.counts: dict[str, int] = {}
 
@@ -145,6 +162,20 @@ class StreamClocks:
         streams = {name: (info, options.get(name)) for name, info in infos.items()}
         return cls(streams, triggers, window_s=clock.window_s,
                    default_method=clock.method if clock.method != "identity" else "auto")
+
+    @classmethod
+    def from_recorded(cls, infos: dict[str, StreamInfo], config: dict) -> StreamClocks:
+        """As the agent had it: from the streams of a recording and its ``clock_config`` record (``clock``,
+        ``triggers``, ``streams`` tables as ``Agent.clock_config`` writes them; missing keys take the defaults)."""
+        import types
+
+        clock = config.get("clock", {})
+        method = clock.get("method", "auto")
+        triggers = [types.SimpleNamespace(**t) for t in config.get("triggers", [])]
+        options = config.get("streams", {})
+        streams = {name: (info, options.get(name)) for name, info in infos.items()}
+        return cls(streams, triggers, window_s=clock.get("window_s", 120.0),
+                   default_method="auto" if method == "identity" else method)
 
     def _count(self, reason: str) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
@@ -177,6 +208,7 @@ class StreamClocks:
                 self._count("probe_unrouted")
                 return
             sc.model.add_probe(item.host_send_ns, item.device_ns, item.host_recv_ns)
+            sc.follow()
         elif isinstance(item, OffsetEstimate):
             if item.stream == UTC_STREAM:
                 self.feed_utc(item.device_ns, item.device_ns + item.offset_ns, item.sigma_ns, item.source)
@@ -186,6 +218,7 @@ class StreamClocks:
                 self._count("offset_unrouted")
                 return
             sc.model.add_offset(item)
+            sc.follow()
         else:
             self._count("unknown_evidence")
 
@@ -223,6 +256,7 @@ class StreamClocks:
         if sc is None:
             return
         sc.model.add_arrivals(device_ns, host_ns)
+        sc.follow()
 
     # ---- UTC
     def feed_utc(self, mono_ns: int, utc_ns: int, sigma_ns: float, source: str = "system") -> None:
@@ -274,11 +308,18 @@ class StreamClocks:
             self._count("reset_unknown_stream")
             return
         sc.model.reset_detected(int(device_ns), int(host_ns))
+        sc.follow()
+
+    def segments(self, stream: str) -> list[dict]:
+        """Every clock segment of a stream: why and where it began, its evidence (``ClockModel.segments_info``)."""
+        sc = self.clocks.get(stream)
+        return sc.model.segments_info() if sc is not None else []
 
     def state(self) -> dict[str, dict]:
         out = {}
         for name, sc in self.clocks.items():
             st = sc.model.state()
+            st["segments_info"] = sc.model.segments_info()[-8:]  # the latest (``segments`` has them all)
             if sc.matcher is not None:
                 st["trigger"] = sc.trigger
                 st["matcher"] = sc.matcher.state()
@@ -296,27 +337,9 @@ def _opt(opts, key: str, default):
     return getattr(opts, key, default)
 
 
-def _evidence_key(item) -> int:
-    if isinstance(item, TriggerEdge):
-        return item.host_ns or item.t_ns
-    if isinstance(item, Probe):
-        return item.host_recv_ns
-    if isinstance(item, OffsetEstimate):
-        return item.device_ns + item.offset_ns
-    return 0
-
-
 def correct_offline(clocks: StreamClocks, chunks: Iterable[Chunk], evidence: Iterable[Any] = (),
                     smooth: bool = True) -> list[Chunk]:
-    """Rerun the clock layer on stored raw times: feed evidence and arrivals in host-time order (as the agent saw
-    them), then correct every chunk with the two-sided estimate.  ``clocks`` is a fresh ``StreamClocks``."""
-    chunks = list(chunks)
-    items: list[tuple[int, int, Any]] = [(int(c.host_ns[0]) if c.n else 0, 1, c) for c in chunks]
-    items += [(_evidence_key(e), 0, e) for e in evidence]
-    items.sort(key=lambda x: (x[0], x[1]))
-    for _, kind, item in items:
-        if kind == 1:
-            clocks.feed_arrivals(item.stream, item.device_ns, item.host_ns)
-        else:
-            clocks.feed(item)
-    return [clocks.correct(c, smooth=smooth) for c in chunks]
+    """``synchub.agent.replay.replay`` (kept for callers of the older name)."""
+    from .replay import replay
+
+    return replay(clocks, chunks, evidence, smooth=smooth)

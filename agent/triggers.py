@@ -18,6 +18,12 @@ the device's report (the reference edge lies within ``max_latency_ns`` before it
 candidates is ambiguous and the edge waits or expires; unmatched edges expire after ``max_wait_periods`` and are
 counted.  With barcodes (``add_device_code``/``add_ref_code``) pairs are identified by value, with no ambiguity.
 
+The device's clock may start a new timeline (a reset, a saved clock restored at reboot, a step): ``restart()``
+forgets the pairs, the device side's grid and the device edges reported before the new timeline began, keeping the
+reference edges, so that matching starts over from the prior (``StreamClocks`` calls it whenever the stream's clock
+model starts a segment).  The matcher also restarts by itself when ``LOCK_LOST_EDGES`` device edges in a row find no
+partner where the pairs predict one while the reference side goes on (the device's clock moved under it).
+
 Counts (``stats``) name every rejection; a rejected or unmatched edge never reaches the clock model.
 """
 
@@ -28,6 +34,9 @@ from collections.abc import Callable
 from .evidence import TriggerEdge
 
 Prior = Callable[[int], "tuple[int, int] | None"]
+
+#: Device edges in a row that expire unmatched (while pairs predict them) before the matcher starts over.
+LOCK_LOST_EDGES = 3
 
 
 class EdgeFilter:
@@ -129,6 +138,20 @@ class EdgeFilter:
         if seq >= 0:
             self.last_seq = seq
 
+    def anchor(self, t_ns: int) -> None:
+        """An edge already validated (before a restart) anchors the grid."""
+        self._take(int(t_ns), -1)
+
+    def restart(self) -> None:
+        """Forget the timeline (a new one begins): the next edge is accepted and anchors the grid again."""
+        self.last_t = None
+        self.last_seq = None
+        self._rejected_run.clear()
+        self._reset_cand = None
+        self.reset_seen = False
+        if self.period > 0:
+            self.period_f = float(self.period)
+
 
 class TriggerMatcher:
     """Pairs device-clock edges with reference-clock edges of one trigger line.
@@ -156,7 +179,48 @@ class TriggerMatcher:
         self._codes_dev: dict[int, int] = {}
         self._codes_ref: dict[int, int] = {}
         self.matched = 0
+        self.restarts = 0
         self._resid = 0.0  # running mean square of pair residuals against the prediction (ns^2)
+        self._lost = 0  # device edges in a row that expired unmatched while the pairs predicted them
+        self._recent: list[tuple[int, int, int]] = []  # the last pairs made (device, ref, device edge's host time)
+        self._expired: list[tuple[int, int]] = []  # the last device edges given up on while locked (device, host)
+        self._dropped: list[int] = []  # the last reference edges given up on while locked
+
+    def restart(self, since_host_ns: int | None = None) -> None:
+        """The device clock started a new timeline: pairs, the device side's grid and the device edges reported
+        before ``since_host_ns`` (all, when None) are forgotten; reference edges are kept (their clock did not
+        change), so matching starts over from the prior."""
+        self.restarts += 1
+        self._count("restart")
+        self._pairs.clear()
+        self._first = None
+        self._resid = 0.0
+        self._lost = 0
+        self.dev_filter.restart()
+        self._codes_dev.clear()  # codes stamped on the old timeline
+        keep = [] if since_host_ns is None else [(d, h) for d, h in self._dev if h and h >= since_host_ns]
+        if since_host_ns is not None:
+            # pairs made from device edges reported since the new timeline began were predicted from the old one
+            # (a jump by whole periods pairs every edge with a neighbour's partner): matched again from the prior,
+            # and so are the edges of both sides given up on since then
+            undo = [p for p in self._recent if p[2] and p[2] >= since_host_ns]
+            if undo:
+                self._count("unpaired", len(undo))
+            keep += [(d, h) for d, _, h in undo] + [(d, h) for d, h in self._expired if h >= since_host_ns]
+            keep = sorted(set(keep))
+            back = since_host_ns - max(self.period, self.max_latency)
+            self._ref = sorted(set(self._ref) | {r for _, r, _ in undo} | {r for r in self._dropped if r >= back})
+        self._recent.clear()
+        self._expired.clear()
+        self._dropped.clear()
+        self._refilter(keep)
+
+    def _refilter(self, keep: list[tuple[int, int]]) -> None:
+        self._dev = []
+        for d, h in keep:  # already validated; they anchor the device side's new grid
+            if self.dev_filter.last_t is None or d > self.dev_filter.last_t:
+                self.dev_filter.anchor(d)
+                self._dev.append((d, h))
 
     def _count(self, reason: str, n: int = 1) -> None:
         self.stats[reason] = self.stats.get(reason, 0) + n
@@ -179,6 +243,7 @@ class TriggerMatcher:
                     self._pairs.clear()
                     self._first = None
                     self._resid = 0.0
+                    self._lost = 0
                     self._dev.clear()
                 self._dev.append((t, host))
         return self._match()
@@ -264,6 +329,7 @@ class TriggerMatcher:
     def _match(self) -> list[tuple[int, int]]:
         out: list[tuple[int, int]] = []
         keep_dev: list[tuple[int, int]] = []
+        expired: list[tuple[int, int]] = []
         newest_ref = self._ref[-1] if self._ref else None
         for d, host in self._dev:
             pred = self._predict(d, host)
@@ -276,17 +342,25 @@ class TriggerMatcher:
                 r = self._ref.pop(cands[0])
                 pair = (d, r)
                 self._note_pair(pair)
+                self._recent = [*self._recent[-7:], (d, r, host)]
                 out.append(pair)
+                self._lost = 0
                 continue
             if len(cands) > 1:
                 self._count("ambiguous")
-            if newest_ref is not None and newest_ref > centre + hi + self.max_wait:
+            if self._pairs and newest_ref is not None and newest_ref > centre + hi + self.max_wait:
                 self._count("device_unmatched")  # the reference side has moved on: its partner never came
+                self._lost += 1
+                expired.append((d, host))
+                self._expired = [*self._expired[-7:], (d, host)]
                 continue
             keep_dev.append((d, host))
-        self._dev = keep_dev[-64:]
-        if len(keep_dev) > 64:
-            self._count("device_unmatched", len(keep_dev) - 64)
+        # unlocked (no pairs yet, or started over), a device edge waits for a better prior (the model may not have
+        # seen the new timeline yet): the last few are kept
+        cap = 64 if self._pairs else 8
+        self._dev = keep_dev[-cap:]
+        if len(keep_dev) > cap:
+            self._count("device_unmatched", len(keep_dev) - cap)
         # reference edges older than the wait with no device edge pending before them are unmatched
         if self._ref and self._pairs:
             horizon = self._ref[-1] - self.max_wait
@@ -294,13 +368,20 @@ class TriggerMatcher:
             if old:
                 self._count("ref_unmatched", len(old))
                 self._ref = [r for r in self._ref if r not in old]
+                self._dropped = (self._dropped + old)[-8:]
         if len(self._ref) > 256:
             self._count("ref_unmatched", len(self._ref) - 256)
             self._ref = self._ref[-256:]
         if out:
             self._count("matched", len(out))
+        if self._lost >= LOCK_LOST_EDGES:  # the pairs no longer predict the device's edges: start over
+            self._count("lock_lost")
+            recent = (expired + keep_dev)[-LOCK_LOST_EDGES:]
+            self.restart(since_host_ns=None)
+            self._refilter(recent)  # the latest device edges may still find their partners from the prior
+            out += self._match()
         return out
 
     def state(self) -> dict:
         return {"matched": self.matched, "pending_device": len(self._dev), "pending_ref": len(self._ref),
-                **self.stats}
+                "restarts": self.restarts, **self.stats}

@@ -16,6 +16,7 @@ Layout::
     width_ms = 10.0
     ref_jitter_us = 2.0           # 1-sigma jitter of the host's edge stamps
     phase_s = 0.5
+    extra_pulses_per_s = 0.0      # a second TTL source on the same line (both sides see it)
 
     [probes]                      # round-trip probes of every device with probes = true
     rate_hz = 1.0
@@ -27,10 +28,12 @@ Layout::
     rate_hz = 200.0               # 0: irregular (Poisson, mean_rate_hz)
     trigger = true                # wired to the trigger line: the device stamps the edges with its clock
     probes = true
-    miss_rate = 0.0               # fraction of trigger edges the device misses
-    spurious_per_s = 0.0          # glitch edges the device reports
+    miss_rate = 0.0               # fraction of trigger edges the device misses (miss_burst: in runs)
+    spurious_per_s = 0.0          # glitch edges the device reports (spurious_width_ms, spurious_near_ms)
     [device.clock]                # synchub.drivers.sim.clocks.ClockSpec: offset, drift, random walk, jitter
-    drift_ppm = 100.0             # (the device's edge-stamping jitter), latency, drops, resets, counter width
+    drift_ppm = 100.0             # (the device's edge-stamping jitter), latency (bimodal: slow_latency_ms,
+                                  # slow_fraction), drops, resets (reset_to_s / reset_jump_s per reset,
+                                  # reset_downtime_s), counter width and rate
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ class TriggerSpec:
     width_ms: float = setting(10.0, min=0.0, doc="pulse width")
     ref_jitter_us: float = setting(2.0, min=0.0, doc="1-sigma jitter of the host's (reference) edge stamps")
     phase_s: float = setting(0.5, min=0.0, doc="first rising edge after t=0")
+    extra_pulses_per_s: float = setting(
+        0.0, min=0.0, doc="pulses of a second TTL source on the same line (random times), seen by the reference and "
+        "every wired device")
+    extra_width_ms: float = setting(0.0, min=0.0, doc="their width (0: the sync pulses' width)")
 
 
 @dataclass(frozen=True)
@@ -65,9 +72,23 @@ class DeviceSpec:
     mean_rate_hz: float = setting(10.0, min=0.01, doc="irregular streams: mean event rate")
     trigger: bool = setting(True, doc="the device sees the trigger line and stamps its edges")
     probes: bool = setting(True, doc="the device answers round-trip probes")
+    report_resets: bool = setting(
+        True, doc="the driver reports the counter jumps it sees as device_reset gaps (false: the clock layer must "
+        "find every reset itself)")
     miss_rate: float = setting(0.0, min=0.0, max=0.9, doc="fraction of trigger edges the device misses")
+    miss_burst: int = setting(1, min=1, doc="missed edges come in runs of this mean length (consecutive pulses)")
     spurious_per_s: float = setting(0.0, min=0.0, doc="spurious (glitch) edges per second the device reports")
+    spurious_width_ms: float = setting(
+        0.0, min=0.0, doc="glitch width (+-10%); 0: narrow glitches (1 us - 3 ms), e.g. the pulse width: a second "
+        "TTL source or a bouncing switch only this device sees")
+    spurious_near_ms: float = setting(
+        0.0, min=0.0, doc="> 0: glitches fall within this many ms of a real pulse (either side), like a bouncing "
+        "switch; 0: anywhere")
     clock: ClockSpec = setting(ClockSpec(), doc="the device clock and link (ClockSpec)")
+
+    def __post_init__(self) -> None:
+        if 0 < self.rate_hz < 0.01:
+            raise ValueError(f"device {self.name!r}: rate_hz must be 0 (irregular) or at least 0.01")
 
 
 @dataclass(frozen=True)

@@ -274,3 +274,33 @@ def test_barcode_trigger_edges_decode():
     assert decoded[0][0] == 7 * NS + 300_000_000
     with pytest.raises(ConfigError, match="a barcode needs period_s >= 45 \\* bit_s"):
         parse_config({"sim": {"trigger": [{"name": "bc", "mode": "barcode", "period_s": 0.2, "bit_s": 0.01}]}}, "<t>")
+
+
+# ---- device clocks: per-reset restart values, jumps, reboot downtime, bimodal latency
+def test_device_clock_resets_jump_restart_and_reboot():
+    spec = ClockSpec(offset_s=100.0, drift_ppm=50.0, resets_at_s=(10.0, 20.0, 30.0), reset_jump_s=(3600.0, -5.0, 0.5),
+                     reset_downtime_s=2.0)
+    clk = DeviceClock(spec, 40, 1)
+    t = (np.array([9.999999, 10.0, 19.999999, 20.0, 29.999999, 30.0]) * NS).astype(np.int64)
+    d = clk.to_device(t)
+    jumps = (d[1::2] - d[0::2]) / NS
+    assert np.allclose(jumps, [3600.0, -5.0, 0.5], atol=1e-5)  # the clock keeps its value and jumps by this much
+    true, dev, seg = clk.regular_samples(10.0)
+    assert np.array_equal(clk.to_true(dev, seg), true)
+    gaps = np.diff(true)[np.diff(seg) != 0] / NS
+    assert len(gaps) == 3 and np.all((gaps >= 2.0) & (gaps < 2.2))  # silent while it reboots
+    assert not clk.up(np.array([11 * NS]))[0] and clk.up(np.array([12 * NS]))[0]
+    to = DeviceClock(ClockSpec(resets_at_s=(5.0, 9.0), reset_to_s=(1000.0, 3.0)), 12, 2)
+    assert np.allclose(to.to_device(np.array([5 * NS, 9 * NS])) / NS, [1000.0, 3.0])
+    with pytest.raises(ValueError, match="one per reset"):
+        ClockSpec(resets_at_s=(1.0,), reset_jump_s=(1.0, 2.0))
+
+
+def test_bimodal_latency_is_mostly_fast_sometimes_slow():
+    clk = DeviceClock(ClockSpec(latency_kind="bimodal", latency_min_ms=1.5, latency_max_ms=2.5, slow_latency_ms=30.0,
+                                slow_fraction=0.1), 100, 3)
+    t = (np.arange(0, 100, 0.5) * NS).astype(np.int64)  # 0.5 s apart: no transfer waits behind a slow one
+    lat = (clk.arrivals(t) - t) / 1e6
+    slow = lat > 20
+    assert 0.06 < slow.mean() < 0.14 and np.all((lat[~slow] >= 1.5) & (lat[~slow] <= 2.5))
+    assert np.all((lat[slow] >= 30.0) & (lat[slow] <= 31.0))

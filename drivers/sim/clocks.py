@@ -31,16 +31,31 @@ class ClockSpec:
     latency_max_ms: float = setting(2.0, min=0.0, doc="transport latency upper bound, ms")
     latency_kind: str = setting(
         "uniform",
-        choices=("uniform", "usb-buffer", "exponential"),
+        choices=("uniform", "usb-buffer", "exponential", "bimodal"),
         doc="uniform: i.i.d. in [min, max]; usb-buffer: bytes wait for the next latency-timer tick (period max) "
-        "after min; exponential: min + Exp(mean=(max-min)/3), clipped at max",
+        "after min; exponential: min + Exp(mean=(max-min)/3), clipped at max; bimodal: uniform in [min, max], "
+        "but a fraction slow_fraction of the transfers take slow_latency_ms (+ the same spread)",
     )
+    slow_latency_ms: float = setting(30.0, min=0.0, doc="bimodal latency: the slow transfers' latency, ms")
+    slow_fraction: float = setting(0.1, min=0.0, max=1.0, doc="bimodal latency: fraction of slow transfers")
     drop_rate: float = setting(0.0, min=0.0, max=0.5, doc="fraction of samples dropped before reaching the host")
     drop_burst: int = setting(1, min=1, doc="dropped samples come in bursts of this mean length")
     resets_at_s: tuple[float, ...] = setting((), doc="reference times (s) at which the device clock resets to 0")
     reset_offset_s: float = setting(0.0, doc="device time right after a reset (a reboot restarts the counter)")
+    reset_to_s: tuple[float, ...] = setting(
+        (), doc="device time right after each reset, one per resets_at_s (overrides reset_offset_s)")
+    reset_jump_s: tuple[float, ...] = setting(
+        (), doc="per reset: the device clock jumps by this much from where it was (> 0 forward, e.g. a saved RTC "
+        "restored at reboot; < 0 backward), one per resets_at_s (overrides reset_to_s and reset_offset_s)")
+    reset_downtime_s: float = setting(0.0, min=0.0, doc="after each reset the device is silent this long (a reboot)")
     counter_bits: int = setting(64, min=8, max=64, doc="width of the raw tick counter (16/32 wrap)")
     tick_hz: float = setting(1_000_000.0, min=1.0, doc="raw counter rate")
+
+    def __post_init__(self) -> None:
+        for name in ("reset_to_s", "reset_jump_s"):
+            got = len(getattr(self, name))
+            if got and got != len(self.resets_at_s):
+                raise ValueError(f"{name} has {got} values, resets_at_s {len(self.resets_at_s)}: one per reset")
 
 
 class DeviceClock:
@@ -70,7 +85,24 @@ class DeviceClock:
         self._t_grid = t
         self._drift_grid = drift
         self._phase_grid = phase
-        self.resets_ns = np.array(sorted(int(r * NS) for r in spec.resets_at_s if 0 < r < duration_s), dtype=np.int64)
+        order = sorted((r, i) for i, r in enumerate(spec.resets_at_s) if 0 < r < duration_s)
+        self.resets_ns = np.array([int(r * NS) for r, _ in order], dtype=np.int64)
+        # device time right after each reset (segment k >= 1 starts at dev0[k])
+        dev0 = [int(spec.offset_s * NS)]
+        for k, (_, i) in enumerate(order):
+            if spec.reset_jump_s:  # the clock keeps its value and jumps by this much (no restart from zero)
+                before = dev0[k] + (self.resets_ns[k] - self._start(k)) + int(round(
+                    float(self._phase(np.array([self.resets_ns[k]]))[0] - self._phase(np.array([self._start(k)]))[0])))
+                dev0.append(before + int(round(spec.reset_jump_s[i] * NS)))
+            elif spec.reset_to_s:
+                dev0.append(int(round(spec.reset_to_s[i] * NS)))
+            else:
+                dev0.append(int(spec.reset_offset_s * NS))
+        self._dev0 = np.array(dev0, dtype=np.int64)
+        self.downtime_ns = int(round(spec.reset_downtime_s * NS))
+
+    def _start(self, k: int) -> int:
+        return 0 if k == 0 else int(self.resets_ns[k - 1])
 
     # ---- true (reference) -> device
     def _phase(self, rel_ns: np.ndarray) -> np.ndarray:
@@ -87,9 +119,17 @@ class DeviceClock:
     def _segment_base(self, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(reference start rel ns, device time at start ns) of each segment index."""
         starts = np.concatenate([[0], self.resets_ns]).astype(np.int64)
-        dev0 = np.full(len(starts), int(self.spec.reset_offset_s * NS), dtype=np.int64)
-        dev0[0] = int(self.spec.offset_s * NS)
-        return starts[seg], dev0[seg]
+        return starts[seg], self._dev0[seg]
+
+    def up(self, true_ns) -> np.ndarray:
+        """False where the device is rebooting (``reset_downtime_s`` after a reset): it takes, stamps and sends
+        nothing then."""
+        rel = np.asarray(true_ns, dtype=np.int64) - self.origin_ns
+        if not self.downtime_ns or not len(self.resets_ns):
+            return np.ones(rel.shape, dtype=bool)
+        k = np.searchsorted(self.resets_ns, rel, side="right") - 1
+        since = rel - self.resets_ns[np.maximum(k, 0)]
+        return (k < 0) | (since >= self.downtime_ns)
 
     def to_device(self, true_ns, jitter: bool = False) -> np.ndarray:
         """Device time (ns) of reference instants ``true_ns``; with ``jitter`` the device's stamping noise."""
@@ -125,6 +165,10 @@ class DeviceClock:
         bounds = [int(start_s * NS)] + [int(r) for r in self.resets_ns if start_s * NS < r < end_s * NS]
         bounds.append(int(end_s * NS))
         for a, b in zip(bounds[:-1], bounds[1:], strict=False):
+            if a in self.resets_ns:
+                a = min(a + self.downtime_ns, b)  # rebooting: the first sample after the downtime
+            if a >= b:
+                continue
             a_abs, b_abs = a + self.origin_ns, b + self.origin_ns
             seg = int(self.segment_of(np.array([a_abs]))[0])
             d_a = int(self.to_device(np.array([a_abs]))[0])
@@ -166,6 +210,11 @@ class DeviceClock:
         kind = self.spec.latency_kind
         if kind == "uniform":
             lat = rng.uniform(lo, hi, len(true_ns)) if hi > lo else np.full(len(true_ns), lo)
+            arr = true_ns + np.rint(lat).astype(np.int64)
+        elif kind == "bimodal":  # mostly fast, a fraction of the transfers stuck behind something slow
+            lat = rng.uniform(lo, hi, len(true_ns)) if hi > lo else np.full(len(true_ns), lo)
+            slow = rng.random(len(true_ns)) < self.spec.slow_fraction
+            lat[slow] += self.spec.slow_latency_ms * 1e6 - lo
             arr = true_ns + np.rint(lat).astype(np.int64)
         elif kind == "exponential":
             lat = lo + np.minimum(rng.exponential(max(hi - lo, 1.0) / 3.0, len(true_ns)), hi - lo)
