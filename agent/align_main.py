@@ -23,8 +23,8 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-from .evidence import evidence_from_dict
-from .stream import Chunk, StreamInfo
+from synchub.agent.core.evidence import evidence_from_dict
+from synchub.agent.core.stream import Chunk, StreamInfo
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def write_corrected(src, dst, corrected: list[Chunk]) -> None:
 
 
 def run(args) -> int:
-    from synchub.cli import UserError
+    from synchub.errors import UserError
 
     path = Path(args.session)
     if not path.exists():

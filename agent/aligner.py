@@ -29,8 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .classical import NS, Onsets, gcc_ml, matched_events, ncc_valid, parabolic, peak_stats, smooth, to_grid
-from .evidence import OffsetEstimate
+from synchub.agent.core.evidence import OffsetEstimate
+from synchub.agent.core.units import NS
+
+from .classical import Onsets, gcc_ml, matched_events, ncc_valid, parabolic, peak_stats, smooth, to_grid
 
 
 @dataclass(frozen=True)

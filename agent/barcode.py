@@ -21,7 +21,7 @@ a bit, a missed edge, a bad start or stop bit) are rejected and counted in ``mal
 
 from __future__ import annotations
 
-NS = 1_000_000_000
+from synchub.agent.core.units import NS
 
 
 def _levels_to_edges(levels: list[int], t0_ns: int, slot_ns: int, idle: int) -> list[tuple[int, int]]:

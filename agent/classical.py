@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-NS = 1_000_000_000
+from synchub.agent.core.units import NS
 
 #: log-line keywords each modality can see with a sharp onset (motion onsets are smooth: left out).
 TEXT_SEEN_BY: dict[str, tuple[str, ...]] = {

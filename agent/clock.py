@@ -68,9 +68,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .evidence import OffsetEstimate
+from synchub.agent.core.evidence import OffsetEstimate
+from synchub.agent.core.units import NS
 
-NS = 1_000_000_000
 #: Uncertainty reported where nothing at all is known about a segment (ns).
 UNKNOWN_UNC_NS = 10**15
 
@@ -1244,7 +1244,7 @@ class ClockModel:
 
     def add(self, item) -> None:
         """Any evidence item (``Probe`` or ``OffsetEstimate``; edges go through a matcher first)."""
-        from .evidence import Probe
+        from synchub.agent.core.evidence import Probe
 
         if isinstance(item, Probe):
             self.add_probe(item.host_send_ns, item.device_ns, item.host_recv_ns)

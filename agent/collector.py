@@ -36,9 +36,10 @@ from typing import Any
 import msgpack
 import zmq
 
+from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.units import now_ns, utc_now_ns
+
 from . import mcap_io, wire
-from .stream import StreamInfo
-from .timebase import now_ns, utc_now_ns
 
 log = logging.getLogger(__name__)
 

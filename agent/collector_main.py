@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from synchub.cli import UserError
+from synchub.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -16,18 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .settings import ConfigError, Where, build, setting, suggest
-from .stream import CHANNEL_FORMATS, MODALITIES
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from synchub.agent.core.options import StreamCommon, TriggerSettings
+from synchub.agent.core.settings import Where, build, read_toml, setting, suggest
 
 
 @dataclass(frozen=True)
@@ -70,48 +64,6 @@ class ClockSettings:
         doc="correction method; auto uses the best evidence each stream has",
     )
     window_s: float = setting(120.0, min=1.0, doc="clock model window for slow (thermal) drift tracking")
-
-
-@dataclass(frozen=True)
-class TriggerSettings:
-    name: str = setting(doc="trigger line name; streams that see it say trigger = NAME")
-    backend: str = setting("gpiod", choices=("gpiod", "rpi-gpio", "pps", "sim"),
-                           doc="GPIO back end; pps: a kernel PPS device (/dev/ppsN), for a pin the pps-gpio overlay holds")
-    chip: str = setting("/dev/gpiochip0", doc="gpiod: GPIO chip path")
-    line: int = setting(0, min=0, doc="GPIO line offset (gpiod) or BCM pin (rpi-gpio)")
-    device: str = setting("/dev/pps0", doc="pps: the kernel PPS device")
-    edge: str = setting("rising", choices=("rising", "falling", "both"),
-                        doc="edges to timestamp (pps: rising = assert events, falling = clear events)")
-    event_clock: str = setting(
-        "monotonic", choices=("monotonic", "realtime", "hte"), doc="gpiod: kernel clock of edge timestamps"
-    )
-    debounce_us: int = setting(0, min=0, doc="debounce period (0: off)")
-    role: str = setting(
-        "sync", choices=("sync", "pps", "barcode", "harp"), doc="sync pulses, GPS PPS (UTC seconds), barcodes, Harp clock"
-    )
-    period_s: float = setting(1.0, min=0.0, doc="nominal pulse period (0: aperiodic)")
-    min_width_us: float = setting(0.0, min=0.0, doc="pulses narrower than this are rejected")
-
-
-@dataclass(frozen=True)
-class StreamCommon:
-    """Keys every [[stream]] table has; the rest belong to its driver."""
-
-    name: str = setting(doc="stream name (unique)")
-    type: str = setting(doc="modality", choices=MODALITIES)
-    driver: str = setting(doc="driver that reads this stream")
-    nominal_rate: float = setting(0.0, min=0.0, doc="nominal sample rate in Hz (0: irregular)")
-    channel_format: str = setting("float32", choices=tuple(CHANNEL_FORMATS), doc="LSL channel format")
-    channel_labels: tuple[str, ...] = setting((), doc="channel labels")
-    channel_units: tuple[str, ...] = setting((), doc="channel units")
-    source_id: str = setting("", doc="device serial number or other stable id")
-    trigger: str = setting("", doc="name of a [[trigger]] whose pulses this device also sees")
-    method: str = setting(
-        "auto",
-        choices=("auto", "identity", "arrival", "triggers", "probes", "neural", "hybrid"),
-        doc="clock correction method for this stream",
-    )
-    align_to: str = setting("", doc="neural alignment: the stream (already on the clock) to align this one to")
 
 
 @dataclass(frozen=True)
@@ -230,23 +182,3 @@ def _check_names(streams, triggers, where: Where) -> None:
 def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file."""
     return parse_config(read_toml(path), str(path))
-
-
-def read_toml(path: str | Path, what: str = "config") -> dict:
-    """The table of a TOML file; ``ConfigError`` (naming the file and ``what`` it is) when it cannot be read."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {what} file: {exc.strerror}") from None
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
-__all__ = ["Config", "ConfigError", "load_config", "parse_config", "read_toml"]

@@ -11,9 +11,11 @@ import argparse
 import importlib
 import sys
 
-from .config import AgentSettings, ClockSettings, StreamCommon, TriggerSettings, load_config
+from synchub.agent.core.options import StreamCommon, TriggerSettings
+from synchub.agent.core.settings import ConfigError, reference
+
+from .config import AgentSettings, ClockSettings, load_config
 from .deploy import preflight
-from .settings import ConfigError, reference
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -28,9 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from .classical import NS, onsets
+from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.core.units import NS
+
+from .classical import onsets
 from .online_align import modality_of
-from .stream import Chunk, StreamInfo
 
 log = logging.getLogger(__name__)
 

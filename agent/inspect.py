@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from synchub.cli import UserError
+from synchub.errors import UserError
 from synchub.extras import require
 
 

@@ -85,7 +85,7 @@ def _program_in_root(fs: Fs):
 
 
 def run_install(args) -> int:
-    from synchub.cli import UserError
+    from synchub.errors import UserError
 
     fs = Fs(args.root, dry_run=args.dry_run)
     roles = ("agent", "collector") if args.role == "both" else (args.role,)
@@ -230,7 +230,7 @@ def _activate(fs: Fs, roles, later: list[str], no_start: bool) -> list[str]:
 
 
 def run_uninstall(args) -> int:
-    from synchub.cli import UserError
+    from synchub.errors import UserError
 
     fs = Fs(args.root, dry_run=args.dry_run)
     m = fs.load_manifest()

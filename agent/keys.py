@@ -14,7 +14,7 @@ import os
 import re
 from pathlib import Path
 
-from synchub.cli import UserError
+from synchub.errors import UserError
 
 
 def add_arguments(p) -> None:

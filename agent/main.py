@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from synchub.cli import UserError
+    from synchub.errors import UserError
 
     config = load_config(args.config)
     logging.getLogger().setLevel(getattr(logging, config.agent.log_level.upper()))

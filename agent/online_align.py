@@ -23,10 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from synchub.agent.core.evidence import OffsetEstimate
+from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.core.units import NS
+
 from .aligner import Aligner, AlignerSettings, AlignResult, DriftTracker, apply_arrival_bound, gcc_fine
-from .classical import NS, onsets
-from .evidence import OffsetEstimate
-from .stream import Chunk, StreamInfo
+from .classical import onsets
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .evidence import Evidence, evidence_to_dict
+from synchub.agent.core.evidence import Evidence, evidence_to_dict
+from synchub.agent.core.stream import Chunk, Gap, StreamInfo, StreamStats
+from synchub.agent.core.units import NS_PER_MS, now_ns
+
 from .replay import LiveCorrector
-from .stream import Chunk, Gap, StreamInfo, StreamStats
-from .timebase import NS_PER_MS, now_ns
 
 log = logging.getLogger("synchub.pipeline")
 

@@ -8,7 +8,7 @@ trip, midpoint convention); the benchmark writes it into XDF ClockOffset chunks.
 
 from __future__ import annotations
 
-from .evidence import Probe
+from synchub.agent.core.evidence import Probe
 
 
 def lsl_offset(probes: list[Probe]) -> tuple[int, int, int] | None:

@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from .clock import METHOD_ORDER
-from .evidence import OffsetEstimate, Probe, TriggerEdge
-from .stream import Chunk
+from synchub.agent.core.evidence import OffsetEstimate, Probe, TriggerEdge
+from synchub.agent.core.stream import Chunk
+from synchub.agent.core.units import NS
 
-NS = 1_000_000_000
+from .clock import METHOD_ORDER
+
 _METHOD_RANK = {m: i for i, m in enumerate((*METHOD_ORDER, "none"))}
 #: Host-time slices in which a rerun feeds arrival times (the agent ships chunks of about this length).
 SLICE_NS = 100_000_000

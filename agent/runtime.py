@@ -12,14 +12,14 @@ import threading
 import time
 from typing import Any
 
+from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.units import now_ns
 from synchub.drivers.base import DriverContext
 from synchub.drivers.registry import DRIVERS
 
 from .config import Config
 from .pipeline import BoundedQueue, Hub, IdentityClocks, Locked, Shipper
 from .replay import default_delay_ns
-from .stream import StreamInfo
-from .timebase import now_ns
 
 log = logging.getLogger("synchub.agent")
 
@@ -169,9 +169,10 @@ class Agent:
 
     def _system_utc(self) -> None:
         """A reference (monotonic) -> UTC sample from the system clock, bracketed by two monotonic reads."""
-        from .evidence import OffsetEstimate
+        from synchub.agent.core.evidence import OffsetEstimate
+        from synchub.agent.core.units import utc_now_ns
+
         from .sync import UTC_STREAM
-        from .timebase import utc_now_ns
 
         a = now_ns()
         utc = utc_now_ns()

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-NS = 1_000_000_000
+from synchub.agent.core.units import NS
+
 STALL_MIN_S = 2.0  # a stream is stalled when no sample came for max(this, STALL_PERIODS sample periods)
 STALL_PERIODS = 10
 SPOOL_WARN = 0.8  # spool fill fraction that makes the agent degraded

@@ -30,13 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from synchub.agent.core.evidence import OffsetEstimate, Probe, TriggerEdge
+from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.core.units import NS
+
 from .barcode import BarcodeDecoder, HarpDecoder
 from .clock import UNKNOWN_UNC_NS, ClockModel
-from .evidence import OffsetEstimate, Probe, TriggerEdge
-from .stream import Chunk, StreamInfo
 from .triggers import TriggerMatcher
-
-NS = 1_000_000_000
 
 #: Default 1-sigma jitter of a matched edge pair per GPIO back end (kernel stamps vs userspace callbacks), ns.
 EDGE_SIGMA_NS = {"gpiod": 5_000, "sim": 5_000, "rpi-gpio": 150_000}

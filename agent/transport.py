@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 import zmq
 
+from synchub.agent.core.stream import Chunk, Gap, StreamInfo
+from synchub.agent.core.units import now_ns, utc_now_ns
+
 from . import wire
 from .spool import KIND_DATA, KIND_OTHER, Spool
-from .stream import Chunk, Gap, StreamInfo
-from .timebase import now_ns, utc_now_ns
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .evidence import TriggerEdge
+from synchub.agent.core.evidence import TriggerEdge
 
 Prior = Callable[[int], "tuple[int, int] | None"]
 

@@ -43,7 +43,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from .stream import CHANNEL_FORMATS, GAP_CAUSES, METHODS, Chunk, Gap, StreamInfo
+from synchub.agent.core.stream import CHANNEL_FORMATS, GAP_CAUSES, METHODS, Chunk, Gap, StreamInfo
 
 PROTOCOL_VERSION = 1
 

@@ -48,16 +48,15 @@ from pathlib import Path
 import numpy as np
 
 from synchub.agent.aligner import AlignerSettings, DriftTracker, theil_sen
-from synchub.agent.config import read_toml
+from synchub.agent.core.settings import Where, build, read_toml, setting
+from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.units import NS
 from synchub.agent.online_align import WindowAligner, load_runners
-from synchub.agent.settings import Where, build, setting
-from synchub.agent.stream import StreamInfo
-from synchub.cli import UserError
 from synchub.drivers.sim import render as R
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 from synchub.drivers.sim.world import World, WorldSpec
+from synchub.errors import UserError
 
-NS = 1_000_000_000
 RATES = {"imu": 200.0, "audio": 16000.0, "video": 30.0, "image": 1.0, "telemetry": 10.0, "text": 0.0}
 SHAPES = {"imu": (6,), "audio": (1,), "video": (24, 32), "image": (24, 32), "telemetry": (5,), "text": ()}
 NAMES = {"text": "Text", "image": "Image", "video": "Video", "telemetry": "Metadata", "imu": "IMU", "audio": "Audio"}

@@ -88,7 +88,7 @@ def measure_rss() -> dict:
 
 
 def run(args) -> int:
-    from synchub.cli import UserError
+    from synchub.errors import UserError
     from synchub.models import features as F
     from synchub.models.runner import MODALITIES, EncoderRunner, NoModelError
     from synchub.models.simdata import HELDOUT_SEED_BASE, make_recording

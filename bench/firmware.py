@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synchub.cli import UserError
+from synchub.errors import UserError
 
 
 def add_arguments(p) -> None:
@@ -176,7 +176,7 @@ class _Sink:
         pass
 
     def evidence(self, item):
-        from synchub.agent.evidence import Probe, TriggerEdge
+        from synchub.agent.core.evidence import Probe, TriggerEdge
 
         with self.lock:
             if isinstance(item, Probe):
@@ -190,7 +190,7 @@ class _Sink:
 
 def e2e_run(n_probes: int, n_edges: int, seed: int) -> dict:
     """Captured edges -> SyncBoxDriver (pyserial on the simulated board's pty) -> evidence -> host clock."""
-    from synchub.agent.config import StreamCommon
+    from synchub.agent.core.options import StreamCommon
     from synchub.drivers.syncbox import SyncBoxDriver, SyncBoxSettings
     from synchub.firmware import harness
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-from synchub.cli import UserError
+from synchub.errors import UserError
 from synchub.extras import message
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {

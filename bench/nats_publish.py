@@ -42,7 +42,7 @@ def add_arguments(p) -> None:
 
 
 def _chunks(samples: int, count: int = 64) -> list:
-    from synchub.agent.stream import Chunk
+    from synchub.agent.core.stream import Chunk
 
     rng = np.random.default_rng(1)
     dev = np.arange(samples, dtype=np.int64) * 5_000_000

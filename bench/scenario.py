@@ -1,4 +1,4 @@
-"""Scenario files of ``synchub bench sync`` (TOML), validated with ``synchub.agent.settings``: a typo names the key.
+"""Scenario files of ``synchub bench sync`` (TOML), validated with ``synchub.agent.core.settings``: a typo names the key.
 
 Layout::
 
@@ -41,8 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from synchub.agent.config import read_toml
-from synchub.agent.settings import Where, build, reference, setting
+from synchub.agent.core.settings import Where, build, read_toml, reference, setting
 from synchub.drivers.sim.clocks import ClockSpec
 
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from synchub.agent.evidence import Probe, TriggerEdge
-from synchub.agent.stream import StreamInfo
+from synchub.agent.core.evidence import Probe, TriggerEdge
+from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.units import NS
 from synchub.drivers.sim.clocks import DeviceClock
 from synchub.drivers.unwrap import Unwrapper
 
 from .scenario import Scenario
 
-NS = 1_000_000_000
 GPIO_READ_NS = 50_000  # the host reads a GPIO edge this long after its kernel stamp
 
 

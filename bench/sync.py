@@ -42,11 +42,12 @@ from pathlib import Path
 import numpy as np
 
 from synchub.agent.align_main import ClockReset, correct_raw
-from synchub.agent.evidence import Probe, TriggerEdge
+from synchub.agent.core.evidence import Probe, TriggerEdge
+from synchub.agent.core.settings import ConfigError
+from synchub.agent.core.stream import Chunk
+from synchub.agent.core.units import NS
 from synchub.agent.probes import lsl_offset
 from synchub.agent.replay import default_delay_ns, feed_offline
-from synchub.agent.settings import ConfigError
-from synchub.agent.stream import Chunk
 from synchub.agent.sync import StreamClocks
 from synchub.extras import require
 
@@ -54,7 +55,6 @@ from .scenario import SCENARIO_DIR, Scenario, load_scenario, scenario_reference
 from .simulate import GPIO_READ_NS, SimStream, pulse_times, reference_edges
 from .sync_report import report
 
-NS = 1_000_000_000
 METHODS = ("arrival", "pyxdf", "envelope", "probes", "triggers", "triggers-align", "triggers-live")
 
 
@@ -218,7 +218,7 @@ def _resolve(name: str) -> Path:
 
 
 def run(args) -> int:
-    from synchub.cli import UserError
+    from synchub.errors import UserError
 
     from .sync_report import print_report
 

@@ -18,11 +18,11 @@ import math
 import numpy as np
 
 from synchub.agent.clock import linear_smoother, q_per_ns
+from synchub.agent.core.units import NS
 
 from .scenario import Scenario
 from .simulate import SimStream
 
-NS = 1_000_000_000
 SETTLE_NS = 10 * NS  # live figures skip the first 10 s of each clock segment
 
 

@@ -98,8 +98,8 @@ def run_synchub(seconds: float, chunk: int, n_streams: int, rate: float | None, 
                 compression: str = "zstd", curve=None, out_dir: str | None = None, curve_dir: str | None = None
                 ) -> dict:
     """One phase through Sender -> Collector (separate process) -> MCAP; returns figures."""
+    from synchub.agent.core.stream import Chunk, StreamInfo
     from synchub.agent.mcap_io import read_session
-    from synchub.agent.stream import Chunk, StreamInfo
     from synchub.agent.transport import Sender
 
     tmp = out_dir or tempfile.mkdtemp(prefix="synchub-bench-")

@@ -70,7 +70,7 @@ def _make_keys(d: Path) -> Path:
 
 def _agent_proc(endpoint, spool, rate, streams, chunk, seconds, counts, q, stop):
     """An agent stand-in: produces in real time; counts[i] = samples of stream i handed to (spooled by) the sender."""
-    from synchub.agent.stream import Chunk, StreamInfo
+    from synchub.agent.core.stream import Chunk, StreamInfo
     from synchub.agent.transport import Sender
 
     infos = [StreamInfo(f"s{i}", "imu", rate, CHANNELS) for i in range(streams)]
@@ -110,7 +110,7 @@ def _loss(out: Path, session: str, produced: list[int]) -> dict:
 
 
 def run_spool_replay(tmp: Path, rate: float, streams: int, outage_s: float) -> dict:
-    from synchub.agent.stream import Chunk, StreamInfo
+    from synchub.agent.core.stream import Chunk, StreamInfo
     from synchub.agent.transport import Sender
 
     port = _free_port()

@@ -35,15 +35,15 @@ from typing import Any
 
 import numpy as np
 
-from synchub.agent.config import StreamCommon
-from synchub.agent.settings import setting
-from synchub.agent.stream import StreamInfo
+from synchub.agent.core.options import StreamCommon
+from synchub.agent.core.settings import setting
+from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.units import NS
 
 from .base import Driver, DriverContext, DriverSink
 
 log = logging.getLogger("synchub.alsa")
 
-NS = 1_000_000_000
 #: sample format -> (little-endian numpy dtype, native channel_format, full scale for float output)
 SAMPLE_FORMATS = {
     "S16_LE": ("<i2", "int16", 32768.0),

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from synchub.agent.evidence import Evidence
-from synchub.agent.stream import StreamInfo, StreamStats
+from synchub.agent.core.evidence import Evidence
+from synchub.agent.core.stream import StreamInfo, StreamStats
 
 
 class DriverSink(Protocol):

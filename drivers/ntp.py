@@ -17,9 +17,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
+from synchub.agent.core.units import NS
+
 log = logging.getLogger("synchub.ntp")
 
-NS = 1_000_000_000
 
 
 @dataclass
@@ -121,7 +122,7 @@ class NtpMonitor:
 
     def evidence(self):
         """The best answer as clock evidence for the pipeline (``StreamClocks`` routes it to its UTC mapping)."""
-        from synchub.agent.evidence import OffsetEstimate
+        from synchub.agent.core.evidence import OffsetEstimate
         from synchub.agent.sync import UTC_STREAM
 
         m = self.utc_mapping()

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from synchub.agent.config import StreamCommon
-from synchub.agent.evidence import Probe, TriggerEdge
-from synchub.agent.settings import setting
-from synchub.agent.stream import StreamInfo
+from synchub.agent.core.evidence import Probe, TriggerEdge
+from synchub.agent.core.options import StreamCommon
+from synchub.agent.core.settings import setting
+from synchub.agent.core.stream import StreamInfo
 
 from . import frames as F
 from .base import Driver, DriverContext, DriverSink

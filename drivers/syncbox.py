@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import serial
 
-from synchub.agent.evidence import Probe, TriggerEdge
-from synchub.agent.settings import setting
-from synchub.agent.stream import StreamInfo
+from synchub.agent.core.evidence import Probe, TriggerEdge
+from synchub.agent.core.settings import setting
+from synchub.agent.core.stream import StreamInfo
 
 from . import syncbox_protocol as P
 from .base import Driver, DriverContext, DriverSink

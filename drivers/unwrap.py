@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NS = 1_000_000_000
+from synchub.agent.core.units import NS
 
 
 @dataclass

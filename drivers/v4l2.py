@@ -21,11 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synchub.agent.config import StreamCommon
-from synchub.agent.settings import setting
-from synchub.agent.stream import StreamInfo
+from synchub.agent.core.options import StreamCommon
+from synchub.agent.core.settings import setting
+from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.units import NS
 
-from .alsa import NS, STALL_S, AlsaCaptureDriver, fill_command, find_program
+from .alsa import STALL_S, AlsaCaptureDriver, fill_command, find_program
 from .base import Driver, DriverContext
 
 FFMPEG = ("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "v4l2", "-framerate", "{fps}",

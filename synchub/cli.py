@@ -15,6 +15,8 @@ import logging
 import os
 import sys
 
+from synchub.agent.core.settings import ConfigError
+from synchub.errors import UserError
 from synchub.extras import MissingExtra, message
 
 # name -> (module, one-line help)
@@ -32,10 +34,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "install": ("synchub.agent.install", "install the agent/collector as systemd services (/opt/synchub, units, keys)"),
     "uninstall": ("synchub.agent.install", "remove what `synchub install` made (data kept unless --purge)"),
 }
-
-
-class UserError(Exception):
-    """An error the user can fix; printed as one line, exit status 2."""
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -103,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     if module is None:
         print(f"synchub {args.command}: not available in this build", file=sys.stderr)
         return 2
-    from synchub.agent.settings import ConfigError
-
     runner = getattr(module, f"run_{args.command}", None) or module.run
     try:
         code = int(runner(args) or 0)

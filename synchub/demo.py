@@ -134,7 +134,8 @@ def _progress(frac: float, status: dict, width: int = 30) -> str:
 def run(args) -> int:
     from synchub.agent.config import load_config, parse_config
     from synchub.agent.runtime import Agent, AgentError
-    from synchub.cli import UserError
+
+    from .errors import UserError
 
     if sys.version_info >= (3, 11):
         import tomllib

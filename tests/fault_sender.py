@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
+from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.security import ClientKeys
-from synchub.agent.stream import Chunk, StreamInfo
 from synchub.agent.transport import Sender
 
 

@@ -5,9 +5,9 @@ import pytest
 
 from synchub.agent.aligner import Aligner, AlignerSettings, AlignResult, DriftTracker, theil_sen
 from synchub.agent.classical import Onsets
-from synchub.agent.evidence import OffsetEstimate
+from synchub.agent.core.evidence import OffsetEstimate
+from synchub.agent.core.units import NS
 
-NS = 1_000_000_000
 SPAN = (8 * NS, 24 * NS)
 
 

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
+from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.core.units import NS
 from synchub.agent.online_align import AlignmentTracker, WindowAligner, load_runners
-from synchub.agent.stream import Chunk, StreamInfo
 from synchub.drivers.sim import render as R
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 from synchub.drivers.sim.world import World
 
-NS = 1_000_000_000
 IMU = StreamInfo("imu0", "imu", 200.0, 6)
 MIC = StreamInfo("mic0", "audio", 16000.0, 1)
 

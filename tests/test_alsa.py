@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from synchub.agent.clock import ClockModel
-from synchub.agent.config import StreamCommon, load_config
-from synchub.agent.stream import Gap
+from synchub.agent.config import load_config
+from synchub.agent.core.options import StreamCommon
+from synchub.agent.core.stream import Gap
 from synchub.drivers.alsa import SEGMENT_JUMP_NS, AlsaCaptureDriver, AlsaSettings
 from synchub.drivers.registry import DRIVERS
 

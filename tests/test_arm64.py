@@ -94,7 +94,7 @@ def test_runtime_package_on_arm64(tmp_path):
 
 
 def _runtime_requirements() -> list[str]:
-    from synchub.agent.config import read_toml
+    from synchub.agent.core.settings import read_toml
 
     project = read_toml(ROOT / "pyproject.toml", "pyproject")["project"]
     extras = project["optional-dependencies"]

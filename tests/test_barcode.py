@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synchub.agent.barcode import BarcodeDecoder, HarpDecoder, barcode_levels, encode_barcode, encode_harp
+from synchub.agent.core.units import NS
 
 T = 30_000_000
-NS = 1_000_000_000
 
 
 def test_barcode_format_matches_the_contract():

@@ -9,13 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synchub.agent.settings import ConfigError
+from synchub.agent.core.settings import ConfigError
 from synchub.bench.scenario import SCENARIO_DIR, load_scenario, parse_scenario
 from synchub.bench.simulate import SimStream, burst_mask, pulse_times
 from synchub.bench.sync import Recording, run_scenario
 from synchub.cli import main
-
-NS = 1_000_000_000
 
 TINY = {
     "name": "tiny", "duration_s": 40.0, "seed": 3, "eval_points": 500, "chunk_ms": 100.0,

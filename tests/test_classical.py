@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 
 from synchub.agent import classical as C
+from synchub.agent.core.units import NS
 from synchub.drivers.sim import render as R
 from synchub.drivers.sim.world import TAP, World
-
-NS = 1_000_000_000
 
 
 def test_to_grid_conserves_mass_and_places_impulses_sub_bin():

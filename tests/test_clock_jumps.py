@@ -10,16 +10,15 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from synchub.agent.evidence import TriggerEdge
+from synchub.agent.core.evidence import TriggerEdge
+from synchub.agent.core.stream import Chunk
+from synchub.agent.core.units import NS
 from synchub.agent.replay import feed_offline
-from synchub.agent.stream import Chunk
 from synchub.agent.sync import StreamClocks
 from synchub.agent.triggers import TriggerMatcher
 from synchub.bench.scenario import parse_scenario
 from synchub.bench.sync import Recording
 from synchub.bench.sync_report import apparent_jumps, reset_checks
-
-NS = 1_000_000_000
 
 
 def _scenario(jumps, at, report=True, downtime=1.0, seed=1, bits=64, tick=1e6, probes=False):

@@ -13,11 +13,10 @@ from synchub.agent.clock import (
     q_per_ns,
     unwrap_ticks,
 )
-from synchub.agent.evidence import OffsetEstimate
+from synchub.agent.core.evidence import OffsetEstimate
+from synchub.agent.core.units import NS
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 from synchub.drivers.unwrap import Unwrapper
-
-NS = 1_000_000_000
 
 
 def _edges(spec: ClockSpec, dur: float, seed: int, ref_jitter_ns: float = 2000.0):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from synchub.agent.barcode import encode_barcode
-from synchub.agent.config import ClockSettings, StreamCommon, TriggerSettings
-from synchub.agent.evidence import OffsetEstimate, Probe, TriggerEdge
-from synchub.agent.stream import Chunk, StreamInfo
+from synchub.agent.config import ClockSettings
+from synchub.agent.core.evidence import OffsetEstimate, Probe, TriggerEdge
+from synchub.agent.core.options import StreamCommon, TriggerSettings
+from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.core.units import NS
 from synchub.agent.sync import StreamClocks, TriggerLine, correct_offline
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
-
-NS = 1_000_000_000
 
 
 def _rig(dur=120, seed=1, spec=None):

@@ -11,8 +11,8 @@ from mcap.reader import make_reader
 
 from synchub.agent import wire
 from synchub.agent.collector import Collector
+from synchub.agent.core.stream import Chunk, Gap, StreamInfo
 from synchub.agent.mcap_io import SCHEMAS, read_session
-from synchub.agent.stream import Chunk, Gap, StreamInfo
 from synchub.agent.transport import Sender, TransportError
 
 STREAMS = [StreamInfo("imu", "imu", 200.0, 6), StreamInfo("audio", "audio", 16000.0, 1, "int16"),

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pytest
 
 from synchub.agent.config import load_config, parse_config
-from synchub.agent.settings import ConfigError, Where, build, setting
+from synchub.agent.core.settings import ConfigError, Where, build, setting
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from synchub.agent import mcap_io
+from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.core.units import NS
 from synchub.agent.fusion import Fuser, export_fused_json
 from synchub.agent.online_align import load_runners
-from synchub.agent.stream import Chunk, StreamInfo
 from synchub.drivers.sim import render as R
 from synchub.drivers.sim.world import World
 
-NS = 1_000_000_000
 INFOS = {"imu0": StreamInfo("imu0", "imu", 200.0, 6), "mic0": StreamInfo("mic0", "audio", 16000.0, 1),
          "log0": StreamInfo("log0", "marker", 0.0, 1, "string")}
 

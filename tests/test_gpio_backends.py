@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from synchub.agent.config import TriggerSettings
-from synchub.agent.evidence import TriggerEdge
+from synchub.agent.core.evidence import TriggerEdge
+from synchub.agent.core.options import TriggerSettings
 from synchub.drivers.gpio import make_trigger_input
 
 FAKES = Path(__file__).parent / "fakes"

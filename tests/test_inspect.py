@@ -6,7 +6,7 @@ import threading
 import numpy as np
 
 from synchub.agent.collector import Collector
-from synchub.agent.stream import Chunk, Gap, StreamInfo
+from synchub.agent.core.stream import Chunk, Gap, StreamInfo
 from synchub.agent.transport import Sender
 from synchub.cli import main
 

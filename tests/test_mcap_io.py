@@ -7,7 +7,7 @@ import numpy as np
 
 from synchub.agent import mcap_io
 from synchub.agent.collector import Collector
-from synchub.agent.stream import Chunk, StreamInfo
+from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.transport import Sender
 
 

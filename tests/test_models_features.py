@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from synchub.agent.core.units import NS
 from synchub.drivers.sim import render as R
-from synchub.drivers.sim.world import FLASH, NS, SOUND, TAP, World, WorldSpec
+from synchub.drivers.sim.world import FLASH, SOUND, TAP, World, WorldSpec
 from synchub.models import features as F
 from synchub.models.simdata import make_recording
 

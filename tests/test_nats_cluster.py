@@ -15,8 +15,8 @@ import nats.js.errors  # noqa: E402
 
 from synchub.agent import natsbus as nb  # noqa: E402
 from synchub.agent import wire  # noqa: E402
+from synchub.agent.core.stream import Chunk  # noqa: E402
 from synchub.agent.nats_publish import PublishError  # noqa: E402
-from synchub.agent.stream import Chunk  # noqa: E402
 
 pytest_plugins = ("nats_cluster",)  # fixtures fleet, own_fleet, make_fleet
 AGENTS = ("a1", "a2", "a3")

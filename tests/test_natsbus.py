@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from synchub.agent import natsbus as nb
 from synchub.agent import wire
+from synchub.agent.core.stream import Chunk
 from synchub.agent.nats_conf import Node, Site, Tls, leaf_config, render, server_config
-from synchub.agent.stream import Chunk
 from synchub.bench.debs import find_program, missing_hint
 
 

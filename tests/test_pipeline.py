@@ -5,9 +5,9 @@ import time
 
 import numpy as np
 
-from synchub.agent.evidence import TriggerEdge
+from synchub.agent.core.evidence import TriggerEdge
+from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.pipeline import BoundedQueue, Hub, IdentityClocks, Shipper
-from synchub.agent.stream import Chunk, StreamInfo
 
 
 class ListOutlet:

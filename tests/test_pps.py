@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from synchub.agent.config import TriggerSettings, parse_config
+from synchub.agent.config import parse_config
+from synchub.agent.core.options import TriggerSettings
+from synchub.agent.core.units import NS
 from synchub.agent.deploy import device_access
 from synchub.drivers.gpio import make_trigger_input
 from synchub.drivers.gpio import pps_abi as abi
@@ -24,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 import pps as fake  # noqa: E402  (tests/fakes/pps.py)
 from test_gpio_backends import Sink, _wait  # noqa: E402
 
-NS = 1_000_000_000
 C_CHECK = r"""
 #include <stdio.h>
 #include <stddef.h>

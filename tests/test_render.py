@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from synchub.agent.core.units import NS
 from synchub.drivers.sim import render as R
-from synchub.drivers.sim.world import FLASH, MOTION, NS, SOUND, TAP, World
+from synchub.drivers.sim.world import FLASH, MOTION, SOUND, TAP, World
 
 RATES = {"imu": 200, "audio": 16000, "video": 30, "telemetry": 10}
 SHAPES = {"imu": (6,), "audio": (1,), "video": (24, 32), "telemetry": (5,)}

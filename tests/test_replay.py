@@ -10,13 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from synchub.agent.align_main import ClockReset, correct_raw
+from synchub.agent.core.stream import Chunk
+from synchub.agent.core.units import NS
 from synchub.agent.replay import LiveCorrector, feed_offline, replay
-from synchub.agent.stream import Chunk
 from synchub.agent.sync import StreamClocks
 from synchub.bench.scenario import parse_scenario
 from synchub.bench.sync import Recording
-
-NS = 1_000_000_000
 
 
 def _recording(**over) -> Recording:

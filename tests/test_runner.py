@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from synchub.drivers.sim.world import NS
+from synchub.agent.core.units import NS
 from synchub.models import features as F
 from synchub.models.evaluate import lag_curve, peak_lag
 from synchub.models.runner import (

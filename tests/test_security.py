@@ -11,10 +11,10 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from synchub.agent import wire
 from synchub.agent.collector import Collector
+from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.keys import new_pair
 from synchub.agent.mcap_io import read_session
 from synchub.agent.security import ClientKeys, SecurityError, ServerKeys
-from synchub.agent.stream import Chunk, StreamInfo
 from synchub.agent.transport import Sender, TransportError
 from synchub.cli import main
 

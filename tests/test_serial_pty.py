@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from synchub.agent.config import StreamCommon
-from synchub.agent.evidence import Probe, TriggerEdge
+from synchub.agent.core.evidence import Probe, TriggerEdge
+from synchub.agent.core.options import StreamCommon
 from synchub.drivers import frames as F
 from synchub.drivers.base import DriverContext
 from synchub.drivers.serial_stream import SerialSettings, SerialStreamDriver

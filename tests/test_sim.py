@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from test_serial_pty import RecordingSink  # tests/ is on sys.path (pytest rootdir import)
 
-from synchub.agent.config import StreamCommon, parse_config
-from synchub.agent.settings import ConfigError
+from synchub.agent.config import parse_config
+from synchub.agent.core.options import StreamCommon
+from synchub.agent.core.settings import ConfigError
+from synchub.agent.core.units import NS
 from synchub.drivers import frames as F
 from synchub.drivers.base import DriverContext
 from synchub.drivers.sim.capture import SimCaptureDriver, SimCaptureSettings
@@ -22,7 +24,7 @@ from synchub.drivers.sim.devices import CaptureDevice, SampleSchedule, SerialDev
 from synchub.drivers.sim.rig import SimRig
 from synchub.drivers.sim.settings import DEFAULT_DEVICES, SimSettings, SimTrigger
 from synchub.drivers.sim.truth import Truth
-from synchub.drivers.sim.world import NS, World
+from synchub.drivers.sim.world import World
 
 
 # ---- settings

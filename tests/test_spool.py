@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from synchub.agent import wire
+from synchub.agent.core.stream import Chunk
 from synchub.agent.spool import KIND_DATA, Spool, SpoolError
-from synchub.agent.stream import Chunk
 
 
 def _frames(stream, seq, n=100, mid=1, session="s1"):

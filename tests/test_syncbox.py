@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synchub.agent.evidence import Probe, TriggerEdge
+from synchub.agent.core.evidence import Probe, TriggerEdge
 from synchub.drivers import syncbox_protocol as P
 
 
@@ -68,7 +68,7 @@ def test_fuzz_any_frame_round_trips(t, seq, payload):
 
 def test_config_builds_syncbox_settings_and_names_bad_keys():
     from synchub.agent.config import parse_config
-    from synchub.agent.settings import ConfigError
+    from synchub.agent.core.settings import ConfigError
 
     table = {"name": "box", "type": "trigger", "driver": "syncbox", "port": "/dev/ttyACM0", "mode": "barcode",
              "bit_s": 0.01}
@@ -111,7 +111,7 @@ def test_limits_and_host_check_of_set():
 ])
 def test_config_refuses_output_settings_the_box_cannot_meet(keys, message):
     from synchub.agent.config import parse_config
-    from synchub.agent.settings import ConfigError
+    from synchub.agent.core.settings import ConfigError
 
     table = {"name": "box", "type": "trigger", "driver": "syncbox", "port": "/dev/ttyACM0", **keys}
     with pytest.raises(ConfigError, match=r"rig.toml: stream\[0\].*" + message):
@@ -202,7 +202,7 @@ def elf():
 
 @needs_box
 def test_driver_reports_pulses_edges_probes_and_reconnects(elf, tmp_path):
-    from synchub.agent.config import StreamCommon
+    from synchub.agent.core.options import StreamCommon
     from synchub.drivers.syncbox import SyncBoxDriver, SyncBoxSettings
 
     link = str(tmp_path / "syncbox-tty")

@@ -9,8 +9,8 @@ import zmq
 
 from synchub.agent import wire
 from synchub.agent.collector import Collector
+from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.mcap_io import read_session
-from synchub.agent.stream import Chunk, StreamInfo
 from synchub.agent.transport import Sender
 
 INFO = [StreamInfo("imu", "imu", 100.0, 4)]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from synchub.agent.clock import ClockModel
-from synchub.agent.evidence import TriggerEdge
+from synchub.agent.core.evidence import TriggerEdge
+from synchub.agent.core.units import NS
 from synchub.agent.triggers import EdgeFilter, TriggerMatcher
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 
-NS = 1_000_000_000
 W = 10_000_000
 
 

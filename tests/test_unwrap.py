@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
+from synchub.agent.core.units import NS
 from synchub.drivers.unwrap import Unwrapper
-
-NS = 1_000_000_000
 
 
 @pytest.mark.parametrize("bits,tick_hz,step", [(16, 1000.0, 7), (32, 1e6, 5000), (32, 1000.0, 100)])

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from synchub.agent.clock import ClockModel
-from synchub.agent.config import StreamCommon
-from synchub.agent.stream import Gap
+from synchub.agent.core.options import StreamCommon
+from synchub.agent.core.stream import Gap
 from synchub.drivers.alsa import SEGMENT_JUMP_NS
 from synchub.drivers.registry import DRIVERS
 from synchub.drivers.v4l2 import V4l2CaptureDriver, V4l2Settings, capture_command
@@ -207,7 +207,7 @@ def test_real_ffmpeg_test_pattern():
 
 def test_a_config_stream_builds_the_driver():
     from synchub.agent.config import parse_config
-    from synchub.agent.settings import ConfigError
+    from synchub.agent.core.settings import ConfigError
 
     table = {"name": "cam0", "type": "video", "driver": "v4l2", "nominal_rate": 100.0, "channel_format": "uint8",
              "width": W, "height": H, "command": list(camera_settings().command)}

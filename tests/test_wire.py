@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synchub.agent import wire
-from synchub.agent.stream import CHANNEL_FORMATS, Chunk, Gap, StreamInfo
+from synchub.agent.core.stream import CHANNEL_FORMATS, Chunk, Gap, StreamInfo
 
 
 def _chunk(fmt, n=7, corrected=True, shape=(3,)):

@@ -8,12 +8,12 @@ import struct
 import numpy as np
 import pytest
 
-from synchub.agent.stream import StreamInfo
+from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.units import NS
 from synchub.agent.xdf import XdfWriter
 
 pyxdf = pytest.importorskip("pyxdf", reason="pyxdf is in the bench extra")
 EXAMPLES = sorted(glob.glob("/work/shared/data/xdf-example-files/*.xdf"))
-NS = 1_000_000_000
 
 
 def _write(path):

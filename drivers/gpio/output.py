@@ -16,8 +16,7 @@ import threading
 import time
 
 from synchub.agent.barcode import encode_barcode
-
-NS = 1_000_000_000
+from synchub.agent.core.units import NS
 
 
 class PulseOutput:

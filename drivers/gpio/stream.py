@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from synchub.agent.config import StreamCommon, TriggerSettings
-from synchub.agent.settings import setting
+from synchub.agent.core.options import StreamCommon, TriggerSettings
+from synchub.agent.core.settings import setting
 
 from ..base import Driver, DriverContext
 from . import make_trigger_input

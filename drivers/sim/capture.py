@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from synchub.agent.config import StreamCommon
-from synchub.agent.settings import setting
-from synchub.agent.stream import StreamInfo
+from synchub.agent.core.options import StreamCommon
+from synchub.agent.core.settings import setting
+from synchub.agent.core.stream import StreamInfo
 
 from ..base import Driver, DriverContext, DriverSink
 from .render import VIDEO_SHAPE

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from synchub.agent.core.units import NS
 from synchub.drivers import frames as F
 
 from . import render as R
 from .clocks import DeviceClock
 from .settings import SimDevice, SimTrigger
-from .world import NS, World
+from .world import World
 
 
 def device_seed(seed: int, name: str, stream: int) -> np.random.SeedSequence:

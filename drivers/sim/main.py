@@ -31,7 +31,7 @@ def load_sim_settings(path: str, seed: int | None = None):
     import dataclasses
 
     from synchub.agent.config import load_config
-    from synchub.cli import UserError
+    from synchub.errors import UserError
 
     config = load_config(path)
     if config.sim is None:
@@ -46,7 +46,7 @@ def _link(links: Path, name: str, target: str) -> Path:
     link = links / name
     if link.is_symlink() or link.exists():
         if link.is_dir() and not link.is_symlink():
-            from synchub.cli import UserError
+            from synchub.errors import UserError
 
             raise UserError(f"{link} is a directory; cannot make a symlink there")
         link.unlink()
@@ -55,7 +55,7 @@ def _link(links: Path, name: str, target: str) -> Path:
 
 
 def run(args) -> int:
-    from synchub.cli import UserError
+    from synchub.errors import UserError
 
     from .rig import SimRig
 

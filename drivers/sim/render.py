@@ -34,7 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .world import FLASH, MOTION, NS, SOUND, TAP, World
+from synchub.agent.core.units import NS
+
+from .world import FLASH, MOTION, SOUND, TAP, World
 
 TWO_PI = 2.0 * np.pi
 GRAVITY = 9.80665

@@ -36,12 +36,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synchub.agent.core.units import NS
 from synchub.drivers import frames as F
 
 from .devices import CaptureDevice, Packet, Period, SerialDevice, device_seed, trigger_edges
 from .settings import SimDevice, SimSettings
 from .truth import StreamTruth, TriggerTruth, Truth
-from .world import NS, World
+from .world import World
 
 log = logging.getLogger("synchub.sim")
 

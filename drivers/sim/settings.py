@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from synchub.agent.settings import setting
+from synchub.agent.core.settings import setting
 
 from .clocks import ClockSpec
 from .world import WorldSpec

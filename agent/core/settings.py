@@ -10,17 +10,25 @@ TOML table into an instance:
   are built recursively);
 * choices and bounds are checked.
 
-This module is pure (no file I/O): ``agent.config`` reads the file and passes its name in ``where``.
+``read_toml(path)`` reads a TOML file into a table (a ``ConfigError`` naming the file when it cannot); everything else
+is pure: the loader passes the file's name in ``where``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 import types
 import typing
 from dataclasses import MISSING
+from pathlib import Path
 from typing import Any, Union
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
 
 
 class ConfigError(ValueError):
@@ -198,3 +206,20 @@ def reference(cls: type, prefix: str = "") -> list[str]:
         tail = f" ({'; '.join(extra)})" if extra else ""
         lines.append(f"{prefix}{f.name}: {_type_name(hints[f.name])}, {default}{tail}. {meta.get('doc', '')}".rstrip())
     return lines
+
+
+def read_toml(path: str | Path, what: str = "config") -> dict:
+    """The table of a TOML file; ``ConfigError`` (naming the file and ``what`` it is) when it cannot be read."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what} file: {exc.strerror}") from None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None

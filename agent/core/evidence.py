@@ -6,6 +6,7 @@ the reference clock (host CLOCK_MONOTONIC, or a sync box's clock once mapped).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 
@@ -61,8 +62,6 @@ _NAMES = {cls: name for name, cls in _TYPES.items()}
 
 def evidence_to_dict(item: Evidence) -> dict:
     """Plain dict (msgpack-able) of an evidence item, for the recording; ``evidence_from_dict`` reverses it."""
-    import dataclasses
-
     d = dataclasses.asdict(item)
     d["type"] = _NAMES[type(item)]
     return d
@@ -70,8 +69,6 @@ def evidence_to_dict(item: Evidence) -> dict:
 
 def evidence_from_dict(d: dict) -> Evidence:
     """Rebuild an evidence item from ``evidence_to_dict`` output; raises ValueError on anything else."""
-    import dataclasses
-
     try:
         cls = _TYPES[d["type"]]
     except (KeyError, TypeError):

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .timebase import TIME_DTYPE, as_ns_array
+from .units import as_ns_array
 
 #: Modalities (LSL ``type``) synchub knows.  ``marker`` is LSL's name for irregular event strings.
 MODALITIES = ("imu", "audio", "video", "image", "text", "telemetry", "trigger", "marker", "fused", "other")
@@ -264,6 +264,3 @@ class StreamStats:
     def count(self, reason: str, n: int = 1) -> None:
         self.reasons[reason] = self.reasons.get(reason, 0) + n
 
-
-def empty_times(n: int = 0) -> np.ndarray:
-    return np.zeros(n, dtype=TIME_DTYPE)

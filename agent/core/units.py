@@ -1,7 +1,8 @@
-"""Time conventions (see DESIGN.md): every timestamp is an int64 count of nanoseconds.
+"""Time units and the host's two clocks (DESIGN.md): every timestamp is an int64 count of nanoseconds.
 
-The reference clock of an agent is its host CLOCK_MONOTONIC.  Floats appear only inside numerical fits,
-relative to a local origin.
+``NS`` (one second in ns) and its friends are the only definitions of these constants in the tree.  The reference
+clock of an agent is its host CLOCK_MONOTONIC (``now_ns``); CLOCK_REALTIME (``utc_now_ns``) only feeds the recorded
+monotonic-to-UTC mapping.  Floats appear only inside numerical fits, relative to a local origin.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import time
 
 import numpy as np
 
-NS_PER_S = 1_000_000_000
+#: Nanoseconds per second, millisecond and microsecond.
+NS = 1_000_000_000
 NS_PER_MS = 1_000_000
 NS_PER_US = 1_000
 
@@ -35,7 +37,3 @@ def as_ns_array(values) -> np.ndarray:
             raise ValueError("timestamps must be finite")
         arr = np.rint(arr)
     return np.ascontiguousarray(arr, dtype=TIME_DTYPE)
-
-
-def seconds_to_ns(seconds: float) -> int:
-    return int(round(seconds * NS_PER_S))
