@@ -4,7 +4,7 @@ The agent corrects time live (causally, with a short delay).  Offline, the same 
 evidence before and after each sample (two-sided smoothing), as TPrime and IBL do after the fact.  The recording keeps
 raw device and host times and the evidence the agent saw (``_evidence`` meta), so nothing is lost by correcting live.
 
-The rerun is ``synchub.agent.replay.replay``: the same calls the agent makes live, fed with the recorded chunks,
+The rerun is ``synchub.agent.clock.replay.replay``: the same calls the agent makes live, fed with the recorded chunks,
 evidence and ``device_reset`` gaps; two-sided by default (the result does not depend on how the recording was
 chunked), or causal with ``--live`` (each chunk corrected with what the agent knew ``correction_delay_ms`` after it
 arrived).
@@ -91,8 +91,8 @@ def correct_raw(infos: dict[str, StreamInfo], config: dict, evidence: list, chun
     """``load_raw``'s output corrected by a ``StreamClocks`` rebuilt from the recorded clock config (two-sided, or
     as the agent did live with ``smooth=False``).  ``evidence`` may hold ``ClockReset`` items (from the
     ``device_reset`` gaps)."""
-    from .replay import replay
-    from .sync import StreamClocks
+    from synchub.agent.clock.layer import StreamClocks
+    from synchub.agent.clock.replay import replay
 
     clocks = StreamClocks.from_recorded(infos, config)
     resets = [(e.stream, e.seq) for e in evidence if isinstance(e, ClockReset)]

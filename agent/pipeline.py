@@ -4,7 +4,7 @@ Threads: each driver reads on its own thread and calls the ``Hub`` (a ``DriverSi
 sequence numbers and puts items on one ``BoundedQueue``.  A single ``Shipper`` thread owns the clock state
 (``StreamClocks`` is a pure class, touched from this thread only): it feeds evidence and arrival times at once, holds
 each chunk for ``correction_delay_ns`` so that trigger edges just after a sample can still shape its correction,
-then corrects it and hands it to the sender.  That clock logic is ``synchub.agent.replay.LiveCorrector``, the same
+then corrects it and hands it to the sender.  That clock logic is ``synchub.agent.clock.replay.LiveCorrector``, the same
 object ``synchub align --live`` and ``synchub bench sync`` run on recorded times.
 
 Lossless by default: with ``overflow="block"`` a full queue blocks the driver (the OS buffers of the device fill
@@ -22,17 +22,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from synchub.agent.clock.replay import LiveCorrector
 from synchub.agent.core.evidence import Evidence, evidence_to_dict
 from synchub.agent.core.stream import Chunk, Gap, StreamInfo, StreamStats
 from synchub.agent.core.units import NS_PER_MS, now_ns
-
-from .replay import LiveCorrector
 
 log = logging.getLogger("synchub.pipeline")
 
 
 class Clocks(Protocol):
-    """What the shipper needs of the clock layer (``synchub.agent.sync.StreamClocks``)."""
+    """What the shipper needs of the clock layer (``synchub.agent.clock.layer.StreamClocks``)."""
 
     def feed(self, item: Evidence) -> None: ...
 

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from synchub.agent.clock.replay import default_delay_ns
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import now_ns
 from synchub.drivers.base import DriverContext
@@ -19,7 +20,6 @@ from synchub.drivers.registry import DRIVERS
 
 from .config import Config
 from .pipeline import BoundedQueue, Hub, IdentityClocks, Locked, Shipper
-from .replay import default_delay_ns
 
 log = logging.getLogger("synchub.agent")
 
@@ -107,7 +107,7 @@ class Agent:
         if self.config.clock.method == "identity":
             return IdentityClocks()
         try:
-            from .sync import StreamClocks
+            from synchub.agent.clock.layer import StreamClocks
         except ImportError:
             log.warning("clock layer unavailable; corrected time = host receive time")
             return IdentityClocks()
@@ -169,10 +169,9 @@ class Agent:
 
     def _system_utc(self) -> None:
         """A reference (monotonic) -> UTC sample from the system clock, bracketed by two monotonic reads."""
+        from synchub.agent.clock.layer import UTC_STREAM
         from synchub.agent.core.evidence import OffsetEstimate
         from synchub.agent.core.units import utc_now_ns
-
-        from .sync import UTC_STREAM
 
         a = now_ns()
         utc = utc_now_ns()

@@ -233,7 +233,7 @@ def embed_stream(runners: dict, modality: str, t_ns: np.ndarray, data):
 
 def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, bench: BenchSpec, runners: dict,
              settings: AlignerSettings, rng: np.random.Generator, emb_cache: dict | None = None) -> PairOutcome:
-    from synchub.agent.clock import ClockModel
+    from synchub.agent.clock.model import ClockModel
 
     methods = bench.methods
     out = PairOutcome({m: [] for m in methods}, {m: 0 for m in methods}, {m: [0, 0] for m in methods},
@@ -380,7 +380,7 @@ def hybrid_map(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: floa
     L is not significantly above zero (<= 2 standard errors + 1 ms) and the envelope is the more precise, the
     envelope is used; elsewhere the offset/edge filter, bounded above by the envelope (a sample cannot be taken
     after it arrived).  Before the aligner or a trigger has said anything: the envelope alone."""
-    from synchub.agent.clock import UNKNOWN_UNC_NS
+    from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 
     arr, arr_unc, _s = model.map(device_ns, method="arrival")
     if np.all(arr_unc >= UNKNOWN_UNC_NS):  # no arrival envelope in this segment yet: the model answers identity

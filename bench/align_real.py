@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from synchub.agent.aligner import AlignerSettings, DriftTracker, theil_sen
-from synchub.agent.clock import UNKNOWN_UNC_NS
+from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.core.units import NS
 from synchub.agent.online_align import WindowAligner, load_runners, modality_of, period_s
 from synchub.bench.align import _cut, embed_stream, feed_window, hybrid_map
@@ -104,7 +104,7 @@ def run_pair(rec, ref_key: str, tgt_key: str, runners: dict, methods, window_s: 
     receive times bound and inform the offset) or ``file`` (a log file and a sound file: device stamps only, no
     arrival bound; the ``arrival`` method is then the naive one, device time taken as reference time)."""
     live = mode == "live"
-    from synchub.agent.clock import ClockModel
+    from synchub.agent.clock.model import ClockModel
 
     ref, tgt = rec.tracks[ref_key], rec.tracks[tgt_key]
     out = _Out(methods)

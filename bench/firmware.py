@@ -241,7 +241,7 @@ def e2e_run(n_probes: int, n_edges: int, seed: int) -> dict:
                 "the real-time-paced simulation applied the edge; the error includes pty latency and the "
                 "simulation's pacing (batches of 1 ms of simulated time), not the USB-serial latency of a real board",
     }
-    from synchub.agent.clock import ClockModel
+    from synchub.agent.clock.model import ClockModel
 
     model = ClockModel(name="syncbox")
     for q in probes:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from synchub.agent.clock.unwrap import Unwrapper
 from synchub.agent.core.evidence import Probe, TriggerEdge
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import NS
 from synchub.drivers.sim.clocks import DeviceClock
-from synchub.drivers.unwrap import Unwrapper
 
 from .scenario import Scenario
 

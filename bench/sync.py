@@ -3,7 +3,7 @@
 Runs in virtual time: every device's samples, trigger edges, probes and arrival times are generated at once
 (``synchub.bench.simulate``), recorded as the agent would ship them (chunks of ``chunk_ms`` of host time, cut where the
 driver saw a reset, with its ``device_reset`` gaps), and corrected by the code users run: ``StreamClocks`` built from
-the recorded clock config, fed by ``synchub.agent.replay`` (the agent's ``LiveCorrector`` live, the two-sided rerun
+the recorded clock config, fed by ``synchub.agent.clock.replay`` (the agent's ``LiveCorrector`` live, the two-sided rerun
 offline), ``synchub align``'s ``correct_raw`` for the rerun of the whole recording.
 
 Methods, side by side on the same data:
@@ -23,7 +23,7 @@ Methods, side by side on the same data:
                     agent had ``correction_delay_ms`` (a trigger period + 0.5 s) after its last sample arrived.
 
 ``bound_us`` is the least-squares bound for each trigger-wired stream: the RMS over the evaluation points of the
-posterior standard deviation of the optimal linear smoother (``synchub.agent.clock.least_squares_bound``: the *true*
+posterior standard deviation of the optimal linear smoother (``synchub.agent.clock.kalman.least_squares_bound``: the *true*
 edge jitter, counter quantization ``tick**2/12`` and random-walk intensity, on the sync edges the device actually saw,
 per clock segment).  Errors are measured against the true time of the instant each sample was stamped.
 
@@ -42,13 +42,13 @@ from pathlib import Path
 import numpy as np
 
 from synchub.agent.align_main import ClockReset, correct_raw
+from synchub.agent.clock.layer import StreamClocks
+from synchub.agent.clock.probes import lsl_offset
+from synchub.agent.clock.replay import default_delay_ns, feed_offline
 from synchub.agent.core.evidence import Probe, TriggerEdge
 from synchub.agent.core.settings import ConfigError
 from synchub.agent.core.stream import Chunk
 from synchub.agent.core.units import NS
-from synchub.agent.probes import lsl_offset
-from synchub.agent.replay import default_delay_ns, feed_offline
-from synchub.agent.sync import StreamClocks
 from synchub.extras import require
 
 from .scenario import SCENARIO_DIR, Scenario, load_scenario, scenario_reference

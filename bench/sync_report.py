@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from synchub.agent.clock import linear_smoother, q_per_ns
+from synchub.agent.clock.kalman import linear_smoother, q_per_ns
 from synchub.agent.core.units import NS
 
 from .scenario import Scenario

@@ -122,8 +122,8 @@ class NtpMonitor:
 
     def evidence(self):
         """The best answer as clock evidence for the pipeline (``StreamClocks`` routes it to its UTC mapping)."""
+        from synchub.agent.clock.layer import UTC_STREAM
         from synchub.agent.core.evidence import OffsetEstimate
-        from synchub.agent.sync import UTC_STREAM
 
         m = self.utc_mapping()
         if m is None:

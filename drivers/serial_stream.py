@@ -2,7 +2,7 @@
 
 The driver's thread reads what the port has, stamps the host receive time (``time.monotonic_ns()`` right after
 the read returns), parses with the format's incremental decoder, unwraps the device's tick counter
-(``synchub.drivers.unwrap``) and reports to the sink:
+(``synchub.agent.clock.unwrap``) and reports to the sink:
 
 * samples (one ``samples`` call per read), with raw device and host receive times;
 * device-counter gaps as ``gap(cause="device_drop")`` (``"malformed"`` when unparseable bytes came in between,
@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from synchub.agent.clock.unwrap import Unwrapper
 from synchub.agent.core.evidence import Probe, TriggerEdge
 from synchub.agent.core.options import StreamCommon
 from synchub.agent.core.settings import setting
@@ -36,7 +37,6 @@ from synchub.agent.core.stream import StreamInfo
 
 from . import frames as F
 from .base import Driver, DriverContext, DriverSink
-from .unwrap import Unwrapper
 
 log = logging.getLogger("synchub.serial")
 

@@ -17,7 +17,7 @@ import bisect
 import time
 from dataclasses import dataclass, field
 
-from synchub.agent.barcode import barcode_levels, harp_levels
+from synchub.agent.clock.barcode import barcode_levels, harp_levels
 from synchub.drivers import syncbox_protocol as P
 from synchub.drivers.syncbox import SyncBoxClient
 

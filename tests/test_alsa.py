@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from synchub.agent.clock import ClockModel
+from synchub.agent.clock.model import ClockModel
 from synchub.agent.config import load_config
 from synchub.agent.core.options import StreamCommon
 from synchub.agent.core.stream import Gap

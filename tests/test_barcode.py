@@ -6,7 +6,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synchub.agent.barcode import BarcodeDecoder, HarpDecoder, barcode_levels, encode_barcode, encode_harp
+from synchub.agent.clock.barcode import (
+    BarcodeDecoder,
+    HarpDecoder,
+    barcode_levels,
+    encode_barcode,
+    encode_harp,
+)
 from synchub.agent.core.units import NS
 
 T = 30_000_000

@@ -50,7 +50,7 @@ def test_tolerance_follows_the_coarser_stream():
 def test_hybrid_map_without_an_arrival_envelope_ignores_it():
     import numpy as np
 
-    from synchub.agent.clock import ClockModel
+    from synchub.agent.clock.model import ClockModel
 
     model = ClockModel("x")
     model.add_edges([1_000_000_000], [1_700_000_000], 2e3)  # a segment (offset 0.7 s), but no arrivals

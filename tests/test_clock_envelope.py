@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from synchub.agent.clock import ClockModel
+from synchub.agent.clock.model import ClockModel
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 
 

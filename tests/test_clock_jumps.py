@@ -10,12 +10,12 @@ import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from synchub.agent.clock.layer import StreamClocks
+from synchub.agent.clock.replay import feed_offline
+from synchub.agent.clock.triggers import TriggerMatcher
 from synchub.agent.core.evidence import TriggerEdge
 from synchub.agent.core.stream import Chunk
 from synchub.agent.core.units import NS
-from synchub.agent.replay import feed_offline
-from synchub.agent.sync import StreamClocks
-from synchub.agent.triggers import TriggerMatcher
 from synchub.bench.scenario import parse_scenario
 from synchub.bench.sync import Recording
 from synchub.bench.sync_report import apparent_jumps, reset_checks

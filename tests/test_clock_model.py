@@ -5,18 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synchub.agent.clock import (
-    UNKNOWN_UNC_NS,
-    ClockModel,
-    least_squares_bound,
-    linear_smoother,
-    q_per_ns,
-    unwrap_ticks,
-)
+from synchub.agent.clock.choice import UNKNOWN_UNC_NS
+from synchub.agent.clock.kalman import least_squares_bound, linear_smoother, q_per_ns
+from synchub.agent.clock.model import ClockModel
+from synchub.agent.clock.unwrap import Unwrapper
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.units import NS
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
-from synchub.drivers.unwrap import Unwrapper
 
 
 def _edges(spec: ClockSpec, dur: float, seed: int, ref_jitter_ns: float = 2000.0):
@@ -134,16 +129,15 @@ def test_reset_detected_from_arrivals_and_segments_map_correctly():
     assert m.method == "triggers"
 
 
-def test_unwrap_ticks_and_no_error_jump_at_wrap():
+def test_unwrapped_ticks_in_chunks_and_no_error_jump_at_wrap():
     spec = ClockSpec(offset_s=0.0, drift_ppm=80.0, jitter_us=1.0, counter_bits=16, tick_hz=1000.0)
     clk = DeviceClock(spec, 300, 8)
     true, dev, _ = clk.regular_samples(10.0)
     ticks = clk.ticks(dev)
     assert ticks.max() < 1 << 16 and np.any(np.diff(ticks) < 0)  # it wraps (every 65.5 s)
-    un, last = unwrap_ticks(ticks[:1000], 16)
-    un2, _ = unwrap_ticks(ticks[1000:], 16, last)
-    full = np.concatenate([un, un2])
-    assert np.array_equal(full, np.floor_divide(dev, 1_000_000))
+    chunked = Unwrapper(16, 1000.0)
+    full = np.concatenate([chunked.unwrap(ticks[:1000]).device_ns, chunked.unwrap(ticks[1000:]).device_ns])
+    assert np.array_equal(full, np.floor_divide(dev, 1_000_000) * 1_000_000)
     # the model on driver-unwrapped times: errors near wraps like elsewhere
     u = Unwrapper(16, 1000.0).unwrap(ticks)
     te = (np.arange(0.5, 300, 1.0) * NS).astype(np.int64)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from synchub.agent.barcode import encode_barcode
+from synchub.agent.clock.barcode import encode_barcode
+from synchub.agent.clock.layer import StreamClocks, TriggerLine
+from synchub.agent.clock.replay import replay
 from synchub.agent.config import ClockSettings
 from synchub.agent.core.evidence import OffsetEstimate, Probe, TriggerEdge
 from synchub.agent.core.options import StreamCommon, TriggerSettings
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
-from synchub.agent.sync import StreamClocks, TriggerLine, correct_offline
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 
 
@@ -65,7 +66,7 @@ def test_offline_rerun_is_as_good_or_better():
     clk, true, items = _rig(seed=2)
     chunks = [x for _, k, x in items if k == "chunk"]
     ev = [x for _, k, x in items if k == "ev"]
-    fixed = correct_offline(_clocks(), chunks, ev)
+    fixed = replay(_clocks(), chunks, ev)
     ref = np.concatenate([c.ref_ns for c in fixed])
     err = ref - true
     assert np.sqrt(np.mean(err.astype(float) ** 2)) < 2_000

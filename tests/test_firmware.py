@@ -190,7 +190,7 @@ def test_garbage_and_truncated_frames_get_errors_and_box_keeps_running(elf):
 
 
 def test_barcode_decoded_from_simulated_pin(elf):
-    from synchub.agent.barcode import BarcodeDecoder
+    from synchub.agent.clock.barcode import BarcodeDecoder
 
     bit = 16000  # 1 ms
     with harness.SimBox(elf, realtime=False) as box:
@@ -220,7 +220,7 @@ def test_barcode_decoded_from_simulated_pin(elf):
 
 
 def test_harp_code_decoded_from_simulated_pin(elf):
-    from synchub.agent.barcode import HarpDecoder
+    from synchub.agent.clock.barcode import HarpDecoder
 
     with harness.SimBox(elf, realtime=False) as box:
         c = start_pulses(box, mode=P.MODE_HARP, period=0, width=0, bit=0)

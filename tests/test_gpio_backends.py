@@ -276,7 +276,7 @@ def test_gpio_stream_driver_from_config(gpiod):
 
 
 def test_barcode_output_looped_back_into_a_gpiod_input(gpiod):
-    from synchub.agent.barcode import BarcodeDecoder
+    from synchub.agent.clock.barcode import BarcodeDecoder
     from synchub.drivers.gpio.output import PulseOutput
 
     gpiod._sim.wire("/dev/gpiochip0", 3, 17)

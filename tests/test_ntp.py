@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from synchub.agent.sync import StreamClocks
+from synchub.agent.clock.layer import StreamClocks
 from synchub.bench.debs import find_program, missing_hint
 from synchub.drivers.ntp import NtpMonitor, free_udp_port
 

@@ -165,7 +165,7 @@ def test_unknown_stream_is_counted_not_fatal():
 
 
 def test_device_reset_gap_starts_a_new_clock_segment():
-    from synchub.agent.sync import StreamClocks
+    from synchub.agent.clock.layer import StreamClocks
 
     infos = {"a": StreamInfo("a", "imu", 100.0, 2)}
     q = BoundedQueue(100)

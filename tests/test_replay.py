@@ -1,4 +1,4 @@
-"""One correction path (``synchub.agent.replay``): a recording corrected chunk by chunk equals the same recording
+"""One correction path (``synchub.agent.clock.replay``): a recording corrected chunk by chunk equals the same recording
 corrected at once (any chunking, hypothesis), the live corrector is the shipper's, and the rerun of a long wandering
 stream keeps its edges (it used to fall back to arrival times for the whole segment when corrected chunk by chunk)."""
 
@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from synchub.agent.align_main import ClockReset, correct_raw
+from synchub.agent.clock.layer import StreamClocks
+from synchub.agent.clock.replay import LiveCorrector, feed_offline, replay
 from synchub.agent.core.stream import Chunk
 from synchub.agent.core.units import NS
-from synchub.agent.replay import LiveCorrector, feed_offline, replay
-from synchub.agent.sync import StreamClocks
 from synchub.bench.scenario import parse_scenario
 from synchub.bench.sync import Recording
 

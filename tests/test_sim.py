@@ -264,7 +264,7 @@ def test_synchub_sim_cli_config_errors(tmp_path, capsys):
 
 
 def test_barcode_trigger_edges_decode():
-    from synchub.agent.barcode import BarcodeDecoder
+    from synchub.agent.clock.barcode import BarcodeDecoder
 
     t = SimTrigger(mode="barcode", period_s=1.0, bit_s=0.01, phase_s=0.3)
     edges = []

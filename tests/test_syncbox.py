@@ -259,7 +259,7 @@ def test_probes_and_captured_edges_map_onto_host_clock(elf):
     """Edges injected at known host times, mapped through probes + ClockModel land within milliseconds of the
     truth (units, signs and offsets are right; a wiring mistake is off by seconds).  The pty and the real-time
     pacing of the simulation dominate the error; bench/firmware.py measures it."""
-    from synchub.agent.clock import ClockModel
+    from synchub.agent.clock.model import ClockModel
     from synchub.drivers.syncbox import SyncBoxClient
 
     with harness.SimBox(elf, realtime=True) as box:

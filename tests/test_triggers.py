@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from synchub.agent.clock import ClockModel
+from synchub.agent.clock.model import ClockModel
+from synchub.agent.clock.triggers import EdgeFilter, TriggerMatcher
 from synchub.agent.core.evidence import TriggerEdge
 from synchub.agent.core.units import NS
-from synchub.agent.triggers import EdgeFilter, TriggerMatcher
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 
 W = 10_000_000

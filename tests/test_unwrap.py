@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from synchub.agent.clock.unwrap import Unwrapper
 from synchub.agent.core.units import NS
-from synchub.drivers.unwrap import Unwrapper
 
 
 @pytest.mark.parametrize("bits,tick_hz,step", [(16, 1000.0, 7), (32, 1e6, 5000), (32, 1000.0, 100)])

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from synchub.agent.clock import ClockModel
+from synchub.agent.clock.model import ClockModel
 from synchub.agent.core.options import StreamCommon
 from synchub.agent.core.stream import Gap
 from synchub.drivers.alsa import SEGMENT_JUMP_NS

@@ -279,12 +279,12 @@ def trigger_edges(trig: SimTrigger, lo_rel: int, hi_rel: int, origin_ns: int) ->
     """(true_ns, polarity +1/-1) of a trigger train's edges whose time lies in ``[lo_rel, hi_rel)``, in order.
 
     ``mode = "pulse"``: a pulse of ``width_s`` every ``period_s``.  ``mode = "barcode"``: every ``period_s`` a
-    32-bit barcode (``synchub.agent.barcode``: 2T start, T gap, 32 bits LSB first, T = ``bit_s``) whose value is
+    32-bit barcode (``synchub.agent.clock.barcode``: 2T start, T gap, 32 bits LSB first, T = ``bit_s``) whose value is
     the barcode's index since the world's start."""
     params = R.TriggerParams(trig.period_s, trig.width_s, trig.phase_s)
     out = []
     if trig.mode == "barcode":
-        from synchub.agent.barcode import encode_barcode
+        from synchub.agent.clock.barcode import encode_barcode
 
         bit = int(round(trig.bit_s * NS))
         period, phase = int(round(trig.period_s * NS)), int(round(trig.phase_s * NS))

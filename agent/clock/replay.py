@@ -33,7 +33,7 @@ from synchub.agent.core.evidence import OffsetEstimate, Probe, TriggerEdge
 from synchub.agent.core.stream import Chunk
 from synchub.agent.core.units import NS
 
-from .clock import METHOD_ORDER
+from .choice import METHOD_ORDER
 
 _METHOD_RANK = {m: i for i, m in enumerate((*METHOD_ORDER, "none"))}
 #: Host-time slices in which a rerun feeds arrival times (the agent ships chunks of about this length).

@@ -18,7 +18,7 @@ ahead, a step in the edges), its matcher starts over (``TriggerMatcher.restart``
 nothing about the new one.
 
 The offline path (collector, ``synchub align``, benchmarks) reruns the same code on stored raw times
-(``synchub.agent.replay``: the same calls, in the recorded order, live or two-sided).
+(``synchub.agent.clock.replay``: the same calls, in the recorded order, live or two-sided).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
 
 from .barcode import BarcodeDecoder, HarpDecoder
-from .clock import UNKNOWN_UNC_NS, ClockModel
+from .choice import UNKNOWN_UNC_NS
+from .model import ClockModel
 from .triggers import TriggerMatcher
 
 #: Default 1-sigma jitter of a matched edge pair per GPIO back end (kernel stamps vs userspace callbacks), ns.
@@ -335,11 +336,3 @@ def _opt(opts, key: str, default):
     if isinstance(opts, dict):
         return opts.get(key, default)
     return getattr(opts, key, default)
-
-
-def correct_offline(clocks: StreamClocks, chunks: Iterable[Chunk], evidence: Iterable[Any] = (),
-                    smooth: bool = True) -> list[Chunk]:
-    """``synchub.agent.replay.replay`` (kept for callers of the older name)."""
-    from .replay import replay
-
-    return replay(clocks, chunks, evidence, smooth=smooth)
