@@ -20,6 +20,7 @@ from synchub.agent.core.units import NS
 
 from .bank import SKEW_PLAUSIBLE, FilterBank
 from .envelope import Envelope
+from .resets import ResetRule
 from .segment import Segment
 
 #: 1-sigma of a new segment's skew prior when an earlier segment of the same stream measured it (the same
@@ -43,6 +44,9 @@ class Timeline:
         self.rscales = rscales
         self.reset_back_ns = int(reset_back_ns)
         self.reset_forward_ns = int(reset_forward_ns)
+        # samples arrive in device-time order; other evidence may come a little out of order (1 s at least)
+        self.arrival_rule = ResetRule(back=self.reset_back_ns, forward=self.reset_forward_ns)
+        self.evidence_rule = ResetRule(back=max(self.reset_back_ns, NS), forward=self.reset_forward_ns)
         self.early_margin_ns = int(early_margin_ns)
         self.consensus = int(consensus)  # edges/offsets that must agree before a segment's first is used
         self.segments: list[Segment] = []
@@ -101,19 +105,17 @@ class Timeline:
             return self._route(device_ns, host_ns, kind)
         if seg.fresh:
             return seg.adopt(device_ns, host_ns, z)
-        back_tol = max(self.reset_back_ns, NS)
-        back = seg.dev_hi - device_ns
-        fwd = (device_ns - seg.dev_hi) - max(host_ns - seg.host_hi, 0)
-        if back > back_tol and device_ns < seg.dev0 + (seg.dev_hi - seg.dev0) // 2 + back_tol:
-            # device time went back: a reset (late evidence from before a reset lands in the second half)
-            if host_ns and host_ns < seg.host_hi - 5 * NS:
-                self._count("late_evidence")
-                return None
-            return self._new_segment(device_ns, host_ns, z, f"{kind}_back")
-        if back > back_tol:
+        rule = self.evidence_rule
+        if rule.went_back(seg.dev_hi, device_ns):
+            if device_ns < seg.dev0 + (seg.dev_hi - seg.dev0) // 2 + rule.back:
+                # device time went back: a reset (late evidence from before a reset lands in the second half)
+                if host_ns and host_ns < seg.host_hi - 5 * NS:
+                    self._count("late_evidence")
+                    return None
+                return self._new_segment(device_ns, host_ns, z, f"{kind}_back")
             self._count(f"{kind}_out_of_order")
             return None
-        if fwd > self.reset_forward_ns:
+        if rule.jumped_forward(device_ns - seg.dev_hi, host_ns - seg.host_hi):
             return self._new_segment(device_ns, host_ns, z, f"{kind}_forward")
         return seg.extend(device_ns, host_ns)
 
@@ -189,7 +191,7 @@ class Timeline:
 
         Samples are stamped in device-time order and arrive after they were taken, so a new timeline starts where
         device time goes back (``reset_back_ns``), jumps ahead by more than the host's clock advanced
-        (``reset_forward_ns``), or maps to a time after the sample arrived (``early_margin_ns`` beyond the
+        (``reset_forward_ns``; both ``resets.ResetRule``), or maps to a time after the sample arrived (``early_margin_ns`` beyond the
         segment's trigger/probe estimate and its uncertainty, or 0.5 s beyond its arrival envelope): a device clock
         that jumped forward (a saved RTC restored at reboot)."""
         dev = np.asarray(device_ns, dtype=np.int64)
@@ -229,8 +231,8 @@ class Timeline:
         else:  # the segment's first samples: nothing before them to compare with
             pd, ph, first = d[:-1], h[:-1], 1
         dd, hh = d[first:], h[first:]
-        back = (pd - dd) > self.reset_back_ns
-        fwd = ((dd - pd) - np.maximum(hh - ph, 0)) > self.reset_forward_ns
+        back = self.arrival_rule.went_back(pd, dd)
+        fwd = self.arrival_rule.jumped_forward(dd - pd, hh - ph)
         early = seg.early(dd, hh, self.early_margin_ns)
         bad = back | fwd | early
         if not bad.any():

@@ -32,6 +32,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from synchub.agent.core.evidence import TriggerEdge
+from synchub.agent.core.units import NS
+
+from .resets import ResetRule
 
 Prior = Callable[[int], "tuple[int, int] | None"]
 
@@ -54,7 +57,7 @@ class EdgeFilter:
         self.last_t: int | None = None
         self.last_seq: int | None = None
         self._rejected_run: list[int] = []
-        self.reset_back_ns = 1_000_000_000
+        self.resets = ResetRule(back=NS)  # a device edge this far back starts a new timeline once the next confirms it
         self.reset_seen = False
         self._reset_cand: int | None = None
         if self.period > 0:
@@ -78,7 +81,7 @@ class EdgeFilter:
             if t == self.last_t or (seq >= 0 and self.last_seq is not None and seq == self.last_seq):
                 self._count("duplicate")
                 return False
-            if t < self.last_t - self.reset_back_ns:
+            if self.resets.went_back(self.last_t, t):
                 # far back: a stray edge, or the device clock restarted.  A reset is confirmed by the next edge
                 # continuing the new timeline (on the grid after this one); then matching starts over.
                 cand = self._reset_cand

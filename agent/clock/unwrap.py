@@ -5,7 +5,7 @@ counter advanced by ``d = (raw - prev) mod 2**bits`` ticks plus some whole numbe
 
 * With host receive times, the host's elapsed time bounds how far the device clock can have moved (plus a
   tolerance: ``host_tol_s`` + ``rate_tol`` of the elapsed time, covering USB buffering and drift); it may have
-  moved much less (the host read late).  A step beyond that bound is a **reset** (reboot, brown-out), whether
+  moved much less (the host read late).  A step beyond that bound (``resets.ResetRule``) is a **reset** (reboot, brown-out), whether
   the counter went backwards or far ahead.  When the host gap spans whole counter periods (a long outage), the
   wrap count is the one that brings the step closest to the host's elapsed time within the bound.
 * Without host times, a step of more than ``max_gap_s`` is taken as a reset (it would otherwise be a silent
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from synchub.agent.core.units import NS
+
+from .resets import ResetRule
 
 
 @dataclass
@@ -42,9 +44,9 @@ class Unwrapper:
         self.bits = int(bits)
         self.modulus = 1 << self.bits
         self.tick_hz = float(tick_hz)
-        self.max_gap_ticks = max_gap_s * tick_hz
         self.host_tol_s = host_tol_s
-        self.rate_tol = rate_tol
+        # in ticks: ahead of the host's elapsed time by host_tol_s + rate_tol of it; max_gap_s without host times
+        self.rule = ResetRule(forward=host_tol_s * tick_hz, rate_tol=rate_tol, max_step=max_gap_s * tick_hz)
         ns_per_tick = NS / self.tick_hz
         self._int_ns = int(ns_per_tick) if float(ns_per_tick).is_integer() else 0
         self._ns_per_tick = ns_per_tick
@@ -87,15 +89,15 @@ class Unwrapper:
                     # one-sided: the device cannot have advanced (much) more than the host's elapsed time, but the
                     # host may have read late (a stall, a full queue), so it may have advanced much less
                     elapsed = max(h - self._prev_host, 0) * self.tick_hz / NS
-                    limit = elapsed + (self.host_tol_s + self.rate_tol * elapsed / self.tick_hz) * self.tick_hz
+                    limit = self.rule.limit(elapsed)
                     k = max(0, round((elapsed - d) / m))  # whole wraps, only when the host gap spans a wrap period
                     while k > 0 and d + k * m > limit:
                         k -= 1
                     step = d + k * m
-                    reset = step > limit
+                    reset = self.rule.jumped_forward(step, elapsed)
                 else:
                     step = d
-                    reset = d > self.max_gap_ticks
+                    reset = self.rule.jumped_forward(d)
                 if reset:
                     self.segment += 1
                     self.resets += 1
