@@ -23,6 +23,9 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
+from synchub.agent.clock.layer import StreamClocks
+from synchub.agent.clock.replay import replay
+from synchub.agent.clock.settings import RECORD_KIND, ClockLayerConfig
 from synchub.agent.core.evidence import evidence_from_dict
 from synchub.agent.core.stream import Chunk, StreamInfo
 
@@ -43,14 +46,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--live", action="store_true", help="causal (one-sided) correction, as the agent does live")
 
 
-def load_raw(path) -> tuple[dict[str, StreamInfo], dict, list, list[Chunk]]:
+def load_raw(path) -> tuple[dict[str, StreamInfo], ClockLayerConfig, list, list[Chunk]]:
     """Stream infos, the agent's clock config, the recorded evidence and the raw chunks of a recording."""
     from .mcap_io import read_session
 
     return raw_of(read_session(path))
 
 
-def raw_of(data: dict) -> tuple[dict[str, StreamInfo], dict, list, list[Chunk]]:
+def raw_of(data: dict) -> tuple[dict[str, StreamInfo], ClockLayerConfig, list, list[Chunk]]:
     """``load_raw`` of a recording already read by ``read_session``.  Derived streams (fused vectors) were made on
     the reference clock: they have no raw times to correct, so no chunks."""
     infos, chunks = {}, []
@@ -66,14 +69,14 @@ def raw_of(data: dict) -> tuple[dict[str, StreamInfo], dict, list, list[Chunk]]:
         for a, b in zip(np.r_[0, bounds], np.r_[bounds, len(rec["seq"])], strict=True):
             chunks.append(Chunk(stream=name, seq=int(rec["seq"][a]), data=rec["data"][a:b],
                                 device_ns=rec["device_ns"][a:b], host_ns=rec["host_ns"][a:b]))
-    config, evidence = {}, []
+    config, evidence = ClockLayerConfig(), []
     for g in data.get("gaps", []):
         if g.get("cause") == "device_reset" and g.get("stream") in infos:
             evidence.append(ClockReset(str(g["stream"]), int(g["seq"])))
     for m in data["meta"]:
         meta = m.get("meta") or {}
-        if meta.get("kind") == "clock_config":
-            config = meta
+        if meta.get("kind") == RECORD_KIND:
+            config = ClockLayerConfig.from_dict(meta)
         elif meta.get("kind") == "evidence":
             try:
                 evidence.append(evidence_from_dict(meta))
@@ -82,24 +85,19 @@ def raw_of(data: dict) -> tuple[dict[str, StreamInfo], dict, list, list[Chunk]]:
     return infos, config, evidence, chunks
 
 
-def rerun(path, smooth: bool = True) -> tuple[list[Chunk], object]:
+def rerun(path, smooth: bool = True) -> tuple[list[Chunk], StreamClocks]:
     return correct_raw(*load_raw(path), smooth=smooth)
 
 
-def correct_raw(infos: dict[str, StreamInfo], config: dict, evidence: list, chunks: list[Chunk],
-                smooth: bool = True) -> tuple[list[Chunk], object]:
+def correct_raw(infos: dict[str, StreamInfo], config: ClockLayerConfig, evidence: list, chunks: list[Chunk],
+                smooth: bool = True) -> tuple[list[Chunk], StreamClocks]:
     """``load_raw``'s output corrected by a ``StreamClocks`` rebuilt from the recorded clock config (two-sided, or
     as the agent did live with ``smooth=False``).  ``evidence`` may hold ``ClockReset`` items (from the
     ``device_reset`` gaps)."""
-    from synchub.agent.clock.layer import StreamClocks
-    from synchub.agent.clock.replay import replay
-
-    clocks = StreamClocks.from_recorded(infos, config)
+    clocks = StreamClocks(infos, config)
     resets = [(e.stream, e.seq) for e in evidence if isinstance(e, ClockReset)]
     evidence = [e for e in evidence if not isinstance(e, ClockReset)]
-    delay = config.get("correction_delay_ms")
-    return replay(clocks, chunks, evidence, resets, smooth=smooth,
-                  delay_ns=None if delay is None else int(round(float(delay) * 1e6))), clocks
+    return replay(clocks, chunks, evidence, resets, smooth=smooth), clocks
 
 
 def write_corrected(src, dst, corrected: list[Chunk]) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from synchub.agent.clock.settings import ClockSettings
 from synchub.agent.core.options import StreamCommon, TriggerSettings
 from synchub.agent.core.settings import Where, build, read_toml, setting, suggest
 
@@ -46,24 +47,6 @@ class AgentSettings:
         False, doc="record fused multimodal vectors + per-stream anomaly scores (ONNX encoders) as stream 'fused'"
     )
     fusion_window_s: float = setting(1.0, min=0.1, max=60.0, doc="window of one fused vector")
-
-
-@dataclass(frozen=True)
-class ClockSettings:
-    reference: str = setting(
-        "monotonic", choices=("monotonic", "pps"), doc="reference clock: host CLOCK_MONOTONIC, or a GPS PPS trigger"
-    )
-    utc: str = setting(
-        "system", choices=("system", "ntp", "pps", "none"), doc="how the reference clock is mapped to UTC"
-    )
-    ntp_servers: tuple[str, ...] = setting((), doc="NTP servers queried with ntplib for clock health")
-    ntp_interval_s: float = setting(64.0, min=1.0, doc="seconds between NTP health queries")
-    method: str = setting(
-        "auto",
-        choices=("auto", "identity", "arrival", "triggers", "probes", "hybrid"),
-        doc="correction method; auto uses the best evidence each stream has",
-    )
-    window_s: float = setting(120.0, min=1.0, doc="clock model window for slow (thermal) drift tracking")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ import sys
 from synchub.agent.core.options import StreamCommon, TriggerSettings
 from synchub.agent.core.settings import ConfigError, reference
 
-from .config import AgentSettings, ClockSettings, load_config
+from .config import AgentSettings, load_config
+from synchub.agent.clock.settings import ClockSettings
 from .deploy import preflight
 
 

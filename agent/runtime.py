@@ -12,7 +12,8 @@ import threading
 import time
 from typing import Any
 
-from synchub.agent.clock.replay import default_delay_ns
+from synchub.agent.clock.layer import StreamClocks
+from synchub.agent.clock.settings import ClockLayerConfig
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import now_ns
 from synchub.drivers.base import DriverContext
@@ -70,14 +71,18 @@ class Agent:
             self.infos[self.fuser.inner.info.name] = self.fuser.inner.info
         self.queue = BoundedQueue(config.agent.queue_chunks, config.agent.overflow)
         self.hub = Hub(self.infos, self.queue)
+        # what `synchub align` needs to rebuild the clock layer offline; recorded as "_agent" meta at start
+        layer = ClockLayerConfig.of(config.clock, config.triggers, [s.common for s in config.streams],
+                                    correction_delay_ms)
+        self.clock_config = dataclasses.replace(layer, correction_delay_ms=layer.delay_ns / 1e6)
         self.clocks = self._make_clocks()
         self.trackers = self._make_trackers()
         if outlet is None:
             outlet = self._make_sender(insecure, session)
         self.outlet = outlet
-        delay = correction_delay_ms if correction_delay_ms is not None else self._default_delay_ms()
         taps = [t.push for t in self.trackers] + ([self.fuser.push] if self.fuser is not None else [])
-        self.shipper = Shipper(self.queue, self.clocks, outlet, correction_delay_ms=delay, taps=taps)
+        self.shipper = Shipper(self.queue, self.clocks, outlet,
+                               correction_delay_ms=self.clock_config.correction_delay_ms, taps=taps)
         self._house_thread: threading.Thread | None = None
         self.ntp = self._make_ntp()
         self._stopping = threading.Event()
@@ -106,13 +111,7 @@ class Agent:
     def _make_clocks(self):
         if self.config.clock.method == "identity":
             return IdentityClocks()
-        try:
-            from synchub.agent.clock.layer import StreamClocks
-        except ImportError:
-            log.warning("clock layer unavailable; corrected time = host receive time")
-            return IdentityClocks()
-        options = {s.name: s.common for s in self.config.streams}
-        return StreamClocks.from_config(self.infos, options, self.config.clock, self.config.triggers)
+        return StreamClocks(self.infos, self.clock_config)
 
     def _make_trackers(self) -> list:
         wanted = [s for s in self.config.streams if s.common.align_to and s.common.method in ("neural", "hybrid", "auto")]
@@ -191,27 +190,12 @@ class Agent:
         except (OSError, ValueError) as exc:
             raise AgentError(f"cannot set up transport to {', '.join(self.config.agent.collector)}: {exc}") from None
 
-    def _default_delay_ms(self) -> float:
-        # hold chunks a little longer than the slowest trigger period so edges on both sides of a sample are known
-        return default_delay_ns(t.period_s for t in self.config.triggers) / 1e6
-
     # ---- life cycle
-    def clock_config(self) -> dict[str, Any]:
-        """What `synchub align` needs to rebuild the clock layer offline; recorded as "_agent" meta at start."""
-        return {
-            "kind": "clock_config",
-            "clock": dataclasses.asdict(self.config.clock),
-            "correction_delay_ms": self.shipper.delay_ns / 1e6,
-            "triggers": [dataclasses.asdict(t) for t in self.config.triggers],
-            "streams": {s.name: {"trigger": s.common.trigger, "method": s.common.method,
-                                 "align_to": s.common.align_to} for s in self.config.streams},
-        }
-
     def start(self) -> None:
         """Start everything; a trigger line or stream that cannot start (a busy GPIO line, a permission) raises
         ``AgentError`` naming it, and the caller's ``stop()`` still stops and flushes what had started."""
         self.started_ns = now_ns()
-        self.hub.meta("_agent", self.clock_config())
+        self.hub.meta("_agent", self.clock_config.to_dict())
         if self.rig is not None and self._own_rig:
             self.rig.start()
         self.shipper.start()

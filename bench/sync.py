@@ -44,8 +44,10 @@ import numpy as np
 from synchub.agent.align_main import ClockReset, correct_raw
 from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.probes import lsl_offset
-from synchub.agent.clock.replay import default_delay_ns, feed_offline
+from synchub.agent.clock.replay import feed_offline
+from synchub.agent.clock.settings import ClockLayerConfig, ClockSettings, StreamClockOptions, default_delay_ns
 from synchub.agent.core.evidence import Probe, TriggerEdge
+from synchub.agent.core.options import TriggerSettings
 from synchub.agent.core.settings import ConfigError
 from synchub.agent.core.stream import Chunk
 from synchub.agent.core.units import NS
@@ -82,15 +84,15 @@ class Recording:
         return [Chunk(s.name, a, zeros[a:b], s.device_ns[a:b], s.host[a:b])
                 for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
 
-    def config(self, method: str) -> dict:
-        """The ``clock_config`` record the agent writes (``Agent.clock_config``), every stream on ``method``."""
+    def config(self, method: str) -> ClockLayerConfig:
+        """The clock config the agent would record (``Agent.clock_config``), every stream on ``method``."""
         t = self.sc.trigger
-        trigger = {"name": "sync", "period_s": t.period_s, "role": "sync", "min_width_us": t.width_ms * 500.0,
-                   "edge": "rising", "backend": "sim"}
-        return {"kind": "clock_config", "clock": {"window_s": self.sc.window_s, "method": "auto"},
-                "correction_delay_ms": default_delay_ns([t.period_s]) / 1e6, "triggers": [trigger],
-                "streams": {s.name: {"trigger": "sync" if s.spec.trigger else "", "method": method}
-                            for s in self.streams}}
+        trigger = TriggerSettings(name="sync", period_s=t.period_s, role="sync", min_width_us=t.width_ms * 500.0,
+                                  edge="rising", backend="sim")
+        return ClockLayerConfig(clock=ClockSettings(window_s=self.sc.window_s), triggers=(trigger,),
+                                streams={s.name: StreamClockOptions(trigger="sync" if s.spec.trigger else "",
+                                                                    method=method) for s in self.streams},
+                                correction_delay_ms=default_delay_ns([t.period_s]) / 1e6)
 
     def evidence(self, kinds: set[str]) -> list:
         ev: list = []
@@ -107,7 +109,7 @@ class Recording:
 # ------------------------------------------------------------------------------------------- methods
 def _block(rec: Recording, method: str, kinds: set[str], evals) -> dict:
     """The two-sided rerun's feeding, then the evaluation samples of each stream corrected as one block."""
-    clocks = StreamClocks.from_recorded(rec.infos, rec.config(method))
+    clocks = StreamClocks(rec.infos, rec.config(method))
     feed_offline(clocks, rec.chunks, rec.evidence(kinds), rec.resets)
     out: dict = {"_unc": {}, "_segment": {}}
     for s, idx in zip(rec.streams, evals, strict=True):

@@ -34,7 +34,7 @@ def _scenario(jumps, at, report=True, downtime=1.0, seed=1, bits=64, tick=1e6, p
 def _run(sc):
     rec = Recording(sc)
     s = rec.streams[0]
-    clocks = StreamClocks.from_recorded(rec.infos, rec.config("auto"))
+    clocks = StreamClocks(rec.infos, rec.config("auto"))
     feed_offline(clocks, rec.chunks, rec.evidence({"edges", "probes"}), rec.resets)
     c = clocks.correct(Chunk("d", 0, np.zeros((len(s.host), 1)), s.device_ns, s.host), smooth=True)
     checks = reset_checks(sc, s, clocks.segments("d"), c.segment, np.arange(len(s.host)))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from synchub.agent.clock.barcode import encode_barcode
-from synchub.agent.clock.layer import StreamClocks, TriggerLine
+from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.replay import replay
-from synchub.agent.config import ClockSettings
+from synchub.agent.clock.settings import ClockLayerConfig, ClockSettings, StreamClockOptions
 from synchub.agent.core.evidence import OffsetEstimate, Probe, TriggerEdge
 from synchub.agent.core.options import StreamCommon, TriggerSettings
+from synchub.agent.core.settings import ConfigError
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
@@ -38,7 +40,7 @@ def _clocks(method="auto"):
     info = StreamInfo("imu0", "imu", 100.0, 1)
     common = StreamCommon(name="imu0", type="imu", driver="serial", trigger="sync", method=method)
     trig = TriggerSettings(name="sync", backend="sim")
-    return StreamClocks.from_config({"imu0": info}, {"imu0": common}, ClockSettings(), (trig,))
+    return StreamClocks({"imu0": info}, ClockLayerConfig.of(ClockSettings(), (trig,), (common,)))
 
 
 def test_live_correction_from_trigger_edges():
@@ -75,7 +77,7 @@ def test_offline_rerun_is_as_good_or_better():
 
 
 def test_probes_offsets_and_routing_counts():
-    clocks = StreamClocks({"a": StreamInfo("a", "imu", 10.0, 1), "b": (StreamInfo("b", "imu", 10.0, 1), None)})
+    clocks = StreamClocks({"a": StreamInfo("a", "imu", 10.0, 1), "b": StreamInfo("b", "imu", 10.0, 1)})
     for k in range(10):
         clocks.feed(Probe("a", k * NS, k * NS + 1_000_000 + 100, k * NS + 200))
         clocks.feed(OffsetEstimate("b", k * NS, 3_000_000, 100_000, "neural"))
@@ -93,13 +95,13 @@ def test_probes_offsets_and_routing_counts():
 
 
 def test_trigger_line_recorded_as_stream_is_reference_time():
-    clocks = StreamClocks({}, [TriggerLine("sync")])
+    clocks = StreamClocks({}, ClockLayerConfig(triggers=(TriggerSettings(name="sync"),)))
     c = clocks.correct(Chunk("sync", 0, np.ones((2, 1), np.int8), [10, 20], [30, 40]))
     assert list(c.ref_ns) == [10, 20] and c.method == "identity"
 
 
 def test_pps_numbers_seconds_and_maps_to_utc():
-    clocks = StreamClocks({}, [TriggerLine("gps", role="pps", edge_sigma_ns=1000)])
+    clocks = StreamClocks({}, ClockLayerConfig(triggers=(TriggerSettings(name="gps", role="pps", backend="pps"),)))
     mono0, utc0 = 5_000 * NS, 1_800_000_000 * NS + 250_000_000  # host clock 250 ms off UTC's second grid
     clocks.feed(TriggerEdge("gps", mono0 + 100, "ref"))
     assert clocks.counts["pps_unnumbered"] == 1  # no coarse UTC yet
@@ -117,8 +119,9 @@ def test_barcode_line_pairs_by_value():
     T = 30_000_000
     spec = ClockSpec(offset_s=40.0, drift_ppm=200.0)
     clk = DeviceClock(spec, 60, 3)
-    line = TriggerLine("codes", role="barcode", period_ns=2 * NS, edge_sigma_ns=2000)
-    clocks = StreamClocks({"cam": (StreamInfo("cam", "video", 30.0, 1), {"trigger": "codes"})}, [line])
+    line = TriggerSettings(name="codes", role="barcode", period_s=2.0, backend="sim")
+    clocks = StreamClocks({"cam": StreamInfo("cam", "video", 30.0, 1)},
+                          ClockLayerConfig(triggers=(line,), streams={"cam": StreamClockOptions(trigger="codes")}))
     for n in range(25):
         t0 = NS + n * 2 * NS
         for t, lvl in encode_barcode(n, t0, T):
@@ -138,8 +141,8 @@ def test_sync_box_pulses_relayed_to_streams_that_name_the_box():
     box = DeviceClock(ClockSpec(offset_s=3.0, drift_ppm=-20.0), 120, 11)
     imu = DeviceClock(ClockSpec(offset_s=900.0, drift_ppm=70.0, jitter_us=2.0), 120, 12)
     rng = np.random.default_rng(5)
-    clocks = StreamClocks({"box": (StreamInfo("box", "trigger", 0.0, 3), None),
-                           "imu0": (StreamInfo("imu0", "imu", 100.0, 1), {"trigger": "box"})})
+    clocks = StreamClocks({"box": StreamInfo("box", "trigger", 0.0, 3), "imu0": StreamInfo("imu0", "imu", 100.0, 1)},
+                          ClockLayerConfig(streams={"imu0": StreamClockOptions(trigger="box")}))
     for k in range(1, 119):
         t = k * NS
         s = t - 300_000
@@ -160,7 +163,25 @@ def test_sync_box_pulses_relayed_to_streams_that_name_the_box():
 
 def test_gpio_streams_are_on_the_reference_clock():
     info = StreamInfo("line5", "trigger", 0.0, 1, "int8", quality=(("clock", "reference"),))
-    clocks = StreamClocks({"line5": info, "imu0": (StreamInfo("imu0", "imu", 10.0, 1), {"trigger": "line5"})})
+    clocks = StreamClocks({"line5": info, "imu0": StreamInfo("imu0", "imu", 10.0, 1)},
+                          ClockLayerConfig(streams={"imu0": StreamClockOptions(trigger="line5")}))
     assert "line5" not in clocks.clocks and clocks.clocks["imu0"].matcher is not None
     c = clocks.correct(Chunk("line5", 0, np.ones((1, 1), np.int8), [123], [456]))
     assert c.ref_ns[0] == 123 and c.unc_ns[0] == 0
+
+
+def test_the_clock_config_round_trips_and_reads_records_of_other_versions():
+    cfg = ClockLayerConfig.of(ClockSettings(window_s=60.0, method="probes"),
+                              (TriggerSettings(name="sync", backend="sim", period_s=0.5),),
+                              (StreamCommon(name="imu0", type="imu", driver="serial", trigger="sync"),),
+                              correction_delay_ms=300.0)
+    d = cfg.to_dict()
+    assert d["kind"] == "clock_config" and ClockLayerConfig.from_dict(d) == cfg
+    assert cfg.delay_ns == 300_000_000 and cfg.default_method == "probes"
+    # an older record: keys missing (defaults), an older version's key this one does not know (ignored)
+    old = ClockLayerConfig.from_dict({"clock": {"window_s": 30.0, "retired_key": 1}, "triggers": [{"name": "s"}]})
+    assert old.clock == ClockSettings(window_s=30.0) and old.triggers == (TriggerSettings(name="s"),)
+    assert old.correction_delay_ms is None and old.delay_ns == 1_500_000_000  # a 1 s trigger period + 0.5 s
+    assert old.options("any") == StreamClockOptions()
+    with pytest.raises(ConfigError, match=r"clock_config.triggers\[0\].role"):
+        ClockLayerConfig.from_dict({"triggers": [{"name": "s", "role": "nonsense"}]})

@@ -56,7 +56,7 @@ def test_offline_rerun_of_a_recording(tmp_path):
     from synchub.agent.align_main import load_raw
 
     _, config, evidence, _ = load_raw(src)
-    assert config["streams"]["imu0"]["trigger"] == "sync"
+    assert config.streams["imu0"].trigger == "sync" and config.correction_delay_ms == 1500.0
     assert any(e.__class__.__name__ == "TriggerEdge" for e in evidence)
     assert any(getattr(e, "stream", "") == "_utc" for e in evidence)  # the monotonic -> UTC samples are kept
     for name, rec in a["streams"].items():

@@ -5,6 +5,8 @@ import time
 
 import numpy as np
 
+from synchub.agent.clock.layer import StreamClocks
+from synchub.agent.clock.settings import ClockLayerConfig, StreamClockOptions
 from synchub.agent.core.evidence import TriggerEdge
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.pipeline import BoundedQueue, Hub, IdentityClocks, Shipper
@@ -165,12 +167,10 @@ def test_unknown_stream_is_counted_not_fatal():
 
 
 def test_device_reset_gap_starts_a_new_clock_segment():
-    from synchub.agent.clock.layer import StreamClocks
-
     infos = {"a": StreamInfo("a", "imu", 100.0, 2)}
     q = BoundedQueue(100)
     hub, outlet = Hub(infos, q), ListOutlet()
-    clocks = StreamClocks({"a": (infos["a"], {"method": "arrival"})})
+    clocks = StreamClocks(infos, ClockLayerConfig(streams={"a": StreamClockOptions(method="arrival")}))
     ship = Shipper(q, clocks, outlet)
     ship.start()
     host = 10**12

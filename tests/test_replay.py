@@ -44,7 +44,7 @@ def rec() -> Recording:
 @pytest.fixture(scope="module")
 def reference(rec) -> dict[str, np.ndarray]:
     """Every stream corrected as one chunk."""
-    clocks = StreamClocks.from_recorded(rec.infos, rec.config("auto"))
+    clocks = StreamClocks(rec.infos, rec.config("auto"))
     feed_offline(clocks, rec.chunks, rec.evidence({"edges", "probes"}), rec.resets)
     out = {}
     for s in rec.streams:
@@ -81,7 +81,7 @@ def test_the_recording_is_what_the_clock_layer_must_handle(rec, reference):
     stream whose driver reports nothing), glitches as wide as pulses, missed edges, bimodal latency."""
     a, b = rec.streams
     assert a.resets_true == 2 and b.resets_true == 1 and not b.driver_resets
-    st = StreamClocks.from_recorded(rec.infos, rec.config("auto"))
+    st = StreamClocks(rec.infos, rec.config("auto"))
     feed_offline(st, rec.chunks, rec.evidence({"edges", "probes"}), rec.resets)
     state = st.state()
     assert state["a"]["segments"] == 3 and state["b"]["segments"] == 2
@@ -104,7 +104,7 @@ def test_long_wandering_stream_corrected_chunk_by_chunk_keeps_its_edges():
                               "latency_max_ms": 2.0}}]}, "w.toml")
     rec = Recording(sc)
     s = rec.streams[0]
-    corrected = replay(StreamClocks.from_recorded(rec.infos, rec.config("auto")), rec.chunks, rec.evidence({"edges"}))
+    corrected = replay(StreamClocks(rec.infos, rec.config("auto")), rec.chunks, rec.evidence({"edges"}))
     assert {c.method for c in corrected} == {"triggers"}
     ref = np.concatenate([c.ref_ns for c in sorted(corrected, key=lambda c: c.seq)])
     assert np.sqrt(np.mean((ref - s.true).astype(float) ** 2)) < 3_000
@@ -148,11 +148,11 @@ def test_live_replay_corrects_each_chunk_with_what_was_known_then(rec):
     chunks = [c for c in rec.chunks if c.stream == "a"]
     evidence = rec.evidence({"edges"})
     delay = NS + NS // 2
-    full = replay(StreamClocks.from_recorded(rec.infos, rec.config("auto")), chunks, evidence, rec.resets,
+    full = replay(StreamClocks(rec.infos, rec.config("auto")), chunks, evidence, rec.resets,
                   smooth=False, delay_ns=delay)
     cut = 90 * NS
     early = [e for e in evidence if (e.host_ns or e.t_ns) <= cut]
-    part = replay(StreamClocks.from_recorded(rec.infos, rec.config("auto")), chunks, early, rec.resets,
+    part = replay(StreamClocks(rec.infos, rec.config("auto")), chunks, early, rec.resets,
                   smooth=False, delay_ns=delay)
     for f, p in zip(full, part, strict=True):
         if f.host_ns[-1] + delay < cut:

@@ -24,19 +24,19 @@ The offline path (collector, ``synchub align``, benchmarks) reruns the same code
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from synchub.agent.core.evidence import OffsetEstimate, Probe, TriggerEdge
+from synchub.agent.core.options import TriggerSettings
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
 
 from .barcode import BarcodeDecoder, HarpDecoder
 from .choice import UNKNOWN_UNC_NS
 from .model import ClockModel
+from .settings import ClockLayerConfig
 from .triggers import TriggerMatcher
 
 #: Default 1-sigma jitter of a matched edge pair per GPIO back end (kernel stamps vs userspace callbacks), ns.
@@ -59,14 +59,13 @@ class TriggerLine:
     edge_sigma_ns: float = 5_000.0
 
     @classmethod
-    def from_settings(cls, t) -> TriggerLine:
-        pol = {"rising": 1, "falling": -1, "both": 0}.get(getattr(t, "edge", "rising"), 1)
-        role = getattr(t, "role", "sync")
-        period = int(round(getattr(t, "period_s", 1.0) * NS))
-        if role in ("barcode", "harp"):
+    def from_settings(cls, t: TriggerSettings) -> TriggerLine:
+        pol = {"rising": 1, "falling": -1, "both": 0}[t.edge]
+        if t.role in ("barcode", "harp"):
             pol = 0  # codes need both edges; pairs come from decoded values
-        return cls(name=t.name, period_ns=period, role=role, min_width_ns=int(getattr(t, "min_width_us", 0) * 1000),
-                   polarity=pol, edge_sigma_ns=float(EDGE_SIGMA_NS.get(getattr(t, "backend", "gpiod"), 5_000)))
+        return cls(name=t.name, period_ns=int(round(t.period_s * NS)), role=t.role,
+                   min_width_ns=int(t.min_width_us * 1000), polarity=pol,
+                   edge_sigma_ns=float(EDGE_SIGMA_NS.get(t.backend, 5_000)))
 
 
 class _StreamClock:
@@ -120,33 +119,34 @@ class _StreamClock:
 
 
 class StreamClocks:
-    """See the module docstring.  ``streams`` maps a stream name to ``(StreamInfo, options)`` where options has
-    ``trigger`` and ``method`` attributes (a ``StreamCommon``), is a dict with those keys, or is None."""
+    """See the module docstring.  ``infos``: every stream of the agent; ``config``: the clock layer's config (the
+    ``[clock]`` and ``[[trigger]]`` tables, each stream's clock options).  Streams stamped on the reference clock
+    (``quality`` ``clock=reference``: GPIO lines recorded as streams) are corrected one to one."""
 
-    def __init__(self, streams: dict[str, Any], triggers: Iterable[Any] = (), *, window_s: float = 120.0,
-                 default_method: str = "auto", smooth: bool = False):
+    def __init__(self, infos: dict[str, StreamInfo], config: ClockLayerConfig | None = None, *,
+                 smooth: bool = False):
+        config = ClockLayerConfig() if config is None else config
+        self.config = config
         self.lines: dict[str, TriggerLine] = {}
-        for t in triggers:
-            line = t if isinstance(t, TriggerLine) else TriggerLine.from_settings(t)
-            self.lines[line.name] = line
+        for t in config.triggers:
+            self.lines[t.name] = TriggerLine.from_settings(t)
+        window_s = config.clock.window_s
         self.smooth = smooth
         self.clocks: dict[str, _StreamClock] = {}
         self.reference_streams: set[str] = set()  # streams stamped on the reference clock (GPIO lines)
-        for name, value in streams.items():
-            info, opts = value if isinstance(value, tuple) else (value, None)
+        for name, info in infos.items():
             if info.quality_dict().get("clock") == "reference":
                 self.reference_streams.add(name)
                 continue
-            trigger = _opt(opts, "trigger", "")
-            method = _opt(opts, "method", "auto")
-            if method == "auto":
-                method = default_method
+            opts = config.options(name)
+            trigger = opts.trigger
+            method = config.default_method if opts.method == "auto" else opts.method
             if trigger and trigger not in self.lines:
                 # a trigger named after a stream (a gpio stream): aperiodic edges on the reference clock
                 self.lines[trigger] = TriggerLine(trigger, period_ns=0)
             line = self.lines.get(trigger) if trigger else None
             self.clocks[name] = _StreamClock(info, trigger, method, window_s, line)
-        self._ref_decoders: dict[str, Any] = {}
+        self._ref_decoders: dict[str, BarcodeDecoder | HarpDecoder] = {}
         for line in self.lines.values():
             if line.role == "barcode":
                 self._ref_decoders[line.name] = BarcodeDecoder(BARCODE_BIT_NS)
@@ -155,28 +155,6 @@ class StreamClocks:
         self.utc = ClockModel("utc", window_s=max(window_s, 600.0), consensus=1)  # one system-clock reading maps
         self.utc_source = "none"
         self.counts: dict[str, int] = {}
-
-    @classmethod
-    def from_config(cls, infos: dict[str, StreamInfo], options: dict[str, Any], clock, triggers=()) -> StreamClocks:
-        """From the agent config: ``infos`` of every stream, ``options`` (``StreamCommon``) per configured stream,
-        the ``ClockSettings`` and the ``TriggerSettings``.  Trigger lines recorded as streams map one to one."""
-        streams = {name: (info, options.get(name)) for name, info in infos.items()}
-        return cls(streams, triggers, window_s=clock.window_s,
-                   default_method=clock.method if clock.method != "identity" else "auto")
-
-    @classmethod
-    def from_recorded(cls, infos: dict[str, StreamInfo], config: dict) -> StreamClocks:
-        """As the agent had it: from the streams of a recording and its ``clock_config`` record (``clock``,
-        ``triggers``, ``streams`` tables as ``Agent.clock_config`` writes them; missing keys take the defaults)."""
-        import types
-
-        clock = config.get("clock", {})
-        method = clock.get("method", "auto")
-        triggers = [types.SimpleNamespace(**t) for t in config.get("triggers", [])]
-        options = config.get("streams", {})
-        streams = {name: (info, options.get(name)) for name, info in infos.items()}
-        return cls(streams, triggers, window_s=clock.get("window_s", 120.0),
-                   default_method="auto" if method == "identity" else method)
 
     def _count(self, reason: str) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
@@ -328,11 +306,3 @@ class StreamClocks:
                 st["decoder_malformed"] = sc.decoder.malformed
             out[name] = st
         return out
-
-
-def _opt(opts, key: str, default):
-    if opts is None:
-        return default
-    if isinstance(opts, dict):
-        return opts.get(key, default)
-    return getattr(opts, key, default)

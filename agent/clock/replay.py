@@ -40,16 +40,9 @@ _METHOD_RANK = {m: i for i, m in enumerate((*METHOD_ORDER, "none"))}
 SLICE_NS = 100_000_000
 
 
-def default_delay_ns(trigger_periods_s: Iterable[float]) -> int:
-    """How long the agent holds a chunk before correcting it: a little longer than the slowest trigger period, so
-    that the edges on both sides of a sample are known (250 ms without triggers)."""
-    periods = [float(p) for p in trigger_periods_s if p and p > 0]
-    return int(round(((max(periods) + 0.5) if periods else 0.25) * NS))
-
-
 class LiveCorrector:
-    """See the module docstring.  ``clocks`` is a ``StreamClocks`` (or anything with ``feed``, ``feed_arrivals``,
-    ``correct`` and, optionally, ``reset``)."""
+    """See the module docstring.  ``clocks`` is a ``StreamClocks`` (or anything with its ``feed``,
+    ``feed_arrivals``, ``reset`` and ``correct``: ``synchub.agent.pipeline.shipper.Clocks``)."""
 
     def __init__(self, clocks, delay_ns: int):
         self.clocks = clocks
@@ -65,7 +58,7 @@ class LiveCorrector:
         self._resets[stream] = 1
 
     def chunk(self, chunk: Chunk) -> None:
-        if self._resets.pop(chunk.stream, None) is not None and hasattr(self.clocks, "reset"):
+        if self._resets.pop(chunk.stream, None) is not None:
             self.clocks.reset(chunk.stream, int(chunk.device_ns[0]), int(chunk.host_ns[0]))
         self.clocks.feed_arrivals(chunk.stream, chunk.device_ns, chunk.host_ns)
         self._pending.append(chunk)
@@ -98,14 +91,14 @@ def evidence_time(item) -> int:
 def replay(clocks, chunks: Iterable[Chunk], evidence: Iterable[Any] = (), resets: Iterable[tuple[str, int]] = (),
            *, smooth: bool = True, delay_ns: int | None = None) -> list[Chunk]:
     """Rerun the clock layer on a recording's raw times and evidence (see the module docstring); returns the chunks
-    corrected, in the order given.  ``delay_ns`` (live only) defaults to ``default_delay_ns`` of the trigger lines
-    ``clocks`` knows."""
+    corrected, in the order given.  ``delay_ns`` (live only) defaults to the correction delay of the clocks' config
+    (``ClockLayerConfig.delay_ns``)."""
     chunks = list(chunks)
     evidence = list(evidence)
     resets = {(str(s), int(q)) for s, q in resets}
     if not smooth:
         if delay_ns is None:
-            delay_ns = default_delay_ns(line.period_ns / NS for line in getattr(clocks, "lines", {}).values())
+            delay_ns = clocks.config.delay_ns
         return _replay_live(clocks, chunks, evidence, resets, delay_ns)
     feed_offline(clocks, chunks, evidence, resets)
     return [clocks.correct(c, smooth=True) for c in chunks]
@@ -127,7 +120,7 @@ def feed_offline(clocks, chunks: Iterable[Chunk], evidence: Iterable[Any] = (),
             clocks.feed(item)
             continue
         stream, dev, host, _, reset = item
-        if reset and hasattr(clocks, "reset"):
+        if reset:
             clocks.reset(stream, int(dev[0]), int(host[0]))
         clocks.feed_arrivals(stream, dev, host)
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from .settings import setting
 from .stream import CHANNEL_FORMATS, MODALITIES
 
+#: Clock correction methods a stream may force (``auto``: the best evidence it has).
+STREAM_METHODS = ("auto", "identity", "arrival", "triggers", "probes", "neural", "hybrid")
+
 
 @dataclass(frozen=True)
 class TriggerSettings:
@@ -47,9 +50,5 @@ class StreamCommon:
     channel_units: tuple[str, ...] = setting((), doc="channel units")
     source_id: str = setting("", doc="device serial number or other stable id")
     trigger: str = setting("", doc="name of a [[trigger]] whose pulses this device also sees")
-    method: str = setting(
-        "auto",
-        choices=("auto", "identity", "arrival", "triggers", "probes", "neural", "hybrid"),
-        doc="clock correction method for this stream",
-    )
+    method: str = setting("auto", choices=STREAM_METHODS, doc="clock correction method for this stream")
     align_to: str = setting("", doc="neural alignment: the stream (already on the clock) to align this one to")
