@@ -17,26 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgpack
 import numpy as np
 
 from synchub.agent.clock.layer import StreamClocks
-from synchub.agent.clock.replay import replay
+from synchub.agent.clock.replay import correct_recording
 from synchub.agent.clock.settings import RECORD_KIND, ClockLayerConfig
-from synchub.agent.core.evidence import evidence_from_dict
+from synchub.agent.core.evidence import ClockReset, evidence_from_dict
 from synchub.agent.core.stream import Chunk, StreamInfo
-
-
-@dataclass(frozen=True)
-class ClockReset:
-    """A driver-reported device clock reset (a ``device_reset`` gap): sample ``seq`` of ``stream`` is the first of
-    a new clock segment."""
-
-    stream: str
-    seq: int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -70,34 +60,30 @@ def raw_of(data: dict) -> tuple[dict[str, StreamInfo], ClockLayerConfig, list, l
             chunks.append(Chunk(stream=name, seq=int(rec["seq"][a]), data=rec["data"][a:b],
                                 device_ns=rec["device_ns"][a:b], host_ns=rec["host_ns"][a:b]))
     config, evidence = ClockLayerConfig(), []
-    for g in data.get("gaps", []):
+    resets: dict[tuple[str, int], ClockReset] = {}
+    for g in data.get("gaps", []):  # a reset recorded the old way (before ClockReset): a device_reset gap
         if g.get("cause") == "device_reset" and g.get("stream") in infos:
-            evidence.append(ClockReset(str(g["stream"]), int(g["seq"])))
+            r = ClockReset(str(g["stream"]), int(g["seq"]), int(g.get("device_ns_to", 0)),
+                           int(g.get("device_ns_from", 0)), str(g.get("detail", "")))
+            resets[(r.stream, r.seq)] = r
     for m in data["meta"]:
         meta = m.get("meta") or {}
         if meta.get("kind") == RECORD_KIND:
             config = ClockLayerConfig.from_dict(meta)
         elif meta.get("kind") == "evidence":
             try:
-                evidence.append(evidence_from_dict(meta))
+                item = evidence_from_dict(meta)
             except ValueError:
                 continue
-    return infos, config, evidence, chunks
+            if isinstance(item, ClockReset):
+                resets[(item.stream, item.seq)] = item
+            else:
+                evidence.append(item)
+    return infos, config, evidence + list(resets.values()), chunks
 
 
 def rerun(path, smooth: bool = True) -> tuple[list[Chunk], StreamClocks]:
-    return correct_raw(*load_raw(path), smooth=smooth)
-
-
-def correct_raw(infos: dict[str, StreamInfo], config: ClockLayerConfig, evidence: list, chunks: list[Chunk],
-                smooth: bool = True) -> tuple[list[Chunk], StreamClocks]:
-    """``load_raw``'s output corrected by a ``StreamClocks`` rebuilt from the recorded clock config (two-sided, or
-    as the agent did live with ``smooth=False``).  ``evidence`` may hold ``ClockReset`` items (from the
-    ``device_reset`` gaps)."""
-    clocks = StreamClocks(infos, config)
-    resets = [(e.stream, e.seq) for e in evidence if isinstance(e, ClockReset)]
-    evidence = [e for e in evidence if not isinstance(e, ClockReset)]
-    return replay(clocks, chunks, evidence, resets, smooth=smooth), clocks
+    return correct_recording(*load_raw(path), smooth=smooth)
 
 
 def write_corrected(src, dst, corrected: list[Chunk]) -> None:
@@ -150,7 +136,7 @@ def run(args) -> int:
     except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
         raise UserError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
     infos, config, evidence, chunks = raw_of(data)
-    corrected, _ = correct_raw(infos, config, evidence, chunks, smooth=not args.live)
+    corrected, _ = correct_recording(infos, config, evidence, chunks, smooth=not args.live)
     live = data["streams"]
     summary = {"session": str(path), "evidence": len(evidence), "streams": []}
     for name in sorted(infos):

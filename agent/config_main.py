@@ -11,11 +11,11 @@ import argparse
 import importlib
 import sys
 
+from synchub.agent.clock.settings import ClockSettings
 from synchub.agent.core.options import StreamCommon, TriggerSettings
 from synchub.agent.core.settings import ConfigError, reference
 
 from .config import AgentSettings, load_config
-from synchub.agent.clock.settings import ClockSettings
 from .deploy import preflight
 
 

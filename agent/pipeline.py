@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from synchub.agent.clock.replay import LiveCorrector
-from synchub.agent.core.evidence import Evidence, evidence_to_dict
+from synchub.agent.core.evidence import ClockReset, Evidence, evidence_to_dict
 from synchub.agent.core.stream import Chunk, Gap, StreamInfo, StreamStats
 from synchub.agent.core.units import NS_PER_MS, now_ns
 
@@ -36,6 +36,8 @@ class Clocks(Protocol):
     def feed(self, item: Evidence) -> None: ...
 
     def feed_arrivals(self, stream: str, device_ns: np.ndarray, host_ns: np.ndarray) -> None: ...
+
+    def reset(self, stream: str, device_ns: int, host_ns: int = 0) -> None: ...
 
     def correct(self, chunk: Chunk) -> Chunk: ...
 
@@ -59,8 +61,31 @@ class IdentityClocks:
     def feed_arrivals(self, stream: str, device_ns: np.ndarray, host_ns: np.ndarray) -> None:
         pass
 
+    def reset(self, stream: str, device_ns: int, host_ns: int = 0) -> None:
+        pass
+
     def correct(self, chunk: Chunk) -> Chunk:
         return chunk.corrected(chunk.host_ns, np.zeros(chunk.n, dtype=np.int64), "identity")
+
+
+@dataclass(frozen=True)
+class MetaRecord:
+    """A metadata message for the recording (stream info updates, NTP health, the agent's clock config)."""
+
+    stream: str
+    meta: dict
+
+
+@dataclass(frozen=True)
+class DerivedChunk:
+    """A chunk already on the reference clock (fused vectors): sent as it is, never held or corrected."""
+
+    chunk: Chunk
+
+
+#: What the queue carries: a raw chunk (the only item that counts toward the bound), a gap, clock evidence, a
+#: metadata record, a derived chunk.
+Item = Chunk | Gap | Evidence | MetaRecord | DerivedChunk
 
 
 @dataclass
@@ -88,9 +113,9 @@ class BoundedQueue:
         self.stats = QueueStats()
         self.dropped: list[Chunk] = []  # the shipper turns these into Gap records
 
-    def put(self, kind: str, item: Any) -> None:
+    def put(self, item: Item) -> None:
         with self._cond:
-            if kind == "chunk":
+            if isinstance(item, Chunk):
                 if self._chunks >= self.max_chunks:
                     if self.overflow == "block":
                         t0 = now_ns()
@@ -101,13 +126,13 @@ class BoundedQueue:
                         self._drop_oldest_chunk()
                 self._chunks += 1
                 self.stats.high_water = max(self.stats.high_water, self._chunks)
-            self._items.append((kind, item))
+            self._items.append(item)
             self.stats.put += 1
             self._cond.notify_all()
 
     def _drop_oldest_chunk(self) -> None:
-        for i, (kind, item) in enumerate(self._items):
-            if kind == "chunk":
+        for i, item in enumerate(self._items):
+            if isinstance(item, Chunk):
                 del self._items[i]
                 self._chunks -= 1
                 self.stats.dropped_chunks += 1
@@ -115,17 +140,17 @@ class BoundedQueue:
                 self.dropped.append(item)
                 return
 
-    def get(self, timeout: float) -> tuple[str, Any] | None:
+    def get(self, timeout: float) -> Item | None:
         with self._cond:
             if not self._items:
                 self._cond.wait(timeout)
             if not self._items:
                 return None
-            kind, item = self._items.popleft()
-            if kind == "chunk":
+            item = self._items.popleft()
+            if isinstance(item, Chunk):
                 self._chunks -= 1
             self._cond.notify_all()
-            return kind, item
+            return item
 
     def take_dropped(self) -> list[Chunk]:
         with self._cond:
@@ -190,7 +215,7 @@ class Hub:
             st.chunks += 1
             chunk = Chunk(stream=stream, seq=seq, data=data, device_ns=device_ns, host_ns=host_ns)
             # put under the lock so chunks of one stream enter the queue in sequence order
-            self.queue.put("chunk", chunk)
+            self.queue.put(chunk)
 
     def gap(self, stream: str, count: int, cause: str, device_ns_from: int = 0, device_ns_to: int = 0,
             detail: str = "") -> None:
@@ -203,10 +228,17 @@ class Hub:
             st.gaps += 1
             st.dropped += int(count)
             st.count(cause, int(count))
-            self.queue.put("gap", g)
+            self.queue.put(g)
+
+    def reset(self, stream: str, device_ns: int, previous_ns: int = 0, detail: str = "") -> None:
+        if not self._known(stream):
+            return
+        with self._locks[stream]:
+            self.stats[stream].resets += 1
+            self.queue.put(ClockReset(stream, self._next_seq[stream], int(device_ns), int(previous_ns), detail))
 
     def evidence(self, item: Evidence) -> None:
-        self.queue.put("evidence", item)
+        self.queue.put(item)
 
     def problem(self, stream: str, reason: str, detail: str = "") -> None:
         key = (reason, stream)
@@ -220,7 +252,7 @@ class Hub:
             log.warning("%s: %s (%d so far)%s", stream, reason, n, f": {detail}" if detail else "")
 
     def meta(self, stream: str, meta: dict) -> None:
-        self.queue.put("meta", (stream, meta))
+        self.queue.put(MetaRecord(stream, meta))
 
 
 class Shipper(threading.Thread):
@@ -258,7 +290,7 @@ class Shipper(threading.Thread):
             item = self.queue.get(0.0)
             if item is None:
                 break
-            self._handle(*item)
+            self._handle(item)
         self._release(flush=True)
 
     def final_drain(self) -> None:
@@ -279,26 +311,23 @@ class Shipper(threading.Thread):
     def _step(self, timeout: float) -> None:
         item = self.queue.get(timeout)
         if item is not None:
-            self._handle(*item)
+            self._handle(item)
         self._release(flush=False)
 
-    def _handle(self, kind: str, item: Any) -> None:
-        if kind == "evidence":
+    def _handle(self, item: Item) -> None:
+        if isinstance(item, Chunk):
+            self.corrector.chunk(item)
+        elif isinstance(item, Gap):
+            self.outlet.send_gap(item)  # a gap carries its own seq; the collector places it
+        elif isinstance(item, MetaRecord):
+            self.outlet.send_meta(item.stream, item.meta)
+        elif isinstance(item, DerivedChunk):  # derived streams already on the reference clock (fused vectors)
+            self.outlet.send_chunk(item.chunk)
+            self.sent_samples[item.chunk.stream] += item.chunk.n
+        else:  # clock evidence (a ClockReset: the stream's next chunk starts a new clock segment)
             self.corrector.evidence(item)
             if self.record_evidence:
                 self.outlet.send_meta("_evidence", {"kind": "evidence", **evidence_to_dict(item)})
-        elif kind == "chunk":
-            self.corrector.chunk(item)
-        elif kind == "gap":
-            if item.cause == "device_reset":  # the driver saw the device clock reset: a new segment at its next chunk
-                self.corrector.reset(item.stream)
-            self.outlet.send_gap(item)  # a gap carries its own seq; the collector places it
-        elif kind == "meta":
-            stream, meta = item
-            self.outlet.send_meta(stream, meta)
-        elif kind == "corrected":  # derived streams already on the reference clock (fused vectors)
-            self.outlet.send_chunk(item)
-            self.sent_samples[item.stream] += item.n
         for dropped in self.queue.take_dropped():
             self.outlet.send_gap(Gap(stream=dropped.stream, seq=dropped.seq, count=dropped.n, cause="queue_full",
                                      device_ns_from=int(dropped.device_ns[0]), device_ns_to=int(dropped.device_ns[-1]),

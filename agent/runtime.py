@@ -14,13 +14,14 @@ from typing import Any
 
 from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.settings import ClockLayerConfig
+from synchub.agent.core.evidence import UtcSample
 from synchub.agent.core.stream import StreamInfo
-from synchub.agent.core.units import now_ns
+from synchub.agent.core.units import now_ns, utc_now_ns
 from synchub.drivers.base import DriverContext
 from synchub.drivers.registry import DRIVERS
 
 from .config import Config
-from .pipeline import BoundedQueue, Hub, IdentityClocks, Locked, Shipper
+from .pipeline import BoundedQueue, DerivedChunk, Hub, IdentityClocks, Locked, Shipper
 
 log = logging.getLogger("synchub.agent")
 
@@ -168,16 +169,12 @@ class Agent:
 
     def _system_utc(self) -> None:
         """A reference (monotonic) -> UTC sample from the system clock, bracketed by two monotonic reads."""
-        from synchub.agent.clock.layer import UTC_STREAM
-        from synchub.agent.core.evidence import OffsetEstimate
-        from synchub.agent.core.units import utc_now_ns
-
         a = now_ns()
         utc = utc_now_ns()
         b = now_ns()
         mono = (a + b) // 2
         sigma = max((b - a) // 2, 1_000_000)  # the system clock itself is good to ~1 ms at best without NTP health
-        self.hub.evidence(OffsetEstimate(UTC_STREAM, mono, utc - mono, sigma, source="system"))
+        self.hub.evidence(UtcSample(mono, utc, sigma, source="system"))
 
     def _make_sender(self, insecure: bool, session: str | None):
         from .transport import TransportError, sender_from_settings
@@ -235,7 +232,7 @@ class Agent:
         if self.fuser is not None:
             try:
                 for chunk in self.fuser.poll():
-                    self.queue.put("corrected", chunk)
+                    self.queue.put(DerivedChunk(chunk))
             except Exception:
                 log.exception("fusion failed")
 

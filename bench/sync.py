@@ -4,7 +4,7 @@ Runs in virtual time: every device's samples, trigger edges, probes and arrival 
 (``synchub.bench.simulate``), recorded as the agent would ship them (chunks of ``chunk_ms`` of host time, cut where the
 driver saw a reset, with its ``device_reset`` gaps), and corrected by the code users run: ``StreamClocks`` built from
 the recorded clock config, fed by ``synchub.agent.clock.replay`` (the agent's ``LiveCorrector`` live, the two-sided rerun
-offline), ``synchub align``'s ``correct_raw`` for the rerun of the whole recording.
+offline), ``synchub align``'s ``correct_recording`` for the rerun of the whole recording.
 
 Methods, side by side on the same data:
 
@@ -18,7 +18,7 @@ Methods, side by side on the same data:
 ``triggers``        the clock layer with every piece of evidence (edges, and probes where the device answers them),
                     two-sided, the evaluation samples corrected as one block.
 ``triggers-align``  the same recording as ``synchub align`` corrects it: every sample, chunk by chunk in recorded
-                    order (``correct_raw``).  Equal to ``triggers`` within 1 ns (``checks.streams.*.block_vs_align_ns``).
+                    order (``correct_recording``).  Equal to ``triggers`` within 1 ns (``checks.streams.*.block_vs_align_ns``).
 ``triggers-live``   what the agent sends live: ``synchub align --live``, each chunk corrected with the evidence the
                     agent had ``correction_delay_ms`` (a trigger period + 0.5 s) after its last sample arrived.
 
@@ -41,12 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from synchub.agent.align_main import ClockReset, correct_raw
 from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.probes import lsl_offset
-from synchub.agent.clock.replay import feed_offline
+from synchub.agent.clock.replay import correct_recording, feed_offline
 from synchub.agent.clock.settings import ClockLayerConfig, ClockSettings, StreamClockOptions, default_delay_ns
-from synchub.agent.core.evidence import Probe, TriggerEdge
+from synchub.agent.core.evidence import ClockReset, Probe, TriggerEdge
 from synchub.agent.core.options import TriggerSettings
 from synchub.agent.core.settings import ConfigError
 from synchub.agent.core.stream import Chunk
@@ -70,7 +69,7 @@ class Recording:
         self.ref_true, self.ref_stamp, self.ref_width = reference_edges(sc)
         self.streams = [SimStream(sc, i, pulses) for i in range(len(sc.device))]
         self.infos = {s.name: s.info for s in self.streams}
-        self.resets = [(s.name, int(i)) for s in self.streams for i in s.driver_resets]
+        self.resets = [ClockReset(s.name, int(i)) for s in self.streams for i in s.driver_resets]
         self.chunks = [c for s in self.streams for c in self._chunks(s)]
         self.ref_edges = [TriggerEdge("sync", int(t), "ref", 1, int(w), -1, int(t) + GPIO_READ_NS)
                           for t, w in zip(self.ref_stamp.tolist(), self.ref_width.tolist(), strict=True)]
@@ -110,7 +109,7 @@ class Recording:
 def _block(rec: Recording, method: str, kinds: set[str], evals) -> dict:
     """The two-sided rerun's feeding, then the evaluation samples of each stream corrected as one block."""
     clocks = StreamClocks(rec.infos, rec.config(method))
-    feed_offline(clocks, rec.chunks, rec.evidence(kinds), rec.resets)
+    feed_offline(clocks, rec.chunks, rec.evidence(kinds) + rec.resets)
     out: dict = {"_unc": {}, "_segment": {}}
     for s, idx in zip(rec.streams, evals, strict=True):
         c = clocks.correct(Chunk(s.name, 0, np.zeros((len(idx), 1), np.float32), s.device_ns[idx], s.host[idx]),
@@ -123,9 +122,9 @@ def _block(rec: Recording, method: str, kinds: set[str], evals) -> dict:
 
 def _as_align(rec: Recording, evals, smooth: bool) -> dict:
     """The whole recording corrected by ``synchub align`` (``--live``: causally, as the agent did)."""
-    evidence = rec.evidence({"edges", "probes"}) + [ClockReset(name, seq) for name, seq in rec.resets]
+    evidence = rec.evidence({"edges", "probes"}) + rec.resets
     t0 = time.perf_counter()
-    corrected, clocks = correct_raw(rec.infos, rec.config("auto"), evidence, rec.chunks, smooth=smooth)
+    corrected, clocks = correct_recording(rec.infos, rec.config("auto"), evidence, rec.chunks, smooth=smooth)
     cost = time.perf_counter() - t0
     out: dict = {"_unc": {}, "_segment": {}}
     for s, idx in zip(rec.streams, evals, strict=True):

@@ -10,9 +10,9 @@ A read that ends inside a frame keeps the partial frame for the next read: no fr
 When the program exits or stops delivering (USB unplugged, ``arecord: read error: No such device``) the driver logs
 it, reports a ``disconnect`` problem and restarts the program every ``restart_s``.  When samples flow again it
 records a ``disconnect`` gap (the samples the outage cost, estimated from host time at the nominal rate, bracketed
-by the last device time before and the first after) and a ``device_reset`` gap: the restarted capture has a new
+by the last device time before and the first after) and a clock reset (``reset``): the restarted capture has a new
 phase, so it starts a new clock segment.  The sample counter continues, but the new segment's origin also jumps
-``SEGMENT_JUMP_NS`` ahead: the clock layer does not read gap records, it sees a reset where device time jumps
+``SEGMENT_JUMP_NS`` ahead, so that device time alone shows the reset too: the clock layer sees one where it jumps
 forward by far more than host time advanced (``ClockModel.reset_forward_ns``, 10 s), and that is what makes it start
 a new segment instead of mapping across the restart.  Device times stay unique and increasing.
 
@@ -315,8 +315,8 @@ class AlsaCaptureDriver(Driver):
         self._gap(lost, "disconnect", self._last_dev, self._origin,
                   f"{why}; {lost} samples lost (estimated from host time at the nominal rate)")
         self.stats.resets += 1
-        self.sink.gap(self.name, 0, "device_reset", self._last_dev, self._origin,
-                      f"capture restarted: new clock segment (device time jumps {SEGMENT_JUMP_NS // NS} s ahead)")
+        self.sink.reset(self.name, self._origin, self._last_dev,
+                        f"capture restarted: new clock segment (device time jumps {SEGMENT_JUMP_NS // NS} s ahead)")
 
     def _gap(self, count: int, cause: str, dev_from: int, dev_to: int, detail: str) -> None:
         self.stats.gaps += 1

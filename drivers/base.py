@@ -24,6 +24,10 @@ class DriverSink(Protocol):
             detail: str = "") -> None:
         """``count`` samples were lost before the next ``samples`` call."""
 
+    def reset(self, stream: str, device_ns: int, previous_ns: int = 0, detail: str = "") -> None:
+        """The device clock reset: the next ``samples`` call starts a new timeline at device time ``device_ns``
+        (``previous_ns``: the last device time before it); the pipeline records it as a ``ClockReset``."""
+
     def evidence(self, item: Evidence) -> None:
         """Clock evidence (trigger edges, probes, offsets)."""
 

@@ -6,7 +6,7 @@ the read returns), parses with the format's incremental decoder, unwraps the dev
 
 * samples (one ``samples`` call per read), with raw device and host receive times;
 * device-counter gaps as ``gap(cause="device_drop")`` (``"malformed"`` when unparseable bytes came in between,
-  ``"disconnect"`` across a reconnect), counter resets as a ``gap(cause="device_reset")`` record;
+  ``"disconnect"`` across a reconnect), counter resets with ``reset`` (a ``ClockReset`` in the recording);
 * malformed input as ``problem(stream, "malformed", detail)``, counted in ``stats.malformed``;
 * trigger edges the device stamped on its own input as ``TriggerEdge(clock="device")``;
 * round-trip probes (a ping every ``probe_interval_s``, answered by a pong with the device tick at receipt) as
@@ -286,8 +286,7 @@ class SerialStreamDriver(Driver):
                 self.stats.resets += 1
                 log.warning("%s: device clock reset (counter jumped from %s to %d ticks)", self.name,
                             self._last_dev, ticks[i])
-                self.sink.gap(self.name, 0, "device_reset", int(self._last_dev or 0), int(dev[i]),
-                              "device tick counter jumped: clock reset")
+                self.sink.reset(self.name, int(dev[i]), int(self._last_dev or 0), "device tick counter jumped")
                 self._last_counter = None
                 self._last_dev = None
             elif counters:

@@ -285,9 +285,10 @@ def _error_summary(abs_us: np.ndarray) -> dict:
 
 def add_offline_errors(report: dict, data: dict, truth) -> None:
     """The same recording re-corrected offline (``synchub align``: evidence on both sides of every sample)."""
-    from synchub.agent.align_main import correct_raw, raw_of
+    from synchub.agent.align_main import raw_of
+    from synchub.agent.clock.replay import correct_recording
 
-    corrected, _ = correct_raw(*raw_of(data), smooth=True)
+    corrected, _ = correct_recording(*raw_of(data), smooth=True)
     by_stream: dict[str, list] = {}
     for c in corrected:
         by_stream.setdefault(c.stream, []).append(c)

@@ -35,7 +35,7 @@ def _run(sc):
     rec = Recording(sc)
     s = rec.streams[0]
     clocks = StreamClocks(rec.infos, rec.config("auto"))
-    feed_offline(clocks, rec.chunks, rec.evidence({"edges", "probes"}), rec.resets)
+    feed_offline(clocks, rec.chunks, rec.evidence({"edges", "probes"}) + rec.resets)
     c = clocks.correct(Chunk("d", 0, np.zeros((len(s.host), 1)), s.device_ns, s.host), smooth=True)
     checks = reset_checks(sc, s, clocks.segments("d"), c.segment, np.arange(len(s.host)))
     return rec, s, c, checks

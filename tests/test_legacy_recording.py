@@ -7,7 +7,8 @@ import pathlib
 import numpy as np
 import pytest
 
-from synchub.agent.align_main import correct_raw, load_raw
+from synchub.agent.align_main import load_raw
+from synchub.agent.clock.replay import correct_recording
 
 DATA = pathlib.Path(__file__).resolve().parent / "data" / "legacy-rig"
 
@@ -16,7 +17,7 @@ DATA = pathlib.Path(__file__).resolve().parent / "data" / "legacy-rig"
 def test_an_older_recording_aligns_as_it_did(smooth):
     infos, config, evidence, chunks = load_raw(DATA / "legacy-rig.mcap")
     expected = np.load(DATA / "expected.npz")
-    corrected, clocks = correct_raw(infos, config, evidence, chunks, smooth=smooth)
+    corrected, clocks = correct_recording(infos, config, evidence, chunks, smooth=smooth)
     tag = "align" if smooth else "live"
     for name in sorted(infos):
         mine = sorted((c for c in corrected if c.stream == name), key=lambda c: c.seq)

@@ -9,7 +9,7 @@ from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.settings import ClockLayerConfig, StreamClockOptions
 from synchub.agent.core.evidence import TriggerEdge
 from synchub.agent.core.stream import Chunk, StreamInfo
-from synchub.agent.pipeline import BoundedQueue, Hub, IdentityClocks, Shipper
+from synchub.agent.pipeline import BoundedQueue, DerivedChunk, Hub, IdentityClocks, Shipper
 
 
 class ListOutlet:
@@ -85,7 +85,7 @@ def test_block_policy_is_lossless_under_backpressure():
     while len(got) < 50:
         item = q.get(1.0)
         assert item is not None
-        got.append(item[1].seq)
+        got.append(item.seq)
     assert got == list(range(50)) and q.stats.dropped_chunks == 0 and q.stats.blocked_ns > 0
 
 
@@ -125,14 +125,14 @@ def test_final_drain_ships_what_arrives_after_the_thread_ended():
     hub, outlet, clocks = Hub(INFOS, q), ListOutlet(), RecordingClocks()
     ship = Shipper(q, clocks, outlet)
     ship.start()
-    q.put("evidence", TriggerEdge("sync", 1, "ref"))
+    q.put(TriggerEdge("sync", 1, "ref"))
     ship.final_drain()  # refused while the thread runs: one thread ships at a time
     ship.stop()
     ship.join(5)
     assert len(clocks.evidence) == 1
     t = np.array([7], dtype=np.int64)
     fused = Chunk("f", 0, np.zeros((1, 3), np.float32), t, t.copy(), ref_ns=t.copy(), unc_ns=np.zeros(1, np.int64))
-    q.put("corrected", fused)
+    q.put(DerivedChunk(fused))
     hub.evidence(TriggerEdge("sync", 2, "ref"))
     ship.final_drain()
     assert len(outlet.chunks) == 1 and outlet.chunks[0] is fused and ship.sent_samples["f"] == 1 and len(clocks.evidence) == 2
@@ -166,7 +166,7 @@ def test_unknown_stream_is_counted_not_fatal():
     assert hub.problems[("unknown_stream", "zzz")] == 1 and len(q) == 1
 
 
-def test_device_reset_gap_starts_a_new_clock_segment():
+def test_a_reported_clock_reset_starts_a_new_clock_segment_and_is_recorded():
     infos = {"a": StreamInfo("a", "imu", 100.0, 2)}
     q = BoundedQueue(100)
     hub, outlet = Hub(infos, q), ListOutlet()
@@ -177,8 +177,8 @@ def test_device_reset_gap_starts_a_new_clock_segment():
     dev = np.arange(0, 50, dtype=np.int64) * 10_000_000  # 0.5 s at 100 Hz
     hub.samples("a", np.zeros((50, 2), np.float32), dev, host + dev)
     # a capture restarts after a 0.6 s outage: its sample counter just continues, so device time alone shows no
-    # reset (arrival times look like a late read); the driver knows better and says so with a device_reset gap
-    hub.gap("a", 0, "device_reset", int(dev[-1]), int(dev[-1]) + 10_000_000)
+    # reset (arrival times look like a late read); the driver knows better and says so (a ClockReset)
+    hub.reset("a", int(dev[-1]) + 10_000_000, int(dev[-1]), "capture restarted")
     hub.samples("a", np.zeros((50, 2), np.float32), dev + 5 * 10**8, host + dev + 5 * 10**8 + 6 * 10**8)
     time.sleep(0.3)
     ship.stop()
@@ -188,3 +188,8 @@ def test_device_reset_gap_starts_a_new_clock_segment():
     ref = np.concatenate([c.ref_ns for c in outlet.chunks])
     # the second segment maps onto its own arrivals, not onto the first segment's line
     assert abs(int(ref[50]) - (host + 11 * 10**8)) < 50_000_000
+    # recorded as evidence with the sample it precedes, not as a gap: nothing was lost
+    assert outlet.gaps == [] and hub.stats["a"].resets == 1
+    rec = [m for s, m in outlet.meta if s == "_evidence" and m["type"] == "reset"]
+    assert rec == [{"kind": "evidence", "type": "reset", "stream": "a", "seq": 50, "device_ns": int(dev[-1]) + 10_000_000,
+                    "previous_ns": int(dev[-1]), "detail": "capture restarted"}]

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synchub.agent.align_main import ClockReset, correct_raw
 from synchub.agent.clock.layer import StreamClocks
-from synchub.agent.clock.replay import LiveCorrector, feed_offline, replay
+from synchub.agent.clock.replay import LiveCorrector, correct_recording, feed_offline, replay
+from synchub.agent.core.evidence import ClockReset
 from synchub.agent.core.stream import Chunk
 from synchub.agent.core.units import NS
 from synchub.bench.scenario import parse_scenario
@@ -45,7 +45,7 @@ def rec() -> Recording:
 def reference(rec) -> dict[str, np.ndarray]:
     """Every stream corrected as one chunk."""
     clocks = StreamClocks(rec.infos, rec.config("auto"))
-    feed_offline(clocks, rec.chunks, rec.evidence({"edges", "probes"}), rec.resets)
+    feed_offline(clocks, rec.chunks, rec.evidence({"edges", "probes"}) + rec.resets)
     out = {}
     for s in rec.streams:
         c = clocks.correct(Chunk(s.name, 0, np.zeros((len(s.host), 1)), s.device_ns, s.host), smooth=True)
@@ -68,8 +68,8 @@ def _rechunk(rec: Recording, cuts: list[float]) -> list[Chunk]:
 @given(st.lists(st.floats(0.0, 1.0), min_size=0, max_size=40))
 def test_any_chunking_gives_the_same_corrected_times(rec, reference, cuts):
     chunks = _rechunk(rec, cuts)
-    evidence = rec.evidence({"edges", "probes"}) + [ClockReset(s, q) for s, q in rec.resets]
-    corrected, _ = correct_raw(rec.infos, rec.config("auto"), evidence, chunks)
+    evidence = rec.evidence({"edges", "probes"}) + rec.resets
+    corrected, _ = correct_recording(rec.infos, rec.config("auto"), evidence, chunks)
     for s in rec.streams:
         mine = sorted((c for c in corrected if c.stream == s.name), key=lambda c: c.seq)
         ref = np.concatenate([c.ref_ns for c in mine])
@@ -82,7 +82,7 @@ def test_the_recording_is_what_the_clock_layer_must_handle(rec, reference):
     a, b = rec.streams
     assert a.resets_true == 2 and b.resets_true == 1 and not b.driver_resets
     st = StreamClocks(rec.infos, rec.config("auto"))
-    feed_offline(st, rec.chunks, rec.evidence({"edges", "probes"}), rec.resets)
+    feed_offline(st, rec.chunks, rec.evidence({"edges", "probes"}) + rec.resets)
     state = st.state()
     assert state["a"]["segments"] == 3 and state["b"]["segments"] == 2
     err = reference["a"] - a.true
@@ -134,7 +134,7 @@ def test_live_corrector_holds_chunks_for_the_delay_and_applies_reported_resets()
     clocks = _Clocks()
     live = LiveCorrector(clocks, delay_ns=NS)
     live.chunk(Chunk("a", 0, np.zeros((2, 1)), [10, 20], [100, 200]))
-    live.reset("a")
+    live.evidence(ClockReset("a", 2))
     live.chunk(Chunk("a", 2, np.zeros((1, 1)), [5], [300]))
     assert live.release(NS + 199) == [] and live.pending == 2
     assert [c.seq for c in live.release(NS + 200)] == [0]
@@ -148,11 +148,11 @@ def test_live_replay_corrects_each_chunk_with_what_was_known_then(rec):
     chunks = [c for c in rec.chunks if c.stream == "a"]
     evidence = rec.evidence({"edges"})
     delay = NS + NS // 2
-    full = replay(StreamClocks(rec.infos, rec.config("auto")), chunks, evidence, rec.resets,
+    full = replay(StreamClocks(rec.infos, rec.config("auto")), chunks, evidence + rec.resets,
                   smooth=False, delay_ns=delay)
     cut = 90 * NS
     early = [e for e in evidence if (e.host_ns or e.t_ns) <= cut]
-    part = replay(StreamClocks(rec.infos, rec.config("auto")), chunks, early, rec.resets,
+    part = replay(StreamClocks(rec.infos, rec.config("auto")), chunks, early + rec.resets,
                   smooth=False, delay_ns=delay)
     for f, p in zip(full, part, strict=True):
         if f.host_ns[-1] + delay < cut:

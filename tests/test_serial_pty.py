@@ -19,7 +19,7 @@ from synchub.drivers.sim.settings import DEFAULT_DEVICES, SimSettings
 class RecordingSink:
     def __init__(self):
         self.lock = threading.Lock()
-        self.chunks, self.gaps, self.items, self.problems = {}, [], [], []
+        self.chunks, self.gaps, self.resets, self.items, self.problems = {}, [], [], [], []
 
     def samples(self, stream, data, device_ns, host_ns):
         with self.lock:
@@ -28,6 +28,10 @@ class RecordingSink:
     def gap(self, stream, count, cause, device_ns_from=0, device_ns_to=0, detail=""):
         with self.lock:
             self.gaps.append((stream, count, cause, detail))
+
+    def reset(self, stream, device_ns, previous_ns=0, detail=""):
+        with self.lock:
+            self.resets.append((stream, device_ns, previous_ns, detail))
 
     def evidence(self, item):
         with self.lock:
@@ -186,9 +190,9 @@ def test_counter_wrap_and_clock_reset_through_the_driver():
     np.testing.assert_array_equal(dev // 1000, truth.device_ns // 1000)  # unwrapped across the wrap, restarted
     assert truth.device_ns.max() > 1 << 32 and drv.unwrapper.wraps == 1
     assert len(truth.resets_ns) == 1 and set(truth.segment.tolist()) == {0, 1}
-    gaps = [g for g in sink.gaps if g[0] == "imu0"]
-    assert [g[2] for g in gaps] == ["device_reset"] and gaps[0][1] == 0
-    assert drv.stats.resets == 1
+    assert [g for g in sink.gaps if g[0] == "imu0"] == []  # a reset loses no sample
+    (stream, new, before, _), = sink.resets
+    assert stream == "imu0" and before > new and drv.stats.resets == 1
 
 
 def test_driver_parsing_over_minutes_of_simulated_bytes():
@@ -226,7 +230,7 @@ def test_driver_parsing_over_minutes_of_simulated_bytes():
     np.testing.assert_array_equal(got // 1000, devns // 1000)
     assert drv.unwrapper.wraps == 1 and drv.unwrapper.resets == 1
     gaps = [g for g in sink.gaps if g[0] == "imu0"]
-    assert [g[2] for g in gaps if g[2] == "device_reset"] == ["device_reset"]
+    assert [r[0] for r in sink.resets] == ["imu0"]
     assert sum(g[1] for g in gaps if g[2] == "device_drop") == dev.dropped > 10
     assert drv.stats.malformed == n_garbage > 0
     edges = [e for e in sink.items if isinstance(e, TriggerEdge)]

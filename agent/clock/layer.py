@@ -5,13 +5,15 @@ Per stream a ``ClockModel`` and, when the stream's ``trigger`` option names a tr
 * ``feed(evidence)``: ``TriggerEdge(clock="device", source=stream)`` goes to that stream's matcher;
   ``TriggerEdge(clock="ref", source=trigger)`` goes to the matcher of every stream whose ``trigger`` names the line
   (and, for a ``pps`` line, numbers the second and feeds the reference -> UTC model); matched pairs go to the
-  stream's model.  ``Probe`` and ``OffsetEstimate`` go to their stream's model.  Barcode/Harp lines are decoded on
-  both sides and matched by value.
+  stream's model.  ``Probe`` and ``OffsetEstimate`` go to their stream's model, a ``UtcSample`` to the reference ->
+  UTC model.  Barcode/Harp lines are decoded on both sides and matched by value.  (A ``ClockReset`` is applied to
+  the chunk it precedes: ``synchub.agent.clock.replay``, then ``reset``.)
 * ``feed_arrivals(stream, device_ns, host_ns)``: the arrival-time baseline (and the fastest reset detector).
 * ``correct(chunk)``: a new chunk with ``ref_ns``, ``unc_ns``, ``segment`` and ``method`` (raw times untouched).
 * ``state()``: per stream model and matcher state, for stream metadata; ``utc_state()`` for the UTC mapping.
-* ``feed_utc(mono_ns, utc_ns, sigma_ns, source)``: a coarse reference -> UTC sample (the system clock, or NTP as
-  measured by ``synchub.drivers.ntp``); GPS PPS edges refine it to microseconds.  ``to_utc(ref_ns)`` maps.
+* ``feed_utc(mono_ns, utc_ns, sigma_ns, source)`` (a ``UtcSample``): a coarse reference -> UTC sample (the system
+  clock, or NTP as measured by ``synchub.drivers.ntp``); GPS PPS edges refine it to microseconds.  ``to_utc(ref_ns)``
+  maps.
 
 Whenever a stream's clock model starts a segment (a reset the driver reported, device time going back or jumping
 ahead, a step in the edges), its matcher starts over (``TriggerMatcher.restart``): pairs from the old timeline say
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synchub.agent.core.evidence import OffsetEstimate, Probe, TriggerEdge
+from synchub.agent.core.evidence import OffsetEstimate, Probe, TriggerEdge, UtcSample
 from synchub.agent.core.options import TriggerSettings
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
@@ -41,9 +43,6 @@ from .triggers import TriggerMatcher
 
 #: Default 1-sigma jitter of a matched edge pair per GPIO back end (kernel stamps vs userspace callbacks), ns.
 EDGE_SIGMA_NS = {"gpiod": 5_000, "sim": 5_000, "rpi-gpio": 150_000}
-#: ``OffsetEstimate(stream=UTC_STREAM, device_ns=<monotonic>, offset_ns=<UTC - monotonic>)`` is a reference -> UTC
-#: sample (``synchub.drivers.ntp.NtpMonitor.evidence``): it travels through the pipeline's queue like other evidence.
-UTC_STREAM = "_utc"
 BARCODE_BIT_NS = 0  # barcode bit time learnt from each start pulse (the sync box and the sim rig use 10-30 ms)
 
 
@@ -188,10 +187,9 @@ class StreamClocks:
                 return
             sc.model.add_probe(item.host_send_ns, item.device_ns, item.host_recv_ns)
             sc.follow()
+        elif isinstance(item, UtcSample):
+            self.feed_utc(item.mono_ns, item.utc_ns, item.sigma_ns, item.source)
         elif isinstance(item, OffsetEstimate):
-            if item.stream == UTC_STREAM:
-                self.feed_utc(item.device_ns, item.device_ns + item.offset_ns, item.sigma_ns, item.source)
-                return
             sc = self.clocks.get(item.stream)
             if sc is None:
                 self._count("offset_unrouted")

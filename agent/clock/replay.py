@@ -7,18 +7,20 @@ chunk's arrival times are fed at once (after the driver-reported reset that prec
 held until ``delay_ns`` after its last sample arrived, then corrected with everything known by then
 (``release(now_ns)``).  The agent's ``Shipper`` drives it with ``CLOCK_MONOTONIC``.
 
-``replay(clocks, chunks, evidence, resets)`` reruns a recording on a fresh ``StreamClocks``:
+``replay(clocks, chunks, evidence)`` reruns a recording on a fresh ``StreamClocks`` (``correct_recording`` builds
+it from the recording's clock config):
 
 * two-sided (``smooth=True``, the default): every stream's samples are fed in fixed slices of host time
   (``SLICE_NS``, cut at resets too) interleaved with the evidence in host-time order, so the recording's own
   chunking does not matter; then every chunk is corrected with the two-sided estimate.  Since ``ClockModel.map``
   is a function of the evidence and of each sample's own times, a recording corrected chunk by chunk gives the
   same times as corrected at once.
-* live (``smooth=False``): the recorded chunks, gaps and evidence go through a ``LiveCorrector`` in host-time order,
+* live (``smooth=False``): the recorded chunks and evidence go through a ``LiveCorrector`` in host-time order,
   each chunk corrected once ``delay_ns`` of host time has passed since its last sample arrived: the agent's causal
   correction.
 
-``resets`` are ``(stream, seq)`` of the first sample after each ``device_reset`` gap (``Gap.seq``).
+A ``ClockReset`` among the evidence (a driver saw its device clock reset) starts a new clock segment at its sample
+(``seq``): the chunk that begins there is fed after the reset.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from synchub.agent.core.evidence import OffsetEstimate, Probe, TriggerEdge
-from synchub.agent.core.stream import Chunk
-from synchub.agent.core.units import NS
+from synchub.agent.core.evidence import ClockReset, Evidence, OffsetEstimate, Probe, TriggerEdge
+from synchub.agent.core.stream import Chunk, StreamInfo
 
 from .choice import METHOD_ORDER
+from .layer import StreamClocks
+from .settings import ClockLayerConfig
 
 _METHOD_RANK = {m: i for i, m in enumerate((*METHOD_ORDER, "none"))}
 #: Host-time slices in which a rerun feeds arrival times (the agent ships chunks of about this length).
@@ -50,12 +53,12 @@ class LiveCorrector:
         self._pending: collections.deque[Chunk] = collections.deque()
         self._resets: dict[str, int] = {}  # streams whose next chunk starts after a reported reset
 
-    def evidence(self, item) -> None:
-        self.clocks.feed(item)
-
-    def reset(self, stream: str) -> None:
-        """A ``device_reset`` gap: the stream's next chunk starts a new clock segment."""
-        self._resets[stream] = 1
+    def evidence(self, item: Evidence) -> None:
+        """Evidence as it comes; a ``ClockReset`` makes the stream's next chunk start a new clock segment."""
+        if isinstance(item, ClockReset):
+            self._resets[item.stream] = 1
+        else:
+            self.clocks.feed(item)
 
     def chunk(self, chunk: Chunk) -> None:
         if self._resets.pop(chunk.stream, None) is not None:
@@ -88,29 +91,27 @@ def evidence_time(item) -> int:
     return 0
 
 
-def replay(clocks, chunks: Iterable[Chunk], evidence: Iterable[Any] = (), resets: Iterable[tuple[str, int]] = (),
-           *, smooth: bool = True, delay_ns: int | None = None) -> list[Chunk]:
-    """Rerun the clock layer on a recording's raw times and evidence (see the module docstring); returns the chunks
-    corrected, in the order given.  ``delay_ns`` (live only) defaults to the correction delay of the clocks' config
-    (``ClockLayerConfig.delay_ns``)."""
+def replay(clocks, chunks: Iterable[Chunk], evidence: Iterable[Evidence] = (), *, smooth: bool = True,
+           delay_ns: int | None = None) -> list[Chunk]:
+    """Rerun the clock layer on a recording's raw times and evidence (``ClockReset`` items included; see the module
+    docstring); returns the chunks corrected, in the order given.  ``delay_ns`` (live only) defaults to the
+    correction delay of the clocks' config (``ClockLayerConfig.delay_ns``)."""
     chunks = list(chunks)
     evidence = list(evidence)
-    resets = {(str(s), int(q)) for s, q in resets}
     if not smooth:
         if delay_ns is None:
             delay_ns = clocks.config.delay_ns
-        return _replay_live(clocks, chunks, evidence, resets, delay_ns)
-    feed_offline(clocks, chunks, evidence, resets)
+        return _replay_live(clocks, chunks, evidence, delay_ns)
+    feed_offline(clocks, chunks, evidence)
     return [clocks.correct(c, smooth=True) for c in chunks]
 
 
-def feed_offline(clocks, chunks: Iterable[Chunk], evidence: Iterable[Any] = (),
-                 resets: Iterable[tuple[str, int]] = ()) -> None:
+def feed_offline(clocks, chunks: Iterable[Chunk], evidence: Iterable[Evidence] = ()) -> None:
     """The feeding half of the two-sided rerun: arrival times in fixed host-time slices, interleaved with the
-    evidence in host-time order (resets applied where they happened).  Then ``clocks.correct(chunk, smooth=True)``
-    maps any samples of the recording."""
+    evidence in host-time order (each ``ClockReset`` applied at its sample).  Then ``clocks.correct(chunk,
+    smooth=True)`` maps any samples of the recording."""
     chunks = list(chunks)
-    resets = {(str(s), int(q)) for s, q in resets}
+    evidence, resets = _split_resets(evidence)
     items: list[tuple[int, int, int, Any]] = [(evidence_time(e), 0, i, e) for i, e in enumerate(evidence)]
     for k, piece in enumerate(_slices(chunks, resets)):
         items.append((piece[3], 1, k, piece))
@@ -123,6 +124,17 @@ def feed_offline(clocks, chunks: Iterable[Chunk], evidence: Iterable[Any] = (),
         if reset:
             clocks.reset(stream, int(dev[0]), int(host[0]))
         clocks.feed_arrivals(stream, dev, host)
+
+
+def _split_resets(evidence: Iterable[Evidence]) -> tuple[list, set[tuple[str, int]]]:
+    """(the evidence without ``ClockReset`` items, ``(stream, seq)`` of each reset's first sample)."""
+    rest, resets = [], set()
+    for e in evidence:
+        if isinstance(e, ClockReset):
+            resets.add((str(e.stream), int(e.seq)))
+        else:
+            rest.append(e)
+    return rest, resets
 
 
 def _slices(chunks: list[Chunk], resets: set[tuple[str, int]]):
@@ -144,7 +156,8 @@ def _slices(chunks: list[Chunk], resets: set[tuple[str, int]]):
             yield stream, dev[a:b], host[a:b], int(host[b - 1]), a in at_reset
 
 
-def _replay_live(clocks, chunks: list[Chunk], evidence: list, resets: set[tuple[str, int]], delay_ns: int):
+def _replay_live(clocks, chunks: list[Chunk], evidence: list, delay_ns: int):
+    evidence, resets = _split_resets(evidence)
     live = LiveCorrector(clocks, delay_ns)
     # drivers end a chunk where the device clock reset; a recording that does not is cut there
     parts: list[tuple[int, Chunk, bool]] = []
@@ -169,7 +182,7 @@ def _replay_live(clocks, chunks: list[Chunk], evidence: list, resets: set[tuple[
             live.evidence(item)
             continue
         if item[2]:
-            live.reset(item[1].stream)
+            live.evidence(ClockReset(item[1].stream, item[1].seq))
         live.chunk(item[1])
         order.append(k)
     take(live.release(0, flush=True))
@@ -189,3 +202,12 @@ def _replay_live(clocks, chunks: list[Chunk], evidence: list, resets: set[tuple[
             out.append(c.corrected(np.concatenate([m.ref_ns for m in mine]), np.concatenate([m.unc_ns for m in mine]),
                                    best, segment=np.concatenate([m.segment for m in mine])))
     return out
+
+
+def correct_recording(infos: dict[str, StreamInfo], config: ClockLayerConfig, evidence: Iterable[Evidence],
+                      chunks: Iterable[Chunk], *, smooth: bool = True) -> tuple[list[Chunk], StreamClocks]:
+    """A recording's raw chunks corrected by a ``StreamClocks`` rebuilt from its clock config: two-sided, or as
+    the agent did live (``smooth=False``).  The one offline correction of ``synchub align``, the demo and
+    ``synchub bench sync``."""
+    clocks = StreamClocks(infos, config)
+    return replay(clocks, chunks, evidence, smooth=smooth), clocks

@@ -1,4 +1,4 @@
-"""Clock evidence: what drivers and aligners learn about a stream's clock, fed to its ClockModel.
+"""Clock evidence: what drivers and aligners learn about a stream's clock, fed to the clock layer.
 
 All times are int64 ns.  ``device_ns`` is the stream device's (unwrapped) clock; ``ref_ns`` and ``host_*`` are
 the reference clock (host CLOCK_MONOTONIC, or a sync box's clock once mapped).
@@ -53,11 +53,38 @@ class OffsetEstimate:
     confidence: float = 1.0
 
 
-Evidence = TriggerEdge | Probe | OffsetEstimate
+@dataclass(frozen=True)
+class ClockReset:
+    """A driver saw its device clock reset (a reboot, a restarted capture): sample ``seq`` of ``stream`` (device
+    time ``device_ns``) is the first of a new timeline, ``previous_ns`` the last device time before it.  Drivers
+    report it with ``DriverSink.reset``; the pipeline's hub numbers it (``seq``)."""
+
+    stream: str
+    seq: int = -1
+    device_ns: int = 0
+    previous_ns: int = 0
+    detail: str = ""
 
 
-_TYPES = {"edge": TriggerEdge, "probe": Probe, "offset": OffsetEstimate}
+@dataclass(frozen=True)
+class UtcSample:
+    """The reference clock read against UTC: host CLOCK_MONOTONIC ``mono_ns`` was UTC ``utc_ns`` (ns since the
+    epoch) within ``sigma_ns`` (1-sigma), from ``source`` ("system": the host's CLOCK_REALTIME, "ntp": corrected by
+    NTP).  GPS PPS edges refine the mapping in the clock layer."""
+
+    mono_ns: int
+    utc_ns: int
+    sigma_ns: int
+    source: str = "system"
+
+
+Evidence = TriggerEdge | Probe | OffsetEstimate | ClockReset | UtcSample
+
+
+_TYPES = {"edge": TriggerEdge, "probe": Probe, "offset": OffsetEstimate, "reset": ClockReset, "utc": UtcSample}
 _NAMES = {cls: name for name, cls in _TYPES.items()}
+#: Before issue 10 a UTC sample was recorded as an ``OffsetEstimate`` of this pseudo stream.
+LEGACY_UTC_STREAM = "_utc"
 
 
 def evidence_to_dict(item: Evidence) -> dict:
@@ -68,13 +95,17 @@ def evidence_to_dict(item: Evidence) -> dict:
 
 
 def evidence_from_dict(d: dict) -> Evidence:
-    """Rebuild an evidence item from ``evidence_to_dict`` output; raises ValueError on anything else."""
+    """Rebuild an evidence item from ``evidence_to_dict`` output (also of recordings made before ``UtcSample``
+    existed); raises ValueError on anything else."""
     try:
         cls = _TYPES[d["type"]]
     except (KeyError, TypeError):
         raise ValueError(f"not an evidence record: {d!r:.80}") from None
     names = {f.name for f in dataclasses.fields(cls)}
     try:
-        return cls(**{k: v for k, v in d.items() if k in names})
+        item = cls(**{k: v for k, v in d.items() if k in names})
     except TypeError as exc:
         raise ValueError(f"bad {d['type']} evidence record: {exc}") from None
+    if isinstance(item, OffsetEstimate) and item.stream == LEGACY_UTC_STREAM:
+        return UtcSample(item.device_ns, item.device_ns + item.offset_ns, item.sigma_ns, item.source)
+    return item

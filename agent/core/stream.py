@@ -244,7 +244,7 @@ GAP_CAUSES = (
     "malformed",  # bytes arrived but could not be parsed
     "queue_full",  # the agent's bounded queue overflowed (only with a lossy drop policy)
     "spool_full",  # the on-disk spool overflowed and its policy dropped data
-    "device_reset",  # the device clock reset; samples around the reset could not be attributed
+    "device_reset",  # samples around a device clock reset could not be attributed (the reset: a ClockReset)
     "disconnect",  # the device went away
 )
 

@@ -4,7 +4,7 @@ Device time is the device's own sample/frame counter on its drifting clock (samp
 host time is when the period/buffer was delivered (``time.monotonic_ns()`` right after the read returns), so
 the clock layer sees the same evidence as from a real USB microphone or camera.  A skipped period/frame index
 (the device dropped it, or the reader fell behind and the source overran) is recorded as a ``device_drop`` gap;
-a device clock reset as a ``device_reset`` gap record.
+a device clock reset with ``reset`` (a ``ClockReset`` in the recording).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class SimCaptureDriver(Driver):
         seg = int(p.segment[0])
         if self._last_seg is not None and seg != self._last_seg:
             self.stats.resets += 1
-            self.sink.gap(self.name, 0, "device_reset", self._last_dev, int(p.device_ns[0]), "device clock reset")
+            self.sink.reset(self.name, int(p.device_ns[0]), self._last_dev, "device clock reset")
         elif self._last_index is not None and p.index != self._last_index + 1:
             missing = (p.index - self._last_index - 1) * n
             self.stats.gaps += 1
