@@ -131,7 +131,7 @@ def run(args) -> int:
         raise UserError(f"cannot read {', '.join(args.files)}: {type(exc).__name__}: {exc}") from None
     summary = summarize(session)
     if args.fused_json:
-        from synchub.agent.fusion import export_fused_json
+        from synchub.agent.align.fusion import export_fused_json
 
         if len(args.files) != 1:
             raise UserError("--fused-json takes one recording")

@@ -118,7 +118,8 @@ class Agent:
         wanted = [s for s in self.config.streams if s.common.align_to and s.common.method in ("neural", "hybrid", "auto")]
         if not wanted:
             return []
-        from .online_align import AlignmentTracker, modality_of
+        from synchub.agent.align.tracker import AlignmentTracker
+        from synchub.agent.align.window import modality_of
 
         runners = self._runners({modality_of(self.infos[n]) for s in wanted for n in (s.common.align_to, s.name)},
                                 "alignment")
@@ -133,8 +134,8 @@ class Agent:
     def _make_fuser(self):
         if not self.config.agent.fusion:
             return None
-        from .fusion import Fuser
-        from .online_align import modality_of
+        from synchub.agent.align.fusion import Fuser
+        from synchub.agent.align.window import modality_of
 
         data = {n: i for n, i in self.infos.items() if i.type not in ("trigger", "fused")}
         runners = self._runners({modality_of(i) for i in data.values()}, "fusion")
@@ -143,7 +144,7 @@ class Agent:
     def _runners(self, modalities: set[str], user: str) -> dict:
         """The encoders of ``modalities``, each loaded once for the aligners and the fusion together; a missing
         model is a logged reason (the aligner abstains, the fusion leaves NaN), not an error."""
-        from .online_align import load_runners
+        from synchub.agent.align.window import load_runners
 
         missing = modalities - self._encoders.keys()
         self._encoders.update(load_runners(sorted(missing)))

@@ -13,7 +13,7 @@ What it does, per seed of the scenario:
    searched over +-2 s around zero (no prior from earlier windows), by every method on the same data:
 
    * ``arrival``: the target's raw host receive times (what a hub without clock evidence records);
-   * ``classical``: onset correlation of hand-made features (``agent/classical.py``), coarse then fine;
+   * ``classical``: onset correlation of hand-made features (``agent/align/onsets.py``), coarse then fine;
    * ``neural``: encoders only: coarse lag from embedding similarity + parabolic vertex (``EncoderRunner``);
    * ``hybrid``: neural coarse + fine onset correlation, cross-checked against the classical wide search,
      bounded by the arrival times (a sample cannot arrive before it was taken: offset <= min(host - device) over
@@ -47,11 +47,12 @@ from pathlib import Path
 
 import numpy as np
 
-from synchub.agent.aligner import AlignerSettings, DriftTracker, theil_sen
+from synchub.agent.align.aligner import AlignerSettings
+from synchub.agent.align.drift import DriftTracker, theil_sen
+from synchub.agent.align.window import WindowAligner, load_runners
 from synchub.agent.core.settings import Where, build, read_toml, setting
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import NS
-from synchub.agent.online_align import WindowAligner, load_runners
 from synchub.drivers.sim import render as R
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 from synchub.drivers.sim.world import World, WorldSpec

@@ -37,10 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from synchub.agent.aligner import AlignerSettings, DriftTracker, theil_sen
+from synchub.agent.align.aligner import AlignerSettings
+from synchub.agent.align.drift import DriftTracker, theil_sen
+from synchub.agent.align.window import WindowAligner, load_runners, modality_of, period_s
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.core.units import NS
-from synchub.agent.online_align import WindowAligner, load_runners, modality_of, period_s
 from synchub.bench.align import _cut, embed_stream, feed_window, hybrid_map
 from synchub.errors import UserError
 
@@ -193,8 +194,8 @@ def run_tracker(rec, ref_key: str, tgt_key: str, runners: dict, window_s: float,
     """The live ``AlignmentTracker`` (hybrid) fed one second of both streams at a time, as the agent does; each
     target event is mapped when it arrives, with the tracker's current offset line (none yet: missed).  In file
     mode the target's host times are its device times (what a tool replaying a log file has)."""
+    from synchub.agent.align.tracker import AlignmentTracker
     from synchub.agent.core.stream import Chunk
-    from synchub.agent.online_align import AlignmentTracker
 
     ref, tgt = rec.tracks[ref_key], rec.tracks[tgt_key]
     tr = AlignmentTracker("ref", "tgt", ref.info(), tgt.info(), runners, window_s=window_s, hop_s=hop_s)

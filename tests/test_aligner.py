@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from synchub.agent.aligner import Aligner, AlignerSettings, AlignResult, DriftTracker, theil_sen
-from synchub.agent.classical import Onsets
+from synchub.agent.align.aligner import Aligner, AlignerSettings, AlignResult
+from synchub.agent.align.drift import DriftTracker, theil_sen
+from synchub.agent.align.onsets import Onsets
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.units import NS
 

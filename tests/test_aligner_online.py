@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
+from synchub.agent.align.tracker import AlignmentTracker
+from synchub.agent.align.window import WindowAligner, load_runners
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
-from synchub.agent.online_align import AlignmentTracker, WindowAligner, load_runners
 from synchub.drivers.sim import render as R
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 from synchub.drivers.sim.world import World

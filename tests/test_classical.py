@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from synchub.agent import classical as C
+from synchub.agent.align import correlation as X
+from synchub.agent.align import onsets as C
 from synchub.agent.core.units import NS
 from synchub.drivers.sim import render as R
 from synchub.drivers.sim.world import TAP, World
@@ -11,7 +12,7 @@ from synchub.drivers.sim.world import TAP, World
 
 def test_to_grid_conserves_mass_and_places_impulses_sub_bin():
     t = np.array([10_250_000, 20_700_000], dtype=np.int64)  # 10.25 ms, 20.7 ms on a 1 kHz grid
-    g = C.to_grid(C.Onsets("impulses", t, np.array([1.0, 2.0])), 0, 40, 1000.0)
+    g = X.to_grid(C.Onsets("impulses", t, np.array([1.0, 2.0])), 0, 40, 1000.0)
     assert g.sum() == pytest.approx(3.0)
     centres = np.arange(40) + 0.5
     first = g[:15]
@@ -22,7 +23,7 @@ def test_to_grid_conserves_mass_and_places_impulses_sub_bin():
 
 def test_to_grid_spreads_interval_mass_uniformly():
     t = np.array([0, 10_000_000, 20_000_000], dtype=np.int64)
-    g = C.to_grid(C.Onsets("intervals", t, np.array([0.0, 5.0])), 0, 30, 1000.0)
+    g = X.to_grid(C.Onsets("intervals", t, np.array([0.0, 5.0])), 0, 30, 1000.0)
     assert g.sum() == pytest.approx(5.0)
     assert np.allclose(g[10:20], 0.5) and np.allclose(g[:10], 0) and np.allclose(g[20:], 0)
 
@@ -33,9 +34,9 @@ def test_ncc_and_parabolic_find_a_fractional_shift():
     ev = rng.uniform(100, 1900, 25)
     ref = sum(np.exp(-0.5 * ((x - e) / 3.0) ** 2) for e in ev)
     tgt = sum(np.exp(-0.5 * ((x[:1600] - (e - 200 - 37.3)) / 3.0) ** 2) for e in ev)
-    curve = C.ncc_valid(ref, tgt)
-    i, psr, side = C.peak_stats(curve, 10)
-    assert C.parabolic(curve, i) == pytest.approx(237.3, abs=0.2)
+    curve = X.ncc_valid(ref, tgt)
+    i, psr, side = X.peak_stats(curve, 10)
+    assert X.parabolic(curve, i) == pytest.approx(237.3, abs=0.2)
     assert psr > 10 and side < 0.6
 
 
@@ -45,7 +46,7 @@ def test_gcc_phat_on_rendered_audio_is_sample_exact():
     a = R.render(w, "audio", t, rng=np.random.default_rng(0))[:, 0].astype(np.float64)
     lag = 123
     b = np.concatenate([np.zeros(lag), a[:-lag]]) + np.random.default_rng(1).normal(0, 0.005, len(a))
-    cc = C.gcc_phat(a, b, 400)
+    cc = X.gcc_phat(a, b, 400)
     assert int(np.argmax(cc)) - 400 == lag
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from synchub.agent import mcap_io
+from synchub.agent.align.fusion import Fuser, export_fused_json
+from synchub.agent.align.window import load_runners
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
-from synchub.agent.fusion import Fuser, export_fused_json
-from synchub.agent.online_align import load_runners
 from synchub.drivers.sim import render as R
 from synchub.drivers.sim.world import World
 

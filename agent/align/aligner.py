@@ -16,8 +16,8 @@ Stages:
    main lobe to the main peak.  Low PSR, an ambiguous second peak, a peak on the search edge, too few events, a
    flat/NaN signal or a missing model: the result is ``ok=False`` with a ``reason`` (abstention), never a
    confident wrong offset.
-4. **Drift** (``DriftTracker``): a Theil-Sen line through the accepted window offsets over device time, with
-   outliers (> 5 robust sigmas and > 3 of their own sigma from the line) rejected.
+4. **Drift** (``synchub.agent.align.drift.DriftTracker``): a Theil-Sen line through the accepted window offsets
+   over device time, with outliers (> 5 robust sigmas and > 3 of their own sigma from the line) rejected.
 
 Results become ``OffsetEstimate`` evidence (``AlignResult.evidence``) with a 1-sigma from the peak width and PSR.
 """
@@ -32,7 +32,17 @@ import numpy as np
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.units import NS
 
-from .classical import Onsets, gcc_ml, matched_events, ncc_valid, parabolic, peak_stats, smooth, to_grid
+from .correlation import (
+    coverage_weight,
+    embedding_curve,
+    gcc_ml,
+    ncc_valid,
+    parabolic,
+    peak_stats,
+    smooth,
+    to_grid,
+)
+from .onsets import Onsets, matched_events
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,7 @@ def confidence_of(psr: float) -> float:
     return float(1.0 - math.exp(-max(psr, 0.0) / 3.0)) if math.isfinite(psr) else 1.0
 
 
-def _abstain(method: str, span, reason: str, offset_ns: int = 0, psr: float = 0.0) -> AlignResult:
+def abstain(method: str, span, reason: str, offset_ns: int = 0, psr: float = 0.0) -> AlignResult:
     return AlignResult(False, int(offset_ns), 0, float(psr), int((span[0] + span[1]) // 2), method, reason)
 
 
@@ -187,27 +197,27 @@ class Aligner:
         the matched events must be) are lowered by callers whose candidate is independent evidence (a neural lag)."""
         why = self._check_inputs(ref, tgt)
         if why:
-            return _abstain(method, span, why, int(centre_ns))
+            return abstain(method, span, why, int(centre_ns))
         half = max(self.s.fine_s, 1.0 * period_s) * NS
         sigma_s = max(2.0 / self.s.grid_hz, self.s.fine_smooth * period_s)
         c = self._onset_curve(ref, tgt, span, centre_ns, half, self.s.grid_hz, sigma_s, period_s + 3 * sigma_s)
         if isinstance(c, str):
-            return _abstain(method, span, c, int(centre_ns))
+            return abstain(method, span, c, int(centre_ns))
         if c.at_edge:
-            return _abstain(method, span, "fine peak at the edge of its range", int(c.offset_ns), c.psr)
+            return abstain(method, span, "fine peak at the edge of its range", int(c.offset_ns), c.psr)
         tol = max(3.0 * sigma_s, period_s, 0.01) * NS
         matched, chance, n_t = matched_events(ref, tgt, c.offset_ns, tol, span)
         need = self.s.min_matched if min_matched is None else min_matched
         if matched < need or matched <= chance + chance_sigmas * math.sqrt(chance):
-            return _abstain(method, span, f"too few matched events ({matched} of {n_t}, {chance:.1f} by chance)",
+            return abstain(method, span, f"too few matched events ({matched} of {n_t}, {chance:.1f} by chance)",
                             int(c.offset_ns), c.psr)
         psr = c.psr if coarse_psr is None else coarse_psr
         if coarse_psr is None:
             why = self._judge(c)
             if why:
-                return _abstain(method, span, why, int(c.offset_ns), c.psr)
+                return abstain(method, span, why, int(c.offset_ns), c.psr)
         elif c.sidelobe > self.s.max_sidelobe:
-            return _abstain(method, span, f"fine curve ambiguous (second peak {c.sidelobe:.2f})", int(c.offset_ns),
+            return abstain(method, span, f"fine curve ambiguous (second peak {c.sidelobe:.2f})", int(c.offset_ns),
                             c.psr)
         floor = 0.3 * NS / self.s.grid_hz
         # level mode (still images): an event's evidence is spread over its visibility, not one sample interval
@@ -220,15 +230,15 @@ class Aligner:
         """Coarse onset correlation over prior +- search_s (100 Hz), then ``fine``."""
         why = self._check_inputs(ref, tgt)
         if why:
-            return _abstain("classical", span, why, prior_ns)
+            return abstain("classical", span, why, prior_ns)
         sig = max(self.s.coarse_smooth_s, 0.1 * period_s)
         c = self._onset_curve(ref, tgt, span, float(prior_ns), self.s.search_s * NS, self.s.coarse_hz, sig,
                               max(3 * sig, period_s, 0.05))
         if isinstance(c, str):
-            return _abstain("classical", span, c, prior_ns)
+            return abstain("classical", span, c, prior_ns)
         why = self._judge(c)
         if why:
-            return _abstain("classical", span, why, int(c.offset_ns), c.psr)
+            return abstain("classical", span, why, int(c.offset_ns), c.psr)
         return self.fine(ref, tgt, span, c.offset_ns, period_s, "classical", coarse_psr=c.psr)
 
     def neural(self, ref_times, ref_vectors, tgt_times, tgt_vectors, span, prior_ns: int,
@@ -237,12 +247,12 @@ class Aligner:
         curve, first, step, why = embedding_curve(ref_times, ref_vectors, tgt_times, tgt_vectors, span, prior_ns,
                                                   self.s.search_s, rate_hz)
         if why:
-            return _abstain("neural", span, why, prior_ns)
+            return abstain("neural", span, why, prior_ns)
         exclude = max(2, int(math.ceil(0.1 * rate_hz)))
         c = self._curve_from(curve, first, step, exclude)
         why = self._judge(c, self.s.neural_min_psr, self.s.neural_max_sidelobe)
         if why:
-            return _abstain("neural", span, why, int(c.offset_ns), c.psr)
+            return abstain("neural", span, why, int(c.offset_ns), c.psr)
         return AlignResult(True, int(round(c.offset_ns)), self._sigma(c, 0.3 * step, 2.0 * step / NS, 1), float(c.psr),
                            int((span[0] + span[1]) // 2), "neural")
 
@@ -269,11 +279,11 @@ class Aligner:
             gate = max(4.0 * neural.sigma_ns, 0.06 * NS, 1.5 * period_s * NS)
             if abs(c.offset_ns - neural.offset_ns) <= gate or c.confidence >= 2.0 * self.s.min_psr:
                 return as_hybrid(c)
-            return _abstain("hybrid", span, f"neural and classical disagree by "
+            return abstain("hybrid", span, f"neural and classical disagree by "
                             f"{abs(c.offset_ns - neural.offset_ns) / 1e6:.0f} ms", prior_ns)
         if not n_ok:
             reason = c.reason if neural is None else f"neural: {neural.reason}; classical: {c.reason}"
-            return _abstain("hybrid", span, reason, prior_ns)
+            return abstain("hybrid", span, reason, prior_ns)
         # the embedding peak is broad and its sigma pessimistic: search +- 2 sigma, at most +- 0.15 s (or one period)
         half = max(period_s, min(2.0 * neural.sigma_ns / NS, 0.15))
         f = self.fine(ref, tgt, span, float(neural.offset_ns), half, "hybrid", coarse_psr=neural.confidence,
@@ -281,14 +291,6 @@ class Aligner:
         if f.ok:
             return f
         return as_hybrid(neural)
-
-
-def coverage_weight(known: np.ndarray, m: int, min_overlap: float) -> np.ndarray:
-    """Per lag (valid correlation of a length-``m`` target along ``known``): the covered fraction, 0 below
-    ``min_overlap``."""
-    c = np.concatenate([[0.0], np.cumsum(known)])
-    frac = (c[m:] - c[:-m]) / max(m, 1)
-    return np.where(frac >= min_overlap, frac, 0.0)
 
 
 def apply_arrival_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 500_000) -> AlignResult:
@@ -303,7 +305,7 @@ def apply_arrival_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 50
 def gcc_fine(ref_t, ref_x, tgt_t, tgt_x, span, centre_ns: float, half_ns: float, rate_hz: float,
              sub_s: float = 2.0, method: str = "hybrid", max_sidelobe: float = 0.6, frame: int = 2048) -> AlignResult:
     """Sample-level refinement of two streams of the same waveform (two microphones): GCC (coherence-weighted,
-    ``classical.gcc_ml``; PHAT-like where the signals are coherent) of the raw samples on a common ``rate_hz`` grid around ``centre_ns`` (+- ``half_ns``), in ``sub_s`` sub-windows (so drift
+    ``correlation.gcc_ml``; PHAT-like where the signals are coherent) of the raw samples on a common ``rate_hz`` grid around ``centre_ns`` (+- ``half_ns``), in ``sub_s`` sub-windows (so drift
     does not smear the peak), parabolic vertex per sub-window, median over them.  Abstains when fewer than half of
     the sub-windows agree within two samples."""
     d0, d1 = int(span[0]), int(span[1])
@@ -312,7 +314,7 @@ def gcc_fine(ref_t, ref_x, tgt_t, tgt_x, span, centre_ns: float, half_ns: float,
     rx = np.asarray(ref_x, dtype=np.float64).reshape(len(rt), -1)[:, 0]
     tx = np.asarray(tgt_x, dtype=np.float64).reshape(len(tt), -1)[:, 0]
     if len(rt) < 16 or len(tt) < 16 or not (np.all(np.isfinite(rx)) and np.all(np.isfinite(tx))):
-        return _abstain(method, span, "gcc: too few or non-finite samples", int(centre_ns))
+        return abstain(method, span, "gcc: too few or non-finite samples", int(centre_ns))
     step = NS / rate_hz
     lag_max = int(math.ceil(half_ns / step))
     n_sub = max(1, int((d1 - d0) // int(sub_s * NS)))
@@ -332,12 +334,12 @@ def gcc_fine(ref_t, ref_x, tgt_t, tgt_x, span, centre_ns: float, half_ns: float,
             lags.append(parabolic(cc, i) - full)  # only sub-windows where a shared sound stands out
             times.append(float(g[m // 2]))
     if not lags:
-        return _abstain(method, span, "gcc: no usable sub-window", int(centre_ns))
+        return abstain(method, span, "gcc: no usable sub-window", int(centre_ns))
     lags_a = np.asarray(lags)
     med = float(np.median(lags_a))
     agree = np.abs(lags_a - med) <= 2.0
     if agree.sum() < max(1, len(lags_a) // 2 + 1):
-        return _abstain(method, span, f"gcc: sub-windows disagree ({int(agree.sum())} of {len(lags_a)})",
+        return abstain(method, span, f"gcc: sub-windows disagree ({int(agree.sum())} of {len(lags_a)})",
                         int(centre_ns))
     lag = float(np.mean(lags_a[agree]))
     spread = float(np.std(lags_a[agree])) if agree.sum() > 1 else 0.5
@@ -345,117 +347,3 @@ def gcc_fine(ref_t, ref_x, tgt_t, tgt_x, span, centre_ns: float, half_ns: float,
     # tgt[k] ~ ref[k - lag] on grids offset by centre: the true offset is centre - lag samples
     at = int(round(float(np.mean(np.asarray(times)[agree]))))
     return AlignResult(True, int(round(centre_ns - lag * step)), int(sigma), float(agree.sum()), at, method)
-
-
-def embedding_curve(ref_times, ref_vectors, tgt_times, tgt_vectors, span, prior_ns: int, search_s: float,
-                    rate_hz: float):
-    """Normalized similarity of target embeddings against reference embeddings over lags prior +- search_s.
-
-    Returns (curve, offset of curve[0] in ns, step ns, problem).  Both sequences are resampled (linear) onto a
-    grid at ``rate_hz``, mean-centred per dimension, then correlated per dimension and summed.
-    """
-    rt = np.asarray(ref_times, dtype=np.int64)
-    tt = np.asarray(tgt_times, dtype=np.int64)
-    rv = np.asarray(ref_vectors, dtype=np.float64)
-    tv = np.asarray(tgt_vectors, dtype=np.float64)
-    if len(tt) < 3 or len(rt) < 3:
-        return None, 0.0, 0.0, "too few embedding frames"
-    if not (np.all(np.isfinite(rv)) and np.all(np.isfinite(tv))):
-        return None, 0.0, 0.0, "non-finite embeddings"
-    step = NS / rate_hz
-    d0, d1 = int(span[0]), int(span[1])
-    n_t = int((d1 - d0) / step)
-    n_l = int(math.ceil(search_s * NS / step))
-    tg = d0 + np.arange(n_t) * step
-    r0 = d0 + prior_ns - n_l * step
-    rg = r0 + np.arange(n_t + 2 * n_l) * step
-    if rt[0] > rg[0] + 0.5 * (rg[-1] - rg[0]) or rt[-1] < rg[0] + 0.5 * (rg[-1] - rg[0]):
-        return None, 0.0, 0.0, "reference embeddings do not cover the search range"
-
-    def resample(t, v, grid):
-        out = np.empty((len(grid), v.shape[1]))
-        rel_t = (t - t[0]).astype(np.float64)
-        rel_g = grid - t[0]
-        for k in range(v.shape[1]):
-            out[:, k] = np.interp(rel_g, rel_t, v[:, k])
-        inside = (grid >= t[0]) & (grid <= t[-1])
-        return out, inside
-
-    a, ina = resample(tt, tv, tg)
-    b, inb = resample(rt, rv, rg)
-    a = np.where(ina[:, None], a - a[ina].mean(axis=0), 0.0)
-    b = np.where(inb[:, None], b - b[inb].mean(axis=0), 0.0)
-    if float(np.sum(a * a)) <= 1e-12:
-        return None, 0.0, 0.0, "flat target embeddings"
-    n, m = len(b), len(a)
-    nf = 1 << int(np.ceil(np.log2(n + m)))
-    num = np.fft.irfft(np.sum(np.fft.rfft(b, nf, axis=0) * np.conj(np.fft.rfft(a, nf, axis=0)), axis=1), nf)
-    num = num[: n - m + 1]
-    e = np.concatenate([[0.0], np.cumsum(np.sum(b * b, axis=1))])
-    den = np.sqrt(np.maximum(e[m:] - e[:-m], 1e-12)) * math.sqrt(float(np.sum(a * a)))
-    return num / den * coverage_weight(inb.astype(np.float64), m, 0.5), float(r0 - d0), step, ""
-
-
-def theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Robust line y = a + b x: (intercept a, slope b) from the median of pairwise slopes."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if len(x) == 0:
-        return 0.0, 0.0
-    if len(x) == 1:
-        return float(y[0]), 0.0
-    i, j = np.triu_indices(len(x), 1)
-    dx = x[j] - x[i]
-    ok = dx != 0
-    b = float(np.median((y[j] - y[i])[ok] / dx[ok])) if ok.any() else 0.0
-    a = float(np.median(y - b * x))
-    return a, b
-
-
-class DriftTracker:
-    """Robust offset + drift from successive window offsets (Theil-Sen over the last ``max_points``)."""
-
-    def __init__(self, max_points: int = 40, min_points_for_drift: int = 4):
-        self.max_points = max_points
-        self.min_points = min_points_for_drift
-        self.points: list[tuple[int, int, int]] = []  # (device_ns, offset_ns, sigma_ns)
-        self.rejected = 0
-
-    def add(self, r: AlignResult | OffsetEstimate) -> bool:
-        """Add an accepted estimate; returns False (and counts it) when it is an outlier against the line."""
-        if isinstance(r, AlignResult) and not r.ok:
-            return False
-        pt = (int(r.device_ns), int(r.offset_ns), int(r.sigma_ns))
-        if len(self.points) >= self.min_points:
-            pred = self.offset_at(pt[0])
-            res = np.array([o - self.offset_at(d) for d, o, _ in self.points], dtype=np.float64)
-            mad = 1.4826 * float(np.median(np.abs(res))) if len(res) else 0.0
-            err = abs(pt[1] - pred)
-            if err > 5.0 * max(mad, 1.0) and err > 3.0 * max(pt[2], 1):
-                self.rejected += 1
-                return False
-        self.points.append(pt)
-        del self.points[: -self.max_points]
-        return True
-
-    def _fit(self) -> tuple[float, float, int]:
-        d = np.array([p[0] for p in self.points], dtype=np.int64)
-        o = np.array([p[1] for p in self.points], dtype=np.float64)
-        x0 = int(d[-1])
-        if len(self.points) < self.min_points:
-            return float(np.median(o)), 0.0, x0
-        a, b = theil_sen((d - x0) / NS, o)
-        return a, b, x0
-
-    def offset_at(self, device_ns: int) -> float:
-        if not self.points:
-            return 0.0
-        a, b, x0 = self._fit()
-        return a + b * (int(device_ns) - x0) / NS
-
-    @property
-    def drift_ppm(self) -> float:
-        """Device clock rate error (ppm, > 0: the device runs fast, so ref - device falls over time)."""
-        if len(self.points) < self.min_points:
-            return 0.0
-        return -self._fit()[1] / 1e3  # offset slope ns per s -> ppm, sign of the device's drift

@@ -1,4 +1,5 @@
-"""Hand-made alignment features: onset signals per modality, resampling onto a common grid, correlation.
+"""Hand-made alignment features: onset signals per modality (``synchub.agent.align.correlation`` puts them on a
+common grid and correlates them).
 
 Pure numpy, no I/O.  Every modality is turned into an *onset* description on its own clock: where something
 started happening, and how strongly.  Two streams that see the same world events then have onset signals that
@@ -7,7 +8,7 @@ line up when the clocks are aligned, whatever their sample rates and signal shap
 * IMU (n, 6): norm of accel and gyro deviation from the window's median (gravity and bias removed), positive
   first difference.
 * audio (n, 1): energy envelope in 1 ms blocks, positive first difference.  Two audio streams are also matched
-  directly with GCC-PHAT on the raw 16 kHz samples (``gcc_phat``).
+  directly with GCC on the raw 16 kHz samples (``correlation.gcc_ml``).
 * video / image (n, h, w): per-pixel positive frame differences above the noise, averaged (LED on, shake,
   brightness change).
 * telemetry (n, c): robust-normalized positive differences of the fast channels; values that summarize the
@@ -381,134 +382,3 @@ def matched_events(ref: Onsets, tgt: Onsets, offset_ns: float, tol_ns: float, sp
     density = np.sum((re >= lo) & (re <= hi)) / max(hi - lo, 1.0)
     chance = len(te) * min(1.0, density * 2 * tol_ns)
     return matched, float(chance), len(te)
-
-
-# ------------------------------------------------------------------------------------------------ grid
-def to_grid(o: Onsets, t0_ns: int, n: int, rate_hz: float) -> np.ndarray:
-    """Onset mass per grid bin; bin j covers ``[t0 + j/rate, t0 + (j+1)/rate)``."""
-    out = np.zeros(n)
-    if not o.ok or n <= 0 or len(o.t_ns) == 0:
-        return out
-    step = NS / rate_hz
-    pos = (o.t_ns - int(t0_ns)).astype(np.float64) / step  # in bins
-    if o.kind == "impulses":
-        c = pos - 0.5
-        j = np.floor(c).astype(np.int64)
-        frac = c - j
-        for jj, w in ((j, (1.0 - frac) * o.mass), (j + 1, frac * o.mass)):
-            ok = (jj >= 0) & (jj < n)
-            np.add.at(out, jj[ok], w[ok])
-        return out
-    cum = np.concatenate([[0.0], np.cumsum(o.mass)])
-    edges = np.arange(n + 1, dtype=np.float64)
-    c = np.interp(edges, pos, cum, left=0.0, right=cum[-1])
-    return np.diff(c)
-
-
-def smooth(x: np.ndarray, sigma_bins: float) -> np.ndarray:
-    """Gaussian smoothing (same length)."""
-    if sigma_bins < 0.3 or len(x) == 0:
-        return x
-    r = int(np.ceil(4 * sigma_bins))
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma_bins) ** 2)
-    k /= k.sum()
-    if len(x) > 4000 and r > 16:
-        n = len(x) + 2 * r
-        nf = 1 << int(np.ceil(np.log2(n)))
-        y = np.fft.irfft(np.fft.rfft(x, nf) * np.fft.rfft(k, nf), nf)[r : r + len(x)]
-        return y
-    return np.convolve(x, k, mode="same")
-
-
-# ------------------------------------------------------------------------------------------------ correlation
-def ncc_valid(ref: np.ndarray, tgt: np.ndarray) -> np.ndarray:
-    """Normalized cross-correlation of ``tgt`` slid along the longer ``ref``: curve[m] = corr(tgt, ref[m:m+len])."""
-    n, m = len(ref), len(tgt)
-    if m == 0 or n < m:
-        return np.zeros(0)
-    nf = 1 << int(np.ceil(np.log2(n + m)))
-    t = tgt - tgt.mean()
-    num = np.fft.irfft(np.fft.rfft(ref, nf) * np.conj(np.fft.rfft(t, nf)), nf)[: n - m + 1]
-    c1 = np.concatenate([[0.0], np.cumsum(ref)])
-    c2 = np.concatenate([[0.0], np.cumsum(ref * ref)])
-    s1 = c1[m:] - c1[:-m]
-    s2 = c2[m:] - c2[:-m]
-    var_r = np.maximum(s2 - s1 * s1 / m, 0.0)
-    den = np.sqrt(var_r) * np.sqrt(float(np.sum(t * t)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(den > 1e-12 * max(1.0, float(den.max()) if len(den) else 1.0), num / den, 0.0)
-    return out
-
-
-def gcc_phat(ref: np.ndarray, tgt: np.ndarray, max_lag: int, beta: float = 1.0) -> np.ndarray:
-    """Generalized cross-correlation with phase transform: curve over lags -max_lag..max_lag (tgt delayed
-    relative to ref by lag => peak at +lag, i.e. tgt[k] ~ ref[k - lag])."""
-    n = len(ref) + len(tgt)
-    nf = 1 << int(np.ceil(np.log2(n)))
-    r = np.fft.rfft(ref - np.mean(ref), nf)
-    t = np.fft.rfft(tgt - np.mean(tgt), nf)
-    cross = t * np.conj(r)
-    mag = np.abs(cross)
-    cross = cross / np.maximum(mag, 1e-12 * max(float(mag.max()), 1e-30)) ** beta
-    cc = np.fft.irfft(cross, nf)
-    return np.concatenate([cc[-max_lag:], cc[: max_lag + 1]]) if max_lag > 0 else cc[:1]
-
-
-def gcc_ml(ref: np.ndarray, tgt: np.ndarray, max_lag: int, frame: int = 2048) -> np.ndarray:
-    """GCC with maximum-likelihood (coherence) weighting, Welch-averaged over Hann frames (hop frame/2): bins where
-    the two signals are coherent count, bins of independent noise do not (plain PHAT weights them all equally).
-    Same lag convention as ``gcc_phat``; ``max_lag`` < frame / 2."""
-    n = min(len(ref), len(tgt))
-    frame = int(min(frame, 1 << int(np.floor(np.log2(max(n, 8))))))
-    hop = frame // 2
-    win = np.hanning(frame)
-    sxy = np.zeros(frame // 2 + 1, dtype=np.complex128)
-    sxx = np.zeros(frame // 2 + 1)
-    syy = np.zeros(frame // 2 + 1)
-    for a in range(0, n - frame + 1, hop):
-        r = np.fft.rfft((ref[a : a + frame] - np.mean(ref[a : a + frame])) * win)
-        t = np.fft.rfft((tgt[a : a + frame] - np.mean(tgt[a : a + frame])) * win)
-        sxy += t * np.conj(r)
-        sxx += np.abs(t) ** 2
-        syy += np.abs(r) ** 2
-    mag = np.abs(sxy)
-    coh = np.clip(mag**2 / np.maximum(sxx * syy, 1e-30), 0.0, 0.999)
-    w = coh / (1.0 - coh) / np.maximum(mag, 1e-30)
-    cc = np.fft.irfft(sxy * w, frame)
-    max_lag = min(max_lag, frame // 2 - 1)
-    return np.concatenate([cc[-max_lag:], cc[: max_lag + 1]]) if max_lag > 0 else cc[:1]
-
-
-def parabolic(curve: np.ndarray, i: int) -> float:
-    """Sub-bin peak position near integer index ``i`` (vertex of the parabola through i-1, i, i+1)."""
-    if i <= 0 or i >= len(curve) - 1:
-        return float(i)
-    a, b, c = curve[i - 1], curve[i], curve[i + 1]
-    den = a - 2 * b + c
-    if den >= 0:
-        return float(i)
-    return float(i) + float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
-
-
-def peak_stats(curve: np.ndarray, exclude: int) -> tuple[int, float, float]:
-    """(argmax, peak-to-sidelobe ratio, ratio of the best value outside the main lobe to the main peak).  The main
-    lobe runs downhill from the peak to the first minimum on each side, and at least +-exclude bins."""
-    if len(curve) == 0:
-        return 0, 0.0, 1.0
-    i = int(np.argmax(curve))
-    lo, hi = i, i  # the main lobe: downhill from the peak to the first minimum on each side
-    while lo > 0 and curve[lo - 1] < curve[lo]:
-        lo -= 1
-    while hi < len(curve) - 1 and curve[hi + 1] < curve[hi]:
-        hi += 1
-    mask = np.ones(len(curve), dtype=bool)
-    mask[max(0, min(lo, i - exclude)) : max(hi, i + exclude) + 1] = False
-    side = curve[mask]
-    peak = float(curve[i])
-    if len(side) < 3:
-        return i, float("inf") if peak > 0 else 0.0, 0.0
-    sd = float(np.std(side))
-    psr = (peak - float(np.mean(side))) / sd if sd > 0 else (float("inf") if peak > 0 else 0.0)
-    second = float(np.max(side))
-    ratio = second / peak if peak > 0 else 1.0
-    return i, psr, ratio

@@ -10,7 +10,7 @@ Layout of one fused sample (float32, ``channel_labels`` say the same):
   space, so the mean is a fused description of the moment); all NaN when no stream has an encoder;
 * ``anomaly.<stream>``: the stream's mean autoencoder reconstruction error over the window (NaN without a model
   or without samples in the window);
-* ``activity.<stream>``: the stream's classical onset energy in the window (``agent/classical.py``), which exists
+* ``activity.<stream>``: the stream's classical onset energy in the window (``agent/align/onsets.py``), which exists
   for every modality (NaN without samples).
 
 A window ``[t0, t0 + window)`` is emitted once every stream's data has passed ``t0 + window + wait`` (or, for a
@@ -31,8 +31,8 @@ import numpy as np
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
 
-from .classical import onsets
-from .online_align import modality_of
+from .onsets import onsets
+from .window import modality_of
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def export_fused_json(mcap_path, out_json, session: dict | None = None) -> int:
     """Write every fused stream of a recording as JSON ``{"streams": {name: [records]}}``; returns the record
     count.  Raises ``ValueError`` when the recording has no fused stream.  ``session``: the recording as
     ``read_session`` returned it, when the caller has read it already."""
-    from .mcap_io import read_session
+    from synchub.agent.mcap_io import read_session
 
     sess = read_session(mcap_path) if session is None else session
     result: dict[str, list[dict]] = {}
