@@ -36,10 +36,11 @@ from typing import Any
 import msgpack
 import zmq
 
+from synchub.agent import mcap_io
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import now_ns, utc_now_ns
 
-from . import mcap_io, wire
+from .transport import wire
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class Collector:
         self.sock.bind(bind)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         if curve is not None:
-            from .security import self_test
+            from synchub.agent.transport.security import self_test
 
             try:
                 self_test(self.sock, self.endpoint, curve.public)

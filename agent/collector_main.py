@@ -37,7 +37,7 @@ def run(args) -> int:
 
     from synchub.agent.collector import Collector
     from synchub.agent.notify import Notifier
-    from synchub.agent.security import SecurityError, ServerKeys
+    from synchub.agent.transport.security import SecurityError, ServerKeys
 
     curve = None
     if args.secret_key or args.allow_dir:

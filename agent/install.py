@@ -27,6 +27,7 @@ from pathlib import Path
 
 from synchub.agent import deploy as D
 from synchub.agent.installfs import MANIFEST, Fs, InstallError
+from synchub.agent.transport.security import SecurityError, new_pair
 
 UNITS = {"agent": "synchub-agent.service", "collector": "synchub-collector.service"}
 
@@ -160,8 +161,6 @@ def _users(fs: Fs, groups: set[str]) -> None:
 
 
 def _agent_files(fs: Fs, args, cfg, cfg_text) -> list[str]:
-    from synchub.agent.keys import new_pair
-
     todo = []
     secret = cfg.agent.curve_secret_key
     public = secret[: -len("_secret")] if secret.endswith(".key_secret") else ""
@@ -171,7 +170,10 @@ def _agent_files(fs: Fs, args, cfg, cfg_text) -> list[str]:
         fs._note(f"make the agent's key pair {public}, {secret}")
         if not fs.dry_run:
             fs.p(secret).parent.mkdir(parents=True, exist_ok=True)
-            new_pair(Path(secret).name[: -len(".key_secret")], fs.p(secret).parent)
+            try:
+                new_pair(Path(secret).name[: -len(".key_secret")], fs.p(secret).parent)
+            except SecurityError as exc:
+                raise InstallError(f"agent.curve_secret_key {secret}: {exc}") from None
             fs._record("files", secret, True, "key")
             fs._record("files", public, True, "key")
     if secret.endswith(".key_secret"):
@@ -191,8 +193,6 @@ def _agent_files(fs: Fs, args, cfg, cfg_text) -> list[str]:
 
 
 def _collector_files(fs: Fs) -> None:
-    from synchub.agent.keys import new_pair
-
     fs.mkdir(D.ALLOW_DIR, 0o750, "root:synchub", tag="config")
     if not fs.exists(D.COLLECTOR_SECRET):
         fs._note(f"make the collector's key pair {D.COLLECTOR_PUBLIC}, {D.COLLECTOR_SECRET}")

@@ -10,10 +10,9 @@ collector's allow-list directory (``--allow-dir``, e.g. /etc/synchub/allowed_age
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 
+from synchub.agent.transport.security import SecurityError, load_public, new_pair
 from synchub.errors import UserError
 
 
@@ -27,23 +26,6 @@ def add_arguments(p) -> None:
     s.add_argument("file")
 
 
-def new_pair(name: str, directory) -> tuple[Path, Path]:
-    import zmq.auth
-
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
-        raise UserError(f"bad key name {name!r}: use letters, digits, _ . - (at most 64)")
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    old_umask = os.umask(0o077)
-    try:
-        public, secret = zmq.auth.create_certificates(str(d), name)
-    finally:
-        os.umask(old_umask)
-    os.chmod(secret, 0o600)
-    os.chmod(public, 0o644)
-    return Path(public), Path(secret)
-
-
 def run(args) -> int:
     cmd = getattr(args, "keys_cmd", None)
     if cmd == "new":
@@ -51,13 +33,14 @@ def run(args) -> int:
         for suffix in (".key", ".key_secret"):
             if (d / f"{args.name}{suffix}").exists() and not args.force:
                 raise UserError(f"{d / (args.name + suffix)} exists (use --force to overwrite)")
-        public, secret = new_pair(args.name, d)
+        try:
+            public, secret = new_pair(args.name, d)
+        except SecurityError as exc:
+            raise UserError(str(exc)) from None
         print(f"public key: {public}  (give this to the other side / put it in the allow-list directory)")
         print(f"secret key: {secret}  (keep private, mode 0600)")
         return 0
     if cmd == "show":
-        from synchub.agent.security import SecurityError, load_public
-
         try:
             print(load_public(args.file).decode())
         except SecurityError as exc:

@@ -178,7 +178,8 @@ class Agent:
         self.hub.evidence(UtcSample(mono, utc, sigma, source="system"))
 
     def _make_sender(self, insecure: bool, session: str | None):
-        from .transport import TransportError, sender_from_settings
+        from synchub.agent.transport.configure import sender_from_settings
+        from synchub.agent.transport.session import TransportError
 
         try:
             return sender_from_settings(self.config.agent, list(self.infos.values()), insecure=insecure,

@@ -52,15 +52,15 @@ def _chunks(samples: int, count: int = 64) -> list:
 
 def _encode(session: str, i: int, chunk) -> bytes:
     """The agent's per-message work, as the ZeroMQ Sender does it: wire-encode the chunk (then frame it)."""
-    from synchub.agent import natsbus as nb
-    from synchub.agent import wire
+    from synchub.agent.transport import wire
+    from synchub.agent.transport.nats import bus as nb
 
     chunk.seq = i * chunk.n
     return nb.pack_frames(wire.encode_chunk(session, i + 1, chunk))
 
 
 def _tls(cluster):
-    from synchub.agent.nats_auth import client_tls
+    from synchub.agent.transport.nats.auth import client_tls
 
     return client_tls(cluster.tls.ca) if cluster.tls else client_tls(None, insecure=True)
 
@@ -70,8 +70,8 @@ def _pct(values_ns, p) -> float | None:
 
 
 async def _phase(cluster, creds, route, chunks, seconds: float, window: int, rate: float | None) -> dict:
-    from synchub.agent import natsbus as nb
-    from synchub.agent.nats_publish import AsyncPublisher
+    from synchub.agent.transport.nats import bus as nb
+    from synchub.agent.transport.nats.publish import AsyncPublisher
 
     pub = AsyncPublisher(cluster.urls, tls=_tls(cluster), inbox_prefix=route.inbox_prefix,
                          connect_options=creds.connect_options(), window=window, ack_timeout_s=10.0,
@@ -110,8 +110,8 @@ def run_nats(samples_list, seconds: float, window: int, rate: float, tls: bool =
     import nats
     import nats.js.api
 
-    from synchub.agent import natsbus as nb
-    from synchub.agent.nats_auth import Credentials, nkey_from_seed
+    from synchub.agent.transport.nats import bus as nb
+    from synchub.agent.transport.nats.auth import Credentials, nkey_from_seed
     from synchub.bench.nats_local import LocalCluster
 
     seed, public = nkey_from_seed(os.urandom(32))

@@ -75,7 +75,7 @@ def _collector_proc(cpu, out_dir, compression, q, stop, curve_dir=None):
 
     curve = None
     if curve_dir:
-        from synchub.agent.security import ServerKeys
+        from synchub.agent.transport.security import ServerKeys
 
         curve = ServerKeys.load(Path(curve_dir) / "collector.key_secret", Path(curve_dir) / "allowed")
     col = Collector("tcp://127.0.0.1:0", out_dir, insecure=curve is None, curve=curve, compression=compression,
@@ -100,7 +100,7 @@ def run_synchub(seconds: float, chunk: int, n_streams: int, rate: float | None, 
     """One phase through Sender -> Collector (separate process) -> MCAP; returns figures."""
     from synchub.agent.core.stream import Chunk, StreamInfo
     from synchub.agent.mcap_io import read_session
-    from synchub.agent.transport import Sender
+    from synchub.agent.transport.sender import Sender
 
     tmp = out_dir or tempfile.mkdtemp(prefix="synchub-bench-")
     ctx = mp.get_context("spawn")

@@ -59,7 +59,7 @@ def _collector(out, port, keys: Path | None = None) -> subprocess.Popen:
 
 
 def _make_keys(d: Path) -> Path:
-    from synchub.agent.keys import new_pair
+    from synchub.agent.transport.security import new_pair
 
     new_pair("collector", d)
     new_pair("agent", d)
@@ -71,7 +71,7 @@ def _make_keys(d: Path) -> Path:
 def _agent_proc(endpoint, spool, rate, streams, chunk, seconds, counts, q, stop):
     """An agent stand-in: produces in real time; counts[i] = samples of stream i handed to (spooled by) the sender."""
     from synchub.agent.core.stream import Chunk, StreamInfo
-    from synchub.agent.transport import Sender
+    from synchub.agent.transport.sender import Sender
 
     infos = [StreamInfo(f"s{i}", "imu", rate, CHANNELS) for i in range(streams)]
     sender = Sender(endpoint, "bench-agent", infos, spool_dir=spool, liveness_s=1.5, heartbeat_s=0.3,
@@ -111,7 +111,7 @@ def _loss(out: Path, session: str, produced: list[int]) -> dict:
 
 def run_spool_replay(tmp: Path, rate: float, streams: int, outage_s: float) -> dict:
     from synchub.agent.core.stream import Chunk, StreamInfo
-    from synchub.agent.transport import Sender
+    from synchub.agent.transport.sender import Sender
 
     port = _free_port()
     infos = [StreamInfo(f"s{i}", "imu", rate, CHANNELS) for i in range(streams)]
@@ -207,7 +207,7 @@ def run(args) -> int:
         tmp = Path(d)
         if "curve" not in args.skip:
             keys = _make_keys(tmp / "keys")
-            from synchub.agent.security import ClientKeys
+            from synchub.agent.transport.security import ClientKeys
 
             off = run_synchub(args.seconds, args.chunk, args.streams, None, cpu)
             on = run_synchub(args.seconds, args.chunk, args.streams, None, cpu,

@@ -106,7 +106,7 @@ def _free_port() -> int:
 def _make_keys(keys: Path) -> dict[str, str]:
     """CURVE keys for the demo (Ironhouse, as in a real deployment): the collector's pair, the agent's pair, and an
     allow-list directory holding only the agent's public key."""
-    from synchub.agent.keys import new_pair
+    from synchub.agent.transport.security import new_pair
 
     col_pub, col_sec = new_pair("collector", keys / "collector")
     ag_pub, ag_sec = new_pair("demo-agent", keys / "agent")

@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 from synchub.agent.core.stream import Chunk, StreamInfo
-from synchub.agent.security import ClientKeys
-from synchub.agent.transport import Sender
+from synchub.agent.transport.security import ClientKeys
+from synchub.agent.transport.sender import Sender
 
 
 def main() -> int:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from synchub.agent import natsbus as nb
-from synchub.agent.keys import new_pair
-from synchub.agent.nats_auth import Credentials, client_tls, load_credentials, write_nkey
+from synchub.agent.transport.nats import bus as nb
+from synchub.agent.transport.nats.auth import Credentials, client_tls, load_credentials, write_nkey
+from synchub.agent.transport.security import new_pair
 from synchub.bench.nats_local import ClusterUnavailable, LocalCluster
 
 SITE = "lab"
@@ -101,7 +101,7 @@ class Fleet:
                 "name": opts.pop("name"), "connect_options": self.creds[who].connect_options()}
 
     def publisher(self, who: str, **kw):
-        from synchub.agent.nats_publish import AsyncPublisher
+        from synchub.agent.transport.nats.publish import AsyncPublisher
 
         return AsyncPublisher(**{**self.publisher_options(who), **kw})
 

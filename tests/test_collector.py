@@ -9,11 +9,12 @@ import pytest
 import zmq
 from mcap.reader import make_reader
 
-from synchub.agent import wire
 from synchub.agent.collector import Collector
 from synchub.agent.core.stream import Chunk, Gap, StreamInfo
 from synchub.agent.mcap_io import SCHEMAS, read_session
-from synchub.agent.transport import Sender, TransportError
+from synchub.agent.transport import wire
+from synchub.agent.transport.sender import Sender
+from synchub.agent.transport.session import TransportError
 
 STREAMS = [StreamInfo("imu", "imu", 200.0, 6), StreamInfo("audio", "audio", 16000.0, 1, "int16"),
            StreamInfo("cam", "video", 30.0, 12, "uint8", shape=(3, 4)), StreamInfo("log", "text", 0.0, 1, "string")]

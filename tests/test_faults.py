@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 import zmq
 
-from synchub.agent import wire
 from synchub.agent.core.stream import Chunk, StreamInfo
-from synchub.agent.keys import new_pair
 from synchub.agent.mcap_io import read_session
-from synchub.agent.security import ClientKeys
+from synchub.agent.transport import wire
+from synchub.agent.transport.security import ClientKeys, new_pair
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent

@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent("""
     from synchub.agent.collector import Collector
     from synchub.agent.mcap_io import read_session
     from synchub.agent.core.stream import Chunk, StreamInfo
-    from synchub.agent.transport import Sender
+    from synchub.agent.transport.sender import Sender
     out = Path(sys.argv[1])
     col = Collector("tcp://127.0.0.1:0", out)
     stop = threading.Event()

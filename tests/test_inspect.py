@@ -7,7 +7,7 @@ import numpy as np
 
 from synchub.agent.collector import Collector
 from synchub.agent.core.stream import Chunk, Gap, StreamInfo
-from synchub.agent.transport import Sender
+from synchub.agent.transport.sender import Sender
 from synchub.cli import main
 
 

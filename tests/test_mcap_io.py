@@ -8,7 +8,7 @@ import numpy as np
 from synchub.agent import mcap_io
 from synchub.agent.collector import Collector
 from synchub.agent.core.stream import Chunk, StreamInfo
-from synchub.agent.transport import Sender
+from synchub.agent.transport.sender import Sender
 
 
 def test_truncated_file_is_recovered_to_its_last_complete_chunk(tmp_path):

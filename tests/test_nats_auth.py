@@ -3,8 +3,14 @@ options and server-config entry, never shows its secret, and a file that is not 
 
 import pytest
 
-from synchub.agent.keys import new_pair
-from synchub.agent.nats_auth import CredentialError, client_tls, load_credentials, public_nkey, write_nkey
+from synchub.agent.transport.nats.auth import (
+    CredentialError,
+    client_tls,
+    load_credentials,
+    public_nkey,
+    write_nkey,
+)
+from synchub.agent.transport.security import new_pair
 
 pytest.importorskip("nkeys", reason="nkeys is not installed (pip install 'synchub[nats]')")
 

@@ -13,10 +13,10 @@ import nats.errors  # noqa: E402
 import nats.js.api  # noqa: E402
 import nats.js.errors  # noqa: E402
 
-from synchub.agent import natsbus as nb  # noqa: E402
-from synchub.agent import wire  # noqa: E402
 from synchub.agent.core.stream import Chunk  # noqa: E402
-from synchub.agent.nats_publish import PublishError  # noqa: E402
+from synchub.agent.transport import wire  # noqa: E402
+from synchub.agent.transport.nats import bus as nb  # noqa: E402
+from synchub.agent.transport.nats.publish import PublishError  # noqa: E402
 
 pytest_plugins = ("nats_cluster",)  # fixtures fleet, own_fleet, make_fleet
 AGENTS = ("a1", "a2", "a3")
@@ -184,8 +184,8 @@ def test_an_agent_publishing_outside_its_subjects_is_refused_and_told_why(fleet)
 
 
 def test_wrong_credentials_and_plain_text_are_refused_with_the_reason(fleet, tmp_path):
-    from synchub.agent.nats_auth import CredentialError, client_tls, write_nkey
-    from synchub.agent.nats_publish import AsyncPublisher
+    from synchub.agent.transport.nats.auth import CredentialError, client_tls, write_nkey
+    from synchub.agent.transport.nats.publish import AsyncPublisher
 
     stranger = write_nkey(tmp_path / "stranger.nk")
 
@@ -310,7 +310,7 @@ def test_partitions_send_each_agent_to_one_collector_and_still_refuse_foreign_su
 def test_the_threaded_publisher_serves_a_plain_thread_and_its_acks_add_up_to_a_cumulative_ack(fleet):
     import threading
 
-    from synchub.agent.nats_publish import ThreadedPublisher
+    from synchub.agent.transport.nats.publish import ThreadedPublisher
 
     with fleet.stream():
         lock = threading.Lock()

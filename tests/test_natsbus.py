@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from synchub.agent import natsbus as nb
-from synchub.agent import wire
 from synchub.agent.core.stream import Chunk
-from synchub.agent.nats_conf import Node, Site, Tls, leaf_config, render, server_config
+from synchub.agent.transport import wire
+from synchub.agent.transport.nats import bus as nb
+from synchub.agent.transport.nats.conf import Node, Site, Tls, leaf_config, render, server_config
 from synchub.bench.debs import find_program, missing_hint
 
 

@@ -9,13 +9,13 @@ import pytest
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from synchub.agent import wire
 from synchub.agent.collector import Collector
 from synchub.agent.core.stream import Chunk, StreamInfo
-from synchub.agent.keys import new_pair
 from synchub.agent.mcap_io import read_session
-from synchub.agent.security import ClientKeys, SecurityError, ServerKeys
-from synchub.agent.transport import Sender, TransportError
+from synchub.agent.transport import wire
+from synchub.agent.transport.security import ClientKeys, SecurityError, ServerKeys, new_pair
+from synchub.agent.transport.sender import Sender
+from synchub.agent.transport.session import TransportError
 from synchub.cli import main
 
 INFO = [StreamInfo("imu", "imu", 100.0, 2)]

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from synchub.agent import wire
 from synchub.agent.core.stream import Chunk
-from synchub.agent.spool import KIND_DATA, Spool, SpoolError
+from synchub.agent.transport import wire
+from synchub.agent.transport.spool import KIND_DATA, Spool, SpoolError
 
 
 def _frames(stream, seq, n=100, mid=1, session="s1"):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import zmq
 
-from synchub.agent import wire
 from synchub.agent.collector import Collector
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.mcap_io import read_session
-from synchub.agent.transport import Sender
+from synchub.agent.transport import wire
+from synchub.agent.transport.sender import Sender
 
 INFO = [StreamInfo("imu", "imu", 100.0, 4)]
 
@@ -152,8 +152,9 @@ def test_full_spool_drops_are_recorded_as_gaps(tmp_path):
 
 def test_sender_from_agent_settings(tmp_path):
     from synchub.agent.config import AgentSettings
-    from synchub.agent.keys import new_pair
-    from synchub.agent.transport import TransportError, sender_from_settings
+    from synchub.agent.transport.configure import sender_from_settings
+    from synchub.agent.transport.security import new_pair
+    from synchub.agent.transport.session import TransportError
 
     with pytest.raises(TransportError, match="--insecure"):
         sender_from_settings(AgentSettings(), INFO, env={})

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synchub.agent import wire
 from synchub.agent.core.stream import CHANNEL_FORMATS, Chunk, Gap, StreamInfo
+from synchub.agent.transport import wire
 
 
 def _chunk(fmt, n=7, corrected=True, shape=(3,)):

@@ -1,6 +1,7 @@
 """CURVE security, Ironhouse style (pyzmq ``ThreadAuthenticator``): the collector has a server key pair, agents
 have their own key pairs, and the collector only lets in agents whose public key file is in an allow-list
-directory.  Key files are the ZeroMQ certificate files made by ``synchub keys`` (``zmq.auth.create_certificates``):
+directory.  Key files are the ZeroMQ certificate files made by ``new_pair`` (``synchub keys``,
+``zmq.auth.create_certificates``):
 ``NAME.key`` (public) and ``NAME.key_secret`` (public + secret).
 
 ``ServerKeys.start`` starts the authenticator on the collector's context; ``self_test`` then proves that a client
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,23 @@ log = logging.getLogger(__name__)
 
 class SecurityError(Exception):
     """Keys missing or unusable, or the self-test found that a stranger would be let in."""
+
+
+def new_pair(name: str, directory) -> tuple[Path, Path]:
+    """A new key pair ``DIR/NAME.key`` (public, 0644) and ``DIR/NAME.key_secret`` (0600); ``SecurityError`` for a
+    name that is not letters, digits, ``_ . -``."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise SecurityError(f"bad key name {name!r}: use letters, digits, _ . - (at most 64)")
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    old_umask = os.umask(0o077)
+    try:
+        public, secret = zmq.auth.create_certificates(str(d), name)
+    finally:
+        os.umask(old_umask)
+    os.chmod(secret, 0o600)
+    os.chmod(public, 0o644)
+    return Path(public), Path(secret)
 
 
 def load_secret(path: str | os.PathLike) -> tuple[bytes, bytes]:

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .natsbus import MSG_ID_HEADER, unpartitioned
+from .bus import MSG_ID_HEADER, unpartitioned
 
 _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.I)
 RETRY_KINDS = ("no-stream", "stream", "timeout", "unreachable", "closed")

@@ -1,6 +1,6 @@
 """The agent side of the transport: ``Sender`` (a ZeroMQ DEALER) with acked, spooled, credit-limited delivery.
 
-Protocol (see ``agent/wire.py``): the sender numbers every data message of a session (``mid`` = 1, 2, ...) and
+Protocol (see ``agent/transport/wire.py``): the sender numbers every data message of a session (``mid`` = 1, 2, ...) and
 appends it to its ``Spool`` before sending.  The collector acks cumulatively (``acked`` = highest mid durably in the
 MCAP file) and the spool forgets what is acked.  At most ``credit`` messages / ``credit_bytes`` bytes are unacked in
 flight (credit-based flow control; the collector sets the window in its welcome/acks).  The collector accepts mids in
@@ -29,43 +29,17 @@ from typing import Any
 import numpy as np
 import zmq
 
+from synchub import __version__
 from synchub.agent.core.stream import Chunk, Gap, StreamInfo
 from synchub.agent.core.units import now_ns, utc_now_ns
 
 from . import wire
+from .session import SenderSession, TransportError
 from .spool import KIND_DATA, KIND_OTHER, Spool
 
 log = logging.getLogger(__name__)
 
 KIND_BYE = 3
-
-
-class TransportError(Exception):
-    """The collector could not be reached or refused us; the message says which endpoint and why."""
-
-
-class _Session:
-    def __init__(self, sid: str, hello: list[bytes]):
-        self.sid = sid
-        self.hello = hello
-        self.welcomed = False
-        self.cursor = 1  # next mid to send
-        self.acked = 0
-        self.credit = 256
-        self.credit_bytes = 16 << 20
-        self.inflight: deque[tuple[int, int, int]] = deque()  # (mid, bytes, send time ns)
-        self.inflight_bytes = 0
-        self.refused = ""
-        self.bye_mid = 0
-
-
-def _version() -> str:
-    try:
-        from synchub import __version__
-
-        return __version__
-    except ImportError:  # pragma: no cover
-        return "0"
 
 
 class Sender:
@@ -105,7 +79,6 @@ class Sender:
         self._lock = threading.Lock()
         self._mid = self.spool.last_mid.get(self.session, 0)  # a session resumed with session=... keeps counting
         self._stop = threading.Event()
-        self._closing = False
         self._connected = threading.Event()
         self._space = threading.Condition()
         self._wake_r, self._wake_w = os.pipe()
@@ -116,20 +89,20 @@ class Sender:
         self._ack_lat: deque[int] = deque(maxlen=4096)
         self.endpoint = ""
         self.last_error = ""
-        hello = wire.encode_hello(agent_name, self.session, list(streams), _version(), utc_now_ns(), now_ns())
+        hello = wire.encode_hello(agent_name, self.session, list(streams), __version__, utc_now_ns(), now_ns())
         self.spool.save_hello(self.session, hello)
-        self._sessions: dict[str, _Session] = {}
+        self._sessions: dict[str, SenderSession] = {}
         for sid in self.spool.sessions():
             if sid != self.session and self.spool.last_mid.get(sid, 0) == 0:
                 self.spool.forget(sid)  # an earlier run that never sent anything
                 continue
-            old = self._sessions[sid] = _Session(sid, self.spool.hellos[sid])
+            old = self._sessions[sid] = SenderSession(sid, self.spool.hellos[sid])
             last = self.spool.last_mid.get(sid, 0)
             e = self.spool.entries.get((sid, last))
             if e is not None and e.kind == KIND_BYE:
                 old.bye_mid = last
         # the current session last, so older spooled sessions drain first
-        cur = self._sessions.pop(self.session, None) or _Session(self.session, hello)
+        cur = self._sessions.pop(self.session, None) or SenderSession(self.session, hello)
         self._sessions[self.session] = cur
         self._thread = threading.Thread(target=self._run, name="synchub-sender", daemon=True)
         self._thread.start()
@@ -274,8 +247,7 @@ class Sender:
                         backoff = min(backoff * 2, self.backoff_max_s)
                         continue
                     for s in self._sessions.values():
-                        s.welcomed = False
-                        s.refused = ""
+                        s.new_link()
                     t_open = last_rx = last_tx = last_hello = now
                     self._send_hellos(sock)
                 try:
@@ -364,40 +336,28 @@ class Sender:
             if s is None or msg.kind not in ("welcome", "ack"):
                 continue
             acked = msg.env["acked"]
-            s.credit = msg.env["credit"]
-            s.credit_bytes = msg.env["credit_bytes"]
+            s.window(msg.env["credit"], msg.env["credit_bytes"])
             nxt = msg.env.get("next")
             if msg.kind == "welcome":
                 if not s.welcomed:
                     log.info("transport: session %s welcomed by %s at %s (acked %d)", s.sid,
                              msg.env.get("collector", "?"), self.endpoint, acked)
-                s.welcomed = True
-                s.refused = ""
                 self._on_ack(s, acked)
-                s.cursor = int(nxt) if isinstance(nxt, int) and nxt > acked else acked + 1
+                s.welcome(acked, nxt)
                 self.spool.mark_sent(s.sid, s.cursor - 1)  # the collector has everything before `next`
-                s.inflight.clear()
-                s.inflight_bytes = 0
                 if s.sid == self.session:
                     self._connected.set()
             else:
                 self._on_ack(s, acked)
                 if isinstance(nxt, int) and msg.env.get("rewind") and nxt < s.cursor:
                     self._counters["resent"] += s.cursor - nxt
-                    s.cursor = max(nxt, acked + 1)
-                    s.inflight.clear()
-                    s.inflight_bytes = 0
+                    s.restart_at(max(nxt, acked + 1))
 
-    def _on_ack(self, s: _Session, acked: int) -> None:
+    def _on_ack(self, s: SenderSession, acked: int) -> None:
         if acked <= s.acked:
             return
-        now = now_ns()
-        while s.inflight and s.inflight[0][0] <= acked:
-            _, size, t = s.inflight.popleft()
-            s.inflight_bytes -= size
-            self._ack_lat.append(now - t)
         self._counters["acked"] += acked - s.acked
-        s.acked = acked
+        self._ack_lat.extend(s.ack(acked, now_ns()))
         self.spool.ack(s.sid, acked)
         with self._space:
             self._space.notify_all()
@@ -418,7 +378,7 @@ class Sender:
                     s.bye_mid = last + 1
                     self.spool.append(s.sid, last + 1, wire.encode_bye(s.sid, last + 1), KIND_BYE)
                     last += 1
-            while s.cursor <= last and len(s.inflight) < s.credit and s.inflight_bytes < s.credit_bytes:
+            while s.can_send(last):
                 frames, span_last = self.spool.get_span(s.sid, s.cursor)
                 if frames is None:
                     if s.cursor <= s.acked:
@@ -432,46 +392,9 @@ class Sender:
                 self.spool.mark_sent(s.sid, span_last)
                 if not self._send(sock, frames):
                     return sent_any
-                size = sum(memoryview(f).nbytes for f in frames)
-                s.inflight.append((span_last, size, now_ns()))
-                s.inflight_bytes += size
-                s.cursor = span_last + 1
+                s.sent(span_last, sum(memoryview(f).nbytes for f in frames), now_ns())
                 self._counters["sent"] += 1
                 if len(s.inflight) > self._counters["max_inflight"]:
                     self._counters["max_inflight"] = len(s.inflight)
                 sent_any = True
         return sent_any
-
-
-def sender_from_settings(agent, streams: list[StreamInfo], *, insecure: bool = False, session: str | None = None,
-                         env: dict | None = None) -> Sender:
-    """A ``Sender`` from the ``[agent]`` config table (``synchub.agent.config.AgentSettings``).
-
-    Spool: ``agent.spool_dir``, else ``$STATE_DIRECTORY/spool`` (systemd's ``StateDirectory=``), else in memory.
-    CURVE: ``agent.curve_secret_key`` + ``agent.collector_public_key``; without them ``insecure`` must be set
-    (plain text, logged loudly), otherwise ``TransportError`` says what to configure.
-    """
-    from pathlib import Path
-
-    env = os.environ if env is None else env
-    spool_dir = agent.spool_dir or (str(Path(env["STATE_DIRECTORY"].split(":")[0]) / "spool")
-                                    if env.get("STATE_DIRECTORY") else None)
-    curve = None
-    if agent.curve_secret_key or agent.collector_public_key:
-        from .security import ClientKeys, SecurityError
-
-        if not (agent.curve_secret_key and agent.collector_public_key):
-            raise TransportError("CURVE needs both agent.curve_secret_key and agent.collector_public_key")
-        try:
-            curve = ClientKeys.load(agent.curve_secret_key, agent.collector_public_key)
-        except SecurityError as exc:
-            raise TransportError(str(exc)) from None
-    elif not insecure:
-        raise TransportError("no CURVE keys configured (agent.curve_secret_key, agent.collector_public_key); "
-                             "make them with `synchub keys new`, or pass --insecure for plain text")
-    else:
-        log.warning("transport: INSECURE: plain-text ZeroMQ to %s (--insecure)", ", ".join(agent.collector))
-    if spool_dir is None:
-        log.info("transport: no spool_dir and no $STATE_DIRECTORY: unacked data is kept in memory only")
-    return Sender(list(agent.collector), agent.name, streams, spool_dir=spool_dir, curve=curve, session=session,
-                  spool_max_bytes=int(agent.spool_max_mb * (1 << 20)))

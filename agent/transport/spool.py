@@ -4,10 +4,10 @@ Every data message the ``Sender`` sends is first appended here under its (sessio
 collector's cumulative ack covers it, so it can be resent after a reconnect, after a collector restart and after an
 agent restart (disk spool only).
 
-On disk (``path`` given) the spool is a directory of append-only segment files ``seg-NNNNNNNN.log``; a record is
-``u32 length | u32 crc32(payload) | payload`` with payload = msgpack ``[session, mid, kind, stream, seq, n, priority,
-[frames...]]``.  Records are written to the OS on every append and ``fsync``-ed at most every ``fsync_s`` seconds
-and on segment roll and close (an agent *process* crash loses nothing; a power cut loses at most ``fsync_s``).
+On disk (``path`` given) the spool is a directory of append-only segment files (``spool_log.SegmentLog``), one
+record per message: ``[session, mid, kind, stream, seq, n, priority, [frames...], last]``.  Records are written to
+the OS on every append and ``fsync``-ed at most every ``fsync_s`` seconds and on segment roll and close (an agent
+*process* crash loses nothing; a power cut loses at most ``fsync_s``).
 Acks are kept in ``acked.msgpack`` (atomic replace), hellos in ``hello-<session>.msgpack``.  On start the
 segments are scanned in order; a record with a bad CRC or a torn tail ends that segment; a later record for the same
 (session, mid) supersedes an earlier one.
@@ -28,10 +28,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import struct
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,10 +37,10 @@ from typing import Any
 import msgpack
 
 from . import wire
+from .spool_log import SegmentLog, atomic_write
 
 log = logging.getLogger(__name__)
 
-_HDR = struct.Struct("<II")
 KIND_DATA, KIND_OTHER, KIND_TOMBSTONE = 0, 1, 2
 #: after an agent restart, this many messages past the last recorded "sent" mark are never evicted
 PROTECT_MARGIN = 8192
@@ -93,11 +91,7 @@ class Spool:
         self.dropped_records = 0
         self.drops_by_stream: dict[str, int] = {}
         self.appended = 0
-        self._segs: dict[int, list[int]] = {}  # seg -> [file bytes, live records]
-        self._fd = -1
-        self._seg = 0
-        self._seg_size = 0
-        self._last_fsync = time.monotonic()
+        self.log: SegmentLog | None = None
         self._dirty_acks = False
         self._last_ack_save = 0.0
         self._lock_fd = -1
@@ -111,8 +105,9 @@ class Spool:
             except OSError:
                 os.close(self._lock_fd)
                 raise SpoolError(f"spool {self.dir} is in use by another process") from None
+            self.log = SegmentLog(self.dir, segment_bytes)
             self._load()
-            self._open_segment()
+            self.log.roll()
 
     # ------------------------------------------------------------------ public API
     def append(self, session: str, mid: int, frames: list, kind: int = KIND_OTHER, stream: str = "",
@@ -142,7 +137,7 @@ class Spool:
             if e.frames is not None:
                 return e.frames
             seg, offset, length = e.seg, e.offset, e.length
-        rec = self._read_at(seg, offset, length)
+        rec = self.log.read(seg, offset, length)
         return None if rec is None else rec[7]
 
     def get_span(self, session: str, mid: int) -> tuple[list | None, int]:
@@ -189,7 +184,7 @@ class Spool:
         with self.lock:
             self.hellos[session] = [bytes(f) for f in frames]
             if self.dir is not None:
-                self._atomic_write(self.dir / f"hello-{session}.msgpack", msgpack.packb(self.hellos[session]))
+                atomic_write(self.dir / f"hello-{session}.msgpack", msgpack.packb(self.hellos[session]))
 
     def forget(self, session: str) -> None:
         """The session is over and fully acked: drop its hello and state."""
@@ -213,12 +208,10 @@ class Spool:
             if self._dirty_acks and now - self._last_ack_save > 0.2:
                 self._save_acks()
                 self._last_ack_save = now
-            if now - self._last_fsync > self.fsync_s and self._fd >= 0:
-                os.fsync(self._fd)
-                self._last_fsync = now
+            self.log.fsync_due(self.fsync_s)
 
     def disk_bytes(self) -> int:
-        return sum(s[0] for s in self._segs.values())
+        return self.log.disk_bytes() if self.log is not None else 0
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -230,12 +223,7 @@ class Spool:
         with self.lock:
             if self.dir is not None:
                 self._save_acks()
-                if self._fd >= 0:
-                    os.fsync(self._fd)
-                    os.close(self._fd)
-                    self._fd = -1
-                for seg in [s for s, v in self._segs.items() if v[1] <= 0]:
-                    self._delete_segment(seg)
+                self.log.close()
                 if self._lock_fd >= 0:
                     os.close(self._lock_fd)
                     self._lock_fd = -1
@@ -250,17 +238,17 @@ class Spool:
         self.entries[(e.session, e.mid)] = e
         self.live_bytes += e.size
         if e.seg >= 0:
-            self._segs[e.seg][1] += 1
+            self.log.segs[e.seg][1] += 1
 
     def _unref(self, e: Entry) -> None:
         self.live_bytes -= e.size
         if e.kind == KIND_TOMBSTONE and self._span_end.get((e.session, e.last)) == e.mid:
             del self._span_end[(e.session, e.last)]
-        if e.seg >= 0 and e.seg in self._segs:
-            s = self._segs[e.seg]
+        if e.seg >= 0 and e.seg in self.log.segs:
+            s = self.log.segs[e.seg]
             s[1] -= 1
-            if s[1] <= 0 and e.seg != self._seg and not self._loading:
-                self._delete_segment(e.seg)
+            if s[1] <= 0 and e.seg != self.log.seg and not self._loading:
+                self.log.delete(e.seg)
 
     def _make_room(self, size: int) -> None:
         if self.live_bytes + size <= self.max_bytes:
@@ -314,21 +302,6 @@ class Spool:
             self._unref(e)
 
     # disk
-    def _seg_path(self, seg: int) -> Path:
-        return self.dir / f"seg-{seg:08d}.log"
-
-    def _open_segment(self) -> None:
-        if self._fd >= 0:
-            os.fsync(self._fd)
-            os.close(self._fd)
-        self._seg = max(self._segs, default=0) + 1
-        self._fd = os.open(self._seg_path(self._seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._seg_size = 0
-        self._segs[self._seg] = [0, 0]
-        self._last_fsync = time.monotonic()
-        for seg in [s for s, v in self._segs.items() if v[1] <= 0 and s != self._seg]:
-            self._delete_segment(seg)
-
     def _reclaim(self) -> None:
         """Compact the oldest segments while the files pass the bound (their live records move forward)."""
         if self._compacting:
@@ -336,46 +309,26 @@ class Spool:
         self._compacting = True
         try:
             guard = 0
-            while self.disk_bytes() > self.max_bytes + self.segment_bytes and len(self._segs) > 2 and guard < 64:
+            while self.disk_bytes() > self.max_bytes + self.segment_bytes and len(self.log.segs) > 2 and guard < 64:
                 guard += 1
-                self._compact(min(self._segs))
+                self._compact(min(self.log.segs))
         finally:
             self._compacting = False
 
     def _write(self, e: Entry, frames: list[bytes]) -> None:
-        payload = msgpack.packb([e.session, e.mid, e.kind, e.stream, e.seq, e.n, e.priority, frames, e.last],
-                                use_bin_type=True)
-        rec = _HDR.pack(len(payload), zlib.crc32(payload)) + payload
-        if self._seg_size and self._seg_size + len(rec) > self.segment_bytes:
-            self._open_segment()
-        os.write(self._fd, rec)
-        e.seg, e.offset, e.length = self._seg, self._seg_size, len(rec)
-        self._seg_size += len(rec)
-        self._segs[self._seg][0] += len(rec)
-
-    def _read_at(self, seg: int, offset: int, length: int) -> list | None:
-        try:
-            with open(self._seg_path(seg), "rb") as f:
-                f.seek(offset)
-                raw = f.read(length)
-        except OSError:
-            return None
-        return _parse(raw)[0] if raw else None
-
-    def _delete_segment(self, seg: int) -> None:
-        self._segs.pop(seg, None)
-        self._seg_path(seg).unlink(missing_ok=True)
+        e.seg, e.offset, e.length = self.log.append([e.session, e.mid, e.kind, e.stream, e.seq, e.n, e.priority,
+                                                     frames, e.last])
 
     def _compact(self, seg: int) -> None:
         live = [e for e in self.entries.values() if e.seg == seg]
         for e in live:
-            rec = self._read_at(e.seg, e.offset, e.length)
+            rec = self.log.read(e.seg, e.offset, e.length)
             if rec is None:
                 continue
             ne = Entry(e.session, e.mid, e.kind, e.stream, e.seq, e.n, e.priority, e.size, last=e.last, gaps=e.gaps)
             self._write(ne, rec[7])
             self._put(ne)
-        self._delete_segment(seg)
+        self.log.delete(seg)
 
     def _load(self) -> None:
         self._loading = True
@@ -397,27 +350,19 @@ class Spool:
                 self.hellos[p.name[6:-8]] = list(msgpack.unpackb(p.read_bytes()))
             except (OSError, ValueError, msgpack.UnpackException):
                 log.warning("spool: unreadable %s ignored", p)
-        for p in sorted(self.dir.glob("seg-*.log")):
-            seg = int(p.stem[4:])
-            data = p.read_bytes()
-            self._segs[seg] = [len(data), 0]
-            offset = 0
-            for rec, length in _iter_records(data):
-                session, mid, kind, stream, seq, n, prio, frames, last = rec
-                if last > self.acked.get(session, 0):
-                    gaps = None
-                    if kind == KIND_TOMBSTONE:
-                        try:
-                            gaps = msgpack.unpackb(frames[0], raw=False).get("gaps")
-                        except (ValueError, msgpack.UnpackException, AttributeError):
-                            gaps = None
-                    e = Entry(session, mid, kind, stream, seq, n, prio, sum(len(f) for f in frames), None,
-                              seg, offset, length, last=last, gaps=gaps)
-                    self._put(e)
-                    self.last_mid[session] = max(self.last_mid.get(session, 0), last)
-                offset += length
-            if offset < len(data):
-                log.warning("spool: %s has a torn or corrupt tail after %d bytes; ignored", p, offset)
+        for seg, offset, length, rec in self.log.scan():
+            session, mid, kind, stream, seq, n, prio, frames, last = rec
+            if last > self.acked.get(session, 0):
+                gaps = None
+                if kind == KIND_TOMBSTONE:
+                    try:
+                        gaps = msgpack.unpackb(frames[0], raw=False).get("gaps")
+                    except (ValueError, msgpack.UnpackException, AttributeError):
+                        gaps = None
+                e = Entry(session, mid, kind, stream, seq, n, prio, sum(len(f) for f in frames), None,
+                          seg, offset, length, last=last, gaps=gaps)
+                self._put(e)
+                self.last_mid[session] = max(self.last_mid.get(session, 0), last)
         # a gap span supersedes the records of the mids it stands for (older data records, older smaller spans)
         cover: dict[str, int] = {}
         for key in sorted(self.entries):
@@ -428,24 +373,15 @@ class Spool:
                 continue
             if e.last > e.mid:
                 cover[e.session] = e.last
-        for seg in [s for s, v in self._segs.items() if v[1] <= 0]:
-            self._delete_segment(seg)
+        for seg in [s for s, v in self.log.segs.items() if v[1] <= 0]:
+            self.log.delete(seg)
         if self.entries:
             log.info("spool: %d unacked records (%d bytes) to replay from %s", len(self.entries), self.live_bytes,
                      self.dir)
 
     def _save_acks(self) -> None:
         self._dirty_acks = False
-        self._atomic_write(self.dir / "acked.msgpack", msgpack.packb({"acked": self.acked, "sent": self.protect}))
-
-    @staticmethod
-    def _atomic_write(path: Path, data: bytes) -> None:
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(self.dir / "acked.msgpack", msgpack.packb({"acked": self.acked, "sent": self.protect}))
 
 
 def _coalesce(gaps: list[dict]) -> list[dict]:
@@ -459,33 +395,3 @@ def _coalesce(gaps: list[dict]) -> list[dict]:
         else:
             out.append(dict(g))
     return out
-
-
-def _parse(raw: bytes) -> tuple[list | None, int]:
-    if len(raw) < _HDR.size:
-        return None, 0
-    length, crc = _HDR.unpack_from(raw)
-    end = _HDR.size + length
-    payload = raw[_HDR.size:end]
-    if len(payload) != length or zlib.crc32(payload) != crc:
-        return None, 0
-    try:
-        rec = msgpack.unpackb(payload, raw=False)
-    except (ValueError, msgpack.UnpackException):
-        return None, 0
-    if not isinstance(rec, list) or len(rec) not in (8, 9):
-        return None, 0
-    if len(rec) == 8:
-        rec.append(rec[1])
-    return rec, end
-
-
-def _iter_records(data: bytes):
-    offset = 0
-    while offset < len(data):
-        rec, length = _parse(data[offset:offset + _HDR.size + _HDR.unpack_from(data, offset)[0]]
-                             if offset + _HDR.size <= len(data) else b"")
-        if rec is None:
-            return
-        yield rec, length
-        offset += length

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .natsbus import BusError, partition_mapping
+from .bus import BusError, partition_mapping
 
 ACCOUNT = "SYNCHUB"
 SYSTEM_ACCOUNT = "SYS"
