@@ -36,7 +36,7 @@ def run(args) -> int:
     import zmq
 
     from synchub.agent.collector import Collector
-    from synchub.agent.notify import Notifier
+    from synchub.agent.pipeline.notify import Notifier
     from synchub.agent.transport.security import SecurityError, ServerKeys
 
     curve = None

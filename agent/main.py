@@ -9,9 +9,10 @@ import sys
 import threading
 import time
 
+from synchub.agent.pipeline.runtime import Agent, AgentError
+
 from .config import load_config
 from .deploy import preflight
-from .runtime import Agent, AgentError
 
 log = logging.getLogger("synchub.agent")
 
@@ -71,7 +72,7 @@ def run(args) -> int:
 
 def _notifier():
     try:
-        from .notify import notify
+        from synchub.agent.pipeline.notify import notify
     except ImportError:
         return lambda _msg: None
     return notify

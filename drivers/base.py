@@ -1,7 +1,8 @@
 """The driver interface.  A driver owns one device (its I/O, thread and reconnects) and reports what it reads
 to a ``DriverSink``: samples with raw device and host receive times, gaps, and clock evidence.
 
-Drivers never assign sequence numbers or corrected times; the pipeline does (``synchub.agent.pipeline``).
+Drivers never assign sequence numbers or corrected times; the pipeline does (``synchub.agent.pipeline``: the
+hub numbers samples, the shipper corrects them).
 """
 
 from __future__ import annotations

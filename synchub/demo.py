@@ -133,7 +133,7 @@ def _progress(frac: float, status: dict, width: int = 30) -> str:
 
 def run(args) -> int:
     from synchub.agent.config import load_config, parse_config
-    from synchub.agent.runtime import Agent, AgentError
+    from synchub.agent.pipeline.runtime import Agent, AgentError
 
     from .errors import UserError
 

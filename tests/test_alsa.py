@@ -132,7 +132,8 @@ def test_every_sample_once_in_order_with_contiguous_device_times():
 
 
 def test_through_the_agent_hub_sequence_numbers_are_contiguous():
-    from synchub.agent.pipeline import BoundedQueue, Hub
+    from synchub.agent.pipeline.chunkqueue import BoundedQueue
+    from synchub.agent.pipeline.hub import Hub
 
     d = AlsaCaptureDriver(common(), device_settings(frames=800))
     queue = BoundedQueue(1024)

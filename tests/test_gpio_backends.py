@@ -313,7 +313,7 @@ def test_agent_start_with_a_busy_trigger_line_is_one_clear_error(gpiod):
     import tomllib
 
     from synchub.agent.config import parse_config
-    from synchub.agent.runtime import Agent, AgentError
+    from synchub.agent.pipeline.runtime import Agent, AgentError
 
     config = parse_config(tomllib.loads('[agent]\nname = "t"\ncollector = ["tcp://127.0.0.1:1"]\n'
                                         '[[trigger]]\nname = "sync"\nbackend = "gpiod"\nchip = "/dev/gpiochip0"\n'

@@ -9,7 +9,9 @@ from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.settings import ClockLayerConfig, StreamClockOptions
 from synchub.agent.core.evidence import TriggerEdge
 from synchub.agent.core.stream import Chunk, StreamInfo
-from synchub.agent.pipeline import BoundedQueue, DerivedChunk, Hub, IdentityClocks, Shipper
+from synchub.agent.pipeline.chunkqueue import BoundedQueue, DerivedChunk
+from synchub.agent.pipeline.hub import Hub
+from synchub.agent.pipeline.shipper import IdentityClocks, Shipper
 
 
 class ListOutlet:

@@ -4,7 +4,14 @@ missing; the table and the JSON round trip."""
 import json
 
 from synchub.agent.core.units import NS
-from synchub.agent.status_view import AgentStatus, StreamStatus, from_dict, status_line, table, to_dict
+from synchub.agent.pipeline.status_view import (
+    AgentStatus,
+    StreamStatus,
+    from_dict,
+    status_line,
+    table,
+    to_dict,
+)
 
 
 def test_stream_states():

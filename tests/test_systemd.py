@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from synchub.agent.notify import Notifier
+from synchub.agent.pipeline.notify import Notifier
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = sorted((ROOT / "systemd").glob("*.service"))
@@ -155,7 +155,7 @@ def test_collector_process_notifies_and_stops_pinging_when_stalled(notify_socket
 
 
 def test_module_level_notify_function(notify_socket, monkeypatch):
-    import synchub.agent.notify as mod
+    import synchub.agent.pipeline.notify as mod
 
     s, path = notify_socket
     monkeypatch.setenv("NOTIFY_SOCKET", path)

@@ -14,14 +14,16 @@ from typing import Any
 
 from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.settings import ClockLayerConfig
+from synchub.agent.config import Config
 from synchub.agent.core.evidence import UtcSample
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import now_ns, utc_now_ns
 from synchub.drivers.base import DriverContext
 from synchub.drivers.registry import DRIVERS
 
-from .config import Config
-from .pipeline import BoundedQueue, DerivedChunk, Hub, IdentityClocks, Locked, Shipper
+from .chunkqueue import BoundedQueue, DerivedChunk
+from .hub import Hub
+from .shipper import IdentityClocks, Locked, Shipper
 
 log = logging.getLogger("synchub.agent")
 
