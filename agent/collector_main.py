@@ -35,7 +35,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import zmq
 
-    from synchub.agent.collector import Collector
+    from synchub.agent.collector.server import Collector
     from synchub.agent.pipeline.notify import Notifier
     from synchub.agent.transport.security import SecurityError, ServerKeys
 

@@ -118,7 +118,7 @@ def plot(session: dict[str, Any], png: str) -> None:
 
 
 def run(args) -> int:
-    from synchub.agent.mcap_io import read_session
+    from synchub.agent.formats.mcap_read import read_session
 
     for f in args.files:
         if not os.path.isfile(f):

@@ -82,7 +82,7 @@ def _proc_stat(pid: int) -> tuple[float, float, float]:
 
 
 def run(args) -> int:
-    from synchub.agent.mcap_io import read_session
+    from synchub.agent.formats.mcap_read import read_session
     from synchub.errors import UserError
 
     with tempfile.TemporaryDirectory(prefix="synchub-footprint-") as tmp:

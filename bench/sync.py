@@ -9,7 +9,7 @@ offline), ``synchub align``'s ``correct_recording`` for the rerun of the whole r
 Methods, side by side on the same data:
 
 ``arrival``         the raw host receive time (what a naive logger records).
-``pyxdf``           the LSL way: the arrival-stamped streams written to XDF with ``synchub.agent.xdf`` (with the
+``pyxdf``           the LSL way: the arrival-stamped streams written to XDF with ``synchub.agent.formats.xdf`` (with the
                     ClockOffset chunks LSL's inlet would record: outlet and recorder share the host here, so they are
                     LSL-style min-RTT loopback probes near zero), loaded with the real
                     ``pyxdf.load_xdf(..., synchronize_clocks=True, dejitter_timestamps=True)``.
@@ -142,7 +142,7 @@ def _as_align(rec: Recording, evals, smooth: bool) -> dict:
 def run_pyxdf(rec: Recording, evals, workdir: str) -> dict:
     import pyxdf
 
-    from synchub.agent.xdf import XdfWriter
+    from synchub.agent.formats.xdf import XdfWriter
 
     sc = rec.sc
     path = os.path.join(workdir, f"{sc.name}.xdf")

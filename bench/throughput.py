@@ -71,7 +71,7 @@ def _pin(cpu: int | None) -> str:
 
 def _collector_proc(cpu, out_dir, compression, q, stop, curve_dir=None):
     _pin(cpu)
-    from synchub.agent.collector import Collector
+    from synchub.agent.collector.server import Collector
 
     curve = None
     if curve_dir:
@@ -99,7 +99,7 @@ def run_synchub(seconds: float, chunk: int, n_streams: int, rate: float | None, 
                 ) -> dict:
     """One phase through Sender -> Collector (separate process) -> MCAP; returns figures."""
     from synchub.agent.core.stream import Chunk, StreamInfo
-    from synchub.agent.mcap_io import read_session
+    from synchub.agent.formats.mcap_read import read_session
     from synchub.agent.transport.sender import Sender
 
     tmp = out_dir or tempfile.mkdtemp(prefix="synchub-bench-")

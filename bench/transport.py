@@ -96,7 +96,7 @@ def _agent_proc(endpoint, spool, rate, streams, chunk, seconds, counts, q, stop)
 
 
 def _loss(out: Path, session: str, produced: list[int]) -> dict:
-    from synchub.agent.mcap_io import read_session
+    from synchub.agent.formats.mcap_read import read_session
 
     files = sorted(out.glob(f"*-{session}-p*.mcap"))
     sess = read_session(files) if files else {"streams": {}}

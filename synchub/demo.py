@@ -218,7 +218,7 @@ def run(args) -> int:
     shutil.rmtree(rec_dir, ignore_errors=True)
 
     truth.save(out / "truth.npz")  # the simulator's ground truth, kept apart from the recording
-    from synchub.agent.mcap_io import read_session
+    from synchub.agent.formats.mcap_read import read_session
 
     data = read_session(session)  # read once: the report, the offline rerun and the plot all use it
     report = build_report(data, truth, sent, hub_stats, args.duration)
@@ -285,10 +285,11 @@ def _error_summary(abs_us: np.ndarray) -> dict:
 
 def add_offline_errors(report: dict, data: dict, truth) -> None:
     """The same recording re-corrected offline (``synchub align``: evidence on both sides of every sample)."""
-    from synchub.agent.align_main import raw_of
+    from synchub.agent.align_main import clock_inputs
     from synchub.agent.clock.replay import correct_recording
+    from synchub.agent.formats.mcap_read import raw_recording
 
-    corrected, _ = correct_recording(*raw_of(data), smooth=True)
+    corrected, _ = correct_recording(*clock_inputs(raw_recording(data)), smooth=True)
     by_stream: dict[str, list] = {}
     for c in corrected:
         by_stream.setdefault(c.stream, []).append(c)

@@ -9,9 +9,10 @@ import pytest
 import zmq
 from mcap.reader import make_reader
 
-from synchub.agent.collector import Collector
+from synchub.agent.collector.server import Collector
 from synchub.agent.core.stream import Chunk, Gap, StreamInfo
-from synchub.agent.mcap_io import SCHEMAS, read_session
+from synchub.agent.formats.mcap_layout import SCHEMAS
+from synchub.agent.formats.mcap_read import read_session
 from synchub.agent.transport import wire
 from synchub.agent.transport.sender import Sender
 from synchub.agent.transport.session import TransportError

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from synchub.agent.core.evidence import TriggerEdge, UtcSample
-from synchub.agent.mcap_io import read_session
+from synchub.agent.formats.mcap_read import read_session
 from synchub.cli import main
 
 
@@ -54,9 +54,10 @@ def test_offline_rerun_of_a_recording(tmp_path):
     assert main(["align", str(src), "--out", str(dst), "--json", str(tmp_path / "a.json")]) == 0
     a, b = read_session(src), read_session(dst)
     assert set(a["streams"]) == set(b["streams"]) and len(a["meta"]) == len(b["meta"])
-    from synchub.agent.align_main import load_raw
+    from synchub.agent.align_main import clock_inputs
+    from synchub.agent.formats.mcap_read import read_raw
 
-    _, config, evidence, _ = load_raw(src)
+    _, config, evidence, _ = clock_inputs(read_raw(src))
     assert config.streams["imu0"].trigger == "sync" and config.correction_delay_ms == 1500.0
     assert any(isinstance(e, TriggerEdge) for e in evidence)
     assert any(isinstance(e, UtcSample) for e in evidence)  # the monotonic -> UTC samples are kept

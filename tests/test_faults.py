@@ -18,7 +18,7 @@ import pytest
 import zmq
 
 from synchub.agent.core.stream import Chunk, StreamInfo
-from synchub.agent.mcap_io import read_session
+from synchub.agent.formats.mcap_read import read_session
 from synchub.agent.transport import wire
 from synchub.agent.transport.security import ClientKeys, new_pair
 

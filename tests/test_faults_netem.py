@@ -27,8 +27,8 @@ def _probe() -> str:
 SCRIPT = textwrap.dedent("""
     import sys, threading, numpy as np
     from pathlib import Path
-    from synchub.agent.collector import Collector
-    from synchub.agent.mcap_io import read_session
+    from synchub.agent.collector.server import Collector
+    from synchub.agent.formats.mcap_read import read_session
     from synchub.agent.core.stream import Chunk, StreamInfo
     from synchub.agent.transport.sender import Sender
     out = Path(sys.argv[1])

@@ -6,11 +6,11 @@ import msgpack
 import numpy as np
 import pytest
 
-from synchub.agent import mcap_io
 from synchub.agent.align.fusion import Fuser, export_fused_json
 from synchub.agent.align.window import load_runners
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
+from synchub.agent.formats import mcap_layout, mcap_write
 from synchub.drivers.sim import render as R
 from synchub.drivers.sim.world import World
 
@@ -87,15 +87,15 @@ def test_fuser_with_encoders_gives_unit_vectors_and_anomaly():
 
 
 def write_recording(path, infos, chunks):
-    """An MCAP file in the collector's layout (real mcap writer, read back by mcap_io.read_session)."""
+    """An MCAP file in the collector's layout (real mcap writer, read back by mcap_read.read_session)."""
     with open(path, "wb") as fh:
-        w, ids = mcap_io.new_writer(fh)
+        w, ids = mcap_write.new_writer(fh)
         meta = w.register_channel("/agent/_meta", "msgpack", ids["synchub.Meta"])
         chans = {}
         for info in infos:
             d = info.to_dict()
             chans[info.name] = w.register_channel(f"/agent/{info.name}", "msgpack", ids["synchub.Chunk"],
-                                                  mcap_io.channel_metadata(d))
+                                                  mcap_layout.channel_metadata(d))
             w.add_message(meta, 1, msgpack.packb({"mid": 0, "stream": info.name, "kind": "stream_info", "info": d,
                                                   "recv_ns": 1}), 1)
         for mid, c in enumerate(chunks):

@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 
-from synchub.agent.collector import Collector
+from synchub.agent.collector.server import Collector
 from synchub.agent.core.stream import Chunk, Gap, StreamInfo
 from synchub.agent.transport.sender import Sender
 from synchub.cli import main

@@ -7,15 +7,16 @@ import pathlib
 import numpy as np
 import pytest
 
-from synchub.agent.align_main import load_raw
+from synchub.agent.align_main import clock_inputs
 from synchub.agent.clock.replay import correct_recording
+from synchub.agent.formats.mcap_read import read_raw
 
 DATA = pathlib.Path(__file__).resolve().parent / "data" / "legacy-rig"
 
 
 @pytest.mark.parametrize("smooth", [True, False], ids=["align", "live"])
 def test_an_older_recording_aligns_as_it_did(smooth):
-    infos, config, evidence, chunks = load_raw(DATA / "legacy-rig.mcap")
+    infos, config, evidence, chunks = clock_inputs(read_raw(DATA / "legacy-rig.mcap"))
     expected = np.load(DATA / "expected.npz")
     corrected, clocks = correct_recording(infos, config, evidence, chunks, smooth=smooth)
     tag = "align" if smooth else "live"
@@ -31,7 +32,7 @@ def test_an_older_recording_aligns_as_it_did(smooth):
 
 
 def test_the_older_clock_config_record_reads_with_every_key():
-    _, config, _, _ = load_raw(DATA / "legacy-rig.mcap")
+    _, config, _, _ = clock_inputs(read_raw(DATA / "legacy-rig.mcap"))
     assert config.clock.utc == "system" and config.correction_delay_ms == 1500.0
     assert [t.name for t in config.triggers] == ["sync"] and config.triggers[0].backend == "sim"
     assert config.streams["imu0"].trigger == "sync" and config.streams["tlm0"].trigger == ""

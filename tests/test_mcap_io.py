@@ -5,9 +5,9 @@ import threading
 
 import numpy as np
 
-from synchub.agent import mcap_io
-from synchub.agent.collector import Collector
+from synchub.agent.collector.server import Collector
 from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.formats import mcap_read, mcap_write
 from synchub.agent.transport.sender import Sender
 
 
@@ -29,13 +29,13 @@ def test_truncated_file_is_recovered_to_its_last_complete_chunk(tmp_path):
     crashed = tmp_path / "crashed.mcap"
     shutil.copy(path, crashed)
     col.close()
-    assert mcap_io.is_finished(path) and not mcap_io.is_finished(crashed)
+    assert mcap_read.is_finished(path) and not mcap_read.is_finished(crashed)
     with open(crashed, "ab") as f:
         f.write(b"\x06torn-record")  # a torn tail
-    last = mcap_io.recover(crashed)
-    assert mcap_io.is_finished(crashed) and last == 50
-    assert mcap_io.session_last_mid(crashed) == 50
-    a = mcap_io.read_session([path])["streams"]["imu"]
-    b = mcap_io.read_session([crashed])["streams"]["imu"]
+    last = mcap_write.recover(crashed)
+    assert mcap_read.is_finished(crashed) and last == 50
+    assert mcap_read.session_last_mid(crashed) == 50
+    a = mcap_read.read_session([path])["streams"]["imu"]
+    b = mcap_read.read_session([crashed])["streams"]["imu"]
     assert np.array_equal(a["seq"], b["seq"]) and np.array_equal(a["data"], b["data"]) and len(b["seq"]) == 200
     s.close(0.1)

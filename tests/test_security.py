@@ -9,9 +9,9 @@ import pytest
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from synchub.agent.collector import Collector
+from synchub.agent.collector.server import Collector
 from synchub.agent.core.stream import Chunk, StreamInfo
-from synchub.agent.mcap_io import read_session
+from synchub.agent.formats.mcap_read import read_session
 from synchub.agent.transport import wire
 from synchub.agent.transport.security import ClientKeys, SecurityError, ServerKeys, new_pair
 from synchub.agent.transport.sender import Sender

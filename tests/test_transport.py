@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import zmq
 
-from synchub.agent.collector import Collector
+from synchub.agent.collector.server import Collector
 from synchub.agent.core.stream import Chunk, StreamInfo
-from synchub.agent.mcap_io import read_session
+from synchub.agent.formats.mcap_read import read_session
 from synchub.agent.transport import wire
 from synchub.agent.transport.sender import Sender
 

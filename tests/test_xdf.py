@@ -10,7 +10,7 @@ import pytest
 
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import NS
-from synchub.agent.xdf import XdfWriter
+from synchub.agent.formats.xdf import XdfWriter
 
 pyxdf = pytest.importorskip("pyxdf", reason="pyxdf is in the bench extra")
 EXAMPLES = sorted(glob.glob("/work/shared/data/xdf-example-files/*.xdf"))

@@ -204,7 +204,7 @@ def export_fused_json(mcap_path, out_json, session: dict | None = None) -> int:
     """Write every fused stream of a recording as JSON ``{"streams": {name: [records]}}``; returns the record
     count.  Raises ``ValueError`` when the recording has no fused stream.  ``session``: the recording as
     ``read_session`` returned it, when the caller has read it already."""
-    from synchub.agent.mcap_io import read_session
+    from synchub.agent.formats.mcap_read import read_session
 
     sess = read_session(mcap_path) if session is None else session
     result: dict[str, list[dict]] = {}

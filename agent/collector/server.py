@@ -1,9 +1,8 @@
-"""The collector: a ZeroMQ ROUTER that records agent sessions to MCAP (one file per session; see ``mcap_io``).
+"""The collector: a ZeroMQ ROUTER that records agent sessions to MCAP (one file per session part).
 
-Per session it accepts data messages in ``mid`` order only: a duplicate (mid already recorded) is dropped and
-counted; a message from the future (a hole, e.g. after a reconnect) is dropped and the agent is told where to
-resume (an ack with ``rewind``).  Per stream it checks sequence continuity (duplicated samples dropped and counted,
-holes counted; the agent's Gap records explain them).
+Per session a ``Ledger`` (pure) says which messages and samples are recorded: data messages are accepted in ``mid``
+order only (duplicates dropped and counted, a hole answered with a rewinding ack), samples checked for continuity.
+A ``PartFile`` (``recorder``) writes them.
 
 **Durable** means: the messages are in a finished MCAP chunk that has been written and ``fsync``-ed.  The collector
 flushes (cuts a chunk, writes it, fsyncs the file) every ``flush_s`` seconds while data is pending, or sooner when
@@ -20,61 +19,24 @@ keeps serving.  An optional live-view PUB socket republishes chunks for dashboar
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import queue
-import re
 import socket as pysocket
 import threading
 import time
-from collections import Counter, deque
-from datetime import datetime, timezone
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import zmq
 
-from synchub.agent import mcap_io
-from synchub.agent.core.stream import StreamInfo
-from synchub.agent.core.units import now_ns, utc_now_ns
+from synchub.agent.core.units import now_ns
+from synchub.agent.transport import wire
+from synchub.agent.transport.security import self_test
 
-from .transport import wire
+from .ledger import Ledger
+from .recorder import Fsyncer, PartFile, last_mid_on_disk, recover_unfinished
 
-log = logging.getLogger(__name__)
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64] or "agent"
-
-
-class _Session:
-    def __init__(self, sid: str, agent: str, user: str):
-        self.sid = sid
-        self.agent = agent
-        self.user = user
-        self.identity = b""
-        self.streams: dict[str, StreamInfo] = {}
-        self.channels: dict[str, int] = {}
-        self.writer = None
-        self.fh = None
-        self.path: Path | None = None
-        self.next_mid = 1
-        self.written_mid = 0
-        self.durable_mid = 0
-        self.next_seq: dict[str, int] = {}
-        self.dirty = False
-        self.pending_bytes = 0
-        self.rewind_sent_for = 0
-        self.closed = False
-        self.fsync_pending = False
-        self.hello_env: dict[str, Any] = {}
-        self.counts: Counter = Counter()
-        self.samples: Counter = Counter()
-        self.last_rx = 0.0
-        self.schema_ids: dict[str, int] = {}
-        self.part = 1
+log = logging.getLogger("synchub.agent.collector")
 
 
 class Collector:
@@ -98,7 +60,9 @@ class Collector:
         self.credit_bytes = credit_bytes
         self.compression = compression
         self.curve = curve
-        self.sessions: dict[str, _Session] = {}
+        self.sessions: dict[str, Ledger] = {}
+        self.parts: dict[str, PartFile] = {}  # session -> its open part file
+        self.paths: dict[str, Path] = {}  # session -> its latest part file
         self.bad: Counter = Counter()
         self.counts: Counter = Counter()
         self.files: list[Path] = []
@@ -106,15 +70,8 @@ class Collector:
         self._refused_at: dict[str, float] = {}
         self._last_flush = time.monotonic()
         self._closed = False
-        self._fsync_q: queue.Queue = queue.Queue()
-        self._fsync_done: deque = deque()
-        self._done_r, self._done_w = os.pipe()
-        os.set_blocking(self._done_r, False)
-        self._fsync_thread = threading.Thread(target=self._fsync_worker, name="synchub-fsync", daemon=True)
-        self._fsync_thread.start()
-        for p in sorted(self.out_dir.glob("*.mcap")):
-            if not mcap_io.is_finished(p):
-                mcap_io.recover(p, compression)
+        self._fsync = Fsyncer(self.counts)
+        recover_unfinished(self.out_dir, compression)
         self._ctx = context or zmq.Context()
         if curve is not None and curve.auth is None:
             curve.start(self._ctx)
@@ -134,8 +91,6 @@ class Collector:
         self.sock.bind(bind)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         if curve is not None:
-            from synchub.agent.transport.security import self_test
-
             try:
                 self_test(self.sock, self.endpoint, curve.public)
             except Exception:
@@ -158,7 +113,7 @@ class Collector:
         """Serve until ``stop_event`` is set; ``on_tick(self)`` is called about every 100 ms (watchdog hook)."""
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
-        poller.register(self._done_r, zmq.POLLIN)
+        poller.register(self._fsync.fileno(), zmq.POLLIN)
         last_tick = 0.0
         while not stop_event.is_set():
             timeout = max(1, int(self.flush_s * 1000 / 2))
@@ -176,7 +131,7 @@ class Collector:
 
     def _wait_fsyncs(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
-        while any(s.fsync_pending for s in self.sessions.values()) and time.monotonic() < deadline:
+        while any(f.fsync_pending for f in self.parts.values()) and time.monotonic() < deadline:
             time.sleep(0.002)
             self._acks_due()
 
@@ -193,7 +148,7 @@ class Collector:
             except Exception:  # noqa: BLE001 - a bug must not stop the recording of everyone else
                 self.counts["internal_errors"] += 1
                 log.exception("collector: internal error handling a message (dropped; serving on)")
-            if any(s.pending_bytes > self.flush_bytes for s in self.sessions.values()):
+            if any(f.pending_bytes > self.flush_bytes for f in self.parts.values()):
                 self.flush()
         return n
 
@@ -245,35 +200,34 @@ class Collector:
             self._ack(s)
             return
         mid, last = msg.mid, msg.mid_last
-        if last < s.next_mid:
-            s.counts["duplicate_messages"] += 1
+        where = s.order(mid, last)
+        if where == "duplicate":
             self.counts["duplicate_messages"] += 1
             if s.durable_mid >= mid:
                 self._ack(s)
             return
-        if mid > s.next_mid:
-            s.counts["out_of_order"] += 1
-            if s.rewind_sent_for != s.next_mid:
-                s.rewind_sent_for = s.next_mid
+        if where == "ahead":
+            if s.rewind_due():
                 self._ack(s, rewind=True)
             return
         recv = now_ns()
-        if s.writer is None and kind != "bye":
-            self._open(s, s.part)
+        f = self.parts.get(s.sid)
+        if f is None and kind != "bye":
+            f = self._open(s, s.part)
         if kind == "chunk":
-            self._chunk(s, msg, recv)
+            self._chunk(s, f, msg, recv)
         elif kind == "gap":
-            self._gap(s, msg, recv)
+            for gap in msg.gaps:
+                s.counts["gap_records"] += 1
+                s.counts["gap_samples"] += gap.count
+                f.gap(gap, msg.mid, recv)
         elif kind == "meta":
-            self._write(s, "_meta", {"mid": mid, "stream": msg.env["stream"], "kind": "update",
-                                     "meta": msg.env["meta"], "recv_ns": recv}, recv, recv)
+            f.meta(mid, msg.env["stream"], msg.env["meta"], recv)
         elif kind == "bye":
             s.closed = True
-        if mid < s.next_mid:  # a gap span reaching back over recorded messages (should not happen): count it
-            s.counts["partial_span"] += 1
-        s.next_mid = last + 1
-        s.written_mid = last
-        s.dirty = True
+        s.took(mid, last)
+        if f is not None:
+            f.dirty = True
         if s.closed:
             self._finish(s, "bye")
 
@@ -287,91 +241,51 @@ class Collector:
             self._send(identity, wire.encode_refuse(sid, "session belongs to another key"))
             return
         if s is None:
-            s = _Session(sid, env["agent"], user)
+            s = Ledger(sid, env["agent"], user)
             s.hello_env = env
-            last = 0
-            parts = sorted(self.out_dir.glob(f"*-{sid}-p*.mcap"))
-            for p in parts:
-                try:
-                    last = max(last, mcap_io.session_last_mid(p))
-                except Exception as exc:  # noqa: BLE001 - an unreadable old part must not stop us
-                    log.warning("collector: cannot read %s: %s", p, exc)
-            s.next_mid = last + 1
-            s.written_mid = s.durable_mid = last
+            last, parts = last_mid_on_disk(self.out_dir, sid)
+            s.resume_after(last)
             self.sessions[sid] = s
             log.info("collector: session %s from agent %r%s (%d streams)%s", sid, s.agent,
                      f" key {user[:8]}..." if user else "", len(msg.streams),
                      f", continuing after mid {last}" if last else "")
-            s.part = len(parts) + 1  # the file opens with the first data message (a bare hello/bye makes none)
+            s.part = parts + 1  # the file opens with the first data message (a bare hello/bye makes none)
         for info in msg.streams:
             if info.name not in s.streams:
                 s.streams[info.name] = info
-                if s.writer is not None:
-                    self._add_stream(s, info)
+                if s.sid in self.parts:
+                    self.parts[s.sid].add_stream(info)
         s.identity = identity
         s.last_rx = time.monotonic()
         self._send(identity, wire.encode_welcome(sid, s.durable_mid, self.credit, self.credit_bytes, self.name,
                                                  s.next_mid))
 
-    def _open(self, s: _Session, part: int) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        s.path = self.out_dir / f"{_safe(s.agent)}-{stamp}-{s.sid}-p{part}.mcap"
-        s.fh = open(s.path, "wb")
-        s.writer, s.schema_ids = mcap_io.new_writer(s.fh, self.compression)
+    def _open(self, s: Ledger, part: int) -> PartFile:
+        f = self.parts[s.sid] = PartFile(self.out_dir, s, part, self.name, self.compression)
         s.part = part + 1
-        from synchub import __version__
+        self.paths[s.sid] = f.path
+        self.files.append(f.path)
+        return f
 
-        env = s.hello_env
-        s.writer.add_metadata("synchub.session", {
-            "agent": s.agent, "session": s.sid, "part": str(part), "synchub_version": __version__,
-            "agent_synchub_version": str(env.get("version", "")), "collector": self.name,
-            "start_utc": datetime.now(timezone.utc).isoformat(), "collector_start_utc_ns": str(utc_now_ns()),
-            "agent_utc_ns": str(env.get("utc_ns", 0)), "agent_mono_ns": str(env.get("mono_ns", 0)),
-            "agent_key": s.user})
-        base = f"/{s.agent}"
-        s.channels["_gaps"] = s.writer.register_channel(f"{base}/_gaps", "msgpack", s.schema_ids["synchub.Gap"])
-        s.channels["_meta"] = s.writer.register_channel(f"{base}/_meta", "msgpack", s.schema_ids["synchub.Meta"])
-        for info in s.streams.values():
-            self._add_stream(s, info)
-        self.files.append(s.path)
-
-    def _add_stream(self, s: _Session, info: StreamInfo) -> None:
-        d = info.to_dict()
-        s.channels[info.name] = s.writer.register_channel(
-            f"/{s.agent}/{info.name}", "msgpack", s.schema_ids["synchub.Chunk"], mcap_io.channel_metadata(d))
-        t = now_ns()
-        self._write(s, "_meta", {"mid": 0, "stream": info.name, "kind": "stream_info", "info": d, "recv_ns": t}, t, t)
-
-    def _finish(self, s: _Session, why: str) -> None:
-        if s.writer is None:
+    def _finish(self, s: Ledger, why: str) -> None:
+        f = self.parts.get(s.sid)
+        if f is None:
             s.durable_mid = s.written_mid
             self._ack(s)
             return
         deadline = time.monotonic() + 10.0
-        while s.fsync_pending and time.monotonic() < deadline:  # never close a file under a running fsync
+        while f.fsync_pending and time.monotonic() < deadline:  # never close a file under a running fsync
             time.sleep(0.001)
             self._acks_due()
-        s.writer.add_metadata("synchub.transport", {"last_mid": str(s.written_mid), "ended": why,
-                                                    "counts": str(dict(s.counts))})
-        s.writer.finish()
-        s.fh.flush()
-        os.fsync(s.fh.fileno())
-        s.fh.close()
-        s.writer = s.fh = None
+        f.finish(s.written_mid, why, dict(s.counts))
+        del self.parts[s.sid]
         s.durable_mid = s.written_mid
-        s.dirty = False
-        s.fsync_pending = False
         self._ack(s)
-        log.info("collector: session %s closed (%s): %s, %s", s.sid, why, s.path,
+        log.info("collector: session %s closed (%s): %s, %s", s.sid, why, f.path,
                  ", ".join(f"{k}={v}" for k, v in sorted(s.samples.items())))
 
     # ------------------------------------------------------------------ data
-    def _write(self, s: _Session, channel: str, payload: dict, log_time: int, recv: int, seq: int = 0) -> None:
-        data = msgpack.packb(payload, use_bin_type=True)
-        s.writer.add_message(s.channels[channel], max(0, int(log_time)), data, max(0, recv), seq & 0xFFFFFFFF)
-        s.pending_bytes += len(data)
-
-    def _chunk(self, s: _Session, msg: wire.Message, recv: int) -> None:
+    def _chunk(self, s: Ledger, f: PartFile, msg: wire.Message, recv: int) -> None:
         c = msg.chunk
         info = s.streams.get(c.stream)
         if info is None:
@@ -384,38 +298,12 @@ class Collector:
             self._complain("schema_mismatch", f"chunk of {c.stream!r} is {msg.env['dtype']} x {msg.env['shape']}, "
                            f"the stream declared {want} x {list(info.sample_shape)}")
             return
-        b = msg.buffers
-        start = 0
-        nxt = s.next_seq.get(c.stream)
-        if nxt is not None:
-            if c.seq_end <= nxt:
-                s.counts["duplicate_samples"] += c.n
-                return
-            if c.seq < nxt:
-                start = nxt - c.seq
-                s.counts["duplicate_samples"] += start
-            elif c.seq > nxt:
-                s.counts["seq_holes"] += c.seq - nxt
-        if start:
-            c = c.slice(start, c.n)
-            b = {}
-        payload = {"mid": msg.mid, "seq": c.seq, "n": c.n, "method": c.method, "dtype": msg.env["dtype"],
-                   "shape": msg.env["shape"]}
-        for name in wire.TIME_FIELDS:
-            if name in b:
-                payload[name] = b[name]
-            else:
-                a = getattr(c, name)
-                payload[name] = None if a is None else a.tobytes()
-        if isinstance(c.data, list):
-            payload["data"] = c.data
-        else:
-            payload["data"] = b["data"] if "data" in b else c.data.tobytes()
-        payload["recv_ns"] = recv
-        log_time = int(c.ref_ns[0]) if c.ref_ns is not None else int(c.host_ns[0])
-        self._write(s, c.stream, payload, log_time, recv, c.seq)
-        s.next_seq[c.stream] = c.seq_end
-        s.samples[c.stream] += c.n
+        new = s.new_samples(c)
+        if new is None:
+            return
+        start, c = new
+        f.chunk(msg, c, start == 0, recv)
+        s.recorded(c)
         self.counts["samples"] += c.n
         if self.live is not None:
             try:
@@ -423,65 +311,35 @@ class Collector:
             except zmq.ZMQError:
                 pass
 
-    def _gap(self, s: _Session, msg: wire.Message, recv: int) -> None:
-        for gap in msg.gaps:
-            g = gap.to_dict()
-            g["mid"] = msg.mid
-            g["recv_ns"] = recv
-            s.counts["gap_records"] += 1
-            s.counts["gap_samples"] += gap.count
-            self._write(s, "_gaps", g, recv, recv, gap.seq)
-
     # ------------------------------------------------------------------ durability and acks
     def flush(self) -> None:
         """Cut and write the MCAP chunk of every session with new data, then fsync it on the fsync thread; the
         ack follows when the fsync returns (``_acks_due``)."""
         self._last_flush = time.monotonic()
         self._acks_due()
-        for s in self.sessions.values():
-            if not s.dirty or s.writer is None or s.fsync_pending:
+        for sid, f in self.parts.items():
+            if not f.dirty or f.fsync_pending:
                 continue
             try:
-                s.writer.flush()
+                f.flush()
             except OSError as exc:  # disk full, I/O error: no ack; the agents keep the data in their spools
                 self.counts["write_errors"] += 1
-                log.error("collector: writing %s failed: %s", s.path, exc)
+                log.error("collector: writing %s failed: %s", f.path, exc)
                 continue
-            s.dirty = False
-            s.pending_bytes = 0
-            s.fsync_pending = True
-            self._fsync_q.put((s, s.written_mid, s.fh.fileno()))
-
-    def _fsync_worker(self) -> None:
-        while True:
-            item = self._fsync_q.get()
-            if item is None:
-                return
-            s, mid, fd = item
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                if exc.errno != errno.EBADF:  # EBADF: the file was finished (and fsynced) meanwhile
-                    log.error("collector: fsync of %s failed (%s); not acking, the agent keeps the data", s.path, exc)
-                    self.counts["fsync_errors"] += 1
-                    mid = 0
-            self._fsync_done.append((s, mid))
-            os.write(self._done_w, b"x")
+            f.fsync_pending = True
+            self._fsync.submit(sid, self.sessions[sid].written_mid, f.fh.fileno(), f.path)
 
     def _acks_due(self) -> None:
-        while self._fsync_done:
-            s, mid = self._fsync_done.popleft()
-            s.fsync_pending = False
+        for sid, mid in self._fsync.done():
+            f = self.parts.get(sid)
+            if f is not None:
+                f.fsync_pending = False
+            s = self.sessions[sid]
             if mid > s.durable_mid:
                 s.durable_mid = mid
                 self._ack(s)
-        try:
-            while os.read(self._done_r, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
 
-    def _ack(self, s: _Session, rewind: bool = False) -> None:
+    def _ack(self, s: Ledger, rewind: bool = False) -> None:
         self._send(s.identity, wire.encode_ack(s.sid, s.durable_mid, self.credit, self.credit_bytes, s.next_mid,
                                                rewind))
 
@@ -495,7 +353,7 @@ class Collector:
     def stats(self) -> dict[str, Any]:
         return {"endpoint": self.endpoint, "counts": dict(self.counts), "bad": dict(self.bad),
                 "files": [str(p) for p in self.files],
-                "sessions": {sid: {"agent": s.agent, "path": str(s.path), "written_mid": s.written_mid,
+                "sessions": {sid: {"agent": s.agent, "path": str(self.paths.get(sid)), "written_mid": s.written_mid,
                                    "durable_mid": s.durable_mid, "closed": s.closed, "counts": dict(s.counts),
                                    "samples": dict(s.samples)} for sid, s in self.sessions.items()}}
 
@@ -505,15 +363,11 @@ class Collector:
             return
         self._closed = True
         self._wait_fsyncs()
-        for s in self.sessions.values():
-            if s.writer is not None:
-                self._finish(s, "collector shutdown")
+        for sid in list(self.parts):
+            self._finish(self.sessions[sid], "collector shutdown")
         self.sock.close(0)
         if self.live is not None:
             self.live.close(0)
         if self.curve is not None:
             self.curve.stop()
-        self._fsync_q.put(None)
-        self._fsync_thread.join(5)
-        for fd in (self._done_r, self._done_w):
-            os.close(fd)
+        self._fsync.close()
