@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from synchub.agent.clock.model import ClockModel
-from synchub.agent.config import load_config
+from synchub.agent.config.loader import load_config
 from synchub.agent.core.options import StreamCommon
 from synchub.agent.core.stream import Chunk, Gap
 from synchub.drivers.alsa import SEGMENT_JUMP_NS, AlsaCaptureDriver, AlsaSettings

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from synchub.agent.config import load_config, parse_config
+from synchub.agent.config.loader import load_config, parse_config
 from synchub.agent.core.settings import ConfigError, Where, build, setting
 
 

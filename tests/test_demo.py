@@ -54,7 +54,7 @@ def test_offline_rerun_of_a_recording(tmp_path):
     assert main(["align", str(src), "--out", str(dst), "--json", str(tmp_path / "a.json")]) == 0
     a, b = read_session(src), read_session(dst)
     assert set(a["streams"]) == set(b["streams"]) and len(a["meta"]) == len(b["meta"])
-    from synchub.agent.align_main import clock_inputs
+    from synchub.agent.cli.align import clock_inputs
     from synchub.agent.formats.mcap_read import read_raw
 
     _, config, evidence, _ = clock_inputs(read_raw(src))

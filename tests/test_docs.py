@@ -2,7 +2,7 @@
 
 import pathlib
 
-from synchub.agent.config_main import reference_text
+from synchub.agent.config.reference import reference_text
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from synchub.agent.config import parse_config
+from synchub.agent.config.loader import parse_config
 from synchub.drivers.registry import DRIVERS
 
 if sys.version_info >= (3, 11):
@@ -35,7 +35,7 @@ def test_example_validates(path):
 
 
 def test_sim_rig_example_matches_the_standard_rig():
-    from synchub.agent.config import load_config
+    from synchub.agent.config.loader import load_config
 
     config = load_config(EXAMPLES[[p.name for p in EXAMPLES].index("sim-rig.toml")])
     assert config.sim is not None

@@ -255,7 +255,7 @@ def test_factory_unknown_backend():
 
 
 def test_gpio_stream_driver_from_config(gpiod):
-    from synchub.agent.config import parse_config
+    from synchub.agent.config.loader import parse_config
     from synchub.drivers.gpio.stream import GpioStreamDriver
 
     cfg = parse_config({"stream": [{"name": "line5", "type": "trigger", "driver": "gpio", "line": 5},
@@ -312,7 +312,7 @@ def test_barcode_output_looped_back_into_a_gpiod_input(gpiod):
 def test_agent_start_with_a_busy_trigger_line_is_one_clear_error(gpiod):
     import tomllib
 
-    from synchub.agent.config import parse_config
+    from synchub.agent.config.loader import parse_config
     from synchub.agent.pipeline.runtime import Agent, AgentError
 
     config = parse_config(tomllib.loads('[agent]\nname = "t"\ncollector = ["tcp://127.0.0.1:1"]\n'

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from synchub.agent import deploy as D
-from synchub.agent.config import parse_config
+from synchub.agent.config.loader import parse_config
+from synchub.agent.deploy import needs as D
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNCHUB = [sys.executable, "-m", "synchub.cli"]
@@ -203,7 +203,7 @@ def test_install_uninstall_purge_in_a_throwaway_root(tmp_path):
 
 
 def test_key_paths_agree_between_units_readmes_and_examples():
-    from synchub.agent.config import load_config
+    from synchub.agent.config.loader import load_config
 
     collector = (ROOT / "systemd" / "synchub-collector.service").read_text()
     assert f"--secret-key {D.COLLECTOR_SECRET}" in collector and f"--allow-dir {D.ALLOW_DIR}" in collector

@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from synchub.agent.align_main import clock_inputs
+from synchub.agent.cli.align import clock_inputs
 from synchub.agent.clock.replay import correct_recording
 from synchub.agent.formats.mcap_read import read_raw
 

@@ -7,7 +7,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MAPPED = {"synchub": "synchub", "agent": "synchub.agent", "drivers": "synchub.drivers", "models": "synchub.models",
-          "bench": "synchub.bench", "firmware": "synchub.firmware", "systemd": "synchub.systemd"}
+          "bench": "synchub.bench", "firmware": "synchub.firmware", "systemd": "synchub.systemd",
+          "examples": "synchub.examples"}
 
 
 def _listed_packages():

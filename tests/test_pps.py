@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from synchub.agent.config import parse_config
+from synchub.agent.config.loader import parse_config
 from synchub.agent.core.options import TriggerSettings
 from synchub.agent.core.units import NS
-from synchub.agent.deploy import device_access
+from synchub.agent.deploy.needs import device_access
 from synchub.drivers.gpio import make_trigger_input
 from synchub.drivers.gpio import pps_abi as abi
 from synchub.drivers.gpio.pps_backend import PpsError

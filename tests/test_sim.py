@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from test_serial_pty import RecordingSink  # tests/ is on sys.path (pytest rootdir import)
 
-from synchub.agent.config import parse_config
+from synchub.agent.config.loader import parse_config
 from synchub.agent.core.options import StreamCommon
 from synchub.agent.core.settings import ConfigError
 from synchub.agent.core.units import NS

@@ -67,7 +67,7 @@ def test_fuzz_any_frame_round_trips(t, seq, payload):
 
 
 def test_config_builds_syncbox_settings_and_names_bad_keys():
-    from synchub.agent.config import parse_config
+    from synchub.agent.config.loader import parse_config
     from synchub.agent.core.settings import ConfigError
 
     table = {"name": "box", "type": "trigger", "driver": "syncbox", "port": "/dev/ttyACM0", "mode": "barcode",
@@ -110,7 +110,7 @@ def test_limits_and_host_check_of_set():
     ({"mode": "barcode", "period_s": 0.01, "bit_s": 0.001}, r"shorter than 45 bits"),
 ])
 def test_config_refuses_output_settings_the_box_cannot_meet(keys, message):
-    from synchub.agent.config import parse_config
+    from synchub.agent.config.loader import parse_config
     from synchub.agent.core.settings import ConfigError
 
     table = {"name": "box", "type": "trigger", "driver": "syncbox", "port": "/dev/ttyACM0", **keys}

@@ -151,7 +151,7 @@ def test_full_spool_drops_are_recorded_as_gaps(tmp_path):
 
 
 def test_sender_from_agent_settings(tmp_path):
-    from synchub.agent.config import AgentSettings
+    from synchub.agent.config.schema import AgentSettings
     from synchub.agent.transport.configure import sender_from_settings
     from synchub.agent.transport.security import new_pair
     from synchub.agent.transport.session import TransportError

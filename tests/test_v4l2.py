@@ -211,7 +211,7 @@ def test_real_ffmpeg_test_pattern():
 
 
 def test_a_config_stream_builds_the_driver():
-    from synchub.agent.config import parse_config
+    from synchub.agent.config.loader import parse_config
     from synchub.agent.core.settings import ConfigError
 
     table = {"name": "cam0", "type": "video", "driver": "v4l2", "nominal_rate": 100.0, "channel_format": "uint8",

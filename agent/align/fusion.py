@@ -30,6 +30,7 @@ import numpy as np
 
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
+from synchub.agent.formats.mcap_read import read_session
 
 from .onsets import onsets
 from .window import modality_of
@@ -204,8 +205,6 @@ def export_fused_json(mcap_path, out_json, session: dict | None = None) -> int:
     """Write every fused stream of a recording as JSON ``{"streams": {name: [records]}}``; returns the record
     count.  Raises ``ValueError`` when the recording has no fused stream.  ``session``: the recording as
     ``read_session`` returned it, when the caller has read it already."""
-    from synchub.agent.formats.mcap_read import read_session
-
     sess = read_session(mcap_path) if session is None else session
     result: dict[str, list[dict]] = {}
     for name, st in sess["streams"].items():

@@ -15,6 +15,7 @@ import numpy as np
 
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import NS
+from synchub.models.runner import EncoderRunner, NoModelError
 
 from .aligner import Aligner, AlignerSettings, AlignResult, abstain, apply_arrival_bound, gcc_fine
 from .onsets import onsets
@@ -36,10 +37,6 @@ def period_s(info: StreamInfo) -> float:
 def load_runners(modalities, providers=None) -> dict[str, Any]:
     """``{modality: EncoderRunner or a reason string}``; a missing model or runtime is a reason, not an error."""
     out: dict[str, Any] = {}
-    try:
-        from synchub.models.runner import EncoderRunner, NoModelError
-    except Exception as exc:  # the encoder runtime is not installed/built
-        return {m: f"no encoder runtime ({exc.__class__.__name__}: {exc})" for m in modalities}
     for m in modalities:
         if m in out:
             continue

@@ -1,7 +1,7 @@
 """The options every driver shares: ``StreamCommon`` (the keys of every ``[[stream]]`` table) and
 ``TriggerSettings`` (a ``[[trigger]]`` table: a host-side trigger input, read by ``synchub.drivers.gpio``).
 
-Drivers are built from these and their own settings class; the config loader (``synchub.agent.config``) validates a
+Drivers are built from these and their own settings class; the config loader (``synchub.agent.config.loader``) validates a
 file into them.  Frozen dataclasses with ``setting`` metadata (``synchub.agent.core.settings``).
 """
 

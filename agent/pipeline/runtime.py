@@ -12,14 +12,22 @@ import threading
 import time
 from typing import Any
 
+from synchub.agent.align.fusion import Fuser
+from synchub.agent.align.tracker import AlignmentTracker
+from synchub.agent.align.window import load_runners, modality_of
 from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.settings import ClockLayerConfig
-from synchub.agent.config import Config
+from synchub.agent.config.schema import Config
 from synchub.agent.core.evidence import UtcSample
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import now_ns, utc_now_ns
+from synchub.agent.transport.configure import sender_from_settings
+from synchub.agent.transport.session import TransportError
 from synchub.drivers.base import DriverContext
+from synchub.drivers.gpio import make_trigger_input
+from synchub.drivers.ntp import NtpMonitor
 from synchub.drivers.registry import DRIVERS
+from synchub.drivers.sim.rig import SimRig
 
 from .chunkqueue import BoundedQueue, DerivedChunk
 from .hub import Hub
@@ -50,8 +58,6 @@ class Agent:
         self.rig = rig
         self._own_rig = False
         if self.rig is None and config.sim is not None:
-            from synchub.drivers.sim.rig import SimRig
-
             self.rig = SimRig(config.sim)
             self._own_rig = True
         ctx = DriverContext(agent_name=config.agent.name, rig=self.rig)
@@ -95,10 +101,6 @@ class Agent:
     def _make_triggers(self, ctx: DriverContext) -> list:
         if not self.config.triggers:
             return []
-        try:
-            from synchub.drivers.gpio import make_trigger_input
-        except ImportError as exc:
-            raise AgentError(f"GPIO trigger inputs unavailable: {exc}") from None
         out = []
         for t in self.config.triggers:
             try:
@@ -120,8 +122,6 @@ class Agent:
         wanted = [s for s in self.config.streams if s.common.align_to and s.common.method in ("neural", "hybrid", "auto")]
         if not wanted:
             return []
-        from synchub.agent.align.tracker import AlignmentTracker
-        from synchub.agent.align.window import modality_of
 
         runners = self._runners({modality_of(self.infos[n]) for s in wanted for n in (s.common.align_to, s.name)},
                                 "alignment")
@@ -136,8 +136,6 @@ class Agent:
     def _make_fuser(self):
         if not self.config.agent.fusion:
             return None
-        from synchub.agent.align.fusion import Fuser
-        from synchub.agent.align.window import modality_of
 
         data = {n: i for n, i in self.infos.items() if i.type not in ("trigger", "fused")}
         runners = self._runners({modality_of(i) for i in data.values()}, "fusion")
@@ -146,8 +144,6 @@ class Agent:
     def _runners(self, modalities: set[str], user: str) -> dict:
         """The encoders of ``modalities``, each loaded once for the aligners and the fusion together; a missing
         model is a logged reason (the aligner abstains, the fusion leaves NaN), not an error."""
-        from synchub.agent.align.window import load_runners
-
         missing = modalities - self._encoders.keys()
         self._encoders.update(load_runners(sorted(missing)))
         runners = {m: self._encoders[m] for m in modalities}
@@ -159,7 +155,6 @@ class Agent:
         clock = self.config.clock
         if clock.utc != "ntp" or not clock.ntp_servers:
             return None
-        from synchub.drivers.ntp import NtpMonitor
 
         return NtpMonitor(list(clock.ntp_servers), interval_s=clock.ntp_interval_s)
 
@@ -180,9 +175,6 @@ class Agent:
         self.hub.evidence(UtcSample(mono, utc, sigma, source="system"))
 
     def _make_sender(self, insecure: bool, session: str | None):
-        from synchub.agent.transport.configure import sender_from_settings
-        from synchub.agent.transport.session import TransportError
-
         try:
             return sender_from_settings(self.config.agent, list(self.infos.values()), insecure=insecure,
                                         session=session)

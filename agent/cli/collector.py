@@ -7,6 +7,11 @@ import signal
 import sys
 import threading
 
+import zmq
+
+from synchub.agent.collector.server import Collector
+from synchub.agent.pipeline.notify import Notifier
+from synchub.agent.transport.security import SecurityError, ServerKeys
 from synchub.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -33,12 +38,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import zmq
-
-    from synchub.agent.collector.server import Collector
-    from synchub.agent.pipeline.notify import Notifier
-    from synchub.agent.transport.security import SecurityError, ServerKeys
-
     curve = None
     if args.secret_key or args.allow_dir:
         if not (args.secret_key and args.allow_dir):

@@ -1,87 +1,28 @@
-"""The agent's TOML config, validated into typed, frozen settings.
+"""Loading an agent config: a TOML file validated into a ``Config`` (``synchub.agent.config.schema``).
 
-Layout of a config file (see README's config reference and ``examples/``)::
-
-    [agent]            # who this agent is and where it sends data
-    [clock]            # reference clock, UTC mapping, correction method
-    [sim]              # optional: run the simulated rig in-process (``port = "sim:NAME"`` points at it)
-    [[trigger]]        # host-side trigger inputs (GPIO lines, a GPS PPS line)
-    [[stream]]         # one table per stream; ``driver`` picks the driver, whose own keys sit beside the
-                       # common ones and are validated by that driver's settings class
-
-Every problem raises ``ConfigError`` naming the file, the key and what is allowed.
+Each ``[[stream]]`` table is split into the keys every driver shares (``StreamCommon``) and its driver's own keys,
+validated by that driver's settings class (found through ``synchub.drivers.registry``).  Every problem raises
+``ConfigError`` naming the file, the key and what is allowed (with a did-you-mean).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from synchub.agent.clock.settings import ClockSettings
 from synchub.agent.core.options import StreamCommon, TriggerSettings
-from synchub.agent.core.settings import Where, build, read_toml, setting, suggest
+from synchub.agent.core.settings import Where, build, read_toml, suggest
+from synchub.drivers import registry
+from synchub.drivers.sim.settings import SimSettings
 
-
-@dataclass(frozen=True)
-class AgentSettings:
-    name: str = setting("synchub-agent", doc="agent name; recorded with every stream as its host")
-    collector: tuple[str, ...] = setting(
-        ("tcp://127.0.0.1:7100",), doc="collector endpoints (ZeroMQ), tried in order for failover"
-    )
-    queue_chunks: int = setting(1024, min=1, doc="bound of the queue between drivers and transport, in chunks")
-    overflow: str = setting(
-        "block",
-        choices=("block", "drop-oldest"),
-        doc="when the queue is full: block the driver (lossless) or drop the oldest chunk (counted, recorded as a gap)",
-    )
-    chunk_ms: float = setting(20.0, min=0.1, max=10_000.0, doc="drivers batch samples into chunks of about this length")
-    log_level: str = setting("info", choices=("debug", "info", "warning", "error"), doc="log verbosity")
-    spool_dir: str = setting("", doc="on-disk spool directory (empty: a spool under the state directory)")
-    spool_max_mb: float = setting(512.0, min=1.0, doc="bound of the on-disk spool")
-    curve_secret_key: str = setting("", doc="agent's CURVE secret key file (empty: plain text, needs --insecure)")
-    collector_public_key: str = setting("", doc="collector's CURVE public key file")
-    fusion: bool = setting(
-        False, doc="record fused multimodal vectors + per-stream anomaly scores (ONNX encoders) as stream 'fused'"
-    )
-    fusion_window_s: float = setting(1.0, min=0.1, max=60.0, doc="window of one fused vector")
-
-
-@dataclass(frozen=True)
-class StreamSettings:
-    common: StreamCommon
-    driver: Any  # the driver's own frozen settings
-
-    @property
-    def name(self) -> str:
-        return self.common.name
-
-
-@dataclass(frozen=True)
-class Config:
-    file: str
-    agent: AgentSettings
-    clock: ClockSettings
-    streams: tuple[StreamSettings, ...]
-    triggers: tuple[TriggerSettings, ...]
-    sim: Any = None  # synchub.drivers.sim settings when a [sim] table is present
-
-    def stream(self, name: str) -> StreamSettings:
-        for s in self.streams:
-            if s.name == name:
-                return s
-        raise KeyError(name)
-
-
-TOP_LEVEL = ("agent", "clock", "sim", "trigger", "stream")
+from .schema import TOP_LEVEL, AgentSettings, Config, StreamSettings
 
 
 def driver_settings_class(name: str, where: Where) -> type:
     """The settings class of a driver, from ``synchub.drivers.registry``."""
-    from synchub.drivers import registry
-
     try:
         entry = registry.DRIVERS[name]
     except KeyError:
@@ -134,8 +75,6 @@ def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
     streams = tuple(_build_stream(s, where.child("stream").child(i)) for i, s in enumerate(streams_raw))
     sim = None
     if "sim" in data:
-        from synchub.drivers.sim.settings import SimSettings
-
         sim = build(SimSettings, data["sim"], where.child("sim"))
     _check_names(streams, triggers, where)
     return Config(file=file, agent=agent, clock=clock, streams=streams, triggers=triggers, sim=sim)

@@ -2,21 +2,18 @@
 
 A config is checked as ``synchub agent --config FILE`` would run it under the systemd unit (no ``--insecure``):
 besides its keys and values, what the agent would refuse on this machine (no CURVE keys, an extra or a program
-that is not installed) is an error, and what it would run degraded with a loud warning (``agent.deploy.preflight``).
+that is not installed) is an error, and what it would run degraded with a loud warning (``synchub.agent.deploy.needs.preflight``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from synchub.agent.clock.settings import ClockSettings
-from synchub.agent.core.options import StreamCommon, TriggerSettings
-from synchub.agent.core.settings import ConfigError, reference
-
-from .config import AgentSettings, load_config
-from .deploy import preflight
+from synchub.agent.config.loader import load_config
+from synchub.agent.config.reference import reference_text
+from synchub.agent.core.settings import ConfigError
+from synchub.agent.deploy.needs import preflight
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,32 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "allowed); the systemd unit never passes it")
     p.add_argument("--strict", action="store_true", help="warnings are errors too (what `synchub install` needs "
                    "before it starts the service)")
-
-
-def reference_text() -> str:
-    from synchub.drivers import registry
-
-    out = []
-    for title, cls in (("[agent]", AgentSettings), ("[clock]", ClockSettings), ("[[trigger]]", TriggerSettings),
-                       ("[[stream]] (every driver)", StreamCommon)):
-        out.append(title)
-        out += ["  " + line for line in reference(cls)]
-    for name, entry in sorted(registry.DRIVERS.items()):
-        try:
-            cls = getattr(importlib.import_module(entry.module), entry.settings)
-        except (ImportError, AttributeError) as exc:
-            out.append(f"[[stream]] driver = {name!r}: unavailable ({exc})")
-            continue
-        out.append(f"[[stream]] driver = {name!r}: {entry.doc}")
-        out += ["  " + line for line in reference(cls)]
-    try:
-        from synchub.drivers.sim.settings import SimSettings
-
-        out.append("[sim]")
-        out += ["  " + line for line in reference(SimSettings)]
-    except ImportError:
-        pass
-    return "\n".join(out)
 
 
 def run(args) -> int:

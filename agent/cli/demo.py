@@ -17,83 +17,31 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-DEFAULT_CONFIG = """
-[agent]
-name = "demo"
-collector = ["{endpoint}"]
-spool_dir = "{spool}"
-curve_secret_key = "{agent_secret}"
-collector_public_key = "{collector_public}"
-fusion = true
+from synchub.agent.clock.replay import correct_recording
+from synchub.agent.config.loader import load_config
+from synchub.agent.deploy.needs import preflight
+from synchub.agent.formats.mcap_read import raw_recording, read_session
+from synchub.agent.pipeline.runtime import Agent, AgentError
+from synchub.agent.transport.security import new_pair
+from synchub.errors import UserError
 
-[clock]
-method = "auto"
+from .align import clock_inputs
 
-[sim]
-seed = {seed}
-duration_s = {world_s}
-
-[[trigger]]
-name = "sync"
-backend = "sim"
-role = "sync"
-period_s = 1.0
-
-[[stream]]
-name = "imu0"
-type = "imu"
-driver = "serial"
-port = "sim:imu0"
-format = "imu-bin"
-nominal_rate = 200.0
-trigger = "sync"
-
-[[stream]]
-name = "tlm0"
-type = "telemetry"
-driver = "serial"
-port = "sim:tlm0"
-format = "tlm-nmea"
-nominal_rate = 10.0
-
-[[stream]]
-name = "log0"
-type = "text"
-driver = "serial"
-port = "sim:log0"
-format = "log-text"
-channel_format = "string"
-
-[[stream]]
-name = "mic0"
-type = "audio"
-driver = "sim"
-device = "mic0"
-nominal_rate = 16000.0
-align_to = "imu0"
-method = "hybrid"
-
-[[stream]]
-name = "cam0"
-type = "video"
-driver = "sim"
-device = "cam0"
-nominal_rate = 30.0
-channel_format = "uint8"
-align_to = "imu0"
-method = "hybrid"
-"""
+#: the simulated rig the demo runs: the shipped example (``synchub.examples``, examples/ in a checkout)
+EXAMPLE = "sim-rig.toml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=30.0, help="seconds to record (default %(default)s)")
     p.add_argument("--out", default="demo-out", help="output directory (default %(default)s)")
     p.add_argument("--seed", type=int, default=1, help="simulated world seed (default %(default)s)")
-    p.add_argument("--config", help="agent config with a [sim] table (default: the built-in simulated rig)")
+    p.add_argument("--config", help="agent config with a [sim] table (default: examples/sim-rig.toml)")
     p.add_argument("--no-plot", action="store_true", help="skip alignment.png")
 
 
@@ -106,8 +54,6 @@ def _free_port() -> int:
 def _make_keys(keys: Path) -> dict[str, str]:
     """CURVE keys for the demo (Ironhouse, as in a real deployment): the collector's pair, the agent's pair, and an
     allow-list directory holding only the agent's public key."""
-    from synchub.agent.transport.security import new_pair
-
     col_pub, col_sec = new_pair("collector", keys / "collector")
     ag_pub, ag_sec = new_pair("demo-agent", keys / "agent")
     allow = keys / "allow"
@@ -132,16 +78,6 @@ def _progress(frac: float, status: dict, width: int = 30) -> str:
 
 
 def run(args) -> int:
-    from synchub.agent.config import load_config, parse_config
-    from synchub.agent.pipeline.runtime import Agent, AgentError
-
-    from .errors import UserError
-
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:
-        import tomli as tomllib
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("session.mcap", "report.json", "alignment.png", "truth.npz"):
@@ -153,18 +89,13 @@ def run(args) -> int:
         config = load_config(args.config)
         if config.sim is None:
             raise UserError(f"{args.config}: the demo needs a config with a [sim] table")
-        from dataclasses import replace
-
-        config = replace(config, agent=replace(config.agent, collector=(endpoint,), spool_dir=str(rec_dir / "spool"),
-                                               curve_secret_key=keys["agent_secret"],
-                                               collector_public_key=keys["collector_public"]))
-    else:
-        text = DEFAULT_CONFIG.format(endpoint=endpoint, seed=args.seed, world_s=args.duration + 30,
-                                     spool=rec_dir / "spool", agent_secret=keys["agent_secret"],
-                                     collector_public=keys["collector_public"])
-        config = parse_config(tomllib.loads(text), "<built-in simulated rig>")
-    from synchub.agent.deploy import preflight
-
+    else:  # the example, its world as long as the run (plus a margin) and seeded from the command line
+        with resources.as_file(resources.files("synchub.examples").joinpath(EXAMPLE)) as path:
+            config = load_config(path)
+        config = replace(config, sim=replace(config.sim, seed=args.seed, duration_s=args.duration + 30))
+    config = replace(config, agent=replace(config.agent, collector=(endpoint,), spool_dir=str(rec_dir / "spool"),
+                                           curve_secret_key=keys["agent_secret"],
+                                           collector_public_key=keys["collector_public"]))
     refused = [p for p in preflight(config, insecure=True, exists=lambda _p: True) if p.level == "error"]
     if refused:  # e.g. the encoders without onnxruntime: one line before anything starts
         raise UserError(str(refused[0]))
@@ -218,7 +149,6 @@ def run(args) -> int:
     shutil.rmtree(rec_dir, ignore_errors=True)
 
     truth.save(out / "truth.npz")  # the simulator's ground truth, kept apart from the recording
-    from synchub.agent.formats.mcap_read import read_session
 
     data = read_session(session)  # read once: the report, the offline rerun and the plot all use it
     report = build_report(data, truth, sent, hub_stats, args.duration)
@@ -285,9 +215,6 @@ def _error_summary(abs_us: np.ndarray) -> dict:
 
 def add_offline_errors(report: dict, data: dict, truth) -> None:
     """The same recording re-corrected offline (``synchub align``: evidence on both sides of every sample)."""
-    from synchub.agent.align_main import clock_inputs
-    from synchub.agent.clock.replay import correct_recording
-    from synchub.agent.formats.mcap_read import raw_recording
 
     corrected, _ = correct_recording(*clock_inputs(raw_recording(data)), smooth=True)
     by_stream: dict[str, list] = {}

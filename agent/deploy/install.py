@@ -1,8 +1,8 @@
-"""``synchub install`` / ``synchub uninstall``: the agent (and/or collector) as systemd services.
+"""Installing the agent (and/or collector) as systemd services (``synchub install``/``uninstall``: agent/cli/install.py).
 
 Install, in this order, printing each step (``--dry-run``: print only; ``--root DIR``: into a throwaway root):
 
-1. check the config as the unit will run it (``agent.deploy.preflight``): nothing changes if it would be refused;
+1. check the config as the unit will run it (``needs.preflight``): nothing changes if it would be refused;
 2. ``/opt/synchub/.venv``: a venv with the runtime package plus the extras the config needs (``gpio``, ``rpi``,
    ``neural``; never torch);
 3. the ``synchub`` user and its groups (``/usr/lib/sysusers.d/synchub.conf``, ``systemd-sysusers``);
@@ -19,44 +19,20 @@ unless ``--purge``, which also deletes the user and the groups install created.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from synchub.agent import deploy as D
-from synchub.agent.installfs import MANIFEST, Fs, InstallError
+import synchub
+from synchub.agent.config.loader import load_config
 from synchub.agent.transport.security import SecurityError, new_pair
 
+from . import needs as D
+from .fs import MANIFEST, Fs, InstallError
+
 UNITS = {"agent": "synchub-agent.service", "collector": "synchub-collector.service"}
-
-
-def add_install_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help=f"agent config to install as {D.AGENT_CONFIG} (default: keep the one there)")
-    p.add_argument("--role", choices=("agent", "collector", "both"), default="agent", help="which service")
-    p.add_argument("--collector-key", metavar="FILE", help="the collector's public key (.key) to install for the agent")
-    p.add_argument("--from", dest="source", metavar="WHEEL|DIR", help="the synchub package to install (default: "
-                   "this checkout)")
-    p.add_argument("--python", default="/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable,
-                   help="interpreter of the venv (default: the system's python3)")
-    p.add_argument("--no-venv", action="store_true", help="leave /opt/synchub/.venv as it is")
-    p.add_argument("--no-start", action="store_true", help="enable the units but do not start them")
-    _common(p)
-
-
-def add_uninstall_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--purge", action="store_true", help="also delete config, keys, /var/lib/synchub (recordings, "
-                   "spool) and the user and groups install created")
-    _common(p)
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", default="/", help="install into this root directory instead of / (tests, images)")
-    p.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
-
-
-add_arguments, run = add_install_arguments, None  # cli picks add_<command>_arguments / run_<command>
 
 
 def template(name: str) -> str:
@@ -65,15 +41,11 @@ def template(name: str) -> str:
 
 def default_source() -> str | None:
     """The checkout this synchub runs from (an editable install), if any."""
-    import synchub
-
     top = Path(synchub.__file__).resolve().parents[1]
     return str(top) if (top / "pyproject.toml").exists() else None
 
 
-def _config(fs: Fs, args):
-    from synchub.agent.config import load_config
-
+def _config(fs: Fs, args: InstallOptions):
     if args.config:
         return load_config(args.config), Path(args.config).read_text()
     if fs.exists(D.AGENT_CONFIG):
@@ -85,9 +57,23 @@ def _program_in_root(fs: Fs):
     return lambda prog: any(fs.exists(f"{d}/{prog}") for d in ("/usr/bin", "/bin", "/usr/sbin", "/usr/local/bin"))
 
 
-def run_install(args) -> int:
-    from synchub.errors import UserError
+@dataclass(frozen=True)
+class InstallOptions:
+    """``synchub install``'s options (see its ``--help``)."""
 
+    config: str | None = None
+    role: str = "agent"
+    collector_key: str | None = None
+    source: str | None = None
+    python: str = sys.executable
+    no_venv: bool = False
+    no_start: bool = False
+    root: str = "/"
+    dry_run: bool = False
+
+
+def install(args: InstallOptions) -> None:
+    """Install as the module docstring says, printing each step; ``InstallError`` says what stopped it."""
     fs = Fs(args.root, dry_run=args.dry_run)
     roles = ("agent", "collector") if args.role == "both" else (args.role,)
     cfg, cfg_text = _config(fs, args) if "agent" in roles else (None, None)
@@ -99,7 +85,7 @@ def run_install(args) -> int:
                                exists=lambda p: True)  # keys are made below; extras go into the venv
         for pr in problems:
             if pr.level == "error" and ("CURVE" in pr.text or pr.key.startswith("agent.")):
-                raise UserError(f"{args.config or D.AGENT_CONFIG}: {pr.key}: the unit's agent needs CURVE keys; add "
+                raise InstallError(f"{args.config or D.AGENT_CONFIG}: {pr.key}: the unit's agent needs CURVE keys; add "
                                 f"curve_secret_key = \"{D.agent_keys(cfg.agent.name)[0]}\" and collector_public_key = "
                                 f"\"{D.COLLECTOR_PUBLIC}\" to [agent] (install makes the pair there)")
             (later.append if pr.level == "error" else lambda t: print(f"warning: {t}"))(str(pr))
@@ -119,9 +105,9 @@ def run_install(args) -> int:
         _units(fs, roles, access, args.config or D.AGENT_CONFIG)
         started = _activate(fs, roles, later, args.no_start)
         fs.save_manifest(fs.load_manifest())
-    except InstallError as exc:
+    except InstallError:
         fs.save_manifest(fs.load_manifest())  # what was made so far can still be uninstalled
-        raise UserError(str(exc)) from None
+        raise
     where = "" if fs.live else f" under {fs.root}"
     print(f"{'would install' if args.dry_run else 'installed'} synchub ({', '.join(roles)}){where}; "
           f"{'started: ' + ', '.join(started) if started else 'not started'}")
@@ -130,7 +116,6 @@ def run_install(args) -> int:
     if "collector" in roles:
         print(f"collector: copy {D.COLLECTOR_PUBLIC} to each agent (synchub install --collector-key FILE there) and "
               f"each agent's public key into {D.ALLOW_DIR}/")
-    return 0
 
 
 def _venv(fs: Fs, args, extras: set[str]) -> None:
@@ -229,26 +214,25 @@ def _activate(fs: Fs, roles, later: list[str], no_start: bool) -> list[str]:
     return startable
 
 
-def run_uninstall(args) -> int:
-    from synchub.errors import UserError
-
-    fs = Fs(args.root, dry_run=args.dry_run)
+def uninstall(root: str = "/", dry_run: bool = False, purge: bool = False) -> None:
+    """Remove what ``install`` made (its manifest); the config, keys and recordings stay unless ``purge``."""
+    fs = Fs(root, dry_run=dry_run)
     m = fs.load_manifest()
     if m is None:
-        raise UserError(f"nothing to uninstall: no {fs.p(MANIFEST)} (written by synchub install)")
+        raise InstallError(f"nothing to uninstall: no {fs.p(MANIFEST)} (written by synchub install)")
     units = m.get("units", [])
     root = [] if fs.live else [f"--root={fs.root}"]
     if units:
         fs.run(["systemctl", *root, "disable", *(["--now"] if fs.live else []), *units], "stop and disable",
                check=False)
-    keep = set() if args.purge else {"config", "key"}
+    keep = set() if purge else {"config", "key"}
     for e in m.get("files", []):
         if e["tag"] not in keep:
             fs.remove(e["path"])
     for e in sorted(m.get("dirs", []), key=lambda e: -len(e["path"])):
         if e["tag"] not in keep:
             (fs.remove if e["tag"] == "venv" else fs.rmdir_if_empty)(e["path"])
-    if args.purge:
+    if purge:
         for d in (D.ALLOW_DIR, D.KEY_DIR, D.CONF_DIR, D.STATE_DIR):
             fs.remove(d)
         for user in m.get("users", []):
@@ -260,11 +244,10 @@ def run_uninstall(args) -> int:
     if fs.live:
         fs.run(["systemctl", "daemon-reload"], "reload systemd", check=False)
         fs.run(["udevadm", "control", "--reload"], "reload udev rules", check=False)
-    if not args.purge and not fs.dry_run:  # what stays is still install's, for a later --purge
+    if not purge and not fs.dry_run:  # what stays is still install's, for a later --purge
         left = {k: [e for e in m.get(k, []) if e["tag"] in keep] for k in ("files", "dirs")}
         fs.p(MANIFEST).write_text(json.dumps({**left, "users": m.get("users", []), "groups": m.get("groups", []),
                                               "units": []}, indent=1) + "\n")
     fs.rmdir_if_empty(D.PREFIX)
-    kept = "" if args.purge else f"; kept {D.CONF_DIR} (config, keys) and {D.STATE_DIR} (use --purge to delete)"
-    print(f"{'would uninstall' if args.dry_run else 'uninstalled'} synchub{kept}")
-    return 0
+    kept = "" if purge else f"; kept {D.CONF_DIR} (config, keys) and {D.STATE_DIR} (use --purge to delete)"
+    print(f"{'would uninstall' if dry_run else 'uninstalled'} synchub{kept}")

@@ -27,6 +27,7 @@ from synchub.agent.clock.settings import ClockLayerConfig
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.formats.mcap_read import RawRecording, raw_recording, read_raw, read_session
 from synchub.agent.formats.mcap_write import write_corrected
+from synchub.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,8 +47,6 @@ def rerun(path, smooth: bool = True) -> tuple[list[Chunk], StreamClocks]:
 
 
 def run(args) -> int:
-    from synchub.errors import UserError
-
     path = Path(args.session)
     if not path.exists():
         raise UserError(f"{path}: no such recording")

@@ -10,12 +10,17 @@ in-process only: a separate agent cannot read them (use ``[sim]`` in the agent's
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
+
+from synchub.agent.config.loader import load_config
+from synchub.drivers.sim.rig import SimRig
+from synchub.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,11 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_sim_settings(path: str, seed: int | None = None):
-    import dataclasses
-
-    from synchub.agent.config import load_config
-    from synchub.errors import UserError
-
     config = load_config(path)
     if config.sim is None:
         raise UserError(f"{path}: no [sim] table (see examples/sim-rig.toml)")
@@ -46,8 +46,6 @@ def _link(links: Path, name: str, target: str) -> Path:
     link = links / name
     if link.is_symlink() or link.exists():
         if link.is_dir() and not link.is_symlink():
-            from synchub.errors import UserError
-
             raise UserError(f"{link} is a directory; cannot make a symlink there")
         link.unlink()
     os.symlink(target, link)
@@ -55,10 +53,6 @@ def _link(links: Path, name: str, target: str) -> Path:
 
 
 def run(args) -> int:
-    from synchub.errors import UserError
-
-    from .rig import SimRig
-
     sim = load_sim_settings(args.config, args.seed)
     if args.duration is not None and args.duration <= 0:
         raise UserError("--duration must be > 0")

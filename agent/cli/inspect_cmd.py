@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from synchub.agent.align.fusion import export_fused_json
+from synchub.agent.formats.mcap_read import read_session
 from synchub.errors import UserError
 from synchub.extras import require
 
@@ -118,8 +120,6 @@ def plot(session: dict[str, Any], png: str) -> None:
 
 
 def run(args) -> int:
-    from synchub.agent.formats.mcap_read import read_session
-
     for f in args.files:
         if not os.path.isfile(f):
             raise UserError(f"no such file: {f}")
@@ -131,8 +131,6 @@ def run(args) -> int:
         raise UserError(f"cannot read {', '.join(args.files)}: {type(exc).__name__}: {exc}") from None
     summary = summarize(session)
     if args.fused_json:
-        from synchub.agent.align.fusion import export_fused_json
-
         if len(args.files) != 1:
             raise UserError("--fused-json takes one recording")
         try:

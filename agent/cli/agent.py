@@ -9,10 +9,11 @@ import sys
 import threading
 import time
 
+from synchub.agent.config.loader import load_config
+from synchub.agent.deploy.needs import preflight
+from synchub.agent.pipeline.notify import notify
 from synchub.agent.pipeline.runtime import Agent, AgentError
-
-from .config import load_config
-from .deploy import preflight
+from synchub.errors import UserError
 
 log = logging.getLogger("synchub.agent")
 
@@ -25,8 +26,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from synchub.errors import UserError
-
     config = load_config(args.config)
     logging.getLogger().setLevel(getattr(logging, config.agent.log_level.upper()))
     # what the agent would refuse later, refused now in one line (an extra that is not installed, plain text
@@ -41,7 +40,6 @@ def run(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    notify = _notifier()
     try:
         agent.start()
         if agent.rig is not None and hasattr(agent.rig, "pty_paths"):
@@ -69,10 +67,3 @@ def run(args) -> int:
         agent.stop()
     return 0
 
-
-def _notifier():
-    try:
-        from synchub.agent.pipeline.notify import notify
-    except ImportError:
-        return lambda _msg: None
-    return notify
