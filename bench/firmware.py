@@ -41,8 +41,8 @@ def _pct(x, q):
 
 
 def latency_run(seconds: float, seed: int) -> dict:
-    from synchub.drivers import syncbox_protocol as P
-    from synchub.drivers.syncbox import SyncBoxClient
+    from synchub.drivers.syncbox import protocol as P
+    from synchub.drivers.syncbox.driver import SyncBoxClient
     from synchub.firmware import harness
 
     rng = random.Random(seed)
@@ -129,8 +129,8 @@ def _err_stats(err_us) -> dict:
 
 def resolution_run() -> dict:
     """Closest pair of input edges the capture timestamps both of, with the CPU idle (no other interrupt)."""
-    from synchub.drivers import syncbox_protocol as P
-    from synchub.drivers.syncbox import SyncBoxClient
+    from synchub.drivers.syncbox import protocol as P
+    from synchub.drivers.syncbox.driver import SyncBoxClient
     from synchub.firmware import harness
 
     gaps = list(range(5, 160, 5))
@@ -191,7 +191,7 @@ class _Sink:
 def e2e_run(n_probes: int, n_edges: int, seed: int) -> dict:
     """Captured edges -> SyncBoxDriver (pyserial on the simulated board's pty) -> evidence -> host clock."""
     from synchub.agent.core.options import StreamCommon
-    from synchub.drivers.syncbox import SyncBoxDriver, SyncBoxSettings
+    from synchub.drivers.syncbox.driver import SyncBoxDriver, SyncBoxSettings
     from synchub.firmware import harness
 
     rng = random.Random(seed)
@@ -262,8 +262,8 @@ def e2e_run(n_probes: int, n_edges: int, seed: int) -> dict:
 
 def limits_run(seconds: float) -> dict:
     """Measured minimum time between output edges vs the firmware's MIN_GAP, and every mode at its limits."""
-    from synchub.drivers import syncbox_protocol as P
-    from synchub.drivers.syncbox import SyncBoxClient, SyncBoxError
+    from synchub.drivers.syncbox import protocol as P
+    from synchub.drivers.syncbox.driver import SyncBoxClient, SyncBoxError
     from synchub.firmware import harness, timing
 
     lim = P.limits()

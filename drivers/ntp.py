@@ -16,6 +16,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
+import ntplib
+
 from synchub.agent.core.evidence import UtcSample
 from synchub.agent.core.units import NS
 
@@ -55,8 +57,6 @@ def _split(server: str, default_port: int) -> tuple[str, int]:
 
 class NtpMonitor:
     def __init__(self, servers, interval_s: float = 64.0, timeout_s: float = 1.0, port: int = 123, client=None):
-        import ntplib
-
         self.ntplib = ntplib
         self.servers = list(servers)
         self.interval_s = float(interval_s)

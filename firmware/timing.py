@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 
 from synchub.agent.clock.barcode import barcode_levels, harp_levels
-from synchub.drivers import syncbox_protocol as P
-from synchub.drivers.syncbox import SyncBoxClient
+from synchub.drivers.syncbox import protocol as P
+from synchub.drivers.syncbox.driver import SyncBoxClient
 
 from . import harness
 

@@ -15,7 +15,8 @@ from synchub.agent.clock.model import ClockModel
 from synchub.agent.config.loader import load_config
 from synchub.agent.core.options import StreamCommon
 from synchub.agent.core.stream import Chunk, Gap
-from synchub.drivers.alsa import SEGMENT_JUMP_NS, AlsaCaptureDriver, AlsaSettings
+from synchub.drivers.capture.alsa import AlsaCaptureDriver, AlsaSettings
+from synchub.drivers.capture.base import SEGMENT_JUMP_NS
 from synchub.drivers.registry import DRIVERS
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -282,7 +283,7 @@ def test_settings_errors_name_the_problem():
 
 
 def test_default_command_is_arecord_with_the_settings():
-    from synchub.drivers.alsa import capture_command
+    from synchub.drivers.capture.alsa import capture_command
 
     argv = capture_command(AlsaSettings(device="plughw:CARD=Device", channels=2, period_ms=20.0), 48000)
     assert argv == ["arecord", "-q", "-D", "plughw:CARD=Device", "-t", "raw", "-f", "S16_LE", "-r", "48000",

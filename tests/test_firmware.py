@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from synchub.drivers import syncbox_protocol as P
-from synchub.drivers.syncbox import SyncBoxClient, SyncBoxRefused, SyncBoxSettingsError
+from synchub.drivers.syncbox import protocol as P
+from synchub.drivers.syncbox.driver import SyncBoxClient, SyncBoxRefused, SyncBoxSettingsError
 from synchub.firmware import harness, timing
 
 pytestmark = pytest.mark.firmware

@@ -6,7 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synchub.drivers import frames as F
+from synchub.drivers.serial import frames as F
+from synchub.drivers.serial import lines as L
+from synchub.drivers.serial import protocol as P
 
 
 def _imu_stream(n=50, seed=0):
@@ -77,53 +79,53 @@ def test_imu_decoder_never_raises_and_recovers(junk, where):
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=600))
 def test_decoders_never_raise_on_random_bytes(data):
-    for dec in (F.ImuDecoder(), F.TlmDecoder(5), F.LogDecoder(), F.TextPingDecoder()):
+    for dec in (F.ImuDecoder(), L.TlmDecoder(5), L.LogDecoder(), L.TextPingDecoder()):
         for i in range(0, len(data), 37):
             for item in dec.feed(data[i : i + 37]):
                 assert not isinstance(item, Exception)
 
 
 def test_tlm_round_trip_and_errors():
-    lines = [F.encode_tlm(1000 + 100 * i, i, [24.5, 0.0, 210.0, 0.01, 0.04]) for i in range(10)]
+    lines = [L.encode_tlm(1000 + 100 * i, i, [24.5, 0.0, 210.0, 0.01, 0.04]) for i in range(10)]
     assert lines[0].startswith(b"$TLM,1000,0,24.5,0,210,0.01,0.04*") and lines[0].endswith(b"\r\n")
     corrupt = bytearray(lines[3])
     corrupt[7] = ord("9")  # checksum no longer matches
-    data = b"".join(lines[:3]) + bytes(corrupt) + b"hello\n" + b"".join(lines[4:]) + F.encode_tlm_pong(42, 5000)
-    dec = F.TlmDecoder(5)
+    data = b"".join(lines[:3]) + bytes(corrupt) + b"hello\n" + b"".join(lines[4:]) + L.encode_tlm_pong(42, 5000)
+    dec = L.TlmDecoder(5)
     out = _feed_split(dec, data, random.Random(1))
-    samples = [o for o in out if isinstance(o, F.TlmSample)]
+    samples = [o for o in out if isinstance(o, L.TlmSample)]
     assert [s.seq for s in samples] == [0, 1, 2, 4, 5, 6, 7, 8, 9]
     assert samples[0].values == (24.5, 0.0, 210.0, 0.01, 0.04)
     assert out[-1] == F.Pong(42, 5000)
     reasons = [o.reason for o in out if isinstance(o, F.Malformed)]
     assert reasons == ["checksum", "not a $...*HH sentence"] and dec.errors == 2
-    assert isinstance(F.TlmDecoder(4).feed(lines[0])[0], F.Malformed)  # wrong channel count
+    assert isinstance(L.TlmDecoder(4).feed(lines[0])[0], F.Malformed)  # wrong channel count
 
 
 def test_log_round_trip_and_errors():
     data = (
-        F.encode_log(123456, "INFO", "impact detected amp=0.50")
-        + F.encode_log(4294967295, "WARN", "caf\u00e9 \x01")
+        L.encode_log(123456, "INFO", "impact detected amp=0.50")
+        + L.encode_log(4294967295, "WARN", "caf\u00e9 \x01")
         + b"12x INFO nope\n"
         + b"77 LOUD hm\n"
         + b"5 INFO bin\x02ary\n"
         + b"x" * 1000
         + b"\n"
-        + F.encode_log_pong(7, 99)
+        + L.encode_log_pong(7, 99)
     )
-    dec = F.LogDecoder()
+    dec = L.LogDecoder()
     out = _feed_split(dec, data, random.Random(2))
-    assert out[0] == F.LogLine(123456, "INFO", "impact detected amp=0.50")
-    assert out[1] == F.LogLine(4294967295, "WARN", "caf? ?")
+    assert out[0] == L.LogLine(123456, "INFO", "impact detected amp=0.50")
+    assert out[1] == L.LogLine(4294967295, "WARN", "caf? ?")
     assert [o.reason for o in out[2:-1]] == ["bad tick", "unknown level", "non-printable bytes", "line too long"]
     assert out[-1] == F.Pong(7, 99)
 
 
 def test_text_ping():
-    dec = F.TextPingDecoder()
-    assert dec.feed(F.encode_ping("tlm-nmea", 17) + b"junk\n" + F.encode_ping("log-text", 4294967295)) == [
+    dec = L.TextPingDecoder()
+    assert dec.feed(P.encode_ping("tlm-nmea", 17) + b"junk\n" + P.encode_ping("log-text", 4294967295)) == [
         F.Ping(17),
         F.Malformed("unknown command", 4),
         F.Ping(4294967295),
     ]
-    assert F.ImuDecoder().feed(F.encode_ping("imu-bin", 3)) == [F.Ping(3)]
+    assert F.ImuDecoder().feed(P.encode_ping("imu-bin", 3)) == [F.Ping(3)]

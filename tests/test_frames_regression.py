@@ -1,6 +1,6 @@
 """Regression: a frame whose last byte equals the first sync byte must not be counted as garbage."""
 
-from synchub.drivers.frames import SYNC, ImuDecoder, ImuSample, encode_imu_sample
+from synchub.drivers.serial.frames import SYNC, ImuDecoder, ImuSample, encode_imu_sample
 
 
 def test_frame_ending_in_sync_byte_is_not_garbage():

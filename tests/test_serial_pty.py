@@ -9,9 +9,9 @@ import pytest
 
 from synchub.agent.core.evidence import Probe, TriggerEdge
 from synchub.agent.core.options import StreamCommon
-from synchub.drivers import frames as F
 from synchub.drivers.base import DriverContext
-from synchub.drivers.serial_stream import SerialSettings, SerialStreamDriver
+from synchub.drivers.serial.port import SerialStreamDriver
+from synchub.drivers.serial.protocol import SerialProtocol, SerialSettings
 from synchub.drivers.sim.rig import SimRig
 from synchub.drivers.sim.settings import DEFAULT_DEVICES, SimSettings
 
@@ -188,7 +188,7 @@ def test_counter_wrap_and_clock_reset_through_the_driver():
     dev, _ = sink.times("imu0")
     assert len(dev) == len(truth) > 600
     np.testing.assert_array_equal(dev // 1000, truth.device_ns // 1000)  # unwrapped across the wrap, restarted
-    assert truth.device_ns.max() > 1 << 32 and drv.unwrapper.wraps == 1
+    assert truth.device_ns.max() > 1 << 32 and drv.protocol.unwrapper.wraps == 1
     assert len(truth.resets_ns) == 1 and set(truth.segment.tolist()) == {0, 1}
     assert [g for g in sink.gaps if g[0] == "imu0"] == []  # a reset loses no sample
     (stream, new, before, _), = sink.resets
@@ -196,8 +196,8 @@ def test_counter_wrap_and_clock_reset_through_the_driver():
 
 
 def test_driver_parsing_over_minutes_of_simulated_bytes():
-    """The driver's parse path fed with 3 simulated minutes of imu0 bytes at their arrival times (no pty, no
-    waiting): counter wrap, a reset, drops, garbage; every sample and every gap accounted for."""
+    """The serial protocol fed with 3 simulated minutes of imu0 bytes at their arrival times (no pty, no waiting):
+    counter wrap, a reset, drops, garbage; every sample and every gap accounted for."""
     from synchub.drivers.sim.devices import SerialDevice
     from synchub.drivers.sim.settings import SimTrigger
     from synchub.drivers.sim.world import World
@@ -211,8 +211,7 @@ def test_driver_parsing_over_minutes_of_simulated_bytes():
     drv = _driver(rig, "imu0", "imu-bin", 200.0)
     rig.stop()
     sink = RecordingSink()
-    drv.sink = sink
-    decoder = F.ImuDecoder()
+    proto = SerialProtocol(drv.info, drv.common, drv.settings, sink, drv.stats)  # what the driver's thread feeds
     true, devns, n_garbage = [], [], 0
     for k, end in enumerate(range(40_000_000, 180 * 10**9, 40_000_000)):
         for p in dev.render_until(end):
@@ -220,7 +219,7 @@ def test_driver_parsing_over_minutes_of_simulated_bytes():
             if k % 500 == 7 and p.kind == "samples":
                 data = b"\x13\x37garbage" + data
                 n_garbage += 1
-            drv._handle(decoder.feed(data), p.arrival_ns)
+            proto.data_received(data, p.arrival_ns)
             if p.kind == "samples":
                 true.append(p.true_ns)
                 devns.append(p.device_ns)
@@ -228,7 +227,7 @@ def test_driver_parsing_over_minutes_of_simulated_bytes():
     got, host = sink.times("imu0")
     assert len(got) == len(devns) > 30_000
     np.testing.assert_array_equal(got // 1000, devns // 1000)
-    assert drv.unwrapper.wraps == 1 and drv.unwrapper.resets == 1
+    assert proto.unwrapper.wraps == 1 and proto.unwrapper.resets == 1
     gaps = [g for g in sink.gaps if g[0] == "imu0"]
     assert [r[0] for r in sink.resets] == ["imu0"]
     assert sum(g[1] for g in gaps if g[2] == "device_drop") == dev.dropped > 10
@@ -253,5 +252,5 @@ def test_a_silent_reader_gets_the_stream_too():
         drv.stop()
         rig.stop()
     truth = rig.truth().streams["tlm0"]
-    assert rig.ports["tlm0"].host_bytes == 0 and drv.probes_sent == 0
+    assert rig.ports["tlm0"].host_bytes == 0 and drv.protocol.probes_sent == 0
     assert sink.count("tlm0") == len(truth) >= 12

@@ -16,8 +16,10 @@ from synchub.agent.config.loader import parse_config
 from synchub.agent.core.options import StreamCommon
 from synchub.agent.core.settings import ConfigError
 from synchub.agent.core.units import NS
-from synchub.drivers import frames as F
 from synchub.drivers.base import DriverContext
+from synchub.drivers.serial import frames as F
+from synchub.drivers.serial import lines as L
+from synchub.drivers.serial import protocol as P
 from synchub.drivers.sim.capture import SimCaptureDriver, SimCaptureSettings
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 from synchub.drivers.sim.devices import CaptureDevice, SampleSchedule, SerialDevice, trigger_edges
@@ -122,11 +124,11 @@ def test_serial_device_bytes_decode_to_its_truth():
 def test_text_devices_render_their_formats():
     world = World(30.0, seed=3)
     tlm = SerialDevice(_dev("tlm0"), world, 0, seed=1, duration_s=30.0)
-    items = F.TlmDecoder(5).feed(b"".join(p.data for p in tlm.render_until(10 * NS)))
-    assert len(items) == 100 and all(isinstance(i, F.TlmSample) for i in items)
+    items = L.TlmDecoder(5).feed(b"".join(p.data for p in tlm.render_until(10 * NS)))
+    assert len(items) == 100 and all(isinstance(i, L.TlmSample) for i in items)
     assert [i.seq for i in items] == list(range(100))
     log = SerialDevice(_dev("log0"), world, 0, seed=1, duration_s=30.0)
-    lines = F.LogDecoder().feed(b"".join(p.data for p in log.render_until(30 * NS)))
+    lines = L.LogDecoder().feed(b"".join(p.data for p in log.render_until(30 * NS)))
     assert [ln.message for ln in lines] == [m for _, m in world.log_messages()]
     assert {ln.level for ln in lines} <= {"INFO", "WARN"}
 
@@ -231,7 +233,7 @@ def test_synchub_sim_cli_serves_ptys_and_saves_truth(tmp_path):
         assert [ln[0] for ln in lines] == ["imu0", "tlm0", "sync"]
         assert os.path.realpath(links / "imu0") == lines[0][1]
         ser = serial.Serial(str(links / "imu0"), 115200, timeout=0.1)
-        ser.write(F.encode_ping("imu-bin", 9))
+        ser.write(P.encode_ping("imu-bin", 9))
         dec, items, end = F.ImuDecoder(), [], time.monotonic() + 1.5
         while time.monotonic() < end:
             items += dec.feed(ser.read(4096))

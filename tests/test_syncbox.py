@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synchub.agent.core.evidence import Probe, TriggerEdge
-from synchub.drivers import syncbox_protocol as P
+from synchub.drivers.syncbox import protocol as P
 
 
 # ---------------------------------------------------------------- codec
@@ -127,7 +127,7 @@ def test_client_counts_sequence_gaps_and_bad_frames_on_a_pty():
     counted, a reboot (boot STATUS, numbering from 0) is not a gap."""
     import pty
 
-    from synchub.drivers.syncbox import SyncBoxClient
+    from synchub.drivers.syncbox.driver import SyncBoxClient
 
     master, slave = pty.openpty()
     try:
@@ -203,7 +203,7 @@ def elf():
 @needs_box
 def test_driver_reports_pulses_edges_probes_and_reconnects(elf, tmp_path):
     from synchub.agent.core.options import StreamCommon
-    from synchub.drivers.syncbox import SyncBoxDriver, SyncBoxSettings
+    from synchub.drivers.syncbox.driver import SyncBoxDriver, SyncBoxSettings
 
     link = str(tmp_path / "syncbox-tty")
     box = harness.SimBox(elf, realtime=True, link=link)
@@ -260,7 +260,7 @@ def test_probes_and_captured_edges_map_onto_host_clock(elf):
     truth (units, signs and offsets are right; a wiring mistake is off by seconds).  The pty and the real-time
     pacing of the simulation dominate the error; bench/firmware.py measures it."""
     from synchub.agent.clock.model import ClockModel
-    from synchub.drivers.syncbox import SyncBoxClient
+    from synchub.drivers.syncbox.driver import SyncBoxClient
 
     with harness.SimBox(elf, realtime=True) as box:
         c = SyncBoxClient(box.port, timeout=5.0)

@@ -13,9 +13,9 @@ import pytest
 from synchub.agent.clock.model import ClockModel
 from synchub.agent.core.options import StreamCommon
 from synchub.agent.core.stream import Gap
-from synchub.drivers.alsa import SEGMENT_JUMP_NS
+from synchub.drivers.capture.base import SEGMENT_JUMP_NS
+from synchub.drivers.capture.v4l2 import V4l2CaptureDriver, V4l2Settings, capture_command
 from synchub.drivers.registry import DRIVERS
-from synchub.drivers.v4l2 import V4l2CaptureDriver, V4l2Settings, capture_command
 
 # argv: fps width height piece_bytes frames die_once_file ("" never dies) die_after_frames
 CAMERA = r"""

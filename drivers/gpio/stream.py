@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from synchub.agent.core.options import StreamCommon, TriggerSettings
 from synchub.agent.core.settings import setting
+from synchub.drivers.base import Driver, DriverContext
 
-from ..base import Driver, DriverContext
 from . import make_trigger_input
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +20,8 @@ import numpy as np
 from synchub.agent.core.options import StreamCommon
 from synchub.agent.core.settings import setting
 from synchub.agent.core.stream import StreamInfo
+from synchub.drivers.base import Driver, DriverContext, DriverSink
 
-from ..base import Driver, DriverContext, DriverSink
 from .render import VIDEO_SHAPE
 
 log = logging.getLogger("synchub.sim.capture")
@@ -85,8 +86,6 @@ class SimCaptureDriver(Driver):
         return h
 
     def _run(self) -> None:
-        import time
-
         while not self._stop.is_set():
             p = self.source.read(self.settings.read_timeout_s)
             host_ns = time.monotonic_ns()

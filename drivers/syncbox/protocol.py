@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from cobs import cobs
 
-from .frames import crc16  # the same CRC-16/CCITT-FALSE as the serial imu-bin frames
+from synchub.drivers.serial.frames import crc16  # the same CRC-16/CCITT-FALSE as the serial imu-bin frames
 
 PROTO_VERSION = 1
 

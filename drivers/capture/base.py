@@ -1,24 +1,18 @@
-"""A USB microphone or other ALSA capture device, read through a capture program's stdout (``arecord`` by default).
+"""What the ALSA and V4L2 drivers share: a capture program run as a subprocess (no shell), its stdout read on the
+driver's own thread, frames stamped with the host receive time and a device time from the frame counter at the
+nominal rate (``origin + k / rate``: the device's own clock as far as a pipe shows it).
 
-The driver starts the capture program as a subprocess (no shell), reads raw interleaved PCM from its stdout on its
-own thread in period-sized reads, stamps the host receive time (``time.monotonic_ns()`` right after each read) and
-gives every sample a device time from the sample counter at the nominal rate: sample ``k`` of a segment is at
-``origin + k / rate``.  That is the sound card's own clock, so the clock model learns its drift against the host
-(as LSL/ALSA users expect); the stream's quality metadata says ``timestamp_source = "sample-counter+period-arrival"``.
-A read that ends inside a frame keeps the partial frame for the next read: no frame is ever split or lost.
+A read that ends inside a frame keeps the partial frame for the next read: no frame is ever split or lost.  When
+the program exits or stops delivering (USB unplugged) the driver logs it, reports a ``disconnect`` problem and
+restarts the program every ``restart_s``.  When frames flow again it records a ``disconnect`` gap (the frames the
+outage cost, estimated from host time at the nominal rate, bracketed by the last device time before and the first
+after) and a clock reset (``reset``): the restarted capture has a new phase, so it starts a new clock segment.  The
+frame counter continues, but the new segment's origin also jumps ``SEGMENT_JUMP_NS`` ahead, so that device time
+alone shows the reset too: the clock layer sees one where it jumps forward by far more than host time advanced
+(``ClockModel.reset_forward_ns``, 10 s).  Device times stay unique and increasing.
 
-When the program exits or stops delivering (USB unplugged, ``arecord: read error: No such device``) the driver logs
-it, reports a ``disconnect`` problem and restarts the program every ``restart_s``.  When samples flow again it
-records a ``disconnect`` gap (the samples the outage cost, estimated from host time at the nominal rate, bracketed
-by the last device time before and the first after) and a clock reset (``reset``): the restarted capture has a new
-phase, so it starts a new clock segment.  The sample counter continues, but the new segment's origin also jumps
-``SEGMENT_JUMP_NS`` ahead, so that device time alone shows the reset too: the clock layer sees one where it jumps
-forward by far more than host time advanced (``ClockModel.reset_forward_ns``, 10 s), and that is what makes it start
-a new segment instead of mapping across the restart.  Device times stay unique and increasing.
-
-The program's stderr is logged line by line (never fatal); ``overrun`` lines (arecord's xrun report: samples the
-card dropped while the counter went on) are counted and reported as problems.  A missing program is a clear
-``FileNotFoundError`` at construction and at ``start`` (for ``arecord``: install the Debian package alsa-utils).
+The program's stderr is logged line by line (never fatal); ``overrun`` lines (arecord's xrun report) are counted
+and reported as problems.  A missing program is a clear ``FileNotFoundError`` naming the Debian package to install.
 """
 
 from __future__ import annotations
@@ -30,74 +24,17 @@ import shutil
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from synchub.agent.core.options import StreamCommon
-from synchub.agent.core.settings import setting
-from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import NS
+from synchub.drivers.base import Driver, DriverSink
 
-from .base import Driver, DriverContext, DriverSink
-
-log = logging.getLogger("synchub.alsa")
-
-#: sample format -> (little-endian numpy dtype, native channel_format, full scale for float output)
-SAMPLE_FORMATS = {
-    "S16_LE": ("<i2", "int16", 32768.0),
-    "S32_LE": ("<i4", "int32", 2147483648.0),
-    "FLOAT_LE": ("<f4", "float32", 1.0),
-}
 #: How far a restarted capture's device time jumps ahead of the outage (see the module docstring).
 SEGMENT_JUMP_NS = 100 * NS
 #: A running program that delivers nothing for this long (or 10 periods, if longer) is restarted.
 STALL_S = 3.0
-ARECORD = ("arecord", "-q", "-D", "{device}", "-t", "raw", "-f", "{format}", "-r", "{rate}", "-c", "{channels}",
-           "-F", "{period_us}")
-
-
-@dataclass(frozen=True)
-class AlsaSettings:
-    device: str = setting("default", doc="ALSA capture device (hw:1,0, plughw:CARD=Device; `arecord -L` lists them)")
-    rate: int = setting(0, min=0, max=768000, doc="sample rate in Hz (0: the stream's nominal_rate)")
-    channels: int = setting(1, min=1, max=64, doc="channels per frame (interleaved)")
-    sample_format: str = setting("S16_LE", choices=tuple(SAMPLE_FORMATS), doc="PCM sample format")
-    period_ms: float = setting(20.0, min=1.0, max=1000.0, doc="ALSA period: the size of one read")
-    command: tuple[str, ...] = setting((), doc="capture program and arguments writing raw PCM to stdout; "
-                                                "{device} {rate} {channels} {format} {period_us} are filled in "
-                                                "(empty: arecord from alsa-utils)")
-    restart_s: float = setting(1.0, min=0.05, max=60.0, doc="wait before restarting a capture program that exited")
-
-
-def resolve_rate(common: StreamCommon, settings: AlsaSettings) -> int:
-    nominal = common.nominal_rate
-    if settings.rate and nominal and abs(nominal - settings.rate) > 1e-9 * settings.rate:
-        raise ValueError(f"rate {settings.rate} does not match nominal_rate {nominal}")
-    rate = settings.rate or nominal
-    if not rate:
-        raise ValueError("an ALSA stream needs a sample rate: set nominal_rate (or rate)")
-    if rate != int(rate):
-        raise ValueError(f"ALSA sample rates are whole Hz, got nominal_rate {nominal}")
-    return int(rate)
-
-
-def build_stream_info(common: StreamCommon, settings: AlsaSettings, rate: int) -> StreamInfo:
-    native = SAMPLE_FORMATS[settings.sample_format][1]
-    allowed = {native, "float32", "double64"}
-    if common.channel_format not in allowed:
-        raise ValueError(f"sample_format {settings.sample_format} gives {native} samples (or scaled float32/double64)"
-                         f"; channel_format {common.channel_format!r} is not one of {', '.join(sorted(allowed))}")
-    n = settings.channels
-    return StreamInfo(
-        name=common.name, type=common.type, nominal_srate=float(rate), channel_count=n,
-        channel_format=common.channel_format,
-        channel_labels=common.channel_labels or (("mic",) if n == 1 else tuple(f"ch{i}" for i in range(n))),
-        channel_units=common.channel_units, source_id=common.source_id or settings.device,
-        quality=(("alsa_device", settings.device), ("period_ms", f"{settings.period_ms:g}"),
-                 ("sample_format", settings.sample_format), ("timestamp_source", "sample-counter+period-arrival")),
-    )
 
 
 def fill_command(template, fields: dict[str, str]) -> list[str]:
@@ -108,13 +45,6 @@ def fill_command(template, fields: dict[str, str]) -> list[str]:
             arg = arg.replace("{" + key + "}", value)
         argv.append(arg)
     return argv
-
-
-def capture_command(settings: AlsaSettings, rate: int) -> list[str]:
-    """The argv of the capture program with the placeholders filled in."""
-    fields = {"device": settings.device, "rate": str(rate), "channels": str(settings.channels),
-              "format": settings.sample_format, "period_us": str(int(round(settings.period_ms * 1000)))}
-    return fill_command(settings.command or ARECORD, fields)
 
 
 #: Default capture programs, what they capture and the Debian package that has them.
@@ -134,28 +64,18 @@ def find_program(argv: list[str]) -> str:
     return path
 
 
-class AlsaCaptureDriver(Driver):
-    def __init__(self, common: StreamCommon, settings: AlsaSettings, context: DriverContext | None = None):
-        self.rate = resolve_rate(common, settings)
-        super().__init__(build_stream_info(common, settings, self.rate))
-        self.name = common.name
-        self.settings = settings
-        self.argv = capture_command(settings, self.rate)
-        find_program(self.argv)
-        dtype, _, self.scale = SAMPLE_FORMATS[settings.sample_format]
-        self.wire_dtype = np.dtype(dtype)
-        self.frame_bytes = self.wire_dtype.itemsize * settings.channels
-        self.period_frames = max(1, int(round(settings.period_ms * self.rate / 1000)))
-        self.read_bytes = self.period_frames * self.frame_bytes
-        self.period_ns = NS / self.rate
-        self.stall_s = max(STALL_S, 10 * settings.period_ms / 1000)
-        self._init_run_state()
+class CaptureDriver(Driver):
+    """A capture program's frames as a stream (see the module docstring).  A subclass sets the stream info, its
+    settings (with ``restart_s``), ``argv``, ``rate``, ``frame_bytes``, ``read_bytes`` and ``stall_s`` and then calls
+    ``_init_run_state``; its ``_samples(raw, n)`` turns ``n`` frames of raw bytes into the stream's samples."""
 
-    #: prefix of the reader thread's name
-    thread_prefix = "alsa"
+    #: prefix of the reader thread's name (and of the logger: ``synchub.<prefix>``)
+    thread_prefix = "capture"
 
     def _init_run_state(self) -> None:
-        """Process, thread and clock-segment state (shared with drivers built on this one, e.g. ``v4l2``)."""
+        """Process, thread and clock-segment state."""
+        self.log = logging.getLogger(f"synchub.{self.thread_prefix}")
+        self.period_ns = NS / self.rate
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
@@ -214,8 +134,8 @@ class AlsaCaptureDriver(Driver):
                 _end(proc)
             self.starts += 1
             if self.starts > 1:
-                log.info("%s: capture restarted (%s)", self.name, " ".join(self.argv))
-            err = threading.Thread(target=self._read_stderr, args=(proc,), name=f"alsa-{self.name}-stderr",
+                self.log.info("%s: capture restarted (%s)", self.name, " ".join(self.argv))
+            err = threading.Thread(target=self._read_stderr, args=(proc,), name=f"{self.thread_prefix}-{self.name}-stderr",
                                    daemon=True)
             err.start()
             why = self._read(proc)
@@ -233,7 +153,7 @@ class AlsaCaptureDriver(Driver):
 
     def _lost(self, why: str) -> None:
         if self._outage is None:
-            log.warning("%s: capture from %s stopped: %s; restarting every %.1f s", self.name, self.settings.device,
+            self.log.warning("%s: capture from %s stopped: %s; restarting every %.1f s", self.name, self.settings.device,
                         why, self.settings.restart_s)
             self.sink.problem(self.name, "disconnect", why)
             self._outage = why
@@ -282,11 +202,14 @@ class AlsaCaptureDriver(Driver):
                     self.stats.count("overrun")
                     self.sink.problem(self.name, "overrun", line)
                 elif self.stderr_lines <= 100 or self.stderr_lines % 1000 == 0:
-                    log.warning("%s: %s: %s", self.name, os.path.basename(self.argv[0]), line)
+                    self.log.warning("%s: %s: %s", self.name, os.path.basename(self.argv[0]), line)
         except Exception:  # stderr is only for the log: never let it take the driver down
-            log.exception("%s: reading the capture program's stderr failed", self.name)
+            self.log.exception("%s: reading the capture program's stderr failed", self.name)
 
     # ---- samples
+    def _samples(self, raw: bytes, n: int):
+        raise NotImplementedError
+
     def _deliver(self, raw: bytes, n: int, host_ns: int) -> None:
         if self._outage is not None and self._last_dev is not None:
             self._new_segment(n, host_ns)
@@ -294,11 +217,7 @@ class AlsaCaptureDriver(Driver):
         dev = self._origin + np.rint((self._k + np.arange(n)) * self.period_ns).astype(np.int64)
         self._k += n
         self._last_dev, self._last_host = int(dev[-1]), host_ns
-        data = np.frombuffer(raw, dtype=self.wire_dtype).reshape(n, self.settings.channels)
-        if self.info.channel_format == SAMPLE_FORMATS[self.settings.sample_format][1]:
-            data = data.astype(self.info.dtype)  # native byte order, own memory
-        else:
-            data = (data.astype(np.float64) / self.scale).astype(self.info.dtype)
+        data = self._samples(raw, n)
         self.stats.samples += n
         self.stats.chunks += 1
         self.sink.samples(self.name, data, dev, np.full(n, host_ns, dtype=np.int64))
@@ -311,7 +230,7 @@ class AlsaCaptureDriver(Driver):
         self._origin = self._last_dev + int(round(self.period_ns)) + outage_ns + SEGMENT_JUMP_NS
         self._k = 0
         why = self._outage
-        log.info("%s: samples flow again after %.2f s; new clock segment", self.name, outage_ns / NS)
+        self.log.info("%s: samples flow again after %.2f s; new clock segment", self.name, outage_ns / NS)
         self._gap(lost, "disconnect", self._last_dev, self._origin,
                   f"{why}; {lost} samples lost (estimated from host time at the nominal rate)")
         self.stats.resets += 1

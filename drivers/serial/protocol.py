@@ -1,29 +1,21 @@
-"""A serial/USB device read with pyserial: imu-bin, tlm-nmea or log-text (``synchub.drivers.frames``).
+"""The serial protocol, pure: bytes in (with the host time they arrived), samples, gaps, clock resets and evidence
+out to a ``DriverSink`` (pyserial's ``serial.threaded.Protocol`` split: ``port.SerialStreamDriver`` does the I/O).
 
-The driver's thread reads what the port has, stamps the host receive time (``time.monotonic_ns()`` right after
-the read returns), parses with the format's incremental decoder, unwraps the device's tick counter
-(``synchub.agent.clock.unwrap``) and reports to the sink:
+``SerialProtocol.data_received`` parses with the format's incremental decoder (``frames``: imu-bin, ``lines``:
+tlm-nmea, log-text), unwraps the device's tick counter (``synchub.agent.clock.unwrap``) and reports:
 
 * samples (one ``samples`` call per read), with raw device and host receive times;
 * device-counter gaps as ``gap(cause="device_drop")`` (``"malformed"`` when unparseable bytes came in between,
   ``"disconnect"`` across a reconnect), counter resets with ``reset`` (a ``ClockReset`` in the recording);
 * malformed input as ``problem(stream, "malformed", detail)``, counted in ``stats.malformed``;
 * trigger edges the device stamped on its own input as ``TriggerEdge(clock="device")``;
-* round-trip probes (a ping every ``probe_interval_s``, answered by a pong with the device tick at receipt) as
-  ``Probe`` evidence.  The first ping goes out right after the port opens; with ``probe_interval_s = 0`` the
-  driver never writes to the device.
-
-If the port disappears (USB unplugged, the simulator stopped) the driver logs it once, retries every
-``reconnect_s`` and logs the reconnection; samples lost meanwhile are recorded as a ``disconnect`` gap.
-``port = "sim:NAME"`` means the pty of sim device NAME of the in-process simulated rig.
+* answers to the probes ``ping`` made (a pong with the device tick at receipt) as ``Probe`` evidence.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +25,31 @@ from synchub.agent.clock.unwrap import Unwrapper
 from synchub.agent.core.evidence import Probe, TriggerEdge
 from synchub.agent.core.options import StreamCommon
 from synchub.agent.core.settings import setting
-from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.stream import StreamInfo, StreamStats
+from synchub.drivers.base import DriverSink
 
 from . import frames as F
-from .base import Driver, DriverContext, DriverSink
+from . import lines as L
 
 log = logging.getLogger("synchub.serial")
+
+FORMATS = ("imu-bin", "tlm-nmea", "log-text")
+
+
+def decoder_for(fmt: str, channels: int = 0):
+    if fmt == "imu-bin":
+        return F.ImuDecoder()
+    if fmt == "tlm-nmea":
+        return L.TlmDecoder(channels)
+    if fmt == "log-text":
+        return L.LogDecoder()
+    raise ValueError(f"unknown wire format {fmt!r}; allowed: {', '.join(FORMATS)}")
+
+
+def encode_ping(fmt: str, token: int) -> bytes:
+    """The host's ping for a device speaking ``fmt``."""
+    return F.encode_bin_ping(token) if fmt == "imu-bin" else L.encode_text_ping(token)
+
 
 DEFAULT_TICK_HZ = {"imu-bin": 1e6, "tlm-nmea": 1000.0, "log-text": 1e6}
 DEFAULT_CHANNELS = {
@@ -53,7 +64,7 @@ DEFAULT_CHANNELS = {
 @dataclass(frozen=True)
 class SerialSettings:
     port: str = setting(doc="serial device (/dev/ttyUSB0, /dev/serial/by-id/...), a pyserial URL, or sim:NAME")
-    format: str = setting(choices=F.FORMATS, doc="wire format")
+    format: str = setting(choices=FORMATS, doc="wire format")
     baudrate: int = setting(115200, min=50, doc="baud rate")
     tick_hz: float = setting(0.0, min=0.0, doc="device tick counter rate (0: the format's: imu-bin and log-text "
                                                 "1 MHz, tlm-nmea 1 kHz)")
@@ -90,21 +101,19 @@ def build_stream_info(common: StreamCommon, settings: SerialSettings) -> StreamI
     )
 
 
-class SerialStreamDriver(Driver):
-    def __init__(self, common: StreamCommon, settings: SerialSettings, context: DriverContext | None = None):
-        super().__init__(build_stream_info(common, settings))
+class SerialProtocol:
+    """See the module docstring.  ``stats`` is the driver's (counts samples, gaps, resets, malformed input)."""
+
+    def __init__(self, info: StreamInfo, common: StreamCommon, settings: SerialSettings, sink: DriverSink,
+                 stats: StreamStats):
+        self.info = info
+        self.name = common.name
         self.common = common
         self.settings = settings
-        self.rig = context.rig if context is not None else None
-        self.name = common.name
-        if settings.port.startswith("sim:") and self.rig is None:
-            raise ValueError(f"port {settings.port!r} needs the simulated rig: add a [sim] table to the config")
-        if settings.port.startswith("sim:"):
-            self.rig.pty_path(settings.port[4:])  # unknown sim device -> LookupError now, not on the thread
+        self.sink = sink
+        self.stats = stats
         self.unwrapper = Unwrapper(settings.counter_bits, settings.ticks_per_s)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._ser = None
+        self.decoder = decoder_for(settings.format, info.channel_count)
         self._token = random.getrandbits(31)
         self._pending: dict[int, int] = {}  # probe token -> host send time
         self._last_counter: int | None = None
@@ -112,145 +121,40 @@ class SerialStreamDriver(Driver):
         self._last_rise_dev: int | None = None
         self._bad_since_sample = False
         self._reconnected = False
-        self.connected = False
-        self.connects = 0
         self.probes_sent = 0
         self.probes_answered = 0
         self.edges = 0
-        self.bytes = 0
 
-    # ---- life cycle
-    def start(self, sink: DriverSink) -> None:
-        self.sink = sink
-        self._thread = threading.Thread(target=self._run, name=f"serial-{self.name}", daemon=True)
-        self._thread.start()
+    def connection_made(self, reconnected: bool) -> None:
+        """A port was opened: a fresh decoder (bytes from before are gone); after a reconnect the next counter jump
+        is recorded as a ``disconnect`` gap."""
+        self.decoder = decoder_for(self.settings.format, self.info.channel_count)
+        if reconnected:
+            self._reconnected = True
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-        self._close()
+    def data_received(self, data: bytes, host_ns: int) -> None:
+        self._handle(self.decoder.feed(data), host_ns)
 
-    def health(self) -> dict[str, Any]:
-        h = super().health()
-        h.update(connected=self.connected, connects=self.connects, probes=self.probes_answered, edges=self.edges,
-                 resets=self.unwrapper.resets)
-        return h
-
-    # ---- I/O
-    def _port(self) -> str:
-        port = self.settings.port
-        if port.startswith("sim:"):
-            from .sim.rig import resolve_port
-
-            return resolve_port(port, self.rig)
-        return port
-
-    def _open(self):
-        import serial
-
-        port = self._port()
-        if "://" in port:
-            ser = serial.serial_for_url(port, baudrate=self.settings.baudrate, timeout=0.05)
-        else:
-            ser = serial.Serial(port, self.settings.baudrate, timeout=0.05)
-        return ser
-
-    def _close(self) -> None:
-        ser, self._ser = self._ser, None
-        if ser is not None:
-            try:
-                ser.close()
-            except Exception:  # closing a vanished port may fail; nothing left to release
-                pass
-
-    def _run(self) -> None:
-        import serial
-
-        outage_logged = False
-        while not self._stop.is_set():
-            try:
-                self._ser = self._open()
-            except (serial.SerialException, OSError, LookupError, ValueError) as exc:
-                if not outage_logged:
-                    log.warning("%s: cannot open %s (%s); retrying every %.1f s", self.name, self.settings.port,
-                                exc, self.settings.reconnect_s)
-                    outage_logged = True
-                self._stop.wait(self.settings.reconnect_s)
-                continue
-            self.connects += 1
-            self.connected = True
-            if self.connects > 1:
-                log.info("%s: reconnected to %s", self.name, self.settings.port)
-                self.sink.problem(self.name, "reconnect", self.settings.port)
-                self._reconnected = True
-            outage_logged = False
-            self.decoder = F.decoder_for(self.settings.format, self.info.channel_count)
-            try:
-                self._read_loop(self._ser)
-            except (serial.SerialException, OSError) as exc:  # the port vanished (unplugged, pty closed)
-                if self._stop.is_set():
-                    break
-                log.warning("%s: port %s disconnected (%s); retrying every %.1f s", self.name, self.settings.port,
-                            exc, self.settings.reconnect_s)
-                self.sink.problem(self.name, "disconnect", str(exc))
-                outage_logged = True
-            finally:
-                self.connected = False
-                self._close()
-            self._stop.wait(self.settings.reconnect_s)
-
-    def _read_loop(self, ser) -> None:
-        interval = self.settings.probe_interval_s
-        next_probe = 0.0
-        if interval > 0:
-            self._probe(ser)  # at once: the first round trip, and a device waiting for its host starts streaming
-            next_probe = time.monotonic() + interval
-        read_size = self.settings.read_size
-        while not self._stop.is_set():
-            data = ser.read(1)
-            host_ns = time.monotonic_ns()
-            if data:
-                waiting = ser.in_waiting
-                if waiting:
-                    data += ser.read(min(waiting, read_size))
-                self.bytes += len(data)
-                self._handle(self.decoder.feed(data), host_ns)
-            if interval > 0 and time.monotonic() >= next_probe:
-                self._probe(ser)
-                next_probe += interval
-                if next_probe < time.monotonic():
-                    next_probe = time.monotonic() + interval
-        # stopping: what the device has already sent is read and reported, not left behind in the port
-        waiting = ser.in_waiting
-        if waiting:
-            data = ser.read(waiting)
-            host_ns = time.monotonic_ns()
-            self.bytes += len(data)
-            self._handle(self.decoder.feed(data), host_ns)
-
-    def _probe(self, ser) -> None:
+    def ping(self, send_ns: int) -> bytes:
+        """A round-trip probe to send now (the host's clock reads ``send_ns``)."""
         self._token = (self._token + 1) & 0x7FFFFFFF
-        msg = F.encode_ping(self.settings.format, self._token)
-        send_ns = time.monotonic_ns()
-        ser.write(msg)
         self.probes_sent += 1
         self._pending[self._token] = send_ns
         if len(self._pending) > 64:  # unanswered probes: forget the oldest
             self._pending.pop(next(iter(self._pending)))
+        return encode_ping(self.settings.format, self._token)
 
-    # ---- parsing (called on the driver thread; pure apart from the sink)
     def _handle(self, items: list, host_ns: int) -> None:
         fmt = self.settings.format
         ticks: list[int] = []
         counters: list[int] = []
         values: list = []
         for item in items:
-            if isinstance(item, (F.ImuSample, F.TlmSample)):
+            if isinstance(item, (F.ImuSample, L.TlmSample)):
                 ticks.append(item.tick)
                 counters.append(item.counter if isinstance(item, F.ImuSample) else item.seq)
                 values.append(item.raw if isinstance(item, F.ImuSample) else item.values)
-            elif isinstance(item, F.LogLine):
+            elif isinstance(item, L.LogLine):
                 ticks.append(item.tick)
                 values.append(f"{item.level} {item.message}" if self.settings.text_level else item.message)
             elif isinstance(item, F.Malformed):

@@ -1,18 +1,15 @@
 """A USB/UVC webcam (V4L2), read as small grayscale frames through a capture program's stdout (``ffmpeg`` by default).
 
-This is the ALSA driver's pattern (``synchub.drivers.alsa``) with a frame of ``height * width`` uint8 pixels in place
-of a PCM frame, and it reuses that driver's machinery by subclassing it: the program runs as a subprocess (no shell),
-its stdout is read on the driver's own thread, one frame's worth of bytes per read (a read that ends inside a frame
-keeps the partial frame for the next), and every frame is stamped with the host receive time of the read that
-completed it.  Device time is the frame counter at the nominal frame rate, ``origin + k / fps``: the camera's own
+The capture machinery of ``base.CaptureDriver`` (which the ALSA driver uses too) with a frame of ``height * width``
+uint8 pixels in place of a PCM frame: one frame's worth of bytes per read, every frame stamped with the host receive
+time of the read that completed it.  Device time is the frame counter at the nominal frame rate, ``origin + k / fps``: the camera's own
 clock as far as a pipe shows it, so the stream's quality metadata says
 ``timestamp_source = "frame-counter+arrival"``.  Frames the program or the camera dropped are not visible here
 (the counter goes on); the clock model sees them as arrival jitter.
 
 When the program exits or stalls (camera unplugged) the driver reports a ``disconnect`` problem, restarts it every
-``restart_s`` and, when frames flow again, records a ``disconnect`` gap and a ``device_reset`` gap with a new clock
-segment, exactly as the ALSA driver does.  stderr is logged line by line.  A missing ``ffmpeg`` is a clear
-``FileNotFoundError`` naming the Debian package ffmpeg.
+``restart_s`` and, when frames flow again, records a ``disconnect`` gap and a clock reset with a new clock segment
+(``base``).  A missing ``ffmpeg`` is a clear ``FileNotFoundError`` naming the Debian package ffmpeg.
 """
 
 from __future__ import annotations
@@ -24,10 +21,9 @@ import numpy as np
 from synchub.agent.core.options import StreamCommon
 from synchub.agent.core.settings import setting
 from synchub.agent.core.stream import StreamInfo
-from synchub.agent.core.units import NS
+from synchub.drivers.base import DriverContext
 
-from .alsa import STALL_S, AlsaCaptureDriver, fill_command, find_program
-from .base import Driver, DriverContext
+from .base import STALL_S, CaptureDriver, fill_command, find_program
 
 FFMPEG = ("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "v4l2", "-framerate", "{fps}",
           "-video_size", "{cap_w}x{cap_h}", "-i", "{device}", "-vf", "scale={width}:{height}",
@@ -78,31 +74,21 @@ def capture_command(settings: V4l2Settings, fps: float) -> list[str]:
     return fill_command(settings.command or FFMPEG, fields)
 
 
-class V4l2CaptureDriver(AlsaCaptureDriver):
-    """The ALSA driver's process/thread/restart/gap machinery; only the frame layout and the settings differ."""
+class V4l2CaptureDriver(CaptureDriver):
+    """The capture machinery of ``base``; only the frame layout and the settings are the camera's."""
+
+    thread_prefix = "v4l2"
 
     def __init__(self, common: StreamCommon, settings: V4l2Settings, context: DriverContext | None = None):
         self.rate = resolve_fps(common, settings)
-        Driver.__init__(self, build_stream_info(common, settings, self.rate))
+        super().__init__(build_stream_info(common, settings, self.rate))
         self.name = common.name
         self.settings = settings
         self.argv = capture_command(settings, self.rate)
         find_program(self.argv)
         self.frame_bytes = self.read_bytes = settings.width * settings.height  # a read completes at most one frame
-        self.period_ns = NS / self.rate
         self.stall_s = max(STALL_S, 10 / self.rate)
         self._init_run_state()
 
-    thread_prefix = "v4l2"
-
-    def _deliver(self, raw: bytes, n: int, host_ns: int) -> None:
-        if self._outage is not None and self._last_dev is not None:
-            self._new_segment(n, host_ns)
-        self._outage = None
-        dev = self._origin + np.rint((self._k + np.arange(n)) * self.period_ns).astype(np.int64)
-        self._k += n
-        self._last_dev, self._last_host = int(dev[-1]), host_ns
-        frames = np.frombuffer(raw, dtype=np.uint8).reshape(n, self.settings.height, self.settings.width).copy()
-        self.stats.samples += n
-        self.stats.chunks += 1
-        self.sink.samples(self.name, frames, dev, np.full(n, host_ns, dtype=np.int64))
+    def _samples(self, raw: bytes, n: int) -> np.ndarray:
+        return np.frombuffer(raw, dtype=np.uint8).reshape(n, self.settings.height, self.settings.width).copy()

@@ -26,9 +26,9 @@ import serial
 from synchub.agent.core.evidence import Probe, TriggerEdge
 from synchub.agent.core.settings import setting
 from synchub.agent.core.stream import StreamInfo
+from synchub.drivers.base import Driver, DriverContext, DriverSink
 
-from . import syncbox_protocol as P
-from .base import Driver, DriverContext, DriverSink
+from . import protocol as P
 
 log = logging.getLogger(__name__)
 
