@@ -3,7 +3,7 @@ are user errors."""
 
 import json
 
-from synchub.bench import align as B
+from synchub.bench.align import pairs as B
 from synchub.cli import main
 
 SCENARIO = """

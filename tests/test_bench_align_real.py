@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from synchub.bench import align_real as B
+from synchub.bench.align import real as B
 from synchub.cli import main
 from synchub.models import corpus
 from synchub.models.corpus import sources as S
@@ -32,7 +32,7 @@ def test_bench_align_real_writes_the_documented_json(tmp_path, capsys):
     assert doc["corpus"] == "heldout" and doc["recordings"] == ["heldout-speech-0000", "heldout-events-0000"]
     keys = [(r["pair"], r["mode"], r["method"]) for r in doc["results"]]
     pairs = ("Speech+Markers", "Sounds+Markers", "Sounds+IMU", "Sounds+Video")
-    assert keys == [(p, mode, B._label(m, mode)) for p in pairs for mode in B.MODES for m in B.METHODS]
+    assert keys == [(p, mode, B.method_label(m, mode)) for p in pairs for mode in B.MODES for m in B.METHODS]
     for r in doc["results"] + doc["per_recording"]:
         assert FIELDS <= set(r)
         for k in ("within_5ms_pct", "cover_1sigma_pct", "cover_2sigma_pct", "abstain_pct"):

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synchub.agent.core.settings import ConfigError
-from synchub.bench.scenario import SCENARIO_DIR, load_scenario, parse_scenario
-from synchub.bench.simulate import SimStream, burst_mask, pulse_times
-from synchub.bench.sync import Recording, run_scenario
+from synchub.bench.sync.run import Recording, run_scenario
+from synchub.bench.sync.scenario import SCENARIO_DIR, load_scenario, parse_scenario
+from synchub.bench.sync.simulate import SimStream, burst_mask, pulse_times
 from synchub.cli import main
 
 TINY = {

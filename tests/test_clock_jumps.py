@@ -16,9 +16,9 @@ from synchub.agent.clock.triggers import TriggerMatcher
 from synchub.agent.core.evidence import TriggerEdge
 from synchub.agent.core.stream import Chunk
 from synchub.agent.core.units import NS
-from synchub.bench.scenario import parse_scenario
-from synchub.bench.sync import Recording
-from synchub.bench.sync_report import apparent_jumps, reset_checks
+from synchub.bench.sync.report import apparent_jumps, reset_checks
+from synchub.bench.sync.run import Recording
+from synchub.bench.sync.scenario import parse_scenario
 
 
 def _scenario(jumps, at, report=True, downtime=1.0, seed=1, bits=64, tick=1e6, probes=False):

@@ -14,8 +14,8 @@ from synchub.agent.clock.replay import LiveCorrector, correct_recording, feed_of
 from synchub.agent.core.evidence import ClockReset
 from synchub.agent.core.stream import Chunk
 from synchub.agent.core.units import NS
-from synchub.bench.scenario import parse_scenario
-from synchub.bench.sync import Recording
+from synchub.bench.sync.run import Recording
+from synchub.bench.sync.scenario import parse_scenario
 
 
 def _recording(**over) -> Recording:

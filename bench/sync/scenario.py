@@ -130,4 +130,4 @@ def scenario_reference() -> str:
     return "\n".join(out)
 
 
-SCENARIO_DIR = Path(__file__).parent / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().parents[1] / "scenarios"  # bench/scenarios: shared with bench align

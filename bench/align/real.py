@@ -39,11 +39,17 @@ import numpy as np
 
 from synchub.agent.align.aligner import AlignerSettings
 from synchub.agent.align.drift import DriftTracker, theil_sen
+from synchub.agent.align.tracker import AlignmentTracker
 from synchub.agent.align.window import WindowAligner, load_runners, modality_of, period_s
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
+from synchub.agent.clock.model import ClockModel
+from synchub.agent.core.stream import Chunk
 from synchub.agent.core.units import NS
-from synchub.bench.align import _cut, embed_stream, feed_window, hybrid_map
 from synchub.errors import UserError
+from synchub.models import corpus
+
+from .pairs import feed_window, hybrid_map
+from .streams import cut, embed_stream
 
 METHODS = ("arrival", "classical", "neural", "hybrid", "tracker")
 WINDOWED = ("classical", "neural", "hybrid")  # what WindowAligner.estimate computes per window
@@ -105,7 +111,6 @@ def run_pair(rec, ref_key: str, tgt_key: str, runners: dict, methods, window_s: 
     receive times bound and inform the offset) or ``file`` (a log file and a sound file: device stamps only, no
     arrival bound; the ``arrival`` method is then the naive one, device time taken as reference time)."""
     live = mode == "live"
-    from synchub.agent.clock.model import ClockModel
 
     ref, tgt = rec.tracks[ref_key], rec.tracks[tgt_key]
     out = _Out(methods)
@@ -147,8 +152,8 @@ def run_pair(rec, ref_key: str, tgt_key: str, runners: dict, methods, window_s: 
             if len(ed):
                 out.add("arrival", ed + np.rint(np.interp(ed, tgt.device_ns, lat)).astype(np.int64), et, np.nan)
         lo, hi = wa.ref_range((int(d0), int(d1)), 0)
-        rt, rx = _cut(ref.true_ns, ref.data, lo, hi)
-        tt, tx = _cut(tgt.device_ns, tgt.data, d0, d1)
+        rt, rx = cut(ref.true_ns, ref.data, lo, hi)
+        tt, tx = cut(tgt.device_ns, tgt.data, d0, d1)
         i0, i1 = np.searchsorted(tgt.device_ns, [d0, d1])
         bound = int(np.min(lat[i0:i1])) if i1 > i0 and live else None
         res = wa.estimate(rt, rx, tt, tx, (int(d0), int(d1)), 0, methods=[m for m in methods if m in WINDOWED],
@@ -194,9 +199,6 @@ def run_tracker(rec, ref_key: str, tgt_key: str, runners: dict, window_s: float,
     """The live ``AlignmentTracker`` (hybrid) fed one second of both streams at a time, as the agent does; each
     target event is mapped when it arrives, with the tracker's current offset line (none yet: missed).  In file
     mode the target's host times are its device times (what a tool replaying a log file has)."""
-    from synchub.agent.align.tracker import AlignmentTracker
-    from synchub.agent.core.stream import Chunk
-
     ref, tgt = rec.tracks[ref_key], rec.tracks[tgt_key]
     tr = AlignmentTracker("ref", "tgt", ref.info(), tgt.info(), runners, window_s=window_s, hop_s=hop_s)
     host = tgt.host_ns if live else tgt.device_ns
@@ -233,7 +235,7 @@ def _reason(why: str) -> str:
     return re.sub(r"\d+(\.\d+)?", "#", why)  # numbers out, so that reasons pool
 
 
-def _label(method: str, mode: str) -> str:
+def method_label(method: str, mode: str) -> str:
     return "naive" if method == "arrival" and mode == "file" else method
 
 
@@ -272,8 +274,6 @@ def summarize(outs: list[_Out], m: str) -> dict:
 
 def bench_real(specs, methods=METHODS, window_s: float = 16.0, hop_s: float = 4.0, cache=None, log=print,
                modes=MODES) -> dict:
-    from synchub.models import corpus
-
     runners = load_runners(["audio", "text", "imu", "video"]) if {"neural", "hybrid"} & set(methods) else {}
     per_rec, pooled = [], collections.defaultdict(list)
     for spec in specs:
@@ -286,12 +286,12 @@ def bench_real(specs, methods=METHODS, window_s: float = 16.0, hop_s: float = 4.
                 o = run_pair(rec, ref, tgt, runners, methods, window_s, hop_s, emb_cache=emb_cache, mode=mode)
                 pooled[(name, mode)].append(o)
                 for m in methods:
-                    per_rec.append({"recording": rec.name, "pair": name, "mode": mode, "method": _label(m, mode),
+                    per_rec.append({"recording": rec.name, "pair": name, "mode": mode, "method": method_label(m, mode),
                                     **summarize([o], m)})
         log(f"  {rec.name} ({', '.join(spec.voices if spec.kind == 'speech' else ('sounds',))}; "
             f"{'+'.join(spec.background) or 'quiet'}, {spec.snr_db:.0f} dB; marker clock {spec.marker_offset_s:+.2f} s "
             f"{spec.marker_drift_ppm:+.0f} ppm): rendered {t1 - t0:.1f} s, aligned {time.time() - t1:.1f} s")
-    overall = [{"pair": name, "mode": mode, "method": _label(m, mode), **summarize(outs, m)}
+    overall = [{"pair": name, "mode": mode, "method": method_label(m, mode), **summarize(outs, m)}
                for (name, mode), outs in pooled.items() for m in methods]
     return {"corpus": "heldout", "recordings": [s.name for s in specs], "duration_s": specs[0].duration_s if specs
             else 0.0, "window_s": window_s, "hop_s": hop_s, "goal": GOAL, "results": overall,
@@ -307,8 +307,6 @@ def _choice(flag: str, value: str, allowed) -> tuple[str, ...]:
 
 
 def run(args) -> int:
-    from synchub.models import corpus
-
     methods = _choice("--methods", args.methods, METHODS)
     modes = _choice("--modes", args.modes, MODES)
     if args.duration < 30 or args.speech < 0 or args.sounds < 0 or args.speech + args.sounds == 0:

@@ -1,7 +1,7 @@
 """``synchub bench sync --scenario FILE [--json OUT]``: timestamp error against truth, per stream and method.
 
 Runs in virtual time: every device's samples, trigger edges, probes and arrival times are generated at once
-(``synchub.bench.simulate``), recorded as the agent would ship them (chunks of ``chunk_ms`` of host time, cut where the
+(``synchub.bench.sync.simulate``), recorded as the agent would ship them (chunks of ``chunk_ms`` of host time, cut where the
 driver saw a reset, with its ``device_reset`` gaps), and corrected by the code users run: ``StreamClocks`` built from
 the recorded clock config, fed by ``synchub.agent.clock.replay`` (the agent's ``LiveCorrector`` live, the two-sided rerun
 offline), ``synchub align``'s ``correct_recording`` for the rerun of the whole recording.
@@ -28,7 +28,7 @@ edge jitter, counter quantization ``tick**2/12`` and random-walk intensity, on t
 per clock segment).  Errors are measured against the true time of the instant each sample was stamped.
 
 JSON: ``{"scenario", "results": [{"stream", "method", "rms_us", "median_us", "p99_us", "max_us", "drift_err_ppm",
-"within_tol_pct"}], "bound_us": {stream: us}, "checks": {...}}`` (``synchub.bench.sync_report``).
+"within_tol_pct"}], "bound_us": {stream: us}, "checks": {...}}`` (``synchub.bench.sync.report``).
 """
 
 from __future__ import annotations
@@ -50,11 +50,13 @@ from synchub.agent.core.options import TriggerSettings
 from synchub.agent.core.settings import ConfigError
 from synchub.agent.core.stream import Chunk
 from synchub.agent.core.units import NS
+from synchub.agent.formats.xdf import XdfWriter
+from synchub.errors import UserError
 from synchub.extras import require
 
+from .report import print_report, report
 from .scenario import SCENARIO_DIR, Scenario, load_scenario, scenario_reference
 from .simulate import GPIO_READ_NS, SimStream, pulse_times, reference_edges
-from .sync_report import report
 
 METHODS = ("arrival", "pyxdf", "envelope", "probes", "triggers", "triggers-align", "triggers-live")
 
@@ -142,7 +144,6 @@ def _as_align(rec: Recording, evals, smooth: bool) -> dict:
 def run_pyxdf(rec: Recording, evals, workdir: str) -> dict:
     import pyxdf
 
-    from synchub.agent.formats.xdf import XdfWriter
 
     sc = rec.sc
     path = os.path.join(workdir, f"{sc.name}.xdf")
@@ -219,10 +220,6 @@ def _resolve(name: str) -> Path:
 
 
 def run(args) -> int:
-    from synchub.errors import UserError
-
-    from .sync_report import print_report
-
     if args.reference:
         print(scenario_reference())
         return 0
