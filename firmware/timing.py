@@ -7,7 +7,7 @@ ping traffic on the UART.  It then compares the output pin (the harness's compar
 the reported codes should have, tick by tick.
 
 Cycle numbers are simulated AVR cycles; ``c0`` is the cycle at which the device clock read 0.  Used by
-tests/test_firmware.py (short runs at the limits) and bench/firmware.py (sweeps below them, with a
+tests/firmware/test_firmware.py (short runs at the limits) and bench/firmware.py (sweeps below them, with a
 ``CHECK_TIMING=0`` build whose SET accepts what the firmware cannot meet).
 """
 

@@ -169,4 +169,4 @@ def _body(d: dict[str, Any], indent: int) -> str:
 
 def render(conf: dict[str, Any]) -> str:
     """nats-server config text of ``conf`` (from ``server_config``/``leaf_config``)."""
-    return "# written by synchub (agent/nats_conf.py)\n" + _body(conf, 0)
+    return "# written by synchub (agent/transport/nats/conf.py)\n" + _body(conf, 0)
