@@ -22,7 +22,7 @@ from synchub.agent.core.settings import setting
 from synchub.agent.core.stream import StreamInfo
 from synchub.drivers.base import DriverContext
 
-from .base import STALL_S, CaptureDriver, fill_command, find_program
+from .base import STALL_S, CaptureDriver, capture_rate, fill_command, find_program
 
 #: sample format -> (little-endian numpy dtype, native channel_format, full scale for float output)
 SAMPLE_FORMATS = {
@@ -48,14 +48,9 @@ class AlsaSettings:
 
 
 def resolve_rate(common: StreamCommon, settings: AlsaSettings) -> int:
-    nominal = common.nominal_rate
-    if settings.rate and nominal and abs(nominal - settings.rate) > 1e-9 * settings.rate:
-        raise ValueError(f"rate {settings.rate} does not match nominal_rate {nominal}")
-    rate = settings.rate or nominal
-    if not rate:
-        raise ValueError("an ALSA stream needs a sample rate: set nominal_rate (or rate)")
+    rate = capture_rate(common.nominal_rate, settings.rate, "rate", "an ALSA stream needs a sample rate")
     if rate != int(rate):
-        raise ValueError(f"ALSA sample rates are whole Hz, got nominal_rate {nominal}")
+        raise ValueError(f"ALSA sample rates are whole Hz, got nominal_rate {common.nominal_rate}")
     return int(rate)
 
 

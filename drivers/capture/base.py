@@ -37,6 +37,18 @@ SEGMENT_JUMP_NS = 100 * NS
 STALL_S = 3.0
 
 
+def capture_rate(nominal: float, given: float, key: str, what: str) -> float:
+    """The rate a capture runs at: its own key ``key`` (``given``, 0: unset) or the stream's ``nominal_rate``; when
+    both are set they must agree.  ``what`` names it in the error when neither is (``"an ALSA stream needs a sample
+    rate"``)."""
+    if given and nominal and abs(nominal - given) > 1e-9 * given:
+        raise ValueError(f"{key} {given:g} does not match nominal_rate {nominal:g}")
+    rate = given or nominal
+    if not rate:
+        raise ValueError(f"{what}: set nominal_rate (or {key})")
+    return float(rate)
+
+
 def fill_command(template, fields: dict[str, str]) -> list[str]:
     """A capture program's argv with its ``{name}`` placeholders filled in."""
     argv = []

@@ -23,7 +23,7 @@ from synchub.agent.core.settings import setting
 from synchub.agent.core.stream import StreamInfo
 from synchub.drivers.base import DriverContext
 
-from .base import STALL_S, CaptureDriver, fill_command, find_program
+from .base import STALL_S, CaptureDriver, capture_rate, fill_command, find_program
 
 FFMPEG = ("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "v4l2", "-framerate", "{fps}",
           "-video_size", "{cap_w}x{cap_h}", "-i", "{device}", "-vf", "scale={width}:{height}",
@@ -45,13 +45,7 @@ class V4l2Settings:
 
 
 def resolve_fps(common: StreamCommon, settings: V4l2Settings) -> float:
-    nominal = common.nominal_rate
-    if settings.fps and nominal and abs(nominal - settings.fps) > 1e-9 * settings.fps:
-        raise ValueError(f"fps {settings.fps:g} does not match nominal_rate {nominal:g}")
-    fps = settings.fps or nominal
-    if not fps:
-        raise ValueError("a V4L2 stream needs a frame rate: set nominal_rate (or fps)")
-    return float(fps)
+    return capture_rate(common.nominal_rate, settings.fps, "fps", "a V4L2 stream needs a frame rate")
 
 
 def build_stream_info(common: StreamCommon, settings: V4l2Settings, fps: float) -> StreamInfo:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
 import time
 
 import pytest
@@ -160,32 +159,6 @@ needs_box = pytest.mark.skipif(bool(_missing) and os.geteuid() != 0,
                                reason=f"AVR toolchain/simavr not installed ({_missing})")
 
 
-class Sink:
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.evidence_items, self.samples_n, self.gaps, self.problems = [], 0, [], []
-
-    def samples(self, stream, data, device_ns, host_ns):
-        with self.lock:
-            self.samples_n += len(data)
-
-    def gap(self, stream, count, cause, device_ns_from=0, device_ns_to=0, detail=""):
-        with self.lock:
-            self.gaps.append((count, cause))
-
-    def evidence(self, item):
-        with self.lock:
-            self.evidence_items.append(item)
-
-    def problem(self, stream, reason, detail=""):
-        with self.lock:
-            self.problems.append(reason)
-
-    def of(self, kind):
-        with self.lock:
-            return [e for e in self.evidence_items if isinstance(e, kind)]
-
-
 def wait(pred, timeout=10.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -201,7 +174,7 @@ def elf():
 
 
 @needs_box
-def test_driver_reports_pulses_edges_probes_and_reconnects(elf, tmp_path):
+def test_driver_reports_pulses_edges_probes_and_reconnects(elf, tmp_path, sink):
     from synchub.agent.core.options import StreamCommon
     from synchub.drivers.syncbox.driver import SyncBoxDriver, SyncBoxSettings
 
@@ -211,7 +184,6 @@ def test_driver_reports_pulses_edges_probes_and_reconnects(elf, tmp_path):
     drv = SyncBoxDriver(StreamCommon(name="box", type="trigger", driver="syncbox"), SyncBoxSettings(port=link, mode="pulse", period_s=0.01,
                                                              width_s=0.001, ping_interval_s=0.05,
                                                              reconnect_s=0.1))
-    sink = Sink()
     drv.start(sink)
     try:
         assert wait(lambda: len(sink.of(TriggerEdge)) >= 20 and len(sink.of(Probe)) >= 5)
@@ -231,19 +203,19 @@ def test_driver_reports_pulses_edges_probes_and_reconnects(elf, tmp_path):
         assert all(abs(g - w) <= 1 for g, w in zip(got, want, strict=True)), (got, want)  # ns rounding only
         for p in sink.of(Probe):
             assert p.host_send_ns < p.host_recv_ns
-        assert sink.samples_n >= 24
+        assert sink.count("box") >= 24
         # reset button (same as a watchdog reset): the box reboots with its clock at 0; the driver sees the
         # boot announcement, says so, and configures it again
         n_before = len(sink.of(TriggerEdge))
         box.reset()
-        assert wait(lambda: "sync box reset" in sink.problems, 5)
+        assert wait(lambda: "sync box reset" in sink.reasons(), 5)
         assert wait(lambda: len(sink.of(TriggerEdge)) >= n_before + 5, 5)
         after = sink.of(TriggerEdge)[-1]
         assert after.t_ns < pulses[-1].t_ns and after.seq < pulses[-1].seq  # new clock, counters restarted
         assert drv.health()["device_resets"] == 1
         # unplug: the simulated board goes away, then comes back on the same path (a fresh boot)
         box.stop()
-        assert wait(lambda: "sync box disconnected" in sink.problems, 5)
+        assert wait(lambda: "sync box disconnected" in sink.reasons(), 5)
         n_before = len(sink.of(TriggerEdge))
         box = harness.SimBox(elf, realtime=True, link=link)
         box.start()

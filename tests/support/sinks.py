@@ -49,7 +49,18 @@ class RecordingSink:
         return np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
 
     def count(self, stream):
-        return sum(len(p[1]) for p in self.chunks.get(stream, []))
+        with self.lock:
+            return sum(len(p[1]) for p in self.chunks.get(stream, []))
+
+    def of(self, kind):
+        """The evidence items of a type, in the order they came."""
+        with self.lock:
+            return [e for e in self.items if isinstance(e, kind)]
+
+    def reasons(self):
+        """The reasons of the problems reported."""
+        with self.lock:
+            return [p[1] for p in self.problems]
 
 
 class TriggerSink:
