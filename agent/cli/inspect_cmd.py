@@ -1,10 +1,12 @@
 """``synchub inspect FILE.mcap [...] [--plot PNG] [--json]``: streams, modality, rates (nominal vs measured),
-sample counts, sequence gaps (holes in seq and recorded Gap records), time range (reference and UTC when known).
+sample counts, sequence gaps (holes in seq and recorded Gap records), the clock resets drivers reported, time range
+(reference and UTC when known).
 
 Several files (the parts of one session) are read together."""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import sys
@@ -46,6 +48,14 @@ def summarize(session: dict[str, Any]) -> dict[str, Any]:
     gaps_by: dict[str, list] = {}
     for g in session["gaps"]:
         gaps_by.setdefault(g["stream"], []).append(g)
+    resets: collections.Counter = collections.Counter()  # driver-reported clock resets (older files: device_reset gaps)
+    for m in session["meta"]:
+        meta = m.get("meta") or {}
+        if meta.get("kind") == "evidence" and meta.get("type") == "reset":
+            resets[meta.get("stream")] += 1
+    for g in session["gaps"]:
+        if g.get("cause") == "device_reset":
+            resets[g["stream"]] += 1
     out = {"streams": [], "gap_records": len(session["gaps"]), "agents": sorted(session["agents"])}
     for name, s in sorted(session["streams"].items()):
         info = s["info"] or {}
@@ -61,7 +71,7 @@ def summarize(session: dict[str, Any]) -> dict[str, Any]:
             "seq_first": int(s["seq"].min()) if n else None, "seq_last": int(s["seq"].max()) if n else None,
             "seq_missing": missing, "seq_holes": holes, "seq_duplicates": dups,
             "gap_records": len(gl), "gap_samples": int(sum(g["count"] for g in gl)),
-            "gap_causes": sorted({g["cause"] for g in gl}),
+            "gap_causes": sorted({g["cause"] for g in gl}), "clock_resets": resets[name],
             "corrected": s["ref_ns"] is not None,
             "methods": sorted(set(s["method"].tolist())) if n else [],
         }

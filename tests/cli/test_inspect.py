@@ -6,6 +6,7 @@ import threading
 import numpy as np
 
 from synchub.agent.collector.server import Collector
+from synchub.agent.core.evidence import ClockReset, evidence_to_dict
 from synchub.agent.core.stream import Chunk, Gap, StreamInfo
 from synchub.agent.transport.sender import Sender
 from synchub.cli import main
@@ -23,6 +24,7 @@ def _record(tmp_path):
         t_ns = 1_000_000_000 + np.arange(seq, seq + 20) * 5_000_000
         s.send_chunk(Chunk("imu", seq, np.zeros((20, 3), np.float32), t_ns, t_ns))
     s.send_gap(Gap("imu", 107, 7, "device_drop"))
+    s.send_meta("_evidence", {"kind": "evidence", **evidence_to_dict(ClockReset("imu", 120, 5, 9))})
     s.send_chunk(Chunk("log", 0, ["a", "b"], [1, 2], [1_000_000_000, 1_500_000_000]))
     assert s.close(10)
     stop.set()
@@ -39,6 +41,7 @@ def test_inspect_json_and_plot(tmp_path, capsys):
     imu = next(r for r in out["streams"] if r["name"] == "imu")
     assert imu["samples"] == 200 and imu["seq_missing"] == 7 and imu["seq_holes"] == 1
     assert imu["gap_records"] == 1 and imu["gap_samples"] == 7 and imu["gap_causes"] == ["device_drop"]
+    assert imu["clock_resets"] == 1  # recorded as evidence, not as a gap
     assert imu["nominal_hz"] == 200.0 and abs(imu["measured_hz"] - 200.0 * 199 / 206) < 0.5
     assert "utc_first" in imu and imu["modality"] == "imu"
     log = next(r for r in out["streams"] if r["name"] == "log")
