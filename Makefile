@@ -17,8 +17,8 @@ CORPUS_PKGS := flite festival festlex-cmu festlex-poslex festvox-kallpc16k festv
 #   the arm64 test); nothing is replaced.
 # * UNPACK_DEBS are never installed: chrony would remove systemd-timesyncd, nats-server's postinst enables and
 #   starts nats-server.service.  Their programs are unpacked from the .deb (apt-get download + dpkg-deb -x) into
-#   $(DEB_CACHE)/PKG, where the tests find them (synchub/bench/debs.py); an installed copy is used as it is.
-# the arm64 test (tests/test_arm64.py): an arm64 Debian 12 root built by mmdebstrap, run under qemu-user
+#   $(DEB_CACHE)/PKG, where the tests find them (bench/debs.py); an installed copy is used as it is.
+# the arm64 test (tests/system/test_arm64.py): an arm64 Debian 12 root built by mmdebstrap, run under qemu-user
 ARM64_PKGS := qemu-user-static mmdebstrap binfmt-support
 APT_PKGS := gcc-avr avr-libc simavr libsimavr-dev openssl $(CORPUS_PKGS) $(ARM64_PKGS)
 UNPACK_DEBS := chrony nats-server

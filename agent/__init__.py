@@ -1,1 +1,4 @@
-"""Agent side of synchub: data model, config, clock models, alignment, pipeline, transport, collector."""
+"""The agent and the collector: ``core`` (the data model), ``clock`` (the clock layer), ``align`` (alignment
+without triggers), ``pipeline`` (hub, queue, shipper, runtime), ``transport`` (wire, sender, spool, keys),
+``collector``, ``formats`` (MCAP, XDF), ``config``, ``deploy`` (systemd), ``cli`` (one module per command).
+docs/ARCHITECTURE.md follows one sample through them."""

@@ -23,7 +23,11 @@ import time
 
 import numpy as np
 
+from synchub.errors import UserError
 from synchub.extras import require
+from synchub.models import features as F
+from synchub.models.runner import MODALITIES, EncoderRunner, NoModelError
+from synchub.models.simdata import HELDOUT_SEED_BASE, make_recording
 
 GOAL_MS_PER_WINDOW = 1.0
 GOAL_RSS_MB = 120.0
@@ -88,11 +92,6 @@ def measure_rss() -> dict:
 
 
 def run(args) -> int:
-    from synchub.cli import UserError
-    from synchub.models import features as F
-    from synchub.models.runner import MODALITIES, EncoderRunner, NoModelError
-    from synchub.models.simdata import HELDOUT_SEED_BASE, make_recording
-
     require("onnxruntime", "the encoder benchmark")
     cpu = args.cpu
     if hasattr(os, "sched_setaffinity"):

@@ -19,12 +19,19 @@ from __future__ import annotations
 import json
 import platform
 import random
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from synchub.cli import UserError
+from synchub.agent.clock.model import ClockModel
+from synchub.agent.core.evidence import Probe, TriggerEdge
+from synchub.agent.core.options import StreamCommon
+from synchub.drivers.syncbox import protocol as P
+from synchub.drivers.syncbox.driver import SyncBoxClient, SyncBoxDriver, SyncBoxError, SyncBoxSettings
+from synchub.errors import UserError
+from synchub.firmware import harness, timing
 
 
 def add_arguments(p) -> None:
@@ -41,10 +48,6 @@ def _pct(x, q):
 
 
 def latency_run(seconds: float, seed: int) -> dict:
-    from synchub.drivers import syncbox_protocol as P
-    from synchub.drivers.syncbox import SyncBoxClient
-    from synchub.firmware import harness
-
     rng = random.Random(seed)
     f = harness.F_CPU
     with harness.SimBox(realtime=True, vectors=True) as box:
@@ -129,10 +132,6 @@ def _err_stats(err_us) -> dict:
 
 def resolution_run() -> dict:
     """Closest pair of input edges the capture timestamps both of, with the CPU idle (no other interrupt)."""
-    from synchub.drivers import syncbox_protocol as P
-    from synchub.drivers.syncbox import SyncBoxClient
-    from synchub.firmware import harness
-
     gaps = list(range(5, 160, 5))
     with harness.SimBox(realtime=True) as box:
         c = SyncBoxClient(box.port, timeout=5.0)
@@ -164,8 +163,6 @@ class _Sink:
     """Collects what the driver reports (the agent's pipeline would feed the same items to the ClockModel)."""
 
     def __init__(self):
-        import threading
-
         self.lock = threading.Lock()
         self.probes, self.edges, self.problems = [], [], []
 
@@ -176,8 +173,6 @@ class _Sink:
         pass
 
     def evidence(self, item):
-        from synchub.agent.evidence import Probe, TriggerEdge
-
         with self.lock:
             if isinstance(item, Probe):
                 self.probes.append(item)
@@ -190,10 +185,6 @@ class _Sink:
 
 def e2e_run(n_probes: int, n_edges: int, seed: int) -> dict:
     """Captured edges -> SyncBoxDriver (pyserial on the simulated board's pty) -> evidence -> host clock."""
-    from synchub.agent.config import StreamCommon
-    from synchub.drivers.syncbox import SyncBoxDriver, SyncBoxSettings
-    from synchub.firmware import harness
-
     rng = random.Random(seed)
     f = harness.F_CPU
     sink = _Sink()
@@ -241,7 +232,6 @@ def e2e_run(n_probes: int, n_edges: int, seed: int) -> dict:
                 "the real-time-paced simulation applied the edge; the error includes pty latency and the "
                 "simulation's pacing (batches of 1 ms of simulated time), not the USB-serial latency of a real board",
     }
-    from synchub.agent.clock import ClockModel
 
     model = ClockModel(name="syncbox")
     for q in probes:
@@ -262,10 +252,6 @@ def e2e_run(n_probes: int, n_edges: int, seed: int) -> dict:
 
 def limits_run(seconds: float) -> dict:
     """Measured minimum time between output edges vs the firmware's MIN_GAP, and every mode at its limits."""
-    from synchub.drivers import syncbox_protocol as P
-    from synchub.drivers.syncbox import SyncBoxClient, SyncBoxError
-    from synchub.firmware import harness, timing
-
     lim = P.limits()
     g, mp = lim.min_gap, lim.min_period
     unchecked = harness.build({"CHECK_TIMING": "0"}, build_dir=harness.BUILD / "unchecked")
@@ -324,8 +310,6 @@ def limits_run(seconds: float) -> dict:
 
 
 def run(args) -> int:
-    from synchub.firmware import harness
-
     missing = harness.tools_missing()
     if missing:
         raise UserError(f"firmware bench needs the AVR toolchain and simavr ({missing}); run `make firmware`")

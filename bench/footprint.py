@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -27,7 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from .transport import _collector, _free_port, _make_keys
+from synchub.agent.formats.mcap_read import read_session
+from synchub.errors import UserError
+
+from .harness import collector_process, free_port, make_keys
 
 ROOT_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PCM = r"""
@@ -57,8 +61,6 @@ def add_arguments(p) -> None:
 def field_config(text: str, endpoint: str, imu_port: str, keys: Path) -> str:
     """examples/field-pi.toml with the stand-ins: loopback collector, this run's keys, the simulated IMU's pty, the
     PCM program for the microphone, no PPS line and no NTP server."""
-    import re
-
     text = text.replace('collector = ["tcp://10.0.0.2:7100"]', f'collector = ["{endpoint}"]')
     text = re.sub(r'curve_secret_key = "[^"]*"', f'curve_secret_key = "{keys / "agent.key_secret"}"', text)
     text = re.sub(r'collector_public_key = "[^"]*"', f'collector_public_key = "{keys / "collector.key"}"', text)
@@ -82,13 +84,10 @@ def _proc_stat(pid: int) -> tuple[float, float, float]:
 
 
 def run(args) -> int:
-    from synchub.agent.mcap_io import read_session
-    from synchub.cli import UserError
-
     with tempfile.TemporaryDirectory(prefix="synchub-footprint-") as tmp:
         tmp = Path(tmp)
-        keys = _make_keys(tmp / "keys")
-        port = _free_port()
+        keys = make_keys(tmp / "keys")
+        port = free_port()
         procs = []
         try:
             sim = subprocess.Popen([sys.executable, "-m", "synchub.cli", "sim", "--config",
@@ -100,7 +99,7 @@ def run(args) -> int:
                 if time.monotonic() > deadline or sim.poll() is not None:
                     raise UserError("the simulated devices did not start")
                 time.sleep(0.1)
-            procs.append(_collector(tmp / "rec", port, keys))
+            procs.append(collector_process(tmp / "rec", port, keys))
             cfg = tmp / "field.toml"
             cfg.write_text(field_config((ROOT_EXAMPLES / "field-pi.toml").read_text(), f"tcp://127.0.0.1:{port}",
                                         str(tmp / "links" / "imu0"), keys))

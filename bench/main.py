@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
-from synchub.cli import UserError
+from synchub.errors import UserError
 from synchub.extras import message
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "throughput": ("synchub.bench.throughput", "agent -> collector -> MCAP samples/s and latency, pylsl side by side"),
     "nats-publish": ("synchub.bench.nats_publish", "one agent's acked JetStream publishes (3-node R3 cluster) vs ZeroMQ"),
     "transport": ("synchub.bench.transport", "CURVE on vs off, spool replay rate, samples lost per fault"),
-    "sync": ("synchub.bench.sync", "timestamp error vs truth per stream and method"),
-    "align": ("synchub.bench.align", "neural/classical alignment accuracy (--scenario: simulator, --real: corpus)"),
+    "sync": ("synchub.bench.sync.run", "timestamp error vs truth per stream and method"),
+    "align": ("synchub.bench.align.run", "neural/classical alignment accuracy (--scenario: simulator, --real: corpus)"),
     "firmware": ("synchub.bench.firmware", "sync box firmware in simavr: flash/RAM, interrupt latency, edge error"),
     "footprint": ("synchub.bench.footprint", "the agent's RSS and CPU with the field example on one core"),
     "encoders": ("synchub.bench.encoders", "encoder inference ms per window and per second of data, agent RSS"),
@@ -31,8 +32,6 @@ def _wanted(argv: list[str]) -> str | None:
 
 
 def add_arguments(p) -> None:
-    import sys
-
     sub = p.add_subparsers(dest="bench", metavar="BENCH")
     wanted = _wanted(sys.argv[1:])
     p.set_defaults(_bench_modules={})

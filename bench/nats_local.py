@@ -5,7 +5,7 @@ SIGKILL and restarted on the same ports and store.
     with LocalCluster(tmp_path, users=[...]) as c:   # raises ClusterUnavailable (with the reason) if it cannot run
         c.urls, c.tls.ca, c.kill(1), c.restart(1), c.cpu_s()
 
-Configuration comes from ``synchub.agent.nats_conf`` (the same as docs/FLEET.md shows).
+Configuration comes from ``synchub.agent.transport.nats.conf`` (the same as docs/FLEET.md shows).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from synchub.agent.nats_conf import Node, Site, Tls, render, server_config
+from synchub.agent.transport.nats.conf import Node, Site, Tls, render, server_config
 from synchub.bench.debs import find_program, missing_hint
 
 START_TIMEOUT_S = 15.0

@@ -26,6 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from synchub.agent.core.stream import Chunk
+from synchub.agent.transport import wire
+from synchub.agent.transport.nats import bus as nb
+from synchub.agent.transport.nats.auth import Credentials, client_tls, nkey_from_seed
+from synchub.agent.transport.nats.publish import AsyncPublisher
+from synchub.bench.nats_local import LocalCluster
 from synchub.bench.throughput import machine, run_synchub
 
 CHANNELS = 8
@@ -42,8 +48,6 @@ def add_arguments(p) -> None:
 
 
 def _chunks(samples: int, count: int = 64) -> list:
-    from synchub.agent.stream import Chunk
-
     rng = np.random.default_rng(1)
     dev = np.arange(samples, dtype=np.int64) * 5_000_000
     return [Chunk("emg", 0, rng.standard_normal((samples, CHANNELS)).astype(np.float32), dev, dev)
@@ -52,16 +56,11 @@ def _chunks(samples: int, count: int = 64) -> list:
 
 def _encode(session: str, i: int, chunk) -> bytes:
     """The agent's per-message work, as the ZeroMQ Sender does it: wire-encode the chunk (then frame it)."""
-    from synchub.agent import natsbus as nb
-    from synchub.agent import wire
-
     chunk.seq = i * chunk.n
     return nb.pack_frames(wire.encode_chunk(session, i + 1, chunk))
 
 
 def _tls(cluster):
-    from synchub.agent.nats_auth import client_tls
-
     return client_tls(cluster.tls.ca) if cluster.tls else client_tls(None, insecure=True)
 
 
@@ -70,9 +69,6 @@ def _pct(values_ns, p) -> float | None:
 
 
 async def _phase(cluster, creds, route, chunks, seconds: float, window: int, rate: float | None) -> dict:
-    from synchub.agent import natsbus as nb
-    from synchub.agent.nats_publish import AsyncPublisher
-
     pub = AsyncPublisher(cluster.urls, tls=_tls(cluster), inbox_prefix=route.inbox_prefix,
                          connect_options=creds.connect_options(), window=window, ack_timeout_s=10.0,
                          name="bench")
@@ -110,9 +106,6 @@ def run_nats(samples_list, seconds: float, window: int, rate: float, tls: bool =
     import nats
     import nats.js.api
 
-    from synchub.agent import natsbus as nb
-    from synchub.agent.nats_auth import Credentials, nkey_from_seed
-    from synchub.bench.nats_local import LocalCluster
 
     seed, public = nkey_from_seed(os.urandom(32))
     creds = Credentials("nkey", "(bench)", seed=seed, public=public)

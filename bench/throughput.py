@@ -26,6 +26,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import zmq
+
+from synchub.agent.collector.server import Collector
+from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.formats.mcap_read import read_session
+from synchub.agent.transport.security import ServerKeys
+from synchub.agent.transport.sender import Sender
 
 CHANNELS = 8
 
@@ -52,7 +59,6 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    import zmq
 
     info["libzmq"] = zmq.zmq_version()
     info["pyzmq"] = zmq.__version__
@@ -71,12 +77,8 @@ def _pin(cpu: int | None) -> str:
 
 def _collector_proc(cpu, out_dir, compression, q, stop, curve_dir=None):
     _pin(cpu)
-    from synchub.agent.collector import Collector
-
     curve = None
     if curve_dir:
-        from synchub.agent.security import ServerKeys
-
         curve = ServerKeys.load(Path(curve_dir) / "collector.key_secret", Path(curve_dir) / "allowed")
     col = Collector("tcp://127.0.0.1:0", out_dir, insecure=curve is None, curve=curve, compression=compression,
                     name="bench")
@@ -98,10 +100,6 @@ def run_synchub(seconds: float, chunk: int, n_streams: int, rate: float | None, 
                 compression: str = "zstd", curve=None, out_dir: str | None = None, curve_dir: str | None = None
                 ) -> dict:
     """One phase through Sender -> Collector (separate process) -> MCAP; returns figures."""
-    from synchub.agent.mcap_io import read_session
-    from synchub.agent.stream import Chunk, StreamInfo
-    from synchub.agent.transport import Sender
-
     tmp = out_dir or tempfile.mkdtemp(prefix="synchub-bench-")
     ctx = mp.get_context("spawn")
     q, stop = ctx.Queue(), ctx.Event()

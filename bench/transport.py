@@ -17,17 +17,19 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.formats.mcap_read import read_session
+from synchub.agent.transport.security import ClientKeys
+from synchub.agent.transport.sender import Sender
+
+from .harness import collector_process, free_port, make_keys
 from .throughput import CHANNELS, machine, run_synchub
 
 
@@ -41,38 +43,8 @@ def add_arguments(p) -> None:
     p.add_argument("--skip", nargs="*", default=[], choices=("curve", "spool", "faults"), help="parts to skip")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _collector(out, port, keys: Path | None = None) -> subprocess.Popen:
-    sec = ["--secret-key", str(keys / "collector.key_secret"), "--allow-dir", str(keys / "allowed")] if keys \
-        else ["--insecure"]
-    p = subprocess.Popen([sys.executable, "-m", "synchub.cli", "collector", "--bind", f"tcp://127.0.0.1:{port}",
-                          "--out", str(out), *sec], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = p.stdout.readline()
-    if "listening" not in line:
-        raise RuntimeError(f"collector did not start: {line!r}")
-    return p
-
-
-def _make_keys(d: Path) -> Path:
-    from synchub.agent.keys import new_pair
-
-    new_pair("collector", d)
-    new_pair("agent", d)
-    (d / "allowed").mkdir()
-    shutil.copy(d / "agent.key", d / "allowed" / "agent.key")
-    return d
-
-
 def _agent_proc(endpoint, spool, rate, streams, chunk, seconds, counts, q, stop):
     """An agent stand-in: produces in real time; counts[i] = samples of stream i handed to (spooled by) the sender."""
-    from synchub.agent.stream import Chunk, StreamInfo
-    from synchub.agent.transport import Sender
-
     infos = [StreamInfo(f"s{i}", "imu", rate, CHANNELS) for i in range(streams)]
     sender = Sender(endpoint, "bench-agent", infos, spool_dir=spool, liveness_s=1.5, heartbeat_s=0.3,
                     hello_timeout_s=1.0, backoff_max_s=1.0, spool_max_bytes=1 << 30)
@@ -96,8 +68,6 @@ def _agent_proc(endpoint, spool, rate, streams, chunk, seconds, counts, q, stop)
 
 
 def _loss(out: Path, session: str, produced: list[int]) -> dict:
-    from synchub.agent.mcap_io import read_session
-
     files = sorted(out.glob(f"*-{session}-p*.mcap"))
     sess = read_session(files) if files else {"streams": {}}
     lost = dup = 0
@@ -110,10 +80,7 @@ def _loss(out: Path, session: str, produced: list[int]) -> dict:
 
 
 def run_spool_replay(tmp: Path, rate: float, streams: int, outage_s: float) -> dict:
-    from synchub.agent.stream import Chunk, StreamInfo
-    from synchub.agent.transport import Sender
-
-    port = _free_port()
+    port = free_port()
     infos = [StreamInfo(f"s{i}", "imu", rate, CHANNELS) for i in range(streams)]
     chunk = max(1, int(rate * 0.02))  # 20 ms chunks, as the agent makes them
     sender = Sender(f"tcp://127.0.0.1:{port}", "bench-agent", infos, spool_dir=tmp / "spool",
@@ -125,7 +92,7 @@ def run_spool_replay(tmp: Path, rate: float, streams: int, outage_s: float) -> d
             seq = k * chunk
             sender.send_chunk(Chunk(f"s{i}", seq, data, (seq + np.arange(chunk)) * 1_000_000, np.arange(chunk)))
     spooled = sender.stats()["spool"]
-    col = _collector(tmp / "out", port)
+    col = collector_process(tmp / "out", port)
     t0 = time.perf_counter()
     ok = sender.flush(600)
     dt = time.perf_counter() - t0
@@ -141,9 +108,9 @@ def run_spool_replay(tmp: Path, rate: float, streams: int, outage_s: float) -> d
 
 def run_collector_fault(tmp: Path, rate: float, streams: int, outage_s: float) -> dict:
     ctx = mp.get_context("spawn")
-    port = _free_port()
+    port = free_port()
     out = tmp / "out"
-    col = _collector(out, port)
+    col = collector_process(out, port)
     counts, q, stop = ctx.Array("q", streams), ctx.Queue(), ctx.Event()
     lead = 2.0
     proc = ctx.Process(target=_agent_proc, args=(f"tcp://127.0.0.1:{port}", str(tmp / "spool"), rate, streams, 20,
@@ -155,7 +122,7 @@ def run_collector_fault(tmp: Path, rate: float, streams: int, outage_s: float) -
     col.wait(10)
     time.sleep(outage_s)
     t_restart = time.perf_counter()
-    col = _collector(out, port)
+    col = collector_process(out, port)
     _, ok, stats = q.get(timeout=outage_s + 300)
     drain = time.perf_counter() - t_restart
     proc.join(30)
@@ -168,9 +135,9 @@ def run_collector_fault(tmp: Path, rate: float, streams: int, outage_s: float) -
 
 def run_agent_fault(tmp: Path, rate: float, streams: int) -> dict:
     ctx = mp.get_context("spawn")
-    port = _free_port()
+    port = free_port()
     out, spool = tmp / "out", str(tmp / "spool")
-    col = _collector(out, port)
+    col = collector_process(out, port)
     counts, q, stop = ctx.Array("q", streams), ctx.Queue(), ctx.Event()
     proc = ctx.Process(target=_agent_proc, args=(f"tcp://127.0.0.1:{port}", spool, rate, streams, 20, 60.0, counts,
                                                  q, stop), daemon=True)
@@ -206,9 +173,7 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory(prefix="synchub-bench-transport-") as d:
         tmp = Path(d)
         if "curve" not in args.skip:
-            keys = _make_keys(tmp / "keys")
-            from synchub.agent.security import ClientKeys
-
+            keys = make_keys(tmp / "keys")
             off = run_synchub(args.seconds, args.chunk, args.streams, None, cpu)
             on = run_synchub(args.seconds, args.chunk, args.streams, None, cpu,
                              curve=ClientKeys.load(keys / "agent.key_secret", keys / "collector.key"),

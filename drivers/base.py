@@ -1,7 +1,8 @@
 """The driver interface.  A driver owns one device (its I/O, thread and reconnects) and reports what it reads
 to a ``DriverSink``: samples with raw device and host receive times, gaps, and clock evidence.
 
-Drivers never assign sequence numbers or corrected times; the pipeline does (``synchub.agent.pipeline``).
+Drivers never assign sequence numbers or corrected times; the pipeline does (``synchub.agent.pipeline``: the
+hub numbers samples, the shipper corrects them).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from synchub.agent.evidence import Evidence
-from synchub.agent.stream import StreamInfo, StreamStats
+from synchub.agent.core.evidence import Evidence
+from synchub.agent.core.stream import StreamInfo, StreamStats
 
 
 class DriverSink(Protocol):
@@ -23,6 +24,10 @@ class DriverSink(Protocol):
     def gap(self, stream: str, count: int, cause: str, device_ns_from: int = 0, device_ns_to: int = 0,
             detail: str = "") -> None:
         """``count`` samples were lost before the next ``samples`` call."""
+
+    def reset(self, stream: str, device_ns: int, previous_ns: int = 0, detail: str = "") -> None:
+        """The device clock reset: the next ``samples`` call starts a new timeline at device time ``device_ns``
+        (``previous_ns``: the last device time before it); the pipeline records it as a ``ClockReset``."""
 
     def evidence(self, item: Evidence) -> None:
         """Clock evidence (trigger edges, probes, offsets)."""

@@ -3,9 +3,8 @@
 ``NtpMonitor`` queries each server (``host`` or ``host:port``) every ``interval_s`` on its own thread and keeps the
 latest result per server.  ``health()`` is what the agent publishes as metadata (per server and the best one: the
 reachable server with the smallest delay); ``utc_mapping()`` turns the best answer into a reference-clock -> UTC
-sample for ``StreamClocks.feed_utc`` (or, through the pipeline's queue, ``evidence()``): the host's CLOCK_MONOTONIC
-at the reply, the UTC time then
-(CLOCK_REALTIME + the measured offset) and a 1-sigma bound (half the round trip plus the server's own root delay/2 and
+sample (``evidence()``: a ``UtcSample`` for the pipeline's queue, which the clock layer's ``StreamClocks`` maps with):
+the host's CLOCK_MONOTONIC at the reply, the UTC time then (CLOCK_REALTIME + the measured offset) and a 1-sigma bound (half the round trip plus the server's own root delay/2 and
 dispersion).  Failures (timeouts, unresolvable names, kiss-o'-death) are counted per server and never raise.
 """
 
@@ -17,9 +16,12 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
-log = logging.getLogger("synchub.ntp")
+import ntplib
 
-NS = 1_000_000_000
+from synchub.agent.core.evidence import UtcSample
+from synchub.agent.core.units import NS
+
+log = logging.getLogger("synchub.ntp")
 
 
 @dataclass
@@ -55,8 +57,6 @@ def _split(server: str, default_port: int) -> tuple[str, int]:
 
 class NtpMonitor:
     def __init__(self, servers, interval_s: float = 64.0, timeout_s: float = 1.0, port: int = 123, client=None):
-        import ntplib
-
         self.ntplib = ntplib
         self.servers = list(servers)
         self.interval_s = float(interval_s)
@@ -119,16 +119,13 @@ class NtpMonitor:
                        leap=b.leap, sigma_ms=b.sigma_ns / 1e6)
         return out
 
-    def evidence(self):
+    def evidence(self) -> UtcSample | None:
         """The best answer as clock evidence for the pipeline (``StreamClocks`` routes it to its UTC mapping)."""
-        from synchub.agent.evidence import OffsetEstimate
-        from synchub.agent.sync import UTC_STREAM
-
         m = self.utc_mapping()
         if m is None:
             return None
         mono, utc, sigma = m
-        return OffsetEstimate(UTC_STREAM, mono, utc - mono, sigma, source="ntp")
+        return UtcSample(mono, utc, sigma, source="ntp")
 
     def utc_mapping(self) -> tuple[int, int, int] | None:
         """(monotonic ns, UTC ns, 1-sigma ns) from the best answer, or None."""

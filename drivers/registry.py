@@ -16,11 +16,11 @@ class DriverEntry:
 
 DRIVERS: dict[str, DriverEntry] = {
     "serial": DriverEntry(
-        "synchub.drivers.serial_stream", "SerialSettings", "SerialStreamDriver",
+        "synchub.drivers.serial.port", "SerialSettings", "SerialStreamDriver",
         "a serial/USB device (pyserial); wire format picked by `format`",
     ),
     "syncbox": DriverEntry(
-        "synchub.drivers.syncbox", "SyncBoxSettings", "SyncBoxDriver",
+        "synchub.drivers.syncbox.driver", "SyncBoxSettings", "SyncBoxDriver",
         "the synchub sync box (ATmega328P firmware in firmware/): sync pulses, barcodes, edge capture, probes",
     ),
     "gpio": DriverEntry(
@@ -32,11 +32,11 @@ DRIVERS: dict[str, DriverEntry] = {
         "a simulated non-serial device (USB microphone, camera) of the in-process simulated rig",
     ),
     "alsa": DriverEntry(
-        "synchub.drivers.alsa", "AlsaSettings", "AlsaCaptureDriver",
+        "synchub.drivers.capture.alsa", "AlsaSettings", "AlsaCaptureDriver",
         "an ALSA capture device (USB microphone) read through arecord (alsa-utils) or another PCM-to-stdout program",
     ),
     "v4l2": DriverEntry(
-        "synchub.drivers.v4l2", "V4l2Settings", "V4l2CaptureDriver",
+        "synchub.drivers.capture.v4l2", "V4l2Settings", "V4l2CaptureDriver",
         "a V4L2 camera (USB/UVC webcam) read as small grayscale frames through ffmpeg or another raw-gray-to-stdout "
         "program",
     ),

@@ -7,7 +7,7 @@ ping traffic on the UART.  It then compares the output pin (the harness's compar
 the reported codes should have, tick by tick.
 
 Cycle numbers are simulated AVR cycles; ``c0`` is the cycle at which the device clock read 0.  Used by
-tests/test_firmware.py (short runs at the limits) and bench/firmware.py (sweeps below them, with a
+tests/firmware/test_firmware.py (short runs at the limits) and bench/firmware.py (sweeps below them, with a
 ``CHECK_TIMING=0`` build whose SET accepts what the firmware cannot meet).
 """
 
@@ -17,9 +17,9 @@ import bisect
 import time
 from dataclasses import dataclass, field
 
-from synchub.agent.barcode import barcode_levels, harp_levels
-from synchub.drivers import syncbox_protocol as P
-from synchub.drivers.syncbox import SyncBoxClient
+from synchub.agent.clock.barcode import barcode_levels, harp_levels
+from synchub.drivers.syncbox import protocol as P
+from synchub.drivers.syncbox.driver import SyncBoxClient
 
 from . import harness
 

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synchub.agent.core.units import NS
 from synchub.drivers.sim import render as R
-from synchub.drivers.sim.world import NS, World, WorldSpec
+from synchub.drivers.sim.world import World, WorldSpec
 
 from .features import FRAME_NS, MODALITIES, featurize
 

@@ -15,32 +15,29 @@ import logging
 import os
 import sys
 
+from synchub import __version__
+from synchub.agent.core.settings import ConfigError
+from synchub.errors import UserError
 from synchub.extras import MissingExtra, message
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("synchub.demo", "run the simulated rig, an agent and a collector on loopback; report error vs truth"),
-    "agent": ("synchub.agent.main", "run the agent from a TOML config"),
-    "collector": ("synchub.agent.collector_main", "run a collector that records sessions to MCAP"),
-    "sim": ("synchub.drivers.sim.main", "run the simulated devices alone and print their pty paths"),
-    "inspect": ("synchub.agent.inspect", "summarize an MCAP recording: streams, rates, counts, gaps, time range"),
+    "demo": ("synchub.agent.cli.demo", "run the simulated rig, an agent and a collector on loopback; report error vs truth"),
+    "agent": ("synchub.agent.cli.agent", "run the agent from a TOML config"),
+    "collector": ("synchub.agent.cli.collector", "run a collector that records sessions to MCAP"),
+    "sim": ("synchub.agent.cli.sim", "run the simulated devices alone and print their pty paths"),
+    "inspect": ("synchub.agent.cli.inspect_cmd", "summarize an MCAP recording: streams, rates, counts, gaps, time range"),
     "bench": ("synchub.bench.main", "benchmarks (throughput, sync, align), writing JSON"),
     "train": ("synchub.models.train", "train the per-modality encoders and export ONNX (needs the train extra)"),
-    "align": ("synchub.agent.align_main", "rerun clock correction/alignment offline on a recording"),
-    "keys": ("synchub.agent.keys", "make CURVE key pairs for agents and collectors"),
-    "config": ("synchub.agent.config_main", "check a config file or print the config reference"),
-    "install": ("synchub.agent.install", "install the agent/collector as systemd services (/opt/synchub, units, keys)"),
-    "uninstall": ("synchub.agent.install", "remove what `synchub install` made (data kept unless --purge)"),
+    "align": ("synchub.agent.cli.align", "rerun clock correction/alignment offline on a recording"),
+    "keys": ("synchub.agent.cli.keys", "make CURVE key pairs for agents and collectors"),
+    "config": ("synchub.agent.cli.config", "check a config file or print the config reference"),
+    "install": ("synchub.agent.cli.install", "install the agent/collector as systemd services (/opt/synchub, units, keys)"),
+    "uninstall": ("synchub.agent.cli.install", "remove what `synchub install` made (data kept unless --purge)"),
 }
 
 
-class UserError(Exception):
-    """An error the user can fix; printed as one line, exit status 2."""
-
-
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    from synchub import __version__
-
     parser = argparse.ArgumentParser(prog="synchub", description="edge sensor-hub agent with hardware-trigger support")
     parser.add_argument("--version", action="version", version=f"synchub {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -103,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     if module is None:
         print(f"synchub {args.command}: not available in this build", file=sys.stderr)
         return 2
-    from synchub.agent.settings import ConfigError
-
     runner = getattr(module, f"run_{args.command}", None) or module.run
     try:
         code = int(runner(args) or 0)

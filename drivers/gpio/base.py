@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from synchub.agent.evidence import TriggerEdge
-from synchub.agent.stream import StreamInfo
+from synchub.agent.core.evidence import TriggerEdge
+from synchub.agent.core.stream import StreamInfo
 
 log = logging.getLogger("synchub.gpio")
 
-NS = 1_000_000_000
 
 
 class TriggerInput:

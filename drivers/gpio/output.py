@@ -1,4 +1,4 @@
-"""Trigger output from a GPIO line (gpiod): periodic sync pulses or 32-bit barcodes (``synchub.agent.barcode``).
+"""Trigger output from a GPIO line (gpiod): periodic sync pulses or 32-bit barcodes (``synchub.agent.clock.barcode``).
 
 ``PulseOutput(chip, line, period_s, width_ms, barcode_bit_ms=0)`` drives the line from a thread: a plain pulse every
 period, or, with ``barcode_bit_ms > 0``, a barcode carrying a counter at each period (the format of codecs.md, so
@@ -15,9 +15,8 @@ import importlib
 import threading
 import time
 
-from synchub.agent.barcode import encode_barcode
-
-NS = 1_000_000_000
+from synchub.agent.clock.barcode import encode_barcode
+from synchub.agent.core.units import NS
 
 
 class PulseOutput:

@@ -21,6 +21,8 @@ import os
 import struct
 from dataclasses import dataclass
 
+from synchub.agent.core.units import NS
+
 PPS_CAPTUREASSERT = 0x01
 PPS_CAPTURECLEAR = 0x02
 PPS_CAPTUREBOTH = 0x03
@@ -48,7 +50,6 @@ KTIME = struct.Struct("@qiI")  # struct pps_ktime
 KPARAMS = struct.Struct("@ii qiI qiI")  # struct pps_kparams
 FDATA = struct.Struct("@II qiI qiI i qiI")  # struct pps_fdata: pps_kinfo + timeout
 INT = struct.Struct("@i")
-NS = 1_000_000_000
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+from synchub.drivers.sim.rig import active_rig
+
 from .base import TriggerInput
 
 
@@ -16,8 +18,6 @@ class SimTriggerInput(TriggerInput):
 
     def __init__(self, settings, rig=None, as_stream: bool = True):
         if rig is None:
-            from synchub.drivers.sim.rig import active_rig
-
             rig = active_rig()
         if rig is None:
             raise ValueError("backend 'sim' needs the simulated rig: add a [sim] table to the config")

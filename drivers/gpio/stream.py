@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from synchub.agent.config import StreamCommon, TriggerSettings
-from synchub.agent.settings import setting
+from synchub.agent.core.options import StreamCommon, TriggerSettings
+from synchub.agent.core.settings import setting
+from synchub.drivers.base import Driver, DriverContext
 
-from ..base import Driver, DriverContext
 from . import make_trigger_input
 
 

@@ -4,23 +4,24 @@ Device time is the device's own sample/frame counter on its drifting clock (samp
 host time is when the period/buffer was delivered (``time.monotonic_ns()`` right after the read returns), so
 the clock layer sees the same evidence as from a real USB microphone or camera.  A skipped period/frame index
 (the device dropped it, or the reader fell behind and the source overran) is recorded as a ``device_drop`` gap;
-a device clock reset as a ``device_reset`` gap record.
+a device clock reset with ``reset`` (a ``ClockReset`` in the recording).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from synchub.agent.config import StreamCommon
-from synchub.agent.settings import setting
-from synchub.agent.stream import StreamInfo
+from synchub.agent.core.options import StreamCommon
+from synchub.agent.core.settings import setting
+from synchub.agent.core.stream import StreamInfo
+from synchub.drivers.base import Driver, DriverContext, DriverSink
 
-from ..base import Driver, DriverContext, DriverSink
 from .render import VIDEO_SHAPE
 
 log = logging.getLogger("synchub.sim.capture")
@@ -85,8 +86,6 @@ class SimCaptureDriver(Driver):
         return h
 
     def _run(self) -> None:
-        import time
-
         while not self._stop.is_set():
             p = self.source.read(self.settings.read_timeout_s)
             host_ns = time.monotonic_ns()
@@ -101,7 +100,7 @@ class SimCaptureDriver(Driver):
         seg = int(p.segment[0])
         if self._last_seg is not None and seg != self._last_seg:
             self.stats.resets += 1
-            self.sink.gap(self.name, 0, "device_reset", self._last_dev, int(p.device_ns[0]), "device clock reset")
+            self.sink.reset(self.name, int(p.device_ns[0]), self._last_dev, "device clock reset")
         elif self._last_index is not None and p.index != self._last_index + 1:
             missing = (p.index - self._last_index - 1) * n
             self.stats.gaps += 1

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synchub.agent.settings import setting
-
-NS = 1_000_000_000
+from synchub.agent.core.settings import setting
+from synchub.agent.core.units import NS
 
 
 @dataclass(frozen=True)

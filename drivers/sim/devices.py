@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from synchub.drivers import frames as F
+from synchub.agent.clock.barcode import encode_barcode
+from synchub.agent.core.units import NS
+from synchub.drivers.serial import frames as F
+from synchub.drivers.serial import lines as L
 
 from . import render as R
 from .clocks import DeviceClock
 from .settings import SimDevice, SimTrigger
-from .world import NS, World
+from .world import World
 
 
 def device_seed(seed: int, name: str, stream: int) -> np.random.SeedSequence:
@@ -155,7 +158,7 @@ class SerialDevice(_Base):
                     raw = F.imu_to_raw(data).tolist()
                     enc = [F.encode_imu_sample(int(t), int(c), r) for t, c, r in zip(ticks, counter, raw, strict=True)]
                 else:
-                    enc = [F.encode_tlm(int(t), int(c), v) for t, c, v in zip(ticks, counter, data.tolist(), strict=True)]
+                    enc = [L.encode_tlm(int(t), int(c), v) for t, c, v in zip(ticks, counter, data.tolist(), strict=True)]
                 for i, b in enumerate(enc):
                     items.append((int(true[i]), 0, Packet(0, b, "samples", true[i : i + 1], dev[i : i + 1], seg[i : i + 1])))
         if self.fmt == "log-text":
@@ -164,7 +167,7 @@ class SerialDevice(_Base):
                 dev = self.clock.to_device(true, jitter=True)
                 seg = self.clock.segment_of(true)
                 level = "WARN" if text.startswith("impact") else "INFO"
-                b = F.encode_log(int(self._ticks(dev)[0]), level, text)
+                b = L.encode_log(int(self._ticks(dev)[0]), level, text)
                 items.append((int(true[0]), 0, Packet(0, b, "samples", true, dev, seg)))
         for trig in self.triggers:
             for t_abs, pol in trigger_edges(trig, lo, hi, self.origin_ns):
@@ -191,13 +194,13 @@ class SerialDevice(_Base):
         if self.fmt == "imu-bin":
             b = F.encode_pong(token, tick)
         elif self.fmt == "tlm-nmea":
-            b = F.encode_tlm_pong(token, tick)
+            b = L.encode_tlm_pong(token, tick)
         else:
-            b = F.encode_log_pong(token, tick)
+            b = L.encode_log_pong(token, tick)
         return Packet(int(self._arrive(t)[0]), b, "pong", extra=(token, int(true_ns), int(dev[0])))
 
     def command_decoder(self):
-        return F.ImuDecoder() if self.fmt == "imu-bin" else F.TextPingDecoder()
+        return F.ImuDecoder() if self.fmt == "imu-bin" else L.TextPingDecoder()
 
 
 def _group(packets: list[Packet], arrivals: np.ndarray) -> list[Packet]:
@@ -278,13 +281,11 @@ def trigger_edges(trig: SimTrigger, lo_rel: int, hi_rel: int, origin_ns: int) ->
     """(true_ns, polarity +1/-1) of a trigger train's edges whose time lies in ``[lo_rel, hi_rel)``, in order.
 
     ``mode = "pulse"``: a pulse of ``width_s`` every ``period_s``.  ``mode = "barcode"``: every ``period_s`` a
-    32-bit barcode (``synchub.agent.barcode``: 2T start, T gap, 32 bits LSB first, T = ``bit_s``) whose value is
+    32-bit barcode (``synchub.agent.clock.barcode``: 2T start, T gap, 32 bits LSB first, T = ``bit_s``) whose value is
     the barcode's index since the world's start."""
     params = R.TriggerParams(trig.period_s, trig.width_s, trig.phase_s)
     out = []
     if trig.mode == "barcode":
-        from synchub.agent.barcode import encode_barcode
-
         bit = int(round(trig.bit_s * NS))
         period, phase = int(round(trig.period_s * NS)), int(round(trig.phase_s * NS))
         starts, _ = R.render_trigger(lo_rel - 35 * bit - 1, hi_rel, params)

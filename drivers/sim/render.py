@@ -34,7 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .world import FLASH, MOTION, NS, SOUND, TAP, World
+from synchub.agent.core.units import NS
+
+from .events import events_in, hann_env, log_uniform, rotation_matrix, span, uniform, window_overlap
+from .world import FLASH, MOTION, SOUND, TAP, World
 
 TWO_PI = 2.0 * np.pi
 GRAVITY = 9.80665
@@ -46,70 +49,8 @@ TLM_UNITS = ("degC", "m/s", "lux", "1", "m/s^2")
 VIDEO_SHAPE = (24, 32)
 
 
-# ---------------------------------------------------------------------------------------------- helpers
 def _rel(t_ns) -> np.ndarray:
     return np.ascontiguousarray(t_ns, dtype=np.int64)
-
-
-def _events(world: World, kind: int, lo_ns: int, hi_ns: int, tail_ns: int) -> np.ndarray:
-    """Events of ``kind`` whose support ``[t0, t0 + dur + tail)`` intersects ``[lo_ns, hi_ns)``."""
-    ev = _kind_cache(world)[kind]
-    if len(ev) == 0:
-        return ev
-    max_dur = int(ev["dur_ns"].max())
-    i0 = int(np.searchsorted(ev["t_ns"], lo_ns - max_dur - tail_ns, side="left"))
-    i1 = int(np.searchsorted(ev["t_ns"], hi_ns, side="left"))
-    cand = ev[i0:i1]
-    return cand[cand["t_ns"] + cand["dur_ns"] + tail_ns > lo_ns]
-
-
-_KIND_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _kind_cache(world: World) -> dict[int, np.ndarray]:
-    c = _KIND_CACHE.get(world)
-    if c is None:
-        c = {k: world.of_kind(k) for k in range(5)}
-        _KIND_CACHE[world] = c
-    return c
-
-
-def _span(t: np.ndarray, a_ns: int, b_ns: int) -> slice:
-    """Indices of sorted ``t`` inside ``[a_ns, b_ns)``."""
-    return slice(int(np.searchsorted(t, a_ns, side="left")), int(np.searchsorted(t, b_ns, side="left")))
-
-
-def _hann_env(dt_s: np.ndarray, dur_s: float) -> np.ndarray:
-    """Smooth 0 -> 1 -> 0 envelope over ``[0, dur]`` (zero outside)."""
-    x = np.clip(dt_s / max(dur_s, 1e-9), 0.0, 1.0)
-    return np.sin(np.pi * x) ** 2
-
-
-def _window_overlap(ev: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Per window ``[lo_i, hi_i)``: sum over events of ``amp * overlap / window`` (duration events)."""
-    out = np.zeros(len(lo), dtype=np.float64)
-    w = np.maximum(hi - lo, 1).astype(np.float64)
-    for e in ev:
-        t0, t1 = int(e["t_ns"]), int(e["t_ns"] + e["dur_ns"])
-        ov = np.minimum(hi, t1) - np.maximum(lo, t0)
-        out += float(e["amp"]) * np.clip(ov, 0, None) / w
-    return out
-
-
-def _rotation(rx: float, ry: float, rz: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
-    r_x = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    r_y = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    r_z = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return r_z @ r_y @ r_x
-
-
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
-
-
-def _logu(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
 # ---------------------------------------------------------------------------------------------- IMU
@@ -129,10 +70,10 @@ class ImuParams:
     def random(cls, rng: np.random.Generator) -> ImuParams:
         return cls(
             rotation=tuple(float(v) for v in rng.uniform(-np.pi, np.pi, 3)),
-            tap_gain=_logu(rng, 0.3, 3.0),
-            motion_gain=_logu(rng, 0.3, 3.0),
-            accel_noise=_logu(rng, 0.005, 0.4),
-            gyro_noise=_logu(rng, 0.0005, 0.05),
+            tap_gain=log_uniform(rng, 0.3, 3.0),
+            motion_gain=log_uniform(rng, 0.3, 3.0),
+            accel_noise=log_uniform(rng, 0.005, 0.4),
+            gyro_noise=log_uniform(rng, 0.0005, 0.05),
             accel_bias=tuple(float(v) for v in rng.normal(0, 0.2, 3)),
             gyro_bias=tuple(float(v) for v in rng.normal(0, 0.02, 3)),
         )
@@ -150,9 +91,9 @@ def render_imu(world: World, t_ns, params: ImuParams = ImuParams(), rng: np.rand
     acc[:, 2] = GRAVITY
     if n:
         lo, hi = int(t[0]), int(t[-1]) + 1
-        for e in _events(world, TAP, lo, hi, TAP_TAIL_NS):
+        for e in events_in(world, TAP, lo, hi, TAP_TAIL_NS):
             t0 = int(e["t_ns"])
-            s = _span(t, t0, t0 + int(e["dur_ns"]) + TAP_TAIL_NS)
+            s = span(t, t0, t0 + int(e["dur_ns"]) + TAP_TAIL_NS)
             dt = (t[s] - t0) / NS
             tau = max(e["dur_ns"] / NS / 4.0, 0.003)
             x = dt / tau
@@ -162,18 +103,18 @@ def render_imu(world: World, t_ns, params: ImuParams = ImuParams(), rng: np.rand
             ax = int(e["axis"])
             acc[s, ax] += a * (spike + ring)
             gyr[s, (ax + 1) % 3] += 0.02 * a * ring
-        for e in _events(world, MOTION, lo, hi, 0):
+        for e in events_in(world, MOTION, lo, hi, 0):
             t0, d = int(e["t_ns"]), int(e["dur_ns"])
-            s = _span(t, t0, t0 + d)
+            s = span(t, t0, t0 + d)
             dt = (t[s] - t0) / NS
-            env = _hann_env(dt, d / NS)
+            env = hann_env(dt, d / NS)
             ph = TWO_PI * float(e["freq_hz"]) * dt
             g = float(e["amp"]) * params.motion_gain
             ax = int(e["axis"])
             gyr[s, ax] += g * 2.5 * env * np.sin(ph)
             gyr[s, (ax + 2) % 3] += g * 0.8 * env * np.sin(0.5 * ph + 1.0)
             acc[s, (ax + 1) % 3] += g * 3.0 * env * np.cos(ph)
-    r = _rotation(*params.rotation).T  # world -> sensor
+    r = rotation_matrix(*params.rotation).T  # world -> sensor
     out = np.empty((n, 6), dtype=np.float32)
     out[:, :3] = acc @ r.T + np.asarray(params.accel_bias)
     out[:, 3:] = gyr @ r.T + np.asarray(params.gyro_bias)
@@ -197,13 +138,13 @@ class AudioParams:
     @classmethod
     def random(cls, rng: np.random.Generator) -> AudioParams:
         return cls(
-            gain=_logu(rng, 0.3, 2.0),
-            thump_gain=_logu(rng, 0.3, 2.0),
-            tone_gain=_logu(rng, 0.3, 2.0),
-            noise=_logu(rng, 0.001, 0.08),
-            hum=_logu(rng, 0.0001, 0.02),
+            gain=log_uniform(rng, 0.3, 2.0),
+            thump_gain=log_uniform(rng, 0.3, 2.0),
+            tone_gain=log_uniform(rng, 0.3, 2.0),
+            noise=log_uniform(rng, 0.001, 0.08),
+            hum=log_uniform(rng, 0.0001, 0.02),
             hum_hz=float(rng.choice([50.0, 60.0])),
-            thump_hz=_u(rng, 40.0, 140.0),
+            thump_hz=uniform(rng, 40.0, 140.0),
         )
 
 
@@ -219,15 +160,15 @@ def render_audio(world: World, t_ns, params: AudioParams = AudioParams(), rng: n
     y = params.hum * np.sin(TWO_PI * params.hum_hz * ts)
     if n:
         lo, hi = int(t[0]), int(t[-1]) + 1
-        for e in _events(world, TAP, lo, hi, THUMP_TAIL_NS):
+        for e in events_in(world, TAP, lo, hi, THUMP_TAIL_NS):
             t0 = int(e["t_ns"])
-            s = _span(t, t0, t0 + int(e["dur_ns"]) + THUMP_TAIL_NS)
+            s = span(t, t0, t0 + int(e["dur_ns"]) + THUMP_TAIL_NS)
             dt = (t[s] - t0) / NS
             f = params.thump_hz * (1.0 + 0.5 * np.exp(-dt / 0.02))  # pitch drops as it decays
             y[s] += float(e["amp"]) * params.thump_gain * 0.5 * np.exp(-dt / 0.04) * np.sin(TWO_PI * f * dt)
-        for e in _events(world, SOUND, lo, hi, 0):
+        for e in events_in(world, SOUND, lo, hi, 0):
             t0, d = int(e["t_ns"]), int(e["dur_ns"])
-            s = _span(t, t0, t0 + d)
+            s = span(t, t0, t0 + d)
             dt = (t[s] - t0) / NS
             ramp = np.clip(np.minimum(dt, d / NS - dt) / TONE_RAMP_S, 0.0, 1.0)
             ph = TWO_PI * float(e["freq_hz"]) * dt
@@ -259,14 +200,14 @@ class VideoParams:
     def random(cls, rng: np.random.Generator) -> VideoParams:
         h, w = VIDEO_SHAPE
         return cls(
-            exposure_s=_logu(rng, 0.001, 0.03),
-            led_xy=(_u(rng, 2.0, w - 3.0), _u(rng, 2.0, h - 3.0)),
-            led_sigma=_u(rng, 0.7, 3.0),
-            led_gain=_logu(rng, 0.3, 1.5),
-            brightness=_logu(rng, 0.4, 1.6),
-            motion_brightness=_u(rng, 0.05, 0.6),
-            shake_px=_u(rng, 0.0, 4.0),
-            noise=_logu(rng, 0.3, 10.0),
+            exposure_s=log_uniform(rng, 0.001, 0.03),
+            led_xy=(uniform(rng, 2.0, w - 3.0), uniform(rng, 2.0, h - 3.0)),
+            led_sigma=uniform(rng, 0.7, 3.0),
+            led_gain=log_uniform(rng, 0.3, 1.5),
+            brightness=log_uniform(rng, 0.4, 1.6),
+            motion_brightness=uniform(rng, 0.05, 0.6),
+            shake_px=uniform(rng, 0.0, 4.0),
+            noise=log_uniform(rng, 0.3, 10.0),
             scene_phase=tuple(float(v) for v in rng.uniform(0, TWO_PI, 3)),
         )
 
@@ -287,17 +228,17 @@ def render_video(world: World, t_ns, params: VideoParams = VideoParams(), rng: n
     dy = np.zeros(n)
     if n:
         lo, hi = int(t[0]) - half, int(t[-1]) + half + 1
-        for e in _events(world, FLASH, lo, hi, 0):
+        for e in events_in(world, FLASH, lo, hi, 0):
             t0, t1 = int(e["t_ns"]), int(e["t_ns"] + e["dur_ns"])
             ov = np.minimum(t + half, t1) - np.maximum(t - half, t0)
             led += float(e["amp"]) * np.clip(ov, 0, None) / e_ns
-        for e in _events(world, MOTION, lo, hi, 0):
+        for e in events_in(world, MOTION, lo, hi, 0):
             t0, d = int(e["t_ns"]), int(e["dur_ns"])
-            s = _span(t, t0, t0 + d)
-            bright[s] += float(e["amp"]) * params.motion_brightness * _hann_env((t[s] - t0) / NS, d / NS)
-        for e in _events(world, TAP, lo, hi, SHAKE_TAIL_NS):
+            s = span(t, t0, t0 + d)
+            bright[s] += float(e["amp"]) * params.motion_brightness * hann_env((t[s] - t0) / NS, d / NS)
+        for e in events_in(world, TAP, lo, hi, SHAKE_TAIL_NS):
             t0 = int(e["t_ns"])
-            s = _span(t, t0, t0 + SHAKE_TAIL_NS)
+            s = span(t, t0, t0 + SHAKE_TAIL_NS)
             dt = (t[s] - t0) / NS
             a = float(e["amp"]) * params.shake_px * np.exp(-dt / 0.08)
             dx[s] += a * np.sin(TWO_PI * 12.0 * dt)
@@ -337,15 +278,15 @@ class TelemetryParams:
     @classmethod
     def random(cls, rng: np.random.Generator) -> TelemetryParams:
         return cls(
-            temp_base=_u(rng, 5.0, 40.0),
-            temp_swing=_u(rng, 0.1, 4.0),
-            temp_period_s=_u(rng, 120.0, 3600.0),
-            speed_gain=_logu(rng, 0.3, 5.0),
-            ambient_lux=_logu(rng, 5.0, 2000.0),
-            led_lux=_logu(rng, 50.0, 3000.0),
-            sound_gain=_logu(rng, 0.3, 3.0),
-            accel_gain=_logu(rng, 0.3, 3.0),
-            noise=_logu(rng, 0.001, 0.05),
+            temp_base=uniform(rng, 5.0, 40.0),
+            temp_swing=uniform(rng, 0.1, 4.0),
+            temp_period_s=uniform(rng, 120.0, 3600.0),
+            speed_gain=log_uniform(rng, 0.3, 5.0),
+            ambient_lux=log_uniform(rng, 5.0, 2000.0),
+            led_lux=log_uniform(rng, 50.0, 3000.0),
+            sound_gain=log_uniform(rng, 0.3, 3.0),
+            accel_gain=log_uniform(rng, 0.3, 3.0),
+            noise=log_uniform(rng, 0.001, 0.05),
         )
 
 
@@ -364,14 +305,14 @@ def render_telemetry(
     sound = np.zeros(n)
     if n:
         lo, hi = int(t[0]) - win, int(t[-1]) + 1
-        for e in _events(world, MOTION, lo, hi, 0):
+        for e in events_in(world, MOTION, lo, hi, 0):
             t0, d = int(e["t_ns"]), int(e["dur_ns"])
-            s = _span(t, t0, t0 + d)
-            speed[s] += float(e["amp"]) * params.speed_gain * _hann_env((t[s] - t0) / NS, d / NS)
-        light = _window_overlap(_events(world, FLASH, lo, hi, 0), t - win, t)
-        sound = _window_overlap(_events(world, SOUND, lo, hi, 0), t - win, t)
-        taps = _events(world, TAP, lo, hi, 0)
-        tap_energy = _window_overlap(taps, t - win, t)
+            s = span(t, t0, t0 + d)
+            speed[s] += float(e["amp"]) * params.speed_gain * hann_env((t[s] - t0) / NS, d / NS)
+        light = window_overlap(events_in(world, FLASH, lo, hi, 0), t - win, t)
+        sound = window_overlap(events_in(world, SOUND, lo, hi, 0), t - win, t)
+        taps = events_in(world, TAP, lo, hi, 0)
+        tap_energy = window_overlap(taps, t - win, t)
     accel_rms = params.accel_gain * np.sqrt(0.04**2 + 40.0 * tap_energy + (3.0 * speed / params.speed_gain) ** 2 / 2)
     out = np.stack(
         [
@@ -417,7 +358,7 @@ class TriggerParams:
     @classmethod
     def random(cls, rng: np.random.Generator) -> TriggerParams:
         period = float(rng.choice([0.1, 0.5, 1.0, 2.0]))
-        return cls(period_s=period, width_s=_u(rng, 0.001, 0.2 * period), phase_s=_u(rng, 0.0, period))
+        return cls(period_s=period, width_s=uniform(rng, 0.001, 0.2 * period), phase_s=uniform(rng, 0.0, period))
 
 
 def render_trigger(lo_ns: int, hi_ns: int, params: TriggerParams = TriggerParams()):

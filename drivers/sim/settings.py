@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from synchub.agent.settings import setting
+from synchub.agent.core.settings import setting
 
 from .clocks import ClockSpec
 from .world import WorldSpec
@@ -55,7 +55,7 @@ class SimTrigger:
     phase_s: float = setting(0.5, min=0.0, doc="first rising edge, seconds after the rig starts")
     kernel_jitter_us: float = setting(2.0, min=0.0, doc="spread of the kernel's edge timestamps (1 us + up to this)")
     mode: str = setting("pulse", choices=("pulse", "barcode"), doc="plain pulses, or a 32-bit barcode every period "
-                                                                   "(value = barcode index; synchub.agent.barcode)")
+                                                                   "(value = barcode index; synchub.agent.clock.barcode)")
     bit_s: float = setting(0.010, min=0.0001, doc="barcode bit time (a barcode takes 35 bits + 10 idle)")
 
     def __post_init__(self) -> None:

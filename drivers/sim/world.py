@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synchub.agent.settings import setting
-
-NS = 1_000_000_000
+from synchub.agent.core.settings import setting
+from synchub.agent.core.units import NS
 
 TAP, MOTION, FLASH, SOUND, MARKER = range(5)
 KIND_NAMES = ("tap", "motion", "flash", "sound", "marker")

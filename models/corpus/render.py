@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from synchub.agent.stream import StreamInfo
+from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.units import NS
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 
 from . import sources as S
 from . import texts as TX
 from .audio import RATE_HZ, block_rms, sample_at
-from .scene import NS, SAMPLE_NS, RecordingSpec, mix
+from .scene import SAMPLE_NS, RecordingSpec, mix
 
 IMU_HZ, VIDEO_HZ = 200.0, 30.0
 VIDEO_SHAPE = (24, 32)

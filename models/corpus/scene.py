@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synchub.agent.core.units import NS
+
 from . import clips as C
 from . import split as SP
 from . import texts as TX
 from .audio import RATE_HZ, active_power
 
-NS = 1_000_000_000
 SAMPLE_NS = NS // RATE_HZ
 SNRS_DB = (30.0, 20.0, 10.0, 5.0, 0.0)
 BACKGROUNDS = (("babble",), ("music",), ("noise",), ("babble", "noise"), ("music", "noise"), ())

@@ -1,0 +1,160 @@
+"""``AlignmentTracker``: what the agent pipeline runs live to align one target stream to a reference.  Pure.
+
+It buffers chunks of the reference stream (with corrected times) and the target stream (device + host times), and
+every ``hop_s`` of target device time aligns the last ``window_s`` (``WindowAligner``).  ``poll()`` returns
+``OffsetEstimate`` evidence for the target's ClockModel; abstentions are not emitted but counted with their reasons
+in ``stats()``.
+
+The search is centred on a prior: first the arrival estimate (median host - device of the target), then the
+drift-tracked prediction from accepted windows.  Windows overlap (``hop_s < window_s``), so consecutive estimates
+share events: the emitted sigma is scaled by sqrt(window / hop) so a clock model fusing them does not count the
+same events several times.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from synchub.agent.core.evidence import OffsetEstimate
+from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.core.units import NS
+
+from .aligner import AlignerSettings
+from .drift import DriftTracker
+from .window import METHODS, WindowAligner
+
+
+class _Buffer:
+    """Concatenated times + samples of one stream, trimmed from the front."""
+
+    def __init__(self):
+        self.t = np.zeros(0, dtype=np.int64)
+        self.x: Any = None  # ndarray or list[str]
+
+    def add(self, t: np.ndarray, x) -> None:
+        if isinstance(x, list):
+            self.x = (self.x or []) + list(x)
+        else:
+            x = np.asarray(x)
+            self.x = x.copy() if self.x is None else np.concatenate([self.x, x])
+        self.t = np.concatenate([self.t, t])
+
+    def trim_before(self, t_ns: int) -> None:
+        k = int(np.searchsorted(self.t, t_ns, side="left"))
+        if k > 0:
+            self.t = self.t[k:]
+            self.x = self.x[k:]
+
+    def cut(self, a: int, b: int):
+        i, j = int(np.searchsorted(self.t, a, side="left")), int(np.searchsorted(self.t, b, side="left"))
+        return self.t[i:j], self.x[i:j] if self.x is not None else []
+
+    @property
+    def last(self) -> int | None:
+        return int(self.t[-1]) if len(self.t) else None
+
+
+class AlignmentTracker:
+    """Live alignment of ``tgt_stream`` against ``ref_stream`` (see module doc).  Pure: push chunks, poll."""
+
+    def __init__(self, ref_stream: str, tgt_stream: str, ref_info: StreamInfo, tgt_info: StreamInfo,
+                 runners: dict | None = None, window_s: float = 8.0, hop_s: float = 4.0,
+                 settings: AlignerSettings | None = None, method: str = "hybrid"):
+        if method not in METHODS:
+            raise ValueError(f"unknown alignment method {method!r}; allowed: {', '.join(METHODS)}")
+        if window_s <= 0 or hop_s <= 0:
+            raise ValueError("window_s and hop_s must be > 0")
+        self.ref_stream, self.tgt_stream = ref_stream, tgt_stream
+        self.window_ns, self.hop_ns = int(window_s * NS), int(hop_s * NS)
+        self.method = method
+        self.win = WindowAligner(ref_info, tgt_info, runners, settings)
+        self.ref = _Buffer()
+        self.tgt = _Buffer()
+        self._lat = _Buffer()  # host - device of the target's samples (the arrival bound)
+        self._arrival: list[float] = []  # host - device of target samples (first ones)
+        self.drift = DriftTracker()
+        self.next_d0: int | None = None
+        self.counts: dict[str, int] = {"windows": 0, "emitted": 0, "abstained": 0, "outliers": 0, "bad_chunks": 0}
+        self.reasons: dict[str, int] = {}
+
+    def _count(self, reason: str) -> None:
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+    def push(self, stream_name: str, chunk: Chunk) -> None:
+        if chunk.n == 0:
+            return
+        if stream_name == self.ref_stream:
+            if chunk.ref_ns is None:
+                self.counts["bad_chunks"] += 1
+                self._count("reference chunk without corrected times")
+                return
+            t = chunk.ref_ns
+            buf = self.ref
+        elif stream_name == self.tgt_stream:
+            t = chunk.device_ns
+            buf = self.tgt
+            if len(self._arrival) < 2000:
+                self._arrival.extend((chunk.host_ns - chunk.device_ns)[:200].astype(np.float64).tolist())
+            if buf.last is None or int(t[0]) > buf.last:
+                self._lat.add(t, (chunk.host_ns - chunk.device_ns)[:, None])
+        else:
+            self._count(f"chunk of unrelated stream {stream_name!r}")
+            return
+        if buf.last is not None and int(t[0]) <= buf.last:
+            self.counts["bad_chunks"] += 1
+            self._count("chunk not after the previous one (skipped)")
+            return
+        buf.add(t, chunk.data)
+        if stream_name == self.tgt_stream and self.next_d0 is None:
+            self.next_d0 = int(t[0])
+
+    def prior_ns(self, device_ns: int) -> int:
+        if self.drift.points:
+            return int(round(self.drift.offset_at(device_ns)))
+        return int(np.median(self._arrival)) if self._arrival else 0
+
+    def poll(self) -> list[OffsetEstimate]:
+        out: list[OffsetEstimate] = []
+        while self.next_d0 is not None and self.tgt.last is not None:
+            d0 = self.next_d0
+            d1 = d0 + self.window_ns
+            if self.tgt.last < d1:
+                break
+            prior = self.prior_ns((d0 + d1) // 2)
+            lo, hi = self.win.ref_range((d0, d1), prior)
+            if self.ref.last is None or self.ref.last < hi:
+                break  # wait for the reference to catch up
+            tt, tx = self.tgt.cut(d0, d1)
+            rt, rx = self.ref.cut(lo, hi)
+            _, lat = self._lat.cut(d0, d1)
+            bound = int(np.min(lat)) if len(lat) else None
+            res = self.win.estimate(rt, rx, tt, tx, (d0, d1), prior, methods=(self.method,),
+                                    arrival_bound_ns=bound)[self.method]
+            self.counts["windows"] += 1
+            if res.ok:
+                if self.drift.add(res):
+                    # overlapping windows share events: each estimate is worth hop/window of an independent one
+                    overlap = max(1.0, self.window_ns / self.hop_ns) ** 0.5
+                    ev = res.evidence(self.tgt_stream)
+                    ev = dataclasses.replace(ev, sigma_ns=int(ev.sigma_ns * overlap))
+                    out.append(ev)
+                    self.counts["emitted"] += 1
+                else:
+                    self.counts["outliers"] += 1
+                    self._count("offset disagrees with the drift line (outlier)")
+            else:
+                self.counts["abstained"] += 1
+                self._count(res.reason)
+            self.next_d0 = d0 + self.hop_ns
+            self.tgt.trim_before(self.next_d0)
+            self._lat.trim_before(self.next_d0)
+            self.ref.trim_before(self.win.ref_range((self.next_d0, self.next_d0 + self.window_ns), prior)[0]
+                                 - self.window_ns)
+        return out
+
+    def stats(self) -> dict:
+        return {**self.counts, "reasons": dict(self.reasons), "drift_ppm": self.drift.drift_ppm,
+                "drift_rejected": self.drift.rejected}

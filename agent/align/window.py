@@ -1,0 +1,134 @@
+"""Window-level alignment of one target stream against a reference stream.  Pure: no I/O.
+
+``WindowAligner`` turns one window of raw samples of both streams into ``AlignResult``s for the methods
+``classical`` (onset correlation), ``neural`` (encoder embeddings only) and ``hybrid`` (neural coarse + fine onset
+correlation; classical coarse when the encoders abstain or have no model).  The benchmark and the live tracker
+(``synchub.agent.align.tracker``) both use it; ``load_runners`` loads the encoders it embeds with.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.units import NS
+from synchub.models.runner import EncoderRunner, NoModelError
+
+from .aligner import Aligner, AlignerSettings, AlignResult, abstain, apply_arrival_bound, gcc_fine
+from .onsets import onsets
+
+log = logging.getLogger(__name__)
+
+METHODS = ("classical", "neural", "hybrid")
+
+
+def modality_of(info: StreamInfo) -> str:
+    """The encoder/feature modality of a stream (``marker`` streams are text)."""
+    return "text" if info.type == "marker" else info.type
+
+
+def period_s(info: StreamInfo) -> float:
+    return 0.0 if info.irregular else 1.0 / info.nominal_srate
+
+
+def load_runners(modalities, providers=None) -> dict[str, Any]:
+    """``{modality: EncoderRunner or a reason string}``; a missing model or runtime is a reason, not an error."""
+    out: dict[str, Any] = {}
+    for m in modalities:
+        if m in out:
+            continue
+        try:
+            out[m] = EncoderRunner.load(m, providers=providers)
+        except NoModelError as exc:
+            out[m] = f"no model for {m} ({exc})"
+        except Exception as exc:  # a broken model file: refused at load, the aligner abstains with the reason
+            out[m] = f"model for {m} refused ({exc})"
+    return out
+
+
+class WindowAligner:
+    """Aligns windows of ``tgt`` (device clock) against ``ref`` (reference clock)."""
+
+    def __init__(self, ref_info: StreamInfo, tgt_info: StreamInfo, runners: dict | None = None,
+                 settings: AlignerSettings | None = None):
+        self.aligner = Aligner(settings)
+        self.s = self.aligner.s
+        self.ref_mod = modality_of(ref_info)
+        self.tgt_mod = modality_of(tgt_info)
+        self.period_s = max(period_s(ref_info), period_s(tgt_info))
+        runners = runners or {}
+        self.runners = {m: runners.get(m, f"no encoder given for {m}") for m in (self.ref_mod, self.tgt_mod)}
+
+    def ref_range(self, span, prior_ns: int) -> tuple[int, int]:
+        """Reference-clock range the reference data must cover for a target window ``span``."""
+        margin = int((self.s.search_s + max(self.s.fine_s, self.period_s) + 0.5) * NS)
+        return int(span[0]) + prior_ns - margin, int(span[1]) + prior_ns + margin
+
+    def _embed(self, modality: str, times: np.ndarray, samples, span):
+        r = self.runners.get(modality)
+        if isinstance(r, str) or r is None:
+            return None, r or f"no model for {modality}"
+        if len(times) == 0:
+            return None, f"no {modality} samples in the window"
+        try:
+            e = r.embed(samples, times, span_ns=(int(span[0]), int(span[1])))
+        except Exception as exc:  # noqa: BLE001 - bad input to an encoder: abstain with the reason
+            return None, f"{modality} encoder failed: {exc}"
+        return e, ""
+
+    def neural(self, ref_t, ref_x, tgt_t, tgt_x, span, prior_ns: int, ref_emb=None, tgt_emb=None) -> AlignResult:
+        """Encoders only.  ``ref_emb``/``tgt_emb``: embeddings of the whole streams computed once (the runner's
+        output does not depend on how a stream is cut), used instead of embedding the window again."""
+        if ref_emb is not None and tgt_emb is not None:
+            re, te = ref_emb, tgt_emb
+        else:
+            re, why = self._embed(self.ref_mod, ref_t, ref_x, self.ref_range(span, prior_ns))
+            if re is None:
+                return abstain("neural", span, why, prior_ns)
+            te, why = self._embed(self.tgt_mod, tgt_t, tgt_x, span)
+            if te is None:
+                return abstain("neural", span, why, prior_ns)
+        for e in (re, te):
+            if isinstance(e, str):
+                return abstain("neural", span, e, prior_ns)
+        ft = np.asarray(te.frame_times_ns)
+        rate = NS / float(np.median(np.diff(ft))) if len(ft) > 1 else 50.0
+        return self.aligner.neural(re.frame_times_ns, re.vectors, te.frame_times_ns, te.vectors, span, prior_ns,
+                                   rate)
+
+    def estimate(self, ref_t, ref_x, tgt_t, tgt_x, span, prior_ns: int,
+                 methods=METHODS, ref_emb=None, tgt_emb=None,
+                 arrival_bound_ns: int | None = None) -> dict[str, AlignResult]:
+        """Results per method for the target window ``span`` (device clock).  ``ref_t`` are reference-clock
+        times covering ``ref_range(span, prior_ns)``; ``tgt_t`` device times covering ``span``.
+        ``arrival_bound_ns`` (min host - device of the window's target samples) bounds the hybrid offset."""
+        ref_t = np.asarray(ref_t, dtype=np.int64)
+        tgt_t = np.asarray(tgt_t, dtype=np.int64)
+        out: dict[str, AlignResult] = {}
+        ro = to = None
+        if "classical" in methods or "hybrid" in methods:
+            ro = onsets(self.ref_mod, ref_t, ref_x, partner=self.tgt_mod)
+            to = onsets(self.tgt_mod, tgt_t, tgt_x, partner=self.ref_mod)
+        if "classical" in methods:
+            out["classical"] = self.aligner.classical(ro, to, span, prior_ns, self.period_s)
+        nr = None
+        if "neural" in methods or "hybrid" in methods:
+            nr = self.neural(ref_t, ref_x, tgt_t, tgt_x, span, prior_ns, ref_emb, tgt_emb)
+            if "neural" in methods:
+                out["neural"] = nr
+        if "hybrid" in methods:
+            out["hybrid"] = apply_arrival_bound(self.aligner.hybrid(ro, to, span, prior_ns, self.period_s, nr),
+                                                arrival_bound_ns)
+        if self.ref_mod == self.tgt_mod == "audio":  # same waveform: GCC-PHAT on the raw samples refines
+            for m in ("classical", "hybrid"):
+                r = out.get(m)
+                if r is not None and r.ok:
+                    g = gcc_fine(ref_t, ref_x, tgt_t, tgt_x, span, float(r.offset_ns),
+                                 max(3.0 * r.sigma_ns, 2e6), 1.0 / self.period_s if self.period_s else 16000.0,
+                                 method=m)
+                    if g.ok:
+                        out[m] = AlignResult(True, g.offset_ns, g.sigma_ns, r.confidence, g.device_ns, m)
+        return out

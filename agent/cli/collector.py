@@ -1,0 +1,85 @@
+"""``synchub collector``: record agent sessions to MCAP until SIGINT/SIGTERM (files are finalized on exit)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+import zmq
+
+from synchub.agent.collector.server import Collector
+from synchub.agent.pipeline.notify import Notifier
+from synchub.agent.transport.security import SecurityError, ServerKeys
+from synchub.errors import UserError
+
+log = logging.getLogger(__name__)
+
+INSECURE_BANNER = """
+*****************************************************************************
+*  synchub collector running with --insecure: NO ENCRYPTION, NO AUTHENTICATION.
+*  Any host that can reach this port can inject data into your recordings.
+*  Use CURVE keys (synchub keys) for anything but a closed lab bench.
+*****************************************************************************
+"""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--bind", default="tcp://0.0.0.0:7100", help="ZeroMQ endpoint to bind (default %(default)s)")
+    p.add_argument("--out", required=True, help="directory for the MCAP files (one per agent session)")
+    p.add_argument("--secret-key", help="collector CURVE key pair file (NAME.key_secret from `synchub keys new`)")
+    p.add_argument("--allow-dir", help="directory of allowed agent public keys (*.key)")
+    p.add_argument("--insecure", action="store_true", help="plain text, no authentication (loud warning)")
+    p.add_argument("--live", help="also publish chunks on this PUB endpoint for dashboards (lossy)")
+    p.add_argument("--flush-ms", type=float, default=50.0, help="durability interval: flush+fsync, then ack")
+    p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd", help="MCAP chunk compression")
+    p.add_argument("--name", help="collector name recorded in the files (default: host name)")
+
+
+def run(args) -> int:
+    curve = None
+    if args.secret_key or args.allow_dir:
+        if not (args.secret_key and args.allow_dir):
+            raise UserError("CURVE needs both --secret-key and --allow-dir")
+        try:
+            curve = ServerKeys.load(args.secret_key, args.allow_dir)
+        except SecurityError as exc:
+            raise UserError(str(exc)) from None
+    elif not args.insecure:
+        raise UserError("no CURVE keys given (--secret-key FILE --allow-dir DIR); pass --insecure for plain text")
+    else:
+        print(INSECURE_BANNER, file=sys.stderr)
+    try:
+        col = Collector(args.bind, args.out, name=args.name, curve=curve, insecure=args.insecure, live=args.live,
+                        flush_s=args.flush_ms / 1000.0, compression=args.compression)
+    except zmq.ZMQError as exc:
+        raise UserError(f"cannot bind {args.bind}: {exc}") from None
+    except SecurityError as exc:
+        raise UserError(str(exc)) from None
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        log.info("collector: %s received, finalizing files", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    notifier = Notifier()
+    ticks = [0]
+
+    def on_tick(c):
+        ticks[0] += 1
+        notifier.watchdog(ticks[0])
+
+    print(f"collector listening on {col.endpoint}, writing to {args.out}", flush=True)
+    notifier.ready(f"listening on {col.endpoint}")
+    try:
+        col.run(stop, on_tick=on_tick)
+    finally:
+        notifier.stopping()
+        col.close()
+        st = col.stats()
+        log.info("collector: stopped; %d messages, %d samples, bad: %s", st["counts"].get("messages", 0),
+                 st["counts"].get("samples", 0), st["bad"] or "none")
+    return 0

@@ -1,0 +1,128 @@
+"""Round-trip probes: the host sent at ``s``, the device stamped ``d``, the reply came back at ``r``.  Pure.
+
+The device stamp lies between send and receive, so the offset (reference - device) lies in ``[s - d, r - d]``
+(``probe_band``: widened by the device counter's tick, learnt as the gcd of the stamps' distances; tightened from
+above by the arrival envelope, since a sample arrives after it was taken).  ``RttWindow`` is the min-RTT filter:
+probes whose band is not within a small margin of the lower envelope of the bands' widths over a sliding window
+(the last ``PROBE_RTT_KEEP`` probes, at most a quarter window) are dropped, as LSL/Klipper/TICSync do.
+``fit_probe`` feeds the centre of a kept band to the segment's probe filter bank with variance ``halfwidth**2 / 3``
+(uniform over the band) plus the *wander*: the scatter of the probes around the line beyond what their bands allow
+(a link or device whose offset moves at short time scales), learnt from the innovations.
+
+``lsl_offset`` is what liblsl's ``time_correction`` computes from a burst of probes (the offset of the probe with the
+smallest round trip, midpoint convention); the benchmark writes it into XDF ClockOffset chunks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from synchub.agent.core.evidence import Probe
+from synchub.agent.core.units import NS
+
+from .segment import PROBE_RTT_KEEP, Segment
+
+
+def probe_band(seg: Segment, s: int, d: int, r: int) -> tuple[float, float, bool]:
+    """The offset band ``(lo, hi)`` of a probe relative to the segment's ``z0``, and whether the arrival envelope
+    contradicted it (a bound is wrong somewhere: the round trip's band is kept)."""
+    dr = float(d - seg.dev0)
+    lo, hi = float(s - d - seg.z0), float(r - d - seg.z0)
+    # a coarse device counter stamps anywhere within its tick (the gcd of the stamps' distances, once there are
+    # enough of them to tell): the band is that much wider
+    seg.tick_gcd = math.gcd(seg.tick_gcd, abs(d - seg.dev0))
+    seg.tick_n += 1
+    if seg.tick_n >= 8 and 1_000 <= seg.tick_gcd <= 10_000_000:
+        lo -= seg.tick_gcd / 2
+        hi += seg.tick_gcd / 2
+    bank = seg.probe
+    inconsistent = False
+    if seg.env.n:  # arrivals bound the offset from above: tighten the probe's upper bound
+        if bank.n >= 5:  # carried along the probes' skew, with slack for its uncertainty, up to 10 s
+            k = bank.best
+            slope, span = float(bank.x[k, 1]), 10.0 * NS
+            slack = 3.0 * math.sqrt(max(float(bank.P[k, 1, 1]) * bank.scale, 0.0)) + 2e-6
+        else:
+            slope, span, slack = (seg.env.line[2] if seg.env.line else 0.0), 2.0 * NS, 5e-4
+        ub = seg.env.upper_bound(dr, slope, span, slack)
+        if ub is not None:
+            if ub < lo - 50_000:
+                inconsistent = True
+            elif ub < hi:
+                hi = max(ub, lo)
+    return lo, hi, inconsistent
+
+
+class RttWindow:
+    """The min-RTT filter over a sliding window of band widths (a changed route is followed within the window)."""
+
+    def __init__(self, window_s: float, margin: float):
+        self.horizon = window_s * NS / 4
+        self.margin = margin
+        self.widths: deque[tuple[int, int]] = deque()  # (host send, band width) of recent probes
+        self.filtered_run = 0  # probes filtered out since the last one kept
+
+    def clear(self) -> None:
+        self.widths.clear()
+        self.filtered_run = 0
+
+    def admit(self, s: int, width: int, bank_n: int) -> bool:
+        """Whether a probe sent at ``s`` whose band is ``width`` wide is within the margin of the floor."""
+        q = self.widths
+        q.append((s, width))
+        while len(q) > PROBE_RTT_KEEP or s - q[0][0] > self.horizon:
+            q.popleft()
+        # after eight rejections in a row the floor is the second smallest (one lucky or lying probe does not lock
+        # the filter); until the bank has a few probes, anything within twice the floor helps (it needs a skew)
+        widths = sorted(x for _, x in q)
+        floor = widths[1] if self.filtered_run >= 8 and len(widths) >= 2 else widths[0]
+        margin = self.margin if bank_n >= 5 else max(self.margin, 1.0)
+        if width > floor * (1.0 + margin) + 20_000:
+            self.filtered_run += 1
+            return False
+        self.filtered_run = 0
+        return True
+
+
+def fit_probe(seg: Segment, dr: float, lo: float, hi: float, rtt: int) -> bool:
+    """The band's centre into the segment's probe bank; True when the bank took it.  Learns the wander from the
+    innovations (also from a rejected probe, unless the rejections made a step)."""
+    bank = seg.probe
+    z, w = (lo + hi) / 2, (hi - lo) / 2
+    band_var = w * w / 3 + 1e6
+    fresh = bank.n == 0
+    if not fresh:
+        pred, pvar = bank.predict_raw(dr)
+    if bank.update(dr, z, band_var + seg.wander):
+        if not fresh:
+            # innovations beyond the line's and the band's variance: the offset's short-term wander
+            excess = (z - pred) ** 2 - pvar - band_var
+            a = 0.05 if seg.probes >= 20 else 1.0 / (seg.probes + 1)
+            seg.wander = max(seg.wander + a * (excess - seg.wander), 0.0)
+        seg.min_rtt = float(rtt) if seg.probes == 0 else min(seg.min_rtt, float(rtt))
+        seg.bands.append(w)
+        # each centre is off by at most its half-width (the link's asymmetry); the median of the recent ones
+        # bounds the estimate's bias (the tightest would be the bound if the one-way bounds always held: a
+        # coarse or late device stamp breaks them)
+        seg.band = sorted(seg.bands)[len(seg.bands) // 2]
+        seg.probes += 1
+        return True
+    if not bank.step and not fresh:  # excursions say the offset wanders more than thought (bounded: one outlier
+        # is no trend)
+        excess = min((z - pred) ** 2 - pvar - band_var, 9 * (band_var + seg.wander))
+        seg.wander = max(seg.wander + 0.05 * (excess - seg.wander), 0.0)
+    return False
+
+
+def lsl_offset(probes: list[Probe]) -> tuple[int, int, int] | None:
+    """LSL's estimate from a burst: ``(host time, offset = host - device, rtt)`` of the minimum-RTT probe."""
+    best = None
+    for p in probes:
+        rtt = p.host_recv_ns - p.host_send_ns
+        if rtt < 0:
+            continue
+        if best is None or rtt < best[2]:
+            mid = p.host_send_ns + rtt // 2
+            best = (mid, mid - p.device_ns, rtt)
+    return best

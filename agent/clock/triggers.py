@@ -1,0 +1,390 @@
+"""TriggerMatcher: pairs the edges a device saw on its own clock with the same edges on the reference clock.
+
+Pure (no I/O).  Each side's edges first pass an ``EdgeFilter``:
+
+* out-of-order and duplicated edges (same time, or the same source sequence number) are rejected;
+* pulse-width filter: with ``min_width_ns`` set, an edge whose pulse is narrower (width 0 included) or wider than
+  ``max_width_ns`` is rejected (a glitch, a missed falling edge);
+* periodic pulses: an edge arriving sooner than ``(1 - period_tol)`` of a period after the last good one, or off
+  the period grid by more than ``period_tol`` of a period, is rejected as spurious (pulses 10x too fast are all
+  rejected; missed edges are fine: the next good edge lands on the grid k periods later).  Three rejected edges
+  that agree with each other on the grid re-anchor it (the first good edge was the spurious one).
+
+Good edges wait in a small queue for their partner.  A device edge's reference time is predicted from the pairs
+matched so far (a running line, rate refined as pairs arrive) and the partner is the single reference edge in a
+window around the prediction.  Before the first pair, the prediction comes from a prior (``prior(device_ns) ->
+(ref_ns, sigma_ns)``, e.g. the stream's clock model from arrival times or probes) or from the host receive time of
+the device's report (the reference edge lies within ``max_latency_ns`` before it).  A window that holds two
+candidates is ambiguous and the edge waits or expires; unmatched edges expire after ``max_wait_periods`` and are
+counted.  With barcodes (``add_device_code``/``add_ref_code``) pairs are identified by value, with no ambiguity.
+
+The device's clock may start a new timeline (a reset, a saved clock restored at reboot, a step): ``restart()``
+forgets the pairs, the device side's grid and the device edges reported before the new timeline began, keeping the
+reference edges, so that matching starts over from the prior (``StreamClocks`` calls it whenever the stream's clock
+model starts a segment).  The matcher also restarts by itself when ``LOCK_LOST_EDGES`` device edges in a row find no
+partner where the pairs predict one while the reference side goes on (the device's clock moved under it).
+
+Counts (``stats``) name every rejection; a rejected or unmatched edge never reaches the clock model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from synchub.agent.core.evidence import TriggerEdge
+from synchub.agent.core.units import NS
+
+from .resets import ResetRule
+
+Prior = Callable[[int], "tuple[int, int] | None"]
+
+#: Device edges in a row that expire unmatched (while pairs predict them) before the matcher starts over.
+LOCK_LOST_EDGES = 3
+
+
+class EdgeFilter:
+    """Validation of one side's edges (see the module docstring)."""
+
+    def __init__(self, period_ns: int = 0, *, period_tol: float = 0.1, min_width_ns: int = 0,
+                 max_width_ns: int = 0, polarity: int = 1, counts: dict[str, int] | None = None, side: str = ""):
+        self.period = int(period_ns)
+        self.tol = float(period_tol)
+        self.min_width = int(min_width_ns)
+        self.max_width = int(max_width_ns)
+        self.polarity = int(polarity)
+        self.counts = counts if counts is not None else {}
+        self.side = side
+        self.last_t: int | None = None
+        self.last_seq: int | None = None
+        self._rejected_run: list[int] = []
+        self.resets = ResetRule(back=NS)  # a device edge this far back starts a new timeline once the next confirms it
+        self.reset_seen = False
+        self._reset_cand: int | None = None
+        if self.period > 0:
+            self.period_f = float(self.period)
+
+    def _count(self, reason: str) -> None:
+        key = f"{self.side}_{reason}" if self.side else reason
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def accept(self, t_ns: int, width_ns: int = 0, seq: int = -1, polarity: int = 1) -> bool:
+        t = int(t_ns)
+        if self.polarity and polarity != self.polarity:
+            self._count("other_polarity")
+            return False
+        if width_ns < 0 or (self.min_width and width_ns < self.min_width) or (
+            self.max_width and width_ns > self.max_width
+        ):
+            self._count("width")
+            return False
+        if self.last_t is not None:
+            if t == self.last_t or (seq >= 0 and self.last_seq is not None and seq == self.last_seq):
+                self._count("duplicate")
+                return False
+            if self.resets.went_back(self.last_t, t):
+                # far back: a stray edge, or the device clock restarted.  A reset is confirmed by the next edge
+                # continuing the new timeline (on the grid after this one); then matching starts over.
+                cand = self._reset_cand
+                if cand is not None and t > cand and (self.period <= 0 or self._grid_ok(t - cand)):
+                    self._count("clock_reset")
+                    self.reset_seen = True
+                    self._reset_cand = None
+                    self._rejected_run.clear()
+                    if self.period > 0:
+                        self.period_f = float(self.period)
+                    self._take(t, seq)
+                    return True
+                self._reset_cand = t
+                self._count("out_of_order")
+                return False
+            if t < self.last_t:
+                self._count("out_of_order")
+                return False
+            if self.period > 0 and not self._on_grid(t):
+                return False
+        self._take(t, seq)
+        return True
+
+    def _on_grid(self, t: int) -> bool:
+        dt = t - self.last_t
+        p = self.period_f
+        if dt < (1.0 - self.tol) * p:
+            reason = "too_soon"
+        else:
+            k = round(dt / p)
+            if abs(dt - k * p) <= self.tol * p:
+                if k == 1:  # refine the period on consecutive edges (follows the device's drift)
+                    self.period_f += 0.05 * (dt - self.period_f)
+                self._rejected_run.clear()
+                return True
+            reason = "off_period"
+        self._count(reason)
+        self._rejected_run.append(t)
+        run = self._rejected_run[-3:]
+        if len(run) == 3 and all(self._grid_ok(b - a) for a, b in zip(run[:-1], run[1:], strict=False)):
+            self._count("reanchor")
+            self._rejected_run.clear()
+            self.last_t = t
+            return True
+        return False
+
+    def _grid_ok(self, dt: int) -> bool:
+        p = self.period_f if self.period > 0 else 0.0
+        if p <= 0:
+            return dt > 0
+        k = round(dt / p)
+        return k >= 1 and abs(dt - k * p) <= self.tol * p
+
+    def _take(self, t: int, seq: int) -> None:
+        self._reset_cand = None
+        self.last_t = t
+        if seq >= 0:
+            self.last_seq = seq
+
+    def anchor(self, t_ns: int) -> None:
+        """An edge already validated (before a restart) anchors the grid."""
+        self._take(int(t_ns), -1)
+
+    def restart(self) -> None:
+        """Forget the timeline (a new one begins): the next edge is accepted and anchors the grid again."""
+        self.last_t = None
+        self.last_seq = None
+        self._rejected_run.clear()
+        self._reset_cand = None
+        self.reset_seen = False
+        if self.period > 0:
+            self.period_f = float(self.period)
+
+
+class TriggerMatcher:
+    """Pairs device-clock edges with reference-clock edges of one trigger line.
+
+    ``add_device``/``add_ref`` take ``TriggerEdge`` items (or ``(t_ns, width_ns, seq, host_ns)`` tuples) and return
+    the ``(device_ns, ref_ns)`` pairs completed so far.
+    """
+
+    def __init__(self, period_ns: int = 0, *, period_tol: float = 0.1, min_width_ns: int = 0, max_width_ns: int = 0,
+                 polarity: int = 1, max_latency_ns: int = 0, max_wait_periods: float = 3.0,
+                 prior: Prior | None = None):
+        self.period = int(period_ns)
+        self.stats: dict[str, int] = {}
+        kw = dict(period_ns=period_ns, period_tol=period_tol, min_width_ns=min_width_ns, max_width_ns=max_width_ns,
+                  polarity=polarity, counts=self.stats)
+        self.dev_filter = EdgeFilter(side="device", **kw)
+        self.ref_filter = EdgeFilter(side="ref", **kw)
+        self.max_latency = int(max_latency_ns) if max_latency_ns else (self.period // 2 if self.period else 0)
+        self.max_wait = int(max_wait_periods * self.period) if self.period else 5_000_000_000
+        self.prior = prior
+        self._dev: list[tuple[int, int]] = []  # (device_ns, host_ns)
+        self._ref: list[int] = []
+        self._pairs: list[tuple[int, int]] = []  # matched, for the running line (last few kept)
+        self._first: tuple[int, int] | None = None
+        self._codes_dev: dict[int, int] = {}
+        self._codes_ref: dict[int, int] = {}
+        self.matched = 0
+        self.restarts = 0
+        self._resid = 0.0  # running mean square of pair residuals against the prediction (ns^2)
+        self._lost = 0  # device edges in a row that expired unmatched while the pairs predicted them
+        self._recent: list[tuple[int, int, int]] = []  # the last pairs made (device, ref, device edge's host time)
+        self._expired: list[tuple[int, int]] = []  # the last device edges given up on while locked (device, host)
+        self._dropped: list[int] = []  # the last reference edges given up on while locked
+
+    def restart(self, since_host_ns: int | None = None) -> None:
+        """The device clock started a new timeline: pairs, the device side's grid and the device edges reported
+        before ``since_host_ns`` (all, when None) are forgotten; reference edges are kept (their clock did not
+        change), so matching starts over from the prior."""
+        self.restarts += 1
+        self._count("restart")
+        self._pairs.clear()
+        self._first = None
+        self._resid = 0.0
+        self._lost = 0
+        self.dev_filter.restart()
+        self._codes_dev.clear()  # codes stamped on the old timeline
+        keep = [] if since_host_ns is None else [(d, h) for d, h in self._dev if h and h >= since_host_ns]
+        if since_host_ns is not None:
+            # pairs made from device edges reported since the new timeline began were predicted from the old one
+            # (a jump by whole periods pairs every edge with a neighbour's partner): matched again from the prior,
+            # and so are the edges of both sides given up on since then
+            undo = [p for p in self._recent if p[2] and p[2] >= since_host_ns]
+            if undo:
+                self._count("unpaired", len(undo))
+            keep += [(d, h) for d, _, h in undo] + [(d, h) for d, h in self._expired if h >= since_host_ns]
+            keep = sorted(set(keep))
+            back = since_host_ns - max(self.period, self.max_latency)
+            self._ref = sorted(set(self._ref) | {r for _, r, _ in undo} | {r for r in self._dropped if r >= back})
+        self._recent.clear()
+        self._expired.clear()
+        self._dropped.clear()
+        self._refilter(keep)
+
+    def _refilter(self, keep: list[tuple[int, int]]) -> None:
+        self._dev = []
+        for d, h in keep:  # already validated; they anchor the device side's new grid
+            if self.dev_filter.last_t is None or d > self.dev_filter.last_t:
+                self.dev_filter.anchor(d)
+                self._dev.append((d, h))
+
+    def _count(self, reason: str, n: int = 1) -> None:
+        self.stats[reason] = self.stats.get(reason, 0) + n
+
+    @staticmethod
+    def _unpack(e):
+        if isinstance(e, TriggerEdge):
+            return e.t_ns, e.width_ns, e.seq, e.host_ns, e.polarity
+        t, *rest = e if isinstance(e, (tuple, list)) else (e,)
+        rest = list(rest) + [0, -1, 0, 1][len(rest):]
+        return int(t), int(rest[0]), int(rest[1]), int(rest[2]), int(rest[3])
+
+    # ---- inputs
+    def add_device(self, edges) -> list[tuple[int, int]]:
+        for e in edges:
+            t, w, seq, host, pol = self._unpack(e)
+            if self.dev_filter.accept(t, w, seq, pol):
+                if self.dev_filter.reset_seen:  # device clock reset: pairs so far say nothing about the new timeline
+                    self.dev_filter.reset_seen = False
+                    self._pairs.clear()
+                    self._first = None
+                    self._resid = 0.0
+                    self._lost = 0
+                    self._dev.clear()
+                self._dev.append((t, host))
+        return self._match()
+
+    def add_ref(self, edges) -> list[tuple[int, int]]:
+        for e in edges:
+            t, w, seq, _, pol = self._unpack(e)
+            if self.ref_filter.accept(t, w, seq, pol):
+                self._ref.append(t)
+        return self._match()
+
+    def add_device_code(self, t_ns: int, value: int) -> list[tuple[int, int]]:
+        """A barcode (or Harp second) the device decoded at ``t_ns`` of its clock."""
+        return self._code(self._codes_dev, self._codes_ref, int(value), int(t_ns), device=True)
+
+    def add_ref_code(self, t_ns: int, value: int) -> list[tuple[int, int]]:
+        """The same code seen on the reference clock."""
+        return self._code(self._codes_ref, self._codes_dev, int(value), int(t_ns), device=False)
+
+    def _code(self, mine: dict, other: dict, value: int, t: int, device: bool) -> list[tuple[int, int]]:
+        if value in mine:
+            self._count("code_duplicate")
+            return []
+        mine[value] = t
+        if len(mine) > 4096:  # bounded memory: forget the oldest codes
+            for k in list(mine)[:1024]:
+                del mine[k]
+        if value in other:
+            t_other = other.pop(value)
+            mine.pop(value)
+            pair = (t, t_other) if device else (t_other, t)
+            self._note_pair(pair)
+            self._count("code_matched")
+            return [pair]
+        return []
+
+    # ---- matching
+    def _note_pair(self, pair: tuple[int, int]) -> None:
+        if len(self._pairs) >= 3:
+            pred = self._predict(pair[0], 0)
+            if pred is not None:
+                self._resid += 0.1 * (float(pair[1] - pred[0]) ** 2 - self._resid)
+        if self._first is None:
+            self._first = pair
+        self._pairs.append(pair)
+        if len(self._pairs) > 16:
+            del self._pairs[0]
+        self.matched += 1
+
+    def _predict(self, d: int, host: int) -> tuple[int, int, int] | None:
+        """(predicted ref time, half-window low, half-window high) for device time ``d``."""
+        half_p = self.period // 2 if self.period else 0
+        if self._pairs:
+            d1, r1 = self._pairs[-1]
+            if self._first is not None and self._first[0] != d1:
+                d0, r0 = self._first
+                rate = (r1 - r0) / (d1 - d0)
+            else:
+                rate = 1.0
+            pred = r1 + round((d - d1) * rate)
+            if len(self._pairs) >= 2 and self._first is not None and self._first[0] != d1:
+                base = max(200_000.0, 10.0 * self._resid**0.5)
+                win = base + abs(d - d1) * 50e-6 if len(self._pairs) >= 3 else 0.3 * self.period
+            else:
+                win = 0.3 * self.period + abs(d - d1) * 1e-3
+            if half_p:
+                win = min(win, 0.3 * self.period)
+            else:
+                win = max(win, 200_000)
+            return pred, int(win), int(win)
+        if self.prior is not None:
+            p = self.prior(d)
+            if p is not None:
+                ref, sigma = p
+                win = int(4 * sigma)
+                if half_p and win >= half_p:
+                    return None
+                return int(ref), win, win
+        if host and self.max_latency:
+            return host, self.max_latency, 0  # the reference edge came before the report, within the latency
+        return None
+
+    def _match(self) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        keep_dev: list[tuple[int, int]] = []
+        expired: list[tuple[int, int]] = []
+        newest_ref = self._ref[-1] if self._ref else None
+        for d, host in self._dev:
+            pred = self._predict(d, host)
+            if pred is None:
+                keep_dev.append((d, host))
+                continue
+            centre, lo, hi = pred
+            cands = [i for i, r in enumerate(self._ref) if centre - lo <= r <= centre + hi]
+            if len(cands) == 1:
+                r = self._ref.pop(cands[0])
+                pair = (d, r)
+                self._note_pair(pair)
+                self._recent = [*self._recent[-7:], (d, r, host)]
+                out.append(pair)
+                self._lost = 0
+                continue
+            if len(cands) > 1:
+                self._count("ambiguous")
+            if self._pairs and newest_ref is not None and newest_ref > centre + hi + self.max_wait:
+                self._count("device_unmatched")  # the reference side has moved on: its partner never came
+                self._lost += 1
+                expired.append((d, host))
+                self._expired = [*self._expired[-7:], (d, host)]
+                continue
+            keep_dev.append((d, host))
+        # unlocked (no pairs yet, or started over), a device edge waits for a better prior (the model may not have
+        # seen the new timeline yet): the last few are kept
+        cap = 64 if self._pairs else 8
+        self._dev = keep_dev[-cap:]
+        if len(keep_dev) > cap:
+            self._count("device_unmatched", len(keep_dev) - cap)
+        # reference edges older than the wait with no device edge pending before them are unmatched
+        if self._ref and self._pairs:
+            horizon = self._ref[-1] - self.max_wait
+            old = [r for r in self._ref if r < horizon and r < self._pairs[-1][1]]
+            if old:
+                self._count("ref_unmatched", len(old))
+                self._ref = [r for r in self._ref if r not in old]
+                self._dropped = (self._dropped + old)[-8:]
+        if len(self._ref) > 256:
+            self._count("ref_unmatched", len(self._ref) - 256)
+            self._ref = self._ref[-256:]
+        if out:
+            self._count("matched", len(out))
+        if self._lost >= LOCK_LOST_EDGES:  # the pairs no longer predict the device's edges: start over
+            self._count("lock_lost")
+            recent = (expired + keep_dev)[-LOCK_LOST_EDGES:]
+            self.restart(since_host_ns=None)
+            self._refilter(recent)  # the latest device edges may still find their partners from the prior
+            out += self._match()
+        return out
+
+    def state(self) -> dict:
+        return {"matched": self.matched, "pending_device": len(self._dev), "pending_ref": len(self._ref),
+                "restarts": self.restarts, **self.stats}

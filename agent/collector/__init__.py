@@ -1,0 +1,7 @@
+"""The collector, its own process (``synchub collector``, unit ``synchub-collector.service``): records agent
+sessions to MCAP with nothing lost and nothing recorded twice.
+
+* ``ledger``: what is recorded of a session (message order, duplicates, sample continuity, the durable mid); pure.
+* ``recorder``: the session's MCAP part files (write, flush, fsync on a thread, finish, recover a crashed file).
+* ``server``: ``Collector``, the ZeroMQ ROUTER (CURVE, hellos, acks after fsync, the lossy live-view PUB socket).
+"""

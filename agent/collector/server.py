@@ -1,0 +1,373 @@
+"""The collector: a ZeroMQ ROUTER that records agent sessions to MCAP (one file per session part).
+
+Per session a ``Ledger`` (pure) says which messages and samples are recorded: data messages are accepted in ``mid``
+order only (duplicates dropped and counted, a hole answered with a rewinding ack), samples checked for continuity.
+A ``PartFile`` (``recorder``) writes them.
+
+**Durable** means: the messages are in a finished MCAP chunk that has been written and ``fsync``-ed.  The collector
+flushes (cuts a chunk, writes it, fsyncs the file) every ``flush_s`` seconds while data is pending, or sooner when
+``flush_bytes`` are pending, and only then sends the cumulative ack.  A crash loses at most unacked data, which the
+agent still holds in its spool and resends.  On start, unfinished files in the output directory (a crashed
+collector) are recovered into finished ones; a session that comes back continues in a new part file and the
+welcome tells the agent the last mid on disk, so nothing is recorded twice.
+
+Bad input (undecodable frames, unknown kinds, schema violations, oversized messages, data for an unknown session,
+a session claimed by a different CURVE key) is counted by reason, logged (rate-limited) and dropped; the collector
+keeps serving.  An optional live-view PUB socket republishes chunks for dashboards; it is lossy by design
+(small HWM, never blocks recording).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket as pysocket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from synchub.agent.core.units import now_ns
+from synchub.agent.transport import wire
+from synchub.agent.transport.security import self_test
+
+from .ledger import Ledger
+from .recorder import Fsyncer, PartFile, last_mid_on_disk, recover_unfinished
+
+log = logging.getLogger("synchub.agent.collector")
+
+
+class Collector:
+    """Bind ``bind`` (e.g. ``tcp://0.0.0.0:7100``; port 0 picks one, see ``endpoint``) and record to ``out_dir``.
+
+    ``curve``: a ``synchub.agent.security.ServerKeys`` (CURVE Ironhouse with an allow-list directory) or None for
+    plain text (only with ``insecure=True``).  ``live``: endpoint of the lossy live-view PUB socket, or None.
+    """
+
+    def __init__(self, bind: str, out_dir, *, name: str | None = None, curve=None, insecure: bool = True,
+                 live: str | None = None, flush_s: float = 0.05, flush_bytes: int = 8 << 20, credit: int = 2000,
+                 credit_bytes: int = 64 << 20, compression: str = "zstd", context: zmq.Context | None = None):
+        if curve is None and not insecure:
+            raise ValueError("no CURVE keys given: pass curve=... or insecure=True")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name or pysocket.gethostname()
+        self.flush_s = flush_s
+        self.flush_bytes = flush_bytes
+        self.credit = credit
+        self.credit_bytes = credit_bytes
+        self.compression = compression
+        self.curve = curve
+        self.sessions: dict[str, Ledger] = {}
+        self.parts: dict[str, PartFile] = {}  # session -> its open part file
+        self.paths: dict[str, Path] = {}  # session -> its latest part file
+        self.bad: Counter = Counter()
+        self.counts: Counter = Counter()
+        self.files: list[Path] = []
+        self._last_log: dict[str, float] = {}
+        self._refused_at: dict[str, float] = {}
+        self._last_flush = time.monotonic()
+        self._closed = False
+        self._fsync = Fsyncer(self.counts)
+        recover_unfinished(self.out_dir, compression)
+        self._ctx = context or zmq.Context()
+        if curve is not None and curve.auth is None:
+            curve.start(self._ctx)
+        self.sock = self._ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVHWM, 20000)
+        self.sock.setsockopt(zmq.SNDHWM, 20000)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, 4 * wire.MAX_FRAME)
+        self.sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
+        self.sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
+        self.sock.setsockopt(zmq.HEARTBEAT_TTL, 5000)
+        if curve is not None:
+            curve.apply_server(self.sock)
+        else:
+            log.warning("collector: INSECURE: plain-text ZeroMQ, any client may send data (--insecure)")
+        self.sock.bind(bind)
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if curve is not None:
+            try:
+                self_test(self.sock, self.endpoint, curve.public)
+            except Exception:
+                self.sock.close(0)
+                curve.stop()
+                raise
+            log.info("collector: CURVE on; self-test passed (an unknown key is refused); %d allowed keys in %s",
+                     len(curve.allowed_keys()), curve.allow_dir)
+        self.live = None
+        if live:
+            self.live = self._ctx.socket(zmq.PUB)
+            self.live.setsockopt(zmq.LINGER, 0)
+            self.live.setsockopt(zmq.SNDHWM, 200)
+            self.live.bind(live)
+            self.live_endpoint = self.live.getsockopt_string(zmq.LAST_ENDPOINT)
+        log.info("collector %s: listening on %s, recording to %s", self.name, self.endpoint, self.out_dir)
+
+    # ------------------------------------------------------------------ loop
+    def run(self, stop_event: threading.Event, on_tick=None) -> None:
+        """Serve until ``stop_event`` is set; ``on_tick(self)`` is called about every 100 ms (watchdog hook)."""
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(self._fsync.fileno(), zmq.POLLIN)
+        last_tick = 0.0
+        while not stop_event.is_set():
+            timeout = max(1, int(self.flush_s * 1000 / 2))
+            if poller.poll(timeout):
+                self._acks_due()
+                self.poll_once()
+            now = time.monotonic()
+            if now - self._last_flush >= self.flush_s:
+                self.flush()
+            if on_tick is not None and now - last_tick > 0.1:
+                last_tick = now
+                on_tick(self)
+        self.flush()
+        self._wait_fsyncs()
+
+    def _wait_fsyncs(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while any(f.fsync_pending for f in self.parts.values()) and time.monotonic() < deadline:
+            time.sleep(0.002)
+            self._acks_due()
+
+    def poll_once(self, max_messages: int = 2000) -> int:
+        n = 0
+        for n in range(1, max_messages + 1):  # noqa: B007
+            try:
+                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return n - 1
+            self.counts["messages"] += 1
+            try:
+                self._handle(frames)
+            except Exception:  # noqa: BLE001 - a bug must not stop the recording of everyone else
+                self.counts["internal_errors"] += 1
+                log.exception("collector: internal error handling a message (dropped; serving on)")
+            if any(f.pending_bytes > self.flush_bytes for f in self.parts.values()):
+                self.flush()
+        return n
+
+    def _complain(self, reason: str, detail: str) -> None:
+        self.bad[reason] += 1
+        now = time.monotonic()
+        if now - self._last_log.get(reason, 0.0) > 2.0:
+            self._last_log[reason] = now
+            log.warning("collector: dropped bad message (%s, %d so far): %s", reason, self.bad[reason], detail)
+
+    def _handle(self, frames: list) -> None:
+        if len(frames) < 2:
+            self._complain("no_payload", "message with only a routing id")
+            return
+        identity = frames[0].bytes
+        body = self._body = frames[1:]
+        try:
+            msg = wire.decode(body)
+        except wire.WireError as exc:
+            self._complain("invalid", str(exc))
+            return
+        user = ""
+        if self.curve is not None:
+            try:
+                user = body[0].get("User-Id") or ""
+            except zmq.ZMQError:
+                user = ""
+        kind = msg.kind
+        if kind in wire.COLLECTOR_KINDS:
+            self._complain("wrong_direction", f"{kind} sent to a collector")
+            return
+        if kind == "hello":
+            self._hello(identity, user, msg)
+            return
+        s = self.sessions.get(msg.session)
+        if s is None or s.closed and kind != "ping" and msg.mid > s.written_mid:
+            self._complain("unknown_session", f"{kind} for session {msg.session!r} without a hello")
+            now = time.monotonic()
+            if now - self._refused_at.get(msg.session, 0.0) > 0.5:
+                self._refused_at[msg.session] = now
+                self._send(identity, wire.encode_refuse(msg.session, "unknown session; send hello"))
+            return
+        if self.curve is not None and user != s.user:
+            self._complain("identity", f"session {s.sid} belongs to another key")
+            return
+        s.identity = identity
+        s.last_rx = time.monotonic()
+        if kind == "ping":
+            self._ack(s)
+            return
+        mid, last = msg.mid, msg.mid_last
+        where = s.order(mid, last)
+        if where == "duplicate":
+            self.counts["duplicate_messages"] += 1
+            if s.durable_mid >= mid:
+                self._ack(s)
+            return
+        if where == "ahead":
+            if s.rewind_due():
+                self._ack(s, rewind=True)
+            return
+        recv = now_ns()
+        f = self.parts.get(s.sid)
+        if f is None and kind != "bye":
+            f = self._open(s, s.part)
+        if kind == "chunk":
+            self._chunk(s, f, msg, recv)
+        elif kind == "gap":
+            for gap in msg.gaps:
+                s.counts["gap_records"] += 1
+                s.counts["gap_samples"] += gap.count
+                f.gap(gap, msg.mid, recv)
+        elif kind == "meta":
+            f.meta(mid, msg.env["stream"], msg.env["meta"], recv)
+        elif kind == "bye":
+            s.closed = True
+        s.took(mid, last)
+        if f is not None:
+            f.dirty = True
+        if s.closed:
+            self._finish(s, "bye")
+
+    # ------------------------------------------------------------------ sessions
+    def _hello(self, identity: bytes, user: str, msg: wire.Message) -> None:
+        sid = msg.session
+        env = msg.env
+        s = self.sessions.get(sid)
+        if s is not None and self.curve is not None and s.user != user:
+            self._complain("identity", f"hello for session {sid} from another key")
+            self._send(identity, wire.encode_refuse(sid, "session belongs to another key"))
+            return
+        if s is None:
+            s = Ledger(sid, env["agent"], user)
+            s.hello_env = env
+            last, parts = last_mid_on_disk(self.out_dir, sid)
+            s.resume_after(last)
+            self.sessions[sid] = s
+            log.info("collector: session %s from agent %r%s (%d streams)%s", sid, s.agent,
+                     f" key {user[:8]}..." if user else "", len(msg.streams),
+                     f", continuing after mid {last}" if last else "")
+            s.part = parts + 1  # the file opens with the first data message (a bare hello/bye makes none)
+        for info in msg.streams:
+            if info.name not in s.streams:
+                s.streams[info.name] = info
+                if s.sid in self.parts:
+                    self.parts[s.sid].add_stream(info)
+        s.identity = identity
+        s.last_rx = time.monotonic()
+        self._send(identity, wire.encode_welcome(sid, s.durable_mid, self.credit, self.credit_bytes, self.name,
+                                                 s.next_mid))
+
+    def _open(self, s: Ledger, part: int) -> PartFile:
+        f = self.parts[s.sid] = PartFile(self.out_dir, s, part, self.name, self.compression)
+        s.part = part + 1
+        self.paths[s.sid] = f.path
+        self.files.append(f.path)
+        return f
+
+    def _finish(self, s: Ledger, why: str) -> None:
+        f = self.parts.get(s.sid)
+        if f is None:
+            s.durable_mid = s.written_mid
+            self._ack(s)
+            return
+        deadline = time.monotonic() + 10.0
+        while f.fsync_pending and time.monotonic() < deadline:  # never close a file under a running fsync
+            time.sleep(0.001)
+            self._acks_due()
+        f.finish(s.written_mid, why, dict(s.counts))
+        del self.parts[s.sid]
+        s.durable_mid = s.written_mid
+        self._ack(s)
+        log.info("collector: session %s closed (%s): %s, %s", s.sid, why, f.path,
+                 ", ".join(f"{k}={v}" for k, v in sorted(s.samples.items())))
+
+    # ------------------------------------------------------------------ data
+    def _chunk(self, s: Ledger, f: PartFile, msg: wire.Message, recv: int) -> None:
+        c = msg.chunk
+        info = s.streams.get(c.stream)
+        if info is None:
+            s.counts["unknown_stream"] += 1
+            self._complain("unknown_stream", f"chunk of stream {c.stream!r} not in session {s.sid}'s hello")
+            return
+        want = "str" if info.dtype is None else info.dtype.newbyteorder("<").str
+        if msg.env["dtype"] != want or (info.dtype is not None and tuple(msg.env["shape"]) != info.sample_shape):
+            s.counts["schema_mismatch"] += 1
+            self._complain("schema_mismatch", f"chunk of {c.stream!r} is {msg.env['dtype']} x {msg.env['shape']}, "
+                           f"the stream declared {want} x {list(info.sample_shape)}")
+            return
+        new = s.new_samples(c)
+        if new is None:
+            return
+        start, c = new
+        f.chunk(msg, c, start == 0, recv)
+        s.recorded(c)
+        self.counts["samples"] += c.n
+        if self.live is not None:
+            try:
+                self.live.send_multipart([f"/{s.agent}/{c.stream}".encode(), *self._body], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
+
+    # ------------------------------------------------------------------ durability and acks
+    def flush(self) -> None:
+        """Cut and write the MCAP chunk of every session with new data, then fsync it on the fsync thread; the
+        ack follows when the fsync returns (``_acks_due``)."""
+        self._last_flush = time.monotonic()
+        self._acks_due()
+        for sid, f in self.parts.items():
+            if not f.dirty or f.fsync_pending:
+                continue
+            try:
+                f.flush()
+            except OSError as exc:  # disk full, I/O error: no ack; the agents keep the data in their spools
+                self.counts["write_errors"] += 1
+                log.error("collector: writing %s failed: %s", f.path, exc)
+                continue
+            f.fsync_pending = True
+            self._fsync.submit(sid, self.sessions[sid].written_mid, f.fh.fileno(), f.path)
+
+    def _acks_due(self) -> None:
+        for sid, mid in self._fsync.done():
+            f = self.parts.get(sid)
+            if f is not None:
+                f.fsync_pending = False
+            s = self.sessions[sid]
+            if mid > s.durable_mid:
+                s.durable_mid = mid
+                self._ack(s)
+
+    def _ack(self, s: Ledger, rewind: bool = False) -> None:
+        self._send(s.identity, wire.encode_ack(s.sid, s.durable_mid, self.credit, self.credit_bytes, s.next_mid,
+                                               rewind))
+
+    def _send(self, identity: bytes, frames: list) -> None:
+        try:
+            self.sock.send_multipart([identity, *frames], zmq.NOBLOCK)
+        except (zmq.Again, zmq.ZMQError) as exc:
+            self.counts["send_failed"] += 1
+            log.debug("collector: reply to %r not sent: %s", identity, exc)
+
+    def stats(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "counts": dict(self.counts), "bad": dict(self.bad),
+                "files": [str(p) for p in self.files],
+                "sessions": {sid: {"agent": s.agent, "path": str(self.paths.get(sid)), "written_mid": s.written_mid,
+                                   "durable_mid": s.durable_mid, "closed": s.closed, "counts": dict(s.counts),
+                                   "samples": dict(s.samples)} for sid, s in self.sessions.items()}}
+
+    def close(self) -> None:
+        """Finalize every open file (a session not ended by its agent stays resumable in a new part)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wait_fsyncs()
+        for sid in list(self.parts):
+            self._finish(self.sessions[sid], "collector shutdown")
+        self.sock.close(0)
+        if self.live is not None:
+            self.live.close(0)
+        if self.curve is not None:
+            self.curve.stop()
+        self._fsync.close()

@@ -1,0 +1,8 @@
+"""File formats users read with their own tools; writers take file objects (no sockets, no fsync policy here).
+
+* ``mcap_layout``: synchub's MCAP layout (channels, JSON schemas of the msgpack messages, metadata);
+  ``mcap_write``: the writer setup, recovery of a torn file, a copy with a new correction layer;
+  ``mcap_read``: a session back as arrays, and as the raw inputs of the clock layer (``RawRecording``), older
+  recordings included.
+* ``xdf``: ``XdfWriter``, XDF files that pyxdf and LabRecorder's tools load.
+"""

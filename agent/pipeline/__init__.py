@@ -1,0 +1,10 @@
+"""The agent's pipeline, one process: drivers -> hub -> queue -> shipper (clock layer) -> transport.
+
+* ``hub``: ``Hub``, the sink every driver reports to (sequence numbers, gaps, clock resets, evidence);
+* ``chunkqueue``: ``BoundedQueue`` (lossless by default) and the items it carries;
+* ``shipper``: ``Shipper``, the thread that owns the clock state, corrects chunks after a short delay and sends them;
+* ``runtime``: ``Agent``, which assembles all of it from a config (drivers, trigger inputs, clock layer, aligners,
+  fusion, NTP, sender) and runs it;
+* ``notify``: systemd's ``sd_notify`` (READY, WATCHDOG, STATUS); ``status_view``: the agent's status, pure
+  (stream states, the STATUS= line, the terminal table).
+"""

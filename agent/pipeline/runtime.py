@@ -1,0 +1,271 @@
+"""Assembles a running agent from a ``Config``: the simulated rig (when ``[sim]`` is present), drivers, trigger
+inputs, the clock layer, online aligners, the pipeline and the sender.  ``synchub agent`` and ``synchub demo``
+both use ``Agent``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import threading
+import time
+from typing import Any
+
+from synchub.agent.align.fusion import Fuser
+from synchub.agent.align.tracker import AlignmentTracker
+from synchub.agent.align.window import load_runners, modality_of
+from synchub.agent.clock.layer import StreamClocks
+from synchub.agent.clock.settings import ClockLayerConfig
+from synchub.agent.config.schema import Config
+from synchub.agent.core.evidence import UtcSample
+from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.units import now_ns, utc_now_ns
+from synchub.agent.transport.configure import sender_from_settings
+from synchub.agent.transport.session import TransportError
+from synchub.drivers.base import DriverContext
+from synchub.drivers.gpio import make_trigger_input
+from synchub.drivers.ntp import NtpMonitor
+from synchub.drivers.registry import DRIVERS
+from synchub.drivers.sim.rig import SimRig
+
+from .chunkqueue import BoundedQueue, DerivedChunk
+from .hub import Hub
+from .shipper import IdentityClocks, Locked, Shipper
+
+log = logging.getLogger("synchub.agent")
+
+
+class AgentError(RuntimeError):
+    """A problem starting or running the agent that the user can act on (printed as one line)."""
+
+
+def _driver_class(name: str):
+    entry = DRIVERS[name]
+    try:
+        module = importlib.import_module(entry.module)
+    except ImportError as exc:
+        raise AgentError(f"driver {name!r} is unavailable: {exc}") from None
+    return getattr(module, entry.driver)
+
+
+class Agent:
+    """One agent: ``start()``, then ``stop()``; ``status()`` for progress; ``check()`` raises if a thread died."""
+
+    def __init__(self, config: Config, *, outlet=None, rig=None, insecure: bool = False,
+                 correction_delay_ms: float | None = None, session: str | None = None):
+        self.config = config
+        self.rig = rig
+        self._own_rig = False
+        if self.rig is None and config.sim is not None:
+            self.rig = SimRig(config.sim)
+            self._own_rig = True
+        ctx = DriverContext(agent_name=config.agent.name, rig=self.rig)
+        self.drivers = []
+        for s in config.streams:
+            cls = _driver_class(s.common.driver)
+            try:
+                self.drivers.append(cls(s.common, s.driver, ctx))
+            except (OSError, ValueError) as exc:
+                raise AgentError(f"stream {s.name!r}: {exc}") from None
+        self.infos: dict[str, StreamInfo] = {d.info.name: d.info for d in self.drivers}
+        self.triggers = self._make_triggers(ctx)
+        for t in self.triggers:
+            info = getattr(t, "info", None)
+            if info is not None and hasattr(t, "as_stream") and t.as_stream:
+                self.infos[info.name] = info
+        self._encoders: dict = {}  # modality -> EncoderRunner or why there is none
+        self.fuser = self._make_fuser()
+        if self.fuser is not None:
+            self.infos[self.fuser.inner.info.name] = self.fuser.inner.info
+        self.queue = BoundedQueue(config.agent.queue_chunks, config.agent.overflow)
+        self.hub = Hub(self.infos, self.queue)
+        # what `synchub align` needs to rebuild the clock layer offline; recorded as "_agent" meta at start
+        layer = ClockLayerConfig.of(config.clock, config.triggers, [s.common for s in config.streams],
+                                    correction_delay_ms)
+        self.clock_config = dataclasses.replace(layer, correction_delay_ms=layer.delay_ns / 1e6)
+        self.clocks = self._make_clocks()
+        self.trackers = self._make_trackers()
+        if outlet is None:
+            outlet = self._make_sender(insecure, session)
+        self.outlet = outlet
+        taps = [t.push for t in self.trackers] + ([self.fuser.push] if self.fuser is not None else [])
+        self.shipper = Shipper(self.queue, self.clocks, outlet,
+                               correction_delay_ms=self.clock_config.correction_delay_ms, taps=taps)
+        self._house_thread: threading.Thread | None = None
+        self.ntp = self._make_ntp()
+        self._stopping = threading.Event()
+        self.started_ns = 0
+
+    # ---- assembly
+    def _make_triggers(self, ctx: DriverContext) -> list:
+        if not self.config.triggers:
+            return []
+        out = []
+        for t in self.config.triggers:
+            try:
+                out.append(make_trigger_input(t, rig=self.rig))
+            except ImportError as exc:
+                extra = {"gpiod": "gpio", "rpi-gpio": "rpi"}.get(t.backend)
+                hint = f" (install it: pip install 'synchub[{extra}]')" if extra else ""
+                raise AgentError(f"trigger {t.name!r} ({t.backend}): {exc}{hint}") from None
+            except (OSError, ValueError) as exc:
+                raise AgentError(f"trigger {t.name!r} ({t.backend}): {exc}") from None
+        return out
+
+    def _make_clocks(self):
+        if self.config.clock.method == "identity":
+            return IdentityClocks()
+        return StreamClocks(self.infos, self.clock_config)
+
+    def _make_trackers(self) -> list:
+        wanted = [s for s in self.config.streams if s.common.align_to and s.common.method in ("neural", "hybrid", "auto")]
+        if not wanted:
+            return []
+
+        runners = self._runners({modality_of(self.infos[n]) for s in wanted for n in (s.common.align_to, s.name)},
+                                "alignment")
+        out = []
+        for s in wanted:
+            ref = s.common.align_to
+            method = "hybrid" if s.common.method == "auto" else s.common.method
+            out.append(Locked(AlignmentTracker(ref, s.name, self.infos[ref], self.infos[s.name], runners=runners,
+                                               method=method)))
+        return out
+
+    def _make_fuser(self):
+        if not self.config.agent.fusion:
+            return None
+
+        data = {n: i for n, i in self.infos.items() if i.type not in ("trigger", "fused")}
+        runners = self._runners({modality_of(i) for i in data.values()}, "fusion")
+        return Locked(Fuser(data, runners, window_s=self.config.agent.fusion_window_s))
+
+    def _runners(self, modalities: set[str], user: str) -> dict:
+        """The encoders of ``modalities``, each loaded once for the aligners and the fusion together; a missing
+        model is a logged reason (the aligner abstains, the fusion leaves NaN), not an error."""
+        missing = modalities - self._encoders.keys()
+        self._encoders.update(load_runners(sorted(missing)))
+        runners = {m: self._encoders[m] for m in modalities}
+        for reason in sorted(r for r in runners.values() if isinstance(r, str)):
+            log.warning("%s: %s", user, reason)
+        return runners
+
+    def _make_ntp(self):
+        clock = self.config.clock
+        if clock.utc != "ntp" or not clock.ntp_servers:
+            return None
+
+        return NtpMonitor(list(clock.ntp_servers), interval_s=clock.ntp_interval_s)
+
+    def _on_ntp(self, mon) -> None:
+        """After each NTP round: its UTC sample goes to the clock layer as evidence, its health into the recording."""
+        est = mon.evidence()
+        if est is not None:
+            self.hub.evidence(est)
+        self.hub.meta("_ntp", {"kind": "ntp_health", **mon.health()})
+
+    def _system_utc(self) -> None:
+        """A reference (monotonic) -> UTC sample from the system clock, bracketed by two monotonic reads."""
+        a = now_ns()
+        utc = utc_now_ns()
+        b = now_ns()
+        mono = (a + b) // 2
+        sigma = max((b - a) // 2, 1_000_000)  # the system clock itself is good to ~1 ms at best without NTP health
+        self.hub.evidence(UtcSample(mono, utc, sigma, source="system"))
+
+    def _make_sender(self, insecure: bool, session: str | None):
+        try:
+            return sender_from_settings(self.config.agent, list(self.infos.values()), insecure=insecure,
+                                        session=session)
+        except TransportError as exc:
+            raise AgentError(str(exc)) from None
+        except (OSError, ValueError) as exc:
+            raise AgentError(f"cannot set up transport to {', '.join(self.config.agent.collector)}: {exc}") from None
+
+    # ---- life cycle
+    def start(self) -> None:
+        """Start everything; a trigger line or stream that cannot start (a busy GPIO line, a permission) raises
+        ``AgentError`` naming it, and the caller's ``stop()`` still stops and flushes what had started."""
+        self.started_ns = now_ns()
+        self.hub.meta("_agent", self.clock_config.to_dict())
+        if self.rig is not None and self._own_rig:
+            self.rig.start()
+        self.shipper.start()
+        parts = [(f"trigger {c.name!r}", t) for c, t in zip(self.config.triggers, self.triggers, strict=True)]
+        parts += [(f"stream {d.info.name!r}", d) for d in self.drivers]
+        for what, part in parts:
+            try:
+                part.start(self.hub)
+            except (OSError, ValueError) as exc:
+                raise AgentError(f"{what}: cannot start: {exc}") from None
+        if self.ntp is not None:
+            self.ntp.start(self._on_ntp)
+        self._house_thread = threading.Thread(target=self._housekeeping, name="synchub-house", daemon=True)
+        self._house_thread.start()
+        log.info("agent %s started: %d streams, %d triggers", self.config.agent.name, len(self.drivers),
+                 len(self.triggers))
+
+    def _housekeeping(self) -> None:
+        """Aligners every 0.5 s; a system-clock UTC sample every 10 s (when UTC comes from the system or NTP)."""
+        last_utc = 0.0
+        while True:
+            if self.config.clock.utc in ("system", "ntp") and time.monotonic() - last_utc >= 10.0:
+                last_utc = time.monotonic()
+                self._system_utc()
+            if self._stopping.wait(0.5):
+                return
+            self._poll_consumers()
+
+    def _poll_consumers(self) -> None:
+        """Aligner estimates go to the queue as evidence, finished fusion windows as corrected chunks."""
+        for t in self.trackers:
+            try:
+                for est in t.poll():
+                    self.hub.evidence(est)
+            except Exception:  # an aligner bug must not take the recording down; logged
+                log.exception("aligner %s failed", getattr(t.inner, "tgt_stream", "?"))
+        if self.fuser is not None:
+            try:
+                for chunk in self.fuser.poll():
+                    self.queue.put(DerivedChunk(chunk))
+            except Exception:
+                log.exception("fusion failed")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        for d in self.drivers:
+            d.stop()
+        for t in self.triggers:
+            t.stop()
+        if self.ntp is not None:
+            self.ntp.stop()
+        if self.rig is not None and self._own_rig:
+            self.rig.stop()
+        if self._house_thread is not None:  # its last aligner/fusion output reaches the queue before the drain
+            self._house_thread.join(timeout)
+        self.shipper.stop()
+        self.shipper.join(timeout)
+        if self.shipper.is_alive():  # never silent: what it still holds is not in the recording (yet)
+            log.error("pipeline did not drain within %.0f s: %d chunks queued, %d held for correction",
+                      timeout, len(self.queue), self.shipper.pending)
+        else:
+            # the drain fed the held-back chunks to the aligners and the fusion: their output is recorded too
+            self._poll_consumers()
+            self.shipper.final_drain()
+        self.queue.close()
+        close = getattr(self.outlet, "close", None)
+        if close is not None:
+            close(timeout)
+
+    def check(self) -> None:
+        if self.shipper.error is not None:
+            raise AgentError(f"pipeline failed: {self.shipper.error!r}")
+
+    def status(self) -> dict[str, Any]:
+        per = {}
+        for name, st in self.hub.stats.items():
+            per[name] = {"samples": st.samples, "sent": self.shipper.sent_samples.get(name, 0),
+                         "gaps": st.gaps, "dropped": st.dropped, "malformed": st.malformed}
+        return {"streams": per, "queue": len(self.queue), "pending": self.shipper.pending,
+                "queue_dropped": self.queue.stats.dropped_samples, "tap_errors": self.shipper.tap_errors}

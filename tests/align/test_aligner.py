@@ -1,0 +1,143 @@
+"""The pure Aligner: coarse/fine onset correlation, embedding similarity, abstention, hybrid cross-check, drift."""
+
+import numpy as np
+import pytest
+
+from synchub.agent.align.aligner import Aligner, AlignerSettings, AlignResult
+from synchub.agent.align.drift import DriftTracker, theil_sen
+from synchub.agent.align.onsets import Onsets
+from synchub.agent.core.evidence import OffsetEstimate
+from synchub.agent.core.units import NS
+
+SPAN = (8 * NS, 24 * NS)
+
+
+def train(times_s, kind="impulses"):
+    t = (np.asarray(times_s) * NS).astype(np.int64)
+    return Onsets(kind, t, np.ones(len(t)), n_events=len(t))
+
+
+def events(seed, n=40, dur=32.0):
+    return np.sort(np.random.default_rng(seed).uniform(0, dur, n))
+
+
+@pytest.mark.parametrize("offset_s", [0.7371, -1.4102, 0.0004])
+def test_classical_recovers_offset(offset_s):
+    ev = events(1)
+    ref, tgt = train(ev), train(ev - offset_s)  # target device time = ref time - offset
+    r = Aligner().classical(ref, tgt, SPAN, 0, 0.0)
+    assert r.ok, r.reason
+    assert abs(r.offset_ns - offset_s * NS) < 0.3e6
+    assert 0 < r.sigma_ns < 5e6
+    ev_ = r.evidence("cam")
+    assert isinstance(ev_, OffsetEstimate) and ev_.offset_ns == r.offset_ns and 0 < ev_.confidence <= 1
+
+
+def test_search_range_is_around_the_prior():
+    ev = events(2)
+    ref, tgt = train(ev), train(ev - 5.3)
+    assert not Aligner().classical(ref, tgt, SPAN, 0, 0.0).ok  # 5.3 s is outside +-2 s of 0
+    r = Aligner().classical(ref, tgt, SPAN, int(4.5 * NS), 0.0)
+    assert r.ok and abs(r.offset_ns - 5.3 * NS) < 0.3e6
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_unrelated_streams_abstain(seed):
+    r = Aligner().classical(train(events(100 + seed)), train(events(200 + seed)), SPAN, 0, 0.0)
+    assert not r.ok and r.reason
+
+
+def test_periodic_events_are_ambiguous_and_abstain():
+    t = np.arange(0, 32, 1.0)
+    r = Aligner().classical(train(t), train(t + 0.3), SPAN, 0, 0.0)
+    assert not r.ok
+
+
+def test_too_few_events_and_bad_onsets_abstain_with_reason():
+    al = Aligner()
+    r = al.classical(train(events(3)), train([12.0]), SPAN, 0, 0.0)
+    assert not r.ok and "too few" in r.reason
+    bad = Onsets("intervals", np.zeros(0, np.int64), np.zeros(0), problem="flat signal")
+    r = al.classical(train(events(3)), bad, SPAN, 0, 0.0)
+    assert not r.ok and "flat" in r.reason
+    assert r.evidence("x") is None
+
+
+def synthetic_embeddings(ev_s, t0_s, t1_s, rate=50.0, dim=32, seed=0, noise=0.05):
+    """Frames whose vectors respond to nearby events (a shared code per event), like co-occurring moments."""
+    rng = np.random.default_rng(seed)
+    codes = np.random.default_rng(99).normal(size=(len(ev_s), dim))
+    t = np.arange(t0_s, t1_s, 1.0 / rate)
+    v = rng.normal(0, noise, (len(t), dim)) + 0.2
+    for e, c in zip(ev_s, codes, strict=True):
+        v += np.exp(-0.5 * ((t - e) / 0.06) ** 2)[:, None] * c[None, :]
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return (t * NS).astype(np.int64), v.astype(np.float32)
+
+
+def test_neural_coarse_from_synthetic_embeddings():
+    ev = events(4)
+    off = 0.8123
+    rt, rv = synthetic_embeddings(ev, 0, 32, seed=1)
+    tt, tv = synthetic_embeddings(ev - off, 6, 26, seed=2)
+    r = Aligner().neural(rt, rv, tt, tv, SPAN, 0, 50.0)
+    assert r.ok, r.reason
+    assert abs(r.offset_ns - off * NS) < 10e6  # within half a 20 ms frame
+
+
+def test_neural_abstains_on_flat_nan_and_unrelated_embeddings():
+    al = Aligner()
+    rt, rv = synthetic_embeddings(events(5), 0, 32, seed=1)
+    tt = np.arange(6 * NS, 26 * NS, 20_000_000, dtype=np.int64)
+    flat = np.ones((len(tt), 32), np.float32) / np.sqrt(32)
+    r = al.neural(rt, rv, tt, flat, SPAN, 0, 50.0)
+    assert not r.ok and "flat" in r.reason
+    nan = flat.copy()
+    nan[3] = np.nan
+    assert "non-finite" in al.neural(rt, rv, tt, nan, SPAN, 0, 50.0).reason
+    _, other = synthetic_embeddings(events(6) + 40, 6, 26, seed=3)  # codes of events that never happened in ref
+    assert not al.neural(rt, rv, tt, other[: len(tt)], SPAN, 0, 50.0).ok
+
+
+def test_hybrid_refines_a_neural_candidate_and_checks_disagreement():
+    ev = events(7)
+    off = -0.4567
+    ref, tgt = train(ev), train(ev - off)
+    al = Aligner()
+    good = AlignResult(True, int((off + 0.03) * NS), int(15e6), 6.0, 16 * NS, "neural")
+    r = al.hybrid(ref, tgt, SPAN, 0, 0.0, good)
+    assert r.ok and r.method == "hybrid" and abs(r.offset_ns - off * NS) < 0.3e6
+    silent = AlignResult(False, 0, 0, 0.0, 16 * NS, "neural", "no model for text")
+    r = al.hybrid(ref, tgt, SPAN, 0, 0.0, silent)
+    assert r.ok and abs(r.offset_ns - off * NS) < 0.3e6
+    # a confident neural candidate 600 ms away from a (deliberately weak-threshold) classical result: abstain
+    weak = Aligner(AlignerSettings(min_psr=8.0))
+    wrong = AlignResult(True, int((off + 0.6) * NS), int(5e6), 6.0, 16 * NS, "neural")
+    sparse_ref, sparse_tgt = train(ev[::4]), train(ev[::4] - off)
+    c = weak.classical(sparse_ref, sparse_tgt, SPAN, 0, 0.0)
+    r = weak.hybrid(sparse_ref, sparse_tgt, SPAN, 0, 0.0, wrong)
+    if c.ok and c.confidence < 16.0:
+        assert not r.ok and "disagree" in r.reason
+    else:
+        assert r.ok and abs(r.offset_ns - off * NS) < 1e6
+
+
+def test_theil_sen_and_drift_tracker_reject_outliers():
+    x = np.linspace(0, 100, 30)
+    y = 3.0 + 0.5 * x
+    y[[4, 17]] += 50
+    a, b = theil_sen(x, y)
+    assert a == pytest.approx(3.0, abs=0.2) and b == pytest.approx(0.5, abs=0.01)
+    rng = np.random.default_rng(0)
+    dt = DriftTracker()
+    drift_ppm = 40.0  # device runs fast: ref - device falls by 40 us per second
+    for k in range(30):
+        d = (10 + 4 * k) * NS
+        off = 1.2e9 - drift_ppm * 1e3 * (d / NS) + rng.normal(0, 0.3e6)
+        if k in (12, 20):
+            off += 300e6  # a wrong window
+        dt.add(AlignResult(True, int(off), int(0.5e6), 20.0, d, "classical"))
+    assert dt.rejected == 2
+    assert dt.drift_ppm == pytest.approx(drift_ppm, abs=3.0)
+    d = 60 * NS
+    assert dt.offset_at(d) == pytest.approx(1.2e9 - drift_ppm * 1e3 * 60, abs=0.5e6)

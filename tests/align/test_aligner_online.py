@@ -1,0 +1,121 @@
+"""AlignmentTracker: live alignment from pushed chunks (reference corrected, target on its device clock)."""
+
+import numpy as np
+import pytest
+
+from synchub.agent.align.tracker import AlignmentTracker
+from synchub.agent.align.window import WindowAligner, load_runners
+from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.core.units import NS
+from synchub.drivers.sim import render as R
+from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
+from synchub.drivers.sim.world import World
+
+IMU = StreamInfo("imu0", "imu", 200.0, 6)
+MIC = StreamInfo("mic0", "audio", 16000.0, 1)
+
+
+def chunks(name, data, device, host, ref=None, every=0.25):
+    n = len(device)
+    step = max(1, int(every * n / ((device[-1] - device[0]) / NS)))
+    out = []
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        out.append(Chunk(name, a, data[a:b], device[a:b], host[a:b],
+                         ref_ns=None if ref is None else ref[a:b], unc_ns=None if ref is None else np.zeros(b - a)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def rig():
+    w = World(60.0, seed=1010)
+    rng = np.random.default_rng(0)
+    t_imu = np.arange(60 * 200, dtype=np.int64) * 5_000_000
+    imu = R.render(w, "imu", t_imu, rng=rng)
+    clock = DeviceClock(ClockSpec(offset_s=0.8123, drift_ppm=40.0, latency_min_ms=5, latency_max_ms=20,
+                                  latency_kind="usb-buffer"), 60.0, seed=3)
+    true, dev, _ = clock.regular_samples(16000.0)
+    audio = R.render(w, "audio", true, rng=rng)
+    host = clock.arrivals(true)
+    return w, t_imu, imu, clock, true, dev, audio, host
+
+
+def run(tracker, rig, audio=None):
+    _w, t_imu, imu, _clock, _true, dev, aud, host = rig
+    a = chunks("imu0", imu, t_imu, t_imu, ref=t_imu)
+    b = chunks("mic0", aud if audio is None else audio, dev, host)
+    out = []
+    ia = ib = 0
+    while ia < len(a) or ib < len(b):  # interleave by host time, as a hub receives them
+        if ib >= len(b) or (ia < len(a) and a[ia].host_ns[0] <= b[ib].host_ns[0]):
+            tracker.push("imu0", a[ia])
+            ia += 1
+        else:
+            tracker.push("mic0", b[ib])
+            ib += 1
+        out.extend(tracker.poll())
+    return out
+
+
+def test_tracker_emits_accurate_offsets(rig):
+    clock = rig[3]
+    tr = AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, window_s=8.0, hop_s=4.0)
+    est = run(tr, rig)
+    st = tr.stats()
+    assert len(est) >= 6, st
+    for e in est:
+        true_off = int(clock.to_true(np.array([e.device_ns]), 0)[0]) - e.device_ns
+        assert abs(e.offset_ns - true_off) < 2_000_000, (e, true_off)
+        assert e.stream == "mic0" and e.source == "hybrid" and e.sigma_ns > 0
+    assert st["windows"] == st["emitted"] + st["abstained"] + st["outliers"]
+    assert abs(st["drift_ppm"] - 40.0) < 100.0  # 60 s of +-1 ms windows: the slope is only roughly known
+
+
+def test_tracker_abstains_on_a_flat_target_and_counts_bad_chunks(rig):
+    tr = AlignmentTracker("imu0", "mic0", IMU, MIC, runners=load_runners(["nothing"]), window_s=8.0, hop_s=4.0)
+    flat = np.zeros_like(rig[6])
+    assert run(tr, rig, audio=flat) == []
+    st = tr.stats()
+    assert st["windows"] >= 5 and st["abstained"] == st["windows"]
+    assert any("flat" in r for r in st["reasons"])
+    t = np.arange(10, dtype=np.int64)
+    tr.push("imu0", Chunk("imu0", 0, np.zeros((10, 6)), t, t))  # no corrected times
+    tr.push("cam9", Chunk("cam9", 0, np.zeros((10, 6)), t, t))
+    assert st["bad_chunks"] + 1 == tr.stats()["bad_chunks"]
+    assert tr.stats()["reasons"]["chunk of unrelated stream 'cam9'"] == 1
+
+
+def test_window_aligner_without_models_gives_neural_reason():
+    wa = WindowAligner(IMU, MIC, runners={"imu": "no model for imu"})
+    t = np.arange(2000, dtype=np.int64) * 5_000_000
+    r = wa.estimate(t, np.zeros((2000, 6)), t, np.zeros((2000, 1)), (0, int(9e9)), 0, methods=("neural",))
+    assert not r["neural"].ok and "no model" in r["neural"].reason
+
+
+def test_tracker_rejects_bad_settings():
+    with pytest.raises(ValueError):
+        AlignmentTracker("a", "b", IMU, MIC, method="magic")
+    with pytest.raises(ValueError):
+        AlignmentTracker("a", "b", IMU, MIC, window_s=0)
+
+
+def test_two_microphones_align_to_a_fraction_of_a_sample_with_gcc_phat():
+    w = World(30.0, seed=1012)
+    rng = np.random.default_rng(5)
+    c_ref = DeviceClock(ClockSpec(offset_s=0.0, drift_ppm=0.0), 30.0, seed=1)
+    c_tgt = DeviceClock(ClockSpec(offset_s=-0.61237, drift_ppm=25.0), 30.0, seed=2)
+    t_ref, _, _ = c_ref.regular_samples(16000.0)
+    t_true, dev, _ = c_tgt.regular_samples(16000.0)
+    a = R.render(w, "audio", t_ref, rng=rng)
+    b = R.render(w, "audio", t_true, R.AudioParams(gain=0.7, noise=0.02), rng=rng)
+    wa = WindowAligner(MIC, StreamInfo("mic1", "audio", 16000.0, 1))
+    span = (int(dev[0]) + 4 * NS, int(dev[0]) + 20 * NS)
+    lo, hi = wa.ref_range(span, 0)
+    i0, i1 = np.searchsorted(t_ref, [lo, hi])
+    j0, j1 = np.searchsorted(dev, span)
+    res = wa.estimate(t_ref[i0:i1], a[i0:i1], dev[j0:j1], b[j0:j1], span, 0, methods=("classical", "hybrid"))
+    for m in ("classical", "hybrid"):
+        assert res[m].ok, res[m].reason
+        at = res[m].device_ns  # where the estimate holds (drift: 25 ppm is 0.2 ms over 8 s)
+        true_off = int(c_tgt.to_true(np.array([at]), 0)[0]) - at
+        assert abs(res[m].offset_ns - true_off) < 62_500 / 2, (m, res[m].offset_ns - true_off)  # < half a sample

@@ -1,0 +1,73 @@
+"""`synchub bench align`: runs a small held-out scenario end to end, writes the documented JSON; bad scenarios
+are user errors."""
+
+import json
+
+from synchub.bench.align import pairs as B
+from synchub.cli import main
+
+SCENARIO = """
+[bench]
+seeds = [1000]
+duration_s = 40.0
+methods = ["arrival", "classical", "hybrid"]
+pairs = [{name = "IMU+Audio", ref = "imu", targets = ["audio"]},
+         {name = "Text+Metadata", ref = "telemetry", targets = ["text"]}]
+
+[link.audio]
+latency_min_ms = 8.0
+"""
+
+
+def test_bench_align_writes_the_documented_json(tmp_path, capsys):
+    sc = tmp_path / "align-test.toml"
+    sc.write_text(SCENARIO)
+    out = tmp_path / "align.json"
+    assert main(["bench", "align", "--scenario", str(sc), "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["scenario"] == "align-test"
+    rows = doc["results"]
+    assert [(r["pair"], r["method"]) for r in rows] == [
+        (p, m) for p in ("IMU+Audio", "Text+Metadata") for m in ("arrival", "classical", "hybrid")]
+    for r in rows:
+        assert set(r) == {"pair", "method", "median_ms", "p95_ms", "within_tol_pct", "drift_err_ppm", "abstain_pct"}
+    by = {(r["pair"], r["method"]): r for r in rows}
+    # functional sanity (accuracy figures themselves belong in the bench JSON): arrival is late by the audio
+    # link's >= 8 ms latency, correlation of taps is not
+    assert by[("IMU+Audio", "arrival")]["median_ms"] > 8.0
+    assert by[("IMU+Audio", "hybrid")]["median_ms"] < 3.0
+    assert by[("IMU+Audio", "hybrid")]["within_tol_pct"] > 80.0
+    assert 0.0 <= by[("Text+Metadata", "classical")]["abstain_pct"] <= 100.0
+    assert "IMU+Audio" in capsys.readouterr().out
+
+
+def test_tolerance_follows_the_coarser_stream():
+    assert B.tolerance_ns("imu", ["audio"]) == 2_500_000
+    assert B.tolerance_ns("image", ["text"]) == 500_000_000
+    assert B.tolerance_ns("text", ["text"]) == 1_000_000
+
+
+def test_hybrid_map_without_an_arrival_envelope_ignores_it():
+    import numpy as np
+
+    from synchub.agent.clock.model import ClockModel
+
+    model = ClockModel("x")
+    model.add_edges([1_000_000_000], [1_700_000_000], 2e3)  # a segment (offset 0.7 s), but no arrivals
+    d = np.array([1_000_000_000, 1_200_000_000], dtype=np.int64)
+    assert np.array_equal(B.hybrid_map(model, d, []), d)  # nothing said yet: device time, not the identity map
+    est = model.map(d, method="hybrid")[0]
+    assert np.array_equal(B.hybrid_map(model, d, [(1_000_000_000, 7e8, 1e6)]), est)  # the filter alone
+
+
+def test_bad_scenarios_are_user_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[bench]\nseedz = [1]\n")
+    assert main(["bench", "align", "--scenario", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.toml" in err and "seedz" in err and "seeds" in err
+    bad.write_text("[link.sonar]\njitter_us = 1.0\n")
+    assert main(["bench", "align", "--scenario", str(bad)]) == 2
+    assert "sonar" in capsys.readouterr().err
+    assert main(["bench", "align", "--scenario", str(tmp_path / "missing.toml")]) == 2
+    assert "not found" in capsys.readouterr().err

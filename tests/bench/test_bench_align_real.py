@@ -1,0 +1,70 @@
+"""`synchub bench align --real`: the aligner on a tiny held-out subset of the real-signal corpus writes the
+documented JSON (the figures themselves belong in bench/results/align-real.json, not here)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from synchub.bench.align import real as B
+from synchub.cli import main
+from synchub.models import corpus
+from synchub.models.corpus import sources as S
+from synchub.models.corpus import split as SP
+
+FIELDS = {"events", "mapped", "signed_median_ms", "median_abs_ms", "p95_abs_ms", "within_5ms_pct", "drift_err_ppm",
+          "drift_signed_err_ppm", "sigma_median_ms", "cover_1sigma_pct", "cover_2sigma_pct", "abstain_pct",
+          "abstain_reasons"}
+
+
+def _needs_heldout():
+    why = [m for m in (S.missing(v) for v in SP.VOICES["heldout"]) if m]
+    if why or not SP.sounds("heldout"):
+        pytest.skip("; ".join(why) or "no held-out sound effects installed (sound-theme-freedesktop, ...)")
+
+
+def test_bench_align_real_writes_the_documented_json(tmp_path, capsys):
+    _needs_heldout()
+    out = tmp_path / "align-real.json"
+    assert main(["bench", "align", "--real", "--speech", "1", "--sounds", "1", "--duration", "40", "--cache",
+                 str(tmp_path / "cache"), "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["corpus"] == "heldout" and doc["recordings"] == ["heldout-speech-0000", "heldout-events-0000"]
+    keys = [(r["pair"], r["mode"], r["method"]) for r in doc["results"]]
+    pairs = ("Speech+Markers", "Sounds+Markers", "Sounds+IMU", "Sounds+Video")
+    assert keys == [(p, mode, B.method_label(m, mode)) for p in pairs for mode in B.MODES for m in B.METHODS]
+    for r in doc["results"] + doc["per_recording"]:
+        assert FIELDS <= set(r)
+        for k in ("within_5ms_pct", "cover_1sigma_pct", "cover_2sigma_pct", "abstain_pct"):
+            assert r[k] is None or 0.0 <= r[k] <= 100.0
+        assert r["mapped"] <= r["events"]
+    by = {(r["pair"], r["mode"], r["method"]): r for r in doc["results"]}
+    # functional sanity: arrival stamps are late by the marker link's latency (>= 0.5 ms, < 50 ms), the naive
+    # file-mode mapping is off by the clock offset (up to 1.5 s)
+    live = by[("Speech+Markers", "live", "arrival")]
+    assert 0.5 <= live["signed_median_ms"] <= 50.0 and live["events"] >= live["mapped"] >= 5
+    assert by[("Speech+Markers", "file", "naive")]["median_abs_ms"] > 20.0
+    assert by[("Speech+Markers", "live", "arrival")]["sigma_median_ms"] is None  # arrival reports no sigma
+    assert len(doc["per_recording"]) == (1 + 3) * len(B.MODES) * len(B.METHODS)
+    assert "Speech+Markers" in capsys.readouterr().out
+
+
+def test_events_are_judged_where_each_target_sees_them(tmp_path):
+    _needs_heldout()
+    spec = corpus.plan("heldout", 1, "events", 20.0)[0]
+    rec = corpus.render(spec, corpus.ClipCache(tmp_path))
+    d, t = B.target_events(rec, "text")  # markers: their stamps, meaning the sound's start at the microphone
+    assert np.array_equal(t, rec.events["onset_ns"]) and len(d) == len(t)
+    d, t = B.target_events(rec, "imu")  # the IMU: the physical event on its own clock
+    assert np.array_equal(t, rec.events["cause_ns"])
+    assert np.array_equal(d, rec.tracks["imu"].clock.to_device(t))
+
+
+def test_bad_real_arguments_are_user_errors(capsys):
+    assert main(["bench", "align", "--real", "--methods", "arrival,telepathy"]) == 2
+    assert "telepathy" in capsys.readouterr().err
+    assert main(["bench", "align", "--real", "--modes", "offline"]) == 2
+    assert "live, file" in capsys.readouterr().err
+    assert main(["bench", "align", "--real", "--duration", "5"]) == 2
+    assert main(["bench", "align"]) == 2
+    assert "--real" in capsys.readouterr().err

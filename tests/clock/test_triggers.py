@@ -1,0 +1,136 @@
+"""TriggerMatcher: periodic pulses with missed/spurious edges, pulse widths, bad input, barcodes, device resets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from synchub.agent.clock.model import ClockModel
+from synchub.agent.clock.triggers import EdgeFilter, TriggerMatcher
+from synchub.agent.core.evidence import TriggerEdge
+from synchub.agent.core.units import NS
+from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
+
+W = 10_000_000
+
+
+def _train(seed=1, dur=300, miss=0.1, spurious=30):
+    clk = DeviceClock(ClockSpec(offset_s=123.4, drift_ppm=100, jitter_us=2), dur, seed)
+    rng = np.random.default_rng(seed)
+    te = (np.arange(1, dur) * NS).astype(np.int64)
+    dev = clk.to_device(te, jitter=True)
+    host = clk.arrivals(te)
+    kd, kr = rng.random(len(te)) > miss, rng.random(len(te)) > miss
+    d_edges = [TriggerEdge("s", int(d), "device", width_ns=W, host_ns=int(h)) for d, h, k in zip(dev, host, kd, strict=False) if k]
+    for t in rng.uniform(0, dur, spurious):  # glitches on the device input: short pulses
+        d_edges.append(TriggerEdge("s", int(clk.to_device(np.array([int(t * NS)]))[0]), "device", width_ns=50_000,
+                                   host_ns=int(t * NS) + 1_000_000))
+    r_edges = [TriggerEdge("trig", int(r), "ref", width_ns=W) for r, k in zip(te, kr, strict=False) if k]
+    d_edges.sort(key=lambda e: e.t_ns)
+    return clk, te, kd & kr, d_edges, r_edges
+
+
+def _run(m, d_edges, r_edges):
+    pairs, i, j = [], 0, 0
+    while i < len(d_edges) or j < len(r_edges):
+        pairs += m.add_ref(r_edges[j : j + 3])
+        j += 3
+        pairs += m.add_device(d_edges[i : i + 2])
+        i += 2
+    return np.array(pairs)
+
+
+def test_periodic_pulses_with_missed_and_spurious_edges():
+    clk, te, both, d_edges, r_edges = _train()
+    m = TriggerMatcher(NS, min_width_ns=1_000_000, max_width_ns=NS // 2)
+    pairs = _run(m, d_edges, r_edges)
+    truth = clk.to_true(pairs[:, 0], 0)
+    assert np.max(np.abs(truth - pairs[:, 1])) < 20_000  # every pair is the same pulse (jitter only)
+    assert len(pairs) >= both.sum() - 3
+    assert m.stats["device_width"] == 30  # the glitches never reach the matching
+
+
+def test_bad_edges_rejected_and_counted_model_unharmed():
+    clk, te, both, d_edges, r_edges = _train(seed=2, miss=0.0, spurious=0)
+    good = TriggerMatcher(NS, min_width_ns=1_000_000)
+    gp = _run(good, list(d_edges), list(r_edges))
+    bad = list(d_edges)
+
+    def after(i, edge):
+        bad.insert(bad.index(d_edges[i]) + 1, edge)
+
+    after(49, d_edges[49])  # duplicate
+    after(80, TriggerEdge("s", d_edges[79].t_ns - 200_000_000, "device", width_ns=W))  # out of order
+    after(119, TriggerEdge("s", d_edges[119].t_ns + 300_000_000, "device", width_ns=0))  # width 0
+    for k in range(9, 0, -1):  # a burst at 10x the rate
+        after(200, TriggerEdge("s", d_edges[200].t_ns + k * NS // 10, "device", width_ns=W))
+    m = TriggerMatcher(NS, min_width_ns=1_000_000)
+    bp = _run(m, bad, list(r_edges))
+    assert m.stats["device_duplicate"] == 1
+    assert m.stats["device_out_of_order"] == 1
+    assert m.stats["device_width"] == 1
+    assert m.stats["device_too_soon"] == 9
+    assert np.array_equal(np.unique(bp, axis=0), np.unique(gp, axis=0))  # same pairs as the clean run
+    a, b = ClockModel(), ClockModel()
+    a.add_edges(gp[:, 0], gp[:, 1], 2828)
+    b.add_edges(bp[:, 0], bp[:, 1], 2828)
+    assert a.map(np.array([100 * NS]))[0][0] == b.map(np.array([100 * NS]))[0][0]
+
+
+def test_edge_filter_reanchors_after_a_spurious_first_edge():
+    f = EdgeFilter(NS, counts={})
+    assert f.accept(400_000_000)  # a glitch taken as the first edge
+    ok = [f.accept(k * NS) for k in range(1, 8)]
+    assert ok[:3] == [False, False, True] and all(ok[3:])
+    assert f.counts["reanchor"] == 1
+
+
+def test_period_off_by_10x_on_the_slow_side_is_counted():
+    f = EdgeFilter(NS, counts={})
+    assert f.accept(0)
+    assert f.accept(10 * NS)  # ten periods later: missed edges, still on the grid
+    assert not f.accept(11 * NS + NS // 2)  # one and a half periods later: off the grid
+    assert f.counts["off_period"] == 1
+
+
+def test_first_match_from_host_time_and_from_prior():
+    m = TriggerMatcher(NS, max_latency_ns=50_000_000)
+    assert m.add_device([TriggerEdge("s", 5_000, "device", host_ns=2 * NS + 3_000_000)]) == []
+    assert m.add_ref([TriggerEdge("t", 1 * NS, "ref"), TriggerEdge("t", 2 * NS, "ref")]) == [(5_000, 2 * NS)]
+    m2 = TriggerMatcher(NS, prior=lambda d: (d + 7 * NS, 1_000_000))
+    m2.add_ref([TriggerEdge("t", 7 * NS + 10 * k, "ref") for k in (0,)])
+    assert m2.add_device([TriggerEdge("s", 0, "device")]) == [(0, 7 * NS)]
+
+
+def test_ambiguous_window_waits_instead_of_guessing():
+    m = TriggerMatcher(NS // 10, max_latency_ns=500_000_000)  # latency longer than the period: ambiguous
+    m.add_ref([TriggerEdge("t", k * NS // 10, "ref") for k in range(1, 6)])
+    assert m.add_device([TriggerEdge("s", 42, "device", host_ns=NS // 2 + 1)]) == []
+    assert m.stats["ambiguous"] >= 1
+
+
+def test_barcodes_identify_pulses_by_value():
+    m = TriggerMatcher(0)
+    assert m.add_device_code(1_000, 7) == []
+    assert m.add_ref_code(5_000_000_000, 8) == []
+    assert m.add_ref_code(4_000_000_000, 7) == [(1_000, 4_000_000_000)]
+    assert m.add_device_code(1_000_000_000 + 1_000, 8) == [(1_000_000_000 + 1_000, 5_000_000_000)]
+    assert m.add_device_code(3, 8) == [] and m.add_device_code(3, 8) == []
+    assert m.stats["code_duplicate"] == 1
+
+
+def test_device_clock_reset_restarts_matching():
+    spec = ClockSpec(offset_s=50.0, drift_ppm=30, jitter_us=1, resets_at_s=(60.5,))
+    clk = DeviceClock(spec, 120, 3)
+    te = (np.arange(1, 120) * NS).astype(np.int64)
+    dev = clk.to_device(te)
+    host = te + 2_000_000
+    m = TriggerMatcher(NS, max_latency_ns=100_000_000)
+    pairs = []
+    for t, d, h in zip(te, dev, host, strict=False):
+        pairs += m.add_ref([TriggerEdge("t", int(t), "ref")])
+        pairs += m.add_device([TriggerEdge("s", int(d), "device", host_ns=int(h))])
+    pairs = np.array(pairs)
+    assert m.stats["device_clock_reset"] == 1
+    seg = clk.segment_of(pairs[:, 1])
+    truth = np.array([clk.to_true(np.array([d]), s)[0] for d, s in zip(pairs[:, 0], seg, strict=False)])
+    assert np.max(np.abs(truth - pairs[:, 1])) < 10_000 and len(pairs) >= 115
