@@ -234,6 +234,8 @@ class Agent:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
+        if self.rig is not None and self._own_rig:
+            self.rig.quiesce(2.0)  # simulated devices fall silent and the readers drain them: the truth stays exact
         for d in self.drivers:
             d.stop()
         for t in self.triggers:

@@ -180,6 +180,17 @@ class SimRig:
             port._inject.append(bytes(data))
         port._corrupt += int(corrupt)
 
+    def quiesce(self, timeout: float = 5.0) -> bool:
+        """Test hook: serial devices stop writing (samples from now on are undelivered) and this waits until the
+        hosts have read every byte already written, so a reader stopped afterwards has seen exactly the truth's
+        delivered samples.  (A reader closed while bytes are in flight makes the pty drop them unseen, and a pty
+        cannot tell afterwards which were read.)  False if some host did not drain within ``timeout``."""
+        for p in self.ports.values():
+            p.quiet.set()
+        deadline = time.monotonic() + timeout
+        return all(p.drained.wait(max(0.0, deadline - time.monotonic())) for p in self.ports.values()
+                   if p.thread.is_alive())
+
     def unplug(self, name: str, seconds: float) -> None:
         """Test hook: serial device ``name`` disappears (its pty closes, a reader gets an I/O error) and comes
         back after ``seconds`` on a new pty (``pty_path`` changes); samples meanwhile are undelivered."""

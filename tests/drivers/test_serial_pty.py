@@ -50,7 +50,8 @@ def test_serial_driver_reads_every_delivered_sample_of_the_rig(sink):
         rig.inject("imu0", corrupt=1)
         time.sleep(1.5)
     finally:
-        for d in drivers:  # readers first: what they have not read by now is not delivered (the truth knows)
+        rig.quiesce()  # devices fall silent, readers drain: a reader closed with bytes in flight loses them unseen
+        for d in drivers:
             d.stop()
         rig.stop()
     truth = rig.truth()
@@ -77,7 +78,7 @@ def test_serial_driver_reads_every_delivered_sample_of_the_rig(sink):
         assert pr.host_send_ns < pr.host_recv_ns
 
     tlm = truth.streams["tlm0"]
-    assert sink.count("tlm0") == len(tlm) >= 40
+    assert sink.count("tlm0") == len(tlm) >= 30  # 10 Hz for ~4 s; a loaded machine starts late
     tdev, _ = sink.times("tlm0")
     np.testing.assert_array_equal(tdev // 1_000_000, tlm.device_ns // 1_000_000)
     assert ("tlm0", "malformed", "checksum: 15 bytes $TLM,garbage*00") in sink.problems
@@ -103,6 +104,7 @@ def test_reconnect_after_the_host_closes_the_port(sink):
         rig.unplug("imu0", 0.5)  # the pty goes away under the reader (as when a USB device is unplugged)
         time.sleep(2.0)
     finally:
+        rig.quiesce()
         drv.stop()
         rig.stop()
     truth = rig.truth().streams["imu0"]
@@ -143,6 +145,7 @@ def test_counter_wrap_and_clock_reset_through_the_driver(sink):
         drv.start(sink)
         time.sleep(4.0)
     finally:
+        rig.quiesce()
         drv.stop()
         rig.stop()
     truth = rig.truth().streams["imu0"]
@@ -208,6 +211,7 @@ def test_a_silent_reader_gets_the_stream_too(sink):
         drv.start(sink)
         time.sleep(2.0)
     finally:
+        rig.quiesce()
         drv.stop()
         rig.stop()
     truth = rig.truth().streams["tlm0"]
