@@ -102,8 +102,7 @@ class SerialPort:
         self._inject: collections.deque = collections.deque()  # test hook: bytes to write at the next boundary
         self._corrupt = 0  # test hook: corrupt the first sample of this many coming sample packets
         self.corrupted = 0
-        self.quiet = threading.Event()  # quiesce: no new bytes; set ``drained`` once the host has read them all
-        self.drained = threading.Event()
+        self.quiet, self.drained = threading.Event(), threading.Event()  # quiesce: no new bytes, then all read
         self.thread = threading.Thread(target=self._run, name=f"sim-{dev.name}", daemon=True)
 
     def _open_pty(self) -> None:
@@ -145,8 +144,7 @@ class SerialPort:
                         break
                 self._emit_due(now)
                 self._flush()
-                if self.quiet.is_set() and not self.drained.is_set():
-                    self._check_drained()
+                self._check_drained()
                 if self.streaming and now >= next_confirm:
                     self._confirm()
                     next_confirm = now + self.CONFIRM_NS
@@ -257,13 +255,11 @@ class SerialPort:
             self.queued += len(p.data)
             self.out_packets.append((self.queued, p))
 
-    def _check_drained(self) -> None:
-        """Quiescing: once the outbox is empty and the host has read every byte written, the truth is exact."""
-        if not self.streaming:
-            self.drained.set()
-        elif not self.outbox and self._unread() == 0:
-            self._confirm()
-            self.drained.set()
+    def _check_drained(self) -> None:  # quiescing: all written and read by the host, so the truth is exact
+        if not self.quiet.is_set() or self.drained.is_set() or (self.streaming and (self.outbox or self._unread())):
+            return
+        self._confirm()
+        self.drained.set()
 
     def _host_gone(self) -> bool:
         """POLLHUP on the master: the host has closed the port, so bytes written now would never be read."""
