@@ -2,7 +2,8 @@
 sample counts, sequence gaps (holes in seq and recorded Gap records), the clock resets drivers reported, time range
 (reference and UTC when known).
 
-Several files (the parts of one session) are read together."""
+Several files (the parts of one session) are read together.  Recordings synchub did not make (XDF, WAV/FLAC,
+CSV/TSV, or any input with per-file options or a manifest): ``inspect_files``."""
 
 from __future__ import annotations
 
@@ -20,12 +21,17 @@ from synchub.agent.formats.mcap_read import read_session
 from synchub.errors import UserError
 from synchub.extras import require
 
+from .inputs import add_input_arguments, mcap_only
+from .inspect_files import run_files
+
 
 def add_arguments(p) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE.mcap", help="recording(s); parts of one session are merged")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="recording(s): synchub MCAP (parts of one session are merged), or XDF, WAV/FLAC, CSV/TSV")
     p.add_argument("--plot", metavar="PNG", help="draw a timeline per stream into this PNG")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--fused-json", metavar="OUT", help="export the fused vectors and anomaly scores as JSON")
+    add_input_arguments(p)
 
 
 def _holes(seq: np.ndarray) -> tuple[int, int, int]:
@@ -130,6 +136,8 @@ def plot(session: dict[str, Any], png: str) -> None:
 
 
 def run(args) -> int:
+    if not mcap_only(args, args.files):
+        return run_files(args.files, args)
     for f in args.files:
         if not os.path.isfile(f):
             raise UserError(f"no such file: {f}")

@@ -14,7 +14,7 @@
    the one on this run's own edges (the optimal linear estimator given the very pairs used).
 4. **One hour, eight streams** (``simulate.write_long``: XDF with eeg 500 Hz x 16, emg 1 kHz x 4, accel, gaze, markers;
    a CSV with a TTL and an event column; an 8 kHz WAV with clicks), aligned to an XDF output by a separate process
-   (``python -m synchub.agent.file_align_main``): wall time and peak RSS (``ru_maxrss`` of the child), and every
+   (``synchub align``): wall time and peak RSS (``ru_maxrss`` of the child), and every
    stream's clock mapping against the truth.  Goal: <= 120 s, <= 500 MB.
 5. **Marker logs and a microphone** from the real-signal corpus (flite speech, recorded sound effects; needs the
    corpus's Debian packages): share of logs the aligner ties, and their median error.
@@ -48,11 +48,12 @@ from .simulate import sim_sync_pair, sim_xdf, write_long
 
 NS = 1_000_000_000
 EXAMPLES = "/work/shared/data/xdf-example-files"
-#: The aligning process: the temporary command line, then its own peak RSS (VmHWM) on stderr.
-CHILD = ("import sys, runpy\nsys.argv = ['file_align_main', *sys.argv[1:]]\ntry:\n"
-         "    runpy.run_module('synchub.agent.file_align_main', run_name='__main__')\nfinally:\n"
+#: The aligning process: ``synchub align``, then its own peak RSS (VmHWM) on stderr.
+CHILD = ("import sys\nfrom synchub.cli import main\ntry:\n"
+         "    rc = main(['align', *sys.argv[1:]])\nfinally:\n"
          "    st = open('/proc/self/status').read()\n"
-         "    print('VmHWM:', st.split('VmHWM:')[1].split()[0], file=sys.stderr)\n")
+         "    print('VmHWM:', st.split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
+         "sys.exit(rc)\n")
 CLICK = InputOptions(sync_kind="click")
 
 
