@@ -199,3 +199,12 @@ def test_the_progress_line_shows_only_on_a_terminal_after_a_while():
     q("write", "x.wav", 0.5)
     q.close()
     assert quiet.getvalue() == ""
+
+
+def test_a_sound_file_without_soundfile_names_the_extra(tmp_path):
+    wav = tmp_path / "mic.wav"
+    soundfile.write(wav, np.zeros((800, 1), dtype=np.float32), 8000)
+    code = ("import sys\nsys.modules['soundfile'] = None\nfrom synchub.cli import main\n"
+            f"sys.exit(main(['align', {str(wav)!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    one_line_error(r, "synchub align:", "soundfile", "synchub[audio]")
