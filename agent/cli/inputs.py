@@ -11,6 +11,7 @@ from pathlib import Path
 from synchub.agent.align.files.reference import AlignError, InputSpec
 from synchub.agent.formats.readers.base import ALIGN_MODES, FORMATS, SYNC_KINDS, InputError, InputOptions
 from synchub.agent.formats.readers.manifest import Manifest, load_manifest
+from synchub.agent.formats.readers.mcap_json import is_synchub_mcap
 from synchub.errors import UserError
 
 #: flag -> (InputOptions field, argparse type or choices, help)
@@ -55,10 +56,10 @@ def option_values(args) -> dict:
 
 
 def mcap_only(args, files: list[str]) -> bool:
-    """Only ``.mcap`` files, with no per-file option, manifest or ``--session``: synchub's own recording, read
+    """Only synchub's ``.mcap`` files, with no per-file option, manifest or ``--session``: its own recording, read
     whole (``mcap_read.read_session``), as ``synchub inspect`` and ``synchub align`` always did."""
     return (bool(files) and not args.manifest and not args.session and not option_values(args)
-            and all(f.lower().endswith(".mcap") for f in files))
+            and all(f.lower().endswith(".mcap") and is_synchub_mcap(f) for f in files))
 
 
 def own_recording(args, files: list[str]) -> bool:

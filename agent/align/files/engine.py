@@ -57,7 +57,7 @@ EXPORT_METHOD = {"reference": "identity", "none": "identity", "edges": "triggers
 
 
 def _open(spec: InputSpec):
-    if len(spec.paths) > 1 or spec.options.format == "mcap" or spec.paths[0].lower().endswith(".mcap"):
+    if len(spec.paths) > 1:
         for p in spec.paths:
             check_readable(p)
         return McapInput(spec.paths, spec.options)

@@ -95,7 +95,7 @@ class ReferenceLinks:
             if not tr.fs.on_file_clock or tr.xdf is not None or tr.clocks is not None:
                 self.ref_track = tr
         else:
-            firsts = [inp for inp in self.inputs if inp.reader.kind in ("xdf", "mcap")]
+            firsts = [inp for inp in self.inputs if inp.reader.kind in ("xdf", "mcap", "mcap-json")]
             self.ref_input = firsts[0] if firsts else self.inputs[0]
         self.ref_input.link = Link("reference")
 

@@ -1,9 +1,11 @@
-"""``open_input``: the reader of an input file, by its ``--format`` or its extension, opened and checked."""
+"""``open_input``: the reader of an input file, by its ``--format`` or its extension, opened and checked (an MCAP
+file: synchub's own, or one of JSON channels written by other tools)."""
 
 from __future__ import annotations
 
 from .audio_read import AudioInput
 from .base import InputOptions, check_readable, format_of
+from .mcap_json import JsonMcapInput, is_synchub_mcap
 from .mcap_parts import McapInput
 from .table_read import TableInput
 from .xdf_read import XdfInput
@@ -20,4 +22,6 @@ def open_input(path, options: InputOptions | None = None):
         return AudioInput(path, options)
     if fmt == "table":
         return TableInput(path, options)
-    return McapInput([path], options)
+    if is_synchub_mcap(path):
+        return McapInput([path], options)
+    return JsonMcapInput(path, options)
