@@ -11,10 +11,10 @@ file and exit status 2, and no partial output is left behind.
 **synchub's own recording** (only ``.mcap`` parts of one session and nothing only the engine does): the clock
 layer rerun offline on the stored raw times.  The agent corrects time live (causally, with a short delay);
 offline, the same ``StreamClocks`` sees every piece of evidence before and after each sample (two-sided
-smoothing), as TPrime and IBL do after the fact.  The rerun is ``synchub.agent.clock.replay.replay``: two-sided by
-default, or causal with ``--live``.  ``--out FILE.mcap`` is the same recording with re-corrected
-``ref_ns``/``unc_ns``/``segment``/``method`` (all other records copied); it prints how far the offline correction
-moved each stream.
+smoothing), as TPrime and IBL do after the fact: the session read twice, a chunk at a time (``rerun``: the same
+numbers as ``synchub.agent.clock.replay.replay``, in bounded memory), or causal with ``--live`` (in memory).
+``--out FILE.mcap`` is the same recording with re-corrected ``ref_ns``/``unc_ns``/``segment``/``method`` (all other
+records copied); it prints how far the offline correction moved each stream.
 """
 
 from __future__ import annotations
@@ -35,10 +35,12 @@ from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.formats.mcap_read import RawRecording, raw_recording, read_raw, read_session
 from synchub.agent.formats.mcap_write import write_corrected
 from synchub.agent.formats.readers.base import InputError
+from synchub.agent.formats.readers.mcap_parts import McapInput
 from synchub.errors import UserError
 
 from .inputs import add_input_arguments, check_distinct, own_recording, specs_of
 from .progress import ProgressLine
+from .rerun import rerun_streamed
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -96,26 +98,53 @@ def run(args) -> int:
 
 
 def run_recording(files: list[str], args) -> int:
-    """The rerun of a synchub recording (see the module docstring)."""
+    """The rerun of a synchub recording (see the module docstring): two-sided streamed (``rerun.rerun_streamed``),
+    or causal (``--live``) in memory."""
     for f in files:
         if not Path(f).exists():
             raise UserError(f"{f}: no such recording")
     if len(files) > 1 and args.out:
         raise UserError("--out copies one recording file; a session in parts aligns with --session (the file "
                         "engine writes every stream into one new file)")
-    path = files[0] if len(files) == 1 else files
+    corrected = None
+    if args.live:
+        summary = _live(files)
+        corrected = summary.pop("_corrected")
+    else:
+        progress = ProgressLine()
+        try:
+            reader = McapInput(files)
+            summary = rerun_streamed(reader, args.out, progress)
+        except InputError as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            progress.close()
+    if not summary["streams"]:
+        raise UserError(f"{', '.join(files)}: no synchub streams with samples in this MCAP")
+    summary = {"session": [str(f) for f in files] if len(files) > 1 else str(files[0]), **summary}
+    for s in summary["streams"]:
+        moved = s["median_change_vs_live_us"]
+        print(f"{s['name']:10} {s['method']:10} {s['samples']:9d} samples  median 1-sigma {s['median_unc_us']:9.1f} us"
+              + (f"  moved {moved:9.1f} us vs live" if moved is not None else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    if args.out:
+        if corrected is not None:
+            write_corrected(files[0], args.out, corrected)
+        print(f"re-corrected recording -> {args.out}")
+    return 0
+
+
+def _live(files: list[str]) -> dict:
+    """The causal rerun, as the agent corrected live: in memory (``replay``'s live corrector)."""
     try:
-        data = read_session(path)
+        data = read_session(files[0] if len(files) == 1 else files)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
         raise UserError(f"cannot read {', '.join(files)}: {type(exc).__name__}: {exc}") from None
     infos, config, evidence, chunks = clock_inputs(raw_recording(data))
-    if not infos:
-        raise UserError(f"{', '.join(files)}: no synchub streams in this MCAP (synchub reads MCAP files in its own "
-                        "layout only)")
-    corrected, _ = correct_recording(infos, config, evidence, chunks, smooth=not args.live)
+    corrected, _ = correct_recording(infos, config, evidence, chunks, smooth=False)
     live = data["streams"]
-    summary = {"session": [str(f) for f in files] if len(files) > 1 else str(files[0]), "evidence": len(evidence),
-               "streams": []}
+    streams = []
     for name in sorted(infos):
         mine = [c for c in corrected if c.stream == name]
         if not mine:
@@ -125,14 +154,6 @@ def run_recording(files: list[str], args) -> int:
         moved = None
         if live[name]["ref_ns"] is not None and len(live[name]["ref_ns"]) == len(ref):
             moved = float(np.median(np.abs(ref - live[name]["ref_ns"])) / 1e3)
-        summary["streams"].append({"name": name, "method": mine[-1].method, "samples": int(len(ref)),
-                                   "median_unc_us": float(np.median(unc) / 1e3),
-                                   "median_change_vs_live_us": moved})
-        print(f"{name:10} {mine[-1].method:10} {len(ref):9d} samples  median 1-sigma {np.median(unc) / 1e3:9.1f} us"
-              + (f"  moved {moved:9.1f} us vs live" if moved is not None else ""))
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
-    if args.out:
-        write_corrected(path, args.out, corrected)
-        print(f"re-corrected recording -> {args.out}")
-    return 0
+        streams.append({"name": name, "method": mine[-1].method, "samples": int(len(ref)),
+                        "median_unc_us": float(np.median(unc) / 1e3), "median_change_vs_live_us": moved})
+    return {"evidence": len(evidence), "streams": streams, "_corrected": corrected}

@@ -166,8 +166,20 @@ def test_synchub_recordings_keep_their_rerun_and_stream_through_the_engine(tmp_p
     r = synchub("align", src, "-o", tmp_path / "copy.mcap", "--json", tmp_path / "a.json")
     assert r.returncode == 0, r.stderr
     assert "re-corrected recording ->" in r.stdout and "moved" in r.stdout  # the rerun, as before
-    assert json.loads((tmp_path / "a.json").read_text())["session"] == str(src)
+    summary = json.loads((tmp_path / "a.json").read_text())
+    assert summary["session"] == str(src) and summary["evidence"] > 0
     expected = np.load(expected_file)
+    copy, orig = read_session(tmp_path / "copy.mcap"), read_session(src)
+    assert len(copy["meta"]) == len(orig["meta"]) and len(copy["gaps"]) == len(orig["gaps"])
+    for name in ("imu0", "sync", "tlm0"):  # streamed two-sided: the numbers the in-memory rerun gave
+        assert np.array_equal(copy["streams"][name]["ref_ns"], expected[f"align_{name}_ref_ns"]), name
+        assert np.array_equal(copy["streams"][name]["unc_ns"], expected[f"align_{name}_unc_ns"]), name
+        assert np.array_equal(copy["streams"][name]["device_ns"], orig["streams"][name]["device_ns"])
+    r = synchub("align", src, "--live", "-o", tmp_path / "live.mcap", "--json", tmp_path / "l.json")
+    assert r.returncode == 0, r.stderr
+    live = read_session(tmp_path / "live.mcap")["streams"]["imu0"]  # causal, in memory, as before
+    assert not np.array_equal(live["ref_ns"], copy["streams"]["imu0"]["ref_ns"])
+    assert [s["name"] for s in json.loads((tmp_path / "l.json").read_text())["streams"]] == ["imu0", "sync", "tlm0"]
     r = synchub("align", src, "--session", "-o", tmp_path / "engine.mcap")
     assert r.returncode == 0, r.stderr
     back = read_session(tmp_path / "engine.mcap")["streams"]
@@ -208,3 +220,16 @@ def test_a_sound_file_without_soundfile_names_the_extra(tmp_path):
             f"sys.exit(main(['align', {str(wav)!r}]))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     one_line_error(r, "synchub align:", "soundfile", "synchub[audio]")
+
+
+def test_decimated_keeps_an_even_share_within_its_cap():
+    from synchub.agent.cli.rerun import Decimated
+
+    d = Decimated(cap=100)
+    x = np.arange(1000)
+    for a in range(0, 1000, 37):  # pieces of any length
+        d.add(x[a:a + 37])
+    assert d.held <= 100 and np.array_equal(d.values(), np.arange(0, 1000, d.stride))
+    small = Decimated(cap=100)
+    small.add(np.array([5.0, 1.0, 3.0]))
+    assert small.median() == 3.0 and Decimated().median() is None

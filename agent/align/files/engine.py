@@ -64,6 +64,28 @@ def _open(spec: InputSpec):
     return open_input(spec.paths[0], spec.options)
 
 
+class SessionFeed:
+    """A synchub session's clock layer rerun two-sided as the session is read (bounded memory): the recorded clock
+    config's ``StreamClocks`` fed by a ``StreamFeeder`` with each item ``McapInput.read(evidence=True)`` yields;
+    after ``finish()``, ``clocks.correct(chunk, smooth=True)`` maps any piece as ``replay`` would."""
+
+    def __init__(self, infos: dict[str, StreamInfo], clock_config: dict):
+        self.streams = set(infos)
+        self.clocks = StreamClocks(infos, ClockLayerConfig.from_dict(clock_config))
+        self.feeder = StreamFeeder(self.clocks)
+
+    def take(self, item) -> None:
+        if isinstance(item, Piece) and item.host_ns is not None and item.stream in self.streams:
+            self.feeder.samples(item.stream, item.seq, item.device_ns, item.host_ns)
+        elif isinstance(item, Reset):
+            self.feeder.reset(item.stream, item.seq)
+        elif isinstance(item, Recorded):
+            self.feeder.evidence(item.item)
+
+    def finish(self) -> None:
+        self.feeder.finish()
+
+
 class FileAlignment(ReferenceLinks):
     """See the module docstring.  ``progress(stage, input path, fraction)`` is called as inputs are read (per
     piece; ``fraction`` of the file read, or None where the reader cannot tell)."""
@@ -135,25 +157,19 @@ class FileAlignment(ReferenceLinks):
     def _gather_inputs(self) -> None:
         for inp in self.inputs:
             if inp.reader.kind == "mcap":
-                infos = {k: tr.info for k, tr in inp.tracks.items()}
-                inp.clocks = StreamClocks(infos, ClockLayerConfig.from_dict(inp.reader.clock_config))
-                inp.feeder = StreamFeeder(inp.clocks)
+                inp.feeder = SessionFeed({k: tr.info for k, tr in inp.tracks.items()}, inp.reader.clock_config)
+                inp.clocks = inp.feeder.clocks
             self.progress("evidence", inp.path, 0.0)
             for item in self._read(inp, evidence=True):
                 self.progress("evidence", inp.path, getattr(inp.reader, "fraction", None))
+                if inp.feeder is not None:
+                    inp.feeder.take(item)
                 if isinstance(item, Piece):
                     tr = inp.tracks.get(item.stream)
-                    if tr is None:
-                        continue
-                    tr.gather(item)
-                    if inp.feeder is not None and item.host_ns is not None:
-                        inp.feeder.samples(item.stream, item.seq, item.device_ns, item.host_ns)
+                    if tr is not None:
+                        tr.gather(item)
                 elif isinstance(item, Offset):
                     inp.tracks[item.stream].offsets.append((item.collection_ns, item.offset_ns))
-                elif isinstance(item, Reset) and inp.feeder is not None:
-                    inp.feeder.reset(item.stream, item.seq)
-                elif isinstance(item, Recorded) and inp.feeder is not None:
-                    inp.feeder.evidence(item.item)
             if inp.feeder is not None:
                 inp.feeder.finish()
             for tr in inp.tracks.values():

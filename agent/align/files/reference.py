@@ -18,11 +18,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from synchub.agent.clock.layer import StreamClocks
-from synchub.agent.clock.replay_stream import StreamFeeder
 from synchub.agent.core.stream import Chunk
 from synchub.agent.formats.readers.base import GapRecord, InputOptions, Offset, Piece, Reset
 
@@ -54,7 +54,7 @@ class _Input:
     reader: object
     tracks: dict[str, StreamTrack]
     clocks: StreamClocks | None = None
-    feeder: StreamFeeder | None = None
+    feeder: Any = None  # engine.SessionFeed of a synchub session
     link: Link | None = None
 
     @property
