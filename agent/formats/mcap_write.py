@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
+import numpy as np
 from mcap.reader import make_reader
 from mcap.writer import Writer
 
@@ -66,10 +67,40 @@ def recover(path: str | os.PathLike, compression: str = "zstd") -> int:
 
 
 def write_corrected(src, dst, corrected: list[Chunk]) -> None:
-    """Copy ``src`` to ``dst`` record by record, replacing each chunk message's correction layer."""
-    by_key = {(c.stream, c.seq): c for c in corrected}
+    """Copy ``src`` to ``dst`` record by record, replacing each chunk message's correction layer with the samples of
+    ``corrected`` (chunks cut anywhere: a message takes its samples by sequence number; one not fully covered keeps
+    its layer)."""
+    by_stream: dict[str, list[Chunk]] = {}
+    for c in corrected:
+        if c.n and c.ref_ns is not None:
+            by_stream.setdefault(c.stream, []).append(c)
+    table = {}
+    for name, cs in by_stream.items():
+        cs.sort(key=lambda c: c.seq)
+        seq = np.concatenate([c.seq + np.arange(c.n, dtype=np.int64) for c in cs])
+        seg = None if all(c.segment is None for c in cs) else np.concatenate(
+            [c.segment if c.segment is not None else np.zeros(c.n, np.int32) for c in cs])
+        first = np.cumsum([0] + [c.n for c in cs[:-1]])
+        table[name] = (seq, np.concatenate([c.ref_ns for c in cs]), np.concatenate([c.unc_ns for c in cs]), seg,
+                       first, [c.method for c in cs])
+
+    def correct(stream: str, d: dict) -> Chunk | None:
+        t = table.get(stream)
+        n = int(d.get("n") or 0)
+        if t is None or not n:
+            return None
+        seq, ref, unc, seg, first, methods = t
+        want = int(d["seq"]) + np.arange(n, dtype=np.int64)
+        i = np.searchsorted(seq, want)
+        if i[-1] >= len(seq) or not np.array_equal(seq[i], want):
+            return None
+        dev = np.frombuffer(d["device_ns"], "<i8")
+        base = Chunk(stream, int(d["seq"]), np.zeros((n, 0)), dev, np.frombuffer(d["host_ns"], "<i8"))
+        method = methods[int(np.searchsorted(first, i[0], side="right")) - 1]
+        return base.corrected(ref[i], unc[i], method, segment=None if seg is None else seg[i])
+
     with open(dst, "wb") as fo:
-        recorrect(src, lambda stream, d: by_key.get((stream, d["seq"])), fo)
+        recorrect(src, correct, fo)
 
 
 def recorrect(src, correct: Callable[[str, dict], Chunk | None], fo=None) -> None:

@@ -179,6 +179,7 @@ def test_synchub_recordings_keep_their_rerun_and_stream_through_the_engine(tmp_p
     assert r.returncode == 0, r.stderr
     live = read_session(tmp_path / "live.mcap")["streams"]["imu0"]  # causal, in memory, as before
     assert not np.array_equal(live["ref_ns"], copy["streams"]["imu0"]["ref_ns"])
+    assert len(live["ref_ns"]) == len(live["seq"])  # every message re-corrected
     assert [s["name"] for s in json.loads((tmp_path / "l.json").read_text())["streams"]] == ["imu0", "sync", "tlm0"]
     r = synchub("align", src, "--session", "-o", tmp_path / "engine.mcap")
     assert r.returncode == 0, r.stderr
