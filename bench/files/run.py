@@ -16,7 +16,10 @@
    a CSV with a TTL and an event column; an 8 kHz WAV with clicks), aligned to an XDF output by a separate process
    (``synchub align``): wall time and peak RSS (``ru_maxrss`` of the child), and every
    stream's clock mapping against the truth.  Goal: <= 120 s, <= 500 MB.
-5. **Marker logs and a microphone** from the real-signal corpus (flite speech, recorded sound effects; needs the
+5. **A synchub session** (``session.session_rerun``: the ``lab-10min`` scenario as a collector writes it): ``synchub
+   align SESSION.mcap -o COPY`` streamed against the in-memory rerun, each in its own process: the same times
+   (exactly), wall time and peak RSS.
+6. **Marker logs and a microphone** from the real-signal corpus (flite speech, recorded sound effects; needs the
    corpus's Debian packages): share of logs the aligner ties, and their median error.
 
 Numbers from this machine go to ``bench/results/align-files.json``; ``--quick`` is the short version the tests run.
@@ -44,6 +47,7 @@ from synchub.extras import require
 from synchub.models import corpus
 from synchub.models.corpus import missing
 
+from .session import session_rerun
 from .simulate import sim_sync_pair, sim_xdf, write_long
 
 NS = 1_000_000_000
@@ -63,6 +67,7 @@ def add_arguments(p) -> None:
     p.add_argument("--examples", default=EXAMPLES, help="folder of XDF example files")
     p.add_argument("--hours", type=float, default=1.0, help="length of the long recording")
     p.add_argument("--corpus", type=int, default=3, help="corpus recordings per kind (0: none)")
+    p.add_argument("--session-s", type=float, default=600.0, help="length of the synchub session rerun (s)")
 
 
 def _check(out: list, name: str, value, goal: str, ok: bool) -> None:
@@ -285,6 +290,20 @@ def corpus_logs(n: int, checks: list) -> list[dict]:
     return out
 
 
+def session_part(seconds: float, checks: list) -> dict:
+    r = session_rerun(seconds)
+    tag = f"synchub session {seconds / 60:g} min"
+    _check(checks, f"{tag}: streamed rerun = in-memory rerun (every ref_ns, unc_ns)", r["same_times"], "same",
+           r["same_times"])
+    s, m = r["streamed"], r["in_memory"]
+    _check(checks, f"{tag}: peak RSS streamed / in memory (MB)", [round(s["peak_rss_mb"], 1),
+           round(m["peak_rss_mb"], 1)], "streamed <= 500 and below in memory",
+           s["peak_rss_mb"] <= 500 and (s["peak_rss_mb"] < m["peak_rss_mb"] or seconds < 120))
+    _check(checks, f"{tag}: wall streamed / in memory (s)", [round(s["wall_s"], 1), round(m["wall_s"], 1)],
+           "reported", True)
+    return r
+
+
 def run(args) -> int:
     checks: list = []
     res: dict = {"machine": "2 shared x86 cores (other jobs ran beside it)", "quick": bool(args.quick)}
@@ -293,6 +312,7 @@ def run(args) -> int:
     res["xdf_simulated"] = xdf_simulated(args.quick, checks)
     res["sync_edges"] = sync_edges(args.quick, checks)
     res["long"] = long_run(0.02 if args.quick else args.hours, checks)
+    res["session"] = session_part(10.0 if args.quick else args.session_s, checks)
     res["corpus"] = corpus_logs(0 if args.quick else args.corpus, checks)
     res["checks"] = checks
     res["bench_s"] = time.monotonic() - t0

@@ -1,9 +1,16 @@
 """A synchub session as the collector writes it, from a simulated ``bench sync`` recording (``Recording``): chunks a
 correction delay after their samples arrived, evidence as it came, the agent's clock config and stream infos, split
 over part files.  Driver-reported resets as ``ClockReset`` evidence (today's form) or as ``device_reset`` gaps (the
-form before issue 10).  For the tests and the ``align-files`` benchmark of ``synchub align SESSION.mcap``."""
+form before issue 10).  For the tests, and ``session_rerun``: the ``align-files`` benchmark's part on ``synchub align
+SESSION.mcap`` (streamed vs the in-memory rerun, each in its own process)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import msgpack
 
@@ -12,6 +19,12 @@ from synchub.agent.core.evidence import evidence_to_dict
 from synchub.agent.formats.mcap_layout import channel_metadata
 from synchub.agent.formats.mcap_write import new_writer
 from synchub.bench.sync.run import Recording
+from synchub.bench.sync.scenario import SCENARIO_DIR, parse_scenario
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 DELAY_NS = 1_500_000_000
 
@@ -62,3 +75,49 @@ def _write_part(rec: Recording, path: str, part: int, items: list) -> None:
                            "data": x.data.tobytes(), "recv_ns": t}
                 w.add_message(chans[x.stream], max(t, 0), msgpack.packb(payload, use_bin_type=True), t, x.seq)
         w.finish()
+
+
+#: ``synchub align SESSION.mcap`` (streamed, two-sided) in a child, then its own peak RSS (VmHWM) on stderr.
+STREAMED = ("import sys\nfrom synchub.cli import main\ntry:\n    rc = main(['align', *sys.argv[1:]])\nfinally:\n"
+            "    print('VmHWM:', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
+            "sys.exit(rc)\n")
+#: The in-memory rerun (``read_raw`` + ``correct_recording``, what ``synchub align`` did before), its peak RSS, then
+#: whether the streamed copy (argv[2]) holds exactly its times.
+IN_MEMORY = ("import sys\nimport numpy as np\nfrom synchub.agent.cli.align import rerun\n"
+             "from synchub.agent.formats.mcap_read import read_session\n"
+             "c, _ = rerun(sys.argv[1])\n"
+             "print('VmHWM:', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
+             "b = read_session(sys.argv[2])['streams']\nsame = True\n"
+             "for k in b:\n    mine = sorted((x for x in c if x.stream == k), key=lambda x: x.seq)\n"
+             "    same &= bool(mine) and np.array_equal(np.concatenate([x.ref_ns for x in mine]), b[k]['ref_ns'])\n"
+             "    same &= np.array_equal(np.concatenate([x.unc_ns for x in mine]), b[k]['unc_ns'])\n"
+             "print('SAME', same)\n")
+
+
+def _child(code: str, *argv) -> tuple[float, float, str]:
+    """(wall s, peak RSS MB, stdout) of ``code`` in a fresh interpreter."""
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"the rerun failed: {proc.stderr.strip()[-300:]}")
+    return wall, int(proc.stderr.rsplit("VmHWM:", 1)[1].split()[0]) / 1024.0, proc.stdout
+
+
+def session_rerun(seconds: float, scenario: str = "lab-10min") -> dict:
+    """A ``scenario`` session of ``seconds`` (a 1 kHz DAQ and a 200 Hz IMU on triggers) rerun by ``synchub align``
+    streamed and by the in-memory rerun: wall time, peak RSS, and whether the times are the same."""
+    with open(SCENARIO_DIR / f"{scenario}.toml", "rb") as f:
+        doc = tomllib.load(f)
+    doc["duration_s"] = float(seconds)
+    rec = Recording(parse_scenario(doc, scenario))
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "agent-s-p1.mcap"
+        write_session(rec, [src])
+        size = src.stat().st_size
+        del rec
+        s_wall, s_rss, _ = _child(STREAMED, src, "-o", Path(d) / "copy.mcap", "--json", Path(d) / "r.json")
+        m_wall, m_rss, out = _child(IN_MEMORY, src, Path(d) / "copy.mcap")
+    return {"scenario": scenario, "duration_s": float(seconds), "session_bytes": size,
+            "streamed": {"wall_s": s_wall, "peak_rss_mb": s_rss},
+            "in_memory": {"wall_s": m_wall, "peak_rss_mb": m_rss}, "same_times": "SAME True" in out}
