@@ -14,7 +14,7 @@
    the one on this run's own edges (the optimal linear estimator given the very pairs used).
 4. **One hour, eight streams** (``simulate.write_long``: XDF with eeg 500 Hz x 16, emg 1 kHz x 4, accel, gaze, markers;
    a CSV with a TTL and an event column; an 8 kHz WAV with clicks), aligned to an XDF output by a separate process
-   (``synchub align``): wall time and peak RSS (``ru_maxrss`` of the child), and every
+   (``synchub align``): wall time and peak RSS (VmHWM of the child), and every
    stream's clock mapping against the truth.  Goal: <= 120 s, <= 500 MB.
 5. **A synchub session** (``session.session_rerun``: the ``lab-10min`` scenario as a collector writes it): ``synchub
    align SESSION.mcap -o COPY`` streamed against the in-memory rerun, each in its own process: the same times
@@ -31,8 +31,6 @@ import glob
 import json
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -47,17 +45,11 @@ from synchub.extras import require
 from synchub.models import corpus
 from synchub.models.corpus import missing
 
-from .session import session_rerun
+from .session import ALIGN, child_rss, session_rerun
 from .simulate import sim_sync_pair, sim_xdf, write_long
 
 NS = 1_000_000_000
 EXAMPLES = "/work/shared/data/xdf-example-files"
-#: The aligning process: ``synchub align``, then its own peak RSS (VmHWM) on stderr.
-CHILD = ("import sys\nfrom synchub.cli import main\ntry:\n"
-         "    rc = main(['align', *sys.argv[1:]])\nfinally:\n"
-         "    st = open('/proc/self/status').read()\n"
-         "    print('VmHWM:', st.split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
-         "sys.exit(rc)\n")
 CLICK = InputOptions(sync_kind="click")
 
 
@@ -199,18 +191,13 @@ def long_run(hours: float, checks: list) -> dict:
         manifest = Path(d) / "in.toml"
         manifest.write_text(f'[[input]]\npath = "{sim["xdf"]}"\n[[input]]\npath = "{sim["rig"]}"\n'
                             f'[[input]]\npath = "{sim["mic"]}"\nsync_kind = "click"\n')
-        t0 = time.monotonic()
         argv = ["--manifest", str(manifest), "--out", f"{d}/out.xdf", "--json", f"{d}/report.json"]
-        proc = subprocess.run([sys.executable, "-c", CHILD, *argv], capture_output=True, text=True)
-        wall = time.monotonic() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"the alignment failed: {proc.stderr.strip()[-300:]}")
-        peak = int(proc.stderr.rsplit("VmHWM:", 1)[1].split()[0])  # kB, the child's own peak after exec
+        wall, peak_mb, _ = child_rss(ALIGN, *argv)
         size = os.path.getsize(f"{d}/out.xdf")
         report = json.loads(Path(f"{d}/report.json").read_text())
         errors = _long_errors(sim, d)
     res = {"duration_s": hours * 3600.0, "streams": len(report["streams"]), "generate_s": gen_s, "wall_s": wall,
-           "peak_rss_mb": peak / 1024.0, "peak_rss_note": "VmHWM of the aligning process", "output_bytes": size,
+           "peak_rss_mb": peak_mb, "peak_rss_note": "VmHWM of the aligning process", "output_bytes": size,
            "methods": {s["name"]: s["method"] for s in report["streams"]}, "errors_us": errors}
     _check(checks, f"{hours:g} h, {res['streams']} streams: wall time (s)", round(wall, 1), "<= 120 per hour",
            wall <= 120 * max(hours, 0.1))

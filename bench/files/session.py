@@ -77,8 +77,8 @@ def _write_part(rec: Recording, path: str, part: int, items: list) -> None:
         w.finish()
 
 
-#: ``synchub align SESSION.mcap`` (streamed, two-sided) in a child, then its own peak RSS (VmHWM) on stderr.
-STREAMED = ("import sys\nfrom synchub.cli import main\ntry:\n    rc = main(['align', *sys.argv[1:]])\nfinally:\n"
+#: ``synchub align ARGS`` in a child, then its own peak RSS (VmHWM, after exec) on stderr.
+ALIGN = ("import sys\nfrom synchub.cli import main\ntry:\n    rc = main(['align', *sys.argv[1:]])\nfinally:\n"
             "    print('VmHWM:', open('/proc/self/status').read().split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
             "sys.exit(rc)\n")
 #: The in-memory rerun (``read_raw`` + ``correct_recording``, what ``synchub align`` did before), its peak RSS, then
@@ -94,13 +94,13 @@ IN_MEMORY = ("import sys\nimport numpy as np\nfrom synchub.agent.cli.align impor
              "print('SAME', same)\n")
 
 
-def _child(code: str, *argv) -> tuple[float, float, str]:
+def child_rss(code: str, *argv) -> tuple[float, float, str]:
     """(wall s, peak RSS MB, stdout) of ``code`` in a fresh interpreter."""
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True)
     wall = time.monotonic() - t0
     if proc.returncode != 0:
-        raise RuntimeError(f"the rerun failed: {proc.stderr.strip()[-300:]}")
+        raise RuntimeError(f"the child failed: {proc.stderr.strip()[-300:]}")
     return wall, int(proc.stderr.rsplit("VmHWM:", 1)[1].split()[0]) / 1024.0, proc.stdout
 
 
@@ -116,8 +116,8 @@ def session_rerun(seconds: float, scenario: str = "lab-10min") -> dict:
         write_session(rec, [src])
         size = src.stat().st_size
         del rec
-        s_wall, s_rss, _ = _child(STREAMED, src, "-o", Path(d) / "copy.mcap", "--json", Path(d) / "r.json")
-        m_wall, m_rss, out = _child(IN_MEMORY, src, Path(d) / "copy.mcap")
+        s_wall, s_rss, _ = child_rss(ALIGN, src, "-o", Path(d) / "copy.mcap", "--json", Path(d) / "r.json")
+        m_wall, m_rss, out = child_rss(IN_MEMORY, src, Path(d) / "copy.mcap")
     return {"scenario": scenario, "duration_s": float(seconds), "session_bytes": size,
             "streamed": {"wall_s": s_wall, "peak_rss_mb": s_rss},
             "in_memory": {"wall_s": m_wall, "peak_rss_mb": m_rss}, "same_times": "SAME True" in out}
