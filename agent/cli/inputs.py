@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from synchub.agent.align.files.reference import AlignError, InputSpec
+from synchub.agent.core.stream import MODALITIES
 from synchub.agent.formats.readers.base import ALIGN_MODES, FORMATS, SYNC_KINDS, InputError, InputOptions
 from synchub.agent.formats.readers.manifest import Manifest, load_manifest
 from synchub.agent.formats.readers.mcap_json import is_synchub_mcap
@@ -18,10 +19,11 @@ from synchub.errors import UserError
 OPTION_FLAGS: dict[str, tuple[str, object, str]] = {
     "--format": ("format", tuple(FORMATS), "read the inputs as this format (default: by extension)"),
     "--name": ("name", str, "stream name of a single-stream input (default: the file's stem)"),
-    "--time-col": ("time_col", str, "CSV/TSV: the time column, in seconds (default: time/timestamp/t)"),
+    "--time-col": ("time_col", str, "CSV/TSV: the time column, in seconds (default: time/timestamp/t); MCAP of "
+                                    "JSON channels: a time field (e.g. header.stamp; default: log_time)"),
     "--delimiter": ("delimiter", str, "CSV/TSV: the delimiter (default: detected)"),
     "--rate-hz": ("rate_hz", float, "CSV/TSV: the numeric stream's nominal rate (0: irregular)"),
-    "--type": ("type", str, "CSV/TSV: the stream's LSL content type"),
+    "--type": ("type", tuple(m for m in MODALITIES if m != "fused"), "CSV/TSV, MCAP of JSON: the numeric stream's type"),
     "--sync": ("sync", str, "the channel carrying sync pulses (label or 0-based index; stream:channel)"),
     "--sync-kind": ("sync_kind", SYNC_KINDS, "how to find the pulses in the sync channel"),
     "--sync-min-width-s": ("sync_min_width_s", float, "shortest sync pulse (s)"),
