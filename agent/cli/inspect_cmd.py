@@ -11,7 +11,6 @@ import collections
 import json
 import os
 import sys
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from synchub.extras import require
 
 from .inputs import add_input_arguments, mcap_only
 from .inspect_files import run_files
+from .inspect_stream import iso, summarize_streaming
 
 
 def add_arguments(p) -> None:
@@ -86,18 +86,14 @@ def summarize(session: dict[str, Any]) -> dict[str, Any]:
             row["measured_hz"] = round((len(t) - 1) / span, 3) if span > 0 else None
             row["t_first_ns"], row["t_last_ns"], row["duration_s"] = int(t.min()), int(t.max()), round(span, 6)
             if utc_map is not None:
-                row["utc_first"] = _iso(int(t.min()) + utc_map)
-                row["utc_last"] = _iso(int(t.max()) + utc_map)
+                row["utc_first"] = iso(int(t.min()) + utc_map)
+                row["utc_last"] = iso(int(t.max()) + utc_map)
         if s["unc_ns"] is not None and n:
             u = s["unc_ns"][s["unc_ns"] >= 0]
             if len(u):
                 row["uncertainty_us_median"] = round(float(np.median(u)) / 1e3, 3)
         out["streams"].append(row)
     return out
-
-
-def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat()
 
 
 def plot(session: dict[str, Any], png: str) -> None:
@@ -143,11 +139,15 @@ def run(args) -> int:
             raise UserError(f"no such file: {f}")
     if args.plot:
         require("matplotlib", "--plot")  # before reading a long recording
+    session = None
     try:
-        session = read_session(args.files)
+        if args.plot or args.fused_json:
+            session = read_session(args.files)
+            summary = summarize(session)
+        else:  # a record at a time: bounded memory
+            summary = summarize_streaming(args.files)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
         raise UserError(f"cannot read {', '.join(args.files)}: {type(exc).__name__}: {exc}") from None
-    summary = summarize(session)
     if args.fused_json:
         if len(args.files) != 1:
             raise UserError("--fused-json takes one recording")

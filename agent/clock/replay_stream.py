@@ -31,12 +31,13 @@ class _Slicer:
 
     def __init__(self, rank: int):
         self.rank = rank
-        self.pending: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (seq, max host, dev, host)
+        self.pending: list[tuple[int, int, int, np.ndarray, np.ndarray]] = []  # (seq, max host, order, dev, host)
         self.dev: list[np.ndarray] = []
         self.host: list[np.ndarray] = []
         self.block: int | None = None
         self.reset = False
         self.count = 0
+        self.pushed = 0
 
 
 class StreamFeeder:
@@ -69,7 +70,8 @@ class StreamFeeder:
         s = self._streams.get(stream)
         if s is None:
             s = self._streams[stream] = _Slicer(len(self._streams))
-        heapq.heappush(s.pending, (int(seq), int(host.max()), dev, host))
+        heapq.heappush(s.pending, (int(seq), int(host.max()), s.pushed, dev, host))  # order: a chunk twice
+        s.pushed += 1
         top = int(host.max())
         self._mark = top if self._mark is None else max(self._mark, top)
         self._advance(self._mark - self.horizon)
@@ -96,7 +98,7 @@ class StreamFeeder:
 
     def _release(self, name: str, s: _Slicer, upto: int | None) -> None:
         while s.pending and (upto is None or s.pending[0][1] < upto):
-            seq, _, dev, host = heapq.heappop(s.pending)
+            seq, _, _, dev, host = heapq.heappop(s.pending)
             self._cut(name, s, seq, dev, host)
 
     def _cut(self, name: str, s: _Slicer, seq: int, dev: np.ndarray, host: np.ndarray) -> None:
