@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "transport": ("synchub.bench.transport", "CURVE on vs off, spool replay rate, samples lost per fault"),
     "sync": ("synchub.bench.sync.run", "timestamp error vs truth per stream and method"),
     "align": ("synchub.bench.align.run", "neural/classical alignment accuracy (--scenario: simulator, --real: corpus)"),
+    "align-files": ("synchub.bench.files.run", "aligning XDF/WAV/CSV/MCAP files: vs pyxdf, vs truth, 1 h in bounded memory"),
     "firmware": ("synchub.bench.firmware", "sync box firmware in simavr: flash/RAM, interrupt latency, edge error"),
     "footprint": ("synchub.bench.footprint", "the agent's RSS and CPU with the field example on one core"),
     "encoders": ("synchub.bench.encoders", "encoder inference ms per window and per second of data, agent RSS"),

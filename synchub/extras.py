@@ -16,7 +16,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("neural", "neural alignment and fusion (ONNX encoders)"),
     "matplotlib": ("plot", "plots"),
     "pyxdf": ("bench", "the pyxdf baseline of the benchmarks"),
-    "soundfile": ("bench", "reading sound files"),
+    "soundfile": ("audio", "reading sound files"),
     "pylsl": ("lsl", "LSL outlets and inlets"),
     "torch": ("train", "training the encoders"),
     "onnx": ("train", "exporting the encoders"),

@@ -1,40 +1,60 @@
-"""``synchub align SESSION.mcap``: rerun the clock layer offline on a recording's stored raw times.
+"""``synchub align INPUT... [--ref STREAM] [-o OUT] [--json J] [--plot P]``: every stream on one reference clock.
 
-The agent corrects time live (causally, with a short delay).  Offline, the same ``StreamClocks`` sees every piece of
-evidence before and after each sample (two-sided smoothing), as TPrime and IBL do after the fact.  The recording keeps
-raw device and host times and the evidence the agent saw (``_evidence`` meta), so nothing is lost by correcting live.
+**Recordings synchub did not make** (XDF, WAV/FLAC, CSV/TSV, MCAP, or a TOML ``--manifest``): the file engine
+(``synchub.agent.align.files.engine``) reads each input twice, a piece at a time (bounded memory whatever the
+length): XDF ClockOffsets fitted per clock segment (pyxdf's clock sync, resets found), sync pulses found in data
+channels and paired across files (TPrime), the aligner where a file has neither, dejitter of regular streams.  It
+writes ``--out`` (``.xdf`` for pyxdf/MNE, or ``.mcap``) with raw times kept, a ``--json`` report per stream
+(method, offset, drift, segments, 1-sigma, what was rejected) and a ``--plot``.  A bad input is one line naming the
+file and exit status 2, and no partial output is left behind.
 
-The rerun is ``synchub.agent.clock.replay.replay``: the same calls the agent makes live, fed with the recorded chunks,
-evidence and ``device_reset`` gaps; two-sided by default (the result does not depend on how the recording was
-chunked), or causal with ``--live`` (each chunk corrected with what the agent knew ``correction_delay_ms`` after it
-arrived).
-
-Writes ``--out FILE.mcap``: the same recording with re-corrected ``ref_ns``/``unc_ns``/``segment``/``method`` (all
-other records copied), and prints a per-stream summary of how far the offline correction moved each stream.
+**synchub's own recording** (only ``.mcap`` parts of one session and nothing only the engine does): the clock
+layer rerun offline on the stored raw times.  The agent corrects time live (causally, with a short delay);
+offline, the same ``StreamClocks`` sees every piece of evidence before and after each sample (two-sided
+smoothing), as TPrime and IBL do after the fact: the session read twice, a chunk at a time (``rerun``: the same
+numbers as ``synchub.agent.clock.replay.replay``, in bounded memory), or causal with ``--live`` (in memory).
+``--out FILE.mcap`` is the same recording with re-corrected ``ref_ns``/``unc_ns``/``segment``/``method`` (all other
+records copied); it prints how far the offline correction moved each stream.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from synchub.agent.align.files.engine import align_files
+from synchub.agent.align.files.reference import AlignError
 from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.replay import correct_recording
 from synchub.agent.clock.settings import ClockLayerConfig
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.formats.mcap_read import RawRecording, raw_recording, read_raw, read_session
 from synchub.agent.formats.mcap_write import write_corrected
+from synchub.agent.formats.readers.base import InputError
+from synchub.agent.formats.readers.mcap_parts import McapInput
 from synchub.errors import UserError
+
+from .inputs import add_input_arguments, check_distinct, own_recording, specs_of
+from .progress import ProgressLine
+from .rerun import rerun_streamed
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("session", help="MCAP recording written by the collector")
-    p.add_argument("--out", help="write the re-corrected recording here (MCAP)")
-    p.add_argument("--json", help="write the per-stream summary here")
-    p.add_argument("--live", action="store_true", help="causal (one-sided) correction, as the agent does live")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="XDF, WAV/FLAC, CSV/TSV or MCAP files (a synchub session: its MCAP part files)")
+    p.add_argument("--ref", "--reference", dest="ref", metavar="STREAM",
+                   help="the stream whose clock is the reference (default: the first XDF/MCAP input's clock, else "
+                        "the first input's)")
+    p.add_argument("-o", "--out", help="write every stream on the reference clock here (.xdf or .mcap)")
+    p.add_argument("--json", help="write the per-stream report here")
+    p.add_argument("--plot", metavar="PNG", help="draw offsets and residuals over time into this PNG")
+    p.add_argument("--live", action="store_true",
+                   help="synchub recordings: causal (one-sided) correction, as the agent does live")
+    add_input_arguments(p)
 
 
 def clock_inputs(raw: RawRecording) -> tuple[dict[str, StreamInfo], ClockLayerConfig, list, list[Chunk]]:
@@ -47,17 +67,84 @@ def rerun(path, smooth: bool = True) -> tuple[list[Chunk], StreamClocks]:
 
 
 def run(args) -> int:
-    path = Path(args.session)
-    if not path.exists():
-        raise UserError(f"{path}: no such recording")
+    files = list(args.inputs)
+    if own_recording(args, files):
+        return run_recording(files, args)
+    if args.live:
+        raise UserError("--live reruns synchub's own recordings (MCAP alone); it does not apply to these inputs")
+    specs, manifest = specs_of(args, files)
+    ref, out, js, png = args.ref, args.out, args.json, args.plot
+    if manifest is not None:
+        ref, out, js, png = ref or manifest.reference, out or manifest.out, js or manifest.json, png or manifest.plot
+    for o in (out, js, png):
+        check_distinct(o, specs)
+    progress = ProgressLine()
     try:
-        data = read_session(path)
+        rep = align_files(specs, ref, out=out, json_path=js, plot_path=png, progress=progress)
+    except (InputError, AlignError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        progress.close()
+    print(f"reference: {rep['reference']}")
+    for s in rep["streams"]:
+        unc = (s.get("uncertainty_us") or {}).get("median")
+        print(f"{s['name']:24} {s['method']:28} {s.get('samples', 0):>10} samples"
+              + (f"  median 1-sigma {unc:10.1f} us" if unc is not None else "  1-sigma unknown"))
+    for w in rep.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    if out:
+        print(f"aligned -> {out}")
+    return 0
+
+
+def run_recording(files: list[str], args) -> int:
+    """The rerun of a synchub recording (see the module docstring): two-sided streamed (``rerun.rerun_streamed``),
+    or causal (``--live``) in memory."""
+    for f in files:
+        if not Path(f).exists():
+            raise UserError(f"{f}: no such recording")
+    if len(files) > 1 and args.out:
+        raise UserError("--out copies one recording file; a session in parts aligns with --session (the file "
+                        "engine writes every stream into one new file)")
+    corrected = None
+    if args.live:
+        summary = _live(files)
+        corrected = summary.pop("_corrected")
+    else:
+        progress = ProgressLine()
+        try:
+            reader = McapInput(files)
+            summary = rerun_streamed(reader, args.out, progress)
+        except InputError as exc:
+            raise UserError(str(exc)) from None
+        finally:
+            progress.close()
+    if not summary["streams"]:
+        raise UserError(f"{', '.join(files)}: no synchub streams with samples in this MCAP")
+    summary = {"session": [str(f) for f in files] if len(files) > 1 else str(files[0]), **summary}
+    for s in summary["streams"]:
+        moved = s["median_change_vs_live_us"]
+        print(f"{s['name']:10} {s['method']:10} {s['samples']:9d} samples  median 1-sigma {s['median_unc_us']:9.1f} us"
+              + (f"  moved {moved:9.1f} us vs live" if moved is not None else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+    if args.out:
+        if corrected is not None:
+            write_corrected(files[0], args.out, corrected)
+        print(f"re-corrected recording -> {args.out}")
+    return 0
+
+
+def _live(files: list[str]) -> dict:
+    """The causal rerun, as the agent corrected live: in memory (``replay``'s live corrector)."""
+    try:
+        data = read_session(files[0] if len(files) == 1 else files)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
-        raise UserError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+        raise UserError(f"cannot read {', '.join(files)}: {type(exc).__name__}: {exc}") from None
     infos, config, evidence, chunks = clock_inputs(raw_recording(data))
-    corrected, _ = correct_recording(infos, config, evidence, chunks, smooth=not args.live)
+    corrected, _ = correct_recording(infos, config, evidence, chunks, smooth=False)
     live = data["streams"]
-    summary = {"session": str(path), "evidence": len(evidence), "streams": []}
+    streams = []
     for name in sorted(infos):
         mine = [c for c in corrected if c.stream == name]
         if not mine:
@@ -67,14 +154,6 @@ def run(args) -> int:
         moved = None
         if live[name]["ref_ns"] is not None and len(live[name]["ref_ns"]) == len(ref):
             moved = float(np.median(np.abs(ref - live[name]["ref_ns"])) / 1e3)
-        summary["streams"].append({"name": name, "method": mine[-1].method, "samples": int(len(ref)),
-                                   "median_unc_us": float(np.median(unc) / 1e3),
-                                   "median_change_vs_live_us": moved})
-        print(f"{name:10} {mine[-1].method:10} {len(ref):9d} samples  median 1-sigma {np.median(unc) / 1e3:9.1f} us"
-              + (f"  moved {moved:9.1f} us vs live" if moved is not None else ""))
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
-    if args.out:
-        write_corrected(path, args.out, corrected)
-        print(f"re-corrected recording -> {args.out}")
-    return 0
+        streams.append({"name": name, "method": mine[-1].method, "samples": int(len(ref)),
+                        "median_unc_us": float(np.median(unc) / 1e3), "median_change_vs_live_us": moved})
+    return {"evidence": len(evidence), "streams": streams, "_corrected": corrected}

@@ -2,7 +2,8 @@
 sample counts, sequence gaps (holes in seq and recorded Gap records), the clock resets drivers reported, time range
 (reference and UTC when known).
 
-Several files (the parts of one session) are read together."""
+Several files (the parts of one session) are read together.  Recordings synchub did not make (XDF, WAV/FLAC,
+CSV/TSV, or any input with per-file options or a manifest): ``inspect_files``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import collections
 import json
 import os
 import sys
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -20,12 +20,18 @@ from synchub.agent.formats.mcap_read import read_session
 from synchub.errors import UserError
 from synchub.extras import require
 
+from .inputs import add_input_arguments, mcap_only
+from .inspect_files import run_files
+from .inspect_stream import iso, summarize_streaming
+
 
 def add_arguments(p) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE.mcap", help="recording(s); parts of one session are merged")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="recording(s): synchub MCAP (parts of one session are merged), or XDF, WAV/FLAC, CSV/TSV")
     p.add_argument("--plot", metavar="PNG", help="draw a timeline per stream into this PNG")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--fused-json", metavar="OUT", help="export the fused vectors and anomaly scores as JSON")
+    add_input_arguments(p)
 
 
 def _holes(seq: np.ndarray) -> tuple[int, int, int]:
@@ -80,18 +86,14 @@ def summarize(session: dict[str, Any]) -> dict[str, Any]:
             row["measured_hz"] = round((len(t) - 1) / span, 3) if span > 0 else None
             row["t_first_ns"], row["t_last_ns"], row["duration_s"] = int(t.min()), int(t.max()), round(span, 6)
             if utc_map is not None:
-                row["utc_first"] = _iso(int(t.min()) + utc_map)
-                row["utc_last"] = _iso(int(t.max()) + utc_map)
+                row["utc_first"] = iso(int(t.min()) + utc_map)
+                row["utc_last"] = iso(int(t.max()) + utc_map)
         if s["unc_ns"] is not None and n:
             u = s["unc_ns"][s["unc_ns"] >= 0]
             if len(u):
                 row["uncertainty_us_median"] = round(float(np.median(u)) / 1e3, 3)
         out["streams"].append(row)
     return out
-
-
-def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat()
 
 
 def plot(session: dict[str, Any], png: str) -> None:
@@ -130,16 +132,22 @@ def plot(session: dict[str, Any], png: str) -> None:
 
 
 def run(args) -> int:
+    if not mcap_only(args, args.files):
+        return run_files(args.files, args)
     for f in args.files:
         if not os.path.isfile(f):
             raise UserError(f"no such file: {f}")
     if args.plot:
         require("matplotlib", "--plot")  # before reading a long recording
+    session = None
     try:
-        session = read_session(args.files)
+        if args.plot or args.fused_json:
+            session = read_session(args.files)
+            summary = summarize(session)
+        else:  # a record at a time: bounded memory
+            summary = summarize_streaming(args.files)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
         raise UserError(f"cannot read {', '.join(args.files)}: {type(exc).__name__}: {exc}") from None
-    summary = summarize(session)
     if args.fused_json:
         if len(args.files) != 1:
             raise UserError("--fused-json takes one recording")

@@ -56,15 +56,16 @@ class ClockModel(Timeline):
     """Device time -> reference time for one stream.  See the module docstring.
 
     ``method`` forces an estimator ("triggers", "probes", "arrival", "neural", "hybrid"); "auto" picks the best
-    evidence.  ``edge_sigma_ns`` is the default edge jitter used when ``add_edges`` gets no sigma.
+    evidence.  ``edge_sigma_ns`` is the default edge jitter used when ``add_edges`` gets no sigma.  ``r_scales``: the
+    evidence-noise scales the bank tries (file alignment trusts a sampled edge's quantization as the noise floor).
     """
 
     def __init__(self, name: str = "", nominal_period_ns: int | None = None, window_s: float = 120.0, *,
                  method: str = "auto", gate_sigma: float = 6.0, skew_prior_ppm: float = 2000.0,
                  rw_bank_ppm: tuple[float, ...] = RW_BANK_PPM, reset_back_ns: int = 10_000_000,
                  reset_forward_ns: int = 10 * NS, probe_rtt_margin: float = 0.25, edge_sigma_ns: float = 1000.0,
-                 early_margin_ns: int = EARLY_MARGIN_NS, consensus: int = 2):
-        pairs = sorted(((i, sc) for i in range(len(rw_bank_ppm)) for sc in R_SCALES),
+                 early_margin_ns: int = EARLY_MARGIN_NS, consensus: int = 2, r_scales: tuple[float, ...] = R_SCALES):
+        pairs = sorted(((i, sc) for i in range(len(rw_bank_ppm)) for sc in r_scales),
                        key=lambda p: (p[0], abs(math.log(p[1]))))
         super().__init__(window_s, gate_sigma=gate_sigma, skew_prior=skew_prior_ppm * 1e-6,
                          qs=np.array([q_per_ns(rw_bank_ppm[i]) for i, _ in pairs]),

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
+import numpy as np
 from mcap.reader import make_reader
 from mcap.writer import Writer
 
@@ -65,34 +67,76 @@ def recover(path: str | os.PathLike, compression: str = "zstd") -> int:
 
 
 def write_corrected(src, dst, corrected: list[Chunk]) -> None:
-    """Copy ``src`` to ``dst`` record by record, replacing each chunk message's correction layer."""
-    by_key = {(c.stream, c.seq): c for c in corrected}
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
+    """Copy ``src`` to ``dst`` record by record, replacing each chunk message's correction layer with the samples of
+    ``corrected`` (chunks cut anywhere: a message takes its samples by sequence number; one not fully covered keeps
+    its layer)."""
+    by_stream: dict[str, list[Chunk]] = {}
+    for c in corrected:
+        if c.n and c.ref_ns is not None:
+            by_stream.setdefault(c.stream, []).append(c)
+    table = {}
+    for name, cs in by_stream.items():
+        cs.sort(key=lambda c: c.seq)
+        seq = np.concatenate([c.seq + np.arange(c.n, dtype=np.int64) for c in cs])
+        seg = None if all(c.segment is None for c in cs) else np.concatenate(
+            [c.segment if c.segment is not None else np.zeros(c.n, np.int32) for c in cs])
+        first = np.cumsum([0] + [c.n for c in cs[:-1]])
+        table[name] = (seq, np.concatenate([c.ref_ns for c in cs]), np.concatenate([c.unc_ns for c in cs]), seg,
+                       first, [c.method for c in cs])
+
+    def correct(stream: str, d: dict) -> Chunk | None:
+        t = table.get(stream)
+        n = int(d.get("n") or 0)
+        if t is None or not n:
+            return None
+        seq, ref, unc, seg, first, methods = t
+        want = int(d["seq"]) + np.arange(n, dtype=np.int64)
+        i = np.searchsorted(seq, want)
+        if i[-1] >= len(seq) or not np.array_equal(seq[i], want):
+            return None
+        dev = np.frombuffer(d["device_ns"], "<i8")
+        base = Chunk(stream, int(d["seq"]), np.zeros((n, 0)), dev, np.frombuffer(d["host_ns"], "<i8"))
+        method = methods[int(np.searchsorted(first, i[0], side="right")) - 1]
+        return base.corrected(ref[i], unc[i], method, segment=None if seg is None else seg[i])
+
+    with open(dst, "wb") as fo:
+        recorrect(src, correct, fo)
+
+
+def recorrect(src, correct: Callable[[str, dict], Chunk | None], fo=None) -> None:
+    """Each chunk message of ``src`` in file order, decoded (``seq``, ``device_ns``/``host_ns``/``ref_ns`` bytes,
+    ...), given to ``correct(stream, message)``; with ``fo``, ``src`` is copied to it record by record, each chunk
+    message's correction layer replaced by the ``Chunk`` returned (None: kept).  Memory: a chunk of ``src``."""
+    with open(src, "rb") as fi:
         reader = make_reader(fi)
         header = reader.get_header()
-        w = Writer(fo)
-        w.start(profile=header.profile, library=f"{header.library} + synchub align")
+        w = None
+        if fo is not None:
+            w = Writer(fo)
+            w.start(profile=header.profile, library=f"{header.library} + synchub align")
         schema_ids, channel_ids = {}, {}
         for schema, channel, message in reader.iter_messages(log_time_order=False):
-            if schema is not None and schema.id not in schema_ids:
+            if w is not None and schema is not None and schema.id not in schema_ids:
                 schema_ids[schema.id] = w.register_schema(schema.name, schema.encoding, schema.data)
-            if channel.id not in channel_ids:
+            if w is not None and channel.id not in channel_ids:
                 channel_ids[channel.id] = w.register_channel(channel.topic, channel.message_encoding,
                                                              schema_ids.get(channel.schema_id, 0),
                                                              dict(channel.metadata))
             data, log_time = message.data, message.log_time
             d = msgpack.unpackb(data, raw=False) if channel.message_encoding == "msgpack" else None
             stream = channel.topic.rsplit("/", 1)[-1]
-            if isinstance(d, dict) and "seq" in d and (stream, d["seq"]) in by_key:
-                c = by_key[(stream, d["seq"])]
+            c = correct(stream, d) if isinstance(d, dict) and "seq" in d and "device_ns" in d else None
+            if c is not None:
                 d["ref_ns"] = c.ref_ns.astype("<i8").tobytes()
                 d["unc_ns"] = c.unc_ns.astype("<i8").tobytes()
                 d["segment"] = c.segment.astype("<i4").tobytes() if c.segment is not None else None
                 d["method"] = c.method
                 data = msgpack.packb(d, use_bin_type=True)
                 log_time = int(max(c.ref_ns[0], 0))
-            w.add_message(channel_ids[channel.id], log_time=log_time, data=data,
-                          publish_time=message.publish_time, sequence=message.sequence)
-        for record in reader.iter_metadata():
-            w.add_metadata(record.name, dict(record.metadata))
-        w.finish()
+            if w is not None:
+                w.add_message(channel_ids[channel.id], log_time=log_time, data=data,
+                              publish_time=message.publish_time, sequence=message.sequence)
+        if w is not None:
+            for record in reader.iter_metadata():
+                w.add_metadata(record.name, dict(record.metadata))
+            w.finish()

@@ -1,0 +1,256 @@
+"""How an input file's clock is tied to the reference clock: sync edges (TPrime-style), barcodes, or the aligner.
+
+A ``Link`` maps times on an input's own clock (its *file clock*: an XDF's recorder, a WAV's sample clock, a CSV's
+time column) onto the reference clock with one agent ``ClockModel`` per timeline of that clock (a CSV whose clock
+went back has two).  Its evidence:
+
+* ``edge_link``: the input's sync edges (on its file clock) paired with the reference's sync edges (on the
+  reference clock) by ``edge_pairs.pair_edges``, or by barcode value where both sides decode barcodes
+  (``barcode.BarcodeDecoder``), fed to the model as trigger edge pairs (``ClockModel.add_edges``) with the edges'
+  timing error as sigma;
+* ``aligner_link``: windows of one of its streams aligned against a reference stream by the aligner's public entry
+  point (``align.window.WindowAligner.estimate``; accepted results through ``align.drift.DriftTracker``, sigmas scaled
+  by sqrt(window / hop) as ``AlignmentTracker`` does), fed as ``OffsetEstimate`` evidence.
+
+Both read bounded windows of data: the aligner's buffers hold one window plus its search range.  Pure apart from
+iterating the pieces it is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from synchub.agent.align.aligner import AlignerSettings
+from synchub.agent.align.drift import DriftTracker
+from synchub.agent.align.window import WindowAligner, load_runners, modality_of
+from synchub.agent.clock.barcode import BarcodeDecoder
+from synchub.agent.clock.choice import UNKNOWN_UNC_NS
+from synchub.agent.clock.edge_pairs import EdgePairs, pair_codes, pair_edges
+from synchub.agent.clock.model import R_SCALES, RW_BANK_PPM, ClockModel
+from synchub.agent.core.stream import StreamInfo
+
+NS = 1_000_000_000
+MIN_PAIRS = 3
+#: Dense streams are mapped through the clock model at this spacing and interpolated in between (``dense_map``).
+DENSE_STEP_NS = 20_000_000
+#: Random walks the links' clock models try (ppm per sqrt(hour)): a crystal's thermal wander, not faster.  A sampled
+#: pulse's timing error is a sawtooth where the pulses' phase walks slowly across the sample grid; a faster walk
+#: would follow it.
+LINK_RW_PPM = tuple(r for r in RW_BANK_PPM if r <= 2.0)
+#: Scales of the stated edge variance the links' models try: not below it.  The stated sigma of a sampled edge is
+#: its quantization (a sample period / sqrt(12)); over a run of pulses whose phase walks slowly across the sample
+#: grid the errors form a ramp that a line fits closely, and a model that believed the noise smaller would take the
+#: ramp's wrap for a clock step.
+LINK_R_SCALES = tuple(s for s in R_SCALES if s >= 1.0)
+MIN_OFFSETS = 2
+
+
+@dataclass
+class Link:
+    """An input's file clock -> the reference clock (see the module docstring)."""
+
+    method: str  # "reference", "edges", "barcodes", "hybrid", "neural", "classical"
+    models: dict[int, ClockModel] = field(default_factory=dict)
+    via: str = ""  # "<stream> -> <reference stream>"
+    pairs: dict[int, EdgePairs] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    residuals: list[tuple[int, int]] = field(default_factory=list)  # (file time, evidence - model) ns
+
+    def map(self, t_ns: np.ndarray, timeline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = np.asarray(t_ns, dtype=np.int64)
+        if self.method == "reference":
+            return t, np.zeros(len(t), dtype=np.int64)
+        out, unc = t.copy(), np.full(len(t), UNKNOWN_UNC_NS, dtype=np.int64)
+        for k in np.unique(timeline).tolist():
+            m = self.models.get(int(k))
+            if m is None:
+                continue
+            sel = timeline == k
+            out[sel], unc[sel] = dense_map(lambda tt, ss, m=m: m.map(tt, ss, smooth=True)[:2], t[sel],
+                                           _segments(m, t[sel]))
+        return out, unc
+
+    def state(self) -> dict:
+        return {k: m.state() for k, m in self.models.items()}
+
+
+def dense_map(fn, t: np.ndarray, segs: np.ndarray, step_ns: int = DENSE_STEP_NS) -> tuple[np.ndarray, np.ndarray]:
+    """``fn(times, segments) -> (mapped, 1-sigma)`` on a dense run of samples: evaluated every ``step_ns`` of each
+    segment's monotone runs and interpolated in between (the offset is smooth over milliseconds: the interpolation
+    error is far below a nanosecond; the clock model's smoother costs microseconds per time)."""
+    t = np.asarray(t, dtype=np.int64)
+    n = len(t)
+    if n <= 64:
+        return fn(t, segs)
+    out = np.empty(n, dtype=np.int64)
+    unc = np.empty(n, dtype=np.int64)
+    bounds = [0, *(np.flatnonzero(np.diff(segs)) + 1).tolist(), n]
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        tt, ss = t[a:b], segs[a:b]
+        span = int(tt[-1]) - int(tt[0])
+        if b - a <= 64 or span <= 0 or np.any(np.diff(tt) < 0):
+            out[a:b], unc[a:b] = fn(tt, ss)
+            continue
+        k = max(1, int((b - a) * step_ns / span))
+        idx = np.unique(np.r_[np.arange(0, b - a, k), b - a - 1])
+        g, u = fn(tt[idx], ss[idx])
+        xp = tt[idx].astype(np.float64)
+        out[a:b] = tt + np.rint(np.interp(tt.astype(np.float64), xp, (g - tt[idx]).astype(np.float64))).astype(
+            np.int64)
+        unc[a:b] = np.rint(np.interp(tt.astype(np.float64), xp, u.astype(np.float64))).astype(np.int64)
+    return out, unc
+
+
+def _segments(m: ClockModel, t: np.ndarray) -> np.ndarray:
+    """A model without arrivals starts segments where its evidence stepped: samples take the last that began
+    before them."""
+    if len(m.segments) <= 1:
+        return np.zeros(len(t), dtype=np.int32)
+    starts = np.array([s.dev0 for s in m.segments], dtype=np.int64)
+    order = np.argsort(starts, kind="stable")
+    k = np.clip(np.searchsorted(starts[order], t, side="right") - 1, 0, len(starts) - 1)
+    return order[k].astype(np.int32)
+
+
+def decode_barcodes(t_ns: np.ndarray, width_ns: np.ndarray) -> list[tuple[int, int]]:
+    """Barcodes in a channel's pulses (rising edge times and widths)."""
+    dec = BarcodeDecoder(0)
+    edges = []
+    for t, w in zip(t_ns.tolist(), width_ns.tolist(), strict=True):
+        edges += [(t, 1), (t + max(w, 1), 0)]
+    return dec.feed(edges) + dec.flush()
+
+
+def edge_link(name: str, src: dict[int, tuple[np.ndarray, np.ndarray]], ref: tuple[np.ndarray, np.ndarray],
+              sigma_ns: float, prior_ns: int | None, sample_ns: int, barcode: bool) -> Link:
+    """A link from sync edges: ``src`` maps a timeline to its edges (file-clock times, widths), ``ref`` is the
+    reference's (reference-clock times, widths)."""
+    link = Link("edges")
+    ref_codes = decode_barcodes(*ref) if barcode else []
+    for tl, (t, w) in sorted(src.items()):
+        pairs = None
+        if barcode:
+            codes = decode_barcodes(t, w)
+            if len(codes) >= MIN_PAIRS and len(ref_codes) >= MIN_PAIRS:
+                pairs = pair_codes(codes, ref_codes)
+                link.method = "barcodes"
+        if pairs is None or pairs.n < MIN_PAIRS:
+            pairs = pair_edges(t, ref[0], prior_ns=prior_ns, sample_ns=sample_ns)
+        link.pairs[tl] = pairs
+        if pairs.how == "prior":
+            link.notes.append(f"timeline {tl}: periodic pulses, the offset is known modulo their period; the one "
+                              f"nearest the expected offset was taken ({pairs.offset_ns / NS:+.6f} s)")
+        if pairs.n < MIN_PAIRS:
+            link.notes.append(f"timeline {tl}: {pairs.n} sync edges paired (of {len(t)}), too few")
+            continue
+        m = ClockModel(f"{name}#{tl}", consensus=2, rw_bank_ppm=LINK_RW_PPM, r_scales=LINK_R_SCALES)
+        m.add_edges(pairs.src, pairs.ref, sigma_ns)
+        link.models[tl] = m
+        est, _, _ = m.map(pairs.src, _segments(m, pairs.src), smooth=True)
+        link.residuals += list(zip(pairs.src.tolist(), (pairs.ref - est).tolist(), strict=True))
+    return link
+
+
+class _Buf:
+    def __init__(self):
+        self.t = np.zeros(0, dtype=np.int64)
+        self.x = None
+
+    def add(self, t: np.ndarray, x) -> None:
+        if isinstance(x, list):
+            self.x = (self.x or []) + list(x)
+        else:
+            x = np.asarray(x, dtype=np.float32)
+            self.x = x if self.x is None else np.concatenate([self.x, x])
+        self.t = np.concatenate([self.t, t])
+
+    def trim(self, t0: int) -> None:
+        k = int(np.searchsorted(self.t, t0))
+        if k:
+            self.t, self.x = self.t[k:], self.x[k:]
+
+    def cut(self, a: int, b: int):
+        i, j = np.searchsorted(self.t, [a, b])
+        return self.t[i:j], (self.x[i:j] if self.x is not None else [])
+
+    @property
+    def last(self) -> int | None:
+        return int(self.t[-1]) if len(self.t) else None
+
+
+def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Iterator, tgt: Iterator, prior_ns: int,
+                 method: str = "hybrid", window_s: float = 16.0, hop_s: float = 4.0,
+                 settings: AlignerSettings | None = None) -> Link:
+    """A link from the aligner: ``ref`` yields ``(reference-clock times, data)`` of the reference stream, ``tgt``
+    ``(file-clock times, data)`` of the target stream, both in time order."""
+    runners = load_runners({modality_of(ref_info), modality_of(tgt_info)}) if method != "classical" else {}
+    win = WindowAligner(ref_info, tgt_info, runners, settings)
+    drift = DriftTracker()
+    model = ClockModel(name, consensus=2, rw_bank_ppm=LINK_RW_PPM)
+    link = Link(method, {0: model}, notes=[])
+    reasons: dict[str, int] = {}
+    W, H = int(window_s * NS), int(hop_s * NS)
+    overlap = math.sqrt(max(1.0, window_s / hop_s))
+    tb, rb = _Buf(), _Buf()
+    state = {"tgt": True, "ref": True}
+
+    def pull(it, buf, key) -> bool:
+        for t, x in it:
+            if len(t):
+                buf.add(np.asarray(t, dtype=np.int64), x)
+                return True
+        state[key] = False
+        return False
+
+    d0 = None
+    found: list[tuple[int, int]] = []
+    while True:
+        if d0 is None:
+            if not pull(tgt, tb, "tgt") and tb.last is None:
+                break
+            d0 = int(tb.t[0]) if len(tb.t) else None
+            if d0 is None:
+                continue
+        while state["tgt"] and (tb.last is None or tb.last < d0 + W):
+            pull(tgt, tb, "tgt")
+        if tb.last is None or tb.last < d0:
+            break
+        mid = d0 + W // 2
+        prior = int(round(drift.offset_at(mid))) if drift.points else prior_ns
+        lo, hi = win.ref_range((d0, d0 + W), prior)
+        while state["ref"] and (rb.last is None or rb.last < hi):
+            pull(ref, rb, "ref")
+        tt, tx = tb.cut(d0, d0 + W)
+        rt, rx = rb.cut(lo, hi)
+        if len(tt) and len(rt):
+            res = win.estimate(rt, rx, tt, tx, (d0, d0 + W), prior, methods=(method,))[method]
+            if res.ok and drift.add(res):
+                ev = res.evidence(name)
+                model.add_offset(dataclasses.replace(ev, sigma_ns=int(ev.sigma_ns * overlap)))
+                found.append((ev.device_ns, ev.offset_ns))
+            else:
+                why = res.reason or "offset off the drift line"
+                reasons[why] = reasons.get(why, 0) + 1
+        elif len(tt):
+            reasons["no reference samples in the window"] = reasons.get("no reference samples in the window", 0) + 1
+        d0 += H
+        i = int(np.searchsorted(tb.t, d0))
+        if i < len(tb.t) and int(tb.t[i]) > d0 + W:  # a gap in the target: on to its next sample
+            d0 += (int(tb.t[i]) - d0) // H * H
+        tb.trim(d0)
+        rb.trim(lo - W)
+        if not state["tgt"] and (tb.last is None or tb.last < d0):
+            break
+    link.notes += [f"{n} windows: {why}" for why, n in sorted(reasons.items(), key=lambda r: -r[1])[:5]]
+    if len(found) < MIN_OFFSETS:
+        link.models = {}
+        return link
+    d = np.array([f[0] for f in found], dtype=np.int64)
+    mapped, _, _ = model.map(d, smooth=True)
+    link.residuals = list(zip(d.tolist(), (np.array([f[1] for f in found]) - (mapped - d)).tolist(), strict=True))
+    return link

@@ -1,0 +1,232 @@
+"""The reference clock and how each input reaches it: the second half of ``synchub align``'s first pass.
+
+``ReferenceLinks`` (a part of ``engine.FileAlignment``) picks the reference (``ref``: a stream key; default the
+first XDF or MCAP input's clock, else the first input's) and gives every other input a ``links.Link``: by its
+sync edges paired with an input already tied (the reference's first), else, where its ``align`` option allows, by
+the aligner on the pair of streams it knows best (``PAIRS``; one more read of those two streams), else an
+``AlignError`` naming the file and why.  ``align = "none"`` takes the file's clock as the reference's.  When
+``ref`` names a stream with a clock of its own (an XDF stream with ClockOffsets, a synchub stream), the reference
+clock is that stream's: its file's clock goes through the inverse of the stream's mapping (``_inverse``).
+
+Priors (the expected reference - file time, ``_prior``): ``offset_s`` when given; for edges, the files started
+together (TPrime's common start: it picks among a periodic train's pairings); for the aligner, the same clock where
+the times overlap, else a common start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from synchub.agent.clock.layer import StreamClocks
+from synchub.agent.core.stream import Chunk
+from synchub.agent.formats.readers.base import GapRecord, InputOptions, Offset, Piece, Reset
+
+from .links import Link, aligner_link, edge_link
+from .tracks import StreamTrack
+
+NS = 1_000_000_000
+#: Modalities the aligner pairs best, best first (target modality, reference modality).
+PAIRS = [("audio", "audio"), ("marker", "audio"), ("audio", "marker"), ("imu", "audio"), ("audio", "imu"),
+         ("imu", "imu"), ("video", "audio"), ("marker", "imu"), ("other", "other")]
+
+
+class AlignError(ValueError):
+    """A stream or input that cannot be aligned: one line naming the file and the reason."""
+
+
+@dataclass
+class InputSpec:
+    """An input: one file, or the part files of one synchub session; and its options."""
+
+    paths: list[str]
+    options: InputOptions = field(default_factory=InputOptions)
+
+
+@dataclass
+class _Input:
+    index: int
+    spec: InputSpec
+    reader: object
+    tracks: dict[str, StreamTrack]
+    clocks: StreamClocks | None = None
+    feeder: Any = None  # engine.SessionFeed of a synchub session
+    link: Link | None = None
+
+    @property
+    def path(self) -> str:
+        return self.spec.paths[0]
+
+
+class ReferenceLinks:
+    """See the module docstring (mixed into ``FileAlignment``, whose ``inputs`` it reads)."""
+
+    inputs: list
+    ref_input: _Input | None
+    ref_track: StreamTrack | None
+
+    def _by_key(self, key: str) -> tuple[_Input, StreamTrack] | None:
+        for inp in self.inputs:
+            for k, tr in inp.tracks.items():
+                if key in (k, tr.fs.key):
+                    return inp, tr
+        return None
+
+    def _read(self, inp: _Input, evidence: bool, streams: set[str] | None = None) -> Iterator:
+        """The input's items with stream keys renamed as ``tracks`` has them."""
+        rename = {tr.fs.key: k for k, tr in inp.tracks.items()}
+        for item in inp.reader.read(evidence=evidence, streams=None if streams is None else
+                                    {tr.fs.key for k, tr in inp.tracks.items() if k in streams}):
+            if isinstance(item, Piece | Offset | Reset | GapRecord):
+                item = dataclasses.replace(item, stream=rename.get(item.stream, item.stream))
+            yield item
+
+    def _choose_reference(self) -> None:
+        if self.ref_key:
+            found = self._by_key(self.ref_key)
+            if found is None:
+                known = ", ".join(k for inp in self.inputs for k in inp.tracks)
+                raise AlignError(f"no stream {self.ref_key!r} to use as the reference (streams: {known})")
+            self.ref_input, tr = found
+            if not tr.fs.on_file_clock or tr.xdf is not None or tr.clocks is not None:
+                self.ref_track = tr
+        else:
+            firsts = [inp for inp in self.inputs if inp.reader.kind in ("xdf", "mcap", "mcap-json")]
+            self.ref_input = firsts[0] if firsts else self.inputs[0]
+        self.ref_input.link = Link("reference")
+
+    # ---- links
+    def _global(self, inp: _Input, tr: StreamTrack, file_t: np.ndarray, timeline: np.ndarray):
+        """File-clock times of ``inp`` on the reference clock: its link (edges, aligner: made against reference
+        times already), or, for the reference input's clock, the reference stream's inverse when there is one."""
+        g, unc = inp.link.map(file_t, timeline)
+        if self.ref_track is not None and inp.link.method == "reference":
+            g = self._inverse(g)
+        return g, unc
+
+    def _inverse(self, file_t: np.ndarray) -> np.ndarray:
+        """File-clock times of the reference input -> the reference stream's own clock (Newton on its map)."""
+        tr = self.ref_track
+        d = np.asarray(file_t, dtype=np.int64).copy()
+        for _ in range(4):
+            if tr.xdf is not None:
+                segs = np.full(len(d), len(tr.xdf.model.segments) - 1, dtype=np.int32)
+                f, _, _ = tr.xdf.model.map(d, segs, smooth=True)
+            else:
+                f = tr.clocks.correct(Chunk(tr.key, 0, np.zeros((len(d), 0)), d, d), smooth=True).ref_ns
+            d = d - (f - file_t)
+        return d
+
+    def _edges(self, inp: _Input) -> tuple[StreamTrack, list] | None:
+        best = max(inp.tracks.values(), key=lambda t: len(t.pulses), default=None)
+        if best is None or not best.pulses:
+            return None
+        return best, best.edges()
+
+    def _prior(self, inp: _Input, ref_range: tuple[int, int] | None, overlap_is_zero: bool = True) -> int:
+        """The expected reference - file time: ``offset_s`` when given; else the files started together (TPrime's
+        common start), or, for the aligner, the clocks are the same where their times overlap."""
+        if inp.spec.options.offset_s is not None:
+            return int(round(inp.spec.options.offset_s * NS))
+        firsts = [tr.first_ns for tr in inp.tracks.values() if tr.first_ns is not None]
+        lasts = [tr.last_ns for tr in inp.tracks.values() if tr.last_ns is not None]
+        if not firsts or ref_range is None:
+            return 0
+        a, b = min(firsts), max(lasts)
+        if overlap_is_zero and a <= ref_range[1] and ref_range[0] <= b:
+            return 0
+        return ref_range[0] - a
+
+    def _ref_range(self) -> tuple[int, int] | None:
+        ts = [(tr.first_ns, tr.last_ns) for tr in self.ref_input.tracks.values() if tr.first_ns is not None]
+        return (min(a for a, _ in ts), max(b for _, b in ts)) if ts else None
+
+    def _link(self) -> None:
+        pending = [inp for inp in self.inputs if inp.link is None]
+        for inp in pending:
+            if inp.spec.options.align == "none":
+                inp.link = Link("reference", notes=["align = none: its clock is taken as the reference's"])
+        progress = True
+        while progress:
+            progress = False
+            for inp in [i for i in self.inputs if i.link is None]:
+                mine = self._edges(inp)
+                if mine is None or inp.spec.options.align not in ("auto", "edges"):
+                    continue
+                for other in sorted((i for i in self.inputs if i.link is not None),
+                                    key=lambda i: i is not self.ref_input):
+                    theirs = self._edges(other)
+                    if theirs is None:
+                        continue
+                    link = self._edge_link(inp, mine, other, theirs)
+                    if link.models:
+                        inp.link = link
+                        progress = True
+                        break
+        for inp in [i for i in self.inputs if i.link is None]:
+            if inp.spec.options.align in ("auto", "hybrid", "neural", "classical"):
+                self._aligner_link(inp)
+            if inp.link is None or (not inp.link.models and inp.link.method != "reference"):
+                why = "; ".join((inp.link.notes if inp.link else [])[:3]) or "no sync edges found"
+                raise AlignError(f"{inp.path}: nothing to align on ({why})")
+
+    def _edge_link(self, inp: _Input, mine, other: _Input, theirs) -> Link:
+        tr, edges = mine
+        otr, oedges = theirs
+        ft, _ = tr.edge_file_times(edges)
+        src: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for k in sorted({e.timeline for e in edges}):
+            sel = np.array([e.timeline == k for e in edges])
+            src[k] = (ft[sel], np.array([e.width_ns for e in edges])[sel])
+        oft, _ = otr.edge_file_times(oedges)
+        tl = np.array([e.timeline for e in oedges], dtype=np.int64)
+        g, _ = self._global(other, otr, oft, tl)
+        ref = (g, np.array([e.width_ns for e in oedges], dtype=np.int64))
+        sample = max(tr.period_ns, otr.period_ns)
+        sigma = float(np.hypot(tr.edge_sigma_ns, otr.edge_sigma_ns))
+        ref_range = self._ref_range() if other is self.ref_input else (int(g.min()), int(g.max()))
+        link = edge_link(f"{inp.path}", src, ref, sigma, self._prior(inp, ref_range, overlap_is_zero=False), sample,
+                         inp.spec.options.barcode or other.spec.options.barcode)
+        link.via = f"{tr.key} -> {otr.key}"
+        return link
+
+    def _pieces_global(self, inp: _Input, tr: StreamTrack, to_ref: bool) -> Iterator[tuple[np.ndarray, object]]:
+        tr.restart()
+        for p in self._read(inp, evidence=False, streams={tr.key}):
+            if p.stream != tr.key:
+                continue
+            _, ft, _, tl, _ = tr.file_times(p)
+            if to_ref:
+                ft, _ = self._global(inp, tr, ft, tl)
+            yield ft, (p.data if isinstance(p.data, list) else np.asarray(p.data, dtype=np.float32))
+        tr.restart()
+
+    def _aligner_link(self, inp: _Input) -> None:
+        mode = inp.spec.options.align
+        method = "hybrid" if mode == "auto" else mode
+        linked = [i for i in self.inputs if i.link is not None and (i.link.models or i.link.method == "reference")]
+        cands = []
+        for rank, (tm, rm) in enumerate(PAIRS):
+            for tr in inp.tracks.values():
+                for other in linked:
+                    for otr in other.tracks.values():
+                        if tr.n and otr.n and tr.info.type == tm and otr.info.type == rm:
+                            cands.append((rank, other is not self.ref_input, tr, other, otr))
+        notes: list[str] = []
+        for _, _, tr, other, otr in sorted(cands, key=lambda c: (c[0], c[1]))[:3]:
+            prior = self._prior(inp, self._ref_range())
+            link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
+                                self._pieces_global(inp, tr, False), prior, method)
+            link.via = f"{tr.key} -> {otr.key}"
+            if link.models:
+                inp.link = link
+                return
+            notes += [f"aligner {tr.key} vs {otr.key}: " + "; ".join(link.notes[:2])]
+        if not cands:
+            notes.append("no stream pair the aligner knows (" + ", ".join(
+                sorted({tr.info.type for tr in inp.tracks.values()})) + ")")
+        inp.link = Link(method, notes=notes)

@@ -1,0 +1,224 @@
+"""Per stream of an input file: what the first pass learns and how its times reach the file's own clock.
+
+A ``StreamTrack`` sees the stream's pieces twice.  First (``gather``): counts and time range, the dejitter lines
+of a regular stream (``JitterFit``), the pulses of its sync channel (``PulseFinder``), its XDF ClockOffsets, and its
+*timeline* (a new one each time the device time goes back by more than ``TIMELINE_BACK_NS``: a clock that reset).
+Then ``build`` makes the within-file mapping: an XDF stream with ClockOffsets through ``XdfOffsetClock`` (pyxdf's
+segments, the agent's ``ClockModel``); a synchub recording's stream through the agent's ``StreamClocks`` (the
+input's, fed by ``StreamFeeder``); any other stream is on its file's clock already.  Second (``file_times``): the
+raw device times of each piece, dejittered where a line was fitted, mapped onto the file's clock, with 1-sigma.
+
+Pure: pieces in, arrays out.  Sync channels: ``SYNC_LABELS`` name the channels used without being asked.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from synchub.agent.clock.dejitter import JitterFit
+from synchub.agent.clock.xdf_clock import XdfOffsetClock
+from synchub.agent.core.stream import Chunk
+from synchub.agent.formats.readers.base import FileStream, InputError, InputOptions, Piece
+
+from .links import dense_map
+from .sync_edges import PulseFinder
+
+NS = 1_000_000_000
+TIMELINE_BACK_NS = NS
+SYNC_LABELS = {"sync": "ttl", "ttl": "ttl", "trigger": "ttl", "trig": "ttl", "din": "ttl", "digital": "ttl",
+               "photodiode": "photodiode", "pd": "photodiode", "photo": "photodiode"}
+#: Samples a sound pulse may fall silent for and still be one pulse (s): a ringing click, a tone's zero crossings.
+MERGE_S = {"click": 0.002, "tone": 0.010}
+
+
+@dataclass
+class Edge:
+    """A sync pulse's rising edge: device time (dejittered where the stream was), the host time of the sample
+    after it (synchub recordings), its timeline, width (ns) and sample index."""
+
+    t_ns: int
+    host_ns: int
+    timeline: int
+    width_ns: int
+    index: float
+
+
+def _can_drop(header) -> bool:
+    """pyxdf's ``_stream_can_drop_samples``: desc/synchronization/can_drop_samples is true (no dejittering)."""
+    try:
+        return str(header["desc"][0]["synchronization"][0]["can_drop_samples"][0]).lower() == "true"
+    except (KeyError, IndexError, TypeError):
+        return False
+
+
+def sync_channel(fs: FileStream, options: InputOptions, single: bool) -> tuple[int, str] | None:
+    """(channel index, pulse kind) of this stream's sync channel, or None."""
+    info = fs.info
+    if info.channel_format == "string":
+        return None
+    want = options.sync
+    if want and ":" in want:
+        stream, want = want.rsplit(":", 1)
+        if stream != fs.key:
+            return None
+    elif want and not single and want not in info.channel_labels and not want.isdigit():
+        return None
+    kind = options.sync_kind
+    if want:
+        if want in info.channel_labels:
+            ch = info.channel_labels.index(want)
+        elif want.isdigit() and int(want) < info.channel_count:
+            ch = int(want)
+        elif single:
+            raise InputError(fs.key, f"no sync channel {want!r} (channels: "
+                                     f"{', '.join(info.channel_labels) or info.channel_count})")
+        else:
+            return None
+        if kind == "auto":
+            kind = "click" if info.type == "audio" else SYNC_LABELS.get(info.channel_labels[ch].lower()
+                                                                          if info.channel_labels else "", "ttl")
+        return ch, kind
+    if kind in ("click", "tone") and info.type == "audio":
+        return 0, kind
+    if kind == "auto":
+        for i, lab in enumerate(info.channel_labels):
+            if lab.lower() in SYNC_LABELS:
+                return i, SYNC_LABELS[lab.lower()]
+    return None
+
+
+class StreamTrack:
+    """One stream of one input (see the module docstring)."""
+
+    def __init__(self, fs: FileStream, options: InputOptions, input_kind: str, single: bool):
+        self.fs = fs
+        self.key = fs.key
+        self.info = fs.info
+        self.options = options
+        rate = float(fs.info.nominal_srate)
+        self.period_ns = int(NS / rate) if rate > 0 else 0
+        can_drop = _can_drop(fs.meta.get("header"))
+        self.jitter = JitterFit(rate) if (rate > 0 and options.dejitter and input_kind in ("xdf", "table")
+                                          and not can_drop) else None
+        self.sync: tuple[int, str] | None = sync_channel(fs, options, single)
+        self.finder: PulseFinder | None = None  # made with the first samples (an irregular stream's rate)
+        self.pulses: list[tuple[float, int, int, int, float]] = []  # (index, raw t, host, timeline, width samples)
+        self.offsets: list[tuple[int, int]] = []
+        self.xdf: XdfOffsetClock | None = None
+        self.clocks = None  # the input's StreamClocks for a synchub recording
+        self.n = 0
+        self.first_ns: int | None = None
+        self.last_ns: int | None = None
+        self.timelines = 0
+        self._last: int | None = None
+        self.pieces = 0
+
+    # ---- first pass
+    def _timelines(self, t: np.ndarray) -> np.ndarray:
+        """Timeline of each sample (a new one where the device time goes back by more than a second)."""
+        prev = np.empty(len(t), dtype=np.int64)
+        prev[1:] = t[:-1]
+        prev[0] = t[0] if self._last is None else self._last
+        back = np.cumsum((prev - t) > TIMELINE_BACK_NS)
+        out = self.timelines + back
+        self.timelines = int(out[-1])
+        self._last = int(t[-1])
+        return out
+
+    def gather(self, p: Piece) -> None:
+        t = p.device_ns
+        if len(t) == 0:
+            return
+        self.pieces += 1
+        tl = self._timelines(t)
+        self.n += len(t)
+        self.first_ns = int(t.min()) if self.first_ns is None else min(self.first_ns, int(t.min()))
+        self.last_ns = int(t.max()) if self.last_ns is None else max(self.last_ns, int(t.max()))
+        if self.jitter is not None:
+            self.jitter.add(p.seq, t)
+        if not self.period_ns and len(t) >= 3:  # a table without a nominal rate: its typical sample interval
+            self.period_ns = max(int(np.median(np.diff(t))), 0)
+        if self.sync is not None and self.finder is None:
+            ch, kind = self.sync
+            per = NS / self.period_ns if self.period_ns else 0.0
+            o = self.options
+            self.finder = PulseFinder(kind, threshold=o.sync_threshold, min_width=o.sync_min_width_s * per,
+                                      max_width=o.sync_max_width_s * per, merge=int(MERGE_S.get(kind, 0) * per))
+        if self.finder is not None:
+            x = np.asarray(p.data)[:, self.sync[0]] if np.asarray(p.data).ndim == 2 else np.asarray(p.data)
+            for q in self.finder.feed(p.seq, x, t, p.host_ns):
+                k = int(q.index) - p.seq
+                self.pulses.append((q.index, q.t_ns, q.host_ns, int(tl[k]) if 0 <= k < len(t) else
+                                    self.timelines, q.width))
+
+    def finish(self) -> None:
+        if self.finder is not None:
+            for q in self.finder.finish():
+                self.pulses.append((q.index, q.t_ns, q.host_ns, self.timelines, q.width))
+
+    def build(self, window_s: float = 120.0) -> None:
+        """The within-file model, once the first pass is over."""
+        self._last, self.timelines = None, 0
+        if self.offsets:
+            arr = np.asarray(self.offsets, dtype=np.int64)
+            self.xdf = XdfOffsetClock(self.key, arr[:, 0], arr[:, 1], window_s)
+            self.fs.on_file_clock = False
+
+    # ---- edges
+    def edges(self) -> list[Edge]:
+        """The sync edges, dejittered where the stream was, on the stream's device clock."""
+        if not self.pulses:
+            return []
+        idx = np.array([p[0] for p in self.pulses])
+        t = np.array([p[1] for p in self.pulses], dtype=np.int64)
+        if self.jitter is not None:
+            line, ok = self.jitter.at(idx)
+            t = np.where(ok, line, t)
+        per = self.period_ns or 0
+        return [Edge(int(ti), p[2], p[3], int(round(p[4] * per)), p[0]) for ti, p in zip(t.tolist(), self.pulses,
+                                                                                         strict=True)]
+
+    def edge_file_times(self, edges: list[Edge]) -> tuple[np.ndarray, np.ndarray]:
+        """The edges on the file's clock and their 1-sigma (ns)."""
+        d = np.array([e.t_ns for e in edges], dtype=np.int64)
+        if self.xdf is not None:
+            self.xdf.restart()
+            ref, unc, _ = self.xdf.map(d)
+            self.xdf.restart()
+            return ref, unc
+        if self.clocks is not None:
+            h = np.array([e.host_ns for e in edges], dtype=np.int64)
+            c = self.clocks.correct(Chunk(self.key, 0, np.zeros((len(d), 1)), d, h), smooth=True)
+            return c.ref_ns, c.unc_ns
+        return d, np.zeros(len(d), dtype=np.int64)
+
+    @property
+    def edge_sigma_ns(self) -> float:
+        """1-sigma timing error of one edge: a sampled step lands anywhere within a sample period."""
+        return max(self.period_ns / math.sqrt(12.0), 1_000.0)
+
+    # ---- second pass
+    def restart(self) -> None:
+        self._last, self.timelines = None, 0
+        if self.xdf is not None:
+            self.xdf.restart()
+
+    def file_times(self, p: Piece) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+        """(device time after dejittering, file-clock time, its 1-sigma, timeline, method) of a piece's samples,
+        pieces in file order."""
+        t = p.device_ns
+        tl = self._timelines(t) if len(t) else np.zeros(0, dtype=np.int64)
+        d = self.jitter.apply(p.seq, t) if self.jitter is not None else t
+        if self.xdf is not None:
+            segs = self.xdf.model_segment_of(d)
+            model = self.xdf.model
+            ref, unc = dense_map(lambda tt, ss: model.map(tt, ss, smooth=True)[:2], d, segs)
+            return d, ref, unc, tl, "probes"
+        if self.clocks is not None:
+            c = self.clocks.correct(Chunk(self.key, p.seq, np.zeros((len(d), 0)), d,
+                                          p.host_ns if p.host_ns is not None else d), smooth=True)
+            return d, c.ref_ns, c.unc_ns, tl, c.method
+        return d, d, np.zeros(len(d), dtype=np.int64), tl, "identity"

@@ -1,0 +1,207 @@
+"""What every file reader gives ``synchub align``: streams, pieces of samples, clock evidence, one-line errors.
+
+A reader (``xdf_read``, ``audio_read``, ``table_read``, ``mcap_parts``) opens one input file, checks it (an
+unreadable, empty, truncated or unsupported file raises ``InputError``: ``"<path>: <reason>"``, one line), lists its
+streams (``FileStream``) and, each time ``read()`` is called, yields the file's content again from the start, in file
+order, a bounded piece at a time:
+
+* ``Piece``: consecutive samples of one stream: raw device times (int64 ns on that stream's own clock), data
+  (``(n, *shape)`` array or a list of str), and, for synchub recordings, host receive times and sequence numbers;
+* ``Offset``: an XDF ClockOffset (at ``collection_ns`` of the stream's clock, ``offset_ns`` to add to read the
+  recorder's clock);
+* ``Recorded``: a piece of evidence the agent recorded (``TriggerEdge``, ``Probe``, ``OffsetEstimate``); a
+  ``device_reset`` gap (``Reset``); every gap record, whatever its cause (``GapRecord``, for the output).
+
+Two ``read()`` passes see the same items (evidence first, then the corrected copy).  Memory is bounded by the
+largest chunk of the file, whatever its length.
+
+``InputOptions`` are per file (from flags or a manifest entry, ``manifest.py``); ``opening.open_input`` picks the
+reader by ``options.format`` or the file's extension.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synchub.agent.core.stream import StreamInfo
+
+#: Extensions of each format (``--format`` takes the key).
+FORMATS: dict[str, tuple[str, ...]] = {
+    "xdf": (".xdf",),
+    "mcap": (".mcap",),
+    "audio": (".wav", ".flac", ".wave", ".bwf", ".rf64", ".ogg", ".aiff", ".aif"),
+    "table": (".csv", ".tsv", ".txt"),
+}
+SYNC_KINDS = ("auto", "ttl", "photodiode", "click", "tone")
+ALIGN_MODES = ("auto", "edges", "hybrid", "neural", "classical", "none")
+
+
+class InputError(ValueError):
+    """An input the user must fix: one line, ``"<path>: <reason>"``."""
+
+    def __init__(self, path, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """Per-file options (flags or a manifest entry).
+
+    ``name``: stream name of a single-stream file (default: the file's stem).  ``time_col``/``delimiter``: CSV/TSV
+    (the time column in seconds on the file's own clock; detected as time/timestamp/t).  ``rate_hz``/``type``: a
+    table's numeric stream (0: irregular; LSL type).  ``sync``: the channel (label or 0-based index, ``stream:chan``
+    in a multi-stream file) carrying sync pulses; ``sync_kind`` how to find them; ``sync_min_width_s`` /
+    ``sync_max_width_s`` the pulse-width rule; ``sync_threshold`` a fixed level instead of the automatic one;
+    ``barcode`` decode 32-bit barcodes in it.  ``offset_s``: a guess of reference minus this file's clock (what
+    picks among a periodic train's pairings, and the aligner's search centre; default: the files started together,
+    as TPrime assumes, or, for the aligner, the same clock where their times overlap).  ``align``: how this file is
+    tied to the reference when it is not the reference (``auto``: sync edges, else the aligner's ``hybrid``).
+    ``dejitter``: replace a regular stream's stamps by a line per segment (pyxdf's jitter removal).
+    """
+
+    format: str = ""
+    name: str = ""
+    time_col: str = ""
+    delimiter: str = ""
+    rate_hz: float = 0.0
+    type: str = ""
+    sync: str = ""
+    sync_kind: str = "auto"
+    sync_min_width_s: float = 0.0
+    sync_max_width_s: float = 0.0
+    sync_threshold: float | None = None
+    barcode: bool = False
+    offset_s: float | None = None
+    align: str = "auto"
+    dejitter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.format and self.format not in FORMATS:
+            raise ValueError(f"unknown format {self.format!r}; allowed: {', '.join(FORMATS)}")
+        if self.sync_kind not in SYNC_KINDS:
+            raise ValueError(f"unknown sync_kind {self.sync_kind!r}; allowed: {', '.join(SYNC_KINDS)}")
+        if self.align not in ALIGN_MODES:
+            raise ValueError(f"unknown align {self.align!r}; allowed: {', '.join(ALIGN_MODES)}")
+        if self.rate_hz < 0 or self.sync_min_width_s < 0 or self.sync_max_width_s < 0:
+            raise ValueError("rates and widths must be >= 0")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputOptions:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        return cls(**d)
+
+
+@dataclass
+class FileStream:
+    """One stream of an input.  ``key`` is its name across all inputs (``--ref`` takes it); ``local`` is the
+    reader's own handle (an XDF stream id, a topic, a column group).  ``on_file_clock``: its device times are
+    already on the file's clock (a WAV, a CSV, an XDF stream without ClockOffsets)."""
+
+    key: str
+    info: StreamInfo
+    local: Any = None
+    on_file_clock: bool = True
+    sync_channel: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Piece:
+    """Consecutive samples of one stream (``seq``: index of the first within the stream, over the whole file)."""
+
+    stream: str
+    seq: int
+    device_ns: np.ndarray
+    data: Any
+    host_ns: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.device_ns)
+
+
+@dataclass(frozen=True)
+class Offset:
+    """An XDF ClockOffset chunk: at ``collection_ns`` (the stream's clock) the stream needed ``offset_ns`` added."""
+
+    stream: str
+    collection_ns: int
+    offset_ns: int
+
+
+@dataclass(frozen=True)
+class Reset:
+    """A driver-reported device clock reset: sample ``seq`` of ``stream`` starts a new timeline."""
+
+    stream: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class GapRecord:
+    """A synchub recording's gap record (``Gap.to_dict()``): samples lost, and why; carried to the output."""
+
+    stream: str
+    record: dict
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A piece of clock evidence a synchub recording holds (``TriggerEdge``, ``Probe``, ``OffsetEstimate``)."""
+
+    item: Any
+
+
+def stem_of(path) -> str:
+    return Path(path).name.split(".")[0] or Path(path).name
+
+
+def check_readable(path) -> int:
+    """The file's size; ``InputError`` for a missing, unreadable or empty file, or a directory."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(path, "no such file")
+    if p.is_dir():
+        raise InputError(path, "is a directory, not a file")
+    try:
+        with open(p, "rb") as f:
+            f.read(1)
+        size = os.path.getsize(p)
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or exc}") from None
+    if size == 0:
+        raise InputError(path, "empty file (0 bytes)")
+    return size
+
+
+def format_of(path, options: InputOptions) -> str:
+    if options.format:
+        return options.format
+    name = Path(path).name.lower()
+    for fmt, exts in FORMATS.items():
+        if any(name.endswith(e) for e in exts):
+            return fmt
+    allowed = ", ".join(e for exts in FORMATS.values() for e in exts)
+    raise InputError(path, f"unsupported file type (known: {allowed}; or give its format)")
+
+
+def modality_of_lsl(lsl_type: str, channel_format: str) -> str:
+    """synchub's stream type for an LSL content type (the LSL type is kept in the stream's quality facts)."""
+    t = (lsl_type or "").strip().lower()
+    if channel_format == "string":
+        return "marker"
+    table = {"audio": "audio", "video": "video", "mocap": "imu", "imu": "imu", "accelerometer": "imu",
+             "gyroscope": "imu", "markers": "marker", "marker": "marker", "trigger": "trigger",
+             "telemetry": "telemetry", "gaze": "other", "eeg": "other"}
+    return table.get(t, "other")

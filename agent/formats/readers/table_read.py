@@ -1,0 +1,212 @@
+"""Streaming CSV/TSV reader: a time column in seconds on the file's own clock, numeric channels, marker columns.
+
+The delimiter is ``InputOptions.delimiter``, a tab for ``.tsv``, else sniffed from the first 64 KiB (``, \\t ; |``).
+The first row names the columns (leading ``#`` comment lines are skipped).  The time column is
+``InputOptions.time_col`` (a name, any case, or a 0-based index) or the one named ``time``, ``timestamp``, ``t``
+(also ``time_s``, ``seconds``); its values are seconds, parsed exactly to int64 ns (``12.000000001`` keeps its last
+digit).  Every other column whose values in the first rows are all numbers (or empty) is a channel of one numeric
+stream named after the file (``rig.csv`` -> ``rig``; empty cells are NaN); every text column is a marker stream
+(``string``), one sample per row where it is not empty, named after the file when it is the file's only stream,
+else ``<stem>.<column>``.
+
+Rows whose time does not parse are skipped and counted (``stats``), as are text found later in a numeric column
+(NaN).  A file without a time column, without data rows, or that is not text is a one-line ``InputError``.
+Rows are read in batches (``BATCH``): memory is bounded whatever the file's length.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import logging
+import os
+import re
+from collections.abc import Iterator
+
+import numpy as np
+
+from synchub.agent.core.stream import StreamInfo
+
+from .base import FileStream, InputError, InputOptions, Piece, stem_of
+
+log = logging.getLogger(__name__)
+NS = 1_000_000_000
+BATCH = 8192
+TYPE_ROWS = 2000  # rows that decide whether a column is numeric
+TIME_NAMES = ("time", "timestamp", "t", "time_s", "timestamp_s", "times", "seconds", "secs")
+_DECIMAL = re.compile(r"^\s*([+-]?)(\d*)(?:\.(\d*))?\s*$")
+
+
+def seconds_to_ns(text: str) -> int | None:
+    """Exact ns of a decimal number of seconds (floats only for exponent forms); None when it is not a number."""
+    m = _DECIMAL.match(text)
+    if m and (m.group(2) or m.group(3)):
+        frac = (m.group(3) or "")[:9].ljust(9, "0")
+        v = int(m.group(2) or 0) * NS + int(frac)
+        return -v if m.group(1) == "-" else v
+    try:
+        f = float(text)
+    except ValueError:
+        return None
+    return int(round(f * NS)) if np.isfinite(f) else None
+
+
+def _is_number(text: str) -> bool:
+    if not text.strip():
+        return True
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+class TableInput:
+    """One CSV/TSV file (see the module docstring)."""
+
+    kind = "table"
+
+    def __init__(self, path, options: InputOptions | None = None):
+        self.path = str(path)
+        self.options = options or InputOptions()
+        self.stats: dict[str, int] = {}
+        try:
+            with open(self.path, encoding="utf-8", newline="") as f:
+                sample = f.read(65536)
+        except UnicodeDecodeError:
+            raise InputError(self.path, "not a text file (not UTF-8)") from None
+        if "\x00" in sample:
+            raise InputError(self.path, "not a text file (it holds NUL bytes)")
+        self.delimiter = self._delimiter(sample)
+        rows = self._rows()
+        header = next(rows, None)
+        if header is None or not any(h.strip() for h in header):
+            raise InputError(self.path, "no header row (the first row must name the columns)")
+        self.columns = [h.strip() for h in header]
+        self.time_index = self._time_column()
+        first = list(itertools.islice(rows, TYPE_ROWS))
+        if not first:
+            raise InputError(self.path, "no data rows after the header")
+        self.numeric = [i for i in range(len(self.columns)) if i != self.time_index
+                        and all(_is_number(r[i]) for r in first if i < len(r))
+                        and any(i < len(r) and r[i].strip() for r in first)]
+        self.text = [i for i in range(len(self.columns)) if i != self.time_index and i not in self.numeric
+                     and any(i < len(r) and r[i].strip() for r in first)]
+        if not self.numeric and not self.text:
+            raise InputError(self.path, "no columns besides the time column")
+        stem = self.options.name or stem_of(self.path)
+        self.streams: list[FileStream] = []
+        if self.numeric:
+            labels = tuple(self.columns[i] or f"c{i}" for i in self.numeric)
+            typ = self.options.type or "other"
+            info = StreamInfo(name=stem, type=typ, nominal_srate=float(self.options.rate_hz),
+                              channel_count=len(self.numeric), channel_format="double64", channel_labels=labels)
+            self.streams.append(FileStream(key=stem, info=info, local=("numeric", tuple(self.numeric))))
+        for i in self.text:
+            name = stem if not self.numeric and len(self.text) == 1 else f"{stem}.{self.columns[i] or f'c{i}'}"
+            info = StreamInfo(name=name, type="marker", nominal_srate=0.0, channel_count=1, channel_format="string",
+                              channel_labels=(self.columns[i] or f"c{i}",))
+            self.streams.append(FileStream(key=name, info=info, local=("text", i)))
+
+    def _delimiter(self, sample: str) -> str:
+        if self.options.delimiter:
+            return {"tab": "\t", "\\t": "\t"}.get(self.options.delimiter, self.options.delimiter)
+        if self.path.lower().endswith(".tsv"):
+            return "\t"
+        body = "\n".join(ln for ln in sample.splitlines() if not ln.startswith("#"))
+        try:
+            return csv.Sniffer().sniff(body[:16384], delimiters=",\t;|").delimiter
+        except csv.Error:
+            return ","
+
+    def _rows(self) -> Iterator[list[str]]:
+        f = open(self.path, encoding="utf-8", newline="")  # noqa: SIM115 - closed when the generator ends
+        self.fraction = 0.0
+        try:
+            lines = itertools.dropwhile(lambda ln: ln.startswith("#") or not ln.strip(), self._counted(f))
+            yield from csv.reader(lines, delimiter=self.delimiter)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InputError(self.path, f"unreadable text ({exc})") from None
+        finally:
+            f.close()
+
+    def _counted(self, f) -> Iterator[str]:
+        """The file's lines, keeping ``fraction`` (characters read / bytes in the file: about the share read)."""
+        size, done = max(os.path.getsize(self.path), 1), 0
+        for ln in f:
+            done += len(ln)
+            self.fraction = min(done / size, 1.0)
+            yield ln
+
+    def _time_column(self) -> int:
+        want = self.options.time_col
+        lower = [c.lower() for c in self.columns]
+        if want:
+            if want.lower() in lower:
+                return lower.index(want.lower())
+            if want.isdigit() and int(want) < len(self.columns):
+                return int(want)
+            raise InputError(self.path, f"no column {want!r} (columns: {', '.join(self.columns)})")
+        for name in TIME_NAMES:
+            if name in lower:
+                return lower.index(name)
+        raise InputError(self.path, f"no time column: none is named {', '.join(TIME_NAMES[:3])} (name it with "
+                                    f"time_col; columns: {', '.join(self.columns)})")
+
+    def _count(self, why: str, n: int = 1) -> None:
+        self.stats[why] = self.stats.get(why, 0) + n
+
+    def read(self, evidence: bool = True, streams: set[str] | None = None) -> Iterator[Piece]:
+        rows = self._rows()
+        next(rows, None)
+        seqs = {s.key: 0 for s in self.streams}
+        self.stats = {}
+        line = 1
+        while True:
+            batch = list(itertools.islice(rows, BATCH))
+            if not batch:
+                break
+            yield from self._batch(batch, seqs, streams, line)
+            line += len(batch)
+
+    def _batch(self, batch: list[list[str]], seqs: dict, streams: set[str] | None, line: int) -> Iterator[Piece]:
+        ti = self.time_index
+        times, keep = [], []
+        for k, r in enumerate(batch):
+            t = seconds_to_ns(r[ti]) if ti < len(r) else None
+            if t is None:
+                if any(c.strip() for c in r):
+                    self._count("bad_time")
+                    log.warning("%s: row %d skipped: no time in column %r", self.path, line + k + 1,
+                                self.columns[ti])
+                continue
+            times.append(t)
+            keep.append(r)
+        if not keep:
+            return
+        t = np.asarray(times, dtype=np.int64)
+        for s in self.streams:
+            if streams is not None and s.key not in streams:
+                continue
+            kind, cols = s.local
+            if kind == "numeric":
+                data = np.full((len(keep), len(cols)), np.nan)
+                for j, c in enumerate(cols):
+                    cells = [(r[c].strip() or "nan") if c < len(r) else "nan" for r in keep]
+                    try:
+                        data[:, j] = np.asarray(cells).astype(np.float64)
+                    except ValueError:  # text among the numbers: NaN there, counted
+                        for k, cell in enumerate(cells):
+                            try:
+                                data[k, j] = float(cell)
+                            except ValueError:
+                                self._count("text_in_numeric_column")
+                yield Piece(s.key, seqs[s.key], t, data)
+                seqs[s.key] += len(keep)
+            else:
+                rows = [(k, r[cols].strip()) for k, r in enumerate(keep) if cols < len(r) and r[cols].strip()]
+                if rows:
+                    idx = np.array([k for k, _ in rows])
+                    yield Piece(s.key, seqs[s.key], t[idx], [v for _, v in rows])
+                    seqs[s.key] += len(rows)
+

@@ -1,0 +1,142 @@
+"""CSV/TSV and audio inputs, the manifest: streams, exact times, streaming in bounded pieces, one-line errors."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from synchub.agent.formats.readers.audio_read import AudioInput, sample_times
+from synchub.agent.formats.readers.base import InputError, InputOptions
+from synchub.agent.formats.readers.manifest import load_manifest
+from synchub.agent.formats.readers.opening import open_input
+from synchub.agent.formats.readers.table_read import TableInput, seconds_to_ns
+
+sf = pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
+NS = 1_000_000_000
+
+
+def _pieces(inp):
+    out = {}
+    for p in inp.read():
+        out.setdefault(p.stream, []).append(p)
+    return out
+
+
+def test_a_csv_with_channels_and_an_event_column_is_two_streams_with_exact_times(tmp_path):
+    p = tmp_path / "rig.csv"
+    p.write_text("# written by the rig\n\nTime;x;y;event\n1.000000001;1;2;start\n1.5;3;;\n"
+                 "1700000000.123456789;5;6;stop\nnot a time;7;8;\n")
+    t = TableInput(p)
+    assert t.delimiter == ";" and [s.key for s in t.streams] == ["rig", "rig.event"]
+    assert t.streams[0].info.channel_labels == ("x", "y") and t.streams[1].info.channel_format == "string"
+    got = _pieces(t)
+    num = got["rig"][0]
+    assert num.device_ns.tolist() == [NS + 1, 1_500_000_000, 1_700_000_000_123_456_789]
+    assert np.isnan(num.data[1, 1]) and num.data[2].tolist() == [5.0, 6.0]
+    assert got["rig.event"][0].data == ["start", "stop"]
+    assert t.stats == {"bad_time": 1}
+
+
+def test_tsv_markers_only_is_one_stream_named_after_the_file(tmp_path):
+    p = tmp_path / "events.tsv"
+    p.write_text("timestamp\tlabel\n0.25\tcue\n2\tgo\n")
+    t = open_input(p)
+    assert [s.key for s in t.streams] == ["events"] and t.streams[0].info.type == "marker"
+
+
+def test_a_long_table_is_read_in_bounded_batches(tmp_path):
+    p = tmp_path / "long.csv"
+    n = 20_000
+    p.write_text("t,v\n" + "".join(f"{i / 1000:.3f},{i}\n" for i in range(n)))
+    pieces = _pieces(TableInput(p))["long"]
+    assert len(pieces) > 1 and max(x.n for x in pieces) <= 8192
+    assert sum(x.n for x in pieces) == n and pieces[-1].seq + pieces[-1].n == n
+
+
+@pytest.mark.parametrize("text,why", [
+    ("a,b\n1,2\n", r"no time column: none is named time, timestamp, t \(name it with time_col; columns: a, b\)"),
+    ("time,b\n", "no data rows after the header"),
+    ("time\n1\n2\n", "no columns besides the time column"),
+])
+def test_bad_tables_are_one_line_errors(tmp_path, text, why):
+    p = tmp_path / "bad.csv"
+    p.write_text(text)
+    with pytest.raises(InputError, match=r"bad\.csv: " + why):
+        open_input(p)
+
+
+def test_time_column_by_name_and_seconds_parsing():
+    assert seconds_to_ns("-0.5") == -500_000_000 and seconds_to_ns("1e-3") == 1_000_000
+    assert seconds_to_ns(".25") == 250_000_000 and seconds_to_ns("x") is None and seconds_to_ns("") is None
+
+
+def test_time_col_option(tmp_path):
+    p = tmp_path / "x.csv"
+    p.write_text("clock,v\n1,2\n")
+    assert TableInput(p, InputOptions(time_col="Clock")).time_index == 0
+    with pytest.raises(InputError, match="no column 'zz'"):
+        TableInput(p, InputOptions(time_col="zz"))
+
+
+def _bwf(path, rate, frames, time_ref):
+    """A Broadcast Wave file: a bext chunk with its TimeReference, then 16-bit PCM."""
+    bext = bytearray(602)
+    struct.pack_into("<II", bext, 338, time_ref & 0xFFFFFFFF, time_ref >> 32)
+    data = (np.arange(frames) % 100).astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"bext" + struct.pack("<I", len(bext)) + bytes(bext)
+    body += b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def test_audio_time_is_the_sample_clock_from_zero_or_the_bwf_time_reference(tmp_path):
+    w = tmp_path / "mic.wav"
+    sf.write(w, np.zeros((100_000, 2), np.float32), 44100)
+    a = AudioInput(w)
+    pieces = _pieces(a)["mic"]
+    assert a.streams[0].info.channel_count == 2 and len(pieces) == 2
+    assert pieces[1].device_ns[0] == sample_times(65536, 1, 44100)[0] == (65536 * NS) // 44100
+    b = tmp_path / "field.wav"
+    _bwf(b, 48000, 1000, time_ref=48000 * 3600 * 10)  # recorded at 10:00:00
+    assert _pieces(AudioInput(b))["field"][0].device_ns[0] == 36000 * NS
+    f = tmp_path / "x.flac"
+    sf.write(f, np.zeros(500, np.float32), 8000)
+    assert _pieces(open_input(f))["x"][0].device_ns[-1] == 499 * NS // 8000
+
+
+def test_a_wav_of_zero_length_and_a_text_file_named_wav_are_one_line_errors(tmp_path):
+    z = tmp_path / "zero.wav"
+    sf.write(z, np.zeros(0, np.float32), 16000)
+    with pytest.raises(InputError, match=r"zero\.wav: no audio samples \(0 frames\)"):
+        open_input(z)
+    t = tmp_path / "text.wav"
+    t.write_text("hello")
+    with pytest.raises(InputError, match=r"text\.wav: not a readable audio file"):
+        open_input(t)
+
+
+def test_an_unknown_extension_and_a_bad_format_option(tmp_path):
+    p = tmp_path / "x.bin"
+    p.write_bytes(b"\x00")
+    with pytest.raises(InputError, match="unsupported file type"):
+        open_input(p)
+    with pytest.raises(ValueError, match="unknown format 'foo'"):
+        InputOptions(format="foo")
+
+
+def test_manifest(tmp_path):
+    m = tmp_path / "in.toml"
+    m.write_text('reference = "mic"\nout = "o.xdf"\n[[input]]\npath = "a.xdf"\n[[input]]\npath = "mic.wav"\n'
+                 'sync_kind = "click"\n[[input]]\npaths = ["/abs/p1.mcap", "p2.mcap"]\n')
+    got = load_manifest(m)
+    assert got.reference == "mic" and got.out == str(tmp_path / "o.xdf")
+    assert got.inputs[1] == ([str(tmp_path / "mic.wav")], InputOptions(sync_kind="click"))
+    assert got.inputs[2][0] == ["/abs/p1.mcap", str(tmp_path / "p2.mcap")]
+    m.write_text('[[input]]\npath = "a.xdf"\nsync_kin = "x"\n')
+    with pytest.raises(InputError, match=r"in\.toml: input 1: unknown option\(s\) sync_kin"):
+        load_manifest(m)
+    m.write_text("[[input]\n")
+    with pytest.raises(InputError, match="not a TOML manifest"):
+        load_manifest(m)

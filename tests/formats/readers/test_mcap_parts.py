@@ -1,0 +1,78 @@
+"""synchub MCAP sessions read as a stream (several part files, one session) and re-corrected by the engine with
+the agent's clock layer fed as the recording is read: the same times as ``synchub align``'s in-memory rerun."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synchub.agent.align.files.engine import FileAlignment, InputSpec
+from synchub.agent.cli.align import rerun
+from synchub.agent.formats.mcap_read import read_session
+from synchub.agent.formats.readers.base import InputError, Piece
+from synchub.agent.formats.readers.mcap_parts import McapInput
+from synchub.bench.files.session import write_session
+from synchub.bench.sync.run import Recording
+from synchub.bench.sync.scenario import parse_scenario
+
+NS = 1_000_000_000
+
+
+def _recording() -> Recording:
+    return Recording(parse_scenario({
+        "name": "t", "duration_s": 90.0, "seed": 3, "chunk_ms": 100.0, "trigger": {"period_s": 1.0},
+        "probes": {"rate_hz": 2.0},
+        "device": [
+            {"name": "a", "rate_hz": 40.0, "clock": {"offset_s": 30.0, "drift_ppm": 40.0, "jitter_us": 1.0,
+                                                    "resets_at_s": [50.0], "reset_to_s": [2.0]}},
+            {"name": "b", "rate_hz": 25.0, "trigger": False, "clock": {"offset_s": -5.0, "drift_ppm": -20.0}},
+        ]}, "t.toml"))
+
+
+@pytest.fixture(scope="module", params=["gaps", "evidence"])
+def session(tmp_path_factory, request):
+    """Resets as ``device_reset`` gaps (recordings before issue 10) and as ``ClockReset`` evidence (today's)."""
+    d = tmp_path_factory.mktemp("session")
+    paths = [str(d / "agent-s-p1.mcap"), str(d / "agent-s-p2.mcap")]
+    write_session(_recording(), paths, resets=request.param)
+    return paths
+
+
+def test_parts_read_as_one_stream_equal_read_session(session):
+    whole = read_session(session)
+    got: dict[str, list[Piece]] = {}
+    for item in McapInput(list(reversed(session))).read():  # parts in any order: sorted by their part number
+        if isinstance(item, Piece):
+            got.setdefault(item.stream, []).append(item)
+    for name, s in whole["streams"].items():
+        pieces = sorted(got[name], key=lambda p: p.seq)
+        assert np.array_equal(np.concatenate([p.device_ns for p in pieces]), s["device_ns"])
+        assert np.array_equal(np.concatenate([p.host_ns for p in pieces]), s["host_ns"])
+        assert np.array_equal(np.concatenate([p.data for p in pieces]), s["data"])
+
+
+def test_streaming_rerun_equals_synchub_aligns_in_memory_rerun(session, tmp_path):
+    corrected, _ = rerun(session)
+    want: dict[str, list] = {}
+    for c in corrected:
+        want.setdefault(c.stream, []).append((c.seq, c.ref_ns))
+    out = tmp_path / "out.mcap"
+    rep = FileAlignment([InputSpec(list(session))]).write(out)
+    back = read_session(out)
+    for name, parts in want.items():
+        ref = np.concatenate([r for _, r in sorted(parts, key=lambda p: p[0])])
+        assert np.array_equal(back["streams"][name]["ref_ns"], ref), name
+    a = next(s for s in rep["streams"] if s["name"] == "a")
+    assert a["method"] == "synchub-clock-layer" and len(a["segments"]) == 2
+    if "device_reset" in str(read_session(session)["gaps"]):  # the older form: gap records, carried to the output
+        assert [(g["stream"], g["cause"]) for g in back["gaps"]] == [("a", "device_reset")]
+        assert a["gaps_recorded"] == {"device_reset": 0}
+    else:
+        assert back["gaps"] == [] and "gaps_recorded" not in a
+
+
+def test_not_an_mcap(tmp_path):
+    p = tmp_path / "x.mcap"
+    p.write_text("not mcap")
+    with pytest.raises(InputError, match=r"x\.mcap: not an MCAP file"):
+        FileAlignment([InputSpec([str(p)])])
