@@ -8,14 +8,18 @@
 # Writes to $OUT: train.log (everything printed), metrics.json (held-out metrics: simulator and corpus, the
 # validation history, how the run was made), models.tar (the six .onnx files, reference_outputs.npz,
 # checkpoint.pt, metrics.json: unpack over models/ to ship them).
-# Sizes (environment): RECORDINGS STEPS BATCH CORPUS_BATCH HIDDEN WORKERS HELDOUT VAL BUDGET (training seconds:
-# the run is shortened to fit if its first steps are slower than planned), DEVICE (cuda), PY (python3).
+# Sizes (environment): RECORDINGS STEPS BATCH CORPUS_BATCH HIDDEN WORKERS THREADS HELDOUT VAL BUDGET (training
+# seconds: the run is shortened to fit if its first steps are slower than planned), DEVICE (cuda), PY (python3),
+# DATA (corpus files), SIM_CACHE (simulator sets).  A CPU rehearsal with tiny sizes:
+#   DEVICE=cpu RECORDINGS=32 STEPS=70 BATCH=4 CORPUS_BATCH=4 HELDOUT=4 VAL=8 WORKERS=2 THREADS=2 \
+#     OUT=/tmp/gpu-out bash models/gpu_train.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${OUT:-$ROOT/gpu-out}
 PY=${PY:-python3}
-DATA=${DATA:-$ROOT/.cache/train-data}
+DATA=${DATA:-$ROOT/.cache/train-data}  # corpus.npz, corpus-heldout.npz (carried)
+SIM_CACHE=${SIM_CACHE:-${TMPDIR:-/tmp}/synchub-sim-cache}  # rendered simulator sets (not carried back)
 mkdir -p "$OUT"
 
 main() {
@@ -41,7 +45,7 @@ ls -l "$DATA"/corpus.npz "$DATA"/corpus-heldout.npz
 T0=$(date +%s)
 rc=0
 "$PY" -c 'import sys; from synchub.cli import main; sys.exit(main())' train --device "${DEVICE:-cuda}" \
-  --workers "${WORKERS:-16}" --threads "${THREADS:-4}" --data "$DATA" \
+  --workers "${WORKERS:-16}" --threads "${THREADS:-4}" --data "$SIM_CACHE" --corpus "$DATA/corpus.npz" \
   --recordings "${RECORDINGS:-4000}" --steps "${STEPS:-4000}" --batch "${BATCH:-32}" \
   --corpus-batch "${CORPUS_BATCH:-32}" --hidden "${HIDDEN:-32}" --heldout "${HELDOUT:-48}" \
   --val-recordings "${VAL:-128}" --time-budget "${BUDGET:-240}" --out "$OUT/models" || rc=$?
