@@ -30,7 +30,7 @@ import time
 import numpy as np
 import torch
 
-from synchub.cli import UserError
+from synchub.errors import UserError
 
 from . import corpus_data, dataset, encoders, heldout, simdata
 from .evaluate import EVAL_PAIRS, lag_curve, peak_lag
