@@ -35,7 +35,8 @@ cd "$PKG"  # python puts the current folder first on its path: the checkout's sy
 
 "$PY" - <<'EOF'
 import numpy, onnx, onnxruntime, torch
-import synchub.models.train  # noqa: F401  (the package shim works)
+import synchub, synchub.models.train  # noqa: F401  (the package shim works)
+print(f"synchub from {synchub.__file__}")
 print(f"python ok: numpy {numpy.__version__}, torch {torch.__version__} (cuda {torch.cuda.is_available()}"
       f"{', ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else ''}), onnx {onnx.__version__}, "
       f"onnxruntime {onnxruntime.__version__}")
