@@ -42,6 +42,7 @@ from .correlation import (
     smooth,
     to_grid,
 )
+from .markers import DEFAULT_RULES, MarkerRule
 from .onsets import Onsets, matched_events
 
 
@@ -62,6 +63,7 @@ class AlignerSettings:
     min_overlap: float = 0.5  # lags where the reference covers less of the target window are not considered
     sigma_floor_ns: float = 500_000.0  # shape differences between modalities' onsets
     sigma_scale: float = 1.0  # calibration of the reported sigma against measured errors
+    markers: tuple[MarkerRule, ...] = DEFAULT_RULES  # what marker lines mean (``markers.py``)
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,8 @@ class Aligner:
             return abstain(method, span, f"fine curve ambiguous (second peak {c.sidelobe:.2f})", int(c.offset_ns),
                             c.psr)
         floor = 0.3 * NS / self.s.grid_hz
+        spread = max(ref.notes.get("spread_ns", 0.0), tgt.notes.get("spread_ns", 0.0)) / math.sqrt(max(matched, 1))
+        floor = math.hypot(floor, spread)  # marker lines whose onsets scatter by their rule's spread
         # level mode (still images): an event's evidence is spread over its visibility, not one sample interval
         q_period = period_s * (math.sqrt(3.0) if "impulses" in (ref.kind, tgt.kind) and period_s >= 0.5 else 1.0)
         sigma = self._sigma(c, floor, q_period, matched)

@@ -18,6 +18,7 @@ from synchub.agent.core.units import NS
 from synchub.models.runner import EncoderRunner, NoModelError
 
 from .aligner import Aligner, AlignerSettings, AlignResult, abstain, apply_arrival_bound, gcc_fine
+from .markers import MarkerSemantics
 from .onsets import onsets
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class WindowAligner:
         self.ref_mod = modality_of(ref_info)
         self.tgt_mod = modality_of(tgt_info)
         self.period_s = max(period_s(ref_info), period_s(tgt_info))
+        self.semantics = MarkerSemantics(self.s.markers)
         runners = runners or {}
         self.runners = {m: runners.get(m, f"no encoder given for {m}") for m in (self.ref_mod, self.tgt_mod)}
 
@@ -110,8 +112,8 @@ class WindowAligner:
         out: dict[str, AlignResult] = {}
         ro = to = None
         if "classical" in methods or "hybrid" in methods:
-            ro = onsets(self.ref_mod, ref_t, ref_x, partner=self.tgt_mod)
-            to = onsets(self.tgt_mod, tgt_t, tgt_x, partner=self.ref_mod)
+            ro = onsets(self.ref_mod, ref_t, ref_x, partner=self.tgt_mod, semantics=self.semantics)
+            to = onsets(self.tgt_mod, tgt_t, tgt_x, partner=self.ref_mod, semantics=self.semantics)
         if "classical" in methods:
             out["classical"] = self.aligner.classical(ro, to, span, prior_ns, self.period_s)
         nr = None

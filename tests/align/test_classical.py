@@ -5,9 +5,10 @@ import pytest
 
 from synchub.agent.align import correlation as X
 from synchub.agent.align import onsets as C
+from synchub.agent.align.markers import MarkerSemantics
 from synchub.agent.core.units import NS
 from synchub.drivers.sim import render as R
-from synchub.drivers.sim.world import TAP, World
+from synchub.drivers.sim.world import MARKER_RULES, TAP, World
 
 
 def test_to_grid_conserves_mass_and_places_impulses_sub_bin():
@@ -65,13 +66,19 @@ def test_imu_and_audio_onsets_sit_on_the_taps():
 
 
 def test_text_event_train_filters_by_partner_and_places_smooth_events():
+    sim = MarkerSemantics(MARKER_RULES)  # the simulator's vocabulary comes with the simulator, not with the code
     lines = ["impact detected amp=0.50", "led on dur=0.200s", "motion start axis=x dur=2.00s", "marker 3"]
     t = np.array([1, 2, 3, 4], dtype=np.int64) * NS
-    assert list(C.onsets("text", t, lines, partner="imu").t_ns) == [1 * NS]
-    assert list(C.onsets("text", t, lines, partner="video").t_ns) == [1 * NS, 2 * NS]
-    img = C.onsets("text", t, lines, partner="image").t_ns
+    assert list(C.onsets("text", t, lines, partner="imu", semantics=sim).t_ns) == [1 * NS]
+    assert list(C.onsets("text", t, lines, partner="video", semantics=sim).t_ns) == [1 * NS, 2 * NS]
+    assert list(C.onsets("text", t, lines, partner="telemetry", semantics=sim).t_ns) == [2 * NS]
+    img = C.onsets("text", t, lines, partner="image", semantics=sim).t_ns
     assert 3 * NS + NS in img  # motion: middle of its 2 s (when a still sees it)
+    assert 1 * NS + 70_000_000 in img and 2 * NS + 100_000_000 in img
     assert len(C.onsets("text", t, lines).t_ns) == 4
+    # the default rules know no simulator word: against a sensor, the abstain reason says so
+    o = C.onsets("text", t, ["impact detected", "beep 440Hz"] * 2, partner="audio")
+    assert not o.ok and "matches a marker rule" in o.problem
 
 
 @pytest.mark.parametrize("modality,shape", [("imu", (6,)), ("audio", (1,)), ("video", (24, 32)),
