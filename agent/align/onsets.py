@@ -138,6 +138,30 @@ def first_of_runs(on: np.ndarray) -> np.ndarray:
     return out
 
 
+LEAD_BACK_S = 0.15  # how far before a detected rise its leading edge is looked for
+
+
+def leading_edges(level: np.ndarray, on: np.ndarray, hold: int, back: int) -> np.ndarray:
+    """Move each run's onset mass (``first_of_runs`` output) back to where the level left its background: the
+    interval after the last sample, within ``back`` before the run, at or below the background (median of the
+    ``hold`` samples before that span) + 3 of their robust sigmas.  A sound that swells (a consonant before its
+    vowel, a fade-in) then marks its start, not the moment it became loud; a sharp onset stays where it is."""
+    out = on.copy()
+    for k in np.nonzero(on > 0)[0]:  # interval k: level[k] -> level[k + 1]
+        j0 = max(0, int(k) - back)
+        pre = level[max(0, j0 - hold) : j0 + 1]
+        if len(pre) < 4:
+            continue
+        base = float(np.median(pre))
+        thr = base + 3.0 * max(1.4826 * float(np.median(np.abs(pre - base))), 1e-12)
+        below = np.nonzero(level[j0 : k + 1] <= thr)[0]
+        j = j0 + int(below[-1]) if len(below) else int(k)
+        if j < k:
+            out[j] += out[k]
+            out[k] = 0.0
+    return out
+
+
 def _hold(t_ns: np.ndarray) -> int:
     if len(t_ns) < 2:
         return 1
@@ -190,7 +214,9 @@ def audio_onsets(t_ns, samples) -> Onsets:
     tc, env = audio_envelope(t_ns, x)
     if len(env) < 4:
         return _bad("intervals", "too few audio blocks")
-    return _finish(tc, first_of_runs(novelty(env, _hold(tc))))
+    hold = _hold(tc)
+    back = max(1, int(round(LEAD_BACK_S * hold / HOLD_S)))
+    return _finish(tc, leading_edges(env, first_of_runs(novelty(env, hold)), hold, back))
 
 
 def video_onsets(t_ns, frames) -> Onsets:

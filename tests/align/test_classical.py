@@ -103,3 +103,29 @@ def test_some_nans_are_filled_not_fatal():
     x[100:140] = np.nan
     o = C.onsets("imu", t, x)
     assert o.ok and np.all(np.isfinite(o.mass))
+
+
+def test_audio_onset_is_the_start_of_a_swelling_sound_not_its_loud_part():
+    """A sound that swells for 30 ms (a consonant) before it gets loud (the vowel): its onset is where it leaves
+    the background, within a few ms, not 30 ms later; a sharp sound keeps its onset."""
+    fs = 16000
+    rng = np.random.default_rng(4)
+    n = 8 * fs
+    t = np.arange(n, dtype=np.int64) * (NS // fs)
+    x = rng.normal(0, 0.01, n)
+    starts = [1.0, 2.7, 4.1, 5.9]
+    for k, s in enumerate(starts):
+        i0 = int(s * fs)
+        ramp = np.linspace(0, 0.2, int(0.03 * fs)) if k % 2 == 0 else np.zeros(0)  # odd ones are sharp
+        amp = np.concatenate([ramp, np.full(int(0.2 * fs), 0.5)])
+        x[i0 : i0 + len(amp)] += amp * np.sin(2 * np.pi * 300 * np.arange(len(amp)) / fs)
+    o = C.onsets("audio", t, x[:, None].astype(np.float32))
+    found = C.event_times(o)
+    err_ms = [np.min(np.abs(found - s * NS)) / 1e6 for s in starts]
+    assert max(err_ms) < 5.0, err_ms
+    # without the leading-edge step the swelling ones are found where they got loud
+    env_t, env = C.audio_envelope(t, x - np.median(x))
+    hold = C._hold(env_t)
+    late = C.Onsets("intervals", env_t, C.first_of_runs(C.novelty(env, hold)))
+    late_err = [np.min(np.abs(C.event_times(late) - s * NS)) / 1e6 for s in starts[::2]]
+    assert min(late_err) > 20.0, late_err
