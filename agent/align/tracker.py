@@ -75,7 +75,7 @@ class AlignmentTracker:
         self.tgt = _Buffer()
         self._lat = _Buffer()  # host - device of the target's samples (the arrival bound)
         self._arrival: list[float] = []  # host - device of target samples (first ones)
-        self.drift = DriftTracker()
+        self.drift = DriftTracker(overlap=self.window_ns / self.hop_ns)
         self.next_d0: int | None = None
         self.counts: dict[str, int] = {"windows": 0, "emitted": 0, "abstained": 0, "outliers": 0, "bad_chunks": 0}
         self.reasons: dict[str, int] = {}
@@ -157,4 +157,5 @@ class AlignmentTracker:
 
     def stats(self) -> dict:
         return {**self.counts, "reasons": dict(self.reasons), "drift_ppm": self.drift.drift_ppm,
+                "drift_sigma_ppm": self.drift.drift_sigma_ppm,
                 "drift_rejected": self.drift.rejected}
