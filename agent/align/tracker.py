@@ -130,7 +130,8 @@ class AlignmentTracker:
             tt, tx = self.tgt.cut(d0, d1)
             rt, rx = self.ref.cut(lo, hi)
             _, lat = self._lat.cut(d0, d1)
-            bound = int(np.min(lat)) if len(lat) else None
+            # host stamps without any spread are not arrivals (a file's, or host = device): they bound nothing
+            bound = int(np.min(lat)) if len(lat) > 1 and np.ptp(lat) > 0 else None
             res = self.win.estimate(rt, rx, tt, tx, (d0, d1), prior, methods=(self.method,),
                                     arrival_bound_ns=bound)[self.method]
             self.counts["windows"] += 1
