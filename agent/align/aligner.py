@@ -64,6 +64,9 @@ class AlignerSettings:
     sigma_floor_ns: float = 500_000.0  # shape differences between modalities' onsets
     sigma_scale: float = 1.0  # calibration of the reported sigma against measured errors
     markers: tuple[MarkerRule, ...] = DEFAULT_RULES  # what marker lines mean (``markers.py``)
+    # per modality pair: what the peak cannot show (how differently they register one event), calibrated on
+    # held-out data (``calibration.py``); replaces sigma_floor_ns for that pair when larger
+    pair_sigma_floor_ms: tuple[tuple[str, str, float], ...] = ()
 
 
 @dataclass(frozen=True)
