@@ -303,17 +303,17 @@ class Aligner:
 def apply_arrival_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 500_000) -> AlignResult:
     """Every sample reaches the host after it was taken, so ref - device <= min(host - device) over the window,
     when the host stamps are arrivals on the reference clock.  An estimate above that bound (+ slack for the
-    device's stamp jitter) within 3 of its sigmas is moved onto the bound; one further above contradicts it (the
-    estimate is wrong, or the host stamps are not arrivals on the reference clock): it abstains, never an ``ok``
-    answer moved onto a bound that may not hold."""
+    device's stamp jitter) is moved onto the bound.  Only for a bound known to hold: the live tracker checks that
+    first (``AlignmentTracker``: host stamps with spread, not contradicted by most windows)."""
     if bound_ns is None or not r.ok or r.offset_ns <= bound_ns + slack_ns:
         return r
-    over = r.offset_ns - bound_ns
-    if over > slack_ns + 3 * r.sigma_ns:
-        return AlignResult(False, r.offset_ns, 0, r.confidence, r.device_ns, r.method,
-                           f"offset {over / 1e6:.1f} ms after the arrival bound (wrong, or host stamps that are "
-                           "not arrivals on the reference clock)")
-    return AlignResult(True, int(bound_ns), max(r.sigma_ns, int(over / 2)), r.confidence, r.device_ns, r.method, "")
+    return AlignResult(True, int(bound_ns), max(r.sigma_ns, int(abs(r.offset_ns - bound_ns) / 2)), r.confidence,
+                       r.device_ns, r.method, "")
+
+
+def violates_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 500_000) -> bool:
+    """``r`` lies above the arrival bound by more than slack + 3 of its sigmas."""
+    return bound_ns is not None and r.ok and r.offset_ns - bound_ns > slack_ns + 3 * r.sigma_ns
 
 
 def gcc_fine(ref_t, ref_x, tgt_t, tgt_x, span, centre_ns: float, half_ns: float, rate_hz: float,

@@ -22,9 +22,11 @@ from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
 
-from .aligner import AlignerSettings
+from .aligner import AlignerSettings, AlignResult, apply_arrival_bound, violates_bound
 from .drift import DriftTracker
 from .window import METHODS, WindowAligner
+
+BOUND_WINDOWS = 5  # windows checked against the arrival bound before it is trusted
 
 
 class _Buffer:
@@ -76,6 +78,7 @@ class AlignmentTracker:
         self._lat = _Buffer()  # host - device of the target's samples (the arrival bound)
         self._arrival: list[float] = []  # host - device of target samples (first ones)
         self.drift = DriftTracker(overlap=self.window_ns / self.hop_ns)
+        self._violations: list[bool] = []  # per window: its estimate far above the arrival bound
         self.next_d0: int | None = None
         self.counts: dict[str, int] = {"windows": 0, "emitted": 0, "abstained": 0, "outliers": 0, "bad_chunks": 0}
         self.reasons: dict[str, int] = {}
@@ -132,8 +135,9 @@ class AlignmentTracker:
             _, lat = self._lat.cut(d0, d1)
             # host stamps without any spread are not arrivals (a file's, or host = device): they bound nothing
             bound = int(np.min(lat)) if len(lat) > 1 and np.ptp(lat) > 0 else None
-            res = self.win.estimate(rt, rx, tt, tx, (d0, d1), prior, methods=(self.method,),
-                                    arrival_bound_ns=bound)[self.method]
+            res = self.win.estimate(rt, rx, tt, tx, (d0, d1), prior, methods=(self.method,))[self.method]
+            if self.method == "hybrid":
+                res = self._bounded(res, bound)
             self.counts["windows"] += 1
             if res.ok:
                 if self.drift.add(res):
@@ -155,6 +159,25 @@ class AlignmentTracker:
             self.ref.trim_before(self.win.ref_range((self.next_d0, self.next_d0 + self.window_ns), prior)[0]
                                  - self.window_ns)
         return out
+
+    def _bounded(self, res: AlignResult, bound: int | None) -> AlignResult:
+        """The arrival bound applied only once it is known to hold: an estimate far above it abstains while fewer
+        than ``BOUND_WINDOWS`` windows have been checked against it; when most recent ones violate it, the host
+        stamps are not arrivals on the reference clock and the bound is not used (never an ``ok`` answer moved
+        onto a bound that does not hold)."""
+        if bound is None or not res.ok:
+            return res
+        self._violations.append(violates_bound(res, bound))
+        del self._violations[:-BOUND_WINDOWS * 4]
+        if not self._violations[-1]:
+            return apply_arrival_bound(res, bound)
+        if len(self._violations) < BOUND_WINDOWS:
+            return AlignResult(False, res.offset_ns, 0, res.confidence, res.device_ns, res.method,
+                               "offset above the arrival bound (bound not yet confirmed)")
+        if np.mean(self._violations) > 0.5:
+            self._count("arrival bound contradicted by most windows: not used")
+            return res
+        return apply_arrival_bound(res, bound)
 
     def stats(self) -> dict:
         return {**self.counts, "reasons": dict(self.reasons), "drift_ppm": self.drift.drift_ppm,
