@@ -303,8 +303,8 @@ class Aligner:
 def apply_arrival_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 500_000) -> AlignResult:
     """Every sample reaches the host after it was taken, so ref - device <= min(host - device) over the window,
     when the host stamps are arrivals on the reference clock.  An estimate above that bound (+ slack for the
-    device's stamp jitter) is moved onto the bound.  Only for a bound known to hold: the live tracker checks that
-    first (``AlignmentTracker``: host stamps with spread, not contradicted by most windows)."""
+    device's stamp jitter) is moved onto the bound.  Only for a bound known to hold (the benches' simulated
+    arrivals); the live tracker moves only estimates within 3 sigma of it and abstains on the others."""
     if bound_ns is None or not r.ok or r.offset_ns <= bound_ns + slack_ns:
         return r
     return AlignResult(True, int(bound_ns), max(r.sigma_ns, int(abs(r.offset_ns - bound_ns) / 2)), r.confidence,

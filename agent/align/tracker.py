@@ -26,8 +26,6 @@ from .aligner import AlignerSettings, AlignResult, apply_arrival_bound, violates
 from .drift import DriftTracker
 from .window import METHODS, WindowAligner
 
-BOUND_WINDOWS = 5  # windows checked against the arrival bound before it is trusted
-
 
 class _Buffer:
     """Concatenated times + samples of one stream, trimmed from the front."""
@@ -78,7 +76,6 @@ class AlignmentTracker:
         self._lat = _Buffer()  # host - device of the target's samples (the arrival bound)
         self._arrival: list[float] = []  # host - device of target samples (first ones)
         self.drift = DriftTracker(overlap=self.window_ns / self.hop_ns)
-        self._violations: list[bool] = []  # per window: its estimate far above the arrival bound
         self.next_d0: int | None = None
         self.counts: dict[str, int] = {"windows": 0, "emitted": 0, "abstained": 0, "outliers": 0, "bad_chunks": 0}
         self.reasons: dict[str, int] = {}
@@ -161,22 +158,13 @@ class AlignmentTracker:
         return out
 
     def _bounded(self, res: AlignResult, bound: int | None) -> AlignResult:
-        """The arrival bound applied only once it is known to hold: an estimate far above it abstains while fewer
-        than ``BOUND_WINDOWS`` windows have been checked against it; when most recent ones violate it, the host
-        stamps are not arrivals on the reference clock and the bound is not used (never an ``ok`` answer moved
-        onto a bound that does not hold)."""
-        if bound is None or not res.ok:
-            return res
-        self._violations.append(violates_bound(res, bound))
-        del self._violations[:-BOUND_WINDOWS * 4]
-        if not self._violations[-1]:
-            return apply_arrival_bound(res, bound)
-        if len(self._violations) < BOUND_WINDOWS:
+        """The arrival bound, live: an estimate above it within slack + 3 sigma is moved onto it; one further
+        above abstains (a wrong estimate, or host stamps that are not arrivals on the reference clock: which of
+        the two cannot be told from one window), never an ``ok`` answer moved onto a bound that may not hold."""
+        if violates_bound(res, bound):
             return AlignResult(False, res.offset_ns, 0, res.confidence, res.device_ns, res.method,
-                               "offset above the arrival bound (bound not yet confirmed)")
-        if np.mean(self._violations) > 0.5:
-            self._count("arrival bound contradicted by most windows: not used")
-            return res
+                               f"offset {(res.offset_ns - bound) / 1e6:.1f} ms above the arrival bound (a wrong "
+                               "estimate, or host stamps that are not arrivals on the reference clock)")
         return apply_arrival_bound(res, bound)
 
     def stats(self) -> dict:
