@@ -17,8 +17,8 @@ from torch import nn
 
 from .features import MODALITIES
 
-EMB_DIM = 32
-HIDDEN = 32
+EMB_DIM = 32  # fixed by the runtime (runner.EMB_DIM)
+HIDDEN = 32  # channels of the conv stack (``synchub train --hidden``; the ONNX contract does not depend on it)
 DILATIONS = {
     "imu": (1, 2, 4, 8, 16),
     "audio": (1, 2, 4, 8, 16),
@@ -40,6 +40,7 @@ class Encoder(nn.Module):
         self.modality = modality
         self.in_ch = in_ch
         self.emb_dim = emb_dim
+        self.hidden = hidden
         self.inp = nn.Conv1d(in_ch, hidden, 5, padding=2)
         self.blocks = nn.ModuleList(nn.Conv1d(hidden, hidden, 3, padding=d, dilation=d) for d in DILATIONS[modality])
         self.proj = nn.Conv1d(hidden, emb_dim, 1)
@@ -60,5 +61,5 @@ class Encoder(nn.Module):
         return emb.transpose(1, 2), anomaly, logits
 
 
-def build(modality: str, in_ch: int) -> Encoder:
-    return Encoder(modality, in_ch)
+def build(modality: str, in_ch: int, hidden: int = HIDDEN) -> Encoder:
+    return Encoder(modality, in_ch, hidden=hidden)

@@ -12,13 +12,15 @@ batch, and stitched back, so the result does not depend on how the stream was cu
 
 ``load`` refuses a model whose metadata disagrees with what this runtime computes (modality, frame rate,
 normalization, version, channels, window, embedding size, tensor names and shapes) with ``ModelMismatchError``; a
-modality without a shipped model raises ``NoModelError``.  Bad samples (NaN, flat, empty, out-of-order) are
+modality without a shipped model raises ``NoModelError``.  Models are read from ``model_dir``, else
+``$SYNCHUB_MODEL_DIR``, else the shipped ones next to this file.  Bad samples (NaN, flat, empty, out-of-order) are
 masked and counted in ``Embedding.problems`` and ``EncoderRunner.counts``; the runner does not raise on them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import pathlib
 from dataclasses import dataclass, field
 
@@ -31,6 +33,7 @@ from . import features as F
 log = logging.getLogger(__name__)
 
 MODEL_DIR = pathlib.Path(__file__).resolve().parent
+MODEL_DIR_ENV = "SYNCHUB_MODEL_DIR"
 EMB_DIM = 32
 SUPPORTED_VERSIONS = ("1",)
 SUPPORTED_OPSETS = ("17",)
@@ -60,7 +63,9 @@ class Embedding:
 
 
 def model_path(modality: str, model_dir=None) -> pathlib.Path:
-    return pathlib.Path(model_dir or MODEL_DIR) / f"{modality}.onnx"
+    """``<model_dir>/<modality>.onnx``; by default from ``$SYNCHUB_MODEL_DIR`` (e.g. to benchmark a freshly
+    trained set: ``SYNCHUB_MODEL_DIR=out synchub bench align --real``), else the shipped models."""
+    return pathlib.Path(model_dir or os.environ.get(MODEL_DIR_ENV) or MODEL_DIR) / f"{modality}.onnx"
 
 
 def available_modalities(model_dir=None) -> list[str]:

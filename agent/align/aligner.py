@@ -42,6 +42,7 @@ from .correlation import (
     smooth,
     to_grid,
 )
+from .markers import DEFAULT_RULES, MarkerRule
 from .onsets import Onsets, matched_events
 
 
@@ -62,6 +63,10 @@ class AlignerSettings:
     min_overlap: float = 0.5  # lags where the reference covers less of the target window are not considered
     sigma_floor_ns: float = 500_000.0  # shape differences between modalities' onsets
     sigma_scale: float = 1.0  # calibration of the reported sigma against measured errors
+    markers: tuple[MarkerRule, ...] = DEFAULT_RULES  # what marker lines mean (``markers.py``)
+    # per modality pair: what the peak cannot show (how differently they register one event), calibrated on
+    # held-out data (``calibration.py``); replaces sigma_floor_ns for that pair when larger
+    pair_sigma_floor_ms: tuple[tuple[str, str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,8 @@ class Aligner:
             return abstain(method, span, f"fine curve ambiguous (second peak {c.sidelobe:.2f})", int(c.offset_ns),
                             c.psr)
         floor = 0.3 * NS / self.s.grid_hz
+        spread = max(ref.notes.get("spread_ns", 0.0), tgt.notes.get("spread_ns", 0.0)) / math.sqrt(max(matched, 1))
+        floor = math.hypot(floor, spread)  # marker lines whose onsets scatter by their rule's spread
         # level mode (still images): an event's evidence is spread over its visibility, not one sample interval
         q_period = period_s * (math.sqrt(3.0) if "impulses" in (ref.kind, tgt.kind) and period_s >= 0.5 else 1.0)
         sigma = self._sigma(c, floor, q_period, matched)
@@ -294,16 +301,36 @@ class Aligner:
 
 
 def apply_arrival_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 500_000) -> AlignResult:
-    """Every sample reaches the host after it was taken, so ref - device <= min(host - device) over the window.
-    An estimate above that bound (+ slack for the device's stamp jitter) is moved onto the bound."""
+    """Every sample reaches the host after it was taken, so ref - device <= min(host - device) over the window,
+    when the host stamps are arrivals on the reference clock.  An estimate above that bound (+ slack for the
+    device's stamp jitter) is moved onto the bound.  Only for a bound known to hold (the benches' simulated
+    arrivals); the live tracker moves only estimates within 3 sigma of it and abstains on the others."""
     if bound_ns is None or not r.ok or r.offset_ns <= bound_ns + slack_ns:
         return r
     return AlignResult(True, int(bound_ns), max(r.sigma_ns, int(abs(r.offset_ns - bound_ns) / 2)), r.confidence,
                        r.device_ns, r.method, "")
 
 
+def violates_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 500_000) -> bool:
+    """``r`` lies above the arrival bound by more than slack + 3 of its sigmas."""
+    return bound_ns is not None and r.ok and r.offset_ns - bound_ns > slack_ns + 3 * r.sigma_ns
+
+
 def gcc_fine(ref_t, ref_x, tgt_t, tgt_x, span, centre_ns: float, half_ns: float, rate_hz: float,
              sub_s: float = 2.0, method: str = "hybrid", max_sidelobe: float = 0.6, frame: int = 2048) -> AlignResult:
+    """``_gcc_pass`` around ``centre_ns``, then once more around its result: a parabolic vertex is biased toward
+    the nearer sample unless the peak sits near a whole sample, so the second pass, whose lag is near zero, keeps
+    the result independent of where the coarse stage put the centre."""
+    r = _gcc_pass(ref_t, ref_x, tgt_t, tgt_x, span, centre_ns, half_ns, rate_hz, sub_s, method, max_sidelobe, frame)
+    if not r.ok:
+        return r
+    r2 = _gcc_pass(ref_t, ref_x, tgt_t, tgt_x, span, float(r.offset_ns), 4.0 * NS / rate_hz, rate_hz, sub_s,
+                   method, max_sidelobe, frame)
+    return r2 if r2.ok else r
+
+
+def _gcc_pass(ref_t, ref_x, tgt_t, tgt_x, span, centre_ns: float, half_ns: float, rate_hz: float,
+              sub_s: float, method: str, max_sidelobe: float, frame: int) -> AlignResult:
     """Sample-level refinement of two streams of the same waveform (two microphones): GCC (coherence-weighted,
     ``correlation.gcc_ml``; PHAT-like where the signals are coherent) of the raw samples on a common ``rate_hz`` grid around ``centre_ns`` (+- ``half_ns``), in ``sub_s`` sub-windows (so drift
     does not smear the peak), parabolic vertex per sub-window, median over them.  Abstains when fewer than half of

@@ -13,8 +13,9 @@ line up when the clocks are aligned, whatever their sample rates and signal shap
   brightness change).
 * telemetry (n, c): robust-normalized positive differences of the fast channels; values that summarize the
   preceding ``window_s`` are placed at the window's centre.
-* text (event log lines): an event train, one impulse per line, optionally only the lines whose keywords a
-  partner modality can see (``TEXT_SEEN_BY``).
+* text (marker lines): an event train, one impulse per line; against a sensor, only the lines whose event that
+  sensor registers, at their expected onset (``synchub.agent.align.markers``: regex rules -> audible / visible /
+  motion, latency, spread).
 
 Sampled onsets are spread uniformly over the interval between consecutive sample times (linear interpolation),
 so a step that happens between two samples puts its mass centroid at their midpoint: unbiased on average, and
@@ -26,22 +27,13 @@ the aligner abstains with that reason.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from synchub.agent.core.units import NS
 
-#: log-line keywords each modality can see with a sharp onset (motion onsets are smooth: left out).
-TEXT_SEEN_BY: dict[str, tuple[str, ...]] = {
-    "imu": ("impact",),
-    "audio": ("impact", "beep"),
-    "video": ("led", "impact"),
-    "image": ("led", "impact", "motion"),
-    "telemetry": ("led", "beep"),
-    "text": (),
-}
+from .markers import MarkerSemantics
 
 #: telemetry channels (temperature, speed, light, sound level, accel rms) used for onsets, by partner modality:
 #: the channels whose events the partner also sees sharply.  Values summarize the preceding TELEMETRY_WINDOW_S.
@@ -146,6 +138,30 @@ def first_of_runs(on: np.ndarray) -> np.ndarray:
     return out
 
 
+LEAD_BACK_S = 0.15  # how far before a detected rise its leading edge is looked for
+
+
+def leading_edges(level: np.ndarray, on: np.ndarray, hold: int, back: int) -> np.ndarray:
+    """Move each run's onset mass (``first_of_runs`` output) back to where the level left its background: the
+    interval after the last sample, within ``back`` before the run, at or below the background (median of the
+    ``hold`` samples before that span) + 3 of their robust sigmas.  A sound that swells (a consonant before its
+    vowel, a fade-in) then marks its start, not the moment it became loud; a sharp onset stays where it is."""
+    out = on.copy()
+    for k in np.nonzero(on > 0)[0]:  # interval k: level[k] -> level[k + 1]
+        j0 = max(0, int(k) - back)
+        pre = level[max(0, j0 - hold) : j0 + 1]
+        if len(pre) < 4:
+            continue
+        base = float(np.median(pre))
+        thr = base + 3.0 * max(1.4826 * float(np.median(np.abs(pre - base))), 1e-12)
+        below = np.nonzero(level[j0 : k + 1] <= thr)[0]
+        j = j0 + int(below[-1]) if len(below) else int(k)
+        if j < k:
+            out[j] += out[k]
+            out[k] = 0.0
+    return out
+
+
 def _hold(t_ns: np.ndarray) -> int:
     if len(t_ns) < 2:
         return 1
@@ -198,7 +214,9 @@ def audio_onsets(t_ns, samples) -> Onsets:
     tc, env = audio_envelope(t_ns, x)
     if len(env) < 4:
         return _bad("intervals", "too few audio blocks")
-    return _finish(tc, first_of_runs(novelty(env, _hold(tc))))
+    hold = _hold(tc)
+    back = max(1, int(round(LEAD_BACK_S * hold / HOLD_S)))
+    return _finish(tc, leading_edges(env, first_of_runs(novelty(env, hold)), hold, back))
 
 
 def video_onsets(t_ns, frames) -> Onsets:
@@ -237,49 +255,26 @@ def telemetry_onsets(t_ns, samples, window_s: float = TELEMETRY_WINDOW_S, channe
     return _finish(t, on)
 
 
-_DUR = re.compile(r"dur=([0-9.]+)s")
-#: where a smooth event's visible rise is centred, as a fraction of its logged duration (a sin^2 bump rises over
-#: its first half; its rise's centroid is at a quarter), per line keyword.
-TEXT_RISE_FRACTION = {"motion": 0.25}
-#: for a still-image partner: the middle of when each event is visible (fraction of the logged duration, seconds)
 STILL_SHAKE_LAG_S = 0.07  # a still sees a tap's shake (80 ms decay) on average this long after the tap
-TEXT_VISIBLE_CENTRE = {"motion": (0.5, 0.0), "led": (0.5, 0.0), "impact": (0.0, STILL_SHAKE_LAG_S)}
+_DEFAULT_SEMANTICS = MarkerSemantics()
 
 
-def text_onsets(t_ns, lines, partner: str | None = None) -> Onsets:
-    """Event train of log lines; with ``partner``, only the lines whose keywords that modality sees.  Lines of
-    smooth events with a logged duration are placed at the centre of their rise (``TEXT_RISE_FRACTION``)."""
-    t = np.asarray(t_ns, dtype=np.int64)
-    keys = TEXT_SEEN_BY.get(partner or "text", ())
-    lines = [str(s) for s in lines]
-    if keys:
-        keep = np.array([any(k in s for k in keys) for s in lines], dtype=bool)
-        if len(keep):
-            t = t[keep]
-            lines = [s for s, k in zip(lines, keep, strict=True) if k]
-    place = ({k: (v[0], v[1]) for k, v in TEXT_VISIBLE_CENTRE.items()} if partner == "image"
-             else {k: (v, 0.0) for k, v in TEXT_RISE_FRACTION.items()})
-    if keys and any(k in place for k in keys):
-        t = t.copy()
-        for i, s in enumerate(lines):
-            for k, (frac, lag) in place.items():
-                if not s.startswith(k):
-                    continue
-                m = _DUR.search(s)
-                t[i] += int((frac * float(m.group(1)) if m else 0.0) * NS + lag * NS)
-        order = np.argsort(t, kind="stable")
-        t = t[order]
-    o = Onsets("impulses", t, np.ones(len(t)), n_events=len(t))
-    if len(t) == 0:
-        o.problem = "no events (no log lines)" if not keys or not len(lines) else "no events the partner can see"
+def text_onsets(t_ns, lines, partner: str | None = None, semantics: MarkerSemantics | None = None) -> Onsets:
+    """Event train of marker lines; against a sensor ``partner``, only the lines whose event it registers, at
+    their expected onset (``semantics``, default ``markers.DEFAULT_RULES``).  ``notes["spread_ns"]``: the
+    markers' typical spread (one sigma of one line's onset)."""
+    ev = (semantics or _DEFAULT_SEMANTICS).events(t_ns, lines, partner)
+    o = Onsets("impulses", ev.t_ns, np.ones(len(ev.t_ns)), problem=ev.problem, n_events=len(ev.t_ns),
+               notes={"spread_ns": float(np.median(ev.spread_ns)) if len(ev.spread_ns) else 0.0})
     return o
 
 
-def onsets(modality: str, t_ns, samples, partner: str | None = None) -> Onsets:
+def onsets(modality: str, t_ns, samples, partner: str | None = None,
+           semantics: MarkerSemantics | None = None) -> Onsets:
     """Onsets of a stream window; ``modality`` is a StreamInfo type (``marker`` counts as text)."""
     t = np.asarray(t_ns, dtype=np.int64)
     if modality in ("text", "marker"):
-        return text_onsets(t, samples, partner)
+        return text_onsets(t, samples, partner, semantics)
     if len(t) != len(samples):
         return _bad("intervals", f"{len(t)} times for {len(samples)} samples")
     if len(t) > 1 and np.any(np.diff(t) <= 0):

@@ -22,7 +22,7 @@ from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
 
-from .aligner import AlignerSettings
+from .aligner import AlignerSettings, AlignResult, apply_arrival_bound, violates_bound
 from .drift import DriftTracker
 from .window import METHODS, WindowAligner
 
@@ -75,7 +75,7 @@ class AlignmentTracker:
         self.tgt = _Buffer()
         self._lat = _Buffer()  # host - device of the target's samples (the arrival bound)
         self._arrival: list[float] = []  # host - device of target samples (first ones)
-        self.drift = DriftTracker()
+        self.drift = DriftTracker(overlap=self.window_ns / self.hop_ns)
         self.next_d0: int | None = None
         self.counts: dict[str, int] = {"windows": 0, "emitted": 0, "abstained": 0, "outliers": 0, "bad_chunks": 0}
         self.reasons: dict[str, int] = {}
@@ -130,9 +130,11 @@ class AlignmentTracker:
             tt, tx = self.tgt.cut(d0, d1)
             rt, rx = self.ref.cut(lo, hi)
             _, lat = self._lat.cut(d0, d1)
-            bound = int(np.min(lat)) if len(lat) else None
-            res = self.win.estimate(rt, rx, tt, tx, (d0, d1), prior, methods=(self.method,),
-                                    arrival_bound_ns=bound)[self.method]
+            # host stamps without any spread are not arrivals (a file's, or host = device): they bound nothing
+            bound = int(np.min(lat)) if len(lat) > 1 and np.ptp(lat) > 0 else None
+            res = self.win.estimate(rt, rx, tt, tx, (d0, d1), prior, methods=(self.method,))[self.method]
+            if self.method == "hybrid":
+                res = self._bounded(res, bound)
             self.counts["windows"] += 1
             if res.ok:
                 if self.drift.add(res):
@@ -155,6 +157,17 @@ class AlignmentTracker:
                                  - self.window_ns)
         return out
 
+    def _bounded(self, res: AlignResult, bound: int | None) -> AlignResult:
+        """The arrival bound, live: an estimate above it within slack + 3 sigma is moved onto it; one further
+        above abstains (a wrong estimate, or host stamps that are not arrivals on the reference clock: which of
+        the two cannot be told from one window), never an ``ok`` answer moved onto a bound that may not hold."""
+        if violates_bound(res, bound):
+            return AlignResult(False, res.offset_ns, 0, res.confidence, res.device_ns, res.method,
+                               f"offset {(res.offset_ns - bound) / 1e6:.1f} ms above the arrival bound (a wrong "
+                               "estimate, or host stamps that are not arrivals on the reference clock)")
+        return apply_arrival_bound(res, bound)
+
     def stats(self) -> dict:
         return {**self.counts, "reasons": dict(self.reasons), "drift_ppm": self.drift.drift_ppm,
+                "drift_sigma_ppm": self.drift.drift_sigma_ppm,
                 "drift_rejected": self.drift.rejected}

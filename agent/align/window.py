@@ -8,6 +8,7 @@ correlation; classical coarse when the encoders abstain or have no model).  The 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -18,6 +19,8 @@ from synchub.agent.core.units import NS
 from synchub.models.runner import EncoderRunner, NoModelError
 
 from .aligner import Aligner, AlignerSettings, AlignResult, abstain, apply_arrival_bound, gcc_fine
+from .calibration import pair_floor_ns
+from .markers import MarkerSemantics
 from .onsets import onsets
 
 log = logging.getLogger(__name__)
@@ -54,11 +57,14 @@ class WindowAligner:
 
     def __init__(self, ref_info: StreamInfo, tgt_info: StreamInfo, runners: dict | None = None,
                  settings: AlignerSettings | None = None):
-        self.aligner = Aligner(settings)
-        self.s = self.aligner.s
+        s = settings or AlignerSettings()
         self.ref_mod = modality_of(ref_info)
         self.tgt_mod = modality_of(tgt_info)
+        floor = pair_floor_ns(s.pair_sigma_floor_ms, self.ref_mod, self.tgt_mod, 0.0)
+        self.aligner = Aligner(dataclasses.replace(s, sigma_floor_ns=floor) if floor > s.sigma_floor_ns else s)
+        self.s = self.aligner.s
         self.period_s = max(period_s(ref_info), period_s(tgt_info))
+        self.semantics = MarkerSemantics(self.s.markers)
         runners = runners or {}
         self.runners = {m: runners.get(m, f"no encoder given for {m}") for m in (self.ref_mod, self.tgt_mod)}
 
@@ -110,8 +116,8 @@ class WindowAligner:
         out: dict[str, AlignResult] = {}
         ro = to = None
         if "classical" in methods or "hybrid" in methods:
-            ro = onsets(self.ref_mod, ref_t, ref_x, partner=self.tgt_mod)
-            to = onsets(self.tgt_mod, tgt_t, tgt_x, partner=self.ref_mod)
+            ro = onsets(self.ref_mod, ref_t, ref_x, partner=self.tgt_mod, semantics=self.semantics)
+            to = onsets(self.tgt_mod, tgt_t, tgt_x, partner=self.ref_mod, semantics=self.semantics)
         if "classical" in methods:
             out["classical"] = self.aligner.classical(ro, to, span, prior_ns, self.period_s)
         nr = None

@@ -12,6 +12,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from synchub.agent.align.markers import rules_from
 from synchub.agent.clock.settings import ClockSettings
 from synchub.agent.core.options import StreamCommon, TriggerSettings
 from synchub.agent.core.settings import Where, build, read_toml, suggest
@@ -95,6 +96,11 @@ def _check_names(streams, triggers, where: Where) -> None:
             raise where.child("stream").child(i).child("trigger").error(
                 f"no trigger or stream named {s.common.trigger!r}; allowed: {allowed}"
             )
+        if s.common.markers:
+            try:
+                rules_from(s.common.markers)
+            except ValueError as exc:
+                raise where.child("stream").child(i).child("markers").error(str(exc)) from None
         if s.common.align_to and s.common.align_to not in seen:
             raise where.child("stream").child(i).child("align_to").error(
                 f"no stream named {s.common.align_to!r}; allowed: {', '.join(sorted(seen))}"

@@ -52,3 +52,7 @@ class StreamCommon:
     trigger: str = setting("", doc="name of a [[trigger]] whose pulses this device also sees")
     method: str = setting("auto", choices=STREAM_METHODS, doc="clock correction method for this stream")
     align_to: str = setting("", doc="neural alignment: the stream (already on the clock) to align this one to")
+    markers: tuple[dict, ...] = setting((), doc="a marker stream: what its lines mean, rules {pattern (regex), "
+                                        "senses (audible/visible/motion), latency_ms, spread_ms, streams, smooth, "
+                                        "still_fraction, still_lag_ms}; first match decides (default: common "
+                                        "words for sounds, light, knocks)")

@@ -12,7 +12,9 @@ import threading
 import time
 from typing import Any
 
+from synchub.agent.align.aligner import AlignerSettings
 from synchub.agent.align.fusion import Fuser
+from synchub.agent.align.markers import rules_from
 from synchub.agent.align.tracker import AlignmentTracker
 from synchub.agent.align.window import load_runners, modality_of
 from synchub.agent.clock.layer import StreamClocks
@@ -126,11 +128,14 @@ class Agent:
         runners = self._runners({modality_of(self.infos[n]) for s in wanted for n in (s.common.align_to, s.name)},
                                 "alignment")
         out = []
+        by_name = {s.name: s for s in self.config.streams}
         for s in wanted:
             ref = s.common.align_to
             method = "hybrid" if s.common.method == "auto" else s.common.method
+            rules = s.common.markers or by_name[ref].common.markers  # the marker stream's, either side
+            settings = AlignerSettings(markers=rules_from(rules)) if rules else None
             out.append(Locked(AlignmentTracker(ref, s.name, self.infos[ref], self.infos[s.name], runners=runners,
-                                               method=method)))
+                                               method=method, settings=settings)))
         return out
 
     def _make_fuser(self):

@@ -48,8 +48,9 @@ from pathlib import Path
 import numpy as np
 
 from synchub.agent.align.aligner import AlignerSettings
+from synchub.agent.align.markers import rules_from
 from synchub.agent.align.window import load_runners
-from synchub.drivers.sim.world import World, WorldSpec
+from synchub.drivers.sim.world import MARKER_RULES, World, WorldSpec
 from synchub.errors import UserError
 
 from . import real
@@ -75,7 +76,7 @@ def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: 
         for m, r in sorted(runners.items()):
             if isinstance(r, str):
                 log(f"  encoder {m}: {r}")
-    settings = AlignerSettings()
+    settings = AlignerSettings(markers=rules_from(MARKER_RULES))  # the simulated rig's log vocabulary
     per_pair: dict[str, list[PairOutcome]] = {name: [] for name, _, _ in pairs}
     for seed in bench.seeds:
         t0 = time.time()

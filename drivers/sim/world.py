@@ -131,3 +131,18 @@ class World:
             )
             out.append((int(e["t_ns"]), text))
         return out
+
+
+#: what the simulated rig's log lines mean, as ``[[stream]] markers`` rules (``synchub.agent.align.markers``): a
+#: tap is felt, heard and shaken into the camera (not into the hub's 100 ms telemetry, too short); a beep is heard
+#: (also in the telemetry's sound level); the LED is seen (a still sees it mid-flash); a slow movement only in a
+#: still image's level, mid-movement.  "marker <i>" lines mean nothing a sensor sees.  The simulator logs each
+#: event at its true time: no spread.
+MARKER_RULES: tuple[dict, ...] = (
+    {"pattern": r"^impact\b", "senses": ["audible", "motion", "visible"], "spread_ms": 0.0,
+     "streams": ["imu", "audio", "video", "image"], "still_lag_ms": 70.0},
+    {"pattern": r"^beep\b", "senses": ["audible"], "spread_ms": 0.0},
+    {"pattern": r"^led\b", "senses": ["visible"], "spread_ms": 0.0, "still_fraction": 0.5},
+    {"pattern": r"^motion\b", "senses": ["visible", "motion"], "spread_ms": 0.0, "smooth": True,
+     "still_fraction": 0.5},
+)

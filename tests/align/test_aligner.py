@@ -141,3 +141,52 @@ def test_theil_sen_and_drift_tracker_reject_outliers():
     assert dt.drift_ppm == pytest.approx(drift_ppm, abs=3.0)
     d = 60 * NS
     assert dt.offset_at(d) == pytest.approx(1.2e9 - drift_ppm * 1e3 * 60, abs=0.5e6)
+
+
+def _windows(rng, drift_ppm, n=75, hop_s=4.0, noise_ms=2.0, wrong=0.0):
+    """Window offsets over n * hop_s seconds: a line with ``drift_ppm`` plus noise; a fraction ``wrong`` of them
+    confidently off by 15-40 ms (in the outlier test's blind spot: within 5 robust sigmas early on)."""
+    out = []
+    for k in range(n):
+        d = int((10 + hop_s * k) * NS)
+        off = 0.8e9 - drift_ppm * 1e3 * (d / NS) + rng.normal(0, noise_ms * 1e6)
+        if rng.uniform() < wrong:
+            off += rng.choice([-1, 1]) * rng.uniform(15e6, 40e6)
+        out.append(AlignResult(True, int(off), int(noise_ms * 1e6), 20.0, d, "classical"))
+    return out
+
+
+def test_drift_over_the_whole_recording_is_robust_and_its_sigma_is_honest():
+    errs, sigmas = [], []
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        true = float(rng.uniform(-150, 150))
+        dt = DriftTracker()
+        for r in _windows(rng, true, wrong=0.15):
+            dt.add(r)
+        errs.append(dt.drift_ppm - true)
+        sigmas.append(dt.drift_sigma_ppm)
+    errs, sigmas = np.abs(errs), np.asarray(sigmas)
+    assert np.median(errs) < 3.0 and errs.max() < 10.0  # 5 minutes, 2 ms windows, 15 % wrong ones
+    cover = float(np.mean(errs <= sigmas))
+    assert 0.55 <= cover <= 0.9, cover
+    assert np.median(sigmas) < 4.0
+
+
+def test_drift_sigma_is_unknown_until_enough_windows_and_shrinks_with_more():
+    rng = np.random.default_rng(1)
+    ws = _windows(rng, 50.0, n=60)
+    dt = DriftTracker()
+    for r in ws[:3]:
+        dt.add(r)
+    assert dt.drift_sigma_ppm == float("inf") and dt.drift_ppm == 0.0
+    for r in ws[3:15]:
+        dt.add(r)
+    early = dt.drift_sigma_ppm
+    for r in ws[15:]:
+        dt.add(r)
+    assert np.isfinite(early) and dt.drift_sigma_ppm < early / 3
+    overlapped = DriftTracker(overlap=4.0)  # windows of 16 s every 4 s share data: worth a quarter each
+    for r in ws:
+        overlapped.add(r)
+    assert overlapped.drift_sigma_ppm == pytest.approx(2.0 * dt.drift_sigma_ppm)

@@ -119,3 +119,20 @@ def test_two_microphones_align_to_a_fraction_of_a_sample_with_gcc_phat():
         at = res[m].device_ns  # where the estimate holds (drift: 25 ppm is 0.2 ms over 8 s)
         true_off = int(c_tgt.to_true(np.array([at]), 0)[0]) - at
         assert abs(res[m].offset_ns - true_off) < 62_500 / 2, (m, res[m].offset_ns - true_off)  # < half a sample
+
+
+@pytest.mark.parametrize("host_kind", ["equal to device", "half a second early"])
+def test_no_ok_estimate_is_clamped_to_an_arrival_bound_that_does_not_hold(rig, host_kind):
+    """Host stamps that are not arrivals on the reference clock (host = device time, or a host clock 0.5 s behind)
+    give a bound below the truth: the tracker emits no estimate moved onto it (no 'ok' with the naive error)."""
+    w, t_imu, imu, clock, true, dev, aud, host = rig
+    fake = dev.copy() if host_kind == "equal to device" else host - 500_000_000
+    tr = AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, window_s=8.0, hop_s=4.0)
+    est = run(tr, (w, t_imu, imu, clock, true, dev, aud, fake))
+    for e in est:
+        true_off = int(clock.to_true(np.array([e.device_ns]), 0)[0]) - e.device_ns
+        assert abs(e.offset_ns - true_off) < 2_000_000, (host_kind, e.offset_ns - true_off)
+    if host_kind == "equal to device":
+        assert len(est) >= 6, tr.stats()  # no spread: no bound, every window answers
+    else:
+        assert any("arrival bound" in r for r in tr.stats()["reasons"]), tr.stats()

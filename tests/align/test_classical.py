@@ -5,9 +5,10 @@ import pytest
 
 from synchub.agent.align import correlation as X
 from synchub.agent.align import onsets as C
+from synchub.agent.align.markers import MarkerSemantics
 from synchub.agent.core.units import NS
 from synchub.drivers.sim import render as R
-from synchub.drivers.sim.world import TAP, World
+from synchub.drivers.sim.world import MARKER_RULES, TAP, World
 
 
 def test_to_grid_conserves_mass_and_places_impulses_sub_bin():
@@ -65,13 +66,19 @@ def test_imu_and_audio_onsets_sit_on_the_taps():
 
 
 def test_text_event_train_filters_by_partner_and_places_smooth_events():
+    sim = MarkerSemantics(MARKER_RULES)  # the simulator's vocabulary comes with the simulator, not with the code
     lines = ["impact detected amp=0.50", "led on dur=0.200s", "motion start axis=x dur=2.00s", "marker 3"]
     t = np.array([1, 2, 3, 4], dtype=np.int64) * NS
-    assert list(C.onsets("text", t, lines, partner="imu").t_ns) == [1 * NS]
-    assert list(C.onsets("text", t, lines, partner="video").t_ns) == [1 * NS, 2 * NS]
-    img = C.onsets("text", t, lines, partner="image").t_ns
+    assert list(C.onsets("text", t, lines, partner="imu", semantics=sim).t_ns) == [1 * NS]
+    assert list(C.onsets("text", t, lines, partner="video", semantics=sim).t_ns) == [1 * NS, 2 * NS]
+    assert list(C.onsets("text", t, lines, partner="telemetry", semantics=sim).t_ns) == [2 * NS]
+    img = C.onsets("text", t, lines, partner="image", semantics=sim).t_ns
     assert 3 * NS + NS in img  # motion: middle of its 2 s (when a still sees it)
+    assert 1 * NS + 70_000_000 in img and 2 * NS + 100_000_000 in img
     assert len(C.onsets("text", t, lines).t_ns) == 4
+    # the default rules know no simulator word: against a sensor, the abstain reason says so
+    o = C.onsets("text", t, ["impact detected", "beep 440Hz"] * 2, partner="audio")
+    assert not o.ok and "matches a marker rule" in o.problem
 
 
 @pytest.mark.parametrize("modality,shape", [("imu", (6,)), ("audio", (1,)), ("video", (24, 32)),
@@ -96,3 +103,29 @@ def test_some_nans_are_filled_not_fatal():
     x[100:140] = np.nan
     o = C.onsets("imu", t, x)
     assert o.ok and np.all(np.isfinite(o.mass))
+
+
+def test_audio_onset_is_the_start_of_a_swelling_sound_not_its_loud_part():
+    """A sound that swells for 30 ms (a consonant) before it gets loud (the vowel): its onset is where it leaves
+    the background, within a few ms, not 30 ms later; a sharp sound keeps its onset."""
+    fs = 16000
+    rng = np.random.default_rng(4)
+    n = 8 * fs
+    t = np.arange(n, dtype=np.int64) * (NS // fs)
+    x = rng.normal(0, 0.01, n)
+    starts = [1.0, 2.7, 4.1, 5.9]
+    for k, s in enumerate(starts):
+        i0 = int(s * fs)
+        ramp = np.linspace(0, 0.2, int(0.03 * fs)) if k % 2 == 0 else np.zeros(0)  # odd ones are sharp
+        amp = np.concatenate([ramp, np.full(int(0.2 * fs), 0.5)])
+        x[i0 : i0 + len(amp)] += amp * np.sin(2 * np.pi * 300 * np.arange(len(amp)) / fs)
+    o = C.onsets("audio", t, x[:, None].astype(np.float32))
+    found = C.event_times(o)
+    err_ms = [np.min(np.abs(found - s * NS)) / 1e6 for s in starts]
+    assert max(err_ms) < 5.0, err_ms
+    # without the leading-edge step the swelling ones are found where they got loud
+    env_t, env = C.audio_envelope(t, x - np.median(x))
+    hold = C._hold(env_t)
+    late = C.Onsets("intervals", env_t, C.first_of_runs(C.novelty(env, hold)))
+    late_err = [np.min(np.abs(C.event_times(late) - s * NS)) / 1e6 for s in starts[::2]]
+    assert min(late_err) > 20.0, late_err

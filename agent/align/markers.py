@@ -1,0 +1,159 @@
+"""What a marker line means: which senses the event it logs reaches (``audible``, ``visible``, ``motion``), how
+long after the line's stamp its onset comes (latency) and how precisely (spread).  Pure, no I/O.
+
+A ``MarkerRule`` matches marker text with a regular expression (searched, case-insensitive).  The first rule that
+matches a line decides; a line no rule matches is left out of the alignment (a trial start, a lick, a reward: a
+log has many lines of things no sensor sees).  Rules come from the stream's config (``[[stream]] markers``, the
+same dictionaries ``rules_from`` reads) or ``DEFAULT_RULES``, which name common words of experiment and device logs
+for sounds, light and movement.  A rig with its own vocabulary (the simulator's, a lab's) brings its own rules.
+
+``SENSED_BY`` says which senses each stream modality sees with a sharp onset; a rule's ``streams`` overrides it
+for that rule (an event only some of the rig's sensors register).  A ``smooth`` event (a slow movement) has no
+sharp onset: only a still image's level sees it, at ``still_fraction`` of the duration the line logs
+(``dur=<seconds>s``) plus ``still_lag_ms``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from synchub.agent.core.units import NS
+
+SENSES = ("audible", "visible", "motion")
+#: the senses each stream modality registers with a sharp onset
+SENSED_BY: dict[str, tuple[str, ...]] = {
+    "audio": ("audible",),
+    "imu": ("motion",),
+    "video": ("visible", "motion"),
+    "image": ("visible", "motion"),
+    "telemetry": ("visible", "audible"),
+    "text": SENSES,
+}
+_DURATION = re.compile(r"dur(?:ation)?=([0-9.]+)\s*s\b")
+
+
+@dataclass(frozen=True)
+class MarkerRule:
+    """Marker lines matching ``pattern`` log an event that reaches ``senses``, with its onset ``latency_ms`` after
+    the line's stamp (+- ``spread_ms``, one sigma)."""
+
+    pattern: str
+    senses: tuple[str, ...]
+    latency_ms: float = 0.0
+    spread_ms: float = 5.0
+    streams: tuple[str, ...] = ()  # the stream modalities that see it (default: those sensing one of ``senses``)
+    smooth: bool = False  # a slow rise: seen by a still image's level only
+    still_fraction: float = 0.0  # where a still image sees it: this fraction of the logged duration ...
+    still_lag_ms: float = 0.0  # ... plus this lag
+
+    def __post_init__(self):
+        bad = [s for s in self.senses if s not in SENSES]
+        if bad or not self.senses:
+            raise ValueError(f"marker rule {self.pattern!r}: senses must be some of {', '.join(SENSES)}, got "
+                             f"{list(self.senses)}")
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"marker rule {self.pattern!r}: not a regular expression ({exc})") from None
+        if not self.spread_ms >= 0 or not np.isfinite(self.latency_ms):
+            raise ValueError(f"marker rule {self.pattern!r}: latency_ms must be finite and spread_ms >= 0")
+
+    def seen_by(self, modality: str) -> bool:
+        if self.streams:
+            return modality in self.streams
+        if self.smooth:
+            return modality in ("image", "text")
+        return any(s in SENSED_BY.get(modality, ()) for s in self.senses)
+
+
+#: words of experiment and device logs for events a sensor registers; no rig's own vocabulary
+DEFAULT_RULES: tuple[MarkerRule, ...] = (
+    MarkerRule(r"\b(tap|hit|knock|bump|drop|collision|shock)\w*", ("audible", "motion")),
+    MarkerRule(r"(\b|_)(sound|audio|tone|click|chirp|speech|speak|said|say|utter\w*|voice|play(s|ed)?|clap)"
+               r"(\b|_)|\bstim(ulus)?[_ ]?on\b|event=stimulus", ("audible",)),
+    MarkerRule(r"\b(led|light|flash|lamp|screen|display|visual|photodiode)\b", ("visible",)),
+)
+
+
+def rules_from(items) -> tuple[MarkerRule, ...]:
+    """Rules from config dictionaries ``{pattern, senses, latency_ms?, spread_ms?, streams?, smooth?,
+    still_fraction?, still_lag_ms?}``; ``ValueError`` with one line naming the bad entry."""
+    out = []
+    known = set(MarkerRule.__dataclass_fields__)
+    for i, d in enumerate(items):
+        if isinstance(d, MarkerRule):
+            out.append(d)
+            continue
+        if not isinstance(d, dict) or "pattern" not in d or "senses" not in d:
+            raise ValueError(f"marker rule {i}: needs 'pattern' and 'senses'")
+        extra = set(d) - known
+        if extra:
+            raise ValueError(f"marker rule {i}: unknown keys {sorted(extra)}; allowed: {sorted(known)}")
+        senses = (d["senses"],) if isinstance(d["senses"], str) else tuple(d["senses"])
+        streams = (d["streams"],) if isinstance(d.get("streams"), str) else tuple(d.get("streams", ()))
+        out.append(MarkerRule(**{**d, "senses": senses, "streams": streams}))
+    return tuple(out)
+
+
+@dataclass
+class MarkerEvents:
+    """The events of some marker lines a partner modality can see: expected onset times (ns, sorted), the spread
+    of each (ns), and a reason when there are none."""
+
+    t_ns: np.ndarray
+    spread_ns: np.ndarray
+    problem: str = ""
+
+
+class MarkerSemantics:
+    """Marker lines -> the expected onsets a partner modality sees (see module doc)."""
+
+    def __init__(self, rules=DEFAULT_RULES):
+        self.rules = rules_from(rules)
+        self._res = [re.compile(r.pattern, re.IGNORECASE) for r in self.rules]
+
+    def rule_of(self, line: str) -> MarkerRule | None:
+        for r, rx in zip(self.rules, self._res, strict=True):
+            if rx.search(line):
+                return r
+        return None
+
+    def events(self, t_ns, lines, partner: str | None = None) -> MarkerEvents:
+        """Expected onsets of ``lines`` stamped ``t_ns`` as ``partner`` sees them (``None``/``text``: every line,
+        at its stamp)."""
+        t = np.asarray(t_ns, dtype=np.int64)
+        lines = [str(s) for s in lines]
+        if partner in (None, "text", "marker"):
+            return MarkerEvents(t.copy(), np.zeros(len(t)),
+                                "" if len(t) else "no events (no marker lines in the window)")
+        out_t, out_s = [], []
+        n_rule = 0
+        for ti, s in zip(t, lines, strict=True):
+            r = self.rule_of(s)
+            if r is None:
+                continue
+            n_rule += 1
+            if not r.seen_by(partner):
+                continue
+            shift = r.latency_ms * 1e-3
+            if partner == "image":
+                m = _DURATION.search(s)
+                shift += (r.still_fraction * float(m.group(1)) if m else 0.0) + r.still_lag_ms * 1e-3
+            out_t.append(int(ti) + int(round(shift * NS)))
+            out_s.append(r.spread_ms * 1e6)
+        order = np.argsort(np.asarray(out_t, dtype=np.int64), kind="stable")
+        ev = MarkerEvents(np.asarray(out_t, dtype=np.int64)[order], np.asarray(out_s, dtype=np.float64)[order])
+        if not len(ev.t_ns):
+            senses = "/".join(SENSED_BY.get(partner, ())) or "no"
+            if not len(lines):
+                ev.problem = "no events (no marker lines in the window)"
+            elif n_rule == 0:
+                ev.problem = (f"no events: none of the {len(lines)} marker lines matches a marker rule (configure "
+                              f"the stream's markers; e.g. {lines[0][:40]!r})")
+            else:
+                ev.problem = (f"no events {partner} can see: {n_rule} of {len(lines)} marker lines match a rule, "
+                              f"none for {senses} events")
+        return ev

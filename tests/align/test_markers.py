@@ -1,0 +1,100 @@
+"""Marker semantics: which marker lines a sensor sees, when, and why a window without any is abstained on."""
+
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+from synchub.agent.align import markers as M
+from synchub.agent.align.aligner import AlignerSettings
+from synchub.agent.align.window import WindowAligner
+from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.units import NS
+from synchub.drivers.sim.world import MARKER_RULES
+from synchub.models.corpus import texts as TX
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_default_rules_hear_every_sound_style_of_the_corpus_and_none_of_its_silent_lines():
+    sem = M.MarkerSemantics()
+    rng = np.random.default_rng(0)
+    for style in range(len(TX.SOUND_STYLES)):
+        for n in range(5):
+            line = TX.marker_line(style, n, TX.utterance(rng), "sound-icons/bell.wav")
+            assert sem.rule_of(line) is not None and sem.rule_of(line).seen_by("audio"), line
+    for style in range(len(TX.SILENT_STYLES)):
+        for n in range(20):
+            line = TX.silent_line(style, n, rng)
+            r = sem.rule_of(line)
+            assert r is None or not r.seen_by("audio"), line
+
+
+def test_first_matching_rule_decides_latency_spread_and_who_sees_it():
+    sem = M.MarkerSemantics(M.rules_from([
+        {"pattern": r"valve open", "senses": "audible", "latency_ms": 12.0, "spread_ms": 3.0},
+        {"pattern": r"cue \d+ visual", "senses": ["visible"], "latency_ms": 16.7},
+        {"pattern": r"lever", "senses": ["motion"], "streams": ["imu"]},
+    ]))
+    t = np.array([1, 2, 3, 4], dtype=np.int64) * NS
+    lines = ["EVENT reward_valve open", "cue 7 visual on", "cue 7 lever press", "iti 2.0 s"]
+    ev = sem.events(t, lines, "audio")
+    assert list(ev.t_ns) == [1 * NS + 12_000_000] and list(ev.spread_ns) == [3e6]
+    assert list(sem.events(t, lines, "video").t_ns) == [2 * NS + 16_700_000]
+    assert list(sem.events(t, lines, "imu").t_ns) == [3 * NS]  # streams= overrides the senses
+    assert list(sem.events(t, lines, "text").t_ns) == list(t)  # marker against marker: every line
+
+
+def test_abstain_reasons_say_what_was_missing():
+    sem = M.MarkerSemantics()
+    t = np.arange(3, dtype=np.int64) * NS
+    assert "no marker lines" in sem.events(t[:0], [], "audio").problem
+    nothing = sem.events(t, ["TRIAL 1 start", "lick left", "TRIAL 1 end"], "audio").problem
+    assert "none of the 3 marker lines matches a marker rule" in nothing
+    unseen = sem.events(t, ["cue 1 visual on", "lick", "cue 2 visual on"], "audio").problem
+    assert "2 of 3 marker lines match a rule, none for audible events" in unseen
+    # and the aligner abstains with that reason, not with "no log lines"
+    wa = WindowAligner(StreamInfo("mic", "audio", 16000.0, 1), StreamInfo("log", "marker", 0.0, 1, "string"))
+    mic_t = np.arange(0, 4 * NS, NS // 16000, dtype=np.int64)
+    mic = np.random.default_rng(1).normal(0, 0.01, (len(mic_t), 1)).astype(np.float32)
+    r = wa.estimate(mic_t, mic, t, ["TRIAL 1 start", "lick left", "TRIAL 1 end"], (0, 3 * NS), 0,
+                    methods=("classical",))["classical"]
+    assert not r.ok and "matches a marker rule" in r.reason
+
+
+@pytest.mark.parametrize("bad,msg", [
+    ({"pattern": "x"}, "needs 'pattern' and 'senses'"),
+    ({"pattern": "x", "senses": ["smell"]}, "senses must be some of"),
+    ({"pattern": "(", "senses": ["audible"]}, "not a regular expression"),
+    ({"pattern": "x", "senses": ["audible"], "latency": 3}, "unknown keys"),
+    ({"pattern": "x", "senses": ["audible"], "spread_ms": -1}, "spread_ms >= 0"),
+])
+def test_bad_rules_are_one_line_errors(bad, msg):
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        M.rules_from([bad])
+
+
+def test_the_simulator_brings_its_own_vocabulary_and_the_agent_names_none_of_it():
+    assert AlignerSettings(markers=M.rules_from(MARKER_RULES)).markers[0].pattern.startswith("^impact")
+    for path in (ROOT / "agent").rglob("*.py"):
+        text = path.read_text().lower()
+        assert not re.search(r"\b(impact|beep)\b", text), path
+
+
+def test_a_config_brings_marker_rules_and_a_bad_one_is_a_one_line_error(tmp_path):
+    from synchub.agent.config.loader import load_config
+    from synchub.agent.core.settings import ConfigError
+
+    base = ('[agent]\nname = "a"\n[sim]\nseed = 1\n'
+            '[[stream]]\nname = "mic0"\ntype = "audio"\ndriver = "sim"\ndevice = "mic0"\n'
+            '[[stream]]\nname = "log0"\ntype = "marker"\ndriver = "sim"\ndevice = "log0"\nalign_to = "mic0"\n')
+    good = tmp_path / "good.toml"
+    good.write_text(base + '[[stream.markers]]\npattern = "valve"\nsenses = ["audible"]\nlatency_ms = 12.0\n')
+    cfg = load_config(good)
+    rules = M.rules_from(cfg.streams[1].common.markers)
+    assert rules[0].pattern == "valve" and rules[0].latency_ms == 12.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text(base + '[[stream.markers]]\npattern = "valve"\nsenses = ["smell"]\n')
+    with pytest.raises(ConfigError, match=r"stream\[1\]\.markers: marker rule 'valve': senses must be"):
+        load_config(bad)
