@@ -190,15 +190,25 @@ class FileAlignment(ReferenceLinks):
         self.gaps: dict[str, dict[str, int]] = {}
         if out is None:
             self._pass(None)
+            self._check_mapped()
             return self.report()
         check_output(out)
         with atomic_output(out) as fh:
             w = writer_for(out, fh, self.infos(), self._desc())
             self._pass(w)
+            self._check_mapped()  # raising here leaves no output behind
             rep = self.report()
             rep["output"] = str(out)
             w.close(rep)
         return rep
+
+    def _check_mapped(self) -> None:
+        """An input whose link maps none of its samples (evidence too weak anywhere) had nothing to align on."""
+        for inp in self.inputs:
+            st = [self.stats[tr.key] for tr in inp.tracks.values()]
+            if inp is not self.ref_input and sum(x.samples for x in st) and all(x.unknown == x.samples for x in st):
+                why = "; ".join((inp.link.notes if inp.link else [])[:3]) or "no mapping for any sample"
+                raise AlignError(f"{inp.path}: nothing to align on ({why})")
 
     def _desc(self) -> dict[str, dict]:
         out = {}
