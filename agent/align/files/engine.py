@@ -46,7 +46,7 @@ from synchub.agent.formats.readers.mcap_parts import McapInput
 from synchub.agent.formats.readers.opening import open_input
 from synchub.extras import require
 
-from .reference import AlignError, InputSpec, ReferenceLinks, _Input
+from .reference import AlignError, InputSpec, ReferenceLinks, _Input, nothing_to_align
 from .report import StreamStats, plot
 from .tracks import StreamTrack
 
@@ -207,8 +207,7 @@ class FileAlignment(ReferenceLinks):
         for inp in self.inputs:
             st = [self.stats[tr.key] for tr in inp.tracks.values()]
             if inp is not self.ref_input and sum(x.samples for x in st) and all(x.unknown == x.samples for x in st):
-                why = "; ".join((inp.link.notes if inp.link else [])[:3]) or "no mapping for any sample"
-                raise AlignError(f"{inp.path}: nothing to align on ({why})")
+                raise nothing_to_align(inp, "no mapping for any sample")
 
     def _desc(self) -> dict[str, dict]:
         out = {}

@@ -171,8 +171,7 @@ class ReferenceLinks:
             if inp.spec.options.align in ("auto", "hybrid", "neural", "classical"):
                 self._aligner_link(inp)
             if inp.link is None or (not inp.link.models and inp.link.method != "reference"):
-                why = "; ".join((inp.link.notes if inp.link else [])[:3]) or "no sync edges found"
-                raise AlignError(f"{inp.path}: nothing to align on ({why})")
+                raise nothing_to_align(inp, "no sync edges found")
 
     def _edge_link(self, inp: _Input, mine, other: _Input, theirs) -> Link:
         tr, edges = mine
@@ -230,3 +229,9 @@ class ReferenceLinks:
             notes.append("no stream pair the aligner knows (" + ", ".join(
                 sorted({tr.info.type for tr in inp.tracks.values()})) + ")")
         inp.link = Link(method, notes=notes)
+
+
+def nothing_to_align(inp: _Input, default: str) -> AlignError:
+    """The one-line refusal of an input with no usable link: the link's first notes, else ``default``."""
+    why = "; ".join((inp.link.notes if inp.link else [])[:3]) or default
+    return AlignError(f"{inp.path}: nothing to align on ({why})")
