@@ -175,6 +175,10 @@ class SimBox:
         simulation wait for the host, whatever the machine's load."""
         self._send(f"hold {int(cycle)}\n")
 
+    def pace(self, realtime: bool) -> None:
+        """Keep pace with real time from the current cycle on (``True``), or run flat out (``False``)."""
+        self._send(f"pace {int(bool(realtime))}\n")
+
     def inject_in(self, cycles: int, level: int) -> None:
         self._send(f"edge +{int(cycles)} {int(level)}\n")
 

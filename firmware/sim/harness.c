@@ -24,7 +24,8 @@
  *                                    with -b the simulation waits for the host instead)
  *   X <reason> <cycle>               the simulation stopped
  * stdin commands (with -c): "edge <cycle> <level>" ("+<n>" = n cycles from now), "hold <cycle>" (do not
- *                                    simulate past it; 0 = no limit), "now", "peek <hex data address>" (prints "P addr value"), "reset" (external
+ *                                    simulate past it; 0 = no limit), "pace 1|0" (keep pace with real time from
+ *                                    here on, or run flat out), "now", "peek <hex data address>" (prints "P addr value"), "reset" (external
  * reset: prints "Z <cycle>"), "quit".
  * Inject file (-i): lines "<cycle> <level>", any order.
  */
@@ -328,6 +329,8 @@ static size_t cmdlen;
 static int quit;
 
 static uint64_t hold_at; /* "hold <cycle>": stop simulating at this cycle until the host moves it (0: off) */
+static int realtime;     /* -r or "pace 1": simulated time keeps pace with the host's clock */
+static unsigned long freq = 16000000;
 
 static void handle_cmd(char *line)
 {
@@ -350,6 +353,11 @@ static void handle_cmd(char *line)
         fprintf(out, "Z %llu\n", (unsigned long long)avr->cycle);
     } else if (sscanf(line, "hold %llu", &c) == 1) {
         hold_at = c; /* the simulation does not run past cycle c ("hold 0": no limit) */
+    } else if (sscanf(line, "pace %d", &lv) == 1) {
+        /* "pace 1": from here on keep pace with real time (the current cycle is "now"); "pace 0": run flat out */
+        if (lv && !realtime)
+            t_start_ns = mono_ns() - (uint64_t)((double)avr->cycle * 1e9 / (double)freq);
+        realtime = lv != 0;
     } else if (strncmp(line, "quit", 4) == 0) {
         quit = 1;
     } else if (line[0]) {
@@ -389,9 +397,8 @@ static void quiet_logger(avr_t *a, const int level, const char *fmt, va_list ap)
 int main(int argc, char **argv)
 {
     const char *mcu = "atmega328p", *pty_link = NULL, *inject = NULL, *outpath = NULL;
-    unsigned long freq = 16000000;
     unsigned long long max_cycles = 0;
-    int realtime = 0, commands = 0, want_pty = 0, opt;
+    int commands = 0, want_pty = 0, opt;
     int backpressure = 0;
     while ((opt = getopt(argc, argv, "m:f:p:Pi:o:rn:vcT:b")) != -1) {
         switch (opt) {
