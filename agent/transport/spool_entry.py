@@ -1,0 +1,43 @@
+"""A spool record as the spool keeps it in memory, and the gap-span helpers.  Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KIND_DATA, KIND_OTHER, KIND_TOMBSTONE = 0, 1, 2
+#: after an agent restart, this many messages past the last recorded "sent" mark are never evicted
+PROTECT_MARGIN = 8192
+
+
+@dataclass
+class Entry:
+    session: str
+    mid: int
+    kind: int
+    stream: str
+    seq: int
+    n: int
+    priority: int
+    size: int
+    frames: list | None = None  # memory spool (or cache)
+    seg: int = -1
+    offset: int = 0
+    length: int = 0
+    last: int = 0  # a gap span stands for mids mid..last
+    gaps: list | None = None  # gap span: the Gap dicts it carries
+
+    def __post_init__(self) -> None:
+        self.last = max(self.last, self.mid)
+
+
+def coalesce(gaps: list[dict]) -> list[dict]:
+    """Merge gap records of a stream whose sample ranges touch (a run of evicted chunks is one gap)."""
+    out: list[dict] = []
+    for g in sorted(gaps, key=lambda g: (g["stream"], g["seq"] - g["count"])):
+        p = out[-1] if out else None
+        if p is not None and p["stream"] == g["stream"] and p["seq"] == g["seq"] - g["count"]:
+            p["count"] += g["count"]
+            p["seq"] = g["seq"]
+        else:
+            out.append(dict(g))
+    return out
