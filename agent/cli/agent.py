@@ -64,6 +64,10 @@ def run(args) -> int:
         raise UserError(str(exc)) from None
     finally:
         notify("STOPPING=1")
-        agent.stop()
+        delivered = agent.stop()
+        if agent.delivery:
+            print(f"[agent] {agent.delivery}", file=sys.stderr)
+    if not delivered:
+        raise UserError(f"stopped with data not delivered to the collector: {agent.delivery or 'see the log'}")
     return 0
 

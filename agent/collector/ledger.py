@@ -9,16 +9,10 @@ where to resume (an ack with ``rewind``, once per hole).  Per stream it checks s
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Any
 
 from synchub.agent.core.stream import Chunk, StreamInfo
-
-
-def safe_name(name: str) -> str:
-    """An agent name as a file name part."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64] or "agent"
 
 
 class Ledger:

@@ -24,12 +24,12 @@ from typing import Any
 import msgpack
 
 from synchub import __version__
-from synchub.agent.core.stream import Chunk, Gap, StreamInfo
+from synchub.agent.core.stream import Chunk, Gap, StreamInfo, safe_name
 from synchub.agent.core.units import now_ns, utc_now_ns
 from synchub.agent.formats import mcap_layout, mcap_read, mcap_write
 from synchub.agent.transport import wire
 
-from .ledger import Ledger, safe_name
+from .ledger import Ledger
 
 log = logging.getLogger("synchub.agent.collector")
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,3 +265,7 @@ class StreamStats:
     def count(self, reason: str, n: int = 1) -> None:
         self.reasons[reason] = self.reasons.get(reason, 0) + n
 
+
+def safe_name(name: str) -> str:
+    """An agent name as a file name part (the collector's file names, the agent's default spool directory)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64] or "agent"

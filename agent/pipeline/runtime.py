@@ -96,6 +96,7 @@ class Agent:
         self.ntp = self._make_ntp()
         self._stopping = threading.Event()
         self.started_ns = 0
+        self.delivery = ""  # the sender's summary line, after stop()
 
     # ---- assembly
     def _make_triggers(self, ctx: DriverContext) -> list:
@@ -232,7 +233,8 @@ class Agent:
             except Exception:
                 log.exception("fusion failed")
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop and drain; True when everything reached the collector (``delivery`` says what did not)."""
         self._stopping.set()
         if self.rig is not None and self._own_rig:
             self.rig.quiesce(2.0)  # simulated devices fall silent and the readers drain them: the truth stays exact
@@ -257,8 +259,10 @@ class Agent:
             self.shipper.final_drain()
         self.queue.close()
         close = getattr(self.outlet, "close", None)
-        if close is not None:
-            close(timeout)
+        ok = close(timeout) is not False if close is not None else True
+        summary = getattr(self.outlet, "summary", None)
+        self.delivery = summary() if summary is not None else ""
+        return ok and not self.shipper.is_alive()
 
     def check(self) -> None:
         if self.shipper.error is not None:

@@ -34,13 +34,12 @@ from synchub.agent.core.stream import Chunk, Gap, StreamInfo
 from synchub.agent.core.units import now_ns, utc_now_ns
 
 from . import wire
-from .session import SenderSession, TransportError
+from .dealer import new_dealer, summary_line
+from .session import SenderSession, TransportError, sessions_from_spool
 from .spool import KIND_DATA, KIND_OTHER, Spool
+from .spool_entry import KIND_BYE
 
 log = logging.getLogger(__name__)
-
-KIND_BYE = 3
-
 
 class Sender:
     """Ship chunks, gaps and metadata of one agent session to a collector.
@@ -91,19 +90,7 @@ class Sender:
         self.last_error = ""
         hello = wire.encode_hello(agent_name, self.session, list(streams), __version__, utc_now_ns(), now_ns())
         self.spool.save_hello(self.session, hello)
-        self._sessions: dict[str, SenderSession] = {}
-        for sid in self.spool.sessions():
-            if sid != self.session and self.spool.last_mid.get(sid, 0) == 0:
-                self.spool.forget(sid)  # an earlier run that never sent anything
-                continue
-            old = self._sessions[sid] = SenderSession(sid, self.spool.hellos[sid])
-            last = self.spool.last_mid.get(sid, 0)
-            e = self.spool.entries.get((sid, last))
-            if e is not None and e.kind == KIND_BYE:
-                old.bye_mid = last
-        # the current session last, so older spooled sessions drain first
-        cur = self._sessions.pop(self.session, None) or SenderSession(self.session, hello)
-        self._sessions[self.session] = cur
+        self._sessions = sessions_from_spool(self.spool, self.session, hello)
         self._thread = threading.Thread(target=self._run, name="synchub-sender", daemon=True)
         self._thread.start()
 
@@ -114,11 +101,11 @@ class Sender:
         if chunk.n == 0:
             return
         with self._lock:
-            self._mid += 1
-            mid = self._mid
+            mid = self._mid + 1  # taken only once the message is in the spool: a failed encode leaves no hole
             frames = wire.encode_chunk(self.session, mid, chunk)
             self._wait_space(sum(memoryview(f).nbytes for f in frames))
             self.spool.append(self.session, mid, frames, KIND_DATA, chunk.stream, chunk.seq, chunk.n)
+            self._mid = mid
             self._counters["samples"] += chunk.n
             self._counters["chunks"] += 1
         self._wake()
@@ -131,8 +118,9 @@ class Sender:
 
     def _send_other(self, make, stream: str, kind: int = KIND_OTHER) -> None:
         with self._lock:
+            frames = make(self._mid + 1)
+            self.spool.append(self.session, self._mid + 1, frames, kind, stream)
             self._mid += 1
-            self.spool.append(self.session, self._mid, make(self._mid), kind, stream)
         self._wake()
 
     def _wait_space(self, size: int) -> None:
@@ -159,11 +147,26 @@ class Sender:
         """Messages of all sessions not yet acked."""
         return sum(self.spool.pending(s) for s in list(self._sessions))
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.pending() > 0 and time.monotonic() < deadline:
+    def flush(self, timeout: float = 10.0, unreachable_s: float = 1.0) -> bool:
+        """Wait up to ``timeout`` until everything is acked; give up after ``unreachable_s`` without a collector
+        (waiting longer would not deliver anything).  True when nothing is left unacked."""
+        now = time.monotonic()
+        deadline, down_since = now + timeout, None
+        while self.pending() > 0 and now < deadline:
+            if self._connected.is_set():
+                down_since = None
+            elif now - (down_since or now) > unreachable_s:
+                break
+            else:
+                down_since = down_since or now
             time.sleep(0.005)
+            now = time.monotonic()
         return self.pending() == 0
+
+    def summary(self) -> str:
+        """One line for the end of a run (``dealer.summary_line``)."""
+        return summary_line(self._counters["samples"], self.spool.stats(), self.pending(), self.spool.dir,
+                            self.last_error)
 
     def stats(self) -> dict[str, Any]:
         lat = np.array(self._ack_lat, dtype=np.int64) if self._ack_lat else None
@@ -200,19 +203,7 @@ class Sender:
 
     # ------------------------------------------------------------------ I/O thread
     def _new_socket(self, endpoint: str) -> zmq.Socket:
-        s = self._ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.SNDHWM, 4000)
-        s.setsockopt(zmq.RCVHWM, 4000)
-        s.setsockopt(zmq.HEARTBEAT_IVL, int(self.heartbeat_s * 1000))
-        s.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.liveness_s * 1000))
-        s.setsockopt(zmq.HEARTBEAT_TTL, int(self.liveness_s * 1000))
-        s.setsockopt(zmq.RECONNECT_IVL, 100)
-        s.setsockopt(zmq.RECONNECT_IVL_MAX, int(self.backoff_max_s * 1000))
-        if self.curve is not None:
-            self.curve.apply_client(s)
-        s.connect(endpoint)
-        return s
+        return new_dealer(self._ctx, endpoint, self.heartbeat_s, self.liveness_s, self.backoff_max_s, self.curve)
 
     def _run(self) -> None:
         while not self._stop.is_set():

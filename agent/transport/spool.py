@@ -64,7 +64,8 @@ class Spool:
         self.live_bytes = 0
         self.live_disk = 0  # bytes of the live records on disk (what compaction cannot reclaim)
         self.over_bound = 0
-        self.disk_errors = 0  # appends that found the bound taken by records already sent (unevictable)
+        self.disk_errors = 0
+        self.delivered_samples = 0  # samples of data records acked (durable at the collector)  # appends that found the bound taken by records already sent (unevictable)
         self._over_logged = 0.0
         self.dropped_samples = 0
         self.dropped_records = 0
@@ -140,6 +141,7 @@ class Spool:
             for m in range(old + 1, mid + 1):
                 e = self.entries.pop((session, m), None)
                 if e is not None:
+                    self.delivered_samples += e.n if e.kind == KIND_DATA else 0
                     self._unref(e)
             self._dirty_acks = True
             now = time.monotonic()
@@ -197,7 +199,8 @@ class Spool:
             return {"records": len(self.entries), "live_bytes": self.live_bytes, "disk_bytes": self.disk_bytes(),
                     "dropped_samples": self.dropped_samples, "dropped_records": self.dropped_records,
                     "drops_by_stream": dict(self.drops_by_stream), "appended": self.appended,
-                    "over_bound": self.over_bound, "disk_errors": self.disk_errors}
+                    "over_bound": self.over_bound, "disk_errors": self.disk_errors,
+                    "delivered_samples": self.delivered_samples}
 
     def close(self) -> None:
         with self.lock:
@@ -290,10 +293,8 @@ class Spool:
 
     # disk
     def _reclaim(self) -> None:
-        """Compact segments while the files pass the bound: the one with the most dead space first (its live records
-        move to the newest segment, where they supersede any older copy on load); a segment three quarters live is
-        left alone (moving it would reclaim little: the bound is taken by records that cannot go, e.g. sent and
-        unacked ones while the collector is paused)."""
+        """Compact segments while the files pass the bound, the one with the most dead space first (its live records
+        move to the newest segment); one three quarters live is left alone (the bound is taken by sent records)."""
         if self._compacting:
             return
         self._compacting = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-KIND_DATA, KIND_OTHER, KIND_TOMBSTONE = 0, 1, 2
+KIND_DATA, KIND_OTHER, KIND_TOMBSTONE, KIND_BYE = 0, 1, 2, 3
 #: after an agent restart, this many messages past the last recorded "sent" mark are never evicted
 PROTECT_MARGIN = 8192
 
