@@ -247,6 +247,7 @@ GAP_CAUSES = (
     "spool_full",  # the on-disk spool overflowed and its policy dropped data
     "device_reset",  # samples around a device clock reset could not be attributed (the reset: a ClockReset)
     "disconnect",  # the device went away
+    "agent_crash",  # the agent process died holding samples it had read (queue, correction hold); found on restart
 )
 
 

@@ -89,6 +89,7 @@ class Agent:
         if outlet is None:
             outlet = self._make_sender(insecure, session)
         self.outlet = outlet
+        self.hub.marks = getattr(outlet, "marks", None)
         taps = [t.push for t in self.trackers] + ([self.fuser.push] if self.fuser is not None else [])
         self.shipper = Shipper(self.queue, self.clocks, outlet,
                                correction_delay_ms=self.clock_config.correction_delay_ms, taps=taps)

@@ -25,11 +25,16 @@ def new_dealer(ctx: zmq.Context, endpoint: str, heartbeat_s: float, liveness_s: 
     return s
 
 
-def summary_line(spooled: int, spool_stats: dict, pending: int, spool_dir: Path | None, last_error: str) -> str:
-    """What was spooled, delivered (acked: durable at the collector), dropped by the full spool, and what is left
-    (kept in a disk spool for the next start, lost with a memory spool)."""
+def summary_line(session: str, spooled: int, spool_stats: dict, pending: int, spool_dir: Path | None,
+                 last_error: str) -> str:
+    """This session's samples spooled and delivered (acked: durable at the collector), those of earlier sessions
+    delivered from the spool, what the full spool dropped (recorded as gaps), and what is left (kept in a disk spool
+    for the next start, lost with a memory spool)."""
     where = f"kept in {spool_dir} for the next start" if spool_dir is not None else "LOST (memory spool)"
-    return (f"{spooled} samples spooled, {spool_stats['delivered_samples']} delivered, "
-            f"{spool_stats['dropped_samples']} dropped as spool_full gaps; "
+    delivered = spool_stats["delivered"]
+    earlier = sum(n for sid, n in delivered.items() if sid != session)
+    return (f"{spooled} samples spooled, {delivered.get(session, 0)} delivered"
+            + (f" (+{earlier} of earlier sessions from the spool)" if earlier else "")
+            + f", {spool_stats['dropped_samples']} dropped as spool_full gaps; "
             + (f"{pending} messages not delivered: {where}" if pending else "nothing left undelivered")
             + (f" ({last_error})" if pending and last_error else ""))

@@ -35,7 +35,8 @@ from synchub.agent.core.units import now_ns, utc_now_ns
 
 from . import wire
 from .dealer import new_dealer, summary_line
-from .session import SenderSession, TransportError, sessions_from_spool
+from .restart import crashed_and_new_marks, sessions_from_spool
+from .session import SenderSession, TransportError
 from .spool import KIND_DATA, KIND_OTHER, Spool
 from .spool_entry import KIND_BYE
 
@@ -91,6 +92,8 @@ class Sender:
         hello = wire.encode_hello(agent_name, self.session, list(streams), __version__, utc_now_ns(), now_ns())
         self.spool.save_hello(self.session, hello)
         self._sessions = sessions_from_spool(self.spool, self.session, hello)
+        self.marks = None if spool_dir is None else crashed_and_new_marks(self.spool, self._sessions, self.session,
+                                                                           list(self.streams))
         self._thread = threading.Thread(target=self._run, name="synchub-sender", daemon=True)
         self._thread.start()
 
@@ -106,12 +109,16 @@ class Sender:
             self._wait_space(sum(memoryview(f).nbytes for f in frames))
             self.spool.append(self.session, mid, frames, KIND_DATA, chunk.stream, chunk.seq, chunk.n)
             self._mid = mid
+            if self.marks is not None:
+                self.marks.covered(chunk.stream, chunk.seq, chunk.seq + chunk.n)
             self._counters["samples"] += chunk.n
             self._counters["chunks"] += 1
         self._wake()
 
     def send_gap(self, gap: Gap) -> None:
         self._send_other(lambda mid: wire.encode_gap(self.session, mid, gap), gap.stream)
+        if gap.cause == "queue_full" and self.marks is not None:  # its samples had numbers: [seq, seq + count)
+            self.marks.covered(gap.stream, gap.seq, gap.seq + gap.count)
 
     def send_meta(self, stream: str, meta: dict[str, Any]) -> None:
         self._send_other(lambda mid: wire.encode_meta(self.session, mid, stream, meta), stream)
@@ -165,8 +172,8 @@ class Sender:
 
     def summary(self) -> str:
         """One line for the end of a run (``dealer.summary_line``)."""
-        return summary_line(self._counters["samples"], self.spool.stats(), self.pending(), self.spool.dir,
-                            self.last_error)
+        return summary_line(self.session, self._counters["samples"], self.spool.stats(), self.pending(),
+                            self.spool.dir, self.last_error)
 
     def stats(self) -> dict[str, Any]:
         lat = np.array(self._ack_lat, dtype=np.int64) if self._ack_lat else None
@@ -181,10 +188,12 @@ class Sender:
         if self._stop.is_set():
             return self.pending() == 0
         self._send_other(lambda mid: wire.encode_bye(self.session, mid), "", KIND_BYE)
-        ok = self.flush(timeout)
+        ok = self.flush(timeout, unreachable_s=self.hello_timeout_s)
         self._stop.set()
         self._wake()
         self._thread.join(timeout=5.0)
+        if self.marks is not None:
+            self.marks.close(remove=ok)
         if ok:
             self.spool.forget(self.session)
         self.spool.close()

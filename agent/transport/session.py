@@ -1,5 +1,4 @@
 """One agent session's delivery state toward the collector: go-back-N under a credit window.  Pure.
-(``sessions_from_spool``: the sessions a restarted agent finds in its spool.)
 
 Messages of a session are numbered ``mid`` = 1, 2, ... (``cursor`` is the next one to send); at most ``credit``
 messages / ``credit_bytes`` bytes are unacked in flight (the window the collector sets in its welcome and acks).
@@ -10,8 +9,6 @@ sender goes back there.  ``Sender`` (``synchub.agent.transport.sender``) does th
 from __future__ import annotations
 
 from collections import deque
-
-from .spool_entry import KIND_BYE
 
 
 class TransportError(Exception):
@@ -72,19 +69,3 @@ class SenderSession:
         self.inflight_bytes += size
         self.cursor = span_last + 1
 
-
-def sessions_from_spool(spool, current: str, hello: list[bytes]) -> dict[str, SenderSession]:
-    """The sessions to deliver: those an earlier agent process left in ``spool`` (with a hello on record and
-    something spooled), oldest first so they drain first, then ``current``."""
-    out: dict[str, SenderSession] = {}
-    for sid in spool.sessions():
-        if sid != current and spool.last_mid.get(sid, 0) == 0:
-            spool.forget(sid)  # an earlier run that never sent anything
-            continue
-        old = out[sid] = SenderSession(sid, spool.hellos[sid])
-        last = spool.last_mid.get(sid, 0)
-        e = spool.entries.get((sid, last))
-        if e is not None and e.kind == KIND_BYE:
-            old.bye_mid = last
-    out[current] = out.pop(current, None) or SenderSession(current, hello)
-    return out

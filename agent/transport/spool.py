@@ -63,9 +63,9 @@ class Spool:
         self.hellos: dict[str, list[bytes]] = {}
         self.live_bytes = 0
         self.live_disk = 0  # bytes of the live records on disk (what compaction cannot reclaim)
-        self.over_bound = 0
+        self.over_bound = 0  # appends that found the bound taken by records already sent (unevictable)
         self.disk_errors = 0
-        self.delivered_samples = 0  # samples of data records acked (durable at the collector)  # appends that found the bound taken by records already sent (unevictable)
+        self.delivered: dict[str, int] = {}  # session -> samples of its acked data records
         self._over_logged = 0.0
         self.dropped_samples = 0
         self.dropped_records = 0
@@ -141,7 +141,7 @@ class Spool:
             for m in range(old + 1, mid + 1):
                 e = self.entries.pop((session, m), None)
                 if e is not None:
-                    self.delivered_samples += e.n if e.kind == KIND_DATA else 0
+                    self.delivered[session] = self.delivered.get(session, 0) + (e.n if e.kind == KIND_DATA else 0)
                     self._unref(e)
             self._dirty_acks = True
             now = time.monotonic()
@@ -178,6 +178,7 @@ class Spool:
             self.protect.pop(session, None)
             if self.dir is not None:
                 (self.dir / f"hello-{session}.msgpack").unlink(missing_ok=True)
+                (self.dir / f"marks-{session}.bin").unlink(missing_ok=True)
                 self._save_acks()
 
     def maintain(self) -> None:
@@ -200,7 +201,7 @@ class Spool:
                     "dropped_samples": self.dropped_samples, "dropped_records": self.dropped_records,
                     "drops_by_stream": dict(self.drops_by_stream), "appended": self.appended,
                     "over_bound": self.over_bound, "disk_errors": self.disk_errors,
-                    "delivered_samples": self.delivered_samples}
+                    "delivered": dict(self.delivered)}
 
     def close(self) -> None:
         with self.lock:
@@ -291,7 +292,6 @@ class Spool:
             del self.entries[(e.session, e.mid)]
             self._unref(e)
 
-    # disk
     def _reclaim(self) -> None:
         """Compact segments while the files pass the bound, the one with the most dead space first (its live records
         move to the newest segment); one three quarters live is left alone (the bound is taken by sent records)."""
