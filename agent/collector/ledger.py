@@ -28,6 +28,7 @@ class Ledger:
         self.next_seq: dict[str, int] = {}
         self.rewind_sent_for = 0
         self.closed = False
+        self.closed_at = 0.0  # monotonic time of the bye (admission forgets the session a while after)
         self.hello_env: dict[str, Any] = {}
         self.counts: Counter = Counter()
         self.samples: Counter = Counter()

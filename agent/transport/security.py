@@ -80,6 +80,32 @@ class ClientKeys:
         sock.curve_serverkey = self.server_public
 
 
+class ZapLog:
+    """The authenticator's logger: its CURVE denials (logged by pyzmq at debug level only) become a warning,
+    rate-limited, with a count, so a wrong key is visible on the collector."""
+
+    def __init__(self, inner: logging.Logger, every_s: float = 10.0):
+        self.inner = inner
+        self.every_s = every_s
+        self.denied = 0
+        self.quiet = False  # during the self-test, whose stranger is meant to be refused
+        self._last = -1e9
+        self.debug, self.info, self.warning, self.error, self.exception = (inner.debug, inner.info, inner.warning,
+                                                                           inner.error, inner.exception)
+        self.debug = self._debug
+
+    def _debug(self, msg, *args, **kw) -> None:
+        if isinstance(msg, str) and msg.startswith("%s (CURVE") and args and args[0] == "DENIED" and not self.quiet:
+            self.denied += 1
+            now = time.monotonic()
+            if now - self._last >= self.every_s:
+                self._last = now
+                key = args[-1].decode(errors="replace") if isinstance(args[-1], bytes) else str(args[-1])
+                log.warning("security: refused a client whose CURVE key %s... is not in the allow-list (%d refusals "
+                            "so far)", key[:12], self.denied)
+        self.inner.debug(msg, *args, **kw)
+
+
 @dataclass
 class ServerKeys:
     public: bytes
@@ -102,7 +128,7 @@ class ServerKeys:
         """Start the ZAP authenticator on ``ctx`` with the allow-list (needed before any CURVE server binds)."""
         if not self.allowed_keys():
             log.warning("security: allow-list %s holds no *.key files: no agent can connect", self.allow_dir)
-        self.auth = ThreadAuthenticator(ctx, log=logging.getLogger("synchub.zap"))
+        self.auth = ThreadAuthenticator(ctx, log=ZapLog(logging.getLogger("synchub.zap")))
         self.auth.start()
         self.auth.configure_curve(domain="*", location=str(self.allow_dir))
 

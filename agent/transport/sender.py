@@ -34,7 +34,7 @@ from synchub.agent.core.stream import Chunk, Gap, StreamInfo
 from synchub.agent.core.units import now_ns, utc_now_ns
 
 from . import wire
-from .dealer import new_dealer, summary_line
+from .dealer import KEY_REFUSED, new_dealer, summary_line
 from .restart import crashed_and_new_marks, sessions_from_spool
 from .session import SenderSession, TransportError
 from .spool import KIND_DATA, KIND_OTHER, Spool
@@ -46,10 +46,9 @@ class Sender:
     """Ship chunks, gaps and metadata of one agent session to a collector.
 
     ``endpoints``: a ZeroMQ endpoint or a list tried in order (failover).  ``spool_dir``: on-disk spool (survives an
-    agent restart); None keeps the spool in memory (``spool_max_bytes``).  ``curve``: a
-    ``synchub.agent.security.ClientKeys`` (CURVE), or None for plain text.  ``block_s``: when the spool is full, a
-    caller waits up to this long for acks before the spool's drop policy applies (default: 0 for a disk spool, so the
-    pipeline never stalls during an outage; 2 s for memory).
+    agent restart; None: in memory).  ``curve``: ``ClientKeys`` (CURVE) or None for plain text.  ``block_s``: when
+    the spool is full, a caller waits up to this long for acks before its drop policy applies (default: 0 for a disk
+    spool, so the pipeline never stalls during an outage; 2 s for memory).
     """
 
     def __init__(self, endpoints, agent_name: str, streams: list[StreamInfo], spool_dir=None, curve=None, *,
@@ -141,10 +140,11 @@ class Sender:
     def connect(self, timeout: float = 5.0) -> None:
         """Wait until the collector has welcomed this session; ``TransportError`` with a clear reason if not."""
         if not self._connected.wait(timeout):
+            if KEY_REFUSED in self.last_error:
+                raise TransportError(f"collector {self.last_error}")
             raise TransportError(
                 f"collector not reachable at {', '.join(self.endpoints)} (no welcome within {timeout:g} s"
-                + (f"; {self.last_error}" if self.last_error else "")
-                + "); is `synchub collector` running there, with matching CURVE keys?")
+                + (f"; {self.last_error}" if self.last_error else "") + "); is `synchub collector` running there?")
 
     @property
     def connected(self) -> bool:
@@ -157,17 +157,12 @@ class Sender:
     def flush(self, timeout: float = 10.0, unreachable_s: float = 1.0) -> bool:
         """Wait up to ``timeout`` until everything is acked; give up after ``unreachable_s`` without a collector
         (waiting longer would not deliver anything).  True when nothing is left unacked."""
-        now = time.monotonic()
-        deadline, down_since = now + timeout, None
-        while self.pending() > 0 and now < deadline:
-            if self._connected.is_set():
-                down_since = None
-            elif now - (down_since or now) > unreachable_s:
-                break
-            else:
-                down_since = down_since or now
+        now = up = time.monotonic()
+        deadline = now + timeout
+        while self.pending() > 0 and now < deadline and now - up <= unreachable_s:
             time.sleep(0.005)
             now = time.monotonic()
+            up = now if self._connected.is_set() else up
         return self.pending() == 0
 
     def summary(self) -> str:
@@ -211,9 +206,6 @@ class Sender:
             pass
 
     # ------------------------------------------------------------------ I/O thread
-    def _new_socket(self, endpoint: str) -> zmq.Socket:
-        return new_dealer(self._ctx, endpoint, self.heartbeat_s, self.liveness_s, self.backoff_max_s, self.curve)
-
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -237,7 +229,8 @@ class Sender:
                 if sock is None:
                     self.endpoint = self.endpoints[ep_i]
                     try:
-                        sock = self._new_socket(self.endpoint)
+                        sock = new_dealer(self._ctx, self.endpoint, self.heartbeat_s, self.liveness_s,
+                                          self.backoff_max_s, self.curve)
                     except zmq.ZMQError as exc:
                         self.last_error = f"{self.endpoint}: {exc}"
                         log.error("transport: cannot use endpoint %s: %s", self.endpoint, exc)
@@ -251,7 +244,8 @@ class Sender:
                     t_open = last_rx = last_tx = last_hello = now
                     self._send_hellos(sock)
                 try:
-                    ready = zmq.select([sock, poller_fd_wake], [], [], 0.05)[0]
+                    ready = zmq.select([sock, poller_fd_wake] + ([sock.monitor_sock] if sock.monitor_sock else []),
+                                       [], [], 0.05)[0]
                 except zmq.ZMQError:
                     ready = []
                 if poller_fd_wake in ready:
@@ -260,6 +254,9 @@ class Sender:
                             pass
                     except (BlockingIOError, OSError):
                         pass
+                if sock.monitor_sock in ready and (why := sock.refusal()) and why not in self.last_error:
+                    self.last_error = f"{self.endpoint}: {why}"
+                    log.error("transport: %s", self.last_error)
                 if sock in ready:
                     last_rx = time.monotonic()
                     self._receive(sock)
@@ -270,7 +267,8 @@ class Sender:
                 silent = now - last_rx
                 if (not welcomed and now - t_open > self.hello_timeout_s) or (welcomed and silent > self.liveness_s):
                     why = "no welcome" if not welcomed else f"silent for {silent:.1f} s"
-                    self.last_error = f"{self.endpoint}: {why}"
+                    if KEY_REFUSED not in self.last_error:
+                        self.last_error = f"{self.endpoint}: {why}"
                     log.warning("transport: collector %s %s; reconnecting (backoff %.1f s)", self.endpoint, why, backoff)
                     sock.close(0)
                     sock = None
@@ -347,6 +345,7 @@ class Sender:
                 self.spool.mark_sent(s.sid, s.cursor - 1)  # the collector has everything before `next`
                 if s.sid == self.session:
                     self._connected.set()
+                    self.last_error = ""
             else:
                 self._on_ack(s, acked)
                 if isinstance(nxt, int) and msg.env.get("rewind") and nxt < s.cursor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import signal
 import socket
 import subprocess
@@ -16,9 +17,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_collector(out, port, *extra, log=None, env=None):
+def start_collector(out, port, *extra, log=None, env=None, nofile: int | None = None):
+    """``synchub collector`` on loopback ``port``; ``nofile``: its RLIMIT_NOFILE (soft and hard)."""
+    limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None
     p = subprocess.Popen([sys.executable, "-m", "synchub.cli", "collector", "--bind", f"tcp://127.0.0.1:{port}",
-                          "--out", str(out), "--flush-ms", "20", *extra],
+                          "--out", str(out), "--flush-ms", "20", *extra], preexec_fn=limit,
                          stdout=subprocess.PIPE, stderr=log or subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
     line = p.stdout.readline()
     assert "listening" in line, line
