@@ -48,8 +48,8 @@ def new_pair(name: str, directory) -> tuple[Path, Path]:
 def load_secret(path: str | os.PathLike) -> tuple[bytes, bytes]:
     try:
         public, secret = zmq.auth.load_certificate(str(path))
-    except (OSError, ValueError) as exc:
-        raise SecurityError(f"cannot load CURVE key pair from {path}: {exc}") from None
+    except (OSError, ValueError, LookupError, TypeError, zmq.ZMQError) as exc:  # a missing file, or not a key file
+        raise SecurityError(f"cannot load CURVE key pair from {path}: {exc or type(exc).__name__}") from None
     if not secret:
         raise SecurityError(f"{path} holds no secret key (use the NAME.key_secret file)")
     return public, secret
@@ -58,8 +58,10 @@ def load_secret(path: str | os.PathLike) -> tuple[bytes, bytes]:
 def load_public(path: str | os.PathLike) -> bytes:
     try:
         public, _ = zmq.auth.load_certificate(str(path))
-    except (OSError, ValueError) as exc:
-        raise SecurityError(f"cannot load CURVE public key from {path}: {exc}") from None
+    except (OSError, ValueError, LookupError, TypeError, zmq.ZMQError) as exc:
+        raise SecurityError(f"cannot load CURVE public key from {path}: {exc or type(exc).__name__}") from None
+    if not public or len(public) != 40:
+        raise SecurityError(f"{path} holds no CURVE public key")
     return public
 
 
