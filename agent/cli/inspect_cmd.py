@@ -2,7 +2,9 @@
 sample counts, sequence gaps (holes in seq and recorded Gap records), the clock resets drivers reported, time range
 (reference and UTC when known).
 
-Several files (the parts of one session) are read together."""
+Several files are grouped by session: the parts of one session are read together; several sessions (an agent that
+restarted) are summarized one by one, in time order, with the hole between them per stream (a new session numbers
+its samples from 0 again: that is no duplicate)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+from mcap.records import Metadata
+from mcap.stream_reader import StreamReader
 
 from synchub.agent.align.fusion import export_fused_json
 from synchub.agent.formats.mcap_read import read_session
@@ -129,16 +133,61 @@ def plot(session: dict[str, Any], png: str) -> None:
     plt.close(fig)
 
 
+def session_id(path: str) -> str:
+    """The session a synchub MCAP file belongs to (its ``synchub.session`` metadata, written first); "" if none."""
+    try:
+        with open(path, "rb") as f:
+            for i, rec in enumerate(StreamReader(f, validate_crcs=False).records):
+                if isinstance(rec, Metadata) and rec.name == "synchub.session":
+                    return str(rec.metadata.get("session", ""))
+                if i > 1000:
+                    break
+    except Exception:  # noqa: BLE001 - not MCAP, torn: read_session reports it
+        return ""
+    return ""
+
+
+def _read(files: list[str]) -> dict[str, Any]:
+    try:
+        return read_session(files)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
+        raise UserError(f"cannot read {', '.join(files)}: {type(exc).__name__}: {exc}") from None
+
+
+def sessions_summary(groups: dict[str, list[str]]) -> dict[str, Any]:
+    """Several sessions: each one's summary (time order) and, per stream, the hole between consecutive ones."""
+    out = [{"session": sid, "files": files, **summarize(_read(files))} for sid, files in groups.items()]
+    out.sort(key=lambda s: min((r["t_first_ns"] for r in s["streams"] if "t_first_ns" in r), default=0))
+    holes = []
+    for a, b in zip(out, out[1:], strict=False):
+        first = {r["name"]: r["t_first_ns"] for r in b["streams"] if "t_first_ns" in r}
+        for r in a["streams"]:
+            if "t_last_ns" in r and r["name"] in first:
+                holes.append({"after": a["session"], "before": b["session"], "stream": r["name"],
+                              "seconds": round((first[r["name"]] - r["t_last_ns"]) / 1e9, 6)})
+    return {"sessions": out, "holes": holes}
+
+
 def run(args) -> int:
     for f in args.files:
         if not os.path.isfile(f):
             raise UserError(f"no such file: {f}")
     if args.plot:
         require("matplotlib", "--plot")  # before reading a long recording
-    try:
-        session = read_session(args.files)
-    except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
-        raise UserError(f"cannot read {', '.join(args.files)}: {type(exc).__name__}: {exc}") from None
+    groups: dict[str, list[str]] = {}
+    for f in args.files:
+        groups.setdefault(session_id(f), []).append(f)
+    if len(groups) > 1 and not (args.plot or args.fused_json):
+        many = sessions_summary(groups)
+        if args.json:
+            print(json.dumps(many, indent=2))
+            return 0
+        for s in many["sessions"]:
+            _print_table(s["files"], s, False)
+        for h in many["holes"]:
+            print(f"hole between sessions {h['after']} and {h['before']}: {h['stream']} {h['seconds']:.3f} s")
+        return 0
+    session = _read(args.files)
     summary = summarize(session)
     if args.fused_json:
         if len(args.files) != 1:
@@ -154,7 +203,12 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"{', '.join(args.files)}: agents {', '.join(summary['agents']) or '?'}; "
+    _print_table(args.files, summary, bool(args.plot))
+    return 0
+
+
+def _print_table(files: list[str], summary: dict[str, Any], plotted: bool) -> None:
+    print(f"{', '.join(files)}: agents {', '.join(summary['agents']) or '?'}; "
           f"{len(summary['streams'])} streams; {summary['gap_records']} gap records")
     hdr = f"{'stream':16} {'type':9} {'fmt':8} {'ch':>4} {'nominal':>9} {'measured':>10} {'samples':>9} " \
           f"{'missing':>7} {'dups':>5} {'gaps':>5}  time range"
@@ -165,6 +219,5 @@ def run(args) -> int:
         print(f"{r['name'][:16]:16} {r['modality'][:9]:9} {str(r['format'])[:8]:8} {str(r['channels']):>4} "
               f"{str(r['nominal_hz']):>9} {str(r.get('measured_hz', '-')):>10} {r['samples']:>9} "
               f"{r['seq_missing']:>7} {r['seq_duplicates']:>5} {r['gap_records']:>5}  {rng}")
-    if args.plot:
-        print(f"timeline written to {args.plot}")
-    return 0
+    if plotted:
+        print(f"timeline written to {summary['plot']}")

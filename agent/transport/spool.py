@@ -36,7 +36,7 @@ from typing import Any
 import msgpack
 
 from . import wire
-from .spool_entry import KIND_DATA, KIND_OTHER, KIND_TOMBSTONE, PROTECT_MARGIN, Entry, coalesce
+from .spool_entry import KIND_DATA, KIND_OTHER, KIND_TOMBSTONE, PROTECT_MARGIN, Drops, Entry, coalesce
 from .spool_log import SegmentLog, atomic_write
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,7 @@ class Spool:
         self.disk_errors = 0
         self.delivered: dict[str, int] = {}  # session -> samples of its acked data records
         self._over_logged = 0.0
-        self.dropped_samples = 0
-        self.dropped_records = 0
-        self.drops_by_stream: dict[str, int] = {}
+        self.drops = Drops()
         self.appended = 0
         self.log: SegmentLog | None = None
         self._dirty_acks = False
@@ -198,8 +196,8 @@ class Spool:
     def stats(self) -> dict[str, Any]:
         with self.lock:
             return {"records": len(self.entries), "live_bytes": self.live_bytes, "disk_bytes": self.disk_bytes(),
-                    "dropped_samples": self.dropped_samples, "dropped_records": self.dropped_records,
-                    "drops_by_stream": dict(self.drops_by_stream), "appended": self.appended,
+                    "dropped_samples": self.drops.samples, "dropped_records": self.drops.records,
+                    "drops_by_stream": dict(self.drops.by_stream), "appended": self.appended,
                     "over_bound": self.over_bound, "disk_errors": self.disk_errors,
                     "delivered": dict(self.delivered)}
 
@@ -283,9 +281,7 @@ class Spool:
         t = Entry(sess, start, KIND_TOMBSTONE, "", 0, 0, 1 << 30, len(frames[0]), last=last, gaps=gaps)
         self._store(t, frames)
         self._put(t)
-        self.dropped_samples += e.n
-        self.dropped_records += 1
-        self.drops_by_stream[e.stream] = self.drops_by_stream.get(e.stream, 0) + e.n
+        self.drops.add(e.stream, e.n, self.max_bytes)
 
     def _drop_entry(self, e: Entry) -> None:
         if self.entries.get((e.session, e.mid)) is e:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger("synchub.agent.transport.spool")
 
 KIND_DATA, KIND_OTHER, KIND_TOMBSTONE, KIND_BYE = 0, 1, 2, 3
 #: after an agent restart, this many messages past the last recorded "sent" mark are never evicted
@@ -41,3 +45,27 @@ def coalesce(gaps: list[dict]) -> list[dict]:
         else:
             out.append(dict(g))
     return out
+
+
+@dataclass
+class Drops:
+    """What the full spool dropped (each run recorded as a ``spool_full`` gap); logged at most every ``every_s``."""
+
+    every_s: float = 10.0
+    samples: int = 0
+    records: int = 0
+    by_stream: dict = field(default_factory=dict)
+    _logged: float = -1e18
+    _unlogged: int = 0
+
+    def add(self, stream: str, n: int, bound: int) -> None:
+        self.samples += n
+        self.records += 1
+        self.by_stream[stream] = self.by_stream.get(stream, 0) + n
+        self._unlogged += n
+        now = time.monotonic()
+        if now - self._logged >= self.every_s:
+            log.warning("spool: full (%d bytes, collector not keeping up or unreachable): dropped %d samples since "
+                        "the last report (%d in all: %s), each run recorded as a spool_full gap", bound,
+                        self._unlogged, self.samples, ", ".join(f"{k} {v}" for k, v in sorted(self.by_stream.items())))
+            self._logged, self._unlogged = now, 0
