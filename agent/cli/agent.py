@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from synchub.agent.config.loader import load_config
+from synchub.agent.config.loader import load_config, require_streams
 from synchub.agent.deploy.needs import preflight
 from synchub.agent.pipeline.notify import notify
 from synchub.agent.pipeline.runtime import Agent, AgentError
@@ -30,7 +30,7 @@ def run(args) -> int:
     for flag, v in (("--duration", args.duration), ("--status-every", args.status_every)):
         if not (math.isfinite(v) and 0 <= v <= 1e9):
             raise UserError(f"{flag} {v:g}: allowed 0-1e9 seconds")
-    config = load_config(args.config)
+    config = require_streams(load_config(args.config))
     logging.getLogger().setLevel(getattr(logging, config.agent.log_level.upper()))
     # what the agent would refuse later, refused now in one line (an extra that is not installed, plain text
     # without --insecure); missing files and devices are reported by the parts that open them

@@ -124,8 +124,12 @@ def _check_names(streams, triggers, where: Where) -> None:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML config file (one with nothing to record is refused too)."""
-    config = parse_config(read_toml(path), str(path))
+    """Read and validate a TOML config file."""
+    return parse_config(read_toml(path), str(path))
+
+
+def require_streams(config: Config) -> Config:
+    """An agent's config must record something (``synchub sim`` runs a [sim] table alone)."""
     if not config.streams and not config.triggers:
-        raise ConfigError(f"{path}: no [[stream]] or [[trigger]] tables: nothing to record")
+        raise ConfigError(f"{config.file}: no [[stream]] or [[trigger]] tables: nothing to record")
     return config
