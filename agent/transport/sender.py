@@ -116,8 +116,8 @@ class Sender:
 
     def send_gap(self, gap: Gap) -> None:
         self._send_other(lambda mid: wire.encode_gap(self.session, mid, gap), gap.stream)
-        if gap.cause == "queue_full" and self.marks is not None:  # its samples had numbers: [seq, seq + count)
-            self.marks.covered(gap.stream, gap.seq, gap.seq + gap.count)
+        if gap.cause == "queue_full" and self.marks is not None:  # its samples had numbers: [seq - count, seq)
+            self.marks.covered(gap.stream, gap.seq - gap.count, gap.seq)
 
     def send_meta(self, stream: str, meta: dict[str, Any]) -> None:
         self._send_other(lambda mid: wire.encode_meta(self.session, mid, stream, meta), stream)
