@@ -334,7 +334,7 @@ class Sender:
             if s is None or msg.kind not in ("welcome", "ack"):
                 continue
             acked = msg.env["acked"]
-            s.window(msg.env["credit"], msg.env["credit_bytes"])
+            s.window(msg.env["credit"], min(msg.env["credit_bytes"], self.spool.max_bytes // 2))  # the rest evictable
             nxt = msg.env.get("next")
             if msg.kind == "welcome":
                 if not s.welcomed:
@@ -378,7 +378,7 @@ class Sender:
                     self.spool.append(s.sid, last + 1, wire.encode_bye(s.sid, last + 1), KIND_BYE)
                     last += 1
             while s.can_send(last):
-                frames, span_last = self.spool.get_span(s.sid, s.cursor)
+                frames, span_last = self.spool.get_span(s.sid, s.cursor, sending=True)
                 if frames is None:
                     if s.cursor <= s.acked:
                         s.cursor = s.acked + 1
@@ -388,7 +388,6 @@ class Sender:
                     self._counters["missing"] = self._counters.get("missing", 0) + 1
                     s.cursor += 1
                     continue
-                self.spool.mark_sent(s.sid, span_last)
                 if not self._send(sock, frames):
                     return sent_any
                 s.sent(span_last, sum(memoryview(f).nbytes for f in frames), now_ns())

@@ -108,27 +108,29 @@ class Spool:
 
     def get(self, session: str, mid: int) -> list | None:
         """The frames of (session, mid), or None if acked or never appended."""
+        return self.get_span(session, mid)[0]
+
+    def get_span(self, session: str, mid: int, sending: bool = False) -> tuple[list | None, int]:
+        """(frames, last mid it stands for) of the record at ``mid``; (None, mid) if there is none.  ``sending``:
+        the record is marked sent in the same step, so an append on another thread cannot evict it (or grow a
+        span over it) between the look-up and the send."""
         with self.lock:
             e = self.entries.get((session, mid))
             if e is None:
-                return None
-            if e.frames is not None:
-                return e.frames
-            seg, offset, length = e.seg, e.offset, e.length
-        rec = self.log.read(seg, offset, length)
-        return None if rec is None else rec[7]
-
-    def get_span(self, session: str, mid: int) -> tuple[list | None, int]:
-        """(frames, last mid it stands for) of the record at ``mid``; (None, mid) if there is none."""
-        with self.lock:
-            e = self.entries.get((session, mid))
-            last = e.last if e is not None else mid
-        return self.get(session, mid), last
+                return None, mid
+            if sending:
+                self.mark_sent(session, e.last)
+            last, frames, where = e.last, e.frames, (e.seg, e.offset, e.length)
+        if frames is None:
+            rec = self.log.read(*where)
+            frames = None if rec is None else rec[7]
+        return frames, last
 
     def mark_sent(self, session: str, last: int) -> None:
         """The sender sent up to ``last``: those messages may be at the collector and are never evicted."""
-        if last > self.protect.get(session, 0):
-            self.protect[session] = last
+        with self.lock:
+            if last > self.protect.get(session, 0):
+                self.protect[session] = last
 
     def ack(self, session: str, mid: int) -> None:
         with self.lock:

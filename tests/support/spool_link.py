@@ -66,7 +66,7 @@ class Link:
         for s in self.sessions.values():
             last = self.spool.last_mid.get(s.sid, 0)
             while budget > 0 and s.can_send(last):
-                frames, span_last = self.spool.get_span(s.sid, s.cursor)
+                frames, span_last = self.spool.get_span(s.sid, s.cursor, sending=True)
                 if frames is None:
                     if s.cursor <= s.acked:
                         s.cursor = s.acked + 1
@@ -74,7 +74,6 @@ class Link:
                     self.missing += 1
                     s.cursor += 1
                     continue
-                self.spool.mark_sent(s.sid, span_last)
                 self.net.append(frames)
                 s.sent(span_last, sum(len(f) for f in frames), 0)
                 budget -= 1
