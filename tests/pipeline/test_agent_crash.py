@@ -17,36 +17,13 @@ from pathlib import Path
 import pytest
 from support.paths import ROOT
 from support.procs import free_port, start_collector, stop
+from support.simconf import sim_agent_toml
 
 from synchub.agent.formats.mcap_read import read_session
 from synchub.agent.transport.marks import load_marks
 
 pytestmark = pytest.mark.slow
 
-CONFIG = """[agent]
-name = "crashy"
-collector = ["tcp://127.0.0.1:{port}"]
-[sim]
-seed = 5
-[[trigger]]
-name = "sync"
-backend = "sim"
-role = "sync"
-period_s = 1.0
-[[stream]]
-name = "imu0"
-type = "imu"
-driver = "serial"
-port = "sim:imu0"
-format = "imu-bin"
-nominal_rate = 200.0
-trigger = "sync"
-[[stream]]
-name = "mic0"
-type = "audio"
-driver = "sim"
-device = "mic0"
-"""
 IN_SEQ_SPACE = ("agent_crash", "spool_full", "queue_full")
 
 
@@ -59,7 +36,7 @@ def test_agent_killed_at_random_instants_loses_nothing_unrecorded(tmp_path):
     rnd = random.Random(11)
     port = free_port()
     cfg = tmp_path / "a.toml"
-    cfg.write_text(CONFIG.format(port=port))
+    cfg.write_text(sim_agent_toml("crashy", port))
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     spool = tmp_path / "state" / "synchub" / "spool" / "crashy"
     col = start_collector(tmp_path / "rec", port, "--insecure")
