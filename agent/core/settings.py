@@ -33,9 +33,9 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 
-#: bound of a numeric setting that names none of its own (no setting is meant to be near it; it keeps every value
-#: finite and representable where the agent converts it, e.g. to int64 nanoseconds)
-DEFAULT_BOUND = 1_000_000_000
+#: bound of a numeric setting that names none of its own: above any meant value (a Unix time in seconds fits), and
+#: still representable where the agent converts it (4e9 s is 4e18 ns, within int64)
+DEFAULT_BOUND = 4_000_000_000
 MAX_STRING = 4096  # characters of a string setting (paths, endpoints, names are shorter still where they go)
 
 
