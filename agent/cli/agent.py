@@ -63,7 +63,9 @@ def run(args) -> int:
                 last_status = time.monotonic()
                 st = agent.status()
                 line = ", ".join(f"{k}: {v['sent']}" for k, v in st["streams"].items())
-                print(f"[agent] sent {line}; queue {st['queue']}", file=sys.stderr)
+                spool = getattr(agent.outlet, "spool", None)  # delivered: acked, durable at the collector
+                done = spool.delivered.get(agent.outlet.session, 0) if spool is not None else "?"
+                print(f"[agent] spooled {line}; delivered {done} samples; queue {st['queue']}", file=sys.stderr)
     except AgentError as exc:
         raise UserError(str(exc)) from None
     finally:
