@@ -47,6 +47,7 @@ class PartFile:
         self.pending_bytes = 0
         self.dirty = False
         self.fsync_pending = False
+        self.chunks = 0
         env = s.hello_env
         self.writer.add_metadata("synchub.session", {
             "agent": s.agent, "session": s.sid, "part": str(part), "synchub_version": __version__,
@@ -107,6 +108,7 @@ class PartFile:
         self.writer.flush()
         self.dirty = False
         self.pending_bytes = 0
+        self.chunks += 1  # the writer keeps an index entry per chunk until finish: the server rolls long parts
 
     def finish(self, last_mid: int, why: str, counts: dict[str, Any]) -> None:
         """The summary, the ``synchub.transport`` metadata, fsync, close."""

@@ -1,8 +1,7 @@
 """The collector: a ZeroMQ ROUTER that records agent sessions to MCAP (one file per session part).
 
-Per session a ``Ledger`` (pure) says which messages and samples are recorded: data messages are accepted in ``mid``
-order only (duplicates dropped and counted, a hole answered with a rewinding ack), samples checked for continuity.
-A ``PartFile`` (``recorder``) writes them.
+Per session a ``Ledger`` (pure) says which messages and samples are recorded (``mid`` order, duplicates dropped, a
+hole answered with a rewinding ack); a ``PartFile`` (``recorder``) writes them, a new part every ``part_chunks``.
 
 **Durable** means: the messages are in a finished MCAP chunk that has been written and ``fsync``-ed.  The collector
 flushes (cuts a chunk, writes it, fsyncs the file) every ``flush_s`` seconds while data is pending, or sooner when
@@ -12,9 +11,8 @@ collector) are recovered into finished ones; a session that comes back continues
 welcome tells the agent the last mid on disk, so nothing is recorded twice.
 
 Bad input (undecodable frames, unknown kinds, schema violations, oversized messages, data for an unknown session,
-a session claimed by a different CURVE key) is counted by reason, logged (rate-limited) and dropped; the collector
-keeps serving.  An optional live-view PUB socket republishes chunks for dashboards; it is lossy by design
-(small HWM, never blocks recording).
+a session claimed by another CURVE key) is counted by reason, logged (rate-limited) and dropped.  What one key may
+take: ``admission``.  The live-view PUB socket republishes chunks for dashboards (lossy, never blocks recording).
 """
 
 from __future__ import annotations
@@ -51,7 +49,7 @@ class Collector:
     def __init__(self, bind: str, out_dir, *, name: str | None = None, curve=None, insecure: bool = True,
                  live: str | None = None, flush_s: float = 0.05, flush_bytes: int = 8 << 20, credit: int = 2000,
                  credit_bytes: int = 64 << 20, compression: str = "zstd", context: zmq.Context | None = None,
-                 admission: Admission | None = None):
+                 admission: Admission | None = None, part_chunks: int = 6000):
         if curve is None and not insecure:
             raise ValueError("no CURVE keys given: pass curve=... or insecure=True")
         self.out_dir = Path(out_dir)
@@ -74,6 +72,7 @@ class Collector:
         self._last_flush = time.monotonic()
         self._closed = False
         self._fsync = Fsyncer(self.counts)
+        self.part_chunks = part_chunks  # a part file ends after this many MCAP chunks (5 min at 50 ms flushes)
         self.admission = admission or Admission(file_budget(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
         self._open_by_key: Counter = Counter()
         self._last_evict = time.monotonic()
@@ -344,6 +343,8 @@ class Collector:
             if mid > s.durable_mid:
                 s.durable_mid = mid
                 self._ack(s)
+            if f is not None and f.chunks >= self.part_chunks:  # memory flat: the session goes on in a new part
+                self._finish(s, f"part of {f.chunks} chunks")
 
     def _ack(self, s: Ledger, rewind: bool = False) -> None:
         self._send(s.identity, wire.encode_ack(s.sid, s.durable_mid, self.credit, self._credit_bytes(s), s.next_mid,

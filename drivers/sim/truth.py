@@ -4,9 +4,9 @@ For each stream, entry ``k`` is the ``k``-th sample *delivered to the host* (wri
 its capture source), in delivery order, so the agent's per-stream sequence number ``k`` matches it as long as
 the agent read the stream from its start.  Saved as ``.npz`` of plain arrays (no Python objects); ``Truth.load`` reads it back.
 
-``Recorder`` collects one stream's truth while the rig runs.  Its memory is bounded: past ``spill_samples`` the
-per-sample arrays are written to ``.npy`` files in a private temporary directory (removed with the recorder), and
-``build`` reads them back only when the truth is asked for (a soak of hours keeps the agent's memory flat).
+``Recorder`` collects one stream's truth while the rig runs.  Its memory is bounded: past ``spill_samples`` (64k
+samples, 2 MB) the per-sample arrays are written to ``.npy`` files in a private temporary directory (removed with
+the recorder), and ``build`` reads them back only when the truth is asked for (a soak of hours stays flat).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class Recorder:
 
     PER_SAMPLE = ("true_ns", "device_ns", "segment", "host_ns", "conn")
 
-    def __init__(self, spec, clock, spill_samples: int = 1 << 18):
+    def __init__(self, spec, clock, spill_samples: int = 1 << 16):
         self.truth = StreamTruth(spec.name, spec.modality, spec.wire_format, clock=dataclasses.asdict(spec.clock))
         self.parts: dict[str, list] = collections.defaultdict(list)
         self.lock = threading.Lock()

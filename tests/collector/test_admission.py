@@ -117,3 +117,39 @@ def test_one_key_with_1100_sessions_cannot_lock_out_another(tmp_path):
     assert "too many sessions for this key" in text
     assert "is not in the allow-list" in text
     assert len(list((tmp_path / "rec").glob("good-*.mcap"))) == 1
+
+
+def test_long_sessions_roll_to_new_parts_and_lose_nothing(tmp_path):
+    """The MCAP writer indexes every chunk until the file is finished: a part ends after ``part_chunks``."""
+    from synchub.agent.formats.mcap_read import read_session
+
+    col = Collector("tcp://127.0.0.1:0", tmp_path / "rec", flush_s=0.0, part_chunks=3)
+    ctx = zmq.Context()
+    d = ctx.socket(zmq.DEALER)
+    d.connect(col.endpoint)
+    try:
+        d.send_multipart(wire.encode_hello("a", "long", INFO, "0", 0, 0))
+        for i in range(12):
+            c = Chunk("x", i * 4, np.zeros((4, 1), np.float32), np.arange(4) + i * 4, np.arange(4) + i * 4)
+            d.send_multipart(wire.encode_chunk("long", i + 1, c))
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and ("long" not in col.sessions
+                                                    or col.sessions["long"].durable_mid < i + 1):
+                col.poll_once()
+                col.flush()
+                time.sleep(0.005)
+        d.send_multipart(wire.encode_bye("long", 13))
+        deadline = time.monotonic() + 5
+        while "long" in col.parts or not col.sessions["long"].closed:
+            assert time.monotonic() < deadline
+            col.poll_once()
+            col.flush()
+            time.sleep(0.005)
+    finally:
+        d.close(0)
+        ctx.term()
+        col.close()
+    files = sorted((tmp_path / "rec").glob("*-long-p*.mcap"))
+    assert len(files) >= 3
+    seq = read_session(files)["streams"]["x"]["seq"]
+    assert np.array_equal(np.sort(seq), np.arange(48))
