@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "firmware": ("synchub.bench.firmware", "sync box firmware in simavr: flash/RAM, interrupt latency, edge error"),
     "footprint": ("synchub.bench.footprint", "the agent's RSS and CPU with the field example on one core"),
     "encoders": ("synchub.bench.encoders", "encoder inference ms per window and per second of data, agent RSS"),
+    "soak": ("synchub.bench.soak", "agent + collector for N minutes: RSS and fds over time, samples lost"),
 }
 
 

@@ -6,9 +6,24 @@ cli, deploy, drivers, models, firmware, bench; system: the whole tree: packaging
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from support.paths import DATA
 from support.sinks import RecordingSink
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_state_dir(tmp_path_factory):
+    """Agents without spool_dir spool under $XDG_STATE_HOME: one of the test run's own, never the user's (nor
+    another test run's on the same machine)."""
+    old = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = old
 
 
 @pytest.fixture

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
 import time
 
-from synchub.agent.config.loader import load_config
+from synchub.agent.config.loader import load_config, require_streams
 from synchub.agent.deploy.needs import preflight
 from synchub.agent.pipeline.notify import notify
 from synchub.agent.pipeline.runtime import Agent, AgentError
@@ -26,7 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    config = load_config(args.config)
+    for flag, v in (("--duration", args.duration), ("--status-every", args.status_every)):
+        if not (math.isfinite(v) and 0 <= v <= 1e9):
+            raise UserError(f"{flag} {v:g}: allowed 0-1e9 seconds")
+    config = require_streams(load_config(args.config))
     logging.getLogger().setLevel(getattr(logging, config.agent.log_level.upper()))
     # what the agent would refuse later, refused now in one line (an extra that is not installed, plain text
     # without --insecure); missing files and devices are reported by the parts that open them
@@ -59,11 +63,17 @@ def run(args) -> int:
                 last_status = time.monotonic()
                 st = agent.status()
                 line = ", ".join(f"{k}: {v['sent']}" for k, v in st["streams"].items())
-                print(f"[agent] sent {line}; queue {st['queue']}", file=sys.stderr)
+                spool = getattr(agent.outlet, "spool", None)  # delivered: acked, durable at the collector
+                done = spool.delivered.get(agent.outlet.session, 0) if spool is not None else "?"
+                print(f"[agent] spooled {line}; delivered {done} samples; queue {st['queue']}", file=sys.stderr)
     except AgentError as exc:
         raise UserError(str(exc)) from None
     finally:
         notify("STOPPING=1")
-        agent.stop()
+        delivered = agent.stop()
+        if agent.delivery:
+            print(f"[agent] {agent.delivery}", file=sys.stderr)
+    if not delivered:
+        raise UserError(f"stopped with data not delivered to the collector: {agent.delivery or 'see the log'}")
     return 0
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
+import tempfile
 import threading
+from pathlib import Path
 
 import zmq
 
 from synchub.agent.collector.server import Collector
 from synchub.agent.pipeline.notify import Notifier
+from synchub.agent.transport.endpoints import check_endpoint
 from synchub.agent.transport.security import SecurityError, ServerKeys
 from synchub.errors import UserError
 
@@ -37,7 +41,31 @@ def add_arguments(p) -> None:
     p.add_argument("--name", help="collector name recorded in the files (default: host name)")
 
 
+def check_args(args) -> None:
+    """What the collector would fail on later (or silently get wrong), refused now as a ``UserError``."""
+    try:
+        check_endpoint(args.bind, bind=True)
+        if args.live:
+            check_endpoint(args.live, bind=True)
+    except ValueError as exc:
+        raise UserError(f"--bind/--live: {exc}") from None
+    if not (math.isfinite(args.flush_ms) and 1.0 <= args.flush_ms <= 60_000.0):
+        raise UserError(f"--flush-ms {args.flush_ms:g}: allowed 1-60000 (milliseconds between flush+fsync+ack)")
+    if args.name is not None and not 1 <= len(args.name) <= 200:
+        raise UserError(f"--name: {len(args.name)} characters; allowed 1-200")
+    out = Path(args.out)
+    if not str(args.out) or (out.exists() and not out.is_dir()):
+        raise UserError(f"--out {args.out}: not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise UserError(f"--out {args.out}: cannot write there: {exc.strerror or exc}") from None
+
+
 def run(args) -> int:
+    check_args(args)
     curve = None
     if args.secret_key or args.allow_dir:
         if not (args.secret_key and args.allow_dir):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from synchub.agent.config.loader import load_config
+from synchub.agent.config.loader import load_config, require_streams
 from synchub.agent.config.reference import reference_text
 from synchub.agent.core.settings import ConfigError
 from synchub.agent.deploy.needs import preflight
@@ -31,7 +31,7 @@ def run(args) -> int:
         return 0
     if not args.file:
         raise ConfigError("give a config file to check, or --reference")
-    cfg = load_config(args.file)
+    cfg = require_streams(load_config(args.file))
     problems = preflight(cfg, insecure=args.insecure)
     errors = [p for p in problems if p.level == "error" or args.strict]
     for p in problems:

@@ -2,8 +2,10 @@
 sample counts, sequence gaps (holes in seq and recorded Gap records), the clock resets drivers reported, time range
 (reference and UTC when known).
 
-Several files (the parts of one session) are read together.  Recordings synchub did not make (XDF, WAV/FLAC,
-CSV/TSV, or any input with per-file options or a manifest): ``inspect_files``."""
+Several files are grouped by session: the parts of one session are read together; several sessions (an agent that
+restarted) are summarized one by one, in time order, with the hole between them per stream (a new session numbers
+its samples from 0 again: that is no duplicate).  Recordings synchub did not make (XDF, WAV/FLAC, CSV/TSV, or any
+input with per-file options or a manifest): ``inspect_files``."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import sys
 from typing import Any
 
 import numpy as np
+from mcap.records import Metadata
+from mcap.stream_reader import StreamReader
 
 from synchub.agent.align.fusion import export_fused_json
 from synchub.agent.formats.mcap_read import read_session
@@ -131,6 +135,49 @@ def plot(session: dict[str, Any], png: str) -> None:
     plt.close(fig)
 
 
+def session_id(path: str) -> str:
+    """The session a synchub MCAP file belongs to (its ``synchub.session`` metadata, written first); "" if none."""
+    try:
+        with open(path, "rb") as f:
+            for i, rec in enumerate(StreamReader(f, validate_crcs=False).records):
+                if isinstance(rec, Metadata) and rec.name == "synchub.session":
+                    return str(rec.metadata.get("session", ""))
+                if i > 1000:
+                    break
+    except Exception:  # noqa: BLE001 - not MCAP, torn: read_session reports it
+        return ""
+    return ""
+
+
+def _read(files: list[str]) -> dict[str, Any]:
+    try:
+        return read_session(files)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
+        raise UserError(f"cannot read {', '.join(files)}: {type(exc).__name__}: {exc}") from None
+
+
+def _summary(files: list[str]) -> dict[str, Any]:
+    """One session's summary, read a record at a time (bounded memory)."""
+    try:
+        return summarize_streaming(files)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
+        raise UserError(f"cannot read {', '.join(files)}: {type(exc).__name__}: {exc}") from None
+
+
+def sessions_summary(groups: dict[str, list[str]]) -> dict[str, Any]:
+    """Several sessions: each one's summary (time order) and, per stream, the hole between consecutive ones."""
+    out = [{"session": sid, "files": files, **_summary(files)} for sid, files in groups.items()]
+    out.sort(key=lambda s: min((r["t_first_ns"] for r in s["streams"] if "t_first_ns" in r), default=0))
+    holes = []
+    for a, b in zip(out, out[1:], strict=False):
+        first = {r["name"]: r["t_first_ns"] for r in b["streams"] if "t_first_ns" in r}
+        for r in a["streams"]:
+            if "t_last_ns" in r and r["name"] in first:
+                holes.append({"after": a["session"], "before": b["session"], "stream": r["name"],
+                              "seconds": round((first[r["name"]] - r["t_last_ns"]) / 1e9, 6)})
+    return {"sessions": out, "holes": holes}
+
+
 def run(args) -> int:
     if not mcap_only(args, args.files):
         return run_files(args.files, args)
@@ -139,15 +186,25 @@ def run(args) -> int:
             raise UserError(f"no such file: {f}")
     if args.plot:
         require("matplotlib", "--plot")  # before reading a long recording
+    groups: dict[str, list[str]] = {}
+    for f in args.files:
+        groups.setdefault(session_id(f), []).append(f)
+    if len(groups) > 1 and not (args.plot or args.fused_json):
+        many = sessions_summary(groups)
+        if args.json:
+            print(json.dumps(many, indent=2))
+            return 0
+        for s in many["sessions"]:
+            _print_table(s["files"], s, False)
+        for h in many["holes"]:
+            print(f"hole between sessions {h['after']} and {h['before']}: {h['stream']} {h['seconds']:.3f} s")
+        return 0
     session = None
-    try:
-        if args.plot or args.fused_json:
-            session = read_session(args.files)
-            summary = summarize(session)
-        else:  # a record at a time: bounded memory
-            summary = summarize_streaming(args.files)
-    except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
-        raise UserError(f"cannot read {', '.join(args.files)}: {type(exc).__name__}: {exc}") from None
+    if args.plot or args.fused_json:
+        session = _read(args.files)
+        summary = summarize(session)
+    else:  # a record at a time: bounded memory
+        summary = _summary(args.files)
     if args.fused_json:
         if len(args.files) != 1:
             raise UserError("--fused-json takes one recording")
@@ -162,7 +219,12 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"{', '.join(args.files)}: agents {', '.join(summary['agents']) or '?'}; "
+    _print_table(args.files, summary, bool(args.plot))
+    return 0
+
+
+def _print_table(files: list[str], summary: dict[str, Any], plotted: bool) -> None:
+    print(f"{', '.join(files)}: agents {', '.join(summary['agents']) or '?'}; "
           f"{len(summary['streams'])} streams; {summary['gap_records']} gap records")
     hdr = f"{'stream':16} {'type':9} {'fmt':8} {'ch':>4} {'nominal':>9} {'measured':>10} {'samples':>9} " \
           f"{'missing':>7} {'dups':>5} {'gaps':>5}  time range"
@@ -173,6 +235,5 @@ def run(args) -> int:
         print(f"{r['name'][:16]:16} {r['modality'][:9]:9} {str(r['format'])[:8]:8} {str(r['channels']):>4} "
               f"{str(r['nominal_hz']):>9} {str(r.get('measured_hz', '-')):>10} {r['samples']:>9} "
               f"{r['seq_missing']:>7} {r['seq_duplicates']:>5} {r['gap_records']:>5}  {rng}")
-    if args.plot:
-        print(f"timeline written to {args.plot}")
-    return 0
+    if plotted:
+        print(f"timeline written to {summary['plot']}")

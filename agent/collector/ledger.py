@@ -9,16 +9,10 @@ where to resume (an ack with ``rewind``, once per hole).  Per stream it checks s
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Any
 
 from synchub.agent.core.stream import Chunk, StreamInfo
-
-
-def safe_name(name: str) -> str:
-    """An agent name as a file name part."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64] or "agent"
 
 
 class Ledger:
@@ -34,6 +28,7 @@ class Ledger:
         self.next_seq: dict[str, int] = {}
         self.rewind_sent_for = 0
         self.closed = False
+        self.closed_at = 0.0  # monotonic time of the bye (admission forgets the session a while after)
         self.hello_env: dict[str, Any] = {}
         self.counts: Counter = Counter()
         self.samples: Counter = Counter()

@@ -24,12 +24,12 @@ from typing import Any
 import msgpack
 
 from synchub import __version__
-from synchub.agent.core.stream import Chunk, Gap, StreamInfo
+from synchub.agent.core.stream import Chunk, Gap, StreamInfo, safe_name
 from synchub.agent.core.units import now_ns, utc_now_ns
 from synchub.agent.formats import mcap_layout, mcap_read, mcap_write
 from synchub.agent.transport import wire
 
-from .ledger import Ledger, safe_name
+from .ledger import Ledger
 
 log = logging.getLogger("synchub.agent.collector")
 
@@ -47,6 +47,7 @@ class PartFile:
         self.pending_bytes = 0
         self.dirty = False
         self.fsync_pending = False
+        self.chunks = 0
         env = s.hello_env
         self.writer.add_metadata("synchub.session", {
             "agent": s.agent, "session": s.sid, "part": str(part), "synchub_version": __version__,
@@ -107,6 +108,7 @@ class PartFile:
         self.writer.flush()
         self.dirty = False
         self.pending_bytes = 0
+        self.chunks += 1  # the writer keeps an index entry per chunk until finish: the server rolls long parts
 
     def finish(self, last_mid: int, why: str, counts: dict[str, Any]) -> None:
         """The summary, the ``synchub.transport`` metadata, fsync, close."""

@@ -1,8 +1,7 @@
 """The collector: a ZeroMQ ROUTER that records agent sessions to MCAP (one file per session part).
 
-Per session a ``Ledger`` (pure) says which messages and samples are recorded: data messages are accepted in ``mid``
-order only (duplicates dropped and counted, a hole answered with a rewinding ack), samples checked for continuity.
-A ``PartFile`` (``recorder``) writes them.
+Per session a ``Ledger`` (pure) says which messages and samples are recorded (``mid`` order, duplicates dropped, a
+hole answered with a rewinding ack); a ``PartFile`` (``recorder``) writes them, a new part every ``part_chunks``.
 
 **Durable** means: the messages are in a finished MCAP chunk that has been written and ``fsync``-ed.  The collector
 flushes (cuts a chunk, writes it, fsyncs the file) every ``flush_s`` seconds while data is pending, or sooner when
@@ -12,14 +11,14 @@ collector) are recovered into finished ones; a session that comes back continues
 welcome tells the agent the last mid on disk, so nothing is recorded twice.
 
 Bad input (undecodable frames, unknown kinds, schema violations, oversized messages, data for an unknown session,
-a session claimed by a different CURVE key) is counted by reason, logged (rate-limited) and dropped; the collector
-keeps serving.  An optional live-view PUB socket republishes chunks for dashboards; it is lossy by design
-(small HWM, never blocks recording).
+a session claimed by another CURVE key) is counted by reason, logged (rate-limited) and dropped.  What one key may
+take: ``admission``.  The live-view PUB socket republishes chunks for dashboards (lossy, never blocks recording).
 """
 
 from __future__ import annotations
 
 import logging
+import resource
 import socket as pysocket
 import threading
 import time
@@ -31,8 +30,9 @@ import zmq
 
 from synchub.agent.core.units import now_ns
 from synchub.agent.transport import wire
-from synchub.agent.transport.security import self_test
 
+from .admission import Admission, SessionView, file_budget
+from .bind import bind_router
 from .ledger import Ledger
 from .recorder import Fsyncer, PartFile, last_mid_on_disk, recover_unfinished
 
@@ -48,7 +48,8 @@ class Collector:
 
     def __init__(self, bind: str, out_dir, *, name: str | None = None, curve=None, insecure: bool = True,
                  live: str | None = None, flush_s: float = 0.05, flush_bytes: int = 8 << 20, credit: int = 2000,
-                 credit_bytes: int = 64 << 20, compression: str = "zstd", context: zmq.Context | None = None):
+                 credit_bytes: int = 64 << 20, compression: str = "zstd", context: zmq.Context | None = None,
+                 admission: Admission | None = None, part_chunks: int = 6000):
         if curve is None and not insecure:
             raise ValueError("no CURVE keys given: pass curve=... or insecure=True")
         self.out_dir = Path(out_dir)
@@ -71,34 +72,15 @@ class Collector:
         self._last_flush = time.monotonic()
         self._closed = False
         self._fsync = Fsyncer(self.counts)
+        self.part_chunks = part_chunks  # a part file ends after this many MCAP chunks (5 min at 50 ms flushes)
+        self.admission = admission or Admission(file_budget(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+        self._open_by_key: Counter = Counter()
+        self._last_evict = time.monotonic()
         recover_unfinished(self.out_dir, compression)
         self._ctx = context or zmq.Context()
         if curve is not None and curve.auth is None:
             curve.start(self._ctx)
-        self.sock = self._ctx.socket(zmq.ROUTER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.RCVHWM, 20000)
-        self.sock.setsockopt(zmq.SNDHWM, 20000)
-        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, 4 * wire.MAX_FRAME)
-        self.sock.setsockopt(zmq.HEARTBEAT_IVL, 1000)
-        self.sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 5000)
-        self.sock.setsockopt(zmq.HEARTBEAT_TTL, 5000)
-        if curve is not None:
-            curve.apply_server(self.sock)
-        else:
-            log.warning("collector: INSECURE: plain-text ZeroMQ, any client may send data (--insecure)")
-        self.sock.bind(bind)
-        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        if curve is not None:
-            try:
-                self_test(self.sock, self.endpoint, curve.public)
-            except Exception:
-                self.sock.close(0)
-                curve.stop()
-                raise
-            log.info("collector: CURVE on; self-test passed (an unknown key is refused); %d allowed keys in %s",
-                     len(curve.allowed_keys()), curve.allow_dir)
+        self.sock, self.endpoint = bind_router(self._ctx, bind, curve)
         self.live = None
         if live:
             self.live = self._ctx.socket(zmq.PUB)
@@ -214,6 +196,8 @@ class Collector:
         f = self.parts.get(s.sid)
         if f is None and kind != "bye":
             f = self._open(s, s.part)
+            if f is None:
+                return
         if kind == "chunk":
             self._chunk(s, f, msg, recv)
         elif kind == "gap":
@@ -224,7 +208,7 @@ class Collector:
         elif kind == "meta":
             f.meta(mid, msg.env["stream"], msg.env["meta"], recv)
         elif kind == "bye":
-            s.closed = True
+            s.closed, s.closed_at = True, time.monotonic()
         s.took(mid, last)
         if f is not None:
             f.dirty = True
@@ -241,6 +225,11 @@ class Collector:
             self._send(identity, wire.encode_refuse(sid, "session belongs to another key"))
             return
         if s is None:
+            why = self.admission.refuse_hello(user, self._views())
+            if why:
+                self._complain("session_limit", f"hello for session {sid} of agent {env['agent']!r}: {why}")
+                self._send(identity, wire.encode_refuse(sid, why))
+                return
             s = Ledger(sid, env["agent"], user)
             s.hello_env = env
             last, parts = last_mid_on_disk(self.out_dir, sid)
@@ -257,11 +246,25 @@ class Collector:
                     self.parts[s.sid].add_stream(info)
         s.identity = identity
         s.last_rx = time.monotonic()
-        self._send(identity, wire.encode_welcome(sid, s.durable_mid, self.credit, self.credit_bytes, self.name,
+        self._open_by_key = self.admission.open_by_key(self._views())
+        self._send(identity, wire.encode_welcome(sid, s.durable_mid, self.credit, self._credit_bytes(s), self.name,
                                                  s.next_mid))
 
-    def _open(self, s: Ledger, part: int) -> PartFile:
-        f = self.parts[s.sid] = PartFile(self.out_dir, s, part, self.name, self.compression)
+    def _open(self, s: Ledger, part: int) -> PartFile | None:
+        """The session's next part file; None when the file budget is full of busy files or the open fails (the
+        message is not taken: no ack, the agent resends)."""
+        free = self.admission.file_to_free(self._views(), time.monotonic())
+        if free is None:
+            self._complain("file_budget", f"{len(self.parts)} files open (the budget); session {s.sid} waits")
+            return None
+        if free and not self.parts[free].fsync_pending:
+            self._finish(self.sessions[free], "idle (file budget)")
+        try:
+            f = PartFile(self.out_dir, s, part, self.name, self.compression)
+        except OSError as exc:  # e.g. EMFILE, ENOSPC: nothing taken, the agent resends
+            self._complain("open_failed", f"cannot open a file for session {s.sid}: {exc}")
+            return None
+        self.parts[s.sid] = f
         s.part = part + 1
         self.paths[s.sid] = f.path
         self.files.append(f.path)
@@ -317,6 +320,8 @@ class Collector:
         ack follows when the fsync returns (``_acks_due``)."""
         self._last_flush = time.monotonic()
         self._acks_due()
+        if self._last_flush - self._last_evict > 1.0:
+            self._evict()
         for sid, f in self.parts.items():
             if not f.dirty or f.fsync_pending:
                 continue
@@ -338,10 +343,32 @@ class Collector:
             if mid > s.durable_mid:
                 s.durable_mid = mid
                 self._ack(s)
+            if f is not None and f.chunks >= self.part_chunks:  # memory flat: the session goes on in a new part
+                self._finish(s, f"part of {f.chunks} chunks")
 
     def _ack(self, s: Ledger, rewind: bool = False) -> None:
-        self._send(s.identity, wire.encode_ack(s.sid, s.durable_mid, self.credit, self.credit_bytes, s.next_mid,
+        self._send(s.identity, wire.encode_ack(s.sid, s.durable_mid, self.credit, self._credit_bytes(s), s.next_mid,
                                                rewind))
+
+    def _credit_bytes(self, s: Ledger) -> int:
+        return self.admission.credit_bytes(s.user, self._open_by_key, self.credit_bytes)
+
+    def _views(self) -> list[SessionView]:
+        return [SessionView(sid, s.user, s.closed, s.last_rx, s.closed_at, sid in self.parts)
+                for sid, s in self.sessions.items()]
+
+    def _evict(self) -> None:
+        """Forget finished and long-silent sessions (admission); finish the files of silent ones."""
+        now = time.monotonic()
+        self._last_evict = now
+        for sid in self.admission.evictable(self._views(), now):
+            if sid in self.parts and not self.parts[sid].fsync_pending:
+                self._finish(self.sessions[sid], "idle")
+            if sid not in self.parts:
+                del self.sessions[sid]
+                self.paths.pop(sid, None)
+        self._refused_at = {k: t for k, t in self._refused_at.items() if now - t < 60.0}
+        self._open_by_key = self.admission.open_by_key(self._views())
 
     def _send(self, identity: bytes, frames: list) -> None:
         try:

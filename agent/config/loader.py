@@ -15,7 +15,9 @@ from typing import Any
 from synchub.agent.align.markers import rules_from
 from synchub.agent.clock.settings import ClockSettings
 from synchub.agent.core.options import StreamCommon, TriggerSettings
-from synchub.agent.core.settings import Where, build, read_toml, suggest
+from synchub.agent.core.settings import ConfigError, Where, build, read_toml, suggest
+from synchub.agent.transport import wire
+from synchub.agent.transport.endpoints import check_endpoint
 from synchub.drivers import registry
 from synchub.drivers.sim.settings import SimSettings
 
@@ -78,12 +80,32 @@ def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
     if "sim" in data:
         sim = build(SimSettings, data["sim"], where.child("sim"))
     _check_names(streams, triggers, where)
+    _check_agent(agent, where.child("agent"))
     return Config(file=file, agent=agent, clock=clock, streams=streams, triggers=triggers, sim=sim)
+
+
+def _check_agent(agent: AgentSettings, where: Where) -> None:
+    """What the collector and the sockets would refuse later, refused now."""
+    if not 1 <= len(agent.name) <= wire.MAX_NAME:
+        raise where.child("name").error(f"{len(agent.name)} characters; allowed: 1-{wire.MAX_NAME} (the collector's "
+                                        "limit)")
+    if not agent.collector:
+        raise where.child("collector").error("no endpoint; give at least one, e.g. [\"tcp://collector:7100\"]")
+    for i, ep in enumerate(agent.collector):
+        try:
+            check_endpoint(ep)
+        except ValueError as exc:
+            raise where.child("collector").child(i).error(str(exc)) from None
 
 
 def _check_names(streams, triggers, where: Where) -> None:
     seen: dict[str, int] = {}
+    for i, t in enumerate(triggers):
+        if not 1 <= len(t.name) <= wire.MAX_NAME:
+            raise where.child("trigger").child(i).child("name").error(f"allowed: 1-{wire.MAX_NAME} characters")
     for i, s in enumerate(streams):
+        if not 1 <= len(s.name) <= wire.MAX_NAME:
+            raise where.child("stream").child(i).child("name").error(f"allowed: 1-{wire.MAX_NAME} characters")
         if s.name in seen:
             raise where.child("stream").child(i).child("name").error(f"duplicate stream name {s.name!r}")
         seen[s.name] = i
@@ -110,3 +132,10 @@ def _check_names(streams, triggers, where: Where) -> None:
 def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file."""
     return parse_config(read_toml(path), str(path))
+
+
+def require_streams(config: Config) -> Config:
+    """An agent's config must record something (``synchub sim`` runs a [sim] table alone)."""
+    if not config.streams and not config.triggers:
+        raise ConfigError(f"{config.file}: no [[stream]] or [[trigger]] tables: nothing to record")
+    return config

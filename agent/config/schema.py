@@ -25,11 +25,14 @@ from synchub.drivers.sim.settings import SimSettings
 
 @dataclass(frozen=True)
 class AgentSettings:
-    name: str = setting("synchub-agent", doc="agent name; recorded with every stream as its host")
+    name: str = setting("synchub-agent", doc="agent name; recorded with every stream as its host (1-200 characters, "
+                        "the collector's limit)")
     collector: tuple[str, ...] = setting(
-        ("tcp://127.0.0.1:7100",), doc="collector endpoints (ZeroMQ), tried in order for failover"
+        ("tcp://127.0.0.1:7100",), doc="collector endpoints (ZeroMQ: tcp://HOST:PORT with a port 1-65535, "
+        "ipc://PATH), tried in order for failover; at least one"
     )
-    queue_chunks: int = setting(1024, min=1, doc="bound of the queue between drivers and transport, in chunks")
+    queue_chunks: int = setting(1024, min=1, max=1_000_000,
+                                doc="bound of the queue between drivers and transport, in chunks")
     overflow: str = setting(
         "block",
         choices=("block", "drop-oldest"),
@@ -38,7 +41,7 @@ class AgentSettings:
     chunk_ms: float = setting(20.0, min=0.1, max=10_000.0, doc="drivers batch samples into chunks of about this length")
     log_level: str = setting("info", choices=("debug", "info", "warning", "error"), doc="log verbosity")
     spool_dir: str = setting("", doc="on-disk spool directory (empty: a spool under the state directory)")
-    spool_max_mb: float = setting(512.0, min=1.0, doc="bound of the on-disk spool")
+    spool_max_mb: float = setting(512.0, min=1.0, max=1_048_576.0, doc="bound of the on-disk spool (1 MiB..1 TiB)")
     curve_secret_key: str = setting("", doc="agent's CURVE secret key file (empty: plain text, needs --insecure)")
     collector_public_key: str = setting("", doc="collector's CURVE public key file")
     fusion: bool = setting(

@@ -8,7 +8,8 @@ TOML table into an instance:
 * missing required keys are errors;
 * types are checked (int accepted for float; lists become tuples; nested dataclasses and lists of them
   are built recursively);
-* choices and bounds are checked.
+* choices and bounds are checked: numbers are finite, and one without ``min``/``max`` of its own stays within
+  +-``DEFAULT_BOUND``; strings are at most ``MAX_STRING`` characters.
 
 ``read_toml(path)`` reads a TOML file into a table (a ``ConfigError`` naming the file when it cannot); everything else
 is pure: the loader passes the file's name in ``where``.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import sys
 import types
 import typing
@@ -29,6 +31,12 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
+
+
+#: bound of a numeric setting that names none of its own: above any meant value (a Unix time in seconds fits), and
+#: still representable where the agent converts it (4e9 s is 4e18 ns, within int64)
+DEFAULT_BOUND = 4_000_000_000
+MAX_STRING = 4096  # characters of a string setting (paths, endpoints, names are shorter still where they go)
 
 
 class ConfigError(ValueError):
@@ -124,10 +132,14 @@ def _convert(tp: Any, value: Any, where: Where) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise where.error(f"expected a number, got {value!r}")
+        if not math.isfinite(value) or abs(value) > 1e300:
+            raise where.error(f"expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
             raise where.error(f"expected a string, got {value!r}")
+        if len(value) > MAX_STRING:
+            raise where.error(f"string of {len(value)} characters; allowed: at most {MAX_STRING}")
         return value
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
@@ -163,7 +175,7 @@ def build(cls: type, table: dict[str, Any], where: Where):
                 if v not in choices:
                     hint = suggest(v, choices)
                     raise w.error(f"{v!r} is not allowed{hint}; allowed: {', '.join(map(repr, choices))}")
-        lo, hi = meta.get("min"), meta.get("max")
+        lo, hi = _bounds(meta, hints[name])
         if lo is not None and value is not None and value < lo:
             raise w.error(f"{value!r} is too small; allowed: >= {lo}")
         if hi is not None and value is not None and value > hi:
@@ -175,6 +187,16 @@ def build(cls: type, table: dict[str, Any], where: Where):
         if isinstance(exc, ConfigError):
             raise
         raise where.error(str(exc)) from None
+
+
+def _bounds(meta: dict, tp: Any) -> tuple:
+    """A numeric setting's (min, max): its own, else ``DEFAULT_BOUND`` (every number has a documented range)."""
+    lo, hi = meta.get("min"), meta.get("max")
+    base = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+    if len(base) == 1 and base[0] in (int, float):
+        lo = -DEFAULT_BOUND if lo is None else lo
+        hi = DEFAULT_BOUND if hi is None else hi
+    return lo, hi
 
 
 def _doc(f: dataclasses.Field) -> str:
@@ -199,10 +221,11 @@ def reference(cls: type, prefix: str = "") -> list[str]:
         extra = []
         if meta.get("choices"):
             extra.append("one of " + ", ".join(map(repr, meta["choices"])))
-        if meta.get("min") is not None:
-            extra.append(f">= {meta['min']}")
-        if meta.get("max") is not None:
-            extra.append(f"<= {meta['max']}")
+        lo, hi = _bounds(meta, hints[f.name])
+        if lo is not None:
+            extra.append(f">= {lo:g}" if isinstance(lo, float) else f">= {lo}")
+        if hi is not None:
+            extra.append(f"<= {hi:g}" if isinstance(hi, float) else f"<= {hi}")
         tail = f" ({'; '.join(extra)})" if extra else ""
         lines.append(f"{prefix}{f.name}: {_type_name(hints[f.name])}, {default}{tail}. {meta.get('doc', '')}".rstrip())
     return lines
@@ -223,3 +246,5 @@ def read_toml(path: str | Path, what: str = "config") -> dict:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not a usable {what}: arrays or tables nested too deeply") from None

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,6 +247,7 @@ GAP_CAUSES = (
     "spool_full",  # the on-disk spool overflowed and its policy dropped data
     "device_reset",  # samples around a device clock reset could not be attributed (the reset: a ClockReset)
     "disconnect",  # the device went away
+    "agent_crash",  # the agent process died holding samples it had read (queue, correction hold); found on restart
 )
 
 
@@ -264,3 +266,7 @@ class StreamStats:
     def count(self, reason: str, n: int = 1) -> None:
         self.reasons[reason] = self.reasons.get(reason, 0) + n
 
+
+def safe_name(name: str) -> str:
+    """An agent name as a file name part (the collector's file names, the agent's default spool directory)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:64] or "agent"

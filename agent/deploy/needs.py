@@ -24,6 +24,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
+from synchub.agent.transport.security import SecurityError, load_public, load_secret
 from synchub.extras import available, hint
 
 PREFIX = "/opt/synchub"
@@ -186,8 +187,13 @@ def preflight(config, *, insecure: bool = False, exists=os.path.exists, have_mod
         if not path:
             continue
         if not exists(path):
-            out.append(Problem("warning", key, f"{path} does not exist on this machine: the agent refuses to start "
+            out.append(Problem("error", key, f"{path} does not exist on this machine: the agent refuses to start "
                                "until it does"))
+        elif os.path.isfile(path):  # a key file that is there must be one (install checks before it makes them)
+            try:
+                (load_secret if key.endswith("secret_key") else load_public)(path)
+            except SecurityError as exc:
+                out.append(Problem("error", key, str(exc)))
         if not path.startswith(KEY_DIR + "/"):
             out.append(Problem("warning", key, f"{path} is outside {KEY_DIR}, where `synchub install` gives keys "
                                "the owner and mode the unit's user can read"))

@@ -31,6 +31,7 @@ class Hub:
         # one lock per stream: sequence numbers and queue order stay consistent without serializing drivers
         self._locks = {name: threading.Lock() for name in infos}
         self.problems: collections.Counter = collections.Counter()
+        self.marks = None  # the sender's ``Marks``: what was read, kept through a kill -9
 
     def _known(self, stream: str) -> bool:
         if stream in self.infos:
@@ -46,6 +47,8 @@ class Hub:
         with self._locks[stream]:
             seq = self._next_seq[stream]
             self._next_seq[stream] = seq + len(device_ns)
+            if self.marks is not None:
+                self.marks.read(stream, seq + len(device_ns))
             st = self.stats[stream]
             st.samples += len(device_ns)
             st.chunks += 1

@@ -91,6 +91,7 @@ class Agent:
         if outlet is None:
             outlet = self._make_sender(insecure, session)
         self.outlet = outlet
+        self.hub.marks = getattr(outlet, "marks", None)
         taps = [t.push for t in self.trackers] + ([self.fuser.push] if self.fuser is not None else [])
         self.shipper = Shipper(self.queue, self.clocks, outlet,
                                correction_delay_ms=self.clock_config.correction_delay_ms, taps=taps)
@@ -98,6 +99,7 @@ class Agent:
         self.ntp = self._make_ntp()
         self._stopping = threading.Event()
         self.started_ns = 0
+        self.delivery = ""  # the sender's summary line, after stop()
 
     # ---- assembly
     def _make_triggers(self, ctx: DriverContext) -> list:
@@ -237,7 +239,8 @@ class Agent:
             except Exception:
                 log.exception("fusion failed")
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop and drain; True when everything reached the collector (``delivery`` says what did not)."""
         self._stopping.set()
         if self.rig is not None and self._own_rig:
             self.rig.quiesce(2.0)  # simulated devices fall silent and the readers drain them: the truth stays exact
@@ -262,8 +265,10 @@ class Agent:
             self.shipper.final_drain()
         self.queue.close()
         close = getattr(self.outlet, "close", None)
-        if close is not None:
-            close(timeout)
+        ok = close(timeout) is not False if close is not None else True
+        summary = getattr(self.outlet, "summary", None)
+        self.delivery = summary() if summary is not None else ""
+        return ok and not self.shipper.is_alive()
 
     def check(self) -> None:
         if self.shipper.error is not None:

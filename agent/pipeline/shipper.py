@@ -157,7 +157,9 @@ class Shipper(threading.Thread):
             if self.record_evidence:
                 self.outlet.send_meta("_evidence", {"kind": "evidence", **evidence_to_dict(item)})
         for dropped in self.queue.take_dropped():
-            self.outlet.send_gap(Gap(stream=dropped.stream, seq=dropped.seq, count=dropped.n, cause="queue_full",
+            # seq: the number the next real sample got (``Gap``), as for every other cause; the lost ones precede it
+            self.outlet.send_gap(Gap(stream=dropped.stream, seq=dropped.seq + dropped.n, count=dropped.n,
+                                     cause="queue_full",
                                      device_ns_from=int(dropped.device_ns[0]), device_ns_to=int(dropped.device_ns[-1]),
                                      detail="agent queue full (overflow=drop-oldest)"))
 

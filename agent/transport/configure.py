@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.stream import StreamInfo, safe_name
 
 from .security import ClientKeys, SecurityError
 from .sender import Sender
@@ -15,17 +15,25 @@ from .session import TransportError
 log = logging.getLogger(__name__)
 
 
+def default_spool_dir(agent_name: str, env) -> Path:
+    """``$STATE_DIRECTORY/spool`` (systemd's ``StateDirectory=``), else ``$XDG_STATE_HOME`` (default
+    ``~/.local/state``) ``/synchub/spool/<agent name>``: one spool per agent name, never in memory."""
+    if env.get("STATE_DIRECTORY"):
+        return Path(env["STATE_DIRECTORY"].split(":")[0]) / "spool"
+    base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "synchub" / "spool" / safe_name(agent_name)
+
+
 def sender_from_settings(agent, streams: list[StreamInfo], *, insecure: bool = False, session: str | None = None,
                          env: dict | None = None) -> Sender:
     """A ``Sender`` from the ``[agent]`` config table (``synchub.agent.config.AgentSettings``).
 
-    Spool: ``agent.spool_dir``, else ``$STATE_DIRECTORY/spool`` (systemd's ``StateDirectory=``), else in memory.
+    Spool: ``agent.spool_dir``, else ``default_spool_dir`` (always on disk: it survives a restart).
     CURVE: ``agent.curve_secret_key`` + ``agent.collector_public_key``; without them ``insecure`` must be set
     (plain text, logged loudly), otherwise ``TransportError`` says what to configure.
     """
     env = os.environ if env is None else env
-    spool_dir = agent.spool_dir or (str(Path(env["STATE_DIRECTORY"].split(":")[0]) / "spool")
-                                    if env.get("STATE_DIRECTORY") else None)
+    spool_dir = agent.spool_dir or str(default_spool_dir(agent.name, env))
     curve = None
     if agent.curve_secret_key or agent.collector_public_key:
         if not (agent.curve_secret_key and agent.collector_public_key):
@@ -39,7 +47,6 @@ def sender_from_settings(agent, streams: list[StreamInfo], *, insecure: bool = F
                              "make them with `synchub keys new`, or pass --insecure for plain text")
     else:
         log.warning("transport: INSECURE: plain-text ZeroMQ to %s (--insecure)", ", ".join(agent.collector))
-    if spool_dir is None:
-        log.info("transport: no spool_dir and no $STATE_DIRECTORY: unacked data is kept in memory only")
+    log.info("transport: spool in %s", spool_dir)
     return Sender(list(agent.collector), agent.name, streams, spool_dir=spool_dir, curve=curve, session=session,
                   spool_max_bytes=int(agent.spool_max_mb * (1 << 20)))

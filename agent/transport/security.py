@@ -48,8 +48,8 @@ def new_pair(name: str, directory) -> tuple[Path, Path]:
 def load_secret(path: str | os.PathLike) -> tuple[bytes, bytes]:
     try:
         public, secret = zmq.auth.load_certificate(str(path))
-    except (OSError, ValueError) as exc:
-        raise SecurityError(f"cannot load CURVE key pair from {path}: {exc}") from None
+    except (OSError, ValueError, LookupError, TypeError, zmq.ZMQError) as exc:  # a missing file, or not a key file
+        raise SecurityError(f"cannot load CURVE key pair from {path}: {exc or type(exc).__name__}") from None
     if not secret:
         raise SecurityError(f"{path} holds no secret key (use the NAME.key_secret file)")
     return public, secret
@@ -58,8 +58,10 @@ def load_secret(path: str | os.PathLike) -> tuple[bytes, bytes]:
 def load_public(path: str | os.PathLike) -> bytes:
     try:
         public, _ = zmq.auth.load_certificate(str(path))
-    except (OSError, ValueError) as exc:
-        raise SecurityError(f"cannot load CURVE public key from {path}: {exc}") from None
+    except (OSError, ValueError, LookupError, TypeError, zmq.ZMQError) as exc:
+        raise SecurityError(f"cannot load CURVE public key from {path}: {exc or type(exc).__name__}") from None
+    if not public or len(public) != 40:
+        raise SecurityError(f"{path} holds no CURVE public key")
     return public
 
 
@@ -78,6 +80,32 @@ class ClientKeys:
         sock.curve_publickey = self.public
         sock.curve_secretkey = self.secret
         sock.curve_serverkey = self.server_public
+
+
+class ZapLog:
+    """The authenticator's logger: its CURVE denials (logged by pyzmq at debug level only) become a warning,
+    rate-limited, with a count, so a wrong key is visible on the collector."""
+
+    def __init__(self, inner: logging.Logger, every_s: float = 10.0):
+        self.inner = inner
+        self.every_s = every_s
+        self.denied = 0
+        self.quiet = False  # during the self-test, whose stranger is meant to be refused
+        self._last = -1e9
+        self.debug, self.info, self.warning, self.error, self.exception = (inner.debug, inner.info, inner.warning,
+                                                                           inner.error, inner.exception)
+        self.debug = self._debug
+
+    def _debug(self, msg, *args, **kw) -> None:
+        if isinstance(msg, str) and msg.startswith("%s (CURVE") and args and args[0] == "DENIED" and not self.quiet:
+            self.denied += 1
+            now = time.monotonic()
+            if now - self._last >= self.every_s:
+                self._last = now
+                key = args[-1].decode(errors="replace") if isinstance(args[-1], bytes) else str(args[-1])
+                log.warning("security: refused a client whose CURVE key %s... is not in the allow-list (%d refusals "
+                            "so far)", key[:12], self.denied)
+        self.inner.debug(msg, *args, **kw)
 
 
 @dataclass
@@ -102,7 +130,7 @@ class ServerKeys:
         """Start the ZAP authenticator on ``ctx`` with the allow-list (needed before any CURVE server binds)."""
         if not self.allowed_keys():
             log.warning("security: allow-list %s holds no *.key files: no agent can connect", self.allow_dir)
-        self.auth = ThreadAuthenticator(ctx, log=logging.getLogger("synchub.zap"))
+        self.auth = ThreadAuthenticator(ctx, log=ZapLog(logging.getLogger("synchub.zap")))
         self.auth.start()
         self.auth.configure_curve(domain="*", location=str(self.allow_dir))
 

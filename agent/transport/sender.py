@@ -34,22 +34,21 @@ from synchub.agent.core.stream import Chunk, Gap, StreamInfo
 from synchub.agent.core.units import now_ns, utc_now_ns
 
 from . import wire
+from .dealer import KEY_REFUSED, new_dealer, summary_line
+from .restart import crashed_and_new_marks, sessions_from_spool
 from .session import SenderSession, TransportError
 from .spool import KIND_DATA, KIND_OTHER, Spool
+from .spool_entry import KIND_BYE
 
 log = logging.getLogger(__name__)
-
-KIND_BYE = 3
-
 
 class Sender:
     """Ship chunks, gaps and metadata of one agent session to a collector.
 
     ``endpoints``: a ZeroMQ endpoint or a list tried in order (failover).  ``spool_dir``: on-disk spool (survives an
-    agent restart); None keeps the spool in memory (``spool_max_bytes``).  ``curve``: a
-    ``synchub.agent.security.ClientKeys`` (CURVE), or None for plain text.  ``block_s``: when the spool is full, a
-    caller waits up to this long for acks before the spool's drop policy applies (default: 0 for a disk spool, so the
-    pipeline never stalls during an outage; 2 s for memory).
+    agent restart; None: in memory).  ``curve``: ``ClientKeys`` (CURVE) or None for plain text.  ``block_s``: when
+    the spool is full, a caller waits up to this long for acks before its drop policy applies (default: 0 for a disk
+    spool, so the pipeline never stalls during an outage; 2 s for memory).
     """
 
     def __init__(self, endpoints, agent_name: str, streams: list[StreamInfo], spool_dir=None, curve=None, *,
@@ -91,19 +90,9 @@ class Sender:
         self.last_error = ""
         hello = wire.encode_hello(agent_name, self.session, list(streams), __version__, utc_now_ns(), now_ns())
         self.spool.save_hello(self.session, hello)
-        self._sessions: dict[str, SenderSession] = {}
-        for sid in self.spool.sessions():
-            if sid != self.session and self.spool.last_mid.get(sid, 0) == 0:
-                self.spool.forget(sid)  # an earlier run that never sent anything
-                continue
-            old = self._sessions[sid] = SenderSession(sid, self.spool.hellos[sid])
-            last = self.spool.last_mid.get(sid, 0)
-            e = self.spool.entries.get((sid, last))
-            if e is not None and e.kind == KIND_BYE:
-                old.bye_mid = last
-        # the current session last, so older spooled sessions drain first
-        cur = self._sessions.pop(self.session, None) or SenderSession(self.session, hello)
-        self._sessions[self.session] = cur
+        self._sessions = sessions_from_spool(self.spool, self.session, hello)
+        self.marks = None if spool_dir is None else crashed_and_new_marks(self.spool, self._sessions, self.session,
+                                                                           list(self.streams))
         self._thread = threading.Thread(target=self._run, name="synchub-sender", daemon=True)
         self._thread.start()
 
@@ -114,25 +103,30 @@ class Sender:
         if chunk.n == 0:
             return
         with self._lock:
-            self._mid += 1
-            mid = self._mid
+            mid = self._mid + 1  # taken only once the message is in the spool: a failed encode leaves no hole
             frames = wire.encode_chunk(self.session, mid, chunk)
             self._wait_space(sum(memoryview(f).nbytes for f in frames))
             self.spool.append(self.session, mid, frames, KIND_DATA, chunk.stream, chunk.seq, chunk.n)
+            self._mid = mid
+            if self.marks is not None:
+                self.marks.covered(chunk.stream, chunk.seq, chunk.seq + chunk.n)
             self._counters["samples"] += chunk.n
             self._counters["chunks"] += 1
         self._wake()
 
     def send_gap(self, gap: Gap) -> None:
         self._send_other(lambda mid: wire.encode_gap(self.session, mid, gap), gap.stream)
+        if gap.cause == "queue_full" and self.marks is not None:  # its samples had numbers: [seq - count, seq)
+            self.marks.covered(gap.stream, gap.seq - gap.count, gap.seq)
 
     def send_meta(self, stream: str, meta: dict[str, Any]) -> None:
         self._send_other(lambda mid: wire.encode_meta(self.session, mid, stream, meta), stream)
 
     def _send_other(self, make, stream: str, kind: int = KIND_OTHER) -> None:
         with self._lock:
+            frames = make(self._mid + 1)
+            self.spool.append(self.session, self._mid + 1, frames, kind, stream)
             self._mid += 1
-            self.spool.append(self.session, self._mid, make(self._mid), kind, stream)
         self._wake()
 
     def _wait_space(self, size: int) -> None:
@@ -146,10 +140,11 @@ class Sender:
     def connect(self, timeout: float = 5.0) -> None:
         """Wait until the collector has welcomed this session; ``TransportError`` with a clear reason if not."""
         if not self._connected.wait(timeout):
+            if KEY_REFUSED in self.last_error:
+                raise TransportError(f"collector {self.last_error}")
             raise TransportError(
                 f"collector not reachable at {', '.join(self.endpoints)} (no welcome within {timeout:g} s"
-                + (f"; {self.last_error}" if self.last_error else "")
-                + "); is `synchub collector` running there, with matching CURVE keys?")
+                + (f"; {self.last_error}" if self.last_error else "") + "); is `synchub collector` running there?")
 
     @property
     def connected(self) -> bool:
@@ -159,11 +154,21 @@ class Sender:
         """Messages of all sessions not yet acked."""
         return sum(self.spool.pending(s) for s in list(self._sessions))
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.pending() > 0 and time.monotonic() < deadline:
+    def flush(self, timeout: float = 10.0, unreachable_s: float = 1.0) -> bool:
+        """Wait up to ``timeout`` until everything is acked; give up after ``unreachable_s`` without a collector
+        (waiting longer would not deliver anything).  True when nothing is left unacked."""
+        now = up = time.monotonic()
+        deadline = now + timeout
+        while self.pending() > 0 and now < deadline and now - up <= unreachable_s:
             time.sleep(0.005)
+            now = time.monotonic()
+            up = now if self._connected.is_set() else up
         return self.pending() == 0
+
+    def summary(self) -> str:
+        """One line for the end of a run (``dealer.summary_line``)."""
+        return summary_line(self.session, self._counters["samples"], self.spool.stats(), self.pending(),
+                            self.spool.dir, self.last_error)
 
     def stats(self) -> dict[str, Any]:
         lat = np.array(self._ack_lat, dtype=np.int64) if self._ack_lat else None
@@ -178,10 +183,12 @@ class Sender:
         if self._stop.is_set():
             return self.pending() == 0
         self._send_other(lambda mid: wire.encode_bye(self.session, mid), "", KIND_BYE)
-        ok = self.flush(timeout)
+        ok = self.flush(timeout, unreachable_s=self.hello_timeout_s)
         self._stop.set()
         self._wake()
         self._thread.join(timeout=5.0)
+        if self.marks is not None:
+            self.marks.close(remove=ok)
         if ok:
             self.spool.forget(self.session)
         self.spool.close()
@@ -199,21 +206,6 @@ class Sender:
             pass
 
     # ------------------------------------------------------------------ I/O thread
-    def _new_socket(self, endpoint: str) -> zmq.Socket:
-        s = self._ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.SNDHWM, 4000)
-        s.setsockopt(zmq.RCVHWM, 4000)
-        s.setsockopt(zmq.HEARTBEAT_IVL, int(self.heartbeat_s * 1000))
-        s.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.liveness_s * 1000))
-        s.setsockopt(zmq.HEARTBEAT_TTL, int(self.liveness_s * 1000))
-        s.setsockopt(zmq.RECONNECT_IVL, 100)
-        s.setsockopt(zmq.RECONNECT_IVL_MAX, int(self.backoff_max_s * 1000))
-        if self.curve is not None:
-            self.curve.apply_client(s)
-        s.connect(endpoint)
-        return s
-
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -237,7 +229,8 @@ class Sender:
                 if sock is None:
                     self.endpoint = self.endpoints[ep_i]
                     try:
-                        sock = self._new_socket(self.endpoint)
+                        sock = new_dealer(self._ctx, self.endpoint, self.heartbeat_s, self.liveness_s,
+                                          self.backoff_max_s, self.curve)
                     except zmq.ZMQError as exc:
                         self.last_error = f"{self.endpoint}: {exc}"
                         log.error("transport: cannot use endpoint %s: %s", self.endpoint, exc)
@@ -251,7 +244,8 @@ class Sender:
                     t_open = last_rx = last_tx = last_hello = now
                     self._send_hellos(sock)
                 try:
-                    ready = zmq.select([sock, poller_fd_wake], [], [], 0.05)[0]
+                    ready = zmq.select([sock, poller_fd_wake] + ([sock.monitor_sock] if sock.monitor_sock else []),
+                                       [], [], 0.05)[0]
                 except zmq.ZMQError:
                     ready = []
                 if poller_fd_wake in ready:
@@ -260,6 +254,9 @@ class Sender:
                             pass
                     except (BlockingIOError, OSError):
                         pass
+                if sock.monitor_sock in ready and (why := sock.refusal()) and why not in self.last_error:
+                    self.last_error = f"{self.endpoint}: {why}"
+                    log.error("transport: %s", self.last_error)
                 if sock in ready:
                     last_rx = time.monotonic()
                     self._receive(sock)
@@ -270,7 +267,8 @@ class Sender:
                 silent = now - last_rx
                 if (not welcomed and now - t_open > self.hello_timeout_s) or (welcomed and silent > self.liveness_s):
                     why = "no welcome" if not welcomed else f"silent for {silent:.1f} s"
-                    self.last_error = f"{self.endpoint}: {why}"
+                    if KEY_REFUSED not in self.last_error:
+                        self.last_error = f"{self.endpoint}: {why}"
                     log.warning("transport: collector %s %s; reconnecting (backoff %.1f s)", self.endpoint, why, backoff)
                     sock.close(0)
                     sock = None
@@ -336,7 +334,7 @@ class Sender:
             if s is None or msg.kind not in ("welcome", "ack"):
                 continue
             acked = msg.env["acked"]
-            s.window(msg.env["credit"], msg.env["credit_bytes"])
+            s.window(msg.env["credit"], min(msg.env["credit_bytes"], self.spool.max_bytes // 2))  # the rest evictable
             nxt = msg.env.get("next")
             if msg.kind == "welcome":
                 if not s.welcomed:
@@ -347,6 +345,7 @@ class Sender:
                 self.spool.mark_sent(s.sid, s.cursor - 1)  # the collector has everything before `next`
                 if s.sid == self.session:
                     self._connected.set()
+                    self.last_error = ""
             else:
                 self._on_ack(s, acked)
                 if isinstance(nxt, int) and msg.env.get("rewind") and nxt < s.cursor:
@@ -379,7 +378,7 @@ class Sender:
                     self.spool.append(s.sid, last + 1, wire.encode_bye(s.sid, last + 1), KIND_BYE)
                     last += 1
             while s.can_send(last):
-                frames, span_last = self.spool.get_span(s.sid, s.cursor)
+                frames, span_last = self.spool.get_span(s.sid, s.cursor, sending=True)
                 if frames is None:
                     if s.cursor <= s.acked:
                         s.cursor = s.acked + 1
@@ -389,7 +388,6 @@ class Sender:
                     self._counters["missing"] = self._counters.get("missing", 0) + 1
                     s.cursor += 1
                     continue
-                self.spool.mark_sent(s.sid, span_last)
                 if not self._send(sock, frames):
                     return sent_any
                 s.sent(span_last, sum(memoryview(f).nbytes for f in frames), now_ns())

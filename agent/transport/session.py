@@ -68,3 +68,4 @@ class SenderSession:
         self.inflight.append((span_last, size, now_ns))
         self.inflight_bytes += size
         self.cursor = span_last + 1
+

@@ -20,7 +20,7 @@ collector records every lost sample and message numbering stays contiguous.  Nei
 outnumber the live records between them and the spool stays bounded however long the outage.  Gap/meta records and
 spans are never evicted.
 Dead space is reclaimed by deleting segments with no live record, and by compacting (rewriting live records of) the
-oldest segment while the files exceed ``max_bytes + segment_bytes``.
+oldest segment while the files exceed the bound (or the live records, when those pass it) plus a segment.
 """
 
 from __future__ import annotations
@@ -30,53 +30,28 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
 from . import wire
+from .spool_entry import KIND_DATA, KIND_OTHER, KIND_TOMBSTONE, PROTECT_MARGIN, Drops, Entry, coalesce
 from .spool_log import SegmentLog, atomic_write
 
 log = logging.getLogger(__name__)
-
-KIND_DATA, KIND_OTHER, KIND_TOMBSTONE = 0, 1, 2
-#: after an agent restart, this many messages past the last recorded "sent" mark are never evicted
-PROTECT_MARGIN = 8192
-
 
 class SpoolError(Exception):
     """The spool directory cannot be used (e.g. another agent holds it)."""
 
 
-@dataclass
-class Entry:
-    session: str
-    mid: int
-    kind: int
-    stream: str
-    seq: int
-    n: int
-    priority: int
-    size: int
-    frames: list | None = None  # memory spool (or cache)
-    seg: int = -1
-    offset: int = 0
-    length: int = 0
-    last: int = 0  # a gap span stands for mids mid..last
-    gaps: list | None = None  # gap span: the Gap dicts it carries
-
-    def __post_init__(self) -> None:
-        self.last = max(self.last, self.mid)
-
-
 class Spool:
     def __init__(self, path: str | os.PathLike | None = None, max_bytes: int = 64 << 20,
-                 priorities: dict[str, int] | None = None, segment_bytes: int = 8 << 20, fsync_s: float = 1.0):
+                 priorities: dict[str, int] | None = None, segment_bytes: int | None = None, fsync_s: float = 1.0):
         self.dir = Path(path) if path else None
         self.max_bytes = int(max_bytes)
-        self.segment_bytes = int(segment_bytes)
+        # a quarter of the bound (64 KiB..8 MiB): the files stay within about 1.25x the bound at every size
+        self.segment_bytes = int(segment_bytes or min(8 << 20, max(64 << 10, self.max_bytes // 4)))
         self.priorities = dict(priorities or {})
         self.fsync_s = fsync_s
         self.lock = threading.RLock()
@@ -87,9 +62,12 @@ class Spool:
         self.last_mid: dict[str, int] = {}
         self.hellos: dict[str, list[bytes]] = {}
         self.live_bytes = 0
-        self.dropped_samples = 0
-        self.dropped_records = 0
-        self.drops_by_stream: dict[str, int] = {}
+        self.live_disk = 0  # bytes of the live records on disk (what compaction cannot reclaim)
+        self.over_bound = 0  # appends that found the bound taken by records already sent (unevictable)
+        self.disk_errors = 0
+        self.delivered: dict[str, int] = {}  # session -> samples of its acked data records
+        self._over_logged = 0.0
+        self.drops = Drops()
         self.appended = 0
         self.log: SegmentLog | None = None
         self._dirty_acks = False
@@ -105,7 +83,7 @@ class Spool:
             except OSError:
                 os.close(self._lock_fd)
                 raise SpoolError(f"spool {self.dir} is in use by another process") from None
-            self.log = SegmentLog(self.dir, segment_bytes)
+            self.log = SegmentLog(self.dir, self.segment_bytes)
             self._load()
             self.log.roll()
 
@@ -118,39 +96,41 @@ class Spool:
             if kind == KIND_DATA:
                 self._make_room(size)
             e = Entry(session, mid, kind, stream, seq, n, prio, size)
-            if self.dir is None:
-                e.frames = list(frames)
-            else:
-                self._write(e, [bytes(memoryview(f)) for f in frames])
+            self._store(e, frames)
             self._put(e)
-            if self.dir is not None and self.disk_bytes() > self.max_bytes + self.segment_bytes:
-                self._reclaim()
+            if self.dir is not None and self.disk_bytes() > self._disk_bound():
+                try:
+                    self._reclaim()
+                except OSError as exc:  # the records stay where they are; the next append tries again
+                    log.error("spool: compacting %s failed: %s", self.dir, exc)
             self.last_mid[session] = max(self.last_mid.get(session, 0), mid)
             self.appended += 1
 
     def get(self, session: str, mid: int) -> list | None:
         """The frames of (session, mid), or None if acked or never appended."""
+        return self.get_span(session, mid)[0]
+
+    def get_span(self, session: str, mid: int, sending: bool = False) -> tuple[list | None, int]:
+        """(frames, last mid it stands for) of the record at ``mid``; (None, mid) if there is none.  ``sending``:
+        the record is marked sent in the same step, so an append on another thread cannot evict it (or grow a
+        span over it) between the look-up and the send."""
         with self.lock:
             e = self.entries.get((session, mid))
             if e is None:
-                return None
-            if e.frames is not None:
-                return e.frames
-            seg, offset, length = e.seg, e.offset, e.length
-        rec = self.log.read(seg, offset, length)
-        return None if rec is None else rec[7]
-
-    def get_span(self, session: str, mid: int) -> tuple[list | None, int]:
-        """(frames, last mid it stands for) of the record at ``mid``; (None, mid) if there is none."""
-        with self.lock:
-            e = self.entries.get((session, mid))
-            last = e.last if e is not None else mid
-        return self.get(session, mid), last
+                return None, mid
+            if sending:
+                self.mark_sent(session, e.last)
+            last, frames, where = e.last, e.frames, (e.seg, e.offset, e.length)
+        if frames is None:
+            rec = self.log.read(*where)
+            frames = None if rec is None else rec[7]
+        return frames, last
 
     def mark_sent(self, session: str, last: int) -> None:
         """The sender sent up to ``last``: those messages may be at the collector and are never evicted."""
-        if last > self.protect.get(session, 0):
-            self.protect[session] = last
+        with self.lock:
+            if last > self.protect.get(session, 0):
+                self.protect[session] = last
 
     def ack(self, session: str, mid: int) -> None:
         with self.lock:
@@ -161,6 +141,7 @@ class Spool:
             for m in range(old + 1, mid + 1):
                 e = self.entries.pop((session, m), None)
                 if e is not None:
+                    self.delivered[session] = self.delivered.get(session, 0) + (e.n if e.kind == KIND_DATA else 0)
                     self._unref(e)
             self._dirty_acks = True
             now = time.monotonic()
@@ -197,6 +178,7 @@ class Spool:
             self.protect.pop(session, None)
             if self.dir is not None:
                 (self.dir / f"hello-{session}.msgpack").unlink(missing_ok=True)
+                (self.dir / f"marks-{session}.bin").unlink(missing_ok=True)
                 self._save_acks()
 
     def maintain(self) -> None:
@@ -216,8 +198,10 @@ class Spool:
     def stats(self) -> dict[str, Any]:
         with self.lock:
             return {"records": len(self.entries), "live_bytes": self.live_bytes, "disk_bytes": self.disk_bytes(),
-                    "dropped_samples": self.dropped_samples, "dropped_records": self.dropped_records,
-                    "drops_by_stream": dict(self.drops_by_stream), "appended": self.appended}
+                    "dropped_samples": self.drops.samples, "dropped_records": self.drops.records,
+                    "drops_by_stream": dict(self.drops.by_stream), "appended": self.appended,
+                    "over_bound": self.over_bound, "disk_errors": self.disk_errors,
+                    "delivered": dict(self.delivered)}
 
     def close(self) -> None:
         with self.lock:
@@ -239,11 +223,14 @@ class Spool:
         self.live_bytes += e.size
         if e.seg >= 0:
             self.log.segs[e.seg][1] += 1
+            self.live_disk += e.length
 
     def _unref(self, e: Entry) -> None:
         self.live_bytes -= e.size
         if e.kind == KIND_TOMBSTONE and self._span_end.get((e.session, e.last)) == e.mid:
             del self._span_end[(e.session, e.last)]
+        if e.seg >= 0:
+            self.live_disk -= e.length
         if e.seg >= 0 and e.seg in self.log.segs:
             s = self.log.segs[e.seg]
             s[1] -= 1
@@ -262,9 +249,14 @@ class Spool:
                 if self.live_bytes <= target:
                     return
                 self._tombstone(e)
-        if self.live_bytes + size > self.max_bytes:
-            log.warning("spool: a record of %d bytes does not fit in %d bytes; keeping it anyway", size,
-                        self.max_bytes)
+        if self.live_bytes + size > self.max_bytes:  # what is left was sent (or is a gap): it must stay
+            self.over_bound += 1
+            now = time.monotonic()
+            if now - self._over_logged > 10.0:
+                self._over_logged = now
+                log.warning("spool: over its bound (%d of %d bytes are records already sent or gap records, which "
+                            "are never dropped); keeping the new record (%d times so far)", self.live_bytes,
+                            self.max_bytes, self.over_bound)
 
     def _tombstone(self, e: Entry) -> None:
         """Evict data record ``e``: it joins (or starts) a gap span with the neighbouring evicted mids, so the spool
@@ -275,7 +267,9 @@ class Spool:
         self._drop_entry(e)
         prev_start = self._span_end.get((sess, e.mid - 1))
         prev = self.entries.get((sess, prev_start)) if prev_start is not None else None
-        if prev is not None and prev.kind == KIND_TOMBSTONE:
+        # a span already sent stays as it was: the collector may hold it and the sender's cursor is past it, so
+        # growing it backwards over this mid would leave the mid nowhere (the "missing from the spool" jam)
+        if prev is not None and prev.kind == KIND_TOMBSTONE and prev.mid > self.protect.get(sess, 0):
             gaps = prev.gaps + gaps
             start = prev.mid
             self._drop_entry(prev)
@@ -284,36 +278,56 @@ class Spool:
             gaps = gaps + nxt.gaps
             last = nxt.last
             self._drop_entry(nxt)
-        gaps = _coalesce(gaps)
+        gaps = coalesce(gaps)
         frames = wire.encode_gap_span(sess, start, last, gaps)
         t = Entry(sess, start, KIND_TOMBSTONE, "", 0, 0, 1 << 30, len(frames[0]), last=last, gaps=gaps)
-        if self.dir is None:
-            t.frames = frames
-        else:
-            self._write(t, frames)
+        self._store(t, frames)
         self._put(t)
-        self.dropped_samples += e.n
-        self.dropped_records += 1
-        self.drops_by_stream[e.stream] = self.drops_by_stream.get(e.stream, 0) + e.n
+        self.drops.add(e.stream, e.n, self.max_bytes)
 
     def _drop_entry(self, e: Entry) -> None:
         if self.entries.get((e.session, e.mid)) is e:
             del self.entries[(e.session, e.mid)]
             self._unref(e)
 
-    # disk
     def _reclaim(self) -> None:
-        """Compact the oldest segments while the files pass the bound (their live records move forward)."""
+        """Compact segments while the files pass the bound, the one with the most dead space first (its live records
+        move to the newest segment); one three quarters live is left alone (the bound is taken by sent records)."""
         if self._compacting:
             return
         self._compacting = True
         try:
             guard = 0
-            while self.disk_bytes() > self.max_bytes + self.segment_bytes and len(self.log.segs) > 2 and guard < 64:
+            while self.disk_bytes() > self._disk_bound() and len(self.log.segs) > 2 and guard < 64:
                 guard += 1
-                self._compact(min(self.log.segs))
+                live: dict[int, int] = {}
+                for e in self.entries.values():
+                    if e.seg >= 0:
+                        live[e.seg] = live.get(e.seg, 0) + e.length
+                seg = max((s for s in self.log.segs if s != self.log.seg),
+                          key=lambda s: self.log.segs[s][0] - live.get(s, 0))
+                if live.get(seg, 0) > self.log.segs[seg][0] * 3 // 4:
+                    return
+                self._compact(seg)
         finally:
             self._compacting = False
+
+    def _store(self, e: Entry, frames: list) -> None:
+        """The record's frames to disk (memory spool: kept as they are)."""
+        if self.dir is None:
+            e.frames = list(frames)
+            return
+        try:
+            self._write(e, [bytes(memoryview(f)) for f in frames])
+        except OSError as exc:  # disk full, I/O error: the record stays in memory (until acked), loudly
+            e.seg, e.frames = -1, list(frames)
+            self.disk_errors += 1
+            if self.disk_errors == 1 or self.disk_errors % 1000 == 0:
+                log.error("spool: cannot write to %s (%s); keeping records in memory (%d so far): they are lost if "
+                          "the agent is killed before the collector acks them", self.dir, exc, self.disk_errors)
+
+    def _disk_bound(self) -> int:
+        return max(self.max_bytes, self.live_disk) + self.segment_bytes
 
     def _write(self, e: Entry, frames: list[bytes]) -> None:
         e.seg, e.offset, e.length = self.log.append([e.session, e.mid, e.kind, e.stream, e.seq, e.n, e.priority,
@@ -382,16 +396,3 @@ class Spool:
     def _save_acks(self) -> None:
         self._dirty_acks = False
         atomic_write(self.dir / "acked.msgpack", msgpack.packb({"acked": self.acked, "sent": self.protect}))
-
-
-def _coalesce(gaps: list[dict]) -> list[dict]:
-    """Merge gap records of a stream whose sample ranges touch (a run of evicted chunks is one gap)."""
-    out: list[dict] = []
-    for g in sorted(gaps, key=lambda g: (g["stream"], g["seq"] - g["count"])):
-        p = out[-1] if out else None
-        if p is not None and p["stream"] == g["stream"] and p["seq"] == g["seq"] - g["count"]:
-            p["count"] += g["count"]
-            p["seq"] = g["seq"]
-        else:
-            out.append(dict(g))
-    return out

@@ -188,8 +188,8 @@ class SerialProtocol:
                 self._emit(fmt, values, dev, host, counters, start, i)
                 start = i
                 self.stats.resets += 1
-                log.warning("%s: device clock reset (counter jumped from %s to %d ticks)", self.name,
-                            self._last_dev, ticks[i])
+                log.warning("%s: device clock reset (device time jumped from %s ns to %d ns; counter now %d ticks)",
+                            self.name, self._last_dev, int(dev[i]), ticks[i])
                 self.sink.reset(self.name, int(dev[i]), int(self._last_dev or 0), "device tick counter jumped")
                 self._last_counter = None
                 self._last_dev = None

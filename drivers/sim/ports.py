@@ -1,6 +1,6 @@
 """The simulated rig's devices in real time: a serial device behind a pty (``SerialPort``: its writer/reader
 thread, hang-ups, pings), an in-process ALSA/V4L2-like capture source (``CaptureSource``), and the per-stream truth
-they record as samples are delivered (``Recorder``).  ``rig.SimRig`` runs them.
+they record as samples are delivered (``truth.Recorder``).  ``rig.SimRig`` runs them.
 """
 
 from __future__ import annotations
@@ -28,46 +28,12 @@ from synchub.drivers.serial import frames as F
 
 from .devices import CaptureDevice, Packet, Period, SerialDevice
 from .settings import SimDevice
-from .truth import StreamTruth
+from .truth import Recorder, StreamTruth
 
 if TYPE_CHECKING:
     from .rig import SimRig
 
 log = logging.getLogger("synchub.sim")
-
-
-class Recorder:
-    """Per-stream truth, appended as samples are delivered."""
-
-    def __init__(self, spec: SimDevice, clock):
-        self.truth = StreamTruth(spec.name, spec.modality, spec.wire_format, clock=dataclasses.asdict(spec.clock))
-        self.parts: dict[str, list] = collections.defaultdict(list)
-        self.lock = threading.Lock()
-
-    def samples(self, true, dev, seg, host_ns: int | np.ndarray, conn: int) -> None:
-        with self.lock:
-            p = self.parts
-            p["true_ns"].append(true)
-            p["device_ns"].append(dev)
-            p["segment"].append(seg)
-            p["host_ns"].append(np.broadcast_to(np.asarray(host_ns, np.int64), true.shape).copy())
-            p["conn"].append(np.full(len(true), conn, np.int32))
-            if len(p["true_ns"]) >= 512:  # keep long runs light: a few big arrays, not millions of small ones
-                for key in ("true_ns", "device_ns", "segment", "host_ns", "conn"):
-                    p[key] = [np.concatenate(p[key])]
-
-    def add(self, key: str, value) -> None:
-        with self.lock:
-            self.parts[key].append(np.atleast_1d(value))
-
-    def build(self, dropped: int, undelivered: int, resets_ns: np.ndarray) -> StreamTruth:
-        with self.lock:
-            t = dataclasses.replace(self.truth)
-            for key, parts in self.parts.items():
-                if parts:
-                    setattr(t, key, np.concatenate(parts).astype(getattr(t, key).dtype))
-            t.dropped, t.undelivered, t.resets_ns = dropped, undelivered, resets_ns
-            return t
 
 
 class SerialPort:

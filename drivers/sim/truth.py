@@ -3,11 +3,21 @@
 For each stream, entry ``k`` is the ``k``-th sample *delivered to the host* (written to its pty, or read from
 its capture source), in delivery order, so the agent's per-stream sequence number ``k`` matches it as long as
 the agent read the stream from its start.  Saved as ``.npz`` of plain arrays (no Python objects); ``Truth.load`` reads it back.
+
+``Recorder`` collects one stream's truth while the rig runs.  Its memory is bounded: past ``spill_samples`` (64k
+samples, 2 MB) the per-sample arrays are written to ``.npy`` files in a private temporary directory (removed with
+the recorder), and ``build`` reads them back only when the truth is asked for (a soak of hours stays flat).
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import json
+import shutil
+import tempfile
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,3 +114,59 @@ class Truth:
                 truth.triggers[m["name"]] = TriggerTruth(m["name"], z[f"t{i}_t_ns"], z[f"t{i}_polarity"],
                                                          z[f"t{i}_seqno"])
         return truth
+
+
+class Recorder:
+    """Per-stream truth, appended as samples are delivered; bounded in memory (see the module docstring)."""
+
+    PER_SAMPLE = ("true_ns", "device_ns", "segment", "host_ns", "conn")
+
+    def __init__(self, spec, clock, spill_samples: int = 1 << 16):
+        self.truth = StreamTruth(spec.name, spec.modality, spec.wire_format, clock=dataclasses.asdict(spec.clock))
+        self.parts: dict[str, list] = collections.defaultdict(list)
+        self.lock = threading.Lock()
+        self.spill_samples = spill_samples
+        self._pending = 0  # samples in memory
+        self._spilled: list[dict[str, Path]] = []
+        self._dir: Path | None = None
+
+    def samples(self, true, dev, seg, host_ns: int | np.ndarray, conn: int) -> None:
+        with self.lock:
+            p = self.parts
+            p["true_ns"].append(true)
+            p["device_ns"].append(dev)
+            p["segment"].append(seg)
+            p["host_ns"].append(np.broadcast_to(np.asarray(host_ns, np.int64), true.shape).copy())
+            p["conn"].append(np.full(len(true), conn, np.int32))
+            self._pending += len(true)
+            if self._pending >= self.spill_samples:
+                self._spill()
+            elif len(p["true_ns"]) >= 512:  # keep long runs light: a few big arrays, not millions of small ones
+                for key in self.PER_SAMPLE:
+                    p[key] = [np.concatenate(p[key])]
+
+    def _spill(self) -> None:
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix=f"synchub-truth-{self.truth.name}-"))
+            weakref.finalize(self, shutil.rmtree, str(self._dir), True)
+        files = {}
+        for key in self.PER_SAMPLE:
+            files[key] = self._dir / f"{len(self._spilled):06d}-{key}.npy"
+            np.save(files[key], np.concatenate(self.parts.pop(key)), allow_pickle=False)
+        self._spilled.append(files)
+        self._pending = 0
+
+    def add(self, key: str, value) -> None:
+        with self.lock:
+            self.parts[key].append(np.atleast_1d(value))
+
+    def build(self, dropped: int, undelivered: int, resets_ns: np.ndarray) -> StreamTruth:
+        with self.lock:
+            t = dataclasses.replace(self.truth)
+            for key in set(self.parts) | (set(self.PER_SAMPLE) if self._spilled else set()):
+                parts = [np.load(f[key], allow_pickle=False) for f in self._spilled] if key in self.PER_SAMPLE else []
+                parts += self.parts.get(key, [])
+                if parts:
+                    setattr(t, key, np.concatenate(parts).astype(getattr(t, key).dtype))
+            t.dropped, t.undelivered, t.resets_ns = dropped, undelivered, resets_ns
+            return t

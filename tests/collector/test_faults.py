@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import zmq
 from support.paths import ROOT, TESTS
+from support.procs import free_port, start_collector, stop
 
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.formats.mcap_read import read_session
@@ -24,21 +24,6 @@ from synchub.agent.transport import wire
 from synchub.agent.transport.security import ClientKeys, new_pair
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_collector(out, port, *extra, log=None):
-    p = subprocess.Popen([sys.executable, "-m", "synchub.cli", "collector", "--bind", f"tcp://127.0.0.1:{port}",
-                          "--out", str(out), "--flush-ms", "20", *extra],
-                         stdout=subprocess.PIPE, stderr=log or subprocess.DEVNULL, text=True, cwd=ROOT)
-    line = p.stdout.readline()
-    assert "listening" in line, line
-    return p
 
 
 def start_agent(port, spool, status, *extra, log=None):
@@ -65,12 +50,6 @@ def wait_status(path, cond, timeout):
                 return st
         time.sleep(0.05)
     raise AssertionError(f"status condition not met within {timeout} s: {status(path)}")
-
-
-def stop(p, sig=signal.SIGTERM, timeout=20):
-    if p.poll() is None:
-        p.send_signal(sig)
-    return p.wait(timeout)
 
 
 def recorded(out, session):

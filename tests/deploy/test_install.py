@@ -71,7 +71,7 @@ def test_preflight_finds_what_the_unit_would_refuse():
     outside = {**KEYS, "curve_secret_key": "/home/me/pi.key_secret"}
     assert levels(_cfg(**outside)) == [("warning", "agent.curve_secret_key")]
     missing = D.preflight(_cfg(**KEYS), exists=lambda p: False)
-    assert [p.level for p in missing] == ["warning", "warning"] and "does not exist" in missing[0].text
+    assert [p.level for p in missing] == ["error", "error"] and "does not exist" in missing[0].text
     aligned = _cfg(streams=[{**SERIAL, "name": "a", "port": "/dev/ttyACM0"},
                             {**SERIAL, "name": "b", "port": "/dev/ttyACM1", "align_to": "a"}], **KEYS)
     no_ort = D.preflight(aligned, exists=lambda p: True, have_module=lambda m: m != "onnxruntime")

@@ -104,7 +104,7 @@ def test_drop_oldest_is_counted_and_recorded_as_gap():
     ship.stop()
     ship.join(5)
     assert [c.seq for c in outlet.chunks] == [4, 6, 8]
-    assert [(g.seq, g.count, g.cause) for g in outlet.gaps] == [(0, 2, "queue_full"), (2, 2, "queue_full")]
+    assert [(g.seq, g.count, g.cause) for g in outlet.gaps] == [(2, 2, "queue_full"), (4, 2, "queue_full")]
 
 
 def test_correction_delay_holds_chunks_until_released():

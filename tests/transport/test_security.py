@@ -56,7 +56,7 @@ def test_known_key_records_unknown_key_refused(keys, tmp_path):
     for i in range(10):
         good.send_chunk(_chunk(i * 5))
         bad.send_chunk(_chunk(i * 5))
-    with pytest.raises(TransportError, match="not reachable"):
+    with pytest.raises(TransportError, match="refused: key not allowed"):
         bad.connect(1.5)
     assert good.close(10)
     assert not bad.close(0.2)

@@ -149,3 +149,13 @@ def test_sent_records_are_never_evicted_and_long_outages_stay_bounded(tmp_path):
     sp2 = Spool(tmp_path / "sp", max_bytes=one * 20)  # the same picture after a restart
     assert _walk(sp2, mid) == (gaps, spans)
     sp2.close()
+
+
+def test_spool_full_drops_are_logged_rate_limited(caplog):
+    one = sum(memoryview(f).nbytes for f in _frames("a", 0))
+    sp = Spool(None, max_bytes=one * 3)
+    with caplog.at_level("WARNING", logger="synchub.agent.transport.spool"):
+        _fill(sp, count=50)
+    lines = [r.getMessage() for r in caplog.records if "spool: full" in r.getMessage()]
+    assert len(lines) == 1 and "spool_full gap" in lines[0]  # many drops, one line per 10 s
+    assert sp.stats()["dropped_samples"] > 0
