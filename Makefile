@@ -20,7 +20,8 @@ CORPUS_PKGS := flite festival festlex-cmu festlex-poslex festvox-kallpc16k festv
 #   $(DEB_CACHE)/PKG, where the tests find them (bench/debs.py); an installed copy is used as it is.
 # the arm64 test (tests/system/test_arm64.py): an arm64 Debian 12 root built by mmdebstrap, run under qemu-user
 ARM64_PKGS := qemu-user-static mmdebstrap binfmt-support
-APT_PKGS := gcc-avr avr-libc simavr libsimavr-dev openssl $(CORPUS_PKGS) $(ARM64_PKGS)
+# gcc (the host's C compiler, no service): the clock shim of `synchub bench lsl-inlet` and its test
+APT_PKGS := gcc-avr avr-libc simavr libsimavr-dev openssl gcc $(CORPUS_PKGS) $(ARM64_PKGS)
 UNPACK_DEBS := chrony nats-server
 DEB_CACHE := $(HOME)/.cache/synchub/debs
 # package $$p installed (not merely known to dpkg: a removed package keeps "config-files" state)

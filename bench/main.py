@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "align": ("synchub.bench.align.run", "neural/classical alignment accuracy (--scenario: simulator, --real: corpus)"),
     "firmware": ("synchub.bench.firmware", "sync box firmware in simavr: flash/RAM, interrupt latency, edge error"),
     "footprint": ("synchub.bench.footprint", "the agent's RSS and CPU with the field example on one core"),
+    "lsl-inlet": ("synchub.bench.lsl.inlet", "LSL outlet on a drifting clock: synchub's lsl driver vs LabRecorder+pyxdf"),
     "encoders": ("synchub.bench.encoders", "encoder inference ms per window and per second of data, agent RSS"),
 }
 

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "align": ("synchub.agent.cli.align", "rerun clock correction/alignment offline on a recording"),
     "keys": ("synchub.agent.cli.keys", "make CURVE key pairs for agents and collectors"),
     "config": ("synchub.agent.cli.config", "check a config file or print the config reference"),
+    "drivers": ("synchub.agent.cli.drivers", "list the stream drivers installed (built-in and plugins) and their docs"),
     "install": ("synchub.agent.cli.install", "install the agent/collector as systemd services (/opt/synchub, units, keys)"),
     "uninstall": ("synchub.agent.cli.install", "remove what `synchub install` made (data kept unless --purge)"),
 }

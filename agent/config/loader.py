@@ -8,7 +8,6 @@ validated by that driver's settings class (found through ``synchub.drivers.regis
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,12 @@ from .schema import TOP_LEVEL, AgentSettings, Config, StreamSettings
 def driver_settings_class(name: str, where: Where) -> type:
     """The settings class of a driver, from ``synchub.drivers.registry``."""
     try:
-        entry = registry.DRIVERS[name]
+        return registry.load(name).settings
     except KeyError:
-        hint = suggest(name, registry.DRIVERS)
-        raise where.error(f"unknown driver {name!r}{hint}; allowed: {', '.join(sorted(registry.DRIVERS))}") from None
-    try:
-        module = importlib.import_module(entry.module)
-    except ImportError as exc:
-        raise where.error(f"driver {name!r} is unavailable on this machine: {exc}") from None
-    return getattr(module, entry.settings)
+        known = registry.names()
+        raise where.error(f"unknown driver {name!r}{suggest(name, known)}; allowed: {', '.join(known)}") from None
+    except ImportError as exc:  # DriverUnavailable: one line naming the driver (a missing extra, a broken plugin)
+        raise where.error(str(exc)) from None
 
 
 def _build_stream(table: Any, where: Where) -> StreamSettings:

@@ -3,8 +3,6 @@ default, allowed values and one line of doc, generated from the settings classes
 
 from __future__ import annotations
 
-import importlib
-
 from synchub.agent.clock.settings import ClockSettings
 from synchub.agent.core.options import StreamCommon, TriggerSettings
 from synchub.agent.core.settings import reference
@@ -20,14 +18,15 @@ def reference_text() -> str:
                        ("[[stream]] (every driver)", StreamCommon)):
         out.append(title)
         out += ["  " + line for line in reference(cls)]
-    for name, entry in sorted(registry.DRIVERS.items()):
+    for name in registry.names():
         try:
-            cls = getattr(importlib.import_module(entry.module), entry.settings)
+            loaded = registry.load(name)
         except (ImportError, AttributeError) as exc:
             out.append(f"[[stream]] driver = {name!r}: unavailable ({exc})")
             continue
-        out.append(f"[[stream]] driver = {name!r}: {entry.doc}")
-        out += ["  " + line for line in reference(cls)]
+        origin = "" if loaded.origin == "built-in" else f" [{loaded.origin}]"
+        out.append(f"[[stream]] driver = {name!r}: {loaded.doc}{origin}")
+        out += ["  " + line for line in reference(loaded.settings)]
     out.append("[sim]")
     out += ["  " + line for line in reference(SimSettings)]
     return "\n".join(out)

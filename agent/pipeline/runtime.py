@@ -6,7 +6,6 @@ both use ``Agent``.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import threading
 import time
@@ -23,10 +22,10 @@ from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import now_ns, utc_now_ns
 from synchub.agent.transport.configure import sender_from_settings
 from synchub.agent.transport.session import TransportError
+from synchub.drivers import registry
 from synchub.drivers.base import DriverContext
 from synchub.drivers.gpio import make_trigger_input
 from synchub.drivers.ntp import NtpMonitor
-from synchub.drivers.registry import DRIVERS
 from synchub.drivers.sim.rig import SimRig
 
 from .chunkqueue import BoundedQueue, DerivedChunk
@@ -41,12 +40,10 @@ class AgentError(RuntimeError):
 
 
 def _driver_class(name: str):
-    entry = DRIVERS[name]
     try:
-        module = importlib.import_module(entry.module)
-    except ImportError as exc:
-        raise AgentError(f"driver {name!r} is unavailable: {exc}") from None
-    return getattr(module, entry.driver)
+        return registry.load(name).driver
+    except ImportError as exc:  # DriverUnavailable: one line naming the driver
+        raise AgentError(str(exc)) from None
 
 
 class Agent:
