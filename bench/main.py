@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "firmware": ("synchub.bench.firmware", "sync box firmware in simavr: flash/RAM, interrupt latency, edge error"),
     "footprint": ("synchub.bench.footprint", "the agent's RSS and CPU with the field example on one core"),
     "lsl-inlet": ("synchub.bench.lsl.inlet", "LSL outlet on a drifting clock: synchub's lsl driver vs LabRecorder+pyxdf"),
+    "lsl-outlet": ("synchub.bench.lsl.outlet", "corrected 8-ch float32 re-published as an LSL outlet: samples/s on one core"),
     "encoders": ("synchub.bench.encoders", "encoder inference ms per window and per second of data, agent RSS"),
 }
 

@@ -17,7 +17,7 @@ from synchub.agent.core.settings import Where, build, read_toml, suggest
 from synchub.drivers import registry
 from synchub.drivers.sim.settings import SimSettings
 
-from .schema import TOP_LEVEL, AgentSettings, Config, StreamSettings
+from .schema import TOP_LEVEL, AgentSettings, Config, LslOutletSettings, StreamSettings
 
 
 def driver_settings_class(name: str, where: Where) -> type:
@@ -72,8 +72,14 @@ def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
     sim = None
     if "sim" in data:
         sim = build(SimSettings, data["sim"], where.child("sim"))
+    lsl = build(LslOutletSettings, data.get("lsl", {}), where.child("lsl"))
     _check_names(streams, triggers, where)
-    return Config(file=file, agent=agent, clock=clock, streams=streams, triggers=triggers, sim=sim)
+    known = {st.name for st in streams}
+    for i, name in enumerate(lsl.streams):
+        if name not in known:
+            raise where.child("lsl").child("streams").child(i).error(
+                f"no stream named {name!r}{suggest(name, known)}; allowed: {', '.join(sorted(known)) or 'none'}")
+    return Config(file=file, agent=agent, clock=clock, streams=streams, triggers=triggers, sim=sim, lsl=lsl)
 
 
 def _check_names(streams, triggers, where: Where) -> None:

@@ -9,7 +9,7 @@ from synchub.agent.core.settings import reference
 from synchub.drivers import registry
 from synchub.drivers.sim.settings import SimSettings
 
-from .schema import AgentSettings
+from .schema import AgentSettings, LslOutletSettings
 
 
 def reference_text() -> str:
@@ -27,6 +27,8 @@ def reference_text() -> str:
         origin = "" if loaded.origin == "built-in" else f" [{loaded.origin}]"
         out.append(f"[[stream]] driver = {name!r}: {loaded.doc}{origin}")
         out += ["  " + line for line in reference(loaded.settings)]
+    out.append("[lsl]")
+    out += ["  " + line for line in reference(LslOutletSettings)]
     out.append("[sim]")
     out += ["  " + line for line in reference(SimSettings)]
     return "\n".join(out)

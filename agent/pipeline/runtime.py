@@ -30,6 +30,7 @@ from synchub.drivers.sim.rig import SimRig
 
 from .chunkqueue import BoundedQueue, DerivedChunk
 from .hub import Hub
+from .lsl_outlet import LslPublisher
 from .shipper import IdentityClocks, Locked, Shipper
 
 log = logging.getLogger("synchub.agent")
@@ -87,6 +88,9 @@ class Agent:
             outlet = self._make_sender(insecure, session)
         self.outlet = outlet
         taps = [t.push for t in self.trackers] + ([self.fuser.push] if self.fuser is not None else [])
+        self.lsl = LslPublisher(self.infos, config.lsl, config.agent.name)  # [lsl] outlet: corrected streams to LSL
+        if self.lsl.specs:
+            taps.append(self.lsl.push)
         self.shipper = Shipper(self.queue, self.clocks, outlet,
                                correction_delay_ms=self.clock_config.correction_delay_ms, taps=taps)
         self._house_thread: threading.Thread | None = None
@@ -188,6 +192,10 @@ class Agent:
         self.hub.meta("_agent", self.clock_config.to_dict())
         if self.rig is not None and self._own_rig:
             self.rig.start()
+        try:
+            self.lsl.open()
+        except (ImportError, ValueError) as exc:  # pylsl (the lsl extra) or liblsl missing: one line
+            raise AgentError(f"[lsl] outlet: {exc}") from None
         self.shipper.start()
         parts = [(f"trigger {c.name!r}", t) for c, t in zip(self.config.triggers, self.triggers, strict=True)]
         parts += [(f"stream {d.info.name!r}", d) for d in self.drivers]
@@ -253,6 +261,7 @@ class Agent:
             self._poll_consumers()
             self.shipper.final_drain()
         self.queue.close()
+        self.lsl.close()
         close = getattr(self.outlet, "close", None)
         if close is not None:
             close(timeout)
@@ -267,4 +276,5 @@ class Agent:
             per[name] = {"samples": st.samples, "sent": self.shipper.sent_samples.get(name, 0),
                          "gaps": st.gaps, "dropped": st.dropped, "malformed": st.malformed}
         return {"streams": per, "queue": len(self.queue), "pending": self.shipper.pending,
-                "queue_dropped": self.queue.stats.dropped_samples, "tap_errors": self.shipper.tap_errors}
+                "queue_dropped": self.queue.stats.dropped_samples, "tap_errors": self.shipper.tap_errors,
+                **({"lsl_pushed": dict(self.lsl.pushed)} if self.lsl.specs else {})}

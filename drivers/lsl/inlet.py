@@ -19,7 +19,7 @@ every ``probe_interval_s`` (liblsl refreshes its own every 2 s; repeats are not 
 An outlet that goes away (closed, its host gone) raises LSL's lost error: logged once, counted as a
 ``disconnect``, and the driver resolves the same query every ``reconnect_s`` (LSL's ``recover``, but counted).
 When it is back, the samples of a regular stream missed meanwhile (nominal rate x the device-time hole) are a
-``disconnect`` gap, and an outlet that came back on another host is a ``device_reset`` (another clock).
+``disconnect`` gap, and an outlet that came back on another host is a clock reset (``reset``: another clock).
 """
 
 from __future__ import annotations
@@ -155,6 +155,7 @@ class LslInletDriver(Driver):
         self._thread: threading.Thread | None = None
         self._last_remote: float | None = None
         self._last_dev: int | None = None
+        self._new_clock = ""  # set when the outlet came back on another host: the next sample starts a new clock
         self.connected = True
         self.disconnects = 0
         self.probes = 0
@@ -236,6 +237,11 @@ class LslInletDriver(Driver):
         data, ts = [first, *data], [t_first, *ts]
         dev = np.rint(np.asarray(ts, dtype=np.float64) * NS).astype(np.int64)
         gap = missed_samples(self.info.nominal_srate, self._last_dev, int(dev[0])) if not self.connected else 0
+        if self._new_clock:
+            self.stats.resets += 1
+            self.sink.reset(self.name, int(dev[0]), int(self._last_dev or 0), self._new_clock)
+            self._new_clock = ""
+            gap = 0  # another clock: the hole in device time says nothing about samples missed
         if not self.connected:
             self.connected = True
             if gap:
@@ -283,9 +289,8 @@ class LslInletDriver(Driver):
                 host = found.hostname()
                 log.info("%s: LSL stream %s back (host %s)", self.name, self.settings.predicate, host)
                 self.sink.problem(self.name, "reconnect", f"LSL stream back on {host}")
-                if host != self.hostname:  # another host: another clock
+                if host != self.hostname:  # another host: another clock, a reset before its first sample
                     self.hostname = host
-                    self.sink.gap(self.name, 0, "device_reset", int(self._last_dev or 0), 0,
-                                  f"LSL outlet now on host {host}: another clock")
+                    self._new_clock = f"LSL outlet now on host {host}: another clock"
                 return
             self._stop.wait(self.settings.reconnect_s)
