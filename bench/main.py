@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "footprint": ("synchub.bench.footprint", "the agent's RSS and CPU with the field example on one core"),
     "lsl-inlet": ("synchub.bench.lsl.inlet", "LSL outlet on a drifting clock: synchub's lsl driver vs LabRecorder+pyxdf"),
     "lsl-outlet": ("synchub.bench.lsl.outlet", "corrected 8-ch float32 re-published as an LSL outlet: samples/s on one core"),
+    "export": ("synchub.bench.export", "a 1-hour 8-stream session to XDF (synchub export): seconds and peak RSS"),
     "encoders": ("synchub.bench.encoders", "encoder inference ms per window and per second of data, agent RSS"),
 }
 
