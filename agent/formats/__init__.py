@@ -6,5 +6,5 @@
   recordings included.
 * ``xdf``: ``XdfWriter``, XDF files that pyxdf and LabRecorder's tools load.
 * ``session_stream``: a session a record at a time (bounded memory); ``export``: XDF with ClockOffsets to UTC, CSV
-  and .npy exporters fed by it (``synchub export``).
+  and .npy exporters fed by it (``synchub export``); ``foxglove``: the Foxglove view (JSON channels, log_time UTC).
 """
