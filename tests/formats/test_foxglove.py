@@ -2,6 +2,7 @@
 with ``@mcap/core`` (Foxglove's own TypeScript reader, through node), its foxglove.* schemas checked against
 ``@foxglove/schemas``; log_time in UTC ns from the recorded UTC samples, raw times kept in every message."""
 
+import base64
 import json
 import os
 import shutil
@@ -15,7 +16,8 @@ from mcap.reader import make_reader
 from support.paths import TESTS
 from support.sessions import LABELS, NS, record_session, utc_of
 
-from synchub.agent.formats.foxglove import UtcMap
+from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.formats.foxglove import FoxgloveExport, UtcMap
 from synchub.agent.formats.mcap_read import read_session
 
 NPM = Path(os.environ.get("SYNCHUB_NPM", Path.home() / ".cache" / "synchub" / "npm")) / "node_modules"
@@ -103,3 +105,24 @@ def test_a_recording_made_before_the_restructure_exports_with_utc_log_times(lega
     # UTC within a few ms of the session-start pair's mapping (the recorded system-clock readings jitter)
     assert np.abs(np.array(times) - (rec["ref_ns"] + offset)).max() < 20_000_000
     assert min(times) > 1_700_000_000 * NS  # not 1970: Foxglove's timeline starts at the recording
+
+
+def test_gray_frames_are_foxglove_raw_images_and_nan_values_are_null(tmp_path):
+    cam = StreamInfo("cam", "video", 30.0, 6, "uint8", shape=(2, 3))
+    tel = StreamInfo("tlm", "telemetry", 1.0, 2, "float32", ("None", "2nd-value"))
+    out = tmp_path / "f.mcap"
+    ex = FoxgloveExport(out, UtcMap([(0, 1_800_000_000 * NS)]))
+    ex.start("cam", cam)
+    ex.start("tlm", tel)
+    t = np.array([NS, 2 * NS], dtype=np.int64)
+    frames = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    ex.chunk("cam", Chunk("cam", 0, frames, t, t, t, np.zeros(2, np.int64)))
+    ex.chunk("tlm", Chunk("tlm", 0, np.array([[1.5, np.nan], [2.5, 3.0]], np.float32), t, t, t, np.zeros(2, np.int64)))
+    ex.close()
+    with open(out, "rb") as f:
+        msgs = {(ch.topic, m.log_time): (sch.name, json.loads(m.data)) for sch, ch, m in make_reader(f).iter_messages()}
+    name, img = msgs[("/cam", 1_800_000_001 * NS)]
+    assert name == "foxglove.RawImage" and (img["width"], img["height"], img["encoding"], img["step"]) == (3, 2, "mono8", 3)
+    assert base64.b64decode(img["data"]) == frames[0].tobytes()
+    name, row = msgs[("/tlm", 1_800_000_001 * NS)]
+    assert name == "synchub.tlm" and row["None"] == 1.5 and row["ch_2nd_value"] is None  # NaN: JSON null
