@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("synchub.bench.main", "benchmarks (throughput, sync, align), writing JSON"),
     "train": ("synchub.models.train", "train the per-modality encoders and export ONNX (needs the train extra)"),
     "align": ("synchub.agent.cli.align", "rerun clock correction/alignment offline on a recording"),
-    "export": ("synchub.agent.cli.export", "convert a recording to XDF (pyxdf/MNE), CSV or .npy files, streaming"),
+    "export": ("synchub.agent.cli.export", "convert a recording to XDF (pyxdf/MNE), CSV, .npy or a Foxglove MCAP, streaming"),
     "keys": ("synchub.agent.cli.keys", "make CURVE key pairs for agents and collectors"),
     "config": ("synchub.agent.cli.config", "check a config file or print the config reference"),
     "drivers": ("synchub.agent.cli.drivers", "list the stream drivers installed (built-in and plugins) and their docs"),
