@@ -20,14 +20,19 @@ CORPUS_PKGS := flite festival festlex-cmu festlex-poslex festvox-kallpc16k festv
 #   $(DEB_CACHE)/PKG, where the tests find them (bench/debs.py); an installed copy is used as it is.
 # the arm64 test (tests/system/test_arm64.py): an arm64 Debian 12 root built by mmdebstrap, run under qemu-user
 ARM64_PKGS := qemu-user-static mmdebstrap binfmt-support
-APT_PKGS := gcc-avr avr-libc simavr libsimavr-dev openssl $(CORPUS_PKGS) $(ARM64_PKGS)
+# gcc (the host's C compiler, no service): the clock shim of `synchub bench lsl-inlet` and its test
+APT_PKGS := gcc-avr avr-libc simavr libsimavr-dev openssl gcc $(CORPUS_PKGS) $(ARM64_PKGS)
 UNPACK_DEBS := chrony nats-server
 DEB_CACHE := $(HOME)/.cache/synchub/debs
 # package $$p installed (not merely known to dpkg: a removed package keeps "config-files" state)
 INSTALLED = dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed'
 PYTEST_ARGS ?=
+# npm packages the Foxglove export's test reads its MCAP with (@mcap/core, Foxglove's reader, and @foxglove/schemas;
+# fzstd decompresses): installed into $(NPM_DIR) when node/npm are there (tests/formats/test_foxglove.py skips else)
+NPM_DIR := $(HOME)/.cache/synchub/npm
+NPM_PKGS := @mcap/core@2.2.2 @foxglove/schemas@2.1.0 fzstd@0.1.1
 
-.PHONY: demo test lint firmware firmware-tools unpacked-debs arm64-binfmt install uninstall train clean help
+.PHONY: demo test lint firmware firmware-tools unpacked-debs arm64-binfmt npm-tools install uninstall train clean help
 
 help:
 	@echo "make demo   - set up .venv and run the simulated rig end to end (writes demo-out/)"
@@ -78,7 +83,14 @@ firmware: firmware-tools
 demo: $(STAMP)
 	$(BIN)/synchub demo
 
-test: $(STAMP) firmware-tools unpacked-debs arm64-binfmt
+npm-tools:
+	@if command -v npm >/dev/null && [ "$$(cat $(NPM_DIR)/.installed 2>/dev/null)" != "$(NPM_PKGS)" ]; then \
+	  mkdir -p $(NPM_DIR) && (cd $(NPM_DIR) && npm install --no-audit --no-fund --silent $(NPM_PKGS)) && \
+	  echo "$(NPM_PKGS)" > $(NPM_DIR)/.installed || \
+	  echo "warning: npm could not install $(NPM_PKGS) into $(NPM_DIR); the Foxglove reader test will skip"; \
+	fi
+
+test: $(STAMP) firmware-tools unpacked-debs arm64-binfmt npm-tools
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

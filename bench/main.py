@@ -18,6 +18,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "align-files": ("synchub.bench.files.run", "aligning XDF/WAV/CSV/MCAP files: vs pyxdf, vs truth, 1 h in bounded memory"),
     "firmware": ("synchub.bench.firmware", "sync box firmware in simavr: flash/RAM, interrupt latency, edge error"),
     "footprint": ("synchub.bench.footprint", "the agent's RSS and CPU with the field example on one core"),
+    "lsl-inlet": ("synchub.bench.lsl.inlet", "LSL outlet on a drifting clock: synchub's lsl driver vs LabRecorder+pyxdf"),
+    "lsl-outlet": ("synchub.bench.lsl.outlet", "corrected 8-ch float32 re-published as an LSL outlet: samples/s on one core"),
+    "export": ("synchub.bench.export", "a 1-hour 8-stream session to XDF (synchub export): seconds and peak RSS"),
     "encoders": ("synchub.bench.encoders", "encoder inference ms per window and per second of data, agent RSS"),
     "soak": ("synchub.bench.soak", "agent + collector for N minutes: RSS and fds over time, samples lost"),
 }

@@ -30,8 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("synchub.bench.main", "benchmarks (throughput, sync, align), writing JSON"),
     "train": ("synchub.models.train", "train the per-modality encoders and export ONNX (needs the train extra)"),
     "align": ("synchub.agent.cli.align", "every stream of recordings (XDF, WAV/FLAC, CSV/TSV, MCAP) on one reference clock; rerun a synchub recording"),
+    "export": ("synchub.agent.cli.export", "convert a recording to XDF (pyxdf/MNE), CSV, .npy or a Foxglove MCAP, streaming"),
     "keys": ("synchub.agent.cli.keys", "make CURVE key pairs for agents and collectors"),
     "config": ("synchub.agent.cli.config", "check a config file or print the config reference"),
+    "drivers": ("synchub.agent.cli.drivers", "list the stream drivers installed (built-in and plugins) and their docs"),
     "install": ("synchub.agent.cli.install", "install the agent/collector as systemd services (/opt/synchub, units, keys)"),
     "uninstall": ("synchub.agent.cli.install", "remove what `synchub install` made (data kept unless --purge)"),
 }

@@ -37,6 +37,7 @@ from synchub.agent.core.units import NS
 
 from .barcode import BarcodeDecoder, HarpDecoder
 from .choice import UNKNOWN_UNC_NS
+from .harp_clock import HarpClockDecoder
 from .model import ClockModel
 from .settings import ClockLayerConfig
 from .triggers import TriggerMatcher
@@ -60,7 +61,7 @@ class TriggerLine:
     @classmethod
     def from_settings(cls, t: TriggerSettings) -> TriggerLine:
         pol = {"rising": 1, "falling": -1, "both": 0}[t.edge]
-        if t.role in ("barcode", "harp"):
+        if t.role in ("barcode", "harp", "harp-clock"):
             pol = 0  # codes need both edges; pairs come from decoded values
         return cls(name=t.name, period_ns=int(round(t.period_s * NS)), role=t.role,
                    min_width_ns=int(t.min_width_us * 1000), polarity=pol,
@@ -77,7 +78,15 @@ class _StreamClock:
         self.line = line
         self.matcher: TriggerMatcher | None = None
         self.decoder = None
-        if line is not None:
+        self.utc_sink = None  # a GPS stream on its PPS line: its pairs also number the reference clock's UTC seconds
+        self.announces = info.quality_dict().get("device_clock") == "utc" and line is not None and line.role == "pps"
+        if self.announces:
+            # the device (NMEA) announces each second after the PPS edge that started it, within a period; there
+            # is no prior: the arrival envelope sits late by the sentence latency (100-500 ms), not a window's worth
+            self.matcher = TriggerMatcher(line.period_ns, min_width_ns=line.min_width_ns, polarity=line.polarity,
+                                          max_latency_ns=line.period_ns)
+            self.matcher.dev_filter.min_width = 0  # announced seconds have no pulse width
+        elif line is not None:
             periodic = line.role in ("sync", "pps")
             self.matcher = TriggerMatcher(
                 line.period_ns if periodic else 0, min_width_ns=line.min_width_ns,
@@ -87,6 +96,11 @@ class _StreamClock:
                 self.decoder = BarcodeDecoder(BARCODE_BIT_NS)
             elif line.role == "harp":
                 self.decoder = HarpDecoder()
+            elif line.role == "harp-clock":
+                self.decoder = HarpClockDecoder()
+        # a Harp device's stream is in Harp time: each decoded second of its clock line is a pair by itself
+        self.harp_time = info.quality_dict().get("device_clock") == "harp" and line is not None and line.role in (
+            "harp", "harp-clock")
         self.counts: dict[str, int] = {}
         self.segments_seen = 0
 
@@ -115,6 +129,8 @@ class _StreamClock:
             arr = np.asarray(pairs, dtype=np.int64)
             self.model.add_edges(arr[:, 0], arr[:, 1], float(np.hypot(self.line.edge_sigma_ns, extra_sigma_ns)))
             self.follow()
+            if self.utc_sink is not None:
+                self.utc_sink(arr, max(self.line.edge_sigma_ns, 1_000.0))
 
 
 class StreamClocks:
@@ -145,15 +161,21 @@ class StreamClocks:
                 self.lines[trigger] = TriggerLine(trigger, period_ns=0)
             line = self.lines.get(trigger) if trigger else None
             self.clocks[name] = _StreamClock(info, trigger, method, window_s, line)
-        self._ref_decoders: dict[str, BarcodeDecoder | HarpDecoder] = {}
+        self._ref_decoders: dict[str, BarcodeDecoder | HarpDecoder | HarpClockDecoder] = {}
         for line in self.lines.values():
             if line.role == "barcode":
                 self._ref_decoders[line.name] = BarcodeDecoder(BARCODE_BIT_NS)
             elif line.role == "harp":
                 self._ref_decoders[line.name] = HarpDecoder()
+            elif line.role == "harp-clock":
+                self._ref_decoders[line.name] = HarpClockDecoder()
         self.utc = ClockModel("utc", window_s=max(window_s, 600.0), consensus=1)  # one system-clock reading maps
         self.utc_source = "none"
         self.counts: dict[str, int] = {}
+        self._announced = {sc.trigger for sc in self.clocks.values() if sc.announces}
+        for sc in self.clocks.values():
+            if sc.announces:
+                sc.utc_sink = self._utc_pairs
 
     def _count(self, reason: str) -> None:
         self.counts[reason] = self.counts.get(reason, 0) + 1
@@ -215,13 +237,16 @@ class StreamClocks:
     def _feed_ref_edge(self, e: TriggerEdge, extra_sigma_ns: float = 0.0) -> None:
         line = self.lines.get(e.source)
         users = [sc for sc in self.clocks.values() if sc.trigger == e.source and sc.matcher is not None]
-        if line is not None and line.role == "pps" and e.polarity > 0:
+        if line is not None and line.role == "pps" and e.polarity > 0 and e.source not in self._announced:
             self._pps(e.t_ns, line)
         dec = self._ref_decoders.get(e.source)
         if dec is not None:
             for t0, value in dec.feed([(e.t_ns, 1 if e.polarity > 0 else 0)]):
                 for sc in users:
-                    sc.pairs(sc.matcher.add_ref_code(t0, value), extra_sigma_ns)
+                    if sc.harp_time:
+                        sc.pairs([(value * NS, t0)], extra_sigma_ns)
+                    else:
+                        sc.pairs(sc.matcher.add_ref_code(t0, value), extra_sigma_ns)
             return
         if not users and line is None:
             self._count("ref_edge_unrouted")
@@ -251,6 +276,11 @@ class StreamClocks:
         second = int(round(int(ref[0]) / NS)) * NS
         self.utc.add_edges(np.array([t_ns]), np.array([second]), max(line.edge_sigma_ns, 1_000.0))
         self.utc_source = "pps"
+
+    def _utc_pairs(self, pairs: np.ndarray, sigma_ns: float) -> None:
+        """(UTC second a GPS announced, its PPS edge on the reference clock) pairs: numbered UTC seconds."""
+        self.utc.add_edges(pairs[:, 1], pairs[:, 0], sigma_ns)
+        self.utc_source = "pps+nmea"
 
     def to_utc(self, ref_ns) -> tuple[np.ndarray, np.ndarray]:
         """UTC (ns since the epoch) and its 1-sigma uncertainty for reference times."""

@@ -8,7 +8,6 @@ validated by that driver's settings class (found through ``synchub.drivers.regis
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,18 @@ from synchub.agent.transport.endpoints import check_endpoint
 from synchub.drivers import registry
 from synchub.drivers.sim.settings import SimSettings
 
-from .schema import TOP_LEVEL, AgentSettings, Config, StreamSettings
+from .schema import TOP_LEVEL, AgentSettings, Config, LslOutletSettings, StreamSettings
 
 
 def driver_settings_class(name: str, where: Where) -> type:
     """The settings class of a driver, from ``synchub.drivers.registry``."""
     try:
-        entry = registry.DRIVERS[name]
+        return registry.load(name).settings
     except KeyError:
-        hint = suggest(name, registry.DRIVERS)
-        raise where.error(f"unknown driver {name!r}{hint}; allowed: {', '.join(sorted(registry.DRIVERS))}") from None
-    try:
-        module = importlib.import_module(entry.module)
-    except ImportError as exc:
-        raise where.error(f"driver {name!r} is unavailable on this machine: {exc}") from None
-    return getattr(module, entry.settings)
+        known = registry.names()
+        raise where.error(f"unknown driver {name!r}{suggest(name, known)}; allowed: {', '.join(known)}") from None
+    except ImportError as exc:  # DriverUnavailable: one line naming the driver (a missing extra, a broken plugin)
+        raise where.error(str(exc)) from None
 
 
 def _build_stream(table: Any, where: Where) -> StreamSettings:
@@ -79,9 +75,15 @@ def parse_config(data: dict[str, Any], file: str = "<config>") -> Config:
     sim = None
     if "sim" in data:
         sim = build(SimSettings, data["sim"], where.child("sim"))
+    lsl = build(LslOutletSettings, data.get("lsl", {}), where.child("lsl"))
     _check_names(streams, triggers, where)
     _check_agent(agent, where.child("agent"))
-    return Config(file=file, agent=agent, clock=clock, streams=streams, triggers=triggers, sim=sim)
+    known = {st.name for st in streams}
+    for i, name in enumerate(lsl.streams):
+        if name not in known:
+            raise where.child("lsl").child("streams").child(i).error(
+                f"no stream named {name!r}{suggest(name, known)}; allowed: {', '.join(sorted(known)) or 'none'}")
+    return Config(file=file, agent=agent, clock=clock, streams=streams, triggers=triggers, sim=sim, lsl=lsl)
 
 
 def _check_agent(agent: AgentSettings, where: Where) -> None:

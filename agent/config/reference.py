@@ -3,15 +3,13 @@ default, allowed values and one line of doc, generated from the settings classes
 
 from __future__ import annotations
 
-import importlib
-
 from synchub.agent.clock.settings import ClockSettings
 from synchub.agent.core.options import StreamCommon, TriggerSettings
 from synchub.agent.core.settings import reference
 from synchub.drivers import registry
 from synchub.drivers.sim.settings import SimSettings
 
-from .schema import AgentSettings
+from .schema import AgentSettings, LslOutletSettings
 
 
 def reference_text() -> str:
@@ -20,14 +18,17 @@ def reference_text() -> str:
                        ("[[stream]] (every driver)", StreamCommon)):
         out.append(title)
         out += ["  " + line for line in reference(cls)]
-    for name, entry in sorted(registry.DRIVERS.items()):
+    for name in registry.names():
         try:
-            cls = getattr(importlib.import_module(entry.module), entry.settings)
+            loaded = registry.load(name)
         except (ImportError, AttributeError) as exc:
             out.append(f"[[stream]] driver = {name!r}: unavailable ({exc})")
             continue
-        out.append(f"[[stream]] driver = {name!r}: {entry.doc}")
-        out += ["  " + line for line in reference(cls)]
+        origin = "" if loaded.origin == "built-in" else f" [{loaded.origin}]"
+        out.append(f"[[stream]] driver = {name!r}: {loaded.doc}{origin}")
+        out += ["  " + line for line in reference(loaded.settings)]
+    out.append("[lsl]")
+    out += ["  " + line for line in reference(LslOutletSettings)]
     out.append("[sim]")
     out += ["  " + line for line in reference(SimSettings)]
     return "\n".join(out)

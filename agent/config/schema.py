@@ -51,6 +51,23 @@ class AgentSettings:
 
 
 @dataclass(frozen=True)
+class LslOutletSettings:
+    """``[lsl]``: corrected streams re-published as LSL outlets on the agent's host (``synchub.agent.pipeline.lsl_outlet``),
+    so LabRecorder records them next to its own and pyxdf's clock sync maps them."""
+
+    outlet: bool = setting(False, doc="re-publish corrected streams as LSL outlets (pylsl, the lsl extra)")
+    streams: tuple[str, ...] = setting((), doc="only these streams (empty: every stream when outlet = true)")
+    name_prefix: str = setting("", doc="prefix of the outlets' LSL names (the stream name follows)")
+    max_buffered_s: float = setting(360.0, min=1.0, max=3600.0, doc="seconds an outlet keeps for a slow inlet")
+
+    def wanted(self, names) -> list[str]:
+        """The streams to publish, of ``names`` (every stream of the agent)."""
+        if not self.outlet:
+            return []
+        return [n for n in names if not self.streams or n in self.streams]
+
+
+@dataclass(frozen=True)
 class StreamSettings:
     common: StreamCommon
     driver: Any  # the driver's own frozen settings
@@ -68,6 +85,7 @@ class Config:
     streams: tuple[StreamSettings, ...]
     triggers: tuple[TriggerSettings, ...]
     sim: SimSettings | None = None  # the in-process simulated rig, when a [sim] table is present
+    lsl: LslOutletSettings = LslOutletSettings()
 
     def stream(self, name: str) -> StreamSettings:
         for s in self.streams:
@@ -76,4 +94,4 @@ class Config:
         raise KeyError(name)
 
 
-TOP_LEVEL = ("agent", "clock", "sim", "trigger", "stream")
+TOP_LEVEL = ("agent", "clock", "sim", "trigger", "stream", "lsl")

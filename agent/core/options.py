@@ -31,7 +31,9 @@ class TriggerSettings:
     )
     debounce_us: int = setting(0, min=0, doc="debounce period (0: off)")
     role: str = setting(
-        "sync", choices=("sync", "pps", "barcode", "harp"), doc="sync pulses, GPS PPS (UTC seconds), barcodes, Harp clock"
+        "sync", choices=("sync", "pps", "barcode", "harp", "harp-clock"),
+        doc="sync pulses, GPS PPS (UTC seconds), barcodes, synchub's 1 kbaud Harp-style code, the real Harp clock "
+            "(100 kbaud)"
     )
     period_s: float = setting(1.0, min=0.0, doc="nominal pulse period (0: aperiodic)")
     min_width_us: float = setting(0.0, min=0.0, doc="pulses narrower than this are rejected")

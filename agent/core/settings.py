@@ -110,6 +110,8 @@ def _convert(tp: Any, value: Any, where: Where) -> Any:
                 return _convert(arg, value, where)
             except ConfigError as exc:
                 errors.append(exc)
+        if len(errors) == 1:  # one candidate type (a table or nothing): its own error names the key
+            raise errors[0]
         raise where.error(f"expected {_type_name(tp)}, got {value!r}")
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
@@ -228,6 +230,9 @@ def reference(cls: type, prefix: str = "") -> list[str]:
             extra.append(f"<= {hi:g}" if isinstance(hi, float) else f"<= {hi}")
         tail = f" ({'; '.join(extra)})" if extra else ""
         lines.append(f"{prefix}{f.name}: {_type_name(hints[f.name])}, {default}{tail}. {meta.get('doc', '')}".rstrip())
+        nested = [t for t in (hints[f.name], *typing.get_args(hints[f.name])) if dataclasses.is_dataclass(t)]
+        if nested:  # a table of its own: its keys, indented under it
+            lines += reference(nested[0], prefix + "  " + f.name + ".")
     return lines
 
 

@@ -115,11 +115,15 @@ def device_access(config) -> Access:
             a.groups.add("audio")
             if not s.driver.command:
                 a.programs["arecord"] = "alsa-utils"
+        elif drv == "lsl":
+            a.extras.add("lsl")  # pylsl; on aarch64 liblsl too (README: liblsl)
         elif drv == "v4l2":
             a.allow("char-video4linux", "rw", who)
             a.groups.add("video")
             if not s.driver.command:
                 a.programs["ffmpeg"] = "ffmpeg"
+    if config.lsl.outlet:
+        a.extras.add("lsl")
     if needs_encoders(config):
         a.extras.add("neural")
     return a
@@ -201,6 +205,11 @@ def preflight(config, *, insecure: bool = False, exists=os.path.exists, have_mod
     if users and not have_module("onnxruntime"):
         out.append(Problem("error", "", f"{users[0]} runs the ONNX encoders: onnxruntime is not installed"
                            f"{hint('onnxruntime')}"))
+    lsl = [s.name for s in config.streams if s.common.driver == "lsl"]
+    if lsl and not have_module("pylsl"):
+        out.append(Problem("error", f"stream {lsl[0]}", f"driver 'lsl' needs pylsl, which is not installed{hint('pylsl')}"))
+    if config.lsl.outlet and not have_module("pylsl"):
+        out.append(Problem("error", "lsl.outlet", f"LSL outlets need pylsl, which is not installed{hint('pylsl')}"))
     for t in config.triggers:
         mod = {"gpiod": "gpiod", "rpi-gpio": "RPi.GPIO"}.get(t.backend)
         if mod and not have_module(mod.split(".")[0]):

@@ -5,4 +5,6 @@
   ``mcap_read``: a session back as arrays, and as the raw inputs of the clock layer (``RawRecording``), older
   recordings included.
 * ``xdf``: ``XdfWriter``, XDF files that pyxdf and LabRecorder's tools load.
+* ``session_stream``: a session a record at a time (bounded memory); ``export``: XDF with ClockOffsets to UTC, CSV
+  and .npy exporters fed by it (``synchub export``); ``foxglove``: the Foxglove view (JSON channels, log_time UTC).
 """

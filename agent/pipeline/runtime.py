@@ -6,7 +6,6 @@ both use ``Agent``.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import threading
 import time
@@ -25,14 +24,15 @@ from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import now_ns, utc_now_ns
 from synchub.agent.transport.configure import sender_from_settings
 from synchub.agent.transport.session import TransportError
+from synchub.drivers import registry
 from synchub.drivers.base import DriverContext
 from synchub.drivers.gpio import make_trigger_input
 from synchub.drivers.ntp import NtpMonitor
-from synchub.drivers.registry import DRIVERS
 from synchub.drivers.sim.rig import SimRig
 
 from .chunkqueue import BoundedQueue, DerivedChunk
 from .hub import Hub
+from .lsl_outlet import LslPublisher
 from .shipper import IdentityClocks, Locked, Shipper
 
 log = logging.getLogger("synchub.agent")
@@ -43,12 +43,10 @@ class AgentError(RuntimeError):
 
 
 def _driver_class(name: str):
-    entry = DRIVERS[name]
     try:
-        module = importlib.import_module(entry.module)
-    except ImportError as exc:
-        raise AgentError(f"driver {name!r} is unavailable: {exc}") from None
-    return getattr(module, entry.driver)
+        return registry.load(name).driver
+    except ImportError as exc:  # DriverUnavailable: one line naming the driver
+        raise AgentError(str(exc)) from None
 
 
 class Agent:
@@ -93,6 +91,9 @@ class Agent:
         self.outlet = outlet
         self.hub.marks = getattr(outlet, "marks", None)
         taps = [t.push for t in self.trackers] + ([self.fuser.push] if self.fuser is not None else [])
+        self.lsl = LslPublisher(self.infos, config.lsl, config.agent.name)  # [lsl] outlet: corrected streams to LSL
+        if self.lsl.specs:
+            taps.append(self.lsl.push)
         self.shipper = Shipper(self.queue, self.clocks, outlet,
                                correction_delay_ms=self.clock_config.correction_delay_ms, taps=taps)
         self._house_thread: threading.Thread | None = None
@@ -198,6 +199,10 @@ class Agent:
         self.hub.meta("_agent", self.clock_config.to_dict())
         if self.rig is not None and self._own_rig:
             self.rig.start()
+        try:
+            self.lsl.open()
+        except (ImportError, ValueError) as exc:  # pylsl (the lsl extra) or liblsl missing: one line
+            raise AgentError(f"[lsl] outlet: {exc}") from None
         self.shipper.start()
         parts = [(f"trigger {c.name!r}", t) for c, t in zip(self.config.triggers, self.triggers, strict=True)]
         parts += [(f"stream {d.info.name!r}", d) for d in self.drivers]
@@ -264,6 +269,7 @@ class Agent:
             self._poll_consumers()
             self.shipper.final_drain()
         self.queue.close()
+        self.lsl.close()
         close = getattr(self.outlet, "close", None)
         ok = close(timeout) is not False if close is not None else True
         summary = getattr(self.outlet, "summary", None)
@@ -280,4 +286,5 @@ class Agent:
             per[name] = {"samples": st.samples, "sent": self.shipper.sent_samples.get(name, 0),
                          "gaps": st.gaps, "dropped": st.dropped, "malformed": st.malformed}
         return {"streams": per, "queue": len(self.queue), "pending": self.shipper.pending,
-                "queue_dropped": self.queue.stats.dropped_samples, "tap_errors": self.shipper.tap_errors}
+                "queue_dropped": self.queue.stats.dropped_samples, "tap_errors": self.shipper.tap_errors,
+                **({"lsl_pushed": dict(self.lsl.pushed)} if self.lsl.specs else {})}

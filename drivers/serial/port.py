@@ -57,6 +57,7 @@ class SerialStreamDriver(Driver):
         if self._thread is not None:
             self._thread.join(timeout=5.0)
         self._close()
+        self.protocol.connection_lost()
 
     def health(self) -> dict[str, Any]:
         h = super().health()
@@ -121,7 +122,7 @@ class SerialStreamDriver(Driver):
             self._stop.wait(self.settings.reconnect_s)
 
     def _read_loop(self, ser) -> None:
-        interval = self.settings.probe_interval_s
+        interval = self.settings.probe_interval_s if self.protocol.writes else 0.0  # generic devices: never written
         next_probe = 0.0
         if interval > 0:
             self._probe(ser)  # at once: the first round trip, and a device waiting for its host starts streaming

@@ -28,8 +28,13 @@ from synchub.agent.core.settings import setting
 from synchub.agent.core.stream import StreamInfo, StreamStats
 from synchub.drivers.base import DriverSink
 
+from . import formats as G
 from . import frames as F
 from . import lines as L
+from .binframes import FrameSettings
+from .harp import HarpSettings
+from .nmea import NmeaSettings
+from .textrecords import CsvSettings, KeyValueSettings, RegexSettings
 
 log = logging.getLogger("synchub.serial")
 
@@ -64,7 +69,8 @@ DEFAULT_CHANNELS = {
 @dataclass(frozen=True)
 class SerialSettings:
     port: str = setting(doc="serial device (/dev/ttyUSB0, /dev/serial/by-id/...), a pyserial URL, or sim:NAME")
-    format: str = setting(choices=FORMATS, doc="wire format")
+    format: str = setting(choices=FORMATS + tuple(G.FORMATS), doc="wire format: synchub's own (imu-bin, tlm-nmea, "
+                          "log-text) or a generic one, set up by its table (csv, regex, keyvalue, nmea, frames, harp)")
     baudrate: int = setting(115200, min=50, doc="baud rate")
     tick_hz: float = setting(0.0, min=0.0, doc="device tick counter rate (0: the format's: imu-bin and log-text "
                                                 "1 MHz, tlm-nmea 1 kHz)")
@@ -74,13 +80,29 @@ class SerialSettings:
     reconnect_s: float = setting(1.0, min=0.05, max=60.0, doc="retry period when the port is missing")
     read_size: int = setting(4096, min=1, max=1 << 20, doc="largest read")
     text_level: bool = setting(False, doc="log-text: prefix each text sample with its level")
+    csv: CsvSettings | None = setting(None, doc="format = \"csv\": [stream.csv]")
+    regex: RegexSettings | None = setting(None, doc="format = \"regex\": [stream.regex]")
+    keyvalue: KeyValueSettings | None = setting(None, doc="format = \"keyvalue\": [stream.keyvalue]")
+    nmea: NmeaSettings | None = setting(None, doc="format = \"nmea\": [stream.nmea]")
+    frames: FrameSettings | None = setting(None, doc="format = \"frames\": [stream.frames]")
+    harp: HarpSettings | None = setting(None, doc="format = \"harp\": [stream.harp]")
+
+    def __post_init__(self) -> None:
+        G.check_tables(self.format, {k: getattr(self, k) for k in G.FORMATS})
+
+    @property
+    def generic(self):
+        """The generic format's table (its defaults when the table is absent), or None for synchub's formats."""
+        return G.check_tables(self.format, {k: getattr(self, k) for k in G.FORMATS})
 
     @property
     def ticks_per_s(self) -> float:
-        return self.tick_hz or DEFAULT_TICK_HZ[self.format]
+        return self.tick_hz or DEFAULT_TICK_HZ.get(self.format, 1e9)
 
 
 def build_stream_info(common: StreamCommon, settings: SerialSettings) -> StreamInfo:
+    if settings.generic is not None:
+        return G.build_info(common, settings.format, settings.generic, settings.port)
     n, fmt, labels, units = DEFAULT_CHANNELS[settings.format]
     if settings.format != "log-text" and common.channel_labels:
         n = len(common.channel_labels)
@@ -113,7 +135,10 @@ class SerialProtocol:
         self.sink = sink
         self.stats = stats
         self.unwrapper = Unwrapper(settings.counter_bits, settings.ticks_per_s)
-        self.decoder = decoder_for(settings.format, info.channel_count)
+        table = settings.generic
+        # a generic device (csv, nmea, frames, ...) is parsed by its format and never written to
+        self.generic = G.GenericFormat(self.name, settings.format, table, common, info, stats) if table else None
+        self.decoder = decoder_for(settings.format, info.channel_count) if table is None else None
         self._token = random.getrandbits(31)
         self._pending: dict[int, int] = {}  # probe token -> host send time
         self._last_counter: int | None = None
@@ -128,12 +153,29 @@ class SerialProtocol:
     def connection_made(self, reconnected: bool) -> None:
         """A port was opened: a fresh decoder (bytes from before are gone); after a reconnect the next counter jump
         is recorded as a ``disconnect`` gap."""
+        if self.generic is not None:
+            if reconnected:
+                self.generic.reconnected(self.sink)
+            return
         self.decoder = decoder_for(self.settings.format, self.info.channel_count)
         if reconnected:
             self._reconnected = True
 
     def data_received(self, data: bytes, host_ns: int) -> None:
-        self._handle(self.decoder.feed(data), host_ns)
+        if self.generic is not None:
+            self.generic.feed(data, host_ns, self.sink)
+        else:
+            self._handle(self.decoder.feed(data), host_ns)
+
+    def connection_lost(self) -> None:
+        """The port closed: what a generic decoder still holds (an NMEA epoch) goes out now."""
+        if self.generic is not None and self.sink is not None:
+            self.generic.flush(self.sink)
+
+    @property
+    def writes(self) -> bool:
+        """Whether the driver may write to the device (probes): synchub's own formats only."""
+        return self.generic is None
 
     def ping(self, send_ns: int) -> bytes:
         """A round-trip probe to send now (the host's clock reads ``send_ns``)."""

@@ -84,6 +84,16 @@ def test_preflight_finds_what_the_unit_would_refuse():
     assert levels(spool) == [("warning", "agent.spool_dir")]
 
 
+def test_lsl_inlets_and_outlets_need_the_lsl_extra():
+    sim = {"name": "m", "type": "audio", "driver": "sim", "device": "mic0"}
+    out = parse_config({"agent": {"name": "pi", **KEYS}, "stream": [sim], "lsl": {"outlet": True}})
+    assert D.device_access(out).extras == {"lsl"}
+    problems = D.preflight(out, exists=lambda p: True, have_module=lambda m: m != "pylsl")
+    assert [(p.level, p.key) for p in problems] == [("error", "lsl.outlet")] and "synchub[lsl]" in problems[0].text
+    quiet = parse_config({"agent": {"name": "pi", **KEYS}, "stream": [sim], "lsl": {"outlet": False}})
+    assert D.device_access(quiet).extras == set() and D.preflight(quiet, exists=lambda p: True) == []
+
+
 def test_config_command_refuses_a_config_the_unit_would_refuse(tmp_path):
     cfg = tmp_path / "a.toml"
     cfg.write_text('[agent]\nname = "pi"\n[[stream]]\nname = "a"\ntype = "imu"\ndriver = "serial"\n'
