@@ -88,7 +88,7 @@ def run(args) -> int:
               flush=True)
         t_end = time.monotonic() + (args.duration if args.duration else sim.duration_s)
         while not stop.is_set() and rig.running and time.monotonic() < t_end:
-            stop.wait(min(0.5, max(0.0, t_end - time.monotonic())))
+            stop.wait(min(0.1, max(0.0, t_end - time.monotonic())))  # a replugged pty is linked within 0.1 s
             for name in linked:  # a re-plugged device has a new pty: keep the link pointing at it
                 path = rig.pty_path(name)
                 if path != linked[name]:

@@ -52,7 +52,7 @@ class AgentStatus:
     agent: str
     streams: tuple[StreamStatus, ...] = ()
     session: str = ""
-    connection: str = "connecting"  # connected | connecting | down
+    connection: str = "connecting"  # connected | connecting | down | local (an in-process outlet)
     collector: str = ""
     spool_bytes: int = 0
     spool_max_bytes: int = 0
@@ -71,7 +71,8 @@ class AgentStatus:
                 out.append(f"{s.name} missing" + (f" ({s.detail})" if s.detail else ""))
             elif s.state == "stalled":
                 out.append(f"{s.name} stalled {s.last_sample_age_ns / NS:.1f} s")
-        if self.connection != "connected":
+        out += [f"loop {d} not turning" for d in self.extra.get("dead_loops", ())]
+        if self.connection not in ("connected", "local"):
             out.append(f"collector {self.connection}")
         if self.spool_fill >= SPOOL_WARN:
             out.append(f"spool {100 * self.spool_fill:.0f} % full")
