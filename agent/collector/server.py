@@ -43,7 +43,8 @@ class Collector:
     """Bind ``bind`` (e.g. ``tcp://0.0.0.0:7100``; port 0 picks one, see ``endpoint``) and record to ``out_dir``.
 
     ``curve``: a ``synchub.agent.security.ServerKeys`` (CURVE Ironhouse with an allow-list directory) or None for
-    plain text (only with ``insecure=True``).  ``live``: endpoint of the lossy live-view PUB socket, or None.
+    plain text (only with ``insecure=True``).  ``live``: endpoint of the lossy live-view PUB socket, or None; it
+    has the same CURVE keys and allow-list (``synchub live`` reads it).
     """
 
     def __init__(self, bind: str, out_dir, *, name: str | None = None, curve=None, insecure: bool = True,
@@ -104,6 +105,8 @@ class Collector:
             self.live = self._ctx.socket(zmq.PUB)
             self.live.setsockopt(zmq.LINGER, 0)
             self.live.setsockopt(zmq.SNDHWM, 200)
+            if curve is not None:  # CURVE like the data path: only keys in the allow-list may watch
+                curve.apply_server(self.live)
             self.live.bind(live)
             self.live_endpoint = self.live.getsockopt_string(zmq.LAST_ENDPOINT)
         log.info("collector %s: listening on %s, recording to %s", self.name, self.endpoint, self.out_dir)
