@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "align": ("synchub.bench.align.run", "neural/classical alignment accuracy (--scenario: simulator, --real: corpus)"),
     "firmware": ("synchub.bench.firmware", "sync box firmware in simavr: flash/RAM, interrupt latency, edge error"),
     "footprint": ("synchub.bench.footprint", "the agent's RSS and CPU with the field example on one core"),
+    "unplug": ("synchub.bench.unplug", "the field example's IMU unplugged for minutes: watchdog, STATUS=, resume, gap"),
     "encoders": ("synchub.bench.encoders", "encoder inference ms per window and per second of data, agent RSS"),
 }
 

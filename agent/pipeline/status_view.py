@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from synchub.agent.core.units import NS
+NS = 1_000_000_000  # as synchub.agent.core.units.NS; not imported from there: `synchub status` needs no numpy (< 0.2 s)
 
 STALL_MIN_S = 2.0  # a stream is stalled when no sample came for max(this, STALL_PERIODS sample periods)
 STALL_PERIODS = 10

@@ -169,6 +169,8 @@ class SimRig:
             if name in self.captures:
                 raise LookupError(f"sim device {name!r} is a capture device (driver = \"sim\"), not a serial port")
             raise LookupError(f"no serial sim device {name!r}; allowed: {allowed}")
+        if self.ports[name].unplugged_until:  # its old pty's number may already belong to another program
+            raise LookupError(f"sim device {name!r} is unplugged")
         return self.ports[name].path
 
     def capture_source(self, name: str) -> CaptureSource:
@@ -202,7 +204,8 @@ class SimRig:
 
     def unplug(self, name: str, seconds: float) -> None:
         """Test hook: serial device ``name`` disappears (its pty closes, a reader gets an I/O error) and comes
-        back after ``seconds`` on a new pty (``pty_path`` changes); samples meanwhile are undelivered."""
+        back after ``seconds`` on a new pty (``pty_path`` changes; meanwhile it raises ``LookupError``, as a udev link
+        disappears with its device); samples meanwhile are undelivered."""
         self.ports[name].unplugged_until = -int(seconds * NS)
 
     def subscribe_edges(self, trigger: str, callback) -> None:
