@@ -6,5 +6,7 @@
 * ``runtime``: ``Agent``, which assembles all of it from a config (drivers, trigger inputs, clock layer, aligners,
   fusion, NTP, sender) and runs it;
 * ``notify``: systemd's ``sd_notify`` (READY, WATCHDOG, STATUS); ``status_view``: the agent's status, pure
-  (stream states, the STATUS= line, the terminal table).
+  (stream states, the STATUS= line, the terminal table); ``liveness``: which loops stopped turning (pure: the
+  watchdog pings only while none did); ``monitor``: reads a running ``Agent`` into its status and liveness;
+  ``control``: the local control socket ``synchub status`` asks.
 """
