@@ -97,7 +97,8 @@ def run(args) -> int:
                                         str(tmp / "links" / "imu0"), keys))
             agent = subprocess.Popen([sys.executable, "-m", "synchub.cli", "agent", "--config", str(cfg),
                                       "--status-every", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, preexec_fn=lambda: os.sched_setaffinity(0, {args.cpu}))
+                                     text=True, preexec_fn=lambda: os.sched_setaffinity(0, {args.cpu}),
+                                     env=dict(os.environ, RUNTIME_DIRECTORY=str(tmp)))  # its control socket
             procs.append(agent)
             time.sleep(args.warmup)
             if agent.poll() is not None:
