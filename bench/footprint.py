@@ -31,7 +31,7 @@ from pathlib import Path
 from synchub.agent.formats.mcap_read import read_session
 from synchub.errors import UserError
 
-from .harness import collector_process, free_port, make_keys
+from .harness import collector_process, free_port, make_keys, sim_process, stop_processes
 
 ROOT_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PCM = r"""
@@ -90,22 +90,15 @@ def run(args) -> int:
         port = free_port()
         procs = []
         try:
-            sim = subprocess.Popen([sys.executable, "-m", "synchub.cli", "sim", "--config",
-                                    str(ROOT_EXAMPLES / "sim-rig.toml"), "--links", str(tmp / "links")],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            procs.append(sim)
-            deadline = time.monotonic() + 60
-            while not (tmp / "links" / "imu0").exists():
-                if time.monotonic() > deadline or sim.poll() is not None:
-                    raise UserError("the simulated devices did not start")
-                time.sleep(0.1)
+            procs.append(sim_process(ROOT_EXAMPLES / "sim-rig.toml", tmp / "links"))
             procs.append(collector_process(tmp / "rec", port, keys))
             cfg = tmp / "field.toml"
             cfg.write_text(field_config((ROOT_EXAMPLES / "field-pi.toml").read_text(), f"tcp://127.0.0.1:{port}",
                                         str(tmp / "links" / "imu0"), keys))
             agent = subprocess.Popen([sys.executable, "-m", "synchub.cli", "agent", "--config", str(cfg),
                                       "--status-every", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, preexec_fn=lambda: os.sched_setaffinity(0, {args.cpu}))
+                                     text=True, preexec_fn=lambda: os.sched_setaffinity(0, {args.cpu}),
+                                     env=dict(os.environ, RUNTIME_DIRECTORY=str(tmp)))  # its control socket
             procs.append(agent)
             time.sleep(args.warmup)
             if agent.poll() is not None:
@@ -121,13 +114,7 @@ def run(args) -> int:
             agent.terminate()
             agent.wait(30)
         finally:
-            for p in reversed(procs):
-                if p.poll() is None:
-                    p.terminate()
-                    try:
-                        p.wait(20)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
+            stop_processes(procs)
         session = read_session(sorted((tmp / "rec").rglob("*.mcap")))
         counts = {name: int(len(s["seq"])) for name, s in session["streams"].items()}
     res = {

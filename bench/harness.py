@@ -1,4 +1,5 @@
-"""What the process-level benchmarks share: a free loopback port, a ``synchub collector`` process, CURVE keys."""
+"""What the process-level benchmarks share: a free loopback port, a ``synchub collector`` process, a ``synchub sim``
+process with its pty links, CURVE keys, and stopping what they started."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from synchub.agent.transport.security import new_pair
+from synchub.errors import UserError
 
 
 def free_port() -> int:
@@ -34,3 +37,27 @@ def make_keys(d: Path) -> Path:
     (d / "allowed").mkdir()
     shutil.copy(d / "agent.key", d / "allowed" / "agent.key")
     return d
+
+
+def sim_process(config: Path, links: Path, stderr=subprocess.DEVNULL, device: str = "imu0") -> subprocess.Popen:
+    """``synchub sim --links`` of ``config``, returned once ``links/<device>`` exists."""
+    sim = subprocess.Popen([sys.executable, "-m", "synchub.cli", "sim", "--config", str(config), "--links",
+                            str(links)], stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.monotonic() + 60
+    while not (links / device).exists():
+        if time.monotonic() > deadline or sim.poll() is not None:
+            stop_processes([sim])
+            raise UserError("the simulated devices did not start")
+        time.sleep(0.1)
+    return sim
+
+
+def stop_processes(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM each (the last started first), SIGKILL what is still running 20 s later."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()

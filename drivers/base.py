@@ -8,6 +8,7 @@ hub numbers samples, the shipper corrects them).
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -51,6 +52,20 @@ class Driver(abc.ABC):
     def __init__(self, info: StreamInfo):
         self.info = info
         self.stats = StreamStats()
+        # liveness: a driver whose loop calls ``beat()`` each turn (also while its device is missing) is watched by
+        # this time; one that never beats is watched by its thread being alive (``synchub.agent.pipeline.liveness``)
+        self.heartbeat_ns = 0
+        self.connected = True  # the device is held; a driver that loses it sets False (a "missing" stream)
+        self.last_error = ""  # why the device is not held, in one line
+
+    def holds_device(self) -> bool:
+        """The device is held (port open, program running); ``connected`` may be a bool or a threading.Event."""
+        c = self.connected
+        return c.is_set() if hasattr(c, "is_set") else bool(c)
+
+    def beat(self) -> None:
+        """Called by the driver's own loop every turn: it is alive (not stuck in a read)."""
+        self.heartbeat_ns = time.monotonic_ns()
 
     @abc.abstractmethod
     def start(self, sink: DriverSink) -> None: ...

@@ -36,6 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "drivers": ("synchub.agent.cli.drivers", "list the stream drivers installed (built-in and plugins) and their docs"),
     "install": ("synchub.agent.cli.install", "install the agent/collector as systemd services (/opt/synchub, units, keys)"),
     "uninstall": ("synchub.agent.cli.install", "remove what `synchub install` made (data kept unless --purge)"),
+    "live": ("synchub.agent.cli.live", "watch a collector's --live socket: per agent and stream rate, method, sigma"),
+    "status": ("synchub.agent.cli.status", "ask running agents (their control sockets) for stream, clock, spool status"),
 }
 
 

@@ -88,11 +88,17 @@ def run(args) -> int:
               flush=True)
         t_end = time.monotonic() + (args.duration if args.duration else sim.duration_s)
         while not stop.is_set() and rig.running and time.monotonic() < t_end:
-            stop.wait(min(0.5, max(0.0, t_end - time.monotonic())))
-            for name in linked:  # a re-plugged device has a new pty: keep the link pointing at it
-                path = rig.pty_path(name)
+            stop.wait(min(0.1, max(0.0, t_end - time.monotonic())))  # a replugged pty is linked within 0.1 s
+            for name in linked:  # like a udev link: gone while the device is unplugged, then on its new pty
+                try:
+                    path = rig.pty_path(name)
+                except LookupError:
+                    path = ""
                 if path != linked[name]:
-                    _link(links, name, path)
+                    if path:
+                        _link(links, name, path)
+                    else:
+                        (links / name).unlink(missing_ok=True)
                     linked[name] = path
             if rig.errors:
                 raise UserError(f"simulated device(s) failed: {', '.join(rig.errors)} (see the log)")

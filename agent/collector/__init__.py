@@ -3,7 +3,9 @@ sessions to MCAP with nothing lost and nothing recorded twice.
 
 * ``ledger``: what is recorded of a session (message order, duplicates, sample continuity, the durable mid); pure.
 * ``recorder``: the session's MCAP part files (write, flush, fsync on a thread, finish, recover a crashed file).
-* ``server``: ``Collector``, the ZeroMQ ROUTER (hellos, acks after fsync, the lossy live-view PUB socket); ``bind``:
-  its socket (CURVE and the self-test); ``admission``: what one key may take (sessions, files, in-flight bytes) and
-  when a session is forgotten; pure.
+* ``server``: ``Collector``, the ZeroMQ ROUTER (hellos, acks after fsync, the lossy live-view PUB socket, CURVE like
+  the data path); ``bind``: its socket (CURVE and the self-test); ``admission``: what one key may take (sessions,
+  files, in-flight bytes) and when a session is forgotten; pure.
+* ``liveview``: ``LiveView``, what a ``synchub live`` viewer makes of that socket (per agent/stream rate, method,
+  sigma); pure.
 """

@@ -1,4 +1,5 @@
-"""The collector's ROUTER socket: options, CURVE (with the self-test proving a stranger is refused), bind."""
+"""The collector's sockets: the ROUTER (options, CURVE with the self-test proving a stranger is refused, bind) and
+the lossy live-view PUB."""
 
 from __future__ import annotations
 
@@ -52,3 +53,15 @@ def bind_router(ctx: zmq.Context, bind: str, curve=None) -> tuple[zmq.Socket, st
     log.info("collector: CURVE on; self-test passed (an unknown key is refused); %d allowed keys in %s",
              len(curve.allowed_keys()), curve.allow_dir)
     return sock, endpoint
+
+
+def bind_live(ctx: zmq.Context, live: str, curve=None) -> tuple[zmq.Socket, str]:
+    """The live-view PUB socket (lossy: a slow viewer misses updates, never slows recording) and its endpoint;
+    CURVE like the data path: only keys in the allow-list may watch."""
+    sock = ctx.socket(zmq.PUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, 200)
+    if curve is not None:
+        curve.apply_server(sock)
+    sock.bind(live)
+    return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)

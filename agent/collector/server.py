@@ -32,7 +32,7 @@ from synchub.agent.core.units import now_ns
 from synchub.agent.transport import wire
 
 from .admission import Admission, SessionView, file_budget
-from .bind import bind_router
+from .bind import bind_live, bind_router
 from .ledger import Ledger
 from .recorder import Fsyncer, PartFile, last_mid_on_disk, recover_unfinished
 
@@ -43,7 +43,8 @@ class Collector:
     """Bind ``bind`` (e.g. ``tcp://0.0.0.0:7100``; port 0 picks one, see ``endpoint``) and record to ``out_dir``.
 
     ``curve``: a ``synchub.agent.security.ServerKeys`` (CURVE Ironhouse with an allow-list directory) or None for
-    plain text (only with ``insecure=True``).  ``live``: endpoint of the lossy live-view PUB socket, or None.
+    plain text (only with ``insecure=True``).  ``live``: endpoint of the lossy live-view PUB socket, or None; it
+    has the same CURVE keys and allow-list (``synchub live`` reads it).
     """
 
     def __init__(self, bind: str, out_dir, *, name: str | None = None, curve=None, insecure: bool = True,
@@ -83,11 +84,7 @@ class Collector:
         self.sock, self.endpoint = bind_router(self._ctx, bind, curve)
         self.live = None
         if live:
-            self.live = self._ctx.socket(zmq.PUB)
-            self.live.setsockopt(zmq.LINGER, 0)
-            self.live.setsockopt(zmq.SNDHWM, 200)
-            self.live.bind(live)
-            self.live_endpoint = self.live.getsockopt_string(zmq.LAST_ENDPOINT)
+            self.live, self.live_endpoint = bind_live(self._ctx, live, curve)
         log.info("collector %s: listening on %s, recording to %s", self.name, self.endpoint, self.out_dir)
 
     # ------------------------------------------------------------------ loop

@@ -7,5 +7,7 @@
   fusion, NTP, sender) and runs it;
 * ``lsl_outlet``: ``LslPublisher``, corrected streams re-published as LSL outlets (``[lsl] outlet``), a shipper tap;
 * ``notify``: systemd's ``sd_notify`` (READY, WATCHDOG, STATUS); ``status_view``: the agent's status, pure
-  (stream states, the STATUS= line, the terminal table).
+  (stream states, the STATUS= line, the terminal table); ``liveness``: which loops stopped turning (pure: the
+  watchdog pings only while none did); ``monitor``: reads a running ``Agent`` into its status and liveness;
+  ``control``: the local control socket ``synchub status`` asks.
 """

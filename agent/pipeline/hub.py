@@ -28,6 +28,7 @@ class Hub:
         self.queue = queue
         self.stats: dict[str, StreamStats] = {name: StreamStats() for name in infos}
         self._next_seq = dict.fromkeys(infos, 0)
+        self.last_host_ns = dict.fromkeys(infos, 0)  # host receive time of each stream's latest sample (0: none yet)
         # one lock per stream: sequence numbers and queue order stay consistent without serializing drivers
         self._locks = {name: threading.Lock() for name in infos}
         self.problems: collections.Counter = collections.Counter()
@@ -52,6 +53,7 @@ class Hub:
             st = self.stats[stream]
             st.samples += len(device_ns)
             st.chunks += 1
+            self.last_host_ns[stream] = int(host_ns[-1])
             chunk = Chunk(stream=stream, seq=seq, data=data, device_ns=device_ns, host_ns=host_ns)
             # put under the lock so chunks of one stream enter the queue in sequence order
             self.queue.put(chunk)

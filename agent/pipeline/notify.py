@@ -1,8 +1,9 @@
 """sd_notify without libsystemd: READY=1, STATUS=..., WATCHDOG=1 datagrams to ``$NOTIFY_SOCKET``.
 
-``Notifier.watchdog(progress)`` pings only when ``progress`` changed since the last ping (the pipeline moved samples,
-the collector's loop turned); a stalled loop therefore stops pinging and systemd's ``WatchdogSec=`` restarts the
-service.  Without ``NOTIFY_SOCKET`` every call is a no-op.
+``Notifier.watchdog(progress)`` pings only when ``progress`` changed since the last ping (the collector's loop
+turned); ``Notifier.keepalive()`` pings on time, for a caller that decided it is alive (the agent: every loop turned,
+``liveness.Liveness``).  A stalled loop therefore stops pinging and systemd's ``WatchdogSec=`` restarts the service.
+Pings go at most every ``interval_s``, half of ``$WATCHDOG_USEC``.  Without ``NOTIFY_SOCKET`` every call is a no-op.
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ class Notifier:
         self._last_ping = now
         return self.send("WATCHDOG=1")
 
+    def keepalive(self) -> bool:
+        """Ping ``WATCHDOG=1`` if ``interval_s`` passed since the last ping; the caller checked it is alive."""
+        now = time.monotonic()
+        if now - self._last_ping < self.interval_s:
+            return False
+        self._last_ping = now
+        return self.send("WATCHDOG=1")
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
@@ -68,7 +77,7 @@ _default: Notifier | None = None
 
 def notify(text: str) -> bool:
     """Send one sd_notify datagram (``"READY=1"``, ``"WATCHDOG=1"``, ...) to ``$NOTIFY_SOCKET``; a no-op without it.
-    The caller decides when: ``synchub agent`` sends WATCHDOG=1 only when its pipeline made progress."""
+    The caller decides when: ``synchub agent`` pings with ``Notifier.keepalive`` while all its loops turn."""
     global _default
     if _default is None:
         _default = Notifier()

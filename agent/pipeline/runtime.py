@@ -97,6 +97,7 @@ class Agent:
         self.shipper = Shipper(self.queue, self.clocks, outlet,
                                correction_delay_ms=self.clock_config.correction_delay_ms, taps=taps)
         self._house_thread: threading.Thread | None = None
+        self.house_beat_ns = 0  # the housekeeping loop's last turn (liveness: pipeline/monitor.py)
         self.ntp = self._make_ntp()
         self._stopping = threading.Event()
         self.started_ns = 0
@@ -222,6 +223,7 @@ class Agent:
         """Aligners every 0.5 s; a system-clock UTC sample every 10 s (when UTC comes from the system or NTP)."""
         last_utc = 0.0
         while True:
+            self.house_beat_ns = now_ns()
             if self.config.clock.utc in ("system", "ntp") and time.monotonic() - last_utc >= 10.0:
                 last_utc = time.monotonic()
                 self._system_utc()

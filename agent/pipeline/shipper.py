@@ -102,6 +102,8 @@ class Shipper(threading.Thread):
         self.tap_errors = 0
         self.sent_samples: collections.Counter = collections.Counter()
         self.last_progress_ns = now_ns()
+        self.heartbeat_ns = now_ns()  # every turn of the loop (liveness), data or not
+        self.clock_view: dict[str, tuple[str, int | None]] = {}  # stream -> (method, 1-sigma ns) of its latest sample
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -109,6 +111,7 @@ class Shipper(threading.Thread):
 
     def _run(self) -> None:
         while not self._halt.is_set():
+            self.heartbeat_ns = now_ns()
             self._step(timeout=0.02)
         self._drain()
 
@@ -175,6 +178,7 @@ class Shipper(threading.Thread):
                         log.exception("tap failed on a %s chunk (%d so far)", chunk.stream, self.tap_errors)
             self.sent_chunks += 1
             self.sent_samples[chunk.stream] += chunk.n
+            self.clock_view[chunk.stream] = (chunk.method, None if chunk.unc_ns is None else int(chunk.unc_ns[-1]))
             self.last_progress_ns = now_ns()
 
     def stop(self) -> None:

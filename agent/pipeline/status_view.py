@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from synchub.agent.core.units import NS
+NS = 1_000_000_000  # as synchub.agent.core.units.NS; not imported from there: `synchub status` needs no numpy (< 0.2 s)
 
 STALL_MIN_S = 2.0  # a stream is stalled when no sample came for max(this, STALL_PERIODS sample periods)
 STALL_PERIODS = 10
@@ -52,7 +52,7 @@ class AgentStatus:
     agent: str
     streams: tuple[StreamStatus, ...] = ()
     session: str = ""
-    connection: str = "connecting"  # connected | connecting | down
+    connection: str = "connecting"  # connected | connecting | down | local (an in-process outlet)
     collector: str = ""
     spool_bytes: int = 0
     spool_max_bytes: int = 0
@@ -71,7 +71,8 @@ class AgentStatus:
                 out.append(f"{s.name} missing" + (f" ({s.detail})" if s.detail else ""))
             elif s.state == "stalled":
                 out.append(f"{s.name} stalled {s.last_sample_age_ns / NS:.1f} s")
-        if self.connection != "connected":
+        out += [f"loop {d} not turning" for d in self.extra.get("dead_loops", ())]
+        if self.connection not in ("connected", "local"):
             out.append(f"collector {self.connection}")
         if self.spool_fill >= SPOOL_WARN:
             out.append(f"spool {100 * self.spool_fill:.0f} % full")

@@ -14,6 +14,7 @@ If the port disappears (USB unplugged, the simulator stopped) the driver logs it
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -26,6 +27,12 @@ from synchub.drivers.base import Driver, DriverContext, DriverSink
 from .protocol import SerialProtocol, SerialSettings, build_stream_info
 
 log = logging.getLogger("synchub.serial")
+
+def _why(exc: Exception) -> str:
+    """A short reason: pyserial wraps the OS error in a long message; its errno says it in a few words."""
+    code = getattr(exc, "errno", None)
+    return os.strerror(code) if isinstance(code, int) and code > 0 else str(exc)
+
 
 class SerialStreamDriver(Driver):
     def __init__(self, common: StreamCommon, settings: SerialSettings, context: DriverContext | None = None):
@@ -42,7 +49,7 @@ class SerialStreamDriver(Driver):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ser = None
-        self.connected = False
+        self.connected = False  # until the port opens: a missing port is a "missing" stream from the start
         self.connects = 0
         self.bytes = 0
 
@@ -91,17 +98,20 @@ class SerialStreamDriver(Driver):
     def _run(self) -> None:
         outage_logged = False
         while not self._stop.is_set():
+            self.beat()
             try:
                 self._ser = self._open()
             except (serial.SerialException, OSError, LookupError, ValueError) as exc:
+                self.last_error = f"cannot open {self.settings.port}: {_why(exc)}"
                 if not outage_logged:
                     log.warning("%s: cannot open %s (%s); retrying every %.1f s", self.name, self.settings.port,
                                 exc, self.settings.reconnect_s)
                     outage_logged = True
-                self._stop.wait(self.settings.reconnect_s)
+                self._wait_for_port()
                 continue
             self.connects += 1
             self.connected = True
+            self.last_error = ""
             if self.connects > 1:
                 log.info("%s: reconnected to %s", self.name, self.settings.port)
                 self.sink.problem(self.name, "reconnect", self.settings.port)
@@ -115,11 +125,29 @@ class SerialStreamDriver(Driver):
                 log.warning("%s: port %s disconnected (%s); retrying every %.1f s", self.name, self.settings.port,
                             exc, self.settings.reconnect_s)
                 self.sink.problem(self.name, "disconnect", str(exc))
+                self.last_error = f"{self.settings.port} disconnected"
                 outage_logged = True
             finally:
                 self.connected = False
                 self._close()
-            self._stop.wait(self.settings.reconnect_s)
+            self._wait_for_port()
+
+    def _wait_for_port(self) -> None:
+        """Wait ``reconnect_s`` before the next open, beating; a device path that was missing and appears (a USB
+        device plugged back, its udev link made) ends the wait at once, so the stream resumes within ~0.1 s."""
+        end = time.monotonic() + self.settings.reconnect_s
+        was_there = self._port_exists()
+        while not self._stop.wait(min(0.1, max(0.0, end - time.monotonic()))):
+            self.beat()
+            if time.monotonic() >= end or (not was_there and self._port_exists()):
+                return
+
+    def _port_exists(self) -> bool:
+        try:
+            port = self._port()
+        except LookupError:
+            return False
+        return "://" in port or os.path.exists(port)
 
     def _read_loop(self, ser) -> None:
         interval = self.settings.probe_interval_s if self.protocol.writes else 0.0  # generic devices: never written
@@ -129,6 +157,7 @@ class SerialStreamDriver(Driver):
             next_probe = time.monotonic() + interval
         read_size = self.settings.read_size
         while not self._stop.is_set():
+            self.beat()
             data = ser.read(1)
             host_ns = time.monotonic_ns()
             if data:

@@ -91,6 +91,7 @@ class SimRig:
         self._edge_truth: dict[str, list] = {t.name: [] for t in s.triggers}
         self._edge_rng = np.random.default_rng(device_seed(s.seed, "triggers", 9))
         self._trigger_thread: threading.Thread | None = None
+        self._unplug_timers: list[threading.Timer] = []
         self._serial_specs = [d for d in s.devices if d.wire_format != "capture"]
         self._trig = trig
         for d in self._serial_specs:  # ptys exist from construction, so drivers can resolve `sim:NAME` early
@@ -110,6 +111,12 @@ class SimRig:
         if self._trig:
             self._trigger_thread = threading.Thread(target=self._run_triggers, name="sim-triggers", daemon=True)
             self._trigger_thread.start()
+        for u in self.settings.unplug:
+            delay = max(0.0, u.at_s - (time.monotonic_ns() - self.origin_ns) / NS)
+            timer = threading.Timer(delay, self.unplug, (u.device, u.for_s))
+            timer.daemon = True
+            timer.start()
+            self._unplug_timers.append(timer)
         self.started = True
         with _ACTIVE_LOCK:
             _ACTIVE.append(self)
@@ -120,6 +127,8 @@ class SimRig:
             return
         self._stop.set()
         self.stop_ns = time.monotonic_ns()
+        for timer in self._unplug_timers:
+            timer.cancel()
         for p in self.ports.values():
             if p.thread.ident is not None:
                 p.thread.join(timeout=2.0)
@@ -160,6 +169,8 @@ class SimRig:
             if name in self.captures:
                 raise LookupError(f"sim device {name!r} is a capture device (driver = \"sim\"), not a serial port")
             raise LookupError(f"no serial sim device {name!r}; allowed: {allowed}")
+        if self.ports[name].unplugged_until:  # its old pty's number may already belong to another program
+            raise LookupError(f"sim device {name!r} is unplugged")
         return self.ports[name].path
 
     def capture_source(self, name: str) -> CaptureSource:
@@ -193,7 +204,8 @@ class SimRig:
 
     def unplug(self, name: str, seconds: float) -> None:
         """Test hook: serial device ``name`` disappears (its pty closes, a reader gets an I/O error) and comes
-        back after ``seconds`` on a new pty (``pty_path`` changes); samples meanwhile are undelivered."""
+        back after ``seconds`` on a new pty (``pty_path`` changes; meanwhile it raises ``LookupError``, as a udev link
+        disappears with its device); samples meanwhile are undelivered."""
         self.ports[name].unplugged_until = -int(seconds * NS)
 
     def subscribe_edges(self, trigger: str, callback) -> None:

@@ -111,6 +111,16 @@ DEFAULT_TRIGGERS: tuple[SimTrigger, ...] = (SimTrigger(),)
 
 
 @dataclass(frozen=True)
+class SimUnplug:
+    """A scheduled unplug of a serial device: its pty goes away at ``at_s`` (seconds after the rig starts) and a new
+    one appears ``for_s`` later, as when a USB cable is pulled and plugged back (``synchub sim --links`` follows)."""
+
+    device: str = setting(doc="the serial sim device to unplug")
+    at_s: float = setting(min=0.0, doc="when, seconds after the rig starts")
+    for_s: float = setting(min=0.01, doc="how long it stays unplugged")
+
+
+@dataclass(frozen=True)
 class SimSettings:
     seed: int = setting(0, doc="seed of the world, the clocks and the sensor noise")
     duration_s: float = setting(4 * 3600.0, min=1.0, max=7 * 86400.0, doc="length of the simulated world")
@@ -118,6 +128,7 @@ class SimSettings:
     device: tuple[SimDevice, ...] = setting(DEFAULT_DEVICES, doc="the simulated devices (default: the standard rig)")
     trigger: tuple[SimTrigger, ...] = setting(DEFAULT_TRIGGERS, doc="trigger pulse trains (default: sync, 1 Hz)")
     only: tuple[str, ...] = setting((), doc="run only these devices/triggers (empty: all)")
+    unplug: tuple[SimUnplug, ...] = setting((), doc="scheduled unplugs of serial devices ([[sim.unplug]])")
 
     def __post_init__(self) -> None:
         names = [d.name for d in self.device] + [t.name for t in self.trigger]
@@ -140,6 +151,10 @@ class SimSettings:
             for t in d.triggers:
                 if t not in trig:
                     raise ValueError(f"device {d.name!r}: no sim trigger named {t!r}; allowed: {', '.join(trig)}")
+        serial = [d.name for d in self.devices if d.wire_format != "capture"]
+        for u in self.unplug:
+            if u.device not in serial:
+                raise ValueError(f"unplug: no serial sim device named {u.device!r}; allowed: {', '.join(serial)}")
 
     @property
     def devices(self) -> tuple[SimDevice, ...]:

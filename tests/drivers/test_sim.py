@@ -44,6 +44,11 @@ from synchub.drivers.sim.world import World
         ({"duration_s": 0}, r"sim.duration_s: 0.0 is too small; allowed: >= 1.0"),
         ({"device": [{"name": "m", "modality": "audio", "rate_hz": 8000, "wire": "imu-bin"}]},
          r"audio devices use wire = 'capture'"),
+        ({"unplug": [{"device": "mic0", "at_s": 1, "for_s": 1}]},
+         r"unplug: no serial sim device named 'mic0'; allowed: imu0, tlm0, log0"),
+        ({"only": ["imu0"], "unplug": [{"device": "tlm0", "at_s": 1, "for_s": 1}]},
+         r"unplug: no serial sim device named 'tlm0'; allowed: imu0"),
+        ({"unplug": [{"device": "imu0", "at_s": 1, "for_s": 0}]}, r"sim.unplug\[0\].for_s: 0.0 is too small"),
     ],
 )
 def test_sim_config_errors_name_file_key_and_allowed(table, match):

@@ -1,7 +1,7 @@
 """The runtime package on arm64 (a Raspberry Pi 4/5 or Jetson runs aarch64 Debian 12): an arm64 Debian 12 root under
 qemu-user (tests/support/arm64root.py: built once with mmdebstrap, cached), the wheel of this checkout installed with pip
-from PyPI's aarch64 wheels, the demo run there, and the install plan.  Skipped with the reason where this machine
-cannot run arm64 programs (no root, no mmdebstrap, no binfmt_misc/qemu-aarch64: `make test` as root sets them up).
+from PyPI's aarch64 wheels, the demo run there, the install plan, and `synchub status` without and with a running
+agent.  Skipped with the reason where this machine cannot run arm64 programs (no root, no mmdebstrap, no binfmt_misc/qemu-aarch64: `make test` as root sets them up).
 Wall time here (2 shared x86 cores): ~85 s with the root and the aarch64 wheels cached, +130 s to build the root.
 
 Also: every runtime dependency (and the neural and gpio extras) resolves to aarch64 wheels for CPython 3.11
@@ -44,6 +44,21 @@ echo "$? $start $(date +%s.%N)" > /share/demo.rc
 /tmp/v/bin/synchub install --dry-run --root /tmp/r --config /src/examples/field-pi.toml --from "$WHL" \
     > /share/install.txt 2>&1
 echo $? > /share/install.rc
+export RUNTIME_DIRECTORY=/tmp/rt
+mkdir -p $RUNTIME_DIRECTORY
+/tmp/v/bin/synchub status > /share/status-none.txt 2>&1
+echo $? > /share/status-none.rc
+printf '%s\n' '[agent]' 'name = "arm"' 'collector = ["tcp://127.0.0.1:7999"]' '[sim]' 'only = ["imu0", "sync"]' \
+    '[[trigger]]' 'name = "sync"' 'backend = "sim"' 'role = "sync"' '[[stream]]' 'name = "imu0"' 'type = "imu"' \
+    'driver = "serial"' 'port = "sim:imu0"' 'format = "imu-bin"' 'nominal_rate = 200.0' 'trigger = "sync"' > /tmp/arm.toml
+/tmp/v/bin/synchub agent --config /tmp/arm.toml --insecure --duration 60 --status-every 0 > /share/agent.txt 2>&1 &
+for i in $(seq 120); do [ -S $RUNTIME_DIRECTORY/agent-arm.sock ] && break; sleep 0.5; done
+sleep 4
+start=$(date +%s.%N)
+/tmp/v/bin/synchub status --json > /share/status.json 2> /share/status.err
+echo "$? $start $(date +%s.%N)" > /share/status.rc
+kill %1
+wait
 """
 
 
@@ -83,8 +98,17 @@ def test_runtime_package_on_arm64(tmp_path):
     plan = (share / "install.txt").read_text()
     assert (share / "install.rc").read_text().strip() == "0", plan
     assert "would: create the venv" in plan and "would: write /etc/systemd/system/synchub-agent.service" in plan
+    # synchub status: one line and exit 2 without an agent; with one (its collector absent), its streams as JSON
+    assert (share / "status-none.rc").read_text().strip() == "2"
+    assert "no agent running" in (share / "status-none.txt").read_text()
+    st_rc, st_start, st_end = (share / "status.rc").read_text().split()
+    assert st_rc == "0", (share / "status.err").read_text() + (share / "agent.txt").read_text()[-2000:]
+    (status,) = json.loads((share / "status.json").read_text())
+    imu = next(s for s in status["streams"] if s["name"] == "imu0")
+    assert status["agent"] == "arm" and status["connection"] in ("connecting", "down") and imu["state"] == "ok", status
     summary = {"root": "built" if built_s > 5 else "cached", "root_s": round(built_s), "demo_s": round(float(end) -
                float(start)), "install_demo_plan_s": round(time.monotonic() - t1), "demo_exit": int(rc),
+               "status_cli_s_under_qemu": round(float(st_end) - float(st_start), 2),
                "written_by_the_simulator_but_not_read": unread}
     print(json.dumps(summary), demo[-2500:], sep="\n")
 
