@@ -51,27 +51,10 @@ class Collector:
                  credit_bytes: int = 64 << 20, compression: str = "zstd", context: zmq.Context | None = None):
         if curve is None and not insecure:
             raise ValueError("no CURVE keys given: pass curve=... or insecure=True")
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.name = name or pysocket.gethostname()
-        self.flush_s = flush_s
-        self.flush_bytes = flush_bytes
+        self._init_recording(out_dir, name, flush_s, flush_bytes, compression)
         self.credit = credit
         self.credit_bytes = credit_bytes
-        self.compression = compression
         self.curve = curve
-        self.sessions: dict[str, Ledger] = {}
-        self.parts: dict[str, PartFile] = {}  # session -> its open part file
-        self.paths: dict[str, Path] = {}  # session -> its latest part file
-        self.bad: Counter = Counter()
-        self.counts: Counter = Counter()
-        self.files: list[Path] = []
-        self._last_log: dict[str, float] = {}
-        self._refused_at: dict[str, float] = {}
-        self._last_flush = time.monotonic()
-        self._closed = False
-        self._fsync = Fsyncer(self.counts)
-        recover_unfinished(self.out_dir, compression)
         self._ctx = context or zmq.Context()
         if curve is not None and curve.auth is None:
             curve.start(self._ctx)
@@ -99,7 +82,6 @@ class Collector:
                 raise
             log.info("collector: CURVE on; self-test passed (an unknown key is refused); %d allowed keys in %s",
                      len(curve.allowed_keys()), curve.allow_dir)
-        self.live = None
         if live:
             self.live = self._ctx.socket(zmq.PUB)
             self.live.setsockopt(zmq.LINGER, 0)
@@ -107,6 +89,29 @@ class Collector:
             self.live.bind(live)
             self.live_endpoint = self.live.getsockopt_string(zmq.LAST_ENDPOINT)
         log.info("collector %s: listening on %s, recording to %s", self.name, self.endpoint, self.out_dir)
+
+    def _init_recording(self, out_dir, name: str | None, flush_s: float, flush_bytes: int, compression: str) -> None:
+        """The recording state, whatever the transport (``jetstream.NatsCollector`` shares it)."""
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name or pysocket.gethostname()
+        self.flush_s = flush_s
+        self.flush_bytes = flush_bytes
+        self.compression = compression
+        self.curve = None
+        self.live = None
+        self.sessions: dict[str, Ledger] = {}
+        self.parts: dict[str, PartFile] = {}  # session -> its open part file
+        self.paths: dict[str, Path] = {}  # session -> its latest part file
+        self.bad: Counter = Counter()
+        self.counts: Counter = Counter()
+        self.files: list[Path] = []
+        self._last_log: dict[str, float] = {}
+        self._refused_at: dict[str, float] = {}
+        self._last_flush = time.monotonic()
+        self._closed = False
+        self._fsync = Fsyncer(self.counts)
+        recover_unfinished(self.out_dir, compression)
 
     # ------------------------------------------------------------------ loop
     def run(self, stop_event: threading.Event, on_tick=None) -> None:
@@ -210,6 +215,11 @@ class Collector:
             if s.rewind_due():
                 self._ack(s, rewind=True)
             return
+        self._record(s, msg)
+
+    def _record(self, s: Ledger, msg: wire.Message) -> None:
+        """Write message ``msg``, the next one of session ``s`` (``s.order`` said so)."""
+        kind, mid, last = msg.kind, msg.mid, msg.mid_last
         recv = now_ns()
         f = self.parts.get(s.sid)
         if f is None and kind != "bye":
