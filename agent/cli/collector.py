@@ -9,6 +9,7 @@ import threading
 
 import zmq
 
+from synchub.agent.cli import collector_nats
 from synchub.agent.collector.server import Collector
 from synchub.agent.pipeline.notify import Notifier
 from synchub.agent.transport.security import SecurityError, ServerKeys
@@ -35,9 +36,12 @@ def add_arguments(p) -> None:
     p.add_argument("--flush-ms", type=float, default=50.0, help="durability interval: flush+fsync, then ack")
     p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd", help="MCAP chunk compression")
     p.add_argument("--name", help="collector name recorded in the files (default: host name)")
+    collector_nats.add_arguments(p)
 
 
 def run(args) -> int:
+    if args.nats:
+        return collector_nats.run(args)
     curve = None
     if args.secret_key or args.allow_dir:
         if not (args.secret_key and args.allow_dir):

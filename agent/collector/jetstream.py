@@ -120,9 +120,24 @@ class NatsCollector(Collector):
     async def _on_error(self, exc: Exception) -> None:
         self.errors = [*self.errors[-19:], f"{type(exc).__name__}: {exc}"]
 
+    async def _bind(self, stop_event: threading.Event):
+        """Connect and bind the durable consumer, retrying while the cluster is unreachable or has no stream leader;
+        refused credentials or TLS raise at once (``PublishError``)."""
+        backoff = 0.2
+        while True:
+            try:
+                return await self.connect()
+            except PublishError as exc:
+                if exc.kind in ("auth", "tls") or stop_event.is_set():
+                    raise
+                self.counts["bind_retries"] += 1
+                log.warning("collector: %s; retrying in %.1f s", exc.text, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(2 * backoff, 5.0)
+
     async def serve(self, stop_event: threading.Event, on_tick=None) -> None:
         nats = _nats()
-        sub = await self.connect()
+        sub = await self._bind(stop_event)
         log.info("collector %s: consuming %s, recording to %s", self.name, self.endpoint, self.out_dir)
         last_tick = 0.0
         wait = max(0.01, self.flush_s / 2)

@@ -22,6 +22,7 @@ from synchub.agent.core.evidence import UtcSample
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import now_ns, utc_now_ns
 from synchub.agent.transport.configure import sender_from_settings
+from synchub.agent.transport.nats.setup import nats_sender_from_settings
 from synchub.agent.transport.session import TransportError
 from synchub.drivers.base import DriverContext
 from synchub.drivers.gpio import make_trigger_input
@@ -176,8 +177,8 @@ class Agent:
 
     def _make_sender(self, insecure: bool, session: str | None):
         try:
-            return sender_from_settings(self.config.agent, list(self.infos.values()), insecure=insecure,
-                                        session=session)
+            make = nats_sender_from_settings if self.config.agent.transport == "nats" else sender_from_settings
+            return make(self.config.agent, list(self.infos.values()), insecure=insecure, session=session)
         except TransportError as exc:
             raise AgentError(str(exc)) from None
         except (OSError, ValueError) as exc:

@@ -8,9 +8,6 @@ from pathlib import Path
 
 from synchub.agent.core.stream import StreamInfo
 
-from .nats.auth import CredentialError, client_tls, load_credentials
-from .nats.bus import BusError, Route
-from .nats.sender import NatsSender
 from .security import ClientKeys, SecurityError
 from .sender import Sender
 from .session import TransportError
@@ -27,9 +24,7 @@ def sender_from_settings(agent, streams: list[StreamInfo], *, insecure: bool = F
     (plain text, logged loudly), otherwise ``TransportError`` says what to configure.
     """
     env = os.environ if env is None else env
-    if agent.transport == "nats":
-        return nats_sender_from_settings(agent, streams, insecure=insecure, session=session, env=env)
-    spool_dir = _spool_dir(agent, env)
+    spool_dir = spool_dir_of(agent, env)
     curve = None
     if agent.curve_secret_key or agent.collector_public_key:
         if not (agent.curve_secret_key and agent.collector_public_key):
@@ -49,30 +44,6 @@ def sender_from_settings(agent, streams: list[StreamInfo], *, insecure: bool = F
                   spool_max_bytes=int(agent.spool_max_mb * (1 << 20)))
 
 
-def _spool_dir(agent, env) -> str | None:
+def spool_dir_of(agent, env) -> str | None:
     return agent.spool_dir or (str(Path(env["STATE_DIRECTORY"].split(":")[0]) / "spool")
                                if env.get("STATE_DIRECTORY") else None)
-
-
-def nats_sender_from_settings(agent, streams: list[StreamInfo], *, insecure: bool = False, session: str | None = None,
-                              env: dict | None = None):
-    """A ``NatsSender`` (``[agent] transport = "nats"``): servers ``agent.nats``, credentials from
-    ``agent.nats_credentials``, TLS checked against ``agent.nats_ca``; plain text or no credentials only with
-    ``insecure``.  Errors say what to configure (``TransportError``)."""
-    env = os.environ if env is None else env
-    try:
-        route = Route(agent.site, agent.name)
-        tls = client_tls(agent.nats_ca or None, insecure=insecure)
-        if agent.nats_credentials:
-            options = load_credentials(agent.nats_credentials).connect_options()
-        elif insecure:
-            options = {}
-        else:
-            raise TransportError("NATS transport without credentials: set agent.nats_credentials (a key file), "
-                                 "or pass --insecure")
-    except (CredentialError, BusError) as exc:
-        raise TransportError(str(exc)) from None
-    if tls is None:
-        log.warning("transport: INSECURE: plain-text NATS to %s (--insecure)", ", ".join(agent.nats))
-    return NatsSender(list(agent.nats), route, streams, _spool_dir(agent, env), connect_options=options, tls=tls,
-                      session=session, spool_max_bytes=int(agent.spool_max_mb * (1 << 20)))

@@ -52,6 +52,16 @@ class Running:
         except Exception as exc:  # noqa: BLE001 - handed to the test
             self.error = exc
 
+    def wait_closed(self, sid: str, timeout: float = 20.0) -> None:
+        """Until the session's bye is recorded (its file finished)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.col.sessions.get(sid)
+            if s is not None and s.closed:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"session {sid} not closed within {timeout} s ({self.error}): {self.col.stats()}")
+
     def stop(self):
         self.stop_event.set()
         self.thread.join(20)
@@ -87,7 +97,7 @@ def test_a_session_goes_from_the_sender_through_the_cluster_into_one_recording(f
         assert s.close(20)
         st = s.stats()
         assert st["acked"] == st["chunks"] + 3  # chunks, gap, meta, bye
-        time.sleep(0.5)
+        col.wait_closed(s.session)
         cst = col.stop()
         data = read_session(sorted((tmp_path / "out").glob("*.mcap")))
         emg = data["streams"]["emg"]["seq"]
@@ -97,3 +107,69 @@ def test_a_session_goes_from_the_sender_through_the_cluster_into_one_recording(f
         assert any(m.get("meta") == {"note": "hello"} for m in data["meta"])
         assert len(cst["files"]) == 1 and cst["sessions"][s.session]["closed"]
         assert cst["bad"] == {}
+
+
+def test_the_sender_spools_through_a_whole_cluster_outage_and_a_leader_kill_and_delivers_everything_once(own_fleet,
+                                                                                                           tmp_path):
+    fl = own_fleet
+    with fl.stream():
+        col = Running(fl, tmp_path / "out")
+        s = sender(fl, "a1", tmp_path, ack_timeout_s=2.0)
+        s.connect(10)
+        seq = _send(s, "emg", 0, 40)
+        fl.cluster.kill(0)  # a node (maybe the leader) dies while chunks flow
+        seq = _send(s, "emg", seq, 40)
+        for i in (1, 2):  # then the whole cluster: nothing answers, the spool holds what comes
+            fl.cluster.kill(i)
+        seq = _send(s, "emg", seq, 60)
+        time.sleep(1.0)
+        assert s.pending() > 0
+        for i in range(3):
+            fl.cluster.restart(i, wait=False)
+        fl.cluster.wait_ready()
+        seq = _send(s, "emg", seq, 40)
+        assert s.close(40), s.stats()
+        st = s.stats()
+        assert st["publish_failed"] > 0 and st["resent"] > 0, "the outage went unnoticed: the test tested nothing"
+        col.wait_closed(s.session)
+        cst = col.stop()
+    data = read_session(sorted((tmp_path / "out").glob("*.mcap")))
+    got = data["streams"]["emg"]["seq"]
+    assert np.array_equal(got, np.arange(seq)), f"{len(got)} of {seq} samples, {len(set(got))} distinct"
+    assert data["gaps"] == [] and cst["bad"] == {}
+
+
+def test_messages_out_of_order_are_recorded_in_order_and_a_foreign_subject_is_refused(fleet, tmp_path):
+    from synchub.agent.transport import wire
+
+    sid = "ooo1"
+    a1 = nb.Route("lab", "a1")
+    hello = wire.encode_hello("a1", sid, STREAMS, "test", 0, 0)
+    msgs = [(a1.session_subject, hello, nb.msg_id(sid, "_s", 0))]
+    for mid in range(1, 7):
+        seq = (mid - 1) * 20
+        msgs.append((a1.stream_subject("emg"), wire.encode_chunk(sid, mid, _chunk("emg", seq, 20)),
+                     nb.msg_id(sid, "emg", seq)))
+    msgs.append((a1.session_subject, wire.encode_bye(sid, 7), nb.msg_id(sid, "_s", 7)))
+    order = [0, 1, 4, 5, 2, 3, 6, 7]  # 4 and 5 before 2 and 3: a resend after a failed publish
+    a2 = nb.Route("lab", "a2")
+    forged = (a2.stream_subject("emg"), wire.encode_chunk(sid, 3, _chunk("emg", 9000, 20)), nb.msg_id(sid, "emg", 9))
+
+    async def publish():
+        for who, items in (("a1", [msgs[i] for i in order[:4]]), ("a2", [forged]), ("a1", [msgs[i] for i in order[4:]])):
+            pub = fleet.publisher(who)
+            await pub.connect()
+            for subject, frames, mid in items:
+                await pub.publish(subject, nb.pack_frames(frames), mid)
+            assert await pub.flush(10) and pub.counts["failed"] == 0
+            await pub.close()
+
+    with fleet.stream():
+        fleet.run(publish())
+        col = Running(fleet, tmp_path / "out")
+        col.wait_closed(sid)
+        cst = col.stop()
+    data = read_session(sorted((tmp_path / "out").glob("*.mcap")))
+    assert np.array_equal(data["streams"]["emg"]["seq"], np.arange(120))
+    assert cst["bad"] == {"identity": 1}, cst["bad"]
+    assert cst["counts"]["held_ahead"] == 2
