@@ -264,6 +264,9 @@ class Agent:
     def check(self) -> None:
         if self.shipper.error is not None:
             raise AgentError(f"pipeline failed: {self.shipper.error!r}")
+        refused = getattr(self.outlet, "refused", "")  # a NATS cluster's permanent refusal (credentials, subjects)
+        if isinstance(refused, str) and refused:
+            raise AgentError(f"transport refused: {refused}")
 
     def status(self) -> dict[str, Any]:
         per = {}

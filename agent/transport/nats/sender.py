@@ -77,6 +77,10 @@ class NatsSender(Sender):
             raise TransportError(f"NATS cluster not reachable at {', '.join(self.endpoints)} within {timeout:g} s"
                                  + (f" ({self.last_error})" if self.last_error else ""))
 
+    def close(self, timeout: float = 5.0) -> bool:
+        """As ``Sender.close``; a refused agent does not wait for acks that will not come (its spool keeps all)."""
+        return super().close(0.0 if self.refused else timeout)
+
     def stats(self) -> dict[str, Any]:
         out = super().stats()
         out["refused"] = self.refused
@@ -238,9 +242,14 @@ class NatsSender(Sender):
         err = r.error
         self.last_error = f"{r.subject}: {err.text}"
         if not err.retry:
-            self.refused = err.text
-            log.error("transport: NATS refused a message of session %s (%s): %s; not retrying", sid, err.kind,
-                      err.text)
+            if not self.refused:
+                why = err.text
+                if "inbox" in why:
+                    why = (f"the credentials are not agent {self.route.site}/{self.route.agent}'s (its reply "
+                           f"inbox {self.route.inbox_prefix} is not theirs): {why}")
+                self.refused = why
+                log.error("transport: NATS refused agent %s/%s (%s): %s; not retrying", self.route.site,
+                          self.route.agent, err.kind, why)
             return
         if s is not None and not mid:  # the hello: publish it again, and what followed it
             self._hellos_due.add(sid)
