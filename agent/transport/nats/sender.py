@@ -20,6 +20,7 @@ until JetStream has acked it.  Only the I/O thread differs: an asyncio loop with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -115,8 +116,16 @@ class NatsSender(Sender):
         try:
             while not self._stop.is_set():
                 pub = AsyncPublisher(self.endpoints, on_result=self._on_result, **self.nats_options)
+                attempt = asyncio.ensure_future(pub.connect())
+                while not attempt.done() and not self._stop.is_set():  # a stop does not wait for the attempt
+                    await asyncio.wait({attempt}, timeout=0.1)
+                if not attempt.done():
+                    attempt.cancel()
+                    with contextlib.suppress(BaseException):
+                        await attempt
+                    return
                 try:
-                    await pub.connect()
+                    attempt.result()
                 except PublishError as exc:
                     self.last_error = exc.text
                     if exc.kind in PERMANENT:
