@@ -72,6 +72,7 @@ class NatsCollector(Collector):
                  max_ack_pending: int = 65536, batch: int = 512, prefix: str = bus.DEFAULT_PREFIX):
         self._init_recording(out_dir, name, flush_s, flush_bytes, compression)
         self.servers = [servers] if isinstance(servers, str) else list(servers)
+        self.credit = self.credit_bytes = 0  # no credit window on NATS: the consumer's max_ack_pending bounds it
         self.stream, self.prefix, self.batch = stream, prefix, batch
         self.plan = bus.ConsumerPlan(durable=durable, filter_subject=filter_subject, ack_wait_s=ack_wait_s,
                                      max_ack_pending=max_ack_pending)

@@ -66,7 +66,10 @@ class Running:
         self.stop_event.set()
         self.thread.join(20)
         assert self.error is None, self.error
-        return self.col.stats()
+        st = self.col.stats()
+        assert "internal_errors" not in st["counts"], st
+        assert st["held"] == 0 and st["unacked"] == 0, st  # everything recorded was acked to JetStream
+        return st
 
 
 def _send(s: NatsSender, stream: str, start: int, count: int, n: int = 20) -> int:

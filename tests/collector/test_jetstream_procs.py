@@ -83,6 +83,7 @@ def test_agents_and_collectors_as_processes_survive_a_collector_kill_with_every_
             c.send_signal(signal.SIGTERM)
         errs = [c.communicate(timeout=30)[1] for c in cols]
         assert all(c.returncode == 0 for c in cols), errs
+        assert not any("Traceback" in e or "internal error" in e for e in errs), errs
     sessions = _sessions(outs)
     assert len(sessions) == 2, (sessions, errs)
     for sid, files in sessions.items():
