@@ -60,6 +60,8 @@ class NatsSender(Sender):
         self._marks: dict[str, bus.AckWatermark] = {}
         self._rewind: dict[str, int] = {}
         self._hellos_due: set[str] = set()
+        self._probing = self._probe_out = False
+        self._fail_rounds = 0
         self._event: asyncio.Event | None = None
         self.pub: AsyncPublisher | None = None
         super().__init__(servers, route.agent, streams, spool_dir, **kwargs)
@@ -176,7 +178,11 @@ class NatsSender(Sender):
                 await self._sleep(1.0)
                 continue
             if self._rewind:
-                await self._sleep(0.2)  # a stream leader election or a lost node: back off, then resend
+                # a stream leader election (4-9 s in nats-server 2.9) or a lost node: back off, then resend one
+                # message as a probe until one is acked again
+                self._fail_rounds += 1
+                self._probing = True
+                await self._sleep(min(0.1 * 2 ** self._fail_rounds, 1.0))
                 for sid, mid in list(self._rewind.items()):
                     s = self._sessions.get(sid)
                     if s is not None and mid < s.cursor:
@@ -198,6 +204,10 @@ class NatsSender(Sender):
                 if last < 0:
                     continue
             while s.cursor <= last and not self._rewind and not self.refused and not self._stop.is_set():
+                if self._probing:
+                    if self._probe_out:
+                        return sent
+                    self._probe_out = True
                 mid = s.cursor
                 frames, span_last = self.spool.get_span(s.sid, mid)
                 if frames is None:
@@ -239,8 +249,13 @@ class NatsSender(Sender):
     def _on_result(self, r: Published) -> None:
         sid, mid, last = r.token
         s = self._sessions.get(sid)
+        self._probe_out = False
         if r.error is None:
             self._counters["published"] += 1
+            if self._probing:
+                self._probing, self._fail_rounds = False, 0
+                if self._event is not None:
+                    self._event.set()
             self._counters["duplicates"] += r.duplicate
             if s is None or mid == 0:
                 return
