@@ -87,6 +87,7 @@ def run(args) -> int:
     finally:
         notifier.stopping()
         st = col.stats()
-        log.info("collector: stopped; %d messages, %d samples, bad: %s", st["counts"].get("messages", 0),
-                 st["counts"].get("samples", 0), st["bad"] or "none")
+        log.info("collector: stopped; %d messages, %d samples, bad: %s; %d held, %d unacked; %s",
+                 st["counts"].get("messages", 0), st["counts"].get("samples", 0), st["bad"] or "none", st["held"],
+                 st["unacked"], {k: v for k, v in st["counts"].items() if k.startswith("js_") or "error" in k})
     return 0

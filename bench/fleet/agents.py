@@ -60,6 +60,7 @@ def main(spec_path: str, result_path: str) -> int:
     t_end = t0 + int(spec["seconds"] * 1e9)
     tick = int(spec.get("tick_s", 0.1) * 1e9)
     late = 0
+    lateness: list[int] = []
     t_next = t0 + tick
     while True:
         now = now_ns()
@@ -68,6 +69,7 @@ def main(spec_path: str, result_path: str) -> int:
         elif now - t_next > tick:
             late += 1
         t = min(now_ns(), t_end)
+        lateness.append(now_ns() - t_next)  # how late this tick's samples reach the senders (CPU starvation)
         for name, s in senders.items():
             for st in STREAMS:
                 due = int((t - t0) * st.nominal_srate // 1e9) + 1  # sample k is due at t0 + k / rate
@@ -96,7 +98,8 @@ def main(spec_path: str, result_path: str) -> int:
     out = {"agents": {name: {"session": s.session, "sent": sent[name], "all_acked": closed[name],
                              "stats": {k: v for k, v in s.stats().items() if k != "spool"}}
                       for name, s in senders.items()},
-           "late_ticks": late, "cpu_s": ru.ru_utime + ru.ru_stime}
+           "late_ticks": late, "tick_lateness_ms": [round(float(np.percentile(lateness, p)) / 1e6, 1) for p in (50, 99)],
+           "cpu_s": ru.ru_utime + ru.ru_stime}
     Path(result_path).write_text(json.dumps(out, default=str))
     return 0
 

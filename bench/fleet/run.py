@@ -216,7 +216,11 @@ def run_fleet(agents: int, collectors: int, seconds: float, workers: int, kill: 
             for p in procs:
                 p.wait(seconds + 600)
             t_closed = now_ns()
-            drain = _wait(lambda: site.backlog() == 0, 60 + agents, "stream drained by the collectors")
+            try:
+                drain = _wait(lambda: site.backlog() == 0, 60 + agents, "stream drained by the collectors")
+                left = 0
+            except RuntimeError:
+                drain, left = -1.0, site.backlog()
             time.sleep(1.0)  # the collectors' last fsync and acks
         finally:
             nats_cpu = site.cluster.cpu_s() - cpu0
@@ -232,13 +236,15 @@ def run_fleet(agents: int, collectors: int, seconds: float, workers: int, kill: 
     cpu_per_s = sum(cpu.values()) / max(span, 1e-9)
     return {"agents": agents, "collectors": collectors, "workers": workers, "seconds": seconds,
             "streams_per_agent": [f"{s.name} {s.nominal_srate:g} Hz x {s.channel_count}" for s in STREAMS],
-            "connect_s": round(t_ready, 1), "events": events, "drain_after_close_s": round(drain, 1),
+            "connect_s": round(t_ready, 1), "events": events, "drain_after_close_s": round(drain, 1), "backlog_left": left,
             "collector_exit_codes": codes, "all_acked": all(a["all_acked"] for a in per_agent.values()),
             "samples_per_s": round(rate, 1), "messages_published": sum(a["stats"]["published"]
                                                                         for a in per_agent.values()),
             "publish_failed": sum(a["stats"]["publish_failed"] for a in per_agent.values()),
             "resent": sum(a["stats"]["resent"] for a in per_agent.values()),
-            "late_ticks": sum(w["late_ticks"] for w in worker_out), **counted,
+            "late_ticks": sum(w["late_ticks"] for w in worker_out),
+            "tick_lateness_ms_p50_p99_worst_worker": max((w["tick_lateness_ms"] for w in worker_out), key=lambda x: x[1]),
+            **counted,
             "cpu": {**cpu, "cores_busy": round(cpu_per_s, 2), "cores": os.cpu_count(), "busiest": busiest,
                     "ceiling_samples_per_s_estimate": round(rate * (os.cpu_count() or 1) / max(cpu_per_s, 1e-9))}}
 
