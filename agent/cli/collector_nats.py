@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-import signal
 import sys
-import threading
 
 from synchub.agent.collector.jetstream import NatsCollector
-from synchub.agent.pipeline.notify import Notifier
 from synchub.agent.transport.nats import bus
 from synchub.agent.transport.nats.auth import CredentialError, client_tls, load_credentials
-from synchub.agent.transport.nats.publish import PublishError
 from synchub.errors import UserError
-
-log = logging.getLogger(__name__)
 
 
 def add_arguments(p) -> None:
@@ -50,44 +43,11 @@ def make(args) -> NatsCollector:
     part = args.partition
     filt = bus.partition_filter(part) if part >= 0 else f"{bus.DEFAULT_PREFIX}.>"
     durable = args.durable or ("collector" if part < 0 else f"collector-{part}")
+    if tls is None:
+        print("synchub collector: INSECURE: plain-text NATS (--insecure)", file=sys.stderr)
     try:
         return NatsCollector(servers, args.out, stream=args.stream, durable=durable, filter_subject=filt,
                              connect_options=options, tls=tls, name=args.name, flush_s=args.flush_ms / 1000.0,
                              compression=args.compression, ack_wait_s=args.ack_wait_s)
     except bus.BusError as exc:
         raise UserError(str(exc)) from None
-
-
-def run(args) -> int:
-    col = make(args)
-    if col.options["tls"] is None:
-        print("synchub collector: INSECURE: plain-text NATS (--insecure)", file=sys.stderr)
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        log.info("collector: %s received, finalizing files", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    notifier = Notifier()
-    ticks = [0]
-
-    def on_tick(c):
-        ticks[0] += 1
-        if ticks[0] == 1:
-            print(f"collector consuming {c.endpoint}, writing to {args.out}", flush=True)
-            notifier.ready(f"consuming {c.endpoint}")
-        notifier.watchdog(ticks[0])
-
-    try:
-        col.run(stop, on_tick=on_tick)
-    except PublishError as exc:
-        raise UserError(f"collector: {exc.text}") from None
-    finally:
-        notifier.stopping()
-        st = col.stats()
-        log.info("collector: stopped; %d messages, %d samples, bad: %s; %d held, %d unacked; %s",
-                 st["counts"].get("messages", 0), st["counts"].get("samples", 0), st["bad"] or "none", st["held"],
-                 st["unacked"], {k: v for k, v in st["counts"].items() if k.startswith("js_") or "error" in k})
-    return 0

@@ -154,14 +154,7 @@ class NatsCollector(Collector):
                     await asyncio.sleep(0.2)
                     batch = []
                 for m in batch:
-                    self.counts["messages"] += 1
-                    try:
-                        self._take(m)
-                    except Exception:  # noqa: BLE001 - a bug must not stop the recording of everyone else
-                        self.counts["internal_errors"] += 1
-                        log.exception("collector: internal error handling a message (left unacked; serving on)")
-                    if any(f.pending_bytes > self.flush_bytes for f in self.parts.values()):
-                        self.flush()
+                    self._guarded(self._take, m, "left unacked")
                 self._acks_due()
                 now = time.monotonic()
                 if now - self._last_flush >= self.flush_s:

@@ -147,15 +147,19 @@ class Collector:
                 frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return n - 1
-            self.counts["messages"] += 1
-            try:
-                self._handle(frames)
-            except Exception:  # noqa: BLE001 - a bug must not stop the recording of everyone else
-                self.counts["internal_errors"] += 1
-                log.exception("collector: internal error handling a message (dropped; serving on)")
-            if any(f.pending_bytes > self.flush_bytes for f in self.parts.values()):
-                self.flush()
+            self._guarded(self._handle, frames, "dropped")
         return n
+
+    def _guarded(self, handle, message, fate: str) -> None:
+        """``handle(message)``; a bug in it is counted and logged, and everyone else's recording goes on."""
+        self.counts["messages"] += 1
+        try:
+            handle(message)
+        except Exception:  # noqa: BLE001 - a bug must not stop the recording of everyone else
+            self.counts["internal_errors"] += 1
+            log.exception("collector: internal error handling a message (%s; serving on)", fate)
+        if any(f.pending_bytes > self.flush_bytes for f in self.parts.values()):
+            self.flush()
 
     def _complain(self, reason: str, detail: str) -> None:
         self.bad[reason] += 1

@@ -29,6 +29,7 @@ from synchub.agent.transport.nats import bus
 from synchub.agent.transport.nats.auth import client_tls
 from synchub.bench.nats_local import LocalCluster
 from synchub.bench.throughput import machine
+from synchub.errors import UserError
 
 from .agents import STREAMS
 from .count import count
@@ -86,8 +87,11 @@ class Site:
         import nats
         import nats.js.api
 
+        async def quiet(exc):  # a killed node refuses connections: expected here, no traceback in the log
+            pass
+
         nc = await nats.connect(self.cluster.urls, tls=client_tls(self.cluster.tls.ca), user=ADMIN[0],
-                                password=ADMIN[1])
+                                password=ADMIN[1], error_cb=quiet)
         try:
             return await action(nc.jetstream(timeout=10), nats.js.api)
         finally:
@@ -250,8 +254,6 @@ def run_fleet(agents: int, collectors: int, seconds: float, workers: int, kill: 
 
 
 def run(args) -> int:
-    from synchub.errors import UserError
-
     if args.agents < 1 or args.collectors < 1 or args.seconds <= 0:
         raise UserError("--agents and --collectors must be >= 1, --seconds > 0")
     print(f"synchub bench fleet: {args.agents} agents x {len(STREAMS)} streams, {args.collectors} collectors, "
