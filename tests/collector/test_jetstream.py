@@ -176,3 +176,33 @@ def test_messages_out_of_order_are_recorded_in_order_and_a_foreign_subject_is_re
     assert np.array_equal(data["streams"]["emg"]["seq"], np.arange(120))
     assert cst["bad"] == {"identity": 1}, cst["bad"]
     assert cst["counts"]["held_ahead"] == 2
+
+
+def test_a_session_left_half_acked_in_the_spool_is_replayed_by_the_next_run(own_fleet, tmp_path):
+    fl, spool = own_fleet, tmp_path / "spool"
+    with fl.stream():
+        col = Running(fl, tmp_path / "out")
+        first = sender(fl, "a1", tmp_path, spool_dir=spool, ack_timeout_s=1.0)
+        first.connect(10)
+        _send(first, "emg", 0, 10)
+        assert first.flush(20)  # acked: forgotten by the spool
+        for i in range(3):  # then the cluster goes away and the agent stops with the rest unsent
+            fl.cluster.kill(i)
+        _send(first, "emg", 200, 20)
+        assert not first.close(0.5)
+        for i in range(3):
+            fl.cluster.restart(i, wait=False)
+        fl.cluster.wait_ready()
+        second = sender(fl, "a1", tmp_path, spool_dir=spool)
+        second.connect(20)
+        _send(second, "emg", 0, 10)
+        assert second.close(40), second.stats()
+        for sid in (first.session, second.session):
+            col.wait_closed(sid, timeout=40)
+        cst = col.stop()
+    files = sorted((tmp_path / "out").glob("*.mcap"))
+    for sid, n in ((first.session, 600), (second.session, 200)):
+        data = read_session([f for f in files if sid in f.name])
+        assert np.array_equal(data["streams"]["emg"]["seq"], np.arange(n)), sid
+    assert cst["bad"] == {}
+    assert list(spool.glob("hello-*")) == []  # both sessions are done with

@@ -162,7 +162,8 @@ class NatsSender(Sender):
     async def _serve(self, pub: AsyncPublisher) -> None:
         for s in self._sessions.values():
             s.new_link()
-            s.welcome(self.spool.acked.get(s.sid, 0), None)
+            s.acked = max(s.acked, self.spool.acked.get(s.sid, 0))  # a session replayed from the spool
+            s.welcome(s.acked, None)
             s.credit, s.credit_bytes = 1 << 30, 1 << 40  # the publisher's window bounds what is in flight
         self._hellos_due = set(self._sessions)
         self._connected.set()
@@ -261,6 +262,10 @@ class NatsSender(Sender):
                 return
             w = self._marks.setdefault(sid, bus.AckWatermark(acked=s.acked)).ack(mid, last)
             self._on_ack(s, w)
+            if sid != self.session and s.bye_mid and w >= s.bye_mid:  # a replayed session is done with
+                log.info("transport: replayed session %s fully acked", sid)
+                self.spool.forget(sid)
+                del self._sessions[sid]
             return
         self._counters["publish_failed"] += 1
         err = r.error
