@@ -12,6 +12,7 @@ from synchub.extras import message
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "throughput": ("synchub.bench.throughput", "agent -> collector -> MCAP samples/s and latency, pylsl side by side"),
     "nats-publish": ("synchub.bench.nats_publish", "one agent's acked JetStream publishes (3-node R3 cluster) vs ZeroMQ"),
+    "fleet": ("synchub.bench.fleet.run", "agents -> 3-node NATS cluster -> partition collectors, with kills: lost/dup, latency"),
     "transport": ("synchub.bench.transport", "CURVE on vs off, spool replay rate, samples lost per fault"),
     "sync": ("synchub.bench.sync.run", "timestamp error vs truth per stream and method"),
     "align": ("synchub.bench.align.run", "neural/classical alignment accuracy (--scenario: simulator, --real: corpus)"),

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import zmq
 
+from synchub.agent.cli import collector_nats
 from synchub.agent.collector.server import Collector
 from synchub.agent.pipeline.notify import Notifier
 from synchub.agent.transport.endpoints import check_endpoint
+from synchub.agent.transport.nats.publish import PublishError
 from synchub.agent.transport.security import SecurityError, ServerKeys
 from synchub.errors import UserError
 
@@ -39,6 +41,7 @@ def add_arguments(p) -> None:
     p.add_argument("--flush-ms", type=float, default=50.0, help="durability interval: flush+fsync, then ack")
     p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd", help="MCAP chunk compression")
     p.add_argument("--name", help="collector name recorded in the files (default: host name)")
+    collector_nats.add_arguments(p)
 
 
 def check_args(args) -> None:
@@ -66,6 +69,13 @@ def check_args(args) -> None:
 
 def run(args) -> int:
     check_args(args)
+    if args.nats:
+        col = collector_nats.make(args)
+        try:
+            serve(col, f"collector consuming {col.endpoint}, writing to {args.out}")
+        except PublishError as exc:
+            raise UserError(f"collector: {exc.text}") from None
+        return 0
     curve = None
     if args.secret_key or args.allow_dir:
         if not (args.secret_key and args.allow_dir):
@@ -85,6 +95,12 @@ def run(args) -> int:
         raise UserError(f"cannot bind {args.bind}: {exc}") from None
     except SecurityError as exc:
         raise UserError(str(exc)) from None
+    serve(col, f"collector listening on {col.endpoint}, writing to {args.out}")
+    return 0
+
+
+def serve(col, banner: str) -> None:
+    """Run a collector (ZeroMQ or NATS) until SIGINT/SIGTERM, with systemd notify and watchdog, then close it."""
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -100,8 +116,8 @@ def run(args) -> int:
         ticks[0] += 1
         notifier.watchdog(ticks[0])
 
-    print(f"collector listening on {col.endpoint}, writing to {args.out}", flush=True)
-    notifier.ready(f"listening on {col.endpoint}")
+    print(banner, flush=True)
+    notifier.ready(banner)
     try:
         col.run(stop, on_tick=on_tick)
     finally:
@@ -110,4 +126,6 @@ def run(args) -> int:
         st = col.stats()
         log.info("collector: stopped; %d messages, %d samples, bad: %s", st["counts"].get("messages", 0),
                  st["counts"].get("samples", 0), st["bad"] or "none")
-    return 0
+        if "unacked" in st:
+            log.info("collector: %d held, %d unacked at stop; %s", st["held"], st["unacked"],
+                     {k: v for k, v in st["counts"].items() if k.startswith("js_") or "error" in k})

@@ -76,3 +76,8 @@ class Admission:
         """Sessions to forget: finished ``linger_s`` ago, or silent for ``idle_s``."""
         return [s.sid for s in sessions
                 if (s.closed and now - s.closed_at > self.linger_s) or (now - s.last_rx > self.idle_s)]
+
+
+def session_views(sessions: dict, parts: dict) -> list[SessionView]:
+    """What admission sees of the collector's sessions (``Ledger`` per id) and open part files."""
+    return [SessionView(sid, s.user, s.closed, s.last_rx, s.closed_at, sid in parts) for sid, s in sessions.items()]

@@ -35,6 +35,21 @@ class Ledger:
         self.last_rx = 0.0
         self.part = 1  # the part number of the session's next file
 
+    def schema_problem(self, stream: str, dtype: str, shape) -> tuple[str, str] | None:
+        """(reason, detail) when a chunk of ``stream`` (``dtype``/``shape`` as its envelope says) does not match what
+        the session's hello declared; None when it does (then it is counted under ``reason``)."""
+        info = self.streams.get(stream)
+        if info is None:
+            why = ("unknown_stream", f"chunk of stream {stream!r} not in session {self.sid}'s hello")
+        else:
+            want = "str" if info.dtype is None else info.dtype.newbyteorder("<").str
+            if dtype == want and (info.dtype is None or tuple(shape) == info.sample_shape):
+                return None
+            why = ("schema_mismatch", f"chunk of {stream!r} is {dtype} x {shape}, the stream declared {want} x "
+                                      f"{list(info.sample_shape)}")
+        self.counts[why[0]] += 1
+        return why
+
     def resume_after(self, last_mid: int) -> None:
         """Files of an earlier part hold messages up to ``last_mid``: the session continues after it."""
         self.next_mid = last_mid + 1

@@ -31,7 +31,7 @@ import zmq
 from synchub.agent.core.units import now_ns
 from synchub.agent.transport import wire
 
-from .admission import Admission, SessionView, file_budget
+from .admission import Admission, file_budget, session_views
 from .bind import bind_live, bind_router
 from .ledger import Ledger
 from .recorder import Fsyncer, PartFile, last_mid_on_disk, recover_unfinished
@@ -53,15 +53,24 @@ class Collector:
                  admission: Admission | None = None, part_chunks: int = 6000):
         if curve is None and not insecure:
             raise ValueError("no CURVE keys given: pass curve=... or insecure=True")
+        self._init_recording(out_dir, name, flush_s, flush_bytes, compression)
+        self.credit, self.credit_bytes, self.curve = credit, credit_bytes, curve
+        self._init_admission(admission, part_chunks)
+        self._ctx = context or zmq.Context()
+        if curve is not None and curve.auth is None:
+            curve.start(self._ctx)
+        self.sock, self.endpoint = bind_router(self._ctx, bind, curve)
+        if live:
+            self.live, self.live_endpoint = bind_live(self._ctx, live, curve)
+        log.info("collector %s: listening on %s, recording to %s", self.name, self.endpoint, self.out_dir)
+
+    def _init_recording(self, out_dir, name: str | None, flush_s: float, flush_bytes: int, compression: str) -> None:
+        """The recording state, whatever the transport (``jetstream.NatsCollector`` shares it)."""
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.name = name or pysocket.gethostname()
-        self.flush_s = flush_s
-        self.flush_bytes = flush_bytes
-        self.credit = credit
-        self.credit_bytes = credit_bytes
-        self.compression = compression
-        self.curve = curve
+        self.flush_s, self.flush_bytes, self.compression = flush_s, flush_bytes, compression
+        self.curve = self.live = None
         self.sessions: dict[str, Ledger] = {}
         self.parts: dict[str, PartFile] = {}  # session -> its open part file
         self.paths: dict[str, Path] = {}  # session -> its latest part file
@@ -73,19 +82,14 @@ class Collector:
         self._last_flush = time.monotonic()
         self._closed = False
         self._fsync = Fsyncer(self.counts)
+        recover_unfinished(self.out_dir, compression)
+
+    def _init_admission(self, admission: Admission | None, part_chunks: int) -> None:
+        """What one key may take (sessions, files, in-flight bytes), whatever the transport."""
         self.part_chunks = part_chunks  # a part file ends after this many MCAP chunks (5 min at 50 ms flushes)
         self.admission = admission or Admission(file_budget(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
         self._open_by_key: Counter = Counter()
         self._last_evict = time.monotonic()
-        recover_unfinished(self.out_dir, compression)
-        self._ctx = context or zmq.Context()
-        if curve is not None and curve.auth is None:
-            curve.start(self._ctx)
-        self.sock, self.endpoint = bind_router(self._ctx, bind, curve)
-        self.live = None
-        if live:
-            self.live, self.live_endpoint = bind_live(self._ctx, live, curve)
-        log.info("collector %s: listening on %s, recording to %s", self.name, self.endpoint, self.out_dir)
 
     # ------------------------------------------------------------------ loop
     def run(self, stop_event: threading.Event, on_tick=None) -> None:
@@ -121,15 +125,19 @@ class Collector:
                 frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return n - 1
-            self.counts["messages"] += 1
-            try:
-                self._handle(frames)
-            except Exception:  # noqa: BLE001 - a bug must not stop the recording of everyone else
-                self.counts["internal_errors"] += 1
-                log.exception("collector: internal error handling a message (dropped; serving on)")
-            if any(f.pending_bytes > self.flush_bytes for f in self.parts.values()):
-                self.flush()
+            self._guarded(self._handle, frames, "dropped")
         return n
+
+    def _guarded(self, handle, message, fate: str) -> None:
+        """``handle(message)``; a bug in it is counted and logged, and everyone else's recording goes on."""
+        self.counts["messages"] += 1
+        try:
+            handle(message)
+        except Exception:  # noqa: BLE001 - a bug must not stop the recording of everyone else
+            self.counts["internal_errors"] += 1
+            log.exception("collector: internal error handling a message (%s; serving on)", fate)
+        if any(f.pending_bytes > self.flush_bytes for f in self.parts.values()):
+            self.flush()
 
     def _complain(self, reason: str, detail: str) -> None:
         self.bad[reason] += 1
@@ -189,6 +197,11 @@ class Collector:
             if s.rewind_due():
                 self._ack(s, rewind=True)
             return
+        self._record(s, msg)
+
+    def _record(self, s: Ledger, msg: wire.Message) -> None:
+        """Write message ``msg``, the next one of session ``s`` (``s.order`` said so)."""
+        kind, mid, last = msg.kind, msg.mid, msg.mid_last
         recv = now_ns()
         f = self.parts.get(s.sid)
         if f is None and kind != "bye":
@@ -222,7 +235,7 @@ class Collector:
             self._send(identity, wire.encode_refuse(sid, "session belongs to another key"))
             return
         if s is None:
-            why = self.admission.refuse_hello(user, self._views())
+            why = self.admission.refuse_hello(user, session_views(self.sessions, self.parts))
             if why:
                 self._complain("session_limit", f"hello for session {sid} of agent {env['agent']!r}: {why}")
                 self._send(identity, wire.encode_refuse(sid, why))
@@ -243,14 +256,14 @@ class Collector:
                     self.parts[s.sid].add_stream(info)
         s.identity = identity
         s.last_rx = time.monotonic()
-        self._open_by_key = self.admission.open_by_key(self._views())
+        self._open_by_key = self.admission.open_by_key(session_views(self.sessions, self.parts))
         self._send(identity, wire.encode_welcome(sid, s.durable_mid, self.credit, self._credit_bytes(s), self.name,
                                                  s.next_mid))
 
     def _open(self, s: Ledger, part: int) -> PartFile | None:
         """The session's next part file; None when the file budget is full of busy files or the open fails (the
         message is not taken: no ack, the agent resends)."""
-        free = self.admission.file_to_free(self._views(), time.monotonic())
+        free = self.admission.file_to_free(session_views(self.sessions, self.parts), time.monotonic())
         if free is None:
             self._complain("file_budget", f"{len(self.parts)} files open (the budget); session {s.sid} waits")
             return None
@@ -287,16 +300,9 @@ class Collector:
     # ------------------------------------------------------------------ data
     def _chunk(self, s: Ledger, f: PartFile, msg: wire.Message, recv: int) -> None:
         c = msg.chunk
-        info = s.streams.get(c.stream)
-        if info is None:
-            s.counts["unknown_stream"] += 1
-            self._complain("unknown_stream", f"chunk of stream {c.stream!r} not in session {s.sid}'s hello")
-            return
-        want = "str" if info.dtype is None else info.dtype.newbyteorder("<").str
-        if msg.env["dtype"] != want or (info.dtype is not None and tuple(msg.env["shape"]) != info.sample_shape):
-            s.counts["schema_mismatch"] += 1
-            self._complain("schema_mismatch", f"chunk of {c.stream!r} is {msg.env['dtype']} x {msg.env['shape']}, "
-                           f"the stream declared {want} x {list(info.sample_shape)}")
+        problem = s.schema_problem(c.stream, msg.env["dtype"], msg.env["shape"])
+        if problem is not None:
+            self._complain(*problem)
             return
         new = s.new_samples(c)
         if new is None:
@@ -350,22 +356,18 @@ class Collector:
     def _credit_bytes(self, s: Ledger) -> int:
         return self.admission.credit_bytes(s.user, self._open_by_key, self.credit_bytes)
 
-    def _views(self) -> list[SessionView]:
-        return [SessionView(sid, s.user, s.closed, s.last_rx, s.closed_at, sid in self.parts)
-                for sid, s in self.sessions.items()]
-
     def _evict(self) -> None:
         """Forget finished and long-silent sessions (admission); finish the files of silent ones."""
         now = time.monotonic()
         self._last_evict = now
-        for sid in self.admission.evictable(self._views(), now):
+        for sid in self.admission.evictable(session_views(self.sessions, self.parts), now):
             if sid in self.parts and not self.parts[sid].fsync_pending:
                 self._finish(self.sessions[sid], "idle")
             if sid not in self.parts:
                 del self.sessions[sid]
                 self.paths.pop(sid, None)
         self._refused_at = {k: t for k, t in self._refused_at.items() if now - t < 60.0}
-        self._open_by_key = self.admission.open_by_key(self._views())
+        self._open_by_key = self.admission.open_by_key(session_views(self.sessions, self.parts))
 
     def _send(self, identity: bytes, frames: list) -> None:
         try:

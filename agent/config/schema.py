@@ -44,6 +44,13 @@ class AgentSettings:
     spool_max_mb: float = setting(512.0, min=1.0, max=1_048_576.0, doc="bound of the on-disk spool (1 MiB..1 TiB)")
     curve_secret_key: str = setting("", doc="agent's CURVE secret key file (empty: plain text, needs --insecure)")
     collector_public_key: str = setting("", doc="collector's CURVE public key file")
+    transport: str = setting("zmq", choices=("zmq", "nats"),
+                             doc="zmq: to one collector (agent.collector); nats: to a NATS JetStream cluster (agent.nats)")
+    site: str = setting("site", doc="NATS transport: the site this agent belongs to (its subjects' second token)")
+    nats: tuple[str, ...] = setting(("tls://127.0.0.1:4222",), doc="NATS transport: the cluster's server URLs")
+    nats_credentials: str = setting(
+        "", doc="NATS transport: key file (nkey seed, .creds, user/password TOML or the CURVE secret key)")
+    nats_ca: str = setting("", doc="NATS transport: the site CA file the servers' TLS certificates are checked against")
     fusion: bool = setting(
         False, doc="record fused multimodal vectors + per-stream anomaly scores (ONNX encoders) as stream 'fused'"
     )

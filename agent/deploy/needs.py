@@ -173,6 +173,21 @@ class Problem:
         return f"{self.key}: {self.text}" if self.key else self.text
 
 
+def _nats_needs(ag, insecure: bool, exists, have_module) -> list[Problem]:
+    """``transport = "nats"``: credentials and the site CA (plain text only with --insecure), nats-py installed."""
+    out = []
+    if not have_module("nats"):
+        out.append(Problem("error", "agent.transport", f"the NATS transport needs nats-py{hint('nats')}"))
+    for key, path, what in (("agent.nats_credentials", ag.nats_credentials, "credentials (a key file)"),
+                            ("agent.nats_ca", ag.nats_ca, "the site CA to check the servers' TLS certificates")):
+        if not path and not insecure:
+            out.append(Problem("error", key, f"NATS without {what}: the agent refuses unless run with --insecure"))
+        elif path and not exists(path):
+            out.append(Problem("warning", key, f"{path} does not exist on this machine: the agent refuses to start "
+                               "until it does"))
+    return out
+
+
 def preflight(config, *, insecure: bool = False, exists=os.path.exists, have_module=available,
               have_program=shutil.which) -> list[Problem]:
     """What ``synchub agent --config`` (without ``--insecure`` unless given) would refuse or run degraded with, on
@@ -180,7 +195,10 @@ def preflight(config, *, insecure: bool = False, exists=os.path.exists, have_mod
     out: list[Problem] = []
     ag = config.agent
     secret, public = ag.curve_secret_key, ag.collector_public_key
-    if not secret and not public and not insecure:
+    if ag.transport == "nats":
+        out += _nats_needs(ag, insecure, exists, have_module)
+        secret = public = ""
+    elif not secret and not public and not insecure:
         out.append(Problem("error", "agent", "no CURVE keys (curve_secret_key, collector_public_key): the agent "
                            "refuses plain text unless run with --insecure, which the systemd unit does not pass; "
                            f"`synchub install` makes them in {KEY_DIR} (check a plain-text config with --insecure)"))

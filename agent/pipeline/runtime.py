@@ -23,6 +23,7 @@ from synchub.agent.core.evidence import UtcSample
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import now_ns, utc_now_ns
 from synchub.agent.transport.configure import sender_from_settings
+from synchub.agent.transport.nats.setup import nats_sender_from_settings
 from synchub.agent.transport.session import TransportError
 from synchub.drivers import registry
 from synchub.drivers.base import DriverContext
@@ -185,8 +186,8 @@ class Agent:
 
     def _make_sender(self, insecure: bool, session: str | None):
         try:
-            return sender_from_settings(self.config.agent, list(self.infos.values()), insecure=insecure,
-                                        session=session)
+            make = nats_sender_from_settings if self.config.agent.transport == "nats" else sender_from_settings
+            return make(self.config.agent, list(self.infos.values()), insecure=insecure, session=session)
         except TransportError as exc:
             raise AgentError(str(exc)) from None
         except (OSError, ValueError) as exc:
@@ -281,6 +282,9 @@ class Agent:
     def check(self) -> None:
         if self.shipper.error is not None:
             raise AgentError(f"pipeline failed: {self.shipper.error!r}")
+        refused = getattr(self.outlet, "refused", "")  # a NATS cluster's permanent refusal (credentials, subjects)
+        if isinstance(refused, str) and refused:
+            raise AgentError(f"transport refused: {refused}")
 
     def status(self) -> dict[str, Any]:
         per = {}

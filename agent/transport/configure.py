@@ -33,7 +33,7 @@ def sender_from_settings(agent, streams: list[StreamInfo], *, insecure: bool = F
     (plain text, logged loudly), otherwise ``TransportError`` says what to configure.
     """
     env = os.environ if env is None else env
-    spool_dir = agent.spool_dir or str(default_spool_dir(agent.name, env))
+    spool_dir = spool_dir_of(agent, env)
     curve = None
     if agent.curve_secret_key or agent.collector_public_key:
         if not (agent.curve_secret_key and agent.collector_public_key):
@@ -50,3 +50,9 @@ def sender_from_settings(agent, streams: list[StreamInfo], *, insecure: bool = F
     log.info("transport: spool in %s", spool_dir)
     return Sender(list(agent.collector), agent.name, streams, spool_dir=spool_dir, curve=curve, session=session,
                   spool_max_bytes=int(agent.spool_max_mb * (1 << 20)))
+
+
+def spool_dir_of(agent, env) -> str:
+    """``[agent] spool_dir``, else the durable default (``default_spool_dir``: systemd's state directory, the
+    user's XDG state directory)."""
+    return agent.spool_dir or str(default_spool_dir(agent.name, env))
