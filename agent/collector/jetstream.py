@@ -71,8 +71,7 @@ class NatsCollector(Collector):
                  flush_bytes: int = 8 << 20, compression: str = "zstd", ack_wait_s: float = 10.0,
                  max_ack_pending: int = 65536, batch: int = 512, prefix: str = bus.DEFAULT_PREFIX,
                  admission=None, part_chunks: int = 6000):
-        self._init_recording(out_dir, name, flush_s, flush_bytes, compression)
-        self._init_admission(admission, part_chunks)
+        self._init_recording(out_dir, name, flush_s, flush_bytes, compression, admission, part_chunks)
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.credit = self.credit_bytes = 0  # no credit window on NATS: the consumer's max_ack_pending bounds it
         self.stream, self.prefix, self.batch = stream, prefix, batch
@@ -305,10 +304,5 @@ class NatsCollector(Collector):
 
     def close(self) -> None:
         """Finalize every open file; what is durable then is acked by ``serve``."""
-        if self._closed:
-            return
-        self._closed = True
-        self._wait_fsyncs()
-        for sid in list(self.parts):
-            self._finish(self.sessions[sid], "collector shutdown")
-        self._fsync.close()
+        if self._finish_all():
+            self._fsync.close()

@@ -3,16 +3,15 @@
 Per session a ``Ledger`` (pure) says which messages and samples are recorded (``mid`` order, duplicates dropped, a
 hole answered with a rewinding ack); a ``PartFile`` (``recorder``) writes them, a new part every ``part_chunks``.
 
-**Durable** means: the messages are in a finished MCAP chunk that has been written and ``fsync``-ed.  The collector
-flushes (cuts a chunk, writes it, fsyncs the file) every ``flush_s`` seconds while data is pending, or sooner when
-``flush_bytes`` are pending, and only then sends the cumulative ack.  A crash loses at most unacked data, which the
-agent still holds in its spool and resends.  On start, unfinished files in the output directory (a crashed
-collector) are recovered into finished ones; a session that comes back continues in a new part file and the
-welcome tells the agent the last mid on disk, so nothing is recorded twice.
+**Durable** means: in a finished MCAP chunk, written and ``fsync``-ed.  The collector flushes (cuts a chunk, writes
+it, fsyncs the file) every ``flush_s`` seconds while data is pending, or sooner at ``flush_bytes``, and only then
+sends the cumulative ack: a crash loses at most unacked data, which the agent's spool resends.  On start, unfinished
+files (a crashed collector) are recovered; a session that comes back continues in a new part file and the welcome
+tells the agent the last mid on disk, so nothing is recorded twice.
 
-Bad input (undecodable frames, unknown kinds, schema violations, oversized messages, data for an unknown session,
-a session claimed by another CURVE key) is counted by reason, logged (rate-limited) and dropped.  What one key may
-take: ``admission``.  The live-view PUB socket republishes chunks for dashboards (lossy, never blocks recording).
+Bad input (undecodable, unknown kinds, schema violations, oversized, an unknown session, a session of another CURVE
+key) is counted by reason, logged (rate-limited) and dropped.  What one key may take: ``admission``.  The live-view
+PUB socket republishes chunks for dashboards (lossy, never blocks recording).
 """
 
 from __future__ import annotations
@@ -53,9 +52,8 @@ class Collector:
                  admission: Admission | None = None, part_chunks: int = 6000):
         if curve is None and not insecure:
             raise ValueError("no CURVE keys given: pass curve=... or insecure=True")
-        self._init_recording(out_dir, name, flush_s, flush_bytes, compression)
+        self._init_recording(out_dir, name, flush_s, flush_bytes, compression, admission, part_chunks)
         self.credit, self.credit_bytes, self.curve = credit, credit_bytes, curve
-        self._init_admission(admission, part_chunks)
         self._ctx = context or zmq.Context()
         if curve is not None and curve.auth is None:
             curve.start(self._ctx)
@@ -64,7 +62,8 @@ class Collector:
             self.live, self.live_endpoint = bind_live(self._ctx, live, curve)
         log.info("collector %s: listening on %s, recording to %s", self.name, self.endpoint, self.out_dir)
 
-    def _init_recording(self, out_dir, name: str | None, flush_s: float, flush_bytes: int, compression: str) -> None:
+    def _init_recording(self, out_dir, name: str | None, flush_s: float, flush_bytes: int, compression: str,
+                        admission: Admission | None, part_chunks: int) -> None:
         """The recording state, whatever the transport (``jetstream.NatsCollector`` shares it)."""
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -83,9 +82,7 @@ class Collector:
         self._closed = False
         self._fsync = Fsyncer(self.counts)
         recover_unfinished(self.out_dir, compression)
-
-    def _init_admission(self, admission: Admission | None, part_chunks: int) -> None:
-        """What one key may take (sessions, files, in-flight bytes), whatever the transport."""
+        # what one key may take (sessions, files, in-flight bytes)
         self.part_chunks = part_chunks  # a part file ends after this many MCAP chunks (5 min at 50 ms flushes)
         self.admission = admission or Admission(file_budget(resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
         self._open_by_key: Counter = Counter()
@@ -383,14 +380,19 @@ class Collector:
                                    "durable_mid": s.durable_mid, "closed": s.closed, "counts": dict(s.counts),
                                    "samples": dict(s.samples)} for sid, s in self.sessions.items()}}
 
-    def close(self) -> None:
-        """Finalize every open file (a session not ended by its agent stays resumable in a new part)."""
+    def _finish_all(self) -> bool:
+        """Finalize every open file (a session its agent did not end stays resumable); False if done already."""
         if self._closed:
-            return
+            return False
         self._closed = True
         self._wait_fsyncs()
         for sid in list(self.parts):
             self._finish(self.sessions[sid], "collector shutdown")
+        return True
+
+    def close(self) -> None:
+        if not self._finish_all():
+            return
         self.sock.close(0)
         if self.live is not None:
             self.live.close(0)
