@@ -73,8 +73,7 @@ class Collector:
         self.sessions: dict[str, Ledger] = {}
         self.parts: dict[str, PartFile] = {}  # session -> its open part file
         self.paths: dict[str, Path] = {}  # session -> its latest part file
-        self.bad: Counter = Counter()
-        self.counts: Counter = Counter()
+        self.bad, self.counts = Counter(), Counter()  # bad input by reason; everything else
         self.files: list[Path] = []
         self._last_log: dict[str, float] = {}
         self._refused_at: dict[str, float] = {}
