@@ -193,7 +193,7 @@ def test_barcode_decoded_from_simulated_pin(elf):
     from synchub.agent.clock.barcode import BarcodeDecoder
 
     bit = 16000  # 1 ms
-    with harness.SimBox(elf, realtime=False) as box:
+    with harness.SimBox(elf, realtime=False, backpressure=True) as box:  # waits for a slow host
         c = start_pulses(box, mode=P.MODE_BARCODE, period=50 * bit, width=0, bit=bit)
         c.request(P.simple, P.CMD_STOP)
         c.request(P.simple, P.CMD_RESET)
@@ -222,7 +222,7 @@ def test_barcode_decoded_from_simulated_pin(elf):
 def test_harp_code_decoded_from_simulated_pin(elf):
     from synchub.agent.clock.barcode import HarpDecoder
 
-    with harness.SimBox(elf, realtime=False) as box:
+    with harness.SimBox(elf, realtime=False, backpressure=True) as box:  # waits for a slow host
         c = start_pulses(box, mode=P.MODE_HARP, period=0, width=0, bit=0)
         pulses = [m for m in collect(c, lambda m: sum(isinstance(x, P.Pulse) for x in m) >= 4, timeout=30)
                   if isinstance(m, P.Pulse)]
