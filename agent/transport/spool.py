@@ -8,7 +8,8 @@ On disk (``path`` given) the spool is a directory of append-only segment files (
 record per message: ``[session, mid, kind, stream, seq, n, priority, [frames...], last]``.  Records are written to
 the OS on every append and ``fsync``-ed at most every ``fsync_s`` seconds and on segment roll and close (an agent
 *process* crash loses nothing; a power cut loses at most ``fsync_s``).
-Acks are kept in ``acked.msgpack`` (atomic replace), hellos in ``hello-<session>.msgpack``.  On start the
+Acks are kept in ``acked.msgpack`` (``AckFile``: atomic replace every second, fsync-ed every 5 s), hellos in
+``hello-<session>.msgpack``.  On start the
 segments are scanned in order; a record with a bad CRC or a torn tail ends that segment; a later record for the same
 (session, mid) supersedes an earlier one.
 
@@ -37,7 +38,7 @@ import msgpack
 
 from . import wire
 from .spool_entry import KIND_DATA, KIND_OTHER, KIND_TOMBSTONE, PROTECT_MARGIN, Drops, Entry, coalesce
-from .spool_log import SegmentLog, atomic_write
+from .spool_log import AckFile, SegmentLog, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,8 @@ class Spool:
         self.drops = Drops()
         self.appended = 0
         self.log: SegmentLog | None = None
-        self._dirty_acks = False
-        self._last_ack_save = 0.0
+        # acks: saved every second, fsync-ed every 5 (a stale file only means resends the collector drops)
+        self._acks = AckFile(self.dir / "acked.msgpack", max(5.0, fsync_s), 1.0) if self.dir is not None else None
         self._lock_fd = -1
         self._compacting = False
         self._loading = False
@@ -143,11 +144,10 @@ class Spool:
                 if e is not None:
                     self.delivered[session] = self.delivered.get(session, 0) + (e.n if e.kind == KIND_DATA else 0)
                     self._unref(e)
-            self._dirty_acks = True
-            now = time.monotonic()
-            if self.dir is not None and now - self._last_ack_save > 0.2:
-                self._save_acks()
-                self._last_ack_save = now
+            if self._acks is not None:
+                self._acks.dirty = True
+                if self._acks.due(time.monotonic()):
+                    self._save_acks()
 
     def first_unacked(self, session: str) -> int:
         return self.acked.get(session, 0) + 1
@@ -186,10 +186,8 @@ class Spool:
         with self.lock:
             if self.dir is None:
                 return
-            now = time.monotonic()
-            if self._dirty_acks and now - self._last_ack_save > 0.2:
+            if self._acks.due(time.monotonic()):
                 self._save_acks()
-                self._last_ack_save = now
             self.log.fsync_due(self.fsync_s)
 
     def disk_bytes(self) -> int:
@@ -206,7 +204,7 @@ class Spool:
     def close(self) -> None:
         with self.lock:
             if self.dir is not None:
-                self._save_acks()
+                self._save_acks(durable=True)
                 self.log.close()
                 if self._lock_fd >= 0:
                     os.close(self._lock_fd)
@@ -393,6 +391,5 @@ class Spool:
             log.info("spool: %d unacked records (%d bytes) to replay from %s", len(self.entries), self.live_bytes,
                      self.dir)
 
-    def _save_acks(self) -> None:
-        self._dirty_acks = False
-        atomic_write(self.dir / "acked.msgpack", msgpack.packb({"acked": self.acked, "sent": self.protect}))
+    def _save_acks(self, durable: bool = False) -> None:
+        self._acks.save(msgpack.packb({"acked": self.acked, "sent": self.protect}), time.monotonic(), durable)

@@ -107,13 +107,15 @@ class SegmentLog:
                 log.warning("spool: %s has a torn or corrupt tail after %d bytes; ignored", p, offset)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content (the spool's acks, hellos)."""
+def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content (the spool's acks, hellos);
+    ``durable=False`` skips the fsync: a process crash still leaves old or new, a power cut may leave an older one."""
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -146,3 +148,26 @@ def iter_records(data: bytes):
             return
         yield rec, length
         offset += length
+
+
+class AckFile:
+    """The spool's ``acked.msgpack``: replaced (atomically) at most every ``every_s`` while acks change, fsync-ed at
+    most every ``fsync_s`` (an fsync, and even a rename, per ack blocked the sender's I/O loop for milliseconds).  A stale file after a power cut only
+    means resends, which the collector drops as duplicates."""
+
+    def __init__(self, path: Path, fsync_s: float, every_s: float = 0.2):
+        self.path, self.fsync_s, self.every_s = path, fsync_s, every_s
+        self.last_save = self.last_fsync = 0.0
+        self.dirty = False  # acks changed since the last save
+        self.unsynced = False  # replaced without an fsync since the last fsync
+
+    def due(self, now: float) -> bool:
+        return (self.dirty and now - self.last_save > self.every_s) or (
+            self.unsynced and now - self.last_fsync >= self.fsync_s)
+
+    def save(self, data: bytes, now: float, durable: bool = False) -> None:
+        durable = durable or now - self.last_fsync >= self.fsync_s
+        atomic_write(self.path, data, durable)
+        self.last_save, self.dirty, self.unsynced = now, False, not durable
+        if durable:
+            self.last_fsync = now
