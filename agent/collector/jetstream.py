@@ -57,6 +57,12 @@ def hello_from_disk(out_dir, sid: str) -> tuple[wire.Message, str] | None:
     return wire.decode(frames), md.get("agent_key", "")
 
 
+def fetch_failed(exc: BaseException) -> bool:
+    """Whether a pull ``fetch`` failed; a timeout (nats-py's, or asyncio's: the builtin TimeoutError) only means no
+    message came in time."""
+    return not isinstance(exc, TimeoutError)
+
+
 class NatsCollector(Collector):
     """Record the agents of one partition (or of the whole site) from the JetStream stream ``stream``.
 
@@ -147,13 +153,12 @@ class NatsCollector(Collector):
             while not stop_event.is_set():
                 try:
                     batch = await sub.fetch(self.batch, timeout=wait)
-                except nats.errors.TimeoutError:
+                except (nats.errors.Error, OSError) as exc:  # OSError: the builtin TimeoutError is one
                     batch = []
-                except (nats.errors.Error, OSError) as exc:
-                    self.counts["fetch_errors"] += 1
-                    log.debug("collector: fetch failed (%s); retrying", exc)
-                    await asyncio.sleep(0.2)
-                    batch = []
+                    if fetch_failed(exc):
+                        self.counts["fetch_errors"] += 1
+                        log.debug("collector: fetch failed (%s); retrying", exc)
+                        await asyncio.sleep(0.2)
                 for m in batch:
                     self._guarded(self._take, m, "left unacked")
                 self._acks_due()
