@@ -170,13 +170,16 @@ def run(args) -> int:
     return 0
 
 
-def stream_errors(rec: dict, st) -> np.ndarray:
-    """Corrected time minus true time (ns) for every recorded sample that has a truth entry."""
+SETTLE_S = 20.0  # the live figures "after the first 20 s": the aligners have converged by then
+
+
+def stream_errors(rec: dict, st) -> tuple[np.ndarray, np.ndarray]:
+    """Corrected time minus true time (ns), and the true time, of every recorded sample that has a truth entry."""
     seq = rec["seq"]
     ok = seq < len(st.true_ns)
     if rec["ref_ns"] is None:
-        return np.zeros(0, dtype=np.int64)
-    return rec["ref_ns"][ok] - st.true_ns[seq[ok]]
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return rec["ref_ns"][ok] - st.true_ns[seq[ok]], st.true_ns[seq[ok]]
 
 
 def build_report(data: dict, truth, sent: dict, hub_stats: dict, duration: float) -> dict:
@@ -186,8 +189,9 @@ def build_report(data: dict, truth, sent: dict, hub_stats: dict, duration: float
         rec = data["streams"].get(name)
         n_rec = 0 if rec is None else len(rec["seq"])
         dup = 0 if rec is None else int(len(rec["seq"]) - len(np.unique(rec["seq"])))
-        err = stream_errors(rec, st) if rec is not None else np.zeros(0)
+        err, t_true = stream_errors(rec, st) if rec is not None else (np.zeros(0), np.zeros(0))
         abs_us = np.abs(err) / 1e3
+        settled = t_true >= truth.origin_ns + SETTLE_S * 1e9
         methods = [] if rec is None else sorted(set(rec["method"].tolist()))
         hs = hub_stats.get(name)
         streams.append({
@@ -202,6 +206,7 @@ def build_report(data: dict, truth, sent: dict, hub_stats: dict, duration: float
             "malformed": int(hs.malformed) if hs else 0,
             "method": methods[-1] if len(methods) == 1 else "+".join(methods),
             "error_us": _error_summary(abs_us),
+            "error_us_after_20s": _error_summary(abs_us[settled]),
         })
     return {"duration_s": duration, "streams": streams}
 
@@ -247,6 +252,10 @@ def print_table(report: dict) -> None:
         print(f"{s['name']:8} {s['modality']:10} {s['samples_sent']:9d} {s['samples_recorded']:9d} {s['method']:>15} "
               f"{f(e['median'])} {f(e['p95'])} {f(e['max'])} | {off['method']:>15} {f(off['error_us']['median'])} "
               f"{f(off['error_us']['p95'])}")
+    settled = [f"{s['name']} {s['error_us_after_20s']['median']:.1f}" for s in report["streams"]
+               if s.get("error_us_after_20s", {}).get("median") is not None]
+    if settled:
+        print(f"live median us after the first {SETTLE_S:g} s: {', '.join(settled)}")
 
 
 def plot_alignment(data: dict, truth, path: Path) -> None:
