@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -51,7 +52,11 @@ def choose_path(agent: str, env: dict | None = None) -> Path:
             d.mkdir(mode=0o750, parents=False, exist_ok=True)
         except OSError:
             continue
-        if os.access(d, os.W_OK | os.X_OK):
+        if not os.access(d, os.W_OK | os.X_OK):
+            continue
+        st = d.lstat()  # under /tmp anyone may have made it first: only ours, and writable by us alone
+        if not str(d).startswith("/tmp/") or (stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+                                             and not st.st_mode & 0o022):
             return d / socket_name(agent)
     raise OSError(f"no writable directory for the control socket among {', '.join(map(str, socket_dirs(env)))}")
 
@@ -103,6 +108,8 @@ class ControlServer:
         """A socket left by an agent that died is removed; one that answers belongs to a running agent: refused."""
         if not (self.path.is_socket() or self.path.exists()):
             return
+        if not self.path.is_socket():  # a typo in --control must not delete a config or a recording
+            raise OSError(f"{self.path} exists and is not a socket")
         try:
             request(self.path, "ping", timeout=0.5)
         except (OSError, ValueError):
@@ -138,10 +145,13 @@ class ControlServer:
                 self._serve(conn)
 
     def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(1.0)
+        deadline = time.monotonic() + 1.0  # for the whole request: a client trickling bytes cannot hold the loop
         try:
             buf = bytearray()
             while b"\n" not in buf and len(buf) < MAX_REQUEST:
+                conn.settimeout(max(0.01, deadline - time.monotonic()))
+                if time.monotonic() > deadline:
+                    raise TimeoutError("request not complete within 1 s")
                 chunk = conn.recv(MAX_REQUEST)
                 if not chunk:
                     break
@@ -171,4 +181,5 @@ class ControlServer:
         if self._thread.ident is not None:
             self._thread.join(2.0)
         self.sock.close()
-        self.path.unlink(missing_ok=True)
+        if self.path.is_socket():
+            self.path.unlink(missing_ok=True)

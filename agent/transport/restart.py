@@ -18,6 +18,11 @@ def sessions_from_spool(spool, current: str, hello: list[bytes]) -> dict[str, Se
     something spooled), oldest first so they drain first, then ``current``."""
     out: dict[str, SenderSession] = {}
     for sid in spool.sessions():
+        # a session whose records were all acked loads with last_mid 0; if it died (marks left), its crash gaps
+        # still have to go out, numbered after what the collector acked
+        crashed = spool.dir is not None and marks_path(spool.dir, sid).exists()
+        if sid != current and crashed:
+            spool.last_mid[sid] = max(spool.last_mid.get(sid, 0), spool.acked.get(sid, 0))
         if sid != current and spool.last_mid.get(sid, 0) == 0:
             spool.forget(sid)  # an earlier run that never sent anything
             continue

@@ -1,17 +1,15 @@
 """The agent's bounded spool of unacknowledged messages (zguide "Titanic" pattern), on disk or in memory.
 
-Every data message the ``Sender`` sends is first appended here under its (session, mid) and stays until the
-collector's cumulative ack covers it, so it can be resent after a reconnect, after a collector restart and after an
-agent restart (disk spool only).
+Every message the ``Sender`` sends is first appended here under its (session, mid) and stays until the collector's
+cumulative ack covers it: resent after a reconnect, a collector restart or an agent restart (disk spool only).
 
 On disk (``path`` given) the spool is a directory of append-only segment files (``spool_log.SegmentLog``), one
 record per message: ``[session, mid, kind, stream, seq, n, priority, [frames...], last]``.  Records are written to
 the OS on every append and ``fsync``-ed at most every ``fsync_s`` seconds and on segment roll and close (an agent
 *process* crash loses nothing; a power cut loses at most ``fsync_s``).
 Acks are kept in ``acked.msgpack`` (``AckFile``: atomic replace every second, fsync-ed every 5 s), hellos in
-``hello-<session>.msgpack``.  On start the
-segments are scanned in order; a record with a bad CRC or a torn tail ends that segment; a later record for the same
-(session, mid) supersedes an earlier one.
+``hello-<session>.msgpack``.  On start the segments are scanned in order; a record with a bad CRC or a torn tail
+ends that segment; a later record for the same (session, mid) supersedes an earlier one.
 
 **Full policy.**  Live (unacked) bytes stay <= ``max_bytes``.  When an append would pass the bound, data records are
 evicted: lowest stream priority first, oldest first within a priority; records already sent (``mark_sent``; they may
@@ -20,12 +18,13 @@ consecutive mids ``mid..mid_last`` it replaces, with one ``spool_full`` Gap per 
 collector records every lost sample and message numbering stays contiguous.  Neighbouring spans merge, so spans never
 outnumber the live records between them and the spool stays bounded however long the outage.  Gap/meta records and
 spans are never evicted.
-Dead space is reclaimed by deleting segments with no live record, and by compacting (rewriting live records of) the
-oldest segment while the files exceed the bound (or the live records, when those pass it) plus a segment.
+Dead space is reclaimed by deleting segments with no live record and compacting the oldest segment while the files
+exceed the bound (or the live records, when those pass it) plus a segment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -85,6 +84,7 @@ class Spool:
                 os.close(self._lock_fd)
                 raise SpoolError(f"spool {self.dir} is in use by another process") from None
             self.log = SegmentLog(self.dir, self.segment_bytes)
+            self.log.before_delete = self._acks_before_delete  # else a restart finds records neither acked nor spooled
             self._load()
             self.log.roll()
 
@@ -112,20 +112,21 @@ class Spool:
         return self.get_span(session, mid)[0]
 
     def get_span(self, session: str, mid: int, sending: bool = False) -> tuple[list | None, int]:
-        """(frames, last mid it stands for) of the record at ``mid``; (None, mid) if there is none.  ``sending``:
-        the record is marked sent in the same step, so an append on another thread cannot evict it (or grow a
-        span over it) between the look-up and the send."""
-        with self.lock:
-            e = self.entries.get((session, mid))
-            if e is None:
-                return None, mid
-            if sending:
-                self.mark_sent(session, e.last)
-            last, frames, where = e.last, e.frames, (e.seg, e.offset, e.length)
-        if frames is None:
-            rec = self.log.read(*where)
-            frames = None if rec is None else rec[7]
-        return frames, last
+        """(frames, last mid it stands for) of the record at ``mid``, or (None, mid).  ``sending``: marked sent in the
+        same step, so an append on another thread cannot evict it (or span over it) before it is sent."""
+        for attempt in range(2):  # a read that raced a compaction (the record moved) is retried under the lock
+            with self.lock if attempt else contextlib.nullcontext():
+                with self.lock:
+                    e = self.entries.get((session, mid))
+                    if e is None:
+                        return None, mid
+                    if sending:
+                        self.mark_sent(session, e.last)
+                rec = None if e.frames is not None else self.log.read(e.seg, e.offset, e.length)
+                frames = e.frames if e.frames is not None else (rec[7] if rec is not None else None)
+            if frames is not None:
+                return frames, e.last
+        return None, mid
 
     def mark_sent(self, session: str, last: int) -> None:
         """The sender sent up to ``last``: those messages may be at the collector and are never evicted."""
@@ -139,15 +140,15 @@ class Spool:
             if mid <= old:
                 return
             self.acked[session] = mid
+            if self._acks is not None:
+                self._acks.dirty = True  # before _unref: a segment it deletes first saves the acks
             for m in range(old + 1, mid + 1):
                 e = self.entries.pop((session, m), None)
                 if e is not None:
                     self.delivered[session] = self.delivered.get(session, 0) + (e.n if e.kind == KIND_DATA else 0)
                     self._unref(e)
-            if self._acks is not None:
-                self._acks.dirty = True
-                if self._acks.due(time.monotonic()):
-                    self._save_acks()
+            if self._acks is not None and self._acks.due(time.monotonic()):
+                self._save_acks()
 
     def first_unacked(self, session: str) -> int:
         return self.acked.get(session, 0) + 1
@@ -170,12 +171,12 @@ class Spool:
     def forget(self, session: str) -> None:
         """The session is over and fully acked: drop its hello and state."""
         with self.lock:
+            for d in (self.hellos, self.acked, self.last_mid, self.protect):  # first: a segment deleted below
+                d.pop(session, None)  # saves the acks, and they must not bring the session back
+            if self._acks is not None:
+                self._acks.dirty = True
             for key in [k for k in self.entries if k[0] == session]:
                 self._unref(self.entries.pop(key))
-            self.hellos.pop(session, None)
-            self.acked.pop(session, None)
-            self.last_mid.pop(session, None)
-            self.protect.pop(session, None)
             if self.dir is not None:
                 (self.dir / f"hello-{session}.msgpack").unlink(missing_ok=True)
                 (self.dir / f"marks-{session}.bin").unlink(missing_ok=True)
@@ -198,8 +199,7 @@ class Spool:
             return {"records": len(self.entries), "live_bytes": self.live_bytes, "disk_bytes": self.disk_bytes(),
                     "dropped_samples": self.drops.samples, "dropped_records": self.drops.records,
                     "drops_by_stream": dict(self.drops.by_stream), "appended": self.appended,
-                    "over_bound": self.over_bound, "disk_errors": self.disk_errors,
-                    "delivered": dict(self.delivered)}
+                    "over_bound": self.over_bound, "disk_errors": self.disk_errors, "delivered": dict(self.delivered)}
 
     def close(self) -> None:
         with self.lock:
@@ -390,6 +390,10 @@ class Spool:
         if self.entries:
             log.info("spool: %d unacked records (%d bytes) to replay from %s", len(self.entries), self.live_bytes,
                      self.dir)
+
+    def _acks_before_delete(self) -> None:  # the ack file that says records were acked goes before they do
+        if self._acks is not None and self._acks.dirty:
+            self._save_acks()
 
     def _save_acks(self, durable: bool = False) -> None:
         self._acks.save(msgpack.packb({"acked": self.acked, "sent": self.protect}), time.monotonic(), durable)

@@ -34,6 +34,7 @@ class SegmentLog:
         self.seg = 0  # the segment appended to
         self.size = 0
         self.last_fsync = time.monotonic()
+        self.before_delete = None  # called before a segment file goes (the spool saves its acks first)
 
     def path(self, seg: int) -> Path:
         return self.dir / f"seg-{seg:08d}.log"
@@ -73,6 +74,8 @@ class SegmentLog:
         return parse_record(raw)[0] if raw else None
 
     def delete(self, seg: int) -> None:
+        if self.before_delete is not None:
+            self.before_delete()
         self.segs.pop(seg, None)
         self.path(seg).unlink(missing_ok=True)
 

@@ -79,3 +79,59 @@ def test_where_sockets_live(tmp_path):
     finally:
         srv.stop()
     assert tmp_path / "rt" / "agent-b.sock" not in find_sockets(env)
+
+
+def test_a_path_that_is_not_a_socket_is_never_deleted(tmp_path):
+    """`--control a.toml` (a typo) must not delete the config: refused with a clear error, the file kept."""
+    victim = tmp_path / "a.toml"
+    victim.write_text("[agent]\n")
+    with pytest.raises(OSError, match="exists and is not a socket"):
+        ControlServer(victim, {})
+    assert victim.read_text() == "[agent]\n"
+
+
+def test_a_client_trickling_bytes_cannot_hold_the_server(server):
+    """The 1 s limit is for the whole request, not per recv: a client sending a byte every 0.3 s is dropped within
+    about a second, and the next client is served (the heartbeat the watchdog watches keeps turning)."""
+    import time
+
+    srv, _ = server
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.connect(str(srv.path))
+    t0 = time.monotonic()
+    try:
+        for _ in range(10):
+            c.sendall(b"s")
+            time.sleep(0.3)
+    except OSError:
+        pass  # the server closed on us
+    finally:
+        c.close()
+    assert request(srv.path, "ping") == {"pong": True}
+    assert time.monotonic() - t0 < 4.0
+    assert time.monotonic_ns() - srv.heartbeat_ns < 2e9
+
+
+def test_a_shared_tmp_directory_made_by_someone_else_is_not_used(tmp_path, monkeypatch):
+    """Without a runtime directory the socket goes to /tmp/synchub-UID, but only if that directory is ours and
+    writable by us alone (another user could otherwise replace the socket `synchub status` talks to)."""
+    import shutil
+
+    d = __import__("pathlib").Path(f"/tmp/synchub-{os.getuid()}")
+    existed = d.exists()
+    saved = stat.S_IMODE(d.stat().st_mode) if existed else None
+    try:
+        d.mkdir(exist_ok=True)
+        os.chmod(d, 0o777)
+        env = {"XDG_RUNTIME_DIR": str(tmp_path / "nope" / "x")}  # unusable: only /tmp is left
+        monkeypatch.setattr("synchub.agent.pipeline.control.socket_dirs",
+                            lambda env=None: [d])
+        with pytest.raises(OSError, match="no writable directory"):
+            choose_path("a1", env)
+        os.chmod(d, 0o700)
+        assert choose_path("a1", env) == d / "agent-a1.sock"
+    finally:
+        if existed:
+            os.chmod(d, saved)
+        else:
+            shutil.rmtree(d, ignore_errors=True)

@@ -191,3 +191,30 @@ def test_the_ack_file_is_replaced_often_but_fsynced_at_most_every_fsync_s(tmp_pa
     assert len(syncs) == 2 and not f.unsynced and not f.due(11.5)
     f.save(b"c", 11.6, durable=True)
     assert len(syncs) == 3
+
+
+def test_a_kill_after_acks_leaves_no_record_neither_acked_nor_spooled(tmp_path):
+    """Acked records leave with their segment file; the ack file saying so must reach the disk first.  A process
+    killed (os._exit) right after acks that emptied several segments: on reopen every mid after the saved ack is
+    still there (it used to come back with an older ack and the records in between gone)."""
+    import subprocess
+    import sys
+
+    d = tmp_path / "sp"
+    script = f"""
+import os, sys
+sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
+from test_spool import _fill
+from synchub.agent.transport.spool import Spool
+sp = Spool({str(d)!r}, max_bytes=10 << 20, segment_bytes=20_000)
+_fill(sp, count=200, n=10)
+sp.ack("s1", 50)
+sp.ack("s1", 150)
+os._exit(9)
+"""
+    assert subprocess.run([sys.executable, "-c", script], timeout=60).returncode == 9
+    sp = Spool(d, max_bytes=10 << 20, segment_bytes=20_000)
+    acked = sp.acked.get("s1", 0)
+    missing = [m for m in range(acked + 1, 201) if sp.get("s1", m) is None]
+    assert not missing, (acked, missing[:5], len(missing))
+    sp.close()

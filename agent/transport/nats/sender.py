@@ -213,7 +213,7 @@ class NatsSender(Sender):
                         return sent
                     self._probe_out = True
                 mid = s.cursor
-                frames, span_last = self.spool.get_span(s.sid, mid)
+                frames, span_last = self.spool.get_span(s.sid, mid, sending=True)  # marked sent in the same step
                 if frames is None:
                     s.cursor = max(mid + 1, s.acked + 1) if mid <= s.acked else mid + 1
                     if mid > s.acked:
@@ -221,7 +221,6 @@ class NatsSender(Sender):
                         self._counters["missing"] = self._counters.get("missing", 0) + 1
                     continue
                 subject, msg_id = self._address(s.sid, mid)
-                self.spool.mark_sent(s.sid, span_last)
                 s.cursor = span_last + 1
                 await pub.publish(subject, bus.pack_frames(frames), msg_id, (s.sid, mid, span_last))
                 s.inflight.append((span_last, 0, now_ns()))
