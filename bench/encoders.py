@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from synchub.argtypes import positive
 from synchub.errors import UserError
 from synchub.extras import require
 from synchub.models import features as F
@@ -58,7 +59,7 @@ print(json.dumps({"baseline": base, "loaded": loaded, "after_embed": after}))
 
 def add_arguments(p) -> None:
     p.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT")
-    p.add_argument("--seconds", type=float, default=60.0, help="length of the recording embedded per modality")
+    p.add_argument("--seconds", type=positive, default=60.0, help="length of the recording embedded per modality")
     p.add_argument("--repeats", type=int, default=50, help="timed repeats of a single window")
     p.add_argument("--cpu", type=int, default=None, help="CPU core to pin to (default: the first allowed)")
 

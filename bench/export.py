@@ -25,6 +25,7 @@ from synchub.agent.collector.ledger import Ledger
 from synchub.agent.collector.recorder import PartFile
 from synchub.agent.core.evidence import UtcSample, evidence_to_dict
 from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.argtypes import positive
 from synchub.bench.throughput import machine
 from synchub.extras import require
 
@@ -42,7 +43,7 @@ STREAMS = [  # info, samples per message
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--minutes", type=float, default=60.0, help="length of the session (default 60)")
+    p.add_argument("--minutes", type=positive, default=60.0, help="length of the session (default 60)")
     p.add_argument("--keep", metavar="DIR", help="keep the session and the XDF in DIR")
     p.add_argument("--verify", action="store_true", help="load the XDF with pyxdf and check every count")
     p.add_argument("--json", default="bench/results/export.json", help="where to write the results")

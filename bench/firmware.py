@@ -28,6 +28,7 @@ import numpy as np
 from synchub.agent.clock.model import ClockModel
 from synchub.agent.core.evidence import Probe, TriggerEdge
 from synchub.agent.core.options import StreamCommon
+from synchub.argtypes import positive
 from synchub.drivers.syncbox import protocol as P
 from synchub.drivers.syncbox.driver import SyncBoxClient, SyncBoxDriver, SyncBoxError, SyncBoxSettings
 from synchub.errors import UserError
@@ -36,11 +37,11 @@ from synchub.firmware import harness, timing
 
 def add_arguments(p) -> None:
     p.add_argument("--json", metavar="OUT", help="write the results here (default: print only)")
-    p.add_argument("--seconds", type=float, default=3.0, help="simulated seconds of the latency load run")
+    p.add_argument("--seconds", type=positive, default=3.0, help="simulated seconds of the latency load run")
     p.add_argument("--probes", type=int, default=200, help="ping/pong probes for the clock model")
     p.add_argument("--edges", type=int, default=60, help="input edges mapped onto the host clock")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--limit-seconds", type=float, default=0.3, help="simulated seconds per SET-limit run")
+    p.add_argument("--limit-seconds", type=positive, default=0.3, help="simulated seconds per SET-limit run")
 
 
 def _pct(x, q):

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from synchub.agent.formats.mcap_read import read_session
+from synchub.argtypes import nonnegative, positive
 from synchub.errors import UserError
 
 from .harness import collector_process, free_port, make_keys, sim_process, stop_processes
@@ -52,8 +53,8 @@ GOAL_CPU_PCT = 25.0  # of one core: a Pi Zero 2's core is ~4x slower than this m
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--seconds", type=float, default=60.0, help="measured window (after --warmup)")
-    p.add_argument("--warmup", type=float, default=10.0, help="seconds before measuring (imports, first chunks)")
+    p.add_argument("--seconds", type=positive, default=60.0, help="measured window (after --warmup)")
+    p.add_argument("--warmup", type=nonnegative, default=10.0, help="seconds before measuring (imports, first chunks)")
     p.add_argument("--cpu", type=int, default=0, help="the CPU the agent is pinned to")
     p.add_argument("--json", help="write the result here (e.g. bench/results/footprint.json)")
 

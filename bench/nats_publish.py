@@ -31,6 +31,7 @@ from synchub.agent.transport import wire
 from synchub.agent.transport.nats import bus as nb
 from synchub.agent.transport.nats.auth import Credentials, client_tls, nkey_from_seed
 from synchub.agent.transport.nats.publish import AsyncPublisher
+from synchub.argtypes import positive
 from synchub.bench.nats_local import LocalCluster
 from synchub.bench.throughput import machine, run_synchub
 
@@ -39,10 +40,10 @@ CHANNELS = 8
 
 def add_arguments(p) -> None:
     p.add_argument("--json", metavar="OUT", help="write the results here (default: print only)")
-    p.add_argument("--seconds", type=float, default=4.0, help="duration of each phase (default %(default)s)")
+    p.add_argument("--seconds", type=positive, default=4.0, help="duration of each phase (default %(default)s)")
     p.add_argument("--samples", type=int, nargs="+", default=[1, 20, 135], help="samples per chunk")
     p.add_argument("--window", type=int, default=256, help="unacked messages in flight (default %(default)s)")
-    p.add_argument("--rate", type=float, default=200.0, help="messages/s in the paced phase (default %(default)s)")
+    p.add_argument("--rate", type=positive, default=200.0, help="messages/s in the paced phase (default %(default)s)")
     p.add_argument("--no-zmq", action="store_true", help="skip the ZeroMQ comparison")
     p.add_argument("--no-tls", action="store_true", help="plain-text NATS (like the ZeroMQ path's default)")
 

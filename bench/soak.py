@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from synchub.agent.formats.mcap_read import read_session
+from synchub.argtypes import nonnegative, positive
 from synchub.errors import UserError
 
 from .harness import collector_process, free_port, make_keys
@@ -72,8 +73,8 @@ GOAL_RSS_GROWTH_PCT = 5.0
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--minutes", type=float, default=30.0, help="length of the run")
-    p.add_argument("--every", type=float, default=0.0, help="seconds between samples (0: 40 samples over the run)")
+    p.add_argument("--minutes", type=positive, default=30.0, help="length of the run")
+    p.add_argument("--every", type=nonnegative, default=0.0, help="seconds between samples (0: 40 samples over the run)")
     p.add_argument("--json", help="write the result here (e.g. bench/results/soak.json)")
 
 

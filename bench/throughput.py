@@ -33,16 +33,17 @@ from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.formats.mcap_read import read_session
 from synchub.agent.transport.security import ServerKeys
 from synchub.agent.transport.sender import Sender
+from synchub.argtypes import positive
 
 CHANNELS = 8
 
 
 def add_arguments(p) -> None:
     p.add_argument("--json", metavar="OUT", help="write the results here (default: print only)")
-    p.add_argument("--seconds", type=float, default=5.0, help="duration of each phase (default %(default)s)")
+    p.add_argument("--seconds", type=positive, default=5.0, help="duration of each phase (default %(default)s)")
     p.add_argument("--chunk", type=int, default=250, help="samples per chunk in the max-rate phase")
     p.add_argument("--streams", type=int, default=2, help="number of 8-channel float32 streams")
-    p.add_argument("--latency-rate", type=float, default=50_000.0, help="samples/s (all streams) in the latency phase")
+    p.add_argument("--latency-rate", type=positive, default=50_000.0, help="samples/s (all streams) in the latency phase")
     p.add_argument("--latency-chunk", type=int, default=50, help="samples per chunk in the latency phase")
     p.add_argument("--cpu", type=int, default=None, help="CPU core to pin to (default: the last allowed one)")
     p.add_argument("--no-lsl", action="store_true", help="skip the pylsl anchor")

@@ -28,6 +28,7 @@ from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.formats.mcap_read import read_session
 from synchub.agent.transport.security import ClientKeys
 from synchub.agent.transport.sender import Sender
+from synchub.argtypes import nonnegative, positive
 
 from .harness import collector_process, free_port, make_keys
 from .throughput import CHANNELS, machine, run_synchub
@@ -35,11 +36,11 @@ from .throughput import CHANNELS, machine, run_synchub
 
 def add_arguments(p) -> None:
     p.add_argument("--json", metavar="OUT", help="write the results here")
-    p.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
+    p.add_argument("--seconds", type=positive, default=5.0, help="duration of each throughput run")
     p.add_argument("--chunk", type=int, default=250, help="samples per chunk in the throughput runs")
     p.add_argument("--streams", type=int, default=2, help="8-channel float32 streams")
-    p.add_argument("--rate", type=float, default=1000.0, help="per-stream rate (Hz) for spool and fault runs")
-    p.add_argument("--outage-s", type=float, default=60.0, help="collector outage in the spool and fault runs")
+    p.add_argument("--rate", type=positive, default=1000.0, help="per-stream rate (Hz) for spool and fault runs")
+    p.add_argument("--outage-s", type=nonnegative, default=60.0, help="collector outage in the spool and fault runs")
     p.add_argument("--skip", nargs="*", default=[], choices=("curve", "spool", "faults"), help="parts to skip")
 
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from synchub.agent.pipeline.control import request
+from synchub.argtypes import nonnegative, positive
 
 from .footprint import ROOT_EXAMPLES, field_config
 from .harness import collector_process, free_port, make_keys, sim_process, stop_processes
@@ -35,10 +36,10 @@ UNPLUG = '\n[[sim.unplug]]\ndevice = "imu0"\nat_s = {at:.1f}\nfor_s = {secs:.1f}
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--minutes", type=float, default=5.0, help="how long the IMU stays unplugged")
-    p.add_argument("--warmup", type=float, default=10.0, help="seconds of normal running before the unplug")
-    p.add_argument("--after", type=float, default=15.0, help="seconds of running after the replug")
-    p.add_argument("--watchdog-s", type=float, default=20.0, help="WatchdogSec of the unit (pings every half)")
+    p.add_argument("--minutes", type=positive, default=5.0, help="how long the IMU stays unplugged")
+    p.add_argument("--warmup", type=nonnegative, default=10.0, help="seconds of normal running before the unplug")
+    p.add_argument("--after", type=nonnegative, default=15.0, help="seconds of running after the replug")
+    p.add_argument("--watchdog-s", type=positive, default=20.0, help="WatchdogSec of the unit (pings every half)")
     p.add_argument("--json", help="write the result here (e.g. bench/results/unplug.json)")
     p.add_argument("--workdir", help="keep the logs, configs and recording here (default: a temporary directory)")
 

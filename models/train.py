@@ -30,6 +30,7 @@ import time
 import numpy as np
 import torch
 
+from synchub.argtypes import nonnegative, positive
 from synchub.errors import UserError
 
 from . import corpus_data, dataset, encoders, heldout, simdata
@@ -49,8 +50,8 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=900, help="optimizer steps (the shipped models: 900)")
     p.add_argument("--batch", type=int, default=8, help="simulator recordings per step")
     p.add_argument("--corpus-batch", type=int, default=None, help="corpus crops (10 s) per step (default: --batch)")
-    p.add_argument("--corpus-weight", type=float, default=1.0, help="weight of the corpus pairs' losses")
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--corpus-weight", type=nonnegative, default=1.0, help="weight of the corpus pairs' losses")
+    p.add_argument("--lr", type=positive, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hidden", type=int, default=encoders.HIDDEN, help="channels of each encoder's conv stack")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: cuda when available")
@@ -62,7 +63,7 @@ def add_arguments(p) -> None:
     p.add_argument("--corpus", default="auto", help="corpus data file, 'off', or 'auto' (<data>/corpus.npz if there)")
     p.add_argument("--eval-every", type=int, default=0, help="validate every N steps (default: steps/20)")
     p.add_argument("--patience", type=int, default=0, help="stop after N validations without a better one (0: never)")
-    p.add_argument("--time-budget", type=float, default=0.0, metavar="S",
+    p.add_argument("--time-budget", type=nonnegative, default=0.0, metavar="S",
                    help="shorten the run (schedule included) if its first steps show it would train longer than S s")
     p.add_argument("--no-strict-onsets", action="store_true", help="onset frames' neighbours are not negatives")
     p.add_argument("--quick", action="store_true", help="tiny run (smoke test): few recordings and steps")

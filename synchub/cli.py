@@ -41,8 +41,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors in one line, exit 2 (the subcommands' parsers are of this class too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = argparse.ArgumentParser(prog="synchub", description="edge sensor-hub agent with hardware-trigger support")
+    parser = Parser(prog="synchub", description="edge sensor-hub agent with hardware-trigger support")
     parser.add_argument("--version", action="version", version=f"synchub {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

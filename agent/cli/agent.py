@@ -24,6 +24,7 @@ from synchub.agent.pipeline.monitor import Monitor
 from synchub.agent.pipeline.notify import Notifier
 from synchub.agent.pipeline.runtime import Agent, AgentError
 from synchub.agent.pipeline.status_view import status_line, to_dict
+from synchub.argtypes import nonnegative
 from synchub.errors import UserError
 
 log = logging.getLogger("synchub.agent")
@@ -31,9 +32,9 @@ log = logging.getLogger("synchub.agent")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="agent config (TOML); see `synchub config --reference`")
-    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: run until signalled)")
+    p.add_argument("--duration", type=nonnegative, default=0.0, help="stop after this many seconds (0: run until signalled)")
     p.add_argument("--insecure", action="store_true", help="send in plain text (no CURVE); prints a loud warning")
-    p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines (0: quiet)")
+    p.add_argument("--status-every", type=nonnegative, default=5.0, help="seconds between status lines (0: quiet)")
     p.add_argument("--control", default=None, metavar="PATH",
                    help="control socket for `synchub status` (default: agent-NAME.sock in $RUNTIME_DIRECTORY, "
                         "/run/synchub, $XDG_RUNTIME_DIR/synchub or /tmp/synchub-UID; 'none': no socket)")

@@ -18,6 +18,7 @@ from synchub.agent.pipeline.notify import Notifier
 from synchub.agent.transport.endpoints import check_endpoint
 from synchub.agent.transport.nats.publish import PublishError
 from synchub.agent.transport.security import SecurityError, ServerKeys
+from synchub.argtypes import positive
 from synchub.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ def add_arguments(p) -> None:
     p.add_argument("--allow-dir", help="directory of allowed agent public keys (*.key)")
     p.add_argument("--insecure", action="store_true", help="plain text, no authentication (loud warning)")
     p.add_argument("--live", help="also publish chunks on this PUB endpoint for dashboards (lossy)")
-    p.add_argument("--flush-ms", type=float, default=50.0, help="durability interval: flush+fsync, then ack")
+    p.add_argument("--flush-ms", type=positive, default=50.0, help="durability interval: flush+fsync, then ack")
     p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd", help="MCAP chunk compression")
     p.add_argument("--name", help="collector name recorded in the files (default: host name)")
     collector_nats.add_arguments(p)

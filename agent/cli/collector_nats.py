@@ -7,6 +7,7 @@ import sys
 from synchub.agent.collector.jetstream import NatsCollector
 from synchub.agent.transport.nats import bus
 from synchub.agent.transport.nats.auth import CredentialError, client_tls, load_credentials
+from synchub.argtypes import positive
 from synchub.errors import UserError
 
 
@@ -20,7 +21,7 @@ def add_arguments(p) -> None:
                    help="consume partition K of a partitioned site (one collector per partition); default: all")
     g.add_argument("--stream", default=bus.DEFAULT_STREAM, help="the JetStream stream (default %(default)s)")
     g.add_argument("--durable", help="the durable consumer's name (default: collector, or collector-K)")
-    g.add_argument("--ack-wait-s", type=float, default=10.0,
+    g.add_argument("--ack-wait-s", type=positive, default=10.0,
                    help="JetStream redelivers what a collector has not acked within this (default %(default)s s)")
 
 

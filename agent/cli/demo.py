@@ -29,6 +29,7 @@ from synchub.agent.deploy.needs import preflight
 from synchub.agent.formats.mcap_read import raw_recording, read_session
 from synchub.agent.pipeline.runtime import Agent, AgentError
 from synchub.agent.transport.security import new_pair
+from synchub.argtypes import positive
 from synchub.errors import UserError
 
 from .align import clock_inputs
@@ -38,7 +39,7 @@ EXAMPLE = "sim-rig.toml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--duration", type=float, default=30.0, help="seconds to record (default %(default)s)")
+    p.add_argument("--duration", type=positive, default=30.0, help="seconds to record (default %(default)s)")
     p.add_argument("--out", default="demo-out", help="output directory (default %(default)s)")
     p.add_argument("--seed", type=int, default=1, help="simulated world seed (default %(default)s)")
     p.add_argument("--config", help="agent config with a [sim] table (default: examples/sim-rig.toml)")

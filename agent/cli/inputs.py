@@ -13,6 +13,7 @@ from synchub.agent.core.stream import MODALITIES
 from synchub.agent.formats.readers.base import ALIGN_MODES, FORMATS, SYNC_KINDS, InputError, InputOptions
 from synchub.agent.formats.readers.manifest import Manifest, load_manifest
 from synchub.agent.formats.readers.mcap_json import is_synchub_mcap
+from synchub.argtypes import finite, nonnegative, positive
 from synchub.errors import UserError
 
 #: flag -> (InputOptions field, argparse type or choices, help)
@@ -22,14 +23,14 @@ OPTION_FLAGS: dict[str, tuple[str, object, str]] = {
     "--time-col": ("time_col", str, "CSV/TSV: the time column, in seconds (default: time/timestamp/t); MCAP of "
                                     "JSON channels: a time field (e.g. header.stamp; default: log_time)"),
     "--delimiter": ("delimiter", str, "CSV/TSV: the delimiter (default: detected)"),
-    "--rate-hz": ("rate_hz", float, "CSV/TSV: the numeric stream's nominal rate (0: irregular)"),
+    "--rate-hz": ("rate_hz", nonnegative, "CSV/TSV: the numeric stream's nominal rate (0: irregular)"),
     "--type": ("type", tuple(m for m in MODALITIES if m != "fused"), "CSV/TSV, MCAP of JSON: the numeric stream's type"),
     "--sync": ("sync", str, "the channel carrying sync pulses (label or 0-based index; stream:channel)"),
     "--sync-kind": ("sync_kind", SYNC_KINDS, "how to find the pulses in the sync channel"),
-    "--sync-min-width-s": ("sync_min_width_s", float, "shortest sync pulse (s)"),
-    "--sync-max-width-s": ("sync_max_width_s", float, "longest sync pulse (s)"),
-    "--sync-threshold": ("sync_threshold", float, "a fixed level for the sync channel instead of the automatic one"),
-    "--offset-s": ("offset_s", float, "a guess of the reference's clock minus this input's (s)"),
+    "--sync-min-width-s": ("sync_min_width_s", positive, "shortest sync pulse (s)"),
+    "--sync-max-width-s": ("sync_max_width_s", positive, "longest sync pulse (s)"),
+    "--sync-threshold": ("sync_threshold", finite, "a fixed level for the sync channel instead of the automatic one"),
+    "--offset-s": ("offset_s", finite, "a guess of the reference's clock minus this input's (s)"),
     "--align": ("align", ALIGN_MODES, "how an input is tied to the reference (auto: sync edges, else the aligner)"),
 }
 

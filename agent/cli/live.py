@@ -15,6 +15,7 @@ import zmq
 from synchub.agent.collector.liveview import LiveView, table
 from synchub.agent.transport import wire
 from synchub.agent.transport.security import ClientKeys, SecurityError
+from synchub.argtypes import nonnegative, positive
 from synchub.errors import UserError
 
 
@@ -24,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-key", help="the collector's CURVE public key (collector.key)")
     p.add_argument("--insecure", action="store_true", help="plain text (a collector without CURVE keys)")
     p.add_argument("--agent", help="only this agent's streams")
-    p.add_argument("--every", type=float, default=1.0, help="seconds between refreshes")
-    p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    p.add_argument("--every", type=positive, default=1.0, help="seconds between refreshes")
+    p.add_argument("--duration", type=nonnegative, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
     p.add_argument("--json", action="store_true", help="print the final rows as JSON (with --duration)")
 
 

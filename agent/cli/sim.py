@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 
 from synchub.agent.config.loader import load_config
+from synchub.argtypes import nonnegative
 from synchub.drivers.sim.rig import SimRig
 from synchub.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="TOML file with a [sim] table")
-    p.add_argument("--duration", type=float, default=None,
+    p.add_argument("--duration", type=nonnegative, default=None,
                    help="seconds to run (default: until Ctrl-C or the world's duration_s)")
     p.add_argument("--links", default=None, metavar="DIR", help="make DIR/<device> symlinks to the ptys")
     p.add_argument("--truth", default=None, metavar="FILE", help="save the truth record here (.npz) on exit")

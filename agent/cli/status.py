@@ -11,6 +11,7 @@ import time
 
 from synchub.agent.pipeline.control import find_sockets, request, socket_dirs, socket_name
 from synchub.agent.pipeline.status_view import from_dict, table
+from synchub.argtypes import positive
 from synchub.errors import UserError
 
 
@@ -18,9 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--socket", help="the agent's control socket (default: every agent-*.sock in the usual places)")
     p.add_argument("--name", help="only the agent with this [agent] name")
     p.add_argument("--json", action="store_true", help="print the status as JSON (a list, one object per agent)")
-    p.add_argument("--watch", type=float, nargs="?", const=1.0, default=None, metavar="SECONDS",
+    p.add_argument("--watch", type=positive, nargs="?", const=1.0, default=None, metavar="SECONDS",
                    help="refresh every SECONDS (default 1) until Ctrl-C")
-    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for an agent's answer")
+    p.add_argument("--timeout", type=positive, default=2.0, help="seconds to wait for an agent's answer")
 
 
 def _sockets(args) -> list:

@@ -46,6 +46,7 @@ from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.clock.model import ClockModel
 from synchub.agent.core.stream import Chunk
 from synchub.agent.core.units import NS
+from synchub.argtypes import positive
 from synchub.errors import UserError
 from synchub.models import corpus
 
@@ -78,9 +79,9 @@ def add_arguments(p) -> None:
     g.add_argument("--real", action="store_true", help="run on the held-out real-signal corpus instead of a scenario")
     g.add_argument("--speech", type=int, default=4, help="held-out speech recordings")
     g.add_argument("--sounds", type=int, default=2, help="held-out sound-effect recordings")
-    g.add_argument("--duration", type=float, default=300.0, help="seconds per recording")
-    g.add_argument("--window", type=float, default=16.0, help="alignment window, target device seconds")
-    g.add_argument("--hop", type=float, default=4.0, help="hop between windows")
+    g.add_argument("--duration", type=positive, default=300.0, help="seconds per recording")
+    g.add_argument("--window", type=positive, default=16.0, help="alignment window, target device seconds")
+    g.add_argument("--hop", type=positive, default=4.0, help="hop between windows")
     g.add_argument("--methods", default=",".join(METHODS), help="comma list of " + ", ".join(METHODS))
     g.add_argument("--modes", default=",".join(MODES), help="live (host receive times known), file (device stamps only)")
     g.add_argument("--cache", default="", help="clip cache folder (default: $SYNCHUB_CORPUS_CACHE or ~/.cache)")

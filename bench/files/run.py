@@ -41,6 +41,7 @@ from synchub.agent.align.files.engine import AlignError, FileAlignment, InputSpe
 from synchub.agent.clock.kalman import least_squares_bound
 from synchub.agent.formats.file_output import json_default
 from synchub.agent.formats.readers.base import InputOptions
+from synchub.argtypes import positive
 from synchub.extras import require
 from synchub.models import corpus
 from synchub.models.corpus import missing
@@ -57,9 +58,9 @@ def add_arguments(p) -> None:
     p.add_argument("--json", help="write the results here (e.g. bench/results/align-files.json)")
     p.add_argument("--quick", action="store_true", help="short runs (what the test suite runs)")
     p.add_argument("--examples", default=EXAMPLES, help="folder of XDF example files")
-    p.add_argument("--hours", type=float, default=1.0, help="length of the long recording")
+    p.add_argument("--hours", type=positive, default=1.0, help="length of the long recording")
     p.add_argument("--corpus", type=int, default=3, help="corpus recordings per kind (0: none)")
-    p.add_argument("--session-s", type=float, default=600.0, help="length of the synchub session rerun (s)")
+    p.add_argument("--session-s", type=positive, default=600.0, help="length of the synchub session rerun (s)")
 
 
 def _check(out: list, name: str, value, goal: str, ok: bool) -> None:

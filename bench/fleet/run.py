@@ -27,6 +27,7 @@ from typing import Any
 from synchub.agent.core.units import now_ns
 from synchub.agent.transport.nats import bus
 from synchub.agent.transport.nats.auth import client_tls
+from synchub.argtypes import positive
 from synchub.bench.nats_local import LocalCluster
 from synchub.bench.throughput import machine
 from synchub.errors import UserError
@@ -41,7 +42,7 @@ ADMIN = ("admin", "bench-admin-pw")
 def add_arguments(p) -> None:
     p.add_argument("--agents", type=int, default=50, help="simulated agents (default %(default)s)")
     p.add_argument("--collectors", type=int, default=2, help="collector processes = partitions (default %(default)s)")
-    p.add_argument("--seconds", type=float, default=60.0, help="length of the data phase (default %(default)s)")
+    p.add_argument("--seconds", type=positive, default=60.0, help="length of the data phase (default %(default)s)")
     p.add_argument("--workers", type=int, default=4, help="processes the agents are spread over (default %(default)s)")
     p.add_argument("--no-kill", action="store_true", help="no node kill and no collector kill")
     p.add_argument("--json", metavar="OUT", help="write the results here (default: print only)")

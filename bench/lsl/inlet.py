@@ -36,6 +36,7 @@ from synchub.agent.clock.replay import replay
 from synchub.agent.core.options import StreamCommon
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.formats.xdf import XdfWriter
+from synchub.argtypes import finite, nonnegative, positive
 from synchub.drivers.lsl.inlet import LslInletDriver, LslSettings
 from synchub.errors import UserError
 from synchub.extras import require
@@ -45,14 +46,14 @@ LSL_SYNC_INTERVAL_S = 5.0  # LabRecorder's clock_sync_interval
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--duration", type=float, default=600.0, help="seconds of data (default 600)")
-    p.add_argument("--rate", type=float, default=100.0, help="the outlet's nominal rate, Hz")
-    p.add_argument("--skew-ppm", type=float, default=50.0, help="the outlet clock's rate error")
-    p.add_argument("--wander-us", type=float, default=500.0, help="amplitude of a slow (thermal) wander on top")
-    p.add_argument("--wander-period-s", type=float, default=1200.0, help="period of that wander (1200 s: the skew "
+    p.add_argument("--duration", type=positive, default=600.0, help="seconds of data (default 600)")
+    p.add_argument("--rate", type=positive, default=100.0, help="the outlet's nominal rate, Hz")
+    p.add_argument("--skew-ppm", type=finite, default=50.0, help="the outlet clock's rate error")
+    p.add_argument("--wander-us", type=nonnegative, default=500.0, help="amplitude of a slow (thermal) wander on top")
+    p.add_argument("--wander-period-s", type=positive, default=1200.0, help="period of that wander (1200 s: the skew "
                    "swings +-2.6 ppm with the default amplitude)")
-    p.add_argument("--delay-ms", type=float, nargs=2, default=(5.0, 20.0), help="delivery delay range")
-    p.add_argument("--warmup-s", type=float, default=10.0, help="samples before this are left out of the RMS")
+    p.add_argument("--delay-ms", type=nonnegative, nargs=2, default=(5.0, 20.0), help="delivery delay range")
+    p.add_argument("--warmup-s", type=nonnegative, default=10.0, help="samples before this are left out of the RMS")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", default="bench/results/lsl-inlet.json", help="where to write the results")
     p.add_argument("--save", default="", help="also save the raw times, probes and truth to this .npz")

@@ -26,6 +26,7 @@ import numpy as np
 from synchub.agent.config.schema import LslOutletSettings
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.pipeline.lsl_outlet import LslPublisher
+from synchub.argtypes import positive
 from synchub.bench.throughput import _pin, machine
 from synchub.drivers.lsl.inlet import import_pylsl
 from synchub.errors import UserError
@@ -36,9 +37,9 @@ GOAL = 100_000.0
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--seconds", type=float, default=10.0, help="how long to push (default 10)")
+    p.add_argument("--seconds", type=positive, default=10.0, help="how long to push (default 10)")
     p.add_argument("--chunk", type=int, default=2000, help="samples per corrected chunk (default 2000: 20 ms)")
-    p.add_argument("--rate", type=float, default=100_000.0, help="the stream's nominal rate and push rate, Hz")
+    p.add_argument("--rate", type=positive, default=100_000.0, help="the stream's nominal rate and push rate, Hz")
     p.add_argument("--unpaced", action="store_true", help="push as fast as possible (samples may be lost)")
     p.add_argument("--cpu", type=int, default=None, help="CPU for the publisher (default: the first allowed)")
     p.add_argument("--json", default="bench/results/lsl-outlet.json", help="where to write the results")

@@ -84,7 +84,10 @@ def test_mutated_configs_are_refused_in_one_line_or_work(mutations):
 def _run_main(argv):
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = main(argv)
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # a usage error (argparse): one line, exit 2
+            rc = exc.code
     return rc, err.getvalue()
 
 
@@ -124,6 +127,11 @@ def test_collector_flags_are_checked(tmp_path_factory, bind, flush, name, out):
     (["collector", "--insecure", "--out", "OUT", "--bind", "tcp://127.0.0.1:99999"], "port 99999"),
     (["agent", "--config", "CFG", "--duration", "nan"], "--duration"),
     (["agent", "--config", "CFG", "--status-every", "-1"], "--status-every"),
+    (["live", "--connect", "tcp://127.0.0.1:1", "--insecure", "--every", "nan"], "--every"),
+    (["status", "--watch", "nan"], "--watch"),
+    (["status", "--timeout", "inf"], "--timeout"),
+    (["bench", "soak", "--minutes", "inf"], "--minutes"),
+    (["status", "--bogus"], "--bogus"),
 ])
 def test_bad_flags_one_line_exit_2(tmp_path, argv, needle):
     cfg = tmp_path / "a.toml"
@@ -131,3 +139,30 @@ def test_bad_flags_one_line_exit_2(tmp_path, argv, needle):
     argv = [a.replace("OUT", str(tmp_path / "out")).replace("CFG", str(cfg)) for a in argv]
     rc, err = _run_main(argv)
     assert rc == 2 and needle in err and err.strip().count("\n") == 0, err
+
+
+def test_no_numeric_flag_takes_nan_or_inf():
+    """Every float flag of every command (benchmarks included) goes through a checked type (synchub/argtypes.py):
+    ``type=float`` takes "nan" and "inf", which then fail deep inside with a traceback."""
+    import argparse
+    import sys
+
+    from synchub.cli import build_parser
+
+    argv, sys.argv = sys.argv, ["synchub"]
+    try:
+        parser, _ = build_parser()
+    finally:
+        sys.argv = argv
+    loose = []
+
+    def walk(p, prog):
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for name, sp in a.choices.items():
+                    walk(sp, f"{prog} {name}")
+            elif a.type is float:
+                loose.append(f"{prog} {'/'.join(a.option_strings)}")
+
+    walk(parser, "synchub")
+    assert not loose, loose
