@@ -14,15 +14,10 @@ from synchub.agent.config.schema import LslOutletSettings
 from synchub.agent.core.settings import ConfigError
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.formats.xdf import XdfWriter
-from synchub.agent.pipeline.lsl_outlet import (
-    LslPublisher,
-    lsl_clock_offset_ns,
-    lsl_stamps,
-    outlet_spec,
-    samples_of,
-)
+from synchub.agent.pipeline.lsl_outlet import LslPublisher
 from synchub.agent.pipeline.runtime import Agent
 from synchub.drivers.lsl.inlet import import_pylsl, info_from_xml
+from synchub.drivers.lsl.outlet import lsl_clock_offset_ns, lsl_stamps, outlet_spec, samples_of
 
 try:
     pylsl = import_pylsl()
@@ -39,16 +34,16 @@ MARKERS = StreamInfo("mk0", "marker", 0.0, 1, "string", ("event",))
 
 
 def test_the_outlet_says_what_the_stream_is_and_what_its_timestamps_are():
-    spec = outlet_spec(EEG, LslOutletSettings(outlet=True, name_prefix="lab-"), "pi7")
+    spec = LslPublisher({"eeg0": EEG}, LslOutletSettings(outlet=True, name_prefix="lab-"), "pi7").specs["eeg0"]
     assert (spec.name, spec.type, spec.channel_count, spec.nominal_srate, spec.channel_format) == (
         "lab-eeg0", "EEG", 8, 500.0, "float32")  # a stream that came from LSL keeps its LSL type
     assert spec.source_id == "synchub:pi7:eeg0"  # stable across restarts: LabRecorder re-attaches
     assert spec.channels[3] == ("C3", "uV", "EEG")
     meta = dict(spec.synchub)
     assert meta["source_id"] == "amp-1" and meta["quality_wire"] == "csv" and "CLOCK_MONOTONIC" in meta["timestamps"]
-    video = outlet_spec(StreamInfo("cam", "video", 30.0, 6, "uint8", shape=(2, 3)), LslOutletSettings(), "a")
+    video = outlet_spec(StreamInfo("cam", "video", 30.0, 6, "uint8", shape=(2, 3)), "a", "cam")
     assert (video.type, video.channel_format, video.channels[5][0]) == ("VideoRaw", "int16", "ch5")
-    assert outlet_spec(MARKERS, LslOutletSettings(), "a").type == "Markers"
+    assert outlet_spec(MARKERS, "a", "mk0").type == "Markers"
 
 
 def test_stamps_are_the_corrected_times_in_seconds_and_samples_are_flat_rows():
