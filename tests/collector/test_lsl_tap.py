@@ -11,6 +11,7 @@ import uuid
 import numpy as np
 import pytest
 import zmq
+from support.procs import free_port, start_collector, stop
 
 from synchub.agent.collector.lsl_tap import (
     LslTap,
@@ -21,7 +22,9 @@ from synchub.agent.collector.lsl_tap import (
 )
 from synchub.agent.collector.server import Collector
 from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.formats.mcap_read import read_session
 from synchub.agent.transport import wire
+from synchub.agent.transport.sender import Sender
 from synchub.cli import main
 from synchub.drivers.lsl.inlet import import_pylsl
 from synchub.drivers.lsl.outlet import clock_offset_ns, lsl_clock_offset_ns, lsl_stamps
@@ -200,6 +203,40 @@ def test_every_recorded_sample_once_with_utc_mapped_stamps_and_metadata_and_a_re
         tap.close()
     assert len(stamps2) == 20 and np.abs(np.asarray(stamps2) - lsl_stamps(ref[:20], a - c)).max() < 1e-9
     assert name2 == f"lab{tag}-{agent}/eeg" and np.array_equal(np.asarray(got2, np.float32), data[:20])
+
+
+@needs_lsl
+def test_the_collector_command_with_lsl_outlet_republishes_a_real_agent_transport_session(tmp_path):
+    """``synchub collector --lsl-outlet --lsl-prefix``, its own process; the agent's real ``Sender``; the stamps are
+    the recording's own UTC mapping (its ``synchub.session`` metadata) onto this host's LSL clock."""
+    tag = uuid.uuid4().hex[:6]
+    log = open(tmp_path / "collector.log", "w")  # noqa: SIM115 - closed below
+    p = start_collector(tmp_path / "rec", free_port(), "--insecure", "--lsl-outlet", "--lsl-prefix", f"c{tag}-", log=log)
+    info = StreamInfo("imu", "imu", 100.0, 3, "float32", ("x", "y", "z"))
+    sender = Sender(p.args[p.args.index("--bind") + 1], f"rig-{tag}", [info])
+    try:
+        sender.connect(5)
+        t0 = time.monotonic_ns()
+        data = np.arange(300, dtype=np.float32).reshape(100, 3)
+        ref = t0 + np.arange(100, dtype=np.int64) * 10_000_000
+        sender.send_chunk(Chunk("imu", 0, data[:10], ref[:10], ref[:10], ref[:10], np.zeros(10, np.int64)))
+        inlet = _inlet(f"synchub-collector:rig-{tag}:imu")
+        for k in range(10, 100, 10):
+            sender.send_chunk(Chunk("imu", k, data[k:k + 10], ref[k:k + 10], ref[k:k + 10], ref[k:k + 10],
+                                    np.zeros(10, np.int64)))
+        got, stamps = _pull(inlet, 90)
+        name = inlet.info(timeout=5.0).name()
+        assert sender.close(10)
+    finally:
+        code = stop(p)
+        log.close()
+    assert code == 0 and name == f"c{tag}-rig-{tag}/imu"
+    assert np.array_equal(np.asarray(got, np.float32), data[10:])  # the first chunk went out before the inlet came
+    md = next(m for n, m in read_session(sorted((tmp_path / "rec").glob("*.mcap")))["metadata"] if n == "synchub.session")
+    a = int(md["agent_utc_ns"]) - int(md["agent_mono_ns"])
+    c = -clock_offset_ns(pylsl.local_clock, time.time_ns)  # this host's UTC - LSL clock, as the collector measured it
+    assert np.abs(np.asarray(stamps) - lsl_stamps(ref[10:], a - c)).max() < 0.001
+    assert "LSL outlets closed" in (tmp_path / "collector.log").read_text()
 
 
 def test_lsl_outlet_without_pylsl_is_one_line_naming_the_extra(tmp_path, monkeypatch, capsys):
