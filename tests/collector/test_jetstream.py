@@ -113,6 +113,30 @@ def test_a_session_goes_from_the_sender_through_the_cluster_into_one_recording(f
         assert cst["bad"] == {}
 
 
+def test_the_nats_collector_with_lsl_outlet_publishes_what_it_records_once(fleet, tmp_path):
+    """``--lsl-outlet`` hooks the recording both collectors share: JetStream's redeliveries are not published twice."""
+    from synchub.agent.collector.lsl_tap import LslTap
+    from synchub.drivers.lsl.inlet import import_pylsl
+
+    try:
+        import_pylsl()
+    except Exception as exc:  # noqa: BLE001 - the reason is the skip message
+        pytest.skip(f"pylsl/liblsl unavailable: {exc}")
+    with fleet.stream():
+        col = Running(fleet, tmp_path / "out")
+        tap = col.col.lsl = LslTap("nats-test-").open()
+        s = sender(fleet, "a1", tmp_path)
+        s.connect(10)
+        _send(s, "emg", 0, 30)
+        _send(s, "temp", 0, 3, n=1)
+        assert s.close(20)
+        col.wait_closed(s.session)
+        col.stop()
+        tap.close()
+    assert tap.published == {"a1/emg": 600, "a1/temp": 3} and tap.counts["host_time_samples"] == 603
+    assert not tap.outlets and tap.counts["errors"] == 0  # the bye closed them
+
+
 def test_the_sender_spools_through_a_whole_cluster_outage_and_a_leader_kill_and_delivers_everything_once(own_fleet,
                                                                                                            tmp_path):
     fl = own_fleet
