@@ -12,7 +12,10 @@ import pytest
 
 pytest.importorskip("nats", reason="nats-py is not installed (pip install 'synchub[nats]')")
 
+from support.lsl import needs_lsl  # noqa: E402
+
 from synchub.agent.collector.jetstream import NatsCollector  # noqa: E402
+from synchub.agent.collector.lsl_tap import LslTap  # noqa: E402
 from synchub.agent.core.stream import Chunk, Gap, StreamInfo  # noqa: E402
 from synchub.agent.formats.mcap_read import read_session  # noqa: E402
 from synchub.agent.transport.nats import bus as nb  # noqa: E402
@@ -113,15 +116,9 @@ def test_a_session_goes_from_the_sender_through_the_cluster_into_one_recording(f
         assert cst["bad"] == {}
 
 
+@needs_lsl
 def test_the_nats_collector_with_lsl_outlet_publishes_what_it_records_once(fleet, tmp_path):
     """``--lsl-outlet`` hooks the recording both collectors share: JetStream's redeliveries are not published twice."""
-    from synchub.agent.collector.lsl_tap import LslTap
-    from synchub.drivers.lsl.inlet import import_pylsl
-
-    try:
-        import_pylsl()
-    except Exception as exc:  # noqa: BLE001 - the reason is the skip message
-        pytest.skip(f"pylsl/liblsl unavailable: {exc}")
     with fleet.stream():
         col = Running(fleet, tmp_path / "out")
         tap = col.col.lsl = LslTap("nats-test-").open()

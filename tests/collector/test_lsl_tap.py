@@ -11,6 +11,7 @@ import uuid
 import numpy as np
 import pytest
 import zmq
+from support.lsl import needs_lsl, pull_all, pylsl
 from support.procs import free_port, start_collector, stop
 
 from synchub.agent.collector.lsl_tap import (
@@ -26,16 +27,7 @@ from synchub.agent.formats.mcap_read import read_session
 from synchub.agent.transport import wire
 from synchub.agent.transport.sender import Sender
 from synchub.cli import main
-from synchub.drivers.lsl.inlet import import_pylsl
 from synchub.drivers.lsl.outlet import clock_offset_ns, lsl_clock_offset_ns, lsl_stamps
-
-try:
-    pylsl = import_pylsl()
-    WHY = ""
-except Exception as exc:  # noqa: BLE001 - the reason is the skip message
-    pylsl = None
-    WHY = f"pylsl/liblsl unavailable: {exc}"
-needs_lsl = pytest.mark.skipif(pylsl is None, reason=WHY or "-")
 
 NS = 1_000_000_000
 
@@ -98,17 +90,6 @@ def _inlet(source_id):
     return inlet
 
 
-def _pull(inlet, n, timeout=10.0):
-    data, stamps = [], []
-    end = time.monotonic() + timeout
-    while len(stamps) < n and time.monotonic() < end:
-        d, ts = inlet.pull_chunk(timeout=0.2, max_samples=4096)
-        data += d
-        stamps += ts
-    d, ts = inlet.pull_chunk(timeout=0.3)  # nothing more may come (no sample twice)
-    return data + d, stamps + ts
-
-
 def _wait(cond, timeout=5.0):
     end = time.monotonic() + timeout
     while not cond() and time.monotonic() < end:
@@ -156,8 +137,8 @@ def test_every_recorded_sample_once_with_utc_mapped_stamps_and_metadata_and_a_re
         sim.send(wire.encode_chunk, chunk(150, 200))
         mref = ref[[10, 160]]
         sim.send(wire.encode_chunk, Chunk("mk", 0, ["start", "stop"], mref, mref, mref, np.zeros(2, np.int64)))
-        got, stamps = _pull(inlet, 200)
-        mgot, mstamps = _pull(minlet, 2)
+        got, stamps = pull_all(inlet, 200, then_s=0.3)
+        mgot, mstamps = pull_all(minlet, 2, then_s=0.3)
         c = tap.utc_minus_lsl_ns
         sim.send(wire.encode_bye)
         assert _wait(lambda: not tap.outlets), "the ended session's outlets stay open"
@@ -193,7 +174,7 @@ def test_every_recorded_sample_once_with_utc_mapped_stamps_and_metadata_and_a_re
         sim2.send(wire.encode_meta, "_clock", {"note": "restarted"})
         inlet2 = _inlet(f"synchub-collector:{agent}:eeg")
         sim2.send(wire.encode_chunk, chunk(0, 20))
-        got2, stamps2 = _pull(inlet2, 20)
+        got2, stamps2 = pull_all(inlet2, 20, then_s=0.3)
         name2 = inlet2.info(timeout=5.0).name()
     finally:
         sim2.close()
@@ -224,7 +205,7 @@ def test_the_collector_command_with_lsl_outlet_republishes_a_real_agent_transpor
         for k in range(10, 100, 10):
             sender.send_chunk(Chunk("imu", k, data[k:k + 10], ref[k:k + 10], ref[k:k + 10], ref[k:k + 10],
                                     np.zeros(10, np.int64)))
-        got, stamps = _pull(inlet, 90)
+        got, stamps = pull_all(inlet, 90, then_s=0.3)
         name = inlet.info(timeout=5.0).name()
         assert sender.close(10)
     finally:
