@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 import uuid
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import zmq
 from support.lsl import needs_lsl, pull_all, pylsl
 from support.procs import free_port, start_collector, stop
 
+from synchub.agent.collector.ledger import Ledger
 from synchub.agent.collector.lsl_tap import (
     LslTap,
     hello_utc_minus_ref_ns,
@@ -218,6 +220,36 @@ def test_the_collector_command_with_lsl_outlet_republishes_a_real_agent_transpor
     c = -clock_offset_ns(pylsl.local_clock, time.time_ns)  # this host's UTC - LSL clock, as the collector measured it
     assert np.abs(np.asarray(stamps) - lsl_stamps(ref[10:], a - c)).max() < 0.001
     assert "LSL outlets closed" in (tmp_path / "collector.log").read_text()
+
+
+@needs_lsl
+def test_a_crashed_agents_next_session_takes_its_outlets_over_and_forgotten_sessions_close_theirs():
+    tag = uuid.uuid4().hex[:6]
+    tap = LslTap(f"t{tag}-").open()
+    eeg = StreamInfo("eeg", "other", 100.0, 2, "float32")
+
+    def session(sid, info=eeg):
+        s = Ledger(sid, f"a{tag}", "")
+        s.streams, s.hello_env = {"eeg": info}, {"utc_ns": 2 * NS, "mono_ns": NS}
+        tap.took(s, SimpleNamespace(kind="meta", env={"meta": {}}))
+        return s
+
+    try:
+        session("s1")
+        first = tap.outlets[(f"a{tag}", "eeg")][0]
+        session("s2")  # no bye from s1 (it crashed): the same outlet, now s2's
+        assert tap.outlets[(f"a{tag}", "eeg")][0] is first and tap.outlets[(f"a{tag}", "eeg")][2] == "s2"
+        tap.sweep(["s2"], every_s=0)
+        assert len(tap.outlets) == 1
+        session("s3", StreamInfo("eeg", "other", 200.0, 2, "float32"))  # another rate: a new outlet
+        assert tap.outlets[(f"a{tag}", "eeg")][0] is not first
+        tap.sweep([], every_s=0)  # the collector forgot the session (silent too long)
+        assert not tap.outlets
+        # whatever fails in the tap is counted and logged, never raised into the recording
+        tap.took(session("s4"), SimpleNamespace(kind="chunk", chunk=None, env={}))
+        assert tap.counts["errors"] == 1
+    finally:
+        tap.close()
 
 
 def test_lsl_outlet_without_pylsl_is_one_line_naming_the_extra(tmp_path, monkeypatch, capsys):
