@@ -59,6 +59,8 @@ def check_args(args) -> None:
         raise UserError(f"--bind/--live: {exc}") from None
     if not (math.isfinite(args.flush_ms) and 1.0 <= args.flush_ms <= 60_000.0):
         raise UserError(f"--flush-ms {args.flush_ms:g}: allowed 1-60000 (milliseconds between flush+fsync+ack)")
+    if args.lsl_prefix and not args.lsl_outlet:
+        raise UserError("--lsl-prefix: only with --lsl-outlet")
     if args.name is not None and not 1 <= len(args.name) <= 200:
         raise UserError(f"--name: {len(args.name)} characters; allowed 1-200")
     out = Path(args.out)

@@ -257,3 +257,8 @@ def test_lsl_outlet_without_pylsl_is_one_line_naming_the_extra(tmp_path, monkeyp
     code = main(["collector", "--insecure", "--bind", "tcp://127.0.0.1:0", "--out", str(tmp_path), "--lsl-outlet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "synchub[lsl]" in err[0] and err[0].startswith("synchub collector:")
+
+
+def test_lsl_prefix_without_lsl_outlet_is_one_line(tmp_path, capsys):
+    code = main(["collector", "--insecure", "--out", str(tmp_path), "--lsl-prefix", "lab-"])
+    assert code == 2 and capsys.readouterr().err.strip() == "synchub collector: --lsl-prefix: only with --lsl-outlet"
