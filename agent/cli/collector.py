@@ -13,12 +13,14 @@ from pathlib import Path
 import zmq
 
 from synchub.agent.cli import collector_nats
+from synchub.agent.collector.lsl_tap import LslTap
 from synchub.agent.collector.server import Collector
 from synchub.agent.pipeline.notify import Notifier
 from synchub.agent.transport.endpoints import check_endpoint
 from synchub.agent.transport.nats.publish import PublishError
 from synchub.agent.transport.security import SecurityError, ServerKeys
 from synchub.argtypes import positive
+from synchub.drivers.lsl.inlet import LslError
 from synchub.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ def add_arguments(p) -> None:
     p.add_argument("--flush-ms", type=positive, default=50.0, help="durability interval: flush+fsync, then ack")
     p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd", help="MCAP chunk compression")
     p.add_argument("--name", help="collector name recorded in the files (default: host name)")
+    p.add_argument("--lsl-outlet", action="store_true",
+                   help="re-publish every recorded stream of every agent as an LSL outlet on this host (lsl extra)")
+    p.add_argument("--lsl-prefix", default="", metavar="P", help="prefix of those outlets' names (AGENT/STREAM follows)")
     collector_nats.add_arguments(p)
 
 
@@ -55,6 +60,8 @@ def check_args(args) -> None:
         raise UserError(f"--bind/--live: {exc}") from None
     if not (math.isfinite(args.flush_ms) and 1.0 <= args.flush_ms <= 60_000.0):
         raise UserError(f"--flush-ms {args.flush_ms:g}: allowed 1-60000 (milliseconds between flush+fsync+ack)")
+    if args.lsl_prefix and not args.lsl_outlet:
+        raise UserError("--lsl-prefix: only with --lsl-outlet")
     if args.name is not None and not 1 <= len(args.name) <= 200:
         raise UserError(f"--name: {len(args.name)} characters; allowed 1-200")
     out = Path(args.out)
@@ -68,12 +75,23 @@ def check_args(args) -> None:
         raise UserError(f"--out {args.out}: cannot write there: {exc.strerror or exc}") from None
 
 
+def open_lsl(args) -> LslTap | None:
+    """The ``--lsl-outlet`` tap, pylsl loaded (missing: one line naming the extra or liblsl), or None."""
+    if not args.lsl_outlet:
+        return None
+    try:
+        return LslTap(args.lsl_prefix, args.name or "").open()
+    except LslError as exc:
+        raise UserError(f"--lsl-outlet: {exc}") from None
+
+
 def run(args) -> int:
     check_args(args)
+    lsl = open_lsl(args)
     if args.nats:
         col = collector_nats.make(args)
         try:
-            serve(col, f"collector consuming {col.endpoint}, writing to {args.out}")
+            serve(col, f"collector consuming {col.endpoint}, writing to {args.out}", lsl)
         except PublishError as exc:
             raise UserError(f"collector: {exc.text}") from None
         return 0
@@ -96,13 +114,15 @@ def run(args) -> int:
         raise UserError(f"cannot bind {args.bind}: {exc}") from None
     except SecurityError as exc:
         raise UserError(str(exc)) from None
-    serve(col, f"collector listening on {col.endpoint}, writing to {args.out}")
+    serve(col, f"collector listening on {col.endpoint}, writing to {args.out}", lsl)
     return 0
 
 
-def serve(col, banner: str) -> None:
-    """Run a collector (ZeroMQ or NATS) until SIGINT/SIGTERM, with systemd notify and watchdog, then close it."""
+def serve(col, banner: str, lsl: LslTap | None = None) -> None:
+    """Run a collector (ZeroMQ or NATS) until SIGINT/SIGTERM, with systemd notify and watchdog, then close it;
+    ``lsl``: its ``--lsl-outlet`` tap (closed with it)."""
     stop = threading.Event()
+    col.lsl = lsl
 
     def on_signal(signum, frame):
         log.info("collector: %s received, finalizing files", signal.Signals(signum).name)
@@ -116,6 +136,8 @@ def serve(col, banner: str) -> None:
     def on_tick(c):
         ticks[0] += 1
         notifier.watchdog(ticks[0])
+        if lsl is not None:
+            lsl.sweep(c.sessions)
 
     print(banner, flush=True)
     notifier.ready(banner)
@@ -124,6 +146,9 @@ def serve(col, banner: str) -> None:
     finally:
         notifier.stopping()
         col.close()
+        if lsl is not None:
+            lsl.close()
+            log.info("collector: LSL outlets closed; %s", lsl.stats())
         st = col.stats()
         log.info("collector: stopped; %d messages, %d samples, bad: %s", st["counts"].get("messages", 0),
                  st["counts"].get("samples", 0), st["bad"] or "none")

@@ -8,4 +8,6 @@ sessions to MCAP with nothing lost and nothing recorded twice.
   files, in-flight bytes) and when a session is forgotten; pure.
 * ``liveview``: ``LiveView``, what a ``synchub live`` viewer makes of that socket (per agent/stream rate, method,
   sigma); pure.
+* ``lsl_tap``: ``LslTap`` (``--lsl-outlet``), every recorded stream of every session as an LSL outlet on this host,
+  the agent's reference times mapped through UTC onto its LSL clock.
 """

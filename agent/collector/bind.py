@@ -55,6 +55,16 @@ def bind_router(ctx: zmq.Context, bind: str, curve=None) -> tuple[zmq.Socket, st
     return sock, endpoint
 
 
+def curve_user(frame, curve) -> str:
+    """The CURVE key (ZAP user id) a message came with; "" in plain text."""
+    if curve is None:
+        return ""
+    try:
+        return frame.get("User-Id") or ""
+    except zmq.ZMQError:
+        return ""
+
+
 def bind_live(ctx: zmq.Context, live: str, curve=None) -> tuple[zmq.Socket, str]:
     """The live-view PUB socket (lossy: a slow viewer misses updates, never slows recording) and its endpoint;
     CURVE like the data path: only keys in the allow-list may watch."""

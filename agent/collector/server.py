@@ -31,7 +31,7 @@ from synchub.agent.core.units import now_ns
 from synchub.agent.transport import wire
 
 from .admission import Admission, file_budget, session_views
-from .bind import bind_live, bind_router
+from .bind import bind_live, bind_router, curve_user
 from .ledger import Ledger
 from .recorder import Fsyncer, PartFile, last_mid_on_disk, recover_unfinished
 
@@ -69,7 +69,7 @@ class Collector:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.name = name or pysocket.gethostname()
         self.flush_s, self.flush_bytes, self.compression = flush_s, flush_bytes, compression
-        self.curve = self.live = None
+        self.curve = self.live = self.lsl = None  # lsl: an lsl_tap.LslTap (--lsl-outlet) sees what is recorded
         self.sessions: dict[str, Ledger] = {}
         self.parts: dict[str, PartFile] = {}  # session -> its open part file
         self.paths: dict[str, Path] = {}  # session -> its latest part file
@@ -153,12 +153,7 @@ class Collector:
         except wire.WireError as exc:
             self._complain("invalid", str(exc))
             return
-        user = ""
-        if self.curve is not None:
-            try:
-                user = body[0].get("User-Id") or ""
-            except zmq.ZMQError:
-                user = ""
+        user = curve_user(body[0], self.curve)
         kind = msg.kind
         if kind in wire.COLLECTOR_KINDS:
             self._complain("wrong_direction", f"{kind} sent to a collector")
@@ -216,6 +211,8 @@ class Collector:
         elif kind == "bye":
             s.closed, s.closed_at = True, time.monotonic()
         s.took(mid, last)
+        if self.lsl is not None:  # --lsl-outlet: what was just recorded, as LSL outlets (never raises)
+            self.lsl.took(s, msg)
         if f is not None:
             f.dirty = True
         if s.closed:

@@ -20,9 +20,12 @@ import os
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
+from synchub.agent.collector.ledger import Ledger
+from synchub.agent.collector.lsl_tap import LslTap
 from synchub.agent.config.schema import LslOutletSettings
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.pipeline.lsl_outlet import LslPublisher
@@ -41,6 +44,8 @@ def add_arguments(p) -> None:
     p.add_argument("--chunk", type=int, default=2000, help="samples per corrected chunk (default 2000: 20 ms)")
     p.add_argument("--rate", type=positive, default=100_000.0, help="the stream's nominal rate and push rate, Hz")
     p.add_argument("--unpaced", action="store_true", help="push as fast as possible (samples may be lost)")
+    p.add_argument("--collector", action="store_true",
+                   help="the collector's --lsl-outlet tap (stamps mapped through UTC) instead of the agent's outlet")
     p.add_argument("--cpu", type=int, default=None, help="CPU for the publisher (default: the first allowed)")
     p.add_argument("--json", default="bench/results/lsl-outlet.json", help="where to write the results")
 
@@ -93,6 +98,32 @@ def _chunks(n_chunks: int, per: int, rate: float, t0_ns: int) -> list[Chunk]:
     return out
 
 
+class CollectorPush:
+    """The collector's path: the ledger has recorded each chunk, ``LslTap.took`` publishes it (stamps through UTC:
+    this host's own mapping both ways, so they differ from the truth by the two readings' jitter only)."""
+
+    def __init__(self, info: StreamInfo):
+        self.s = Ledger("bench", info.name, "")
+        self.s.hello_env = {"utc_ns": time.time_ns(), "mono_ns": time.monotonic_ns()}
+        self.s.streams = {"eeg": StreamInfo("eeg", info.type, info.nominal_srate, info.channel_count, "float32",
+                                            info.channel_labels)}
+        self.tap = LslTap()
+        self.lsl_name = f"{info.name}/eeg"
+
+    def open(self) -> None:
+        self.tap.open()
+        self.tap.took(self.s, SimpleNamespace(kind="meta", env={"meta": {}}))  # the session's outlets open
+
+    def push(self, stream: str, chunk: Chunk) -> None:
+        c = Chunk("eeg", chunk.seq, chunk.data, chunk.device_ns, chunk.host_ns, chunk.ref_ns, chunk.unc_ns,
+                  method=chunk.method)
+        self.s.recorded(c)
+        self.tap.took(self.s, SimpleNamespace(kind="chunk", chunk=c, env={}))
+
+    def close(self) -> None:
+        self.tap.close()
+
+
 def run(args) -> int:
     import_pylsl()  # one line when pylsl or liblsl is missing
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -101,7 +132,8 @@ def run(args) -> int:
     pin = _pin(cpu)
     name = "synchub-bench-outlet-" + uuid.uuid4().hex[:6]
     info = StreamInfo(name, "other", args.rate, CHANNELS, "float32", tuple(f"ch{i}" for i in range(CHANNELS)))
-    pub = LslPublisher({name: info}, LslOutletSettings(outlet=True), "bench")
+    pub = (CollectorPush(info) if args.collector else
+           LslPublisher({name: info}, LslOutletSettings(outlet=True), "bench"))
     t0_ns = time.monotonic_ns()
     pool = _chunks(int(args.rate * 2 / args.chunk) or 1, args.chunk, args.rate, 0)  # 2 s of data, re-stamped
     pub.open()
@@ -109,7 +141,7 @@ def run(args) -> int:
     q = ctx.Queue()
     # the inlet must know how many samples are coming: push for --seconds, then tell it (a second message)
     n_max = int(args.seconds * 2_000_000)
-    proc = ctx.Process(target=_inlet_proc, args=(other, name, n_max, args.rate, t0_ns, q), daemon=True)
+    proc = ctx.Process(target=_inlet_proc, args=(other, getattr(pub, "lsl_name", name), n_max, args.rate, t0_ns, q), daemon=True)
     proc.start()
     first = q.get(timeout=60)
     if isinstance(first, dict):
@@ -140,7 +172,8 @@ def run(args) -> int:
     proc.join(10)
     pub.close()
     rate_wall, rate_cpu = sent / wall, sent / max(cpu_s, 1e-9)
-    out = {"bench": "lsl-outlet", "machine": machine(), "pinning": pin + f" (inlet process on CPU {other})",
+    out = {"bench": "lsl-outlet", "publisher": "collector --lsl-outlet" if args.collector else "agent [lsl] outlet",
+           "machine": machine(), "pinning": pin + f" (inlet process on CPU {other})",
            "channels": CHANNELS, "dtype": "float32", "chunk": args.chunk, "seconds": args.seconds,
            "rate_hz": args.rate, "paced": not args.unpaced, "publisher_core_fraction": round(cpu_s / wall, 4),
            "samples_pushed": sent, "samples_per_s_wall": round(rate_wall), "samples_per_cpu_s": round(rate_cpu),

@@ -12,7 +12,10 @@ import pytest
 
 pytest.importorskip("nats", reason="nats-py is not installed (pip install 'synchub[nats]')")
 
+from support.lsl import needs_lsl  # noqa: E402
+
 from synchub.agent.collector.jetstream import NatsCollector  # noqa: E402
+from synchub.agent.collector.lsl_tap import LslTap  # noqa: E402
 from synchub.agent.core.stream import Chunk, Gap, StreamInfo  # noqa: E402
 from synchub.agent.formats.mcap_read import read_session  # noqa: E402
 from synchub.agent.transport.nats import bus as nb  # noqa: E402
@@ -111,6 +114,24 @@ def test_a_session_goes_from_the_sender_through_the_cluster_into_one_recording(f
         assert any(m.get("meta") == {"note": "hello"} for m in data["meta"])
         assert len(cst["files"]) == 1 and cst["sessions"][s.session]["closed"]
         assert cst["bad"] == {}
+
+
+@needs_lsl
+def test_the_nats_collector_with_lsl_outlet_publishes_what_it_records_once(fleet, tmp_path):
+    """``--lsl-outlet`` hooks the recording both collectors share: JetStream's redeliveries are not published twice."""
+    with fleet.stream():
+        col = Running(fleet, tmp_path / "out")
+        tap = col.col.lsl = LslTap("nats-test-").open()
+        s = sender(fleet, "a1", tmp_path)
+        s.connect(10)
+        _send(s, "emg", 0, 30)
+        _send(s, "temp", 0, 3, n=1)
+        assert s.close(20)
+        col.wait_closed(s.session)
+        col.stop()
+        tap.close()
+    assert tap.published == {"a1/emg": 600, "a1/temp": 3} and tap.counts["host_time_samples"] == 603
+    assert not tap.outlets and tap.counts["errors"] == 0  # the bye closed them
 
 
 def test_the_sender_spools_through_a_whole_cluster_outage_and_a_leader_kill_and_delivers_everything_once(own_fleet,

@@ -110,7 +110,8 @@ def test_random_toml_is_one_line_exit_2_or_ok(text):
        out=st.sampled_from(["/proc/nope", "/etc/passwd", "", "OUT", "OUT/sub"]))
 def test_collector_flags_are_checked(tmp_path_factory, bind, flush, name, out):
     tmp = tmp_path_factory.mktemp("c")
-    args = argparse.Namespace(bind=bind, live=None, flush_ms=flush, name=name, out=out.replace("OUT", str(tmp)))
+    args = argparse.Namespace(bind=bind, live=None, flush_ms=flush, name=name, out=out.replace("OUT", str(tmp)),
+                              lsl_outlet=False, lsl_prefix="")
     try:
         check_args(args)
     except UserError as exc:

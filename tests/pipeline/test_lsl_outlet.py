@@ -8,29 +8,17 @@ import uuid
 
 import numpy as np
 import pytest
+from support.lsl import needs_lsl, pull_all, pylsl
 
 from synchub.agent.config.loader import parse_config
 from synchub.agent.config.schema import LslOutletSettings
 from synchub.agent.core.settings import ConfigError
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.formats.xdf import XdfWriter
-from synchub.agent.pipeline.lsl_outlet import (
-    LslPublisher,
-    lsl_clock_offset_ns,
-    lsl_stamps,
-    outlet_spec,
-    samples_of,
-)
+from synchub.agent.pipeline.lsl_outlet import LslPublisher
 from synchub.agent.pipeline.runtime import Agent
-from synchub.drivers.lsl.inlet import import_pylsl, info_from_xml
-
-try:
-    pylsl = import_pylsl()
-    WHY = ""
-except Exception as exc:  # noqa: BLE001 - the reason is the skip message
-    pylsl = None
-    WHY = f"pylsl/liblsl unavailable: {exc}"
-needs_lsl = pytest.mark.skipif(pylsl is None, reason=WHY or "-")
+from synchub.drivers.lsl.inlet import info_from_xml
+from synchub.drivers.lsl.outlet import lsl_clock_offset_ns, lsl_stamps, outlet_spec, samples_of
 
 NS = 1_000_000_000
 EEG = StreamInfo("eeg0", "other", 500.0, 8, "float32", tuple(f"C{i}" for i in range(8)), ("uV",) * 8, "amp-1",
@@ -39,16 +27,16 @@ MARKERS = StreamInfo("mk0", "marker", 0.0, 1, "string", ("event",))
 
 
 def test_the_outlet_says_what_the_stream_is_and_what_its_timestamps_are():
-    spec = outlet_spec(EEG, LslOutletSettings(outlet=True, name_prefix="lab-"), "pi7")
+    spec = LslPublisher({"eeg0": EEG}, LslOutletSettings(outlet=True, name_prefix="lab-"), "pi7").specs["eeg0"]
     assert (spec.name, spec.type, spec.channel_count, spec.nominal_srate, spec.channel_format) == (
         "lab-eeg0", "EEG", 8, 500.0, "float32")  # a stream that came from LSL keeps its LSL type
     assert spec.source_id == "synchub:pi7:eeg0"  # stable across restarts: LabRecorder re-attaches
     assert spec.channels[3] == ("C3", "uV", "EEG")
     meta = dict(spec.synchub)
     assert meta["source_id"] == "amp-1" and meta["quality_wire"] == "csv" and "CLOCK_MONOTONIC" in meta["timestamps"]
-    video = outlet_spec(StreamInfo("cam", "video", 30.0, 6, "uint8", shape=(2, 3)), LslOutletSettings(), "a")
+    video = outlet_spec(StreamInfo("cam", "video", 30.0, 6, "uint8", shape=(2, 3)), "a", "cam")
     assert (video.type, video.channel_format, video.channels[5][0]) == ("VideoRaw", "int16", "ch5")
-    assert outlet_spec(MARKERS, LslOutletSettings(), "a").type == "Markers"
+    assert outlet_spec(MARKERS, "a", "mk0").type == "Markers"
 
 
 def test_stamps_are_the_corrected_times_in_seconds_and_samples_are_flat_rows():
@@ -88,16 +76,6 @@ def _chunks(info, t0_ns, n_chunks, per, rate):
     return out
 
 
-def _pull_all(inlet, n, timeout=10.0):
-    data, stamps = [], []
-    end = time.monotonic() + timeout
-    while len(stamps) < n and time.monotonic() < end:
-        d, ts = inlet.pull_chunk(timeout=0.2, max_samples=4096)
-        data += d
-        stamps += ts
-    return data, stamps
-
-
 @needs_lsl
 def test_a_labrecorder_style_inlet_records_the_corrected_times_and_metadata_and_pyxdf_syncs_without_warnings(
         tmp_path, caplog):
@@ -125,9 +103,9 @@ def test_a_labrecorder_style_inlet_records_the_corrected_times_and_metadata_and_
             pub.push(eeg.name, c)
         mref = np.array([t0 + 123_456_789, t0 + 623_456_789], dtype=np.int64)
         pub.push(mk.name, Chunk(mk.name, 0, ["start", "stop"], mref, mref, mref, np.zeros(2, np.int64)))
-        data, stamps = _pull_all(inlets[eeg.name], 500)
+        data, stamps = pull_all(inlets[eeg.name], 500)
         offset = inlets[eeg.name].time_correction(timeout=5.0)
-        mdata, mstamps = _pull_all(inlets[mk.name], 2)
+        mdata, mstamps = pull_all(inlets[mk.name], 2)
     finally:
         pub.close()
     ref = np.concatenate([c.ref_ns for c in chunks])
@@ -198,7 +176,7 @@ def test_an_agent_with_lsl_outlet_true_republishes_what_it_records_with_correcte
             src.push_sample([k, k + 1, k + 2, k + 3], stamp)
             if k % 10 == 9:
                 time.sleep(0.05)
-        data, stamps = _pull_all(inlet, 200, timeout=10.0)
+        data, stamps = pull_all(inlet, 200, timeout=10.0)
     finally:
         agent.stop()
     assert labels == ["Fz", "Cz", "Pz", "Oz"]
