@@ -101,6 +101,7 @@ def run(args) -> int:
 def _main_loop(args, agent: Agent, monitor: Monitor, notifier: Notifier, control, stop: threading.Event) -> None:
     t_end = time.monotonic() + args.duration if args.duration > 0 else float("inf")
     last_print = last_status = time.monotonic()
+    last_dead_log = 0.0
     sent_line = ""
     lv = monitor.liveness
     while not stop.wait(0.25) and time.monotonic() < t_end:
@@ -112,8 +113,10 @@ def _main_loop(args, agent: Agent, monitor: Monitor, notifier: Notifier, control
         dead = monitor.dead_loops(now)
         if not dead:  # liveness, not data flow: an unplugged device keeps the pings coming
             notifier.keepalive()
-        elif notifier.enabled:
-            log.error("watchdog pings withheld: loop(s) not turning: %s", ", ".join(dead))
+        elif time.monotonic() - last_dead_log >= 10.0:  # also outside systemd: a stream that stopped says why
+            last_dead_log = time.monotonic()
+            log.error("loop(s) not turning: %s%s", ", ".join(dead),
+                      "; watchdog pings withheld" if notifier.enabled else "")
         if time.monotonic() - last_status >= 1.0 and (notifier.enabled or args.status_every):
             last_status = time.monotonic()
             line = status_line(monitor.snapshot(now))

@@ -36,9 +36,13 @@ def _check(args) -> None:
     for f in args.files:
         if not os.path.isfile(f):
             raise UserError(f"no such file: {f}")
-        with open(f, "rb") as fh:
-            if fh.read(len(MAGIC)) != MAGIC:
-                raise UserError(f"{f} is not an MCAP file")
+        try:
+            with open(f, "rb") as fh:
+                head = fh.read(len(MAGIC))
+        except OSError as exc:
+            raise UserError(f"cannot read {f}: {exc.strerror or exc}") from None
+        if head != MAGIC:
+            raise UserError(f"{f} is not an MCAP file")
         inputs.add(Path(f).resolve())
     for out in (args.xdf, args.csv, args.npy, args.foxglove):
         if out and Path(out).resolve() in inputs:

@@ -260,7 +260,9 @@ class Collector:
         if free is None:
             self._complain("file_budget", f"{len(self.parts)} files open (the budget); session {s.sid} waits")
             return None
-        if free and not self.parts[free].fsync_pending:
+        if free:  # the file to close first has an fsync in flight: not now (the agent resends), or EMFILE
+            if self.parts[free].fsync_pending:
+                return None
             self._finish(self.sessions[free], "idle (file budget)")
         try:
             f = PartFile(self.out_dir, s, part, self.name, self.compression)

@@ -55,10 +55,14 @@ def new_dealer(ctx: zmq.Context, endpoint: str, heartbeat_s: float, liveness_s: 
     s.setsockopt(zmq.HEARTBEAT_TTL, int(liveness_s * 1000))
     s.setsockopt(zmq.RECONNECT_IVL, 100)
     s.setsockopt(zmq.RECONNECT_IVL_MAX, int(backoff_max_s * 1000))
-    if curve is not None:
-        curve.apply_client(s)
-        s.watch_handshakes()
-    s.connect(endpoint)
+    try:
+        if curve is not None:
+            curve.apply_client(s)
+            s.watch_handshakes()
+        s.connect(endpoint)
+    except zmq.ZMQError:  # the sender retries with backoff: no socket (and monitor) left behind per try
+        s.close(0)
+        raise
     return s
 
 

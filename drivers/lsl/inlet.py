@@ -224,6 +224,11 @@ class LslInletDriver(Driver):
                     self._probe()
             except lost_error:
                 self._lost()
+            except Exception as exc:  # noqa: BLE001 - the stream must not stop silently on a bug or odd data
+                self.stats.count("errors")
+                log.exception("%s: LSL inlet error (%d so far); going on in 1 s", self.name, self.stats.reasons["errors"])
+                self.sink.problem(self.name, "error", f"LSL inlet: {type(exc).__name__}: {exc}")
+                self._stop.wait(1.0)
 
     def _pull(self, timeout: float) -> None:
         # the first sample returns as soon as it is there (a chunk pull with a timeout waits the timeout out); what
@@ -249,6 +254,14 @@ class LslInletDriver(Driver):
                 self.stats.dropped += gap
                 self.sink.gap(self.name, gap, "disconnect", int(self._last_dev or 0), int(dev[0]),
                               "LSL outlet was gone")
+        if self.info.channel_format != "string" and any(len(x) != self.info.channel_count for x in data):
+            # an outlet of the same name came back with another layout: these samples cannot be this stream's
+            self.stats.malformed += len(ts)
+            self.stats.gaps += 1
+            self.sink.gap(self.name, len(ts), "malformed", int(dev[0]), int(dev[-1]),
+                          f"LSL samples with {len(data[0])} channels, the stream has {self.info.channel_count}")
+            self._last_dev = int(dev[-1])
+            return
         values: Any = list(map(lambda s: s[0], data)) if self.info.channel_format == "string" else (
             np.asarray(data, dtype=self.info.dtype).reshape(len(ts), self.info.channel_count))
         self._last_dev = int(dev[-1])

@@ -159,6 +159,36 @@ def test_an_outlet_that_vanishes_is_a_counted_disconnect_and_its_return_is_follo
 
 
 @needs_lsl
+def test_an_outlet_that_returns_with_another_channel_count_is_a_malformed_gap_not_a_dead_stream():
+    """The same source id back with 2 channels instead of 1: its samples cannot be this stream's; they are recorded
+    as a ``malformed`` gap and the driver thread keeps running (it used to die on the reshape, silently)."""
+    name = "synchub-test-" + uuid.uuid4().hex[:8]
+    sid = f"src-{name}"
+    out = _outlet(name, rate=100.0, n=1, source_id=sid)
+    drv = LslInletDriver(StreamCommon(name="x", type="other", driver="lsl"),
+                         LslSettings(lsl_source_id=sid, reconnect_s=0.2))
+    sink = Sink()
+    drv.start(sink)
+    try:
+        t0 = pylsl.local_clock()
+        for k in range(10):
+            out.push_sample([k], t0 + k / 100)
+        assert _wait(lambda: sink.n() >= 10)
+        del out
+        assert _wait(lambda: drv.disconnects == 1, 10.0)
+        out = _outlet(name, rate=100.0, n=2, source_id=sid)
+        assert _wait(lambda: any(p[0] == "reconnect" for p in sink.problems), 10.0)
+        time.sleep(0.3)
+        for k in range(20, 30):
+            out.push_sample([k, k], t0 + k / 100)
+        assert _wait(lambda: sum(g[0] for g in sink.gaps if g[1] == "malformed") >= 10, 10.0), sink.gaps
+        assert drv._thread.is_alive()
+    finally:
+        drv.stop()
+    assert sink.n() == 10
+
+
+@needs_lsl
 def test_no_matching_outlet_is_one_clear_error():
     with pytest.raises(LslError, match=r"no LSL stream matching name='nothing-here-\w+' found within 0.3 s"):
         LslInletDriver(StreamCommon(name="x", type="other", driver="lsl"),
