@@ -111,12 +111,13 @@ def run(args) -> int:
     out = bench_align(bench, world_spec, links, Path(args.scenario).stem, log=lambda s: print(s, file=sys.stderr))
     if not args.quiet:
         print(f"{'pair':22s} {'method':9s} {'median_ms':>10s} {'p95_ms':>9s} {'within%':>8s} {'drift_ppm':>9s} "
-              f"{'abstain%':>8s}")
+              f"{'abstain%':>8s} {'sigma':>7s} {'cov1%':>6s} {'cov2%':>6s}")
         for r in out["results"]:
             def f(v, w=9, p=3):
                 return f"{v:{w}.{p}f}" if isinstance(v, (int, float)) else f"{'-':>{w}s}"
             print(f"{r['pair']:22s} {r['method']:9s} {f(r['median_ms'], 10)} {f(r['p95_ms'])} "
-                  f"{f(r['within_tol_pct'], 8, 2)} {f(r['drift_err_ppm'])} {f(r['abstain_pct'], 8, 1)}")
+                  f"{f(r['within_tol_pct'], 8, 2)} {f(r['drift_err_ppm'])} {f(r['abstain_pct'], 8, 1)} "
+                  f"{f(r['sigma_median_ms'], 7, 2)} {f(r['cover_1sigma_pct'], 6, 1)} {f(r['cover_2sigma_pct'], 6, 1)}")
         print(f"({time.time() - t0:.1f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")

@@ -30,7 +30,12 @@ def test_bench_align_writes_the_documented_json(tmp_path, capsys):
     assert [(r["pair"], r["method"]) for r in rows] == [
         (p, m) for p in ("IMU+Audio", "Text+Metadata") for m in ("arrival", "classical", "hybrid")]
     for r in rows:
-        assert set(r) == {"pair", "method", "median_ms", "p95_ms", "within_tol_pct", "drift_err_ppm", "abstain_pct"}
+        assert set(r) == {"pair", "method", "median_ms", "p95_ms", "within_tol_pct", "drift_err_ppm", "abstain_pct",
+                          "sigma_median_ms", "cover_1sigma_pct", "cover_2sigma_pct"}
+        if r["method"] == "arrival":  # no sigma of its own
+            assert r["cover_1sigma_pct"] is None and r["sigma_median_ms"] is None
+        elif r["cover_1sigma_pct"] is not None:
+            assert 0.0 <= r["cover_1sigma_pct"] <= r["cover_2sigma_pct"] <= 100.0 and r["sigma_median_ms"] > 0
     by = {(r["pair"], r["method"]): r for r in rows}
     # functional sanity (accuracy figures themselves belong in the bench JSON): arrival is late by the audio
     # link's >= 8 ms latency, correlation of taps is not
