@@ -16,7 +16,9 @@ Two corrections per modality pair, fitted on a *calibration* split and judged on
   windows cannot calibrate it, and the mapping itself does not depend on the scale (one fit, no iteration).
 
 ``sigma_calibration.json`` next to this module holds the real-signal corpus's table, with the split, recordings
-and date it came from; ``synchub bench align --real --split calibration --fit-sigma FILE`` writes it.
+and date it came from (``synchub bench align --real --split calibration --fit-sigma FILE`` writes it);
+``sigma_calibration_sim.json`` the simulated rig's (``bench align --scenario S --seeds ... --fit-sigma FILE``, on
+seeds other than the scenario's).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 COVERAGE_1SIGMA = 0.68
 #: the real-signal corpus's fitted table (``SigmaTable.load``)
 REAL_TABLE = Path(__file__).with_name("sigma_calibration.json")
+#: the simulated rig's (``bench align --scenario``), fitted on seeds apart from the held-out scenario's
+SIM_TABLE = Path(__file__).with_name("sigma_calibration_sim.json")
 
 
 def coverage(errors_ns, sigmas_ns, k: float = 1.0) -> float:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from synchub.agent.align.aligner import AlignerSettings
+from synchub.agent.align.calibration import SigmaTable
 from synchub.agent.align.drift import DriftTracker, theil_sen
 from synchub.agent.align.window import WindowAligner
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
@@ -30,6 +31,7 @@ class PairOutcome:
     windows: dict  # method -> (abstained, total)
     drift_err: dict  # method -> list of |ppm err| per target
     sigmas: dict = field(default_factory=dict)  # method -> reported 1-sigma (ns) of each mapped event, if any
+    hybrid_by_pair: dict = field(default_factory=dict)  # (ref, target modality) -> ([|err|], [raw sigma]) of hybrid
 
 
 def _true_drift(clock: DeviceClock, true_end: int) -> float:
@@ -37,7 +39,10 @@ def _true_drift(clock: DeviceClock, true_end: int) -> float:
 
 
 def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, bench: BenchSpec, runners: dict,
-             settings: AlignerSettings, rng: np.random.Generator, emb_cache: dict | None = None) -> PairOutcome:
+             settings: AlignerSettings, rng: np.random.Generator, emb_cache: dict | None = None,
+             table: SigmaTable | None = None) -> PairOutcome:
+    """One pair in one world; ``table`` calibrates the hybrid's reported uncertainty (none: the raw one)."""
+    table = table or SigmaTable((), {})
     methods = bench.methods
     out = PairOutcome({m: [] for m in methods}, {m: 0 for m in methods}, {m: [0, 0] for m in methods},
                       {m: [] for m in methods}, {m: [] for m in methods})
@@ -130,7 +135,10 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
                     if len(ed):
                         mapped, unc = hybrid_map_unc(model, ed, offsets, bench.skew_prior_ppm, coarser * NS)
                         out.errors[m].extend(np.abs(mapped - et).tolist())
-                        out.sigmas[m].extend(unc.tolist())
+                        out.sigmas[m].extend(table.apply(ref_m, tm, unc).tolist())
+                        raw = out.hybrid_by_pair.setdefault((ref_m, tm), ([], []))
+                        raw[0].extend(np.abs(mapped - et).tolist())
+                        raw[1].extend(unc.tolist())
                     continue
                 tr = trackers[m]
                 if not r.ok:

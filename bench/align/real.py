@@ -93,7 +93,8 @@ def add_arguments(p) -> None:
     g.add_argument("--split", default="heldout", choices=("heldout", "calibration"),
                    help="corpus split (calibration: only to fit the sigma table)")
     g.add_argument("--fit-sigma", default="", metavar="FILE",
-                   help="fit the per-pair sigma scales on this run (--split calibration) and write them to FILE")
+                   help="fit the per-pair sigma calibration on this run and write it to FILE (--real: with --split "
+                        "calibration; --scenario: with --seeds other than the scenario's)")
     g.add_argument("--cache", default="", help="clip cache folder (default: $SYNCHUB_CORPUS_CACHE or ~/.cache)")
 
 
