@@ -15,7 +15,8 @@
   so that its coverage is judged on recordings it was not fitted on.  Its recordings have their own seeds
   (``SEED_BASE["calibration"]``) and draw the *validation* material (voice, speeds, sound families:
   ``MATERIAL_OF``), which no encoder is trained on; so they share no voice, sound or seed with training or with the
-  held-out split the benchmark judges.
+  held-out split the benchmark judges, and no speaker with the held-out split (kal is a training speaker under
+  other engines, as for validation).
 
 ``DATA_CARD.md`` documents the same; ``tests/test_corpus.py`` checks that no two splits share a voice, a sound or
 a seed.
