@@ -292,8 +292,8 @@ def summarize(outs: list[_Out], m: str) -> dict:
         "sigma_median_ms": _r(np.median(sig[has_sig]) / 1e6) if has_sig.any() else None,
         "cover_1sigma_pct": _r(100.0 * np.mean(a[has_sig] <= sig[has_sig]), 2) if has_sig.any() else None,
         "cover_2sigma_pct": _r(100.0 * np.mean(a[has_sig] <= 2 * sig[has_sig]), 2) if has_sig.any() else None,
-        # the floor (added in quadrature) that would bring the 1-sigma coverage to 68 % (AlignerSettings'
-        # pair_sigma_floor_ms is calibrated with it)
+        # diagnostic: the floor (added in quadrature) that would bring this run's 1-sigma coverage to 68 % (never
+        # fitted from here on the held-out split: the calibration is --split calibration --fit-sigma)
         "sigma_floor_68_ms": _r(floor_for_coverage(a[has_sig], sig[has_sig]) / 1e6) if has_sig.any() else None,
         "abstain_pct": _r(100.0 * ab / tot, 2) if tot else None,
         "abstain_reasons": dict(reasons.most_common(4)),
