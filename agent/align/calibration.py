@@ -2,16 +2,41 @@
 
 An alignment's sigma comes from its correlation peak (width, PSR, events, sample periods); what it cannot see is
 how differently two modalities register the same event (a marker stamped before its sound starts, an IMU that
-feels a knock a little after the microphone hears it).  That part is a floor per modality pair, added in
-quadrature (``AlignerSettings.pair_sigma_floor_ms``), measured on held-out data with ``floor_for_coverage``:
-the smallest floor that makes ``target`` of the errors fall within their 1-sigma.
+feels a knock a little after the microphone hears it) and how much of a window's error the next windows share.
+Two corrections per modality pair, fitted on a *calibration* split and judged on another:
+
+* a floor added in quadrature to a window's sigma (``AlignerSettings.pair_sigma_floor_ms``,
+  ``floor_for_coverage``);
+* a scale and a floor on the uncertainty the hybrid path reports for a mapped time (``SigmaTable``: ``k *
+  sqrt(sigma^2 + g^2)``, fitted by ``fit_scale_floor``: k is the split-conformal quantile of |error| / sigma
+  (``fit_scale``), so that ``target`` (68 %) of the calibration errors fall within the 1-sigma; g, the part no
+  window shows (a bias all of a recording's events share), is the one that keeps the coverage right across the
+  range of reported sigmas and at 2 sigma).  It acts on the output, after the clock model: a window's sigma does not pass through to
+  it (the model also weighs the arrival envelope, whose unseen link latency is the larger part), so scaling the
+  windows cannot calibrate it, and the mapping itself does not depend on the scale (one fit, no iteration).
+
+``sigma_calibration.json`` next to this module holds the real-signal corpus's table, with the split, recordings
+and date it came from (``synchub bench align --real --split calibration --fit-sigma FILE`` writes it);
+``sigma_calibration_sim.json`` the simulated rig's (``bench align --scenario S --seeds ... --fit-sigma FILE``, on
+seeds other than the scenario's).
 """
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
+from synchub.agent.clock.choice import UNKNOWN_UNC_NS
+
 COVERAGE_1SIGMA = 0.68
+#: the real-signal corpus's fitted table (``SigmaTable.load``)
+REAL_TABLE = Path(__file__).with_name("sigma_calibration.json")
+#: the simulated rig's (``bench align --scenario``), fitted on seeds apart from the held-out scenario's
+SIM_TABLE = Path(__file__).with_name("sigma_calibration_sim.json")
 
 
 def coverage(errors_ns, sigmas_ns, k: float = 1.0) -> float:
@@ -36,7 +61,83 @@ def floor_for_coverage(errors_ns, sigmas_ns, target: float = COVERAGE_1SIGMA) ->
 
 def pair_floor_ns(table, a: str, b: str, default_ns: float = 0.0) -> float:
     """The floor (ns) of the unordered modality pair (a, b) in ``table`` ((m1, m2, floor_ms), ...)."""
-    for m1, m2, ms in table:
+    ms = pair_value(table, a, b, None)
+    return default_ns if ms is None else ms * 1e6
+
+
+def fit_scale(errors_ns, sigmas_ns, target: float = COVERAGE_1SIGMA) -> float:
+    """The scale k with ``coverage(errors, k * sigmas) ~= target``: the split-conformal quantile of |e| / s
+    (rank ceil((n + 1) * target) of n, so that on fresh data from the same distribution the coverage is at least
+    ``target`` in expectation and close to it).  nan without data; sigmas <= 0 are left out."""
+    e = np.abs(np.asarray(errors_ns, dtype=np.float64))
+    s = np.asarray(sigmas_ns, dtype=np.float64)
+    ok = np.isfinite(e) & np.isfinite(s) & (s > 0)
+    if not ok.any():
+        return float("nan")
+    r = np.sort(e[ok] / s[ok])
+    k = min(len(r), int(math.ceil((len(r) + 1) * target)))
+    return float(r[k - 1])
+
+
+def fit_scale_floor(errors_ns, sigmas_ns, target: float = COVERAGE_1SIGMA, target2: float = 0.95,
+                    n_bins: int = 4, n_grid: int = 48) -> tuple[float, float]:
+    """(k, g) of the calibrated sigma ``k * sqrt(sigma^2 + g^2)``: for each floor g on a grid (0 and 0.02..50 x
+    the median sigma), k = ``fit_scale`` (pooled 1-sigma coverage = ``target``); the g kept is the one whose
+    coverage holds best across the range of reported sigmas (``n_bins`` quantile bins of sigma: errors that do not
+    grow with the sigma want a floor, errors that do want a scale) and at 2 sigma (``target2``): least squared
+    deviation, event-weighted.  (nan, nan) without data."""
+    e = np.abs(np.asarray(errors_ns, dtype=np.float64))
+    s = np.asarray(sigmas_ns, dtype=np.float64)
+    ok = np.isfinite(e) & np.isfinite(s) & (s > 0)
+    if not ok.any():
+        return float("nan"), float("nan")
+    e, s = e[ok], s[ok]
+    edges = np.quantile(s, np.linspace(0.0, 1.0, n_bins + 1)[1:-1])
+    bins = np.searchsorted(edges, s, side="right")
+    best = (np.inf, float("nan"), float("nan"))
+    for g in np.concatenate([[0.0], np.geomspace(0.02, 50.0, n_grid) * float(np.median(s))]):
+        t = np.sqrt(s * s + g * g)
+        k = fit_scale(e, t, target)
+        inside = e <= k * t
+        loss = sum(np.sum(bins == j) * (np.mean(inside[bins == j]) - target) ** 2 for j in np.unique(bins)) / len(e)
+        loss += (np.mean(e <= 2 * k * t) - target2) ** 2
+        if loss < best[0] - 1e-12:
+            best = (loss, k, float(g))
+    return best[1], best[2]
+
+
+@dataclass(frozen=True)
+class SigmaTable:
+    """Fitted per-pair calibrations: ``scales`` ((m1, m2, k, g_ms), ...), unordered pairs, the calibrated sigma
+    being ``k * sqrt(sigma^2 + g^2)``; ``source`` says where they were fitted (split, recordings, date)."""
+
+    scales: tuple[tuple[str, str, float, float], ...]
+    source: dict
+
+    @classmethod
+    def load(cls, path=REAL_TABLE) -> SigmaTable:
+        d = json.loads(Path(path).read_text())
+        return cls(tuple((p["pair"][0], p["pair"][1], float(p["scale"]), float(p.get("floor_ms", 0.0)))
+                         for p in d["pairs"]), {k: v for k, v in d.items() if k != "pairs"})
+
+    def of(self, a: str, b: str) -> tuple[float, float]:
+        """(k, g in ns) of the pair (a, b); (1, 0) when it has no entry."""
+        for m1, m2, k, g in self.scales:
+            if {m1, m2} == {a, b}:
+                return k, g * 1e6
+        return 1.0, 0.0
+
+    def apply(self, a: str, b: str, sigma_ns):
+        """``sigma_ns`` (array) of the pair (a, b) calibrated; sigmas that say "unknown" (nan, >= UNKNOWN_UNC_NS)
+        stay so."""
+        s = np.asarray(sigma_ns, dtype=np.float64)
+        k, g = self.of(a, b)
+        return np.where(s >= UNKNOWN_UNC_NS, s, k * np.sqrt(s * s + g * g))
+
+
+def pair_value(table, a: str, b: str, default: float):
+    """The value of the unordered modality pair (a, b) in ``table`` ((m1, m2, value), ...)."""
+    for m1, m2, v in table:
         if {m1, m2} == {a, b}:
-            return float(ms) * 1e6
-    return default_ns
+            return float(v)
+    return default

@@ -5,11 +5,12 @@ per-pair summary (``summarize``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from synchub.agent.align.aligner import AlignerSettings
+from synchub.agent.align.calibration import SigmaTable
 from synchub.agent.align.drift import DriftTracker, theil_sen
 from synchub.agent.align.window import WindowAligner
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
@@ -29,6 +30,8 @@ class PairOutcome:
     missed: dict  # method -> events not mapped
     windows: dict  # method -> (abstained, total)
     drift_err: dict  # method -> list of |ppm err| per target
+    sigmas: dict = field(default_factory=dict)  # method -> reported 1-sigma (ns) of each mapped event, if any
+    hybrid_by_pair: dict = field(default_factory=dict)  # (ref, target modality) -> ([|err|], [raw sigma]) of hybrid
 
 
 def _true_drift(clock: DeviceClock, true_end: int) -> float:
@@ -36,10 +39,13 @@ def _true_drift(clock: DeviceClock, true_end: int) -> float:
 
 
 def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, bench: BenchSpec, runners: dict,
-             settings: AlignerSettings, rng: np.random.Generator, emb_cache: dict | None = None) -> PairOutcome:
+             settings: AlignerSettings, rng: np.random.Generator, emb_cache: dict | None = None,
+             table: SigmaTable | None = None) -> PairOutcome:
+    """One pair in one world; ``table`` calibrates the hybrid's reported uncertainty (none: the raw one)."""
+    table = table or SigmaTable((), {})
     methods = bench.methods
     out = PairOutcome({m: [] for m in methods}, {m: 0 for m in methods}, {m: [0, 0] for m in methods},
-                      {m: [] for m in methods})
+                      {m: [] for m in methods}, {m: [] for m in methods})
     ref = streams[ref_m]
     ref_t = ref.true_ns + np.rint(rng.normal(0, bench.ref_jitter_us * 1e3, len(ref.true_ns))).astype(np.int64)
     order = np.argsort(ref_t, kind="stable")
@@ -127,7 +133,12 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
                         out.missed[m] += len(ed)
                         continue
                     if len(ed):
-                        out.errors[m].extend(np.abs(hybrid_map(model, ed, offsets, bench.skew_prior_ppm, coarser * NS) - et).tolist())
+                        mapped, unc = hybrid_map_unc(model, ed, offsets, bench.skew_prior_ppm, coarser * NS)
+                        out.errors[m].extend(np.abs(mapped - et).tolist())
+                        out.sigmas[m].extend(table.apply(ref_m, tm, unc).tolist())
+                        raw = out.hybrid_by_pair.setdefault((ref_m, tm), ([], []))
+                        raw[0].extend(np.abs(mapped - et).tolist())
+                        raw[1].extend(unc.tolist())
                     continue
                 tr = trackers[m]
                 if not r.ok:
@@ -138,6 +149,7 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
                     drift = tr.drift_ppm
                     mapped = ed + r.offset_ns - drift * 1e-6 * (ed - r.device_ns)
                     out.errors[m].extend(np.abs(mapped - et).tolist())
+                    out.sigmas[m].extend([float(r.sigma_ns)] * len(ed))
         true_drift = _true_drift(tgt.clock, int(world.duration_s * NS))
         if "arrival" in methods:
             a, b = theil_sen(((tgt.device_ns[::max(1, len(tgt.device_ns) // 400)] - tgt.device_ns[0]) / NS),
@@ -175,21 +187,31 @@ def feed_window(model, tgt, fed_until: int, centre: int, r, name: str, overlap: 
 
 def hybrid_map(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: float = 300.0,
                period_ns: float = 0.0, slack_ns: int = 500_000) -> np.ndarray:
-    """Reference times of ``device_ns`` from a ClockModel fed with aligner offsets, trigger edges and arrivals.
+    """Reference times of ``device_ns`` (``hybrid_map_unc`` without the uncertainty)."""
+    return hybrid_map_unc(model, device_ns, offsets, skew_prior_ppm, period_ns, slack_ns)[0]
+
+
+def hybrid_map_unc(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: float = 300.0,
+                   period_ns: float = 0.0, slack_ns: int = 500_000) -> tuple[np.ndarray, np.ndarray]:
+    """Reference times of ``device_ns`` from a ClockModel fed with aligner offsets, trigger edges and arrivals,
+    and the 1-sigma (ns) of the estimate each time got.
 
     The arrival envelope is late by the link's minimum latency, which its own spread cannot show; the aligner's
     offsets ``[(device_ns, offset_ns, sigma_ns)]`` measure it: L = weighted mean of (envelope - offset).  Where
     L is not significantly above zero (<= 2 standard errors + 1 ms) and the envelope is the more precise, the
-    envelope is used; elsewhere the offset/edge filter, bounded above by the envelope (a sample cannot be taken
-    after it arrived).  Before the aligner or a trigger has said anything: the envelope alone."""
+    envelope is used (its uncertainty: its own, L's and L's standard error in quadrature: the latency it cannot
+    see); elsewhere the offset/edge filter (its own uncertainty), bounded above by the envelope (a sample cannot be
+    taken after it arrived).  Before the aligner or a trigger has said anything: the envelope alone."""
     arr, arr_unc, _s = model.map(device_ns, method="arrival")
+    unknown = np.full(len(device_ns), float(UNKNOWN_UNC_NS))
     if np.all(arr_unc >= UNKNOWN_UNC_NS):  # no arrival envelope in this segment yet: the model answers identity
         arr, arr_unc = None, None
     if not offsets:
-        return arr if arr is not None else device_ns + 0
+        return (arr, arr_unc.astype(np.float64)) if arr is not None else (device_ns + 0, unknown)
     est, est_unc, _s = model.map(device_ns, method="hybrid")
+    est_unc = est_unc.astype(np.float64)
     if arr is None:
-        return est
+        return est, est_unc
     d = np.array([o[0] for o in offsets], dtype=np.int64)
     off = np.array([o[1] for o in offsets], dtype=np.float64)
     sig = np.maximum(np.array([o[2] for o in offsets], dtype=np.float64), 1e3)
@@ -211,7 +233,8 @@ def hybrid_map(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: floa
     se = max(se, 0.1 * period_ns)  # a systematic floor: onsets seen at a coarse rate can be biased that much
     env_ok = bias <= 2.0 * se + 1e6
     use_arr = env_ok & (arr_unc < est_unc)
-    return np.where(use_arr, arr, np.minimum(est, arr + slack_ns))
+    env_unc = np.sqrt(arr_unc.astype(np.float64) ** 2 + max(bias, 0.0) ** 2 + se**2)
+    return np.where(use_arr, arr, np.minimum(est, arr + slack_ns)), np.where(use_arr, env_unc, est_unc)
 
 
 def tolerance_ns(ref_m: str, targets) -> float:
@@ -228,6 +251,8 @@ def summarize(name: str, tol_ns: float, outs: list[PairOutcome], methods) -> lis
         tot = sum(o.windows[m][1] for o in outs)
         drifts = [d for o in outs for d in o.drift_err[m]]
         n_ev = len(err) + missed
+        sig = np.concatenate([np.asarray(o.sigmas.get(m, ()), dtype=np.float64) for o in outs]) if outs else err
+        has = np.isfinite(sig) & (sig < UNKNOWN_UNC_NS) if len(sig) == len(err) else np.zeros(len(err), bool)
         rows.append({
             "pair": name,
             "method": m,
@@ -236,5 +261,9 @@ def summarize(name: str, tol_ns: float, outs: list[PairOutcome], methods) -> lis
             "within_tol_pct": round(100.0 * float(np.sum(err <= tol_ns)) / n_ev, 2) if n_ev else None,
             "drift_err_ppm": round(float(np.median(drifts)), 3) if drifts else None,
             "abstain_pct": round(100.0 * ab / tot, 2) if tot else None,
+            # the reported 1-sigma (hybrid: the clock model's uncertainty; classical/neural: the window's)
+            "sigma_median_ms": round(float(np.median(sig[has])) / 1e6, 4) if has.any() else None,
+            "cover_1sigma_pct": round(100.0 * float(np.mean(err[has] <= sig[has])), 2) if has.any() else None,
+            "cover_2sigma_pct": round(100.0 * float(np.mean(err[has] <= 2 * sig[has])), 2) if has.any() else None,
         })
     return rows

@@ -48,12 +48,14 @@ from pathlib import Path
 import numpy as np
 
 from synchub.agent.align.aligner import AlignerSettings
+from synchub.agent.align.calibration import SIM_TABLE, SigmaTable
 from synchub.agent.align.markers import rules_from
 from synchub.agent.align.window import load_runners
 from synchub.drivers.sim.world import MARKER_RULES, World, WorldSpec
 from synchub.errors import UserError
 
 from . import real
+from .calibrate import fit_pairs
 from .pairs import PairOutcome, run_pair, summarize, tolerance_ns
 from .scenario import DEFAULT_PAIRS, BenchSpec, load_scenario
 from .streams import render_streams
@@ -67,7 +69,12 @@ def add_arguments(p) -> None:
     real.add_arguments(p)  # the real-signal corpus variant (``--real``)
 
 
-def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: str, log=print) -> dict:
+def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: str, log=print,
+                table: SigmaTable | None = None, fit: bool = False) -> dict:
+    """Every pair of the scenario on every seed; ``table`` calibrates the hybrid's sigma (default: the shipped
+    simulator table); ``fit``: none applied, and the result carries ``sigma_table`` fitted on these seeds."""
+    if table is None:
+        table = SigmaTable((), {}) if fit or not SIM_TABLE.exists() else SigmaTable.load(SIM_TABLE)
     pairs = [(p.name, p.ref, p.targets) for p in bench.pairs] or list(DEFAULT_PAIRS)
     modalities = {m for _, r, ts in pairs for m in (r, *ts)}
     runners = {}
@@ -87,12 +94,21 @@ def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: 
         for name, ref_m, targets in pairs:
             rng = np.random.default_rng([int(seed), len(name)])
             per_pair[name].append(run_pair(streams, world, ref_m, targets, bench, runners, settings, rng,
-                                           emb_cache))
+                                           emb_cache, table))
         log(f"  seed {seed}: rendered in {t1 - t0:.1f} s, aligned in {time.time() - t1:.1f} s")
     results = []
     for name, ref_m, targets in pairs:
         results.extend(summarize(name, tolerance_ns(ref_m, targets), per_pair[name], bench.methods))
-    return {"scenario": scenario, "results": results}
+    out = {"scenario": scenario, "sigma_table": table.source, "results": results}
+    if fit:
+        samples: dict = {}
+        for o in (o for outs in per_pair.values() for o in outs):
+            for key, (e, sg) in o.hybrid_by_pair.items():
+                samples.setdefault(key, ([], []))[0].extend(e)
+                samples[key][1].extend(sg)
+        out["sigma_table"] = fit_pairs(samples, {"split": f"scenario {scenario}, seeds "
+                                                 f"{','.join(str(s) for s in bench.seeds)}", "method": "hybrid"})
+    return out
 
 
 def run(args) -> int:
@@ -106,18 +122,26 @@ def run(args) -> int:
             seeds = tuple(int(s) for s in args.seeds.split(","))
         except ValueError:
             raise UserError(f"--seeds: expected a comma list of integers, got {args.seeds!r}") from None
+        if args.fit_sigma and set(seeds) & set(bench.seeds):
+            raise UserError("--fit-sigma: fit on seeds other than the scenario's own (those judge it)")
         bench = replace(bench, seeds=seeds)
+    elif args.fit_sigma:
+        raise UserError("--fit-sigma: give --seeds other than the scenario's own (those judge it)")
     t0 = time.time()
-    out = bench_align(bench, world_spec, links, Path(args.scenario).stem, log=lambda s: print(s, file=sys.stderr))
+    out = bench_align(bench, world_spec, links, Path(args.scenario).stem, log=lambda s: print(s, file=sys.stderr),
+                      fit=bool(args.fit_sigma))
     if not args.quiet:
         print(f"{'pair':22s} {'method':9s} {'median_ms':>10s} {'p95_ms':>9s} {'within%':>8s} {'drift_ppm':>9s} "
-              f"{'abstain%':>8s}")
+              f"{'abstain%':>8s} {'sigma':>7s} {'cov1%':>6s} {'cov2%':>6s}")
         for r in out["results"]:
             def f(v, w=9, p=3):
                 return f"{v:{w}.{p}f}" if isinstance(v, (int, float)) else f"{'-':>{w}s}"
             print(f"{r['pair']:22s} {r['method']:9s} {f(r['median_ms'], 10)} {f(r['p95_ms'])} "
-                  f"{f(r['within_tol_pct'], 8, 2)} {f(r['drift_err_ppm'])} {f(r['abstain_pct'], 8, 1)}")
+                  f"{f(r['within_tol_pct'], 8, 2)} {f(r['drift_err_ppm'])} {f(r['abstain_pct'], 8, 1)} "
+                  f"{f(r['sigma_median_ms'], 7, 2)} {f(r['cover_1sigma_pct'], 6, 1)} {f(r['cover_2sigma_pct'], 6, 1)}")
         print(f"({time.time() - t0:.1f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    if args.fit_sigma:
+        Path(args.fit_sigma).write_text(json.dumps(out["sigma_table"], indent=1) + "\n")
     return 0

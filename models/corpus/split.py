@@ -11,6 +11,12 @@
   draw texts, speeds, placement, backgrounds, SNRs and clocks.  The bases are far from the simulator's training
   seeds (``models/simdata.py``: 1e6, 9e6).
 * **Speeds** differ per split, so held-out speech is also at speeds never trained on.
+* **Calibration** (``calibration``): what the aligner's sigma is fitted on (``synchub.agent.align.calibration``),
+  so that its coverage is judged on recordings it was not fitted on.  Its recordings have their own seeds
+  (``SEED_BASE["calibration"]``) and draw the *validation* material (voice, speeds, sound families:
+  ``MATERIAL_OF``), which no encoder is trained on; so they share no voice, sound or seed with training or with the
+  held-out split the benchmark judges, and no speaker with the held-out split (kal is a training speaker under
+  other engines, as for validation).
 
 ``DATA_CARD.md`` documents the same; ``tests/test_corpus.py`` checks that no two splits share a voice, a sound or
 a seed.
@@ -22,7 +28,9 @@ import zlib
 
 from . import sources as S
 
-SPLITS = ("train", "validation", "heldout")
+SPLITS = ("train", "validation", "heldout", "calibration")
+#: the split whose voices, speeds and sounds a split draws (its own, but for calibration)
+MATERIAL_OF = {"calibration": "validation"}
 
 VOICES: dict[str, tuple[str, ...]] = {
     "train": ("flite:kal16", "flite:awb", "flite:rms", "festival:kal_diphone"),
@@ -34,13 +42,15 @@ SPEEDS: dict[str, tuple[float, ...]] = {
     "validation": (0.85, 1.1),
     "heldout": (0.95, 1.05, 1.2),
 }
-SEED_BASE = {"train": 20_000_000, "validation": 27_000_000, "heldout": 28_000_000}
+SEED_BASE = {"train": 20_000_000, "validation": 27_000_000, "heldout": 28_000_000, "calibration": 29_000_000}
 SEEDS_PER_SPLIT = 1_000_000
 
 
-def _check(split: str) -> None:
+def _check(split: str) -> str:
+    """``split``'s material (``MATERIAL_OF``); a ValueError for an unknown split."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; one of: {', '.join(SPLITS)}")
+    return MATERIAL_OF.get(split, split)
 
 
 def seed_of(split: str, i: int) -> int:
@@ -84,16 +94,14 @@ def sound_split(sound_id: str) -> str:
 
 def voices(split: str, installed: bool = True) -> tuple[str, ...]:
     """The split's voices (only those installed here, by default)."""
-    _check(split)
-    return tuple(v for v in VOICES[split] if not installed or not S.missing(v))
+    return tuple(v for v in VOICES[_check(split)] if not installed or not S.missing(v))
 
 
 def sounds(split: str) -> tuple[str, ...]:
     """The split's sound effects installed here."""
-    _check(split)
-    return tuple(s for s in S.all_sounds() if sound_split(s) == split)
+    m = _check(split)
+    return tuple(s for s in S.all_sounds() if sound_split(s) == m)
 
 
 def speeds(split: str) -> tuple[float, ...]:
-    _check(split)
-    return SPEEDS[split]
+    return SPEEDS[_check(split)]

@@ -2,9 +2,12 @@
 are user errors."""
 
 import json
+from pathlib import Path
 
 from synchub.bench.align import pairs as B
 from synchub.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SCENARIO = """
 [bench]
@@ -30,7 +33,12 @@ def test_bench_align_writes_the_documented_json(tmp_path, capsys):
     assert [(r["pair"], r["method"]) for r in rows] == [
         (p, m) for p in ("IMU+Audio", "Text+Metadata") for m in ("arrival", "classical", "hybrid")]
     for r in rows:
-        assert set(r) == {"pair", "method", "median_ms", "p95_ms", "within_tol_pct", "drift_err_ppm", "abstain_pct"}
+        assert set(r) == {"pair", "method", "median_ms", "p95_ms", "within_tol_pct", "drift_err_ppm", "abstain_pct",
+                          "sigma_median_ms", "cover_1sigma_pct", "cover_2sigma_pct"}
+        if r["method"] == "arrival":  # no sigma of its own
+            assert r["cover_1sigma_pct"] is None and r["sigma_median_ms"] is None
+        elif r["cover_1sigma_pct"] is not None:
+            assert 0.0 <= r["cover_1sigma_pct"] <= r["cover_2sigma_pct"] <= 100.0 and r["sigma_median_ms"] > 0
     by = {(r["pair"], r["method"]): r for r in rows}
     # functional sanity (accuracy figures themselves belong in the bench JSON): arrival is late by the audio
     # link's >= 8 ms latency, correlation of taps is not
@@ -71,3 +79,23 @@ def test_bad_scenarios_are_user_errors(tmp_path, capsys):
     assert "sonar" in capsys.readouterr().err
     assert main(["bench", "align", "--scenario", str(tmp_path / "missing.toml")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_fit_sigma_on_a_scenario_needs_seeds_apart_from_its_own(tmp_path, capsys):
+    sc = tmp_path / "align-test.toml"
+    sc.write_text(SCENARIO)
+    assert main(["bench", "align", "--scenario", str(sc), "--fit-sigma", str(tmp_path / "t.json")]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    own = SCENARIO.split("seeds = [", 1)[1].split("]", 1)[0].split(",")[0].strip()
+    assert main(["bench", "align", "--scenario", str(sc), "--seeds", own, "--fit-sigma", str(tmp_path / "t.json")]) == 2
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_the_shipped_simulator_table_was_fitted_apart_from_the_heldout_scenario():
+    from synchub.agent.align.calibration import SIM_TABLE, SigmaTable
+
+    t = SigmaTable.load(SIM_TABLE)
+    held = (ROOT / "bench" / "scenarios" / "align-heldout.toml").read_text().split("seeds = [", 1)[1].split("]")[0]
+    fitted = t.source["split"].split("seeds ", 1)[1].split(",")
+    assert fitted and not {int(s) for s in fitted} & {int(s) for s in held.split(",")}
+    assert len(t.scales) >= 6 and all(k > 0 and g >= 0 for _a, _b, k, g in t.scales)

@@ -68,3 +68,24 @@ def test_bad_real_arguments_are_user_errors(capsys):
     assert main(["bench", "align", "--real", "--duration", "5"]) == 2
     assert main(["bench", "align"]) == 2
     assert "--real" in capsys.readouterr().err
+    # the sigma is fitted on the calibration split only, never on the held-out split it is judged on
+    assert main(["bench", "align", "--real", "--fit-sigma", "/nonexistent/t.json"]) == 2
+    assert "--split calibration" in capsys.readouterr().err
+    assert main(["bench", "align", "--real", "--split", "calibration", "--methods", "classical", "--fit-sigma",
+                 "/nonexistent/t.json"]) == 2
+
+
+def test_fit_sigma_writes_a_table_from_the_calibration_split(tmp_path, capsys):
+    why = [m for m in (S.missing(v) for v in SP.voices("calibration", installed=False)) if m]
+    if why:
+        pytest.skip("; ".join(why))
+    table = tmp_path / "sigma.json"
+    assert main(["bench", "align", "--real", "--split", "calibration", "--speech", "1", "--sounds", "0",
+                 "--duration", "60", "--methods", "hybrid", "--modes", "live", "--cache", str(tmp_path / "cache"),
+                 "--fit-sigma", str(table), "--quiet"]) == 0
+    doc = json.loads(table.read_text())
+    assert doc["split"] == "calibration" and doc["recordings"] == ["calibration-speech-0000"] and doc["date"]
+    (p,) = doc["pairs"]
+    assert p["pair"] == ["audio", "text"] and p["scale"] > 0 and p["floor_ms"] >= 0 and p["events"] >= 5
+    assert 55.0 <= p["cover_1sigma_pct_fitted"] <= 85.0  # on the data it was fitted on, by construction
+    assert "sigma calibration: audio-text" in capsys.readouterr().out

@@ -59,7 +59,7 @@ def test_resampling_keeps_a_tone_and_its_timing():
 
 def test_the_split_shares_no_voice_speaker_sound_or_seed():
     seen = {}
-    for split in SP.SPLITS:
+    for split in ("train", "validation", "heldout"):  # calibration draws validation's material
         for v in SP.VOICES[split]:
             assert seen.setdefault(v, split) == split, f"{v} in {seen[v]} and {split}"
     speaker = {v.split(":")[1].replace("cmu_us_", "").split("_")[0] for v in SP.VOICES["heldout"]}
@@ -79,8 +79,27 @@ def test_the_split_shares_no_voice_speaker_sound_or_seed():
     for split in SP.SPLITS:  # a plan only draws from its own split
         for spec in corpus.plan(split, 3, "events", 60.0):
             assert spec.split == split and SP.split_of_seed(spec.seed) == split
-            assert set(spec.voices) | set(spec.babble_voices) <= set(SP.VOICES[split])
-            assert all(SP.sound_split(s) == split for s in spec.sounds)
+            material = SP.MATERIAL_OF.get(split, split)
+            assert set(spec.voices) | set(spec.babble_voices) <= set(SP.VOICES[material])
+            assert all(SP.sound_split(s) == material for s in spec.sounds)
+
+
+def test_the_calibration_split_is_disjoint_from_training_and_from_evaluation():
+    """The aligner's sigma is fitted on the calibration split and judged on the held-out split: they (and
+    training) share no recording seed, voice, speaker or sound."""
+    cal = corpus.plan("calibration", 6, "speech", 60.0) + corpus.plan("calibration", 6, "events", 60.0)
+    for other in ("heldout", "train"):
+        oth = corpus.plan(other, 6, "speech", 60.0) + corpus.plan(other, 6, "events", 60.0)
+        assert not {s.seed for s in cal} & {s.seed for s in oth}
+        assert not {s.name for s in cal} & {s.name for s in oth}
+        assert not set(SP.voices("calibration", installed=False)) & set(SP.voices(other, installed=False))
+        assert not set(SP.sounds("calibration")) & set(SP.sounds(other))
+        assert not {v for s in cal for v in s.voices + s.babble_voices} & set(SP.VOICES[other])
+        assert not {x for s in cal for x in s.sounds} & set(SP.sounds(other))
+    assert all(SP.split_of_seed(s.seed) == "calibration" for s in cal)
+    speaker = {v.split(":")[1].replace("cmu_us_", "").split("_")[0] for v in SP.voices("calibration", False)}
+    held = {v.split(":")[1].replace("cmu_us_", "").split("_")[0] for v in SP.VOICES["heldout"]}
+    assert speaker and not speaker & held
 
 
 def test_the_makefile_installs_every_corpus_package():

@@ -1,0 +1,55 @@
+"""``bench align --real --split calibration --fit-sigma FILE``: the per-modality-pair calibration of the hybrid
+path's reported uncertainty (``synchub.agent.align.calibration.SigmaTable``), fitted on one run of the calibration
+split with no table applied, and written with the split, recordings and date it came from."""
+
+from __future__ import annotations
+
+import collections
+import datetime
+
+import numpy as np
+
+from synchub.agent.align.calibration import coverage, fit_scale_floor
+from synchub.agent.clock.choice import UNKNOWN_UNC_NS
+
+
+def _r(v, p=3):
+    return None if v is None or not np.isfinite(v) else round(float(v), p)
+
+
+def fit_table(pooled: dict, run_out: dict, pairs_of: dict, target: float = 0.68) -> dict:
+    """The per-modality-pair calibration fitted on one ``bench align --real`` run (``pooled``: (pair name, mode)
+    -> outcomes, one per recording) with no table applied: the hybrid's live errors and reported sigmas of every
+    pair name with that modality pair, pooled."""
+    samples: dict = collections.defaultdict(lambda: ([], []))
+    for (name, mode), outs in pooled.items():
+        if mode != "live":
+            continue
+        ref, tgt = next((r, t) for p in pairs_of.values() for n, r, t in p if n == name)
+        for o in outs:
+            samples[(ref, tgt)][0].extend(o.err["hybrid"])
+            samples[(ref, tgt)][1].extend(o.sigma["hybrid"])
+    return fit_pairs(samples, {"split": run_out["corpus"], "recordings": run_out["recordings"],
+                               "duration_s": run_out["duration_s"], "window_s": run_out["window_s"],
+                               "hop_s": run_out["hop_s"], "method": "hybrid", "mode": "live"}, target)
+
+
+def fit_pairs(samples: dict, source: dict, target: float = 0.68) -> dict:
+    """``{(ref, tgt): (errors_ns, sigmas_ns)}`` -> the table document (``SigmaTable.load`` reads it): per pair
+    ``fit_scale_floor``'s k and g, with the coverage before and after on the data it was fitted on."""
+    pairs = []
+    for (ref, tgt), (e, s) in sorted(samples.items()):
+        e, s = np.asarray(e, dtype=np.float64), np.asarray(s, dtype=np.float64)
+        ok = np.isfinite(s) & (s < UNKNOWN_UNC_NS)
+        k, fl = fit_scale_floor(e[ok], s[ok], target)
+        if not np.isfinite(k):
+            continue
+        t = k * np.hypot(s[ok], fl)
+        pairs.append({"pair": [ref, tgt], "scale": round(k, 3), "floor_ms": round(fl / 1e6, 3), "events": int(ok.sum()),
+                      "cover_1sigma_pct_before": _r(100 * coverage(e[ok], s[ok]), 2),
+                      "cover_2sigma_pct_before": _r(100 * coverage(e[ok], s[ok], 2.0), 2),
+                      "cover_1sigma_pct_fitted": _r(100 * coverage(e[ok], t), 2),
+                      "cover_2sigma_pct_fitted": _r(100 * coverage(e[ok], t, 2.0), 2)})
+    return {"what": "per modality pair, the calibrated 1-sigma scale * sqrt(sigma^2 + floor^2) of the hybrid "
+                    "path's reported uncertainty (agent/align/calibration.py SigmaTable)",
+            **source, "target_1sigma": target, "date": datetime.date.today().isoformat(), "pairs": pairs}
