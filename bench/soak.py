@@ -123,7 +123,8 @@ def run(args) -> int:
     col = collector_process(tmp / "rec", port, keys)
     env = {**os.environ, "XDG_STATE_HOME": str(tmp / "state")}
     agent = subprocess.Popen([sys.executable, "-m", "synchub.cli", "agent", "--config", str(cfg), "--duration",
-                              str(seconds), "--status-every", "0"], stderr=subprocess.PIPE, text=True, env=env)
+                              str(seconds), "--status-every", "0", "--control", str(tmp / "control.sock")],
+                             stderr=subprocess.PIPE, text=True, env=env)  # its own socket: soaks may run side by side
     t0 = time.monotonic()
     series = {"t_s": [], "agent_rss_mb": [], "agent_fds": [], "collector_rss_mb": [], "collector_fds": []}
     try:
