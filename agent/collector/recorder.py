@@ -192,6 +192,17 @@ def last_mid_on_disk(out_dir: Path, sid: str) -> tuple[int, int]:
     return last, len(parts)
 
 
+def owner_on_disk(out_dir: Path, sid: str) -> str | None:
+    """The CURVE key session ``sid``'s part files were recorded for (None: no part, or none says): a session the
+    collector has forgotten is resumed only by its own key."""
+    for p in sorted(out_dir.glob(f"*-{sid}-p*.mcap"), reverse=True):
+        try:
+            return mcap_read.session_metadata(p).get("agent_key")
+        except Exception as exc:  # noqa: BLE001 - an unreadable part: look at the next one
+            log.warning("collector: cannot read %s: %s", p, exc)
+    return None
+
+
 def wait_for(condition, on_tick, timeout: float = 10.0) -> None:
     """Poll ``on_tick`` until ``condition()`` is false (at most ``timeout`` s)."""
     deadline = time.monotonic() + timeout

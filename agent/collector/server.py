@@ -33,7 +33,7 @@ from synchub.agent.transport import wire
 from .admission import Admission, file_budget, session_views
 from .bind import bind_live, bind_router, curve_user
 from .ledger import Ledger
-from .recorder import Fsyncer, PartFile, last_mid_on_disk, recover_unfinished
+from .recorder import Fsyncer, PartFile, last_mid_on_disk, owner_on_disk, recover_unfinished
 
 log = logging.getLogger("synchub.agent.collector")
 
@@ -223,7 +223,8 @@ class Collector:
         sid = msg.session
         env = msg.env
         s = self.sessions.get(sid)
-        if s is not None and self.curve is not None and s.user != user:
+        owner = s.user if s is not None else owner_on_disk(self.out_dir, sid) if self.curve is not None else None
+        if self.curve is not None and owner is not None and owner != user:  # also a session forgotten, on disk
             self._complain("identity", f"hello for session {sid} from another key")
             self._send(identity, wire.encode_refuse(sid, "session belongs to another key"))
             return

@@ -68,6 +68,15 @@ def session_last_mid(path: str | os.PathLike) -> int:
         return best
 
 
+def session_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The ``synchub.session`` metadata of a file (agent, session, agent_key, ...); {} if it has none."""
+    with open(path, "rb") as f:
+        for m in make_reader(f).iter_metadata():
+            if m.name == "synchub.session":
+                return dict(m.metadata)
+    return {}
+
+
 def _arr(b, dtype) -> np.ndarray | None:
     return None if b is None else np.frombuffer(b, dtype=dtype)
 

@@ -3,6 +3,7 @@ a stranger in refuses to start, and a session stays bound to the key that opened
 
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -130,3 +131,58 @@ def test_collector_cli_needs_keys_or_insecure(tmp_path, capsys):
     assert main(["keys", "new", "a1", "--dir", str(tmp_path)]) == 0
     assert main(["keys", "new", "a1", "--dir", str(tmp_path)]) == 2  # no silent overwrite
     assert (tmp_path / "a1.key_secret").stat().st_mode & 0o077 == 0
+
+
+def test_a_forgotten_session_is_resumed_only_by_its_own_key(keys, tmp_path):
+    """Once the collector has forgotten a session (bye + linger, or silence), its part files still say whose it is:
+    another allowed key sending a hello with that session id (ids travel on the live socket) is refused and cannot
+    write into the recording; the owner's own key resumes it."""
+    from synchub.agent.collector.admission import Admission
+
+    k, allow = keys
+    new_pair("other", k)
+    shutil.copy(k / "other.key", allow / "other.key")
+    col = Collector("tcp://127.0.0.1:0", tmp_path / "out", curve=ServerKeys.load(k / "collector.key_secret", allow),
+                    insecure=False, flush_s=0.01, admission=Admission(64, linger_s=0.0, idle_s=600))
+    stop, t = _start(col)
+    ctx = zmq.Context()
+    socks = []
+    try:
+        def dealer(name):
+            s = ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            ClientKeys.load(k / f"{name}.key_secret", k / "collector.key").apply_client(s)
+            s.connect(col.endpoint)
+            socks.append(s)
+            return s
+
+        def answers(s, timeout=5.0):
+            got, deadline = [], time.monotonic() + timeout
+            while time.monotonic() < deadline and not any(m.kind in ("welcome", "refuse") for m in got):
+                if s.poll(100):
+                    got.append(wire.decode(s.recv_multipart()))
+            return got
+
+        owner = dealer("good")
+        for frames in (wire.encode_hello("good", "sess1", INFO, "0", 0, 0), wire.encode_chunk("sess1", 1, _chunk(0)),
+                       wire.encode_bye("sess1", 2)):
+            owner.send_multipart(frames)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and ("sess1" in col.sessions or not col.files):
+            time.sleep(0.05)
+        assert "sess1" not in col.sessions and col.files  # recorded, finished, forgotten
+        thief = dealer("other")
+        thief.send_multipart(wire.encode_hello("good", "sess1", INFO, "0", 0, 0))
+        got = answers(thief)
+        assert [m.kind for m in got if m.kind in ("welcome", "refuse")] == ["refuse"], got
+        assert col.bad["identity"] == 1 and "sess1" not in col.sessions
+        again = dealer("good")
+        again.send_multipart(wire.encode_hello("good", "sess1", INFO, "0", 0, 0))
+        assert [m.kind for m in answers(again) if m.kind in ("welcome", "refuse")] == ["welcome"]
+    finally:
+        for s in socks:
+            s.close(0)
+        ctx.term()
+        stop.set()
+        t.join(10)
+        col.close()
