@@ -5,7 +5,7 @@ its capture source), in delivery order, so the agent's per-stream sequence numbe
 the agent read the stream from its start.  Saved as ``.npz`` of plain arrays (no Python objects); ``Truth.load`` reads it back.
 
 ``Recorder`` collects one stream's truth while the rig runs.  Its memory is bounded: past ``spill_samples`` (64k
-samples, 2 MB) the per-sample arrays are appended to one raw file per array in a private temporary directory (removed
+samples, 2 MB) or 512 packets, the per-sample arrays are appended to one raw file per array in a private temporary directory (removed
 with the recorder), and ``build`` reads them back only when the truth is asked for (a soak of hours stays flat: what
 stays in memory per spill is nothing, not a list of file names).
 """
@@ -121,6 +121,7 @@ class Recorder:
     """Per-stream truth, appended as samples are delivered; bounded in memory (see the module docstring)."""
 
     PER_SAMPLE = ("true_ns", "device_ns", "segment", "host_ns", "conn")
+    SPILL_APPENDS = 512
 
     def __init__(self, spec, clock, spill_samples: int = 1 << 16):
         self.truth = StreamTruth(spec.name, spec.modality, spec.wire_format, clock=dataclasses.asdict(spec.clock))
@@ -141,11 +142,10 @@ class Recorder:
             p["host_ns"].append(np.broadcast_to(np.asarray(host_ns, np.int64), true.shape).copy())
             p["conn"].append(np.full(len(true), conn, np.int32))
             self._pending += len(true)
-            if self._pending >= self.spill_samples:
+            # a slow stream (a sample per packet) spills after SPILL_APPENDS packets: its truth does not ramp up in
+            # memory for minutes (imu0, 200 Hz) or hours (10 Hz telemetry) before the first spill
+            if self._pending >= self.spill_samples or len(p["true_ns"]) >= self.SPILL_APPENDS:
                 self._spill()
-            elif len(p["true_ns"]) >= 512:  # keep long runs light: a few big arrays, not millions of small ones
-                for key in self.PER_SAMPLE:
-                    p[key] = [np.concatenate(p[key])]
 
     def _spill(self) -> None:
         if self._dir is None:

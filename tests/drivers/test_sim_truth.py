@@ -33,3 +33,15 @@ def test_recorder_spills_to_disk_and_builds_everything_back():
     del rec
     gc.collect()
     assert not where.exists()
+
+
+def test_a_slow_stream_spills_after_a_few_hundred_packets_not_after_64k_samples():
+    spec = SimpleNamespace(name="tlm0", modality="telemetry", wire_format="nmea", clock=ClockSpec())
+    rec = Recorder(spec, None)  # the default threshold: 64k samples
+    for i in range(3 * Recorder.SPILL_APPENDS + 7):  # one sample per packet, like a 10 Hz serial device
+        t = np.array([i], np.int64)
+        rec.samples(t, t, np.zeros(1, np.int32), i, conn=0)
+        assert len(rec.parts["true_ns"]) < Recorder.SPILL_APPENDS  # in memory: a few hundred packets at most
+    assert rec.spills == 3
+    t = rec.build(dropped=0, undelivered=0, resets_ns=np.zeros(0, np.int64))
+    assert np.array_equal(t.true_ns, np.arange(3 * Recorder.SPILL_APPENDS + 7)) and np.array_equal(t.host_ns, t.true_ns)
