@@ -7,8 +7,10 @@ loopback.  Every ``--every`` seconds: RSS (``VmRSS``) and open file descriptors 
 end the agent stops cleanly (its summary line says what it spooled and what was delivered) and the recording is read
 back: per stream, recorded samples plus in-sequence gap records must cover 0..N with nothing twice.
 
-Result: the series, RSS growth from the end of the warm-up (the first fifth of the run) to the end (goal <= 5 %), the
-fd range after warm-up (goal: flat), samples spooled / delivered / recorded and lost without a gap record (goal 0).
+Result: the series, RSS growth from the end of the warm-up (the first fifth of the run, ``warmup_s``) to the end
+(medians of 3 samples each; goal <= 5 %), the least-squares RSS slope after warm-up in MB per hour (a leak shows as a
+steady slope even in a run too short for the growth to reach 5 %; a sawtooth that returns does not), the fd range after
+warm-up (goal: flat), samples spooled / delivered / recorded and lost without a gap record (goal 0).
 """
 
 from __future__ import annotations
@@ -95,6 +97,14 @@ def growth(series: list[float], warm: int) -> float:
     return round(100.0 * (b - a) / a, 2) if a else 0.0
 
 
+def slope_mb_per_h(t_s: list[float], series: list[float], warm: int) -> float | None:
+    """Least-squares slope of ``series`` (MB) over ``t_s`` (s) from sample ``warm`` on, in MB per hour."""
+    t, y = np.asarray(t_s[warm:], float), np.asarray(series[warm:], float)
+    if len(t) < 3 or np.ptp(t) == 0:
+        return None
+    return round(float(np.polyfit(t, y, 1)[0]) * 3600.0, 2)
+
+
 def account(session: dict) -> dict[str, dict]:
     """Per stream: recorded samples, in-sequence gap samples, and samples neither recorded nor gapped (or twice)."""
     out = {}
@@ -159,6 +169,9 @@ def run(args) -> int:
         "samples_recorded": sum(s["recorded"] for s in per.values()),
         "agent_rss_growth_pct": growth(series["agent_rss_mb"], warm) if len(series["t_s"]) > 4 else None,
         "collector_rss_growth_pct": growth(series["collector_rss_mb"], warm) if len(series["t_s"]) > 4 else None,
+        "warmup_s": series["t_s"][warm - 1] if warm else 0.0,
+        "agent_rss_slope_mb_per_h": slope_mb_per_h(series["t_s"], series["agent_rss_mb"], warm),
+        "collector_rss_slope_mb_per_h": slope_mb_per_h(series["t_s"], series["collector_rss_mb"], warm),
         "agent_fds_after_warmup": [min(series["agent_fds"][warm:], default=0), max(series["agent_fds"][warm:], default=0)],
         "collector_fds_after_warmup": [min(series["collector_fds"][warm:], default=0),
                                        max(series["collector_fds"][warm:], default=0)],

@@ -61,6 +61,8 @@ class FilterBank:
         self._cache = None
         self._best: int | None = None  # cached per likelihood state
         self._mix: tuple[np.ndarray, np.ndarray] | None = None
+        # every measurement, for the two-sided ``smooth`` offline; the live agent never smooths and sets it False
+        self.keep_log = True
         self.log_d: list[float] = []
         self.log_z: list[float] = []
         self.log_r: list[float] = []
@@ -212,6 +214,8 @@ class FilterBank:
         return bool(np.all(np.abs(res) < 6 * np.sqrt(r * max(self.rs[self.best] * self.scale, 1.0)) + 1.0))
 
     def _log(self, d, z, r) -> None:
+        if not self.keep_log:
+            return
         self.log_d.append(d)
         self.log_z.append(z)
         self.log_r.append(r)

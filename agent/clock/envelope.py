@@ -5,6 +5,10 @@ Per block of device time (1 s) the minimum is kept (a min-filter, so irregular s
 need nothing special), and the offset line is the lower convex hull's edge under the window's centre (the
 linear-programming clock-skew estimator, ``hull_line``).  Biased late by the link's minimum latency, which no
 arrival-only method can see; ``Envelope.spread`` is the uncertainty that goes with it.
+
+Offline (``synchub align``) every block minimum is kept for the two-sided ``smooth``; the live agent, which never
+smooths, passes ``keep_ns`` and keeps only the minima the line and the bounds look at (a window and a little more), so a
+run of weeks holds as many as a run of minutes.
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ import numpy as np
 class Envelope:
     """Lower envelope of (device time, host - device): per-block minima and a lower-hull line."""
 
-    def __init__(self, block_ns: int, window_ns: int):
+    def __init__(self, block_ns: int, window_ns: int, keep_ns: int | None = None):
         self.block_ns = block_ns
         self.window_ns = window_ns
+        # minima older than this behind the newest are let go (None: all kept, for ``smooth``)
+        self.keep_ns = None if keep_ns is None else max(int(keep_ns), int(window_ns), 16 * int(block_ns))
         self.d: list[float] = []  # block minima (device time rel, offset rel)
         self.m: list[float] = []
+        self.closed = 0  # blocks closed so far (``d`` may hold fewer: see ``keep_ns``)
         self._cur_block: int | None = None
         self._cur: tuple[float, float] | None = None
         self.n = 0
@@ -63,7 +70,11 @@ class Envelope:
             return
         self.d.append(self._cur[0])
         self.m.append(self._cur[1])
-        if len(self.d) > 8 and len(self.d) % 4:  # the line moves slowly: refit every 4th block
+        self.closed += 1
+        if self.keep_ns is not None and self.d[-1] - self.d[0] > 2 * self.keep_ns:  # amortized: at most twice kept
+            i = bisect.bisect_left(self.d, self.d[-1] - self.keep_ns)
+            del self.d[:i], self.m[:i]
+        if self.closed > 8 and self.closed % 4:  # the line moves slowly: refit every 4th block
             return
         lo = self._cur[0] - self.window_ns
         i0 = bisect.bisect_left(self.d, lo)
@@ -108,7 +119,7 @@ class Envelope:
     def smooth(self, d: np.ndarray) -> np.ndarray:
         """Offline: a line per window centred every window/4, interpolated between (computed once per state of the
         envelope: every chunk of a recording is mapped with the same lines)."""
-        key = (len(self.d), self._cur)
+        key = (self.closed, self._cur)
         if self._smooth_cache is None or self._smooth_cache[0] != key:
             pd, pm = self.points()
             self._smooth_cache = (key, None if len(pd) < 3 else self._smooth_lines(pd, pm))

@@ -136,10 +136,11 @@ class _StreamClock:
 class StreamClocks:
     """See the module docstring.  ``infos``: every stream of the agent; ``config``: the clock layer's config (the
     ``[clock]`` and ``[[trigger]]`` tables, each stream's clock options).  Streams stamped on the reference clock
-    (``quality`` ``clock=reference``: GPIO lines recorded as streams) are corrected one to one."""
+    (``quality`` ``clock=reference``: GPIO lines recorded as streams) are corrected one to one.  ``history=False``
+    (the live agent): the clocks keep no history for the two-sided ``smooth``, so their memory stays bounded."""
 
     def __init__(self, infos: dict[str, StreamInfo], config: ClockLayerConfig | None = None, *,
-                 smooth: bool = False):
+                 smooth: bool = False, history: bool = True):
         config = ClockLayerConfig() if config is None else config
         self.config = config
         self.lines: dict[str, TriggerLine] = {}
@@ -147,6 +148,7 @@ class StreamClocks:
             self.lines[t.name] = TriggerLine.from_settings(t)
         window_s = config.clock.window_s
         self.smooth = smooth
+        self.history = history
         self.clocks: dict[str, _StreamClock] = {}
         self.reference_streams: set[str] = set()  # streams stamped on the reference clock (GPIO lines)
         for name, info in infos.items():
@@ -170,6 +172,8 @@ class StreamClocks:
             elif line.role == "harp-clock":
                 self._ref_decoders[line.name] = HarpClockDecoder()
         self.utc = ClockModel("utc", window_s=max(window_s, 600.0), consensus=1)  # one system-clock reading maps
+        for model in [self.utc, *(sc.model for sc in self.clocks.values())]:
+            model.history = history
         self.utc_source = "none"
         self.counts: dict[str, int] = {}
         self._announced = {sc.trigger for sc in self.clocks.values() if sc.announces}
@@ -304,7 +308,10 @@ class StreamClocks:
         if sc.model.forced == "identity":
             return chunk.corrected(chunk.host_ns, np.full(chunk.n, UNKNOWN_UNC_NS, dtype=np.int64), "identity")
         segs = sc.model.segment_of(chunk.device_ns, chunk.host_ns)
-        ref, unc, segs = sc.model.map(chunk.device_ns, segs, smooth=self.smooth if smooth is None else smooth)
+        smooth = self.smooth if smooth is None else smooth
+        if smooth and not self.history:
+            raise ValueError("StreamClocks(history=False) keeps no history to smooth with")
+        ref, unc, segs = sc.model.map(chunk.device_ns, segs, smooth=smooth)
         return chunk.corrected(ref, unc, sc.model.last_method, segment=segs)
 
     def reset(self, stream: str, device_ns: int, host_ns: int = 0) -> None:

@@ -118,18 +118,19 @@ class Segment:
         self.arr_last = (int(d[-1]), int(h[-1]))
         self.dev_hi = max(self.dev_hi, int(d[-1]))
         self.host_hi = max(self.host_hi, int(h[-1]))
-        closed = len(self.env.d)
+        closed = self.env.closed
         self.env.add((d - self.dev0).astype(np.float64), ((h - d) - self.z0).astype(np.float64))
         self.arrivals += len(d)
         self.floor.keep(d, h)
-        if len(self.env.d) == closed:
+        new = min(self.env.closed - closed, len(self.env.d))
+        if new == 0:
             return None
-        bd = np.asarray(self.env.d[closed:])
+        bd = np.asarray(self.env.d[-new:])
         live = self.live_offset(bd)
         base = live[0] if live is not None else (self.env.predict(bd) if self.env.line is not None else None)
         if base is None:
             return None
-        self.floor.lat.extend((np.asarray(self.env.m[closed:]) - base).tolist())
+        self.floor.lat.extend((np.asarray(self.env.m[-new:]) - base).tolist())
         return self.floor.late()
 
     def live_offset(self, dr: np.ndarray) -> tuple[np.ndarray, float] | None:

@@ -50,6 +50,8 @@ class Timeline:
         self.early_margin_ns = int(early_margin_ns)
         self.consensus = int(consensus)  # edges/offsets that must agree before a segment's first is used
         self.segments: list[Segment] = []
+        # False in the live agent: segments keep no history for the two-sided ``smooth`` (bounded memory)
+        self.history = True
         self.rejected: dict[str, int] = {}
         self.resets = 0
         self._arrivals_seen = False  # once a stream's samples arrive, only they (and drivers, steps) start segments
@@ -70,9 +72,10 @@ class Timeline:
                              skew0=skew0, quick_skew=quick),
             # probes: a run of excursions on a jittery link is no step (eight rejections in a row are)
             probe=FilterBank(self.qs, self.skew_prior, self.gate_sigma, forget, self.rscales, step_n=8),
-            env=Envelope(NS, int(self.window_s * NS)),
+            env=Envelope(NS, int(self.window_s * NS), None if self.history else int(2 * self.window_s * NS)),
             dev_hi=int(device_ns), host_hi=int(host_ns), cause=cause,
         )
+        seg.trig.keep_log = seg.probe.keep_log = self.history
         self.segments.append(seg)
         return seg
 

@@ -123,7 +123,7 @@ class Agent:
     def _make_clocks(self):
         if self.config.clock.method == "identity":
             return IdentityClocks()
-        return StreamClocks(self.infos, self.clock_config)
+        return StreamClocks(self.infos, self.clock_config, history=False)  # live: never smoothed, bounded
 
     def _make_trackers(self) -> list:
         wanted = [s for s in self.config.streams if s.common.align_to and s.common.method in ("neural", "hybrid", "auto")]

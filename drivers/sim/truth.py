@@ -5,8 +5,9 @@ its capture source), in delivery order, so the agent's per-stream sequence numbe
 the agent read the stream from its start.  Saved as ``.npz`` of plain arrays (no Python objects); ``Truth.load`` reads it back.
 
 ``Recorder`` collects one stream's truth while the rig runs.  Its memory is bounded: past ``spill_samples`` (64k
-samples, 2 MB) the per-sample arrays are written to ``.npy`` files in a private temporary directory (removed with
-the recorder), and ``build`` reads them back only when the truth is asked for (a soak of hours stays flat).
+samples, 2 MB) or 512 packets, the per-sample arrays are appended to one raw file per array in a private temporary directory (removed
+with the recorder), and ``build`` reads them back only when the truth is asked for (a soak of hours stays flat: what
+stays in memory per spill is nothing, not a list of file names).
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class Recorder:
     """Per-stream truth, appended as samples are delivered; bounded in memory (see the module docstring)."""
 
     PER_SAMPLE = ("true_ns", "device_ns", "segment", "host_ns", "conn")
+    SPILL_APPENDS = 512
 
     def __init__(self, spec, clock, spill_samples: int = 1 << 16):
         self.truth = StreamTruth(spec.name, spec.modality, spec.wire_format, clock=dataclasses.asdict(spec.clock))
@@ -127,7 +129,8 @@ class Recorder:
         self.lock = threading.Lock()
         self.spill_samples = spill_samples
         self._pending = 0  # samples in memory
-        self._spilled: list[dict[str, Path]] = []
+        self._spilled: dict[str, np.dtype] = {}  # per-sample array -> dtype of its spill file ``<key>.bin``
+        self.spills = 0
         self._dir: Path | None = None
 
     def samples(self, true, dev, seg, host_ns: int | np.ndarray, conn: int) -> None:
@@ -139,21 +142,21 @@ class Recorder:
             p["host_ns"].append(np.broadcast_to(np.asarray(host_ns, np.int64), true.shape).copy())
             p["conn"].append(np.full(len(true), conn, np.int32))
             self._pending += len(true)
-            if self._pending >= self.spill_samples:
+            # a slow stream (a sample per packet) spills after SPILL_APPENDS packets: its truth does not ramp up in
+            # memory for minutes (imu0, 200 Hz) or hours (10 Hz telemetry) before the first spill
+            if self._pending >= self.spill_samples or len(p["true_ns"]) >= self.SPILL_APPENDS:
                 self._spill()
-            elif len(p["true_ns"]) >= 512:  # keep long runs light: a few big arrays, not millions of small ones
-                for key in self.PER_SAMPLE:
-                    p[key] = [np.concatenate(p[key])]
 
     def _spill(self) -> None:
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix=f"synchub-truth-{self.truth.name}-"))
             weakref.finalize(self, shutil.rmtree, str(self._dir), True)
-        files = {}
         for key in self.PER_SAMPLE:
-            files[key] = self._dir / f"{len(self._spilled):06d}-{key}.npy"
-            np.save(files[key], np.concatenate(self.parts.pop(key)), allow_pickle=False)
-        self._spilled.append(files)
+            a = np.concatenate(self.parts.pop(key))
+            dtype = self._spilled.setdefault(key, a.dtype)
+            with open(self._dir / f"{key}.bin", "ab") as f:
+                np.ascontiguousarray(a, dtype=dtype).tofile(f)
+        self.spills += 1
         self._pending = 0
 
     def add(self, key: str, value) -> None:
@@ -164,7 +167,7 @@ class Recorder:
         with self.lock:
             t = dataclasses.replace(self.truth)
             for key in set(self.parts) | (set(self.PER_SAMPLE) if self._spilled else set()):
-                parts = [np.load(f[key], allow_pickle=False) for f in self._spilled] if key in self.PER_SAMPLE else []
+                parts = [np.fromfile(self._dir / f"{key}.bin", self._spilled[key])] if key in self._spilled else []
                 parts += self.parts.get(key, [])
                 if parts:
                     setattr(t, key, np.concatenate(parts).astype(getattr(t, key).dtype))

@@ -21,12 +21,27 @@ def test_recorder_spills_to_disk_and_builds_everything_back():
         n += k
         assert rec._pending < 1000 + k  # memory holds at most one threshold's worth
     rec.add("ping_token", 5)
-    assert len(rec._spilled) == 50 // 4 and rec._dir is not None and rec._dir.is_dir()
+    assert rec.spills == 50 // 4 and rec._dir is not None and rec._dir.is_dir()
+    # what a spill leaves in memory does not grow with the spills (not a file name per spill: a soak of hours)
+    assert len(rec._spilled) == len(Recorder.PER_SAMPLE)
+    assert sorted(p.name for p in rec._dir.iterdir()) == sorted(f"{k}.bin" for k in Recorder.PER_SAMPLE)
     t = rec.build(dropped=1, undelivered=2, resets_ns=np.zeros(0, np.int64))
     assert np.array_equal(t.true_ns, np.arange(n)) and np.array_equal(t.device_ns, 2 * np.arange(n))
-    assert t.host_ns.dtype == np.int64 and np.all(t.host_ns == 7) and len(t.conn) == n and t.segment.dtype == np.int32
+    assert t.host_ns.dtype == np.int64 and np.all(t.host_ns == 7) and np.array_equal(t.conn, np.arange(n) // 320 % 2) and t.segment.dtype == np.int32
     assert list(t.ping_token) == [5] and t.dropped == 1 and t.undelivered == 2
     where = rec._dir
     del rec
     gc.collect()
     assert not where.exists()
+
+
+def test_a_slow_stream_spills_after_a_few_hundred_packets_not_after_64k_samples():
+    spec = SimpleNamespace(name="tlm0", modality="telemetry", wire_format="nmea", clock=ClockSpec())
+    rec = Recorder(spec, None)  # the default threshold: 64k samples
+    for i in range(3 * Recorder.SPILL_APPENDS + 7):  # one sample per packet, like a 10 Hz serial device
+        t = np.array([i], np.int64)
+        rec.samples(t, t, np.zeros(1, np.int32), i, conn=0)
+        assert len(rec.parts["true_ns"]) < Recorder.SPILL_APPENDS  # in memory: a few hundred packets at most
+    assert rec.spills == 3
+    t = rec.build(dropped=0, undelivered=0, resets_ns=np.zeros(0, np.int64))
+    assert np.array_equal(t.true_ns, np.arange(3 * Recorder.SPILL_APPENDS + 7)) and np.array_equal(t.host_ns, t.true_ns)
