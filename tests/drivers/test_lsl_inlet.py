@@ -128,8 +128,10 @@ def test_an_lsl_outlet_is_resolved_read_with_its_timestamps_and_gives_probes():
     assert probe.host_recv_ns - probe.host_send_ns < 20_000_000
 
 
-@needs_lsl
-def test_an_outlet_that_vanishes_is_a_counted_disconnect_and_its_return_is_followed():
+def _outlet_returns(channels: int):
+    """A 1-channel outlet read by the driver (10 samples), closed, and back under the same source id with
+    ``channels`` channels once the driver has reconnected: (driver, sink, new outlet, t0).  The caller stops the
+    driver."""
     name = "synchub-test-" + uuid.uuid4().hex[:8]
     sid = f"src-{name}"
     out = _outlet(name, rate=100.0, n=1, source_id=sid)
@@ -137,16 +139,22 @@ def test_an_outlet_that_vanishes_is_a_counted_disconnect_and_its_return_is_follo
                          LslSettings(lsl_source_id=sid, reconnect_s=0.2))
     sink = Sink()
     drv.start(sink)
+    t0 = pylsl.local_clock()
+    for k in range(10):
+        out.push_sample([k], t0 + k / 100)
+    assert _wait(lambda: sink.n() >= 10)
+    del out  # the outlet closes
+    assert _wait(lambda: drv.disconnects == 1, 10.0)
+    out = _outlet(name, rate=100.0, n=channels, source_id=sid)
+    assert _wait(lambda: drv.inlet is not None and any(p[0] == "reconnect" for p in sink.problems), 10.0)
+    time.sleep(0.3)
+    return drv, sink, out, t0
+
+
+@needs_lsl
+def test_an_outlet_that_vanishes_is_a_counted_disconnect_and_its_return_is_followed():
+    drv, sink, out, t0 = _outlet_returns(1)
     try:
-        t0 = pylsl.local_clock()
-        for k in range(10):
-            out.push_sample([k], t0 + k / 100)
-        assert _wait(lambda: sink.n() >= 10)
-        del out  # the outlet closes
-        assert _wait(lambda: drv.disconnects == 1, 10.0)
-        out = _outlet(name, rate=100.0, n=1, source_id=sid)
-        assert _wait(lambda: drv.inlet is not None and any(p[0] == "reconnect" for p in sink.problems), 10.0)
-        time.sleep(0.3)
         for k in range(50, 60):
             out.push_sample([k], t0 + k / 100)
         assert _wait(lambda: sink.n() >= 20, 10.0)
@@ -162,23 +170,8 @@ def test_an_outlet_that_vanishes_is_a_counted_disconnect_and_its_return_is_follo
 def test_an_outlet_that_returns_with_another_channel_count_is_a_malformed_gap_not_a_dead_stream():
     """The same source id back with 2 channels instead of 1: its samples cannot be this stream's; they are recorded
     as a ``malformed`` gap and the driver thread keeps running (it used to die on the reshape, silently)."""
-    name = "synchub-test-" + uuid.uuid4().hex[:8]
-    sid = f"src-{name}"
-    out = _outlet(name, rate=100.0, n=1, source_id=sid)
-    drv = LslInletDriver(StreamCommon(name="x", type="other", driver="lsl"),
-                         LslSettings(lsl_source_id=sid, reconnect_s=0.2))
-    sink = Sink()
-    drv.start(sink)
+    drv, sink, out, t0 = _outlet_returns(2)
     try:
-        t0 = pylsl.local_clock()
-        for k in range(10):
-            out.push_sample([k], t0 + k / 100)
-        assert _wait(lambda: sink.n() >= 10)
-        del out
-        assert _wait(lambda: drv.disconnects == 1, 10.0)
-        out = _outlet(name, rate=100.0, n=2, source_id=sid)
-        assert _wait(lambda: any(p[0] == "reconnect" for p in sink.problems), 10.0)
-        time.sleep(0.3)
         for k in range(20, 30):
             out.push_sample([k, k], t0 + k / 100)
         assert _wait(lambda: sum(g[0] for g in sink.gaps if g[1] == "malformed") >= 10, 10.0), sink.gaps
