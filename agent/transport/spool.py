@@ -24,7 +24,6 @@ exceed the bound (or the live records, when those pass it) plus a segment.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
@@ -84,7 +83,7 @@ class Spool:
                 os.close(self._lock_fd)
                 raise SpoolError(f"spool {self.dir} is in use by another process") from None
             self.log = SegmentLog(self.dir, self.segment_bytes)
-            self.log.before_delete = self._acks_before_delete  # else a restart finds records neither acked nor spooled
+            self.log.before_delete = self._save_acks  # else a restart finds records neither acked nor spooled
             self._load()
             self.log.roll()
 
@@ -114,19 +113,25 @@ class Spool:
     def get_span(self, session: str, mid: int, sending: bool = False) -> tuple[list | None, int]:
         """(frames, last mid it stands for) of the record at ``mid``, or (None, mid).  ``sending``: marked sent in the
         same step, so an append on another thread cannot evict it (or span over it) before it is sent."""
-        for attempt in range(2):  # a read that raced a compaction (the record moved) is retried under the lock
-            with self.lock if attempt else contextlib.nullcontext():
-                with self.lock:
-                    e = self.entries.get((session, mid))
-                    if e is None:
-                        return None, mid
-                    if sending:
-                        self.mark_sent(session, e.last)
-                rec = None if e.frames is not None else self.log.read(e.seg, e.offset, e.length)
-                frames = e.frames if e.frames is not None else (rec[7] if rec is not None else None)
-            if frames is not None:
-                return frames, e.last
-        return None, mid
+        with self.lock:
+            e = self.entries.get((session, mid))
+            if e is None:
+                return None, mid
+            if sending:
+                self.mark_sent(session, e.last)
+            if e.frames is not None:
+                return e.frames, e.last
+            where = (e.seg, e.offset, e.length)
+        rec = self.log.read(*where)
+        if rec is None:  # a compaction moved the record meanwhile: look it up again and read it under the lock
+            with self.lock:
+                e = self.entries.get((session, mid))
+                if e is None:
+                    return None, mid
+                if e.frames is not None:
+                    return e.frames, e.last
+                rec = self.log.read(e.seg, e.offset, e.length)
+        return (None if rec is None else rec[7]), e.last
 
     def mark_sent(self, session: str, last: int) -> None:
         """The sender sent up to ``last``: those messages may be at the collector and are never evicted."""
@@ -139,16 +144,16 @@ class Spool:
             old = self.acked.get(session, 0)
             if mid <= old:
                 return
-            self.acked[session] = mid
-            if self._acks is not None:
-                self._acks.dirty = True  # before _unref: a segment it deletes first saves the acks
+            self.acked[session] = mid  # before _unref: a segment it deletes saves the acks first
             for m in range(old + 1, mid + 1):
                 e = self.entries.pop((session, m), None)
                 if e is not None:
                     self.delivered[session] = self.delivered.get(session, 0) + (e.n if e.kind == KIND_DATA else 0)
                     self._unref(e)
-            if self._acks is not None and self._acks.due(time.monotonic()):
-                self._save_acks()
+            if self._acks is not None:
+                self._acks.dirty = True
+                if self._acks.due(time.monotonic()):
+                    self._save_acks()
 
     def first_unacked(self, session: str) -> int:
         return self.acked.get(session, 0) + 1
@@ -173,8 +178,6 @@ class Spool:
         with self.lock:
             for d in (self.hellos, self.acked, self.last_mid, self.protect):  # first: a segment deleted below
                 d.pop(session, None)  # saves the acks, and they must not bring the session back
-            if self._acks is not None:
-                self._acks.dirty = True
             for key in [k for k in self.entries if k[0] == session]:
                 self._unref(self.entries.pop(key))
             if self.dir is not None:
@@ -390,10 +393,6 @@ class Spool:
         if self.entries:
             log.info("spool: %d unacked records (%d bytes) to replay from %s", len(self.entries), self.live_bytes,
                      self.dir)
-
-    def _acks_before_delete(self) -> None:  # the ack file that says records were acked goes before they do
-        if self._acks is not None and self._acks.dirty:
-            self._save_acks()
 
     def _save_acks(self, durable: bool = False) -> None:
         self._acks.save(msgpack.packb({"acked": self.acked, "sent": self.protect}), time.monotonic(), durable)
