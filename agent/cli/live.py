@@ -54,8 +54,6 @@ def _socket(args, ctx: zmq.Context) -> zmq.Socket:
 
 
 def run(args) -> int:
-    if args.every <= 0:
-        raise UserError("--every must be > 0")
     ctx = zmq.Context()
     sock = _socket(args, ctx)
     view = LiveView()

@@ -68,8 +68,6 @@ def run(args) -> int:
     if args.watch is None:
         print(_render(args, [_ask(p, args.timeout) for p in paths]))
         return 0
-    if args.watch <= 0:
-        raise UserError("--watch must be > 0 seconds")
     clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
     try:
         while True:

@@ -149,9 +149,10 @@ class ControlServer:
         try:
             buf = bytearray()
             while b"\n" not in buf and len(buf) < MAX_REQUEST:
-                conn.settimeout(max(0.01, deadline - time.monotonic()))
-                if time.monotonic() > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise TimeoutError("request not complete within 1 s")
+                conn.settimeout(left)
                 chunk = conn.recv(MAX_REQUEST)
                 if not chunk:
                     break
