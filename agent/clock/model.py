@@ -122,6 +122,10 @@ class ClockModel(Timeline):
         seg = self._segment_for(d, d + int(est.offset_ns), int(est.offset_ns), "offset")
         if seg is None:
             return False
+        if seg.trig.n == 0 and not seg.edges:  # offsets alone: the drift from the arrivals, not from the first few
+            measured = seg.env.slope()
+            if measured is not None:
+                seg.trig.prior_skew(*measured)
         if seg.trig.update(float(d - seg.dev0), float(est.offset_ns - seg.z0), sigma * sigma):
             seg.offsets += 1
             return True
