@@ -8,7 +8,9 @@ in ``stats()``.
 The search is centred on a prior: first the arrival estimate (median host - device of the target), then the
 drift-tracked prediction from accepted windows.  Windows overlap (``hop_s < window_s``), so consecutive estimates
 share events: the emitted sigma is scaled by sqrt(window / hop) so a clock model fusing them does not count the
-same events several times.
+same events several times.  Given a ``SigmaTable`` (``calibration``: the fitted per-pair scale and floor), the sigma
+the clock model weighs each estimate by is the calibrated one (``window_evidence``, which the benchmark's feed of the
+model runs too).
 """
 
 from __future__ import annotations
@@ -23,8 +25,21 @@ from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
 
 from .aligner import AlignerSettings, AlignResult, apply_arrival_bound, violates_bound
+from .calibration import SigmaTable
 from .drift import DriftTracker
 from .window import METHODS, WindowAligner
+
+
+def window_evidence(res: AlignResult, stream: str, overlap: float, table: SigmaTable | None = None,
+                    pair: tuple[str, str] = ("", "")) -> OffsetEstimate:
+    """A window's ``ok`` result as the evidence a clock model weighs: its sigma scaled by sqrt(``overlap`` = window
+    / hop: overlapping windows share events, each is worth hop / window of an independent one), then calibrated
+    by ``table`` for the modality ``pair`` (``SigmaTable.apply``; none: as the aligner reported it)."""
+    ev = res.evidence(stream)
+    sigma = ev.sigma_ns * max(1.0, overlap) ** 0.5
+    if table is not None:
+        sigma = float(table.apply(pair[0], pair[1], np.array([sigma]))[0])
+    return dataclasses.replace(ev, sigma_ns=max(1, int(sigma)))
 
 
 class _Buffer:
@@ -62,7 +77,7 @@ class AlignmentTracker:
 
     def __init__(self, ref_stream: str, tgt_stream: str, ref_info: StreamInfo, tgt_info: StreamInfo,
                  runners: dict | None = None, window_s: float = 8.0, hop_s: float = 4.0,
-                 settings: AlignerSettings | None = None, method: str = "hybrid"):
+                 settings: AlignerSettings | None = None, method: str = "hybrid", table: SigmaTable | None = None):
         if method not in METHODS:
             raise ValueError(f"unknown alignment method {method!r}; allowed: {', '.join(METHODS)}")
         if window_s <= 0 or hop_s <= 0:
@@ -70,6 +85,7 @@ class AlignmentTracker:
         self.ref_stream, self.tgt_stream = ref_stream, tgt_stream
         self.window_ns, self.hop_ns = int(window_s * NS), int(hop_s * NS)
         self.method = method
+        self.table = table  # calibrates the emitted sigma (``window_evidence``); None: the aligner's own
         self.win = WindowAligner(ref_info, tgt_info, runners, settings)
         self.ref = _Buffer()
         self.tgt = _Buffer()
@@ -138,11 +154,8 @@ class AlignmentTracker:
             self.counts["windows"] += 1
             if res.ok:
                 if self.drift.add(res):
-                    # overlapping windows share events: each estimate is worth hop/window of an independent one
-                    overlap = max(1.0, self.window_ns / self.hop_ns) ** 0.5
-                    ev = res.evidence(self.tgt_stream)
-                    ev = dataclasses.replace(ev, sigma_ns=int(ev.sigma_ns * overlap))
-                    out.append(ev)
+                    out.append(window_evidence(res, self.tgt_stream, self.window_ns / self.hop_ns, self.table,
+                                               (self.win.ref_mod, self.win.tgt_mod)))
                     self.counts["emitted"] += 1
                 else:
                     self.counts["outliers"] += 1

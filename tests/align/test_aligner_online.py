@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from synchub.agent.align.tracker import AlignmentTracker
+from synchub.agent.align.aligner import AlignResult
+from synchub.agent.align.calibration import SigmaTable
+from synchub.agent.align.tracker import AlignmentTracker, window_evidence
 from synchub.agent.align.window import WindowAligner, load_runners
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
@@ -136,3 +138,26 @@ def test_no_ok_estimate_is_clamped_to_an_arrival_bound_that_does_not_hold(rig, h
         assert len(est) >= 6, tr.stats()  # no spread: no bound, every window answers
     else:
         assert any("arrival bound" in r for r in tr.stats()["reasons"]), tr.stats()
+
+
+def test_tracker_weighs_its_estimates_by_the_calibrated_sigma(rig):
+    """With a fitted sigma table the evidence carries ``k * sqrt(s^2 + g^2)`` of the window's sigma (scaled for the
+    overlap), the pair looked up either way round; the offsets themselves are the same."""
+    k, g_ms = 0.25, 3.0
+    plain = run(AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, window_s=8.0, hop_s=4.0), rig)
+    table = SigmaTable((("audio", "imu", k, g_ms),), {"split": "test"})
+    calib = run(AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, window_s=8.0, hop_s=4.0, table=table), rig)
+    assert len(plain) == len(calib) >= 6
+    for p, c in zip(plain, calib, strict=True):
+        assert (p.device_ns, p.offset_ns) == (c.device_ns, c.offset_ns)
+        assert abs(c.sigma_ns - k * np.hypot(p.sigma_ns, g_ms * 1e6)) <= 2, (p, c)
+
+
+def test_window_evidence_scales_for_the_overlap_then_calibrates():
+    r = AlignResult(True, 5_000_000, 400_000, 12.0, 7 * NS, "hybrid")
+    assert window_evidence(r, "mic0", 4.0).sigma_ns == 800_000  # 8 s windows every 2 s: worth half of one
+    assert window_evidence(r, "mic0", 0.5).sigma_ns == 400_000  # gaps between windows: no credit
+    t = SigmaTable((("imu", "audio", 2.0, 0.6),), {})
+    e = window_evidence(r, "mic0", 4.0, t, ("audio", "imu"))
+    assert e.sigma_ns == 2_000_000 and e.offset_ns == 5_000_000 and e.device_ns == 7 * NS
+    assert window_evidence(r, "mic0", 4.0, t, ("audio", "video")).sigma_ns == 800_000  # no entry: unchanged
