@@ -8,8 +8,10 @@ Evidence, each with its own noise model (the modules of this package):
   50 ppm/sqrt(h) in a 1-2-5 series (``RW_BANK_PPM``), times noise scales from 0.01x to 100x the stated variance
   (``R_SCALES``), averaged by likelihood (``bank.FilterBank``, ``kalman``).  A segment's first edges wait until two
   of them agree on a plausible skew, or three on any line; after a reset the previous segment's skew (the same
-  oscillator) is the prior.  Innovations beyond ``gate_sigma`` are rejected and counted; a run of rejections that
-  agree with each other starts a new segment (a step) rather than locking the filter out.
+  oscillator) is the prior; a segment that only aligner offsets map (seconds late, ms apart) starts from the skew
+  its arrival envelope measured (``Envelope.slope``), not from a line through its first few offsets.  Innovations
+  beyond ``gate_sigma`` are rejected and counted; a run of rejections that agree with each other starts a new
+  segment (a step) rather than locking the filter out.
 * **round-trip probes** (``probes``): min-RTT filtered bands, their centres into a second filter bank; a mapped
   time's 1-sigma adds the band's typical half-width (the link's asymmetry no round trip can see) and the wander.
 * **arrival times only** (``envelope``): the lower envelope of arrival - device time, late by the link's minimum
