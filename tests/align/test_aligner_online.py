@@ -5,7 +5,7 @@ import pytest
 
 from synchub.agent.align.aligner import AlignResult
 from synchub.agent.align.calibration import SigmaTable
-from synchub.agent.align.tracker import AlignmentTracker, window_evidence
+from synchub.agent.align.tracker import LOST_AFTER, TRACK_AFTER, AlignmentTracker, window_evidence
 from synchub.agent.align.window import WindowAligner, load_runners
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
@@ -161,3 +161,50 @@ def test_window_evidence_scales_for_the_overlap_then_calibrates():
     e = window_evidence(r, "mic0", 4.0, t, ("audio", "imu"))
     assert e.sigma_ns == 2_000_000 and e.offset_ns == 5_000_000 and e.device_ns == 7 * NS
     assert window_evidence(r, "mic0", 4.0, t, ("audio", "video")).sigma_ns == 800_000  # no entry: unchanged
+
+
+def test_after_the_first_windows_it_tracks_and_its_estimates_come_sooner(rig):
+    """Old behaviour: every window searched +-2 s, so it waited for the reference to reach 2.6 s past its end (on
+    top of the agent's correction delay).  Once TRACK_AFTER windows agree, +-0.5 s: 1.1 s past the end."""
+    clock = rig[3]
+    tr = AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, window_s=8.0, hop_s=4.0)
+    _w, t_imu, imu, _clock, _true, dev, aud, host = rig
+    for c in chunks("mic0", aud, dev, host):  # the target first: the reference decides when windows are done
+        tr.push("mic0", c)
+    needed = []
+    for c in chunks("imu0", imu, t_imu, t_imu, ref=t_imu, every=0.1):
+        tr.push("imu0", c)
+        for e in tr.poll():
+            end = e.device_ns + tr.window_ns // 2 + e.offset_ns  # the window's end on the reference clock
+            needed.append((tr.ref.last - end) / NS)
+            true_off = int(clock.to_true(np.array([e.device_ns]), 0)[0]) - e.device_ns
+            assert abs(e.offset_ns - true_off) < 2_000_000
+    st = tr.stats()
+    assert len(needed) >= 6 and st["tracking"] and st["tracked"] >= 3, st
+    assert all(n > 2.5 for n in needed[:TRACK_AFTER]), needed
+    assert all(n < 1.3 for n in needed[TRACK_AFTER:]), needed
+
+
+def test_windows_without_an_estimate_widen_the_search_again(rig):
+    pytest.importorskip("onnxruntime", reason="the encoders need the neural extra")
+    _w, t_imu, imu, _clock, _true, dev, aud, host = rig
+    quiet = aud.copy()
+    t0 = dev[0]
+    quiet[(dev >= t0 + 22 * NS) & (dev < t0 + 42 * NS)] = 0  # the microphone hears nothing for 20 s
+    tr = AlignmentTracker("imu0", "mic0", IMU, MIC, runners=load_runners(["imu", "audio"]), window_s=8.0, hop_s=4.0)
+    seen = []
+    a = chunks("imu0", imu, t_imu, t_imu, ref=t_imu)
+    b = chunks("mic0", quiet, dev, host)
+    ia = ib = 0
+    while ia < len(a) or ib < len(b):
+        if ib >= len(b) or (ia < len(a) and a[ia].host_ns[0] <= b[ib].host_ns[0]):
+            tr.push("imu0", a[ia])
+            ia += 1
+        else:
+            tr.push("mic0", b[ib])
+            ib += 1
+        tr.poll()
+        if not seen or seen[-1] != tr.tracking:
+            seen.append(tr.tracking)
+    assert seen[:4] == [False, True, False, True], (seen, tr.stats())  # locked, lost in the silence, locked again
+    assert tr.counts["abstained"] >= LOST_AFTER and tr.counts["tracked"] < tr.counts["windows"] - TRACK_AFTER
