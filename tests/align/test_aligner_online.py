@@ -42,7 +42,8 @@ def rig():
     return w, t_imu, imu, clock, true, dev, audio, host
 
 
-def run(tracker, rig, audio=None):
+def run(tracker, rig, audio=None, each=None):
+    """The rig's chunks pushed in host-time order, polled after each; ``each()`` is called after every poll."""
     _w, t_imu, imu, _clock, _true, dev, aud, host = rig
     a = chunks("imu0", imu, t_imu, t_imu, ref=t_imu)
     b = chunks("mic0", aud if audio is None else audio, dev, host)
@@ -56,6 +57,8 @@ def run(tracker, rig, audio=None):
             tracker.push("mic0", b[ib])
             ib += 1
         out.extend(tracker.poll())
+        if each is not None:
+            each()
     return out
 
 
@@ -187,24 +190,17 @@ def test_after_the_first_windows_it_tracks_and_its_estimates_come_sooner(rig):
 
 def test_windows_without_an_estimate_widen_the_search_again(rig):
     pytest.importorskip("onnxruntime", reason="the encoders need the neural extra")
-    _w, t_imu, imu, _clock, _true, dev, aud, host = rig
+    dev, aud = rig[5], rig[6]
     quiet = aud.copy()
     t0 = dev[0]
     quiet[(dev >= t0 + 22 * NS) & (dev < t0 + 42 * NS)] = 0  # the microphone hears nothing for 20 s
     tr = AlignmentTracker("imu0", "mic0", IMU, MIC, runners=load_runners(["imu", "audio"]), window_s=8.0, hop_s=4.0)
     seen = []
-    a = chunks("imu0", imu, t_imu, t_imu, ref=t_imu)
-    b = chunks("mic0", quiet, dev, host)
-    ia = ib = 0
-    while ia < len(a) or ib < len(b):
-        if ib >= len(b) or (ia < len(a) and a[ia].host_ns[0] <= b[ib].host_ns[0]):
-            tr.push("imu0", a[ia])
-            ia += 1
-        else:
-            tr.push("mic0", b[ib])
-            ib += 1
-        tr.poll()
+
+    def note():
         if not seen or seen[-1] != tr.tracking:
             seen.append(tr.tracking)
+
+    run(tr, rig, audio=quiet, each=note)
     assert seen[:4] == [False, True, False, True], (seen, tr.stats())  # locked, lost in the silence, locked again
     assert tr.counts["abstained"] >= LOST_AFTER and tr.counts["tracked"] < tr.counts["windows"] - TRACK_AFTER
