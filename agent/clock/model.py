@@ -130,6 +130,7 @@ class ClockModel(Timeline):
                 seg.trig.prior_skew(*measured)
         if seg.trig.update(float(d - seg.dev0), float(est.offset_ns - seg.z0), sigma * sigma):
             seg.offsets += 1
+            seg.shared_var = float(est.shared_ns) ** 2
             return True
         self._count("offset_outlier")
         return self._step(seg, "trig", "offsets") > 0
@@ -238,6 +239,8 @@ class ClockModel(Timeline):
             a, var = bank.predict(np.array([d]))
             if m == "probes":
                 var = var + seg.band**2 + seg.wander
+            elif m == "neural":
+                var = var + seg.shared_var
             k = bank.best
             drift = -float(bank.x[k, 1]) * 1e6
             out["rw_ppm_per_sqrt_h"] = self._bank_rw[k]

@@ -95,6 +95,7 @@ class Segment:
     cause: str = "start"  # why the segment began (see ClockModel.segments_info)
     arr_last: tuple[int, int] | None = None  # (device, host) time of the last arrival
     first_edge_ns: int | None = None  # device time of the first edge pair the segment accepted
+    shared_var: float = 0.0  # the latest offset's shared error variance (``OffsetEstimate.shared_ns``), ns^2
     floor: ArrivalFloor = field(default_factory=lambda: ArrivalFloor())
 
     # ---- extent
@@ -216,6 +217,8 @@ class Segment:
         if bank.n == 0:
             return np.zeros(len(d)), np.full(len(d), float(UNKNOWN_UNC_NS) ** 2)
         a, var = bank.smooth(d) if smooth and len(bank.log_d) >= 2 else bank.predict(d)
+        if m == "neural":  # offsets alone: the error they all share stays, however many there are
+            var = var + self.shared_var
         if m == "probes":  # consistent centres say nothing of the link's asymmetry (add its bound) nor of the wander
             var = var + self.band**2 + self.wander
         return a, var

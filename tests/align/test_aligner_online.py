@@ -154,6 +154,7 @@ def test_tracker_weighs_its_estimates_by_the_calibrated_sigma(rig):
     for p, c in zip(plain, calib, strict=True):
         assert (p.device_ns, p.offset_ns) == (c.device_ns, c.offset_ns)
         assert abs(c.sigma_ns - k * np.hypot(p.sigma_ns, g_ms * 1e6)) <= 2, (p, c)
+        assert p.shared_ns == 0 and c.shared_ns == int(k * g_ms * 1e6)  # the floor, shared by every window
 
 
 def test_window_evidence_scales_for_the_overlap_then_calibrates():
@@ -163,6 +164,7 @@ def test_window_evidence_scales_for_the_overlap_then_calibrates():
     t = SigmaTable((("imu", "audio", 2.0, 0.6),), {})
     e = window_evidence(r, "mic0", 4.0, t, ("audio", "imu"))
     assert e.sigma_ns == 2_000_000 and e.offset_ns == 5_000_000 and e.device_ns == 7 * NS
+    assert e.shared_ns == 1_200_000
     assert window_evidence(r, "mic0", 4.0, t, ("audio", "video")).sigma_ns == 800_000  # no entry: unchanged
 
 

@@ -1,6 +1,7 @@
 """A stream aligned by content alone, live: arrival times plus a few coarse aligner offsets that come seconds late
 (what the agent's AlignmentTracker gives a microphone or a camera).  The drift must come from the arrivals, not
-from the first noisy offsets; the switch of the arrival floor's base must not read as a clock that stood still."""
+from the first noisy offsets; the switch of the arrival floor's base must not read as a clock that stood still; an
+error all offsets share stays in the uncertainty."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 from synchub.agent.clock.bank import FilterBank
 from synchub.agent.clock.envelope import SLOPE_SIGMA_FLOOR, Envelope
 from synchub.agent.clock.model import ClockModel
-from synchub.agent.core.evidence import OffsetEstimate
+from synchub.agent.core.evidence import OffsetEstimate, evidence_from_dict, evidence_to_dict
 from synchub.agent.core.units import NS
 
 OFFSET_NS = 2_000_000_000  # ref - device at device time 0
@@ -93,3 +94,26 @@ def test_a_measured_skew_prior_survives_the_any_line_start():
         b.update(k * 4e9, z, 4e12)
     assert b.n == 3 and b.skew0 == -80e-6 and abs(b.skew_var0 - 25e-12) < 1e-15
     assert abs(b.x[0, 1] + 80e-6) < 20e-6
+
+
+def test_an_error_the_offsets_share_is_not_averaged_down():
+    """Old behaviour: forty offsets of one stream mapped with sigma / sqrt(40), although a bias they all share (a
+    modality pair's latency, ``OffsetEstimate.shared_ns``) is in every one of them."""
+    plain, shared = ClockModel("x", method="hybrid"), ClockModel("y", method="hybrid")
+    for k in range(40):
+        d = k * 4 * NS
+        plain.add_offset(OffsetEstimate("x", d, OFFSET_NS, 2_000_000))
+        shared.add_offset(OffsetEstimate("y", d, OFFSET_NS, 2_000_000, shared_ns=1_500_000))
+    at = np.array([156 * NS])
+    _r, u_plain, _s = plain.map(at)
+    _r, u_shared, _s = shared.map(at)
+    assert u_plain[0] < 1_000_000  # the independent part averages down
+    assert u_shared[0] >= 1_500_000 and abs(u_shared[0] ** 2 - u_plain[0] ** 2 - 1.5e6**2) < 1e9
+    assert shared.state()["unc_ns"] >= 1_500_000
+
+
+def test_shared_ns_is_recorded_and_old_records_read_as_none_shared():
+    e = OffsetEstimate("mic0", 5, 7, 9, "hybrid", 0.9, shared_ns=11)
+    assert evidence_from_dict(evidence_to_dict(e)) == e
+    old = {k: v for k, v in evidence_to_dict(e).items() if k != "shared_ns"}
+    assert evidence_from_dict(old).shared_ns == 0
