@@ -9,7 +9,8 @@ Evidence, each with its own noise model (the modules of this package):
   (``R_SCALES``), averaged by likelihood (``bank.FilterBank``, ``kalman``).  A segment's first edges wait until two
   of them agree on a plausible skew, or three on any line; after a reset the previous segment's skew (the same
   oscillator) is the prior; a segment that only aligner offsets map (seconds late, ms apart) starts from the skew
-  its arrival envelope measured (``Envelope.slope``), not from a line through its first few offsets.  Innovations
+  its arrival envelope measured (``Envelope.slope``), not from a line through its first few offsets, and what they
+  map carries the error they all share (``OffsetEstimate.shared_ns``) undiminished.  Innovations
   beyond ``gate_sigma`` are rejected and counted; a run of rejections that agree with each other starts a new
   segment (a step) rather than locking the filter out.
 * **round-trip probes** (``probes``): min-RTT filtered bands, their centres into a second filter bank; a mapped
