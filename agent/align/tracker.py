@@ -6,9 +6,15 @@ every ``hop_s`` of target device time aligns the last ``window_s`` (``WindowAlig
 in ``stats()``.
 
 The search is centred on a prior: first the arrival estimate (median host - device of the target), then the
-drift-tracked prediction from accepted windows.  Windows overlap (``hop_s < window_s``), so consecutive estimates
+drift-tracked prediction from accepted windows.  The first windows search the aligner's whole range (+-2 s); once
+``TRACK_AFTER`` of them agree on a line the tracker *tracks*: it searches +-``TRACK_SEARCH_S`` around the line, so
+a window needs the reference only that far past its end (its estimate comes ~1.5 s sooner, and the clock model
+extrapolates that much less) and fewer look-alike peaks are in range; ``LOST_AFTER`` windows in a row without an
+estimate widen the search again.  Windows overlap (``hop_s < window_s``), so consecutive estimates
 share events: the emitted sigma is scaled by sqrt(window / hop) so a clock model fusing them does not count the
-same events several times.
+same events several times.  Given a ``SigmaTable`` (``calibration``: the fitted per-pair scale and floor), the sigma
+the clock model weighs each estimate by is the calibrated one (``window_evidence``, which the benchmark's feed of the
+model runs too).
 """
 
 from __future__ import annotations
@@ -23,8 +29,34 @@ from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
 
 from .aligner import AlignerSettings, AlignResult, apply_arrival_bound, violates_bound
+from .calibration import SigmaTable
 from .drift import DriftTracker
 from .window import METHODS, WindowAligner
+
+#: Accepted windows on one line before the search narrows (tracking), its half-range then (s), and the windows in a
+#: row without an estimate after which it widens again (see the module docstring).
+TRACK_AFTER = 4
+TRACK_SEARCH_S = 0.5
+LOST_AFTER = 3
+
+
+def window_evidence(res: AlignResult, stream: str, overlap: float, table: SigmaTable | None = None,
+                    pair: tuple[str, str] = ("", "")) -> OffsetEstimate:
+    """A window's ``ok`` result as the evidence a clock model weighs: its sigma scaled by sqrt(``overlap`` = window
+    / hop: overlapping windows share events, each is worth hop / window of an independent one), then calibrated
+    by ``table`` for the modality ``pair`` (``SigmaTable.apply``: k * sqrt(sigma^2 + g^2); none: as the aligner
+    reported it).  The table's floor g is fitted on mapped times, as a bias a recording's windows share: it also
+    goes with the estimate as ``shared_ns`` = k * g, which the clock model adds to the uncertainty of what offsets
+    alone map instead of averaging it down, so the live uncertainty is at least the one the benchmark reports
+    (``table.apply`` of the model's)."""
+    ev = res.evidence(stream)
+    sigma = ev.sigma_ns * max(1.0, overlap) ** 0.5
+    shared = 0.0
+    if table is not None:
+        sigma = float(table.apply(pair[0], pair[1], np.array([sigma]))[0])
+        k, g = table.of(pair[0], pair[1])
+        shared = k * g  # the table's floor is an error the windows share: the model adds it to what they map
+    return dataclasses.replace(ev, sigma_ns=max(1, int(sigma)), shared_ns=int(shared))
 
 
 class _Buffer:
@@ -62,7 +94,7 @@ class AlignmentTracker:
 
     def __init__(self, ref_stream: str, tgt_stream: str, ref_info: StreamInfo, tgt_info: StreamInfo,
                  runners: dict | None = None, window_s: float = 8.0, hop_s: float = 4.0,
-                 settings: AlignerSettings | None = None, method: str = "hybrid"):
+                 settings: AlignerSettings | None = None, method: str = "hybrid", table: SigmaTable | None = None):
         if method not in METHODS:
             raise ValueError(f"unknown alignment method {method!r}; allowed: {', '.join(METHODS)}")
         if window_s <= 0 or hop_s <= 0:
@@ -70,14 +102,20 @@ class AlignmentTracker:
         self.ref_stream, self.tgt_stream = ref_stream, tgt_stream
         self.window_ns, self.hop_ns = int(window_s * NS), int(hop_s * NS)
         self.method = method
+        self.table = table  # calibrates the emitted sigma (``window_evidence``); None: the aligner's own
         self.win = WindowAligner(ref_info, tgt_info, runners, settings)
+        s = self.win.s
+        self.track = WindowAligner(ref_info, tgt_info, runners,
+                                   dataclasses.replace(s, search_s=min(s.search_s, TRACK_SEARCH_S)))
+        self.misses = 0  # windows in a row without an emitted estimate
         self.ref = _Buffer()
         self.tgt = _Buffer()
         self._lat = _Buffer()  # host - device of the target's samples (the arrival bound)
         self._arrival: list[float] = []  # host - device of target samples (first ones)
         self.drift = DriftTracker(overlap=self.window_ns / self.hop_ns)
         self.next_d0: int | None = None
-        self.counts: dict[str, int] = {"windows": 0, "emitted": 0, "abstained": 0, "outliers": 0, "bad_chunks": 0}
+        self.counts: dict[str, int] = {"windows": 0, "emitted": 0, "abstained": 0, "outliers": 0, "bad_chunks": 0,
+                                       "tracked": 0}
         self.reasons: dict[str, int] = {}
 
     def _count(self, reason: str) -> None:
@@ -111,6 +149,11 @@ class AlignmentTracker:
         if stream_name == self.tgt_stream and self.next_d0 is None:
             self.next_d0 = int(t[0])
 
+    @property
+    def tracking(self) -> bool:
+        """Searching narrowly around the drift line (see the module docstring)."""
+        return len(self.drift.points) >= TRACK_AFTER and self.misses < LOST_AFTER
+
     def prior_ns(self, device_ns: int) -> int:
         if self.drift.points:
             return int(round(self.drift.offset_at(device_ns)))
@@ -124,7 +167,8 @@ class AlignmentTracker:
             if self.tgt.last < d1:
                 break
             prior = self.prior_ns((d0 + d1) // 2)
-            lo, hi = self.win.ref_range((d0, d1), prior)
+            win = self.track if self.tracking else self.win
+            lo, hi = win.ref_range((d0, d1), prior)
             if self.ref.last is None or self.ref.last < hi:
                 break  # wait for the reference to catch up
             tt, tx = self.tgt.cut(d0, d1)
@@ -132,18 +176,18 @@ class AlignmentTracker:
             _, lat = self._lat.cut(d0, d1)
             # host stamps without any spread are not arrivals (a file's, or host = device): they bound nothing
             bound = int(np.min(lat)) if len(lat) > 1 and np.ptp(lat) > 0 else None
-            res = self.win.estimate(rt, rx, tt, tx, (d0, d1), prior, methods=(self.method,))[self.method]
+            res = win.estimate(rt, rx, tt, tx, (d0, d1), prior, methods=(self.method,))[self.method]
             if self.method == "hybrid":
                 res = self._bounded(res, bound)
             self.counts["windows"] += 1
+            self.counts["tracked"] += win is self.track
+            self.misses += 1
             if res.ok:
                 if self.drift.add(res):
-                    # overlapping windows share events: each estimate is worth hop/window of an independent one
-                    overlap = max(1.0, self.window_ns / self.hop_ns) ** 0.5
-                    ev = res.evidence(self.tgt_stream)
-                    ev = dataclasses.replace(ev, sigma_ns=int(ev.sigma_ns * overlap))
-                    out.append(ev)
+                    out.append(window_evidence(res, self.tgt_stream, self.window_ns / self.hop_ns, self.table,
+                                               (self.win.ref_mod, self.win.tgt_mod)))
                     self.counts["emitted"] += 1
+                    self.misses = 0
                 else:
                     self.counts["outliers"] += 1
                     self._count("offset disagrees with the drift line (outlier)")
@@ -168,6 +212,7 @@ class AlignmentTracker:
         return apply_arrival_bound(res, bound)
 
     def stats(self) -> dict:
-        return {**self.counts, "reasons": dict(self.reasons), "drift_ppm": self.drift.drift_ppm,
+        return {**self.counts, "tracking": self.tracking, "reasons": dict(self.reasons),
+                "drift_ppm": self.drift.drift_ppm,
                 "drift_sigma_ppm": self.drift.drift_sigma_ppm,
                 "drift_rejected": self.drift.rejected}

@@ -46,6 +46,7 @@ class FilterBank:
         self.consensus = consensus  # measurements that must agree before the first one is used
         self._probation: list[tuple[float, float, float]] = []
         self.vetted = False  # started from measurements that agreed: the gate applies from the next one
+        self.skew_measured = False  # skew0 was measured on this segment (``prior_skew``), not assumed
         self.forget_ns = forget_s * NS
         self.x = np.zeros((self.K, 2))
         self.P = np.zeros((self.K, 2, 2))
@@ -79,6 +80,13 @@ class FilterBank:
         if self._mix is None:
             self._mix = mixture(self.ll)
         return self._mix
+
+    def prior_skew(self, skew: float, sd: float) -> None:
+        """Before the filter starts: the skew measured by other evidence of this segment (the arrival envelope's
+        slope, when only coarse aligner offsets come): the filter starts from it when it is tighter than the prior,
+        so that a few noisy first offsets do not fit a drift (and extrapolate it seconds ahead)."""
+        if self.n == 0 and sd * sd < self.skew_var0:
+            self.skew0, self.skew_var0, self.skew_measured = float(skew), float(sd) ** 2, True
 
     def _init(self, d: float, z: float, r: float) -> None:
         self.x[:] = (z, self.skew0)
@@ -166,7 +174,7 @@ class FilterBank:
         best = self._consensus(p, self.skew0, self.quick_skew, self.consensus)
         if not best and len(p) >= 3:  # a fast clock, or not the oscillator the skew came from: any line
             best = self._consensus(p, 0.0, SKEW_PRIOR, 3)
-            if best and self.skew_var0 < SKEW_PRIOR**2:
+            if best and self.skew_var0 < SKEW_PRIOR**2 and not self.skew_measured:
                 self.skew0, self.skew_var0 = 0.0, SKEW_PRIOR**2
         if not best:
             if len(p) >= 8:

@@ -17,6 +17,9 @@ import bisect
 
 import numpy as np
 
+#: The least 1-sigma ``Envelope.slope`` claims: a link's latency floor may wander (5 ppm = 5 us per second).
+SLOPE_SIGMA_FLOOR = 5e-6
+
 
 class Envelope:
     """Lower envelope of (device time, host - device): per-block minima and a lower-hull line."""
@@ -98,6 +101,26 @@ class Envelope:
                 if best is None or v < best:
                     best = v
         return best
+
+    def slope(self, min_blocks: int = 8, floor: float = SLOPE_SIGMA_FLOOR) -> tuple[float, float] | None:
+        """The line's slope (the device's skew: the link's latency floor does not change it) and its 1-sigma: the
+        block minima's scatter above the line (robust) over their spread in device time, as for a least-squares
+        line, at least ``floor`` (a latency floor that wanders).  None with fewer than ``min_blocks`` closed blocks
+        in the window, or minima with no scatter at all (host stamps that are not arrivals: a file's, or host =
+        device, say nothing of the skew)."""
+        if self.line is None or self.closed < min_blocks:
+            return None
+        dc, a, b = self.line
+        lo = bisect.bisect_left(self.d, self.d[-1] - self.window_ns) if self.d else 0
+        wd, wm = np.asarray(self.d[lo:]), np.asarray(self.m[lo:])
+        if len(wd) < min_blocks:
+            return None
+        res = wm - (a + b * (wd - dc))
+        scatter = 1.4826 * float(np.median(np.abs(res - np.median(res))))
+        if not scatter >= 1.0:  # (ns)
+            return None
+        sd = scatter * float(np.sqrt(12.0 / len(wd))) / max(float(wd[-1] - wd[0]), 1.0)
+        return b, max(sd, floor)
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         d, m = list(self.d), list(self.m)

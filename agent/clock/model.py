@@ -8,8 +8,11 @@ Evidence, each with its own noise model (the modules of this package):
   50 ppm/sqrt(h) in a 1-2-5 series (``RW_BANK_PPM``), times noise scales from 0.01x to 100x the stated variance
   (``R_SCALES``), averaged by likelihood (``bank.FilterBank``, ``kalman``).  A segment's first edges wait until two
   of them agree on a plausible skew, or three on any line; after a reset the previous segment's skew (the same
-  oscillator) is the prior.  Innovations beyond ``gate_sigma`` are rejected and counted; a run of rejections that
-  agree with each other starts a new segment (a step) rather than locking the filter out.
+  oscillator) is the prior; a segment that only aligner offsets map (seconds late, ms apart) starts from the skew
+  its arrival envelope measured (``Envelope.slope``), not from a line through its first few offsets, and what they
+  map carries the error they all share (``OffsetEstimate.shared_ns``) undiminished.  Innovations
+  beyond ``gate_sigma`` are rejected and counted; a run of rejections that agree with each other starts a new
+  segment (a step) rather than locking the filter out.
 * **round-trip probes** (``probes``): min-RTT filtered bands, their centres into a second filter bank; a mapped
   time's 1-sigma adds the band's typical half-width (the link's asymmetry no round trip can see) and the wander.
 * **arrival times only** (``envelope``): the lower envelope of arrival - device time, late by the link's minimum
@@ -122,8 +125,13 @@ class ClockModel(Timeline):
         seg = self._segment_for(d, d + int(est.offset_ns), int(est.offset_ns), "offset")
         if seg is None:
             return False
+        if seg.trig.n == 0 and not seg.edges:  # offsets alone: the drift from the arrivals, not from the first few
+            measured = seg.env.slope()
+            if measured is not None:
+                seg.trig.prior_skew(*measured)
         if seg.trig.update(float(d - seg.dev0), float(est.offset_ns - seg.z0), sigma * sigma):
             seg.offsets += 1
+            seg.shared_var = float(est.shared_ns) ** 2
             return True
         self._count("offset_outlier")
         return self._step(seg, "trig", "offsets") > 0
@@ -232,6 +240,8 @@ class ClockModel(Timeline):
             a, var = bank.predict(np.array([d]))
             if m == "probes":
                 var = var + seg.band**2 + seg.wander
+            elif m == "neural":
+                var = var + seg.shared_var
             k = bank.best
             drift = -float(bank.x[k, 1]) * 1e6
             out["rw_ppm_per_sqrt_h"] = self._bank_rw[k]

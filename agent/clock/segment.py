@@ -40,6 +40,15 @@ class ArrivalFloor:
     def __init__(self):
         self.lat: deque[float] = deque(maxlen=40)
         self.recent: deque[tuple[np.ndarray, np.ndarray]] = deque()
+        self.base = ""  # what the heights are measured from: "envelope", "trig" or "probe" (``Segment.floor_base``)
+
+    def rebase(self, base: str) -> None:
+        """Heights above one estimate compare only with heights above the same one: when the segment's estimate
+        changes kind (its envelope, late by the link's latency, gives way to edges or aligner offsets, which are not)
+        the history starts over; else the switch itself reads as a floor that rose by the latency."""
+        if base != self.base:
+            self.lat.clear()
+            self.base = base
 
     def keep(self, d: np.ndarray, h: np.ndarray) -> None:
         self.recent.append((d, h))
@@ -86,6 +95,7 @@ class Segment:
     cause: str = "start"  # why the segment began (see ClockModel.segments_info)
     arr_last: tuple[int, int] | None = None  # (device, host) time of the last arrival
     first_edge_ns: int | None = None  # device time of the first edge pair the segment accepted
+    shared_var: float = 0.0  # the latest offset's shared error variance (``OffsetEstimate.shared_ns``), ns^2
     floor: ArrivalFloor = field(default_factory=lambda: ArrivalFloor())
 
     # ---- extent
@@ -130,15 +140,21 @@ class Segment:
         base = live[0] if live is not None else (self.env.predict(bd) if self.env.line is not None else None)
         if base is None:
             return None
+        self.floor.rebase(self.live_bank_name() if live is not None else "envelope")
         self.floor.lat.extend((np.asarray(self.env.m[-new:]) - base).tolist())
         return self.floor.late()
+
+    def live_bank_name(self) -> str:
+        """Which bank ``live_offset`` uses: "trig" (edges, aligner offsets), "probe", or "" (neither yet)."""
+        return "trig" if self.trig.n >= 10 else ("probe" if self.probe.n >= 10 else "")
 
     def live_offset(self, dr: np.ndarray) -> tuple[np.ndarray, float] | None:
         """The current offset estimate at device times ``dr`` (relative) from the edges or probes, and its 1-sigma
         at the farthest of them; None when there are neither yet."""
-        bank = self.trig if self.trig.n >= 10 else (self.probe if self.probe.n >= 10 else None)
-        if bank is None:
+        name = self.live_bank_name()
+        if not name:
             return None
+        bank = self.trig if name == "trig" else self.probe
         k = bank.best
         est = bank.x[k, 0] + (dr - bank.t) * bank.x[k, 1]
         far = float(dr[np.argmax(np.abs(dr - bank.t))])
@@ -201,6 +217,8 @@ class Segment:
         if bank.n == 0:
             return np.zeros(len(d)), np.full(len(d), float(UNKNOWN_UNC_NS) ** 2)
         a, var = bank.smooth(d) if smooth and len(bank.log_d) >= 2 else bank.predict(d)
+        if m == "neural":  # offsets alone: the error they all share stays, however many there are
+            var = var + self.shared_var
         if m == "probes":  # consistent centres say nothing of the link's asymmetry (add its bound) nor of the wander
             var = var + self.band**2 + self.wander
         return a, var

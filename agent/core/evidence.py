@@ -43,7 +43,9 @@ class Probe:
 @dataclass(frozen=True)
 class OffsetEstimate:
     """ref_time - device_time at ``device_ns``, with a 1-sigma ``sigma_ns``, from an aligner
-    (``source`` "neural", "classical" or "hybrid")."""
+    (``source`` "neural", "classical" or "hybrid").  ``shared_ns``: the 1-sigma of an error every estimate of
+    this source shares (a modality pair's bias no window shows, from a fitted sigma table): added to what the
+    estimates map, never averaged down by their number."""
 
     stream: str
     device_ns: int
@@ -51,6 +53,7 @@ class OffsetEstimate:
     sigma_ns: int
     source: str = "neural"
     confidence: float = 1.0
+    shared_ns: int = 0
 
 
 @dataclass(frozen=True)

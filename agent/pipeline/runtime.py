@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from synchub.agent.align.aligner import AlignerSettings
+from synchub.agent.align.calibration import REAL_TABLE, SIM_TABLE, SigmaTable
 from synchub.agent.align.fusion import Fuser
 from synchub.agent.align.markers import rules_from
 from synchub.agent.align.tracker import AlignmentTracker
@@ -48,6 +49,17 @@ def _driver_class(name: str):
         return registry.load(name).driver
     except ImportError as exc:  # DriverUnavailable: one line naming the driver
         raise AgentError(str(exc)) from None
+
+
+def sigma_table(simulated: bool) -> SigmaTable | None:
+    """The fitted sigma table the live aligners weigh their estimates by: the simulated rig's for a simulated rig,
+    else the real-signal corpus's (``synchub.agent.align.calibration``); None when it is not installed."""
+    path = SIM_TABLE if simulated else REAL_TABLE
+    try:
+        return SigmaTable.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("alignment: no sigma table (%s): the aligners' own sigmas are used", exc)
+        return None
 
 
 class Agent:
@@ -134,13 +146,14 @@ class Agent:
                                 "alignment")
         out = []
         by_name = {s.name: s for s in self.config.streams}
+        table = sigma_table(self.rig is not None)
         for s in wanted:
             ref = s.common.align_to
             method = "hybrid" if s.common.method == "auto" else s.common.method
             rules = s.common.markers or by_name[ref].common.markers  # the marker stream's, either side
             settings = AlignerSettings(markers=rules_from(rules)) if rules else None
             out.append(Locked(AlignmentTracker(ref, s.name, self.infos[ref], self.infos[s.name], runners=runners,
-                                               method=method, settings=settings)))
+                                               method=method, settings=settings, table=table)))
         return out
 
     def _make_fuser(self):

@@ -5,13 +5,14 @@ per-pair summary (``summarize``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from synchub.agent.align.aligner import AlignerSettings
 from synchub.agent.align.calibration import SigmaTable
 from synchub.agent.align.drift import DriftTracker, theil_sen
+from synchub.agent.align.tracker import window_evidence
 from synchub.agent.align.window import WindowAligner
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.clock.model import ClockModel
@@ -177,8 +178,7 @@ def feed_window(model, tgt, fed_until: int, centre: int, r, name: str, overlap: 
         model.add_arrivals(tgt.device_ns[a0:a1], tgt.host_ns[a0:a1])
         fed_until, fed = centre, True
     if r.ok:
-        ev = r.evidence(name)
-        ev = replace(ev, sigma_ns=int(ev.sigma_ns * max(1.0, overlap) ** 0.5))
+        ev = window_evidence(r, name, overlap)  # as the live tracker emits it (its output is calibrated, not this)
         model.add_offset(ev)
         offsets.append((ev.device_ns, ev.offset_ns, ev.sigma_ns))
         fed = True

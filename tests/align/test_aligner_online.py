@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from synchub.agent.align.tracker import AlignmentTracker
+from synchub.agent.align.aligner import AlignResult
+from synchub.agent.align.calibration import SigmaTable
+from synchub.agent.align.tracker import LOST_AFTER, TRACK_AFTER, AlignmentTracker, window_evidence
 from synchub.agent.align.window import WindowAligner, load_runners
 from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
@@ -40,7 +42,8 @@ def rig():
     return w, t_imu, imu, clock, true, dev, audio, host
 
 
-def run(tracker, rig, audio=None):
+def run(tracker, rig, audio=None, each=None):
+    """The rig's chunks pushed in host-time order, polled after each; ``each()`` is called after every poll."""
     _w, t_imu, imu, _clock, _true, dev, aud, host = rig
     a = chunks("imu0", imu, t_imu, t_imu, ref=t_imu)
     b = chunks("mic0", aud if audio is None else audio, dev, host)
@@ -54,6 +57,8 @@ def run(tracker, rig, audio=None):
             tracker.push("mic0", b[ib])
             ib += 1
         out.extend(tracker.poll())
+        if each is not None:
+            each()
     return out
 
 
@@ -136,3 +141,68 @@ def test_no_ok_estimate_is_clamped_to_an_arrival_bound_that_does_not_hold(rig, h
         assert len(est) >= 6, tr.stats()  # no spread: no bound, every window answers
     else:
         assert any("arrival bound" in r for r in tr.stats()["reasons"]), tr.stats()
+
+
+def test_tracker_weighs_its_estimates_by_the_calibrated_sigma(rig):
+    """With a fitted sigma table the evidence carries ``k * sqrt(s^2 + g^2)`` of the window's sigma (scaled for the
+    overlap), the pair looked up either way round; the offsets themselves are the same."""
+    k, g_ms = 0.25, 3.0
+    plain = run(AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, window_s=8.0, hop_s=4.0), rig)
+    table = SigmaTable((("audio", "imu", k, g_ms),), {"split": "test"})
+    calib = run(AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, window_s=8.0, hop_s=4.0, table=table), rig)
+    assert len(plain) == len(calib) >= 6
+    for p, c in zip(plain, calib, strict=True):
+        assert (p.device_ns, p.offset_ns) == (c.device_ns, c.offset_ns)
+        assert abs(c.sigma_ns - k * np.hypot(p.sigma_ns, g_ms * 1e6)) <= 2, (p, c)
+        assert p.shared_ns == 0 and c.shared_ns == int(k * g_ms * 1e6)  # the floor, shared by every window
+
+
+def test_window_evidence_scales_for_the_overlap_then_calibrates():
+    r = AlignResult(True, 5_000_000, 400_000, 12.0, 7 * NS, "hybrid")
+    assert window_evidence(r, "mic0", 4.0).sigma_ns == 800_000  # 8 s windows every 2 s: worth half of one
+    assert window_evidence(r, "mic0", 0.5).sigma_ns == 400_000  # gaps between windows: no credit
+    t = SigmaTable((("imu", "audio", 2.0, 0.6),), {})
+    e = window_evidence(r, "mic0", 4.0, t, ("audio", "imu"))
+    assert e.sigma_ns == 2_000_000 and e.offset_ns == 5_000_000 and e.device_ns == 7 * NS
+    assert e.shared_ns == 1_200_000
+    assert window_evidence(r, "mic0", 4.0, t, ("audio", "video")).sigma_ns == 800_000  # no entry: unchanged
+
+
+def test_after_the_first_windows_it_tracks_and_its_estimates_come_sooner(rig):
+    """Old behaviour: every window searched +-2 s, so it waited for the reference to reach 2.6 s past its end (on
+    top of the agent's correction delay).  Once TRACK_AFTER windows agree, +-0.5 s: 1.1 s past the end."""
+    clock = rig[3]
+    tr = AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, window_s=8.0, hop_s=4.0)
+    _w, t_imu, imu, _clock, _true, dev, aud, host = rig
+    for c in chunks("mic0", aud, dev, host):  # the target first: the reference decides when windows are done
+        tr.push("mic0", c)
+    needed = []
+    for c in chunks("imu0", imu, t_imu, t_imu, ref=t_imu, every=0.1):
+        tr.push("imu0", c)
+        for e in tr.poll():
+            end = e.device_ns + tr.window_ns // 2 + e.offset_ns  # the window's end on the reference clock
+            needed.append((tr.ref.last - end) / NS)
+            true_off = int(clock.to_true(np.array([e.device_ns]), 0)[0]) - e.device_ns
+            assert abs(e.offset_ns - true_off) < 2_000_000
+    st = tr.stats()
+    assert len(needed) >= 6 and st["tracking"] and st["tracked"] >= 3, st
+    assert all(n > 2.5 for n in needed[:TRACK_AFTER]), needed
+    assert all(n < 1.3 for n in needed[TRACK_AFTER:]), needed
+
+
+def test_windows_without_an_estimate_widen_the_search_again(rig):
+    pytest.importorskip("onnxruntime", reason="the encoders need the neural extra")
+    dev, aud = rig[5], rig[6]
+    quiet = aud.copy()
+    t0 = dev[0]
+    quiet[(dev >= t0 + 22 * NS) & (dev < t0 + 42 * NS)] = 0  # the microphone hears nothing for 20 s
+    tr = AlignmentTracker("imu0", "mic0", IMU, MIC, runners=load_runners(["imu", "audio"]), window_s=8.0, hop_s=4.0)
+    seen = []
+
+    def note():
+        if not seen or seen[-1] != tr.tracking:
+            seen.append(tr.tracking)
+
+    run(tr, rig, audio=quiet, each=note)
+    assert seen[:4] == [False, True, False, True], (seen, tr.stats())  # locked, lost in the silence, locked again
+    assert tr.counts["abstained"] >= LOST_AFTER and tr.counts["tracked"] < tr.counts["windows"] - TRACK_AFTER

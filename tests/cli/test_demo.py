@@ -25,6 +25,7 @@ def test_demo_records_every_sample_exactly_once(tmp_path):
         assert set(s) >= {"name", "modality", "samples_sent", "samples_recorded", "method", "error_us"}
         assert s["samples_sent"] > 0 and s["samples_recorded"] == s["samples_sent"] == s["samples_delivered"]
         assert set(s["error_us"]) == set(s["error_us_after_20s"]) == {"median", "p95", "max"}
+        assert set(s["offline"]["error_us_after_20s"]) == {"median", "p95", "max"}  # the live / offline ratio
     # the trigger-wired IMU is corrected by its trigger edges, to tens of microseconds or better. On a loaded
     # machine the first chunks can be shipped before the trigger reader has two edges in: those go out on arrival
     # (labelled so), never a chunk after the first trigger-corrected one, and never most of the stream.
