@@ -99,3 +99,22 @@ def test_the_shipped_simulator_table_was_fitted_apart_from_the_heldout_scenario(
     fitted = t.source["split"].split("seeds ", 1)[1].split(",")
     assert fitted and not {int(s) for s in fitted} & {int(s) for s in held.split(",")}
     assert len(t.scales) >= 6 and all(k > 0 and g >= 0 for _a, _b, k, g in t.scales)
+
+
+def test_hybrid_map_does_not_prefer_an_envelope_whose_latency_makes_it_worse():
+    """An arrival envelope late by a 30 ms link latency, tight in itself (2.5 ms), against one aligner offset of
+    25 ms sigma: counting the latency the envelope is the worse estimate (~39 ms), so the offset is used.  The old
+    choice compared the envelope's own spread only and put the events 30 ms late."""
+    import numpy as np
+
+    from synchub.agent.clock.model import ClockModel
+
+    rng = np.random.default_rng(1)
+    model = ClockModel("x")
+    dev = np.arange(1_000_000_000, 11_000_000_000, 10_000_000, dtype=np.int64)
+    off = 700_000_000
+    model.add_arrivals(dev, dev + off + 30_000_000 + rng.integers(0, 5_000_000, len(dev)))
+    d = np.array([6_000_000_000], dtype=np.int64)
+    assert model.map(d, method="arrival")[1][0] < 5e6  # the envelope alone looks precise
+    mapped, unc = B.hybrid_map_unc(model, d, [(6_000_000_000, off, 25_000_000)])
+    assert abs(int(mapped[0]) - (6_000_000_000 + off)) < 1e6 and unc[0] == 25e6
