@@ -9,7 +9,7 @@ import datetime
 
 import numpy as np
 
-from synchub.agent.align.calibration import coverage, fit_scale_floor
+from synchub.agent.align.calibration import coverage, fit_scale, fit_scale_floor
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 
 
@@ -32,6 +32,23 @@ def fit_table(pooled: dict, run_out: dict, pairs_of: dict, target: float = 0.68)
     return fit_pairs(samples, {"split": run_out["corpus"], "recordings": run_out["recordings"],
                                "duration_s": run_out["duration_s"], "window_s": run_out["window_s"],
                                "hop_s": run_out["hop_s"], "method": "hybrid", "mode": "live"}, target)
+
+
+def fit_windows(samples: dict, target: float = 0.68) -> list[dict]:
+    """``{(ref, tgt, method): (errors_ns, window sigmas_ns)}`` of the classical and neural windows (no table
+    applied) -> the ``windows`` entries of the table document: per pair and method the ``fit_scale`` k by which the
+    hybrid weighs that estimate, with the coverage before and after."""
+    out = []
+    for (ref, tgt, method), (e, s) in sorted(samples.items()):
+        e, s = np.asarray(e, dtype=np.float64), np.asarray(s, dtype=np.float64)
+        ok = np.isfinite(s) & (s > 0) & (s < UNKNOWN_UNC_NS)
+        k = fit_scale(e[ok], s[ok], target)
+        if not np.isfinite(k) or k <= 0:
+            continue
+        out.append({"pair": [ref, tgt], "method": method, "scale": round(k, 3), "events": int(ok.sum()),
+                    "cover_1sigma_pct_before": _r(100 * coverage(e[ok], s[ok]), 2),
+                    "cover_1sigma_pct_fitted": _r(100 * coverage(e[ok], k * s[ok]), 2)})
+    return out
 
 
 def fit_pairs(samples: dict, source: dict, target: float = 0.68) -> dict:

@@ -32,6 +32,7 @@ class PairOutcome:
     drift_err: dict  # method -> list of |ppm err| per target
     sigmas: dict = field(default_factory=dict)  # method -> reported 1-sigma (ns) of each mapped event, if any
     hybrid_by_pair: dict = field(default_factory=dict)  # (ref, target modality) -> ([|err|], [raw sigma]) of hybrid
+    window_by_pair: dict = field(default_factory=dict)  # (ref, target, method) -> ([|err|], [window sigma]): classical, neural
 
 
 def _true_drift(clock: DeviceClock, true_end: int) -> float:
@@ -150,6 +151,9 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
                     mapped = ed + r.offset_ns - drift * 1e-6 * (ed - r.device_ns)
                     out.errors[m].extend(np.abs(mapped - et).tolist())
                     out.sigmas[m].extend([float(r.sigma_ns)] * len(ed))
+                    raw = out.window_by_pair.setdefault((ref_m, tm, m), ([], []))
+                    raw[0].extend(np.abs(mapped - et).tolist())
+                    raw[1].extend([float(r.sigma_ns)] * len(ed))
         true_drift = _true_drift(tgt.clock, int(world.duration_s * NS))
         if "arrival" in methods:
             a, b = theil_sen(((tgt.device_ns[::max(1, len(tgt.device_ns) // 400)] - tgt.device_ns[0]) / NS),
