@@ -51,6 +51,22 @@ def fit_windows(samples: dict, target: float = 0.68) -> list[dict]:
     return out
 
 
+def fit_window_table(pooled: dict, pairs_of: dict, target: float = 0.68) -> list[dict]:
+    """``fit_windows`` on one ``bench align --real`` run (live mode, no window scales applied): the classical and
+    neural windows' errors and sigmas of every pair name with that modality pair, pooled."""
+    samples: dict = collections.defaultdict(lambda: ([], []))
+    for (name, mode), outs in pooled.items():
+        if mode != "live":
+            continue
+        ref, tgt = next((r, t) for p in pairs_of.values() for n, r, t in p if n == name)
+        for o in outs:
+            for m in ("classical", "neural"):
+                if m in o.err:
+                    samples[(ref, tgt, m)][0].extend(o.err[m])
+                    samples[(ref, tgt, m)][1].extend(o.sigma[m])
+    return fit_windows(samples, target)
+
+
 def fit_pairs(samples: dict, source: dict, target: float = 0.68) -> dict:
     """``{(ref, tgt): (errors_ns, sigmas_ns)}`` -> the table document (``SigmaTable.load`` reads it): per pair
     ``fit_scale_floor``'s k and g, with the coverage before and after on the data it was fitted on."""

@@ -118,3 +118,19 @@ def test_hybrid_map_does_not_prefer_an_envelope_whose_latency_makes_it_worse():
     assert model.map(d, method="arrival")[1][0] < 5e6  # the envelope alone looks precise
     mapped, unc = B.hybrid_map_unc(model, d, [(6_000_000_000, off, 25_000_000)])
     assert abs(int(mapped[0]) - (6_000_000_000 + off)) < 1e6 and unc[0] == 25e6
+
+
+def test_fit_windows_recovers_each_methods_scale_per_pair():
+    import numpy as np
+
+    from synchub.bench.align.calibrate import fit_windows
+
+    rng = np.random.default_rng(4)
+    sig = rng.uniform(2e6, 20e6, 2000)
+    samples = {("audio", "video", "neural"): (np.abs(rng.normal(0, 0.3 * sig)), sig),  # 3x pessimistic
+               ("audio", "video", "classical"): (np.abs(rng.normal(0, 1.5 * sig)), sig),  # optimistic
+               ("imu", "audio", "neural"): ([], [])}  # no data: no entry
+    w = {(d["pair"][1], d["method"]): d for d in fit_windows(samples)}
+    assert set(w) == {("video", "neural"), ("video", "classical")}
+    assert abs(w[("video", "neural")]["scale"] - 0.3) < 0.03 and abs(w[("video", "classical")]["scale"] - 1.5) < 0.15
+    assert all(60.0 <= d["cover_1sigma_pct_fitted"] <= 76.0 for d in w.values())
