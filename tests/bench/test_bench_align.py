@@ -103,8 +103,9 @@ def test_the_shipped_simulator_table_was_fitted_apart_from_the_heldout_scenario(
 
 def test_hybrid_map_does_not_prefer_an_envelope_whose_latency_makes_it_worse():
     """An arrival envelope late by a 30 ms link latency, tight in itself (2.5 ms), against one aligner offset of
-    25 ms sigma: counting the latency the envelope is the worse estimate (~39 ms), so the offset is used.  The old
-    choice compared the envelope's own spread only and put the events 30 ms late."""
+    25 ms sigma (the first window): one offset cannot judge the latency, and counting it the envelope is the worse
+    estimate (~39 ms), so the offset is used.  The old choice compared the envelope's own spread only and put the
+    events 30 ms late.  Once three or more offsets have judged the latency, the envelope's own spread decides."""
     import numpy as np
 
     from synchub.agent.clock.model import ClockModel
@@ -118,6 +119,11 @@ def test_hybrid_map_does_not_prefer_an_envelope_whose_latency_makes_it_worse():
     assert model.map(d, method="arrival")[1][0] < 5e6  # the envelope alone looks precise
     mapped, unc = B.hybrid_map_unc(model, d, [(6_000_000_000, off, 25_000_000)])
     assert abs(int(mapped[0]) - (6_000_000_000 + off)) < 1e6 and unc[0] == 25e6
+    several = [(d0, off, 25_000_000) for d0 in (3_000_000_000, 4_500_000_000, 6_000_000_000)]
+    model2 = ClockModel("y")
+    model2.add_arrivals(dev, dev + off + rng.integers(0, 2_000_000, len(dev)))  # a fast link: L ~ 0, judged
+    mapped2, unc2 = B.hybrid_map_unc(model2, d, several)
+    assert np.array_equal(mapped2, model2.map(d, method="arrival")[0]) and unc2[0] < 25e6
 
 
 def test_fit_windows_recovers_each_methods_scale_per_pair():
