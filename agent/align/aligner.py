@@ -70,8 +70,8 @@ class AlignerSettings:
     # the hybrid weighs its classical-type and neural estimates of a window by their sigmas times these
     # (``calibration.py``: per modality pair, fitted on a calibration split; ``window_sigma_scales`` (m1, m2, method,
     # k) holds them per pair, ``WindowAligner`` sets the two of its pair)
-    classical_sigma_k: float = 1.0
-    neural_sigma_k: float = 1.0
+    classical_sigma_k: float | None = None  # None: uncalibrated (the hybrid then keeps the classical estimate)
+    neural_sigma_k: float | None = None
     window_sigma_scales: tuple[tuple[str, str, str, float], ...] = ()
     max_disagree_sigmas: float = 4.0  # the two further apart than this many combined sigmas: abstain
 
@@ -274,14 +274,18 @@ class Aligner:
         """One window's classical-type estimate ``c`` and neural estimate ``n``, both ok, as one: their
         inverse-variance mean, each sigma calibrated (``classical_sigma_k``, ``neural_sigma_k``), with the fused
         sigma; an abstention when they disagree by more than ``max_disagree_sigmas`` of their combined sigma (one
-        of them is wrong, and a confident peak does not say which)."""
-        sc = max(self.s.classical_sigma_k * c.sigma_ns, 1.0)
-        sn = max(self.s.neural_sigma_k * n.sigma_ns, 1.0)
+        of them is wrong, and a confident peak does not say which).  Uncalibrated (either k None) the raw sigmas
+        are not comparable across methods (the neural's is pessimistic): the classical estimate, after the check."""
+        kc, kn = self.s.classical_sigma_k, self.s.neural_sigma_k
+        sc = max((1.0 if kc is None else kc) * c.sigma_ns, 1.0)
+        sn = max((1.0 if kn is None else kn) * n.sigma_ns, 1.0)
         d = float(c.offset_ns - n.offset_ns)
         both = math.hypot(sc, sn)
         if abs(d) > self.s.max_disagree_sigmas * both:
             return abstain("hybrid", span, f"neural and classical disagree by {abs(d) / 1e6:.0f} ms "
                            f"({abs(d) / both:.1f} sigma)", c.offset_ns, c.confidence)
+        if kc is None or kn is None:
+            return AlignResult(True, c.offset_ns, c.sigma_ns, c.confidence, c.device_ns, "hybrid")
         wc, wn = 1.0 / sc**2, 1.0 / sn**2
         off = (wc * c.offset_ns + wn * n.offset_ns) / (wc + wn)
         return AlignResult(True, int(round(off)), int(round(1.0 / math.sqrt(wc + wn))), c.confidence, c.device_ns,
@@ -301,7 +305,8 @@ class Aligner:
         c = self.classical(ref, tgt, span, prior_ns, period_s)
         n_ok = neural is not None and neural.ok
 
-        def as_hybrid(r: AlignResult, k: float) -> AlignResult:
+        def as_hybrid(r: AlignResult, k: float | None) -> AlignResult:
+            k = 1.0 if k is None else k
             return AlignResult(True, r.offset_ns, int(round(k * r.sigma_ns)), r.confidence, r.device_ns, "hybrid")
 
         if c.ok:

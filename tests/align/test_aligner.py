@@ -127,8 +127,8 @@ def test_fuse_weighs_both_estimates_by_their_calibrated_sigmas():
     nearer the better one."""
     c = AlignResult(True, -16_000_000, 5_000_000, 10.0, 16 * NS, "classical")
     n = AlignResult(True, -2_000_000, 15_000_000, 8.0, 16 * NS, "neural")
-    raw = Aligner().fuse(c, n, SPAN)  # uncalibrated: the classical's 5 ms dominates the neural's 15 ms
-    assert raw.ok and -16e6 < raw.offset_ns < -14e6
+    raw = Aligner().fuse(c, n, SPAN)  # uncalibrated: raw sigmas do not compare, the classical as before
+    assert raw.ok and raw.offset_ns == c.offset_ns and raw.sigma_ns == c.sigma_ns
     cal = Aligner(AlignerSettings(classical_sigma_k=1.2, neural_sigma_k=0.25)).fuse(c, n, SPAN)
     assert cal.ok and cal.method == "hybrid" and -8e6 < cal.offset_ns < -5e6
     assert cal.sigma_ns < min(1.2 * 5e6, 0.25 * 15e6)  # two agreeing estimates: tighter than either
@@ -136,6 +136,10 @@ def test_fuse_weighs_both_estimates_by_their_calibrated_sigmas():
     far = AlignResult(True, -60_000_000, 5_000_000, 40.0, 16 * NS, "classical")
     r = Aligner(AlignerSettings(classical_sigma_k=1.2, neural_sigma_k=0.25)).fuse(far, n, SPAN)
     assert not r.ok and "disagree" in r.reason
+    # uncalibrated too, the two 120 ms apart (7.6 of their raw combined sigmas): abstain, however strong the
+    # classical peak (the old hybrid let a classical PSR >= 16 win)
+    farther = AlignResult(True, -122_000_000, 5_000_000, 40.0, 16 * NS, "classical")
+    assert not Aligner().fuse(farther, n, SPAN).ok
     # no neural estimate: the classical's, its sigma calibrated
     ev = events(3)
     al = Aligner(AlignerSettings(classical_sigma_k=2.0))

@@ -123,4 +123,4 @@ def test_window_scales_are_read_per_pair_and_reach_the_window_aligner(tmp_path):
     wa = WindowAligner(mic, cam, settings=s)
     assert (wa.s.classical_sigma_k, wa.s.neural_sigma_k) == (1.4, 0.3)
     imu = StreamInfo("imu", "imu", 200.0, 6)
-    assert WindowAligner(mic, imu, settings=s).s.neural_sigma_k == 1.0  # no entry: uncalibrated
+    assert WindowAligner(mic, imu, settings=s).s.neural_sigma_k is None  # no entry: uncalibrated
