@@ -67,6 +67,13 @@ class AlignerSettings:
     # per modality pair: what the peak cannot show (how differently they register one event), calibrated on
     # held-out data (``calibration.py``); replaces sigma_floor_ns for that pair when larger
     pair_sigma_floor_ms: tuple[tuple[str, str, float], ...] = ()
+    # the hybrid weighs its classical-type and neural estimates of a window by their sigmas times these
+    # (``calibration.py``: per modality pair, fitted on a calibration split; ``window_sigma_scales`` (m1, m2, method,
+    # k) holds them per pair, ``WindowAligner`` sets the two of its pair)
+    classical_sigma_k: float | None = None  # None: uncalibrated (the hybrid then keeps the classical estimate)
+    neural_sigma_k: float | None = None
+    window_sigma_scales: tuple[tuple[str, str, str, float], ...] = ()
+    max_disagree_sigmas: float = 4.0  # the two further apart than this many combined sigmas: abstain
 
 
 @dataclass(frozen=True)
@@ -263,31 +270,47 @@ class Aligner:
         return AlignResult(True, int(round(c.offset_ns)), self._sigma(c, 0.3 * step, 2.0 * step / NS, 1), float(c.psr),
                            int((span[0] + span[1]) // 2), "neural")
 
+    def fuse(self, c: AlignResult, n: AlignResult, span) -> AlignResult:
+        """One window's classical-type estimate ``c`` and neural estimate ``n``, both ok, as one: their
+        inverse-variance mean, each sigma calibrated (``classical_sigma_k``, ``neural_sigma_k``), with the fused
+        sigma; an abstention when they disagree by more than ``max_disagree_sigmas`` of their combined sigma (one
+        of them is wrong, and a confident peak does not say which).  Uncalibrated (either k None) the raw sigmas
+        are not comparable across methods (the neural's is pessimistic): the classical estimate, after the check."""
+        kc, kn = self.s.classical_sigma_k, self.s.neural_sigma_k
+        sc = max((1.0 if kc is None else kc) * c.sigma_ns, 1.0)
+        sn = max((1.0 if kn is None else kn) * n.sigma_ns, 1.0)
+        d = float(c.offset_ns - n.offset_ns)
+        both = math.hypot(sc, sn)
+        if abs(d) > self.s.max_disagree_sigmas * both:
+            return abstain("hybrid", span, f"neural and classical disagree by {abs(d) / 1e6:.0f} ms "
+                           f"({abs(d) / both:.1f} sigma)", c.offset_ns, c.confidence)
+        if kc is None or kn is None:
+            return AlignResult(True, c.offset_ns, c.sigma_ns, c.confidence, c.device_ns, "hybrid")
+        wc, wn = 1.0 / sc**2, 1.0 / sn**2
+        off = (wc * c.offset_ns + wn * n.offset_ns) / (wc + wn)
+        return AlignResult(True, int(round(off)), int(round(1.0 / math.sqrt(wc + wn))), c.confidence, c.device_ns,
+                           "hybrid")
+
     def hybrid(self, ref: Onsets, tgt: Onsets, span, prior_ns: int, period_s: float,
                neural: AlignResult | None) -> AlignResult:
-        """Neural coarse search + fine onset correlation, cross-checked.
+        """Neural coarse search + fine onset correlation, cross-checked and fused (``fuse``).
 
-        * the classical wide search is confident and the neural candidate agrees with it (or the encoders are
-          silent): the classical fine result;
-        * both are confident but disagree: abstain ("neural and classical disagree") unless the classical curve
-          is far stronger than its own threshold (PSR >= 2 x min_psr);
+        * the classical wide search is confident: fused with the neural estimate when there is one (abstains when
+          the two disagree by many sigmas, however confident the classical peak), else the classical result;
         * only the neural candidate is confident: the fine onset correlation around it (its second peak checked
           on the local curve), or the neural offset itself when the fine signals are unusable there.
+
+        Sigmas come out calibrated (times ``classical_sigma_k`` / ``neural_sigma_k``) whichever path answered.
         """
         c = self.classical(ref, tgt, span, prior_ns, period_s)
         n_ok = neural is not None and neural.ok
 
-        def as_hybrid(r: AlignResult) -> AlignResult:
-            return AlignResult(True, r.offset_ns, r.sigma_ns, r.confidence, r.device_ns, "hybrid")
+        def as_hybrid(r: AlignResult, k: float | None) -> AlignResult:
+            k = 1.0 if k is None else k
+            return AlignResult(True, r.offset_ns, int(round(k * r.sigma_ns)), r.confidence, r.device_ns, "hybrid")
 
         if c.ok:
-            if not n_ok:
-                return as_hybrid(c)
-            gate = max(4.0 * neural.sigma_ns, 0.06 * NS, 1.5 * period_s * NS)
-            if abs(c.offset_ns - neural.offset_ns) <= gate or c.confidence >= 2.0 * self.s.min_psr:
-                return as_hybrid(c)
-            return abstain("hybrid", span, f"neural and classical disagree by "
-                            f"{abs(c.offset_ns - neural.offset_ns) / 1e6:.0f} ms", prior_ns)
+            return self.fuse(c, neural, span) if n_ok else as_hybrid(c, self.s.classical_sigma_k)
         if not n_ok:
             reason = c.reason if neural is None else f"neural: {neural.reason}; classical: {c.reason}"
             return abstain("hybrid", span, reason, prior_ns)
@@ -295,9 +318,9 @@ class Aligner:
         half = max(period_s, min(2.0 * neural.sigma_ns / NS, 0.15))
         f = self.fine(ref, tgt, span, float(neural.offset_ns), half, "hybrid", coarse_psr=neural.confidence,
                       min_matched=2, chance_sigmas=2.0)
-        if f.ok:
-            return f
-        return as_hybrid(neural)
+        if f.ok:  # not fused with the neural it was searched around: the two are not independent
+            return as_hybrid(f, self.s.classical_sigma_k)
+        return as_hybrid(neural, self.s.neural_sigma_k)
 
 
 def apply_arrival_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 500_000) -> AlignResult:

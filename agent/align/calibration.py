@@ -106,19 +106,28 @@ def fit_scale_floor(errors_ns, sigmas_ns, target: float = COVERAGE_1SIGMA, targe
     return best[1], best[2]
 
 
+def window_scales(table, a: str, b: str) -> dict[str, float]:
+    """``{method: k}`` of the unordered modality pair (a, b) in ``table`` ((m1, m2, method, k), ...)."""
+    return {m: float(k) for m1, m2, m, k in table if {m1, m2} == {a, b}}
+
+
 @dataclass(frozen=True)
 class SigmaTable:
     """Fitted per-pair calibrations: ``scales`` ((m1, m2, k, g_ms), ...), unordered pairs, the calibrated sigma
-    being ``k * sqrt(sigma^2 + g^2)``; ``source`` says where they were fitted (split, recordings, date)."""
+    being ``k * sqrt(sigma^2 + g^2)``; ``windows`` ((m1, m2, method, k), ...): the scales of the classical and
+    neural *window* sigmas the hybrid weighs its two estimates by (``AlignerSettings.window_sigma_scales``), fitted
+    first; ``source`` says where they were fitted (split, recordings, date)."""
 
     scales: tuple[tuple[str, str, float, float], ...]
     source: dict
+    windows: tuple[tuple[str, str, str, float], ...] = ()
 
     @classmethod
     def load(cls, path=REAL_TABLE) -> SigmaTable:
         d = json.loads(Path(path).read_text())
         return cls(tuple((p["pair"][0], p["pair"][1], float(p["scale"]), float(p.get("floor_ms", 0.0)))
-                         for p in d["pairs"]), {k: v for k, v in d.items() if k != "pairs"})
+                         for p in d["pairs"]), {k: v for k, v in d.items() if k not in ("pairs", "windows")},
+                   tuple((w["pair"][0], w["pair"][1], w["method"], float(w["scale"])) for w in d.get("windows", ())))
 
     def of(self, a: str, b: str) -> tuple[float, float]:
         """(k, g in ns) of the pair (a, b); (1, 0) when it has no entry."""

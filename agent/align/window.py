@@ -19,7 +19,7 @@ from synchub.agent.core.units import NS
 from synchub.models.runner import EncoderRunner, NoModelError
 
 from .aligner import Aligner, AlignerSettings, AlignResult, abstain, apply_arrival_bound, gcc_fine
-from .calibration import pair_floor_ns
+from .calibration import pair_floor_ns, window_scales
 from .markers import MarkerSemantics
 from .onsets import onsets
 
@@ -61,7 +61,12 @@ class WindowAligner:
         self.ref_mod = modality_of(ref_info)
         self.tgt_mod = modality_of(tgt_info)
         floor = pair_floor_ns(s.pair_sigma_floor_ms, self.ref_mod, self.tgt_mod, 0.0)
-        self.aligner = Aligner(dataclasses.replace(s, sigma_floor_ns=floor) if floor > s.sigma_floor_ns else s)
+        if floor > s.sigma_floor_ns:
+            s = dataclasses.replace(s, sigma_floor_ns=floor)
+        ks = window_scales(s.window_sigma_scales, self.ref_mod, self.tgt_mod)
+        if ks:
+            s = dataclasses.replace(s, **{f"{m}_sigma_k": k for m, k in ks.items()})
+        self.aligner = Aligner(s)
         self.s = self.aligner.s
         self.period_s = max(period_s(ref_info), period_s(tgt_info))
         self.semantics = MarkerSemantics(self.s.markers)

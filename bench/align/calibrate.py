@@ -9,7 +9,7 @@ import datetime
 
 import numpy as np
 
-from synchub.agent.align.calibration import coverage, fit_scale_floor
+from synchub.agent.align.calibration import coverage, fit_scale, fit_scale_floor
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 
 
@@ -21,17 +21,49 @@ def fit_table(pooled: dict, run_out: dict, pairs_of: dict, target: float = 0.68)
     """The per-modality-pair calibration fitted on one ``bench align --real`` run (``pooled``: (pair name, mode)
     -> outcomes, one per recording) with no table applied: the hybrid's live errors and reported sigmas of every
     pair name with that modality pair, pooled."""
+    samples = {(r, t): v for (r, t, _m), v in _live_samples(pooled, pairs_of, ("hybrid",)).items()}
+    return fit_pairs(samples, {"split": run_out["corpus"], "recordings": run_out["recordings"],
+                               "duration_s": run_out["duration_s"], "window_s": run_out["window_s"],
+                               "hop_s": run_out["hop_s"], "method": "hybrid", "mode": "live"}, target)
+
+
+def fit_windows(samples: dict, target: float = 0.68) -> list[dict]:
+    """``{(ref, tgt, method): (errors_ns, window sigmas_ns)}`` of the classical and neural windows (no table
+    applied) -> the ``windows`` entries of the table document: per pair and method the ``fit_scale`` k by which the
+    hybrid weighs that estimate, with the coverage before and after."""
+    out = []
+    for (ref, tgt, method), (e, s) in sorted(samples.items()):
+        e, s = np.asarray(e, dtype=np.float64), np.asarray(s, dtype=np.float64)
+        ok = np.isfinite(s) & (s > 0) & (s < UNKNOWN_UNC_NS)
+        k = fit_scale(e[ok], s[ok], target)
+        if not np.isfinite(k) or k <= 0:
+            continue
+        out.append({"pair": [ref, tgt], "method": method, "scale": round(k, 3), "events": int(ok.sum()),
+                    "cover_1sigma_pct_before": _r(100 * coverage(e[ok], s[ok]), 2),
+                    "cover_1sigma_pct_fitted": _r(100 * coverage(e[ok], k * s[ok]), 2)})
+    return out
+
+
+def fit_window_table(pooled: dict, pairs_of: dict, target: float = 0.68) -> list[dict]:
+    """``fit_windows`` on one ``bench align --real`` run (live mode, no window scales applied): the classical and
+    neural windows' errors and sigmas of every pair name with that modality pair, pooled."""
+    return fit_windows(_live_samples(pooled, pairs_of, ("classical", "neural")), target)
+
+
+def _live_samples(pooled: dict, pairs_of: dict, methods) -> dict:
+    """``{(ref, tgt, method): ([errors], [sigmas])}`` of ``methods`` in live mode, every pair name with that
+    modality pair pooled."""
     samples: dict = collections.defaultdict(lambda: ([], []))
     for (name, mode), outs in pooled.items():
         if mode != "live":
             continue
         ref, tgt = next((r, t) for p in pairs_of.values() for n, r, t in p if n == name)
         for o in outs:
-            samples[(ref, tgt)][0].extend(o.err["hybrid"])
-            samples[(ref, tgt)][1].extend(o.sigma["hybrid"])
-    return fit_pairs(samples, {"split": run_out["corpus"], "recordings": run_out["recordings"],
-                               "duration_s": run_out["duration_s"], "window_s": run_out["window_s"],
-                               "hop_s": run_out["hop_s"], "method": "hybrid", "mode": "live"}, target)
+            for m in methods:
+                if m in o.err:
+                    samples[(ref, tgt, m)][0].extend(o.err[m])
+                    samples[(ref, tgt, m)][1].extend(o.sigma[m])
+    return samples
 
 
 def fit_pairs(samples: dict, source: dict, target: float = 0.68) -> dict:

@@ -33,6 +33,7 @@ class PairOutcome:
     drift_err: dict  # method -> list of |ppm err| per target
     sigmas: dict = field(default_factory=dict)  # method -> reported 1-sigma (ns) of each mapped event, if any
     hybrid_by_pair: dict = field(default_factory=dict)  # (ref, target modality) -> ([|err|], [raw sigma]) of hybrid
+    window_by_pair: dict = field(default_factory=dict)  # (ref, target, method) -> ([|err|], [window sigma]): classical, neural
 
 
 def _true_drift(clock: DeviceClock, true_end: int) -> float:
@@ -151,6 +152,9 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
                     mapped = ed + r.offset_ns - drift * 1e-6 * (ed - r.device_ns)
                     out.errors[m].extend(np.abs(mapped - et).tolist())
                     out.sigmas[m].extend([float(r.sigma_ns)] * len(ed))
+                    raw = out.window_by_pair.setdefault((ref_m, tm, m), ([], []))
+                    raw[0].extend(np.abs(mapped - et).tolist())
+                    raw[1].extend([float(r.sigma_ns)] * len(ed))
         true_drift = _true_drift(tgt.clock, int(world.duration_s * NS))
         if "arrival" in methods:
             a, b = theil_sen(((tgt.device_ns[::max(1, len(tgt.device_ns) // 400)] - tgt.device_ns[0]) / NS),
@@ -198,10 +202,11 @@ def hybrid_map_unc(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: 
 
     The arrival envelope is late by the link's minimum latency, which its own spread cannot show; the aligner's
     offsets ``[(device_ns, offset_ns, sigma_ns)]`` measure it: L = weighted mean of (envelope - offset).  Where
-    L is not significantly above zero (<= 2 standard errors + 1 ms) and the envelope is the more precise, the
-    envelope is used (its uncertainty: its own, L's and L's standard error in quadrature: the latency it cannot
-    see); elsewhere the offset/edge filter (its own uncertainty), bounded above by the envelope (a sample cannot be
-    taken after it arrived).  Before the aligner or a trigger has said anything: the envelope alone."""
+    L is not significantly above zero (<= 2 standard errors + 1 ms) and the envelope is the more precise (on its
+    own spread once three or more offsets judged L; on fewer, on its whole uncertainty: its own, L's and L's
+    standard error in quadrature, which is also the uncertainty it reports), the envelope is used; elsewhere the
+    offset/edge filter (its own uncertainty), bounded above by the envelope (a sample cannot be taken after it
+    arrived).  Before the aligner or a trigger has said anything: the envelope alone."""
     arr, arr_unc, _s = model.map(device_ns, method="arrival")
     unknown = np.full(len(device_ns), float(UNKNOWN_UNC_NS))
     if np.all(arr_unc >= UNKNOWN_UNC_NS):  # no arrival envelope in this segment yet: the model answers identity
@@ -232,8 +237,10 @@ def hybrid_map_unc(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: 
         se = max(se, float(np.std(lat)) / np.sqrt(len(lat)))
     se = max(se, 0.1 * period_ns)  # a systematic floor: onsets seen at a coarse rate can be biased that much
     env_ok = bias <= 2.0 * se + 1e6
-    use_arr = env_ok & (arr_unc < est_unc)
     env_unc = np.sqrt(arr_unc.astype(np.float64) ** 2 + max(bias, 0.0) ** 2 + se**2)
+    # the envelope wins on its own spread once its latency L is judged (not significantly above zero, from the
+    # scatter of three or more offsets); on fewer, L is a guess: it wins only on its whole uncertainty
+    use_arr = env_ok & ((arr_unc if len(lat) > 2 else env_unc) < est_unc)
     return np.where(use_arr, arr, np.minimum(est, arr + slack_ns)), np.where(use_arr, env_unc, est_unc)
 
 

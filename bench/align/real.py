@@ -37,6 +37,7 @@ import json
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,7 @@ from synchub.argtypes import positive
 from synchub.errors import UserError
 from synchub.models import corpus
 
-from .calibrate import fit_table
+from .calibrate import fit_table, fit_window_table
 from .pairs import feed_window, hybrid_map_unc
 from .streams import cut, embed_stream
 
@@ -78,10 +79,11 @@ COLUMNS = (("signed_median_ms", "signed", 7, 2), ("median_abs_ms", "|med|", 7, 2
 #: ``sigma_floor_68_ms`` of the classical windows (audio-text: 0, its pooled windows already cover 74 %).
 #: Fitted before the hybrid's output table (``SIGMA_TABLE``), which is fitted with them in place.
 WINDOW_SIGMA_FLOOR_MS = (("audio", "imu", 5.6), ("audio", "video", 11.4), ("audio", "text", 0.0))
-SETTINGS = AlignerSettings(pair_sigma_floor_ms=WINDOW_SIGMA_FLOOR_MS)
-#: this corpus's per-pair scales of the hybrid path's reported uncertainty, fitted on its calibration split
-#: (``--split calibration --fit-sigma``; the file says which recordings and when), never on the held-out split
+#: this corpus's per-pair scales of the hybrid path's reported uncertainty and of its window sigmas, fitted on its
+#: calibration split (``--split calibration --fit-sigma``; the file says which recordings and when), never on the
+#: held-out split
 SIGMA_TABLE = SigmaTable.load(REAL_TABLE) if REAL_TABLE.exists() else SigmaTable((), {})
+SETTINGS = AlignerSettings(pair_sigma_floor_ms=WINDOW_SIGMA_FLOOR_MS, window_sigma_scales=SIGMA_TABLE.windows)
 
 GOAL = {"median_abs_ms": 5.0, "p95_abs_ms": 15.0, "drift_err_ppm": 10.0, "cover_1sigma_pct": [60.0, 80.0],
         "cover_2sigma_pct": 90.0}
@@ -336,6 +338,10 @@ def bench_real(specs, methods=METHODS, window_s: float = 16.0, hop_s: float = 4.
             "per_recording": per_rec}
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def _choice(flag: str, value: str, allowed) -> tuple[str, ...]:
     got = tuple(v.strip() for v in value.split(",") if v.strip())
     bad = [v for v in got if v not in allowed]
@@ -358,10 +364,19 @@ def run(args) -> int:
         corpus.plan(args.split, args.sounds, "events", args.duration)
     cache = corpus.ClipCache(args.cache or corpus.default_cache_dir())
     t0 = time.time()
+    log = _stderr
+    settings, windows = SETTINGS, []
     try:
-        pooled: dict = collections.defaultdict(list)
-        out = bench_real(specs, methods, args.window, args.hop, cache, log=lambda s: print(s, file=sys.stderr),
-                         modes=modes, pooled_out=pooled, table=table)
+        if args.fit_sigma:  # first pass: the window sigmas' scales, with none applied
+            pooled: dict = collections.defaultdict(list)
+            bench_real(specs, ("classical", "neural"), args.window, args.hop, cache, log, ("live",),
+                       replace(SETTINGS, window_sigma_scales=()), pooled, table)
+            windows = fit_window_table(pooled, PAIRS)
+            settings = replace(SETTINGS, window_sigma_scales=tuple((w["pair"][0], w["pair"][1], w["method"],
+                                                                    w["scale"]) for w in windows))
+        pooled = collections.defaultdict(list)
+        out = bench_real(specs, methods, args.window, args.hop, cache, log=log, modes=modes, pooled_out=pooled,
+                         table=table, settings=settings)
     except corpus.Unavailable as exc:
         raise UserError(f"real-signal corpus unavailable: {exc}") from None
     if not args.quiet:
@@ -373,7 +388,7 @@ def run(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     if args.fit_sigma:
-        table = fit_table(pooled, out, PAIRS)
+        table = {**fit_table(pooled, out, PAIRS), "windows": windows}
         Path(args.fit_sigma).write_text(json.dumps(table, indent=1) + "\n")
         print("sigma calibration: " + ", ".join(f"{p['pair'][0]}-{p['pair'][1]} x{p['scale']:.2f} floor "
                                                 f"{p['floor_ms']:.2f} ms" for p in table["pairs"]))

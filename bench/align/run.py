@@ -55,7 +55,7 @@ from synchub.drivers.sim.world import MARKER_RULES, World, WorldSpec
 from synchub.errors import UserError
 
 from . import real
-from .calibrate import fit_pairs
+from .calibrate import fit_pairs, fit_windows
 from .pairs import PairOutcome, run_pair, summarize, tolerance_ns
 from .scenario import DEFAULT_PAIRS, BenchSpec, load_scenario
 from .streams import render_streams
@@ -71,8 +71,10 @@ def add_arguments(p) -> None:
 
 def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: str, log=print,
                 table: SigmaTable | None = None, fit: bool = False) -> dict:
-    """Every pair of the scenario on every seed; ``table`` calibrates the hybrid's sigma (default: the shipped
-    simulator table); ``fit``: none applied, and the result carries ``sigma_table`` fitted on these seeds."""
+    """Every pair of the scenario on every seed; ``table`` calibrates the hybrid's sigma and weighs its two window
+    estimates (default: the shipped simulator table); ``fit``: two passes, the first with no table (the classical
+    and neural window sigmas' scales fitted on it), the second with those scales (the hybrid's output table fitted
+    on it): the result carries ``sigma_table`` fitted on these seeds."""
     if table is None:
         table = SigmaTable((), {}) if fit or not SIM_TABLE.exists() else SigmaTable.load(SIM_TABLE)
     pairs = [(p.name, p.ref, p.targets) for p in bench.pairs] or list(DEFAULT_PAIRS)
@@ -83,7 +85,38 @@ def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: 
         for m, r in sorted(runners.items()):
             if isinstance(r, str):
                 log(f"  encoder {m}: {r}")
-    settings = AlignerSettings(markers=rules_from(MARKER_RULES))  # the simulated rig's log vocabulary
+    windows: list = []
+    if fit:
+        per_pair = _bench_pass(bench, world_spec, links, pairs, modalities, runners, table, log)
+        samples: dict = {}
+        for o in (o for outs in per_pair.values() for o in outs):
+            for key, (e, sg) in o.window_by_pair.items():
+                samples.setdefault(key, ([], []))[0].extend(e)
+                samples[key][1].extend(sg)
+        windows = fit_windows(samples)
+        table = SigmaTable((), {}, tuple((w["pair"][0], w["pair"][1], w["method"], w["scale"]) for w in windows))
+        log("  window scales: " + ", ".join(f"{w['pair'][0]}-{w['pair'][1]} {w['method']} x{w['scale']}"
+                                            for w in windows))
+    per_pair = _bench_pass(bench, world_spec, links, pairs, modalities, runners, table, log)
+    results = []
+    for name, ref_m, targets in pairs:
+        results.extend(summarize(name, tolerance_ns(ref_m, targets), per_pair[name], bench.methods))
+    out = {"scenario": scenario, "sigma_table": table.source, "results": results}
+    if fit:
+        samples = {}
+        for o in (o for outs in per_pair.values() for o in outs):
+            for key, (e, sg) in o.hybrid_by_pair.items():
+                samples.setdefault(key, ([], []))[0].extend(e)
+                samples[key][1].extend(sg)
+        out["sigma_table"] = {**fit_pairs(samples, {"split": f"scenario {scenario}, seeds "
+                                                    f"{','.join(str(s) for s in bench.seeds)}", "method": "hybrid"}),
+                              "windows": windows}
+    return out
+
+
+def _bench_pass(bench, world_spec, links, pairs, modalities, runners, table: SigmaTable, log) -> dict:
+    settings = AlignerSettings(markers=rules_from(MARKER_RULES),  # the simulated rig's log vocabulary
+                               window_sigma_scales=table.windows)
     per_pair: dict[str, list[PairOutcome]] = {name: [] for name, _, _ in pairs}
     for seed in bench.seeds:
         t0 = time.time()
@@ -96,19 +129,7 @@ def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: 
             per_pair[name].append(run_pair(streams, world, ref_m, targets, bench, runners, settings, rng,
                                            emb_cache, table))
         log(f"  seed {seed}: rendered in {t1 - t0:.1f} s, aligned in {time.time() - t1:.1f} s")
-    results = []
-    for name, ref_m, targets in pairs:
-        results.extend(summarize(name, tolerance_ns(ref_m, targets), per_pair[name], bench.methods))
-    out = {"scenario": scenario, "sigma_table": table.source, "results": results}
-    if fit:
-        samples: dict = {}
-        for o in (o for outs in per_pair.values() for o in outs):
-            for key, (e, sg) in o.hybrid_by_pair.items():
-                samples.setdefault(key, ([], []))[0].extend(e)
-                samples[key][1].extend(sg)
-        out["sigma_table"] = fit_pairs(samples, {"split": f"scenario {scenario}, seeds "
-                                                 f"{','.join(str(s) for s in bench.seeds)}", "method": "hybrid"})
-    return out
+    return per_pair
 
 
 def run(args) -> int:

@@ -110,16 +110,42 @@ def test_hybrid_refines_a_neural_candidate_and_checks_disagreement():
     silent = AlignResult(False, 0, 0, 0.0, 16 * NS, "neural", "no model for text")
     r = al.hybrid(ref, tgt, SPAN, 0, 0.0, silent)
     assert r.ok and abs(r.offset_ns - off * NS) < 0.3e6
-    # a confident neural candidate 600 ms away from a (deliberately weak-threshold) classical result: abstain
-    weak = Aligner(AlignerSettings(min_psr=8.0))
+    # a confident neural candidate 600 ms away from a confident classical result: abstain, however strong the
+    # classical peak (the old rule let a classical PSR >= 16 win)
     wrong = AlignResult(True, int((off + 0.6) * NS), int(5e6), 6.0, 16 * NS, "neural")
-    sparse_ref, sparse_tgt = train(ev[::4]), train(ev[::4] - off)
-    c = weak.classical(sparse_ref, sparse_tgt, SPAN, 0, 0.0)
-    r = weak.hybrid(sparse_ref, sparse_tgt, SPAN, 0, 0.0, wrong)
-    if c.ok and c.confidence < 16.0:
-        assert not r.ok and "disagree" in r.reason
-    else:
-        assert r.ok and abs(r.offset_ns - off * NS) < 1e6
+    c = al.classical(ref, tgt, SPAN, 0, 0.0)
+    assert c.ok and c.confidence >= 16.0
+    r = al.hybrid(ref, tgt, SPAN, 0, 0.0, wrong)
+    assert not r.ok and "disagree" in r.reason and "sigma" in r.reason
+
+
+def test_fuse_weighs_both_estimates_by_their_calibrated_sigmas():
+    """The hybrid used to take the classical estimate whenever it agreed with the neural one within a loose gate
+    (4 neural sigmas or 60 ms): a classical window 16 ms off (its onsets biased) beat a neural one 2 ms off, and
+    the events fell outside a 30 fps stream's tolerance.  With the sigmas calibrated per pair (the neural's raw
+    sigma is ~4x pessimistic, the classical's a little optimistic) the inverse-variance mean lands between them,
+    nearer the better one."""
+    c = AlignResult(True, -16_000_000, 5_000_000, 10.0, 16 * NS, "classical")
+    n = AlignResult(True, -2_000_000, 15_000_000, 8.0, 16 * NS, "neural")
+    raw = Aligner().fuse(c, n, SPAN)  # uncalibrated: raw sigmas do not compare, the classical as before
+    assert raw.ok and raw.offset_ns == c.offset_ns and raw.sigma_ns == c.sigma_ns
+    cal = Aligner(AlignerSettings(classical_sigma_k=1.2, neural_sigma_k=0.25)).fuse(c, n, SPAN)
+    assert cal.ok and cal.method == "hybrid" and -8e6 < cal.offset_ns < -5e6
+    assert cal.sigma_ns < min(1.2 * 5e6, 0.25 * 15e6)  # two agreeing estimates: tighter than either
+    # the same two, the classical 60 ms off: no longer consistent with a 3.75 ms neural estimate
+    far = AlignResult(True, -60_000_000, 5_000_000, 40.0, 16 * NS, "classical")
+    r = Aligner(AlignerSettings(classical_sigma_k=1.2, neural_sigma_k=0.25)).fuse(far, n, SPAN)
+    assert not r.ok and "disagree" in r.reason
+    # uncalibrated too, the two 120 ms apart (7.6 of their raw combined sigmas): abstain, however strong the
+    # classical peak (the old hybrid let a classical PSR >= 16 win)
+    farther = AlignResult(True, -122_000_000, 5_000_000, 40.0, 16 * NS, "classical")
+    assert not Aligner().fuse(farther, n, SPAN).ok
+    # no neural estimate: the classical's, its sigma calibrated
+    ev = events(3)
+    al = Aligner(AlignerSettings(classical_sigma_k=2.0))
+    r = al.hybrid(train(ev), train(ev - 0.25), SPAN, 0, 0.0, None)
+    c1 = al.classical(train(ev), train(ev - 0.25), SPAN, 0, 0.0)
+    assert r.ok and r.offset_ns == c1.offset_ns and abs(r.sigma_ns - 2 * c1.sigma_ns) <= 1
 
 
 def test_theil_sen_and_drift_tracker_reject_outliers():

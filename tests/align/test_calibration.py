@@ -106,3 +106,21 @@ def test_the_shipped_real_table_was_fitted_on_the_calibration_split_only():
     assert {frozenset(p[:2]) for p in t.scales} == {frozenset(("audio", m)) for m in ("text", "imu", "video")}
     assert all(0.01 <= p[2] <= 20.0 and 0.0 <= p[3] <= 100.0 for p in t.scales)
     assert SP.MATERIAL_OF["calibration"] != "heldout"
+
+
+def test_window_scales_are_read_per_pair_and_reach_the_window_aligner(tmp_path):
+    doc = {"split": "x", "pairs": [{"pair": ["audio", "video"], "scale": 1.1, "floor_ms": 2.0}],
+           "windows": [{"pair": ["audio", "video"], "method": "neural", "scale": 0.3},
+                       {"pair": ["video", "audio"], "method": "classical", "scale": 1.4}]}
+    p = tmp_path / "t.json"
+    p.write_text(__import__("json").dumps(doc))
+    t = K.SigmaTable.load(p)
+    assert t.of("video", "audio") == (1.1, 2e6) and "windows" not in t.source
+    assert K.window_scales(t.windows, "video", "audio") == {"neural": 0.3, "classical": 1.4}
+    assert K.window_scales(t.windows, "audio", "imu") == {}
+    mic, cam = StreamInfo("mic", "audio", 16000.0, 1), StreamInfo("cam", "video", 30.0, 768)
+    s = AlignerSettings(window_sigma_scales=t.windows)
+    wa = WindowAligner(mic, cam, settings=s)
+    assert (wa.s.classical_sigma_k, wa.s.neural_sigma_k) == (1.4, 0.3)
+    imu = StreamInfo("imu", "imu", 200.0, 6)
+    assert WindowAligner(mic, imu, settings=s).s.neural_sigma_k is None  # no entry: uncalibrated

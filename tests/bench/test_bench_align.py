@@ -99,3 +99,44 @@ def test_the_shipped_simulator_table_was_fitted_apart_from_the_heldout_scenario(
     fitted = t.source["split"].split("seeds ", 1)[1].split(",")
     assert fitted and not {int(s) for s in fitted} & {int(s) for s in held.split(",")}
     assert len(t.scales) >= 6 and all(k > 0 and g >= 0 for _a, _b, k, g in t.scales)
+
+
+def test_hybrid_map_does_not_prefer_an_envelope_whose_latency_makes_it_worse():
+    """An arrival envelope late by a 30 ms link latency, tight in itself (2.5 ms), against one aligner offset of
+    25 ms sigma (the first window): one offset cannot judge the latency, and counting it the envelope is the worse
+    estimate (~39 ms), so the offset is used.  The old choice compared the envelope's own spread only and put the
+    events 30 ms late.  Once three or more offsets have judged the latency, the envelope's own spread decides."""
+    import numpy as np
+
+    from synchub.agent.clock.model import ClockModel
+
+    rng = np.random.default_rng(1)
+    model = ClockModel("x")
+    dev = np.arange(1_000_000_000, 11_000_000_000, 10_000_000, dtype=np.int64)
+    off = 700_000_000
+    model.add_arrivals(dev, dev + off + 30_000_000 + rng.integers(0, 5_000_000, len(dev)))
+    d = np.array([6_000_000_000], dtype=np.int64)
+    assert model.map(d, method="arrival")[1][0] < 5e6  # the envelope alone looks precise
+    mapped, unc = B.hybrid_map_unc(model, d, [(6_000_000_000, off, 25_000_000)])
+    assert abs(int(mapped[0]) - (6_000_000_000 + off)) < 1e6 and unc[0] == 25e6
+    several = [(d0, off, 25_000_000) for d0 in (3_000_000_000, 4_500_000_000, 6_000_000_000)]
+    model2 = ClockModel("y")
+    model2.add_arrivals(dev, dev + off + rng.integers(0, 2_000_000, len(dev)))  # a fast link: L ~ 0, judged
+    mapped2, unc2 = B.hybrid_map_unc(model2, d, several)
+    assert np.array_equal(mapped2, model2.map(d, method="arrival")[0]) and unc2[0] < 25e6
+
+
+def test_fit_windows_recovers_each_methods_scale_per_pair():
+    import numpy as np
+
+    from synchub.bench.align.calibrate import fit_windows
+
+    rng = np.random.default_rng(4)
+    sig = rng.uniform(2e6, 20e6, 2000)
+    samples = {("audio", "video", "neural"): (np.abs(rng.normal(0, 0.3 * sig)), sig),  # 3x pessimistic
+               ("audio", "video", "classical"): (np.abs(rng.normal(0, 1.5 * sig)), sig),  # optimistic
+               ("imu", "audio", "neural"): ([], [])}  # no data: no entry
+    w = {(d["pair"][1], d["method"]): d for d in fit_windows(samples)}
+    assert set(w) == {("video", "neural"), ("video", "classical")}
+    assert abs(w[("video", "neural")]["scale"] - 0.3) < 0.03 and abs(w[("video", "classical")]["scale"] - 1.5) < 0.15
+    assert all(60.0 <= d["cover_1sigma_pct_fitted"] <= 76.0 for d in w.values())

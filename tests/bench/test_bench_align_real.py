@@ -88,4 +88,7 @@ def test_fit_sigma_writes_a_table_from_the_calibration_split(tmp_path, capsys):
     (p,) = doc["pairs"]
     assert p["pair"] == ["audio", "text"] and p["scale"] > 0 and p["floor_ms"] >= 0 and p["events"] >= 5
     assert 55.0 <= p["cover_1sigma_pct_fitted"] <= 85.0  # on the data it was fitted on, by construction
+    # the window sigmas' scales, fitted first (the hybrid weighs its two estimates by them; a minute of speech may
+    # have no window either method answered: then none)
+    assert all(w["scale"] > 0 and w["method"] in ("classical", "neural") and w["events"] > 0 for w in doc["windows"])
     assert "sigma calibration: audio-text" in capsys.readouterr().out
