@@ -29,7 +29,7 @@ from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
 
 from .aligner import AlignerSettings, AlignResult, apply_arrival_bound, violates_bound
-from .calibration import SigmaTable
+from .calibration import REAL_WINDOW_FLOOR_MS, SigmaTable
 from .drift import DriftTracker
 from .window import METHODS, WindowAligner
 
@@ -38,6 +38,18 @@ from .window import METHODS, WindowAligner
 TRACK_AFTER = 4
 TRACK_SEARCH_S = 0.5
 LOST_AFTER = 3
+
+
+def calibrated_settings(table: SigmaTable | None, simulated: bool, markers=None) -> AlignerSettings:
+    """The aligner settings that go with ``table``: its window sigma scales (the hybrid weighs its classical and
+    neural estimates by them) and, for the real corpus's table, the window floors fitted before it
+    (``REAL_WINDOW_FLOOR_MS``), as ``bench align`` runs them: the table's output scaling (``window_evidence``) is
+    fitted on windows made with exactly these.  No table: the aligner's defaults.  ``markers``: marker rules."""
+    s = AlignerSettings() if markers is None else AlignerSettings(markers=markers)
+    if table is None:
+        return s
+    floors = () if simulated else REAL_WINDOW_FLOOR_MS
+    return dataclasses.replace(s, window_sigma_scales=table.windows, pair_sigma_floor_ms=floors)
 
 
 def window_evidence(res: AlignResult, stream: str, overlap: float, table: SigmaTable | None = None,

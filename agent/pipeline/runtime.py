@@ -11,11 +11,10 @@ import threading
 import time
 from typing import Any
 
-from synchub.agent.align.aligner import AlignerSettings
 from synchub.agent.align.calibration import REAL_TABLE, SIM_TABLE, SigmaTable
 from synchub.agent.align.fusion import Fuser
 from synchub.agent.align.markers import rules_from
-from synchub.agent.align.tracker import AlignmentTracker
+from synchub.agent.align.tracker import AlignmentTracker, calibrated_settings
 from synchub.agent.align.window import load_runners, modality_of
 from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.settings import ClockLayerConfig
@@ -151,7 +150,7 @@ class Agent:
             ref = s.common.align_to
             method = "hybrid" if s.common.method == "auto" else s.common.method
             rules = s.common.markers or by_name[ref].common.markers  # the marker stream's, either side
-            settings = AlignerSettings(markers=rules_from(rules)) if rules else None
+            settings = calibrated_settings(table, self.rig is not None, rules_from(rules) if rules else None)
             out.append(Locked(AlignmentTracker(ref, s.name, self.infos[ref], self.infos[s.name], runners=runners,
                                                method=method, settings=settings, table=table)))
         return out

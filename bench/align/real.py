@@ -49,7 +49,7 @@ from synchub.agent.align.calibration import (
     floor_for_coverage,
 )
 from synchub.agent.align.drift import DriftTracker, theil_sen
-from synchub.agent.align.tracker import AlignmentTracker
+from synchub.agent.align.tracker import AlignmentTracker, calibrated_settings
 from synchub.agent.align.window import WindowAligner, load_runners, modality_of, period_s
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.clock.model import ClockModel
@@ -73,17 +73,13 @@ PAIRS = {"speech": (("Speech+Markers", "audio", "text"),),
 COLUMNS = (("signed_median_ms", "signed", 7, 2), ("median_abs_ms", "|med|", 7, 2), ("p95_abs_ms", "p95", 7, 2),
            ("within_5ms_pct", "<=5ms%", 7, 1), ("drift_err_ppm", "drift", 7, 1), ("sigma_median_ms", "sigma", 7, 2),
            ("cover_1sigma_pct", "cov1%", 6, 1), ("cover_2sigma_pct", "cov2%", 6, 1), ("abstain_pct", "abst%", 6, 1))
-#: the corpus's per-pair floors of a window's sigma (``AlignerSettings.pair_sigma_floor_ms``: what the classical
-#: and live windows cannot see, e.g. an IMU that feels a sound ~5 ms after the microphone hears it), fitted on the
-#: calibration split (2026-11-26, calibration-speech-0000..0007 + calibration-events-0000..0005, 300 s, live):
-#: ``sigma_floor_68_ms`` of the classical windows (audio-text: 0, its pooled windows already cover 74 %).
-#: Fitted before the hybrid's output table (``SIGMA_TABLE``), which is fitted with them in place.
-WINDOW_SIGMA_FLOOR_MS = (("audio", "imu", 5.6), ("audio", "video", 11.4), ("audio", "text", 0.0))
 #: this corpus's per-pair scales of the hybrid path's reported uncertainty and of its window sigmas, fitted on its
 #: calibration split (``--split calibration --fit-sigma``; the file says which recordings and when), never on the
 #: held-out split
 SIGMA_TABLE = SigmaTable.load(REAL_TABLE) if REAL_TABLE.exists() else SigmaTable((), {})
-SETTINGS = AlignerSettings(pair_sigma_floor_ms=WINDOW_SIGMA_FLOOR_MS, window_sigma_scales=SIGMA_TABLE.windows)
+#: the window settings that go with the table (its window scales, the corpus's window floors
+#: ``calibration.REAL_WINDOW_FLOOR_MS``): what the live agent runs with the same table
+SETTINGS = calibrated_settings(SIGMA_TABLE, simulated=False)
 
 GOAL = {"median_abs_ms": 5.0, "p95_abs_ms": 15.0, "drift_err_ppm": 10.0, "cover_1sigma_pct": [60.0, 80.0],
         "cover_2sigma_pct": 90.0}

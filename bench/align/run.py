@@ -47,9 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
-from synchub.agent.align.aligner import AlignerSettings
 from synchub.agent.align.calibration import SIM_TABLE, SigmaTable
 from synchub.agent.align.markers import rules_from
+from synchub.agent.align.tracker import calibrated_settings
 from synchub.agent.align.window import load_runners
 from synchub.drivers.sim.world import MARKER_RULES, World, WorldSpec
 from synchub.errors import UserError
@@ -115,8 +115,7 @@ def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: 
 
 
 def _bench_pass(bench, world_spec, links, pairs, modalities, runners, table: SigmaTable, log) -> dict:
-    settings = AlignerSettings(markers=rules_from(MARKER_RULES),  # the simulated rig's log vocabulary
-                               window_sigma_scales=table.windows)
+    settings = calibrated_settings(table, True, rules_from(MARKER_RULES))  # the simulated rig's log vocabulary
     per_pair: dict[str, list[PairOutcome]] = {name: [] for name, _, _ in pairs}
     for seed in bench.seeds:
         t0 = time.time()

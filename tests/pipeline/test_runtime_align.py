@@ -3,7 +3,9 @@
 from dataclasses import replace
 from importlib import resources
 
-from synchub.agent.align.calibration import REAL_TABLE, SIM_TABLE, SigmaTable
+from synchub.agent.align.aligner import AlignerSettings
+from synchub.agent.align.calibration import REAL_TABLE, REAL_WINDOW_FLOOR_MS, SIM_TABLE, SigmaTable, window_scales
+from synchub.agent.align.tracker import calibrated_settings
 from synchub.agent.config.loader import load_config
 from synchub.agent.pipeline import runtime
 from synchub.agent.pipeline.runtime import Agent, sigma_table
@@ -28,6 +30,20 @@ def test_the_simulated_rigs_aligners_carry_the_simulators_table():
     for t in tables.values():
         assert t == sim
     assert sim.of("imu", "audio") != (1.0, 0.0)  # the pair the demo's microphone is aligned by has an entry
+    # the windows are weighed by the table's window scales too (the output scaling was fitted with them in place)
+    mic = next(t.inner for t in agent.trackers if t.inner.tgt_stream == "mic0")
+    ks = window_scales(sim.windows, "imu", "audio")
+    assert ks and mic.win.s.neural_sigma_k == ks["neural"] and mic.win.s.classical_sigma_k == ks["classical"]
+    assert mic.win.s.pair_sigma_floor_ms == ()  # the real corpus's window floors are not the simulator's
+
+
+def test_calibrated_settings_go_with_their_table():
+    real, sim = SigmaTable.load(REAL_TABLE), SigmaTable.load(SIM_TABLE)
+    assert calibrated_settings(None, False) == AlignerSettings()  # no table: the aligner's own sigmas
+    s = calibrated_settings(real, simulated=False)
+    assert s.window_sigma_scales == real.windows and s.pair_sigma_floor_ms == REAL_WINDOW_FLOOR_MS
+    s = calibrated_settings(sim, simulated=True, markers=())
+    assert s.window_sigma_scales == sim.windows and s.pair_sigma_floor_ms == () and s.markers == ()
 
 
 def test_a_real_rig_gets_the_real_corpus_table_and_a_missing_one_is_no_error(monkeypatch, tmp_path, caplog):
