@@ -126,6 +126,12 @@ class SessionLatency:
                 log.warning("latency calibration: cannot store %s: %s", self.path, exc)
         return self.measured
 
+    def summary(self) -> list[str]:
+        """One line per aligned stream the calibration touches (``synchub status``)."""
+        out = [f"{s}: aligner corrected by a stored latency of {v.latency_ns / 1e6:.2f} +- {v.sigma_ns / 1e6:.2f} ms "
+               f"({v.n} windows, session {v.session or '?'})" for s, v in sorted(self.applied.items())]
+        return out + [f"{s}: measuring its aligner's latency against the trigger path" for s in sorted(self.measuring)]
+
     def describe(self) -> dict:
         """For the recording's metadata and the status: what was applied, what is measured, from which file."""
         return {"kind": "latency_calibration", "file": str(self.path),

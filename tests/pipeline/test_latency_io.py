@@ -13,8 +13,11 @@ from synchub.agent.align.latency import Latency, LatencyStore, PairKey
 from synchub.agent.clock.model import ClockModel
 from synchub.agent.config.loader import load_config
 from synchub.agent.core.evidence import OffsetEstimate
+from synchub.agent.core.units import now_ns
 from synchub.agent.pipeline.latency_io import SessionLatency, calibration_path, load_store, save_store
+from synchub.agent.pipeline.monitor import Monitor
 from synchub.agent.pipeline.runtime import Agent
+from synchub.agent.pipeline.status_view import table
 
 KEY = PairKey("cam0", "video", "imu0", "imu")
 LATENCY_NS = 37_000_000  # the camera's frames sit this late: the aligner cannot see it
@@ -144,6 +147,10 @@ def test_the_agent_applies_the_stored_latency_to_unwired_streams_and_shows_it(tm
     est = OffsetEstimate("mic0", 10**9, 50_000_000, 1_000_000, "hybrid")
     assert agent.latency(est).offset_ns == 46_000_000
     assert agent.latency(replace(est, stream="cam0")) == replace(est, stream="cam0")
+    st = Monitor(agent).snapshot(now_ns())
+    assert st.extra["latency"] == ["mic0: aligner corrected by a stored latency of 4.00 +- 0.20 ms (40 windows, "
+                                   "session s1)"]
+    assert "latency mic0: aligner corrected by a stored latency of 4.00" in table(st)
 
 
 def test_a_trigger_wired_aligned_stream_is_measured_and_its_estimates_withheld(tmp_path):
