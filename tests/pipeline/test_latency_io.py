@@ -3,6 +3,7 @@ trigger path of a real clock model and stores the latency; a later unwired sessi
 error shrinks by it; bad files are one logged line; the agent wires it in and shows it."""
 
 import logging
+import time
 from dataclasses import replace
 from importlib import resources
 from types import SimpleNamespace
@@ -164,3 +165,24 @@ def test_a_trigger_wired_aligned_stream_is_measured_and_its_estimates_withheld(t
     assert agent.latency.measuring == {"cam0"} and agent.latency.applied == {}
     assert agent.latency(OffsetEstimate("cam0", 10**9, 5, 1)) is None and len(agent.latency.held) == 1
     assert agent.status()["latency"]["measuring"] == ["cam0"]
+
+
+def test_a_running_agent_records_the_calibration_at_start_and_what_it_measured_at_stop(tmp_path):
+    with resources.as_file(resources.files("synchub.examples").joinpath("sim-rig.toml")) as p:
+        config = load_config(p)
+    streams = [replace(s, common=replace(s.common, trigger="sync")) if s.name == "cam0" else s
+               for s in config.streams]
+    config = replace(config, streams=streams, sim=replace(config.sim, duration_s=30.0),
+                     agent=replace(config.agent, fusion=False, calibration_file=str(tmp_path / "c.json")))
+    outlet = Outlet()
+    agent = Agent(config, outlet=outlet)
+    agent.start()
+    try:
+        time.sleep(1.0)
+    finally:
+        agent.stop()
+    recorded = [m for s, m in outlet.meta if s == "_latency"]
+    assert len(recorded) == 2 and recorded[0]["kind"] == "latency_calibration"
+    assert recorded[0]["measuring"] == ["cam0"] and recorded[0]["measured"] == {}
+    assert "too few windows" in recorded[1]["measured"]["cam0"]["reason"]  # 1 s: no window yet, nothing stored
+    assert not (tmp_path / "c.json").exists()
