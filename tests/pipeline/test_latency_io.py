@@ -120,6 +120,15 @@ def test_the_file_lives_in_the_state_directory_unless_configured(tmp_path):
         __import__("pathlib").Path("/etc/c.json")
 
 
+def sim_config(calibration_file, wired=""):
+    """The example simulated rig, short, without fusion; the stream ``wired`` also on the sync trigger."""
+    with resources.as_file(resources.files("synchub.examples").joinpath("sim-rig.toml")) as p:
+        config = load_config(p)
+    streams = [replace(s, common=replace(s.common, trigger="sync")) if s.name == wired else s for s in config.streams]
+    return replace(config, streams=streams, sim=replace(config.sim, duration_s=30.0),
+                   agent=replace(config.agent, fusion=False, calibration_file=str(calibration_file)))
+
+
 class Outlet:
     def __init__(self):
         self.meta = []
@@ -136,10 +145,7 @@ def test_the_agent_applies_the_stored_latency_to_unwired_streams_and_shows_it(tm
     path = tmp_path / "latency.json"
     mic = PairKey("mic0", "audio", "imu0", "imu")
     save_store(path, LatencyStore({mic: Latency(4_000_000, 200_000, 40, session="s1")}))
-    with resources.as_file(resources.files("synchub.examples").joinpath("sim-rig.toml")) as p:
-        config = load_config(p)
-    config = replace(config, sim=replace(config.sim, duration_s=30.0),
-                     agent=replace(config.agent, fusion=False, calibration_file=str(path)))
+    config = sim_config(path)
     agent = Agent(config, outlet=Outlet())
     assert set(agent.latency.pairs) == {"mic0", "cam0"} and agent.latency.measuring == set()
     assert agent.latency.applied == {"mic0": load_store(path).get(mic)}  # cam0: nothing stored for its pair
@@ -155,12 +161,7 @@ def test_the_agent_applies_the_stored_latency_to_unwired_streams_and_shows_it(tm
 
 
 def test_a_trigger_wired_aligned_stream_is_measured_and_its_estimates_withheld(tmp_path):
-    with resources.as_file(resources.files("synchub.examples").joinpath("sim-rig.toml")) as p:
-        config = load_config(p)
-    streams = [replace(s, common=replace(s.common, trigger="sync")) if s.name == "cam0" else s
-               for s in config.streams]
-    config = replace(config, streams=streams, sim=replace(config.sim, duration_s=30.0),
-                     agent=replace(config.agent, fusion=False, calibration_file=str(tmp_path / "c.json")))
+    config = sim_config(tmp_path / "c.json", wired="cam0")
     agent = Agent(config, outlet=Outlet())
     assert agent.latency.measuring == {"cam0"} and agent.latency.applied == {}
     assert agent.latency(OffsetEstimate("cam0", 10**9, 5, 1)) is None and len(agent.latency.held) == 1
@@ -168,12 +169,7 @@ def test_a_trigger_wired_aligned_stream_is_measured_and_its_estimates_withheld(t
 
 
 def test_a_running_agent_records_the_calibration_at_start_and_what_it_measured_at_stop(tmp_path):
-    with resources.as_file(resources.files("synchub.examples").joinpath("sim-rig.toml")) as p:
-        config = load_config(p)
-    streams = [replace(s, common=replace(s.common, trigger="sync")) if s.name == "cam0" else s
-               for s in config.streams]
-    config = replace(config, streams=streams, sim=replace(config.sim, duration_s=30.0),
-                     agent=replace(config.agent, fusion=False, calibration_file=str(tmp_path / "c.json")))
+    config = sim_config(tmp_path / "c.json", wired="cam0")
     outlet = Outlet()
     agent = Agent(config, outlet=outlet)
     agent.start()

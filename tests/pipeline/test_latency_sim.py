@@ -7,11 +7,12 @@ aligner's estimates, and the stream's clock model maps the device times that muc
 from types import SimpleNamespace
 
 import numpy as np
+from support.live_align import chunks, feed
 
 from synchub.agent.align.latency import PairKey
 from synchub.agent.align.tracker import AlignmentTracker
 from synchub.agent.clock.model import ClockModel
-from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import NS
 from synchub.agent.pipeline.latency_io import SessionLatency, load_store
 from synchub.drivers.sim import render as R
@@ -23,14 +24,6 @@ MIC = StreamInfo("mic0", "audio", 16000.0, 1)
 KEY = PairKey("mic0", "audio", "imu0", "imu")
 LAG_NS = 12_000_000
 DURATION_S = 100.0
-
-
-def chunks(name, data, device, host, ref=None, every=0.25):
-    step = max(1, int(every * len(device) / ((device[-1] - device[0]) / NS)))
-    return [Chunk(name, a, data[a:a + step], device[a:a + step], host[a:a + step],
-                  ref_ns=None if ref is None else ref[a:a + step],
-                  unc_ns=None if ref is None else np.zeros(len(device[a:a + step])))
-            for a in range(0, len(device), step)]
 
 
 def session(seed, path, wired):
@@ -51,19 +44,10 @@ def session(seed, path, wired):
         edges = np.arange(1, int(DURATION_S), dtype=np.int64) * NS
         model.add_edges(clock.to_device(edges, jitter=True), edges, 5_000.0)
     tr = AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, window_s=8.0, hop_s=4.0)
-    a, b = chunks("imu0", imu, t_imu, t_imu, ref=t_imu), chunks("mic0", audio, dev, host)
-    ia = ib = 0
-    while ia < len(a) or ib < len(b):  # interleaved by host time, as the hub receives them
-        if ib >= len(b) or (ia < len(a) and a[ia].host_ns[0] <= b[ib].host_ns[0]):
-            tr.push("imu0", a[ia])
-            ia += 1
-        else:
-            tr.push("mic0", b[ib])
-            ib += 1
-        for est in tr.poll():
-            out = cal(est)
-            if out is not None:
-                model.add_offset(out)
+    for est in feed(tr, "imu0", chunks("imu0", imu, t_imu, t_imu, ref=t_imu), "mic0", chunks("mic0", audio, dev, host)):
+        out = cal(est)
+        if out is not None:
+            model.add_offset(out)
     return cal, model, clock
 
 
