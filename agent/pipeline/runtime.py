@@ -105,6 +105,9 @@ class Agent:
         if outlet is None:
             outlet = self._make_sender(insecure, session)
         self.outlet = outlet
+        if self.latency is not None and not self.latency.session:  # the stored latency names the session it came from
+            sid = getattr(outlet, "session", "")
+            self.latency.session = sid if isinstance(sid, str) else ""
         self.hub.marks = getattr(outlet, "marks", None)
         taps = [t.push for t in self.trackers] + ([self.fuser.push] if self.fuser is not None else [])
         self.lsl = LslPublisher(self.infos, config.lsl, config.agent.name)  # [lsl] outlet: corrected streams to LSL
