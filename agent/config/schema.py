@@ -41,6 +41,7 @@ class AgentSettings:
     chunk_ms: float = setting(20.0, min=0.1, max=10_000.0, doc="drivers batch samples into chunks of about this length")
     log_level: str = setting("info", choices=("debug", "info", "warning", "error"), doc="log verbosity")
     spool_dir: str = setting("", doc="on-disk spool directory (empty: a spool under the state directory)")
+    calibration_file: str = setting("", doc="latency calibration file (empty: latency.json under the state directory)")
     spool_max_mb: float = setting(512.0, min=1.0, max=1_048_576.0, doc="bound of the on-disk spool (1 MiB..1 TiB)")
     curve_secret_key: str = setting("", doc="agent's CURVE secret key file (empty: plain text, needs --insecure)")
     collector_public_key: str = setting("", doc="collector's CURVE public key file")

@@ -109,4 +109,5 @@ class Monitor:
             spool_bytes=int(getattr(spool, "live_bytes", 0)), spool_max_bytes=int(getattr(spool, "max_bytes", 0)),
             uptime_s=round((now_ns - a.started_ns) / NS, 1) if a.started_ns else 0.0,
             extra={"pid": os.getpid(), "queue": len(a.queue), "dead_loops": self.dead_loops(now_ns),
-                   "dropped": sum(s.dropped for s in a.hub.stats.values())})
+                   "dropped": sum(s.dropped for s in a.hub.stats.values()),
+                   "latency": a.latency.summary() if getattr(a, "latency", None) is not None else []})

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from typing import Any
 
 from synchub.agent.align.calibration import REAL_TABLE, SIM_TABLE, SigmaTable
 from synchub.agent.align.fusion import Fuser
+from synchub.agent.align.latency import PairKey
 from synchub.agent.align.markers import rules_from
 from synchub.agent.align.tracker import AlignmentTracker, calibrated_settings
 from synchub.agent.align.window import load_runners, modality_of
@@ -33,6 +35,7 @@ from synchub.drivers.sim.rig import SimRig
 
 from .chunkqueue import BoundedQueue, DerivedChunk
 from .hub import Hub
+from .latency_io import SessionLatency, calibration_path
 from .lsl_outlet import LslPublisher
 from .shipper import IdentityClocks, Locked, Shipper
 
@@ -98,9 +101,13 @@ class Agent:
         self.clock_config = dataclasses.replace(layer, correction_delay_ms=layer.delay_ns / 1e6)
         self.clocks = self._make_clocks()
         self.trackers = self._make_trackers()
+        self.latency = self._make_latency(session)
         if outlet is None:
             outlet = self._make_sender(insecure, session)
         self.outlet = outlet
+        if self.latency is not None and not self.latency.session:  # the stored latency names the session it came from
+            sid = getattr(outlet, "session", "")
+            self.latency.session = sid if isinstance(sid, str) else ""
         self.hub.marks = getattr(outlet, "marks", None)
         taps = [t.push for t in self.trackers] + ([self.fuser.push] if self.fuser is not None else [])
         self.lsl = LslPublisher(self.infos, config.lsl, config.agent.name)  # [lsl] outlet: corrected streams to LSL
@@ -154,6 +161,19 @@ class Agent:
             out.append(Locked(AlignmentTracker(ref, s.name, self.infos[ref], self.infos[s.name], runners=runners,
                                                method=method, settings=settings, table=table)))
         return out
+
+    def _make_latency(self, session: str | None) -> SessionLatency | None:
+        """The stored pair latencies (``latency_io``): applied where an aligned stream has no trigger, measured
+        where it has one."""
+        if not self.trackers:
+            return None
+        pairs = {}
+        for s in self.config.streams:
+            if s.name in {t.inner.tgt_stream for t in self.trackers}:
+                ref = s.common.align_to
+                key = PairKey(s.name, modality_of(self.infos[s.name]), ref, modality_of(self.infos[ref]))
+                pairs[s.name] = (key, bool(s.common.trigger))
+        return SessionLatency(calibration_path(self.config.agent, os.environ), pairs, session or "")
 
     def _make_fuser(self):
         if not self.config.agent.fusion:
@@ -211,6 +231,8 @@ class Agent:
         ``AgentError`` naming it, and the caller's ``stop()`` still stops and flushes what had started."""
         self.started_ns = now_ns()
         self.hub.meta("_agent", self.clock_config.to_dict())
+        if self.latency is not None:  # which stored latencies this session's aligners are corrected by
+            self.hub.meta("_latency", self.latency.describe())
         if self.rig is not None and self._own_rig:
             self.rig.start()
         try:
@@ -249,7 +271,9 @@ class Agent:
         for t in self.trackers:
             try:
                 for est in t.poll():
-                    self.hub.evidence(est)
+                    est = self.latency(est) if self.latency is not None else est
+                    if est is not None:  # None: a trigger-wired stream's, kept to measure its latency
+                        self.hub.evidence(est)
             except Exception:  # an aligner bug must not take the recording down; logged
                 log.exception("aligner %s failed", getattr(t.inner, "tgt_stream", "?"))
         if self.fuser is not None:
@@ -283,6 +307,9 @@ class Agent:
             # the drain fed the held-back chunks to the aligners and the fusion: their output is recorded too
             self._poll_consumers()
             self.shipper.final_drain()
+            if self.latency is not None:  # the trigger path against the aligners: the pairs' latencies, stored
+                self.latency.finish(self.clocks)
+                self.outlet.send_meta("_latency", self.latency.describe())
         self.queue.close()
         self.lsl.close()
         close = getattr(self.outlet, "close", None)
@@ -305,4 +332,5 @@ class Agent:
                          "gaps": st.gaps, "dropped": st.dropped, "malformed": st.malformed}
         return {"streams": per, "queue": len(self.queue), "pending": self.shipper.pending,
                 "queue_dropped": self.queue.stats.dropped_samples, "tap_errors": self.shipper.tap_errors,
-                **({"lsl_pushed": dict(self.lsl.pushed)} if self.lsl.specs else {})}
+                **({"lsl_pushed": dict(self.lsl.pushed)} if self.lsl.specs else {}),
+                **({"latency": self.latency.describe()} if self.latency is not None else {})}

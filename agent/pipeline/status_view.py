@@ -116,6 +116,7 @@ def table(st: AgentStatus) -> str:
                     f"{_fmt_age(s.last_sample_age_ns):>8} {s.method[:10] or '-':10} {sigma:>10} "
                     f"{'yes' if s.locked else 'no':5} {s.gaps:6d}" + (f"  {s.detail}" if s.detail else ""))
     fill = f" ({100 * st.spool_fill:.0f} % of {_mb(st.spool_max_bytes)})" if st.spool_max_bytes else ""
+    rows += [f"latency {line}" for line in st.extra.get("latency", ())]
     rows.append(f"spool {_mb(st.spool_bytes)}{fill}; collector {st.collector or '?'}: {st.connection}")
     problems = st.problems()
     rows.append("DEGRADED: " + ", ".join(problems) if problems else "ok")

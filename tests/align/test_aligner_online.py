@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from support.live_align import chunks, feed
 
 from synchub.agent.align.aligner import AlignResult
 from synchub.agent.align.calibration import SigmaTable
@@ -15,17 +16,6 @@ from synchub.drivers.sim.world import World
 
 IMU = StreamInfo("imu0", "imu", 200.0, 6)
 MIC = StreamInfo("mic0", "audio", 16000.0, 1)
-
-
-def chunks(name, data, device, host, ref=None, every=0.25):
-    n = len(device)
-    step = max(1, int(every * n / ((device[-1] - device[0]) / NS)))
-    out = []
-    for a in range(0, n, step):
-        b = min(n, a + step)
-        out.append(Chunk(name, a, data[a:b], device[a:b], host[a:b],
-                         ref_ns=None if ref is None else ref[a:b], unc_ns=None if ref is None else np.zeros(b - a)))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -45,21 +35,8 @@ def rig():
 def run(tracker, rig, audio=None, each=None):
     """The rig's chunks pushed in host-time order, polled after each; ``each()`` is called after every poll."""
     _w, t_imu, imu, _clock, _true, dev, aud, host = rig
-    a = chunks("imu0", imu, t_imu, t_imu, ref=t_imu)
-    b = chunks("mic0", aud if audio is None else audio, dev, host)
-    out = []
-    ia = ib = 0
-    while ia < len(a) or ib < len(b):  # interleave by host time, as a hub receives them
-        if ib >= len(b) or (ia < len(a) and a[ia].host_ns[0] <= b[ib].host_ns[0]):
-            tracker.push("imu0", a[ia])
-            ia += 1
-        else:
-            tracker.push("mic0", b[ib])
-            ib += 1
-        out.extend(tracker.poll())
-        if each is not None:
-            each()
-    return out
+    return feed(tracker, "imu0", chunks("imu0", imu, t_imu, t_imu, ref=t_imu),
+                "mic0", chunks("mic0", aud if audio is None else audio, dev, host), each)
 
 
 def test_tracker_emits_accurate_offsets(rig):

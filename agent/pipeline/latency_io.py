@@ -1,0 +1,141 @@
+"""The agent's latency calibration (``synchub.agent.align.latency``) at its edges: the file and the session.
+
+``calibration_path``: ``[agent] calibration_file``, else ``$STATE_DIRECTORY/latency.json`` (systemd's
+``StateDirectory=``), else ``$XDG_STATE_HOME`` (default ``~/.local/state``) ``/synchub/latency/<agent name>.json``.
+``load_store`` reads it (missing: empty; foreign, damaged or truncated: one logged line, empty); ``save_store``
+replaces it atomically.  ``SessionLatency`` is what the running agent holds: for each aligned stream that a
+trigger line also maps it keeps the aligner's estimates (withheld from its clock model) and, at stop, measures them against the
+trigger path of the final clock model; for each aligned stream without a trigger it applies the stored latency
+of its pair to every estimate before the clock model sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from synchub.agent.align.latency import LatencyMeter, LatencyStore, PairKey, apply
+from synchub.agent.core.evidence import OffsetEstimate
+from synchub.agent.core.stream import safe_name
+
+log = logging.getLogger("synchub.agent")
+
+#: Trigger-path mappings looser than this (1-sigma) measure no latency worth storing.
+MAX_TRIGGER_UNC_NS = 1_000_000
+
+
+def calibration_path(agent, env) -> Path:
+    if agent.calibration_file:
+        return Path(agent.calibration_file)
+    if env.get("STATE_DIRECTORY"):
+        return Path(env["STATE_DIRECTORY"].split(":")[0]) / "latency.json"
+    base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "synchub" / "latency" / f"{safe_name(agent.name)}.json"
+
+
+def load_store(path: Path) -> LatencyStore:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return LatencyStore()
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("latency calibration %s ignored: cannot read it (%s)", path, exc)
+        return LatencyStore()
+    try:
+        return LatencyStore.from_text(text)
+    except ValueError as exc:
+        log.warning("latency calibration %s ignored: %s", path, exc)
+        return LatencyStore()
+
+
+def save_store(path: Path, store: LatencyStore) -> None:
+    """Atomic: a temporary file in the same directory, flushed, then renamed over the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(store.to_text())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class SessionLatency:
+    """``pairs``: aligned stream -> (its ``PairKey``, whether a trigger line maps it this session)."""
+
+    def __init__(self, path: Path, pairs: dict[str, tuple[PairKey, bool]], session: str = ""):
+        self.path, self.pairs, self.session = path, pairs, session
+        self.store = load_store(path)
+        self.applied = {s: self.store.get(k) for s, (k, wired) in pairs.items() if not wired and self.store.get(k)}
+        self.measuring = {s for s, (_, wired) in pairs.items() if wired}
+        self.held: list[OffsetEstimate] = []
+        self.measured: dict[str, dict] = {}
+        for s, lat in self.applied.items():
+            log.info("latency calibration: %s corrected by %.3f ms (+-%.3f ms, %d windows, session %s)",
+                     pairs[s][0].label(), lat.latency_ns / 1e6, lat.sigma_ns / 1e6, lat.n, lat.session or "?")
+
+    def __call__(self, est: OffsetEstimate) -> OffsetEstimate | None:
+        """An aligner estimate on its way to the clock model: kept to measure and withheld (wired: the trigger
+        path is better by orders of magnitude, and the aligner's latency would pull it, even start a new clock
+        segment), or corrected (unwired)."""
+        if est.stream in self.measuring:
+            self.held.append(est)
+            return None
+        lat = self.applied.get(est.stream)
+        return apply(est, lat) if lat is not None else est
+
+    def finish(self, clocks, save: bool = True) -> dict:
+        """At stop, the clock layer's final trigger path against each held estimate; stores what agreed."""
+        meter = LatencyMeter()
+        models = getattr(clocks, "clocks", {})
+        for est in self.held:
+            sc = models.get(est.stream)
+            if sc is None:
+                continue
+            for method in ("triggers", "probes"):
+                ref, unc, _ = sc.model.map(np.array([est.device_ns]), method=method)
+                if int(unc[0]) <= MAX_TRIGGER_UNC_NS:
+                    meter.add(self.pairs[est.stream][0], est.offset_ns, int(ref[0]) - est.device_ns)
+                    break
+        results = meter.results()
+        counts = meter.counts()
+        for s in sorted(self.measuring):
+            key = self.pairs[s][0]
+            lat = results.get(key)
+            self.measured[s] = ({"pair": key.label(), "latency_ns": lat.latency_ns, "sigma_ns": lat.sigma_ns,
+                                 "n": lat.n, "rejected": lat.rejected} if lat is not None else
+                                {"pair": key.label(), "windows": counts.get(key.label(), 0),
+                                 "reason": "too few windows measured against the trigger path"})
+            if lat is None:
+                log.info("latency calibration: %s not measured (%d windows against the trigger path)", key.label(),
+                         counts.get(key.label(), 0))
+        if results and save:
+            self.store.update(results, self.session, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            try:
+                save_store(self.path, self.store)
+                log.info("latency calibration: %d pair(s) stored in %s", len(results), self.path)
+            except OSError as exc:
+                log.warning("latency calibration: cannot store %s: %s", self.path, exc)
+        return self.measured
+
+    def summary(self) -> list[str]:
+        """One line per aligned stream the calibration touches (``synchub status``)."""
+        out = [f"{s}: aligner corrected by a stored latency of {v.latency_ns / 1e6:.2f} +- {v.sigma_ns / 1e6:.2f} ms "
+               f"({v.n} windows, session {v.session or '?'})" for s, v in sorted(self.applied.items())]
+        return out + [f"{s}: measuring its aligner's latency against the trigger path" for s in sorted(self.measuring)]
+
+    def describe(self) -> dict:
+        """For the recording's metadata and the status: what was applied, what is measured, from which file."""
+        return {"kind": "latency_calibration", "file": str(self.path),
+                "applied": {s: {"pair": self.pairs[s][0].label(), "latency_ns": v.latency_ns,
+                                "sigma_ns": v.sigma_ns, "n": v.n, "session": v.session,
+                                "measured_utc": v.measured_utc} for s, v in sorted(self.applied.items())},
+                "measuring": sorted(self.measuring), "measured": dict(self.measured)}
