@@ -4,7 +4,13 @@ from dataclasses import replace
 from importlib import resources
 
 from synchub.agent.align.aligner import AlignerSettings
-from synchub.agent.align.calibration import REAL_TABLE, REAL_WINDOW_FLOOR_MS, SIM_TABLE, SigmaTable, window_scales
+from synchub.agent.align.calibration import (
+    REAL_TABLE,
+    REAL_WINDOW_FLOOR_MS,
+    SIM_TABLE,
+    SigmaTable,
+    window_scales,
+)
 from synchub.agent.align.tracker import calibrated_settings
 from synchub.agent.config.loader import load_config
 from synchub.agent.pipeline import runtime
