@@ -30,7 +30,7 @@ from synchub.agent.core.units import NS
 from .devices import CaptureDevice, SerialDevice, device_seed, trigger_edges
 from .ports import CaptureSource, SerialPort
 from .settings import SimDevice, SimSettings
-from .truth import TriggerTruth, Truth
+from .truth import Spill, TriggerTruth, Truth
 from .world import World
 
 log = logging.getLogger("synchub.sim")
@@ -88,7 +88,8 @@ class SimRig:
                 self.captures[d.name] = CaptureSource(self, CaptureDevice(d, self.world, self.origin_ns, s.seed,
                                                                           s.duration_s))
         self._subscribers: dict[str, list] = {t.name: [] for t in s.triggers}
-        self._edge_truth: dict[str, list] = {t.name: [] for t in s.triggers}
+        self._edge_truth = {t.name: Spill(f"trigger-{t.name}") for t in s.triggers}  # bounded: spills to disk
+        self._edge_lock = threading.Lock()
         self._edge_rng = np.random.default_rng(device_seed(s.seed, "triggers", 9))
         self._trigger_thread: threading.Thread | None = None
         self._unplug_timers: list[threading.Timer] = []
@@ -238,7 +239,9 @@ class SimRig:
                         return
                     seq[name] += 1
                     edge = SimEdge(name, stamp, true, pol, seq[name])
-                    self._edge_truth[name].append((true, pol, seq[name]))
+                    with self._edge_lock:
+                        for key, v in (("t_ns", true), ("polarity", pol), ("seqno", seq[name])):
+                            self._edge_truth[name].append(key, np.array([v], np.int64))
                     for cb in list(self._subscribers[name]):
                         try:
                             cb(edge)
@@ -258,16 +261,16 @@ class SimRig:
             t.streams[name] = p.truth()
         for name, c in self.captures.items():
             t.streams[name] = c.truth()
-        for name, rows in self._edge_truth.items():
-            rows = list(rows)
-            arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
-            t.triggers[name] = TriggerTruth(name, arr[:, 0].copy(), arr[:, 1].astype(np.int8), arr[:, 2].copy())
+        with self._edge_lock:
+            for name, sp in self._edge_truth.items():
+                t.triggers[name] = TriggerTruth(name, sp.array("t_ns", np.int64), sp.array("polarity", np.int8),
+                                                sp.array("seqno", np.int64))
         return t
 
     def stats(self) -> dict[str, dict]:
         out = {}
         for name, p in self.ports.items():
-            out[name] = {"path": p.path, "streaming": p.streaming, "delivered": sum(map(len, p.rec.parts["true_ns"])),
+            out[name] = {"path": p.path, "streaming": p.streaming, "delivered": p.rec.delivered,
                          "dropped": p.dev.dropped, "undelivered": p.undelivered, "pings": p.dev.pings}
         for name, c in self.captures.items():
             out[name] = {"opened": c.opened, "dropped": c.dev.dropped, "overruns": c.overruns}

@@ -4,10 +4,11 @@ For each stream, entry ``k`` is the ``k``-th sample *delivered to the host* (wri
 its capture source), in delivery order, so the agent's per-stream sequence number ``k`` matches it as long as
 the agent read the stream from its start.  Saved as ``.npz`` of plain arrays (no Python objects); ``Truth.load`` reads it back.
 
-``Recorder`` collects one stream's truth while the rig runs.  Its memory is bounded: past ``spill_samples`` (64k
-samples, 2 MB) or 512 packets, the per-sample arrays are appended to one raw file per array in a private temporary directory (removed
-with the recorder), and ``build`` reads them back only when the truth is asked for (a soak of hours stays flat: what
-stays in memory per spill is nothing, not a list of file names).
+``Recorder`` collects one stream's truth while the rig runs.  Its memory is bounded (``Spill``): past ``spill_samples``
+(64k samples, 2 MB) or 512 packets, the per-sample arrays are appended to one raw file per array in a private temporary
+directory (removed with the recorder), edges and pings after 512 events each, and ``build`` reads them back only when
+the truth is asked for (a soak of hours stays flat: what stays in memory per spill is nothing, not a list of file
+names).  The rig keeps its trigger lines' truth in a ``Spill`` too.
 """
 
 from __future__ import annotations
@@ -117,59 +118,100 @@ class Truth:
         return truth
 
 
+class Spill:
+    """Named arrays appended piece by piece, bounded in memory: a key's pieces go to one raw file ``<key>.bin`` in a
+    private temporary directory (removed with the object) once they hold ``spill_items`` items or ``max_pieces``
+    pieces; ``array`` reads a key back (file, then what is still in memory) only when asked.  What stays in memory
+    per spill is nothing (not a list of file names), so a soak of hours stays flat."""
+
+    def __init__(self, prefix: str, spill_items: int = 1 << 16, max_pieces: int = 512):
+        self.prefix = prefix
+        self.spill_items = spill_items
+        self.max_pieces = max_pieces
+        self.parts: dict[str, list[np.ndarray]] = collections.defaultdict(list)
+        self.counts: collections.Counter = collections.Counter()  # items appended per key, spilled or not
+        self._held: collections.Counter = collections.Counter()  # items in memory per key
+        self._spilled: dict[str, np.dtype] = {}  # key -> dtype of its spill file
+        self.spills = 0
+        self._dir: Path | None = None
+
+    def append(self, key: str, a: np.ndarray) -> None:
+        self.parts[key].append(a)
+        self.counts[key] += len(a)
+        self._held[key] += len(a)
+        if self._held[key] >= self.spill_items or len(self.parts[key]) >= self.max_pieces:
+            self.spill(key)
+
+    def spill(self, key: str) -> None:
+        pieces = self.parts.pop(key, None)
+        if not pieces:
+            return
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix=f"synchub-truth-{self.prefix}-"))
+            weakref.finalize(self, shutil.rmtree, str(self._dir), True)
+        a = np.concatenate(pieces)
+        dtype = self._spilled.setdefault(key, a.dtype)
+        with open(self._dir / f"{key}.bin", "ab") as f:
+            np.ascontiguousarray(a, dtype=dtype).tofile(f)
+        self._held[key] = 0
+        self.spills += 1
+
+    def keys(self) -> set[str]:
+        return set(self.parts) | set(self._spilled)
+
+    def array(self, key: str, dtype) -> np.ndarray:
+        parts = [np.fromfile(self._dir / f"{key}.bin", self._spilled[key])] if key in self._spilled else []
+        parts += self.parts.get(key, [])
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+
 class Recorder:
-    """Per-stream truth, appended as samples are delivered; bounded in memory (see the module docstring)."""
+    """Per-stream truth, appended as samples are delivered; bounded in memory (a ``Spill``).  The per-sample arrays
+    spill together (after ``spill_samples`` samples or ``SPILL_APPENDS`` packets: a slow stream's truth does not ramp
+    up in memory for minutes (imu0, 200 Hz) or hours (10 Hz telemetry) before the first spill); edges and pings,
+    one item per event, spill per key after ``SPILL_APPENDS`` events."""
 
     PER_SAMPLE = ("true_ns", "device_ns", "segment", "host_ns", "conn")
     SPILL_APPENDS = 512
 
     def __init__(self, spec, clock, spill_samples: int = 1 << 16):
         self.truth = StreamTruth(spec.name, spec.modality, spec.wire_format, clock=dataclasses.asdict(spec.clock))
-        self.parts: dict[str, list] = collections.defaultdict(list)
+        self.store = Spill(spec.name, spill_items=1 << 62, max_pieces=self.SPILL_APPENDS)
         self.lock = threading.Lock()
         self.spill_samples = spill_samples
         self._pending = 0  # samples in memory
-        self._spilled: dict[str, np.dtype] = {}  # per-sample array -> dtype of its spill file ``<key>.bin``
-        self.spills = 0
-        self._dir: Path | None = None
+        self._packets = 0  # sample packets in memory
+        self.spills = 0  # spills of the per-sample arrays
+
+    @property
+    def delivered(self) -> int:
+        return self.store.counts["true_ns"]
 
     def samples(self, true, dev, seg, host_ns: int | np.ndarray, conn: int) -> None:
         with self.lock:
-            p = self.parts
-            p["true_ns"].append(true)
-            p["device_ns"].append(dev)
-            p["segment"].append(seg)
-            p["host_ns"].append(np.broadcast_to(np.asarray(host_ns, np.int64), true.shape).copy())
-            p["conn"].append(np.full(len(true), conn, np.int32))
+            st = self.store
+            st.parts["true_ns"].append(true)
+            st.counts["true_ns"] += len(true)
+            for key, a in (("device_ns", dev), ("segment", seg),
+                           ("host_ns", np.broadcast_to(np.asarray(host_ns, np.int64), true.shape).copy()),
+                           ("conn", np.full(len(true), conn, np.int32))):
+                st.parts[key].append(a)
             self._pending += len(true)
-            # a slow stream (a sample per packet) spills after SPILL_APPENDS packets: its truth does not ramp up in
-            # memory for minutes (imu0, 200 Hz) or hours (10 Hz telemetry) before the first spill
-            if self._pending >= self.spill_samples or len(p["true_ns"]) >= self.SPILL_APPENDS:
-                self._spill()
-
-    def _spill(self) -> None:
-        if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix=f"synchub-truth-{self.truth.name}-"))
-            weakref.finalize(self, shutil.rmtree, str(self._dir), True)
-        for key in self.PER_SAMPLE:
-            a = np.concatenate(self.parts.pop(key))
-            dtype = self._spilled.setdefault(key, a.dtype)
-            with open(self._dir / f"{key}.bin", "ab") as f:
-                np.ascontiguousarray(a, dtype=dtype).tofile(f)
-        self.spills += 1
-        self._pending = 0
+            self._packets += 1
+            if self._pending >= self.spill_samples or self._packets >= self.SPILL_APPENDS:
+                for key in self.PER_SAMPLE:
+                    st.spill(key)
+                self.spills += 1
+                self._pending = self._packets = 0
 
     def add(self, key: str, value) -> None:
         with self.lock:
-            self.parts[key].append(np.atleast_1d(value))
+            self.store.append(key, np.atleast_1d(value))
 
     def build(self, dropped: int, undelivered: int, resets_ns: np.ndarray) -> StreamTruth:
         with self.lock:
             t = dataclasses.replace(self.truth)
-            for key in set(self.parts) | (set(self.PER_SAMPLE) if self._spilled else set()):
-                parts = [np.fromfile(self._dir / f"{key}.bin", self._spilled[key])] if key in self._spilled else []
-                parts += self.parts.get(key, [])
-                if parts:
-                    setattr(t, key, np.concatenate(parts).astype(getattr(t, key).dtype))
+            for key in self.store.keys():
+                setattr(t, key, self.store.array(key, getattr(t, key).dtype))
             t.dropped, t.undelivered, t.resets_ns = dropped, undelivered, resets_ns
             return t
