@@ -15,6 +15,7 @@ import logging
 import os
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,9 @@ log = logging.getLogger("synchub.agent")
 
 #: Trigger-path mappings looser than this (1-sigma) measure no latency worth storing.
 MAX_TRIGGER_UNC_NS = 1_000_000
+#: the newest aligner estimates kept per session to measure at stop (30 minutes of 4 s hops per wired stream): a
+#: week-long session holds no more, and the final clock model maps recent ones best
+HELD_MAX = 450
 
 
 def calibration_path(agent, env) -> Path:
@@ -76,7 +80,7 @@ class SessionLatency:
         self.store = load_store(path)
         self.applied = {s: self.store.get(k) for s, (k, wired) in pairs.items() if not wired and self.store.get(k)}
         self.measuring = {s for s, (_, wired) in pairs.items() if wired}
-        self.held: list[OffsetEstimate] = []
+        self.held: deque[OffsetEstimate] = deque(maxlen=HELD_MAX * max(1, len(self.measuring)))
         self.measured: dict[str, dict] = {}
         for s, lat in self.applied.items():
             log.info("latency calibration: %s corrected by %.3f ms (+-%.3f ms, %d windows, session %s)",

@@ -15,7 +15,13 @@ from synchub.agent.clock.model import ClockModel
 from synchub.agent.config.loader import load_config
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.units import now_ns
-from synchub.agent.pipeline.latency_io import SessionLatency, calibration_path, load_store, save_store
+from synchub.agent.pipeline.latency_io import (
+    HELD_MAX,
+    SessionLatency,
+    calibration_path,
+    load_store,
+    save_store,
+)
 from synchub.agent.pipeline.monitor import Monitor
 from synchub.agent.pipeline.runtime import Agent
 from synchub.agent.pipeline.status_view import table
@@ -182,3 +188,11 @@ def test_a_running_agent_records_the_calibration_at_start_and_what_it_measured_a
     assert recorded[0]["measuring"] == ["cam0"] and recorded[0]["measured"] == {}
     assert "too few windows" in recorded[1]["measured"]["cam0"]["reason"]  # 1 s: no window yet, nothing stored
     assert not (tmp_path / "c.json").exists()
+
+
+def test_a_long_wired_session_holds_a_bounded_number_of_estimates(tmp_path):
+    """Estimates withheld for the stop's measurement do not grow with the session (weeks in the field)."""
+    sl = SessionLatency(tmp_path / "lat.json", {"cam0": (PairKey("cam0", "video", "imu0", "imu"), True)})
+    for i in range(3 * HELD_MAX):
+        assert sl(OffsetEstimate("cam0", i * 4 * 10**9, 5, 1)) is None
+    assert len(sl.held) == HELD_MAX and sl.held[-1].device_ns == (3 * HELD_MAX - 1) * 4 * 10**9
