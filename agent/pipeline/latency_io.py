@@ -12,8 +12,6 @@ of its pair to every estimate before the clock model sees it.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -23,6 +21,8 @@ import numpy as np
 from synchub.agent.align.latency import LatencyMeter, LatencyStore, PairKey, apply
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.stream import safe_name
+from synchub.agent.formats.file_output import atomic_output
+from synchub.agent.transport.configure import state_path
 
 log = logging.getLogger("synchub.agent")
 
@@ -36,10 +36,7 @@ HELD_MAX = 450
 def calibration_path(agent, env) -> Path:
     if agent.calibration_file:
         return Path(agent.calibration_file)
-    if env.get("STATE_DIRECTORY"):
-        return Path(env["STATE_DIRECTORY"].split(":")[0]) / "latency.json"
-    base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "synchub" / "latency" / f"{safe_name(agent.name)}.json"
+    return state_path(env, "latency.json", f"latency/{safe_name(agent.name)}.json")
 
 
 def load_store(path: Path) -> LatencyStore:
@@ -58,18 +55,10 @@ def load_store(path: Path) -> LatencyStore:
 
 
 def save_store(path: Path, store: LatencyStore) -> None:
-    """Atomic: a temporary file in the same directory, flushed, then renamed over the old one."""
+    """Atomic (``atomic_output``: a temporary file in the same directory, fsynced, then renamed over the old one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(store.to_text())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as fh:
+        fh.write(store.to_text().encode("utf-8"))
 
 
 class SessionLatency:

@@ -15,13 +15,20 @@ from .session import TransportError
 log = logging.getLogger(__name__)
 
 
+def state_path(env, systemd_sub: str, xdg_sub: str) -> Path:
+    """Where an agent keeps state that must survive a restart: ``$STATE_DIRECTORY/<systemd_sub>`` (systemd's
+    ``StateDirectory=``, its first entry), else ``$XDG_STATE_HOME`` (default ``~/.local/state``)
+    ``/synchub/<xdg_sub>``."""
+    if env.get("STATE_DIRECTORY"):
+        return Path(env["STATE_DIRECTORY"].split(":")[0]) / systemd_sub
+    base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / "synchub" / xdg_sub
+
+
 def default_spool_dir(agent_name: str, env) -> Path:
     """``$STATE_DIRECTORY/spool`` (systemd's ``StateDirectory=``), else ``$XDG_STATE_HOME`` (default
     ``~/.local/state``) ``/synchub/spool/<agent name>``: one spool per agent name, never in memory."""
-    if env.get("STATE_DIRECTORY"):
-        return Path(env["STATE_DIRECTORY"].split(":")[0]) / "spool"
-    base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "synchub" / "spool" / safe_name(agent_name)
+    return state_path(env, "spool", f"spool/{safe_name(agent_name)}")
 
 
 def sender_from_settings(agent, streams: list[StreamInfo], *, insecure: bool = False, session: str | None = None,
