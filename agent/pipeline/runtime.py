@@ -168,8 +168,9 @@ class Agent:
         if not self.trackers:
             return None
         pairs = {}
+        aligned = {t.inner.tgt_stream for t in self.trackers}
         for s in self.config.streams:
-            if s.name in {t.inner.tgt_stream for t in self.trackers}:
+            if s.name in aligned:
                 ref = s.common.align_to
                 key = PairKey(s.name, modality_of(self.infos[s.name]), ref, modality_of(self.infos[ref]))
                 pairs[s.name] = (key, bool(s.common.trigger))
