@@ -272,9 +272,7 @@ class Agent:
         for t in self.trackers:
             try:
                 for est in t.poll():
-                    est = self.latency(est) if self.latency is not None else est
-                    if est is not None:  # None: a trigger-wired stream's, kept to measure its latency
-                        self.hub.evidence(est)
+                    self.hub.evidence(self.latency(est) if self.latency is not None else est)
             except Exception:  # an aligner bug must not take the recording down; logged
                 log.exception("aligner %s failed", getattr(t.inner, "tgt_stream", "?"))
         if self.fuser is not None:
