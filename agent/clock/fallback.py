@@ -13,13 +13,15 @@ has left.  ``TriggerFallback`` (one per wired stream's ``ClockModel``) says what
 * when it goes **stale**, offsets of windows after the last edge, corrected by that latency (``robust_median`` of
   the measurements; its sigma joins the error every window shares, ``OffsetEstimate.shared_ns``), go into the
   segment's **fallback bank**: a copy of the trigger path's filter bank taken then (``start``), so the aligner
-  continues the trigger path's offset and drift instead of starting over.  Its steps never start a segment; the
-  trigger bank never sees an offset;
+  continues the trigger path's offset and drift instead of starting over (with no latency measured, its offset is
+  opened by ``UNMEASURED_LATENCY_NS``: the offsets set the level, the edges' drift stays).  Its steps never start a
+  segment; the trigger bank never sees an offset;
 * when edges come back, the trigger bank (which predicted across the gap, as after any pause) takes them and the
   fallback bank is dropped: the trigger path takes over again, in the same segment.
 
-A latency stored by an earlier session is applied before the offset gets here (``synchub.agent.pipeline.latency_io``),
-so what is measured here is what remains of it.  ``events`` says each change once (the agent logs them).
+A latency an earlier session stored for the pair (``synchub.agent.pipeline.latency_io``) is the ``prior`` until this
+session has measured its own.  Without either, the offsets count as ``UNMEASURED_LATENCY_NS`` off: they set the
+level only where the trigger path's extrapolation is worse than that.  ``events`` says each change once (the agent logs them).
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ MAX_TRIGGER_UNC_NS = 1_000_000
 MIN_WINDOWS = 8
 OUTLIER_MADS = 4.0
 MAD_SIGMA = 1.4826  # x MAD estimates a normal sigma
+#: Without a measured latency the aligner's offsets may sit this far off the trigger path (a video frame, an audio
+#: buffer): the fallback bank's offset is opened by it, so that they set its level (its drift stays the edges').
+UNMEASURED_LATENCY_NS = 100_000_000
 #: Measurements kept (the newest: 30 minutes of 4 s hops).
 KEEP = 450
 #: Without a configured time: a trigger line is stale after this many periods without a pair, and never sooner
@@ -82,10 +87,11 @@ def robust_median(diffs, min_n: int) -> tuple[int, int, int] | None:
 class TriggerFallback:
     """See the module docstring.  ``stale_ns``: ``default_stale_ns``.  Holds no segment; the model asks it."""
 
-    def __init__(self, stale_ns: int, min_windows: int = MIN_WINDOWS):
+    def __init__(self, stale_ns: int, min_windows: int = MIN_WINDOWS, prior: tuple[int, int] | None = None):
         if stale_ns <= 0:
             raise ValueError("stale_ns must be > 0")
         self.stale_ns = int(stale_ns)
+        self.prior = prior  # (latency, 1-sigma) an earlier session stored for the pair: until this one measures it
         self.min_windows = int(min_windows)
         self.diffs: deque[int] = deque(maxlen=KEEP)
         self.active = False  # offsets map the stream now
@@ -106,15 +112,19 @@ class TriggerFallback:
         self.diffs.append(int(aligner_offset_ns) - int(trigger_offset_ns))
 
     def latency(self) -> tuple[int, int, int] | None:
-        """(latency, its 1-sigma, windows) measured so far, or None before ``min_windows`` agree."""
-        return robust_median(self.diffs, self.min_windows)
+        """(latency, its 1-sigma, windows) measured so far this session, else the stored ``prior`` (0 windows), or
+        None before ``min_windows`` agree and without a prior."""
+        lat = robust_median(self.diffs, self.min_windows)
+        if lat is None and self.prior is not None:
+            return int(self.prior[0]), max(1, int(self.prior[1])), 0
+        return lat
 
     def correct(self, est: OffsetEstimate) -> OffsetEstimate:
+        """The offset less the latency, whose sigma joins the error every window shares (none known: the offsets
+        count as ``UNMEASURED_LATENCY_NS`` off, so a trigger path extrapolated well still wins by variance)."""
         lat = self.latency()
-        if lat is None:
-            return est
-        return dataclasses.replace(est, offset_ns=est.offset_ns - lat[0],
-                                   shared_ns=max(1, int(round(math.hypot(est.shared_ns, lat[1])))))
+        off, extra = (est.offset_ns, UNMEASURED_LATENCY_NS) if lat is None else (est.offset_ns - lat[0], lat[1])
+        return dataclasses.replace(est, offset_ns=off, shared_ns=max(1, int(round(math.hypot(est.shared_ns, extra)))))
 
     def start(self, name: str, trig: FilterBank) -> FilterBank:
         """The fallback bank of a segment whose trigger went stale: the trigger bank as it is now (a step in it is
@@ -125,11 +135,15 @@ class TriggerFallback:
         # how steady the clock was while edges came says little of the pause: the offsets decide anew
         bank.ll[:] = 0.0
         bank._best = bank._mix = None
+        lat = self.latency()
+        if lat is None and bank.n:
+            bank.reopen(float(UNMEASURED_LATENCY_NS) ** 2, 0.0)
         if not self.active:
             self.active = True
-            lat = self.latency()
-            how = (f"latency {lat[0] / 1e6:+.2f} +- {lat[1] / 1e6:.2f} ms, {lat[2]} windows" if lat is not None else
-                   f"latency not measured this session ({len(self.diffs)} windows against the trigger path)")
+            how = (f"latency {lat[0] / 1e6:+.2f} +- {lat[1] / 1e6:.2f} ms, "
+                   + (f"{lat[2]} windows this session" if lat[2] else "stored by an earlier session")
+                   if lat is not None else
+                   f"latency not measured ({len(self.diffs)} windows against the trigger path), none stored")
             self.events.append(f"trigger lost on {name}: aligner fallback ({how})")
         return bank
 
@@ -145,4 +159,5 @@ class TriggerFallback:
     def state(self) -> dict:
         lat = self.latency()
         return {"active": self.active, "stale_ns": self.stale_ns, "fed": self.fed, "measured": len(self.diffs),
-                **({"latency_ns": lat[0], "latency_sigma_ns": lat[1], "latency_windows": lat[2]} if lat else {})}
+                **({"latency_ns": lat[0], "latency_sigma_ns": lat[1], "latency_windows": lat[2]} if lat else {}),
+                **({"stored_latency_ns": int(self.prior[0])} if self.prior is not None else {})}

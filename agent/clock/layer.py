@@ -271,6 +271,13 @@ class StreamClocks:
         sc.model.add_arrivals(device_ns, host_ns)
         sc.follow()
 
+    def latency_prior(self, stream: str, latency_ns: int, sigma_ns: int) -> None:
+        """A latency an earlier session stored for a wired stream's aligner pair: its fallback's until this session
+        measures its own (``TriggerFallback.prior``)."""
+        sc = self.clocks.get(stream)
+        if sc is not None and sc.model.fallback is not None:
+            sc.model.fallback.prior = (int(latency_ns), int(sigma_ns))
+
     def take_events(self) -> list[str]:
         """What changed since the last call, one line each (a trigger lost and the aligner falling back, the
         trigger back): for the agent's log and status."""

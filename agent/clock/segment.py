@@ -229,9 +229,11 @@ class Segment:
             return np.zeros(len(d)), np.full(len(d), float(UNKNOWN_UNC_NS) ** 2)
         a, var = bank.smooth(d) if smooth and len(bank.log_d) >= 2 else bank.predict(d)
         if self.fall is not None and bank is self.trig:
-            # beyond it the edges' extrapolation only assumes the clock stays as steady as it was; the fallback bank
-            # holds the same state and the aligner's offsets since
-            var = np.where(d > self.trig_until - self.dev0, float(UNKNOWN_UNC_NS) ** 2, var)
+            # beyond it the edges' extrapolation assumes the clock stays as steady as it was while they came; what
+            # the pause may hold is the bank's widest random walk (the fallback bank holds the same state, and the
+            # aligner's offsets since)
+            wide = bank.predict(d, k=int(np.argmax(bank.q)))[1]
+            var = np.where(d > self.trig_until - self.dev0, np.maximum(var, wide), var)
         if m == "neural" or bank is self.fall:  # offsets: the error they all share stays, however many there are
             var = var + self.shared_var
         if m == "probes":  # consistent centres say nothing of the link's asymmetry (add its bound) nor of the wander

@@ -5,10 +5,10 @@
 ``load_store`` reads it (missing: empty; foreign, damaged or truncated: one logged line, empty); ``save_store``
 replaces it atomically.  ``SessionLatency`` is what the running agent holds: for each aligned stream that a
 trigger line also maps it keeps the aligner's estimates and, at stop, measures them against the trigger path of the
-final clock model; it also passes them on (corrected by a latency stored for the pair, if any) to the stream's clock
-model, whose trigger fallback (``synchub.agent.clock.fallback``) never lets them touch the trigger path but maps the
-stream by them once its edges stop (the wire pulled, the trigger box off), corrected by what remains of the latency
-against the edges this session.  For each aligned stream without a trigger it applies the stored latency of its pair
+final clock model; it also passes them on as they came to the stream's clock model, whose trigger fallback
+(``synchub.agent.clock.fallback``) never lets them touch the trigger path but maps the stream by them once its edges
+stop (the wire pulled, the trigger box off), corrected by the latency measured against the edges this session, else
+by the one stored for the pair (``fallback``: the agent hands it to the clock layer).  For each aligned stream without a trigger it applies the stored latency of its pair
 to every estimate before the clock model sees it.
 """
 
@@ -72,7 +72,7 @@ class SessionLatency:
         self.store = load_store(path)
         self.applied = {s: self.store.get(k) for s, (k, wired) in pairs.items() if not wired and self.store.get(k)}
         self.measuring = {s for s, (_, wired) in pairs.items() if wired}
-        # a wired stream's stored latency: applied to what reaches its clock model (its fallback's evidence)
+        # a wired stream's stored latency: its clock layer's fallback prior (``StreamClocks.latency_prior``)
         self.fallback = {s: self.store.get(k) for s, (k, wired) in pairs.items() if wired and self.store.get(k)}
         self.held: deque[OffsetEstimate] = deque(maxlen=HELD_MAX * max(1, len(self.measuring)))
         self.measured: dict[str, dict] = {}
@@ -81,13 +81,12 @@ class SessionLatency:
                      pairs[s][0].label(), lat.latency_ns / 1e6, lat.sigma_ns / 1e6, lat.n, lat.session or "?")
 
     def __call__(self, est: OffsetEstimate) -> OffsetEstimate:
-        """An aligner estimate on its way to the clock model, corrected by the pair's stored latency.  A wired
-        stream's is also kept (as it came) to measure at stop; its clock model uses it only while its trigger is
-        stale (``synchub.agent.clock.fallback``)."""
+        """An aligner estimate on its way to the clock model: a wired stream's as it came (also kept to measure at
+        stop; its clock model uses it only while its trigger is stale, ``synchub.agent.clock.fallback``), an
+        unwired one's corrected by the pair's stored latency."""
         if est.stream in self.measuring:
             self.held.append(est)
-            lat = self.fallback.get(est.stream)
-            return apply(est, lat) if lat is not None else est
+            return est
         lat = self.applied.get(est.stream)
         return apply(est, lat) if lat is not None else est
 

@@ -178,16 +178,16 @@ def test_a_trigger_wired_aligned_stream_is_measured_and_its_estimates_go_to_its_
     assert agent.clocks.clocks["mic0"].model.fallback is None
 
 
-def test_a_wired_stream_falls_back_on_estimates_corrected_by_the_stored_latency(tmp_path):
+def test_a_wired_streams_stored_latency_is_its_fallbacks_prior(tmp_path):
     path = tmp_path / "latency.json"
-    save_store(path, LatencyStore({KEY: Latency(LATENCY_NS, 400_000, 30, session="s1")}))
-    cal = SessionLatency(path, {"cam0": (KEY, True)})
+    cam = PairKey("cam0", "video", "imu0", "imu")
+    save_store(path, LatencyStore({cam: Latency(LATENCY_NS, 400_000, 30, session="s1")}))
+    agent = Agent(sim_config(path, wired="cam0"), outlet=Outlet())
     est = OffsetEstimate("cam0", 10**9, 50_000_000, 2_000_000, "hybrid", shared_ns=300_000)
-    out = cal(est)
-    assert out.offset_ns == 50_000_000 - LATENCY_NS and out.shared_ns == 500_000
-    assert list(cal.held) == [est]  # measured at stop as it came: the whole latency
-    assert cal.applied == {} and cal.describe()["fallback"]["cam0"]["latency_ns"] == LATENCY_NS
-    assert "corrected by a stored 37.00 ms" in cal.summary()[0]
+    assert agent.latency(est) == est and list(agent.latency.held) == [est]  # measured at stop as it came
+    assert agent.latency.applied == {} and agent.latency.describe()["fallback"]["cam0"]["latency_ns"] == LATENCY_NS
+    assert agent.clocks.clocks["cam0"].model.fallback.prior == (LATENCY_NS, 400_000)
+    assert "corrected by a stored 37.00 ms" in agent.latency.summary()[0]
 
 
 def test_a_running_agent_records_the_calibration_at_start_and_what_it_measured_at_stop(tmp_path):
