@@ -13,11 +13,13 @@ from synchub.agent.align.latency import PairKey
 from synchub.agent.align.tracker import AlignmentTracker
 from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.settings import ClockLayerConfig, StreamClockOptions
-from synchub.agent.core.evidence import TriggerEdge
+from synchub.agent.core.evidence import OffsetEstimate, TriggerEdge
 from synchub.agent.core.options import TriggerSettings
-from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.stream import Chunk, StreamInfo
 from synchub.agent.core.units import NS
+from synchub.agent.pipeline.chunkqueue import BoundedQueue
 from synchub.agent.pipeline.latency_io import SessionLatency
+from synchub.agent.pipeline.shipper import Shipper
 from synchub.drivers.sim import render as R
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 from synchub.drivers.sim.world import World
@@ -30,6 +32,14 @@ LOSS_S = 70
 DURATION_S = 150.0
 CONFIG = ClockLayerConfig(triggers=(TriggerSettings(name="sync", backend="sim", period_s=1.0),),
                           streams={"mic0": StreamClockOptions(trigger="sync", align_to="imu0")})
+
+
+class Outlet:
+    def send_chunk(self, chunk): ...
+
+    def send_gap(self, gap): ...
+
+    def send_meta(self, stream, meta): ...
 
 
 def session(tmp_path, seed: int, fallback: bool, wander_ppm: float = 2.0):
@@ -96,3 +106,27 @@ def test_the_aligner_carries_a_wired_stream_whose_trigger_stopped(tmp_path):
         # clock model allows (50 ppm/sqrt(h)), is worse; 40-80 s after the loss it is not yet, for either clock
         assert after <= old + 0.01
         assert len(cal.held) > 12  # still kept for the stop's measurement
+
+
+def test_the_shipper_says_once_that_the_trigger_was_lost_and_once_that_it_came_back(caplog):
+    """Through the agent's shipper (its clock layer's events): one warning each way, the latest kept for the status."""
+    clocks = StreamClocks({"imu0": IMU, "mic0": MIC}, CONFIG, history=False)
+    sh = Shipper(BoundedQueue(8), clocks, Outlet())
+    offset = 2 * NS
+
+    def second(s, edge=True, est=True):
+        dev = np.arange((s - 1) * 100, s * 100, dtype=np.int64) * 10_000_000  # 100 Hz of samples, 5 ms late
+        sh._handle(Chunk("mic0", (s - 1) * 100, np.zeros(100, np.float32), dev, dev + offset + 5_000_000))
+        if edge:
+            sh._handle(TriggerEdge("sync", s * NS + offset, "ref", 1))
+            sh._handle(TriggerEdge("mic0", s * NS, "device", 1))
+        if est and s >= 12:  # the aligner's window 8 s back, 12 ms late
+            sh._handle(OffsetEstimate("mic0", (s - 8) * NS, offset + 12_000_000, 2_000_000, "hybrid"))
+
+    with caplog.at_level("WARNING", "synchub.pipeline"):
+        for s in range(1, 60):
+            second(s, edge=not 40 <= s < 50)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and lines[0].startswith("trigger lost on mic0: aligner fallback (latency +12.00")
+    assert lines[1].startswith("trigger back on mic0: trigger path again")
+    assert sh.clock_notes == {"mic0": lines[1]} and len(clocks.clocks["mic0"].model.segments) == 1
