@@ -15,7 +15,8 @@ has left.  ``TriggerFallback`` (one per wired stream's ``ClockModel``) says what
   segment's **fallback bank**: a copy of the trigger path's filter bank taken then (``start``), so the aligner
   continues the trigger path's offset and drift instead of starting over (with no latency measured, its offset is
   opened by ``UNMEASURED_LATENCY_NS``: the offsets set the level, the edges' drift stays).  Its steps never start a
-  segment; the trigger bank never sees an offset;
+  segment: a run of offsets that agree with each other beyond its gate (the clock wandered further than the
+  edges' drift foretold) reopens it by that much instead; the trigger bank never sees an offset;
 * when edges come back, the trigger bank (which predicted across the gap, as after any pause) takes them and the
   fallback bank is dropped: the trigger path takes over again, in the same segment.
 
@@ -40,9 +41,12 @@ from .bank import FilterBank
 
 #: A trigger path looser than this (1-sigma) at an offset's device time measures no latency.
 MAX_TRIGGER_UNC_NS = 1_000_000
-#: Measurements that must agree before the latency corrects the fallback's offsets, and the MAD multiple beyond
-#: which one is an outlier (a window whose aligner picked a look-alike peak).
+#: Measurements that must agree before a latency is stored (``synchub.agent.align.latency``), and the MAD multiple
+#: beyond which one is an outlier (a window whose aligner picked a look-alike peak).
 MIN_WINDOWS = 8
+#: ... and before this session's measurement corrects the fallback's offsets (its sigma says how well it is known;
+#: the first minute of a session gives about this many).
+FALLBACK_MIN_WINDOWS = 5
 OUTLIER_MADS = 4.0
 MAD_SIGMA = 1.4826  # x MAD estimates a normal sigma
 #: Without a measured latency the aligner's offsets may sit this far off the trigger path (a video frame, an audio
@@ -87,7 +91,7 @@ def robust_median(diffs, min_n: int) -> tuple[int, int, int] | None:
 class TriggerFallback:
     """See the module docstring.  ``stale_ns``: ``default_stale_ns``.  Holds no segment; the model asks it."""
 
-    def __init__(self, stale_ns: int, min_windows: int = MIN_WINDOWS, prior: tuple[int, int] | None = None):
+    def __init__(self, stale_ns: int, min_windows: int = FALLBACK_MIN_WINDOWS, prior: tuple[int, int] | None = None):
         if stale_ns <= 0:
             raise ValueError("stale_ns must be > 0")
         self.stale_ns = int(stale_ns)
@@ -128,10 +132,9 @@ class TriggerFallback:
 
     def start(self, name: str, trig: FilterBank) -> FilterBank:
         """The fallback bank of a segment whose trigger went stale: the trigger bank as it is now (a step in it is
-        never a segment: ``step_n`` out of reach).  Says so once."""
+        never a segment: the model re-anchors the bank, ``ClockModel._fallback_offset``).  Says so once."""
         bank = copy.deepcopy(trig)
-        bank.step_n, bank.step = 1 << 30, []
-        bank._bad = []
+        bank.step, bank._bad = [], []
         # how steady the clock was while edges came says little of the pause: the offsets decide anew
         bank.ll[:] = 0.0
         bank._best = bank._mix = None

@@ -195,9 +195,20 @@ class ClockModel(Timeline):
             fb.fed += 1
             seg.shared_var = float(est.shared_ns) ** 2
             return True
-        seg.fall.step = []  # a step in the aligner's offsets is no clock segment
         self._count("offset_outlier")
-        return False
+        if not seg.fall.step:
+            return False
+        # offsets that agree with each other beyond the gate: the clock wandered further than the edges' drift
+        # foretold (no segment: the bank reopens by that much and takes them)
+        bad, seg.fall.step = seg.fall.step, []
+        nu = bad[-1][1] - float(seg.fall.predict(np.array([bad[-1][0]]))[0][0])
+        span = max(bad[-1][0] - (seg.trig_until - fb.stale_ns - seg.dev0), float(NS))
+        seg.fall.reopen(nu * nu, (nu / span) ** 2)
+        self._count("fallback_reanchored")
+        taken = sum(seg.fall.update(bd, bz, br) for bd, bz, br in bad)
+        seg.fallback_offsets += taken
+        fb.fed += taken
+        return taken > 0
 
     def add_probe(self, host_send_ns: int, device_ns: int, host_recv_ns: int) -> bool:
         """A round trip: the device stamped ``device_ns`` between ``host_send_ns`` and ``host_recv_ns``."""
