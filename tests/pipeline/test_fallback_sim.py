@@ -1,37 +1,25 @@
-"""End to end on the simulator's renderings, through the agent's clock layer: a microphone whose device also sees the
-sync pulses (``trigger = "sync"``) and that the live tracker aligns to the IMU.  Its samples are stamped ``LAG`` after
-the sound (buffering no window shows).  At ``LOSS_S`` the trigger box stops.  Its aligner's estimates pass the
-session's latency calibration into ``StreamClocks`` as the agent's do: before the loss they only measure the latency
-against the trigger path; after it they map the stream, corrected by it.  Compared with the same session where they
-are withheld (the agent before the fallback): the mapped error after the loss, for a crystal whose drift wanders
-little (the edges' extrapolation stays better, and is kept by variance) and for one near a heater."""
+"""End to end on the simulator's renderings, through the agent's clock layer (the short version of ``synchub bench
+fallback``): a microphone whose device also sees the sync pulses (``trigger = "sync"``) and that the live tracker
+aligns to the IMU.  Its samples are stamped ``LAG`` after the sound (buffering no window shows).  At ``LOSS_S`` the
+trigger box stops.  Its aligner's estimates pass the session's latency calibration into ``StreamClocks`` as the
+agent's do: before the loss they only measure the latency against the trigger path; after it they map the stream,
+corrected by it.  Compared with the same session where they are withheld (the agent before the fallback): the mapped
+error after the loss, for a crystal whose drift wanders little (the edges' extrapolation stays better, and is kept by
+variance) and for one near a heater."""
 
 import numpy as np
-from support.live_align import chunks
 
-from synchub.agent.align.latency import PairKey
-from synchub.agent.align.tracker import AlignmentTracker
 from synchub.agent.clock.layer import StreamClocks
-from synchub.agent.clock.settings import ClockLayerConfig, StreamClockOptions
 from synchub.agent.core.evidence import OffsetEstimate, TriggerEdge
-from synchub.agent.core.options import TriggerSettings
-from synchub.agent.core.stream import Chunk, StreamInfo
+from synchub.agent.core.stream import Chunk
 from synchub.agent.core.units import NS
 from synchub.agent.pipeline.chunkqueue import BoundedQueue
-from synchub.agent.pipeline.latency_io import SessionLatency
 from synchub.agent.pipeline.shipper import Shipper
-from synchub.drivers.sim import render as R
-from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
-from synchub.drivers.sim.world import World
+from synchub.bench.fallback import CONFIG, IMU, LAG_NS, MIC
+from synchub.bench.fallback import session as session_of
 
-IMU = StreamInfo("imu0", "imu", 200.0, 6)
-MIC = StreamInfo("mic0", "audio", 16000.0, 1)
-KEY = PairKey("mic0", "audio", "imu0", "imu")
-LAG_NS = 12_000_000
 LOSS_S = 70
 DURATION_S = 150.0
-CONFIG = ClockLayerConfig(triggers=(TriggerSettings(name="sync", backend="sim", period_s=1.0),),
-                          streams={"mic0": StreamClockOptions(trigger="sync", align_to="imu0")})
 
 
 class Outlet:
@@ -42,47 +30,8 @@ class Outlet:
     def send_meta(self, stream, meta): ...
 
 
-def session(tmp_path, seed: int, fallback: bool, wander_ppm: float = 2.0):
-    """Returns (the clock layer, the calibration, [(device times, mapped error ns) per chunk mapped live], clock)."""
-    w = World(DURATION_S, seed=seed)
-    rng = np.random.default_rng(seed)
-    t_imu = np.arange(int(DURATION_S * 200), dtype=np.int64) * 5_000_000
-    imu = R.render(w, "imu", t_imu, rng=rng)
-    clock = DeviceClock(ClockSpec(offset_s=0.8123, drift_ppm=40.0, random_walk_ppm=wander_ppm, latency_min_ms=5,
-                                  latency_max_ms=20, latency_kind="usb-buffer"), DURATION_S,
-                        seed=seed)
-    true, dev, _ = clock.regular_samples(16000.0)
-    audio = R.render(w, "audio", true - LAG_NS, rng=rng)
-    host = clock.arrivals(true)
-    clocks = StreamClocks({"imu0": IMU, "mic0": MIC}, CONFIG, history=False)
-    cal = SessionLatency(tmp_path / "latency.json", {"mic0": (KEY, True)}, session=f"seed {seed}")
-    tr = AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, window_s=8.0, hop_s=4.0)
-    pulses = np.arange(1, LOSS_S, dtype=np.int64) * NS
-    events = [(int(t), 0, TriggerEdge("sync", int(t), "ref", 1)) for t in pulses]
-    events += [(int(t) + 10_000_000, 0, TriggerEdge("mic0", int(d), "device", 1))
-               for t, d in zip(pulses, clock.to_device(pulses, jitter=True), strict=True)]
-    events += [(int(c.host_ns[-1]), 1, ("imu0", c)) for c in chunks("imu0", imu, t_imu, t_imu, ref=t_imu)]
-    mic = chunks("mic0", audio, dev, host)
-    events += [(int(c.host_ns[-1]), 1, ("mic0", c)) for c in mic]
-    bounds = np.cumsum([0] + [c.n for c in mic])
-    out = []
-    for _, _, item in sorted(events, key=lambda e: (e[0], e[1])):
-        if isinstance(item, TriggerEdge):
-            clocks.feed(item)
-            continue
-        name, c = item
-        if name == "mic0":
-            clocks.feed_arrivals("mic0", c.device_ns, c.host_ns)
-            fixed = clocks.correct(c)
-            i = int(np.searchsorted(bounds, c.seq))
-            truth = true[bounds[i]:bounds[i] + c.n]
-            out.append((int(truth[0]), float(np.median(fixed.ref_ns - truth)), fixed.method))
-        tr.push(name, c)
-        for est in tr.poll():
-            est = cal(est)
-            if fallback:
-                clocks.feed(est)
-    return clocks, cal, out, clock
+def session(tmp_path, seed, fallback, wander_ppm):
+    return session_of(tmp_path, seed, fallback, wander_ppm, DURATION_S, LOSS_S)
 
 
 def err_ms(out, lo_s):
@@ -91,8 +40,8 @@ def err_ms(out, lo_s):
 
 def test_the_aligner_carries_a_wired_stream_whose_trigger_stopped(tmp_path):
     for wander, what in ((2.0, "a crystal wandering 2 ppm/sqrt(h)"), (200.0, "one near a heater, 200 ppm/sqrt(h)")):
-        clocks, cal, with_fb, clock = session(tmp_path, 3030, True, wander)
-        _, _, without, _ = session(tmp_path, 3030, False, wander)
+        clocks, cal, with_fb = session(tmp_path, 3030, True, wander)
+        _, _, without = session(tmp_path, 3030, False, wander)
         before, after, old = err_ms([o for o in with_fb if o[0] < LOSS_S * NS], 20), err_ms(with_fb, 110), \
             err_ms(without, 110)
         events = clocks.take_events()
