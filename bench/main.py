@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "lsl-inlet": ("synchub.bench.lsl.inlet", "LSL outlet on a drifting clock: synchub's lsl driver vs LabRecorder+pyxdf"),
     "lsl-outlet": ("synchub.bench.lsl.outlet", "corrected 8-ch float32 re-published as an LSL outlet: samples/s on one core"),
     "export": ("synchub.bench.export", "a 1-hour 8-stream session to XDF (synchub export): seconds and peak RSS"),
+    "fallback": ("synchub.bench.fallback", "a trigger-wired, aligned stream whose trigger stops: error with the aligner fallback vs without"),
     "unplug": ("synchub.bench.unplug", "the field example's IMU unplugged for minutes: watchdog, STATUS=, resume, gap"),
     "encoders": ("synchub.bench.encoders", "encoder inference ms per window and per second of data, agent RSS"),
     "soak": ("synchub.bench.soak", "agent + collector for N minutes: RSS and fds over time, samples lost"),

@@ -20,17 +20,13 @@ import json
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
+from synchub.agent.clock.fallback import MIN_WINDOWS, robust_median
 from synchub.agent.core.evidence import OffsetEstimate
 
 FORMAT = "synchub-latency-calibration"
 VERSION = 1
-#: Windows that must agree before a latency is stored, and the MAD multiple beyond which a window is an outlier.
-MIN_WINDOWS = 8
-OUTLIER_MADS = 4.0
-#: 1.4826 * MAD estimates a normal sigma.
-MAD_SIGMA = 1.4826
+#: Windows that must agree before a latency is stored: ``MIN_WINDOWS`` (outliers and the median's sigma:
+#: ``synchub.agent.clock.fallback.robust_median``).
 
 
 @dataclass(frozen=True, order=True)
@@ -74,21 +70,13 @@ class LatencyMeter:
 
     def result(self, key: PairKey) -> Latency | None:
         """The pair's latency, or None with fewer than ``min_windows`` windows within ``OUTLIER_MADS`` of the
-        median (outliers: a window whose aligner picked a look-alike peak)."""
-        d = np.asarray(self.diffs.get(key, ()), dtype=np.float64)
-        if len(d) < self.min_windows:
+        median (outliers: a window whose aligner picked a look-alike peak): ``robust_median``, which the clock
+        layer's trigger fallback measures with too."""
+        d = self.diffs.get(key, ())
+        r = robust_median(d, self.min_windows)
+        if r is None:
             return None
-        med = float(np.median(d))
-        mad = float(np.median(np.abs(d - med)))
-        keep = d[np.abs(d - med) <= OUTLIER_MADS * max(MAD_SIGMA * mad, 1_000.0)]  # >= 1 us: a tie is no spread
-        if len(keep) < self.min_windows:
-            return None
-        med = float(np.median(keep))
-        spread = max(MAD_SIGMA * float(np.median(np.abs(keep - med))), 1.0)
-        # the median's standard error (1.253 sigma / sqrt(n)); consecutive windows overlap and share events, so
-        # they count as half as many independent ones
-        sigma = 1.2533 * spread / math.sqrt(max(len(keep) / 2.0, 1.0))
-        return Latency(int(round(med)), max(1, int(round(sigma))), len(keep), len(d) - len(keep))
+        return Latency(r[0], r[1], r[2], len(d) - r[2])
 
     def results(self) -> dict[PairKey, Latency]:
         out = {k: self.result(k) for k in sorted(self.diffs)}

@@ -14,7 +14,9 @@ offline, the same ``StreamClocks`` sees every piece of evidence before and after
 smoothing), as TPrime and IBL do after the fact: the session read twice, a chunk at a time (``rerun``: the same
 numbers as ``synchub.agent.clock.replay.replay``, in bounded memory), or causal with ``--live`` (in memory).
 ``--out FILE.mcap`` is the same recording with re-corrected ``ref_ns``/``unc_ns``/``segment``/``method`` (all other
-records copied); it prints how far the offline correction moved each stream.
+records copied); it prints how far the offline correction moved each stream.  Its ``--json`` report gives each
+aligned stream's ``latency`` (``stream_latency``): the pair latency an earlier session stored and what the agent used
+it for, what this session measured against the trigger path, from the agent's ``_latency`` record.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def run_recording(files: list[str], args) -> int:
         progress = ProgressLine()
         try:
             reader = McapInput(files)
-            summary = rerun_streamed(reader, args.out, progress)
+            summary = {**rerun_streamed(reader, args.out, progress), "_latency": reader.latency}
         except InputError as exc:
             raise UserError(str(exc)) from None
         finally:
@@ -122,10 +124,15 @@ def run_recording(files: list[str], args) -> int:
     if not summary["streams"]:
         raise UserError(f"{', '.join(files)}: no synchub streams with samples in this MCAP")
     summary = {"session": [str(f) for f in files] if len(files) > 1 else str(files[0]), **summary}
+    lat = stream_latency(summary.pop("_latency", {}))
     for s in summary["streams"]:
+        s["latency"] = lat.get(s["name"])
         moved = s["median_change_vs_live_us"]
         print(f"{s['name']:10} {s['method']:10} {s['samples']:9d} samples  median 1-sigma {s['median_unc_us']:9.1f} us"
               + (f"  moved {moved:9.1f} us vs live" if moved is not None else ""))
+        if s["latency"] and "stored_latency_ns" in s["latency"]:
+            print(f"{'':10} aligner latency {s['latency']['stored_latency_ns'] / 1e6:.2f} ms stored by session "
+                  f"{s['latency']['stored_session'] or '?'}: {s['latency']['use']}")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     if args.out:
@@ -156,4 +163,29 @@ def _live(files: list[str]) -> dict:
             moved = float(np.median(np.abs(ref - live[name]["ref_ns"])) / 1e3)
         streams.append({"name": name, "method": mine[-1].method, "samples": int(len(ref)),
                         "median_unc_us": float(np.median(unc) / 1e3), "median_change_vs_live_us": moved})
-    return {"evidence": len(evidence), "streams": streams, "_corrected": corrected}
+    lat = [m["meta"] for m in data["meta"] if (m.get("meta") or {}).get("kind") == "latency_calibration"]
+    return {"evidence": len(evidence), "streams": streams, "_corrected": corrected, "_latency": lat[-1] if lat else {}}
+
+
+def stream_latency(record: dict) -> dict[str, dict]:
+    """Per aligned stream, from the agent's ``latency_calibration`` record (``_latency`` meta): the latency an
+    earlier session stored for its aligner pair and what it was used for (an unwired stream's aligner estimates
+    corrected by it; a trigger-wired stream's trigger fallback prior), what this session measured, and whether a
+    trigger line also mapped it."""
+    out: dict[str, dict] = {}
+    uses = (("applied", "its aligner's estimates were corrected by it (no trigger)"),
+            ("fallback", "its trigger fallback's prior (the aligner maps it only while its trigger is lost)"))
+    for key, use in uses:
+        for name, v in (record.get(key) or {}).items():
+            out[name] = {"pair": v.get("pair"), "stored_latency_ns": v.get("latency_ns"),
+                         "stored_sigma_ns": v.get("sigma_ns"), "stored_windows": v.get("n"),
+                         "stored_session": v.get("session", ""), "stored_utc": v.get("measured_utc", ""), "use": use}
+    for name in record.get("measuring") or ():
+        out.setdefault(name, {})["trigger_wired"] = True
+    for name, v in (record.get("measured") or {}).items():
+        out.setdefault(name, {})["measured_this_session"] = v
+    if out:
+        for v in out.values():
+            v.setdefault("trigger_wired", False)
+            v["calibration_file"] = record.get("file", "")
+    return out

@@ -88,6 +88,15 @@ class FilterBank:
         if self.n == 0 and sd * sd < self.skew_var0:
             self.skew0, self.skew_var0, self.skew_measured = float(skew), float(sd) ** 2, True
 
+    def reopen(self, offset_var: float, skew_var: float) -> None:
+        """Evidence from elsewhere says the clock moved beyond what the filters predict (a trigger back after a
+        pause that aligner offsets bridged): every filter's offset and skew variance grow by these, pending
+        rejections are forgotten, so that the next measurements re-anchor the state instead of starting a step."""
+        self.P[:, 0, 0] += max(float(offset_var), 0.0)
+        self.P[:, 1, 1] += max(float(skew_var), 0.0)
+        self._bad, self.step = [], []
+        self.reinit += 1
+
     def _init(self, d: float, z: float, r: float) -> None:
         self.x[:] = (z, self.skew0)
         self.P[:] = 0.0

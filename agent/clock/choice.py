@@ -28,9 +28,9 @@ def choices(candidates: list[str], forced: str) -> list[str]:
     if forced == "auto":
         return candidates
     wanted = FORCED.get(forced, ())
-    for c in candidates:
-        if c in wanted:
-            return [c]
+    picked = [c for c in candidates if c in wanted]  # (two only where a wired stream's aligner is its fallback)
+    if picked:
+        return picked
     return ["identity"] if forced == "identity" else candidates
 
 

@@ -15,6 +15,10 @@ Per stream a ``ClockModel`` and, when the stream's ``trigger`` option names a tr
   clock, or NTP as measured by ``synchub.drivers.ntp``); GPS PPS edges refine it to microseconds.  ``to_utc(ref_ns)``
   maps.
 
+A stream with a trigger line gets a ``TriggerFallback`` (``synchub.agent.clock.fallback``): its aligner offsets
+never move its trigger path; once its edges go stale (``[clock] trigger_stale_s``) they map it; ``take_events``
+says so once.
+
 Whenever a stream's clock model starts a segment (a reset the driver reported, device time going back or jumping
 ahead, a step in the edges), its matcher starts over (``TriggerMatcher.restart``): pairs from the old timeline say
 nothing about the new one.
@@ -37,6 +41,7 @@ from synchub.agent.core.units import NS
 
 from .barcode import BarcodeDecoder, HarpDecoder
 from .choice import UNKNOWN_UNC_NS
+from .fallback import TriggerFallback, default_stale_ns
 from .harp_clock import HarpClockDecoder
 from .model import ClockModel
 from .settings import ClockLayerConfig
@@ -162,7 +167,9 @@ class StreamClocks:
                 # a trigger named after a stream (a gpio stream): aperiodic edges on the reference clock
                 self.lines[trigger] = TriggerLine(trigger, period_ns=0)
             line = self.lines.get(trigger) if trigger else None
-            self.clocks[name] = _StreamClock(info, trigger, method, window_s, line)
+            self.clocks[name] = sc = _StreamClock(info, trigger, method, window_s, line)
+            if line is not None:  # its aligner (if any) is its fallback, never its path
+                sc.model.fallback = TriggerFallback(default_stale_ns(line.period_ns, config.clock.trigger_stale_s))
         self._ref_decoders: dict[str, BarcodeDecoder | HarpDecoder | HarpClockDecoder] = {}
         for line in self.lines.values():
             if line.role == "barcode":
@@ -263,6 +270,19 @@ class StreamClocks:
             return
         sc.model.add_arrivals(device_ns, host_ns)
         sc.follow()
+
+    def latency_prior(self, stream: str, latency_ns: int, sigma_ns: int) -> None:
+        """A latency an earlier session stored for a wired stream's aligner pair: its fallback's until this session
+        measures its own (``TriggerFallback.prior``)."""
+        sc = self.clocks.get(stream)
+        if sc is not None and sc.model.fallback is not None:
+            sc.model.fallback.prior = (int(latency_ns), int(sigma_ns))
+
+    def take_events(self) -> list[str]:
+        """What changed since the last call, one line each (a trigger lost and the aligner falling back, the
+        trigger back): for the agent's log and status."""
+        return [e for sc in self.clocks.values() if sc.model.fallback is not None
+                for e in sc.model.fallback.take_events()]
 
     # ---- UTC
     def feed_utc(self, mono_ns: int, utc_ns: int, sigma_ns: float, source: str = "system") -> None:

@@ -41,6 +41,7 @@ from synchub.agent.core.evidence import OffsetEstimate, Probe
 from synchub.agent.core.units import NS
 
 from .choice import METHOD_ORDER, UNKNOWN_UNC_NS, choices, choose
+from .fallback import MAX_TRIGGER_UNC_NS, TriggerFallback
 from .kalman import q_per_ns
 from .probes import RttWindow, fit_probe, probe_band
 from .segment import Segment
@@ -83,6 +84,8 @@ class ClockModel(Timeline):
         self.edge_sigma_ns = edge_sigma_ns
         self._rtt = RttWindow(self.window_s, probe_rtt_margin)  # the min-RTT window of the current segment
         self._last_method = "identity"
+        # a trigger-wired stream (``StreamClocks`` sets it): its aligner offsets are its fallback, never its path
+        self.fallback: TriggerFallback | None = None
 
     def _new_segment(self, device_ns: int, host_ns: int, z: int, cause: str = "start") -> Segment:
         seg = super()._new_segment(device_ns, host_ns, z, cause)
@@ -105,15 +108,38 @@ class ClockModel(Timeline):
             seg = self._segment_for(d, r, r - d, "edge")
             if seg is None:
                 continue
-            if seg.trig.update(float(d - seg.dev0), float(r - d - seg.z0), sigma * sigma):
+            dr, z = float(d - seg.dev0), float(r - d - seg.z0)
+            if seg.trig.update(dr, z, sigma * sigma) or self._back_after_fallback(seg, dr, z, sigma * sigma):
                 seg.edges += 1
                 if seg.first_edge_ns is None:
                     seg.first_edge_ns = d
+                seg.last_edge_ns = d if seg.last_edge_ns is None else max(seg.last_edge_ns, d)
+                if seg.fall is not None or self.fallback is not None and self.fallback.active:
+                    seg.fall = None  # edges again: the trigger path takes over (it predicted across the gap)
+                    if self.fallback is not None:
+                        self.fallback.edges_back(self.name)
                 ok += 1
             else:
                 self._count("edge_outlier")
                 ok += self._step(seg, "trig")
         return ok
+
+    def _back_after_fallback(self, seg: Segment, dr: float, z: float, var: float) -> bool:
+        """An edge pair the trigger bank gated out while aligner offsets carried the stream: where the fallback
+        bank (which followed the clock through the pause) agrees with it, the clock drifted beyond the trigger
+        bank's prediction, not stepped: the bank reopens by that much and takes the pair (no new segment)."""
+        fall = seg.fall
+        if fall is None or fall.n == 0 or seg.last_edge_ns is None:
+            return False
+        a, fvar = fall.predict(np.array([dr]))
+        fvar = float(fvar[0]) + seg.shared_var + var
+        if abs(z - float(a[0])) > self.gate_sigma * math.sqrt(fvar):
+            return False
+        nu = z - seg.trig.predict(np.array([dr]))[0][0]
+        gap = max(float(seg.dev0 + dr - seg.last_edge_ns), 1.0)
+        seg.trig.reopen(nu * nu + fvar, (nu / gap) ** 2)
+        seg.trig.rejected -= 1  # the gated try just before
+        return seg.trig.update(dr, z, var)
 
     def add_offset(self, est: OffsetEstimate) -> bool:
         """An aligner's offset (ref - device at ``device_ns``) with its sigma, fused by variance with the edges."""
@@ -122,9 +148,14 @@ class ClockModel(Timeline):
             self._count("offset_bad_sigma")
             return False
         d = int(est.device_ns)
+        if self.fallback is not None and (not self.segments or self.segments[-1].fresh):
+            self._count("offset_no_segment")  # a wired stream's offsets never start nor place a segment
+            return False
         seg = self._segment_for(d, d + int(est.offset_ns), int(est.offset_ns), "offset")
         if seg is None:
             return False
+        if self.fallback is not None:
+            return self._fallback_offset(seg, est)
         if seg.trig.n == 0 and not seg.edges:  # offsets alone: the drift from the arrivals, not from the first few
             measured = seg.env.slope()
             if measured is not None:
@@ -135,6 +166,49 @@ class ClockModel(Timeline):
             return True
         self._count("offset_outlier")
         return self._step(seg, "trig", "offsets") > 0
+
+    def _fallback_offset(self, seg: Segment, est: OffsetEstimate) -> bool:
+        """A trigger-wired stream's aligner offset (``fallback``): measured against the trigger path where that
+        covers it; into the segment's fallback bank only when the trigger evidence is stale and the offset's window
+        lies after the last edge; else it touches nothing."""
+        fb, d = self.fallback, int(est.device_ns)
+        if fb.covered(seg, d) and seg.trig.n:
+            a, var = seg.trig.predict(np.array([float(d - seg.dev0)]))
+            if float(var[0]) <= float(MAX_TRIGGER_UNC_NS) ** 2:
+                fb.measure(est.offset_ns, seg.z0 + int(round(float(a[0]))))
+        if fb.fresh(seg, d):
+            self._count("offset_trigger_fresh")
+            return False
+        if seg.last_edge_ns is not None and d <= seg.last_edge_ns:
+            self._count("offset_covered_by_edges")
+            return False
+        est = fb.correct(est)
+        if seg.fall is None:
+            seg.fall = fb.start(self.name, seg.trig)
+            seg.fall_method = "hybrid" if seg.trig.n else "neural"
+            seg.trig_until = (seg.dev0 if seg.last_edge_ns is None else seg.last_edge_ns) + fb.stale_ns
+            if seg.fall.n == 0 and (measured := seg.env.slope()) is not None:
+                seg.fall.prior_skew(*measured)  # offsets alone: the drift from the arrivals
+        sigma = float(est.sigma_ns) / max(min(float(est.confidence), 1.0), 1e-3)  # checked by add_offset
+        if seg.fall.update(float(d - seg.dev0), float(est.offset_ns - seg.z0), sigma * sigma):
+            seg.fallback_offsets += 1
+            fb.fed += 1
+            seg.shared_var = float(est.shared_ns) ** 2
+            return True
+        self._count("offset_outlier")
+        if not seg.fall.step:
+            return False
+        # offsets that agree with each other beyond the gate: the clock wandered further than the edges' drift
+        # foretold (no segment: the bank reopens by that much and takes them)
+        bad, seg.fall.step = seg.fall.step, []
+        nu = bad[-1][1] - float(seg.fall.predict(np.array([bad[-1][0]]))[0][0])
+        span = max(bad[-1][0] - (seg.trig_until - fb.stale_ns - seg.dev0), float(NS))
+        seg.fall.reopen(nu * nu, (nu / span) ** 2)
+        self._count("fallback_reanchored")
+        taken = sum(seg.fall.update(bd, bz, br) for bd, bz, br in bad)
+        seg.fallback_offsets += taken
+        fb.fed += taken
+        return taken > 0
 
     def add_probe(self, host_send_ns: int, device_ns: int, host_recv_ns: int) -> bool:
         """A round trip: the device stamped ``device_ns`` between ``host_send_ns`` and ``host_recv_ns``."""
@@ -236,11 +310,11 @@ class ClockModel(Timeline):
         m = self.method
         d = float(seg.dev_hi - seg.dev0)
         if m in ("triggers", "hybrid", "neural", "probes"):
-            bank = seg.probe if m == "probes" else seg.trig
+            bank = seg.bank_for(m)
             a, var = bank.predict(np.array([d]))
             if m == "probes":
                 var = var + seg.band**2 + seg.wander
-            elif m == "neural":
+            elif m == "neural" or bank is seg.fall:
                 var = var + seg.shared_var
             k = bank.best
             drift = -float(bank.x[k, 1]) * 1e6
@@ -261,6 +335,8 @@ class ClockModel(Timeline):
             outliers_edges=seg.trig.rejected, outliers_probes=seg.probe.rejected,
             filter_restarts=seg.trig.reinit + seg.probe.reinit,
         )
+        if self.fallback is not None:
+            out["fallback"] = {**self.fallback.state(), "offsets": seg.fallback_offsets}
         if seg.probes:
             out.update(probe_band_ns=int(seg.band), probe_wander_ns=int(math.sqrt(seg.wander)), min_rtt_ns=int(seg.min_rtt))
         return out

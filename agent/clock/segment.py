@@ -95,6 +95,13 @@ class Segment:
     cause: str = "start"  # why the segment began (see ClockModel.segments_info)
     arr_last: tuple[int, int] | None = None  # (device, host) time of the last arrival
     first_edge_ns: int | None = None  # device time of the first edge pair the segment accepted
+    last_edge_ns: int | None = None  # ... and of the newest
+    # a trigger-wired stream's aligner offsets once its edges went stale (``fallback``): a copy of ``trig`` taken
+    # then, and what it maps is "hybrid" (edges, then offsets) or "neural" (no edge in the segment)
+    fall: FilterBank | None = None
+    fall_method: str = "hybrid"
+    trig_until: int = 0  # while ``fall`` maps: the trigger bank's extrapolation holds up to here (device time)
+    fallback_offsets: int = 0
     shared_var: float = 0.0  # the latest offset's shared error variance (``OffsetEstimate.shared_ns``), ns^2
     floor: ArrivalFloor = field(default_factory=lambda: ArrivalFloor())
 
@@ -188,6 +195,8 @@ class Segment:
                 out.append("triggers")
             else:
                 out.append("neural")
+        if self.fall is not None and self.fall.n >= 1:
+            out.append(self.fall_method)
         if self.probe.n >= 1:
             out.append("probes")
         if self.env.n >= 1:
@@ -205,7 +214,9 @@ class Segment:
     def estimate(self, m: str, d: np.ndarray, smooth: bool) -> tuple[np.ndarray, np.ndarray]:
         """Estimator ``m``'s offset (relative to ``z0``) and variance at relative device times ``d``: two-sided
         with ``smooth``, else the live filter's prediction."""
-        if m in ("triggers", "hybrid", "neural"):
+        if self.fall is not None and m == self.fall_method:
+            bank = self.fall
+        elif m in ("triggers", "hybrid", "neural"):
             bank = self.trig
         elif m == "probes":
             bank = self.probe
@@ -217,14 +228,27 @@ class Segment:
         if bank.n == 0:
             return np.zeros(len(d)), np.full(len(d), float(UNKNOWN_UNC_NS) ** 2)
         a, var = bank.smooth(d) if smooth and len(bank.log_d) >= 2 else bank.predict(d)
-        if m == "neural":  # offsets alone: the error they all share stays, however many there are
+        if self.fall is not None and bank is self.trig:
+            # beyond it the edges' extrapolation assumes the clock stays as steady as it was while they came; what
+            # the pause may hold is the bank's widest random walk (the fallback bank holds the same state, and the
+            # aligner's offsets since)
+            wide = bank.predict(d, k=int(np.argmax(bank.q)))[1]
+            var = np.where(d > self.trig_until - self.dev0, np.maximum(var, wide), var)
+        if m == "neural" or bank is self.fall:  # offsets: the error they all share stays, however many there are
             var = var + self.shared_var
         if m == "probes":  # consistent centres say nothing of the link's asymmetry (add its bound) nor of the wander
             var = var + self.band**2 + self.wander
         return a, var
 
+    def bank_for(self, m: str) -> FilterBank:
+        """The filter bank behind estimator ``m`` ("triggers", "hybrid", "neural", "probes")."""
+        if self.fall is not None and m == self.fall_method:
+            return self.fall
+        return self.probe if m == "probes" else self.trig
+
     def info(self) -> dict:
         """Its index, why it began, where (device and reference time), its first accepted edge, evidence counts."""
         return {"index": self.index, "cause": self.cause, "device_ns": self.dev0, "host_ns": self.host0,
                 "first_edge_device_ns": self.first_edge_ns, "edges": self.edges, "probes": self.probes,
-                "offsets": self.offsets, "arrivals": self.arrivals}
+                "offsets": self.offsets, "arrivals": self.arrivals,
+                **({"fallback_offsets": self.fallback_offsets} if self.fallback_offsets else {})}

@@ -38,6 +38,10 @@ class ClockSettings:
         doc="correction method; auto uses the best evidence each stream has",
     )
     window_s: float = setting(120.0, min=1.0, doc="clock model window for slow (thermal) drift tracking")
+    trigger_stale_s: float = setting(
+        0.0, min=0.0, doc="a trigger-wired, aligned stream falls back on its aligner after this long without an edge "
+                          "pair (0: 5 trigger periods, at least 3 s; 10 s for an aperiodic line)"
+    )
 
 
 @dataclass(frozen=True)

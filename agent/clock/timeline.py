@@ -167,6 +167,7 @@ class Timeline:
         setattr(new, counter, getattr(new, counter) + len(bad))
         if counter == "edges":
             new.first_edge_ns = d0
+            new.last_edge_ns = seg.dev0 + int(max(b[0] for b in bad))
         if seg.floor.recent:
             self._split_recent(seg, new, bank, nb)
         return len(bad)

@@ -4,9 +4,12 @@
 ``StateDirectory=``), else ``$XDG_STATE_HOME`` (default ``~/.local/state``) ``/synchub/latency/<agent name>.json``.
 ``load_store`` reads it (missing: empty; foreign, damaged or truncated: one logged line, empty); ``save_store``
 replaces it atomically.  ``SessionLatency`` is what the running agent holds: for each aligned stream that a
-trigger line also maps it keeps the aligner's estimates (withheld from its clock model) and, at stop, measures them against the
-trigger path of the final clock model; for each aligned stream without a trigger it applies the stored latency
-of its pair to every estimate before the clock model sees it.
+trigger line also maps it keeps the aligner's estimates and, at stop, measures them against the trigger path of the
+final clock model; it also passes them on as they came to the stream's clock model, whose trigger fallback
+(``synchub.agent.clock.fallback``) never lets them touch the trigger path but maps the stream by them once its edges
+stop (the wire pulled, the trigger box off), corrected by the latency measured against the edges this session, else
+by the one stored for the pair (``fallback``: the agent hands it to the clock layer).  For each aligned stream without a trigger it applies the stored latency of its pair
+to every estimate before the clock model sees it.
 """
 
 from __future__ import annotations
@@ -69,19 +72,21 @@ class SessionLatency:
         self.store = load_store(path)
         self.applied = {s: self.store.get(k) for s, (k, wired) in pairs.items() if not wired and self.store.get(k)}
         self.measuring = {s for s, (_, wired) in pairs.items() if wired}
+        # a wired stream's stored latency: its clock layer's fallback prior (``StreamClocks.latency_prior``)
+        self.fallback = {s: self.store.get(k) for s, (k, wired) in pairs.items() if wired and self.store.get(k)}
         self.held: deque[OffsetEstimate] = deque(maxlen=HELD_MAX * max(1, len(self.measuring)))
         self.measured: dict[str, dict] = {}
         for s, lat in self.applied.items():
             log.info("latency calibration: %s corrected by %.3f ms (+-%.3f ms, %d windows, session %s)",
                      pairs[s][0].label(), lat.latency_ns / 1e6, lat.sigma_ns / 1e6, lat.n, lat.session or "?")
 
-    def __call__(self, est: OffsetEstimate) -> OffsetEstimate | None:
-        """An aligner estimate on its way to the clock model: kept to measure and withheld (wired: the trigger
-        path is better by orders of magnitude, and the aligner's latency would pull it, even start a new clock
-        segment), or corrected (unwired)."""
+    def __call__(self, est: OffsetEstimate) -> OffsetEstimate:
+        """An aligner estimate on its way to the clock model: a wired stream's as it came (also kept to measure at
+        stop; its clock model uses it only while its trigger is stale, ``synchub.agent.clock.fallback``), an
+        unwired one's corrected by the pair's stored latency."""
         if est.stream in self.measuring:
             self.held.append(est)
-            return None
+            return est
         lat = self.applied.get(est.stream)
         return apply(est, lat) if lat is not None else est
 
@@ -123,7 +128,9 @@ class SessionLatency:
         """One line per aligned stream the calibration touches (``synchub status``)."""
         out = [f"{s}: aligner corrected by a stored latency of {v.latency_ns / 1e6:.2f} +- {v.sigma_ns / 1e6:.2f} ms "
                f"({v.n} windows, session {v.session or '?'})" for s, v in sorted(self.applied.items())]
-        return out + [f"{s}: measuring its aligner's latency against the trigger path" for s in sorted(self.measuring)]
+        return out + [f"{s}: measuring its aligner's latency against the trigger path (the aligner is its fallback"
+                      + (f", corrected by a stored {self.fallback[s].latency_ns / 1e6:.2f} ms" if s in self.fallback
+                         else "") + ")" for s in sorted(self.measuring)]
 
     def describe(self) -> dict:
         """For the recording's metadata and the status: what was applied, what is measured, from which file."""
@@ -131,4 +138,6 @@ class SessionLatency:
                 "applied": {s: {"pair": self.pairs[s][0].label(), "latency_ns": v.latency_ns,
                                 "sigma_ns": v.sigma_ns, "n": v.n, "session": v.session,
                                 "measured_utc": v.measured_utc} for s, v in sorted(self.applied.items())},
-                "measuring": sorted(self.measuring), "measured": dict(self.measured)}
+                "measuring": sorted(self.measuring), "measured": dict(self.measured),
+                "fallback": {s: {"pair": self.pairs[s][0].label(), "latency_ns": v.latency_ns, "sigma_ns": v.sigma_ns,
+                                 "session": v.session} for s, v in sorted(self.fallback.items())}}

@@ -110,4 +110,5 @@ class Monitor:
             uptime_s=round((now_ns - a.started_ns) / NS, 1) if a.started_ns else 0.0,
             extra={"pid": os.getpid(), "queue": len(a.queue), "dead_loops": self.dead_loops(now_ns),
                    "dropped": sum(s.dropped for s in a.hub.stats.values()),
-                   "latency": a.latency.summary() if getattr(a, "latency", None) is not None else []})
+                   "latency": (a.latency.summary() if getattr(a, "latency", None) is not None else [])
+                   + [v for _, v in sorted(dict(getattr(a.shipper, "clock_notes", {})).items())]})

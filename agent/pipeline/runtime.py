@@ -102,6 +102,9 @@ class Agent:
         self.clocks = self._make_clocks()
         self.trackers = self._make_trackers()
         self.latency = self._make_latency(session)
+        for name, lat in (self.latency.fallback.items() if self.latency is not None else ()):
+            if isinstance(self.clocks, StreamClocks):  # a wired stream's stored latency: its fallback's prior
+                self.clocks.latency_prior(name, lat.latency_ns, lat.sigma_ns)
         if outlet is None:
             outlet = self._make_sender(insecure, session)
         self.outlet = outlet
@@ -272,9 +275,7 @@ class Agent:
         for t in self.trackers:
             try:
                 for est in t.poll():
-                    est = self.latency(est) if self.latency is not None else est
-                    if est is not None:  # None: a trigger-wired stream's, kept to measure its latency
-                        self.hub.evidence(est)
+                    self.hub.evidence(self.latency(est) if self.latency is not None else est)
             except Exception:  # an aligner bug must not take the recording down; logged
                 log.exception("aligner %s failed", getattr(t.inner, "tgt_stream", "?"))
         if self.fuser is not None:

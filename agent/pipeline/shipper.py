@@ -104,6 +104,7 @@ class Shipper(threading.Thread):
         self.last_progress_ns = now_ns()
         self.heartbeat_ns = now_ns()  # every turn of the loop (liveness), data or not
         self.clock_view: dict[str, tuple[str, int | None]] = {}  # stream -> (method, 1-sigma ns) of its latest sample
+        self.clock_notes: dict[str, str] = {}  # stream -> the clock layer's latest event line (``_clock_events``)
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -159,12 +160,22 @@ class Shipper(threading.Thread):
             self.corrector.evidence(item)
             if self.record_evidence:
                 self.outlet.send_meta("_evidence", {"kind": "evidence", **evidence_to_dict(item)})
+            self._clock_events()
         for dropped in self.queue.take_dropped():
             # seq: the number the next real sample got (``Gap``), as for every other cause; the lost ones precede it
             self.outlet.send_gap(Gap(stream=dropped.stream, seq=dropped.seq + dropped.n, count=dropped.n,
                                      cause="queue_full",
                                      device_ns_from=int(dropped.device_ns[0]), device_ns_to=int(dropped.device_ns[-1]),
                                      detail="agent queue full (overflow=drop-oldest)"))
+
+    def _clock_events(self) -> None:
+        """What the clock layer says changed (a trigger lost: the aligner falls back; the trigger back): logged once,
+        and the latest per stream kept for the status (``clock_notes``)."""
+        take = getattr(self.clocks, "take_events", None)
+        for line in take() if take is not None else ():
+            log.warning("%s", line)
+            stream = line.split(":", 1)[0].rsplit(" ", 1)[-1]
+            self.clock_notes[stream] = line
 
     def _release(self, flush: bool) -> None:
         for chunk in self.corrector.release(now_ns(), flush):

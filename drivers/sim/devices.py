@@ -278,7 +278,18 @@ class CaptureDevice(_Base):
 
 
 def trigger_edges(trig: SimTrigger, lo_rel: int, hi_rel: int, origin_ns: int) -> list[tuple[int, int]]:
-    """(true_ns, polarity +1/-1) of a trigger train's edges whose time lies in ``[lo_rel, hi_rel)``, in order.
+    """(true_ns, polarity +1/-1) of a trigger train's edges whose time lies in ``[lo_rel, hi_rel)``, in order; none
+    between ``stop_s`` and ``resume_s``."""
+    out = _train_edges(trig, lo_rel, hi_rel, origin_ns)
+    if trig.stop_s <= 0:
+        return out
+    off = (origin_ns + int(round(trig.stop_s * NS)),
+           origin_ns + int(round(trig.resume_s * NS)) if trig.resume_s > 0 else None)
+    return [(t, p) for t, p in out if t < off[0] or (off[1] is not None and t >= off[1])]
+
+
+def _train_edges(trig: SimTrigger, lo_rel: int, hi_rel: int, origin_ns: int) -> list[tuple[int, int]]:
+    """Every edge of the train in ``[lo_rel, hi_rel)``.
 
     ``mode = "pulse"``: a pulse of ``width_s`` every ``period_s``.  ``mode = "barcode"``: every ``period_s`` a
     32-bit barcode (``synchub.agent.clock.barcode``: 2T start, T gap, 32 bits LSB first, T = ``bit_s``) whose value is

@@ -57,10 +57,15 @@ class SimTrigger:
     mode: str = setting("pulse", choices=("pulse", "barcode"), doc="plain pulses, or a 32-bit barcode every period "
                                                                    "(value = barcode index; synchub.agent.clock.barcode)")
     bit_s: float = setting(0.010, min=0.0001, doc="barcode bit time (a barcode takes 35 bits + 10 idle)")
+    stop_s: float = setting(0.0, min=0.0, doc="the train stops this many seconds after the world's start, on the "
+                                              "GPIO line and every device pin alike (the trigger box off; 0: never)")
+    resume_s: float = setting(0.0, min=0.0, doc="... and starts again at this time (0: never)")
 
     def __post_init__(self) -> None:
         if self.mode == "pulse" and self.width_s >= self.period_s:
             raise ValueError(f"trigger {self.name!r}: width_s must be shorter than period_s")
+        if self.resume_s and self.resume_s <= self.stop_s:
+            raise ValueError(f"trigger {self.name!r}: resume_s must come after stop_s")
         if self.mode == "barcode" and 45 * self.bit_s > self.period_s:
             raise ValueError(f"trigger {self.name!r}: a barcode needs period_s >= 45 * bit_s ({45 * self.bit_s:g} s)")
 

@@ -311,3 +311,18 @@ def test_bimodal_latency_is_mostly_fast_sometimes_slow():
     slow = lat > 20
     assert 0.06 < slow.mean() < 0.14 and np.all((lat[~slow] >= 1.5) & (lat[~slow] <= 2.5))
     assert np.all((lat[slow] >= 30.0) & (lat[slow] <= 31.0))
+
+
+def test_a_trigger_train_can_stop_and_resume_on_every_pin_at_once():
+    """``stop_s``/``resume_s``: the trigger box switched off and on (the GPIO line and the devices' pins alike, as
+    both read ``trigger_edges``)."""
+    origin = 5 * NS
+    t = SimTrigger(period_s=1.0, phase_s=0.5, stop_s=3.0, resume_s=6.0)
+    rises = [(e - origin) / NS for e, p in trigger_edges(t, 0, 9 * NS, origin) if p > 0]
+    assert rises == [0.5, 1.5, 2.5, 6.5, 7.5, 8.5]
+    always = SimTrigger(period_s=1.0, phase_s=0.5)
+    assert len(trigger_edges(always, 0, 9 * NS, origin)) == 18
+    never_back = SimTrigger(period_s=1.0, phase_s=0.5, stop_s=3.0)
+    assert [(e - origin) / NS for e, p in trigger_edges(never_back, 0, 9 * NS, origin) if p > 0] == [0.5, 1.5, 2.5]
+    with pytest.raises(ValueError, match="resume_s must come after stop_s"):
+        SimTrigger(stop_s=5.0, resume_s=2.0)

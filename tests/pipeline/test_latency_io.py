@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from synchub.agent.align.latency import Latency, LatencyStore, PairKey
+from synchub.agent.clock.fallback import TriggerFallback, default_stale_ns
 from synchub.agent.clock.model import ClockModel
 from synchub.agent.config.loader import load_config
 from synchub.agent.core.evidence import OffsetEstimate
@@ -51,13 +52,13 @@ def session(path, wired, rng):
     cal = SessionLatency(path, {"cam0": (KEY, wired)}, session="wired" if wired else "unwired")
     model = ClockModel("cam0", nominal_period_ns=33_333_333)
     if wired:
+        model.fallback = TriggerFallback(default_stale_ns(10**9))  # as StreamClocks gives a wired stream
         dev = np.arange(0, 170 * 10**9, 10**9, dtype=np.int64)
         model.add_edges(dev, truth(dev) + rng.normal(0, 5e3, len(dev)).astype(np.int64), 5e3)
     for est in aligner_estimates(rng):
         out = cal(est)
-        assert (out is None) == wired  # a wired stream's estimates are measured, not fed to its model
-        if out is not None:
-            model.add_offset(out)
+        assert out == est or not wired  # wired: nothing stored yet, passed on as they came (and kept to measure)
+        model.add_offset(out)  # a wired stream's model only measures them: its trigger is fresh throughout
     return cal, model
 
 
@@ -94,7 +95,7 @@ def test_too_few_windows_store_nothing(tmp_path):
     dev = np.arange(0, 20 * 10**9, 10**9, dtype=np.int64)
     model.add_edges(dev, truth(dev), 5e3)
     for est in aligner_estimates(np.random.default_rng(1), n=3):
-        assert cal(est) is None
+        assert cal(est) == est
     out = cal.finish(SimpleNamespace(clocks={"cam0": SimpleNamespace(model=model)}))
     assert "too few windows" in out["cam0"]["reason"] and not path.exists()
 
@@ -166,12 +167,27 @@ def test_the_agent_applies_the_stored_latency_to_unwired_streams_and_shows_it(tm
     assert "latency mic0: aligner corrected by a stored latency of 4.00" in table(st)
 
 
-def test_a_trigger_wired_aligned_stream_is_measured_and_its_estimates_withheld(tmp_path):
+def test_a_trigger_wired_aligned_stream_is_measured_and_its_estimates_go_to_its_fallback(tmp_path):
     config = sim_config(tmp_path / "c.json", wired="cam0")
     agent = Agent(config, outlet=Outlet())
     assert agent.latency.measuring == {"cam0"} and agent.latency.applied == {}
-    assert agent.latency(OffsetEstimate("cam0", 10**9, 5, 1)) is None and len(agent.latency.held) == 1
+    est = OffsetEstimate("cam0", 10**9, 5, 1)
+    assert agent.latency(est) == est and list(agent.latency.held) == [est]
     assert agent.status()["latency"]["measuring"] == ["cam0"]
+    assert agent.clocks.clocks["cam0"].model.fallback.stale_ns == 5 * 10**9  # 5 periods of the 1 s sync line
+    assert agent.clocks.clocks["mic0"].model.fallback is None
+
+
+def test_a_wired_streams_stored_latency_is_its_fallbacks_prior(tmp_path):
+    path = tmp_path / "latency.json"
+    cam = PairKey("cam0", "video", "imu0", "imu")
+    save_store(path, LatencyStore({cam: Latency(LATENCY_NS, 400_000, 30, session="s1")}))
+    agent = Agent(sim_config(path, wired="cam0"), outlet=Outlet())
+    est = OffsetEstimate("cam0", 10**9, 50_000_000, 2_000_000, "hybrid", shared_ns=300_000)
+    assert agent.latency(est) == est and list(agent.latency.held) == [est]  # measured at stop as it came
+    assert agent.latency.applied == {} and agent.latency.describe()["fallback"]["cam0"]["latency_ns"] == LATENCY_NS
+    assert agent.clocks.clocks["cam0"].model.fallback.prior == (LATENCY_NS, 400_000)
+    assert "corrected by a stored 37.00 ms" in agent.latency.summary()[0]
 
 
 def test_a_running_agent_records_the_calibration_at_start_and_what_it_measured_at_stop(tmp_path):
@@ -194,5 +210,5 @@ def test_a_long_wired_session_holds_a_bounded_number_of_estimates(tmp_path):
     """Estimates withheld for the stop's measurement do not grow with the session (weeks in the field)."""
     sl = SessionLatency(tmp_path / "lat.json", {"cam0": (PairKey("cam0", "video", "imu0", "imu"), True)})
     for i in range(3 * HELD_MAX):
-        assert sl(OffsetEstimate("cam0", i * 4 * 10**9, 5, 1)) is None
+        sl(OffsetEstimate("cam0", i * 4 * 10**9, 5, 1))
     assert len(sl.held) == HELD_MAX and sl.held[-1].device_ns == (3 * HELD_MAX - 1) * 4 * 10**9

@@ -11,6 +11,7 @@ from support.live_align import chunks, feed
 
 from synchub.agent.align.latency import PairKey
 from synchub.agent.align.tracker import AlignmentTracker
+from synchub.agent.clock.fallback import TriggerFallback, default_stale_ns
 from synchub.agent.clock.model import ClockModel
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import NS
@@ -41,13 +42,12 @@ def session(seed, path, wired):
     cal = SessionLatency(path, {"mic0": (KEY, wired)}, session=f"seed {seed}")
     model = ClockModel("mic0", nominal_period_ns=62_500)
     if wired:  # the sync pulses on the device's input pin, stamped on its clock
+        model.fallback = TriggerFallback(default_stale_ns(NS))
         edges = np.arange(1, int(DURATION_S), dtype=np.int64) * NS
         model.add_edges(clock.to_device(edges, jitter=True), edges, 5_000.0)
     tr = AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, window_s=8.0, hop_s=4.0)
     for est in feed(tr, "imu0", chunks("imu0", imu, t_imu, t_imu, ref=t_imu), "mic0", chunks("mic0", audio, dev, host)):
-        out = cal(est)
-        if out is not None:
-            model.add_offset(out)
+        model.add_offset(cal(est))
     return cal, model, clock
 
 

@@ -35,7 +35,8 @@ class Session(NamedTuple):
     mref: np.ndarray  # the markers' times
 
 
-def record_session(out: Path) -> Session:
+def record_session(out: Path, meta: tuple[tuple[str, dict], ...] = ()) -> Session:
+    """``meta``: (stream, record) pairs the agent sends too (e.g. its ``_latency`` calibration)."""
     col = Collector("tcp://127.0.0.1:0", out, flush_s=0.01)
     stop = threading.Event()
     t = threading.Thread(target=col.run, args=(stop,), daemon=True)
@@ -65,6 +66,8 @@ def record_session(out: Path) -> Session:
         mono = T0 - NS + k * NS // 2
         item = UtcSample(mono, int(utc_of(mono)), 200_000, "ntp")
         s.send_meta("_evidence", {"kind": "evidence", **evidence_to_dict(item)})
+    for stream, rec in meta:
+        s.send_meta(stream, rec)
     assert s.flush(10)
     s.close(1)
     stop.set()

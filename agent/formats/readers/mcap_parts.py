@@ -89,6 +89,7 @@ class McapInput:
         self.paths = [p for _, _, p in sorted(parts)]
         self.path = self.paths[0]
         self.clock_config: dict = {}
+        self.latency: dict = {}  # the agent's latest ``latency_calibration`` record (``_latency``): what corrected what
         infos: dict[str, dict] = {}
         topics: dict[str, str] = {}
         for _, rec in self._records(meta_only=True):
@@ -103,6 +104,8 @@ class McapInput:
                 meta = rec.get("meta") or {}
                 if meta.get("kind") == "clock_config" and not self.clock_config:
                     self.clock_config = meta
+                elif meta.get("kind") == "latency_calibration":  # at start, and again at stop with what it measured
+                    self.latency = meta
         if not topics:
             raise InputError(self.path, "no synchub streams in this MCAP session")
         self.streams: list[FileStream] = []
