@@ -129,11 +129,28 @@ class AlignmentTracker:
         self.counts: dict[str, int] = {"windows": 0, "emitted": 0, "abstained": 0, "outliers": 0, "bad_chunks": 0,
                                        "tracked": 0}
         self.reasons: dict[str, int] = {}
+        self._at_arrival = False  # the target's chunks come raw, as they arrive (``push_arrival``)
 
     def _count(self, reason: str) -> None:
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
+    def push_arrival(self, stream_name: str, chunk: Chunk) -> None:
+        """The target's chunks as they arrive, before the clock layer holds and corrects them (the aligner needs
+        only their raw times): its windows are aligned as soon as the reference has caught up, however long the
+        target itself is held (a stream's ``correction_delay_ms``).  From the first one on, ``push`` takes only the
+        reference.  Chunks of other streams are ignored here (they come corrected through ``push``)."""
+        if stream_name != self.tgt_stream:
+            return
+        self._at_arrival = True
+        self._push(stream_name, chunk)
+
     def push(self, stream_name: str, chunk: Chunk) -> None:
+        """A corrected chunk (the reference's; the target's too unless ``push_arrival`` feeds it)."""
+        if stream_name == self.tgt_stream and self._at_arrival:
+            return  # the same samples came raw through push_arrival
+        self._push(stream_name, chunk)
+
+    def _push(self, stream_name: str, chunk: Chunk) -> None:
         if chunk.n == 0:
             return
         if stream_name == self.ref_stream:

@@ -16,8 +16,9 @@ it from the recording's clock config):
   is a function of the evidence and of each sample's own times, a recording corrected chunk by chunk gives the
   same times as corrected at once.
 * live (``smooth=False``): the recorded chunks and evidence go through a ``LiveCorrector`` in host-time order,
-  each chunk corrected once ``delay_ns`` of host time has passed since its last sample arrived: the agent's causal
-  correction.
+  each chunk corrected once ``delay_ns`` (its stream's own delay, if longer) of host time has passed since its last
+  sample arrived: the agent's causal correction.  (An aligner's offset counts from the host time of its window's
+  centre: the agent had it a window and a reference delay later, so this rerun of aligned streams is optimistic.)
 
 A ``ClockReset`` among the evidence (a driver saw its device clock reset) starts a new clock segment at its sample
 (``seq``): the chunk that begins there is fed after the reset.
@@ -45,12 +46,16 @@ SLICE_NS = 100_000_000
 
 class LiveCorrector:
     """See the module docstring.  ``clocks`` is a ``StreamClocks`` (or anything with its ``feed``,
-    ``feed_arrivals``, ``reset`` and ``correct``: ``synchub.agent.pipeline.shipper.Clocks``)."""
+    ``feed_arrivals``, ``reset`` and ``correct``: ``synchub.agent.pipeline.shipper.Clocks``).  ``stream_delays``:
+    streams held longer than ``delay_ns`` (``ClockLayerConfig.stream_delays_ns``: an aligned stream waiting for the
+    aligner's windows after its samples); each stream's chunks leave in the order they came."""
 
-    def __init__(self, clocks, delay_ns: int):
+    def __init__(self, clocks, delay_ns: int, stream_delays: dict[str, int] | None = None):
         self.clocks = clocks
         self.delay_ns = int(delay_ns)
-        self._pending: collections.deque[Chunk] = collections.deque()
+        self.stream_delays = {k: int(v) for k, v in (stream_delays or {}).items()}
+        self._pending: dict[str, collections.deque[tuple[int, Chunk]]] = {}  # per stream: (arrival number, chunk)
+        self._arrived = 0
         self._resets: dict[str, int] = {}  # streams whose next chunk starts after a reported reset
 
     def evidence(self, item: Evidence) -> None:
@@ -64,20 +69,23 @@ class LiveCorrector:
         if self._resets.pop(chunk.stream, None) is not None:
             self.clocks.reset(chunk.stream, int(chunk.device_ns[0]), int(chunk.host_ns[0]))
         self.clocks.feed_arrivals(chunk.stream, chunk.device_ns, chunk.host_ns)
-        self._pending.append(chunk)
+        self._pending.setdefault(chunk.stream, collections.deque()).append((self._arrived, chunk))
+        self._arrived += 1
 
     def release(self, now_ns: int, flush: bool = False) -> list[Chunk]:
-        """The chunks whose last sample arrived at least ``delay_ns`` before ``now_ns`` (all with ``flush``),
-        corrected, in the order they came."""
-        cutoff = int(now_ns) - self.delay_ns
-        out = []
-        while self._pending and (flush or self._pending[0].host_ns[-1] <= cutoff):
-            out.append(self.clocks.correct(self._pending.popleft()))
-        return out
+        """The chunks whose last sample arrived at least their stream's delay before ``now_ns`` (all with
+        ``flush``), corrected, in the order they came."""
+        ready = []
+        for stream, q in self._pending.items():
+            cutoff = int(now_ns) - self.stream_delays.get(stream, self.delay_ns)
+            while q and (flush or q[0][1].host_ns[-1] <= cutoff):
+                ready.append(q.popleft())
+        ready.sort(key=lambda p: p[0])
+        return [self.clocks.correct(c) for _, c in ready]
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return sum(len(q) for q in self._pending.values())
 
 
 def evidence_time(item) -> int:
@@ -99,9 +107,10 @@ def replay(clocks, chunks: Iterable[Chunk], evidence: Iterable[Evidence] = (), *
     chunks = list(chunks)
     evidence = list(evidence)
     if not smooth:
+        config = getattr(clocks, "config", None)
         if delay_ns is None:
-            delay_ns = clocks.config.delay_ns
-        return _replay_live(clocks, chunks, evidence, delay_ns)
+            delay_ns = config.delay_ns
+        return _replay_live(clocks, chunks, evidence, delay_ns, config.stream_delays_ns() if config else {})
     feed_offline(clocks, chunks, evidence)
     return [clocks.correct(c, smooth=True) for c in chunks]
 
@@ -156,9 +165,9 @@ def _slices(chunks: list[Chunk], resets: set[tuple[str, int]]):
             yield stream, dev[a:b], host[a:b], int(host[b - 1]), a in at_reset
 
 
-def _replay_live(clocks, chunks: list[Chunk], evidence: list, delay_ns: int):
+def _replay_live(clocks, chunks: list[Chunk], evidence: list, delay_ns: int, stream_delays: dict[str, int]):
     evidence, resets = _split_resets(evidence)
-    live = LiveCorrector(clocks, delay_ns)
+    live = LiveCorrector(clocks, delay_ns, stream_delays)
     # drivers end a chunk where the device clock reset; a recording that does not is cut there
     parts: list[tuple[int, Chunk, bool]] = []
     for i, c in enumerate(chunks):
@@ -169,12 +178,13 @@ def _replay_live(clocks, chunks: list[Chunk], evidence: list, delay_ns: int):
     items: list[tuple[int, int, int, Any]] = [(evidence_time(e), 0, i, e) for i, e in enumerate(evidence)]
     items += [(int(p[1].host_ns[-1]), 1, k, p) for k, p in enumerate(parts) if p[1].n]
     items.sort(key=lambda x: (x[0], x[1], x[2]))
-    order: collections.deque[int] = collections.deque()  # parts waiting in the corrector, in its order
+    # parts waiting in the corrector: per stream in the order given (each stream's leave in that order)
+    order: dict[str, collections.deque[int]] = collections.defaultdict(collections.deque)
     done: dict[int, Chunk] = {}
 
     def take(corrected: list[Chunk]) -> None:
         for c in corrected:
-            done[order.popleft()] = c
+            done[order[c.stream].popleft()] = c
 
     for t, kind, k, item in items:
         take(live.release(t))
@@ -184,7 +194,7 @@ def _replay_live(clocks, chunks: list[Chunk], evidence: list, delay_ns: int):
         if item[2]:
             live.evidence(ClockReset(item[1].stream, item[1].seq))
         live.chunk(item[1])
-        order.append(k)
+        order[item[1].stream].append(k)
     take(live.release(0, flush=True))
     by_parent: dict[int, list[Chunk]] = collections.defaultdict(list)
     for k, p in enumerate(parts):

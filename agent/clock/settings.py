@@ -1,10 +1,11 @@
 """The clock layer's one typed config: what builds a ``StreamClocks``, live, in ``synchub align`` and in the benchmarks.
 
 ``ClockSettings`` is the ``[clock]`` table of an agent config.  ``ClockLayerConfig`` adds the ``[[trigger]]`` tables,
-each stream's clock options (``StreamClockOptions``: its trigger line, forced method, the stream it is aligned to)
-and the live correction delay.  The agent records it at the start of a session (``to_dict``: the ``clock_config``
-record of the ``_agent`` meta stream); ``from_dict`` reads it back, from recordings of any synchub version: keys a
-version did not write take their defaults, keys this version does not know are ignored, values are validated.
+each stream's clock options (``StreamClockOptions``: its trigger line, forced method, the stream it is aligned to,
+a longer correction delay of its own) and the live correction delay.  The agent records it at the start of a
+session (``to_dict``: the ``clock_config`` record of the ``_agent`` meta stream); ``from_dict`` reads it back, from
+recordings of any synchub version: keys a version did not write take their defaults, keys this version does not
+know are ignored, values are validated.
 """
 
 from __future__ import annotations
@@ -51,10 +52,12 @@ class StreamClockOptions:
     trigger: str = setting("", doc="the trigger line (or stream) whose pulses the device also sees")
     method: str = setting("auto", choices=STREAM_METHODS, doc="clock correction method")
     align_to: str = setting("", doc="neural alignment: the stream this one is aligned to")
+    correction_delay_ms: float = setting(0.0, min=0.0, doc="hold chunks at least this long (0: the agent's delay)")
 
     @classmethod
     def of(cls, common: StreamCommon) -> StreamClockOptions:
-        return cls(trigger=common.trigger, method=common.method, align_to=common.align_to)
+        return cls(trigger=common.trigger, method=common.method, align_to=common.align_to,
+                   correction_delay_ms=common.correction_delay_ms)
 
 
 def default_delay_ns(trigger_periods_s: Iterable[float]) -> int:
@@ -87,6 +90,15 @@ class ClockLayerConfig:
         if self.correction_delay_ms is None:
             return default_delay_ns(t.period_s for t in self.triggers)
         return int(round(float(self.correction_delay_ms) * 1e6))
+
+    def stream_delays_ns(self) -> dict[str, int]:
+        """The streams held longer than ``delay_ns`` (their ``correction_delay_ms``): stream -> delay in ns."""
+        out = {}
+        for name, o in self.streams.items():
+            ns = int(round(float(o.correction_delay_ms) * 1e6))
+            if ns > self.delay_ns:
+                out[name] = ns
+        return out
 
     @property
     def default_method(self) -> str:

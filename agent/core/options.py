@@ -54,6 +54,10 @@ class StreamCommon:
     trigger: str = setting("", doc="name of a [[trigger]] whose pulses this device also sees")
     method: str = setting("auto", choices=STREAM_METHODS, doc="clock correction method for this stream")
     align_to: str = setting("", doc="neural alignment: the stream (already on the clock) to align this one to")
+    correction_delay_ms: float = setting(0.0, min=0.0, max=600000.0,
+                                         doc="hold this stream's chunks at least this long before correcting them "
+                                             "(0: the agent's delay); with align_to, ~10000 lets the aligner's "
+                                             "window after each sample count (README: live alignment)")
     markers: tuple[dict, ...] = setting((), doc="a marker stream: what its lines mean, rules {pattern (regex), "
                                         "senses (audible/visible/motion), latency_ms, spread_ms, streams, smooth, "
                                         "still_fraction, still_lag_ms}; first match decides (default: common "

@@ -117,7 +117,9 @@ class Agent:
         if self.lsl.specs:
             taps.append(self.lsl.push)
         self.shipper = Shipper(self.queue, self.clocks, outlet,
-                               correction_delay_ms=self.clock_config.correction_delay_ms, taps=taps)
+                               correction_delay_ms=self.clock_config.correction_delay_ms, taps=taps,
+                               stream_delays=self.clock_config.stream_delays_ns(),
+                               arrival_taps=[t.push_arrival for t in self.trackers])
         self._house_thread: threading.Thread | None = None
         self.house_beat_ns = 0  # the housekeeping loop's last turn (liveness: pipeline/monitor.py)
         self.ntp = self._make_ntp()

@@ -2,8 +2,9 @@
 outlet (the transport's ``Sender``).
 
 ``StreamClocks`` is a pure class, touched from this thread only: the shipper feeds evidence and arrival times at
-once, holds each chunk for ``correction_delay_ns`` so that trigger edges just after a sample can still shape its
-correction, then corrects it and sends it.  That clock logic is ``synchub.agent.clock.replay.LiveCorrector``, the same
+once, holds each chunk for ``correction_delay_ns`` (a stream's own ``correction_delay_ms`` where longer) so that
+trigger edges and aligner windows just after a sample can still shape its correction, then corrects it and sends
+it; the aligners see their target's raw chunks at once (``arrival_taps``), so holding it does not delay them.  That clock logic is ``synchub.agent.clock.replay.LiveCorrector``, the same
 object ``synchub align --live`` and ``synchub bench sync`` run on recorded times.  Evidence is recorded too (as
 ``_evidence`` meta), so the offline rerun sees what the agent saw; chunks the queue dropped become ``queue_full``
 gaps.  ``Clocks`` and ``Outlet`` are the small protocols it needs; ``Locked`` serializes a tap's consumers.
@@ -78,6 +79,10 @@ class Locked:
         with self._lock:
             self.inner.push(stream, chunk)
 
+    def push_arrival(self, stream: str, chunk: Chunk) -> None:
+        with self._lock:
+            self.inner.push_arrival(stream, chunk)
+
     def poll(self) -> list:
         with self._lock:
             return self.inner.poll()
@@ -87,16 +92,19 @@ class Shipper(threading.Thread):
     """Drains the queue: feeds the clock layer, delays chunks for correction, corrects, sends."""
 
     def __init__(self, queue: BoundedQueue, clocks: Clocks, outlet: Outlet, correction_delay_ms: float = 0.0,
-                 taps: list | None = None, record_evidence: bool = True):
+                 taps: list | None = None, record_evidence: bool = True, stream_delays: dict[str, int] | None = None,
+                 arrival_taps: list | None = None):
         super().__init__(name="synchub-shipper", daemon=True)
         self.queue = queue
         self.clocks = clocks
         self.outlet = outlet
         self.delay_ns = int(correction_delay_ms * NS_PER_MS)
         self.taps = list(taps or [])  # callables(stream, chunk) that see every corrected chunk (aligners, fusion)
+        # callables(stream, chunk) that see every raw chunk as it arrives (the aligners' targets: not held back)
+        self.arrival_taps = list(arrival_taps or [])
         # evidence is recorded too (as "_evidence" meta), so `synchub align` can rerun the clock layer offline
         self.record_evidence = record_evidence
-        self.corrector = LiveCorrector(clocks, self.delay_ns)
+        self.corrector = LiveCorrector(clocks, self.delay_ns, stream_delays)  # per stream: ns, where held longer
         self._halt = threading.Event()
         self.sent_chunks = 0
         self.tap_errors = 0
@@ -149,6 +157,7 @@ class Shipper(threading.Thread):
     def _handle(self, item: Item) -> None:
         if isinstance(item, Chunk):
             self.corrector.chunk(item)
+            self._tap(self.arrival_taps, item)
         elif isinstance(item, Gap):
             self.outlet.send_gap(item)  # a gap carries its own seq; the collector places it
         elif isinstance(item, MetaRecord):
@@ -180,17 +189,20 @@ class Shipper(threading.Thread):
     def _release(self, flush: bool) -> None:
         for chunk in self.corrector.release(now_ns(), flush):
             self.outlet.send_chunk(chunk)
-            for tap in self.taps:
-                try:
-                    tap(chunk.stream, chunk)
-                except Exception:  # an aligner or fusion bug must not stop the recording: counted, logged
-                    self.tap_errors += 1
-                    if self.tap_errors <= 3 or self.tap_errors % 1000 == 0:
-                        log.exception("tap failed on a %s chunk (%d so far)", chunk.stream, self.tap_errors)
+            self._tap(self.taps, chunk)
             self.sent_chunks += 1
             self.sent_samples[chunk.stream] += chunk.n
             self.clock_view[chunk.stream] = (chunk.method, None if chunk.unc_ns is None else int(chunk.unc_ns[-1]))
             self.last_progress_ns = now_ns()
+
+    def _tap(self, taps: list, chunk: Chunk) -> None:
+        for tap in taps:
+            try:
+                tap(chunk.stream, chunk)
+            except Exception:  # an aligner or fusion bug must not stop the recording: counted, logged
+                self.tap_errors += 1
+                if self.tap_errors <= 3 or self.tap_errors % 1000 == 0:
+                    log.exception("tap failed on a %s chunk (%d so far)", chunk.stream, self.tap_errors)
 
     def stop(self) -> None:
         self._halt.set()

@@ -183,3 +183,30 @@ def test_windows_without_an_estimate_widen_the_search_again(rig):
     run(tr, rig, audio=quiet, each=note)
     assert seen[:4] == [False, True, False, True], (seen, tr.stats())  # locked, lost in the silence, locked again
     assert tr.counts["abstained"] >= LOST_AFTER and tr.counts["tracked"] < tr.counts["windows"] - TRACK_AFTER
+
+
+def test_target_fed_as_it_arrives_gives_the_same_estimates_and_corrected_copies_are_ignored(rig):
+    """``push_arrival``: the target's raw chunks (before the clock layer holds them); ``push`` then takes only the
+    reference, so the corrected copies of the same samples (the shipper's taps) neither count twice nor as bad."""
+    _w, t_imu, imu, _clock, _true, dev, aud, host = rig
+    ref = chunks("imu0", imu, t_imu, t_imu, ref=t_imu)
+    tgt = chunks("mic0", aud, dev, host)
+    plain = AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, window_s=8.0, hop_s=4.0)
+    expected = feed(plain, "imu0", ref, "mic0", tgt)
+    early = AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, window_s=8.0, hop_s=4.0)
+    got, ia = [], 0
+    for c in tgt:  # raw at arrival; the corrected copy (ref_ns set) comes later through push, as from the shipper
+        while ia < len(ref) and ref[ia].host_ns[0] <= c.host_ns[0]:
+            early.push("imu0", ref[ia])
+            early.push_arrival("imu0", ref[ia])  # not the target: ignored here
+            ia += 1
+        early.push_arrival("mic0", c)
+        early.push("mic0", Chunk("mic0", c.seq, c.data, c.device_ns, c.host_ns, ref_ns=c.host_ns,
+                                 unc_ns=np.zeros(c.n, dtype=np.int64)))
+        got.extend(early.poll())
+    for c in ref[ia:]:
+        early.push("imu0", c)
+        got.extend(early.poll())
+    assert len(expected) >= 6 and got == expected
+    st = early.stats()
+    assert st["bad_chunks"] == 0 and not any("chunk" in r for r in st["reasons"]), st["reasons"]

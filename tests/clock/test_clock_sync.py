@@ -173,15 +173,19 @@ def test_gpio_streams_are_on_the_reference_clock():
 def test_the_clock_config_round_trips_and_reads_records_of_other_versions():
     cfg = ClockLayerConfig.of(ClockSettings(window_s=60.0, method="probes"),
                               (TriggerSettings(name="sync", backend="sim", period_s=0.5),),
-                              (StreamCommon(name="imu0", type="imu", driver="serial", trigger="sync"),),
+                              (StreamCommon(name="imu0", type="imu", driver="serial", trigger="sync"),
+                               StreamCommon(name="cam0", type="video", driver="sim", align_to="imu0",
+                                            correction_delay_ms=10_000.0),
+                               StreamCommon(name="mic0", type="audio", driver="sim", correction_delay_ms=100.0)),
                               correction_delay_ms=300.0)
     d = cfg.to_dict()
     assert d["kind"] == "clock_config" and ClockLayerConfig.from_dict(d) == cfg
     assert cfg.delay_ns == 300_000_000 and cfg.default_method == "probes"
+    assert cfg.stream_delays_ns() == {"cam0": 10_000_000_000}  # only the ones held longer than the agent's delay
     # an older record: keys missing (defaults), an older version's key this one does not know (ignored)
     old = ClockLayerConfig.from_dict({"clock": {"window_s": 30.0, "retired_key": 1}, "triggers": [{"name": "s"}]})
     assert old.clock == ClockSettings(window_s=30.0) and old.triggers == (TriggerSettings(name="s"),)
     assert old.correction_delay_ms is None and old.delay_ns == 1_500_000_000  # a 1 s trigger period + 0.5 s
-    assert old.options("any") == StreamClockOptions()
+    assert old.options("any") == StreamClockOptions() and old.stream_delays_ns() == {}
     with pytest.raises(ConfigError, match=r"clock_config.triggers\[0\].role"):
         ClockLayerConfig.from_dict({"triggers": [{"name": "s", "role": "nonsense"}]})

@@ -4,6 +4,8 @@ stream keeps its edges (it used to fall back to arrival times for the whole segm
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -157,3 +159,35 @@ def test_live_replay_corrects_each_chunk_with_what_was_known_then(rec):
     for f, p in zip(full, part, strict=True):
         if f.host_ns[-1] + delay < cut:
             assert np.array_equal(f.ref_ns, p.ref_ns)
+
+
+def test_a_stream_with_its_own_delay_is_held_that_long_and_the_rest_keep_their_order():
+    clocks = _Clocks()
+    live = LiveCorrector(clocks, delay_ns=NS, stream_delays={"v": 10 * NS})
+    live.chunk(Chunk("a", 0, np.zeros((1, 1)), [1], [100]))
+    live.chunk(Chunk("v", 0, np.zeros((1, 1)), [1], [150]))
+    live.chunk(Chunk("a", 1, np.zeros((1, 1)), [2], [200]))
+    live.chunk(Chunk("v", 1, np.zeros((1, 1)), [2], [250]))
+    assert [(c.stream, c.seq) for c in live.release(NS + 200)] == [("a", 0), ("a", 1)]
+    assert live.pending == 2 and live.release(10 * NS + 149) == []
+    assert [(c.stream, c.seq) for c in live.release(10 * NS + 150)] == [("v", 0)]
+    live.chunk(Chunk("a", 2, np.zeros((1, 1)), [3], [300]))
+    assert [(c.stream, c.seq) for c in live.release(0, flush=True)] == [("v", 1), ("a", 2)]  # in the order they came
+
+
+def test_live_replay_holds_each_stream_for_its_own_delay(rec):
+    """``replay(smooth=False)`` with a stream's ``correction_delay_ms``: that stream is corrected as with the longer
+    delay for every stream, the others as without it."""
+    evidence = rec.evidence({"edges"}) + rec.resets
+    config = rec.config("auto")
+    held = dataclasses.replace(config, streams={**config.streams, "a": dataclasses.replace(
+        config.options("a"), correction_delay_ms=10_000.0)})
+    assert held.stream_delays_ns() == {"a": 10 * NS}
+    mixed = replay(StreamClocks(rec.infos, held), rec.chunks, evidence, smooth=False)
+    short = replay(StreamClocks(rec.infos, config), rec.chunks, evidence, smooth=False)
+    long = replay(StreamClocks(rec.infos, config), rec.chunks, evidence, smooth=False, delay_ns=10 * NS)
+    for m, s, g, c in zip(mixed, short, long, rec.chunks, strict=True):
+        want = g if c.stream == "a" else s
+        assert m.seq == c.seq and np.array_equal(m.ref_ns, want.ref_ns), (c.stream, c.seq)
+    assert any(not np.array_equal(s.ref_ns, g.ref_ns) for s, g, c in zip(short, long, rec.chunks, strict=True)
+               if c.stream == "a")  # the delay matters for a: the test can fail
