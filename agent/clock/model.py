@@ -211,6 +211,17 @@ class ClockModel(Timeline):
         self._last_method = min(used, key=METHOD_ORDER.index) if used else "identity"
         return ref, unc, segs
 
+    def arrival_bound(self, device_ns, skew_ppm: float) -> np.ndarray:
+        """The latest reference time each of ``device_ns`` (current segment) can have been taken at, from the
+        arrivals so far: the tightest block minimum of host - device carried there with ``skew_ppm`` of rate error
+        (``Envelope.bounds``); +inf (float) where no arrival has been seen."""
+        dev = np.atleast_1d(np.asarray(device_ns, dtype=np.int64))
+        if not self.segments:
+            return np.full(len(dev), np.inf)
+        seg = self.segments[-1]
+        b = seg.env.bounds((dev - seg.dev0).astype(np.float64), float(skew_ppm) * 1e-6)
+        return dev.astype(np.float64) + seg.z0 + b
+
     @property
     def last_method(self) -> str:
         """The method the last ``map`` call used (the best of its segments)."""
