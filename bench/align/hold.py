@@ -1,10 +1,12 @@
 """``bench align``'s hold of a target's earliest events (pure): what the hybrid maps before any offset or trigger
 edge has judged the arrival envelope's latency (a webcam's 30-80 ms link, say) is the envelope alone, late by that
-latency however tight the envelope looks.  Those events wait, up to ``hold_ns`` of device time, for the target's
-first offset, and are then mapped with it: the offset carried back over the distance (its sigma grown by the skew
-prior, ``pairs.hybrid_map_unc``), as the offline pass (``synchub align``, two-sided) or a live agent that holds a
-stream's first chunks until its aligner has answered maps them.  An event still waiting when the hold runs out, or
-when the stream ends without an offset, keeps the mapping it had when it was seen."""
+latency however tight the envelope looks; and one or two offsets cannot yet tell a late envelope from a wrong
+offset (a 1 fps camera's first offset may be 200 ms off).  Those events wait, up to ``hold_ns`` of device time, for
+the offsets that judge the latency (``pairs.JUDGED``), and are then mapped with them (the offsets carried back over
+the distance, their sigma grown by the skew prior, or the envelope where they find it good: ``pairs.hybrid_map_unc``),
+as the offline pass (``synchub align``, two-sided) or a live agent that holds a stream's first chunks until its
+aligner has answered maps them.  An event still waiting when the hold runs out, or when the stream ends first, keeps
+the mapping it had when it was seen."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 
 
 class EarlyHold:
-    """Events held until the first offset.  ``hold(...)`` one window's events with the mapping they have now;
+    """Events held until the offsets judge the envelope.  ``hold(...)`` one window's events with the mapping they have now;
     ``release(mapper, now_ns)`` once offsets exist: the held events within ``hold_ns`` of ``now_ns`` remapped by
     ``mapper(device_ns) -> (mapped, unc)``, the others as they were; ``flush()`` at the end.  Both return
     ``(true_ns, mapped, unc)`` arrays of the events released."""

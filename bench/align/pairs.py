@@ -26,6 +26,9 @@ from .hold import EarlyHold
 from .scenario import RATES, BenchSpec
 from .streams import Stream, cut, embed_stream
 
+#: offsets (or trigger edges) that judge the arrival envelope's latency: from their scatter, not one offset's sigma
+JUDGED = 3
+
 
 @dataclass
 class PairOutcome:
@@ -36,7 +39,7 @@ class PairOutcome:
     sigmas: dict = field(default_factory=dict)  # method -> reported 1-sigma (ns) of each mapped event, if any
     hybrid_by_pair: dict = field(default_factory=dict)  # (ref, target modality) -> ([|err|], [raw sigma]) of hybrid
     window_by_pair: dict = field(default_factory=dict)  # (ref, target, method) -> ([|err|], [window sigma]): classical, neural
-    held: int = 0  # hybrid events held for the target's first offset (``hold.EarlyHold``) and mapped with it
+    held: int = 0  # hybrid events held for the offsets that judge the envelope (``hold``)
     held_wait_ns: int = 0  # the longest such wait (device time)
 
 
@@ -208,13 +211,15 @@ def feed_window(model, tgt, fed_until: int, centre: int, r, name: str, overlap: 
 def hybrid_events(hold: EarlyHold, model, device_ns, true_ns, offsets: list, now_ns: int,
                   skew_prior_ppm: float = 300.0, period_ns: float = 0.0) -> list[tuple]:
     """One window's events mapped by the hybrid (``hybrid_map_unc``), as ``(true_ns, mapped, unc)`` batches to
-    record: with no offset or edge yet (the envelope alone, its latency unjudged) they wait in ``hold`` instead;
-    the window that brings the first offset releases the held ones, mapped with it, first."""
+    record: before ``JUDGED`` offsets or edges have judged the arrival envelope's latency (the envelope alone, or
+    one or two offsets that cannot tell a late envelope from a wrong offset) they wait in ``hold`` instead; the
+    window that brings the ``JUDGED``-th releases the held ones, mapped with those offsets, first."""
     mapper = partial(hybrid_map_unc, model, offsets=offsets, skew_prior_ppm=skew_prior_ppm, period_ns=period_ns)
-    out = [hold.release(mapper, now_ns)] if offsets else []
+    judged = len(offsets) >= JUDGED
+    out = [hold.release(mapper, now_ns)] if judged else []
     if len(device_ns):
         mapped, unc = mapper(np.asarray(device_ns, dtype=np.int64))
-        if not offsets and hold.hold_ns > 0:
+        if not judged and hold.hold_ns > 0:
             hold.hold(device_ns, true_ns, mapped, unc)
         else:
             out.append((np.asarray(true_ns), mapped, unc))
@@ -265,14 +270,14 @@ def hybrid_map_unc(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: 
     lat = (env_at - d).astype(np.float64) - off
     bias = float(np.sum(w * lat) / np.sum(w))
     se = float(np.sqrt(1.0 / np.sum(w)))
-    if len(lat) > 2:  # the offsets' own scatter, when it says more than their sigmas
+    if len(lat) >= JUDGED:  # the offsets' own scatter, when it says more than their sigmas
         se = max(se, float(np.std(lat)) / np.sqrt(len(lat)))
     se = max(se, 0.1 * period_ns)  # a systematic floor: onsets seen at a coarse rate can be biased that much
     env_ok = bias <= 2.0 * se + 1e6
     env_unc = np.sqrt(arr_unc.astype(np.float64) ** 2 + max(bias, 0.0) ** 2 + se**2)
     # the envelope wins on its own spread once its latency L is judged (not significantly above zero, from the
     # scatter of three or more offsets); on fewer, L is a guess: it wins only on its whole uncertainty
-    use_arr = env_ok & ((arr_unc if len(lat) > 2 else env_unc) < est_unc)
+    use_arr = env_ok & ((arr_unc if len(lat) >= JUDGED else env_unc) < est_unc)
     # a sample cannot have been taken after it arrived: the arrivals themselves bound it (not the envelope's line,
     # which lies below them and, through a sparse stream's few arrivals, may tilt by thousands of ppm)
     ub = model.arrival_bound(device_ns, skew_prior_ppm)
@@ -309,7 +314,7 @@ def summarize(name: str, tol_ns: float, outs: list[PairOutcome], methods) -> lis
             "cover_1sigma_pct": round(100.0 * float(np.mean(err[has] <= sig[has])), 2) if has.any() else None,
             "cover_2sigma_pct": round(100.0 * float(np.mean(err[has] <= 2 * sig[has])), 2) if has.any() else None,
         })
-        if m == "hybrid":  # events held for the target's first offset (``hold.EarlyHold``), and the longest wait
+        if m == "hybrid":  # events held for the judging offsets (``hold.EarlyHold``), and the longest wait
             rows[-1]["held_pct"] = round(100.0 * sum(o.held for o in outs) / n_ev, 2) if n_ev else None
             rows[-1]["held_max_s"] = round(max((o.held_wait_ns for o in outs), default=0) / NS, 1)
     return rows

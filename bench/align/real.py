@@ -170,7 +170,7 @@ def run_pair(rec, ref_key: str, tgt_key: str, runners: dict, methods, window_s: 
     trackers = {m: DriftTracker() for m in ("classical", "neural")}
     model = ClockModel(name=tgt_key, window_s=120.0, skew_prior_ppm=300.0)
     offsets: list = []
-    hold = EarlyHold(60 * NS)  # events before the first offset wait for it (``hold.py``), as on the simulator
+    hold = EarlyHold(60 * NS)  # events wait for the offsets that judge the envelope (``hold.py``), as on the simulator
     fed_until = -(1 << 62)
     lat = (tgt.host_ns - tgt.device_ns).astype(np.float64) if live else np.zeros(len(tgt.device_ns))
     for w, d0 in enumerate(starts):
