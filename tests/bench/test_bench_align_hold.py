@@ -66,3 +66,26 @@ def test_a_hold_that_runs_out_keeps_the_first_mapping_and_flush_releases_the_res
     t, m, u = hold.flush()  # the stream ended without an offset: as first mapped
     assert t.tolist() == [8] and m.tolist() == [80] and hold.expired == 2 and hold.waiting == 0
     assert [len(x) for x in EarlyHold(S).flush()] == [0, 0, 0]
+
+
+def test_hybrid_events_hold_until_three_offsets_have_judged_the_envelope():
+    """No offset, then one and two: every event waits (one or two offsets cannot tell a late envelope from a wrong
+    offset); the window with the third releases them first, mapped with the three, then its own events."""
+    model = _camera(40.0)
+    hold = EarlyHold(60 * S)
+    offsets: list = []
+    for w, d0 in enumerate((4, 8, 12, 16)):
+        d = np.array([d0 * S, d0 * S + S // 2], dtype=np.int64)
+        if w:
+            at = (d0 - 1) * S
+            offsets.append((at, int(_true(np.array([at]))[0] - at), 3_000_000))
+        got = B.hybrid_events(hold, model, d, _true(d), offsets, d0 * S, 300.0)
+        if w < 3:
+            assert got == [] and hold.waiting == 2 * (w + 1)
+    assert [len(t) for t, _m, _u in got] == [6, 2] and hold.waiting == 0 and hold.held == 6
+    for t, m, _u in got:
+        assert np.all(np.abs(m - t) < 4_000_000)  # the offsets' view, not the envelope 30 ms late
+    no_hold = EarlyHold(0)
+    d = np.array([5 * S], dtype=np.int64)
+    (t, m, _u), = B.hybrid_events(no_hold, model, d, _true(d), [], 5 * S, 300.0)  # hold_s 0: as before
+    assert m[0] - t[0] > 25_000_000 and no_hold.waiting == 0
