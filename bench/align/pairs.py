@@ -243,7 +243,7 @@ def hybrid_map_unc(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: 
     own spread once three or more offsets judged L; on fewer, on its whole uncertainty: its own, L's and L's
     standard error in quadrature, which is also the uncertainty it reports), the envelope is used; elsewhere the
     offset/edge filter (its own uncertainty), bounded above by the arrivals (a sample cannot be taken after it
-    arrived: ``ClockModel.arrival_bound`` with the skew prior).  Before the aligner or a trigger has said anything: the envelope alone."""
+    arrived: ``ClockModel.arrival_bound`` with the skew prior, the envelope's line where it is fitted).  Before the aligner or a trigger has said anything: the envelope alone."""
     arr, arr_unc, _s = model.map(device_ns, method="arrival")
     unknown = np.full(len(device_ns), float(UNKNOWN_UNC_NS))
     if np.all(arr_unc >= UNKNOWN_UNC_NS):  # no arrival envelope in this segment yet: the model answers identity
@@ -278,8 +278,8 @@ def hybrid_map_unc(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: 
     # the envelope wins on its own spread once its latency L is judged (not significantly above zero, from the
     # scatter of three or more offsets); on fewer, L is a guess: it wins only on its whole uncertainty
     use_arr = env_ok & ((arr_unc if len(lat) >= JUDGED else env_unc) < est_unc)
-    # a sample cannot have been taken after it arrived: the arrivals themselves bound it (not the envelope's line,
-    # which lies below them and, through a sparse stream's few arrivals, may tilt by thousands of ppm)
+    # a sample cannot have been taken after it arrived: the arrivals bound it, and the envelope's line where it is
+    # fitted with a plausible slope (not through a sparse stream's first few arrivals: it may tilt by 8000 ppm)
     ub = model.arrival_bound(device_ns, skew_prior_ppm)
     cap = np.where(np.isfinite(ub), np.floor(np.minimum(ub, 9e18)), 9e18).astype(np.int64) + slack_ns
     return np.where(use_arr, arr, np.minimum(est, cap)), np.where(use_arr, env_unc, est_unc)

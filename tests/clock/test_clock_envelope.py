@@ -52,3 +52,17 @@ def test_arrival_bound_holds_where_a_sparse_streams_envelope_line_tilts_below_th
     ub = model.arrival_bound(d, 300.0)
     assert np.all(ub >= d + off) and np.all(ub <= d + off + 2_000_000)
     assert np.all(np.isinf(ClockModel("none").arrival_bound(d, 300.0)))  # no arrivals: no bound
+
+
+def test_arrival_bound_takes_a_fitted_envelope_line_with_a_plausible_slope():
+    """A minute of a 10 Hz stream, 1-20 ms late: the envelope's line (late by the link's 1 ms floor) is a tighter
+    bound than any single arrival carried with the skew prior, and is used; ``line=False`` leaves it out."""
+    rng = np.random.default_rng(2)
+    off = 400_000_000
+    dev = np.arange(1_000_000_000, 61_000_000_000, 100_000_000, dtype=np.int64)
+    model = ClockModel("tlm", skew_prior_ppm=300.0)
+    model.add_arrivals(dev, dev + off + rng.integers(1_000_000, 20_000_000, len(dev)))
+    d = np.array([30_050_000_000, 61_500_000_000], dtype=np.int64)
+    with_line, points = model.arrival_bound(d, 300.0), model.arrival_bound(d, 300.0, line=False)
+    assert np.all(with_line < d + off + 1_100_000) and with_line[1] < points[1] - 1_000_000
+    assert np.all(with_line >= d + off) and np.all(points >= d + off)
