@@ -102,6 +102,18 @@ class Envelope:
                     best = v
         return best
 
+    def bounds(self, d: np.ndarray, slack: float) -> np.ndarray:
+        """Upper bounds on the offset at each of ``d``: every block minimum kept (a sample arrived after it was
+        taken, so its host - device is above the offset then), carried to ``d`` with ``slack`` per ns of distance
+        (the skew the offset may have meanwhile), the tightest of them; +inf with no minimum.  Unlike the hull
+        line, which lies *below* the minima and, fitted through a few of a sparse stream, may tilt by thousands of
+        ppm, this holds whatever the line does."""
+        pd, pm = self.points()
+        d = np.asarray(d, dtype=np.float64)
+        if len(pd) == 0:
+            return np.full(len(d), np.inf)
+        return np.min(pm[None, :] + slack * np.abs(d[:, None] - pd[None, :]), axis=1)
+
     def slope(self, min_blocks: int = 8, floor: float = SLOPE_SIGMA_FLOOR) -> tuple[float, float] | None:
         """The line's slope (the device's skew: the link's latency floor does not change it) and its 1-sigma: the
         block minima's scatter above the line (robust) over their spread in device time, as for a least-squares

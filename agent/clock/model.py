@@ -285,6 +285,24 @@ class ClockModel(Timeline):
         self._last_method = min(used, key=METHOD_ORDER.index) if used else "identity"
         return ref, unc, segs
 
+    def arrival_bound(self, device_ns, skew_ppm: float, line: bool = True) -> np.ndarray:
+        """The latest reference time each of ``device_ns`` (current segment) can have been taken at, from the
+        arrivals so far: the tightest block minimum of host - device carried there with ``skew_ppm`` of rate error
+        (``Envelope.bounds``); +inf (float) where no arrival has been seen.  With ``line``, also the envelope's line
+        where it is fitted (``Envelope.slope``: enough blocks) with a slope within ``skew_ppm``: the hull edge
+        under the minima, late by the link's minimum latency only (a line through a sparse stream's first few
+        arrivals may tilt by thousands of ppm and lie below the truth: not used)."""
+        dev = np.atleast_1d(np.asarray(device_ns, dtype=np.int64))
+        if not self.segments:
+            return np.full(len(dev), np.inf)
+        seg = self.segments[-1]
+        d = (dev - seg.dev0).astype(np.float64)
+        b = seg.env.bounds(d, float(skew_ppm) * 1e-6)
+        fitted = seg.env.slope() if line else None
+        if fitted is not None and abs(fitted[0]) <= float(skew_ppm) * 1e-6:
+            b = np.minimum(b, seg.env.predict(d))
+        return dev.astype(np.float64) + seg.z0 + b
+
     @property
     def last_method(self) -> str:
         """The method the last ``map`` call used (the best of its segments)."""

@@ -6,6 +6,7 @@ per-pair summary (``summarize``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -21,8 +22,12 @@ from synchub.drivers.sim import render as R
 from synchub.drivers.sim.clocks import DeviceClock
 from synchub.drivers.sim.world import World
 
+from .hold import EarlyHold
 from .scenario import RATES, BenchSpec
 from .streams import Stream, cut, embed_stream
+
+#: offsets (or trigger edges) that judge the arrival envelope's latency: from their scatter, not one offset's sigma
+JUDGED = 3
 
 
 @dataclass
@@ -34,6 +39,8 @@ class PairOutcome:
     sigmas: dict = field(default_factory=dict)  # method -> reported 1-sigma (ns) of each mapped event, if any
     hybrid_by_pair: dict = field(default_factory=dict)  # (ref, target modality) -> ([|err|], [raw sigma]) of hybrid
     window_by_pair: dict = field(default_factory=dict)  # (ref, target, method) -> ([|err|], [window sigma]): classical, neural
+    held: int = 0  # hybrid events held for the offsets that judge the envelope (``hold``)
+    held_wait_ns: int = 0  # the longest such wait (device time)
 
 
 def _true_drift(clock: DeviceClock, true_end: int) -> float:
@@ -84,6 +91,7 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
         trackers = {m: DriftTracker() for m in ("classical", "neural")}
         model = ClockModel(name=tm, window_s=120.0, skew_prior_ppm=bench.skew_prior_ppm)
         model_has = False
+        hold = EarlyHold(int(bench.hold_s * NS))
         offsets: list = []
         fed_until = -(1 << 62)
         if tm in bench.triggered:  # the target's device sees the 1 Hz trigger: edges into the model
@@ -134,13 +142,9 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
                     if not model_has:
                         out.missed[m] += len(ed)
                         continue
-                    if len(ed):
-                        mapped, unc = hybrid_map_unc(model, ed, offsets, bench.skew_prior_ppm, coarser * NS)
-                        out.errors[m].extend(np.abs(mapped - et).tolist())
-                        out.sigmas[m].extend(table.apply(ref_m, tm, unc).tolist())
-                        raw = out.hybrid_by_pair.setdefault((ref_m, tm), ([], []))
-                        raw[0].extend(np.abs(mapped - et).tolist())
-                        raw[1].extend(unc.tolist())
+                    for got in hybrid_events(hold, model, ed, et, offsets, centre, bench.skew_prior_ppm,
+                                             coarser * NS):
+                        _record(out, ref_m, tm, table, *got)
                     continue
                 tr = trackers[m]
                 if not r.ok:
@@ -155,6 +159,9 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
                     raw = out.window_by_pair.setdefault((ref_m, tm, m), ([], []))
                     raw[0].extend(np.abs(mapped - et).tolist())
                     raw[1].extend([float(r.sigma_ns)] * len(ed))
+        _record(out, ref_m, tm, table, *hold.flush())
+        out.held += hold.held
+        out.held_wait_ns = max(out.held_wait_ns, hold.max_wait_ns)
         true_drift = _true_drift(tgt.clock, int(world.duration_s * NS))
         if "arrival" in methods:
             a, b = theil_sen(((tgt.device_ns[::max(1, len(tgt.device_ns) // 400)] - tgt.device_ns[0]) / NS),
@@ -168,6 +175,18 @@ def run_pair(streams: dict[str, Stream], world: World, ref_m: str, targets, benc
             if "drift_ppm" in st:
                 out.drift_err["hybrid"].append(abs(float(st["drift_ppm"]) - true_drift))
     return out
+
+
+def _record(out: PairOutcome, ref_m: str, tm: str, table: SigmaTable, true_ns, mapped, unc) -> None:
+    """The hybrid's mapped events: their errors and the reported sigmas (calibrated, and raw for the fit)."""
+    if len(true_ns) == 0:
+        return
+    err = np.abs(np.asarray(mapped) - np.asarray(true_ns))
+    out.errors["hybrid"].extend(err.tolist())
+    out.sigmas["hybrid"].extend(table.apply(ref_m, tm, unc).tolist())
+    raw = out.hybrid_by_pair.setdefault((ref_m, tm), ([], []))
+    raw[0].extend(err.tolist())
+    raw[1].extend(np.asarray(unc).tolist())
 
 
 def feed_window(model, tgt, fed_until: int, centre: int, r, name: str, overlap: float, offsets: list,
@@ -189,6 +208,24 @@ def feed_window(model, tgt, fed_until: int, centre: int, r, name: str, overlap: 
     return fed_until, fed
 
 
+def hybrid_events(hold: EarlyHold, model, device_ns, true_ns, offsets: list, now_ns: int,
+                  skew_prior_ppm: float = 300.0, period_ns: float = 0.0) -> list[tuple]:
+    """One window's events mapped by the hybrid (``hybrid_map_unc``), as ``(true_ns, mapped, unc)`` batches to
+    record: before ``JUDGED`` offsets or edges have judged the arrival envelope's latency (the envelope alone, or
+    one or two offsets that cannot tell a late envelope from a wrong offset) they wait in ``hold`` instead; the
+    window that brings the ``JUDGED``-th releases the held ones, mapped with those offsets, first."""
+    mapper = partial(hybrid_map_unc, model, offsets=offsets, skew_prior_ppm=skew_prior_ppm, period_ns=period_ns)
+    judged = len(offsets) >= JUDGED
+    out = [hold.release(mapper, now_ns)] if judged else []
+    if len(device_ns):
+        mapped, unc = mapper(np.asarray(device_ns, dtype=np.int64))
+        if not judged and hold.hold_ns > 0:
+            hold.hold(device_ns, true_ns, mapped, unc)
+        else:
+            out.append((np.asarray(true_ns), mapped, unc))
+    return out
+
+
 def hybrid_map(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: float = 300.0,
                period_ns: float = 0.0, slack_ns: int = 500_000) -> np.ndarray:
     """Reference times of ``device_ns`` (``hybrid_map_unc`` without the uncertainty)."""
@@ -205,8 +242,8 @@ def hybrid_map_unc(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: 
     L is not significantly above zero (<= 2 standard errors + 1 ms) and the envelope is the more precise (on its
     own spread once three or more offsets judged L; on fewer, on its whole uncertainty: its own, L's and L's
     standard error in quadrature, which is also the uncertainty it reports), the envelope is used; elsewhere the
-    offset/edge filter (its own uncertainty), bounded above by the envelope (a sample cannot be taken after it
-    arrived).  Before the aligner or a trigger has said anything: the envelope alone."""
+    offset/edge filter (its own uncertainty), bounded above by the arrivals (a sample cannot be taken after it
+    arrived: ``ClockModel.arrival_bound`` with the skew prior, the envelope's line where it is fitted).  Before the aligner or a trigger has said anything: the envelope alone."""
     arr, arr_unc, _s = model.map(device_ns, method="arrival")
     unknown = np.full(len(device_ns), float(UNKNOWN_UNC_NS))
     if np.all(arr_unc >= UNKNOWN_UNC_NS):  # no arrival envelope in this segment yet: the model answers identity
@@ -233,15 +270,19 @@ def hybrid_map_unc(model, device_ns: np.ndarray, offsets: list, skew_prior_ppm: 
     lat = (env_at - d).astype(np.float64) - off
     bias = float(np.sum(w * lat) / np.sum(w))
     se = float(np.sqrt(1.0 / np.sum(w)))
-    if len(lat) > 2:  # the offsets' own scatter, when it says more than their sigmas
+    if len(lat) >= JUDGED:  # the offsets' own scatter, when it says more than their sigmas
         se = max(se, float(np.std(lat)) / np.sqrt(len(lat)))
     se = max(se, 0.1 * period_ns)  # a systematic floor: onsets seen at a coarse rate can be biased that much
     env_ok = bias <= 2.0 * se + 1e6
     env_unc = np.sqrt(arr_unc.astype(np.float64) ** 2 + max(bias, 0.0) ** 2 + se**2)
     # the envelope wins on its own spread once its latency L is judged (not significantly above zero, from the
     # scatter of three or more offsets); on fewer, L is a guess: it wins only on its whole uncertainty
-    use_arr = env_ok & ((arr_unc if len(lat) > 2 else env_unc) < est_unc)
-    return np.where(use_arr, arr, np.minimum(est, arr + slack_ns)), np.where(use_arr, env_unc, est_unc)
+    use_arr = env_ok & ((arr_unc if len(lat) >= JUDGED else env_unc) < est_unc)
+    # a sample cannot have been taken after it arrived: the arrivals bound it, and the envelope's line where it is
+    # fitted with a plausible slope (not through a sparse stream's first few arrivals: it may tilt by 8000 ppm)
+    ub = model.arrival_bound(device_ns, skew_prior_ppm)
+    cap = np.where(np.isfinite(ub), np.floor(np.minimum(ub, 9e18)), 9e18).astype(np.int64) + slack_ns
+    return np.where(use_arr, arr, np.minimum(est, cap)), np.where(use_arr, env_unc, est_unc)
 
 
 def tolerance_ns(ref_m: str, targets) -> float:
@@ -273,4 +314,7 @@ def summarize(name: str, tol_ns: float, outs: list[PairOutcome], methods) -> lis
             "cover_1sigma_pct": round(100.0 * float(np.mean(err[has] <= sig[has])), 2) if has.any() else None,
             "cover_2sigma_pct": round(100.0 * float(np.mean(err[has] <= 2 * sig[has])), 2) if has.any() else None,
         })
+        if m == "hybrid":  # events held for the judging offsets (``hold.EarlyHold``), and the longest wait
+            rows[-1]["held_pct"] = round(100.0 * sum(o.held for o in outs) / n_ev, 2) if n_ev else None
+            rows[-1]["held_max_s"] = round(max((o.held_wait_ns for o in outs), default=0) / NS, 1)
     return rows

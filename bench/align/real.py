@@ -60,7 +60,8 @@ from synchub.errors import UserError
 from synchub.models import corpus
 
 from .calibrate import fit_table, fit_window_table
-from .pairs import feed_window, hybrid_map_unc
+from .hold import EarlyHold
+from .pairs import feed_window, hybrid_events
 from .streams import cut, embed_stream
 
 METHODS = ("arrival", "classical", "neural", "hybrid", "tracker")
@@ -169,6 +170,7 @@ def run_pair(rec, ref_key: str, tgt_key: str, runners: dict, methods, window_s: 
     trackers = {m: DriftTracker() for m in ("classical", "neural")}
     model = ClockModel(name=tgt_key, window_s=120.0, skew_prior_ppm=300.0)
     offsets: list = []
+    hold = EarlyHold(60 * NS)  # events wait for the offsets that judge the envelope (``hold.py``), as on the simulator
     fed_until = -(1 << 62)
     lat = (tgt.host_ns - tgt.device_ns).astype(np.float64) if live else np.zeros(len(tgt.device_ns))
     for w, d0 in enumerate(starts):
@@ -196,10 +198,11 @@ def run_pair(rec, ref_key: str, tgt_key: str, runners: dict, methods, window_s: 
                                               win_ns / hop_ns, offsets, arrivals=live)
                 if not model.segments:
                     out.missed[m] += len(ed)
-                elif len(ed):
-                    # the uncertainty of the estimate each event got (the filter's or the arrival envelope's)
-                    mapped, unc = hybrid_map_unc(model, ed, offsets, 300.0, coarser * NS)
-                    out.add(m, mapped, et, (SIGMA_TABLE if table is None else table).apply(ref_key, tgt_key, unc))
+                    continue
+                # the uncertainty of the estimate each event got (the filter's or the arrival envelope's)
+                for t_, mapped, unc in hybrid_events(hold, model, ed, et, offsets, int(d0) + win_ns // 2, 300.0,
+                                                     coarser * NS):
+                    out.add(m, mapped, t_, (SIGMA_TABLE if table is None else table).apply(ref_key, tgt_key, unc))
                 continue
             if not r.ok:
                 out.missed[m] += len(ed)
@@ -208,6 +211,9 @@ def run_pair(rec, ref_key: str, tgt_key: str, runners: dict, methods, window_s: 
             if len(ed):
                 mapped = ed + r.offset_ns - trackers[m].drift_ppm * 1e-6 * (ed - r.device_ns)
                 out.add(m, np.rint(mapped), et, float(r.sigma_ns))
+    t_, mapped, unc = hold.flush()  # no offset came: as first mapped
+    if len(t_):
+        out.add("hybrid", mapped, t_, (SIGMA_TABLE if table is None else table).apply(ref_key, tgt_key, unc))
     if "arrival" in methods and len(tgt.device_ns) > 2:
         step = max(1, len(tgt.device_ns) // 400)
         _a, b = theil_sen((tgt.device_ns[::step] - tgt.device_ns[0]) / NS, lat[::step])

@@ -21,7 +21,11 @@ What it does, per seed of the scenario:
 
    classical and neural map a window's events with that window's offset and the drift fitted (Theil-Sen) over the
    windows accepted so far; hybrid maps them with the ClockModel after adding that window's evidence (causal: a
-   live agent has the same information one window later).
+   live agent has the same information one window later), except the events before the target's third offset or
+   trigger edge: the model has only the arrival envelope for them, late by a link latency nothing has judged yet
+   (one or two offsets cannot tell a late envelope from a wrong offset), so they wait (up to ``hold_s``, 60 s of
+   device time) for three and are mapped with them, as the offline pass (``synchub align``) maps them
+   (``bench/align/hold.py``; ``held_pct`` and ``held_max_s`` say how many, and the longest wait).
 
 **What counts as an event (accuracy).**  Every onset of a world event (tap, motion, flash, sound, marker) inside
 the evaluated span, as the target stream's device clock stamps it, is mapped to the reference clock by each
@@ -159,6 +163,8 @@ def run(args) -> int:
             print(f"{r['pair']:22s} {r['method']:9s} {f(r['median_ms'], 10)} {f(r['p95_ms'])} "
                   f"{f(r['within_tol_pct'], 8, 2)} {f(r['drift_err_ppm'])} {f(r['abstain_pct'], 8, 1)} "
                   f"{f(r['sigma_median_ms'], 7, 2)} {f(r['cover_1sigma_pct'], 6, 1)} {f(r['cover_2sigma_pct'], 6, 1)}")
+        held = [f"{r['pair']} {r['held_pct']}% ({r['held_max_s']} s)" for r in out["results"] if r.get("held_pct")]
+        print("hybrid events held for the judging offsets: " + (", ".join(held) or "none"))
         print(f"({time.time() - t0:.1f} s)")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")

@@ -56,6 +56,9 @@ class BenchSpec:
     drift_max_ppm: float = setting(100.0, min=0.0, doc="device clock drifts drawn in +-this")
     ref_jitter_us: float = setting(5.0, min=0.0, doc="noise of the reference stream's corrected times")
     skew_prior_ppm: float = setting(300.0, min=1.0, doc="hybrid ClockModel's prior on a device's rate error")
+    hold_s: float = setting(60.0, min=0.0, doc="hybrid: events before the target's third offset wait this long "
+                            "(device s) for it and are mapped with the offsets, not with the unjudged envelope "
+                            "(0: never)")
     triggered: tuple[str, ...] = setting((), doc="target modalities whose device also sees the 1 Hz trigger")
     methods: tuple[str, ...] = setting(METHODS, choices=METHODS, doc="methods to run")
     pairs: tuple[PairSpec, ...] = setting((), doc="pairs (default: the paper's six + IMU/Audio/Video)")

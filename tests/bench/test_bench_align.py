@@ -33,8 +33,9 @@ def test_bench_align_writes_the_documented_json(tmp_path, capsys):
     assert [(r["pair"], r["method"]) for r in rows] == [
         (p, m) for p in ("IMU+Audio", "Text+Metadata") for m in ("arrival", "classical", "hybrid")]
     for r in rows:
+        held = {"held_pct", "held_max_s"} if r["method"] == "hybrid" else set()
         assert set(r) == {"pair", "method", "median_ms", "p95_ms", "within_tol_pct", "drift_err_ppm", "abstain_pct",
-                          "sigma_median_ms", "cover_1sigma_pct", "cover_2sigma_pct"}
+                          "sigma_median_ms", "cover_1sigma_pct", "cover_2sigma_pct"} | held
         if r["method"] == "arrival":  # no sigma of its own
             assert r["cover_1sigma_pct"] is None and r["sigma_median_ms"] is None
         elif r["cover_1sigma_pct"] is not None:
@@ -140,3 +141,24 @@ def test_fit_windows_recovers_each_methods_scale_per_pair():
     assert set(w) == {("video", "neural"), ("video", "classical")}
     assert abs(w[("video", "neural")]["scale"] - 0.3) < 0.03 and abs(w[("video", "classical")]["scale"] - 1.5) < 0.15
     assert all(60.0 <= d["cover_1sigma_pct_fitted"] <= 76.0 for d in w.values())
+
+
+def test_hybrid_map_is_bounded_by_the_arrivals_not_by_a_tilted_envelope_line():
+    """A sparse log (four lines, 1-40 ms late): the envelope's hull line through them tilts by thousands of ppm and
+    lies 26-55 ms below the truth 0.5-2 s on.  One good offset: the events are mapped with it; bounding them by the
+    line (as before) put them that early, the arrivals themselves bound nothing here."""
+    import numpy as np
+
+    from synchub.agent.clock.model import ClockModel
+
+    off = 1_175_000_000
+    dev = np.array([1, 2, 3, 4], dtype=np.int64) * 1_000_000_000
+    model = ClockModel("log", skew_prior_ppm=300.0)
+    model.add_arrivals(dev, dev + off + np.array([40, 25, 2, 1], dtype=np.int64) * 1_000_000)
+    d = np.array([3_000_000_000, 4_500_000_000, 6_000_000_000], dtype=np.int64)
+    assert np.all(model.map(d[1:], method="arrival")[0] < d[1:] + off - 20_000_000)
+    mapped, unc = B.hybrid_map_unc(model, d, [(3_500_000_000, off, 5_700_000)])
+    assert np.all(np.abs(mapped - (d + off)) < 100_000) and np.all(unc < 6_000_000)
+    # an offset later than the arrivals allow is still bounded by them (a sample is taken before it arrives)
+    late, _u = B.hybrid_map_unc(model, d, [(3_500_000_000, off + 30_000_000, 5_700_000)])
+    assert np.all(late <= model.arrival_bound(d, 300.0) + 500_000) and np.all(late < d + off + 3_000_000)
