@@ -298,22 +298,23 @@ class Aligner:
         * the classical wide search is confident: fused with the neural estimate when there is one (abstains when
           the two disagree by many sigmas, however confident the classical peak), else the classical result;
         * only the neural candidate is confident: the fine onset correlation around it (its second peak checked
-          on the local curve), or the neural offset itself when the fine signals are unusable there.
-
-        Sigmas come out calibrated (times ``classical_sigma_k`` / ``neural_sigma_k``) whichever path answered.
+          on the local curve), or the neural offset itself when the fine signals are unusable there; abstains when
+          a stream is flat (no onset above its noise: nothing to align on, however faint noise's embeddings peak).
         """
         c = self.classical(ref, tgt, span, prior_ns, period_s)
         n_ok = neural is not None and neural.ok
 
         def as_hybrid(r: AlignResult, k: float | None) -> AlignResult:
-            k = 1.0 if k is None else k
-            return AlignResult(True, r.offset_ns, int(round(k * r.sigma_ns)), r.confidence, r.device_ns, "hybrid")
+            return AlignResult(True, r.offset_ns, int(round((1.0 if k is None else k) * r.sigma_ns)), r.confidence,
+                               r.device_ns, "hybrid")
 
         if c.ok:
             return self.fuse(c, neural, span) if n_ok else as_hybrid(c, self.s.classical_sigma_k)
         if not n_ok:
             reason = c.reason if neural is None else f"neural: {neural.reason}; classical: {c.reason}"
             return abstain("hybrid", span, reason, prior_ns)
+        if flat := "; ".join(f"{w}: {o.problem}" for w, o in (("reference", ref), ("target", tgt)) if o.problem[:4] == "flat"):
+            return abstain("hybrid", span, f"neural peak on a flat signal ({flat})", prior_ns)
         # the embedding peak is broad and its sigma pessimistic: search +- 2 sigma, at most +- 0.15 s (or one period)
         half = max(period_s, min(2.0 * neural.sigma_ns / NS, 0.15))
         f = self.fine(ref, tgt, span, float(neural.offset_ns), half, "hybrid", coarse_psr=neural.confidence,

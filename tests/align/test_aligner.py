@@ -119,6 +119,26 @@ def test_hybrid_refines_a_neural_candidate_and_checks_disagreement():
     assert not r.ok and "disagree" in r.reason and "sigma" in r.reason
 
 
+@pytest.mark.parametrize("flat_side", ["reference", "target"])
+def test_a_confident_neural_peak_on_a_flat_signal_is_no_answer(flat_side):
+    """A disconnected microphone records faint noise; the features are scale-free, so its embeddings can still
+    peak against a marker log (PSR above the gate in 3 of 5 windows with the encoders trained with the corpus).
+    Where a stream has no onset at all above its noise nothing happened to align on: the hybrid abstains and says
+    why, instead of answering with the neural offset."""
+    ev = events(11)
+    live = train(ev)
+    flat = Onsets("intervals", (np.arange(0, 32, 0.02) * NS).astype(np.int64), np.zeros(1600))
+    flat.problem = "flat signal (no onsets above noise)"
+    ref, tgt = (flat, live) if flat_side == "reference" else (live, flat)
+    neural = AlignResult(True, int(0.25 * NS), int(15e6), 4.0, 16 * NS, "neural")
+    r = Aligner().hybrid(ref, tgt, SPAN, 0, 0.0, neural)
+    assert not r.ok and r.method == "hybrid"
+    assert "neural peak on a flat signal" in r.reason and f"{flat_side}: flat signal" in r.reason
+    # the same neural answer with both streams showing events is refined as before
+    r = Aligner().hybrid(live, train(ev - 0.25), SPAN, 0, 0.0, neural)
+    assert r.ok and abs(r.offset_ns - 0.25 * NS) < 0.3e6
+
+
 def test_fuse_weighs_both_estimates_by_their_calibrated_sigmas():
     """The hybrid used to take the classical estimate whenever it agreed with the neural one within a loose gate
     (4 neural sigmas or 60 ms): a classical window 16 ms off (its onsets biased) beat a neural one 2 ms off, and
