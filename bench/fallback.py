@@ -123,7 +123,7 @@ def run(args) -> int:
         for wander in [float(x) for x in str(args.wander).split(",") if x.strip()]:
             runs = {fb: session(Path(tmp), args.seed, fb, wander, args.duration_s, args.loss_s) for fb in (True, False)}
             clocks, cal, with_fb = runs[True]
-            case = {"wander_ppm_per_sqrt_h": wander, "events": clocks.take_events(),
+            case = {"wander_ppm_per_sqrt_h": wander, "events": [line for _, line in clocks.take_events()],
                     "fallback": clocks.clocks["mic0"].model.fallback.state(), "spans": []}
             for lo, hi in spans(args.duration_s, args.loss_s):
                 case["spans"].append({"from_s": lo, "to_s": hi, "with_fallback": summary(with_fb, lo, hi),

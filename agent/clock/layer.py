@@ -278,10 +278,10 @@ class StreamClocks:
         if sc is not None and sc.model.fallback is not None:
             sc.model.fallback.prior = (int(latency_ns), int(sigma_ns))
 
-    def take_events(self) -> list[str]:
-        """What changed since the last call, one line each (a trigger lost and the aligner falling back, the
+    def take_events(self) -> list[tuple[str, str]]:
+        """What changed since the last call, (stream, line) each (a trigger lost and the aligner falling back, the
         trigger back): for the agent's log and status."""
-        return [e for sc in self.clocks.values() if sc.model.fallback is not None
+        return [(name, e) for name, sc in self.clocks.items() if sc.model.fallback is not None
                 for e in sc.model.fallback.take_events()]
 
     # ---- UTC

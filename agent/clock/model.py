@@ -155,7 +155,7 @@ class ClockModel(Timeline):
         if seg is None:
             return False
         if self.fallback is not None:
-            return self._fallback_offset(seg, est)
+            return self._fallback_offset(seg, est, sigma)
         if seg.trig.n == 0 and not seg.edges:  # offsets alone: the drift from the arrivals, not from the first few
             measured = seg.env.slope()
             if measured is not None:
@@ -167,10 +167,10 @@ class ClockModel(Timeline):
         self._count("offset_outlier")
         return self._step(seg, "trig", "offsets") > 0
 
-    def _fallback_offset(self, seg: Segment, est: OffsetEstimate) -> bool:
+    def _fallback_offset(self, seg: Segment, est: OffsetEstimate, sigma: float) -> bool:
         """A trigger-wired stream's aligner offset (``fallback``): measured against the trigger path where that
         covers it; into the segment's fallback bank only when the trigger evidence is stale and the offset's window
-        lies after the last edge; else it touches nothing."""
+        lies after the last edge; else it touches nothing.  ``sigma``: the 1-sigma ``add_offset`` weighs it by."""
         fb, d = self.fallback, int(est.device_ns)
         if fb.covered(seg, d) and seg.trig.n:
             a, var = seg.trig.predict(np.array([float(d - seg.dev0)]))
@@ -189,7 +189,6 @@ class ClockModel(Timeline):
             seg.trig_until = (seg.dev0 if seg.last_edge_ns is None else seg.last_edge_ns) + fb.stale_ns
             if seg.fall.n == 0 and (measured := seg.env.slope()) is not None:
                 seg.fall.prior_skew(*measured)  # offsets alone: the drift from the arrivals
-        sigma = float(est.sigma_ns) / max(min(float(est.confidence), 1.0), 1e-3)  # checked by add_offset
         if seg.fall.update(float(d - seg.dev0), float(est.offset_ns - seg.z0), sigma * sigma):
             seg.fallback_offsets += 1
             fb.fed += 1

@@ -214,12 +214,8 @@ class Segment:
     def estimate(self, m: str, d: np.ndarray, smooth: bool) -> tuple[np.ndarray, np.ndarray]:
         """Estimator ``m``'s offset (relative to ``z0``) and variance at relative device times ``d``: two-sided
         with ``smooth``, else the live filter's prediction."""
-        if self.fall is not None and m == self.fall_method:
-            bank = self.fall
-        elif m in ("triggers", "hybrid", "neural"):
-            bank = self.trig
-        elif m == "probes":
-            bank = self.probe
+        if m in ("triggers", "hybrid", "neural", "probes"):
+            bank = self.bank_for(m)
         elif m == "arrival" and self.env.line is not None:  # (no envelope yet: identity below)
             a = self.env.smooth(d) if smooth else self.env.predict(d)
             return a, np.full(len(d), self.env.spread() ** 2)

@@ -102,8 +102,8 @@ class Agent:
         self.clocks = self._make_clocks()
         self.trackers = self._make_trackers()
         self.latency = self._make_latency(session)
-        for name, lat in (self.latency.fallback.items() if self.latency is not None else ()):
-            if isinstance(self.clocks, StreamClocks):  # a wired stream's stored latency: its fallback's prior
+        if self.latency is not None and isinstance(self.clocks, StreamClocks):
+            for name, lat in self.latency.fallback.items():  # a wired stream's stored latency: its fallback's prior
                 self.clocks.latency_prior(name, lat.latency_ns, lat.sigma_ns)
         if outlet is None:
             outlet = self._make_sender(insecure, session)

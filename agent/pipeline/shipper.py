@@ -181,9 +181,8 @@ class Shipper(threading.Thread):
         """What the clock layer says changed (a trigger lost: the aligner falls back; the trigger back): logged once,
         and the latest per stream kept for the status (``clock_notes``)."""
         take = getattr(self.clocks, "take_events", None)
-        for line in take() if take is not None else ():
+        for stream, line in take() if take is not None else ():
             log.warning("%s", line)
-            stream = line.split(":", 1)[0].rsplit(" ", 1)[-1]
             self.clock_notes[stream] = line
 
     def _release(self, flush: bool) -> None:

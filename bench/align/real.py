@@ -139,7 +139,7 @@ def run_pair(rec, ref_key: str, tgt_key: str, runners: dict, methods, window_s: 
     receive times bound and inform the offset) or ``file`` (a log file and a sound file: device stamps only, no
     arrival bound; the ``arrival`` method is then the naive one, device time taken as reference time)."""
     live = mode == "live"
-
+    table = SIGMA_TABLE if table is None else table
     ref, tgt = rec.tracks[ref_key], rec.tracks[tgt_key]
     out = _Out(methods)
     out.recording = rec.name
@@ -202,7 +202,7 @@ def run_pair(rec, ref_key: str, tgt_key: str, runners: dict, methods, window_s: 
                 # the uncertainty of the estimate each event got (the filter's or the arrival envelope's)
                 for t_, mapped, unc in hybrid_events(hold, model, ed, et, offsets, int(d0) + win_ns // 2, 300.0,
                                                      coarser * NS):
-                    out.add(m, mapped, t_, (SIGMA_TABLE if table is None else table).apply(ref_key, tgt_key, unc))
+                    out.add(m, mapped, t_, table.apply(ref_key, tgt_key, unc))
                 continue
             if not r.ok:
                 out.missed[m] += len(ed)
@@ -213,7 +213,7 @@ def run_pair(rec, ref_key: str, tgt_key: str, runners: dict, methods, window_s: 
                 out.add(m, np.rint(mapped), et, float(r.sigma_ns))
     t_, mapped, unc = hold.flush()  # no offset came: as first mapped
     if len(t_):
-        out.add("hybrid", mapped, t_, (SIGMA_TABLE if table is None else table).apply(ref_key, tgt_key, unc))
+        out.add("hybrid", mapped, t_, table.apply(ref_key, tgt_key, unc))
     if "arrival" in methods and len(tgt.device_ns) > 2:
         step = max(1, len(tgt.device_ns) // 400)
         _a, b = theil_sen((tgt.device_ns[::step] - tgt.device_ns[0]) / NS, lat[::step])
