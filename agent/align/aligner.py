@@ -313,7 +313,7 @@ class Aligner:
         if not n_ok:
             reason = c.reason if neural is None else f"neural: {neural.reason}; classical: {c.reason}"
             return abstain("hybrid", span, reason, prior_ns)
-        if flat := "; ".join(f"{w}: {o.problem}" for w, o in (("reference", ref), ("target", tgt)) if o.problem[:4] == "flat"):
+        if flat := "; ".join(f"{w}: {o.problem}" for w, o in (("reference", ref), ("target", tgt)) if o.flat):
             return abstain("hybrid", span, f"neural peak on a flat signal ({flat})", prior_ns)
         # the embedding peak is broad and its sigma pessimistic: search +- 2 sigma, at most +- 0.15 s (or one period)
         half = max(period_s, min(2.0 * neural.sigma_ns / NS, 0.15))

@@ -68,6 +68,11 @@ class Onsets:
     def ok(self) -> bool:
         return not self.problem
 
+    @property
+    def flat(self) -> bool:
+        """No onset above the signal's own noise (the problems that begin "flat signal"): nothing happened."""
+        return self.problem.startswith("flat signal")
+
 
 def _bad(kind: str, problem: str) -> Onsets:
     return Onsets(kind, np.zeros(0, dtype=np.int64), np.zeros(0), problem=problem)
