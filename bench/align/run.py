@@ -24,8 +24,9 @@ What it does, per seed of the scenario:
    live agent has the same information one window later), except the events before the target's third offset or
    trigger edge: the model has only the arrival envelope for them, late by a link latency nothing has judged yet
    (one or two offsets cannot tell a late envelope from a wrong offset), so they wait (up to ``hold_s``, 60 s of
-   device time) for three and are mapped with them, as the offline pass (``synchub align``) maps them
-   (``bench/align/hold.py``; ``held_pct`` and ``held_max_s`` say how many, and the longest wait).
+   device time) for three and are mapped with them, as the offline pass (``synchub align``) maps them, and
+   on while the next window still sharpens that mapping (``bench/align/hold.py``; ``held_pct`` and
+   ``held_max_s`` say how many, and the longest wait).
 
 **What counts as an event (accuracy).**  Every onset of a world event (tap, motion, flash, sound, marker) inside
 the evaluated span, as the target stream's device clock stamps it, is mapped to the reference clock by each
@@ -36,6 +37,11 @@ map (its window abstained, or hybrid had no evidence yet) counts as a miss.  ``m
 mapped events.  Tolerance = max(1 ms, half the coarser stream's sample period; text has no period).
 ``abstain_pct`` = share of windows where the method said "not aligned".  ``drift_err_ppm`` = |estimated - true|
 drift at the end of the session, median over seeds (arrival: slope of a line through host - device).
+
+**Uncertainty.**  ``cover_1sigma_pct``/``cover_2sigma_pct``: share of mapped events within 1 / 2 of their reported
+sigma (hybrid: calibrated by the simulator's sigma table).  A world's events share that world's bias, so the
+worlds are the samples: ``cover_1sigma_ci95`` is the coverage's 95 % interval bootstrapped over them, and
+``pooled_hybrid`` every two-stream pair's events together (with its interval).  Few worlds, wide intervals.
 
 Seeds: use seeds the encoders never saw (``models/simdata.py`` trains on seeds >= 1_000_000 and validates on
 >= 9_000_000; the shipped scenarios use 1000+).  Numbers belong in the JSON this writes, not in unit tests.
@@ -60,7 +66,7 @@ from synchub.errors import UserError
 
 from . import real
 from .calibrate import fit_pairs, fit_windows
-from .pairs import PairOutcome, run_pair, summarize, tolerance_ns
+from .pairs import PairOutcome, pooled_coverage, run_pair, summarize, tolerance_ns
 from .scenario import DEFAULT_PAIRS, BenchSpec, load_scenario
 from .streams import render_streams
 
@@ -105,7 +111,9 @@ def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: 
     results = []
     for name, ref_m, targets in pairs:
         results.extend(summarize(name, tolerance_ns(ref_m, targets), per_pair[name], bench.methods))
-    out = {"scenario": scenario, "sigma_table": table.source, "results": results}
+    # every pair's hybrid events together (the three-stream pair repeats two pairs' targets: left out)
+    pooled = pooled_coverage({n: per_pair[n] for n, _r, ts in pairs if len(ts) == 1})
+    out = {"scenario": scenario, "sigma_table": table.source, "results": results, "pooled_hybrid": pooled}
     if fit:
         samples = {}
         for o in (o for outs in per_pair.values() for o in outs):
@@ -163,6 +171,12 @@ def run(args) -> int:
             print(f"{r['pair']:22s} {r['method']:9s} {f(r['median_ms'], 10)} {f(r['p95_ms'])} "
                   f"{f(r['within_tol_pct'], 8, 2)} {f(r['drift_err_ppm'])} {f(r['abstain_pct'], 8, 1)} "
                   f"{f(r['sigma_median_ms'], 7, 2)} {f(r['cover_1sigma_pct'], 6, 1)} {f(r['cover_2sigma_pct'], 6, 1)}")
+        ci = [f"{r['pair']} {r['cover_1sigma_ci95'][0]}-{r['cover_1sigma_ci95'][1]}" for r in out["results"]
+              if r.get("cover_1sigma_ci95")]
+        print("hybrid 1-sigma coverage, 95 % interval over worlds: " + (", ".join(ci) or "-"))
+        if (pc := out["pooled_hybrid"]):
+            print(f"hybrid, every two-stream pair pooled ({pc['events']} events): 1-sigma {pc['cover_1sigma_pct']} % "
+                  f"(worlds' 95 % interval {pc['cover_1sigma_ci95']}), 2-sigma {pc['cover_2sigma_pct']} %")
         held = [f"{r['pair']} {r['held_pct']}% ({r['held_max_s']} s)" for r in out["results"] if r.get("held_pct")]
         print("hybrid events held for the judging offsets: " + (", ".join(held) or "none"))
         print(f"({time.time() - t0:.1f} s)")

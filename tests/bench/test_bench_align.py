@@ -33,7 +33,7 @@ def test_bench_align_writes_the_documented_json(tmp_path, capsys):
     assert [(r["pair"], r["method"]) for r in rows] == [
         (p, m) for p in ("IMU+Audio", "Text+Metadata") for m in ("arrival", "classical", "hybrid")]
     for r in rows:
-        held = {"held_pct", "held_max_s"} if r["method"] == "hybrid" else set()
+        held = {"held_pct", "held_max_s", "cover_1sigma_ci95"} if r["method"] == "hybrid" else set()
         assert set(r) == {"pair", "method", "median_ms", "p95_ms", "within_tol_pct", "drift_err_ppm", "abstain_pct",
                           "sigma_median_ms", "cover_1sigma_pct", "cover_2sigma_pct"} | held
         if r["method"] == "arrival":  # no sigma of its own
@@ -41,6 +41,8 @@ def test_bench_align_writes_the_documented_json(tmp_path, capsys):
         elif r["cover_1sigma_pct"] is not None:
             assert 0.0 <= r["cover_1sigma_pct"] <= r["cover_2sigma_pct"] <= 100.0 and r["sigma_median_ms"] > 0
     by = {(r["pair"], r["method"]): r for r in rows}
+    assert by[("IMU+Audio", "hybrid")]["cover_1sigma_ci95"] is None  # one world: no interval over worlds
+    assert doc["pooled_hybrid"]["events"] > 0 and doc["pooled_hybrid"]["cover_1sigma_ci95"] is None
     # functional sanity (accuracy figures themselves belong in the bench JSON): arrival is late by the audio
     # link's >= 8 ms latency, correlation of taps is not
     assert by[("IMU+Audio", "arrival")]["median_ms"] > 8.0
@@ -162,3 +164,25 @@ def test_hybrid_map_is_bounded_by_the_arrivals_not_by_a_tilted_envelope_line():
     # an offset later than the arrivals allow is still bounded by them (a sample is taken before it arrives)
     late, _u = B.hybrid_map_unc(model, d, [(3_500_000_000, off + 30_000_000, 5_700_000)])
     assert np.all(late <= model.arrival_bound(d, 300.0) + 500_000) and np.all(late < d + off + 3_000_000)
+
+
+def _world(errs_ms, sigma_ms=1.0) -> B.PairOutcome:
+    e = [x * 1e6 for x in errs_ms]
+    return B.PairOutcome({"hybrid": e}, {"hybrid": 0}, {"hybrid": [0, 0]}, {"hybrid": []},
+                         {"hybrid": [sigma_ms * 1e6] * len(e)})
+
+
+def test_coverage_intervals_take_the_worlds_as_the_samples():
+    """Each world's events share its bias: four worlds all inside their sigma and four all outside pool to 50 %,
+    and however many events they have, the interval over worlds is wide (a per-event interval would be +-3 %)."""
+    worlds = [_world([0.5] * 200) for _ in range(4)] + [_world([3.0] * 200) for _ in range(4)]
+    lo, hi = B.world_ci(worlds, "hybrid")
+    assert lo < 30.0 and hi > 70.0
+    assert B.world_ci(worlds[:2], "hybrid") is None  # too few worlds to say
+    same = [_world([0.5] * 50 + [3.0] * 50) for _ in range(8)]  # every world alike: a tight interval at 50 %
+    assert B.world_ci(same, "hybrid") == [50.0, 50.0]
+    pooled = B.pooled_coverage({"a": worlds, "b": same})
+    assert pooled["events"] == 2400 and pooled["cover_1sigma_pct"] == 50.0 and pooled["cover_2sigma_pct"] == 50.0
+    lo, hi = pooled["cover_1sigma_ci95"]
+    assert 15.0 < lo < 50.0 < hi < 85.0  # a world's two pairs are one sample
+    assert B.pooled_coverage({"a": [_world([])] * 3}) == {}

@@ -6,6 +6,7 @@ from functools import partial
 import numpy as np
 
 from synchub.agent.clock.model import ClockModel
+from synchub.agent.core.evidence import OffsetEstimate
 from synchub.bench.align import pairs as B
 from synchub.bench.align.hold import EarlyHold
 
@@ -27,6 +28,13 @@ def _camera(until_s: float) -> ClockModel:
     return model
 
 
+def _offset(model: ClockModel, offsets: list, at: int, bias: int, sigma: int) -> None:
+    """A window's offset at ``at`` (``bias`` off the truth) into the model and the list, as ``pairs.feed_window``."""
+    o = (at, int(_true(np.array([at]))[0] - at) + bias, sigma)
+    model.add_offset(OffsetEstimate("video", *o, source="hybrid"))
+    offsets.append(o)
+
+
 def test_sparse_early_windows_wait_for_a_late_first_offset_and_land_on_it():
     """The first three windows abstained (two events each): their events, mapped on the envelope alone, are ~30 ms
     late; held until the first offset (window 4, 20 s in), they come out within the offset's error plus the drift
@@ -43,49 +51,85 @@ def test_sparse_early_windows_wait_for_a_late_first_offset_and_land_on_it():
     model = _camera(22.0)
     first = 22 * S
     offsets = [(first, int(_true(np.array([first]))[0] - first + 1_000_000), 9_000_000)]  # 1 ms off, 9 ms sigma
-    t, m, u = hold.release(partial(B.hybrid_map_unc, model, offsets=offsets, skew_prior_ppm=300.0), first)
+    mapper = partial(B.hybrid_map_unc, model, offsets=offsets, skew_prior_ppm=300.0)
+    assert [len(x) for x in hold.release(mapper, first)] == [0, 0, 0]  # the first judged look: held on
+    t, m, u = hold.release(mapper, first)  # the next window: the same mapping, settled
     assert hold.waiting == 0 and hold.held == 6 and hold.expired == 0 and hold.max_wait_ns == 19 * S
     err = np.abs(m - t)
     assert np.all(err < 1_000_000 + DRIFT_PPM * 1e-6 * 20 * S + 100_000), err  # the offset + drift, not 30 ms
     assert np.all(u >= 9_000_000) and u[0] > u[-1]  # the farthest event: the widest sigma
 
 
-def test_a_hold_that_runs_out_keeps_the_first_mapping_and_flush_releases_the_rest():
+def test_a_hold_that_runs_out_keeps_its_last_mapping_and_flush_releases_the_rest():
     hold = EarlyHold(10 * S)
-    hold.hold(np.array([S, 2 * S]), np.array([5, 6]), np.array([50, 60]), np.array([7.0, 7.0]))
+    hold.hold(np.array([S, 3 * S]), np.array([5, 6]), np.array([50, 60]), np.array([7.0, 7.0]))
     hold.hold(np.array([15 * S]), np.array([7]), np.array([70]), np.array([7.0]))
 
-    def mapper(d):
-        return np.full(len(d), 1), np.full(len(d), 1.0)
+    def mapper(value, unc):
+        return lambda d: (np.full(len(d), value), np.full(len(d), unc))
 
-    t, m, u = hold.release(mapper, 12 * S)  # the first two waited 10-11 s: the first ran out
-    assert t.tolist() == [5, 6, 7] and m.tolist() == [50, 1, 1] and u.tolist() == [7.0, 1.0, 1.0]
-    assert hold.held == 2 and hold.expired == 1 and hold.max_wait_ns == 10 * S
-    assert [len(x) for x in hold.release(mapper, 13 * S)] == [0, 0, 0]  # nothing left
+    # the first judged look (12 s): the first event's wait has run out (11 s), never remapped: its first mapping;
+    # the others are remapped and wait on (nothing to tell yet whether their mapping still sharpens)
+    t, m, u = hold.release(mapper(1, 4.0), 12 * S)
+    assert t.tolist() == [5] and m.tolist() == [50] and u.tolist() == [7.0]
+    assert hold.waiting == 2 and hold.held == 0 and hold.expired == 1
+    # 13 s: the uncertainty halved (still sharpening): they wait on with the new mapping
+    assert [len(x) for x in hold.release(mapper(1, 2.0), 13 * S)] == [0, 0, 0] and hold.waiting == 2
+    # 14 s: the second event's wait runs out: released with the last mapping it had (1), not its first (60); the
+    # third's moved by 3 (more than half its sigma of 2): still sharpening
+    t, m, u = hold.release(mapper(4, 1.8), 14 * S)
+    assert t.tolist() == [6] and m.tolist() == [1] and u.tolist() == [2.0] and hold.held == 1
+    # 16 s: 1.8 -> 1.7, moved by 0: settled, released with this mapping
+    t, m, u = hold.release(mapper(4, 1.7), 16 * S)
+    assert t.tolist() == [7] and m.tolist() == [4] and u.tolist() == [1.7]
+    assert hold.held == 2 and hold.expired == 1 and hold.waiting == 0 and hold.max_wait_ns == S
+    assert [len(x) for x in hold.release(mapper(5, 1.0), 17 * S)] == [0, 0, 0]  # nothing left
     hold.hold(np.array([20 * S]), np.array([8]), np.array([80]), np.array([9.0]))
     t, m, u = hold.flush()  # the stream ended without an offset: as first mapped
     assert t.tolist() == [8] and m.tolist() == [80] and hold.expired == 2 and hold.waiting == 0
     assert [len(x) for x in EarlyHold(S).flush()] == [0, 0, 0]
 
 
-def test_hybrid_events_hold_until_three_offsets_have_judged_the_envelope():
+def test_hybrid_events_hold_until_three_offsets_have_judged_the_envelope_and_the_mapping_settles():
     """No offset, then one and two: every event waits (one or two offsets cannot tell a late envelope from a wrong
-    offset); the window with the third releases them first, mapped with the three, then its own events."""
+    offset); from the third on the held events are remapped each window and wait on while that mapping sharpens;
+    once settled they come out first, mapped with the offsets, then the window's own events."""
     model = _camera(40.0)
     hold = EarlyHold(60 * S)
     offsets: list = []
-    for w, d0 in enumerate((4, 8, 12, 16)):
+    released = []
+    for w, d0 in enumerate((4, 8, 12, 16, 20, 24, 28)):
         d = np.array([d0 * S, d0 * S + S // 2], dtype=np.int64)
         if w:
-            at = (d0 - 1) * S
-            offsets.append((at, int(_true(np.array([at]))[0] - at), 3_000_000))
+            _offset(model, offsets, (d0 - 1) * S, 0, 3_000_000)
         got = B.hybrid_events(hold, model, d, _true(d), offsets, d0 * S, 300.0)
-        if w < 3:
+        if w <= 3:  # the third offset (w 3) is the first judged look: held on, nothing to compare yet
             assert got == [] and hold.waiting == 2 * (w + 1)
-    assert [len(t) for t, _m, _u in got] == [6, 2] and hold.waiting == 0 and hold.held == 6
-    for t, m, _u in got:
-        assert np.all(np.abs(m - t) < 4_000_000)  # the offsets' view, not the envelope 30 ms late
+        released.extend(len(t) for t, _m, _u in got)
+        for t, m, _u in got:
+            assert np.all(np.abs(m - t) < 4_000_000)  # the offsets' view, not the envelope 30 ms late
+    assert sum(released) == 14 and hold.waiting == 0 and hold.held >= 8 and hold.expired == 0
     no_hold = EarlyHold(0)
     d = np.array([5 * S], dtype=np.int64)
     (t, m, _u), = B.hybrid_events(no_hold, model, d, _true(d), [], 5 * S, 300.0)  # hold_s 0: as before
     assert m[0] - t[0] > 25_000_000 and no_hold.waiting == 0
+
+
+def test_coarse_first_offsets_then_a_precise_one_the_held_events_wait_for_it():
+    """The class of an IMU+Audio world's first events: three coarse neural offsets (5 ms biased, 6 ms sigma) judge
+    the envelope; the fourth window's classical offset (0.5 ms) is the one to map them with: the held events wait
+    through the window it cut their uncertainty in and come out within ~1 ms, not 5."""
+    model = _camera(40.0)
+    hold = EarlyHold(60 * S)
+    offsets: list = []
+    out = []
+    for w, d0 in enumerate((4, 8, 12, 16, 20, 24, 28, 32)):
+        d = np.array([d0 * S + S // 4], dtype=np.int64)
+        if w:
+            _offset(model, offsets, (d0 - 1) * S, *((5_000_000, 6_000_000) if w <= 3 else (0, 500_000)))
+        out.extend(B.hybrid_events(hold, model, d, _true(d), offsets, d0 * S, 300.0))
+    out.append(hold.flush())
+    t = np.concatenate([x[0] for x in out])
+    m = np.concatenate([x[1] for x in out])
+    assert len(t) == 8 and hold.expired == 0
+    assert np.all(np.abs(m - t) < 1_500_000), np.abs(m - t) / 1e6
