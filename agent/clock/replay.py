@@ -17,8 +17,8 @@ it from the recording's clock config):
   same times as corrected at once.
 * live (``smooth=False``): the recorded chunks and evidence go through a ``LiveCorrector`` in host-time order,
   each chunk corrected once ``delay_ns`` (its stream's own delay, if longer) of host time has passed since its last
-  sample arrived: the agent's causal correction.  (An aligner's offset counts from the host time of its window's
-  centre: the agent had it a window and a reference delay later, so this rerun of aligned streams is optimistic.)
+  sample arrived: the agent's causal correction.  An aligner's offset counts from when the agent had it
+  (``available_time``: its window had ended and the aligner had run), not from the time it speaks of.
 
 A ``ClockReset`` among the evidence (a driver saw its device clock reset) starts a new clock segment at its sample
 (``seq``): the chunk that begins there is fed after the reset.
@@ -89,7 +89,8 @@ class LiveCorrector:
 
 
 def evidence_time(item) -> int:
-    """When the agent had an evidence item (its host receive time)."""
+    """Where an evidence item sits among the arrivals in host time, for the clock models (its host receive time;
+    an aligner's offset: the reference time it speaks of)."""
     if isinstance(item, TriggerEdge):
         return item.host_ns or item.t_ns
     if isinstance(item, Probe):
@@ -97,6 +98,15 @@ def evidence_time(item) -> int:
     if isinstance(item, OffsetEstimate):
         return item.device_ns + item.offset_ns
     return 0
+
+
+def available_time(item) -> int:
+    """When the agent had an evidence item: an aligner's offset once its window had ended and the aligner ran
+    (``OffsetEstimate.host_ns``, recorded since 2026-11-27; older recordings: the time it speaks of, which makes a
+    causal rerun of them optimistic by up to a window); everything else at ``evidence_time``."""
+    if isinstance(item, OffsetEstimate) and item.host_ns:
+        return max(int(item.host_ns), evidence_time(item))
+    return evidence_time(item)
 
 
 def replay(clocks, chunks: Iterable[Chunk], evidence: Iterable[Evidence] = (), *, smooth: bool = True,
@@ -175,7 +185,7 @@ def _replay_live(clocks, chunks: list[Chunk], evidence: list, delay_ns: int, str
         bounds = sorted({0, c.n, *cuts})
         for a, b in zip(bounds[:-1], bounds[1:], strict=True):
             parts.append((i, c if (a, b) == (0, c.n) else c.slice(a, b), a in cuts))
-    items: list[tuple[int, int, int, Any]] = [(evidence_time(e), 0, i, e) for i, e in enumerate(evidence)]
+    items: list[tuple[int, int, int, Any]] = [(available_time(e), 0, i, e) for i, e in enumerate(evidence)]
     items += [(int(p[1].host_ns[-1]), 1, k, p) for k, p in enumerate(parts) if p[1].n]
     items.sort(key=lambda x: (x[0], x[1], x[2]))
     # parts waiting in the corrector: per stream in the order given (each stream's leave in that order)

@@ -54,6 +54,7 @@ class OffsetEstimate:
     source: str = "neural"
     confidence: float = 1.0
     shared_ns: int = 0
+    host_ns: int = 0  # host time the agent had the estimate (its window ended later than device_ns); 0: not known
 
 
 @dataclass(frozen=True)

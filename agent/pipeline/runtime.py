@@ -276,7 +276,8 @@ class Agent:
         """Aligner estimates go to the queue as evidence, finished fusion windows as corrected chunks."""
         for t in self.trackers:
             try:
-                for est in t.poll():
+                for est in t.poll():  # stamped with when the agent had it: a causal rerun feeds it no earlier
+                    est = dataclasses.replace(est, host_ns=now_ns())
                     self.hub.evidence(self.latency(est) if self.latency is not None else est)
             except Exception:  # an aligner bug must not take the recording down; logged
                 log.exception("aligner %s failed", getattr(t.inner, "tgt_stream", "?"))

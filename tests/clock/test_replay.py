@@ -191,3 +191,30 @@ def test_live_replay_holds_each_stream_for_its_own_delay(rec):
         assert m.seq == c.seq and np.array_equal(m.ref_ns, want.ref_ns), (c.stream, c.seq)
     assert any(not np.array_equal(s.ref_ns, g.ref_ns) for s, g, c in zip(short, long, rec.chunks, strict=True)
                if c.stream == "a")  # the delay matters for a: the test can fail
+
+
+def test_live_replay_feeds_an_aligner_offset_from_when_the_agent_had_it(rec):
+    """An aligner's offset speaks of its window's centre but the agent had it a window later
+    (``OffsetEstimate.host_ns``): the causal rerun must not correct a chunk with an offset the agent did not yet
+    have.  Chunks corrected before ``cut`` come out the same without the offsets it had only after ``cut``."""
+    from synchub.agent.core.evidence import OffsetEstimate
+
+    chunks = [c for c in rec.chunks if c.stream == "b"]
+    offsets = []
+    for c in chunks[5::25]:  # an offset every ~2.5 s, 2 ms under the arrival envelope, known 6 s after its time
+        d, h = int(c.device_ns[0]), int(c.host_ns[0])
+        offsets.append(OffsetEstimate("b", d, h - d - 2_000_000, 500_000, "hybrid", host_ns=h + 6 * NS))
+    delay = NS // 2
+    cut = 70 * NS
+    full = replay(StreamClocks(rec.infos, rec.config("auto")), chunks, offsets + rec.resets, smooth=False,
+                  delay_ns=delay)
+    had = [o for o in offsets if o.host_ns <= cut]
+    part = replay(StreamClocks(rec.infos, rec.config("auto")), chunks, had + rec.resets, smooth=False,
+                  delay_ns=delay)
+    before = [(f, p) for f, p in zip(full, part, strict=True) if f.host_ns[-1] + delay < cut]
+    assert len(before) > 100 and any(f.method != "arrival" for f, _ in before)
+    for f, p in before:
+        assert np.array_equal(f.ref_ns, p.ref_ns), f.seq
+    # and they mattered: without any offset the same chunks come out otherwise
+    bare = replay(StreamClocks(rec.infos, rec.config("auto")), chunks, rec.resets, smooth=False, delay_ns=delay)
+    assert any(not np.array_equal(f.ref_ns, b.ref_ns) for (f, _), b in zip(before, bare, strict=False))
