@@ -9,7 +9,8 @@ Two corrections per modality pair, fitted on a *calibration* split and judged on
   ``floor_for_coverage``);
 * a scale and a floor on the uncertainty the hybrid path reports for a mapped time (``SigmaTable``: ``k *
   sqrt(sigma^2 + g^2)``, fitted by ``fit_scale_floor``: k is the split-conformal quantile of |error| / sigma
-  (``fit_scale``), so that ``target`` (68 %) of the calibration errors fall within the 1-sigma; g, the part no
+  (``fit_scale``), so that ``target`` (68 %) of the calibration errors fall within the 1-sigma (more, up to 78 %,
+  where fewer than 93 % would fall within 2 sigma: heavy-tailed errors); g, the part no
   window shows (a bias all of a recording's events share), is the one that keeps the coverage right across the
   range of reported sigmas and at 2 sigma).  It acts on the output, after the clock model: a window's sigma does not pass through to
   it (the model also weighs the arrival envelope, whose unseen link latency is the larger part), so scaling the
@@ -33,6 +34,11 @@ import numpy as np
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 
 COVERAGE_1SIGMA = 0.68
+#: the fitted sigma's 2-sigma covers at least this much of the calibration errors (issue 14's goal: >= 90 % on
+#: held-out data; the margin is for new recordings, whose errors are not the calibration's) ...
+MIN_COVERAGE_2SIGMA = 0.93
+#: ... unless its 1-sigma would then cover more than this (the goal's band for the 1-sigma: 60-80 %)
+MAX_COVERAGE_1SIGMA = 0.78
 #: the real-signal corpus's fitted table (``SigmaTable.load``)
 REAL_TABLE = Path(__file__).with_name("sigma_calibration.json")
 #: the simulated rig's (``bench align --scenario``), fitted on seeds apart from the held-out scenario's
@@ -86,12 +92,15 @@ def fit_scale(errors_ns, sigmas_ns, target: float = COVERAGE_1SIGMA) -> float:
 
 
 def fit_scale_floor(errors_ns, sigmas_ns, target: float = COVERAGE_1SIGMA, target2: float = 0.95,
-                    n_bins: int = 4, n_grid: int = 48) -> tuple[float, float]:
+                    n_bins: int = 4, n_grid: int = 48, min2: float = MIN_COVERAGE_2SIGMA,
+                    max1: float = MAX_COVERAGE_1SIGMA) -> tuple[float, float]:
     """(k, g) of the calibrated sigma ``k * sqrt(sigma^2 + g^2)``: for each floor g on a grid (0 and 0.02..50 x
-    the median sigma), k = ``fit_scale`` (pooled 1-sigma coverage = ``target``); the g kept is the one whose
-    coverage holds best across the range of reported sigmas (``n_bins`` quantile bins of sigma: errors that do not
-    grow with the sigma want a floor, errors that do want a scale) and at 2 sigma (``target2``): least squared
-    deviation, event-weighted.  (nan, nan) without data."""
+    the median sigma), k = ``fit_scale`` (pooled 1-sigma coverage = ``target``), raised where the 2-sigma would
+    cover less than ``min2`` until it does, but never past a 1-sigma coverage of ``max1`` (errors with heavy tails,
+    a world's bias all its events share, cover less at 2 sigma than a normal error would); the g kept is the one
+    whose coverage holds best across the range of reported sigmas (``n_bins`` quantile bins of sigma: errors that
+    do not grow with the sigma want a floor, errors that do want a scale) and at 2 sigma (``target2``): least
+    squared deviation, event-weighted.  (nan, nan) without data."""
     e = np.abs(np.asarray(errors_ns, dtype=np.float64))
     s = np.asarray(sigmas_ns, dtype=np.float64)
     ok = np.isfinite(e) & np.isfinite(s) & (s > 0)
@@ -103,7 +112,7 @@ def fit_scale_floor(errors_ns, sigmas_ns, target: float = COVERAGE_1SIGMA, targe
     best = (np.inf, float("nan"), float("nan"))
     for g in np.concatenate([[0.0], np.geomspace(0.02, 50.0, n_grid) * float(np.median(s))]):
         t = np.sqrt(s * s + g * g)
-        k = fit_scale(e, t, target)
+        k = min(max(fit_scale(e, t, target), fit_scale(e, t, min2) / 2.0), fit_scale(e, t, max1))
         inside = e <= k * t
         loss = sum(np.sum(bins == j) * (np.mean(inside[bins == j]) - target) ** 2 for j in np.unique(bins)) / len(e)
         loss += (np.mean(e <= 2 * k * t) - target2) ** 2
