@@ -7,10 +7,10 @@ the distance, their sigma grown by the skew prior, or the envelope where they fi
 as the offline pass (``synchub align``, two-sided) or a live agent that holds a stream's first chunks until its
 aligner has answered maps them.  Once judged they wait on while their mapping still sharpens: while the next window
 cuts the uncertainty they are reported with by more than ``1 - SETTLED`` or moves them by more than ``MOVED`` of it
-(the first judging offsets may all be
-coarse neural ones, a precise classical one a window later: an IMU+Audio world's first 16 events came out 2.9 ms
-off, over the 2.5 ms tolerance, where one window more put them at 0.3 ms).  An event whose hold runs out keeps the
-last mapping it had (the first, if no offset judged it); one still waiting when the stream ends, likewise."""
+(the first judging offsets may all be coarse neural ones, a precise classical one a window later: an IMU+Audio
+world's first 16 events came out 2.9 ms off, over the 2.5 ms tolerance, where waiting on put them within 0.5 ms).
+An event whose hold runs out keeps the last mapping it had (the first, if no offset judged it); one still waiting
+when the stream ends, likewise."""
 
 from __future__ import annotations
 
