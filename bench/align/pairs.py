@@ -217,7 +217,9 @@ def hybrid_events(hold: EarlyHold, model, device_ns, true_ns, offsets: list, now
     (``hold.EarlyHold.release``; until then the window's own events join them)."""
     mapper = partial(hybrid_map_unc, model, offsets=offsets, skew_prior_ppm=skew_prior_ppm, period_ns=period_ns)
     judged = len(offsets) >= JUDGED
-    out = [r for r in [hold.release(mapper, now_ns)] if len(r[0])] if judged else []
+    out = []
+    if judged and len((released := hold.release(mapper, now_ns))[0]):
+        out.append(released)
     if len(device_ns):
         mapped, unc = mapper(np.asarray(device_ns, dtype=np.int64))
         if hold.hold_ns > 0 and (not judged or hold.waiting):  # early events join those whose mapping sharpens

@@ -211,7 +211,7 @@ def run_pair(rec, ref_key: str, tgt_key: str, runners: dict, methods, window_s: 
             if len(ed):
                 mapped = ed + r.offset_ns - trackers[m].drift_ppm * 1e-6 * (ed - r.device_ns)
                 out.add(m, np.rint(mapped), et, float(r.sigma_ns))
-    t_, mapped, unc = hold.flush()  # no offset came: as first mapped
+    t_, mapped, unc = hold.flush()  # still waiting when the recording ended: with the last mapping they had
     if len(t_):
         out.add("hybrid", mapped, t_, table.apply(ref_key, tgt_key, unc))
     if "arrival" in methods and len(tgt.device_ns) > 2:
