@@ -8,9 +8,10 @@
 # Writes to $OUT: train.log (everything printed), metrics.json (held-out metrics: simulator and corpus, the
 # validation history, how the run was made), models.tar (the six .onnx files, reference_outputs.npz,
 # checkpoint.pt, metrics.json: unpack over models/ to ship them).
-# Sizes (environment): RECORDINGS STEPS BATCH CORPUS_BATCH CORPUS_WEIGHT SEED HIDDEN WORKERS THREADS HELDOUT VAL BUDGET (training
-# seconds: the run is shortened to fit if its first steps are slower than planned), DEVICE (cuda), PY (python3),
-# DATA (corpus files), SIM_CACHE (simulator sets).  A CPU rehearsal with tiny sizes:
+# Sizes (environment): RECORDINGS STEPS BATCH CORPUS_BATCH CORPUS_WEIGHT SEED HIDDEN LR WORKERS THREADS HELDOUT VAL BUDGET
+# (training seconds: the run is shortened to fit if its first steps are slower than planned), DEVICE (cuda), PY
+# (python3), DATA (corpus files), SIM_CACHE (simulator sets), INIT (a folder of exported encoders to start from,
+# relative to the repository root: `models` fine-tunes the shipped set; empty: from scratch).  A CPU rehearsal with tiny sizes:
 #   DEVICE=cpu RECORDINGS=32 STEPS=70 BATCH=4 CORPUS_BATCH=4 HELDOUT=4 VAL=8 WORKERS=2 THREADS=2 \
 #     OUT=/tmp/gpu-out bash models/gpu_train.sh
 set -euo pipefail
@@ -49,7 +50,8 @@ rc=0
   --workers "${WORKERS:-16}" --threads "${THREADS:-4}" --data "$SIM_CACHE" --corpus "$DATA/corpus.npz" \
   --recordings "${RECORDINGS:-4000}" --steps "${STEPS:-4000}" --batch "${BATCH:-32}" \
   --corpus-batch "${CORPUS_BATCH:-32}" --corpus-weight "${CORPUS_WEIGHT:-1.0}" --seed "${SEED:-0}" --hidden "${HIDDEN:-32}" --heldout "${HELDOUT:-48}" \
-  --val-recordings "${VAL:-128}" --time-budget "${BUDGET:-240}" --out "$OUT/models" || rc=$?
+  --val-recordings "${VAL:-128}" --time-budget "${BUDGET:-240}" --lr "${LR:-0.003}" \
+  ${INIT:+--init "$ROOT/$INIT"} --out "$OUT/models" || rc=$?
 echo "gpu_train.sh: synchub train took $(( $(date +%s) - T0 )) s, exit status $rc"
 
 # whatever was written (the checkpoint comes first) travels back as one file
