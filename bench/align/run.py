@@ -74,7 +74,8 @@ from .streams import render_streams
 def add_arguments(p) -> None:
     p.add_argument("--scenario", help="scenario TOML (bench/scenarios/align-*.toml); or --real")
     p.add_argument("--json", default="", help="write results here")
-    p.add_argument("--seeds", default="", help="override the scenario's seeds (comma list)")
+    p.add_argument("--seeds", default="", help="override the scenario's seeds: a comma list of integers and inclusive "
+                   "ranges, e.g. 1000-1029 or 3000..3059,3100")
     p.add_argument("--quiet", action="store_true", help="no per-pair table")
     real.add_arguments(p)  # the real-signal corpus variant (``--real``)
 
@@ -143,6 +144,21 @@ def _bench_pass(bench, world_spec, links, pairs, modalities, runners, table: Sig
     return per_pair
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``--seeds``: integers and inclusive ranges (``A-B`` or ``A..B``), comma separated, in the order given."""
+    out: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        lo, sep, hi = part.replace("..", "-").partition("-")
+        try:
+            a, b = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise UserError(f"--seeds: expected integers or ranges like 1000-1029, got {part!r}") from None
+        if b < a:
+            raise UserError(f"--seeds: range {part!r} runs backwards")
+        out.extend(range(a, b + 1))
+    return tuple(out)
+
+
 def run(args) -> int:
     if args.real:
         return real.run(args)
@@ -150,10 +166,7 @@ def run(args) -> int:
         raise UserError("which data? --scenario FILE (simulator) or --real (real-signal corpus)")
     bench, world_spec, links = load_scenario(args.scenario)
     if args.seeds:
-        try:
-            seeds = tuple(int(s) for s in args.seeds.split(","))
-        except ValueError:
-            raise UserError(f"--seeds: expected a comma list of integers, got {args.seeds!r}") from None
+        seeds = parse_seeds(args.seeds)
         if args.fit_sigma and set(seeds) & set(bench.seeds):
             raise UserError("--fit-sigma: fit on seeds other than the scenario's own (those judge it)")
         bench = replace(bench, seeds=seeds)

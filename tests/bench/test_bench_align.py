@@ -94,6 +94,19 @@ def test_fit_sigma_on_a_scenario_needs_seeds_apart_from_its_own(tmp_path, capsys
     assert not (tmp_path / "t.json").exists()
 
 
+def test_seeds_take_lists_and_ranges_and_refuse_the_rest(tmp_path, capsys):
+    from synchub.bench.align.run import parse_seeds
+
+    assert parse_seeds("1000-1002") == (1000, 1001, 1002)
+    assert parse_seeds("3000..3001, 7") == (3000, 3001, 7)
+    assert parse_seeds("5") == (5,)
+    sc = tmp_path / "align-test.toml"
+    sc.write_text(SCENARIO)
+    for bad, word in (("1000-x", "1000-x"), ("12,,3", "''"), ("1002-1000", "backwards"), ("-3", "-3")):
+        assert main(["bench", "align", "--scenario", str(sc), "--seeds", bad]) == 2, bad
+        assert word in capsys.readouterr().err, bad
+
+
 def test_the_shipped_simulator_table_was_fitted_apart_from_the_heldout_scenario():
     from synchub.agent.align.calibration import SIM_TABLE, SigmaTable
 
