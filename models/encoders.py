@@ -18,7 +18,7 @@ from torch import nn
 from .features import MODALITIES
 
 EMB_DIM = 32  # fixed by the runtime (runner.EMB_DIM)
-HIDDEN = 32  # channels of the conv stack (``synchub train --hidden``; the ONNX contract does not depend on it)
+HIDDEN = 64  # channels of the conv stack (``synchub train --hidden``; the shipped set; the ONNX contract does not depend on it)
 DILATIONS = {
     "imu": (1, 2, 4, 8, 16),
     "audio": (1, 2, 4, 8, 16),

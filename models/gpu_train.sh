@@ -49,7 +49,7 @@ rc=0
 "$PY" -c 'import sys; from synchub.cli import main; sys.exit(main())' train --device "${DEVICE:-cuda}" \
   --workers "${WORKERS:-16}" --threads "${THREADS:-4}" --data "$SIM_CACHE" --corpus "$DATA/corpus.npz" \
   --recordings "${RECORDINGS:-4000}" --steps "${STEPS:-4000}" --batch "${BATCH:-32}" \
-  --corpus-batch "${CORPUS_BATCH:-32}" --corpus-weight "${CORPUS_WEIGHT:-1.0}" --seed "${SEED:-0}" --hidden "${HIDDEN:-32}" --heldout "${HELDOUT:-48}" \
+  --corpus-batch "${CORPUS_BATCH:-32}" --corpus-weight "${CORPUS_WEIGHT:-2.0}" --seed "${SEED:-0}" --hidden "${HIDDEN:-64}" --heldout "${HELDOUT:-48}" \
   --val-recordings "${VAL:-128}" --time-budget "${BUDGET:-240}" --lr "${LR:-0.003}" \
   ${INIT:+--init "$ROOT/$INIT"} --out "$OUT/models" || rc=$?
 echo "gpu_train.sh: synchub train took $(( $(date +%s) - T0 )) s, exit status $rc"

@@ -50,7 +50,8 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, default=900, help="optimizer steps (the shipped models: 900)")
     p.add_argument("--batch", type=int, default=8, help="simulator recordings per step")
     p.add_argument("--corpus-batch", type=int, default=None, help="corpus crops (10 s) per step (default: --batch)")
-    p.add_argument("--corpus-weight", type=nonnegative, default=1.0, help="weight of the corpus pairs' losses")
+    p.add_argument("--corpus-weight", type=nonnegative, default=2.0,
+                   help="weight of the corpus pairs' losses (the shipped set: 2)")
     p.add_argument("--lr", type=positive, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hidden", type=int, default=encoders.HIDDEN, help="channels of each encoder's conv stack")
