@@ -10,7 +10,7 @@
 # checkpoint.pt, metrics.json: unpack over models/ to ship them).
 # Sizes (environment): RECORDINGS STEPS BATCH CORPUS_BATCH CORPUS_WEIGHT SEED HIDDEN LR WORKERS THREADS HELDOUT VAL BUDGET
 # (training seconds: the run is shortened to fit if its first steps are slower than planned), DEVICE (cuda), PY
-# (python3), DATA (corpus files), SIM_CACHE (simulator sets), INIT (a folder of exported encoders to start from,
+# (python3), DATA (corpus files), SIM_CACHE (simulator sets), INIT (a folder of exported encoders to start from, absolute or
 # relative to the repository root: `models` fine-tunes the shipped set; empty: from scratch).  A CPU rehearsal with tiny sizes:
 #   DEVICE=cpu RECORDINGS=32 STEPS=70 BATCH=4 CORPUS_BATCH=4 HELDOUT=4 VAL=8 WORKERS=2 THREADS=2 \
 #     OUT=/tmp/gpu-out bash models/gpu_train.sh
@@ -44,6 +44,7 @@ print(f"python ok: numpy {numpy.__version__}, torch {torch.__version__} (cuda {t
 EOF
 ls -l "$DATA"/corpus.npz "$DATA"/corpus-heldout.npz
 
+case "${INIT:-}" in /*) INIT_DIR=$INIT ;; *) INIT_DIR=$ROOT/${INIT:-} ;; esac  # relative: to the repository root
 T0=$(date +%s)
 rc=0
 "$PY" -c 'import sys; from synchub.cli import main; sys.exit(main())' train --device "${DEVICE:-cuda}" \
@@ -51,7 +52,7 @@ rc=0
   --recordings "${RECORDINGS:-4000}" --steps "${STEPS:-4000}" --batch "${BATCH:-32}" \
   --corpus-batch "${CORPUS_BATCH:-32}" --corpus-weight "${CORPUS_WEIGHT:-2.0}" --seed "${SEED:-0}" --hidden "${HIDDEN:-64}" --heldout "${HELDOUT:-48}" \
   --val-recordings "${VAL:-128}" --time-budget "${BUDGET:-240}" --lr "${LR:-0.003}" \
-  ${INIT:+--init "$ROOT/$INIT"} --out "$OUT/models" || rc=$?
+  ${INIT:+--init "$INIT_DIR"} --out "$OUT/models" || rc=$?
 echo "gpu_train.sh: synchub train took $(( $(date +%s) - T0 )) s, exit status $rc"
 
 # whatever was written (the checkpoint comes first) travels back as one file
