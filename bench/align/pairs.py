@@ -11,7 +11,7 @@ from functools import partial
 import numpy as np
 
 from synchub.agent.align.aligner import AlignerSettings
-from synchub.agent.align.calibration import SigmaTable
+from synchub.agent.align.calibration import SigmaTable, coverage
 from synchub.agent.align.drift import DriftTracker, theil_sen
 from synchub.agent.align.tracker import window_evidence
 from synchub.agent.align.window import WindowAligner
@@ -303,7 +303,7 @@ def summarize(name: str, tol_ns: float, outs: list[PairOutcome], methods) -> lis
         drifts = [d for o in outs for d in o.drift_err[m]]
         n_ev = len(err) + missed
         sig = np.concatenate([np.asarray(o.sigmas.get(m, ()), dtype=np.float64) for o in outs]) if outs else err
-        has = np.isfinite(sig) & (sig < UNKNOWN_UNC_NS) if len(sig) == len(err) else np.zeros(len(err), bool)
+        has = _reported(err, sig)
         rows.append({
             "pair": name,
             "method": m,
@@ -314,8 +314,8 @@ def summarize(name: str, tol_ns: float, outs: list[PairOutcome], methods) -> lis
             "abstain_pct": round(100.0 * ab / tot, 2) if tot else None,
             # the reported 1-sigma (hybrid: the clock model's uncertainty; classical/neural: the window's)
             "sigma_median_ms": round(float(np.median(sig[has])) / 1e6, 4) if has.any() else None,
-            "cover_1sigma_pct": round(100.0 * float(np.mean(err[has] <= sig[has])), 2) if has.any() else None,
-            "cover_2sigma_pct": round(100.0 * float(np.mean(err[has] <= 2 * sig[has])), 2) if has.any() else None,
+            "cover_1sigma_pct": _cover_pct(err, sig, has, 1.0),
+            "cover_2sigma_pct": _cover_pct(err, sig, has, 2.0),
         })
         if m == "hybrid":  # the coverage's spread over worlds (their events share a bias: few worlds, wide)
             rows[-1]["cover_1sigma_ci95"] = world_ci(outs, m)
@@ -323,6 +323,16 @@ def summarize(name: str, tol_ns: float, outs: list[PairOutcome], methods) -> lis
             rows[-1]["held_pct"] = round(100.0 * sum(o.held for o in outs) / n_ev, 2) if n_ev else None
             rows[-1]["held_max_s"] = round(max((o.held_wait_ns for o in outs), default=0) / NS, 1)
     return rows
+
+
+def _reported(err: np.ndarray, sig: np.ndarray) -> np.ndarray:
+    """The events with a reported sigma (finite and known; none when the sigmas do not pair with the errors)."""
+    return np.isfinite(sig) & (sig < UNKNOWN_UNC_NS) if len(sig) == len(err) else np.zeros(len(err), bool)
+
+
+def _cover_pct(err: np.ndarray, sig: np.ndarray, has: np.ndarray, k: float) -> float | None:
+    """Percent of the ``has`` events within ``k`` of their sigma (None without any)."""
+    return round(100.0 * coverage(err[has], sig[has], k), 2) if has.any() else None
 
 
 def world_ci(outs: list[PairOutcome], method: str, k: float = 1.0, n_boot: int = 2000) -> list[float] | None:
@@ -335,7 +345,7 @@ def world_ci(outs: list[PairOutcome], method: str, k: float = 1.0, n_boot: int =
         sg = np.asarray(o.sigmas.get(method, ()), dtype=np.float64)
         if len(sg) != len(e):
             continue
-        has = np.isfinite(sg) & (sg < UNKNOWN_UNC_NS)
+        has = _reported(e, sg)
         if has.any():
             hit.append(float(np.sum(e[has] <= k * sg[has])))
             n.append(float(np.sum(has)))
@@ -356,10 +366,8 @@ def pooled_coverage(per_pair: dict[str, list[PairOutcome]], method: str = "hybri
               for i in range(min((len(v) for v in per_pair.values()), default=0))]
     e = np.array([x for w in worlds for x in w.errors[method]], dtype=np.float64)
     sg = np.array([x for w in worlds for x in w.sigmas[method]], dtype=np.float64)
-    has = np.isfinite(sg) & (sg < UNKNOWN_UNC_NS) if len(sg) == len(e) else np.zeros(len(e), bool)
+    has = _reported(e, sg)
     if not has.any():
         return {}
-    return {"method": method, "events": int(has.sum()),
-            "cover_1sigma_pct": round(100.0 * float(np.mean(e[has] <= sg[has])), 2),
-            "cover_2sigma_pct": round(100.0 * float(np.mean(e[has] <= 2 * sg[has])), 2),
-            "cover_1sigma_ci95": world_ci(worlds, method)}
+    return {"method": method, "events": int(has.sum()), "cover_1sigma_pct": _cover_pct(e, sg, has, 1.0),
+            "cover_2sigma_pct": _cover_pct(e, sg, has, 2.0), "cover_1sigma_ci95": world_ci(worlds, method)}
