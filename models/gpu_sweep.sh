@@ -18,8 +18,8 @@ pids=()
 for v in $VARIANTS; do
   IFS=: read -r name cb cw seed hidden init lr <<<"$v"
   mkdir -p "$OUT/$name"
-  OUT="$OUT/$name" CORPUS_BATCH=$cb CORPUS_WEIGHT=$cw SEED=$seed HIDDEN=${hidden:-${HIDDEN:-64}} INIT=${init:-} \
-    LR=${lr:-${LR:-0.003}} \
+  OUT="$OUT/$name" CORPUS_BATCH=$cb CORPUS_WEIGHT=$cw SEED=$seed HIDDEN=${hidden:-${HIDDEN:-}} INIT=${init:-} \
+    LR=${lr:-${LR:-}} \
     WORKERS=${WORKERS:-$(( cores / n > 1 ? cores / n : 1 ))} THREADS=${THREADS:-$(( cores / n > 1 ? cores / n : 1 ))} \
     SIM_CACHE="${TMPDIR:-/tmp}/synchub-sim-cache-$name" bash models/gpu_train.sh >"$OUT/$name.out" 2>&1 &
   pids+=($!)

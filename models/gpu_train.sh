@@ -10,7 +10,8 @@
 # checkpoint.pt, metrics.json: unpack over models/ to ship them).
 # Sizes (environment): RECORDINGS STEPS BATCH CORPUS_BATCH CORPUS_WEIGHT SEED HIDDEN LR WORKERS THREADS HELDOUT VAL BUDGET
 # (training seconds: the run is shortened to fit if its first steps are slower than planned), DEVICE (cuda), PY
-# (python3), DATA (corpus files), SIM_CACHE (simulator sets), INIT (a folder of exported encoders to start from, absolute or
+# (python3), DATA (corpus files), SIM_CACHE (simulator sets); CORPUS_WEIGHT, HIDDEN and LR unset: `synchub train`'s
+# defaults (the shipped recipe); INIT (a folder of exported encoders to start from, absolute or
 # relative to the repository root: `models` fine-tunes the shipped set; empty: from scratch).  A CPU rehearsal with tiny sizes:
 #   DEVICE=cpu RECORDINGS=32 STEPS=70 BATCH=4 CORPUS_BATCH=4 HELDOUT=4 VAL=8 WORKERS=2 THREADS=2 \
 #     OUT=/tmp/gpu-out bash models/gpu_train.sh
@@ -50,8 +51,9 @@ rc=0
 "$PY" -c 'import sys; from synchub.cli import main; sys.exit(main())' train --device "${DEVICE:-cuda}" \
   --workers "${WORKERS:-16}" --threads "${THREADS:-4}" --data "$SIM_CACHE" --corpus "$DATA/corpus.npz" \
   --recordings "${RECORDINGS:-4000}" --steps "${STEPS:-4000}" --batch "${BATCH:-32}" \
-  --corpus-batch "${CORPUS_BATCH:-32}" --corpus-weight "${CORPUS_WEIGHT:-2.0}" --seed "${SEED:-0}" --hidden "${HIDDEN:-64}" --heldout "${HELDOUT:-48}" \
-  --val-recordings "${VAL:-128}" --time-budget "${BUDGET:-240}" --lr "${LR:-0.003}" \
+  --corpus-batch "${CORPUS_BATCH:-32}" --seed "${SEED:-0}" --heldout "${HELDOUT:-48}" \
+  --val-recordings "${VAL:-128}" --time-budget "${BUDGET:-240}" \
+  ${CORPUS_WEIGHT:+--corpus-weight "$CORPUS_WEIGHT"} ${HIDDEN:+--hidden "$HIDDEN"} ${LR:+--lr "$LR"} \
   ${INIT:+--init "$INIT_DIR"} --out "$OUT/models" || rc=$?
 echo "gpu_train.sh: synchub train took $(( $(date +%s) - T0 )) s, exit status $rc"
 
