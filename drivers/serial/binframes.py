@@ -31,6 +31,7 @@ from cobs import cobs
 
 from synchub.agent.core.settings import setting
 
+from .frames import SafeCalculator
 from .records import BadItem, Record, RecordSettings
 
 MAX_FRAME = 1024
@@ -61,7 +62,7 @@ class Checksum:
             self.size, self._calc = 1, None
         else:
             member, self.size = _CATALOGUE[name]
-            self._calc = crclib.Calculator(member, optimized=True)
+            self._calc = SafeCalculator(member)  # a crc.Calculator is not safe to share between threads
 
     def value(self, data: bytes) -> int:
         if self.name == "sum8":
@@ -73,7 +74,7 @@ class Checksum:
             return x
         if self._calc is None:
             return 0
-        return int(self._calc.checksum(bytes(data)))
+        return self._calc.checksum(bytes(data))
 
 
 @dataclass(frozen=True, kw_only=True)

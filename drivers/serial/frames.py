@@ -35,6 +35,7 @@ after opening; a device that streamed at once would lose bytes to that flush and
 from __future__ import annotations
 
 import struct
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,12 +49,29 @@ ACCEL_LSB = 16 * 9.80665 / 32768.0
 GYRO_LSB = np.deg2rad(2000.0) / 32768.0
 IMU_SCALE = np.array([ACCEL_LSB] * 3 + [GYRO_LSB] * 3, dtype=np.float64)
 
-_CRC = Calculator(Crc16.IBM_3740, optimized=True)
+class SafeCalculator:
+    """A ``crc.Calculator`` per thread.  ``Calculator.checksum`` keeps its running value in the calculator (init,
+    update, digest), so one calculator shared by threads (each serial driver and each simulated device runs in its
+    own) returns a wrong checksum when two calls interleave: good frames rejected as malformed, bad ones written.
+    ``checksum(data)`` is safe from any thread; each thread builds its table once."""
+
+    def __init__(self, configuration):
+        self._configuration = configuration
+        self._local = threading.local()
+
+    def checksum(self, data: bytes) -> int:
+        calc = getattr(self._local, "calc", None)
+        if calc is None:
+            calc = self._local.calc = Calculator(self._configuration, optimized=True)
+        return int(calc.checksum(data))
+
+
+_CRC = SafeCalculator(Crc16.IBM_3740)
 
 
 def crc16(data: bytes) -> int:
     """CRC-16/CCITT-FALSE (check value 0x29B1 for b"123456789"); also the sync box protocol's CRC."""
-    return int(_CRC.checksum(bytes(data)))
+    return _CRC.checksum(bytes(data))
 
 
 # ---------------------------------------------------------------------------------------------- items
