@@ -73,10 +73,11 @@ class RttWindow:
         q.append((s, width))
         while len(q) > PROBE_RTT_KEEP or s - q[0][0] > self.horizon:
             q.popleft()
-        # after eight rejections in a row the floor is the second smallest (one lucky or lying probe does not lock
-        # the filter); until the bank has a few probes, anything within twice the floor helps (it needs a skew)
-        widths = sorted(x for _, x in q)
-        floor = widths[1] if self.filtered_run >= 8 and len(widths) >= 2 else widths[0]
+        # after eight rejections in a row the floor is the smallest of the last eight (this one's included): one
+        # lucky or lying probe, or early bands a wrong first line tightened too far (``probe_band``), do not lock the
+        # filter while that line's error grows; until the bank has a few probes, anything within twice the floor
+        # helps (it needs a skew)
+        floor = min(x for _, x in list(q)[-8:]) if self.filtered_run >= 8 else min(x for _, x in q)
         margin = self.margin if bank_n >= 5 else max(self.margin, 1.0)
         if width > floor * (1.0 + margin) + 20_000:
             self.filtered_run += 1
