@@ -50,6 +50,24 @@ def fit_window_table(pooled: dict, pairs_of: dict, target: float = 0.68) -> list
     return fit_windows(_live_samples(pooled, pairs_of, ("classical", "neural")), target)
 
 
+def table_pair_coverage(pooled: dict, pairs_of: dict, summarize, method: str = "hybrid") -> dict:
+    """The live ``method``'s 1-/2-sigma coverage per modality pair, the unit a ``SigmaTable`` calibrates (speech
+    and sound-effect markers share audio-text), and over every pair: events pooled over recordings
+    (``summarize``: the benchmark's figures of a list of pair outcomes)."""
+    groups: dict = collections.defaultdict(list)
+    for (name, mode), outs in pooled.items():
+        if mode == "live":
+            ref, tgt = _pair_of(name, pairs_of)
+            groups["-".join(sorted((ref, tgt)))].extend(outs)
+            groups["all"].extend(outs)
+    keep = ("events", "mapped", "cover_1sigma_pct", "cover_2sigma_pct")
+    return {k: {"outcomes": len(v), **{f: summarize(v, method)[f] for f in keep}} for k, v in sorted(groups.items())}
+
+
+def _pair_of(name: str, pairs_of: dict) -> tuple[str, str]:
+    return next((r, t) for p in pairs_of.values() for n, r, t in p if n == name)
+
+
 def _live_samples(pooled: dict, pairs_of: dict, methods) -> dict:
     """``{(ref, tgt, method): ([errors], [sigmas])}`` of ``methods`` in live mode, every pair name with that
     modality pair pooled."""
@@ -57,7 +75,7 @@ def _live_samples(pooled: dict, pairs_of: dict, methods) -> dict:
     for (name, mode), outs in pooled.items():
         if mode != "live":
             continue
-        ref, tgt = next((r, t) for p in pairs_of.values() for n, r, t in p if n == name)
+        ref, tgt = _pair_of(name, pairs_of)
         for o in outs:
             for m in methods:
                 if m in o.err:

@@ -59,7 +59,7 @@ from synchub.argtypes import positive
 from synchub.errors import UserError
 from synchub.models import corpus
 
-from .calibrate import fit_table, fit_window_table
+from .calibrate import fit_table, fit_window_table, table_pair_coverage
 from .hold import EarlyHold
 from .pairs import feed_window, hybrid_events
 from .streams import cut, embed_stream
@@ -90,7 +90,7 @@ def add_arguments(p) -> None:
     g = p.add_argument_group("real-signal corpus (--real)")
     g.add_argument("--real", action="store_true", help="run on the held-out real-signal corpus instead of a scenario")
     g.add_argument("--speech", type=int, default=4, help="held-out speech recordings")
-    g.add_argument("--sounds", type=int, default=2, help="held-out sound-effect recordings")
+    g.add_argument("--sounds", type=int, default=8, help="held-out sound-effect recordings")
     g.add_argument("--duration", type=positive, default=300.0, help="seconds per recording")
     g.add_argument("--window", type=positive, default=16.0, help="alignment window, target device seconds")
     g.add_argument("--hop", type=positive, default=4.0, help="hop between windows")
@@ -337,7 +337,7 @@ def bench_real(specs, methods=METHODS, window_s: float = 16.0, hop_s: float = 4.
     return {"corpus": specs[0].split if specs else "heldout", "sigma_table": table.source,
             "recordings": [s.name for s in specs], "duration_s": specs[0].duration_s if specs
             else 0.0, "window_s": window_s, "hop_s": hop_s, "goal": GOAL, "results": overall,
-            "per_recording": per_rec}
+            "coverage": table_pair_coverage(pooled, PAIRS, summarize) if "hybrid" in methods else {}, "per_recording": per_rec}
 
 
 def _stderr(line: str) -> None:
@@ -386,6 +386,8 @@ def run(args) -> int:
         for r in out["results"]:
             cells = (f"{r[k]:{w}.{p}f}" if isinstance(r[k], (int, float)) else f"{'-':>{w}s}" for k, _h, w, p in COLUMNS)
             print(f"{r['pair']:16s} {r['mode']:4s} {r['method']:9s} " + " ".join(cells))
+        print("live hybrid 1-/2-sigma coverage per modality pair (what the sigma table calibrates): " + ", ".join(
+            f"{k} {v['cover_1sigma_pct']} / {v['cover_2sigma_pct']} %" for k, v in out["coverage"].items()))
         print(f"({time.time() - t0:.1f} s; ms, drift in ppm)")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")

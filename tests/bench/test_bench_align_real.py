@@ -46,7 +46,17 @@ def test_bench_align_real_writes_the_documented_json(tmp_path, capsys):
     assert by[("Speech+Markers", "file", "naive")]["median_abs_ms"] > 20.0
     assert by[("Speech+Markers", "live", "arrival")]["sigma_median_ms"] is None  # arrival reports no sigma
     assert len(doc["per_recording"]) == (1 + 3) * len(B.MODES) * len(B.METHODS)
-    assert "Speech+Markers" in capsys.readouterr().out
+    # coverage per modality pair, the unit the sigma table calibrates: speech and sound markers pooled as audio-text
+    cov = doc["coverage"]
+    assert set(cov) == {"all", "audio-imu", "audio-text", "audio-video"}
+    hyb = {p: by[(p, "live", "hybrid")] for p in pairs}
+    assert cov["audio-text"]["mapped"] == hyb["Speech+Markers"]["mapped"] + hyb["Sounds+Markers"]["mapped"]
+    assert cov["all"]["events"] == sum(r["events"] for r in hyb.values()) and cov["all"]["outcomes"] == 4
+    for key, name in (("audio-imu", "Sounds+IMU"), ("audio-video", "Sounds+Video")):
+        assert cov[key]["cover_1sigma_pct"] == hyb[name]["cover_1sigma_pct"]
+        assert cov[key]["cover_2sigma_pct"] == hyb[name]["cover_2sigma_pct"]
+    out_text = capsys.readouterr().out
+    assert "Speech+Markers" in out_text and "coverage per modality pair" in out_text
 
 
 def test_events_are_judged_where_each_target_sees_them(tmp_path):
