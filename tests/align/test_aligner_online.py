@@ -210,3 +210,35 @@ def test_target_fed_as_it_arrives_gives_the_same_estimates_and_corrected_copies_
     assert len(expected) >= 6 and got == expected
     st = early.stats()
     assert st["bad_chunks"] == 0 and not any("chunk" in r for r in st["reasons"]), st["reasons"]
+
+
+def test_tracker_windows_are_the_calibrated_ones_or_grow_to_them(rig):
+    """Default: 16 s windows every 4 s (what the sigma tables are fitted on); ``first_window_s`` makes the first ones
+    grow to that from the target's start."""
+    assert [(b - a) / NS for a, b in _spans(AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}), rig)[0][:3]] == \
+        [16.0, 16.0, 16.0]
+    clock, dev = rig[3], rig[5]
+    tr = AlignmentTracker("imu0", "mic0", IMU, MIC, runners={}, first_window_s=8.0)
+    seen, est = _spans(tr, rig)
+    start = int(dev[0])
+    rel = [((a - start) / NS, (b - start) / NS) for a, b in seen[:5]]
+    assert rel == [(0.0, 8.0), (0.0, 12.0), (0.0, 16.0), (4.0, 20.0), (8.0, 24.0)]
+    assert len(est) >= 8 and est[0].device_ns in {(a + b) // 2 for a, b in seen}  # stamped at its window's centre
+    for e in est:
+        true_off = int(clock.to_true(np.array([e.device_ns]), 0)[0]) - e.device_ns
+        assert abs(e.offset_ns - true_off) < 2_000_000, (e, true_off)
+    with pytest.raises(ValueError):
+        AlignmentTracker("a", "b", IMU, MIC, first_window_s=0)
+
+
+def _spans(tr, rig):
+    """The (start, end) of every window ``tr`` aligned on the rig, and its estimates."""
+    seen: list[tuple[int, int]] = []
+    est_of = tr.win.estimate
+
+    def spy(rt, rx, tt, tx, span, *a, **k):
+        seen.append((int(span[0]), int(span[1])))
+        return est_of(rt, rx, tt, tx, span, *a, **k)
+
+    tr.win.estimate = tr.track.estimate = spy
+    return seen, run(tr, rig)
