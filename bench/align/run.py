@@ -64,7 +64,7 @@ from synchub.agent.align.window import load_runners
 from synchub.drivers.sim.world import MARKER_RULES, World, WorldSpec
 from synchub.errors import UserError
 
-from . import real
+from . import real, replay
 from .calibrate import fit_pairs, fit_windows
 from .pairs import PairOutcome, pooled_coverage, run_pair, summarize, tolerance_ns
 from .scenario import DEFAULT_PAIRS, BenchSpec, load_scenario
@@ -78,6 +78,7 @@ def add_arguments(p) -> None:
                    "ranges, e.g. 1000-1029 or 3000..3059,3100")
     p.add_argument("--quiet", action="store_true", help="no per-pair table")
     real.add_arguments(p)  # the real-signal corpus variant (``--real``)
+    replay.add_arguments(p)  # recorded demo sessions, live vs offline (``--replay``)
 
 
 def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: str, log=print,
@@ -162,8 +163,11 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 def run(args) -> int:
     if args.real:
         return real.run(args)
+    if args.replay:
+        return replay.run(args)
     if not args.scenario:
-        raise UserError("which data? --scenario FILE (simulator) or --real (real-signal corpus)")
+        raise UserError("which data? --scenario FILE (simulator), --real (real-signal corpus) or --replay DIR "
+                        "(recorded demo runs)")
     bench, world_spec, links = load_scenario(args.scenario)
     if args.seeds:
         seeds = parse_seeds(args.seeds)

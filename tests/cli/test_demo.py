@@ -76,3 +76,16 @@ def test_offline_rerun_of_a_recording(tmp_path):
     summary = json.loads((tmp_path / "a.json").read_text())
     imu = next(s for s in summary["streams"] if s["name"] == "imu0")
     assert imu["method"] == "triggers" and imu["median_unc_us"] < 50
+    # the live aligners rerun on the recording (bench align --replay), live vs offline, short windows for 6 s
+    rp = tmp_path / "replay.json"
+    assert main(["bench", "align", "--replay", str(out), "--window", "3", "--hop", "1", "--settle", "3", "--json",
+                 str(rp)]) == 0
+    doc = json.loads(rp.read_text())
+    assert doc["window_s"] == 3.0 and doc["settle_s"] == 3.0
+    streams = doc["per_recording"][str(out)]
+    assert set(streams) == {"mic0", "cam0"}  # the demo's aligned streams, from the recorded clock config
+    mic = streams["mic0"]
+    assert mic["modality"] == "audio" and 0 < mic["live_us"] < 50_000 and 0 < mic["offline_us"] < 50_000
+    assert mic["ratio"] == pytest.approx(mic["live_us"] / mic["offline_us"], rel=1e-2)
+    assert doc["summary"]["mic0"]["recordings"] == 1
+    assert main(["bench", "align", "--replay", str(tmp_path)]) == 2  # not a demo folder: one line, no traceback
