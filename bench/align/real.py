@@ -336,8 +336,8 @@ def bench_real(specs, methods=METHODS, window_s: float = 16.0, hop_s: float = 4.
                for (name, mode), outs in pooled.items() for m in methods]
     return {"corpus": specs[0].split if specs else "heldout", "sigma_table": table.source,
             "recordings": [s.name for s in specs], "duration_s": specs[0].duration_s if specs
-            else 0.0, "window_s": window_s, "hop_s": hop_s, "goal": GOAL, "results": overall,
-            "coverage": table_pair_coverage(pooled, PAIRS, summarize) if "hybrid" in methods else {}, "per_recording": per_rec}
+            else 0.0, "window_s": window_s, "hop_s": hop_s, "goal": GOAL, "results": overall, "per_recording": per_rec,
+            "coverage": table_pair_coverage(pooled, PAIRS, summarize) if "hybrid" in methods else {}}
 
 
 def _stderr(line: str) -> None:

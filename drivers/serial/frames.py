@@ -49,6 +49,7 @@ ACCEL_LSB = 16 * 9.80665 / 32768.0
 GYRO_LSB = np.deg2rad(2000.0) / 32768.0
 IMU_SCALE = np.array([ACCEL_LSB] * 3 + [GYRO_LSB] * 3, dtype=np.float64)
 
+
 class SafeCalculator:
     """A ``crc.Calculator`` per thread.  ``Calculator.checksum`` keeps its running value in the calculator (init,
     update, digest), so one calculator shared by threads (each serial driver and each simulated device runs in its
