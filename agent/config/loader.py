@@ -102,12 +102,13 @@ def _check_agent(agent: AgentSettings, where: Where) -> None:
 
 def _check_names(streams, triggers, where: Where) -> None:
     seen: dict[str, int] = {}
-    for i, t in enumerate(triggers):
-        if not 1 <= len(t.name) <= wire.MAX_NAME:
-            raise where.child("trigger").child(i).child("name").error(f"allowed: 1-{wire.MAX_NAME} characters")
+    for kind, items in (("trigger", triggers), ("stream", streams)):
+        for i, t in enumerate(items):
+            if not 1 <= len(t.name) <= wire.MAX_NAME:
+                raise where.child(kind).child(i).child("name").error(f"allowed: 1-{wire.MAX_NAME} characters")
+            if not t.name.isprintable():  # names go into messages, file names and the wire: no control characters
+                raise where.child(kind).child(i).child("name").error(f"{t.name!r}: allowed: printable characters")
     for i, s in enumerate(streams):
-        if not 1 <= len(s.name) <= wire.MAX_NAME:
-            raise where.child("stream").child(i).child("name").error(f"allowed: 1-{wire.MAX_NAME} characters")
         if s.name in seen:
             raise where.child("stream").child(i).child("name").error(f"duplicate stream name {s.name!r}")
         seen[s.name] = i

@@ -27,6 +27,7 @@ from synchub.agent.clock.replay import correct_recording
 from synchub.agent.clock.settings import ClockLayerConfig
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.formats.mcap_read import raw_recording, read_session
+from synchub.argtypes import nonnegative, positive
 from synchub.drivers.sim.truth import Truth
 from synchub.errors import UserError
 
@@ -38,9 +39,9 @@ def add_arguments(p) -> None:
     g = p.add_argument_group("recorded demo sessions (--replay)")
     g.add_argument("--replay", nargs="+", metavar="DIR", default=None,
                    help="demo output folders (session.mcap + truth.npz): rerun their live aligners, live vs offline")
-    g.add_argument("--first-window", type=float, default=None, metavar="S",
+    g.add_argument("--first-window", type=positive, default=None, metavar="S",
                    help="--replay: the first windows grow from this (default: the full window)")
-    g.add_argument("--settle", type=float, default=SETTLE_S, metavar="S",
+    g.add_argument("--settle", type=nonnegative, default=SETTLE_S, metavar="S",
                    help="--replay: judge the samples this long after the start (default: 20, as the demo)")
 
 

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from synchub.agent.cli.collector import check_args
@@ -61,6 +61,8 @@ KEYS = [("agent", k) for k in ("name", "collector", "spool_max_mb", "chunk_ms", 
 
 @SETTINGS
 @given(st.lists(st.tuples(st.sampled_from(KEYS), values), min_size=1, max_size=3))
+@example([(("trigger", "name"), "\n")])  # a name with a control character went into an "allowed: ..." list raw
+@example([(("stream", "name"), "mic\t0")])
 def test_mutated_configs_are_refused_in_one_line_or_work(mutations):
     cfg = BASE
     for where, value in mutations:
