@@ -80,7 +80,7 @@ async def _drain(fl, durable: str, filter_subject: str = "synchub.>", max_msgs: 
             want = 50 if max_msgs is None else min(50, max_msgs - len(got))
             try:
                 batch = await sub.fetch(want, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nats-py raises either when nothing is left
                 break
             for m in batch:
                 got.append((m.subject, wire.decode(nb.unpack_frames(m.data))))
