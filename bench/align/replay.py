@@ -124,8 +124,8 @@ def run(args) -> int:
     per = {}
     for f in folders:
         per[str(f)] = replay_session(f, runners, table, window, args.first_window, hop, args.settle)
-        print(f"{f}: " + ", ".join(f"{s} live {v['live_us']} us, offline {v['offline_us']} us"
-                                   for s, v in per[str(f)].items()))
+        print(f"{f}: " + (", ".join(f"{s} live {v['live_us']} us, offline {v['offline_us']} us"
+                                    for s, v in per[str(f)].items()) or "no aligned stream (align_to) recorded"))
     summary = {}
     for s in sorted({s for v in per.values() for s in v}):
         rows = [v[s] for v in per.values() if s in v and v[s]["ratio"] is not None]
