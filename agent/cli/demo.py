@@ -178,11 +178,15 @@ SETTLE_S = 20.0  # the live figures "after the first 20 s": the aligners have co
 
 def stream_errors(rec: dict, st) -> tuple[np.ndarray, np.ndarray]:
     """Corrected time minus true time (ns), and the true time, of every recorded sample that has a truth entry."""
-    seq = rec["seq"]
-    ok = seq < len(st.true_ns)
     if rec["ref_ns"] is None:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return rec["ref_ns"][ok] - st.true_ns[seq[ok]], st.true_ns[seq[ok]]
+    return st.errors(rec["seq"], rec["ref_ns"])
+
+
+def chunk_errors(chunks, st) -> tuple[np.ndarray, np.ndarray]:
+    """``stream_errors`` of one stream's corrected chunks."""
+    return st.errors(np.concatenate([np.arange(c.seq, c.seq_end) for c in chunks]),
+                     np.concatenate([c.ref_ns for c in chunks]))
 
 
 def build_report(data: dict, truth, sent: dict, hub_stats: dict, duration: float) -> dict:
@@ -233,11 +237,9 @@ def add_offline_errors(report: dict, data: dict, truth) -> None:
         st = truth.streams.get(s["name"])
         if not chunks or st is None:
             continue
-        seq = np.concatenate([np.arange(c.seq, c.seq_end) for c in chunks])
-        ref = np.concatenate([c.ref_ns for c in chunks])
-        ok = seq < len(st.true_ns)
-        err = np.abs(ref[ok] - st.true_ns[seq[ok]]) / 1e3
-        settled = st.true_ns[seq[ok]] >= truth.origin_ns + SETTLE_S * 1e9  # as the live figure: live / offline
+        err, t_true = chunk_errors(chunks, st)
+        err = np.abs(err) / 1e3
+        settled = t_true >= truth.origin_ns + SETTLE_S * 1e9  # as the live figure: live / offline
         s["offline"] = {"method": chunks[-1].method, "error_us": _error_summary(err),
                         "error_us_after_20s": _error_summary(err[settled])}
 

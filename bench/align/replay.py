@@ -23,6 +23,7 @@ import numpy as np
 from synchub.agent.align.calibration import SIM_TABLE, SigmaTable
 from synchub.agent.align.tracker import AlignmentTracker, calibrated_settings
 from synchub.agent.align.window import load_runners, modality_of
+from synchub.agent.cli.demo import SETTLE_S, chunk_errors
 from synchub.agent.clock.replay import correct_recording
 from synchub.agent.clock.settings import ClockLayerConfig
 from synchub.agent.core.evidence import OffsetEstimate
@@ -31,7 +32,6 @@ from synchub.argtypes import nonnegative, positive
 from synchub.drivers.sim.truth import Truth
 from synchub.errors import UserError
 
-SETTLE_S = 20.0  # as the demo's "after the first 20 s"
 RATIO = 1.5  # issue 14: live within 1.5 x offline
 
 
@@ -75,12 +75,9 @@ def settled_median_us(chunks, truth, stream: str, settle_s: float = SETTLE_S) ->
     cs = [c for c in chunks if c.stream == stream and c.ref_ns is not None]
     if st is None or not cs:
         return None
-    seq = np.concatenate([np.arange(c.seq, c.seq_end) for c in cs])
-    ref = np.concatenate([c.ref_ns for c in cs])
-    ok = seq < len(st.true_ns)
-    err = np.abs(ref[ok] - st.true_ns[seq[ok]]) / 1e3
-    late = st.true_ns[seq[ok]] >= truth.origin_ns + settle_s * 1e9
-    return float(np.median(err[late])) if late.any() else None
+    err, t_true = chunk_errors(cs, st)
+    late = t_true >= truth.origin_ns + settle_s * 1e9
+    return float(np.median(np.abs(err[late]))) / 1e3 if late.any() else None
 
 
 def replay_session(folder: Path, runners, table, window_s: float, first_window_s: float | None,
@@ -91,6 +88,9 @@ def replay_session(folder: Path, runners, table, window_s: float, first_window_s
     cfg = ClockLayerConfig.from_dict(raw.clock_config)
     aligned = {n: o.align_to for n, o in cfg.streams.items() if o.align_to and n in raw.infos}
     evidence = [e for e in raw.evidence if not (isinstance(e, OffsetEstimate) and e.stream in aligned)]
+    need = {modality_of(raw.infos[n]) for pair in aligned.items() for n in pair} - set(runners)
+    if need:  # the encoders this recording's pairs use, loaded once for every recording
+        runners.update(load_runners(sorted(need)))
     for target, ref in aligned.items():
         rec = data["streams"][ref]
         by_seq = dict(zip(rec["seq"].tolist(), rec["ref_ns"].tolist(), strict=True))
@@ -119,7 +119,7 @@ def run(args) -> int:
         if missing:
             raise UserError(f"{f}: not a demo output folder (no {', '.join(missing)}; run synchub demo --out DIR)")
     table = SigmaTable.load(SIM_TABLE)
-    runners = load_runners(["imu", "audio", "video", "text", "telemetry", "image"])
+    runners: dict = {}  # filled per recording with the encoders its aligned pairs need
     window, hop = float(args.window), float(args.hop)
     per = {}
     for f in folders:

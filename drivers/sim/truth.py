@@ -60,6 +60,13 @@ class StreamTruth:
     def __len__(self) -> int:
         return len(self.true_ns)
 
+    def errors(self, seq, ref_ns) -> tuple[np.ndarray, np.ndarray]:
+        """Corrected time ``ref_ns`` minus true time (ns) of the samples numbered ``seq`` that have a truth entry,
+        and their true times."""
+        seq = np.asarray(seq)
+        ok = seq < len(self.true_ns)
+        return np.asarray(ref_ns)[ok] - self.true_ns[seq[ok]], self.true_ns[seq[ok]]
+
 
 @dataclass
 class TriggerTruth:
