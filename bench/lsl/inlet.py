@@ -190,7 +190,7 @@ def run(args) -> int:
         rec.join(10)
         if proc.returncode != 0 or not truth_path.exists():
             raise UserError(f"bench lsl-inlet: the outlet process failed (exit {proc.returncode})")
-        truth = np.load(truth_path)
+        truth = np.load(truth_path, allow_pickle=False)  # numpy's default, said as everywhere else
         true_ns = truth["true_ns"]
         warm = int(args.warmup_s * args.rate)
 
