@@ -19,6 +19,7 @@ masked and counted in ``Embedding.problems`` and ``EncoderRunner.counts``; the r
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pathlib
@@ -66,6 +67,18 @@ def model_path(modality: str, model_dir=None) -> pathlib.Path:
     """``<model_dir>/<modality>.onnx``; by default from ``$SYNCHUB_MODEL_DIR`` (e.g. to benchmark a freshly
     trained set: ``SYNCHUB_MODEL_DIR=out synchub bench align --real``), else the shipped models."""
     return pathlib.Path(model_dir or os.environ.get(MODEL_DIR_ENV) or MODEL_DIR) / f"{modality}.onnx"
+
+
+def fingerprints(modalities, model_dir=None) -> dict[str, str | None]:
+    """``{modality: first 16 hex digits of the SHA-256 of its .onnx file}`` (None where there is none): what a
+    sigma table fitted with these encoders records, so that a table and another set of encoders are told apart."""
+    out: dict[str, str | None] = {}
+    for m in sorted(set(modalities)):
+        try:
+            out[m] = hashlib.sha256(model_path(m, model_dir).read_bytes()).hexdigest()[:16]
+        except OSError:
+            out[m] = None
+    return out
 
 
 def available_modalities(model_dir=None) -> list[str]:

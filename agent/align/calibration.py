@@ -144,6 +144,17 @@ class SigmaTable:
                          for p in d["pairs"]), {k: v for k, v in d.items() if k not in ("pairs", "windows")},
                    tuple((w["pair"][0], w["pair"][1], w["method"], float(w["scale"])) for w in d.get("windows", ())))
 
+    def modalities(self) -> set[str]:
+        """Every modality the table has a pair of."""
+        return {m for e in self.scales for m in e[:2]} | {m for e in self.windows for m in e[:2]}
+
+    def stale(self, fingerprints: dict) -> list[str]:
+        """The modalities whose encoder (``fingerprints``: modality -> ``synchub.models.runner.fingerprints``) is
+        not the one the table was fitted with (``source["encoders"]``, written by the fit); [] when they all are or
+        the table does not say."""
+        fitted = self.source.get("encoders") or {}
+        return sorted(m for m, f in fitted.items() if m in fingerprints and fingerprints[m] != f)
+
     def of(self, a: str, b: str) -> tuple[float, float]:
         """(k, g in ns) of the pair (a, b); (1, 0) when it has no entry."""
         for m1, m2, k, g in self.scales:

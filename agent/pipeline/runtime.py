@@ -32,6 +32,7 @@ from synchub.drivers.base import DriverContext
 from synchub.drivers.gpio import make_trigger_input
 from synchub.drivers.ntp import NtpMonitor
 from synchub.drivers.sim.rig import SimRig
+from synchub.models.runner import fingerprints
 
 from .chunkqueue import BoundedQueue, DerivedChunk
 from .hub import Hub
@@ -58,10 +59,16 @@ def sigma_table(simulated: bool) -> SigmaTable | None:
     else the real-signal corpus's (``synchub.agent.align.calibration``); None when it is not installed."""
     path = SIM_TABLE if simulated else REAL_TABLE
     try:
-        return SigmaTable.load(path)
+        table = SigmaTable.load(path)
     except (OSError, ValueError, KeyError) as exc:
         log.warning("alignment: no sigma table (%s): the aligners' own sigmas are used", exc)
         return None
+    stale = table.stale(fingerprints(table.modalities()))
+    if stale:  # e.g. encoders retrained on this rig ($SYNCHUB_MODEL_DIR): the table's coverage is not theirs
+        log.warning("alignment: the sigma table %s was fitted with other %s encoders than these: the aligners' "
+                    "uncertainties are not calibrated for them until it is refitted (synchub bench align "
+                    "--fit-sigma)", path.name, ", ".join(stale))
+    return table
 
 
 class Agent:

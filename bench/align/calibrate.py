@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import collections
 import datetime
+import sys
 
 import numpy as np
 
-from synchub.agent.align.calibration import coverage, fit_scale, fit_scale_floor
+from synchub.agent.align.calibration import SigmaTable, coverage, fit_scale, fit_scale_floor
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
+from synchub.models.runner import fingerprints
 
 
 def _r(v, p=3):
@@ -100,6 +102,18 @@ def fit_pairs(samples: dict, source: dict, target: float = 0.68) -> dict:
                       "cover_2sigma_pct_before": _r(100 * coverage(e[ok], s[ok], 2.0), 2),
                       "cover_1sigma_pct_fitted": _r(100 * coverage(e[ok], t), 2),
                       "cover_2sigma_pct_fitted": _r(100 * coverage(e[ok], t, 2.0), 2)})
+    encoders = fingerprints({m for pair in samples for m in pair[:2]})
     return {"what": "per modality pair, the calibrated 1-sigma scale * sqrt(sigma^2 + floor^2) of the hybrid "
                     "path's reported uncertainty (agent/align/calibration.py SigmaTable)",
-            **source, "target_1sigma": target, "date": datetime.date.today().isoformat(), "pairs": pairs}
+            **source, "target_1sigma": target, "date": datetime.date.today().isoformat(), "encoders": encoders,
+            "pairs": pairs}
+
+
+def checked(table: SigmaTable, warn=lambda line: print(line, file=sys.stderr)) -> SigmaTable:
+    """``table``, after one ``warn`` line if it was fitted with other encoders than those loaded now
+    (``$SYNCHUB_MODEL_DIR``: a candidate set judged with the shipped table)."""
+    stale = table.stale(fingerprints(table.modalities()))
+    if stale:
+        warn(f"warning: the sigma table was fitted with other {', '.join(stale)} encoders than these: its coverage "
+             "does not hold for them until it is refitted (--fit-sigma)")
+    return table

@@ -59,7 +59,7 @@ from synchub.argtypes import positive
 from synchub.errors import UserError
 from synchub.models import corpus
 
-from .calibrate import fit_table, fit_window_table, table_pair_coverage
+from .calibrate import checked, fit_table, fit_window_table, table_pair_coverage
 from .hold import EarlyHold
 from .pairs import feed_window, hybrid_events
 from .streams import cut, embed_stream
@@ -359,7 +359,7 @@ def run(args) -> int:
         raise UserError("--duration must be >= 30 s and --speech + --sounds >= 1")
     if args.fit_sigma and args.split != "calibration":
         raise UserError("--fit-sigma fits on the calibration split only: add --split calibration")
-    table = SigmaTable((), {"none": "--fit-sigma fits the raw sigmas"}) if args.fit_sigma else SIGMA_TABLE
+    table = SigmaTable((), {"none": "raw sigmas (--fit-sigma)"}) if args.fit_sigma else checked(SIGMA_TABLE)
     if args.fit_sigma and not {"hybrid"} <= set(methods) or args.fit_sigma and "live" not in modes:
         raise UserError("--fit-sigma needs the hybrid method in live mode")
     specs = corpus.plan(args.split, args.speech, "speech", args.duration) + \

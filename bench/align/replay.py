@@ -32,6 +32,8 @@ from synchub.argtypes import nonnegative, positive
 from synchub.drivers.sim.truth import Truth
 from synchub.errors import UserError
 
+from .calibrate import checked
+
 RATIO = 1.5  # issue 14: live within 1.5 x offline
 
 
@@ -118,7 +120,7 @@ def run(args) -> int:
         missing = [n for n in ("session.mcap", "truth.npz") if not (f / n).is_file()]
         if missing:
             raise UserError(f"{f}: not a demo output folder (no {', '.join(missing)}; run synchub demo --out DIR)")
-    table = SigmaTable.load(SIM_TABLE)
+    table = checked(SigmaTable.load(SIM_TABLE))
     runners: dict = {}  # filled per recording with the encoders its aligned pairs need
     window, hop = float(args.window), float(args.hop)
     per = {}

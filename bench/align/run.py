@@ -65,7 +65,7 @@ from synchub.drivers.sim.world import MARKER_RULES, World, WorldSpec
 from synchub.errors import UserError
 
 from . import real, replay
-from .calibrate import fit_pairs, fit_windows
+from .calibrate import checked, fit_pairs, fit_windows
 from .pairs import PairOutcome, pooled_coverage, run_pair, summarize, tolerance_ns
 from .scenario import DEFAULT_PAIRS, BenchSpec, load_scenario
 from .streams import render_streams
@@ -88,7 +88,7 @@ def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: 
     and neural window sigmas' scales fitted on it), the second with those scales (the hybrid's output table fitted
     on it): the result carries ``sigma_table`` fitted on these seeds."""
     if table is None:
-        table = SigmaTable((), {}) if fit or not SIM_TABLE.exists() else SigmaTable.load(SIM_TABLE)
+        table = SigmaTable((), {}) if fit or not SIM_TABLE.exists() else checked(SigmaTable.load(SIM_TABLE), log)
     pairs = [(p.name, p.ref, p.targets) for p in bench.pairs] or list(DEFAULT_PAIRS)
     modalities = {m for _, r, ts in pairs for m in (r, *ts)}
     runners = {}

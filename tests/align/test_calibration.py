@@ -152,3 +152,14 @@ def test_window_scales_are_read_per_pair_and_reach_the_window_aligner(tmp_path):
     assert (wa.s.classical_sigma_k, wa.s.neural_sigma_k) == (1.4, 0.3)
     imu = StreamInfo("imu", "imu", 200.0, 6)
     assert WindowAligner(mic, imu, settings=s).s.neural_sigma_k is None  # no entry: uncalibrated
+
+
+def test_a_table_says_which_encoders_it_was_fitted_with_and_which_differ_now():
+    table = K.SigmaTable((("audio", "imu", 2.0, 0.0),), {"encoders": {"audio": "aa", "imu": "bb"}},
+                         (("audio", "video", "neural", 0.2),))
+    assert table.modalities() == {"audio", "imu", "video"}
+    assert table.stale({"audio": "aa", "imu": "bb", "video": "cc"}) == []
+    assert table.stale({"audio": "aa", "imu": "b2"}) == ["imu"]
+    assert table.stale({"audio": None, "imu": "b2"}) == ["audio", "imu"]  # a missing file is not the fitted one
+    assert table.stale({"text": "zz"}) == []  # modalities the table does not record
+    assert K.SigmaTable((("audio", "imu", 2.0, 0.0),), {}).stale({"audio": "x"}) == []  # a table that does not say
