@@ -203,7 +203,7 @@ class AlignmentTracker:
         out: list[OffsetEstimate] = []
         while self.next_d1 is not None and self.tgt.last is not None:
             d1 = self.next_d1
-            d0 = max(int(self.start_ns), d1 - self.window_ns)  # the first windows grow to window_s
+            d0 = self._window_start(d1)
             if self.tgt.last < d1:
                 break
             prior = self.prior_ns((d0 + d1) // 2)
@@ -235,11 +235,16 @@ class AlignmentTracker:
                 self.counts["abstained"] += 1
                 self._count(res.reason)
             self.next_d1 = d1 + self.hop_ns
-            keep = max(int(self.start_ns), self.next_d1 - self.window_ns)
+            keep = self._window_start(self.next_d1)
             self.tgt.trim_before(keep)
             self._lat.trim_before(keep)
             self.ref.trim_before(self.win.ref_range((keep, self.next_d1), prior)[0] - self.window_ns)
         return out
+
+    def _window_start(self, d1: int) -> int:
+        """Where the window ending at ``d1`` starts: ``window_s`` before, or the target's first sample (the first
+        windows grow to ``window_s``)."""
+        return max(int(self.start_ns), d1 - self.window_ns)
 
     def _bounded(self, res: AlignResult, bound: int | None) -> AlignResult:
         """The arrival bound, live: an estimate above it within slack + 3 sigma is moved onto it; one further

@@ -16,7 +16,7 @@ import numpy as np
 
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import NS
-from synchub.models.runner import EncoderRunner, NoModelError
+from synchub.models.runner import EncoderRunner, NoModelError, fingerprints
 
 from .aligner import Aligner, AlignerSettings, AlignResult, abstain, apply_arrival_bound, gcc_fine
 from .calibration import pair_floor_ns, window_scales
@@ -50,6 +50,15 @@ def load_runners(modalities, providers=None) -> dict[str, Any]:
         except Exception as exc:  # a broken model file: refused at load, the aligner abstains with the reason
             out[m] = f"model for {m} refused ({exc})"
     return out
+
+
+def table_mismatch(table) -> str:
+    """"" when the sigma ``table`` (``calibration.SigmaTable``) was fitted with the encoders loaded now, else one
+    line naming those that differ (``$SYNCHUB_MODEL_DIR``: retrained on a rig, or a candidate set being judged)."""
+    stale = table.stale(fingerprints(table.modalities()))
+    return "" if not stale else (f"the sigma table was fitted with other {', '.join(stale)} encoders than these: "
+                                 "its coverage does not hold for them until it is refitted (synchub bench align "
+                                 "--fit-sigma)")
 
 
 class WindowAligner:

@@ -17,7 +17,7 @@ from synchub.agent.align.fusion import Fuser
 from synchub.agent.align.latency import PairKey
 from synchub.agent.align.markers import rules_from
 from synchub.agent.align.tracker import AlignmentTracker, calibrated_settings
-from synchub.agent.align.window import load_runners, modality_of
+from synchub.agent.align.window import load_runners, modality_of, table_mismatch
 from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.settings import ClockLayerConfig
 from synchub.agent.config.schema import Config
@@ -32,7 +32,6 @@ from synchub.drivers.base import DriverContext
 from synchub.drivers.gpio import make_trigger_input
 from synchub.drivers.ntp import NtpMonitor
 from synchub.drivers.sim.rig import SimRig
-from synchub.models.runner import fingerprints
 
 from .chunkqueue import BoundedQueue, DerivedChunk
 from .hub import Hub
@@ -63,11 +62,9 @@ def sigma_table(simulated: bool) -> SigmaTable | None:
     except (OSError, ValueError, KeyError) as exc:
         log.warning("alignment: no sigma table (%s): the aligners' own sigmas are used", exc)
         return None
-    stale = table.stale(fingerprints(table.modalities()))
-    if stale:  # e.g. encoders retrained on this rig ($SYNCHUB_MODEL_DIR): the table's coverage is not theirs
-        log.warning("alignment: the sigma table %s was fitted with other %s encoders than these: the aligners' "
-                    "uncertainties are not calibrated for them until it is refitted (synchub bench align "
-                    "--fit-sigma)", path.name, ", ".join(stale))
+    why = table_mismatch(table)
+    if why:  # e.g. encoders retrained on this rig ($SYNCHUB_MODEL_DIR): the table's coverage is not theirs
+        log.warning("alignment: %s (%s)", why, path.name)
     return table
 
 

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 
 from synchub.agent.align.calibration import SigmaTable, coverage, fit_scale, fit_scale_floor
+from synchub.agent.align.window import table_mismatch
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.models.runner import fingerprints
 
@@ -112,8 +113,7 @@ def fit_pairs(samples: dict, source: dict, target: float = 0.68) -> dict:
 def checked(table: SigmaTable, warn=lambda line: print(line, file=sys.stderr)) -> SigmaTable:
     """``table``, after one ``warn`` line if it was fitted with other encoders than those loaded now
     (``$SYNCHUB_MODEL_DIR``: a candidate set judged with the shipped table)."""
-    stale = table.stale(fingerprints(table.modalities()))
-    if stale:
-        warn(f"warning: the sigma table was fitted with other {', '.join(stale)} encoders than these: its coverage "
-             "does not hold for them until it is refitted (--fit-sigma)")
+    why = table_mismatch(table)
+    if why:
+        warn("warning: " + why)
     return table
