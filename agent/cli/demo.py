@@ -74,6 +74,21 @@ def _start_collector(endpoint: str, out: Path, log_path: Path, keys: dict[str, s
     return proc
 
 
+COLLECTOR_START_S = 120.0  # a Pi Zero, or arm64 under qemu (~15 s), starts the collector's Python slowly
+
+
+def _wait_listening(collector: subprocess.Popen, log_path: Path, timeout_s: float = COLLECTOR_START_S) -> None:
+    """Until the collector says it is listening: the session's seconds count from then, so a slow machine's demo
+    does not end (and stop the collector) before the agent's data could reach it."""
+    t_end = time.monotonic() + timeout_s
+    while b"listening on" not in log_path.read_bytes():
+        if collector.poll() is not None:
+            raise UserError(f"collector exited early (status {collector.returncode}); see {log_path}")
+        if time.monotonic() > t_end:
+            raise UserError(f"collector not listening after {timeout_s:.0f} s; see {log_path}")
+        time.sleep(0.1)
+
+
 def _progress(frac: float, status: dict, width: int = 30) -> str:
     filled = int(width * min(1.0, frac))
     sent = sum(v["sent"] for v in status["streams"].values())
@@ -105,6 +120,7 @@ def run(args) -> int:
 
     collector = _start_collector(endpoint, rec_dir / "rec", out / "collector.log", keys)
     try:
+        _wait_listening(collector, out / "collector.log")
         try:
             agent = Agent(config)
         except AgentError as exc:

@@ -1,13 +1,18 @@
 """End to end: simulated rig -> agent -> ZeroMQ -> collector process -> MCAP, read back with the mcap library."""
 
 import json
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
+from synchub.agent.cli.demo import _wait_listening
 from synchub.agent.core.evidence import TriggerEdge, UtcSample
 from synchub.agent.formats.mcap_read import read_session
 from synchub.cli import main
+from synchub.errors import UserError
 
 
 @pytest.mark.slow
@@ -89,3 +94,28 @@ def test_offline_rerun_of_a_recording(tmp_path):
     assert mic["ratio"] == pytest.approx(mic["live_us"] / mic["offline_us"], rel=1e-2)
     assert doc["summary"]["mic0"]["recordings"] == 1
     assert main(["bench", "align", "--replay", str(tmp_path)]) == 2  # not a demo folder: one line, no traceback
+
+
+def test_the_demo_counts_its_seconds_from_a_listening_collector(tmp_path):
+    """A slow machine (arm64 under qemu: ~15 s) must not end the session before the collector listens; a collector
+    that dies or never listens is one line."""
+    def child(code: str, log):
+        return subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
+
+    log_path = tmp_path / "collector.log"
+    with open(log_path, "wb") as log:
+        p = child("import time; time.sleep(0.5); print('collector listening on tcp://x', flush=True); "
+                  "time.sleep(5)", log)
+        t0 = time.monotonic()
+        _wait_listening(p, log_path, timeout_s=30)
+        assert time.monotonic() - t0 >= 0.4  # it waited for the line
+        p.kill()
+    with open(log_path, "wb") as log:
+        p = child("import sys; sys.exit(3)", log)
+        with pytest.raises(UserError, match=r"collector exited early \(status 3\)"):
+            _wait_listening(p, log_path, timeout_s=30)
+    with open(log_path, "wb") as log:
+        p = child("import time; time.sleep(30)", log)
+        with pytest.raises(UserError, match="collector not listening after 1 s"):
+            _wait_listening(p, log_path, timeout_s=1)
+        p.kill()
