@@ -47,6 +47,9 @@ class FilterBank:
         self._probation: list[tuple[float, float, float]] = []
         self.vetted = False  # started from measurements that agreed: the gate applies from the next one
         self.skew_measured = False  # skew0 was measured on this segment (``prior_skew``), not assumed
+        # the two-sided ``smooth``'s skew prior (skew, variance) where the same evidence, seen whole, measured it
+        # better than when the live filter started (``smooth_skew``); None: skew0, skew_var0
+        self._smooth_prior: tuple[float, float] | None = None
         self.forget_ns = forget_s * NS
         self.x = np.zeros((self.K, 2))
         self.P = np.zeros((self.K, 2, 2))
@@ -87,6 +90,16 @@ class FilterBank:
         so that a few noisy first offsets do not fit a drift (and extrapolate it seconds ahead)."""
         if self.n == 0 and sd * sd < self.skew_var0:
             self.skew0, self.skew_var0, self.skew_measured = float(skew), float(sd) ** 2, True
+
+    def smooth_skew(self, skew: float, sd: float) -> None:
+        """For the two-sided ``smooth`` only: the skew prior as the whole recording's arrivals measure it over the
+        span of the logged measurements, where it is the better one: the prior was measured too (``prior_skew``:
+        from the arrivals seen by the filter's first measurement, seconds of them) or is wider (the default).  A
+        filter on a handful of ms-noisy aligner offsets would fit the drift through them otherwise; the
+        filters weigh this prior against them by its variance."""
+        if (self.skew_measured or sd * sd < self.skew_var0) and (skew, sd * sd) != self._smooth_prior:
+            self._smooth_prior = (float(skew), float(sd) ** 2)
+            self._cache = None
 
     def reopen(self, offset_var: float, skew_var: float) -> None:
         """Evidence from elsewhere says the clock moved beyond what the filters predict (a trigger back after a
@@ -266,14 +279,15 @@ class FilterBank:
         passes of the filters that count in the mixture; cached until new evidence."""
         if self._cache is not None and self._cache[0] == len(self.log_d):
             return self._cache[1:]
+        skew0, var0 = self._smooth_prior or (self.skew0, self.skew_var0)
         order = np.argsort(np.asarray(self.log_d), kind="stable")
         ld = np.asarray(self.log_d)[order]
         lz = np.asarray(self.log_z)[order]
         lr = np.asarray(self.log_r)[order]
         for _ in range(2):
-            ks, w = mixture(filter_pass(ld, lz, lr, self.q, self.skew_var0, self.rs, store=False, skew0=self.skew0)[3])
-            fw = filter_pass(ld, lz, lr, self.q[ks], self.skew_var0, self.rs[ks], skew0=self.skew0)
-            bw = filter_pass(-ld[::-1], lz[::-1], lr[::-1], self.q[ks], self.skew_var0, self.rs[ks], skew0=-self.skew0)
+            ks, w = mixture(filter_pass(ld, lz, lr, self.q, var0, self.rs, store=False, skew0=skew0)[3])
+            fw = filter_pass(ld, lz, lr, self.q[ks], var0, self.rs[ks], skew0=skew0)
+            bw = filter_pass(-ld[::-1], lz[::-1], lr[::-1], self.q[ks], var0, self.rs[ks], skew0=-skew0)
             if len(ld) < 5:
                 break
             # a measurement the others (both sides of it) put beyond OUTLIER_SIGMA was let in while the live

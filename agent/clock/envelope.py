@@ -122,17 +122,18 @@ class Envelope:
         device, say nothing of the skew)."""
         if self.line is None or self.closed < min_blocks:
             return None
-        dc, a, b = self.line
         lo = bisect.bisect_left(self.d, self.d[-1] - self.window_ns) if self.d else 0
-        wd, wm = np.asarray(self.d[lo:]), np.asarray(self.m[lo:])
+        return _slope_sd(np.asarray(self.d[lo:]), np.asarray(self.m[lo:]), self.line, min_blocks, floor)
+
+    def slope_over(self, d_lo: float, d_hi: float, min_blocks: int = 8,
+                   floor: float = SLOPE_SIGMA_FLOOR) -> tuple[float, float] | None:
+        """``slope`` of the hull line through the block minima kept between device times ``d_lo`` and ``d_hi``
+        (the two-sided path: the skew over a span of the recording, every arrival of it seen); None as ``slope``."""
+        i0, i1 = bisect.bisect_left(self.d, d_lo), bisect.bisect_right(self.d, d_hi)
+        wd, wm = np.asarray(self.d[i0:i1]), np.asarray(self.m[i0:i1])
         if len(wd) < min_blocks:
             return None
-        res = wm - (a + b * (wd - dc))
-        scatter = 1.4826 * float(np.median(np.abs(res - np.median(res))))
-        if not scatter >= 1.0:  # (ns)
-            return None
-        sd = scatter * float(np.sqrt(12.0 / len(wd))) / max(float(wd[-1] - wd[0]), 1.0)
-        return b, max(sd, floor)
+        return _slope_sd(wd, wm, hull_line(wd, wm), min_blocks, floor)
 
     def points(self) -> tuple[np.ndarray, np.ndarray]:
         d, m = list(self.d), list(self.m)
@@ -191,6 +192,19 @@ class Envelope:
             dc, a, b = hull_line(pd[sel], pm[sel])
             vals.append(a + b * (c - dc))
         return ("many", centres, np.asarray(vals))
+
+
+def _slope_sd(wd: np.ndarray, wm: np.ndarray, line, min_blocks: int, floor: float) -> tuple[float, float] | None:
+    """(slope, 1-sigma) of ``line`` (x_c, a, b) through block minima ``wd``, ``wm`` (``Envelope.slope``)."""
+    if len(wd) < min_blocks:
+        return None
+    dc, a, b = line
+    res = wm - (a + b * (wd - dc))
+    scatter = 1.4826 * float(np.median(np.abs(res - np.median(res))))
+    if not scatter >= 1.0:  # (ns)
+        return None
+    sd = scatter * float(np.sqrt(12.0 / len(wd))) / max(float(wd[-1] - wd[0]), 1.0)
+    return b, max(sd, floor)
 
 
 def hull_line(x: np.ndarray, y: np.ndarray, centre: float | None = None) -> tuple[float, float, float]:

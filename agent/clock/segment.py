@@ -104,6 +104,8 @@ class Segment:
     fallback_offsets: int = 0
     shared_var: float = 0.0  # the latest offset's shared error variance (``OffsetEstimate.shared_ns``), ns^2
     floor: ArrivalFloor = field(default_factory=lambda: ArrivalFloor())
+    # per bank: (bank, measurements logged, blocks closed) when its smooth skew prior was last measured
+    _prior_key: dict = field(default_factory=dict)
 
     # ---- extent
     @property
@@ -223,7 +225,12 @@ class Segment:
             return np.zeros(len(d)), np.full(len(d), float(UNKNOWN_UNC_NS) ** 2)
         if bank.n == 0:
             return np.zeros(len(d)), np.full(len(d), float(UNKNOWN_UNC_NS) ** 2)
-        a, var = bank.smooth(d) if smooth and len(bank.log_d) >= 2 else bank.predict(d)
+        if smooth and len(bank.log_d) >= 2:
+            if bank is self.trig and not self.edges:
+                self._smooth_skew_prior(bank)
+            a, var = bank.smooth(d)
+        else:
+            a, var = bank.predict(d)
         if self.fall is not None and bank is self.trig:
             # beyond it the edges' extrapolation assumes the clock stays as steady as it was while they came; what
             # the pause may hold is the bank's widest random walk (the fallback bank holds the same state, and the
@@ -235,6 +242,19 @@ class Segment:
         if m == "probes":  # consistent centres say nothing of the link's asymmetry (add its bound) nor of the wander
             var = var + self.band**2 + self.wander
         return a, var
+
+    def _smooth_skew_prior(self, bank: FilterBank) -> None:
+        """Offsets alone (no edges): the two-sided estimate's skew prior is the arrivals' slope over the span
+        of the bank's measurements (a half window beyond each end), measured on every arrival of it
+        (``FilterBank.smooth_skew``)."""
+        key = (id(bank), len(bank.log_d), self.env.closed)
+        if key == self._prior_key.get(id(bank)):
+            return
+        self._prior_key[id(bank)] = key
+        half = self.env.window_ns / 2
+        measured = self.env.slope_over(min(bank.log_d) - half, max(bank.log_d) + half)
+        if measured is not None:
+            bank.smooth_skew(*measured)
 
     def bank_for(self, m: str) -> FilterBank:
         """The filter bank behind estimator ``m`` ("triggers", "hybrid", "neural", "probes")."""
