@@ -19,7 +19,7 @@ from synchub.agent.core.units import NS
 from synchub.models.runner import EncoderRunner, NoModelError, fingerprints
 
 from .aligner import Aligner, AlignerSettings, AlignResult, abstain, apply_arrival_bound, gcc_fine
-from .calibration import pair_floor_ns, window_scales
+from .calibration import REAL_TABLE, SIM_TABLE, SigmaTable, pair_floor_ns, window_scales
 from .markers import MarkerSemantics
 from .onsets import onsets
 
@@ -59,6 +59,22 @@ def table_mismatch(table) -> str:
     return "" if not stale else (f"the sigma table was fitted with other {', '.join(stale)} encoders than these: "
                                  "its coverage does not hold for them until it is refitted (synchub bench align "
                                  "--fit-sigma)")
+
+
+def sigma_table(simulated: bool) -> SigmaTable | None:
+    """The fitted sigma table aligned windows are weighed by: the simulated rig's for a simulated rig, else the
+    real-signal corpus's (the agent's live aligners, ``synchub align``'s aligner links); None (logged) when it is not
+    installed; a warning when it was fitted with other encoders (``table_mismatch``)."""
+    path = SIM_TABLE if simulated else REAL_TABLE
+    try:
+        table = SigmaTable.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("alignment: no sigma table (%s): the aligners' own sigmas are used", exc)
+        return None
+    why = table_mismatch(table)
+    if why:  # e.g. encoders retrained on this rig ($SYNCHUB_MODEL_DIR): the table's coverage is not theirs
+        log.warning("alignment: %s (%s)", why, path.name)
+    return table
 
 
 class WindowAligner:

@@ -12,12 +12,11 @@ import threading
 import time
 from typing import Any
 
-from synchub.agent.align.calibration import REAL_TABLE, SIM_TABLE, SigmaTable
 from synchub.agent.align.fusion import Fuser
 from synchub.agent.align.latency import PairKey
 from synchub.agent.align.markers import rules_from
 from synchub.agent.align.tracker import AlignmentTracker, calibrated_settings
-from synchub.agent.align.window import load_runners, modality_of, table_mismatch
+from synchub.agent.align.window import load_runners, modality_of, sigma_table
 from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.settings import ClockLayerConfig
 from synchub.agent.config.schema import Config
@@ -51,21 +50,6 @@ def _driver_class(name: str):
         return registry.load(name).driver
     except ImportError as exc:  # DriverUnavailable: one line naming the driver
         raise AgentError(str(exc)) from None
-
-
-def sigma_table(simulated: bool) -> SigmaTable | None:
-    """The fitted sigma table the live aligners weigh their estimates by: the simulated rig's for a simulated rig,
-    else the real-signal corpus's (``synchub.agent.align.calibration``); None when it is not installed."""
-    path = SIM_TABLE if simulated else REAL_TABLE
-    try:
-        table = SigmaTable.load(path)
-    except (OSError, ValueError, KeyError) as exc:
-        log.warning("alignment: no sigma table (%s): the aligners' own sigmas are used", exc)
-        return None
-    why = table_mismatch(table)
-    if why:  # e.g. encoders retrained on this rig ($SYNCHUB_MODEL_DIR): the table's coverage is not theirs
-        log.warning("alignment: %s (%s)", why, path.name)
-    return table
 
 
 class Agent:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from synchub.agent.align.calibration import REAL_TABLE, SIM_TABLE, SigmaTable
-from synchub.agent.pipeline.runtime import sigma_table
+from synchub.agent.align.window import sigma_table
 from synchub.bench.align.calibrate import checked, fit_pairs
 from synchub.models.runner import MODEL_DIR, MODEL_DIR_ENV, fingerprints
 

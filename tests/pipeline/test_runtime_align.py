@@ -3,6 +3,7 @@
 from dataclasses import replace
 from importlib import resources
 
+from synchub.agent.align import window
 from synchub.agent.align.aligner import AlignerSettings
 from synchub.agent.align.calibration import (
     REAL_TABLE,
@@ -12,9 +13,9 @@ from synchub.agent.align.calibration import (
     window_scales,
 )
 from synchub.agent.align.tracker import calibrated_settings
+from synchub.agent.align.window import sigma_table
 from synchub.agent.config.loader import load_config
-from synchub.agent.pipeline import runtime
-from synchub.agent.pipeline.runtime import Agent, sigma_table
+from synchub.agent.pipeline.runtime import Agent
 
 
 class Outlet:
@@ -55,6 +56,6 @@ def test_calibrated_settings_go_with_their_table():
 def test_a_real_rig_gets_the_real_corpus_table_and_a_missing_one_is_no_error(monkeypatch, tmp_path, caplog):
     assert sigma_table(False) == SigmaTable.load(REAL_TABLE)
     assert sigma_table(False).source["split"] == "calibration"
-    monkeypatch.setattr(runtime, "REAL_TABLE", tmp_path / "none.json")
+    monkeypatch.setattr(window, "REAL_TABLE", tmp_path / "none.json")
     assert sigma_table(False) is None
     assert "no sigma table" in caplog.text

@@ -18,15 +18,15 @@ iterating the pieces it is given.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from synchub.agent.align.aligner import AlignerSettings
+from synchub.agent.align.calibration import SigmaTable
 from synchub.agent.align.drift import DriftTracker
+from synchub.agent.align.tracker import calibrated_settings, window_evidence
 from synchub.agent.align.window import WindowAligner, load_runners, modality_of
 from synchub.agent.clock.barcode import BarcodeDecoder
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
@@ -185,17 +185,18 @@ class _Buf:
 
 def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Iterator, tgt: Iterator, prior_ns: int,
                  method: str = "hybrid", window_s: float = 16.0, hop_s: float = 4.0,
-                 settings: AlignerSettings | None = None) -> Link:
+                 settings: AlignerSettings | None = None, table: SigmaTable | None = None) -> Link:
     """A link from the aligner: ``ref`` yields ``(reference-clock times, data)`` of the reference stream, ``tgt``
-    ``(file-clock times, data)`` of the target stream, both in time order."""
+    ``(file-clock times, data)`` of the target stream, both in time order.  ``table``: the sigma table its
+    windows are calibrated by, with the aligner settings fitted with it (``calibrated_settings``), as the live
+    ``AlignmentTracker`` runs them (``settings`` overrides those)."""
     runners = load_runners({modality_of(ref_info), modality_of(tgt_info)}) if method != "classical" else {}
-    win = WindowAligner(ref_info, tgt_info, runners, settings)
+    win = WindowAligner(ref_info, tgt_info, runners, settings or calibrated_settings(table, False))
     drift = DriftTracker()
     model = ClockModel(name, consensus=2, rw_bank_ppm=LINK_RW_PPM)
     link = Link(method, {0: model}, notes=[])
     reasons: dict[str, int] = {}
     W, H = int(window_s * NS), int(hop_s * NS)
-    overlap = math.sqrt(max(1.0, window_s / hop_s))
     tb, rb = _Buf(), _Buf()
     state = {"tgt": True, "ref": True}
 
@@ -230,8 +231,8 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
         if len(tt) and len(rt):
             res = win.estimate(rt, rx, tt, tx, (d0, d0 + W), prior, methods=(method,))[method]
             if res.ok and drift.add(res):
-                ev = res.evidence(name)
-                model.add_offset(dataclasses.replace(ev, sigma_ns=int(ev.sigma_ns * overlap)))
+                ev = window_evidence(res, name, W / H, table, (win.ref_mod, win.tgt_mod))
+                model.add_offset(ev)
                 found.append((ev.device_ns, ev.offset_ns))
             else:
                 why = res.reason or "offset off the drift line"

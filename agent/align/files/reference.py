@@ -26,6 +26,7 @@ from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.core.stream import Chunk
 from synchub.agent.formats.readers.base import GapRecord, InputOptions, Offset, Piece, Reset
 
+from ..window import sigma_table
 from .links import Link, aligner_link, edge_link
 from .tracks import StreamTrack
 
@@ -216,10 +217,12 @@ class ReferenceLinks:
                         if tr.n and otr.n and tr.info.type == tm and otr.info.type == rm:
                             cands.append((rank, other is not self.ref_input, tr, other, otr))
         notes: list[str] = []
+        # the windows weighed as the live aligners weigh a real device's (the real-signal corpus's fitted table)
+        table = sigma_table(False) if cands and method != "classical" else None
         for _, _, tr, other, otr in sorted(cands, key=lambda c: (c[0], c[1]))[:3]:
             prior = self._prior(inp, self._ref_range())
             link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
-                                self._pieces_global(inp, tr, False), prior, method)
+                                self._pieces_global(inp, tr, False), prior, method, table=table)
             link.via = f"{tr.key} -> {otr.key}"
             if link.models:
                 inp.link = link
