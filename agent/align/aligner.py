@@ -319,8 +319,10 @@ class Aligner:
         half = max(period_s, min(2.0 * neural.sigma_ns / NS, 0.15))
         f = self.fine(ref, tgt, span, float(neural.offset_ns), half, "hybrid", coarse_psr=neural.confidence,
                       min_matched=2, chance_sigmas=2.0)
-        if f.ok:  # not fused with the neural it was searched around: the two are not independent
-            return as_hybrid(f, self.s.classical_sigma_k)
+        # the fine search spans at least +- fine_s: a peak beyond the neural's +- 2 sigma is another onset (a
+        # vowel's, tens of ms after the utterance's start), not a refinement of this candidate
+        if f.ok and abs(f.offset_ns - neural.offset_ns) <= half * NS:
+            return as_hybrid(f, self.s.classical_sigma_k)  # not fused with the neural: the two are not independent
         return as_hybrid(neural, self.s.neural_sigma_k)
 
 
