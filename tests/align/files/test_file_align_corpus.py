@@ -47,7 +47,9 @@ def test_utterance_markers_are_tied_to_the_speech_by_the_aligner(tmp_path):
     fa = FileAlignment(specs)
     rep = fa.write(tmp_path / "out.xdf")
     err = _error_ms(fa, log, truth)
-    assert np.median(err) < 80.0  # the marker clock is 1.5 s off and drifts 150 ppm; arrival-less: the aligner's
+    # the marker clock is 1.5 s off and drifts 150 ppm; clean speech, arrival-less: 1.6-6.5 ms on the first four
+    # held-out recordings (in babble at 0-10 dB SNR tens of ms: bench align --real-files)
+    assert np.median(err) < 10.0
     row = next(s for s in rep["streams"] if s["name"] == "log")
     assert row["method"] == "hybrid" and row["link"]["via"] == "log -> mic"
 
