@@ -104,8 +104,8 @@ class Segment:
     fallback_offsets: int = 0
     shared_var: float = 0.0  # the latest offset's shared error variance (``OffsetEstimate.shared_ns``), ns^2
     floor: ArrivalFloor = field(default_factory=lambda: ArrivalFloor())
-    # per bank: (bank, measurements logged, blocks closed) when its smooth skew prior was last measured
-    _prior_key: dict = field(default_factory=dict)
+    # (offsets logged, blocks closed) when the smooth skew prior was last measured (``_smooth_skew_prior``)
+    _prior_key: tuple[int, int] | None = None
 
     # ---- extent
     @property
@@ -227,7 +227,7 @@ class Segment:
             return np.zeros(len(d)), np.full(len(d), float(UNKNOWN_UNC_NS) ** 2)
         if smooth and len(bank.log_d) >= 2:
             if bank is self.trig and not self.edges:
-                self._smooth_skew_prior(bank)
+                self._smooth_skew_prior()
             a, var = bank.smooth(d)
         else:
             a, var = bank.predict(d)
@@ -243,18 +243,17 @@ class Segment:
             var = var + self.band**2 + self.wander
         return a, var
 
-    def _smooth_skew_prior(self, bank: FilterBank) -> None:
+    def _smooth_skew_prior(self) -> None:
         """Offsets alone (no edges): the two-sided estimate's skew prior is the arrivals' slope over the span
-        of the bank's measurements (a half window beyond each end), measured on every arrival of it
-        (``FilterBank.smooth_skew``)."""
-        key = (id(bank), len(bank.log_d), self.env.closed)
-        if key == self._prior_key.get(id(bank)):
+        of the offsets (a half window beyond each end), measured on every arrival of it (``FilterBank.smooth_skew``)."""
+        key = (len(self.trig.log_d), self.env.closed)
+        if key == self._prior_key:
             return
-        self._prior_key[id(bank)] = key
+        self._prior_key = key
         half = self.env.window_ns / 2
-        measured = self.env.slope_over(min(bank.log_d) - half, max(bank.log_d) + half)
+        measured = self.env.slope_over(min(self.trig.log_d) - half, max(self.trig.log_d) + half)
         if measured is not None:
-            bank.smooth_skew(*measured)
+            self.trig.smooth_skew(*measured)
 
     def bank_for(self, m: str) -> FilterBank:
         """The filter bank behind estimator ``m`` ("triggers", "hybrid", "neural", "probes")."""
