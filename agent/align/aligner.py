@@ -315,14 +315,12 @@ class Aligner:
             return abstain("hybrid", span, reason, prior_ns)
         if flat := "; ".join(f"{w}: {o.problem}" for w, o in (("reference", ref), ("target", tgt)) if o.flat):
             return abstain("hybrid", span, f"neural peak on a flat signal ({flat})", prior_ns)
-        # the embedding peak is broad and its sigma pessimistic: search +- 2 sigma, at most +- 0.15 s (or one period)
+        # broad embedding peak, pessimistic sigma: refined within +- 2 sigma (<= 0.15 s, >= a period), not fused
         half = max(period_s, min(2.0 * neural.sigma_ns / NS, 0.15))
         f = self.fine(ref, tgt, span, float(neural.offset_ns), half, "hybrid", coarse_psr=neural.confidence,
                       min_matched=2, chance_sigmas=2.0)
-        # the fine search spans at least +- fine_s: a peak beyond the neural's +- 2 sigma is another onset (a
-        # vowel's, tens of ms after the utterance's start), not a refinement of this candidate
-        if f.ok and abs(f.offset_ns - neural.offset_ns) <= half * NS:
-            return as_hybrid(f, self.s.classical_sigma_k)  # not fused with the neural: the two are not independent
+        if f.ok and abs(f.offset_ns - neural.offset_ns) <= half * NS:  # (fine looks +- fine_s: beyond, another onset)
+            return as_hybrid(f, self.s.classical_sigma_k)
         return as_hybrid(neural, self.s.neural_sigma_k)
 
 

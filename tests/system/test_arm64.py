@@ -63,6 +63,7 @@ wait
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # the root is built by `make test` before the suite; run alone, the test builds it first
 def test_runtime_package_on_arm64(tmp_path):
     why = arm64root.missing_reason(build=arm64root.cached_root() is None)
     if why:
