@@ -35,25 +35,25 @@ def add_arguments(p) -> None:
                    help="a WAV and a marker CSV per held-out corpus recording, tied by synchub align's file engine")
 
 
-def write_files(rec, folder: Path) -> tuple[list[InputSpec], np.ndarray, np.ndarray]:
+def write_files(rec, folder: Path) -> list[InputSpec]:
     """The recording's microphone as ``mic.wav`` and its marker log as ``log.csv`` (device seconds, text) in
-    ``folder``: the inputs, and the device stamps and true reference times (on the WAV's clock) of the marker lines
-    of sounds."""
+    ``folder``: the two inputs of ``synchub align``."""
     sf = require("soundfile", "writing the corpus's WAV files")
     audio, log = rec.tracks["audio"], rec.tracks["text"]
     sf.write(folder / "mic.wav", np.asarray(audio.data, np.float32), int(audio.rate_hz), subtype="FLOAT")
     with open(folder / "log.csv", "w") as f:
         f.write("time,event\n")
         f.writelines(f"{t // NS}.{t % NS:09d},{e}\n" for t, e in zip(log.device_ns.tolist(), log.data, strict=True))
-    rows = np.nonzero(rec.markers["event"] >= 0)[0]
-    truth = rec.markers["onset_ns"][rows] - int(audio.true_ns[0])  # the WAV's clock: its first sample is 0
-    return [InputSpec([str(folder / "mic.wav")]), InputSpec([str(folder / "log.csv")])], log.device_ns[rows], truth
+    return [InputSpec([str(folder / "mic.wav")]), InputSpec([str(folder / "log.csv")])]
 
 
 def align_recording(rec) -> dict:
     """One recording through ``synchub align``: signed errors (ns), reported 1-sigmas (ns), or the refusal."""
+    rows = np.nonzero(rec.markers["event"] >= 0)[0]  # the marker lines of sounds: they mean the sound's start
+    dev = rec.tracks["text"].device_ns[rows]
+    truth = rec.markers["onset_ns"][rows] - int(rec.tracks["audio"].true_ns[0])  # the WAV's clock: first sample 0
     with tempfile.TemporaryDirectory(prefix="synchub-bench-files-") as td:
-        specs, dev, truth = write_files(rec, Path(td))
+        specs = write_files(rec, Path(td))
         try:
             fa = FileAlignment(specs)
             fa.gather()

@@ -16,6 +16,7 @@ the times overlap, else a common start.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -205,6 +206,12 @@ class ReferenceLinks:
             yield ft, (p.data if isinstance(p.data, list) else np.asarray(p.data, dtype=np.float32))
         tr.restart()
 
+    @functools.cached_property
+    def _sigma_table(self):
+        """The windows weighed as the live aligners weigh a real device's (the real-signal corpus's fitted table):
+        loaded, and its encoders checked, once for every input the aligner ties."""
+        return sigma_table(False)
+
     def _aligner_link(self, inp: _Input) -> None:
         mode = inp.spec.options.align
         method = "hybrid" if mode == "auto" else mode
@@ -217,8 +224,7 @@ class ReferenceLinks:
                         if tr.n and otr.n and tr.info.type == tm and otr.info.type == rm:
                             cands.append((rank, other is not self.ref_input, tr, other, otr))
         notes: list[str] = []
-        # the windows weighed as the live aligners weigh a real device's (the real-signal corpus's fitted table)
-        table = sigma_table(False) if cands and method != "classical" else None
+        table = self._sigma_table if cands and method != "classical" else None
         for _, _, tr, other, otr in sorted(cands, key=lambda c: (c[0], c[1]))[:3]:
             prior = self._prior(inp, self._ref_range())
             link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),

@@ -9,13 +9,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from synchub.agent.align.files.engine import AlignError, FileAlignment, InputSpec
+from synchub.agent.align.files.engine import AlignError, FileAlignment
+from synchub.bench.align.files import write_files
 from synchub.models import corpus
 from synchub.models.corpus import sources as S
 
 sf = pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
 pytest.importorskip("onnxruntime", reason="the aligner's encoders need the neural extra")
-NS = 1_000_000_000
 
 
 def _files(tmp_path, kind: str, index: int):
@@ -28,13 +28,8 @@ def _files(tmp_path, kind: str, index: int):
     if why:
         pytest.skip("; ".join(why))
     rec = corpus.render(spec, cache=corpus.ClipCache(corpus.default_cache_dir()))
-    audio, log = rec.tracks["audio"], rec.tracks["text"]
-    sf.write(tmp_path / "mic.wav", np.asarray(audio.data, np.float32), int(audio.rate_hz), subtype="FLOAT")
-    with open(tmp_path / "log.csv", "w") as f:
-        f.write("time,event\n")
-        f.writelines(f"{t // NS}.{t % NS:09d},{e}\n" for t, e in zip(log.device_ns.tolist(), log.data, strict=True))
-    truth = rec.markers["log_ns"] - audio.true_ns[0]  # when each line was stamped, on the WAV's clock
-    return [InputSpec([str(tmp_path / "mic.wav")]), InputSpec([str(tmp_path / "log.csv")])], log, truth
+    truth = rec.markers["log_ns"] - rec.tracks["audio"].true_ns[0]  # when each line was stamped, on the WAV's clock
+    return write_files(rec, tmp_path), rec.tracks["text"], truth
 
 
 def _error_ms(fa, log, truth):
