@@ -59,9 +59,11 @@ def align_recording(rec) -> dict:
             fa.gather()
         except AlignError as exc:
             return {"events": len(truth), "refused": str(exc)}
-        mapped, unc = fa.inputs[1].link.map(dev, np.zeros(len(dev), dtype=np.int64))
+        link = fa.inputs[1].link
+        mapped, unc = link.map(dev, np.zeros(len(dev), dtype=np.int64))
     return {"events": len(truth), "err": (mapped - truth).astype(np.float64), "unc": unc.astype(np.float64),
-            "t": (truth - truth[0]) / NS if len(truth) else np.zeros(0), "drift_true": rec.spec.marker_drift_ppm}
+            "t": (truth - truth[0]) / NS if len(truth) else np.zeros(0), "drift_true": rec.spec.marker_drift_ppm,
+            "scatter": link.scatter_ns}
 
 
 def figures(outs: list[dict]) -> dict:
@@ -100,7 +102,8 @@ def run(args) -> int:
             raise UserError(f"real-signal corpus unavailable: {exc}") from None
         o = align_recording(rec)
         by_kind[spec.kind].append(o)
-        row = {"recording": spec.name, "snr_db": spec.snr_db, "background": list(spec.background), **figures([o])}
+        row = {"recording": spec.name, "snr_db": spec.snr_db, "background": list(spec.background), **figures([o]),
+               "scatter_ms": round(o.get("scatter", 0.0) / 1e6, 2)}
         if "refused" in o:
             row["why"] = o["refused"]
         per.append(row)
@@ -115,8 +118,7 @@ def run(args) -> int:
                   f"{r.get('drift_err_ppm')} ppm, 1-/2-sigma cover {r.get('cover_1sigma_pct')} / "
                   f"{r.get('cover_2sigma_pct')} %, refused {r['refused']} ({time.time() - t0:.0f} s)")
     out = {"what": "synchub align (the file engine) on a WAV + marker CSV per corpus recording",
-           "corpus": args.split, "duration_s": args.duration, "goal": GOAL, "results": results,
-           "per_recording": per}
+           "corpus": args.split, "duration_s": args.duration, "goal": GOAL, "results": results, "per_recording": per}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     return 0

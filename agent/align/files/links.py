@@ -10,7 +10,9 @@ went back has two).  Its evidence:
   timing error as sigma;
 * ``aligner_link``: windows of one of its streams aligned against a reference stream by the aligner's public entry
   point (``align.window.WindowAligner.estimate``; accepted results through ``align.drift.DriftTracker``, sigmas scaled
-  by sqrt(window / hop) as ``AlignmentTracker`` does), fed as ``OffsetEstimate`` evidence.
+  by sqrt(window / hop) as ``AlignmentTracker`` does), judged all together once the input is read
+  (``align.drift.robust_weighed``: windows off the robust line left out, the rest weighed by their scatter beyond
+  their sigmas), fed as ``OffsetEstimate`` evidence.
 
 Both read bounded windows of data: the aligner's buffers hold one window plus its search range.  Pure apart from
 iterating the pieces it is given.
@@ -25,13 +27,14 @@ import numpy as np
 
 from synchub.agent.align.aligner import AlignerSettings
 from synchub.agent.align.calibration import SigmaTable
-from synchub.agent.align.drift import DriftTracker
+from synchub.agent.align.drift import DriftTracker, robust_weighed
 from synchub.agent.align.tracker import calibrated_settings, window_evidence
 from synchub.agent.align.window import WindowAligner, load_runners, modality_of
 from synchub.agent.clock.barcode import BarcodeDecoder
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.clock.edge_pairs import EdgePairs, pair_codes, pair_edges
 from synchub.agent.clock.model import R_SCALES, RW_BANK_PPM, ClockModel
+from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.stream import StreamInfo
 
 NS = 1_000_000_000
@@ -60,6 +63,7 @@ class Link:
     pairs: dict[int, EdgePairs] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     residuals: list[tuple[int, int]] = field(default_factory=list)  # (file time, evidence - model) ns
+    scatter_ns: float = 0.0  # aligner windows: their scatter beyond their sigmas (``drift.robust_weighed``)
 
     def map(self, t_ns: np.ndarray, timeline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t = np.asarray(t_ns, dtype=np.int64)
@@ -209,7 +213,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
         return False
 
     d0 = None
-    found: list[tuple[int, int]] = []
+    found: list[OffsetEstimate] = []
     while True:
         if d0 is None:
             if not pull(tgt, tb, "tgt") and tb.last is None:
@@ -231,9 +235,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
         if len(tt) and len(rt):
             res = win.estimate(rt, rx, tt, tx, (d0, d0 + W), prior, methods=(method,))[method]
             if res.ok and drift.add(res):
-                ev = window_evidence(res, name, W / H, table, (win.ref_mod, win.tgt_mod))
-                model.add_offset(ev)
-                found.append((ev.device_ns, ev.offset_ns))
+                found.append(window_evidence(res, name, W / H, table, (win.ref_mod, win.tgt_mod)))
             else:
                 why = res.reason or "offset off the drift line"
                 reasons[why] = reasons.get(why, 0) + 1
@@ -251,7 +253,16 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
     if len(found) < MIN_OFFSETS:
         link.models = {}
         return link
-    d = np.array([f[0] for f in found], dtype=np.int64)
+    found, tau, dropped = robust_weighed(found, W / H)
+    link.scatter_ns = tau
+    if dropped:
+        link.notes.append(f"{dropped} windows: off the robust line through all of them")
+    if tau > 0:
+        link.notes.append(f"the windows scatter {tau / 1e6:.1f} ms beyond their sigmas: weighed so")
+    for ev in found:
+        model.add_offset(ev)
+    d = np.array([f.device_ns for f in found], dtype=np.int64)
     mapped, _, _ = model.map(d, smooth=True)
-    link.residuals = list(zip(d.tolist(), (np.array([f[1] for f in found]) - (mapped - d)).tolist(), strict=True))
+    link.residuals = list(zip(d.tolist(), (np.array([f.offset_ns for f in found]) - (mapped - d)).tolist(),
+                              strict=True))
     return link

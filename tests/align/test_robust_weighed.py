@@ -1,0 +1,99 @@
+"""The file engine's two-sided judgement of its aligner windows (``drift.robust_weighed``): windows off the robust
+line through all of them are left out, the rest weighed by the scatter they show beyond their sigmas."""
+
+import numpy as np
+import pytest
+
+from synchub.agent.align.drift import excess_scatter, robust_weighed, span_residuals
+from synchub.agent.align.files.links import LINK_RW_PPM
+from synchub.agent.clock.model import ClockModel
+from synchub.agent.core.evidence import OffsetEstimate
+from synchub.agent.core.units import NS
+
+OVERLAP = 4.0  # 16 s windows every 4 s, as the file engine's
+
+
+def _offset(d_ns, drift_ppm, bend_at_s=None, bend_ppm=0.0):
+    t = d_ns / NS
+    off = 0.5e9 - drift_ppm * 1e3 * t
+    if bend_at_s is not None and t > bend_at_s:
+        off -= bend_ppm * 1e3 * (t - bend_at_s)
+    return off
+
+
+def _windows(rng, n=75, drift_ppm=60.0, wrong=0.0, wrong_ms=(40.0, 90.0), scatter_ms=0.0, **bend):
+    """Window estimates every 4 s: sigmas 2-10 ms (their errors as stated, plus ``scatter_ms`` they do not state);
+    a fraction ``wrong`` of them confident (2 ms) and late by ``wrong_ms`` (a vowel's onset for the utterance's)."""
+    out, bad = [], []
+    for k in range(n):
+        d = int((10 + 4 * k) * NS)
+        s = float(rng.uniform(2e6, 10e6))
+        off = _offset(d, drift_ppm, **bend) + rng.normal(0, s) + rng.normal(0, scatter_ms * 1e6)
+        if rng.uniform() < wrong:
+            s, off = 2e6, off + rng.uniform(*wrong_ms) * 1e6
+            bad.append(d)
+        out.append(OffsetEstimate("log", d, int(off), int(s * OVERLAP ** 0.5), "hybrid"))
+    return out, bad
+
+
+def _mapped_error_ms(evs, drift_ppm, **bend):
+    m = ClockModel("log", consensus=2, rw_bank_ppm=LINK_RW_PPM)
+    for e in evs:
+        m.add_offset(e)
+    d = np.arange(20, 300, 5, dtype=np.int64) * NS
+    mapped, _, _ = m.map(d, smooth=True)
+    truth = np.array([_offset(int(x), drift_ppm, **bend) for x in d])
+    return float(np.median(np.abs(mapped - d - truth))) / 1e6
+
+
+def test_excess_scatter_is_what_the_sigmas_do_not_explain():
+    rng = np.random.default_rng(3)
+    s = rng.uniform(1e6, 4e6, 400)
+    assert excess_scatter(rng.normal(0, s), s) == 0.0
+    tau = excess_scatter(rng.normal(0, np.hypot(s, 6e6)), s)
+    assert tau == pytest.approx(6e6, rel=0.25)
+    assert excess_scatter(np.full(5, 1e9), np.ones(5)) == 0.0  # too few windows to tell
+
+
+def test_span_residuals_follow_a_drift_that_changes_between_spans():
+    d = np.arange(0, 3600, 4, dtype=np.int64) * NS
+    o = np.array([_offset(int(x), 20.0, bend_at_s=1800, bend_ppm=40.0) for x in d])
+    r = span_residuals(d, o)
+    assert np.percentile(np.abs(r), 95) < 1.5e6  # one line over the hour would be off by ~18 ms at its ends
+    assert np.max(np.abs(o - np.polyval(np.polyfit(d / NS, o, 1), d / NS))) > 10e6
+
+
+def test_confident_wrong_windows_are_left_out_and_the_mapping_is_right():
+    before, after = [], []
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        evs, bad = _windows(rng, wrong=0.15)
+        kept, _tau, dropped = robust_weighed(evs, OVERLAP)
+        left_out = set(bad) - {e.device_ns for e in kept}
+        assert len(left_out) >= 0.8 * len(bad) and dropped <= len(bad) + 1  # the wrong ones go, the right stay
+        before.append(_mapped_error_ms(evs, 60.0))
+        after.append(_mapped_error_ms(kept, 60.0))
+    assert np.median(before) > 8.0  # the clock model's least squares follows the confident wrong windows
+    assert np.median(after) < 2.5, after
+
+
+def test_windows_that_agree_as_they_say_pass_unchanged():
+    unchanged = 0
+    for seed in range(20):
+        evs, _ = _windows(np.random.default_rng(seed))
+        kept, tau, dropped = robust_weighed(evs, OVERLAP)
+        unchanged += (tau, dropped) == (0.0, 0) and kept == evs
+    assert unchanged >= 18
+    rng = np.random.default_rng(5)
+    evs, _ = _windows(rng, n=400, drift_ppm=20.0, bend_at_s=800, bend_ppm=40.0)  # 27 min, the drift changes
+    assert robust_weighed(evs, OVERLAP)[2] <= 2
+
+
+def test_windows_that_scatter_beyond_their_sigmas_are_weighed_alike():
+    rng = np.random.default_rng(8)
+    evs, _ = _windows(rng, scatter_ms=12.0)
+    kept, tau, dropped = robust_weighed(evs, OVERLAP)
+    assert tau == pytest.approx(12e6, rel=0.35) and dropped <= 2
+    widened = {e.device_ns: e.sigma_ns for e in kept}
+    assert all(widened[e.device_ns] >= np.hypot(e.sigma_ns, tau * OVERLAP ** 0.5) - 1 for e in evs
+               if e.device_ns in widened)
