@@ -135,11 +135,15 @@ class DriftTracker:
         return self._fit()[3] * np.sqrt(self.overlap) / 1e3
 
 
-#: the median |z| of a normal error: the windows' |residual| / sigma has this median when their sigmas are right
+#: the median |z| of a normal error: the windows' |residual| / sigma has this median when their sigmas are right ...
 MEDIAN_ABS_Z = 0.6745
+#: ... with a standard error of this over sqrt(n) (0.5 / the half-normal's density there, 2 phi(0.6745))
+MEDIAN_ABS_Z_SE = 0.787
+#: fewer windows than this judge no line and no scatter
+MIN_JUDGED = 6
 
 
-def span_residuals(device_ns, offset_ns, span_s: float = 300.0, min_points: int = 6) -> np.ndarray:
+def span_residuals(device_ns, offset_ns, span_s: float = 300.0, min_points: int = MIN_JUDGED) -> np.ndarray:
     """Residuals of offsets from robust lines (``theil_sen``: unweighted, so a confident wrong window does not
     pull it) over consecutive spans of ``span_s`` of device time (a clock's drift wanders over hours; a line holds
     over minutes; a span with fewer than ``min_points`` joins the one before).  Inputs in time order."""
@@ -159,10 +163,10 @@ def span_residuals(device_ns, offset_ns, span_s: float = 300.0, min_points: int 
     return r
 
 
-def excess_scatter(residuals_ns, sigma_ns, min_points: int = 6) -> float:
+def excess_scatter(residuals_ns, sigma_ns, min_points: int = MIN_JUDGED) -> float:
     """The scatter (ns) the windows show beyond their own sigmas: tau with median(|r| / sqrt(sigma^2 + tau^2)) =
     ``MEDIAN_ABS_Z``; 0 when the sigmas explain the scatter (the median |r| / sigma within three of its standard
-    errors, 0.79 / sqrt(n), of ``MEDIAN_ABS_Z``) or there are fewer than ``min_points`` windows.  The
+    errors, ``MEDIAN_ABS_Z_SE`` / sqrt(n), of ``MEDIAN_ABS_Z``) or there are fewer than ``min_points`` windows.  The
     between-window variance of a random-effects fit."""
     r = np.abs(np.asarray(residuals_ns, dtype=np.float64))
     s = np.maximum(np.asarray(sigma_ns, dtype=np.float64), 1.0)
@@ -172,7 +176,7 @@ def excess_scatter(residuals_ns, sigma_ns, min_points: int = 6) -> float:
     def z(tau: float) -> float:
         return float(np.median(r / np.sqrt(s * s + tau * tau)))
 
-    if z(0.0) <= MEDIAN_ABS_Z + 3 * 0.787 / np.sqrt(len(r)):
+    if z(0.0) <= MEDIAN_ABS_Z + 3 * MEDIAN_ABS_Z_SE / np.sqrt(len(r)):
         return 0.0
     lo, hi = 0.0, float(r.max())
     for _ in range(60):
@@ -195,7 +199,7 @@ def robust_weighed(evs: list[OffsetEstimate], overlap: float) -> tuple[list[Offs
     s = np.maximum(np.array([e.sigma_ns / f for e in evs], dtype=np.float64), 1.0)
     r = span_residuals([e.device_ns for e in evs], [e.offset_ns for e in evs])
     scale = max(1.0, 1.4826 * float(np.median(np.abs(r) / s))) if len(r) else 1.0
-    keep = np.abs(r) < TUKEY_C * scale * s if len(r) >= 6 else np.ones(len(evs), dtype=bool)
+    keep = np.abs(r) < TUKEY_C * scale * s if len(r) >= MIN_JUDGED else np.ones(len(evs), dtype=bool)
     kept = [e for e, k in zip(evs, keep.tolist(), strict=True) if k]
     tau = excess_scatter(r[keep], s[keep])
     if tau <= 0:
