@@ -43,6 +43,13 @@ def theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 TUKEY_C = 4.685
 
 
+def sigma_scale(r: np.ndarray, sigma: np.ndarray) -> float:
+    """The factor the sigmas of residuals ``r`` are widened by before a Tukey biweight (reach ``TUKEY_C`` scaled
+    sigmas) judges them: the robust spread of r / sigma, never below 1 (sigmas too small are widened, never
+    narrowed)."""
+    return max(1.0, 1.4826 * float(np.median(np.abs(r) / sigma)))
+
+
 class DriftTracker:
     """Robust offset + drift from successive window offsets (see module doc)."""
 
@@ -98,7 +105,7 @@ class DriftTracker:
         cov_bb = float("inf")
         for _ in range(6):
             r = o - (a + b * x)
-            scale = max(1.0, 1.4826 * float(np.median(np.abs(r) / sig)))  # sigmas too small: widen them
+            scale = sigma_scale(r, sig)
             u = r / (TUKEY_C * scale * sig)
             w = np.where(np.abs(u) < 1.0, (1.0 - u * u) ** 2, 0.0) / (scale * sig) ** 2
             if np.count_nonzero(w) < 2:
@@ -198,8 +205,7 @@ def robust_weighed(evs: list[OffsetEstimate], overlap: float) -> tuple[list[Offs
     f = max(1.0, overlap) ** 0.5
     s = np.maximum(np.array([e.sigma_ns / f for e in evs], dtype=np.float64), 1.0)
     r = span_residuals([e.device_ns for e in evs], [e.offset_ns for e in evs])
-    scale = max(1.0, 1.4826 * float(np.median(np.abs(r) / s))) if len(r) else 1.0
-    keep = np.abs(r) < TUKEY_C * scale * s if len(r) >= MIN_JUDGED else np.ones(len(evs), dtype=bool)
+    keep = np.abs(r) < TUKEY_C * sigma_scale(r, s) * s if len(r) >= MIN_JUDGED else np.ones(len(evs), dtype=bool)
     kept = [e for e, k in zip(evs, keep.tolist(), strict=True) if k]
     tau = excess_scatter(r[keep], s[keep])
     if tau <= 0:
