@@ -19,7 +19,11 @@ Two corrections per modality pair, fitted on a *calibration* split and judged on
 ``sigma_calibration.json`` next to this module holds the real-signal corpus's table, with the split, recordings
 and date it came from (``synchub bench align --real --split calibration --fit-sigma FILE`` writes it);
 ``sigma_calibration_sim.json`` the simulated rig's (``bench align --scenario S --seeds ... --fit-sigma FILE``, on
-seeds other than the scenario's).
+seeds other than the scenario's).  ``sigma_calibration_files.json`` calibrates what ``synchub align`` reports for an
+input tied by the aligner (``files.links.Link``): with no receive times there is no arrival envelope, and the errors
+left are the windows' shared bias (a vowel's onset taken for its utterance's start in noise), not the envelope's
+latency the live table's floor stands for; same form, fitted on the file engine's own output over the calibration
+split (``bench align --real-files --split calibration --fit-sigma FILE``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ MAX_COVERAGE_1SIGMA = 0.78
 REAL_TABLE = Path(__file__).with_name("sigma_calibration.json")
 #: the simulated rig's (``bench align --scenario``), fitted on seeds apart from the held-out scenario's
 SIM_TABLE = Path(__file__).with_name("sigma_calibration_sim.json")
+#: ``synchub align``'s aligner links' (the file engine: no receive times), fitted on its output on the calibration split
+FILES_TABLE = Path(__file__).with_name("sigma_calibration_files.json")
 #: the real-signal corpus's per-pair floors of a window's sigma (``AlignerSettings.pair_sigma_floor_ms``: what the
 #: classical and live windows cannot see, e.g. an IMU that feels a sound ~5 ms after the microphone hears it), fitted
 #: on its calibration split (2026-11-26, calibration-speech-0000..0007 + calibration-events-0000..0005, 300 s, live):
@@ -154,6 +160,10 @@ class SigmaTable:
         the table does not say."""
         fitted = self.source.get("encoders") or {}
         return sorted(m for m, f in fitted.items() if m in fingerprints and fingerprints[m] != f)
+
+    def has(self, a: str, b: str) -> bool:
+        """The table has an entry for the unordered pair (a, b)."""
+        return any({m1, m2} == {a, b} for m1, m2, _k, _g in self.scales)
 
     def of(self, a: str, b: str) -> tuple[float, float]:
         """(k, g in ns) of the pair (a, b); (1, 0) when it has no entry."""

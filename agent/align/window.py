@@ -19,7 +19,7 @@ from synchub.agent.core.units import NS
 from synchub.models.runner import EncoderRunner, NoModelError, fingerprints
 
 from .aligner import Aligner, AlignerSettings, AlignResult, abstain, apply_arrival_bound, gcc_fine
-from .calibration import REAL_TABLE, SIM_TABLE, SigmaTable, pair_floor_ns, window_scales
+from .calibration import FILES_TABLE, REAL_TABLE, SIM_TABLE, SigmaTable, pair_floor_ns, window_scales
 from .markers import MarkerSemantics
 from .onsets import onsets
 
@@ -61,11 +61,12 @@ def table_mismatch(table) -> str:
                                  "--fit-sigma)")
 
 
-def sigma_table(simulated: bool) -> SigmaTable | None:
+def sigma_table(simulated: bool, files: bool = False) -> SigmaTable | None:
     """The fitted sigma table aligned windows are weighed by: the simulated rig's for a simulated rig, else the
-    real-signal corpus's (the agent's live aligners, ``synchub align``'s aligner links); None (logged) when it is not
+    real-signal corpus's (the agent's live aligners, ``synchub align``'s aligner links); ``files``: the one that
+    calibrates what ``synchub align``'s aligner links report (``FILES_TABLE``).  None (logged) when it is not
     installed; a warning when it was fitted with other encoders (``table_mismatch``)."""
-    path = SIM_TABLE if simulated else REAL_TABLE
+    path = FILES_TABLE if files else SIM_TABLE if simulated else REAL_TABLE
     try:
         table = SigmaTable.load(path)
     except (OSError, ValueError, KeyError) as exc:

@@ -6,6 +6,10 @@ mapped onto the WAV's clock against the sound's start (what the line means: ``re
 error (the slope of those errors over the recording), and the share within the 1-/2-sigma ``synchub align``
 reports.  A refused log (``AlignError``) counts its markers as not mapped.
 
+``--split calibration --fit-sigma FILE`` runs the calibration split with the file engine's mapped uncertainty as
+its clock model reports it and fits the table that calibrates it (``agent/align/sigma_calibration_files.json``:
+``calibration.FILES_TABLE``), never on the held-out split.
+
 ``bench align --real`` measures the aligners on the same recordings with a hub's receive times (``live``) and a
 causal clock model without them (``file``); this is the file engine itself, end to end, through the files.
 """
@@ -19,11 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from synchub.agent.align.calibration import FILES_TABLE
 from synchub.agent.align.files.engine import AlignError, FileAlignment, InputSpec
 from synchub.agent.core.units import NS
 from synchub.errors import UserError
 from synchub.extras import require
 from synchub.models import corpus
+
+from .calibrate import fit_pairs
 
 GOAL = {"median_abs_ms": 5.0, "p95_abs_ms": 15.0, "drift_err_ppm": 10.0, "cover_1sigma_pct": [60.0, 80.0]}
 
@@ -47,8 +54,10 @@ def write_files(rec, folder: Path) -> list[InputSpec]:
     return [InputSpec([str(folder / "mic.wav")]), InputSpec([str(folder / "log.csv")])]
 
 
-def align_recording(rec) -> dict:
-    """One recording through ``synchub align``: signed errors (ns), reported 1-sigmas (ns), or the refusal."""
+def align_recording(rec, raw: bool = False) -> dict:
+    """One recording through ``synchub align``: signed errors (ns), reported 1-sigmas (ns), or the refusal.
+    ``raw``: the 1-sigmas as the aligner link's clock model reports them, not calibrated (``--fit-sigma`` fits
+    the table on them with one window's sigma, ``window_sigma``)."""
     rows = np.nonzero(rec.markers["event"] >= 0)[0]  # the marker lines of sounds: they mean the sound's start
     dev = rec.tracks["text"].device_ns[rows]
     truth = rec.markers["onset_ns"][rows] - int(rec.tracks["audio"].true_ns[0])  # the WAV's clock: first sample 0
@@ -56,6 +65,8 @@ def align_recording(rec) -> dict:
         specs = write_files(rec, Path(td))
         try:
             fa = FileAlignment(specs)
+            if raw:
+                fa._files_table = None
             fa.gather()
         except AlignError as exc:
             return {"events": len(truth), "refused": str(exc)}
@@ -63,7 +74,7 @@ def align_recording(rec) -> dict:
         mapped, unc = link.map(dev, np.zeros(len(dev), dtype=np.int64))
     return {"events": len(truth), "err": (mapped - truth).astype(np.float64), "unc": unc.astype(np.float64),
             "t": (truth - truth[0]) / NS if len(truth) else np.zeros(0), "drift_true": rec.spec.marker_drift_ppm,
-            "scatter": link.scatter_ns}
+            "scatter": link.scatter_ns, "window_sigma": link.window_sigma_ns}
 
 
 def figures(outs: list[dict]) -> dict:
@@ -90,6 +101,8 @@ def figures(outs: list[dict]) -> dict:
 def run(args) -> int:
     if args.duration < 30 or args.speech < 0 or args.sounds < 0 or args.speech + args.sounds == 0:
         raise UserError("--duration must be >= 30 s and --speech + --sounds >= 1")
+    if args.fit_sigma and args.split != "calibration":
+        raise UserError("--fit-sigma fits on the calibration split only: add --split calibration")
     specs = corpus.plan(args.split, args.speech, "speech", args.duration) + \
         corpus.plan(args.split, args.sounds, "events", args.duration)
     cache = corpus.ClipCache(args.cache or corpus.default_cache_dir())
@@ -100,10 +113,11 @@ def run(args) -> int:
             rec = corpus.render(spec, cache=cache)
         except corpus.Unavailable as exc:
             raise UserError(f"real-signal corpus unavailable: {exc}") from None
-        o = align_recording(rec)
+        o = align_recording(rec, raw=bool(args.fit_sigma))
         by_kind[spec.kind].append(o)
         row = {"recording": spec.name, "snr_db": spec.snr_db, "background": list(spec.background), **figures([o]),
-               "scatter_ms": round(o.get("scatter", 0.0) / 1e6, 2)}
+               "scatter_ms": round(o.get("scatter", 0.0) / 1e6, 2),
+               "window_sigma_ms": round(o.get("window_sigma", 0.0) / 1e6, 2)}
         if "refused" in o:
             row["why"] = o["refused"]
         per.append(row)
@@ -121,4 +135,20 @@ def run(args) -> int:
            "corpus": args.split, "duration_s": args.duration, "goal": GOAL, "results": results, "per_recording": per}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    if args.fit_sigma:
+        fit_files_table(specs, [o for v in by_kind.values() for o in v], args, Path(args.fit_sigma))
     return 0
+
+
+def fit_files_table(specs, outs: list[dict], args, path: Path) -> None:
+    """Fit ``FILES_TABLE``'s one pair (the corpus's files are a microphone and a marker log) on the raw outcomes."""
+    ok = [o for o in outs if "err" in o]
+    sig = np.concatenate([np.hypot(o["unc"], o["window_sigma"]) for o in ok])  # what Link.map scales and floors
+    samples = {("audio", "text"): (np.concatenate([o["err"] for o in ok]), sig)}
+    doc = fit_pairs(samples, {"split": args.split, "recordings": [s.name for s in specs], "duration_s": args.duration,
+                              "method": "hybrid", "mode": "files"})
+    doc["what"] = ("per modality pair, the calibrated 1-sigma scale * sqrt(sigma^2 + floor^2) of the uncertainty "
+                   f"synchub align's aligner links map with (agent/align/calibration.py {FILES_TABLE.name})")
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print("file-engine sigma calibration: " + ", ".join(f"{p['pair'][0]}-{p['pair'][1]} x{p['scale']:.2f} floor "
+                                                       f"{p['floor_ms']:.2f} ms" for p in doc["pairs"]))

@@ -12,7 +12,10 @@ went back has two).  Its evidence:
   point (``align.window.WindowAligner.estimate``; accepted results through ``align.drift.DriftTracker``, sigmas scaled
   by sqrt(window / hop) as ``AlignmentTracker`` does), judged all together once the input is read
   (``align.drift.robust_weighed``: windows off the robust line left out, the rest weighed by their scatter beyond
-  their sigmas), fed as ``OffsetEstimate`` evidence.
+  their sigmas), fed as ``OffsetEstimate`` evidence.  The uncertainty it maps with is calibrated by the file
+  engine's own table (``out_table``, ``calibration.FILES_TABLE``): without receive times the error left is a bias
+  the windows share (a vowel's onset taken for its utterance's start in noise), which the model's average of many
+  windows does not shrink: it is at least one window's sigma (``Link.window_sigma_ns``), then scaled and floored.
 
 Both read bounded windows of data: the aligner's buffers hold one window plus its search range.  Pure apart from
 iterating the pieces it is given.
@@ -64,6 +67,9 @@ class Link:
     notes: list[str] = field(default_factory=list)
     residuals: list[tuple[int, int]] = field(default_factory=list)  # (file time, evidence - model) ns
     scatter_ns: float = 0.0  # aligner windows: their scatter beyond their sigmas (``drift.robust_weighed``)
+    window_sigma_ns: float = 0.0  # aligner windows: one window's sigma (the median of those the model weighs)
+    # (k, g ns) of the file engine's table: the mapped uncertainty is k * sqrt(unc^2 + window_sigma^2 + g^2)
+    calibration: tuple[float, float] | None = None
 
     def map(self, t_ns: np.ndarray, timeline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t = np.asarray(t_ns, dtype=np.int64)
@@ -77,6 +83,11 @@ class Link:
             sel = timeline == k
             out[sel], unc[sel] = dense_map(lambda tt, ss, m=m: m.map(tt, ss, smooth=True)[:2], t[sel],
                                            _segments(m, t[sel]))
+        if self.calibration is not None:
+            k, g = self.calibration
+            known = unc < UNKNOWN_UNC_NS
+            u = unc[known].astype(np.float64)
+            unc[known] = np.rint(k * np.sqrt(u * u + self.window_sigma_ns ** 2 + g * g)).astype(np.int64)
         return out, unc
 
     def state(self) -> dict:
@@ -189,16 +200,21 @@ class _Buf:
 
 def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Iterator, tgt: Iterator, prior_ns: int,
                  method: str = "hybrid", window_s: float = 16.0, hop_s: float = 4.0,
-                 settings: AlignerSettings | None = None, table: SigmaTable | None = None) -> Link:
+                 settings: AlignerSettings | None = None, table: SigmaTable | None = None,
+                 out_table: SigmaTable | None = None) -> Link:
     """A link from the aligner: ``ref`` yields ``(reference-clock times, data)`` of the reference stream, ``tgt``
     ``(file-clock times, data)`` of the target stream, both in time order.  ``table``: the sigma table its
     windows are calibrated by, with the aligner settings fitted with it (``calibrated_settings``), as the live
-    ``AlignmentTracker`` runs them (``settings`` overrides those)."""
+    ``AlignmentTracker`` runs them (``settings`` overrides those); ``out_table``: the one its mapped uncertainty
+    is calibrated by (``Link.calibration``: the pair's k and g; none, or no entry for the pair: as the model
+    reports it)."""
     runners = load_runners({modality_of(ref_info), modality_of(tgt_info)}) if method != "classical" else {}
     win = WindowAligner(ref_info, tgt_info, runners, settings or calibrated_settings(table, False))
     drift = DriftTracker()
     model = ClockModel(name, consensus=2, rw_bank_ppm=LINK_RW_PPM)
     link = Link(method, {0: model}, notes=[])
+    if out_table is not None and out_table.has(win.ref_mod, win.tgt_mod):
+        link.calibration = out_table.of(win.ref_mod, win.tgt_mod)
     reasons: dict[str, int] = {}
     W, H = int(window_s * NS), int(hop_s * NS)
     tb, rb = _Buf(), _Buf()
@@ -255,6 +271,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
         return link
     found, tau, dropped = robust_weighed(found, W / H)
     link.scatter_ns = tau
+    link.window_sigma_ns = float(np.median([f.sigma_ns for f in found])) / max(1.0, W / H) ** 0.5  # one window's
     if dropped:
         link.notes.append(f"{dropped} windows: off the robust line through all of them")
     if tau > 0:

@@ -212,6 +212,12 @@ class ReferenceLinks:
         loaded, and its encoders checked, once for every input the aligner ties."""
         return sigma_table(False)
 
+    @functools.cached_property
+    def _files_table(self):
+        """What the aligner links' mapped uncertainty is calibrated by (``calibration.FILES_TABLE``): fitted on this
+        engine's own output, where no arrival envelope bounds the windows' shared bias."""
+        return sigma_table(False, files=True)
+
     def _aligner_link(self, inp: _Input) -> None:
         mode = inp.spec.options.align
         method = "hybrid" if mode == "auto" else mode
@@ -228,7 +234,8 @@ class ReferenceLinks:
         for _, _, tr, other, otr in sorted(cands, key=lambda c: (c[0], c[1]))[:3]:
             prior = self._prior(inp, self._ref_range())
             link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
-                                self._pieces_global(inp, tr, False), prior, method, table=table)
+                                self._pieces_global(inp, tr, False), prior, method, table=table,
+                                out_table=self._files_table if table is not None and method == "hybrid" else None)
             link.via = f"{tr.key} -> {otr.key}"
             if link.models:
                 inp.link = link
