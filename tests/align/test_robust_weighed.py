@@ -1,12 +1,12 @@
-"""The file engine's two-sided judgement of its aligner windows (``drift.robust_weighed``): windows off the robust
+"""The file engine's two-sided judgement of its aligner windows (``clock.robust.robust_weighed``): windows off the robust
 line through all of them are left out, the rest weighed by the scatter they show beyond their sigmas."""
 
 import numpy as np
 import pytest
 
-from synchub.agent.align.drift import excess_scatter, robust_weighed, span_residuals
 from synchub.agent.align.files.links import LINK_RW_PPM
 from synchub.agent.clock.model import ClockModel
+from synchub.agent.clock.robust import excess_scatter, robust_weighed, span_residuals
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.units import NS
 

@@ -11,7 +11,7 @@ went back has two).  Its evidence:
 * ``aligner_link``: windows of one of its streams aligned against a reference stream by the aligner's public entry
   point (``align.window.WindowAligner.estimate``; accepted results through ``align.drift.DriftTracker``, sigmas scaled
   by sqrt(window / hop) as ``AlignmentTracker`` does), judged all together once the input is read
-  (``align.drift.robust_weighed``: windows off the robust line left out, the rest weighed by their scatter beyond
+  (``clock.robust.robust_weighed``: windows off the robust line left out, the rest weighed by their scatter beyond
   their sigmas), fed as ``OffsetEstimate`` evidence.  The uncertainty it maps with is calibrated by the file
   engine's own table (``out_table``, ``calibration.FILES_TABLE``): without receive times the error left is a bias
   the windows share (a vowel's onset taken for its utterance's start in noise), which the model's average of many
@@ -30,13 +30,14 @@ import numpy as np
 
 from synchub.agent.align.aligner import AlignerSettings
 from synchub.agent.align.calibration import SigmaTable
-from synchub.agent.align.drift import DriftTracker, robust_weighed
+from synchub.agent.align.drift import DriftTracker
 from synchub.agent.align.tracker import calibrated_settings, window_evidence
 from synchub.agent.align.window import WindowAligner, load_runners, modality_of
 from synchub.agent.clock.barcode import BarcodeDecoder
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.clock.edge_pairs import EdgePairs, pair_codes, pair_edges
 from synchub.agent.clock.model import R_SCALES, RW_BANK_PPM, ClockModel
+from synchub.agent.clock.robust import robust_weighed
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.stream import StreamInfo
 
@@ -66,7 +67,7 @@ class Link:
     pairs: dict[int, EdgePairs] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     residuals: list[tuple[int, int]] = field(default_factory=list)  # (file time, evidence - model) ns
-    scatter_ns: float = 0.0  # aligner windows: their scatter beyond their sigmas (``drift.robust_weighed``)
+    scatter_ns: float = 0.0  # aligner windows: their scatter beyond their sigmas (``clock.robust.robust_weighed``)
     window_sigma_ns: float = 0.0  # aligner windows: one window's sigma (the median of those the model weighs)
     # (k, g ns) of the file engine's table: the mapped uncertainty is k * sqrt(unc^2 + window_sigma^2 + g^2)
     calibration: tuple[float, float] | None = None
