@@ -58,7 +58,7 @@ def rerun_streamed(reader: McapInput, out=None, progress=None) -> dict:
     re-corrected copy, written whole or not at all.  Returns the per-stream summary."""
     progress = progress or (lambda *a: None)
     infos = {s.key: s.info for s in reader.streams}
-    feed = SessionFeed(infos, reader.clock_config)
+    feed = SessionFeed(infos, reader.clock_config, reader.evidence_items())
     evidence = 0
     for item in reader.read(evidence=True):
         progress("evidence", reader.path, reader.fraction)
@@ -96,4 +96,4 @@ def rerun_streamed(reader: McapInput, out=None, progress=None) -> dict:
         streams.append({"name": name, "method": st.method, "samples": st.n,
                         "median_unc_us": st.unc.median() / 1e3,
                         "median_change_vs_live_us": None if moved is None else moved / 1e3})
-    return {"evidence": evidence, "streams": streams}
+    return {"evidence": evidence, "streams": streams, "aligner_offsets_left_out": feed.offsets_left_out}

@@ -14,7 +14,9 @@ it from the recording's clock config):
   (``SLICE_NS``, cut at resets too) interleaved with the evidence in host-time order, so the recording's own
   chunking does not matter; then every chunk is corrected with the two-sided estimate.  Since ``ClockModel.map``
   is a function of the evidence and of each sample's own times, a recording corrected chunk by chunk gives the
-  same times as corrected at once.
+  same times as corrected at once.  A stream's aligner offsets, all at hand, are judged together first
+  (``judged_offsets``: ``robust.robust_weighed`` per timeline): the live tracker's causal gate let some confident
+  wrong windows through, and the two-sided least squares would follow them.
 * live (``smooth=False``): the recorded chunks and evidence go through a ``LiveCorrector`` in host-time order,
   each chunk corrected once ``delay_ns`` (its stream's own delay, if longer) of host time has passed since its last
   sample arrived: the agent's causal correction.  An aligner's offset counts from when the agent had it
@@ -37,11 +39,17 @@ from synchub.agent.core.stream import Chunk, StreamInfo
 
 from .choice import METHOD_ORDER
 from .layer import StreamClocks
+from .robust import robust_weighed
 from .settings import ClockLayerConfig
 
 _METHOD_RANK = {m: i for i, m in enumerate((*METHOD_ORDER, "none"))}
 #: Host-time slices in which a rerun feeds arrival times (the agent ships chunks of about this length).
 SLICE_NS = 100_000_000
+#: The sources of aligner offsets (``OffsetEstimate.source``) a two-sided rerun judges together.
+ALIGNER_SOURCES = ("hybrid", "neural", "classical")
+#: Window / hop of the aligners that made them (the live tracker's 16 s every 4 s): their sigmas were scaled by its
+#: square root, which the judgement's scatter estimate takes out (``robust_weighed``).
+ALIGNER_OVERLAP = 4.0
 
 
 class LiveCorrector:
@@ -125,12 +133,56 @@ def replay(clocks, chunks: Iterable[Chunk], evidence: Iterable[Evidence] = (), *
     return [clocks.correct(c, smooth=True) for c in chunks]
 
 
-def feed_offline(clocks, chunks: Iterable[Chunk], evidence: Iterable[Evidence] = ()) -> None:
+def offset_judgement(evidence: Iterable[Evidence]) -> tuple[dict, dict[str, int]]:
+    """Each stream's aligner offsets judged all together (``robust.robust_weighed``), per timeline (a run of them
+    whose device time does not go back, in the order of the times they speak of: a clock reset starts another).
+    Returns (``{offset: the offset to feed, or None: left out}``, ``{stream: offsets left out}``)."""
+    runs: dict[str, list[OffsetEstimate]] = collections.defaultdict(list)
+    for e in evidence:
+        if isinstance(e, OffsetEstimate) and e.source in ALIGNER_SOURCES:
+            runs[e.stream].append(e)
+    verdict: dict[OffsetEstimate, OffsetEstimate | None] = {}
+    dropped: dict[str, int] = {}
+    for stream, offs in runs.items():
+        offs.sort(key=evidence_time)
+        cuts = [0, *(i for i in range(1, len(offs)) if offs[i].device_ns < offs[i - 1].device_ns), len(offs)]
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            kept, _tau, n = robust_weighed(offs[a:b], ALIGNER_OVERLAP)
+            verdict.update(dict.fromkeys(offs[a:b]))  # left out, unless kept:
+            verdict.update(zip(_kept_of(offs[a:b], kept), kept, strict=True))
+            if n:
+                dropped[stream] = dropped.get(stream, 0) + n
+    return verdict, dropped
+
+
+def _kept_of(offs: list[OffsetEstimate], kept: list[OffsetEstimate]) -> list[OffsetEstimate]:
+    """The originals of ``robust_weighed``'s kept offsets (in its order: by device time; only the sigma changed)."""
+    by = {(o.device_ns, o.offset_ns, o.host_ns): o for o in offs}
+    return [by[(k.device_ns, k.offset_ns, k.host_ns)] for k in kept]
+
+
+def judged_offsets(evidence: Iterable[Evidence]) -> tuple[list, dict[str, int]]:
+    """The evidence in its order with the aligner offsets as ``offset_judgement`` has them: left out or reweighed;
+    (evidence, ``{stream: offsets left out}``)."""
+    evidence = list(evidence)
+    verdict, dropped = offset_judgement(evidence)
+    out = []
+    for e in evidence:
+        if isinstance(e, OffsetEstimate) and e in verdict:
+            e = verdict[e]
+        if e is not None:
+            out.append(e)
+    return out, dropped
+
+
+def feed_offline(clocks, chunks: Iterable[Chunk], evidence: Iterable[Evidence] = ()) -> dict[str, int]:
     """The feeding half of the two-sided rerun: arrival times in fixed host-time slices, interleaved with the
-    evidence in host-time order (each ``ClockReset`` applied at its sample).  Then ``clocks.correct(chunk,
-    smooth=True)`` maps any samples of the recording."""
+    evidence in host-time order (each ``ClockReset`` applied at its sample; aligner offsets judged together first,
+    ``judged_offsets``).  Then ``clocks.correct(chunk, smooth=True)`` maps any samples of the recording.  Returns
+    the aligner offsets left out per stream."""
     chunks = list(chunks)
     evidence, resets = _split_resets(evidence)
+    evidence, dropped = judged_offsets(evidence)
     items: list[tuple[int, int, int, Any]] = [(evidence_time(e), 0, i, e) for i, e in enumerate(evidence)]
     for k, piece in enumerate(_slices(chunks, resets)):
         items.append((piece[3], 1, k, piece))
@@ -143,6 +195,7 @@ def feed_offline(clocks, chunks: Iterable[Chunk], evidence: Iterable[Evidence] =
         if reset:
             clocks.reset(stream, int(dev[0]), int(host[0]))
         clocks.feed_arrivals(stream, dev, host)
+    return dropped
 
 
 def _split_resets(evidence: Iterable[Evidence]) -> tuple[list, set[tuple[str, int]]]:

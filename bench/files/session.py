@@ -29,11 +29,13 @@ else:  # pragma: no cover - Python 3.10
 DELAY_NS = 1_500_000_000
 
 
-def write_session(rec: Recording, paths, resets: str = "evidence") -> None:
-    """Write ``rec`` over ``paths`` (the parts of one session, the items cut evenly between them)."""
+def write_session(rec: Recording, paths, resets: str = "evidence", evidence=()) -> None:
+    """Write ``rec`` over ``paths`` (the parts of one session, the items cut evenly between them); ``evidence``:
+    more items the agent recorded (an aligner's offsets), each at the time it speaks of."""
     if resets not in ("evidence", "gaps"):
         raise ValueError("resets: 'evidence' or 'gaps'")
-    items = [(evidence_time(e), 0, i, ("evidence", e)) for i, e in enumerate(rec.evidence({"edges", "probes"}))]
+    items = [(evidence_time(e), 0, i, ("evidence", e))
+             for i, e in enumerate([*rec.evidence({"edges", "probes"}), *evidence])]
     for i, c in enumerate(rec.chunks):
         at = int(c.host_ns[-1]) + DELAY_NS
         for r in rec.resets:

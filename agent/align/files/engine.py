@@ -27,8 +27,10 @@ import numpy as np
 
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.clock.layer import StreamClocks
+from synchub.agent.clock.replay import offset_judgement
 from synchub.agent.clock.replay_stream import StreamFeeder
 from synchub.agent.clock.settings import ClockLayerConfig
+from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.formats.file_output import atomic_output, check_output, writer_for
 from synchub.agent.formats.readers.base import (
@@ -66,13 +68,16 @@ def _open(spec: InputSpec):
 
 class SessionFeed:
     """A synchub session's clock layer rerun two-sided as the session is read (bounded memory): the recorded clock
-    config's ``StreamClocks`` fed by a ``StreamFeeder`` with each item ``McapInput.read(evidence=True)`` yields;
-    after ``finish()``, ``clocks.correct(chunk, smooth=True)`` maps any piece as ``replay`` would."""
+    config's ``StreamClocks`` fed by a ``StreamFeeder`` with each item ``McapInput.read(evidence=True)`` yields,
+    the aligner offsets as ``replay.offset_judgement`` has them over all of the session's ``evidence``
+    (``McapInput.evidence_items``: left out or reweighed, as ``replay.feed_offline`` does); after ``finish()``,
+    ``clocks.correct(chunk, smooth=True)`` maps any piece as ``replay`` would."""
 
-    def __init__(self, infos: dict[str, StreamInfo], clock_config: dict):
+    def __init__(self, infos: dict[str, StreamInfo], clock_config: dict, evidence=()):
         self.streams = set(infos)
         self.clocks = StreamClocks(infos, ClockLayerConfig.from_dict(clock_config))
         self.feeder = StreamFeeder(self.clocks)
+        self.verdict, self.offsets_left_out = offset_judgement(evidence)
 
     def take(self, item) -> None:
         if isinstance(item, Piece) and item.host_ns is not None and item.stream in self.streams:
@@ -80,7 +85,11 @@ class SessionFeed:
         elif isinstance(item, Reset):
             self.feeder.reset(item.stream, item.seq)
         elif isinstance(item, Recorded):
-            self.feeder.evidence(item.item)
+            ev = item.item
+            if isinstance(ev, OffsetEstimate) and ev in self.verdict:
+                ev = self.verdict[ev]
+            if ev is not None:
+                self.feeder.evidence(ev)
 
     def finish(self) -> None:
         self.feeder.finish()
@@ -157,7 +166,8 @@ class FileAlignment(ReferenceLinks):
     def _gather_inputs(self) -> None:
         for inp in self.inputs:
             if inp.reader.kind == "mcap":
-                inp.feeder = SessionFeed({k: tr.info for k, tr in inp.tracks.items()}, inp.reader.clock_config)
+                inp.feeder = SessionFeed({k: tr.info for k, tr in inp.tracks.items()}, inp.reader.clock_config,
+                                         inp.reader.evidence_items())
                 inp.clocks = inp.feeder.clocks
             self.progress("evidence", inp.path, 0.0)
             for item in self._read(inp, evidence=True):

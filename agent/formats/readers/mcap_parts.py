@@ -182,6 +182,18 @@ class McapInput:
             elif topic in known and (streams is None or topic in streams):
                 yield self._piece(topic, known[topic].info, d)
 
+    def evidence_items(self) -> Iterator[object]:
+        """The clock evidence the agent recorded (``ClockReset`` aside), in file order: a pass that decodes only the
+        ``_meta`` messages (a two-sided rerun judges a stream's aligner offsets all together before feeding any)."""
+        for _, d in self._records(meta_only=True):
+            if isinstance(d, dict) and d.get("_topic") == "_meta" and (d.get("meta") or {}).get("kind") == "evidence":
+                try:
+                    item = evidence_from_dict(d["meta"])
+                except ValueError:
+                    continue
+                if not isinstance(item, ClockReset):
+                    yield item
+
     @staticmethod
     def _piece(name: str, info: StreamInfo, d: dict) -> Piece:
         n = int(d["n"])

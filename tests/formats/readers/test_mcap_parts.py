@@ -18,14 +18,15 @@ from synchub.bench.sync.scenario import parse_scenario
 NS = 1_000_000_000
 
 
-def _recording() -> Recording:
+def _recording(probes: bool = True, b_latency: dict | None = None) -> Recording:
     return Recording(parse_scenario({
         "name": "t", "duration_s": 90.0, "seed": 3, "chunk_ms": 100.0, "trigger": {"period_s": 1.0},
-        "probes": {"rate_hz": 2.0},
+        "probes": {"rate_hz": 2.0 if probes else 0.0},
         "device": [
             {"name": "a", "rate_hz": 40.0, "clock": {"offset_s": 30.0, "drift_ppm": 40.0, "jitter_us": 1.0,
                                                     "resets_at_s": [50.0], "reset_to_s": [2.0]}},
-            {"name": "b", "rate_hz": 25.0, "trigger": False, "clock": {"offset_s": -5.0, "drift_ppm": -20.0}},
+            {"name": "b", "rate_hz": 25.0, "trigger": False,
+             "clock": {"offset_s": -5.0, "drift_ppm": -20.0, **(b_latency or {})}},
         ]}, "t.toml"))
 
 
@@ -76,3 +77,31 @@ def test_not_an_mcap(tmp_path):
     p.write_text("not mcap")
     with pytest.raises(InputError, match=r"x\.mcap: not an MCAP file"):
         FileAlignment([InputSpec([str(p)])])
+
+
+def test_a_sessions_aligner_offsets_are_judged_alike_streamed_and_in_memory(tmp_path):
+    """The two-sided reruns judge a stream's aligner offsets all together before feeding any
+    (``replay.offset_judgement``): the streamed one (``synchub align SESSION.mcap``, a pass over the evidence first)
+    leaves out the same confident wrong windows as the in-memory one and gives the same times."""
+    from synchub.agent.cli.rerun import rerun_streamed
+    from synchub.agent.core.evidence import OffsetEstimate
+
+    # b: no trigger, no probes; its arrivals (2-30 ms late) and the aligner's offsets
+    rec = _recording(probes=False, b_latency={"latency_kind": "uniform", "latency_min_ms": 2.0, "latency_max_ms": 30.0})
+    b = next(s for s in rec.streams if s.name == "b")
+    rng = np.random.default_rng(7)
+    offs = []
+    for k in range(20, len(b.device_ns) - 20, 100):  # every 4 s; a fifth of them 40-90 ms late with a 2 ms sigma
+        d, truth = int(b.device_ns[k]), int(b.true[k]) - int(b.device_ns[k])
+        off, sg = (truth + rng.uniform(40e6, 90e6), 2e6) if k % 500 == 20 else (truth + rng.normal(0, 3e6), 3e6)
+        offs.append(OffsetEstimate("b", d, int(off), int(2 * sg), "hybrid", host_ns=int(b.host[k]) + 8 * NS))
+    paths = [str(tmp_path / "agent-s-p1.mcap"), str(tmp_path / "agent-s-p2.mcap")]
+    write_session(rec, paths, evidence=offs)
+    corrected, _ = rerun(paths)
+    ref = np.concatenate([c.ref_ns for c in sorted((c for c in corrected if c.stream == "b"), key=lambda c: c.seq)])
+    assert np.median(np.abs(ref - b.true)) < 2e6  # the five wrong ones followed: 20.5 ms
+    out = tmp_path / "out.mcap"
+    FileAlignment([InputSpec(list(paths))]).write(out)
+    assert np.array_equal(read_session(out)["streams"]["b"]["ref_ns"], ref)
+    summary = rerun_streamed(McapInput(paths))
+    assert summary["aligner_offsets_left_out"] == {"b": 5}, summary  # the five wrong ones
