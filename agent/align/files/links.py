@@ -273,6 +273,9 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
     found, tau, dropped = robust_weighed(found, W / H)
     link.scatter_ns = tau
     link.window_sigma_ns = float(np.median([f.sigma_ns for f in found])) / max(1.0, W / H) ** 0.5  # one window's
+    if link.calibration is not None:
+        link.notes.append(f"uncertainty at least one window's sigma ({link.window_sigma_ns / 1e6:.1f} ms: a bias the "
+                          f"windows share does not average out), calibrated x{link.calibration[0]:.2f}")
     if dropped:
         link.notes.append(f"{dropped} windows: off the robust line through all of them")
     if tau > 0:

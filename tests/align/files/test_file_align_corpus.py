@@ -95,4 +95,5 @@ def test_speech_in_babble_is_reported_with_the_bias_its_windows_share(tmp_path):
     err = np.abs(g - truth)
     k, _ = link.calibration
     assert np.all(unc >= k * link.window_sigma_ns - 1)
+    assert any("at least one window's sigma" in n for n in link.notes)  # the report says why
     assert np.mean(err <= unc) >= 0.6, (np.median(err) / 1e6, np.median(unc) / 1e6)
