@@ -56,8 +56,8 @@ def write_files(rec, folder: Path) -> list[InputSpec]:
 
 def align_recording(rec, raw: bool = False) -> dict:
     """One recording through ``synchub align``: signed errors (ns), reported 1-sigmas (ns), or the refusal.
-    ``raw``: the 1-sigmas as the aligner link's clock model reports them, not calibrated (``--fit-sigma`` fits
-    the table on them with one window's sigma, ``window_sigma``)."""
+    ``raw``: the 1-sigmas without the file engine's table (the model's, at least one window's sigma: what
+    ``--fit-sigma`` fits the table's k and g on)."""
     rows = np.nonzero(rec.markers["event"] >= 0)[0]  # the marker lines of sounds: they mean the sound's start
     dev = rec.tracks["text"].device_ns[rows]
     truth = rec.markers["onset_ns"][rows] - int(rec.tracks["audio"].true_ns[0])  # the WAV's clock: first sample 0
@@ -145,8 +145,7 @@ def run(args) -> int:
 def fit_files_table(specs, outs: list[dict], args, path: Path) -> None:
     """Fit ``FILES_TABLE``'s one pair (the corpus's files are a microphone and a marker log) on the raw outcomes."""
     ok = [o for o in outs if "err" in o]
-    sig = np.concatenate([np.hypot(o["unc"], o["window_sigma"]) for o in ok])  # what Link.map scales and floors
-    samples = {("audio", "text"): (np.concatenate([o["err"] for o in ok]), sig)}
+    samples = {("audio", "text"): (np.concatenate([o["err"] for o in ok]), np.concatenate([o["unc"] for o in ok]))}
     doc = fit_pairs(samples, {"split": args.split, "recordings": [s.name for s in specs], "duration_s": args.duration,
                               "method": "hybrid", "mode": "files"})
     doc["what"] = ("per modality pair, the calibrated 1-sigma scale * sqrt(sigma^2 + floor^2) of the uncertainty "

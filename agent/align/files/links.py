@@ -69,7 +69,8 @@ class Link:
     residuals: list[tuple[int, int]] = field(default_factory=list)  # (file time, evidence - model) ns
     scatter_ns: float = 0.0  # aligner windows: their scatter beyond their sigmas (``clock.robust.robust_weighed``)
     window_sigma_ns: float = 0.0  # aligner windows: one window's sigma (the median of those the model weighs)
-    # (k, g ns) of the file engine's table: the mapped uncertainty is k * sqrt(unc^2 + window_sigma^2 + g^2)
+    # aligner links (k, g ns; the file engine's table, else 1, 0): the mapped uncertainty is
+    # k * sqrt(unc^2 + window_sigma^2 + g^2); None (edges): as the model reports it
     calibration: tuple[float, float] | None = None
 
     def map(self, t_ns: np.ndarray, timeline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,15 +208,15 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
     ``(file-clock times, data)`` of the target stream, both in time order.  ``table``: the sigma table its
     windows are calibrated by, with the aligner settings fitted with it (``calibrated_settings``), as the live
     ``AlignmentTracker`` runs them (``settings`` overrides those); ``out_table``: the one its mapped uncertainty
-    is calibrated by (``Link.calibration``: the pair's k and g; none, or no entry for the pair: as the model
-    reports it)."""
+    is calibrated by (``Link.calibration``: the pair's k and g; none, or no entry for the pair: k = 1, g = 0, the
+    uncertainty still at least one window's sigma)."""
     runners = load_runners({modality_of(ref_info), modality_of(tgt_info)}) if method != "classical" else {}
     win = WindowAligner(ref_info, tgt_info, runners, settings or calibrated_settings(table, False))
     drift = DriftTracker()
     model = ClockModel(name, consensus=2, rw_bank_ppm=LINK_RW_PPM)
     link = Link(method, {0: model}, notes=[])
-    if out_table is not None and out_table.has(win.ref_mod, win.tgt_mod):
-        link.calibration = out_table.of(win.ref_mod, win.tgt_mod)
+    has = out_table is not None and out_table.has(win.ref_mod, win.tgt_mod)
+    link.calibration = out_table.of(win.ref_mod, win.tgt_mod) if has else (1.0, 0.0)
     reasons: dict[str, int] = {}
     W, H = int(window_s * NS), int(hop_s * NS)
     tb, rb = _Buf(), _Buf()
@@ -272,8 +273,8 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
         return link
     found, tau, dropped = robust_weighed(found, W / H)
     link.scatter_ns = tau
-    link.window_sigma_ns = float(np.median([f.sigma_ns for f in found])) / max(1.0, W / H) ** 0.5  # one window's
-    if link.calibration is not None:
+    if found:
+        link.window_sigma_ns = float(np.median([f.sigma_ns for f in found])) / max(1.0, W / H) ** 0.5  # one window's
         link.notes.append(f"uncertainty at least one window's sigma ({link.window_sigma_ns / 1e6:.1f} ms: a bias the "
                           f"windows share does not average out), calibrated x{link.calibration[0]:.2f}")
     if dropped:

@@ -97,3 +97,16 @@ def test_speech_in_babble_is_reported_with_the_bias_its_windows_share(tmp_path):
     assert np.all(unc >= k * link.window_sigma_ns - 1)
     assert any("at least one window's sigma" in n for n in link.notes)  # the report says why
     assert np.mean(err <= unc) >= 0.6, (np.median(err) / 1e6, np.median(unc) / 1e6)
+
+
+def test_every_aligner_link_maps_with_at_least_one_windows_sigma(tmp_path):
+    """The class, not the one table: a link the file engine's table has no entry for (here the classical path alone,
+    ``align = "classical"``) still maps with at least one window's sigma (k = 1, g = 0), not the average's."""
+    specs, log, _ = _files(tmp_path, "events", 2)
+    specs[1] = dataclasses.replace(specs[1], options=dataclasses.replace(specs[1].options, align="classical"))
+    fa = FileAlignment(specs)
+    fa.gather()
+    link = fa.inputs[1].link
+    assert link.method == "classical" and link.calibration == (1.0, 0.0) and link.window_sigma_ns > 0
+    _, unc = link.map(log.device_ns, np.zeros(len(log.device_ns), dtype=np.int64))
+    assert np.all(unc >= link.window_sigma_ns - 1)
