@@ -56,7 +56,8 @@ def fit_window_table(pooled: dict, pairs_of: dict, target: float = 0.68) -> list
 def table_pair_coverage(pooled: dict, pairs_of: dict, summarize, method: str = "hybrid") -> dict:
     """The live ``method``'s 1-/2-sigma coverage per modality pair, the unit a ``SigmaTable`` calibrates (speech
     and sound-effect markers share audio-text), and over every pair: events pooled over recordings
-    (``summarize``: the benchmark's figures of a list of pair outcomes)."""
+    (``summarize``: the benchmark's figures of a list of pair outcomes), with the 1-sigma's 95 % interval
+    bootstrapped over the recordings (``sample_ci``)."""
     groups: dict = collections.defaultdict(list)
     for (name, mode), outs in pooled.items():
         if mode == "live":
@@ -64,7 +65,38 @@ def table_pair_coverage(pooled: dict, pairs_of: dict, summarize, method: str = "
             groups["-".join(sorted((ref, tgt)))].extend(outs)
             groups["all"].extend(outs)
     keep = ("events", "mapped", "cover_1sigma_pct", "cover_2sigma_pct")
-    return {k: {"outcomes": len(v), **{f: summarize(v, method)[f] for f in keep}} for k, v in sorted(groups.items())}
+    return {k: {"outcomes": len(v), **{f: summarize(v, method)[f] for f in keep},
+                "cover_1sigma_ci95": sample_ci(_recording_samples(v, method))} for k, v in sorted(groups.items())}
+
+
+def sample_ci(samples, k: float = 1.0, n_boot: int = 2000) -> list[float] | None:
+    """95 % interval (percent) of the ``k``-sigma coverage bootstrapped over ``samples`` ((|errors|, sigmas) of one
+    world or recording each: its events share its bias, so it, not the event, is the sample); events without a
+    sigma left out.  None with fewer than three samples that have sigmas."""
+    hit, n = [], []
+    for e, sg in samples:
+        e, sg = np.asarray(e, dtype=np.float64), np.asarray(sg, dtype=np.float64)
+        if len(sg) != len(e):
+            continue
+        has = np.isfinite(sg) & (sg < UNKNOWN_UNC_NS)
+        if has.any():
+            hit.append(float(np.sum(e[has] <= k * sg[has])))
+            n.append(float(np.sum(has)))
+    if len(n) < 3:
+        return None
+    hit_a, n_a = np.array(hit), np.array(n)
+    idx = np.random.default_rng(0).integers(0, len(n_a), (n_boot, len(n_a)))
+    cov = hit_a[idx].sum(axis=1) / n_a[idx].sum(axis=1)
+    return [round(100.0 * float(q), 1) for q in np.percentile(cov, [2.5, 97.5])]
+
+
+def _recording_samples(outs, method: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(|errors|, sigmas) of ``method`` per recording (``_Out.recording``), its pairs' events pooled."""
+    by: dict = collections.defaultdict(lambda: ([], []))
+    for o in outs:
+        by[o.recording][0].extend(np.abs(np.asarray(o.err[method], dtype=np.float64)).tolist())
+        by[o.recording][1].extend(o.sigma[method])
+    return [(np.array(e), np.array(s)) for e, s in by.values()]
 
 
 def _pair_of(name: str, pairs_of: dict) -> tuple[str, str]:

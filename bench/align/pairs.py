@@ -22,6 +22,7 @@ from synchub.drivers.sim import render as R
 from synchub.drivers.sim.clocks import DeviceClock
 from synchub.drivers.sim.world import World
 
+from .calibrate import sample_ci
 from .hold import EarlyHold
 from .scenario import RATES, BenchSpec
 from .streams import Stream, cut, embed_stream
@@ -339,22 +340,7 @@ def world_ci(outs: list[PairOutcome], method: str, k: float = 1.0, n_boot: int =
     """95 % interval (percent) of the ``k``-sigma coverage of ``method``'s events, bootstrapped over the worlds
     (``outs``, one per seed): a world's events share its bias, so the worlds, not the events, are the samples.
     None with fewer than three worlds that have sigmas."""
-    hit, n = [], []
-    for o in outs:
-        e = np.asarray(o.errors.get(method, ()), dtype=np.float64)
-        sg = np.asarray(o.sigmas.get(method, ()), dtype=np.float64)
-        if len(sg) != len(e):
-            continue
-        has = _reported(e, sg)
-        if has.any():
-            hit.append(float(np.sum(e[has] <= k * sg[has])))
-            n.append(float(np.sum(has)))
-    if len(n) < 3:
-        return None
-    hit_a, n_a = np.array(hit), np.array(n)
-    idx = np.random.default_rng(0).integers(0, len(n_a), (n_boot, len(n_a)))
-    cov = hit_a[idx].sum(axis=1) / n_a[idx].sum(axis=1)
-    return [round(100.0 * float(q), 1) for q in np.percentile(cov, [2.5, 97.5])]
+    return sample_ci([(o.errors.get(method, ()), o.sigmas.get(method, ())) for o in outs], k, n_boot)
 
 
 def pooled_coverage(per_pair: dict[str, list[PairOutcome]], method: str = "hybrid") -> dict:
