@@ -43,11 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from synchub.agent.align.aligner import AlignerSettings
-from synchub.agent.align.calibration import (
-    REAL_TABLE,
-    SigmaTable,
-    floor_for_coverage,
-)
+from synchub.agent.align.calibration import REAL_TABLE, SigmaTable, floor_for_coverage
 from synchub.agent.align.drift import DriftTracker, theil_sen
 from synchub.agent.align.tracker import AlignmentTracker, calibrated_settings
 from synchub.agent.align.window import WindowAligner, load_runners, modality_of, period_s
