@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,12 @@ def load_runners(modalities, providers=None) -> dict[str, Any]:
         except Exception as exc:  # a broken model file: refused at load, the aligner abstains with the reason
             out[m] = f"model for {m} refused ({exc})"
     return out
+
+
+def reason_kind(why: str) -> str:
+    """An abstention's reason with its numbers taken out (``PSR 5.9 < 8.0`` -> ``PSR # < #``), so that the windows
+    that abstained for the same reason are counted together."""
+    return re.sub(r"\d+(\.\d+)?", "#", why)
 
 
 def table_mismatch(table) -> str:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import collections
 import json
-import re
 import sys
 import time
 from dataclasses import replace
@@ -46,7 +45,7 @@ from synchub.agent.align.aligner import AlignerSettings
 from synchub.agent.align.calibration import REAL_TABLE, SigmaTable, floor_for_coverage
 from synchub.agent.align.drift import DriftTracker, theil_sen
 from synchub.agent.align.tracker import AlignmentTracker, calibrated_settings
-from synchub.agent.align.window import WindowAligner, load_runners, modality_of, period_s
+from synchub.agent.align.window import WindowAligner, load_runners, modality_of, period_s, reason_kind
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.clock.model import ClockModel
 from synchub.agent.core.stream import Chunk
@@ -188,7 +187,7 @@ def run_pair(rec, ref_key: str, tgt_key: str, runners: dict, methods, window_s: 
             out.windows[m][1] += 1
             if not r.ok:
                 out.windows[m][0] += 1
-                out.reasons[m][_reason(r.reason)] += 1
+                out.reasons[m][reason_kind(r.reason)] += 1
             if m == "hybrid":
                 fed_until, _fed = feed_window(model, tgt, fed_until, int(d0) + win_ns // 2, r, tgt_key,
                                               win_ns / hop_ns, offsets, arrivals=live)
@@ -259,12 +258,8 @@ def run_tracker(rec, ref_key: str, tgt_key: str, runners: dict, window_s: float,
         out.add("tracker", np.rint(mapped), e_true[now], sigma if sigma is not None else np.nan)
     c = tr.stats()
     out.windows["tracker"] = [c["abstained"] + c["outliers"], c["windows"]]
-    out.reasons["tracker"].update({_reason(k): v for k, v in c["reasons"].items()})
+    out.reasons["tracker"].update({reason_kind(k): v for k, v in c["reasons"].items()})
     out.drift_est["tracker"] = tr.drift.drift_ppm if len(tr.drift.points) >= tr.drift.min_points else None
-
-
-def _reason(why: str) -> str:
-    return re.sub(r"\d+(\.\d+)?", "#", why)  # numbers out, so that reasons pool
 
 
 def method_label(method: str, mode: str) -> str:

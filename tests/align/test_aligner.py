@@ -256,3 +256,12 @@ def test_drift_sigma_is_unknown_until_enough_windows_and_shrinks_with_more():
     for r in ws:
         overlapped.add(r)
     assert overlapped.drift_sigma_ppm == pytest.approx(2.0 * dt.drift_sigma_ppm)
+
+
+def test_abstention_reasons_of_a_kind_count_together():
+    from synchub.agent.align.window import reason_kind
+
+    a = "neural: low confidence (PSR 2.4 < 3.5); classical: too few matched events (1 of 6, 0.1 by chance)"
+    b = "neural: low confidence (PSR 3.1 < 3.5); classical: too few matched events (2 of 5, 0.0 by chance)"
+    assert reason_kind(a) == reason_kind(b) != reason_kind("neural: ambiguous (second peak 0.70 of the main peak)")
+    assert reason_kind("offset off the drift line") == "offset off the drift line"

@@ -32,7 +32,7 @@ from synchub.agent.align.aligner import AlignerSettings
 from synchub.agent.align.calibration import SigmaTable
 from synchub.agent.align.drift import DriftTracker
 from synchub.agent.align.tracker import calibrated_settings, window_evidence
-from synchub.agent.align.window import WindowAligner, load_runners, modality_of
+from synchub.agent.align.window import WindowAligner, load_runners, modality_of, reason_kind
 from synchub.agent.clock.barcode import BarcodeDecoder
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.clock.edge_pairs import EdgePairs, pair_codes, pair_edges
@@ -217,7 +217,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
     link = Link(method, {0: model}, notes=[])
     has = out_table is not None and out_table.has(win.ref_mod, win.tgt_mod)
     link.calibration = out_table.of(win.ref_mod, win.tgt_mod) if has else (1.0, 0.0)
-    reasons: dict[str, int] = {}
+    reasons: dict[str, list] = {}  # reason_kind -> [windows, the first one's reason]
     W, H = int(window_s * NS), int(hop_s * NS)
     tb, rb = _Buf(), _Buf()
     state = {"tgt": True, "ref": True}
@@ -256,9 +256,9 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
                 found.append(window_evidence(res, name, W / H, table, (win.ref_mod, win.tgt_mod)))
             else:
                 why = res.reason or "offset off the drift line"
-                reasons[why] = reasons.get(why, 0) + 1
+                reasons.setdefault(reason_kind(why), [0, why])[0] += 1
         elif len(tt):
-            reasons["no reference samples in the window"] = reasons.get("no reference samples in the window", 0) + 1
+            reasons.setdefault("no reference samples", [0, "no reference samples in the window"])[0] += 1
         d0 += H
         i = int(np.searchsorted(tb.t, d0))
         if i < len(tb.t) and int(tb.t[i]) > d0 + W:  # a gap in the target: on to its next sample
@@ -267,7 +267,8 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
         rb.trim(lo - W)
         if not state["tgt"] and (tb.last is None or tb.last < d0):
             break
-    link.notes += [f"{n} windows: {why}" for why, n in sorted(reasons.items(), key=lambda r: -r[1])[:5]]
+    link.notes += [f"{n} windows{' like' if n > 1 and reason_kind(why) != why else ''}: {why}"
+                   for n, why in sorted(reasons.values(), key=lambda r: -r[0])[:5]]
     if len(found) < MIN_OFFSETS:
         link.models = {}
         return link

@@ -56,7 +56,9 @@ def test_when_the_aligner_abstains_the_log_is_refused_with_its_reasons(tmp_path)
     rate = sf.info(tmp_path / "mic.wav").samplerate
     noise = np.random.default_rng(1).normal(0.0, 1e-4, int(60 * rate)).astype(np.float32)
     sf.write(tmp_path / "mic.wav", noise, rate, subtype="FLOAT")
-    with pytest.raises(AlignError, match=r"log\.csv: nothing to align on \(.*low confidence.*flat signal"):
+    # the windows counted by reason, whatever its numbers (PSR 2.0 or 2.3: one line, not one line each)
+    with pytest.raises(AlignError, match=r"log\.csv: nothing to align on \(aligner log vs mic: [2-9]\d* windows like: "
+                                         r".*low confidence.*flat signal"):
         FileAlignment(specs).write(tmp_path / "out.xdf")
     assert not (tmp_path / "out.xdf").exists()
 
