@@ -267,7 +267,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
         rb.trim(lo - W)
         if not state["tgt"] and (tb.last is None or tb.last < d0):
             break
-    link.notes += [f"{n} windows{' like' if n > 1 and reason_kind(why) != why else ''}: {why}"
+    link.notes += [f"{n} window{'s' if n > 1 else ''}{' like' if n > 1 and reason_kind(why) != why else ''}: {why}"
                    for n, why in sorted(reasons.values(), key=lambda r: -r[0])[:5]]
     if len(found) < MIN_OFFSETS:
         link.models = {}
@@ -279,7 +279,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
         link.notes.append(f"uncertainty at least one window's sigma ({link.window_sigma_ns / 1e6:.1f} ms: a bias the "
                           f"windows share does not average out), calibrated x{link.calibration[0]:.2f}")
     if dropped:
-        link.notes.append(f"{dropped} windows: off the robust line through all of them")
+        link.notes.append(f"{dropped} window{'s' if dropped > 1 else ''}: off the robust line through all of them")
     if tau > 0:
         link.notes.append(f"the windows scatter {tau / 1e6:.1f} ms beyond their sigmas: weighed so")
     for ev in found:
