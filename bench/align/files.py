@@ -74,7 +74,7 @@ def align_recording(rec, raw: bool = False) -> dict:
         mapped, unc = link.map(dev, np.zeros(len(dev), dtype=np.int64))
     return {"events": len(truth), "err": (mapped - truth).astype(np.float64), "unc": unc.astype(np.float64),
             "t": (truth - truth[0]) / NS if len(truth) else np.zeros(0), "drift_true": rec.spec.marker_drift_ppm,
-            "scatter": link.scatter_ns, "window_sigma": link.window_sigma_ns}
+            "scatter": link.scatter_ns, "window_sigma": link.window_sigma_ns, "drift_sigma": link.drift_sigma_ppm}
 
 
 def figures(outs: list[dict]) -> dict:
@@ -87,12 +87,16 @@ def figures(outs: list[dict]) -> dict:
     unc = np.concatenate([o["unc"] for o in ok]) / 1e6
     a = np.abs(err)
     drift = [float(np.polyfit(o["t"], o["err"] / 1e3, 1)[0]) for o in ok if len(o["err"]) > 2]
+    dsig = [o.get("drift_sigma") for o in ok if len(o["err"]) > 2]
+    judged = [abs(e) <= s for e, s in zip(drift, dsig, strict=True) if s]  # the reported drift sigma's coverage
     return {"events": n_ev, "mapped": len(err), "refused": len(outs) - len(ok),
             "signed_median_ms": round(float(np.median(err)), 3), "median_abs_ms": round(float(np.median(a)), 3),
             "p95_abs_ms": round(float(np.percentile(a, 95)), 3),
             "within_5ms_pct": round(100.0 * float(np.count_nonzero(a <= 5.0)) / n_ev, 2),
             "drift_err_ppm": round(float(np.median(np.abs(drift))), 2) if drift else None,
             "drift_signed_err_ppm": [round(d, 2) for d in drift],
+            "drift_sigma_ppm": [round(d, 2) if d else None for d in dsig],
+            "drift_within_1sigma": f"{sum(judged)} of {len(judged)}",
             "sigma_median_ms": round(float(np.median(unc)), 3),
             "cover_1sigma_pct": round(100.0 * float(np.mean(a <= unc)), 2),
             "cover_2sigma_pct": round(100.0 * float(np.mean(a <= 2 * unc)), 2)}

@@ -272,6 +272,8 @@ class FileAlignment(ReferenceLinks):
                      "reference": inp is self.ref_input and (self.ref_track is None or self.ref_track is tr)}
                 if tr.key in self.stats:
                     s.update(self.stats[tr.key].summary())
+                if inp.link is not None and inp.link.drift_sigma_ppm is not None and "drift_ppm" in s:
+                    s["drift_sigma_ppm"] = inp.link.drift_sigma_ppm  # what the aligner's windows tell of the drift
                 s["segments"] = self._segments(inp, tr)
                 if tr.key in getattr(self, "gaps", {}):
                     s["gaps_recorded"] = self.gaps[tr.key]  # samples the recording says were lost, by cause

@@ -23,6 +23,7 @@ iterating the pieces it is given.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -69,6 +70,7 @@ class Link:
     residuals: list[tuple[int, int]] = field(default_factory=list)  # (file time, evidence - model) ns
     scatter_ns: float = 0.0  # aligner windows: their scatter beyond their sigmas (``clock.robust.robust_weighed``)
     window_sigma_ns: float = 0.0  # aligner windows: one window's sigma (the median of those the model weighs)
+    drift_sigma_ppm: float | None = None  # aligner windows: the 1-sigma of the drift over them (``drift_sigma``)
     # aligner links (k, g ns; the file engine's table, else 1, 0): the mapped uncertainty is
     # k * sqrt(unc^2 + window_sigma^2 + g^2); None (edges): as the model reports it
     calibration: tuple[float, float] | None = None
@@ -282,6 +284,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
         link.notes.append(f"{dropped} window{'s' if dropped > 1 else ''}: off the robust line through all of them")
     if tau > 0:
         link.notes.append(f"the windows scatter {tau / 1e6:.1f} ms beyond their sigmas: weighed so")
+    link.drift_sigma_ppm = drift_sigma(found)
     for ev in found:
         model.add_offset(ev)
     d = np.array([f.device_ns for f in found], dtype=np.int64)
@@ -289,3 +292,23 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
     link.residuals = list(zip(d.tolist(), (np.array([f.offset_ns for f in found]) - (mapped - d)).tolist(),
                               strict=True))
     return link
+
+
+def drift_sigma(evs: list[OffsetEstimate]) -> float | None:
+    """1-sigma (ppm) of the drift of window offsets: the weighted least-squares slope's (each window by its sigma,
+    already widened for the windows' overlap and scatter), scaled up by the residuals' reduced chi-square where they
+    scatter more than their sigmas say.  None with fewer than three windows or no spread in time."""
+    if len(evs) < 3:
+        return None
+    d = np.array([e.device_ns for e in evs], dtype=np.int64)
+    o = np.array([e.offset_ns for e in evs], dtype=np.int64)
+    x, y = (d - d[0]).astype(np.float64) / NS, (o - o[0]).astype(np.float64)  # epoch-sized times stay exact
+    w = 1.0 / np.maximum(np.array([e.sigma_ns for e in evs], dtype=np.float64), 1.0) ** 2
+    xm = float(np.sum(w * x) / np.sum(w))
+    sxx = float(np.sum(w * (x - xm) ** 2))
+    if not sxx > 0:
+        return None
+    b = float(np.sum(w * (x - xm) * y) / sxx)
+    a = float(np.sum(w * y) / np.sum(w)) - b * xm
+    chi2 = float(np.sum(w * (y - a - b * x) ** 2)) / (len(evs) - 2)
+    return math.sqrt(max(1.0, chi2) / sxx) / 1e3  # ns per s of device time -> ppm

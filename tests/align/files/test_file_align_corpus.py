@@ -48,6 +48,7 @@ def test_utterance_markers_are_tied_to_the_speech_by_the_aligner(tmp_path):
     assert np.median(err) < 10.0
     row = next(s for s in rep["streams"] if s["name"] == "log")
     assert row["method"] == "hybrid" and row["link"]["via"] == "log -> mic"
+    assert row["drift_sigma_ppm"] > 0 and "drift_ppm" in row  # the drift with what the windows tell of it
 
 
 def test_when_the_aligner_abstains_the_log_is_refused_with_its_reasons(tmp_path):

@@ -53,3 +53,30 @@ def test_the_shipped_file_table_is_the_file_engines_own():
     assert t.has("text", "audio") and not t.has("audio", "imu")
     k, g = t.of("audio", "text")
     assert 0.3 < k < 3.0 and g >= 0.0
+
+
+def _drift_errors_and_sigmas(noise_ms: float, stated_ms: float, seeds: int = 300):
+    from synchub.agent.align.files.links import drift_sigma
+
+    errs, sigs = [], []
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        d = (10 + 16 * np.arange(20)) * NS  # 20 independent windows over 5 minutes
+        off = 0.5e9 - 60e-6 * d + rng.normal(0.0, noise_ms * 1e6, len(d))
+        evs = [OffsetEstimate("log", int(x), int(o), int(stated_ms * 1e6), "hybrid") for x, o in zip(d, off, strict=True)]
+        b = np.polyfit(d / NS, off, 1)[0]  # ns per s: the windows' own drift (equal sigmas: the weighted fit's)
+        errs.append(abs(b / 1e3 + 60.0))  # ppm off the true -60 ns/s
+        sigs.append(drift_sigma(evs))
+    return np.array(errs), np.array(sigs)
+
+
+def test_the_drift_sigma_of_an_aligner_link_covers_its_drift_error():
+    """``synchub align`` reports the drift its aligner windows give with a 1-sigma (``drift_sigma_ppm``): the
+    weighted slope's, widened where the windows scatter more than their sigmas say."""
+    e, s = _drift_errors_and_sigmas(5.0, 5.0)  # sigmas as stated
+    assert 0.6 <= np.mean(e <= s) <= 0.8
+    e, s = _drift_errors_and_sigmas(15.0, 5.0)  # the windows scatter three times their sigmas
+    assert 0.6 <= np.mean(e <= s) <= 0.8
+    from synchub.agent.align.files.links import drift_sigma
+
+    assert drift_sigma([OffsetEstimate("log", k * NS, 0, 1_000_000, "hybrid") for k in range(2)]) is None
