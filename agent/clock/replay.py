@@ -50,6 +50,9 @@ ALIGNER_SOURCES = ("hybrid", "neural", "classical")
 #: Window / hop of the aligners that made them (the live tracker's 16 s every 4 s): their sigmas were scaled by its
 #: square root, which the judgement's scatter estimate takes out (``robust_weighed``).
 ALIGNER_OVERLAP = 4.0
+#: A step between consecutive aligner offsets larger than this is the device clock's (a reset, a jump), not an
+#: aligner's error (its search spans a few seconds): the offsets after it are another timeline's.
+CLOCK_STEP_NS = 5 * 1_000_000_000
 
 
 class LiveCorrector:
@@ -134,8 +137,9 @@ def replay(clocks, chunks: Iterable[Chunk], evidence: Iterable[Evidence] = (), *
 
 
 def offset_judgement(evidence: Iterable[Evidence]) -> tuple[dict, dict[str, int]]:
-    """Each stream's aligner offsets judged all together (``robust.robust_weighed``), per timeline (a run of them
-    whose device time does not go back, in the order of the times they speak of: a clock reset starts another).
+    """Each stream's aligner offsets judged all together (``robust.robust_weighed``), per timeline (a run of them,
+    in the order of the times they speak of, whose device time does not go back and whose offset does not step by
+    more than ``CLOCK_STEP_NS``: a clock reset or jump starts another).
     Returns (``{offset: the offset to feed, or None: left out}``, ``{stream: offsets left out}``)."""
     runs: dict[str, list[OffsetEstimate]] = collections.defaultdict(list)
     for e in evidence:
@@ -145,7 +149,8 @@ def offset_judgement(evidence: Iterable[Evidence]) -> tuple[dict, dict[str, int]
     dropped: dict[str, int] = {}
     for stream, offs in runs.items():
         offs.sort(key=evidence_time)
-        cuts = [0, *(i for i in range(1, len(offs)) if offs[i].device_ns < offs[i - 1].device_ns), len(offs)]
+        cuts = [0, *(i for i in range(1, len(offs)) if offs[i].device_ns < offs[i - 1].device_ns
+                     or abs(offs[i].offset_ns - offs[i - 1].offset_ns) > CLOCK_STEP_NS), len(offs)]
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
             kept, _tau, n = robust_weighed(offs[a:b], ALIGNER_OVERLAP)
             verdict.update(dict.fromkeys(offs[a:b]))  # left out, unless kept:

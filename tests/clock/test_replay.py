@@ -270,3 +270,24 @@ def test_aligner_offsets_are_judged_per_timeline_of_a_clock_that_reset(rec):
     assert any(b.device_ns < a.device_ns for a, b in zip(offs[:-1], offs[1:], strict=False))  # a reset among them
     err, dropped = _rerun_error_ms(rec, s, offs + rec.resets)
     assert dropped == {} and err < 5.0, (err, dropped)
+
+
+def test_a_forward_clock_jump_starts_another_timeline_of_aligner_offsets():
+    """A device clock that jumps 20 s forward (its offset steps by -20 s) within one judging span: judged as one
+    line, the step is scatter beyond every sigma and each offset was widened by it (to seconds).  A step beyond
+    ``CLOCK_STEP_NS`` starts another timeline: right offsets on both sides stay as they are."""
+    from synchub.agent.clock.replay import offset_judgement
+
+    table = {"name": "t", "duration_s": 150.0, "seed": 5, "chunk_ms": 100.0, "trigger": {"period_s": 1.0},
+             "probes": {"rate_hz": 0.0},
+             "device": [{"name": "c", "rate_hz": 50.0, "trigger": False,
+                         "clock": {"offset_s": 2.0, "drift_ppm": 30.0, "resets_at_s": [70.0], "reset_jump_s": [20.0]}}]}
+    rec = Recording(parse_scenario(table, "t.toml"))
+    s = rec.streams[0]
+    offs = _aligner_offsets(s, np.random.default_rng(6), 0.0, 200)
+    steps = np.abs(np.diff([o.offset_ns for o in offs]))
+    assert steps.max() > 15 * NS and all(b.device_ns > a.device_ns for a, b in zip(offs[:-1], offs[1:], strict=False))
+    verdict, dropped = offset_judgement(offs)
+    assert dropped == {} and all(verdict[o] == o for o in offs)
+    err, _ = _rerun_error_ms(rec, s, offs + rec.resets)
+    assert err < 5.0
