@@ -148,7 +148,9 @@ def run(args) -> int:
 
 def fit_files_table(specs, outs: list[dict], args, path: Path) -> None:
     """Fit ``FILES_TABLE``'s one pair (the corpus's files are a microphone and a marker log) on the raw outcomes."""
-    ok = [o for o in outs if "err" in o]
+    ok = [o for o in outs if "err" in o and len(o["err"])]
+    if not ok:
+        raise UserError("--fit-sigma: synchub align refused every recording: nothing to fit the table on")
     samples = {("audio", "text"): (np.concatenate([o["err"] for o in ok]), np.concatenate([o["unc"] for o in ok]))}
     doc = fit_pairs(samples, {"split": args.split, "recordings": [s.name for s in specs], "duration_s": args.duration,
                               "method": "hybrid", "mode": "files"})

@@ -9,7 +9,8 @@ from synchub.cli import main
 from synchub.models.corpus import split as SP
 
 FIELDS = {"events", "mapped", "refused", "signed_median_ms", "median_abs_ms", "p95_abs_ms", "within_5ms_pct",
-          "drift_err_ppm", "drift_signed_err_ppm", "sigma_median_ms", "cover_1sigma_pct", "cover_2sigma_pct"}
+          "drift_err_ppm", "drift_signed_err_ppm", "drift_sigma_ppm", "drift_within_1sigma", "sigma_median_ms",
+          "cover_1sigma_pct", "cover_2sigma_pct"}
 
 
 def test_bench_align_real_files_writes_the_documented_json(tmp_path, capsys):
@@ -34,3 +35,16 @@ def test_bad_real_files_arguments_are_user_errors(capsys):
     assert main(["bench", "align", "--real-files", "--duration", "5"]) == 2
     assert main(["bench", "align", "--real-files", "--speech", "0", "--sounds", "0"]) == 2
     assert "--speech + --sounds" in capsys.readouterr().err
+    assert main(["bench", "align", "--real-files", "--fit-sigma", "t.json"]) == 2  # held-out split: never fitted on
+    assert "calibration split only" in capsys.readouterr().err
+
+
+def test_a_fit_with_every_recording_refused_is_a_user_error():
+    from types import SimpleNamespace
+
+    from synchub.bench.align.files import fit_files_table
+    from synchub.errors import UserError
+
+    with pytest.raises(UserError, match="refused every recording"):
+        fit_files_table([], [{"events": 9, "refused": "nothing to align on"}], SimpleNamespace(split="calibration",
+                                                                                          duration=60.0), None)
