@@ -69,6 +69,11 @@ def table_pair_coverage(pooled: dict, pairs_of: dict, summarize, method: str = "
                 "cover_1sigma_ci95": sample_ci(_recording_samples(v, method))} for k, v in sorted(groups.items())}
 
 
+def reported(err: np.ndarray, sig: np.ndarray) -> np.ndarray:
+    """The events with a reported sigma (finite and known; none when the sigmas do not pair with the errors)."""
+    return np.isfinite(sig) & (sig < UNKNOWN_UNC_NS) if len(sig) == len(err) else np.zeros(len(err), bool)
+
+
 def sample_ci(samples, k: float = 1.0, n_boot: int = 2000) -> list[float] | None:
     """95 % interval (percent) of the ``k``-sigma coverage bootstrapped over ``samples`` ((|errors|, sigmas) of one
     world or recording each: its events share its bias, so it, not the event, is the sample); events without a
@@ -76,9 +81,7 @@ def sample_ci(samples, k: float = 1.0, n_boot: int = 2000) -> list[float] | None
     hit, n = [], []
     for e, sg in samples:
         e, sg = np.asarray(e, dtype=np.float64), np.asarray(sg, dtype=np.float64)
-        if len(sg) != len(e):
-            continue
-        has = np.isfinite(sg) & (sg < UNKNOWN_UNC_NS)
+        has = reported(e, sg)
         if has.any():
             hit.append(float(np.sum(e[has] <= k * sg[has])))
             n.append(float(np.sum(has)))

@@ -22,7 +22,7 @@ from synchub.drivers.sim import render as R
 from synchub.drivers.sim.clocks import DeviceClock
 from synchub.drivers.sim.world import World
 
-from .calibrate import sample_ci
+from .calibrate import reported, sample_ci
 from .hold import EarlyHold
 from .scenario import RATES, BenchSpec
 from .streams import Stream, cut, embed_stream
@@ -304,7 +304,7 @@ def summarize(name: str, tol_ns: float, outs: list[PairOutcome], methods) -> lis
         drifts = [d for o in outs for d in o.drift_err[m]]
         n_ev = len(err) + missed
         sig = np.concatenate([np.asarray(o.sigmas.get(m, ()), dtype=np.float64) for o in outs]) if outs else err
-        has = _reported(err, sig)
+        has = reported(err, sig)
         rows.append({
             "pair": name,
             "method": m,
@@ -324,11 +324,6 @@ def summarize(name: str, tol_ns: float, outs: list[PairOutcome], methods) -> lis
             rows[-1]["held_pct"] = round(100.0 * sum(o.held for o in outs) / n_ev, 2) if n_ev else None
             rows[-1]["held_max_s"] = round(max((o.held_wait_ns for o in outs), default=0) / NS, 1)
     return rows
-
-
-def _reported(err: np.ndarray, sig: np.ndarray) -> np.ndarray:
-    """The events with a reported sigma (finite and known; none when the sigmas do not pair with the errors)."""
-    return np.isfinite(sig) & (sig < UNKNOWN_UNC_NS) if len(sig) == len(err) else np.zeros(len(err), bool)
 
 
 def _cover_pct(err: np.ndarray, sig: np.ndarray, has: np.ndarray, k: float) -> float | None:
@@ -352,7 +347,7 @@ def pooled_coverage(per_pair: dict[str, list[PairOutcome]], method: str = "hybri
               for i in range(min((len(v) for v in per_pair.values()), default=0))]
     e = np.array([x for w in worlds for x in w.errors[method]], dtype=np.float64)
     sg = np.array([x for w in worlds for x in w.sigmas[method]], dtype=np.float64)
-    has = _reported(e, sg)
+    has = reported(e, sg)
     if not has.any():
         return {}
     return {"method": method, "events": int(has.sum()), "cover_1sigma_pct": _cover_pct(e, sg, has, 1.0),

@@ -26,7 +26,8 @@ stamps only).  Per recording and overall, per method (``arrival``: host receive 
 ``AlignmentTracker`` fed second by second, each event mapped as it arrives with its current offset line): the signed median error of the mapped events (> 0: late), median and p95 |error|, the share within
 5 ms, the drift error (ppm, at the end of the recording: 5 minutes by default), the coverage of the reported
 1-sigma and 2-sigma (classical/neural: the window's sigma; hybrid: the clock model's uncertainty; per modality pair
-with its 95 % interval over recordings), and the share of windows the method abstained on, with its reasons.  Events in windows that abstained count as missed.
+with its 95 % interval over recordings), and the share of windows the method abstained on, with its reasons.
+Events in windows that abstained count as missed.
 Goal (issue 14): median |error| <= 5 ms, p95 <= 15 ms, drift error <= 10 ppm, 1-sigma coverage 60-80 %.
 """
 
