@@ -1,7 +1,7 @@
 """The reset detector: where a device clock's timeline breaks between two readings.  Pure.
 
 The one rule of the tree for a clock reset seen in device times (``unwrap.Unwrapper`` on raw counters,
-``timeline.Timeline`` on samples and evidence, ``triggers.EdgeFilter`` on a device's trigger edges): between a
+``timeline.Timeline`` on samples and evidence, ``edge_filter.EdgeFilter`` on a device's trigger edges): between a
 reading at device time ``d0`` (received at host time ``h0``) and the next at ``d1`` (``h1``),
 
 * the device clock **went back** when ``d0 - d1 > back``;
