@@ -49,6 +49,9 @@ from .triggers import TriggerMatcher
 
 #: Default 1-sigma jitter of a matched edge pair per GPIO back end (kernel stamps vs userspace callbacks), ns.
 EDGE_SIGMA_NS = {"gpiod": 5_000, "sim": 5_000, "rpi-gpio": 150_000}
+#: The least sigma a trigger line's prior from arrival times says: they sit late by the link's minimum latency, which
+#: their uncertainty cannot show (on a line faster than ~12 Hz the matcher locks by its reports' times instead).
+PRIOR_MIN_SIGMA_NS = 10_000_000
 BARCODE_BIT_NS = 0  # barcode bit time learnt from each start pulse (the sync box and the sim rig use 10-30 ms)
 
 
@@ -96,6 +99,7 @@ class _StreamClock:
             self.matcher = TriggerMatcher(
                 line.period_ns if periodic else 0, min_width_ns=line.min_width_ns,
                 polarity=line.polarity if periodic else 0, prior=self._prior,
+                bound=self._latest,
             )
             if line.role == "barcode":
                 self.decoder = BarcodeDecoder(BARCODE_BIT_NS)
@@ -126,8 +130,15 @@ class _StreamClock:
         ref, unc, _ = self.model.map(np.array([device_ns]))
         if unc[0] >= UNKNOWN_UNC_NS:
             return None
-        # arrival-based estimates sit late by the link's minimum latency, which their uncertainty cannot show
-        return int(ref[0]), max(int(unc[0]), 10_000_000)
+        if self.model.last_method == "arrival":  # late by the link's minimum latency, which its sigma cannot show
+            return int(ref[0]), max(int(unc[0]), PRIOR_MIN_SIGMA_NS)
+        return int(ref[0]), int(unc[0])
+
+    def _latest(self, device_ns: int) -> int | None:
+        """The latest reference time a device time can have: no sample arrives before it was taken (the arrival
+        envelope, ``ClockModel.arrival_bound``), or None before any arrival."""
+        b = float(self.model.arrival_bound([device_ns], self.model.skew_prior * 1e6)[0])
+        return int(b) if math.isfinite(b) else None
 
     def pairs(self, pairs: list[tuple[int, int]], extra_sigma_ns: float = 0.0) -> None:
         if pairs and self.line is not None:

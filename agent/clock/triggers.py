@@ -13,10 +13,19 @@ Pure (no I/O).  Each side's edges first pass an ``EdgeFilter`` (``edge_filter``)
 Good edges wait in a small queue for their partner.  A device edge's reference time is predicted from the pairs
 matched so far (a running line, rate refined as pairs arrive) and the partner is the single reference edge in a
 window around the prediction.  Before the first pair, the prediction comes from a prior (``prior(device_ns) ->
-(ref_ns, sigma_ns)``, e.g. the stream's clock model from arrival times or probes) or from the host receive time of
-the device's report (the reference edge lies within ``max_latency_ns`` before it).  A window that holds two
-candidates is ambiguous and the edge waits or expires; unmatched edges expire after ``max_wait_periods`` and are
-counted.  With barcodes (``add_device_code``/``add_ref_code``) pairs are identified by value, with no ambiguity.
+(ref_ns, sigma_ns)``, e.g. the stream's clock model from arrival times or probes) where it tells a periodic line's
+edges apart (4 sigma under half a period), else from the host receive times of the device's reports: with
+``max_latency_ns`` given, the reference edge lies within it before each report; on a periodic line without it, the
+**causal lock**: the latest offset (device -> reference) that puts no pending device edge after its own report, nor
+after the latest reference time its device time can have (``bound(device_ns)``, e.g. the stream's arrival envelope:
+no sample is received before it is taken), and finds partners for ``CAUSAL_EDGES`` of them.  It is right where the
+least latency of the reports or of the stream's samples is under one period (a 100 Hz camera strobe whose samples
+come 8-16 ms late locks right); where both exceed it (a 1 kHz line, 1-2 ms late) the lock is whole periods late,
+which no host time can tell: such a line wants a prior that tells its edges apart (probes on a symmetric link), or
+barcodes; ``state()`` says how the pairs began (``lock``) and what a causal lock assumed (``lock_least_latency_ms``).
+A window that holds two candidates is ambiguous and the edge waits or expires; unmatched edges expire after
+``max_wait_periods`` and are counted.  With barcodes (``add_device_code``/``add_ref_code``) pairs are identified by
+value, with no ambiguity.
 
 The device's clock may start a new timeline (a reset, a saved clock restored at reboot, a step): ``restart()``
 forgets the pairs, the device side's grid and the device edges reported before the new timeline began, keeping the
@@ -29,6 +38,7 @@ Counts (``stats``) name every rejection; a rejected or unmatched edge never reac
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
 from synchub.agent.core.evidence import TriggerEdge
@@ -38,9 +48,16 @@ from .edge_filter import EdgeFilter
 __all__ = ["EdgeFilter", "TriggerMatcher", "LOCK_LOST_EDGES"]
 
 Prior = Callable[[int], "tuple[int, int] | None"]
+Bound = Callable[[int], "int | None"]
 
 #: Device edges in a row that expire unmatched (while pairs predict them) before the matcher starts over.
 LOCK_LOST_EDGES = 3
+#: Pending device edges with a partner that a causal lock needs (see the module docstring).
+CAUSAL_EDGES = 3
+#: How many periods before the newest report a causal lock looks for its partner.
+CAUSAL_SPAN = 64
+#: A causal lock's slack, in periods, for a report stamped just before its edge (the reference stamp's own error).
+CAUSAL_SLACK = 0.02
 
 
 class TriggerMatcher:
@@ -52,7 +69,7 @@ class TriggerMatcher:
 
     def __init__(self, period_ns: int = 0, *, period_tol: float = 0.1, min_width_ns: int = 0, max_width_ns: int = 0,
                  polarity: int = 1, max_latency_ns: int = 0, max_wait_periods: float = 3.0,
-                 prior: Prior | None = None):
+                 prior: Prior | None = None, bound: Bound | None = None):
         self.period = int(period_ns)
         self.stats: dict[str, int] = {}
         kw = dict(period_ns=period_ns, period_tol=period_tol, min_width_ns=min_width_ns, max_width_ns=max_width_ns,
@@ -62,6 +79,14 @@ class TriggerMatcher:
         self.max_latency = int(max_latency_ns) if max_latency_ns else (self.period // 2 if self.period else 0)
         self.max_wait = int(max_wait_periods * self.period) if self.period else 5_000_000_000
         self.prior = prior
+        self.bound = bound
+        self._causal = self.period > 0 and not max_latency_ns  # see the module docstring
+        self._lock_offset: int | None = None
+        self._lock_least = 0  # the causal lock's least latency (report or latest time - its edge), ns
+        self._bounds: dict[int, int | None] = {}  # ``bound`` of the pending device edges
+        self._how = ""
+        self.lock = ""  # how the current run of pairs began: "prior", "causal", "reports", "codes" ("": none yet)
+        self.lock_least_latency_ns: int | None = None  # with "causal": what the lock assumes under one period
         self._dev: list[tuple[int, int]] = []  # (device_ns, host_ns)
         self._ref: list[int] = []
         self._pairs: list[tuple[int, int]] = []  # matched, for the running line (last few kept)
@@ -84,6 +109,9 @@ class TriggerMatcher:
         self._count("restart")
         self._pairs.clear()
         self._first = None
+        self._lock_offset = None
+        self._bounds.clear()
+        self.lock, self.lock_least_latency_ns = "", None
         self._resid = 0.0
         self._lost = 0
         self.dev_filter.restart()
@@ -132,6 +160,9 @@ class TriggerMatcher:
                     self.dev_filter.reset_seen = False
                     self._pairs.clear()
                     self._first = None
+                    self._lock_offset = None
+                    self._bounds.clear()
+                    self.lock, self.lock_least_latency_ns = "", None
                     self._resid = 0.0
                     self._lost = 0
                     self._dev.clear()
@@ -165,6 +196,7 @@ class TriggerMatcher:
             t_other = other.pop(value)
             mine.pop(value)
             pair = (t, t_other) if device else (t_other, t)
+            self.lock = self.lock or "codes"
             self._note_pair(pair)
             self._count("code_matched")
             return [pair]
@@ -209,10 +241,17 @@ class TriggerMatcher:
             if p is not None:
                 ref, sigma = p
                 win = int(4 * sigma)
-                if half_p and win >= half_p:
-                    return None
-                return int(ref), win, win
+                if not (half_p and win >= half_p):  # else it cannot tell the edges apart: the reports' times may
+                    self._how = "prior"
+                    return int(ref), win, win
+        if self._causal:
+            if self._lock_offset is None:
+                return None
+            self._how = "causal"
+            win = int(0.3 * self.period)
+            return d + self._lock_offset, win, win
         if host and self.max_latency:
+            self._how = "reports"
             return host, self.max_latency, 0  # the reference edge came before the report, within the latency
         return None
 
@@ -221,22 +260,27 @@ class TriggerMatcher:
         keep_dev: list[tuple[int, int]] = []
         expired: list[tuple[int, int]] = []
         newest_ref = self._ref[-1] if self._ref else None
+        if self._causal and not self._pairs:
+            self._lock_offset, self._lock_least = self._causal_offset()
         for d, host in self._dev:
             pred = self._predict(d, host)
             if pred is None:
                 keep_dev.append((d, host))
                 continue
             centre, lo, hi = pred
-            cands = [i for i, r in enumerate(self._ref) if centre - lo <= r <= centre + hi]
-            if len(cands) == 1:
-                r = self._ref.pop(cands[0])
+            i0, i1 = bisect_left(self._ref, centre - lo), bisect_right(self._ref, centre + hi)
+            if i1 - i0 == 1:
+                r = self._ref.pop(i0)
                 pair = (d, r)
+                if not self._pairs:
+                    self.lock = self._how
+                    self.lock_least_latency_ns = self._lock_least if self._how == "causal" else None
                 self._note_pair(pair)
                 self._recent = [*self._recent[-7:], (d, r, host)]
                 out.append(pair)
                 self._lost = 0
                 continue
-            if len(cands) > 1:
+            if i1 - i0 > 1:
                 self._count("ambiguous")
             if self._pairs and newest_ref is not None and newest_ref > centre + hi + self.max_wait:
                 self._count("device_unmatched")  # the reference side has moved on: its partner never came
@@ -272,6 +316,38 @@ class TriggerMatcher:
             out += self._match()
         return out
 
+    def _causal_offset(self) -> tuple[int | None, int]:
+        """The causal lock's offset (reference - device) from the pending device edges and their reports, or None
+        (see the module docstring).  Candidates are the reference edges before the newest edge's latest time; the
+        latest one that keeps each edge at or before its own and gives ``CAUSAL_EDGES`` of them a partner wins."""
+        dev = [(d, h) for d, h in self._dev if h]
+        refs = self._ref
+        if len(dev) < CAUSAL_EDGES or not refs:
+            return None, 0
+        if self.bound is not None:  # asked once per pending edge (a later answer is tighter; this one holds)
+            self._bounds = {d: self._bounds[d] if d in self._bounds else self.bound(d) for d, _ in dev}
+            dev = [(d, h if (b := self._bounds[d]) is None else min(h, b)) for d, h in dev]
+        tol, slack = 0.3 * self.period, CAUSAL_SLACK * self.period
+        d_last, h_last = dev[-1]
+        best, least = None, 0
+        for r in refs[bisect_left(refs, h_last - CAUSAL_SPAN * self.period):bisect_right(refs, h_last + slack)]:
+            off, support = r - d_last, 0
+            for d, h in dev:
+                t = d + off
+                if t > h + slack:  # this edge would come after its own report (or after its latest time)
+                    break
+                i = bisect_left(refs, t - tol)
+                support += i < len(refs) and refs[i] <= t + tol
+            else:
+                if support >= CAUSAL_EDGES:  # ascending: the latest that passes
+                    best, least = off, min(h - d for d, h in dev) - off
+        return best, int(least)
+
     def state(self) -> dict:
-        return {"matched": self.matched, "pending_device": len(self._dev), "pending_ref": len(self._ref),
-                "restarts": self.restarts, **self.stats}
+        out = {"matched": self.matched, "pending_device": len(self._dev), "pending_ref": len(self._ref),
+               "restarts": self.restarts, **self.stats}
+        if self.lock:
+            out["lock"] = self.lock
+        if self.lock_least_latency_ns is not None:
+            out["lock_least_latency_ms"] = round(self.lock_least_latency_ns / 1e6, 3)
+        return out

@@ -41,7 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from synchub.agent.core.settings import Where, build, read_toml, reference, setting
+from synchub.agent.core.settings import ConfigError, Where, build, read_toml, reference, setting
 from synchub.drivers.sim.clocks import ClockSpec
 
 
@@ -113,7 +113,12 @@ class Scenario:
 
 
 def parse_scenario(data: dict, file: str = "<scenario>") -> Scenario:
-    return build(Scenario, data, Where(file))
+    sc = build(Scenario, data, Where(file))
+    t = sc.trigger
+    if t.width_ms >= t.period_s * 1e3:  # the line would never go low: every edge after the first is lost
+        raise ConfigError(f"{file}: trigger.width_ms: {t.width_ms:g} ms is not under the period "
+                          f"({t.period_s * 1e3:g} ms): a pulse must end before the next one starts")
+    return sc
 
 
 def load_scenario(path: str | Path) -> Scenario:

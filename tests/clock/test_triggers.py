@@ -134,3 +134,59 @@ def test_device_clock_reset_restarts_matching():
     seg = clk.segment_of(pairs[:, 1])
     truth = np.array([clk.to_true(np.array([d]), s)[0] for d, s in zip(pairs[:, 0], seg, strict=False)])
     assert np.max(np.abs(truth - pairs[:, 1])) < 10_000 and len(pairs) >= 115
+
+
+def _strobe(report_ms, seed=5, period=10_000_000, n=1500, width=2_500_000):
+    """A 100 Hz camera strobe: true edges, the device's stamps (offset, 40 ppm), each report's host time (after the
+    pulse ended, ``report_ms`` (lo, hi) later)."""
+    clk = DeviceClock(ClockSpec(offset_s=3.0, drift_ppm=40, jitter_us=1), n * period / NS + 2, seed)
+    rng = np.random.default_rng(seed)
+    te = (NS // 2 + np.arange(n) * period).astype(np.int64)
+    host = te + width + np.rint(rng.uniform(*report_ms, n) * 1e6).astype(np.int64)
+    return clk, te, clk.to_device(te, jitter=True), host
+
+
+def _feed(m, te, dev, host, chunk=10):
+    """Device edges as their reports arrive, ``chunk`` at a time; before each chunk, every reference edge up to
+    its last report (a GPIO line's edges come at once)."""
+    pairs, j = [], 0
+    for i in range(0, len(te), chunk):
+        k = int(np.searchsorted(te, host[i:i + chunk].max(), side="right"))
+        pairs += m.add_ref([TriggerEdge("t", int(t), "ref") for t in te[j:k]])
+        j = k
+        pairs += m.add_device([TriggerEdge("s", int(d), "device", host_ns=int(h))
+                               for d, h in zip(dev[i:i + chunk], host[i:i + chunk], strict=True)])
+    return np.array(pairs)
+
+
+def test_a_fast_line_locks_from_its_reports_where_the_prior_cannot_tell_its_edges_apart():
+    # an arrival-based prior (late by the link's latency, 10 ms wide) cannot pick one of 100 Hz edges; the matcher
+    # had then waited for a better prior forever (no pair in the whole run), now the reports' host times lock it
+    clk, te, dev, host = _strobe((1.0, 2.0))
+    m = TriggerMatcher(10_000_000, prior=lambda d: (int(clk.to_true(np.array([d]), 0)[0]) + 5_000_000, 10_000_000))
+    pairs = _feed(m, te, dev, host)
+    assert len(pairs) >= len(te) - 10
+    assert np.max(np.abs(clk.to_true(pairs[:, 0], 0) - pairs[:, 1])) < 20_000
+    assert m.state()["lock"] == "causal" and 3.4 < m.state()["lock_least_latency_ms"] < 4.5
+
+
+def test_the_causal_lock_takes_the_latest_time_the_stream_samples_allow():
+    # reports 10.5-18.5 ms after their edge: more than a period (the pulse's width, then the link); the stream's
+    # samples arrive 8-16 ms after they are taken, so the arrival envelope bounds each edge's reference time
+    clk, te, dev, host = _strobe((8.0, 16.0))
+    bound = TriggerMatcher(10_000_000, bound=lambda d: int(clk.to_true(np.array([d]), 0)[0]) + 8_000_000)
+    pairs = _feed(bound, te, dev, host)
+    assert len(pairs) >= len(te) - 10 and np.max(np.abs(clk.to_true(pairs[:, 0], 0) - pairs[:, 1])) < 20_000
+    assert 7.9 < bound.state()["lock_least_latency_ms"] < 8.1
+    # from the reports alone the same edges lock one period late: no host time can tell (the documented limit),
+    # and the state says what the lock assumed
+    blind = _feed(TriggerMatcher(10_000_000), te, dev, host)
+    err = clk.to_true(blind[:, 0], 0) - blind[:, 1]
+    assert len(blind) >= len(te) - 10 and np.all(np.abs(err + 10_000_000) < 20_000)
+
+
+def test_a_prior_that_tells_the_edges_apart_wins_over_the_reports():
+    clk, te, dev, host = _strobe((8.0, 16.0))
+    m = TriggerMatcher(10_000_000, prior=lambda d: (int(clk.to_true(np.array([d]), 0)[0]) + 300_000, 500_000))
+    pairs = _feed(m, te, dev, host)
+    assert np.max(np.abs(clk.to_true(pairs[:, 0], 0) - pairs[:, 1])) < 20_000 and m.state()["lock"] == "prior"
