@@ -15,7 +15,7 @@ it from the recording's clock config):
   chunking does not matter; then every chunk is corrected with the two-sided estimate.  Since ``ClockModel.map``
   is a function of the evidence and of each sample's own times, a recording corrected chunk by chunk gives the
   same times as corrected at once.  A stream's aligner offsets, all at hand, are judged together first
-  (``judged_offsets``: ``robust.robust_weighed`` per timeline): the live tracker's causal gate let some confident
+  (``judged_offsets``: ``robust.robust_verdict`` per timeline): the live tracker's causal gate let some confident
   wrong windows through, and the two-sided least squares would follow them.
 * live (``smooth=False``): the recorded chunks and evidence go through a ``LiveCorrector`` in host-time order,
   each chunk corrected once ``delay_ns`` (its stream's own delay, if longer) of host time has passed since its last
@@ -39,7 +39,7 @@ from synchub.agent.core.stream import Chunk, StreamInfo
 
 from .choice import METHOD_ORDER
 from .layer import StreamClocks
-from .robust import robust_weighed
+from .robust import robust_verdict
 from .settings import ClockLayerConfig
 
 _METHOD_RANK = {m: i for i, m in enumerate((*METHOD_ORDER, "none"))}
@@ -137,7 +137,7 @@ def replay(clocks, chunks: Iterable[Chunk], evidence: Iterable[Evidence] = (), *
 
 
 def offset_judgement(evidence: Iterable[Evidence]) -> tuple[dict, dict[str, int]]:
-    """Each stream's aligner offsets judged all together (``robust.robust_weighed``), per timeline (a run of them,
+    """Each stream's aligner offsets judged all together (``robust.robust_verdict``), per timeline (a run of them,
     in the order of the times they speak of, whose device time does not go back and whose offset does not step by
     more than ``CLOCK_STEP_NS``: a clock reset or jump starts another).
     Returns (``{offset: the offset to feed, or None: left out}``, ``{stream: offsets left out}``)."""
@@ -152,18 +152,12 @@ def offset_judgement(evidence: Iterable[Evidence]) -> tuple[dict, dict[str, int]
         cuts = [0, *(i for i in range(1, len(offs)) if offs[i].device_ns < offs[i - 1].device_ns
                      or abs(offs[i].offset_ns - offs[i - 1].offset_ns) > CLOCK_STEP_NS), len(offs)]
         for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-            kept, _tau, n = robust_weighed(offs[a:b], ALIGNER_OVERLAP)
+            kept, _tau, n = robust_verdict(offs[a:b], ALIGNER_OVERLAP)
             verdict.update(dict.fromkeys(offs[a:b]))  # left out, unless kept:
-            verdict.update(zip(_kept_of(offs[a:b], kept), kept, strict=True))
+            verdict.update(kept)
             if n:
                 dropped[stream] = dropped.get(stream, 0) + n
     return verdict, dropped
-
-
-def _kept_of(offs: list[OffsetEstimate], kept: list[OffsetEstimate]) -> list[OffsetEstimate]:
-    """The originals of ``robust_weighed``'s kept offsets (in its order: by device time; only the sigma changed)."""
-    by = {(o.device_ns, o.offset_ns, o.host_ns): o for o in offs}
-    return [by[(k.device_ns, k.offset_ns, k.host_ns)] for k in kept]
 
 
 def judged_offsets(evidence: Iterable[Evidence]) -> tuple[list, dict[str, int]]:

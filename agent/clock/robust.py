@@ -108,6 +108,14 @@ def robust_weighed(evs: list[OffsetEstimate], overlap: float) -> tuple[list[Offs
     (``excess_scatter``, tau): each sigma becomes sqrt(sigma^2 + tau^2) (before the overlap's scaling), a
     random-effects fit's weights.  Returns (estimates kept, tau ns, windows left out).  (What the windows share, a
     bias all of them have, no scatter shows: that is the sigma table's floor, ``window_evidence``'s ``shared_ns``.)"""
+    verdict, tau, left_out = robust_verdict(evs, overlap)
+    return [k for _, k in verdict], tau, left_out
+
+
+def robust_verdict(evs: list[OffsetEstimate], overlap: float) -> tuple[list[tuple[OffsetEstimate, OffsetEstimate]],
+                                                                       float, int]:
+    """``robust_weighed`` with each kept estimate beside the one it came from: ((original, reweighed), ...) by
+    device time, tau ns, windows left out."""
     evs = sorted(evs, key=lambda e: e.device_ns)
     f = max(1.0, overlap) ** 0.5
     s = np.maximum(np.array([e.sigma_ns / f for e in evs], dtype=np.float64), 1.0)
@@ -116,6 +124,6 @@ def robust_weighed(evs: list[OffsetEstimate], overlap: float) -> tuple[list[Offs
     kept = [e for e, k in zip(evs, keep.tolist(), strict=True) if k]
     tau = excess_scatter(r[keep], s[keep])
     if tau <= 0:
-        return kept, 0.0, len(evs) - len(kept)
-    return [dataclasses.replace(e, sigma_ns=max(1, int(round(math.hypot(e.sigma_ns, tau * f))))) for e in kept], \
+        return [(e, e) for e in kept], 0.0, len(evs) - len(kept)
+    return [(e, dataclasses.replace(e, sigma_ns=max(1, int(round(math.hypot(e.sigma_ns, tau * f)))))) for e in kept], \
         tau, len(evs) - len(kept)

@@ -64,9 +64,7 @@ def align_recording(rec, raw: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="synchub-bench-files-") as td:
         specs = write_files(rec, Path(td))
         try:
-            fa = FileAlignment(specs)
-            if raw:
-                fa._files_table = None
+            fa = FileAlignment(specs, calibrated=not raw)
             fa.gather()
         except AlignError as exc:
             return {"events": len(truth), "refused": str(exc)}

@@ -100,9 +100,11 @@ class FileAlignment(ReferenceLinks):
     piece; ``fraction`` of the file read, or None where the reader cannot tell)."""
 
     def __init__(self, specs: list[InputSpec], ref: str | None = None,
-                 progress: Callable[[str, str, float], None] | None = None, window_s: float = 120.0):
+                 progress: Callable[[str, str, float], None] | None = None, window_s: float = 120.0,
+                 calibrated: bool = True):
         if not specs:
             raise AlignError("no inputs")
+        self.calibrated = calibrated  # ``ReferenceLinks.calibrated``
         self.progress = progress or (lambda *a: None)
         self.window_s = window_s
         self.warnings: list[str] = []

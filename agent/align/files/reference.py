@@ -67,6 +67,10 @@ class _Input:
 class ReferenceLinks:
     """See the module docstring (mixed into ``FileAlignment``, whose ``inputs`` it reads)."""
 
+    #: aligner links' uncertainty scaled by the file engine's table (off: the model's own, at least one window's
+    #: sigma, what ``bench align --real-files --fit-sigma`` fits that table on)
+    calibrated = True
+
     inputs: list
     ref_input: _Input | None
     ref_track: StreamTrack | None
@@ -215,8 +219,9 @@ class ReferenceLinks:
     @functools.cached_property
     def _files_table(self):
         """What the aligner links' mapped uncertainty is calibrated by (``calibration.FILES_TABLE``): fitted on this
-        engine's own output, where no arrival envelope bounds the windows' shared bias."""
-        return sigma_table(False, files=True)
+        engine's own output, where no arrival envelope bounds the windows' shared bias.  None where ``calibrated``
+        is off."""
+        return sigma_table(False, files=True) if self.calibrated else None
 
     def _aligner_link(self, inp: _Input) -> None:
         mode = inp.spec.options.align
