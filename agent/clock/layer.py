@@ -49,8 +49,10 @@ from .triggers import TriggerMatcher
 
 #: Default 1-sigma jitter of a matched edge pair per GPIO back end (kernel stamps vs userspace callbacks), ns.
 EDGE_SIGMA_NS = {"gpiod": 5_000, "sim": 5_000, "rpi-gpio": 150_000}
-#: The least sigma a trigger line's prior from arrival times says: they sit late by the link's minimum latency, which
-#: their uncertainty cannot show (on a line faster than ~12 Hz the matcher locks by its reports' times instead).
+#: The least sigma a trigger line's prior (the stream's model) says: arrival-based estimates sit late by the link's
+#: minimum latency, which their uncertainty cannot show, and a model just after its device's clock stepped is surer
+#: than it should be (bench sync messy-2h without the floor: 0.39 -> 118 us RMS).  On a line faster than ~12 Hz the
+#: matcher locks by causality instead (``triggers``).
 PRIOR_MIN_SIGMA_NS = 10_000_000
 BARCODE_BIT_NS = 0  # barcode bit time learnt from each start pulse (the sync box and the sim rig use 10-30 ms)
 
@@ -130,9 +132,7 @@ class _StreamClock:
         ref, unc, _ = self.model.map(np.array([device_ns]))
         if unc[0] >= UNKNOWN_UNC_NS:
             return None
-        if self.model.last_method == "arrival":  # late by the link's minimum latency, which its sigma cannot show
-            return int(ref[0]), max(int(unc[0]), PRIOR_MIN_SIGMA_NS)
-        return int(ref[0]), int(unc[0])
+        return int(ref[0]), max(int(unc[0]), PRIOR_MIN_SIGMA_NS)
 
     def _latest(self, device_ns: int) -> int | None:
         """The latest reference time a device time can have: no sample arrives before it was taken (the arrival

@@ -15,14 +15,16 @@ matched so far (a running line, rate refined as pairs arrive) and the partner is
 window around the prediction.  Before the first pair, the prediction comes from a prior (``prior(device_ns) ->
 (ref_ns, sigma_ns)``, e.g. the stream's clock model from arrival times or probes) where it tells a periodic line's
 edges apart (4 sigma under half a period), else from the host receive times of the device's reports: with
-``max_latency_ns`` given, the reference edge lies within it before each report; on a periodic line without it, the
-**causal lock**: the latest offset (device -> reference) that puts no pending device edge after its own report, nor
-after the latest reference time its device time can have (``bound(device_ns)``, e.g. the stream's arrival envelope:
-no sample is received before it is taken), and finds partners for ``CAUSAL_EDGES`` of them.  It is right where the
+``max_latency_ns`` given, the reference edge lies within it before each report; without it, the **causal lock**.
+An aperiodic line's (events closer than the prior's window: a lick sensor, frames on demand) is the one offset
+(device -> reference) at which its irregular intervals match: the most pending edges with a partner, more than chance
+gives any (``APERIODIC_FALSE``); it wins over the prior.  A periodic line's is the latest offset that puts no pending
+device edge after its own report, nor after the latest reference time its device time can have (``bound(device_ns)``,
+e.g. the stream's arrival envelope: no sample is received before it is taken; not after the device's clock went back
+until the caller restarts the matcher), and finds partners for ``CAUSAL_EDGES`` of them.  It is right where the
 least latency of the reports or of the stream's samples is under one period (a 100 Hz camera strobe whose samples
 come 8-16 ms late locks right); where both exceed it (a 1 kHz line, 1-2 ms late) the lock is whole periods late,
-which no host time can tell: such a line wants a prior that tells its edges apart (probes on a symmetric link), or
-barcodes; ``state()`` says how the pairs began (``lock``) and what a causal lock assumed (``lock_least_latency_ms``).
+which no host time can tell: such a line wants barcodes (or a slower line); ``state()`` says how the pairs began (``lock``) and what a causal lock assumed (``lock_least_latency_ms``).
 A window that holds two candidates is ambiguous and the edge waits or expires; unmatched edges expire after
 ``max_wait_periods`` and are counted.  With barcodes (``add_device_code``/``add_ref_code``) pairs are identified by
 value, with no ambiguity.
@@ -38,6 +40,7 @@ Counts (``stats``) name every rejection; a rejected or unmatched edge never reac
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
@@ -58,6 +61,13 @@ CAUSAL_EDGES = 3
 CAUSAL_SPAN = 64
 #: A causal lock's slack, in periods, for a report stamped just before its edge (the reference stamp's own error).
 CAUSAL_SLACK = 0.02
+#: An aperiodic line's causal lock: how close a device edge's partner must be (ns), and by how many more edges the
+#: best offset must beat the next (its irregular intervals match at one offset only).
+APERIODIC_TOL_NS = 500_000
+APERIODIC_MARGIN = 2
+#: ... and how unlikely its partners must be by chance (all candidates together: an edge finds a partner within the
+#: tolerance by chance as often as 2 x tolerance x the reference's event rate)
+APERIODIC_FALSE = 1e-6
 
 
 class TriggerMatcher:
@@ -80,10 +90,14 @@ class TriggerMatcher:
         self.max_wait = int(max_wait_periods * self.period) if self.period else 5_000_000_000
         self.prior = prior
         self.bound = bound
-        self._causal = self.period > 0 and not max_latency_ns  # see the module docstring
+        self._causal = not max_latency_ns  # see the module docstring
         self._lock_offset: int | None = None
         self._lock_least = 0  # the causal lock's least latency (report or latest time - its edge), ns
         self._bounds: dict[int, int | None] = {}  # ``bound`` of the pending device edges
+        self._tried: tuple[int, int] | None = None  # the newest device edge a causal lock was sought with
+        # ``bound`` speaks of the timeline the caller's model follows: not after the device's clock went back under
+        # it, until the caller restarts the matcher (its model started a segment): it would put the edges there
+        self._bound_ok = True
         self._how = ""
         self.lock = ""  # how the current run of pairs began: "prior", "causal", "reports", "codes" ("": none yet)
         self.lock_least_latency_ns: int | None = None  # with "causal": what the lock assumes under one period
@@ -107,9 +121,11 @@ class TriggerMatcher:
         change), so matching starts over from the prior."""
         self.restarts += 1
         self._count("restart")
+        if since_host_ns is not None:  # the caller's model started a segment: its bound speaks of this timeline
+            self._bound_ok = True
         self._pairs.clear()
         self._first = None
-        self._lock_offset = None
+        self._lock_offset, self._tried = None, None
         self._bounds.clear()
         self.lock, self.lock_least_latency_ns = "", None
         self._resid = 0.0
@@ -158,9 +174,10 @@ class TriggerMatcher:
             if self.dev_filter.accept(t, w, seq, pol):
                 if self.dev_filter.reset_seen:  # device clock reset: pairs so far say nothing about the new timeline
                     self.dev_filter.reset_seen = False
+                    self._bound_ok = False
                     self._pairs.clear()
                     self._first = None
-                    self._lock_offset = None
+                    self._lock_offset, self._tried = None, None
                     self._bounds.clear()
                     self.lock, self.lock_least_latency_ns = "", None
                     self._resid = 0.0
@@ -236,6 +253,9 @@ class TriggerMatcher:
             else:
                 win = max(win, 200_000)
             return pred, int(win), int(win)
+        if self._lock_offset is not None and not self.period:  # an aperiodic line's pattern beats any prior
+            self._how = "causal"
+            return d + self._lock_offset, APERIODIC_TOL_NS, APERIODIC_TOL_NS
         if self.prior is not None:
             p = self.prior(d)
             if p is not None:
@@ -244,7 +264,7 @@ class TriggerMatcher:
                 if not (half_p and win >= half_p):  # else it cannot tell the edges apart: the reports' times may
                     self._how = "prior"
                     return int(ref), win, win
-        if self._causal:
+        if self._causal and self.period:
             if self._lock_offset is None:
                 return None
             self._how = "causal"
@@ -260,7 +280,8 @@ class TriggerMatcher:
         keep_dev: list[tuple[int, int]] = []
         expired: list[tuple[int, int]] = []
         newest_ref = self._ref[-1] if self._ref else None
-        if self._causal and not self._pairs:
+        if self._causal and not self._pairs and self._dev and self._dev[-1] != self._tried:
+            self._tried = self._dev[-1]  # again when a device edge comes (its report ends a reference edge's wait)
             self._lock_offset, self._lock_least = self._causal_offset()
         for d, host in self._dev:
             pred = self._predict(d, host)
@@ -291,7 +312,7 @@ class TriggerMatcher:
             keep_dev.append((d, host))
         # unlocked (no pairs yet, or started over), a device edge waits for a better prior (the model may not have
         # seen the new timeline yet): the last few are kept
-        cap = 64 if self._pairs else 8
+        cap = 64 if self._pairs else 8 if self.period else 32  # (an aperiodic line's lock wants its pattern)
         self._dev = keep_dev[-cap:]
         if len(keep_dev) > cap:
             self._count("device_unmatched", len(keep_dev) - cap)
@@ -318,19 +339,22 @@ class TriggerMatcher:
 
     def _causal_offset(self) -> tuple[int | None, int]:
         """The causal lock's offset (reference - device) from the pending device edges and their reports, or None
-        (see the module docstring).  Candidates are the reference edges before the newest edge's latest time; the
-        latest one that keeps each edge at or before its own and gives ``CAUSAL_EDGES`` of them a partner wins."""
+        (see the module docstring).  Candidates are the reference edges before the newest edge's latest time, each
+        kept where no edge would come after its own latest time.  A periodic line: the latest one that gives
+        ``CAUSAL_EDGES`` edges a partner.  An aperiodic line: the one that gives the most, ``APERIODIC_MARGIN``
+        more than any other and too many for chance (``APERIODIC_FALSE``)."""
         dev = [(d, h) for d, h in self._dev if h]
         refs = self._ref
         if len(dev) < CAUSAL_EDGES or not refs:
             return None, 0
-        if self.bound is not None:  # asked once per pending edge (a later answer is tighter; this one holds)
+        if self.bound is not None and self._bound_ok:  # asked once per pending edge (a later answer is tighter; this one holds)
             self._bounds = {d: self._bounds[d] if d in self._bounds else self.bound(d) for d, _ in dev}
             dev = [(d, h if (b := self._bounds[d]) is None else min(h, b)) for d, h in dev]
-        tol, slack = 0.3 * self.period, CAUSAL_SLACK * self.period
+        p = self.period
+        tol, slack, span = (0.3 * p, CAUSAL_SLACK * p, CAUSAL_SPAN * p) if p else (APERIODIC_TOL_NS,) * 2 + (self.max_wait,)
         d_last, h_last = dev[-1]
-        best, least = None, 0
-        for r in refs[bisect_left(refs, h_last - CAUSAL_SPAN * self.period):bisect_right(refs, h_last + slack)]:
+        found = []  # (support, offset), ascending offsets
+        for r in refs[bisect_left(refs, h_last - span):bisect_right(refs, h_last + slack)]:
             off, support = r - d_last, 0
             for d, h in dev:
                 t = d + off
@@ -339,9 +363,20 @@ class TriggerMatcher:
                 i = bisect_left(refs, t - tol)
                 support += i < len(refs) and refs[i] <= t + tol
             else:
-                if support >= CAUSAL_EDGES:  # ascending: the latest that passes
-                    best, least = off, min(h - d for d, h in dev) - off
-        return best, int(least)
+                found.append((support, off))
+        found = [f for f in found if f[0] >= CAUSAL_EDGES] if p else sorted(found, reverse=True)
+        if not p and found:
+            i0 = bisect_left(refs, h_last - span)
+            chance = min(1.0, 2.0 * tol * (len(refs) - i0) / max(1.0, refs[-1] - refs[i0]))
+            k, n = found[0][0], len(dev)
+            tail = sum(math.comb(n, j) * chance**j * (1.0 - chance) ** (n - j) for j in range(k, n + 1))
+            if k < CAUSAL_EDGES or len(found) * tail > APERIODIC_FALSE or (
+                    len(found) > 1 and found[1][0] > k - APERIODIC_MARGIN):
+                return None, 0
+        if not found:
+            return None, 0
+        off = found[-1][1] if p else found[0][1]  # (periodic: the latest)
+        return off, int(min(h - d for d, h in dev) - off)
 
     def state(self) -> dict:
         out = {"matched": self.matched, "pending_device": len(self._dev), "pending_ref": len(self._ref),

@@ -190,3 +190,46 @@ def test_a_prior_that_tells_the_edges_apart_wins_over_the_reports():
     m = TriggerMatcher(10_000_000, prior=lambda d: (int(clk.to_true(np.array([d]), 0)[0]) + 300_000, 500_000))
     pairs = _feed(m, te, dev, host)
     assert np.max(np.abs(clk.to_true(pairs[:, 0], 0) - pairs[:, 1])) < 20_000 and m.state()["lock"] == "prior"
+
+
+def _irregular(seed, n=800):
+    """An aperiodic line (events 3-12 ms apart: a lick sensor, frames on demand), its device stamps and reports."""
+    rng = np.random.default_rng(seed)
+    te = (NS // 2 + np.cumsum(rng.uniform(3e6, 12e6, n))).astype(np.int64)
+    clk = DeviceClock(ClockSpec(offset_s=3.0, drift_ppm=40, jitter_us=1), te[-1] / NS + 2, seed)
+    host = te + np.rint(rng.uniform(1e6, 20e6, n)).astype(np.int64)
+    return clk, te, clk.to_device(te, jitter=True), host
+
+
+def test_an_aperiodic_line_locks_on_the_one_offset_its_intervals_match():
+    # events closer than the arrival prior's window: it was ambiguous for every edge (no pair in the whole run)
+    clk, te, dev, host = _irregular(4)
+    m = TriggerMatcher(0, prior=lambda d: (int(clk.to_true(np.array([d]), 0)[0]) + 8_000_000, 10_000_000))
+    pairs = _feed(m, te, dev, host, chunk=5)
+    assert len(pairs) >= len(te) - 5 and m.state()["lock"] == "causal"
+    assert np.max(np.abs(clk.to_true(pairs[:, 0], 0) - pairs[:, 1])) < 20_000
+
+
+def test_an_aperiodic_line_whose_reference_shows_another_pattern_pairs_nothing():
+    clk, te, dev, host = _irregular(5)
+    _, other, _, _ = _irregular(6)  # the reference line carries some other train of events
+    m = TriggerMatcher(0)
+    pairs = _feed(m, np.sort(other), dev, host, chunk=5)
+    assert len(pairs) == 0  # no lock: no offset finds more partners than chance would
+
+
+def test_after_the_device_clock_went_back_a_stale_bound_does_not_place_the_edges():
+    # the caller's model has not seen the reset yet: its bound maps the new timeline's device times 2 s early
+    spec = ClockSpec(offset_s=3.0, drift_ppm=40, jitter_us=1, resets_at_s=(6.005,))
+    clk = DeviceClock(spec, 14, 7)
+    rng = np.random.default_rng(7)
+    te = (NS // 2 + np.arange(1200) * 10_000_000).astype(np.int64)
+    dev = clk.to_device(te, jitter=True)
+    seg = clk.segment_of(te)
+    host = te + 2_500_000 + np.rint(rng.uniform(1e6, 2e6, len(te))).astype(np.int64)
+    before = te[seg == 0]
+    stale = TriggerMatcher(10_000_000, bound=lambda d: int(clk.to_true(np.array([d]), 0)[0]) + 1_000_000)
+    pairs = _feed(stale, te, dev, host)
+    truth = np.array([clk.to_true(np.array([d]), int(r >= before[-1] + 5_000_000))[0] for d, r in pairs])
+    assert stale.stats["device_clock_reset"] == 1 and np.max(np.abs(truth - pairs[:, 1])) < 20_000
+    assert len(pairs) >= len(te) - 20
