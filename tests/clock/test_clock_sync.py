@@ -189,3 +189,38 @@ def test_the_clock_config_round_trips_and_reads_records_of_other_versions():
     assert old.options("any") == StreamClockOptions() and old.stream_delays_ns() == {}
     with pytest.raises(ConfigError, match=r"clock_config.triggers\[0\].role"):
         ClockLayerConfig.from_dict({"triggers": [{"name": "s", "role": "nonsense"}]})
+
+
+@pytest.mark.parametrize("period_s", [0.01, 0.0])
+def test_a_fast_or_aperiodic_line_pairs_through_the_clock_layer(period_s):
+    """A 100 Hz strobe, or events 3-12 ms apart on an aperiodic line (``period_s = 0``): closer than the stream
+    model's prior can tell apart (before 2026-11-28 neither ever paired: the stream stayed on its arrival times)."""
+    dur, rng = 30, np.random.default_rng(3)
+    spec = ClockSpec(offset_s=500.0, drift_ppm=80.0, jitter_us=2.0, latency_min_ms=4.0, latency_max_ms=12.0)
+    clk = DeviceClock(spec, dur, 3)
+    true, dev, _ = clk.regular_samples(100.0)
+    host = clk.arrivals(true)
+    gaps = np.full(3000, period_s * NS) if period_s else rng.uniform(3e6, 12e6, 4000)
+    te = (NS // 2 + np.cumsum(gaps)).astype(np.int64)
+    te = te[te < (dur - 1) * NS]
+    d_e, rep = clk.to_device(te, jitter=True), clk.arrivals(te + 2_000_000)  # reported once the 2 ms pulse ended
+    items = [(int(host[min(a + 9, len(host) - 1)]), Chunk("imu0", a, np.zeros((len(dev[a:a + 10]), 1), np.float32),
+                                                        dev[a:a + 10], host[a:a + 10])) for a in range(0, len(true), 10)]
+    items += [(int(t) + 50_000, TriggerEdge("sync", int(t), "ref", 1, 2_000_000, -1, int(t) + 50_000)) for t in te]
+    items += [(int(h), TriggerEdge("imu0", int(d), "device", 1, 2_000_000, -1, int(h))) for d, h in zip(d_e, rep, strict=True)]
+    info = StreamInfo("imu0", "imu", 100.0, 1)
+    common = StreamCommon(name="imu0", type="imu", driver="serial", trigger="sync")
+    trig = TriggerSettings(name="sync", backend="sim", period_s=period_s)
+    clocks = StreamClocks({"imu0": info}, ClockLayerConfig.of(ClockSettings(), (trig,), (common,)))
+    out = []
+    for _, x in sorted(items, key=lambda i: i[0]):
+        if isinstance(x, Chunk):
+            clocks.feed_arrivals(x.stream, x.device_ns, x.host_ns)
+            out.append(clocks.correct(x))
+        else:
+            clocks.feed(x)
+    late = [c for c in out if c.seq > 1000]
+    err = np.concatenate([c.ref_ns for c in late]) - true[late[0].seq : late[-1].seq_end]
+    st = clocks.state()["imu0"]
+    assert st["method"] == "triggers" and st["matcher"]["lock"] == "causal"
+    assert st["matcher"]["matched"] >= 0.95 * len(te) and np.max(np.abs(err)) < 20_000
