@@ -88,7 +88,8 @@ class Recording:
     def config(self, method: str) -> ClockLayerConfig:
         """The clock config the agent would record (``Agent.clock_config``), every stream on ``method``."""
         t = self.sc.trigger
-        trigger = TriggerSettings(name="sync", period_s=t.period_s, role="sync", min_width_us=t.width_ms * 500.0,
+        trigger = TriggerSettings(name="sync", period_s=0.0 if t.irregular else t.period_s, role="sync",
+                                  min_width_us=t.width_ms * 500.0,
                                   edge="rising", backend="sim")
         return ClockLayerConfig(clock=ClockSettings(window_s=self.sc.window_s), triggers=(trigger,),
                                 streams={s.name: StreamClockOptions(trigger="sync" if s.spec.trigger else "",

@@ -47,7 +47,10 @@ from synchub.drivers.sim.clocks import ClockSpec
 
 @dataclass(frozen=True)
 class TriggerSpec:
-    period_s: float = setting(1.0, min=0.001, doc="pulse period")
+    period_s: float = setting(1.0, min=0.001, doc="pulse period (with irregular > 0: the mean interval)")
+    irregular: float = setting(
+        0.0, min=0.0, max=0.9, doc="each interval is period_s x U(1 - irregular, 1 + irregular); > 0: an aperiodic "
+        "line (events on demand, a lick sensor), which the agent is told (period_s = 0)")
     width_ms: float = setting(10.0, min=0.0, doc="pulse width")
     ref_jitter_us: float = setting(2.0, min=0.0, doc="1-sigma jitter of the host's (reference) edge stamps")
     phase_s: float = setting(0.5, min=0.0, doc="first rising edge after t=0")
@@ -115,9 +118,10 @@ class Scenario:
 def parse_scenario(data: dict, file: str = "<scenario>") -> Scenario:
     sc = build(Scenario, data, Where(file))
     t = sc.trigger
-    if t.width_ms >= t.period_s * 1e3:  # the line would never go low: every edge after the first is lost
-        raise ConfigError(f"{file}: trigger.width_ms: {t.width_ms:g} ms is not under the period "
-                          f"({t.period_s * 1e3:g} ms): a pulse must end before the next one starts")
+    shortest = t.period_s * (1.0 - t.irregular) * 1e3
+    if t.width_ms >= shortest:  # the line would never go low: every edge after the first is lost
+        raise ConfigError(f"{file}: trigger.width_ms: {t.width_ms:g} ms is not under the shortest interval "
+                          f"({shortest:g} ms): a pulse must end before the next one starts")
     return sc
 
 

@@ -30,9 +30,15 @@ def pulse_times(sc: Scenario) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from a second TTL source on the same line (``extra_pulses_per_s``) that the reference and every wired device see
     too."""
     t = sc.trigger
-    sync = (np.arange(t.phase_s, sc.duration_s, t.period_s) * NS).astype(np.int64)
-    width = int(t.width_ms * 1e6)
     rng = np.random.default_rng([sc.seed, 98])
+    if t.irregular > 0:  # an aperiodic line: intervals spread around the period
+        n_max = int(sc.duration_s / (t.period_s * (1.0 - t.irregular))) + 2
+        gaps = t.period_s * rng.uniform(1.0 - t.irregular, 1.0 + t.irregular, n_max)
+        sync = t.phase_s + np.concatenate([[0.0], np.cumsum(gaps)])
+        sync = (sync[sync < sc.duration_s] * NS).astype(np.int64)
+    else:
+        sync = (np.arange(t.phase_s, sc.duration_s, t.period_s) * NS).astype(np.int64)
+    width = int(t.width_ms * 1e6)
     n = rng.poisson(t.extra_pulses_per_s * sc.duration_s)
     extra = np.sort(rng.uniform(0.0, sc.duration_s, n) * NS).astype(np.int64)
     ew = int((t.extra_width_ms or t.width_ms) * 1e6)
