@@ -24,10 +24,10 @@ e.g. the stream's arrival envelope: no sample is received before it is taken; no
 until the caller restarts the matcher), and finds partners for ``CAUSAL_EDGES`` of them.  It is right where the
 least latency of the reports or of the stream's samples is under one period (a 100 Hz camera strobe whose samples
 come 8-16 ms late locks right); where both exceed it (a 1 kHz line, 1-2 ms late) the lock is whole periods late,
-which no host time can tell: such a line wants barcodes (or a slower line); ``state()`` says how the pairs began (``lock``) and what a causal lock assumed (``lock_least_latency_ms``).
-A window that holds two candidates is ambiguous and the edge waits or expires; unmatched edges expire after
-``max_wait_periods`` and are counted.  With barcodes (``add_device_code``/``add_ref_code``) pairs are identified by
-value, with no ambiguity.
+which no host time can tell: such a line wants barcodes (or a slower line).  ``state()`` says how the pairs began
+(``lock``) and what a causal lock assumed (``lock_least_latency_ms``).  A window that holds two candidates is
+ambiguous and the edge waits or expires; unmatched edges expire after ``max_wait_periods`` and are counted.  With
+barcodes (``add_device_code``/``add_ref_code``) pairs are identified by value, with no ambiguity.
 
 The device's clock may start a new timeline (a reset, a saved clock restored at reboot, a step): ``restart()``
 forgets the pairs, the device side's grid and the device edges reported before the new timeline began, keeping the
