@@ -20,14 +20,15 @@ An aperiodic line's (events closer than the prior's window: a lick sensor, frame
 (device -> reference) at which its irregular intervals match: the most pending edges with a partner, more than chance
 gives any (``APERIODIC_FALSE``); it wins over the prior.  A periodic line's is the latest offset that puts no pending
 device edge after its own report, nor after the latest reference time its device time can have (``bound(device_ns)``,
-e.g. the stream's arrival envelope: no sample is received before it is taken; not after the device's clock went back
-until the caller restarts the matcher), and finds partners for ``CAUSAL_EDGES`` of them.  It is right where the
-least latency of the reports or of the stream's samples is under one period (a 100 Hz camera strobe whose samples
-come 8-16 ms late locks right); where both exceed it (a 1 kHz line, 1-2 ms late) the lock is whole periods late,
-which no host time can tell: such a line wants barcodes (or a slower line).  ``state()`` says how the pairs began
-(``lock``) and what a causal lock assumed (``lock_least_latency_ms``).  A window that holds two candidates is
-ambiguous and the edge waits or expires; unmatched edges expire after ``max_wait_periods`` and are counted.  With
-barcodes (``add_device_code``/``add_ref_code``) pairs are identified by value, with no ambiguity.
+e.g. the stream's arrival envelope: no sample is received before it is taken; not where it lies a second or more
+before the report, the caller's model on another timeline; waited for up to ``BOUND_WAIT_NS``), and finds partners
+for ``CAUSAL_EDGES`` of them; after a reset, the offset whose reports' least latency is the last lock's (the link's).
+It is right where the least latency of the reports or of the stream's samples is under one period (a 100 Hz camera
+strobe whose samples come 8-16 ms late); where both exceed it (a 1 kHz line, 1-2 ms late) the lock is whole periods
+late, which no host time can tell: such a line wants barcodes.  ``state()`` says how the pairs began (``lock``) and
+what a causal lock assumed (``lock_least_latency_ms``).  A window that holds two candidates is ambiguous and the edge
+waits or expires; unmatched edges expire after ``max_wait_periods`` and are counted.  Barcodes
+(``add_device_code``/``add_ref_code``) pair by value, with no ambiguity.
 
 The device's clock may start a new timeline (a reset, a saved clock restored at reboot, a step): ``restart()``
 forgets the pairs, the device side's grid and the device edges reported before the new timeline began, keeping the
@@ -45,6 +46,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
 from synchub.agent.core.evidence import TriggerEdge
+from synchub.agent.core.units import NS
 
 from .edge_filter import EdgeFilter
 
@@ -55,12 +57,15 @@ Bound = Callable[[int], "int | None"]
 
 #: Device edges in a row that expire unmatched (while pairs predict them) before the matcher starts over.
 LOCK_LOST_EDGES = 3
-#: Pending device edges with a partner that a causal lock needs (see the module docstring).
-CAUSAL_EDGES = 3
-#: How many periods before the newest report a causal lock looks for its partner.
-CAUSAL_SPAN = 64
-#: A causal lock's slack, in periods, for a report stamped just before its edge (the reference stamp's own error).
+#: A bound this far before its edge's report is of another timeline (a clock gone back, ``EdgeFilter``: 1 s): unused;
+#: and how long (of reports) a periodic line's causal lock waits for a usable bound before it locks on reports alone.
+BOUND_REACH_NS = BOUND_WAIT_NS = NS
+#: Pending device edges with a partner that a causal lock needs; how many periods back it looks for their partners.
+CAUSAL_EDGES, CAUSAL_SPAN = 3, 64
+#: A causal lock's slack for a reference edge stamped after its report or bound (the stamp's error): this share of a
+#: period, at most ``CAUSAL_SLACK_NS`` (0.2 ms let a new segment's loose bound lock a 10 ms line one period late).
 CAUSAL_SLACK = 0.02
+CAUSAL_SLACK_NS = 100_000
 #: An aperiodic line's causal lock: how close a device edge's partner must be (ns), and by how many more edges the
 #: best offset must beat the next (its irregular intervals match at one offset only).
 APERIODIC_TOL_NS = 500_000
@@ -95,9 +100,8 @@ class TriggerMatcher:
         self._lock_least = 0  # the causal lock's least latency (report or latest time - its edge), ns
         self._bounds: dict[int, int | None] = {}  # ``bound`` of the pending device edges
         self._tried: tuple[int, int] | None = None  # the newest device edge a causal lock was sought with
-        # ``bound`` speaks of the timeline the caller's model follows: not after the device's clock went back under
-        # it, until the caller restarts the matcher (its model started a segment): it would put the edges there
-        self._bound_ok = True
+        self._unbound_since: int | None = None  # report time since which the causal lock had no usable bound
+        self._report_least = self._link_least = 0  # the reports' least latency at the last causal lock, kept (ns)
         self._how = ""
         self.lock = ""  # how the current run of pairs began: "prior", "causal", "reports", "codes" ("": none yet)
         self.lock_least_latency_ns: int | None = None  # with "causal": what the lock assumes under one period
@@ -121,11 +125,9 @@ class TriggerMatcher:
         change), so matching starts over from the prior."""
         self.restarts += 1
         self._count("restart")
-        if since_host_ns is not None:  # the caller's model started a segment: its bound speaks of this timeline
-            self._bound_ok = True
         self._pairs.clear()
         self._first = None
-        self._lock_offset, self._tried = None, None
+        self._lock_offset, self._tried, self._unbound_since = None, None, None
         self._bounds.clear()
         self.lock, self.lock_least_latency_ns = "", None
         self._resid = 0.0
@@ -174,10 +176,9 @@ class TriggerMatcher:
             if self.dev_filter.accept(t, w, seq, pol):
                 if self.dev_filter.reset_seen:  # device clock reset: pairs so far say nothing about the new timeline
                     self.dev_filter.reset_seen = False
-                    self._bound_ok = False
                     self._pairs.clear()
                     self._first = None
-                    self._lock_offset, self._tried = None, None
+                    self._lock_offset, self._tried, self._unbound_since = None, None, None
                     self._bounds.clear()
                     self.lock, self.lock_least_latency_ns = "", None
                     self._resid = 0.0
@@ -296,6 +297,7 @@ class TriggerMatcher:
                 if not self._pairs:
                     self.lock = self._how
                     self.lock_least_latency_ns = self._lock_least if self._how == "causal" else None
+                    self._link_least = self._report_least if self._how == "causal" else self._link_least
                 self._note_pair(pair)
                 self._recent = [*self._recent[-7:], (d, r, host)]
                 out.append(pair)
@@ -343,15 +345,20 @@ class TriggerMatcher:
         kept where no edge would come after its own latest time.  A periodic line: the latest one that gives
         ``CAUSAL_EDGES`` edges a partner.  An aperiodic line: the one that gives the most, ``APERIODIC_MARGIN``
         more than any other and too many for chance (``APERIODIC_FALSE``)."""
-        dev = [(d, h) for d, h in self._dev if h]
+        dev = raw = [(d, h) for d, h in self._dev if h]
         refs = self._ref
         if len(dev) < CAUSAL_EDGES or not refs:
             return None, 0
-        if self.bound is not None and self._bound_ok:  # asked once per pending edge (a later answer is tighter; this one holds)
+        if self.bound is not None:  # asked once per pending edge (a later answer is tighter; this one holds)
             self._bounds = {d: self._bounds[d] if d in self._bounds else self.bound(d) for d, _ in dev}
-            dev = [(d, h if (b := self._bounds[d]) is None else min(h, b)) for d, h in dev]
+            usable = {d for d, h in dev if (b := self._bounds[d]) is not None and b >= h - BOUND_REACH_NS}
+            if self.period and not usable:  # none yet (a segment just begun) or of another timeline: wait a while
+                self._unbound_since = dev[-1][1] if self._unbound_since is None else self._unbound_since
+                if dev[-1][1] - self._unbound_since < BOUND_WAIT_NS:
+                    return None, 0
+            dev = [(d, min(h, self._bounds[d]) if d in usable else h) for d, h in dev]
         p = self.period
-        tol, slack, span = (0.3 * p, CAUSAL_SLACK * p, CAUSAL_SPAN * p) if p else (APERIODIC_TOL_NS,) * 2 + (self.max_wait,)
+        tol, slack, span = (0.3 * p, min(CAUSAL_SLACK * p, CAUSAL_SLACK_NS), CAUSAL_SPAN * p) if p else (APERIODIC_TOL_NS,) * 2 + (self.max_wait,)
         d_last, h_last = dev[-1]
         found = []  # (support, offset), ascending offsets
         for r in refs[bisect_left(refs, h_last - span):bisect_right(refs, h_last + slack)]:
@@ -375,7 +382,11 @@ class TriggerMatcher:
                 return None, 0
         if not found:
             return None, 0
-        off = found[-1][1] if p else found[0][1]  # (periodic: the latest)
+        late = min(h - d for d, h in raw)  # the reports' least latency is the link's: after a reset, the same again
+        off = min(found, key=lambda f: abs(late - f[1] - self._link_least))[1] if p and self._link_least else None
+        if off is None or abs(late - off - self._link_least) >= p / 2:
+            off = found[-1][1] if p else found[0][1]  # (periodic: the latest)
+        self._report_least = late - off
         return off, int(min(h - d for d, h in dev) - off)
 
     def state(self) -> dict:

@@ -232,4 +232,4 @@ def test_after_the_device_clock_went_back_a_stale_bound_does_not_place_the_edges
     pairs = _feed(stale, te, dev, host)
     truth = np.array([clk.to_true(np.array([d]), int(r >= before[-1] + 5_000_000))[0] for d, r in pairs])
     assert stale.stats["device_clock_reset"] == 1 and np.max(np.abs(truth - pairs[:, 1])) < 20_000
-    assert len(pairs) >= len(te) - 20
+    assert len(pairs) >= len(te) - 120  # it waits up to BOUND_WAIT_NS (1 s) for a usable bound, then locks on reports
