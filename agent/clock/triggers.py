@@ -125,13 +125,7 @@ class TriggerMatcher:
         change), so matching starts over from the prior."""
         self.restarts += 1
         self._count("restart")
-        self._pairs.clear()
-        self._first = None
-        self._lock_offset, self._tried, self._unbound_since = None, None, None
-        self._bounds.clear()
-        self.lock, self.lock_least_latency_ns = "", None
-        self._resid = 0.0
-        self._lost = 0
+        self._unlock()
         self.dev_filter.restart()
         self._codes_dev.clear()  # codes stamped on the old timeline
         keep = [] if since_host_ns is None else [(d, h) for d, h in self._dev if h and h >= since_host_ns]
@@ -150,6 +144,16 @@ class TriggerMatcher:
         self._expired.clear()
         self._dropped.clear()
         self._refilter(keep)
+
+    def _unlock(self) -> None:
+        """Forget the running line and how it began (the link's least latency, ``_link_least``, stays)."""
+        self._pairs.clear()
+        self._first = None
+        self._lock_offset, self._tried, self._unbound_since = None, None, None
+        self._bounds.clear()
+        self.lock, self.lock_least_latency_ns = "", None
+        self._resid = 0.0
+        self._lost = 0
 
     def _refilter(self, keep: list[tuple[int, int]]) -> None:
         self._dev = []
@@ -176,13 +180,7 @@ class TriggerMatcher:
             if self.dev_filter.accept(t, w, seq, pol):
                 if self.dev_filter.reset_seen:  # device clock reset: pairs so far say nothing about the new timeline
                     self.dev_filter.reset_seen = False
-                    self._pairs.clear()
-                    self._first = None
-                    self._lock_offset, self._tried, self._unbound_since = None, None, None
-                    self._bounds.clear()
-                    self.lock, self.lock_least_latency_ns = "", None
-                    self._resid = 0.0
-                    self._lost = 0
+                    self._unlock()
                     self._dev.clear()
                 self._dev.append((t, host))
         return self._match()
@@ -360,8 +358,9 @@ class TriggerMatcher:
         p = self.period
         tol, slack, span = (0.3 * p, min(CAUSAL_SLACK * p, CAUSAL_SLACK_NS), CAUSAL_SPAN * p) if p else (APERIODIC_TOL_NS,) * 2 + (self.max_wait,)
         d_last, h_last = dev[-1]
+        lo = bisect_left(refs, h_last - span)
         found = []  # (support, offset), ascending offsets
-        for r in refs[bisect_left(refs, h_last - span):bisect_right(refs, h_last + slack)]:
+        for r in refs[lo:bisect_right(refs, h_last + slack)]:
             off, support = r - d_last, 0
             for d, h in dev:
                 t = d + off
@@ -373,8 +372,7 @@ class TriggerMatcher:
                 found.append((support, off))
         found = [f for f in found if f[0] >= CAUSAL_EDGES] if p else sorted(found, reverse=True)
         if not p and found:
-            i0 = bisect_left(refs, h_last - span)
-            chance = min(1.0, 2.0 * tol * (len(refs) - i0) / max(1.0, refs[-1] - refs[i0]))
+            chance = min(1.0, 2.0 * tol * (len(refs) - lo) / max(1.0, refs[-1] - refs[lo]))
             k, n = found[0][0], len(dev)
             tail = sum(math.comb(n, j) * chance**j * (1.0 - chance) ** (n - j) for j in range(k, n + 1))
             if k < CAUSAL_EDGES or len(found) * tail > APERIODIC_FALSE or (
