@@ -17,35 +17,37 @@ from synchub.agent.core.units import NS
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 
 
-def _rig(dur=120, seed=1, spec=None):
+def _rig(dur=120, seed=1, spec=None, edges=None, width_ns=10_000_000):
+    """A 100 Hz stream on a drifting device clock and a trigger line both see (``edges``, reference ns; default
+    one per second), each edge reported once its pulse of ``width_ns`` ended: (clock, true times, the shipper's
+    items in arrival order)."""
     spec = spec or ClockSpec(offset_s=500.0, drift_ppm=80.0, jitter_us=2.0, latency_min_ms=1.0, latency_max_ms=8.0)
     clk = DeviceClock(spec, dur, seed)
     true, dev, seg = clk.regular_samples(100.0)
     host = clk.arrivals(true)
-    te = (np.arange(0.5, dur, 1.0) * NS).astype(np.int64)
+    te = (np.arange(0.5, dur, 1.0) * NS).astype(np.int64) if edges is None else edges
     d_e = clk.to_device(te, jitter=True)
-    rep = clk.arrivals(te + 10_000_000)
+    rep = clk.arrivals(te + width_ns)
     items = []  # (host time, kind, payload) as the shipper sees them
     for a in range(0, len(true), 10):
         items.append((int(host[min(a + 9, len(host) - 1)]), "chunk",
                       Chunk("imu0", a, np.zeros((len(dev[a:a + 10]), 1), np.float32), dev[a:a + 10], host[a:a + 10])))
-    for t, d, h in zip(te, d_e, rep, strict=False):
-        items.append((int(t) + 50_000, "ev", TriggerEdge("sync", int(t), "ref", 1, 10_000_000, -1, int(t) + 50_000)))
-        items.append((int(h), "ev", TriggerEdge("imu0", int(d), "device", 1, 10_000_000, -1, int(h))))
+    for t, d, h in zip(te, d_e, rep, strict=True):
+        items.append((int(t) + 50_000, "ev", TriggerEdge("sync", int(t), "ref", 1, width_ns, -1, int(t) + 50_000)))
+        items.append((int(h), "ev", TriggerEdge("imu0", int(d), "device", 1, width_ns, -1, int(h))))
     items.sort(key=lambda x: x[0])
     return clk, true, items
 
 
-def _clocks(method="auto"):
+def _clocks(method="auto", period_s=1.0):
     info = StreamInfo("imu0", "imu", 100.0, 1)
     common = StreamCommon(name="imu0", type="imu", driver="serial", trigger="sync", method=method)
-    trig = TriggerSettings(name="sync", backend="sim")
+    trig = TriggerSettings(name="sync", backend="sim", period_s=period_s)
     return StreamClocks({"imu0": info}, ClockLayerConfig.of(ClockSettings(), (trig,), (common,)))
 
 
-def test_live_correction_from_trigger_edges():
-    clk, true, items = _rig()
-    clocks = _clocks()
+def _ship(clocks, items):
+    """Feed the shipper's items to ``clocks`` in order; the corrected chunks."""
     out = []
     for _, kind, x in items:
         if kind == "ev":
@@ -53,6 +55,13 @@ def test_live_correction_from_trigger_edges():
         else:
             clocks.feed_arrivals(x.stream, x.device_ns, x.host_ns)
             out.append(clocks.correct(x))
+    return out
+
+
+def test_live_correction_from_trigger_edges():
+    clk, true, items = _rig()
+    clocks = _clocks()
+    out = _ship(clocks, items)
     assert out[0].method == "arrival" and out[-1].method == "triggers"
     c = out[-1]
     assert c.device_ns is out[-1].device_ns and c.segment.dtype == np.int32
@@ -197,28 +206,12 @@ def test_a_fast_or_aperiodic_line_pairs_through_the_clock_layer(period_s):
     model's prior can tell apart (before 2026-11-28 neither ever paired: the stream stayed on its arrival times)."""
     dur, rng = 30, np.random.default_rng(3)
     spec = ClockSpec(offset_s=500.0, drift_ppm=80.0, jitter_us=2.0, latency_min_ms=4.0, latency_max_ms=12.0)
-    clk = DeviceClock(spec, dur, 3)
-    true, dev, _ = clk.regular_samples(100.0)
-    host = clk.arrivals(true)
     gaps = np.full(3000, period_s * NS) if period_s else rng.uniform(3e6, 12e6, 4000)
     te = (NS // 2 + np.cumsum(gaps)).astype(np.int64)
     te = te[te < (dur - 1) * NS]
-    d_e, rep = clk.to_device(te, jitter=True), clk.arrivals(te + 2_000_000)  # reported once the 2 ms pulse ended
-    items = [(int(host[min(a + 9, len(host) - 1)]), Chunk("imu0", a, np.zeros((len(dev[a:a + 10]), 1), np.float32),
-                                                        dev[a:a + 10], host[a:a + 10])) for a in range(0, len(true), 10)]
-    items += [(int(t) + 50_000, TriggerEdge("sync", int(t), "ref", 1, 2_000_000, -1, int(t) + 50_000)) for t in te]
-    items += [(int(h), TriggerEdge("imu0", int(d), "device", 1, 2_000_000, -1, int(h))) for d, h in zip(d_e, rep, strict=True)]
-    info = StreamInfo("imu0", "imu", 100.0, 1)
-    common = StreamCommon(name="imu0", type="imu", driver="serial", trigger="sync")
-    trig = TriggerSettings(name="sync", backend="sim", period_s=period_s)
-    clocks = StreamClocks({"imu0": info}, ClockLayerConfig.of(ClockSettings(), (trig,), (common,)))
-    out = []
-    for _, x in sorted(items, key=lambda i: i[0]):
-        if isinstance(x, Chunk):
-            clocks.feed_arrivals(x.stream, x.device_ns, x.host_ns)
-            out.append(clocks.correct(x))
-        else:
-            clocks.feed(x)
+    _, true, items = _rig(dur, 3, spec, edges=te, width_ns=2_000_000)
+    clocks = _clocks(period_s=period_s)
+    out = _ship(clocks, items)
     late = [c for c in out if c.seq > 1000]
     err = np.concatenate([c.ref_ns for c in late]) - true[late[0].seq : late[-1].seq_end]
     st = clocks.state()["imu0"]
