@@ -22,7 +22,8 @@ gives any (``APERIODIC_FALSE``); it wins over the prior.  A periodic line's is t
 device edge after its own report, nor after the latest reference time its device time can have (``bound(device_ns)``,
 e.g. the stream's arrival envelope: no sample is received before it is taken; not where it lies a second or more
 before the report, the caller's model on another timeline; waited for up to ``BOUND_WAIT_NS``), and finds partners
-for ``CAUSAL_EDGES`` of them; after a reset, the offset whose reports' least latency is the last lock's (the link's).
+for ``CAUSAL_EDGES`` of them; after a reset, the offset whose reports' least latency is the last lock's (the link's)
+(``causal_lock``).
 It is right where the least latency of the reports or of the stream's samples is under one period (a 100 Hz camera
 strobe whose samples come 8-16 ms late); where both exceed it (a 1 kHz line, 1-2 ms late) the lock is whole periods
 late, which no host time can tell: such a line wants barcodes.  ``state()`` says how the pairs began (``lock``) and
@@ -41,13 +42,13 @@ Counts (``stats``) name every rejection; a rejected or unmatched edge never reac
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 
 from synchub.agent.core.evidence import TriggerEdge
 from synchub.agent.core.units import NS
 
+from .causal_lock import APERIODIC_TOL_NS, CAUSAL_EDGES, CausalLock, causal_lock
 from .edge_filter import EdgeFilter
 
 __all__ = ["EdgeFilter", "TriggerMatcher", "LOCK_LOST_EDGES"]
@@ -60,19 +61,6 @@ LOCK_LOST_EDGES = 3
 #: A bound this far before its edge's report is of another timeline (a clock gone back, ``EdgeFilter``: 1 s): unused;
 #: and how long (of reports) a periodic line's causal lock waits for a usable bound before it locks on reports alone.
 BOUND_REACH_NS = BOUND_WAIT_NS = NS
-#: Pending device edges with a partner that a causal lock needs; how many periods back it looks for their partners.
-CAUSAL_EDGES, CAUSAL_SPAN = 3, 64
-#: A causal lock's slack for a reference edge stamped after its report or bound (the stamp's error): this share of a
-#: period, at most ``CAUSAL_SLACK_NS`` (0.2 ms let a new segment's loose bound lock a 10 ms line one period late).
-CAUSAL_SLACK = 0.02
-CAUSAL_SLACK_NS = 100_000
-#: An aperiodic line's causal lock: how close a device edge's partner must be (ns), and by how many more edges the
-#: best offset must beat the next (its irregular intervals match at one offset only).
-APERIODIC_TOL_NS = 500_000
-APERIODIC_MARGIN = 2
-#: ... and how unlikely its partners must be by chance (all candidates together: an edge finds a partner within the
-#: tolerance by chance as often as 2 x tolerance x the reference's event rate)
-APERIODIC_FALSE = 1e-6
 
 
 class TriggerMatcher:
@@ -96,12 +84,11 @@ class TriggerMatcher:
         self.prior = prior
         self.bound = bound
         self._causal = not max_latency_ns  # see the module docstring
-        self._lock_offset: int | None = None
-        self._lock_least = 0  # the causal lock's least latency (report or latest time - its edge), ns
+        self._attempt: CausalLock | None = None  # the causal lock sought last; the first pair commits it
         self._bounds: dict[int, int | None] = {}  # ``bound`` of the pending device edges
         self._tried: tuple[int, int] | None = None  # the newest device edge a causal lock was sought with
         self._unbound_since: int | None = None  # report time since which the causal lock had no usable bound
-        self._report_least = self._link_least = 0  # the reports' least latency at the last causal lock, kept (ns)
+        self._link_least = 0  # the reports' least latency at the last causal lock that paired, kept (ns)
         self._how = ""
         self.lock = ""  # how the current run of pairs began: "prior", "causal", "reports", "codes" ("": none yet)
         self.lock_least_latency_ns: int | None = None  # with "causal": what the lock assumes under one period
@@ -149,7 +136,7 @@ class TriggerMatcher:
         """Forget the running line and how it began (the link's least latency, ``_link_least``, stays)."""
         self._pairs.clear()
         self._first = None
-        self._lock_offset, self._tried, self._unbound_since = None, None, None
+        self._attempt, self._tried, self._unbound_since = None, None, None
         self._bounds.clear()
         self.lock, self.lock_least_latency_ns = "", None
         self._resid = 0.0
@@ -252,9 +239,9 @@ class TriggerMatcher:
             else:
                 win = max(win, 200_000)
             return pred, int(win), int(win)
-        if self._lock_offset is not None and not self.period:  # an aperiodic line's pattern beats any prior
+        if self._attempt is not None and not self.period:  # an aperiodic line's pattern beats any prior
             self._how = "causal"
-            return d + self._lock_offset, APERIODIC_TOL_NS, APERIODIC_TOL_NS
+            return d + self._attempt.offset, APERIODIC_TOL_NS, APERIODIC_TOL_NS
         if self.prior is not None:
             p = self.prior(d)
             if p is not None:
@@ -264,11 +251,11 @@ class TriggerMatcher:
                     self._how = "prior"
                     return int(ref), win, win
         if self._causal and self.period:
-            if self._lock_offset is None:
+            if self._attempt is None:
                 return None
             self._how = "causal"
             win = int(0.3 * self.period)
-            return d + self._lock_offset, win, win
+            return d + self._attempt.offset, win, win
         if host and self.max_latency:
             self._how = "reports"
             return host, self.max_latency, 0  # the reference edge came before the report, within the latency
@@ -281,7 +268,7 @@ class TriggerMatcher:
         newest_ref = self._ref[-1] if self._ref else None
         if self._causal and not self._pairs and self._dev and self._dev[-1] != self._tried:
             self._tried = self._dev[-1]  # again when a device edge comes (its report ends a reference edge's wait)
-            self._lock_offset, self._lock_least = self._causal_offset()
+            self._attempt = self._causal_lock()
         for d, host in self._dev:
             pred = self._predict(d, host)
             if pred is None:
@@ -293,9 +280,9 @@ class TriggerMatcher:
                 r = self._ref.pop(i0)
                 pair = (d, r)
                 if not self._pairs:
-                    self.lock = self._how
-                    self.lock_least_latency_ns = self._lock_least if self._how == "causal" else None
-                    self._link_least = self._report_least if self._how == "causal" else self._link_least
+                    self.lock, causal = self._how, self._attempt if self._how == "causal" else None
+                    self.lock_least_latency_ns = causal.least if causal else None
+                    self._link_least = causal.report_least if causal else self._link_least
                 self._note_pair(pair)
                 self._recent = [*self._recent[-7:], (d, r, host)]
                 out.append(pair)
@@ -337,55 +324,22 @@ class TriggerMatcher:
             out += self._match()
         return out
 
-    def _causal_offset(self) -> tuple[int | None, int]:
-        """The causal lock's offset (reference - device) from the pending device edges and their reports, or None
-        (see the module docstring).  Candidates are the reference edges before the newest edge's latest time, each
-        kept where no edge would come after its own latest time.  A periodic line: the latest one that gives
-        ``CAUSAL_EDGES`` edges a partner.  An aperiodic line: the one that gives the most, ``APERIODIC_MARGIN``
-        more than any other and too many for chance (``APERIODIC_FALSE``)."""
+    def _causal_lock(self) -> CausalLock | None:
+        """The causal lock (``causal_lock``) of the pending device edges, each before its report and, where the
+        stream's bound is usable, before that; None until one holds (a periodic line waits up to ``BOUND_WAIT_NS``
+        of reports for a usable bound)."""
         dev = raw = [(d, h) for d, h in self._dev if h]
-        refs = self._ref
-        if len(dev) < CAUSAL_EDGES or not refs:
-            return None, 0
+        if len(dev) < CAUSAL_EDGES or not self._ref:
+            return None
         if self.bound is not None:  # asked once per pending edge (a later answer is tighter; this one holds)
             self._bounds = {d: self._bounds[d] if d in self._bounds else self.bound(d) for d, _ in dev}
             usable = {d for d, h in dev if (b := self._bounds[d]) is not None and b >= h - BOUND_REACH_NS}
             if self.period and not usable:  # none yet (a segment just begun) or of another timeline: wait a while
                 self._unbound_since = dev[-1][1] if self._unbound_since is None else self._unbound_since
                 if dev[-1][1] - self._unbound_since < BOUND_WAIT_NS:
-                    return None, 0
+                    return None
             dev = [(d, min(h, self._bounds[d]) if d in usable else h) for d, h in dev]
-        p = self.period
-        tol, slack, span = (0.3 * p, min(CAUSAL_SLACK * p, CAUSAL_SLACK_NS), CAUSAL_SPAN * p) if p else (APERIODIC_TOL_NS,) * 2 + (self.max_wait,)
-        d_last, h_last = dev[-1]
-        lo = bisect_left(refs, h_last - span)
-        found = []  # (support, offset), ascending offsets
-        for r in refs[lo:bisect_right(refs, h_last + slack)]:
-            off, support = r - d_last, 0
-            for d, h in dev:
-                t = d + off
-                if t > h + slack:  # this edge would come after its own report (or after its latest time)
-                    break
-                i = bisect_left(refs, t - tol)
-                support += i < len(refs) and refs[i] <= t + tol
-            else:
-                found.append((support, off))
-        found = [f for f in found if f[0] >= CAUSAL_EDGES] if p else sorted(found, reverse=True)
-        if not p and found:
-            chance = min(1.0, 2.0 * tol * (len(refs) - lo) / max(1.0, refs[-1] - refs[lo]))
-            k, n = found[0][0], len(dev)
-            tail = sum(math.comb(n, j) * chance**j * (1.0 - chance) ** (n - j) for j in range(k, n + 1))
-            if k < CAUSAL_EDGES or len(found) * tail > APERIODIC_FALSE or (
-                    len(found) > 1 and found[1][0] > k - APERIODIC_MARGIN):
-                return None, 0
-        if not found:
-            return None, 0
-        late = min(h - d for d, h in raw)  # the reports' least latency is the link's: after a reset, the same again
-        off = min(found, key=lambda f: abs(late - f[1] - self._link_least))[1] if p and self._link_least else None
-        if off is None or abs(late - off - self._link_least) >= p / 2:
-            off = found[-1][1] if p else found[0][1]  # (periodic: the latest)
-        self._report_least = late - off
-        return off, int(min(h - d for d, h in dev) - off)
+        return causal_lock(raw, dev, self._ref, self.period, self.max_wait, self._link_least)
 
     def state(self) -> dict:
         out = {"matched": self.matched, "pending_device": len(self._dev), "pending_ref": len(self._ref),
