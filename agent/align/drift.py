@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from synchub.agent.clock.robust import TUKEY_C, sigma_scale, theil_sen
+from synchub.agent.clock.robust import TUKEY_C, sigma_scale, theil_sen, weighted_line
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.units import NS
 
@@ -80,16 +80,10 @@ class DriftTracker:
             scale = sigma_scale(r, sig)
             u = r / (TUKEY_C * scale * sig)
             w = np.where(np.abs(u) < 1.0, (1.0 - u * u) ** 2, 0.0) / (scale * sig) ** 2
-            if np.count_nonzero(w) < 2:
+            line = weighted_line(x, o, w) if np.count_nonzero(w) >= 2 else None
+            if line is None:
                 break
-            sw, sx, sy = w.sum(), (w * x).sum(), (w * o).sum()
-            sxx, sxy = (w * x * x).sum(), (w * x * o).sum()
-            det = sw * sxx - sx * sx
-            if not det > 0:
-                break
-            b = (sw * sxy - sx * sy) / det
-            a = (sy - b * sx) / sw
-            cov_bb = sw / det
+            a, b, cov_bb = line
         self._cache = (float(a), float(b), x0, float(np.sqrt(cov_bb)))
         return self._cache
 

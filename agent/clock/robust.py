@@ -39,6 +39,20 @@ def theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return a, b
 
 
+def weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float, float] | None:
+    """Weighted least-squares line y = a + b x: (a, b, the slope's variance for weights that are 1 / variance),
+    or None where the weighted x have no spread."""
+    sw = float(np.sum(w))
+    if not sw > 0:
+        return None
+    xm = float(np.sum(w * x)) / sw
+    sxx = float(np.sum(w * (x - xm) ** 2))
+    if not sxx > 0:
+        return None
+    b = float(np.sum(w * (x - xm) * y)) / sxx
+    return float(np.sum(w * y)) / sw - b * xm, b, 1.0 / sxx
+
+
 TUKEY_C = 4.685
 
 

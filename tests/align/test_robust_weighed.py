@@ -6,7 +6,7 @@ import pytest
 
 from synchub.agent.align.files.links import LINK_RW_PPM
 from synchub.agent.clock.model import ClockModel
-from synchub.agent.clock.robust import excess_scatter, robust_weighed, span_residuals
+from synchub.agent.clock.robust import excess_scatter, robust_weighed, span_residuals, weighted_line
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.units import NS
 
@@ -97,3 +97,18 @@ def test_windows_that_scatter_beyond_their_sigmas_are_weighed_alike():
     widened = {e.device_ns: e.sigma_ns for e in kept}
     assert all(widened[e.device_ns] >= np.hypot(e.sigma_ns, tau * OVERLAP ** 0.5) - 1 for e in evs
                if e.device_ns in widened)
+
+
+def test_weighted_line_recovers_a_line_and_its_slope_variance():
+    """``weighted_line``: the drift tracker's and the file links' weighted fit (one formula for both)."""
+    rng = np.random.default_rng(5)
+    x = np.linspace(0.0, 300.0, 60)
+    sig = rng.uniform(1.0, 5.0, len(x))
+    slopes = []
+    for _ in range(400):
+        a, b, var_b = weighted_line(x, 3.0 - 0.2 * x + rng.normal(0.0, sig), 1.0 / sig**2)
+        slopes.append(b)
+    assert abs(np.mean(slopes) + 0.2) < 3 * np.sqrt(var_b / 400)
+    assert 0.85 < np.std(slopes) / np.sqrt(var_b) < 1.15  # the stated variance is the slope's own
+    assert weighted_line(np.full(5, 2.0), np.arange(5.0), np.ones(5)) is None  # no spread in x
+    assert weighted_line(x, x, np.zeros(len(x))) is None

@@ -38,7 +38,7 @@ from synchub.agent.clock.barcode import BarcodeDecoder
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.clock.edge_pairs import EdgePairs, pair_codes, pair_edges
 from synchub.agent.clock.model import R_SCALES, RW_BANK_PPM, ClockModel
-from synchub.agent.clock.robust import robust_weighed
+from synchub.agent.clock.robust import robust_weighed, weighted_line
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.stream import StreamInfo
 
@@ -304,11 +304,9 @@ def drift_sigma(evs: list[OffsetEstimate]) -> float | None:
     o = np.array([e.offset_ns for e in evs], dtype=np.int64)
     x, y = (d - d[0]).astype(np.float64) / NS, (o - o[0]).astype(np.float64)  # epoch-sized times stay exact
     w = 1.0 / np.maximum(np.array([e.sigma_ns for e in evs], dtype=np.float64), 1.0) ** 2
-    xm = float(np.sum(w * x) / np.sum(w))
-    sxx = float(np.sum(w * (x - xm) ** 2))
-    if not sxx > 0:
+    line = weighted_line(x, y, w)
+    if line is None:
         return None
-    b = float(np.sum(w * (x - xm) * y) / sxx)
-    a = float(np.sum(w * y) / np.sum(w)) - b * xm
+    a, b, var_b = line
     chi2 = float(np.sum(w * (y - a - b * x) ** 2)) / (len(evs) - 2)
-    return math.sqrt(max(1.0, chi2) / sxx) / 1e3  # ns per s of device time -> ppm
+    return math.sqrt(max(1.0, chi2) * var_b) / 1e3  # ns per s of device time -> ppm
