@@ -71,6 +71,9 @@ def test_inspect_lists_every_stream_of_several_xdfs(examples):
     rows = {s["name"]: s for s in json.loads(r.stdout)["streams"]}
     assert rows["BioSemi"]["samples"] == 27815 and rows["BioSemi"]["clock_offsets"] > 0
     assert len(rows["BioSemi"]["clock_segments"]) == 2  # the clock reset
+    # its stamps go back there: two timelines (before 2026-11-28 the count was cleared before it was shown: 1)
+    assert rows["BioSemi"]["clock_timelines"] == 2 and rows["MyMarkerStream"]["clock_timelines"] == 2
+    assert rows["BioSemi"]["out_of_time_order"] == 0
     assert rows["SendDataString"]["type"] == "marker"
     text = synchub("inspect", examples / "minimal.xdf")
     assert text.returncode == 0 and "SendDataC" in text.stdout and "2 clock offsets" in text.stdout

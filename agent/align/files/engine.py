@@ -151,7 +151,8 @@ class FileAlignment(ReferenceLinks):
                 row = {"name": tr.key, "input": inp.path, "format": inp.reader.kind, "type": tr.info.type,
                        "channel_format": tr.info.channel_format, "channels": tr.info.channel_count,
                        "nominal_rate_hz": tr.info.nominal_srate, "samples": tr.n,
-                       "clock_timelines": tr.timelines + 1 if tr.n else 0}
+                       "clock_timelines": tr.timelines + 1 if tr.n else 0,
+                       "out_of_time_order": tr.split.out_of_order}
                 if tr.n:
                     row["first_s"], row["last_s"] = tr.first_ns / NS, tr.last_ns / NS
                     span = (tr.last_ns - tr.first_ns) / NS
@@ -186,6 +187,9 @@ class FileAlignment(ReferenceLinks):
                 inp.feeder.finish()
             for tr in inp.tracks.values():
                 tr.finish()
+                if tr.split.out_of_order:
+                    self.warnings.append(f"{inp.path}: {tr.key}: {tr.split.out_of_order} samples out of time order "
+                                         "(kept, each at its own time, on its clock timeline)")
                 tr.build(self.window_s)
                 tr.clocks = inp.clocks if inp.reader.kind == "mcap" else None
             self.progress("evidence", inp.path, 1.0)
@@ -277,6 +281,8 @@ class FileAlignment(ReferenceLinks):
                 if inp.link is not None and inp.link.drift_sigma_ppm is not None and "drift_ppm" in s:
                     s["drift_sigma_ppm"] = inp.link.drift_sigma_ppm  # what the aligner's windows tell of the drift
                 s["segments"] = self._segments(inp, tr)
+                if tr.split.out_of_order:
+                    s["out_of_time_order"] = tr.split.out_of_order  # kept, each at its own time
                 if tr.key in getattr(self, "gaps", {}):
                     s["gaps_recorded"] = self.gaps[tr.key]  # samples the recording says were lost, by cause
                 s["rejected"] = self._rejected(inp, tr)

@@ -2,7 +2,8 @@
 
 A ``StreamTrack`` sees the stream's pieces twice.  First (``gather``): counts and time range, the dejitter lines
 of a regular stream (``JitterFit``), the pulses of its sync channel (``PulseFinder``), its XDF ClockOffsets, and its
-*timeline* (a new one each time the device time goes back by more than ``TIMELINE_BACK_NS``: a clock that reset).
+*timeline* (``TimelineSplit``: a new one where the device time goes back by more than ``TIMELINE_BACK_NS`` and
+stays back: a clock that reset; a few samples that go back alone are out of time order and keep theirs).
 Then ``build`` makes the within-file mapping: an XDF stream with ClockOffsets through ``XdfOffsetClock`` (pyxdf's
 segments, the agent's ``ClockModel``); a synchub recording's stream through the agent's ``StreamClocks`` (the
 input's, fed by ``StreamFeeder``); any other stream is on its file's clock already.  Second (``file_times``): the
@@ -28,6 +29,9 @@ from .sync_edges import PulseFinder
 
 NS = 1_000_000_000
 TIMELINE_BACK_NS = NS
+#: A step back starts a new timeline once this many samples after it stay back too; fewer (a marker logged late,
+#: rows of merged logs) are out of time order and keep their timeline (a reset this close to the end counts so too).
+RESET_CONFIRM = 3
 SYNC_LABELS = {"sync": "ttl", "ttl": "ttl", "trigger": "ttl", "trig": "ttl", "din": "ttl", "digital": "ttl",
                "photodiode": "photodiode", "pd": "photodiode", "photo": "photodiode"}
 #: Samples a sound pulse may fall silent for and still be one pulse (s): a ringing click, a tone's zero crossings.
@@ -44,6 +48,58 @@ class Edge:
     timeline: int
     width_ns: int
     index: float
+
+
+class TimelineSplit:
+    """Where a stream's device clock starts a new timeline, from its samples in file order (pure).
+
+    ``feed(seq, t)`` each piece, ``finish()`` at the end; then ``starts`` (the sample index where each timeline
+    after the first begins), ``out_of_order`` (samples that went back alone, kept on their timeline) and
+    ``timeline_of(index)``.  While pieces are still fed, ``timeline_of`` is provisional for the samples after an
+    unconfirmed step back."""
+
+    def __init__(self, back_ns: int = TIMELINE_BACK_NS, confirm: int = RESET_CONFIRM):
+        self.back_ns, self.confirm = int(back_ns), int(confirm)
+        self.starts: list[int] = []
+        self.out_of_order = 0
+        self._top: int | None = None  # the latest time of the current timeline
+        self._pending: list[tuple[int, int]] = []  # (index, time) of samples back from it, not yet confirmed
+
+    def feed(self, seq: int, t: np.ndarray) -> None:
+        t = np.asarray(t, dtype=np.int64)
+        if len(t) == 0:
+            return
+        if not self._pending:  # the usual case, vectorized: no step back in this piece
+            first = t[0] if self._top is None else self._top
+            before = np.maximum.accumulate(np.concatenate([[first], t]))[:-1]  # the latest time before each
+            if not np.any(before - t > self.back_ns):
+                self._top = int(max(before[-1], t[-1]))
+                return
+        for k, x in enumerate(t.tolist()):
+            self._step(seq + k, x)
+
+    def _step(self, i: int, x: int) -> None:
+        if self._pending:
+            if x < self._top - self.back_ns:
+                self._pending.append((i, x))
+                if len(self._pending) > self.confirm:  # it stayed back: the clock reset
+                    self.starts.append(self._pending[0][0])
+                    self._top = max(v for _, v in self._pending)
+                    self._pending = []
+                return
+            self.out_of_order += len(self._pending)  # back on the timeline: those went back alone
+            self._pending = []
+        if self._top is not None and self._top - x > self.back_ns:
+            self._pending = [(i, x)]
+        else:
+            self._top = x if self._top is None else max(self._top, x)
+
+    def finish(self) -> None:
+        self.out_of_order += len(self._pending)
+        self._pending = []
+
+    def timeline_of(self, index: np.ndarray) -> np.ndarray:
+        return np.searchsorted(np.asarray(self.starts, dtype=np.int64), index, side="right").astype(np.int64)
 
 
 def _can_drop(header) -> bool:
@@ -112,28 +168,25 @@ class StreamTrack:
         self.n = 0
         self.first_ns: int | None = None
         self.last_ns: int | None = None
-        self.timelines = 0
-        self._last: int | None = None
+        self.split = TimelineSplit()
         self.pieces = 0
 
-    # ---- first pass
-    def _timelines(self, t: np.ndarray) -> np.ndarray:
-        """Timeline of each sample (a new one where the device time goes back by more than a second)."""
-        prev = np.empty(len(t), dtype=np.int64)
-        prev[1:] = t[:-1]
-        prev[0] = t[0] if self._last is None else self._last
-        back = np.cumsum((prev - t) > TIMELINE_BACK_NS)
-        out = self.timelines + back
-        self.timelines = int(out[-1])
-        self._last = int(t[-1])
-        return out
+    @property
+    def timelines(self) -> int:
+        """Clock resets seen (timelines after the first)."""
+        return len(self.split.starts)
 
+    def _timelines(self, p: Piece) -> np.ndarray:
+        return self.split.timeline_of(p.seq + np.arange(len(p.device_ns), dtype=np.int64))
+
+    # ---- first pass
     def gather(self, p: Piece) -> None:
         t = p.device_ns
         if len(t) == 0:
             return
         self.pieces += 1
-        tl = self._timelines(t)
+        self.split.feed(p.seq, t)
+        tl = self._timelines(p)
         self.n += len(t)
         self.first_ns = int(t.min()) if self.first_ns is None else min(self.first_ns, int(t.min()))
         self.last_ns = int(t.max()) if self.last_ns is None else max(self.last_ns, int(t.max()))
@@ -155,13 +208,16 @@ class StreamTrack:
                                     self.timelines, q.width))
 
     def finish(self) -> None:
+        self.split.finish()
         if self.finder is not None:
             for q in self.finder.finish():
                 self.pulses.append((q.index, q.t_ns, q.host_ns, self.timelines, q.width))
+        if self.pulses and self.split.starts:  # a pulse just after an unconfirmed step back: its timeline now
+            tl = self.split.timeline_of(np.array([int(q[0]) for q in self.pulses], dtype=np.int64))
+            self.pulses = [(*q[:3], int(k), q[4]) for q, k in zip(self.pulses, tl, strict=True)]
 
     def build(self, window_s: float = 120.0) -> None:
         """The within-file model, once the first pass is over."""
-        self._last, self.timelines = None, 0
         if self.offsets:
             arr = np.asarray(self.offsets, dtype=np.int64)
             self.xdf = XdfOffsetClock(self.key, arr[:, 0], arr[:, 1], window_s)
@@ -202,7 +258,6 @@ class StreamTrack:
 
     # ---- second pass
     def restart(self) -> None:
-        self._last, self.timelines = None, 0
         if self.xdf is not None:
             self.xdf.restart()
 
@@ -210,7 +265,7 @@ class StreamTrack:
         """(device time after dejittering, file-clock time, its 1-sigma, timeline, method) of a piece's samples,
         pieces in file order."""
         t = p.device_ns
-        tl = self._timelines(t) if len(t) else np.zeros(0, dtype=np.int64)
+        tl = self._timelines(p)
         d = self.jitter.apply(p.seq, t) if self.jitter is not None else t
         if self.xdf is not None:
             segs = self.xdf.model_segment_of(d)
