@@ -72,9 +72,12 @@ class MarkerRule:
 #: words of experiment and device logs for events a sensor registers; no rig's own vocabulary
 DEFAULT_RULES: tuple[MarkerRule, ...] = (
     MarkerRule(r"\b(tap|hit|knock|bump|drop|collision|shock)\w*", ("audible", "motion")),
-    MarkerRule(r"(\b|_)(sound|audio|tone|click|chirp|speech|speak|said|say|utter\w*|voice|play(s|ed)?|clap)"
+    MarkerRule(r"(\b|_)(sound|audio|tone|click|chirp|speech|speak|said|say|utter\w*|voice|play(s|ed)?|clap|buzz(er)?"
+               r"|bells?|chimes?|ding|alarm|whistle|siren|horn|noise[_ ]?burst|white[_ ]?noise|auditory|acoustic)"
                r"(\b|_)|\bstim(ulus)?[_ ]?on\b|event=stimulus", ("audible",)),
-    MarkerRule(r"\b(led|light|flash|lamp|screen|display|visual|photodiode)\b", ("visible",)),
+    # words joined by underscores (LED_ON, screen_flip) count as words, as in the rule above
+    MarkerRule(r"(\b|_)(leds?|lights?|flash(es|ed)?|lamps?|screens?|displays?|visual|photodiode|strobe|flicker)(\b|_)",
+               ("visible",)),
 )
 
 

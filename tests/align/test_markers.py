@@ -31,6 +31,19 @@ def test_default_rules_hear_every_sound_style_of_the_corpus_and_none_of_its_sile
             assert r is None or not r.seen_by("audio"), line
 
 
+@pytest.mark.parametrize("line,senses", [
+    ("LED_ON", ("visible",)), ("photodiode_on 3", ("visible",)), ("screen_flip", ("visible",)),
+    ("lights off", ("visible",)), ("Tone_Start", ("audible",)), ("buzzer 2", ("audible",)),
+    ("cue=white_noise", ("audible",)), ("REWARD_BELL", ("audible",)), ("tap_left", ("audible", "motion")),
+    ("ledger closed", None), ("horner task", None), ("TRIAL 3 start", None), ("fixation on", None),
+])
+def test_default_rules_read_words_joined_by_underscores_and_common_stimulus_words(line, senses):
+    """Before 2026-11-28 the visible rule wanted a word boundary, which an underscore is not: LED_ON, photodiode_on
+    and screen_flip were left out of every alignment with a camera (the audible rule already took Tone_Start)."""
+    r = M.MarkerSemantics().rule_of(line)
+    assert (r.senses if r is not None else None) == senses, line
+
+
 def test_first_matching_rule_decides_latency_spread_and_who_sees_it():
     sem = M.MarkerSemantics(M.rules_from([
         {"pattern": r"valve open", "senses": "audible", "latency_ms": 12.0, "spread_ms": 3.0},
