@@ -54,8 +54,8 @@ class TimelineSplit:
     """Where a stream's device clock starts a new timeline, from its samples in file order (pure).
 
     ``feed(seq, t)`` each piece, ``finish()`` at the end; then ``starts`` (the sample index where each timeline
-    after the first begins), ``out_of_order`` (samples that went back alone, kept on their timeline) and
-    ``timeline_of(index)``.  While pieces are still fed, ``timeline_of`` is provisional for the samples after an
+    after the first begins), ``out_of_order`` (samples that went back alone, or one that jumped ahead alone and the
+    stream went on from before it: kept on their timeline) and ``timeline_of(index)``.  While pieces are still fed, ``timeline_of`` is provisional for the samples after an
     unconfirmed step back."""
 
     def __init__(self, back_ns: int = TIMELINE_BACK_NS, confirm: int = RESET_CONFIRM):
@@ -64,6 +64,7 @@ class TimelineSplit:
         self.out_of_order = 0
         self._top: int | None = None  # the latest time of the current timeline
         self._pending: list[tuple[int, int]] = []  # (index, time) of samples back from it, not yet confirmed
+        self._jump: tuple[int, int] | None = None  # (index, the top before it) of a sample that raised it > back_ns
 
     def feed(self, seq: int, t: np.ndarray) -> None:
         t = np.asarray(t, dtype=np.int64)
@@ -74,6 +75,7 @@ class TimelineSplit:
             before = np.maximum.accumulate(np.concatenate([[first], t]))[:-1]  # the latest time before each
             if not np.any(before - t > self.back_ns):
                 self._top = int(max(before[-1], t[-1]))
+                self._jump = (seq + len(t) - 1, int(before[-1])) if t[-1] - before[-1] > self.back_ns else None
                 return
         for k, x in enumerate(t.tolist()):
             self._step(seq + k, x)
@@ -82,9 +84,10 @@ class TimelineSplit:
         if self._pending:
             if x < self._top - self.back_ns:
                 self._pending.append((i, x))
-                if len(self._pending) > self.confirm:  # it stayed back: the clock reset
-                    self.starts.append(self._pending[0][0])
-                    self._top = max(v for _, v in self._pending)
+                if len(self._pending) > self.confirm:  # it stayed back: the clock reset ...
+                    if not self._ahead_alone():
+                        self.starts.append(self._pending[0][0])
+                        self._top = max(v for _, v in self._pending)
                     self._pending = []
                 return
             self.out_of_order += len(self._pending)  # back on the timeline: those went back alone
@@ -92,10 +95,22 @@ class TimelineSplit:
         if self._top is not None and self._top - x > self.back_ns:
             self._pending = [(i, x)]
         else:
+            self._jump = (i, self._top) if self._top is not None and x - self._top > self.back_ns else None
             self._top = x if self._top is None else max(self._top, x)
 
+    def _ahead_alone(self) -> bool:
+        """... unless the sample just before them jumped ahead and they go on from where it jumped: that one sample
+        was ahead of its time (a glitch), counted, and the timeline goes on."""
+        j, self._jump = self._jump, None
+        if j is None or j[0] != self._pending[0][0] - 1 or min(v for _, v in self._pending) < j[1] - self.back_ns:
+            return False
+        self.out_of_order += 1
+        self._top = max(j[1], *(v for _, v in self._pending))
+        return True
+
     def finish(self) -> None:
-        self.out_of_order += len(self._pending)
+        if self._pending and not self._ahead_alone():
+            self.out_of_order += len(self._pending)
         self._pending = []
 
     def timeline_of(self, index: np.ndarray) -> np.ndarray:

@@ -40,3 +40,15 @@ def test_steps_back_under_a_second_and_a_reset_at_the_very_end():
     assert s.starts == [] and s.out_of_order == 0
     s, tl = _split([10, 11, 12, 1, 2])  # too few samples after it to tell: kept, counted
     assert s.starts == [] and s.out_of_order == 2 and set(tl) == {0}
+
+
+@pytest.mark.parametrize("pieces", [1, 4, 10])
+def test_one_sample_ahead_of_its_time_is_counted_and_the_timeline_goes_on(pieces):
+    """A row stamped 100 s ahead (a glitch): before, every row after it was a new timeline's (39 of 60 markers of a
+    test log left unmapped)."""
+    s, tl = _split([1, 2, 3, 103, 4, 5, 6, 7, 8, 9], pieces)
+    assert s.starts == [] and set(tl) == {0} and s.out_of_order == 1
+    s, tl = _split([1, 2, 3, 103, 4, 5], pieces)  # near the end: still the one sample
+    assert s.starts == [] and s.out_of_order == 1
+    s, tl = _split([1, 2, 3, 103, 104, 105, 106, 107, 108, 109], pieces)  # a clock that jumped ahead and went on
+    assert s.starts == [] and s.out_of_order == 0
