@@ -53,21 +53,23 @@ class Edge:
 class TimelineSplit:
     """Where a stream's device clock starts a new timeline, from its samples in file order (pure).
 
-    ``feed(seq, t)`` each piece, ``finish()`` at the end; then ``starts`` (the sample index where each timeline
+    ``feed(t)`` each piece, ``finish()`` at the end; then ``starts`` (the position in file order where each timeline
     after the first begins), ``out_of_order`` (samples that went back alone, or one that jumped ahead alone and the
-    stream went on from before it: kept on their timeline) and ``timeline_of(index)``.  While pieces are still fed, ``timeline_of`` is provisional for the samples after an
-    unconfirmed step back."""
+    stream went on from before it: kept on their timeline) and ``timeline_of(positions)``.  While pieces are still
+    fed, ``timeline_of`` is provisional for the samples after an unconfirmed step back."""
 
     def __init__(self, back_ns: int = TIMELINE_BACK_NS, confirm: int = RESET_CONFIRM):
         self.back_ns, self.confirm = int(back_ns), int(confirm)
         self.starts: list[int] = []
         self.out_of_order = 0
+        self.fed = 0  # samples fed so far (the next one's position)
         self._top: int | None = None  # the latest time of the current timeline
         self._pending: list[tuple[int, int]] = []  # (index, time) of samples back from it, not yet confirmed
         self._jump: tuple[int, int] | None = None  # (index, the top before it) of a sample that raised it > back_ns
 
-    def feed(self, seq: int, t: np.ndarray) -> None:
+    def feed(self, t: np.ndarray) -> None:
         t = np.asarray(t, dtype=np.int64)
+        seq, self.fed = self.fed, self.fed + len(t)
         if len(t) == 0:
             return
         if not self._pending:  # the usual case, vectorized: no step back in this piece
@@ -184,6 +186,7 @@ class StreamTrack:
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self.split = TimelineSplit()
+        self._pos = 0  # samples seen in this pass (their position in file order)
         self.pieces = 0
 
     @property
@@ -192,7 +195,8 @@ class StreamTrack:
         return len(self.split.starts)
 
     def _timelines(self, p: Piece) -> np.ndarray:
-        return self.split.timeline_of(p.seq + np.arange(len(p.device_ns), dtype=np.int64))
+        n, self._pos = len(p.device_ns), self._pos + len(p.device_ns)
+        return self.split.timeline_of(np.arange(self._pos - n, self._pos, dtype=np.int64))
 
     # ---- first pass
     def gather(self, p: Piece) -> None:
@@ -200,7 +204,7 @@ class StreamTrack:
         if len(t) == 0:
             return
         self.pieces += 1
-        self.split.feed(p.seq, t)
+        self.split.feed(t)
         tl = self._timelines(p)
         self.n += len(t)
         self.first_ns = int(t.min()) if self.first_ns is None else min(self.first_ns, int(t.min()))
@@ -228,11 +232,13 @@ class StreamTrack:
             for q in self.finder.finish():
                 self.pulses.append((q.index, q.t_ns, q.host_ns, self.timelines, q.width))
         if self.pulses and self.split.starts:  # a pulse just after an unconfirmed step back: its timeline now
+            # (a pulse's index is its sample's seq: the position in file order for the readers that find pulses)
             tl = self.split.timeline_of(np.array([int(q[0]) for q in self.pulses], dtype=np.int64))
             self.pulses = [(*q[:3], int(k), q[4]) for q, k in zip(self.pulses, tl, strict=True)]
 
     def build(self, window_s: float = 120.0) -> None:
         """The within-file model, once the first pass is over."""
+        self._pos = 0
         if self.offsets:
             arr = np.asarray(self.offsets, dtype=np.int64)
             self.xdf = XdfOffsetClock(self.key, arr[:, 0], arr[:, 1], window_s)
@@ -273,6 +279,7 @@ class StreamTrack:
 
     # ---- second pass
     def restart(self) -> None:
+        self._pos = 0
         if self.xdf is not None:
             self.xdf.restart()
 

@@ -15,7 +15,7 @@ def _split(seconds, pieces=1):
     s = TimelineSplit()
     for part in np.array_split(np.arange(len(t)), pieces):
         if len(part):
-            s.feed(int(part[0]), t[part])
+            s.feed(t[part])
     s.finish()
     return s, s.timeline_of(np.arange(len(t))).tolist()
 
