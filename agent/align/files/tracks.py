@@ -69,7 +69,7 @@ class TimelineSplit:
 
     def feed(self, t: np.ndarray) -> None:
         t = np.asarray(t, dtype=np.int64)
-        seq, self.fed = self.fed, self.fed + len(t)
+        pos, self.fed = self.fed, self.fed + len(t)
         if len(t) == 0:
             return
         if not self._pending:  # the usual case, vectorized: no step back in this piece
@@ -77,10 +77,10 @@ class TimelineSplit:
             before = np.maximum.accumulate(np.concatenate([[first], t]))[:-1]  # the latest time before each
             if not np.any(before - t > self.back_ns):
                 self._top = int(max(before[-1], t[-1]))
-                self._jump = (seq + len(t) - 1, int(before[-1])) if t[-1] - before[-1] > self.back_ns else None
+                self._jump = (pos + len(t) - 1, int(before[-1])) if t[-1] - before[-1] > self.back_ns else None
                 return
         for k, x in enumerate(t.tolist()):
-            self._step(seq + k, x)
+            self._step(pos + k, x)
 
     def _step(self, i: int, x: int) -> None:
         if self._pending:
@@ -179,6 +179,7 @@ class StreamTrack:
         self.sync: tuple[int, str] | None = sync_channel(fs, options, single)
         self.finder: PulseFinder | None = None  # made with the first samples (an irregular stream's rate)
         self.pulses: list[tuple[float, int, int, int, float]] = []  # (index, raw t, host, timeline, width samples)
+        self._pulse_at: list[int] = []  # each pulse's sample, by position in file order (its timeline at finish)
         self.offsets: list[tuple[int, int]] = []
         self.xdf: XdfOffsetClock | None = None
         self.clocks = None  # the input's StreamClocks for a synchub recording
@@ -205,7 +206,7 @@ class StreamTrack:
             return
         self.pieces += 1
         self.split.feed(t)
-        tl = self._timelines(p)
+        self._pos += len(t)
         self.n += len(t)
         self.first_ns = int(t.min()) if self.first_ns is None else min(self.first_ns, int(t.min()))
         self.last_ns = int(t.max()) if self.last_ns is None else max(self.last_ns, int(t.max()))
@@ -222,18 +223,18 @@ class StreamTrack:
         if self.finder is not None:
             x = np.asarray(p.data)[:, self.sync[0]] if np.asarray(p.data).ndim == 2 else np.asarray(p.data)
             for q in self.finder.feed(p.seq, x, t, p.host_ns):
-                k = int(q.index) - p.seq
-                self.pulses.append((q.index, q.t_ns, q.host_ns, int(tl[k]) if 0 <= k < len(t) else
-                                    self.timelines, q.width))
+                # the pulse's sample (in this piece or, ended here, an earlier one): its timeline at ``finish``
+                self._pulse_at.append(max(self._pos - len(t) + int(q.index) - p.seq, 0))
+                self.pulses.append((q.index, q.t_ns, q.host_ns, 0, q.width))
 
     def finish(self) -> None:
         self.split.finish()
         if self.finder is not None:
             for q in self.finder.finish():
-                self.pulses.append((q.index, q.t_ns, q.host_ns, self.timelines, q.width))
-        if self.pulses and self.split.starts:  # a pulse just after an unconfirmed step back: its timeline now
-            # (a pulse's index is its sample's seq: the position in file order for the readers that find pulses)
-            tl = self.split.timeline_of(np.array([int(q[0]) for q in self.pulses], dtype=np.int64))
+                self._pulse_at.append(self.split.fed - 1)
+                self.pulses.append((q.index, q.t_ns, q.host_ns, 0, q.width))
+        if self.split.starts:  # each pulse's timeline, now that every step back is decided
+            tl = self.split.timeline_of(np.asarray(self._pulse_at, dtype=np.int64))
             self.pulses = [(*q[:3], int(k), q[4]) for q, k in zip(self.pulses, tl, strict=True)]
 
     def build(self, window_s: float = 120.0) -> None:

@@ -52,3 +52,26 @@ def test_one_sample_ahead_of_its_time_is_counted_and_the_timeline_goes_on(pieces
     assert s.starts == [] and s.out_of_order == 1
     s, tl = _split([1, 2, 3, 103, 104, 105, 106, 107, 108, 109], pieces)  # a clock that jumped ahead and went on
     assert s.starts == [] and s.out_of_order == 0
+
+
+@pytest.mark.parametrize("piece", [1, 7, 5000])
+def test_sync_pulses_take_the_timeline_their_sample_ends_on(piece):
+    """A TTL channel whose device clock resets: each pulse is on its own sample's timeline, whatever the chunking
+    (a reset is only confirmed by the samples after it, which may come in later pieces)."""
+    from synchub.agent.align.files.tracks import StreamTrack
+    from synchub.agent.core.stream import StreamInfo
+    from synchub.agent.formats.readers.base import FileStream, InputOptions, Piece
+
+    rate, n = 1000, 4000
+    t = np.arange(n, dtype=np.int64) * (NS // rate) + 100 * NS
+    t[2100:] -= 60 * NS  # the clock went back a minute at sample 2100
+    ttl = ((np.arange(n) % 250) < 10).astype(np.float32)  # a pulse every 250 ms, 16 in all
+    info = StreamInfo("daq", "other", float(rate), 1, channel_labels=("sync",))
+    tr = StreamTrack(FileStream("daq", info), InputOptions(sync="sync", dejitter=False), "table", True)
+    for a in range(0, n, piece):
+        tr.gather(Piece("daq", a, t[a:a + piece], ttl[a:a + piece, None]))
+    tr.finish()
+    assert tr.timelines == 1 and tr.split.out_of_order == 0
+    at = np.array([int(round(q[0])) for q in tr.pulses])
+    tl = np.array([q[3] for q in tr.pulses])
+    assert len(at) >= 14 and np.array_equal(tl, (at >= 2100).astype(int)), (at, tl)
