@@ -114,6 +114,7 @@ class _StreamClock:
             "harp", "harp-clock")
         self.counts: dict[str, int] = {}
         self.segments_seen = 0
+        self.out_of_order_told = 0  # samples out of time order the log was told of (at 1, 10, 100, ...)
 
     def follow(self) -> None:
         """After the model took evidence: a segment it started restarts the matcher (edges reported since the
@@ -291,9 +292,17 @@ class StreamClocks:
 
     def take_events(self) -> list[tuple[str, str]]:
         """What changed since the last call, (stream, line) each (a trigger lost and the aligner falling back, the
-        trigger back): for the agent's log and status."""
-        return [(name, e) for name, sc in self.clocks.items() if sc.model.fallback is not None
-                for e in sc.model.fallback.take_events()]
+        trigger back; samples out of time order, at the 1st, 10th, 100th, ...): for the agent's log and status."""
+        out = []
+        for name, sc in self.clocks.items():
+            if sc.model.fallback is not None:
+                out += [(name, e) for e in sc.model.fallback.take_events()]
+            n = sc.model.rejected.get("arrival_out_of_order", 0)
+            if n and len(str(n)) > len(str(sc.out_of_order_told or "")):
+                out.append((name, f"{name}: {n} sample(s) out of time order so far (device time went back alone: a "
+                                  "line logged late, merged logs); kept on the stream's clock timeline"))
+                sc.out_of_order_told = n
+        return out
 
     # ---- UTC
     def feed_utc(self, mono_ns: int, utc_ns: int, sigma_ns: float, source: str = "system") -> None:

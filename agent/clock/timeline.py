@@ -5,6 +5,9 @@ stream's samples define the timelines (``add_arrivals``): device time going back
 by ``reset_forward_ns`` more than the host's clock, a sample that would map to after it arrived (a clock restored
 forward: ``early_margin_ns`` beyond the trigger/probe estimate), or an arrival floor that rose and stayed up (a clock
 that stood still during a reboot: ``LATE_MARGIN_NS``); the segment starts at the first sample of the new timeline.
+A step back that a late sample could explain (within the segment, at most ``reset_forward_ns`` before it arrived)
+is a reset only once ``RESET_CONFIRM`` samples after it go on from it; else those samples were out of time order (a
+marker logged late, rows of merged logs): they keep their timeline, give no arrival evidence, and are counted.
 ``reset_detected`` lets a driver that knows about a reset say so; agreeing outlier edges (a step, ``_step``) start one
 too.  Edges and probes are routed to the segment they fit (``ROUTE_SLACK_NS``); on a stream without samples,
 evidence that goes back or jumps ahead starts one.  ``segments_info`` says why each began.
@@ -30,6 +33,10 @@ SKEW_PRIOR_KNOWN = 50e-6
 ROUTE_SLACK_NS = 2 * NS
 #: A sample that maps to more than this (or 6 sigma) after it arrived shows a clock that jumped forward.
 EARLY_MARGIN_NS = 5_000_000
+#: A sample that went back but could be a late one of its timeline (a marker logged late, rows of merged logs)
+#: starts a new segment once this many samples after it stay back too (as ``synchub align`` decides on files);
+#: fewer were out of time order: they keep their timeline, counted (``arrival_out_of_order``).
+RESET_CONFIRM = 3
 
 
 class Timeline:
@@ -54,6 +61,7 @@ class Timeline:
         self.history = True
         self.rejected: dict[str, int] = {}
         self.resets = 0
+        self._pending: list[tuple[int, int]] = []  # (device, host) of samples that went back, no reset yet
         self._arrivals_seen = False  # once a stream's samples arrive, only they (and drivers, steps) start segments
 
     def _new_segment(self, device_ns: int, host_ns: int, z: int, cause: str = "start") -> Segment:
@@ -83,6 +91,7 @@ class Timeline:
         """A driver saw the device clock reset: the next evidence starts a new segment at ``device_ns``."""
         d, h = int(device_ns), int(host_ns)
         z = h - d if h else 0
+        self._pending = []  # samples that went back and waited for the ones after them: the driver says
         if self.segments and self.segments[-1].fresh and len(self.segments) > 1:
             seg = self.segments[-1]  # announced twice before any evidence: one reset
             seg.dev0, seg.host0, seg.z0, seg.dev_hi, seg.host_hi = d, h, z, d, h
@@ -197,7 +206,8 @@ class Timeline:
         device time goes back (``reset_back_ns``), jumps ahead by more than the host's clock advanced
         (``reset_forward_ns``; both ``resets.ResetRule``), or maps to a time after the sample arrived (``early_margin_ns`` beyond the
         segment's trigger/probe estimate and its uncertainty, or 0.5 s beyond its arrival envelope): a device clock
-        that jumped forward (a saved RTC restored at reboot)."""
+        that jumped forward (a saved RTC restored at reboot).  A sample that went back alone is out of time order
+        (a marker logged late, rows of merged logs, a reordered packet; ``_back``): it keeps its timeline."""
         dev = np.asarray(device_ns, dtype=np.int64)
         host = np.asarray(host_ns, dtype=np.int64)
         n = len(dev)
@@ -207,9 +217,17 @@ class Timeline:
         self._arrivals_seen = True
         a = 0
         while a < n:
+            if self._pending:
+                a = self._confirm(dev, host, a, segs)
+                continue
             seg = self._arrival_segment(int(dev[a]), int(host[a]))
             j, cause = self._timeline_break(seg, dev[a:], host[a:])
             if j == 0:
+                if cause == "arrival_back" and self._back(seg, int(dev[a]), int(host[a])):
+                    self._pending.append((int(dev[a]), int(host[a])))  # not (yet) a reset: it keeps the timeline
+                    segs[a] = seg.index
+                    a += 1
+                    continue
                 seg = self._new_segment(int(dev[a]), int(host[a]), int(host[a] - dev[a]), cause)
                 j, cause = self._timeline_break(seg, dev[a:], host[a:])
             b = a + j
@@ -217,6 +235,36 @@ class Timeline:
             segs[a:b] = seg.index
             a = b
         return segs
+
+    def _back(self, seg: Segment, device_ns: int, host_ns: int) -> bool:
+        """Whether a sample more than ``reset_back_ns`` before its segment's newest may be a late one of that
+        timeline (within the segment, taken no more than ``reset_forward_ns`` before it arrived): then it waits
+        for the samples after it (``_confirm``); else the clock reset there."""
+        top_d, top_h = seg.arr_last if seg.arr_last is not None else (seg.dev_hi, seg.host_hi)
+        return device_ns >= seg.dev0 and top_d - device_ns + max(host_ns - top_h, 0) <= self.reset_forward_ns
+
+    def _confirm(self, dev: np.ndarray, host: np.ndarray, a: int, segs: np.ndarray) -> int:
+        """Samples after one that went back (``_pending``): each goes on from whichever timeline is nearer where
+        it arrived, the segment's newest sample's or the pending ones' (each carried forward by the host time
+        since).  ``RESET_CONFIRM`` on the pending ones' and the clock reset there (a new segment from the first of
+        them); one on the segment's and they were out of time order.  Returns the index of the next sample."""
+        seg = self.segments[-1]
+        top_d, top_h = seg.arr_last if seg.arr_last is not None else (seg.dev_hi, seg.host_hi)
+        (pd, ph), d, h = self._pending[-1], int(dev[a]), int(host[a])
+        if abs(d - top_d - max(h - top_h, 0)) <= abs(d - pd - max(h - ph, 0)):  # the segment's timeline
+            self._count("arrival_out_of_order", len(self._pending))
+            self._pending = []
+            return a
+        self._pending.append((d, h))
+        segs[a] = seg.index
+        if len(self._pending) > RESET_CONFIRM:  # they stayed back: the clock reset at the first of them
+            pdev = np.array([p[0] for p in self._pending], dtype=np.int64)
+            phost = np.array([p[1] for p in self._pending], dtype=np.int64)
+            self._pending = []
+            new = self._new_segment(int(pdev[0]), int(phost[0]), int(phost[0] - pdev[0]), "arrival_back")
+            self._take_arrivals(new, pdev, phost)
+            segs[max(a - len(pdev) + 1, 0):a + 1] = new.index
+        return a + 1
 
     def _arrival_segment(self, device_ns: int, host_ns: int) -> Segment:
         if not self.segments:

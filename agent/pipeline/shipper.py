@@ -158,6 +158,7 @@ class Shipper(threading.Thread):
         if isinstance(item, Chunk):
             self.corrector.chunk(item)
             self._tap(self.arrival_taps, item)
+            self._clock_events()  # what its arrivals showed (samples out of time order)
         elif isinstance(item, Gap):
             self.outlet.send_gap(item)  # a gap carries its own seq; the collector places it
         elif isinstance(item, MetaRecord):
@@ -178,8 +179,8 @@ class Shipper(threading.Thread):
                                      detail="agent queue full (overflow=drop-oldest)"))
 
     def _clock_events(self) -> None:
-        """What the clock layer says changed (a trigger lost: the aligner falls back; the trigger back): logged once,
-        and the latest per stream kept for the status (``clock_notes``)."""
+        """What the clock layer says changed (a trigger lost: the aligner falls back; the trigger back; samples out of
+        time order): logged once, and the latest per stream kept for the status (``clock_notes``)."""
         take = getattr(self.clocks, "take_events", None)
         for stream, line in take() if take is not None else ():
             log.warning("%s", line)

@@ -79,3 +79,21 @@ def test_the_shipper_says_once_that_the_trigger_was_lost_and_once_that_it_came_b
     assert len(lines) == 2 and lines[0].startswith("trigger lost on mic0: aligner fallback (latency +12.00")
     assert lines[1].startswith("trigger back on mic0: trigger path again")
     assert sh.clock_notes == {"mic0": lines[1]} and len(clocks.clocks["mic0"].model.segments) == 1
+
+
+def test_the_shipper_logs_a_marker_logged_late_once_and_keeps_its_clock_segment(caplog):
+    """A marker chunk whose device time went back (a line logged late): through the agent's shipper one warning,
+    kept for the status; the stream stays on one clock segment (it used to start one, silently)."""
+    from synchub.agent.core.stream import StreamInfo
+
+    clocks = StreamClocks({"mk": StreamInfo("mk", "text", 0.0, 1, "string")}, history=False)
+    sh = Shipper(BoundedQueue(8), clocks, Outlet())
+    dev = np.array([1, 2, 3, 4, 3.5, 5, 6]) * NS
+    host = np.array([1, 2, 3, 4, 4.6, 5, 6]) * NS + 5_000_000
+    with caplog.at_level("WARNING", "synchub.pipeline"):
+        for k in range(len(dev)):
+            sh._handle(Chunk("mk", k, np.array([f"m{k}"], dtype=object), dev[k:k + 1].astype(np.int64),
+                             host[k:k + 1].astype(np.int64)))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("mk: 1 sample(s) out of time order")
+    assert sh.clock_notes == {"mk": lines[0]} and len(clocks.clocks["mk"].model.segments) == 1
