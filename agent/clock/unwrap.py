@@ -10,9 +10,15 @@ counter advanced by ``d = (raw - prev) mod 2**bits`` ticks plus some whole numbe
   wrap count is the one that brings the step closest to the host's elapsed time within the bound.
 * Without host times, a step of more than ``max_gap_s`` is taken as a reset (it would otherwise be a silent
   hour-long forward jump), anything else as a wrap.
+* Times that never wrap (64 bits: a device's own ns, ms or s): a reading up to ``back_s`` behind the newest is
+  no reset here, its time kept as sent: a line printed late (an event logged from another handler, merged logs) or
+  a clock that went back a little, which the clock layer tells apart from the readings after it
+  (``timeline.RESET_CONFIRM``); the newest reading stays the reference.  A wrapping counter's reading behind the
+  newest is a reset, as before: its era (the wraps before it) would differ between the two, and stamped counters
+  come in order.
 
 After a reset the device time restarts from the raw counter value (the device's own idea of time) and
-``segment`` increases by one; within a segment device time is monotone.
+``segment`` increases by one; within a segment device time is monotone but for readings ``behind``.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ class Unwrapped:
 
 class Unwrapper:
     def __init__(
-        self, bits: int, tick_hz: float, max_gap_s: float = 10.0, host_tol_s: float = 0.5, rate_tol: float = 0.02
+        self, bits: int, tick_hz: float, max_gap_s: float = 10.0, host_tol_s: float = 0.5, rate_tol: float = 0.02,
+        back_s: float = 10.0,
     ):
         if not 1 <= bits <= 64:
             raise ValueError("bits must be in 1..64")
@@ -50,6 +57,9 @@ class Unwrapper:
         ns_per_tick = NS / self.tick_hz
         self._int_ns = int(ns_per_tick) if float(ns_per_tick).is_integer() else 0
         self._ns_per_tick = ns_per_tick
+        back = int(back_s * tick_hz)
+        self._back = back if self.bits == 64 else 0  # ticks a reading may lie behind the newest
+        self.behind = 0  # readings that did (out of time order, or the start of a clock that went back a little)
         self.segment = 0
         self.wraps = 0
         self.resets = 0
@@ -98,6 +108,11 @@ class Unwrapper:
                 else:
                     step = d
                     reset = self.rule.jumped_forward(d)
+                if reset and 0 < m - d <= self._back:  # behind the newest: unwrapped so; it stays the reference
+                    self.behind += 1
+                    ticks[i] = self._ticks - (m - d)
+                    seg[i] = self.segment
+                    continue
                 if reset:
                     self.segment += 1
                     self.resets += 1

@@ -65,3 +65,23 @@ def test_peek_nearest():
     assert u.peek(65_530) == 65_530 * 1_000_000  # just before the wrap: behind the last reading
     assert u.peek(700) == (65_536 + 700) * 1_000_000
     assert Unwrapper(32, 1e6).peek(5) == 5000
+
+
+@pytest.mark.parametrize("host", [True, False])
+def test_a_time_that_never_wraps_a_little_behind_the_newest_is_kept_and_no_reset(host):
+    """A line printed late (up to ``back_s`` behind): its own time, no reset, and the newest stays the reference;
+    the clock layer decides whether the clock went back (``timeline.RESET_CONFIRM``)."""
+    u = Unwrapper(64, 1e9)
+    raw = np.array([10, 10.5, 10.4, 11.0, 11.5, 2.0, 12.0]) * NS  # 0.1 s late, then 9.5 s late
+    out = u.unwrap(raw.astype(np.int64), np.arange(7) * 500_000_000 + 20 * NS if host else None)
+    assert out.resets == [] and u.resets == 0 and u.behind == 2
+    assert out.device_ns.tolist() == raw.astype(np.int64).tolist()
+
+
+def test_far_behind_or_on_a_wrapping_counter_a_step_back_is_still_a_reset():
+    u = Unwrapper(64, 1e9)
+    out = u.unwrap(np.array([60, 61, 40]) * NS)  # 21 s behind: more than a late line
+    assert out.resets == [2] and u.behind == 0
+    u = Unwrapper(32, 1e6)  # a counter's reading behind: a restart (its era differs from a late reading's)
+    out = u.unwrap([30_000, 30_100, 30_050], [NS, NS + 10_000_000, NS + 20_000_000])
+    assert out.resets == [2] and u.behind == 0 and out.device_ns[2] == 30_050_000

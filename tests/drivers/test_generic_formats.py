@@ -104,13 +104,28 @@ def test_csv_data_before_the_header_is_counted_and_a_new_header_is_followed():
 def test_a_32_bit_millis_counter_wraps_through_the_one_unwrapper_and_a_reset_is_reported_as_a_reset():
     s = CsvSettings(columns=("ms", "v"), time="ms", time_unit="ms", time_bits=32)
     top = 2**32 - 10
-    lines = [f"{(top + 10 * k) % 2**32},{k}\n".encode() for k in range(4)] + [b"5,9\n"]
+    lines = [f"{(top + 10 * k) % 2**32},{k}\n".encode() for k in range(4)] + [b"1500,9\n"]
     sink, _ = run(CsvDecoder(s), s, b"".join(lines), step=len(lines[0]))
     dev = sink.device()
     assert np.diff(dev[:4]).tolist() == [10_000_000] * 3  # across the wrap
-    assert sink.gaps == [] and len(sink.resets) == 1  # 5 ms after a time 2**32 ms ahead: a restart
-    assert sink.resets[0][:2] == (5_000_000, int(dev[3]))
-    assert dev[4] == 5_000_000
+    # 1.5 s on (a bootloader's) 1 ms of host time after 20 ms: a restart
+    assert sink.gaps == [] and len(sink.resets) == 1
+    assert sink.resets[0][:2] == (1_500_000_000, int(dev[3]))
+    assert dev[4] == 1_500_000_000
+
+
+@pytest.mark.parametrize("unit", ["ms", "s"])
+def test_a_line_printed_late_keeps_its_time_and_is_no_reset(unit):
+    """An event logged from another handler comes after a later one: the driver keeps its time and reports no
+    reset; the clock layer tells a late line from a clock that went back (``timeline.RESET_CONFIRM``)."""
+    s = CsvSettings(columns=("t", "v"), time="t", time_unit=unit)
+    times = [7_000_000 + 40 * k for k in range(8)]
+    times[3], times[4] = times[4], times[3] - 300  # line 3 printed after line 4, 300 ms late
+    text = [str(t) if unit == "ms" else f"{t // 1000}.{t % 1000:03d}" for t in times]
+    lines = [f"{t},{k}\n".encode() for k, t in enumerate(text)]
+    sink, rs = run(CsvDecoder(s), s, b"".join(lines), step=len(lines[0]))
+    assert sink.resets == [] and rs.unwrapper.behind == 1
+    assert sink.device().tolist() == [t * 1_000_000 for t in times]
 
 
 def test_a_sample_counter_skip_is_a_device_drop_gap_of_that_many_samples():

@@ -144,3 +144,26 @@ def _wait_for(cond, timeout=5.0):
     while time.monotonic() < deadline and not cond():
         time.sleep(0.02)
     return cond()
+
+
+def test_a_behaviour_box_event_printed_late_through_a_pty_is_no_clock_reset(pty):
+    """A box prints "ms,event" lines from its main loop and its lick handler: one lick line comes 0.3 s after a later
+    trial line.  Through the serial driver and the agent's clock layer: no reset reported, one clock segment, the
+    line counted out of time order and every event mapped on the one timeline."""
+    from synchub.agent.clock.layer import StreamClocks
+
+    common = StreamCommon(name="box0", type="other", driver="serial", channel_format="string")
+    settings = SerialSettings(port=pty[1], format="csv", baudrate=115200,
+                              csv=CsvSettings(columns=("ms", "ev"), time="ms", time_unit="ms", text="ev"))
+    times = [5_000_000 + 250 * k for k in range(12)]
+    order = list(range(12))
+    order[6], order[7] = 7, 6  # the lick at line 6 printed after the trial line 7
+    lines = [f"{times[k]},{'lick' if k == 6 else f'trial{k}'}\n".encode() for k in order]
+    sink, drv, _ = _run(pty, common, settings, lines, lambda s: len(s.device()) >= 12)
+    assert sink.resets == [] and drv.stats.resets == 0
+    assert sink.device().tolist() == [times[k] * 1_000_000 for k in order]
+    clocks = StreamClocks({"box0": drv.info})
+    for _, dev, host in sink.chunks:
+        clocks.feed_arrivals("box0", dev, host)
+    state = clocks.state()["box0"]
+    assert state["segments"] == 1 and state["rejected"] == {"arrival_out_of_order": 1}
