@@ -11,6 +11,10 @@ for sounds, light and movement.  A rig with its own vocabulary (the simulator's,
 for that rule (an event only some of the rig's sensors register).  A ``smooth`` event (a slow movement) has no
 sharp onset: only a still image's level sees it, at ``still_fraction`` of the duration the line logs
 (``dur=<seconds>s``) plus ``still_lag_ms``.
+
+A line that logs an end (``ENDS``: tone_off, "Sound tone stopped", stimulus end, key released) is the event's
+offset, not its onset: only the rule's ``end_senses`` see it (default ``visible``: a light or an image going away is
+as sharp a change as its coming; a sound's or a movement's end is no onset its detectors find).
 """
 
 from __future__ import annotations
@@ -33,6 +37,18 @@ SENSED_BY: dict[str, tuple[str, ...]] = {
     "text": SENSES,
 }
 _DURATION = re.compile(r"dur(?:ation)?=([0-9.]+)\s*s\b")
+#: Words that log an event's end (words joined by underscores count: tone_off, LED_OFF); a "stop signal" starts one.
+ENDS = re.compile(r"(\b|_)(off|offset|stop(s|ped)?(?![_ -]?sig)|end(s|ed)?|release[sd]?|finish(es|ed)?)(\b|_)",
+                  re.IGNORECASE)
+#: ... unless the line also names a start (STIM_ON word=stop), or the word is quoted text (play "stop it").
+STARTS = re.compile(r"(\b|_)(on|onset|start(s|ed)?|begins?|play(s|ed)?)(\b|_)", re.IGNORECASE)
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'|\([^)]*\)")
+
+
+def logs_end(line: str) -> bool:
+    """Whether a marker line logs an event's end (``ENDS``, outside quotes and brackets, and no start named)."""
+    core = _QUOTED.sub(" ", line)
+    return ENDS.search(core) is not None and STARTS.search(core) is None
 
 
 @dataclass(frozen=True)
@@ -48,9 +64,10 @@ class MarkerRule:
     smooth: bool = False  # a slow rise: seen by a still image's level only
     still_fraction: float = 0.0  # where a still image sees it: this fraction of the logged duration ...
     still_lag_ms: float = 0.0  # ... plus this lag
+    end_senses: tuple[str, ...] = ("visible",)  # the senses that see a line logging the event's end (``ENDS``)
 
     def __post_init__(self):
-        bad = [s for s in self.senses if s not in SENSES]
+        bad = [s for s in (*self.senses, *self.end_senses) if s not in SENSES]
         if bad or not self.senses:
             raise ValueError(f"marker rule {self.pattern!r}: senses must be some of {', '.join(SENSES)}, got "
                              f"{list(self.senses)}")
@@ -61,12 +78,16 @@ class MarkerRule:
         if not self.spread_ms >= 0 or not np.isfinite(self.latency_ms):
             raise ValueError(f"marker rule {self.pattern!r}: latency_ms must be finite and spread_ms >= 0")
 
-    def seen_by(self, modality: str) -> bool:
+    def seen_by(self, modality: str, end: bool = False) -> bool:
+        """Whether a ``modality`` stream registers the event (``end``: a line logging its end)."""
+        senses = [s for s in self.senses if s in self.end_senses] if end else self.senses
+        if not senses:
+            return False
         if self.streams:
             return modality in self.streams
         if self.smooth:
             return modality in ("image", "text")
-        return any(s in SENSED_BY.get(modality, ()) for s in self.senses)
+        return any(s in SENSED_BY.get(modality, ()) for s in senses)
 
 
 #: words of experiment and device logs for events a sensor registers; no rig's own vocabulary
@@ -83,7 +104,7 @@ DEFAULT_RULES: tuple[MarkerRule, ...] = (
 
 def rules_from(items) -> tuple[MarkerRule, ...]:
     """Rules from config dictionaries ``{pattern, senses, latency_ms?, spread_ms?, streams?, smooth?,
-    still_fraction?, still_lag_ms?}``; ``ValueError`` with one line naming the bad entry."""
+    still_fraction?, still_lag_ms?, end_senses?}``; ``ValueError`` with one line naming the bad entry."""
     out = []
     known = set(MarkerRule.__dataclass_fields__)
     for i, d in enumerate(items):
@@ -97,7 +118,9 @@ def rules_from(items) -> tuple[MarkerRule, ...]:
             raise ValueError(f"marker rule {i}: unknown keys {sorted(extra)}; allowed: {sorted(known)}")
         senses = (d["senses"],) if isinstance(d["senses"], str) else tuple(d["senses"])
         streams = (d["streams"],) if isinstance(d.get("streams"), str) else tuple(d.get("streams", ()))
-        out.append(MarkerRule(**{**d, "senses": senses, "streams": streams}))
+        ends = d.get("end_senses", ("visible",))
+        ends = (ends,) if isinstance(ends, str) else tuple(ends)
+        out.append(MarkerRule(**{**d, "senses": senses, "streams": streams, "end_senses": ends}))
     return tuple(out)
 
 
@@ -124,6 +147,16 @@ class MarkerSemantics:
                 return r
         return None
 
+    def unseen_ends(self, lines, partner: str) -> np.ndarray:
+        """True for the lines that log the end of an event ``partner`` sees start but not end (the neural path
+        leaves them out too: its encoder learnt logs of starts)."""
+        out = np.zeros(len(lines), dtype=bool)
+        for i, s in enumerate(lines):
+            s = str(s)
+            r = self.rule_of(s)
+            out[i] = r is not None and logs_end(s) and r.seen_by(partner) and not r.seen_by(partner, True)
+        return out
+
     def events(self, t_ns, lines, partner: str | None = None) -> MarkerEvents:
         """Expected onsets of ``lines`` stamped ``t_ns`` as ``partner`` sees them (``None``/``text``: every line,
         at its stamp)."""
@@ -133,13 +166,15 @@ class MarkerSemantics:
             return MarkerEvents(t.copy(), np.zeros(len(t)),
                                 "" if len(t) else "no events (no marker lines in the window)")
         out_t, out_s = [], []
-        n_rule = 0
+        n_rule = n_end = 0
         for ti, s in zip(t, lines, strict=True):
             r = self.rule_of(s)
             if r is None:
                 continue
             n_rule += 1
-            if not r.seen_by(partner):
+            end = logs_end(s)
+            if not r.seen_by(partner, end):
+                n_end += end and r.seen_by(partner)
                 continue
             shift = r.latency_ms * 1e-3
             if partner == "image":
@@ -157,6 +192,7 @@ class MarkerSemantics:
                 ev.problem = (f"no events: none of the {len(lines)} marker lines matches a marker rule (configure "
                               f"the stream's markers; e.g. {lines[0][:40]!r})")
             else:
+                ends = f" ({n_end} log an end, which {partner} does not see)" if n_end else ""
                 ev.problem = (f"no events {partner} can see: {n_rule} of {len(lines)} marker lines match a rule, "
-                              f"none for {senses} events")
+                              f"none for {senses} events{ends}")
         return ev

@@ -123,12 +123,24 @@ class WindowAligner:
             return None, f"{modality} encoder failed: {exc}"
         return e, ""
 
+    def _without_unseen_ends(self, modality: str, partner: str, t, x):
+        """A marker window without the lines logging an end ``partner`` does not see (``MarkerSemantics``)."""
+        if modality != "text" or partner == "text" or len(t) == 0:
+            return t, x
+        drop = self.semantics.unseen_ends(x, partner)
+        if not drop.any():
+            return t, x
+        keep = ~drop
+        return np.asarray(t)[keep], [v for v, k in zip(x, keep, strict=True) if k]
+
     def neural(self, ref_t, ref_x, tgt_t, tgt_x, span, prior_ns: int, ref_emb=None, tgt_emb=None) -> AlignResult:
         """Encoders only.  ``ref_emb``/``tgt_emb``: embeddings of the whole streams computed once (the runner's
         output does not depend on how a stream is cut), used instead of embedding the window again."""
         if ref_emb is not None and tgt_emb is not None:
             re, te = ref_emb, tgt_emb
         else:
+            ref_t, ref_x = self._without_unseen_ends(self.ref_mod, self.tgt_mod, ref_t, ref_x)
+            tgt_t, tgt_x = self._without_unseen_ends(self.tgt_mod, self.ref_mod, tgt_t, tgt_x)
             re, why = self._embed(self.ref_mod, ref_t, ref_x, self.ref_range(span, prior_ns))
             if re is None:
                 return abstain("neural", span, why, prior_ns)

@@ -60,5 +60,6 @@ class StreamCommon:
                                              "window after each sample count (README: live alignment)")
     markers: tuple[dict, ...] = setting((), doc="a marker stream: what its lines mean, rules {pattern (regex), "
                                         "senses (audible/visible/motion), latency_ms, spread_ms, streams, smooth, "
-                                        "still_fraction, still_lag_ms}; first match decides (default: common "
-                                        "words for sounds, light, knocks)")
+                                        "still_fraction, still_lag_ms, end_senses}; first match decides "
+                                        "(default: common words for sounds, light, knocks); a line logging an "
+                                        "end (tone_off, stopped) is seen only by end_senses (default visible)")

@@ -44,6 +44,41 @@ def test_default_rules_read_words_joined_by_underscores_and_common_stimulus_word
     assert (r.senses if r is not None else None) == senses, line
 
 
+@pytest.mark.parametrize("line,end", [
+    ("tone_off", True), ("Sound tone stopped", True), ("LED_OFF", True), ("stimulus offset", True),
+    ("cue 3 audio off", True), ("beep_stop", True), ("audio_end", True), ("key released", True),
+    ("Sound tone started", False), ("tone_on", False), ("stop_signal tone", False), ("stop signal beep", False),
+    ("STIM_ON word=stop", False), ('stim 7: play "turn it off"', False), ("cue 94 audio on (stop)", False),
+    ("EVENT sound_start id=x", False),
+])
+def test_lines_that_log_an_end_are_told_from_starts(line, end):
+    assert M.logs_end(line) is end
+
+
+def test_an_end_is_seen_as_a_change_by_a_camera_but_no_onset_by_a_microphone():
+    """"tone_off" used to count as another tone onset: a tone log with its ends was refused ("nothing to align
+    on"), a PsychoPy "Sound tone stopped" line doubled the sigma.  A rule's end_senses say who sees an end."""
+    sem = M.MarkerSemantics()
+    t = np.arange(6, dtype=np.int64) * NS
+    lines = ["tone_on", "tone_off", "LED_ON", "LED_OFF", "Sound s1 started", "Sound s1 stopped"]
+    assert list(sem.events(t, lines, "audio").t_ns) == [0, 4 * NS]
+    assert list(sem.events(t, lines, "video").t_ns) == [2 * NS, 3 * NS]
+    assert list(sem.unseen_ends(lines, "audio")) == [False, True, False, False, False, True]
+    assert not sem.unseen_ends(lines, "video").any()
+    why = sem.events(t[:2], ["tone_off", "buzzer stopped"], "audio").problem
+    assert "2 log an end, which audio does not see" in why
+    mine = M.MarkerSemantics(M.rules_from([{"pattern": "valve", "senses": "audible", "end_senses": "audible"}]))
+    assert list(mine.events(t[:2], ["valve open", "valve closed off"], "audio").t_ns) == [0, NS]
+
+
+def test_no_line_of_the_corpus_or_the_simulator_reads_as_an_end():
+    rng = np.random.default_rng(5)
+    lines = [TX.marker_line(k % len(TX.SOUND_STYLES), k, TX.utterance(rng), "sound-icons/bell.wav")
+             for k in range(3000)]
+    lines += ["impact detected amp=0.40", "beep 880Hz dur=0.120s", "led on dur=0.050s", "motion start axis=y dur=1.20s"]
+    assert not any(M.logs_end(x) for x in lines)
+
+
 def test_first_matching_rule_decides_latency_spread_and_who_sees_it():
     sem = M.MarkerSemantics(M.rules_from([
         {"pattern": r"valve open", "senses": "audible", "latency_ms": 12.0, "spread_ms": 3.0},
@@ -77,6 +112,7 @@ def test_abstain_reasons_say_what_was_missing():
 
 
 @pytest.mark.parametrize("bad,msg", [
+    ({"pattern": "x", "senses": "audible", "end_senses": "smell"}, "senses must be some of"),
     ({"pattern": "x"}, "needs 'pattern' and 'senses'"),
     ({"pattern": "x", "senses": ["smell"]}, "senses must be some of"),
     ({"pattern": "(", "senses": ["audible"]}, "not a regular expression"),

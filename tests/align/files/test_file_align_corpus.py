@@ -143,3 +143,25 @@ def test_marker_rows_out_of_time_order_are_mapped_on_their_own_timeline(tmp_path
     marks = next(s for s in streams if s["info"]["name"][0] == "log")
     err_ms = np.delete(np.abs(marks["time_stamps"] * 1e3 - truth[order] / 1e6), g)
     assert np.median(err_ms) < 10.0 and np.max(err_ms) < 20.0
+
+
+def test_lines_that_log_a_sound_s_end_are_not_taken_for_its_start(tmp_path):
+    """A log that also writes when each sound ends ("sound 3 off", 0.3-0.5 s after its start), in babble and noise
+    at 10 dB: before 2026-11-28 the marker rule that hears "sound" took each end for another start, and the
+    neural path embedded those lines too: 0.33 ms median error instead of 0.13 (a tone log with its ends was refused
+    outright).  An end is now seen only by a sensor that sees changes both ways (a camera): against the microphone
+    the log ties exactly as without those lines."""
+    specs, log, truth = _files(tmp_path, "events", 4, background=("babble", "noise"), snr_db=10.0)
+    lines = (tmp_path / "log.csv").read_text().splitlines()
+    rng = np.random.default_rng(3)
+    rows = [(float(r.split(",")[0]), r) for r in lines[1:]]
+    ends = [(t + float(rng.uniform(0.3, 0.5)), k) for k, (t, _) in enumerate(rows)]
+    ends = [(t, f"{t:.9f},sound {k} off") for t, k in ends]
+    plain = FileAlignment(specs)
+    plain.gather()
+    expect = _error_ms(plain, log, truth)
+    (tmp_path / "log.csv").write_text("\n".join([lines[0], *[r for _, r in sorted(rows + ends)]]) + "\n")
+    fa = FileAlignment(specs)
+    fa.gather()
+    got = _error_ms(fa, log, truth)
+    assert np.median(expect) < 0.3 and np.allclose(got, expect, atol=0.02)
