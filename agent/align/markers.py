@@ -1,9 +1,10 @@
 """What a marker line means: which senses the event it logs reaches (``audible``, ``visible``, ``motion``), how
 long after the line's stamp its onset comes (latency) and how precisely (spread).  Pure, no I/O.
 
-A ``MarkerRule`` matches marker text with a regular expression (searched, case-insensitive).  The first rule that
-matches a line decides; a line no rule matches is left out of the alignment (a trial start, a lick, a reward: a
-log has many lines of things no sensor sees).  Rules come from the stream's config (``[[stream]] markers``, the
+A ``MarkerRule`` matches marker text with a regular expression (searched, case-insensitive, outside quoted and
+bracketed text: what was said or shown, a trial's conditions).  The first rule that matches a line decides; a line
+no rule matches is left out of the alignment (a trial start, a lick, a reward: a log has many lines of things no
+sensor sees).  Rules come from the stream's config (``[[stream]] markers``, the
 same dictionaries ``rules_from`` reads) or ``DEFAULT_RULES``, which name common words of experiment and device logs
 for sounds, light and movement.  A rig with its own vocabulary (the simulator's, a lab's) brings its own rules.
 
@@ -142,8 +143,11 @@ class MarkerSemantics:
         self._res = [re.compile(r.pattern, re.IGNORECASE) for r in self.rules]
 
     def rule_of(self, line: str) -> MarkerRule | None:
+        """The first rule matching the line outside its quoted and bracketed text (what was said or shown, a
+        trial's conditions: play "it drops", New trial {'sound': 'a.wav'}), or None."""
+        core = _QUOTED.sub(" ", line)
         for r, rx in zip(self.rules, self._res, strict=True):
-            if rx.search(line):
+            if rx.search(core):
                 return r
         return None
 
