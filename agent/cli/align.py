@@ -1,6 +1,6 @@
 """``synchub align INPUT... [--ref STREAM] [-o OUT] [--json J] [--plot P]``: every stream on one reference clock.
 
-**Recordings synchub did not make** (XDF, WAV/FLAC, CSV/TSV, MCAP, or a TOML ``--manifest``): the file engine
+**Recordings synchub did not make** (XDF, WAV/FLAC, CSV/TSV, PsychoPy .log, MCAP, or a TOML ``--manifest``): the file engine
 (``synchub.agent.align.files.engine``) reads each input twice, a piece at a time (bounded memory whatever the
 length): XDF ClockOffsets fitted per clock segment (pyxdf's clock sync, resets found), sync pulses found in data
 channels and paired across files (TPrime), the aligner where a file has neither, dejitter of regular streams.  It
@@ -47,7 +47,7 @@ from .rerun import rerun_streamed
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="XDF, WAV/FLAC, CSV/TSV or MCAP files (a synchub session: its MCAP part files)")
+                   help="XDF, WAV/FLAC, CSV/TSV, PsychoPy .log or MCAP files (a synchub session: its MCAP part files)")
     p.add_argument("--ref", "--reference", dest="ref", metavar="STREAM",
                    help="the stream whose clock is the reference (default: the first XDF/MCAP input's clock, else "
                         "the first input's)")

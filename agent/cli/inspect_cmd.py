@@ -31,7 +31,7 @@ from .inspect_stream import iso, summarize_streaming
 
 def add_arguments(p) -> None:
     p.add_argument("files", nargs="*", metavar="FILE",
-                   help="recording(s): synchub MCAP (parts of one session are merged), or XDF, WAV/FLAC, CSV/TSV")
+                   help="recording(s): synchub MCAP (parts of one session are merged), or XDF, WAV/FLAC, CSV/TSV, PsychoPy .log")
     p.add_argument("--plot", metavar="PNG", help="draw a timeline per stream into this PNG")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--fused-json", metavar="OUT", help="export the fused vectors and anomaly scores as JSON")

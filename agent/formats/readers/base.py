@@ -37,6 +37,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "mcap": (".mcap",),
     "audio": (".wav", ".flac", ".wave", ".bwf", ".rf64", ".ogg", ".aiff", ".aif"),
     "table": (".csv", ".tsv", ".txt"),
+    "psychopy": (".log",),
 }
 SYNC_KINDS = ("auto", "ttl", "photodiode", "click", "tone")
 ALIGN_MODES = ("auto", "edges", "hybrid", "neural", "classical", "none")

@@ -7,6 +7,7 @@ from .audio_read import AudioInput
 from .base import InputOptions, check_readable, format_of
 from .mcap_json import JsonMcapInput, is_synchub_mcap
 from .mcap_parts import McapInput
+from .psychopy_log import PsychopyLogInput
 from .table_read import TableInput
 from .xdf_read import XdfInput
 
@@ -22,6 +23,8 @@ def open_input(path, options: InputOptions | None = None):
         return AudioInput(path, options)
     if fmt == "table":
         return TableInput(path, options)
+    if fmt == "psychopy":
+        return PsychopyLogInput(path, options)
     if is_synchub_mcap(path):
         return McapInput([path], options)
     return JsonMcapInput(path, options)

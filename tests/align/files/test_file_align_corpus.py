@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from synchub.agent.align.files.engine import AlignError, FileAlignment
+from synchub.agent.align.files.reference import InputSpec
 from synchub.bench.align.files import write_files
 from synchub.models import corpus
 from synchub.models.corpus import sources as S
@@ -165,3 +166,27 @@ def test_lines_that_log_a_sound_s_end_are_not_taken_for_its_start(tmp_path):
     fa.gather()
     got = _error_ms(fa, log, truth)
     assert np.median(expect) < 0.3 and np.allclose(got, expect, atol=0.02)
+
+
+def test_a_psychopy_log_is_tied_to_the_microphone_that_heard_its_sounds(tmp_path):
+    """The ``.log`` a PsychoPy experiment writes (times to 0.1 ms on its own clock; a warning, trial lines, key
+    presses and each sound's start and stop among them; one flip line written late): ``synchub align mic.wav
+    run.log`` ties its sound starts to the microphone as well as a CSV of the sounds alone."""
+    specs, log, truth = _files(tmp_path, "events", 0)
+    plain = FileAlignment(specs)
+    plain.gather()
+    expect = _error_ms(plain, log, truth)
+    rows = [float(r.split(",")[0]) for r in (tmp_path / "log.csv").read_text().splitlines()[1:]]
+    entries = [(0.0, "WARNING", "Monitor specification not found. Creating a temporary one...")]
+    for k, t in enumerate(rows):
+        entries += [(t - 0.5, "EXP", f"New trial (rep=0, index={k}): {{'sound': 's{k}'}}"),
+                    (t, "EXP", f"Sound s{k} started"), (t + 0.4, "EXP", f"Sound s{k} stopped"),
+                    (t + 0.6, "DATA", "Keypress: space")]
+    entries.sort()
+    entries.insert(len(entries) // 2, (entries[len(entries) // 2][0] - 0.3, "EXP", "fixation: autoDraw = False"))
+    (tmp_path / "run.log").write_text("".join(f"{t:.4f} \t{lv} \t{msg}\n" for t, lv, msg in entries))
+    fa = FileAlignment([specs[0], InputSpec([str(tmp_path / "run.log")])])
+    fa.gather()
+    got = _error_ms(fa, log, truth)
+    assert fa.inputs[1].reader.kind == "psychopy" and fa.inputs[1].link is not None
+    assert np.median(got) < np.median(expect) + 0.3 and np.percentile(got, 95) < np.percentile(expect, 95) + 1.0
