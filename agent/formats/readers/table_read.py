@@ -1,13 +1,15 @@
 """Streaming CSV/TSV reader: a time column in seconds on the file's own clock, numeric channels, marker columns.
 
 The delimiter is ``InputOptions.delimiter``, a tab for ``.tsv``, else sniffed from the first 64 KiB (``, \\t ; |``).
-The first row names the columns (leading ``#`` comment lines are skipped).  The time column is
-``InputOptions.time_col`` (a name, any case, or a 0-based index) or the one named ``time``, ``timestamp``, ``t``
-(also ``time_s``, ``seconds``); its values are seconds, parsed exactly to int64 ns (``12.000000001`` keeps its last
-digit).  Every other column whose values in the first rows are all numbers (or empty) is a channel of one numeric
-stream named after the file (``rig.csv`` -> ``rig``; empty cells are NaN); every text column is a marker stream
-(``string``), one sample per row where it is not empty, named after the file when it is the file's only stream,
-else ``<stem>.<column>``.
+The first row names the columns (leading ``#`` comment lines are skipped; where the first row is data, the last
+comment names them: MNE's annotation text files).  The time column is ``InputOptions.time_col`` (a name, any case,
+or a 0-based index) or the one named ``time``, ``timestamp``, ``t`` (also ``time_s``, ``seconds``, ``onset``: BIDS
+events, MNE annotations); its values are seconds, parsed exactly to int64 ns (``12.000000001`` keeps its last
+digit), or ISO 8601 dates and times (ns since the epoch, UTC unless a zone is given).  ``n/a`` (BIDS), ``NA``,
+``nan``, ``null`` and empty cells hold no value: NaN in a numeric column, no marker in a text one (``n/a``, empty).
+Every other column whose values in the first rows are all numbers (or no value) is a channel of one numeric stream
+named after the file (``rig.csv`` -> ``rig``); every text column is a marker stream (``string``), one sample per
+row where it has a value, named after the file when it is the file's only stream, else ``<stem>.<column>``.
 
 Rows whose time does not parse are skipped and counted (``stats``), as are text found later in a numeric column
 (NaN).  A file without a time column, without data rows, or that is not text is a one-line ``InputError``.
@@ -17,6 +19,7 @@ Rows are read in batches (``BATCH``): memory is bounded whatever the file's leng
 from __future__ import annotations
 
 import csv
+import datetime
 import itertools
 import logging
 import os
@@ -33,8 +36,12 @@ log = logging.getLogger(__name__)
 NS = 1_000_000_000
 BATCH = 8192
 TYPE_ROWS = 2000  # rows that decide whether a column is numeric
-TIME_NAMES = ("time", "timestamp", "t", "time_s", "timestamp_s", "times", "seconds", "secs")
+TIME_NAMES = ("time", "timestamp", "t", "time_s", "timestamp_s", "times", "seconds", "secs", "onset")
 _DECIMAL = re.compile(r"^\s*([+-]?)(\d*)(?:\.(\d*))?\s*$")
+#: cells that hold no value: NaN in a numeric column, no marker in a text one (BIDS writes n/a)
+MISSING = frozenset({"", "n/a", "na", "nan", "none", "null"})
+MISSING_TEXT = frozenset({"", "n/a"})
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
 def seconds_to_ns(text: str) -> int | None:
@@ -51,14 +58,35 @@ def seconds_to_ns(text: str) -> int | None:
     return int(round(f * NS)) if np.isfinite(f) else None
 
 
+def time_to_ns(text: str) -> int | None:
+    """ns of a time cell: decimal seconds (``seconds_to_ns``), or an ISO 8601 date and time (MNE's annotation CSV:
+    ``2002-12-03 19:01:11.720100``; without a zone, UTC) as ns since the epoch; None when it is neither."""
+    t = seconds_to_ns(text)
+    if t is not None or len(text) < 10 or not text.strip()[:4].isdigit():
+        return t
+    try:
+        dt = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    d = dt - _EPOCH
+    return (d.days * 86_400 + d.seconds) * NS + d.microseconds * 1000
+
+
 def _is_number(text: str) -> bool:
-    if not text.strip():
+    if text.strip().lower() in MISSING:
         return True
     try:
         float(text)
         return True
     except ValueError:
         return False
+
+
+def _cell(text: str) -> str:
+    v = text.strip()
+    return "nan" if v.lower() in MISSING else v
 
 
 class TableInput:
@@ -82,6 +110,11 @@ class TableInput:
         header = next(rows, None)
         if header is None or not any(h.strip() for h in header):
             raise InputError(self.path, "no header row (the first row must name the columns)")
+        named = self._comment_header(sample, header)
+        self.header_rows = 0 if named else 1  # rows before the data (none: the names are in a comment)
+        if named:
+            rows = itertools.chain([header], rows)
+            header = named
         self.columns = [h.strip() for h in header]
         self.time_index = self._time_column()
         first = list(itertools.islice(rows, TYPE_ROWS))
@@ -89,9 +122,9 @@ class TableInput:
             raise InputError(self.path, "no data rows after the header")
         self.numeric = [i for i in range(len(self.columns)) if i != self.time_index
                         and all(_is_number(r[i]) for r in first if i < len(r))
-                        and any(i < len(r) and r[i].strip() for r in first)]
+                        and any(i < len(r) and r[i].strip().lower() not in MISSING for r in first)]
         self.text = [i for i in range(len(self.columns)) if i != self.time_index and i not in self.numeric
-                     and any(i < len(r) and r[i].strip() for r in first)]
+                     and any(i < len(r) and r[i].strip().lower() not in MISSING_TEXT for r in first)]
         if not self.numeric and not self.text:
             raise InputError(self.path, "no columns besides the time column")
         stem = self.options.name or stem_of(self.path)
@@ -118,6 +151,18 @@ class TableInput:
             return csv.Sniffer().sniff(body[:16384], delimiters=",\t;|").delimiter
         except csv.Error:
             return ","
+
+    def _comment_header(self, sample: str, first: list[str]) -> list[str] | None:
+        """The column names a comment gives when the first row is data (MNE's annotation text files:
+        ``# onset, duration, description`` above rows of numbers), else None."""
+        if not any(c.strip() and _is_number(c) and c.strip().lower() not in MISSING for c in first):
+            return None
+        comments = [ln.lstrip("#").strip() for ln in itertools.takewhile(
+            lambda ln: ln.startswith("#") or not ln.strip(), sample.splitlines()) if ln.strip()]
+        if not comments:
+            return None
+        names = next(csv.reader([comments[-1]], delimiter=self.delimiter))
+        return names if len(names) == len(first) and not any(_is_number(c) for c in names) else None
 
     def _rows(self) -> Iterator[list[str]]:
         f = open(self.path, encoding="utf-8", newline="")  # noqa: SIM115 - closed when the generator ends
@@ -158,7 +203,8 @@ class TableInput:
 
     def read(self, evidence: bool = True, streams: set[str] | None = None) -> Iterator[Piece]:
         rows = self._rows()
-        next(rows, None)
+        if self.header_rows:
+            next(rows, None)
         seqs = {s.key: 0 for s in self.streams}
         self.stats = {}
         line = 1
@@ -173,7 +219,7 @@ class TableInput:
         ti = self.time_index
         times, keep = [], []
         for k, r in enumerate(batch):
-            t = seconds_to_ns(r[ti]) if ti < len(r) else None
+            t = time_to_ns(r[ti]) if ti < len(r) else None
             if t is None:
                 if any(c.strip() for c in r):
                     self._count("bad_time")
@@ -192,7 +238,7 @@ class TableInput:
             if kind == "numeric":
                 data = np.full((len(keep), len(cols)), np.nan)
                 for j, c in enumerate(cols):
-                    cells = [(r[c].strip() or "nan") if c < len(r) else "nan" for r in keep]
+                    cells = [_cell(r[c]) if c < len(r) else "nan" for r in keep]
                     try:
                         data[:, j] = np.asarray(cells).astype(np.float64)
                     except ValueError:  # text among the numbers: NaN there, counted
@@ -204,7 +250,8 @@ class TableInput:
                 yield Piece(s.key, seqs[s.key], t, data)
                 seqs[s.key] += len(keep)
             else:
-                rows = [(k, r[cols].strip()) for k, r in enumerate(keep) if cols < len(r) and r[cols].strip()]
+                rows = [(k, r[cols].strip()) for k, r in enumerate(keep)
+                        if cols < len(r) and r[cols].strip().lower() not in MISSING_TEXT]
                 if rows:
                     idx = np.array([k for k, _ in rows])
                     yield Piece(s.key, seqs[s.key], t[idx], [v for _, v in rows])

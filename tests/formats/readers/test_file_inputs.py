@@ -140,3 +140,42 @@ def test_manifest(tmp_path):
     m.write_text("[[input]\n")
     with pytest.raises(InputError, match="not a TOML manifest"):
         load_manifest(m)
+
+
+def test_a_bids_events_tsv_reads_its_onsets_and_n_a_as_no_value(tmp_path):
+    """BIDS ``*_events.tsv`` (onset in seconds, ``n/a`` for no value): before 2026-11-28 "no time column", and
+    ``n/a`` made a numeric column text."""
+    p = tmp_path / "sub-01_task-x_events.tsv"
+    p.write_text("onset\tduration\ttrial_type\tresponse_time\n1.2300\t0.5\tgo\t0.432\n3.1\t0.5\tstop\tn/a\n"
+                 "5.0\tn/a\tn/a\t0.512\n")
+    inp = open_input(p)
+    assert [s.key for s in inp.streams] == ["sub-01_task-x_events", "sub-01_task-x_events.trial_type"]
+    assert inp.streams[0].info.channel_labels == ("duration", "response_time")
+    got = _pieces(inp)
+    num = got["sub-01_task-x_events"][0]
+    assert num.device_ns.tolist() == [1_230_000_000, 3_100_000_000, 5_000_000_000]
+    np.testing.assert_array_equal(num.data, [[0.5, 0.432], [0.5, np.nan], [np.nan, 0.512]])
+    marks = got["sub-01_task-x_events.trial_type"][0]
+    assert marks.data == ["go", "stop"] and inp.stats == {}
+
+
+def test_mne_annotations_as_text_and_as_csv_read_as_a_marker_stream(tmp_path):
+    """What ``mne.Annotations.save`` writes: a text file whose column names are a comment above rows of numbers,
+    and a CSV whose onsets are dates and times (pandas'; UTC when no zone is given)."""
+    mne = pytest.importorskip("mne", reason="MNE writes the annotation file users bring")
+    txt = tmp_path / "run-annot.txt"
+    mne.Annotations([1.23, 3.1], [0.5, 0.0], ["tone_on", "LED on"]).save(txt, overwrite=True)
+    inp = open_input(txt)
+    got = _pieces(inp)
+    assert got["run-annot.description"][0].data == ["tone_on", "LED on"]
+    assert got["run-annot.description"][0].device_ns.tolist() == [1_230_000_000, 3_100_000_000]
+    csv_ = tmp_path / "run-annot.csv"
+    csv_.write_text("onset,duration,description\n2026-11-28 09:00:01.230000,0.5,tone_on\n"
+                    "2026-11-28T09:00:03.100000+00:00,0.0,LED on\n")
+    got = _pieces(open_input(csv_))["run-annot.description"][0]
+    t0 = 1_795_856_400 * NS  # 2026-11-28 09:00:00 UTC
+    assert got.device_ns.tolist() == [t0 + 1_230_000_000, t0 + 3_100_000_000]
+    bare = tmp_path / "bare.csv"
+    bare.write_text("1.0,2.0\n3.0,4.0\n")  # numbers and no names anywhere: still one line
+    with pytest.raises(InputError, match="no time column"):
+        open_input(bare)
