@@ -43,7 +43,7 @@ ENDS = re.compile(r"(\b|_)(off|offset|stop(s|ped)?(?![_ -]?sig)|end(s|ed)?|relea
                   re.IGNORECASE)
 #: ... unless the line also names a start (STIM_ON word=stop), or the word is quoted text (play "stop it").
 STARTS = re.compile(r"(\b|_)(on|onset|start(s|ed)?|begins?|play(s|ed)?)(\b|_)", re.IGNORECASE)
-_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'|\([^)]*\)")
+_QUOTED = re.compile(r"\"[^\"]*\"|(?<![A-Za-z0-9])'[^']*'(?![A-Za-z0-9])|\([^)]*\)")  # not it's
 
 
 def logs_end(line: str) -> bool:

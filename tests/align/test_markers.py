@@ -76,6 +76,7 @@ def test_an_end_is_seen_as_a_change_by_a_camera_but_no_onset_by_a_microphone():
     ('stim 56: play "The warm stop drops the island."', ("audible",)),
     ("0085 speech onset 'The quick blue drops the four.'", ("audible",)),
     ("text: text = 'Press the light key'", None), ("cue 4 audio on (drop)", ("audible",)),
+    ("the subject's tone_on, it's loud", ("audible",)),  # an apostrophe opens no quote
 ])
 def test_quoted_and_bracketed_text_is_content_not_the_event_s_kind(line, senses):
     """What was said or shown and a trial's conditions do not name the event: before 2026-11-28 a PsychoPy "New
