@@ -20,8 +20,9 @@ from synchub.errors import UserError
 OPTION_FLAGS: dict[str, tuple[str, object, str]] = {
     "--format": ("format", tuple(FORMATS), "read the inputs as this format (default: by extension)"),
     "--name": ("name", str, "stream name of a single-stream input (default: the file's stem)"),
-    "--time-col": ("time_col", str, "CSV/TSV: the time column, in seconds (default: time/timestamp/t/onset); MCAP of "
-                                    "JSON channels: a time field (e.g. header.stamp; default: log_time)"),
+    "--time-col": ("time_col", str, "CSV/TSV: the time column, in seconds or the unit its name ends with (time_ms; "
+                                    "default: time/timestamp/t/onset); MCAP of JSON channels: a time field (e.g. "
+                                    "header.stamp; default: log_time)"),
     "--delimiter": ("delimiter", str, "CSV/TSV: the delimiter (default: detected)"),
     "--rate-hz": ("rate_hz", nonnegative, "CSV/TSV: the numeric stream's nominal rate (0: irregular)"),
     "--type": ("type", tuple(m for m in MODALITIES if m != "fused"), "CSV/TSV, MCAP of JSON: the numeric stream's type"),

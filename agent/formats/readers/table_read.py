@@ -5,8 +5,9 @@ The first row names the columns (leading ``#`` comment lines are skipped; where 
 comment names them: MNE's annotation text files).  The time column is ``InputOptions.time_col`` (a name, any case,
 or a 0-based index) or the one named ``time``, ``timestamp``, ``t`` (also ``time_s``, ``seconds``, ``onset``: BIDS
 events, MNE annotations); its values are seconds, parsed exactly to int64 ns (``12.000000001`` keeps its last
-digit), or ISO 8601 dates and times (ns since the epoch, UTC unless a zone is given).  ``n/a`` (BIDS), ``NA``,
-``nan``, ``null`` and empty cells hold no value: NaN in a numeric column, no marker in a text one (``n/a``, empty).
+digit; ``time_ms``, ``t (us)``, ``stamp[ns]``: in the unit its name ends with), or ISO 8601 dates and times (ns
+since the epoch, UTC unless a zone is given).  ``n/a`` (BIDS), ``NA``, ``nan``, ``null`` and empty cells hold no
+value: NaN in a numeric column, no marker in a text one (``n/a``, empty).
 Every other column whose values in the first rows are all numbers (or no value) is a channel of one numeric stream
 named after the file (``rig.csv`` -> ``rig``); every text column is a marker stream (``string``), one sample per
 row where it has a value, named after the file when it is the file's only stream, else ``<stem>.<column>``.
@@ -37,6 +38,12 @@ NS = 1_000_000_000
 BATCH = 8192
 TYPE_ROWS = 2000  # rows that decide whether a column is numeric
 TIME_NAMES = ("time", "timestamp", "t", "time_s", "timestamp_s", "times", "seconds", "secs", "onset")
+#: a time column's unit from its name's last word (time_ms, "t (ms)", stamp[us]): ns per unit; else seconds
+_UNIT = re.compile(r"(?:^|[\s_.\-(\[])(ms|msec|millis|milliseconds|us|usec|µs|micros|microseconds|ns|nsec|nanos|"
+                   r"nanoseconds)[)\]]?$", re.IGNORECASE)
+_PER_UNIT = {"ms": 1_000, "msec": 1_000, "millis": 1_000, "milliseconds": 1_000, "us": 1_000_000,
+             "usec": 1_000_000, "µs": 1_000_000, "micros": 1_000_000, "microseconds": 1_000_000,
+             "ns": 1_000_000_000, "nsec": 1_000_000_000, "nanos": 1_000_000_000, "nanoseconds": 1_000_000_000}
 _DECIMAL = re.compile(r"^\s*([+-]?)(\d*)(?:\.(\d*))?\s*$")
 #: cells that hold no value: NaN in a numeric column, no marker in a text one (BIDS writes n/a)
 MISSING = frozenset({"", "n/a", "na", "nan", "none", "null"})
@@ -58,12 +65,15 @@ def seconds_to_ns(text: str) -> int | None:
     return int(round(f * NS)) if np.isfinite(f) else None
 
 
-def time_to_ns(text: str) -> int | None:
-    """ns of a time cell: decimal seconds (``seconds_to_ns``), or an ISO 8601 date and time (MNE's annotation CSV:
-    ``2002-12-03 19:01:11.720100``; without a zone, UTC) as ns since the epoch; None when it is neither."""
+def time_to_ns(text: str, per_second: int = 1) -> int | None:
+    """ns of a time cell: a decimal number of seconds (``seconds_to_ns``; of ms, us, ns with ``per_second`` 1000,
+    10**6, 10**9), or an ISO 8601 date and time (MNE's annotation CSV: ``2002-12-03 19:01:11.720100``; without a
+    zone, UTC) as ns since the epoch; None when it is neither."""
     t = seconds_to_ns(text)
-    if t is not None or len(text) < 10 or not text.strip()[:4].isdigit():
-        return t
+    if t is not None:
+        return t // per_second if per_second > 1 else t
+    if len(text) < 10 or not text.strip()[:4].isdigit():
+        return None
     try:
         dt = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
@@ -117,6 +127,8 @@ class TableInput:
             header = named
         self.columns = [h.strip() for h in header]
         self.time_index = self._time_column()
+        unit = _UNIT.search(self.columns[self.time_index])
+        self.time_divisor = _PER_UNIT[unit.group(1).lower()] if unit else 1  # the column's units per second
         first = list(itertools.islice(rows, TYPE_ROWS))
         if not first:
             raise InputError(self.path, "no data rows after the header")
@@ -192,9 +204,11 @@ class TableInput:
             if want.isdigit() and int(want) < len(self.columns):
                 return int(want)
             raise InputError(self.path, f"no column {want!r} (columns: {', '.join(self.columns)})")
+        bare = [_UNIT.sub("", c).strip(" _.-").lower() for c in self.columns]  # time_ms, "t (us)": time, t
         for name in TIME_NAMES:
-            if name in lower:
-                return lower.index(name)
+            for names in (lower, bare):
+                if name in names:
+                    return names.index(name)
         raise InputError(self.path, f"no time column: none is named {', '.join(TIME_NAMES[:3])} (name it with "
                                     f"time_col; columns: {', '.join(self.columns)})")
 
@@ -219,7 +233,7 @@ class TableInput:
         ti = self.time_index
         times, keep = [], []
         for k, r in enumerate(batch):
-            t = time_to_ns(r[ti]) if ti < len(r) else None
+            t = time_to_ns(r[ti], self.time_divisor) if ti < len(r) else None
             if t is None:
                 if any(c.strip() for c in r):
                     self._count("bad_time")

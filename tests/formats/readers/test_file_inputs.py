@@ -179,3 +179,17 @@ def test_mne_annotations_as_text_and_as_csv_read_as_a_marker_stream(tmp_path):
     bare.write_text("1.0,2.0\n3.0,4.0\n")  # numbers and no names anywhere: still one line
     with pytest.raises(InputError, match="no time column"):
         open_input(bare)
+
+
+@pytest.mark.parametrize("header,cell,ns,opt", [
+    ("time_ms", "1500.5", 1_500_500_000, ""), ("t (us)", "1000001", 1_000_001_000, ""),
+    ("Time [ms]", "5", 5_000_000, ""), ("stamp_ns", "123", 123, "stamp_ns"), ("ms", "20", 20_000_000, "ms"),
+    ("seconds", "2.5", 2_500_000_000, ""), ("timestamp", "1.000000001", 1_000_000_001, ""),
+])
+def test_a_time_column_named_with_its_unit_is_read_in_that_unit(tmp_path, header, cell, ns, opt):
+    """An Arduino's "time_ms": before 2026-11-28 "no time column", and named with --time-col its milliseconds were
+    read as seconds (every time 1000x too large, the log's alignment lost)."""
+    p = tmp_path / "log.csv"
+    p.write_text(f"{header},event\n{cell},tone_on\n")
+    got = next(iter(open_input(p, InputOptions(time_col=opt)).read()))
+    assert got.device_ns.tolist() == [ns]
