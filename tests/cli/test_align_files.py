@@ -138,6 +138,9 @@ def _bad_inputs(folder: Path, examples_dir: Path | None) -> dict[str, tuple[Path
     p = folder / "movie.mp4"
     p.write_bytes(b"\0\0\0\x18ftypmp42")
     bad["unsupported"] = (p, "unsupported file type")
+    p = folder / "app.log"
+    p.write_text("Nov 28 07:00:01 host systemd[1]: Started session.\n")
+    bad["a .log that is not PsychoPy's"] = (p, "not a PsychoPy log")
     bad["missing"] = (folder / "gone.xdf", "no such file")
     return bad
 

@@ -21,6 +21,7 @@ reader by ``options.format`` or the file's extension.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import os
 from dataclasses import dataclass, field
@@ -184,6 +185,27 @@ def check_readable(path) -> int:
     if size == 0:
         raise InputError(path, "empty file (0 bytes)")
     return size
+
+
+def text_encoding(path) -> str:
+    """The encoding of a text file users bring, from its first 64 KiB: UTF-16 with its BOM (Excel's "Unicode
+    text"), UTF-8 with or without one (Excel's "CSV UTF-8" writes one), else Windows-1252 (Excel's plain CSV on
+    Western systems) or, where that has no character for a byte, Latin-1.  Binary files are told apart by the
+    readers (NUL bytes)."""
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # a character cut at 64 KiB is fine
+        return "utf-8-sig"
+    except UnicodeDecodeError:
+        pass
+    try:
+        head.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
 
 
 def format_of(path, options: InputOptions) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 
 from synchub.agent.core.stream import StreamInfo
 
-from .base import FileStream, InputError, InputOptions, Piece, stem_of
+from .base import FileStream, InputError, InputOptions, Piece, stem_of, text_encoding
 from .table_read import seconds_to_ns
 
 #: An entry: time, level name, message (PsychoPy pads the first two with a space before each tab).
@@ -41,6 +41,10 @@ class PsychopyLogInput:
         self.options = options or InputOptions()
         self.stats: dict[str, int] = {}
         self.fraction = 0.0
+        self.encoding = text_encoding(self.path)
+        with open(self.path, encoding=self.encoding, errors="replace") as f:
+            if "\x00" in f.read(65536):
+                raise InputError(self.path, "not a text file (it holds NUL bytes)")
         first = next(self._lines(), None)
         if first is None:
             raise InputError(self.path, "no log lines")
@@ -55,15 +59,15 @@ class PsychopyLogInput:
     def _lines(self) -> Iterator[str]:
         size, done = max(os.path.getsize(self.path), 1), 0
         try:
-            with open(self.path, encoding="utf-8", errors="strict", newline="") as f:
+            with open(self.path, encoding=self.encoding, errors="strict", newline="") as f:
                 for ln in f:
                     done += len(ln)
                     self.fraction = min(done / size, 1.0)
                     ln = ln.rstrip("\r\n")
                     if ln.strip():
                         yield ln
-        except UnicodeDecodeError:
-            raise InputError(self.path, "not a text file (not UTF-8)") from None
+        except UnicodeError:
+            raise InputError(self.path, f"not a text file (not {self.encoding})") from None
 
     def _entries(self) -> Iterator[tuple[int, str, str]]:
         """(t ns, level, message) per entry, continuation lines joined to their message."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from synchub.agent.core.stream import StreamInfo
 
-from .base import FileStream, InputError, InputOptions, Piece, stem_of
+from .base import FileStream, InputError, InputOptions, Piece, stem_of, text_encoding
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
@@ -108,11 +108,12 @@ class TableInput:
         self.path = str(path)
         self.options = options or InputOptions()
         self.stats: dict[str, int] = {}
+        self.encoding = text_encoding(self.path)
         try:
-            with open(self.path, encoding="utf-8", newline="") as f:
+            with open(self.path, encoding=self.encoding, newline="") as f:
                 sample = f.read(65536)
-        except UnicodeDecodeError:
-            raise InputError(self.path, "not a text file (not UTF-8)") from None
+        except UnicodeError:
+            raise InputError(self.path, f"not a text file (not {self.encoding})") from None
         if "\x00" in sample:
             raise InputError(self.path, "not a text file (it holds NUL bytes)")
         self.delimiter = self._delimiter(sample)
@@ -177,12 +178,12 @@ class TableInput:
         return names if len(names) == len(first) and not any(_is_number(c) for c in names) else None
 
     def _rows(self) -> Iterator[list[str]]:
-        f = open(self.path, encoding="utf-8", newline="")  # noqa: SIM115 - closed when the generator ends
+        f = open(self.path, encoding=self.encoding, newline="")  # noqa: SIM115 - closed when the generator ends
         self.fraction = 0.0
         try:
             lines = itertools.dropwhile(lambda ln: ln.startswith("#") or not ln.strip(), self._counted(f))
             yield from csv.reader(lines, delimiter=self.delimiter)
-        except (UnicodeDecodeError, csv.Error) as exc:
+        except (UnicodeError, csv.Error) as exc:
             raise InputError(self.path, f"unreadable text ({exc})") from None
         finally:
             f.close()

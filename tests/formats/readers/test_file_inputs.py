@@ -193,3 +193,19 @@ def test_a_time_column_named_with_its_unit_is_read_in_that_unit(tmp_path, header
     p.write_text(f"{header},event\n{cell},tone_on\n")
     got = next(iter(open_input(p, InputOptions(time_col=opt)).read()))
     assert got.device_ns.tolist() == [ns]
+
+
+@pytest.mark.parametrize("encoding,bom", [("utf-8", b"\xef\xbb\xbf"), ("cp1252", b""), ("utf-16-le", b"\xff\xfe")])
+def test_tables_saved_by_excel_read_whatever_their_encoding(tmp_path, encoding, bom):
+    """Excel's "CSV UTF-8" starts with a BOM (before 2026-11-28: "no time column", the BOM glued to the first
+    name), its plain CSV on Western systems is Windows-1252 ("not a text file (not UTF-8)" at the first accented
+    letter), its "Unicode text" UTF-16 ("it holds NUL bytes")."""
+    p = tmp_path / "résultats.csv"
+    delim = "\t" if encoding.startswith("utf-16") else ";"
+    text = f"Time{delim}Réponse{delim}x\r\n1.5{delim}tone_on é{delim}2\r\n2.5{delim}bip{delim}3\r\n"
+    p.write_bytes(bom + text.encode(encoding))
+    inp = open_input(p)
+    got = _pieces(inp)
+    marks = got["résultats.Réponse"][0]
+    assert marks.data == ["tone_on é", "bip"] and marks.device_ns.tolist() == [1_500_000_000, 2_500_000_000]
+    assert got["résultats"][0].data.ravel().tolist() == [2.0, 3.0]

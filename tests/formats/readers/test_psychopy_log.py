@@ -61,9 +61,16 @@ def test_a_log_that_is_not_psychopy_s_is_one_line(tmp_path, body, why):
     with pytest.raises(InputError, match=why):
         open_input(p)
     b = tmp_path / "bin.log"
-    b.write_bytes(b"\xff\xfe\x00garbage")
+    b.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     with pytest.raises(InputError, match="not a text file"):
         open_input(b)
+
+
+def test_a_log_saved_with_a_bom_or_crlf_reads_the_same(tmp_path):
+    p = tmp_path / "win.log"
+    p.write_bytes(b"\xef\xbb\xbf" + LOG.replace("\n", "\r\n").encode())
+    pieces = list(open_input(p).read())
+    assert sum(x.n for x in pieces) == 8 and pieces[0].data[0].startswith("Created window1")
 
 
 def test_a_long_log_is_read_in_bounded_batches(tmp_path):
