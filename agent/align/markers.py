@@ -20,6 +20,7 @@ as sharp a change as its coming; a sound's or a movement's end is no onset its d
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -46,9 +47,34 @@ STARTS = re.compile(r"(\b|_)(on|onset|start(s|ed)?|begins?|play(s|ed)?)(\b|_)", 
 _QUOTED = re.compile(r"\"[^\"]*\"|(?<![A-Za-z0-9])'[^']*'(?![A-Za-z0-9])|\([^)]*\)")  # not it's
 
 
+def _core(line: str) -> str:
+    """The words of a line that name its event: outside quoted and bracketed text, or, for a line that is one JSON
+    object (LSL markers often are), its keys and values."""
+    text = line.strip()
+    if text[:1] in "{[" and text[-1:] in "}]":
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        if isinstance(doc, (dict, list)):
+            words: list[str] = []
+            todo = [doc]
+            while todo:
+                x = todo.pop()
+                if isinstance(x, dict):
+                    words += [str(k) for k in x]
+                    todo += list(x.values())
+                elif isinstance(x, list):
+                    todo += x
+                elif isinstance(x, str):
+                    words.append(x)
+            return " ".join(words)
+    return _QUOTED.sub(" ", line)
+
+
 def logs_end(line: str) -> bool:
     """Whether a marker line logs an event's end (``ENDS``, outside quotes and brackets, and no start named)."""
-    core = _QUOTED.sub(" ", line)
+    core = _core(line)
     return ENDS.search(core) is not None and STARTS.search(core) is None
 
 
@@ -144,8 +170,9 @@ class MarkerSemantics:
 
     def rule_of(self, line: str) -> MarkerRule | None:
         """The first rule matching the line outside its quoted and bracketed text (what was said or shown, a
-        trial's conditions: play "it drops", New trial {'sound': 'a.wav'}), or None."""
-        core = _QUOTED.sub(" ", line)
+        trial's conditions: play "it drops", New trial {'sound': 'a.wav'}; a JSON line: its keys and values), or
+        None."""
+        core = _core(line)
         for r, rx in zip(self.rules, self._res, strict=True):
             if rx.search(core):
                 return r

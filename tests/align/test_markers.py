@@ -49,7 +49,7 @@ def test_default_rules_read_words_joined_by_underscores_and_common_stimulus_word
     ("cue 3 audio off", True), ("beep_stop", True), ("audio_end", True), ("key released", True),
     ("Sound tone started", False), ("tone_on", False), ("stop_signal tone", False), ("stop signal beep", False),
     ("STIM_ON word=stop", False), ('stim 7: play "turn it off"', False), ("cue 94 audio on (stop)", False),
-    ("EVENT sound_start id=x", False),
+    ("EVENT sound_start id=x", False), ('{"event": "tone_off", "trial": 3}', True), ('{"led": "on"}', False),
 ])
 def test_lines_that_log_an_end_are_told_from_starts(line, end):
     assert M.logs_end(line) is end
@@ -77,6 +77,7 @@ def test_an_end_is_seen_as_a_change_by_a_camera_but_no_onset_by_a_microphone():
     ("0085 speech onset 'The quick blue drops the four.'", ("audible",)),
     ("text: text = 'Press the light key'", None), ("cue 4 audio on (drop)", ("audible",)),
     ("the subject's tone_on, it's loud", ("audible",)),  # an apostrophe opens no quote
+    ('{"event": "tone_on", "trial": 3}', ("audible",)), ('["LED", "on"]', ("visible",)),  # JSON: keys and values
 ])
 def test_quoted_and_bracketed_text_is_content_not_the_event_s_kind(line, senses):
     """What was said or shown and a trial's conditions do not name the event: before 2026-11-28 a PsychoPy "New
