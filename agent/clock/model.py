@@ -77,6 +77,7 @@ class ClockModel(Timeline):
                          reset_forward_ns=reset_forward_ns, early_margin_ns=early_margin_ns, consensus=consensus)
         self.name = name
         self.nominal_period_ns = nominal_period_ns
+        self.samples_in_order = nominal_period_ns is not None  # a step back of a regular stream: a reset at once
         self.forced = method
         self.rw_bank_ppm = tuple(rw_bank_ppm)
         self._bank_rw = [float(rw_bank_ppm[i]) for i, _ in pairs]

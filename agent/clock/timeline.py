@@ -5,9 +5,10 @@ stream's samples define the timelines (``add_arrivals``): device time going back
 by ``reset_forward_ns`` more than the host's clock, a sample that would map to after it arrived (a clock restored
 forward: ``early_margin_ns`` beyond the trigger/probe estimate), or an arrival floor that rose and stayed up (a clock
 that stood still during a reboot: ``LATE_MARGIN_NS``); the segment starts at the first sample of the new timeline.
-A step back that a late sample could explain (within the segment, at most ``reset_forward_ns`` before it arrived)
-is a reset only once ``RESET_CONFIRM`` samples after it go on from it; else those samples were out of time order (a
-marker logged late, rows of merged logs): they keep their timeline, give no arrival evidence, and are counted.
+On an irregular stream (markers, events: no nominal period), a step back that a late sample could explain (within
+the segment, at most ``reset_forward_ns`` before it arrived) is a reset only once ``RESET_CONFIRM`` samples after it
+go on from it; else those samples were out of time order (a marker logged late, rows of merged logs): they keep
+their timeline, give no arrival evidence, and are counted.  A regular stream's samples are stamped in order.
 ``reset_detected`` lets a driver that knows about a reset say so; agreeing outlier edges (a step, ``_step``) start one
 too.  Edges and probes are routed to the segment they fit (``ROUTE_SLACK_NS``); on a stream without samples,
 evidence that goes back or jumps ahead starts one.  ``segments_info`` says why each began.
@@ -62,6 +63,9 @@ class Timeline:
         self.rejected: dict[str, int] = {}
         self.resets = 0
         self._pending: list[tuple[int, int]] = []  # (device, host) of samples that went back, no reset yet
+        # a regular stream's samples are stamped in order (``ClockModel`` with a nominal period): a step back is a
+        # reset at once, so that the samples after it are mapped right live
+        self.samples_in_order = False
         self._arrivals_seen = False  # once a stream's samples arrive, only they (and drivers, steps) start segments
 
     def _new_segment(self, device_ns: int, host_ns: int, z: int, cause: str = "start") -> Segment:
@@ -91,7 +95,9 @@ class Timeline:
         """A driver saw the device clock reset: the next evidence starts a new segment at ``device_ns``."""
         d, h = int(device_ns), int(host_ns)
         z = h - d if h else 0
-        self._pending = []  # samples that went back and waited for the ones after them: the driver says
+        if self._pending:  # samples that went back and waited for the ones after them: the driver says, counted
+            self._count("arrival_back_before_reset", len(self._pending))
+            self._pending = []
         if self.segments and self.segments[-1].fresh and len(self.segments) > 1:
             seg = self.segments[-1]  # announced twice before any evidence: one reset
             seg.dev0, seg.host0, seg.z0, seg.dev_hi, seg.host_hi = d, h, z, d, h
@@ -238,8 +244,11 @@ class Timeline:
 
     def _back(self, seg: Segment, device_ns: int, host_ns: int) -> bool:
         """Whether a sample more than ``reset_back_ns`` before its segment's newest may be a late one of that
-        timeline (within the segment, taken no more than ``reset_forward_ns`` before it arrived): then it waits
-        for the samples after it (``_confirm``); else the clock reset there."""
+        timeline (an irregular stream's: markers, events; within the segment, taken no more than
+        ``reset_forward_ns`` before it arrived): then it waits for the samples after it (``_confirm``) and is mapped
+        on the segment meanwhile, which a reset of the clock costs those few samples; else the clock reset there."""
+        if self.samples_in_order:
+            return False
         top_d, top_h = seg.arr_last if seg.arr_last is not None else (seg.dev_hi, seg.host_hi)
         return device_ns >= seg.dev0 and top_d - device_ns + max(host_ns - top_h, 0) <= self.reset_forward_ns
 
