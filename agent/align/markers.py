@@ -2,7 +2,7 @@
 long after the line's stamp its onset comes (latency) and how precisely (spread).  Pure, no I/O.
 
 A ``MarkerRule`` matches marker text with a regular expression (searched, case-insensitive, outside quoted and
-bracketed text: what was said or shown, a trial's conditions).  The first rule that matches a line decides; a line
+parenthesized text: what was said or shown, a trial's conditions).  The first rule that matches a line decides; a line
 no rule matches is left out of the alignment (a trial start, a lick, a reward: a log has many lines of things no
 sensor sees).  Rules come from the stream's config (``[[stream]] markers``, the
 same dictionaries ``rules_from`` reads) or ``DEFAULT_RULES``, which name common words of experiment and device logs
@@ -42,14 +42,19 @@ _DURATION = re.compile(r"dur(?:ation)?=([0-9.]+)\s*s\b")
 #: Words that log an event's end (words joined by underscores count: tone_off, LED_OFF); a "stop signal" starts one.
 ENDS = re.compile(r"(\b|_)(off|offset|stop(s|ped)?(?![_ -]?sig)|end(s|ed)?|release[sd]?|finish(es|ed)?)(\b|_)",
                   re.IGNORECASE)
-#: ... unless the line also names a start (STIM_ON word=stop), or the word is quoted text (play "stop it").
-STARTS = re.compile(r"(\b|_)(on|onset|start(s|ed)?|begins?|play(s|ed)?)(\b|_)", re.IGNORECASE)
+#: ... unless the line also names a start (STIM_ON word=stop; "on" as a start: tone_on, LED on, "on" last or before a
+#: number or a bracket, not "stopped on trial 3"), or the word is quoted text (play "stop it") or a parameter's name
+#: (end=1.5, offset_ms: 20).
+STARTS = re.compile(r"(\b|_)(onset|start(s|ed)?|begins?|play(s|ed)?)(\b|_)|_on\b|\bon_|\bon\s*($|[\d(\[=:,;])",
+                    re.IGNORECASE)
 _QUOTED = re.compile(r"\"[^\"]*\"|(?<![A-Za-z0-9])'[^']*'(?![A-Za-z0-9])|\([^)]*\)")  # not it's
+_KEY = re.compile(r"[\w.-]+\s*(=|:(?=\s))")  # a parameter's name: end=, offset_ms:
 
 
-def _core(line: str) -> str:
-    """The words of a line that name its event: outside quoted and bracketed text, or, for a line that is one JSON
-    object (LSL markers often are), its keys and values."""
+def _core(line: str, keys: bool = True) -> str:
+    """The words of a line that name its event: outside quoted and parenthesized text, or, for a line that is one
+    JSON object or list (LSL markers often are), its keys (with ``keys``) and its one-word string values (a value
+    of several words is content: what was said or shown)."""
     text = line.strip()
     if text[:1] in "{[" and text[-1:] in "}]":
         try:
@@ -62,19 +67,21 @@ def _core(line: str) -> str:
             while todo:
                 x = todo.pop()
                 if isinstance(x, dict):
-                    words += [str(k) for k in x]
+                    words += [str(k) for k in x] if keys else []
                     todo += list(x.values())
                 elif isinstance(x, list):
                     todo += x
-                elif isinstance(x, str):
+                elif isinstance(x, str) and len(x.split()) == 1:
                     words.append(x)
             return " ".join(words)
-    return _QUOTED.sub(" ", line)
+    core = _QUOTED.sub(" ", line)
+    return core if keys else _KEY.sub(" ", core)
 
 
 def logs_end(line: str) -> bool:
-    """Whether a marker line logs an event's end (``ENDS``, outside quotes and brackets, and no start named)."""
-    core = _core(line)
+    """Whether a marker line logs an event's end (``ENDS``, outside quotes, parentheses and parameter names, and
+    no start named)."""
+    core = _core(line, keys=False)
     return ENDS.search(core) is not None and STARTS.search(core) is None
 
 
@@ -169,9 +176,9 @@ class MarkerSemantics:
         self._res = [re.compile(r.pattern, re.IGNORECASE) for r in self.rules]
 
     def rule_of(self, line: str) -> MarkerRule | None:
-        """The first rule matching the line outside its quoted and bracketed text (what was said or shown, a
-        trial's conditions: play "it drops", New trial {'sound': 'a.wav'}; a JSON line: its keys and values), or
-        None."""
+        """The first rule matching the line outside its quoted and parenthesized text (what was said or shown, a
+        trial's conditions: play "it drops", New trial {'sound': 'a.wav'}; a JSON line: its keys and one-word
+        values), or None."""
         core = _core(line)
         for r, rx in zip(self.rules, self._res, strict=True):
             if rx.search(core):

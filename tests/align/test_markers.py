@@ -50,6 +50,9 @@ def test_default_rules_read_words_joined_by_underscores_and_common_stimulus_word
     ("Sound tone started", False), ("tone_on", False), ("stop_signal tone", False), ("stop signal beep", False),
     ("STIM_ON word=stop", False), ('stim 7: play "turn it off"', False), ("cue 94 audio on (stop)", False),
     ("EVENT sound_start id=x", False), ('{"event": "tone_off", "trial": 3}', True), ('{"led": "on"}', False),
+    # found by a review: parameter names are no ends, "on" as a preposition no start
+    ("sound freq=440 end=1.5", False), ('{"event": "tone", "offset_ms": 20}', False), ("LED state: off", True),
+    ("Sound tone stopped on trial 3", True), ("tone off on channel 2", True), ("LED off on pin 13", True),
 ])
 def test_lines_that_log_an_end_are_told_from_starts(line, end):
     assert M.logs_end(line) is end
@@ -78,6 +81,7 @@ def test_an_end_is_seen_as_a_change_by_a_camera_but_no_onset_by_a_microphone():
     ("text: text = 'Press the light key'", None), ("cue 4 audio on (drop)", ("audible",)),
     ("the subject's tone_on, it's loud", ("audible",)),  # an apostrophe opens no quote
     ('{"event": "tone_on", "trial": 3}', ("audible",)), ('["LED", "on"]', ("visible",)),  # JSON: keys and values
+    ('{"event": "speech", "text": "the ball drops"}', ("audible",)),  # ... but a value of several words is content
 ])
 def test_quoted_and_bracketed_text_is_content_not_the_event_s_kind(line, senses):
     """What was said or shown and a trial's conditions do not name the event: before 2026-11-28 a PsychoPy "New

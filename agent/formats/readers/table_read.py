@@ -49,6 +49,8 @@ _DECIMAL = re.compile(r"^\s*([+-]?)(\d*)(?:\.(\d*))?\s*$")
 MISSING = frozenset({"", "n/a", "na", "nan", "none", "null"})
 MISSING_TEXT = frozenset({"", "n/a"})
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+#: a date and time: YYYY-MM-DD, T or a space, hh:mm:ss, a fraction, a zone (the same on every Python version)
+_ISO = re.compile(r"^\s*(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(\.\d+)?(Z|z|[+-]\d{2}:?\d{2})?\s*$")
 
 
 def seconds_to_ns(text: str) -> int | None:
@@ -67,21 +69,21 @@ def seconds_to_ns(text: str) -> int | None:
 
 def time_to_ns(text: str, per_second: int = 1) -> int | None:
     """ns of a time cell: a decimal number of seconds (``seconds_to_ns``; of ms, us, ns with ``per_second`` 1000,
-    10**6, 10**9), or an ISO 8601 date and time (MNE's annotation CSV: ``2002-12-03 19:01:11.720100``; without a
-    zone, UTC) as ns since the epoch; None when it is neither."""
+    10**6, 10**9), or an ISO 8601 date and time (MNE's annotation CSV: ``2002-12-03 19:01:11.720100``; ``T`` or a
+    space, any fraction to the ns, ``Z`` or an offset, else UTC) as ns since the epoch; None when it is neither."""
     t = seconds_to_ns(text)
     if t is not None:
         return t // per_second if per_second > 1 else t
-    if len(text) < 10 or not text.strip()[:4].isdigit():
+    m = _ISO.match(text)
+    if m is None:
         return None
+    date, frac, zone = m.group(1), (m.group(2) or "")[1:], m.group(3) or "+00:00"
     try:
-        dt = datetime.datetime.fromisoformat(text.strip())
+        dt = datetime.datetime.fromisoformat(f"{date}+00:00" if zone in ("Z", "z") else f"{date}{zone}")
     except ValueError:
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=datetime.timezone.utc)
     d = dt - _EPOCH
-    return (d.days * 86_400 + d.seconds) * NS + d.microseconds * 1000
+    return (d.days * 86_400 + d.seconds) * NS + int(frac[:9].ljust(9, "0"))
 
 
 def _is_number(text: str) -> bool:
@@ -129,7 +131,8 @@ class TableInput:
         self.columns = [h.strip() for h in header]
         self.time_index = self._time_column()
         unit = _UNIT.search(self.columns[self.time_index])
-        self.time_divisor = _PER_UNIT[unit.group(1).lower()] if unit else 1  # the column's units per second
+        # the column's units per second (the micro sign and the Greek mu alike)
+        self.time_divisor = _PER_UNIT[unit.group(1).lower().replace("\u03bc", "\u00b5")] if unit else 1
         first = list(itertools.islice(rows, TYPE_ROWS))
         if not first:
             raise InputError(self.path, "no data rows after the header")
@@ -170,6 +173,9 @@ class TableInput:
         ``# onset, duration, description`` above rows of numbers), else None."""
         if not any(c.strip() and _is_number(c) and c.strip().lower() not in MISSING for c in first):
             return None
+        named = {c.strip().lower() for c in first} | {_UNIT.sub("", c).strip(" _.-").lower() for c in first}
+        if named & {*TIME_NAMES, self.options.time_col.lower()} - {""}:
+            return None  # a header with numbers among its names ("time,1,2"), under a comment about the file
         comments = [ln.lstrip("#").strip() for ln in itertools.takewhile(
             lambda ln: ln.startswith("#") or not ln.strip(), sample.splitlines()) if ln.strip()]
         if not comments:
@@ -222,6 +228,7 @@ class TableInput:
             next(rows, None)
         seqs = {s.key: 0 for s in self.streams}
         self.stats = {}
+        self._dated: bool | None = None  # whether the time column holds dates and times (its first row says)
         line = 1
         while True:
             batch = list(itertools.islice(rows, BATCH))
@@ -240,6 +247,14 @@ class TableInput:
                     self._count("bad_time")
                     log.warning("%s: row %d skipped: no time in column %r", self.path, line + k + 1,
                                 self.columns[ti])
+                continue
+            dated = _ISO.match(r[ti]) is not None  # a date and time, not a number of seconds
+            if self._dated is None:
+                self._dated = dated
+            elif dated != self._dated:  # the column's first time decides what its times are
+                self._count("time_in_another_form")
+                log.warning("%s: row %d skipped: its time %r is %s, the column's first was %s", self.path,
+                            line + k + 1, r[ti], *(("a date", "a number") if dated else ("a number", "a date")))
                 continue
             times.append(t)
             keep.append(r)

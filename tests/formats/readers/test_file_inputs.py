@@ -209,3 +209,24 @@ def test_tables_saved_by_excel_read_whatever_their_encoding(tmp_path, encoding, 
     marks = got["résultats.Réponse"][0]
     assert marks.data == ["tone_on é", "bip"] and marks.device_ns.tolist() == [1_500_000_000, 2_500_000_000]
     assert got["résultats"][0].data.ravel().tolist() == [2.0, 3.0]
+
+
+def test_review_cases_of_the_foreign_table_changes(tmp_path):
+    """Found by a review: a header with numbers among its names under a comment about the file is still the header;
+    a Greek mu names microseconds too (it was a traceback); dates read alike on every Python (Z, any fraction, not a
+    date alone); a column whose times change form part way is counted, not read half as seconds since 1970."""
+    p = tmp_path / "a.csv"
+    p.write_text("# subject 3, session 2, rig A\ntime,1,2\n0.0,5,6\n0.5,7,8\n")
+    inp = open_input(p)
+    assert inp.columns == ["time", "1", "2"] and sum(x.n for x in inp.read()) == 2
+    p.write_text("t (\u03bcs),x\n1500,1\n")
+    assert next(iter(open_input(p).read())).device_ns.tolist() == [1_500_000]
+    p.write_text("time,x\n2026-11-28T09:00:01.5Z,1\n2026-11-28 09:00:01.123456789,2\n2026-11-28,3\n")
+    inp = open_input(p)
+    got = next(iter(inp.read()))
+    t0 = 1_795_856_401 * NS
+    assert got.device_ns.tolist() == [t0 + 500_000_000, t0 + 123_456_789] and inp.stats == {"bad_time": 1}
+    p.write_text("time,x\n1.5,1\n2026-11-28 09:00:01,2\n2.5,3\n")
+    inp = open_input(p)
+    assert next(iter(inp.read())).device_ns.tolist() == [1_500_000_000, 2_500_000_000]
+    assert inp.stats == {"time_in_another_form": 1}
