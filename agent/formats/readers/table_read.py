@@ -12,6 +12,9 @@ Every other column whose values in the first rows are all numbers (or no value) 
 named after the file (``rig.csv`` -> ``rig``); every text column is a marker stream (``string``), one sample per
 row where it has a value, named after the file when it is the file's only stream, else ``<stem>.<column>``.
 
+PsychoPy's trial-by-trial data file (no time column; ``<component>.started`` / ``.stopped`` columns in seconds on
+PsychoPy's clock) is one marker stream of "<component> started|stopped" lines at those times.
+
 Rows whose time does not parse are skipped and counted (``stats``), as are text found later in a numeric column
 (NaN).  A file without a time column, without data rows, or that is not text is a one-line ``InputError``.
 Rows are read in batches (``BATCH``): memory is bounded whatever the file's length.
@@ -129,6 +132,12 @@ class TableInput:
             rows = itertools.chain([header], rows)
             header = named
         self.columns = [h.strip() for h in header]
+        # PsychoPy's trial-by-trial data file: no time column; each component's start and stop in its own
+        self.phases = [i for i, c in enumerate(self.columns) if c.endswith((".started", ".stopped"))]
+        if self.phases and not self.options.time_col and not self._time_names():
+            self._psychopy_data(rows)
+            return
+        self.phases = []
         self.time_index = self._time_column()
         unit = _UNIT.search(self.columns[self.time_index])
         # the column's units per second (the micro sign and the Greek mu alike)
@@ -156,6 +165,37 @@ class TableInput:
             info = StreamInfo(name=name, type="marker", nominal_srate=0.0, channel_count=1, channel_format="string",
                               channel_labels=(self.columns[i] or f"c{i}",))
             self.streams.append(FileStream(key=name, info=info, local=("text", i)))
+
+    def _time_names(self) -> bool:
+        bare = {_UNIT.sub("", c).strip(" _.-").lower() for c in self.columns} | {c.lower() for c in self.columns}
+        return bool(bare & set(TIME_NAMES))
+
+    def _psychopy_data(self, rows) -> None:
+        """A PsychoPy data file (one row per trial; ``<component>.started`` / ``.stopped`` in seconds on PsychoPy's
+        clock, as its ``.log``): one marker stream of "<component> started|stopped" lines at those times."""
+        if next(rows, None) is None:
+            raise InputError(self.path, "no data rows after the header")
+        name = self.options.name or stem_of(self.path)
+        info = StreamInfo(name=name, type="marker", nominal_srate=0.0, channel_count=1, channel_format="string",
+                          channel_labels=("component",), quality=(("source", "psychopy data file"),))
+        self.streams = [FileStream(key=name, info=info, local=("phases", tuple(self.phases)))]
+        self.time_index, self.time_divisor, self.numeric, self.text = -1, 1, [], []
+
+    def _phases(self, batch: list[list[str]], seq: int) -> Piece | None:
+        """The components' starts and stops of some trial rows, in time order."""
+        out = []
+        for r in batch:
+            for i in self.phases:
+                t = seconds_to_ns(r[i]) if i < len(r) and r[i].strip().lower() not in MISSING else None
+                if t is not None:
+                    comp, _, what = self.columns[i].rpartition(".")
+                    out.append((t, f"{comp} {what}"))
+                elif i < len(r) and r[i].strip().lower() not in MISSING:
+                    self._count("bad_time")
+        out.sort(key=lambda x: x[0])
+        if not out:
+            return None
+        return Piece(self.streams[0].key, seq, np.array([t for t, _ in out], dtype=np.int64), [m for _, m in out])
 
     def _delimiter(self, sample: str) -> str:
         if self.options.delimiter:
@@ -234,6 +274,12 @@ class TableInput:
             batch = list(itertools.islice(rows, BATCH))
             if not batch:
                 break
+            if self.phases:
+                piece = self._phases(batch, seqs[self.streams[0].key])
+                if piece is not None and (streams is None or piece.stream in streams):
+                    seqs[piece.stream] += piece.n
+                    yield piece
+                continue
             yield from self._batch(batch, seqs, streams, line)
             line += len(batch)
 

@@ -190,3 +190,21 @@ def test_a_psychopy_log_is_tied_to_the_microphone_that_heard_its_sounds(tmp_path
     got = _error_ms(fa, log, truth)
     assert fa.inputs[1].reader.kind == "psychopy" and fa.inputs[1].link is not None
     assert np.median(got) < np.median(expect) + 0.3 and np.percentile(got, 95) < np.percentile(expect, 95) + 1.0
+
+
+def test_a_psychopy_data_file_is_tied_to_the_microphone_that_heard_its_sounds(tmp_path):
+    """PsychoPy's trial-by-trial data CSV (one row per trial: a fixation's and the sound's start and stop, a key
+    press's reaction time): its sound starts tie to the microphone as well as a CSV of the sounds alone."""
+    specs, log, truth = _files(tmp_path, "events", 0)
+    plain = FileAlignment(specs)
+    plain.gather()
+    expect = _error_ms(plain, log, truth)
+    rows = [float(r.split(",")[0]) for r in (tmp_path / "log.csv").read_text().splitlines()[1:]]
+    lines = ["trials.thisN,sound_file,fixation.started,fixation.stopped,sound_1.started,sound_1.stopped,key_resp.rt"]
+    lines += [f"{k},s{k}.wav,{t - 0.5:.4f},{t - 0.1:.4f},{t:.4f},{t + 0.4:.4f},0.5" for k, t in enumerate(rows)]
+    (tmp_path / "01_exp.csv").write_text("\n".join(lines) + "\n")
+    fa = FileAlignment([specs[0], InputSpec([str(tmp_path / "01_exp.csv")])])
+    fa.gather()
+    got = _error_ms(fa, log, truth)
+    assert fa.inputs[1].link is not None
+    assert np.median(got) < np.median(expect) + 0.3 and np.percentile(got, 95) < np.percentile(expect, 95) + 1.0

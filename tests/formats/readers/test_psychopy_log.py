@@ -78,3 +78,24 @@ def test_a_long_log_is_read_in_bounded_batches(tmp_path):
     p.write_text("".join(f"{k * 0.01:.4f} \tEXP \tstim {k} on\n" for k in range(20_000)))
     pieces = list(open_input(p).read())
     assert len(pieces) == 3 and sum(x.n for x in pieces) == 20_000 and pieces[1].seq == 8192
+
+
+def test_a_psychopy_data_file_is_a_marker_stream_of_its_components_starts_and_stops(tmp_path):
+    """The trial-by-trial CSV PsychoPy writes beside its .log (no time column; ``<component>.started`` and
+    ``.stopped`` in seconds on the same clock): before 2026-11-28 "no time column"."""
+    p = tmp_path / "01_exp_2026-11-28.csv"
+    p.write_text(
+        "trials.thisN,sound_file,fixation.started,fixation.stopped,sound_1.started,sound_1.stopped,key_resp.rt\n"
+        "0,a.wav,2.0165,2.5172,2.5178,3.0183,0.512\n"
+        "1,b.wav,4.0201,4.5205,4.5210,None,0.498\n"
+        ",,,,,,\n")
+    inp = open_input(p)
+    assert [s.key for s in inp.streams] == ["01_exp_2026-11-28"] and inp.streams[0].info.channel_format == "string"
+    got = list(inp.read())
+    assert got[0].device_ns.tolist() == [2_016_500_000, 2_517_200_000, 2_517_800_000, 3_018_300_000,
+                                         4_020_100_000, 4_520_500_000, 4_521_000_000]
+    assert got[0].data == ["fixation started", "fixation stopped", "sound_1 started", "sound_1 stopped",
+                           "fixation started", "fixation stopped", "sound_1 started"]
+    with_time = tmp_path / "t.csv"
+    with_time.write_text("time,led.started\n1.0,2.0\n")  # a time column: an ordinary table
+    assert open_input(with_time).streams[0].info.channel_format == "double64"
