@@ -168,11 +168,16 @@ class _FrameDecoder:
         if not 0.98 < b < 1.02:
             b = 1.0
         a = mp - b * mk
-        t0 = first + a * self.slot
         res = [p - (a + b * k) for p, k in zip(pos, ks, strict=False)]
+        if max(res) - min(res) > 2 * self.tol and b != 1.0:
+            # the least-squares slope minimizes the squares, not the spread: a short frame's jitter can tilt it
+            # so far that its residuals spread wider than the plain grid's (at the emitter's nominal rate)
+            b, a = 1.0, mp - mk
+            res = [p - (a + k) for p, k in zip(pos, ks, strict=False)]
         if max(res) - min(res) > 2 * self.tol:  # no grid has every edge within the tolerance
             self._bad("off_grid")
             return
+        t0 = first + a * self.slot
         last_k = 0
         for i, k in enumerate(ks):
             if i and (k <= last_k or k > self.nslots):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from synchub.agent.clock.barcode import (
@@ -31,6 +31,9 @@ def test_barcode_format_matches_the_contract():
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=8), st.integers(0, 10**12),
        st.integers(1, 50), st.integers(0, 2**31))
+# found by this test in CI (2026-11-28): the least-squares slope of a short frame's jitter spread its residuals past
+# the tolerance where the plain grid held every edge; the frame was rejected as off the grid
+@example(values=[1, 1, 1477, 1525, 4681], t0=0, split=1, seed=623)
 def test_barcode_round_trip_chunked_with_jitter(values, t0, split, seed):
     rng = np.random.default_rng(seed)
     edges, starts, t = [], [], t0
