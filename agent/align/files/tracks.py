@@ -187,7 +187,7 @@ class StreamTrack:
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         self.split = TimelineSplit()
-        self._pos = 0  # samples seen in this pass (their position in file order)
+        self._pos = 0  # second pass: samples seen so far (their position in file order; the first pass: split.fed)
         self.pieces = 0
 
     @property
@@ -206,7 +206,6 @@ class StreamTrack:
             return
         self.pieces += 1
         self.split.feed(t)
-        self._pos += len(t)
         self.n += len(t)
         self.first_ns = int(t.min()) if self.first_ns is None else min(self.first_ns, int(t.min()))
         self.last_ns = int(t.max()) if self.last_ns is None else max(self.last_ns, int(t.max()))
@@ -224,7 +223,7 @@ class StreamTrack:
             x = np.asarray(p.data)[:, self.sync[0]] if np.asarray(p.data).ndim == 2 else np.asarray(p.data)
             for q in self.finder.feed(p.seq, x, t, p.host_ns):
                 # the pulse's sample (in this piece or, ended here, an earlier one): its timeline at ``finish``
-                self._pulse_at.append(max(self._pos - len(t) + int(q.index) - p.seq, 0))
+                self._pulse_at.append(max(self.split.fed - len(t) + int(q.index) - p.seq, 0))
                 self.pulses.append((q.index, q.t_ns, q.host_ns, 0, q.width))
 
     def finish(self) -> None:
@@ -239,7 +238,6 @@ class StreamTrack:
 
     def build(self, window_s: float = 120.0) -> None:
         """The within-file model, once the first pass is over."""
-        self._pos = 0
         if self.offsets:
             arr = np.asarray(self.offsets, dtype=np.int64)
             self.xdf = XdfOffsetClock(self.key, arr[:, 0], arr[:, 1], window_s)
