@@ -249,7 +249,7 @@ class Timeline:
         on the segment meanwhile, which a reset of the clock costs those few samples; else the clock reset there."""
         if self.samples_in_order:
             return False
-        top_d, top_h = seg.arr_last if seg.arr_last is not None else (seg.dev_hi, seg.host_hi)
+        top_d, top_h = _newest(seg)
         return device_ns >= seg.dev0 and top_d - device_ns + max(host_ns - top_h, 0) <= self.reset_forward_ns
 
     def _confirm(self, dev: np.ndarray, host: np.ndarray, a: int, segs: np.ndarray) -> int:
@@ -258,7 +258,7 @@ class Timeline:
         since).  ``RESET_CONFIRM`` on the pending ones' and the clock reset there (a new segment from the first of
         them); one on the segment's and they were out of time order.  Returns the index of the next sample."""
         seg = self.segments[-1]
-        top_d, top_h = seg.arr_last if seg.arr_last is not None else (seg.dev_hi, seg.host_hi)
+        top_d, top_h = _newest(seg)
         (pd, ph), d, h = self._pending[-1], int(dev[a]), int(host[a])
         if abs(d - top_d - max(h - top_h, 0)) <= abs(d - pd - max(h - ph, 0)):  # the segment's timeline
             self._count("arrival_out_of_order", len(self._pending))
@@ -346,3 +346,8 @@ class Timeline:
         probes; ``edge_back``/``probe_forward``...: that evidence, on a stream without samples), where (device and
         reference time), the device time of its first accepted edge pair and its evidence counts."""
         return [s.info() for s in self.segments]
+
+
+def _newest(seg: Segment) -> tuple[int, int]:
+    """(device, host) time of the segment's newest sample in time order (its newest evidence before any)."""
+    return seg.arr_last if seg.arr_last is not None else (seg.dev_hi, seg.host_hi)
