@@ -185,15 +185,20 @@ class MarkerSemantics:
                 return r
         return None
 
+    def _sight(self, line: str, partner: str) -> tuple[MarkerRule | None, bool, bool]:
+        """(the line's rule, whether ``partner`` registers what it logs, whether it logs the end of an event
+        ``partner`` sees start but not end)."""
+        r = self.rule_of(line)
+        if r is None:
+            return None, False, False
+        end = logs_end(line)
+        seen = r.seen_by(partner, end)
+        return r, seen, end and not seen and r.seen_by(partner)
+
     def unseen_ends(self, lines, partner: str) -> np.ndarray:
         """True for the lines that log the end of an event ``partner`` sees start but not end (the neural path
         leaves them out too: its encoder learnt logs of starts)."""
-        out = np.zeros(len(lines), dtype=bool)
-        for i, s in enumerate(lines):
-            s = str(s)
-            r = self.rule_of(s)
-            out[i] = r is not None and logs_end(s) and r.seen_by(partner) and not r.seen_by(partner, True)
-        return out
+        return np.array([self._sight(str(s), partner)[2] for s in lines], dtype=bool)
 
     def events(self, t_ns, lines, partner: str | None = None) -> MarkerEvents:
         """Expected onsets of ``lines`` stamped ``t_ns`` as ``partner`` sees them (``None``/``text``: every line,
@@ -206,13 +211,12 @@ class MarkerSemantics:
         out_t, out_s = [], []
         n_rule = n_end = 0
         for ti, s in zip(t, lines, strict=True):
-            r = self.rule_of(s)
+            r, seen, unseen_end = self._sight(s, partner)
             if r is None:
                 continue
             n_rule += 1
-            end = logs_end(s)
-            if not r.seen_by(partner, end):
-                n_end += end and r.seen_by(partner)
+            if not seen:
+                n_end += unseen_end
                 continue
             shift = r.latency_ms * 1e-3
             if partner == "image":
