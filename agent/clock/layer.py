@@ -290,11 +290,13 @@ class StreamClocks:
         if sc is not None and sc.model.fallback is not None:
             sc.model.fallback.prior = (int(latency_ns), int(sigma_ns))
 
-    def take_events(self) -> list[tuple[str, str]]:
+    def take_events(self, stream: str | None = None) -> list[tuple[str, str]]:
         """What changed since the last call, (stream, line) each (a trigger lost and the aligner falling back, the
-        trigger back; samples out of time order, at the 1st, 10th, 100th, ...): for the agent's log and status."""
+        trigger back; samples out of time order, at the 1st, 10th, 100th, ...): for the agent's log and status.
+        ``stream``: that stream's only (after one of its chunks)."""
         out = []
-        for name, sc in self.clocks.items():
+        for name in self.clocks if stream is None else [n for n in (stream,) if n in self.clocks]:
+            sc = self.clocks[name]
             if sc.model.fallback is not None:
                 out += [(name, e) for e in sc.model.fallback.take_events()]
             n = sc.model.rejected.get("arrival_out_of_order", 0)

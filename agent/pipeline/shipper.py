@@ -158,7 +158,7 @@ class Shipper(threading.Thread):
         if isinstance(item, Chunk):
             self.corrector.chunk(item)
             self._tap(self.arrival_taps, item)
-            self._clock_events()  # what its arrivals showed (samples out of time order)
+            self._clock_events(item.stream)  # what its arrivals showed (samples out of time order)
         elif isinstance(item, Gap):
             self.outlet.send_gap(item)  # a gap carries its own seq; the collector places it
         elif isinstance(item, MetaRecord):
@@ -178,11 +178,12 @@ class Shipper(threading.Thread):
                                      device_ns_from=int(dropped.device_ns[0]), device_ns_to=int(dropped.device_ns[-1]),
                                      detail="agent queue full (overflow=drop-oldest)"))
 
-    def _clock_events(self) -> None:
+    def _clock_events(self, only: str | None = None) -> None:
         """What the clock layer says changed (a trigger lost: the aligner falls back; the trigger back; samples out of
-        time order): logged once, and the latest per stream kept for the status (``clock_notes``)."""
+        time order; ``only``: that stream's): logged once, and the latest per stream kept for the status
+        (``clock_notes``)."""
         take = getattr(self.clocks, "take_events", None)
-        for stream, line in take() if take is not None else ():
+        for stream, line in take(only) if take is not None else ():
             log.warning("%s", line)
             self.clock_notes[stream] = line
 
