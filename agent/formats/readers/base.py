@@ -24,6 +24,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,25 +188,38 @@ def check_readable(path) -> int:
     return size
 
 
-def text_encoding(path) -> str:
-    """The encoding of a text file users bring, from its first 64 KiB: UTF-16 with its BOM (Excel's "Unicode
+def text_head(path) -> tuple[str, str]:
+    """(encoding, the first 64 KiB as text) of a text file users bring: UTF-16 with its BOM (Excel's "Unicode
     text"), UTF-8 with or without one (Excel's "CSV UTF-8" writes one), else Windows-1252 (Excel's plain CSV on
-    Western systems) or, where that has no character for a byte, Latin-1.  Binary files are told apart by the
-    readers (NUL bytes)."""
+    Western systems) or, where that has no character for a byte, Latin-1.  A file of NUL bytes (binary) or that its
+    BOM's encoding cannot read is a one-line ``InputError``."""
     with open(path, "rb") as f:
         head = f.read(65536)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # a character cut at 64 KiB is fine
-        return "utf-8-sig"
-    except UnicodeDecodeError:
-        pass
-    try:
-        head.decode("cp1252")
-        return "cp1252"
-    except UnicodeDecodeError:
-        return "latin-1"
+        encodings = ("utf-16",)
+    else:
+        encodings = ("utf-8-sig", "cp1252", "latin-1")
+    for enc in encodings:
+        try:  # a character cut at 64 KiB is fine
+            text = codecs.getincrementaldecoder(enc)().decode(head, final=False)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise InputError(path, f"not a text file (not {encodings[0]})")
+    if "\x00" in text:
+        raise InputError(path, "not a text file (it holds NUL bytes)")
+    return enc, text
+
+
+def counted_lines(reader, f) -> Iterator[str]:
+    """The lines of ``reader``'s open text file, keeping ``reader.fraction`` (characters read / bytes in the file:
+    about the share read)."""
+    size, done = max(os.path.getsize(reader.path), 1), 0
+    for ln in f:
+        done += len(ln)
+        reader.fraction = min(done / size, 1.0)
+        yield ln
 
 
 def format_of(path, options: InputOptions) -> str:

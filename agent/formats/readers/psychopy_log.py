@@ -13,7 +13,6 @@ time order).  A file whose first entry is not such a line is a one-line ``InputE
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from collections.abc import Iterator
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from synchub.agent.core.stream import StreamInfo
 
-from .base import FileStream, InputError, InputOptions, Piece, stem_of, text_encoding
+from .base import FileStream, InputError, InputOptions, Piece, counted_lines, stem_of, text_head
 from .table_read import seconds_to_ns
 
 #: An entry: time, level name, message (PsychoPy pads the first two with a space before each tab).
@@ -41,10 +40,7 @@ class PsychopyLogInput:
         self.options = options or InputOptions()
         self.stats: dict[str, int] = {}
         self.fraction = 0.0
-        self.encoding = text_encoding(self.path)
-        with open(self.path, encoding=self.encoding, errors="replace") as f:
-            if "\x00" in f.read(65536):
-                raise InputError(self.path, "not a text file (it holds NUL bytes)")
+        self.encoding, _ = text_head(self.path)
         first = next(self._lines(), None)
         if first is None:
             raise InputError(self.path, "no log lines")
@@ -57,12 +53,9 @@ class PsychopyLogInput:
         self.streams = [FileStream(key=name, info=info, local="log")]
 
     def _lines(self) -> Iterator[str]:
-        size, done = max(os.path.getsize(self.path), 1), 0
         try:
             with open(self.path, encoding=self.encoding, errors="strict", newline="") as f:
-                for ln in f:
-                    done += len(ln)
-                    self.fraction = min(done / size, 1.0)
+                for ln in counted_lines(self, f):
                     ln = ln.rstrip("\r\n")
                     if ln.strip():
                         yield ln

@@ -26,7 +26,6 @@ import csv
 import datetime
 import itertools
 import logging
-import os
 import re
 from collections.abc import Iterator
 
@@ -34,7 +33,7 @@ import numpy as np
 
 from synchub.agent.core.stream import StreamInfo
 
-from .base import FileStream, InputError, InputOptions, Piece, stem_of, text_encoding
+from .base import FileStream, InputError, InputOptions, Piece, counted_lines, stem_of, text_head
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
@@ -113,14 +112,7 @@ class TableInput:
         self.path = str(path)
         self.options = options or InputOptions()
         self.stats: dict[str, int] = {}
-        self.encoding = text_encoding(self.path)
-        try:
-            with open(self.path, encoding=self.encoding, newline="") as f:
-                sample = f.read(65536)
-        except UnicodeError:
-            raise InputError(self.path, f"not a text file (not {self.encoding})") from None
-        if "\x00" in sample:
-            raise InputError(self.path, "not a text file (it holds NUL bytes)")
+        self.encoding, sample = text_head(self.path)
         self.delimiter = self._delimiter(sample)
         rows = self._rows()
         header = next(rows, None)
@@ -227,20 +219,12 @@ class TableInput:
         f = open(self.path, encoding=self.encoding, newline="")  # noqa: SIM115 - closed when the generator ends
         self.fraction = 0.0
         try:
-            lines = itertools.dropwhile(lambda ln: ln.startswith("#") or not ln.strip(), self._counted(f))
+            lines = itertools.dropwhile(lambda ln: ln.startswith("#") or not ln.strip(), counted_lines(self, f))
             yield from csv.reader(lines, delimiter=self.delimiter)
         except (UnicodeError, csv.Error) as exc:
             raise InputError(self.path, f"unreadable text ({exc})") from None
         finally:
             f.close()
-
-    def _counted(self, f) -> Iterator[str]:
-        """The file's lines, keeping ``fraction`` (characters read / bytes in the file: about the share read)."""
-        size, done = max(os.path.getsize(self.path), 1), 0
-        for ln in f:
-            done += len(ln)
-            self.fraction = min(done / size, 1.0)
-            yield ln
 
     def _time_column(self) -> int:
         want = self.options.time_col
