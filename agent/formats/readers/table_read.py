@@ -98,6 +98,22 @@ def _is_number(text: str) -> bool:
         return False
 
 
+def _forms(name: str) -> tuple[str, str]:
+    """A column's name as matched: in lower case, and without the unit it ends with (time_ms, "t (us)": time, t)."""
+    return name.strip().lower(), _UNIT.sub("", name).strip(" _.-").lower()
+
+
+def _time_index(names: list[str]) -> int | None:
+    """The column named as a time (``TIME_NAMES`` in order; by its name, then by its name without its unit)."""
+    forms = [_forms(c) for c in names]
+    for name in TIME_NAMES:
+        for k in (0, 1):
+            for i, f in enumerate(forms):
+                if f[k] == name:
+                    return i
+    return None
+
+
 def _cell(text: str) -> str:
     v = text.strip()
     return "nan" if v.lower() in MISSING else v
@@ -126,7 +142,7 @@ class TableInput:
         self.columns = [h.strip() for h in header]
         # PsychoPy's trial-by-trial data file: no time column; each component's start and stop in its own
         self.phases = [i for i, c in enumerate(self.columns) if c.endswith((".started", ".stopped"))]
-        if self.phases and not self.options.time_col and not self._time_names():
+        if self.phases and not self.options.time_col and _time_index(self.columns) is None:
             self._psychopy_data(rows)
             return
         self.phases = []
@@ -157,10 +173,6 @@ class TableInput:
             info = StreamInfo(name=name, type="marker", nominal_srate=0.0, channel_count=1, channel_format="string",
                               channel_labels=(self.columns[i] or f"c{i}",))
             self.streams.append(FileStream(key=name, info=info, local=("text", i)))
-
-    def _time_names(self) -> bool:
-        bare = {_UNIT.sub("", c).strip(" _.-").lower() for c in self.columns} | {c.lower() for c in self.columns}
-        return bool(bare & set(TIME_NAMES))
 
     def _psychopy_data(self, rows) -> None:
         """A PsychoPy data file (one row per trial; ``<component>.started`` / ``.stopped`` in seconds on PsychoPy's
@@ -205,8 +217,8 @@ class TableInput:
         ``# onset, duration, description`` above rows of numbers), else None."""
         if not any(c.strip() and _is_number(c) and c.strip().lower() not in MISSING for c in first):
             return None
-        named = {c.strip().lower() for c in first} | {_UNIT.sub("", c).strip(" _.-").lower() for c in first}
-        if named & {*TIME_NAMES, self.options.time_col.lower()} - {""}:
+        want = self.options.time_col.lower()
+        if _time_index(first) is not None or want and want in {f for c in first for f in _forms(c)}:
             return None  # a header with numbers among its names ("time,1,2"), under a comment about the file
         comments = [ln.lstrip("#").strip() for ln in itertools.takewhile(
             lambda ln: ln.startswith("#") or not ln.strip(), sample.splitlines()) if ln.strip()]
@@ -235,11 +247,9 @@ class TableInput:
             if want.isdigit() and int(want) < len(self.columns):
                 return int(want)
             raise InputError(self.path, f"no column {want!r} (columns: {', '.join(self.columns)})")
-        bare = [_UNIT.sub("", c).strip(" _.-").lower() for c in self.columns]  # time_ms, "t (us)": time, t
-        for name in TIME_NAMES:
-            for names in (lower, bare):
-                if name in names:
-                    return names.index(name)
+        found = _time_index(self.columns)
+        if found is not None:
+            return found
         raise InputError(self.path, f"no time column: none is named {', '.join(TIME_NAMES[:3])} (name it with "
                                     f"time_col; columns: {', '.join(self.columns)})")
 
