@@ -73,13 +73,9 @@ class PsychopyLogInput:
                 else:
                     self._count("not_an_entry")
                 continue
-            t = seconds_to_ns(m.group(1))
-            if t is None:  # cannot happen with the pattern; kept for a clear count
-                self._count("bad_time")
-                continue
             if cur is not None:
                 yield cur[0], cur[1], cur[2]
-            cur = [t, m.group(2), m.group(3).strip()]
+            cur = [seconds_to_ns(m.group(1)), m.group(2), m.group(3).strip()]  # ENTRY's time is a decimal number
         if cur is not None:
             yield cur[0], cur[1], cur[2]
 
