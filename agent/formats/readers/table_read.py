@@ -190,12 +190,15 @@ class TableInput:
         out = []
         for r in batch:
             for i in self.phases:
-                t = seconds_to_ns(r[i]) if i < len(r) and r[i].strip().lower() not in MISSING else None
-                if t is not None:
-                    comp, _, what = self.columns[i].rpartition(".")
-                    out.append((t, f"{comp} {what}"))
-                elif i < len(r) and r[i].strip().lower() not in MISSING:
+                cell = r[i].strip() if i < len(r) else ""
+                if cell.lower() in MISSING:
+                    continue
+                t = seconds_to_ns(cell)
+                if t is None:
                     self._count("bad_time")
+                    continue
+                comp, _, what = self.columns[i].rpartition(".")
+                out.append((t, f"{comp} {what}"))
         out.sort(key=lambda x: x[0])
         if not out:
             return None
