@@ -32,7 +32,7 @@ def run_files(files: list[str], args) -> int:
         print(json.dumps(summary, indent=2, default=str))
         return 0
     print(f"{len(summary['inputs'])} input(s); {len(summary['streams'])} streams")
-    print(f"{'stream':24} {'format':9} {'type':9} {'fmt':8} {'ch':>4} {'nominal':>9} {'measured':>10} {'samples':>9} "
+    print(f"{'stream':24} {'format':11} {'type':9} {'fmt':8} {'ch':>4} {'nominal':>9} {'measured':>10} {'samples':>9} "
           f"{'clocks':>6}  time range (s, own clock)  evidence")
     for r in summary["streams"]:
         rng = f"{r['first_s']:.3f} .. {r['last_s']:.3f}" if "first_s" in r else "-"
@@ -42,7 +42,7 @@ def run_files(files: list[str], args) -> int:
             ev.append(f"{r['clock_offsets']} clock offsets in {len(r.get('clock_segments') or [])} segment(s)")
         if "sync_pulses" in r:
             ev.append(f"{r['sync_pulses']} sync pulses")
-        print(f"{r['name'][:24]:24} {r['format'][:9]:9} {str(r['type'])[:9]:9} {str(r['channel_format'])[:8]:8} "
+        print(f"{r['name'][:24]:24} {r['format'][:11]:11} {str(r['type'])[:9]:9} {str(r['channel_format'])[:8]:8} "
               f"{r['channels']:>4} {r['nominal_rate_hz']:>9g} {measured:>10} {r['samples']:>9} "
               f"{r['clock_timelines']:>6}  {rng:25} {'; '.join(ev)}")
     for w in summary.get("warnings", []):

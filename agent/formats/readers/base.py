@@ -40,6 +40,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "audio": (".wav", ".flac", ".wave", ".bwf", ".rf64", ".ogg", ".aiff", ".aif"),
     "table": (".csv", ".tsv", ".txt"),
     "psychopy": (".log",),
+    "brainvision": (".vhdr", ".vmrk"),
 }
 SYNC_KINDS = ("auto", "ttl", "photodiode", "click", "tone")
 ALIGN_MODES = ("auto", "edges", "hybrid", "neural", "classical", "none")

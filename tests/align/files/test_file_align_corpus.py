@@ -15,6 +15,8 @@ from synchub.bench.align.files import write_files
 from synchub.models import corpus
 from synchub.models.corpus import sources as S
 
+NS = 1_000_000_000
+
 sf = pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
 pytest.importorskip("onnxruntime", reason="the aligner's encoders need the neural extra")
 
@@ -208,3 +210,30 @@ def test_a_psychopy_data_file_is_tied_to_the_microphone_that_heard_its_sounds(tm
     got = _error_ms(fa, log, truth)
     assert fa.inputs[1].link is not None
     assert np.median(got) < np.median(expect) + 0.3 and np.percentile(got, 95) < np.percentile(expect, 95) + 1.0
+
+
+def test_brainvision_markers_are_tied_to_the_microphone_with_their_recording(tmp_path):
+    """An EEG amplifier's BrainVision recording (written by pybv, as Recorder writes it) whose marker file holds the
+    rig's lines at their data points (5 kHz): its markers tie to the microphone as well as a CSV of the lines, and its
+    channels go with them (one clock: the amplifier's sample clock)."""
+    pybv = pytest.importorskip("pybv", reason="pybv (writes the BrainVision recording) is in the dev extra")
+    specs, log, truth = _files(tmp_path, "events", 0)
+    plain = FileAlignment(specs)
+    plain.gather()
+    expect = _error_ms(plain, log, truth)
+    fs, start = 5000, int(log.device_ns.min()) - 2 * NS
+    pos = np.rint((log.device_ns - start) * fs / NS).astype(np.int64)
+    events = [{"onset": int(p), "duration": 1, "description": str(line), "type": "Comment"}
+              for p, line in zip(pos.tolist(), log.data, strict=True)]
+    data = np.random.default_rng(0).normal(0.0, 1e-5, (2, int(pos.max()) + 2 * fs))
+    pybv.write_brainvision(data=data, sfreq=fs, ch_names=["Cz", "Pz"], fname_base="eeg", folder_out=tmp_path,
+                           events=events)
+    fa = FileAlignment([specs[0], InputSpec([str(tmp_path / "eeg.vhdr")])])
+    rep = fa.write(tmp_path / "out.xdf")
+    dev = pos * NS // fs  # the markers on the amplifier's clock: its first sample at 0
+    g, _ = fa.inputs[1].link.map(dev, np.zeros(len(dev), dtype=np.int64))
+    got = np.abs(g - truth) / 1e6
+    assert fa.inputs[1].reader.kind == "brainvision"
+    assert np.median(got) < np.median(expect) + 0.3 and np.percentile(got, 95) < np.percentile(expect, 95) + 1.0
+    rows = {s["name"]: s for s in rep["streams"]}
+    assert rows["eeg"]["link"]["via"] == rows["eeg-markers"]["link"]["via"] == "eeg-markers -> mic"
