@@ -163,7 +163,7 @@ class BrainVisionInput:
                         quality=(("lsl_type", "EEG"), ("clock", "sample index"), ("source", "brainvision")))
         self.streams = [FileStream(key=name, info=si, local="data", meta={"samples": self.n, "units": units,
                                                                            "format": fmt})]
-        if self.markers:
+        if any(r[0].lower() != "new segment" for r in self.markers):
             mi = StreamInfo(name=f"{name}-markers", type="marker", nominal_srate=0.0, channel_count=1,
                             channel_format="string", channel_labels=("marker",),
                             quality=(("source", "brainvision markers"),))

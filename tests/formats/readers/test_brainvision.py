@@ -163,3 +163,9 @@ def test_a_marker_file_without_its_header_is_one_line(tmp_path):
     (tmp_path / "lost.vmrk").write_text("Brain Vision Data Exchange Marker File\n[Marker Infos]\nMk1=Stimulus,S 1,2\n")
     with pytest.raises(InputError, match=r"lost\.vmrk: a BrainVision marker file needs its header \(\.vhdr\)"):
         open_input(tmp_path / "lost.vmrk")
+
+
+def test_a_recording_with_no_marker_but_its_segment_has_no_marker_stream(tmp_path):
+    vhdr = _by_hand(tmp_path, "", np.zeros(8, dtype="<i2").tobytes(), "Mk1=New Segment,,1,1,0,20240102120000000000\n")
+    r, got = _read(vhdr)
+    assert [s.key for s in r.streams] == ["x"] and list(got) == ["x"] and got["x"][0].device_ns[0] == 1704196800 * NS
