@@ -141,6 +141,9 @@ def _bad_inputs(folder: Path, examples_dir: Path | None) -> dict[str, tuple[Path
     p = folder / "app.log"
     p.write_text("Nov 28 07:00:01 host systemd[1]: Started session.\n")
     bad["a .log that is not PsychoPy's"] = (p, "not a PsychoPy log")
+    p = folder / "night.edf"
+    p.write_text("exported from the sleep lab, see the PDF\n" * 10)
+    bad["text named .edf"] = (p, "not an EDF or BDF file")
     p = folder / "eeg.vhdr"
     p.write_text("Brain Vision Data Exchange Header File Version 1.0\n[Common Infos]\nDataFile=eeg.eeg\n"
                  "NumberOfChannels=2\nSamplingInterval=2000\n")

@@ -7,6 +7,7 @@
   ``soundfile``; ``table_read``: CSV/TSV (a time column, numeric channels, a text column as markers);
   ``psychopy_log``: a PsychoPy experiment's ``.log`` (its EXP and DATA entries as markers); ``brainvision``: a
   BrainVision recording (``.vhdr`` + ``.eeg`` + ``.vmrk``: channels and markers on the amplifier's sample clock);
+  ``edf_read``: EDF/EDF+/BDF (a stream per sampling rate, EDF+ annotations as markers);
   ``mcap_parts``: synchub MCAP sessions, several part files as one; ``mcap_json``: MCAP files of JSON channels
   that other tools wrote.
 * ``manifest``: a TOML manifest naming several input files with their options.

@@ -41,6 +41,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "table": (".csv", ".tsv", ".txt"),
     "psychopy": (".log",),
     "brainvision": (".vhdr", ".vmrk"),
+    "edf": (".edf", ".bdf", ".rec"),
 }
 SYNC_KINDS = ("auto", "ttl", "photodiode", "click", "tone")
 ALIGN_MODES = ("auto", "edges", "hybrid", "neural", "classical", "none")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from .audio_read import AudioInput
 from .base import InputOptions, check_readable, format_of
 from .brainvision import BrainVisionInput
+from .edf_read import EdfInput
 from .mcap_json import JsonMcapInput, is_synchub_mcap
 from .mcap_parts import McapInput
 from .psychopy_log import PsychopyLogInput
@@ -28,6 +29,8 @@ def open_input(path, options: InputOptions | None = None):
         return PsychopyLogInput(path, options)
     if fmt == "brainvision":
         return BrainVisionInput(path, options)
+    if fmt == "edf":
+        return EdfInput(path, options)
     if is_synchub_mcap(path):
         return McapInput([path], options)
     return JsonMcapInput(path, options)
