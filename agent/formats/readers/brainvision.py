@@ -13,12 +13,15 @@ annotations, at its data point's time).  Sample ``k`` (0-based) is at ``k * Samp
 to the ns for any interval (``1953.125`` us at 512 Hz); where a ``New Segment`` marker carries its date
 (``YYYYMMDDhhmmssuuuuuu``, read as UTC as MNE reads it), the segment's samples are at that date plus their distance
 from its first point: a recording paused and resumed jumps forward by the pause.  ``New Segment`` markers are clock
-facts, not events: counted, not in the marker stream.  A description holding an uncoded comma (pybv 0.8 writes them
+facts, not events: counted, not in the marker stream (a later date after an undated first segment is ignored,
+counted: the sample clock goes on).  A marker outside the data is dropped and counted, as MNE drops it; a marker file
+the header names but that is gone is looked for under the header's own stem (renamed files), else the channels are
+read alone (``marker_file_missing``).  A description holding an uncoded comma (pybv 0.8 writes them
 so; MNE refuses the file) is read whole: the position, size and channel are the numbers at the line's end.
 
-Refused in one line (``InputError``): a header that is not BrainVision's, a missing data file, ASCII data, an
-unknown binary format, a data file that is not a whole number of samples, a marker line whose position is not a
-number.
+Refused in one line (``InputError``): a header that is not BrainVision's (V-Amp and Core headers are), a missing or
+empty data file, ASCII data, an unknown binary format or orientation, a channel without its line or with a resolution
+that is not a number, a data file that is not a whole number of samples, a marker whose position is not a number.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from .base import FileStream, InputError, InputOptions, Piece, modality_of_lsl, 
 NS = 1_000_000_000
 BLOCK = 1 << 15  # samples per piece
 DTYPES = {"INT_16": "<i2", "UINT_16": "<u2", "INT_32": "<i4", "IEEE_FLOAT_32": "<f4"}
-_MAGIC = ("brain vision data exchange header file", "brainvision data exchange header file")
+_MAGIC = re.compile(r"brain ?vision( core| v-amp)? data( exchange)? header file", re.IGNORECASE)  # as MNE's
 _MK = re.compile(r"^Mk(\d+)\s*=(.*)$", re.IGNORECASE)
 _DATE = re.compile(r"^\d{20}$")
 
@@ -113,9 +116,10 @@ class BrainVisionInput:
         self.options = options or InputOptions()
         self.fraction = 0.0
         self.stats: dict[str, int] = {}
+        self.missing_markers = 0
         header = self._header_path(Path(path))
         lines = _text(header, "header (.vhdr)")
-        if not lines or not lines[0].strip().lower().startswith(_MAGIC):
+        if not lines or not _MAGIC.match(lines[0].strip()):
             raise InputError(header, "not a BrainVision header (its first line is not 'Brain Vision Data Exchange "
                                      "Header File ...')")
         sec = _sections(header, lines)
@@ -126,10 +130,14 @@ class BrainVisionInput:
         if fmt not in DTYPES:
             raise InputError(header, f"unknown BinaryFormat {fmt!r} (known: {', '.join(DTYPES)})")
         self.dtype = np.dtype(DTYPES[fmt])
-        self.vectorized = common.get("DataOrientation", "MULTIPLEXED").upper().startswith("VECTOR")
+        orient = common.get("DataOrientation", "MULTIPLEXED").upper()
+        if orient not in ("MULTIPLEXED", "VECTORIZED"):
+            raise InputError(header, f"unknown DataOrientation {orient!r} (MULTIPLEXED or VECTORIZED)")
+        self.vectorized = orient == "VECTORIZED"
         try:
             self.nch = int(common["NumberOfChannels"])
-            interval_us = Fraction(common["SamplingInterval"])
+            # pybv writes 1e6 / rate as Python prints it (1666.6666666666667 at 600 Hz): the rate's own fraction
+            interval_us = Fraction(common["SamplingInterval"]).limit_denominator(10_000)
         except (KeyError, ValueError, ZeroDivisionError):
             raise InputError(header, "NumberOfChannels and SamplingInterval (us) must be numbers") from None
         if self.nch <= 0 or interval_us <= 0:
@@ -144,18 +152,23 @@ class BrainVisionInput:
             raise InputError(self.data_path, f"truncated: {size} bytes is not a whole number of samples of "
                                              f"{self.nch} channels ({frame} bytes each)")
         self.n = size // frame
+        if self.n == 0:
+            raise InputError(self.data_path, "empty: no samples")
         labels, self.scale, units = [], np.ones(self.nch, dtype=np.float64), []
         chans = sec.get("channel infos", {})
         for i in range(self.nch):
-            parts = [p.replace("\\1", ",") for p in chans.get(f"Ch{i + 1}", "").split(",")]
+            if f"Ch{i + 1}" not in chans:
+                raise InputError(header, f"no Ch{i + 1} line under [Channel Infos] for {self.nch} channels")
+            parts = [p.replace("\\1", ",") for p in chans[f"Ch{i + 1}"].split(",")]
             labels.append(parts[0].strip() or f"ch{i + 1}")
             try:
                 self.scale[i] = float(parts[2]) if len(parts) > 2 and parts[2].strip() else 1.0
             except ValueError:
-                self.scale[i] = 1.0
+                raise InputError(header, f"Ch{i + 1}: resolution {parts[2].strip()!r} is not a number") from None
+            if not np.isfinite(self.scale[i]):
+                raise InputError(header, f"Ch{i + 1}: resolution {parts[2].strip()!r} is not a number")
             units.append(parts[3].strip() if len(parts) > 3 and parts[3].strip() else "µV")
-        mk = common.get("MarkerFile")
-        self.markers = self._markers(header.parent / mk) if mk else []
+        self.markers = self._markers(self._marker_path(header, common.get("MarkerFile")))
         name = self.options.name or stem_of(header)
         rate = float(NS / self.interval_ns)
         si = StreamInfo(name=name, type=modality_of_lsl("EEG", "float32"), nominal_srate=rate, channel_count=self.nch,
@@ -187,8 +200,20 @@ class BrainVisionInput:
         raise InputError(p, "a BrainVision marker file needs its header (.vhdr) beside it, for the sampling "
                             "interval: none names it")
 
-    def _markers(self, path: Path) -> list[tuple[str, str, int, int, int, int | None]]:
-        out = []
+    def _marker_path(self, header: Path, named: str | None) -> Path | None:
+        """The marker file the header names, else (renamed, as after a BIDS rename) the one of the header's stem;
+        neither: the channels alone, counted (``marker_file_missing``)."""
+        for p in ([header.parent / named] if named else []) + [header.with_suffix(".vmrk")]:
+            if p.is_file():
+                return p
+        if named:
+            self.missing_markers = 1
+        return None
+
+    def _markers(self, path: Path | None) -> list[tuple[str, str, int, int, int, int | None]]:
+        out: list = []
+        if path is None:
+            return out
         in_markers = False
         for ln in _text(path, "marker file (.vmrk)")[1:]:
             s = ln.strip()
@@ -212,6 +237,9 @@ class BrainVisionInput:
             k = max(pos - 1, 0)
             if date is None:
                 continue
+            if not segs[0][1] and k > 0:  # the first segment has no date: the sample clock goes on (no 1970 jump)
+                self.stats["segment_dates_ignored"] = self.stats.get("segment_dates_ignored", 0) + 1
+                continue
             if k == 0:
                 segs = [(0, date)]
             elif date > self.times(np.array([k], dtype=np.int64), segs)[0]:
@@ -222,23 +250,28 @@ class BrainVisionInput:
 
     def times(self, k: np.ndarray, segs: list[tuple[int, int]]) -> np.ndarray:
         """Exact device ns of 0-based samples ``k`` (sorted) on ``segs``."""
-        num, den = self.interval_ns.numerator, self.interval_ns.denominator
+        q, r = divmod(self.interval_ns.numerator, self.interval_ns.denominator)  # k * r stays small: no overflow
         starts = np.array([s for s, _ in segs], dtype=np.int64)
         i = np.searchsorted(starts, k, side="right") - 1
         base = np.array([t for _, t in segs], dtype=np.int64)[i]
-        return base + ((k - starts[i]) * num) // den
+        dk = k - starts[i]
+        return base + dk * q + (dk * r) // self.interval_ns.denominator
 
     def read(self, evidence: bool = True, streams: set[str] | None = None) -> Iterator[Piece]:
-        self.stats = {}
+        self.stats = {"marker_file_missing": 1} if self.missing_markers else {}
         segs = self._segments()
         want = {fs.key for fs in self.streams} if streams is None else set(streams)
         data_key = self.streams[0].key
         if len(self.streams) > 1 and self.streams[1].key in want:
             events = [r for r in self.markers if r[0].lower() != "new segment"]
+            inside = [r for r in events if 1 <= r[2] <= self.n]  # as MNE: a marker outside the data is dropped
+            if len(inside) < len(events):
+                self.stats["markers_outside_data"] = len(events) - len(inside)
+            events = inside
             self.stats["markers"] = len(events)
             if events:
                 k = np.array([max(r[2] - 1, 0) for r in events], dtype=np.int64)
-                text = [f"{r[0]}/{r[1]}" if r[1] else r[0] for r in events]
+                text = [f"{r[0]}/{r[1]}" for r in events]
                 yield Piece(self.streams[1].key, 0, self.times(k, segs), text)
         if data_key not in want:
             return

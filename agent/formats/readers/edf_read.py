@@ -37,13 +37,14 @@ _FIELDS = (("label", 16), ("transducer", 80), ("unit", 8), ("pmin", 8), ("pmax",
 
 def _start_ns(path, date: str, time: str, recording: str) -> int:
     try:
-        d, m, y = (int(x) for x in date.strip().split("."))
+        d, m, y = date.strip().split(".")
         hh, mm, ss = (int(x) for x in time.strip().split("."))
-        year = y + (1900 if y >= 85 else 2000)
-        parts = recording.split()  # EDF+: "Startdate 02-JAN-2024 ..." has the four-digit year
+        parts = recording.split()  # EDF+: "Startdate 02-JAN-2024 ..." has the four-digit year ("yy" after 2084)
         if len(parts) > 1 and parts[0] == "Startdate" and parts[1][-4:].isdigit():
             year = int(parts[1][-4:])
-        t = datetime(year, m, d, hh, mm, ss, tzinfo=timezone.utc)
+        else:
+            year = int(y) + (1900 if int(y) >= 85 else 2000)
+        t = datetime(year, int(m), int(d), hh, mm, ss, tzinfo=timezone.utc)
     except ValueError:
         raise InputError(path, f"the header's start date and time are not dd.mm.yy hh.mm.ss ({date!r} {time!r})") \
             from None
@@ -61,7 +62,7 @@ def _tals(raw: bytes) -> list[tuple[Fraction, list[str]]]:
             onset = Fraction(head.split("\x15")[0])
         except (ValueError, ZeroDivisionError):
             continue
-        out.append((onset, [t for t in texts if t.strip()]))
+        out.append((onset, texts[:-1] if texts and texts[-1] == "" else texts))  # the list ends with \x14
     return out
 
 
@@ -103,6 +104,8 @@ class EdfInput:
             dmin, dmax = np.array(cols["dmin"], float), np.array(cols["dmax"], float)
         except ValueError:
             raise InputError(self.path, "a signal's range or samples per record is not a number") from None
+        if min(self.nsamp) < 0 or not all(np.isfinite(v).all() for v in (pmin, pmax, dmin, dmax)):
+            raise InputError(self.path, "a signal's samples per record is negative or its range not a number")
         self.width = 3 if self.bdf else 2
         self.rec_bytes = sum(self.nsamp) * self.width
         self.hdr = hdr_bytes
@@ -114,7 +117,7 @@ class EdfInput:
         self.base = pmin - self.gain * dmin
         self.labels = cols["label"]
         ann = [i for i, lab in enumerate(self.labels) if lab in ("EDF Annotations", "BDF Annotations")]
-        self.start = _start_ns(self.path, text[160:168], text[168:176], text[72:152])
+        self.start = _start_ns(self.path, text[160:168], text[168:176], text[80:160])
         self.offsets = np.concatenate([[0], np.cumsum(self.nsamp)]) * self.width
         self.rec_start, self.notes = self._annotations(ann)
         name = self.options.name or stem_of(self.path)
@@ -156,10 +159,10 @@ class EdfInput:
                 for j, i in enumerate(ann):
                     f.seek(self.hdr + r * self.rec_bytes + int(self.offsets[i]))
                     tals = _tals(f.read(self.nsamp[i] * self.width))
-                    if j == 0 and tals and not tals[0][1]:
-                        starts[r] = (tals[0][0] * NS).__floor__()  # the record's time-keeping list
-                        tals = tals[1:]
-                    notes += [((on * NS).__floor__(), t) for on, texts in tals for t in texts]
+                    if j == 0 and tals and tals[0][1][:1] == [""]:  # the record's time-keeping list: its first
+                        starts[r] = (tals[0][0] * NS).__floor__()  # text is empty (others may follow it)
+                        tals[0] = (tals[0][0], tals[0][1][1:])
+                    notes += [((on * NS).__floor__(), t) for on, texts in tals for t in texts if t.strip()]
         notes.sort(key=lambda x: x[0])
         return starts, notes
 
@@ -184,7 +187,7 @@ class EdfInput:
         groups = [g for g in self.groups if g[0] in want]
         if not groups or self.n_rec == 0:
             return
-        per = max(1, PIECE // max(n for _, n, _ in groups))
+        per = max(1, min(PIECE // max(n for _, n, _ in groups), (16 << 20) // max(self.rec_bytes, 1)))  # <= 16 MiB
         dur_ns = self.dur * NS
         with open(self.path, "rb") as f:
             f.seek(self.hdr)

@@ -72,7 +72,20 @@ def test_the_marker_file_given_alone_reads_the_recording_its_header_names(tmp_pa
     r2, b = _read(tmp_path / "rec.vmrk")
     assert r2.kind == "brainvision" and [s.key for s in r2.streams] == ["session1", "session1-markers"]
     assert np.array_equal(_cat(a["session1-markers"])[0], _cat(b["session1-markers"])[0])
-    assert vhdr.name == "rec.vhdr"
+    assert r1.streams[0].info.nominal_srate == r2.streams[0].info.nominal_srate == 512.0 and not vhdr.exists()
+
+
+def test_times_at_a_rate_whose_interval_python_prints_long(tmp_path):
+    """pybv writes 1e6 / 600 as 1666.6666666666667 us: read as 5000/3 us (the exact fraction's numerator made
+    every time past the 550th sample wrap around int64, silently)."""
+    vhdr = _pybv(tmp_path, n=30_000, sfreq=600.0, events=[{"onset": 15_000, "duration": 1, "description": 1,
+                                                            "type": "Stimulus"}])
+    _, got = _read(vhdr)
+    t, _ = _cat(got["rec"])
+    assert np.array_equal(t, np.arange(30_000) * 5_000_000_000 // 3_000)
+    raw = mne.io.read_raw_brainvision(vhdr, verbose="error")
+    mt, _ = _cat(got["rec-markers"])
+    assert mt[0] == 25 * NS and np.allclose(mt / NS, raw.annotations.onset[raw.annotations.description != "New Segment/"])
 
 
 def _by_hand(tmp_path, header_extra: str, data: bytes, markers: str, fmt="INT_16", orient="VECTORIZED",
@@ -136,6 +149,10 @@ def test_a_comma_the_writer_did_not_code_stays_in_the_description():
     ("not a header", "not a BrainVision header"),
     ("bad marker", "marker Mk1: its position is not a number"),
     ("zero interval", "must be > 0"),
+    ("empty data", "x.eeg: empty: no samples"),
+    ("resolution", "Ch1: resolution '0.1x' is not a number"),
+    ("orientation", "unknown DataOrientation 'ROWS'"),
+    ("no channel line", "no Ch2 line under"),
 ])
 def test_faults_of_a_recording_are_one_line(tmp_path, case, why):
     ok = np.zeros(8, dtype="<i2").tobytes()
@@ -154,6 +171,14 @@ def test_faults_of_a_recording_are_one_line(tmp_path, case, why):
         (tmp_path / "x.vmrk").write_text("Brain Vision Data Exchange Marker File\n[Marker Infos]\nMk1=Stimulus,S 1,x\n")
     elif case == "zero interval":
         vhdr.write_text(vhdr.read_text().replace("SamplingInterval=1000", "SamplingInterval=0"))
+    elif case == "empty data":
+        (tmp_path / "x.eeg").write_bytes(b"")
+    elif case == "resolution":
+        vhdr.write_text(vhdr.read_text().replace(",,0.5,uV", ",,0.1x,uV"))
+    elif case == "orientation":
+        vhdr.write_text(vhdr.read_text().replace("=VECTORIZED", "=ROWS"))
+    elif case == "no channel line":
+        vhdr.write_text(vhdr.read_text().replace("Ch2=Trig,,,", ""))
     with pytest.raises(InputError, match=why) as exc:
         BrainVisionInput(vhdr)
     assert "\n" not in str(exc.value)
@@ -169,3 +194,26 @@ def test_a_recording_with_no_marker_but_its_segment_has_no_marker_stream(tmp_pat
     vhdr = _by_hand(tmp_path, "", np.zeros(8, dtype="<i2").tobytes(), "Mk1=New Segment,,1,1,0,20240102120000000000\n")
     r, got = _read(vhdr)
     assert [s.key for s in r.streams] == ["x"] and list(got) == ["x"] and got["x"][0].device_ns[0] == 1704196800 * NS
+
+
+def test_a_v_amp_header_a_renamed_marker_file_and_markers_outside_the_data(tmp_path):
+    """A V-Amp header (MNE reads it); the marker file the header names is gone but one of the header's stem is
+    there (a BIDS rename); a marker past the data's end is dropped and counted, as MNE drops it; an empty
+    description keeps MNE's ``Type/``."""
+    vhdr = _by_hand(tmp_path, "", np.zeros(8, dtype="<i2").tobytes(), "Mk1=Stimulus,,2,1,0\nMk2=Stimulus,S 9,99,1,0\n")
+    text = vhdr.read_text().replace("Brain Vision Data Exchange Header File Version 1.0",
+                                    "Brain Vision V-Amp Data Header File Version 1.0")
+    vhdr.write_text(text.replace("MarkerFile=x.vmrk", "MarkerFile=old_name.vmrk"))
+    r, got = _read(vhdr)
+    assert got["x-markers"][0].data == ["Stimulus/"] and r.stats["markers_outside_data"] == 1
+    (tmp_path / "x.vmrk").unlink()
+    r, got = _read(vhdr)
+    assert list(got) == ["x"] and r.stats == {"marker_file_missing": 1}
+
+
+def test_a_dated_segment_after_an_undated_first_one_is_no_jump_from_1970(tmp_path):
+    marks = "Mk1=New Segment,,1,1,0\nMk2=New Segment,,3,1,0,20240102120000000000\n"
+    vhdr = _by_hand(tmp_path, "", np.zeros(8, dtype="<i2").tobytes(), marks)
+    r, got = _read(vhdr)
+    assert np.array_equal(got["x"][0].device_ns, np.arange(4) * 1_000_000)
+    assert r.stats["segment_dates_ignored"] == 1

@@ -51,7 +51,6 @@ def test_signals_per_rate_and_annotations_read_as_mne_reads_them(tmp_path):
     assert [(s.key, s.info.nominal_srate, s.info.channel_labels) for s in r.streams] == [
         ("x", 256.0, ("Fp1", "Cz")), ("x-32Hz", 32.0, ("Resp",)), ("x-annotations", 0.0, ("annotation",))]
     raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
-    assert int(raw.info["meas_date"].timestamp()) * NS == START
     t, x = got["x"]
     assert np.allclose(x.T, raw.get_data(picks=["Fp1", "Cz"]) * 1e6, atol=1e-3)
     assert len(t) == 256 * 300 and np.array_equal(t - START, np.arange(len(t)) * NS // 256)
@@ -100,11 +99,39 @@ def test_edf_plus_d_records_start_where_their_time_keeping_says(tmp_path):
     assert np.all(np.diff(t[:-256]) > 0)
 
 
+def test_a_time_keeping_list_that_carries_an_annotation_still_times_its_record(tmp_path):
+    """The spec: only a record's first list's first text is empty; more texts may follow it ("+399 \\x14\\x14Resumed"):
+    the record starts at 399 s and "Resumed" is an annotation there."""
+    path = _edf(tmp_path)
+    b = bytearray(path.read_bytes())
+    b[192:197] = b"EDF+D"
+    at = b.rfind(b"+299\x14\x14\x00")
+    assert bytes(b[at + 7: at + 15]) == bytes(8)  # room for the text
+    b[at:at + 15] = b"+399\x14\x14Resumed\x14\x00"
+    path.write_bytes(bytes(b))
+    _, got = _read(path)
+    assert got["x"][0][-256] - START == 399 * NS
+    ta, text = got["x-annotations"]
+    assert text == ["Stim 1", "Lights off", "Resumed"] and ta[-1] - START == 399 * NS
+
+
+def test_the_year_comes_from_the_edf_plus_recording_field(tmp_path):
+    """EDF+ writes the four-digit year in the recording field ("Startdate 02-JAN-2024"); the header's two-digit
+    field may be "yy" (after 2084)."""
+    path = _edf(tmp_path)
+    b = bytearray(path.read_bytes())
+    b[174:176] = b"yy"
+    path.write_bytes(bytes(b))
+    _, got = _read(path)
+    assert got["x"][0][0] == START
+
+
 @pytest.mark.parametrize("fault, why", [
     ("not edf", "not an EDF or BDF file"),
     ("cut", r"truncated: 299 of 300 data records"),
     ("header size", r"header of 1000 bytes for 4 signals"),
     ("date", "start date and time are not dd.mm.yy hh.mm.ss"),
+    ("negative samples", "samples per record is negative"),
 ])
 def test_faults_of_a_recording_are_one_line(tmp_path, fault, why):
     path = _edf(tmp_path)
@@ -117,6 +144,8 @@ def test_faults_of_a_recording_are_one_line(tmp_path, fault, why):
         b[184:192] = b"1000    "
     elif fault == "date":
         b[168:176] = b"yy.mm.dd"
+    elif fault == "negative samples":
+        b[256 + 4 * 216: 256 + 4 * 216 + 8] = b"-2      "
     path.write_bytes(bytes(b))
     with pytest.raises(InputError, match=why) as exc:
         EdfInput(path)
