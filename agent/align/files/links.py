@@ -72,8 +72,11 @@ class Link:
     window_sigma_ns: float = 0.0  # aligner windows: one window's sigma (the median of those the model weighs)
     drift_sigma_ppm: float | None = None  # aligner windows: the 1-sigma of the drift over them (``drift_sigma``)
     # aligner links (k, g ns; the file engine's table, else 1, 0): the mapped uncertainty is
-    # k * sqrt(unc^2 + window_sigma^2 + g^2); None (edges): as the model reports it
+    # sqrt((k * sqrt(unc^2 + window_sigma^2 + g^2))^2 + hidden^2); None (edges): as the model reports it
     calibration: tuple[float, float] | None = None
+    shift_ns: int = 0  # aligner links: added to every mapped time (``onset_check``: the rise the windows hid) ...
+    hidden_ns: float = 0.0  # ... and its 1-sigma: what the average could not see may be as much again (half of it)
+    semantics: object = field(default=None, repr=False)  # aligner links: the marker rules its windows read
 
     def map(self, t_ns: np.ndarray, timeline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t = np.asarray(t_ns, dtype=np.int64)
@@ -87,11 +90,14 @@ class Link:
             sel = timeline == k
             out[sel], unc[sel] = dense_map(lambda tt, ss, m=m: m.map(tt, ss, smooth=True)[:2], t[sel],
                                            _segments(m, t[sel]))
+        if self.shift_ns:
+            out[unc < UNKNOWN_UNC_NS] += self.shift_ns
         if self.calibration is not None:
             k, g = self.calibration
             known = unc < UNKNOWN_UNC_NS
             u = unc[known].astype(np.float64)
-            unc[known] = np.rint(k * np.sqrt(u * u + self.window_sigma_ns ** 2 + g * g)).astype(np.int64)
+            u = k * np.sqrt(u * u + self.window_sigma_ns ** 2 + g * g)
+            unc[known] = np.rint(np.sqrt(u * u + self.hidden_ns ** 2)).astype(np.int64)  # not the table's to scale
         return out, unc
 
     def state(self) -> dict:
@@ -216,7 +222,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
     win = WindowAligner(ref_info, tgt_info, runners, settings or calibrated_settings(table, False))
     drift = DriftTracker()
     model = ClockModel(name, consensus=2, rw_bank_ppm=LINK_RW_PPM)
-    link = Link(method, {0: model}, notes=[])
+    link = Link(method, {0: model}, notes=[], semantics=win.semantics)
     has = out_table is not None and out_table.has(win.ref_mod, win.tgt_mod)
     link.calibration = out_table.of(win.ref_mod, win.tgt_mod) if has else (1.0, 0.0)
     reasons: dict[str, list] = {}  # reason_kind -> [windows, the first one's reason]

@@ -27,6 +27,7 @@ from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.core.stream import Chunk
 from synchub.agent.formats.readers.base import GapRecord, InputOptions, Offset, Piece, Reset
 
+from ..onset_check import EventAverage
 from ..window import sigma_table
 from .links import Link, aligner_link, edge_link
 from .tracks import StreamTrack
@@ -244,12 +245,42 @@ class ReferenceLinks:
             link.via = f"{tr.key} -> {otr.key}"
             if link.models:
                 inp.link = link
+                self._onset_check(inp, tr, other, otr)
                 return
             notes += [f"aligner {tr.key} vs {otr.key}: " + "; ".join(link.notes[:2])]
         if not cands:
             notes.append("no stream pair the aligner knows (" + ", ".join(
                 sorted({tr.info.type for tr in inp.tracks.values()})) + ")")
         inp.link = Link(method, notes=notes)
+
+
+    def _onset_check(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack) -> None:
+        """A marker log tied to a microphone by the aligner: moved earlier where the microphone's average energy
+        around its sounds' mapped onsets rises clearly before them (``align.onset_check``), one more pass over
+        both streams."""
+        link = inp.link
+        sides = {tr.info.type: (inp, tr), otr.info.type: (other, otr)}
+        if set(sides) != {"marker", "audio"} or link.semantics is None:
+            return
+        t, lines = [], []
+        for ft, x in self._pieces_global(*sides["marker"], True):
+            t.append(ft)
+            lines += list(x)
+        if not lines:
+            return
+        ev = link.semantics.events(np.concatenate(t), lines, "audio")
+        avg = EventAverage(ev.t_ns)
+        for ft, x in self._pieces_global(*sides["audio"], True):
+            avg.add(ft, x)
+        dep = avg.departure(limit_ns=3.0 * link.window_sigma_ns)
+        if dep is None or not dep.shift_ns:
+            return
+        link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
+        link.hidden_ns = abs(dep.shift_ns) / 2.0
+        link.notes.append(f"the microphone's average energy rises {-dep.departure_ns / 1e6:.0f} ms before the "
+                          f"{dep.events} sounds' mapped onsets (onsets under loud background are found late): "
+                          f"moved {'earlier' if link.shift_ns < 0 else 'later'} by that, its uncertainty widened by half "
+                          "that (what the average could not see)")
 
 
 def nothing_to_align(inp: _Input, default: str) -> AlignError:
