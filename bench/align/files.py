@@ -40,6 +40,9 @@ def add_arguments(p) -> None:
                              "as --real)")
     g.add_argument("--real-files", action="store_true",
                    help="a WAV and a marker CSV per held-out corpus recording, tied by synchub align's file engine")
+    g.add_argument("--durations", default="", metavar="S,S",
+                   help="several recording lengths in one run (seconds, comma list; default: --duration): a sigma table "
+                        "fitted on short and long recordings alike")
 
 
 def write_files(rec, folder: Path) -> list[InputSpec]:
@@ -101,12 +104,16 @@ def figures(outs: list[dict]) -> dict:
 
 
 def run(args) -> int:
-    if args.duration < 30 or args.speech < 0 or args.sounds < 0 or args.speech + args.sounds == 0:
-        raise UserError("--duration must be >= 30 s and --speech + --sounds >= 1")
+    try:
+        durations = [float(d) for d in args.durations.split(",")] if args.durations else [args.duration]
+    except ValueError:
+        raise UserError(f"--durations: seconds, comma-separated (got {args.durations!r})") from None
+    if min(durations) < 30 or args.speech < 0 or args.sounds < 0 or args.speech + args.sounds == 0:
+        raise UserError("--duration(s) must be >= 30 s and --speech + --sounds >= 1")
     if args.fit_sigma and args.split != "calibration":
         raise UserError("--fit-sigma fits on the calibration split only: add --split calibration")
-    specs = corpus.plan(args.split, args.speech, "speech", args.duration) + \
-        corpus.plan(args.split, args.sounds, "events", args.duration)
+    specs = [s for d in durations for s in corpus.plan(args.split, args.speech, "speech", d) +
+             corpus.plan(args.split, args.sounds, "events", d)]
     cache = corpus.ClipCache(args.cache or corpus.default_cache_dir())
     t0 = time.time()
     per, by_kind = [], {"speech": [], "events": []}
@@ -117,7 +124,8 @@ def run(args) -> int:
             raise UserError(f"real-signal corpus unavailable: {exc}") from None
         o = align_recording(rec, raw=bool(args.fit_sigma))
         by_kind[spec.kind].append(o)
-        row = {"recording": spec.name, "snr_db": spec.snr_db, "background": list(spec.background), **figures([o]),
+        row = {"recording": spec.name, "duration_s": spec.duration_s, "snr_db": spec.snr_db,
+               "background": list(spec.background), **figures([o]),
                "scatter_ms": round(o.get("scatter", 0.0) / 1e6, 2),
                "window_sigma_ms": round(o.get("window_sigma", 0.0) / 1e6, 2)}
         if "refused" in o:
@@ -136,7 +144,8 @@ def run(args) -> int:
                   f"{r.get('drift_err_ppm')} ppm, 1-/2-sigma cover {r.get('cover_1sigma_pct')} / "
                   f"{r.get('cover_2sigma_pct')} %, refused {r['refused']} ({time.time() - t0:.0f} s)")
     out = {"what": "synchub align (the file engine) on a WAV + marker CSV per corpus recording",
-           "corpus": args.split, "duration_s": args.duration, "goal": GOAL, "results": results, "per_recording": per}
+           "corpus": args.split, "duration_s": durations[0] if len(durations) == 1 else durations, "goal": GOAL,
+           "results": results, "per_recording": per}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     if args.fit_sigma:
@@ -150,7 +159,9 @@ def fit_files_table(specs, outs: list[dict], args, path: Path) -> None:
     if not ok:
         raise UserError("--fit-sigma: synchub align refused every recording: nothing to fit the table on")
     samples = {("audio", "text"): (np.concatenate([o["err"] for o in ok]), np.concatenate([o["unc"] for o in ok]))}
-    doc = fit_pairs(samples, {"split": args.split, "recordings": [s.name for s in specs], "duration_s": args.duration,
+    durations = sorted({s.duration_s for s in specs})
+    doc = fit_pairs(samples, {"split": args.split, "recordings": sorted({s.name for s in specs}),
+                              "duration_s": durations[0] if len(durations) == 1 else durations,
                               "method": "hybrid", "mode": "files"})
     doc["what"] = ("per modality pair, the calibrated 1-sigma scale * sqrt(sigma^2 + floor^2) of the uncertainty "
                    f"synchub align's aligner links map with (agent/align/calibration.py {FILES_TABLE.name})")
