@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.core.stream import Chunk
 from synchub.agent.formats.readers.base import GapRecord, InputOptions, Offset, Piece, Reset
@@ -200,15 +201,22 @@ class ReferenceLinks:
         link.via = f"{tr.key} -> {otr.key}"
         return link
 
-    def _pieces_global(self, inp: _Input, tr: StreamTrack, to_ref: bool) -> Iterator[tuple[np.ndarray, object]]:
+    def _pieces_global(self, inp: _Input, tr: StreamTrack, to_ref: bool,
+                       mapped_only: bool = False) -> Iterator[tuple[np.ndarray, object]]:
+        """``tr``'s pieces: (file or reference-clock times, data); ``mapped_only``: without the samples no model maps
+        (a timeline the link did not reach)."""
         tr.restart()
         for p in self._read(inp, evidence=False, streams={tr.key}):
             if p.stream != tr.key:
                 continue
             _, ft, _, tl, _ = tr.file_times(p)
+            data = p.data if isinstance(p.data, list) else np.asarray(p.data, dtype=np.float32)
             if to_ref:
-                ft, _ = self._global(inp, tr, ft, tl)
-            yield ft, (p.data if isinstance(p.data, list) else np.asarray(p.data, dtype=np.float32))
+                ft, unc = self._global(inp, tr, ft, tl)
+                if mapped_only and not np.all(known := unc < UNKNOWN_UNC_NS):
+                    ft = ft[known]
+                    data = [x for x, k in zip(data, known, strict=True) if k] if isinstance(data, list) else data[known]
+            yield ft, data
         tr.restart()
 
     @functools.cached_property
@@ -263,24 +271,29 @@ class ReferenceLinks:
         if set(sides) != {"marker", "audio"} or link.semantics is None:
             return
         t, lines = [], []
-        for ft, x in self._pieces_global(*sides["marker"], True):
+        for ft, x in self._pieces_global(*sides["marker"], True, mapped_only=True):
             t.append(ft)
             lines += list(x)
         if not lines:
             return
         ev = link.semantics.events(np.concatenate(t), lines, "audio")
         avg = EventAverage(ev.t_ns)
-        for ft, x in self._pieces_global(*sides["audio"], True):
+        for ft, x in self._pieces_global(*sides["audio"], True, mapped_only=True):
             avg.add(ft, x)
-        dep = avg.departure(limit_ns=3.0 * link.window_sigma_ns)
-        if dep is None or not dep.shift_ns:
+        spread = float(np.median(ev.spread_ns)) if len(ev.spread_ns) else 0.0
+        dep = avg.departure(limit_ns=3.0 * link.window_sigma_ns, spread_ns=spread)
+        if dep is None or not (dep.shift_ns or dep.beyond_limit):
+            return
+        rise = f"the microphone's average energy rises {-dep.departure_ns / 1e6:.0f} ms before the {dep.events} " \
+               "sounds' mapped onsets"
+        link.hidden_ns = abs(dep.departure_ns) / 2.0  # what the average could not see may be as much again
+        if dep.beyond_limit:
+            link.notes.append(f"{rise}, further back than three window sigmas (a cue before each sound, or a bias "
+                              "too large to move): not moved, half that added to its uncertainty")
             return
         link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
-        link.hidden_ns = abs(dep.shift_ns) / 2.0
-        link.notes.append(f"the microphone's average energy rises {-dep.departure_ns / 1e6:.0f} ms before the "
-                          f"{dep.events} sounds' mapped onsets (onsets under loud background are found late): "
-                          f"moved {'earlier' if link.shift_ns < 0 else 'later'} by that, its uncertainty widened by half "
-                          "that (what the average could not see)")
+        link.notes.append(f"{rise} (onsets under loud background are found late): moved "
+                          f"{'earlier' if link.shift_ns < 0 else 'later'} by that, half that added to its uncertainty")
 
 
 def nothing_to_align(inp: _Input, default: str) -> AlignError:
