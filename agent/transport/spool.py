@@ -359,7 +359,7 @@ class Spool:
             # messages sent after the last save may have reached the collector: keep a margin unevictable
             self.protect = {str(k): int(v) + PROTECT_MARGIN for k, v in state["sent"].items()}
         except (OSError, ValueError, AttributeError, KeyError, TypeError, msgpack.UnpackException):
-            self.acked = {}
+            self.acked, self.protect = {}, {}
         for p in sorted(self.dir.glob("hello-*.msgpack"), key=lambda p: p.stat().st_mtime):
             try:
                 self.hellos[p.name[6:-8]] = list(msgpack.unpackb(p.read_bytes()))
@@ -390,6 +390,12 @@ class Spool:
                 cover[e.session] = e.last
         for seg in [s for s, v in self.log.segs.items() if v[1] <= 0]:
             self.log.delete(seg)
+        # a session the ack file does not name (killed before its first save, or started after the last one) may
+        # have sent every record it left: none of them is evicted (a span over a mid the collector already has
+        # would leave the sender's next mid in no record, and record its samples twice)
+        for session, last in self.last_mid.items():
+            if session not in self.protect:
+                self.protect[session] = last
         if self.entries:
             log.info("spool: %d unacked records (%d bytes) to replay from %s", len(self.entries), self.live_bytes,
                      self.dir)

@@ -128,3 +128,25 @@ def test_a_record_larger_than_the_bound_is_kept(tmp_path):
     link.drain()
     assert link.unaccounted() == {}
     sp.close()
+
+
+@pytest.mark.parametrize("steps", [
+    # the three cases the state machine found in CI (2026-11-28): a kill before the ack file's first save left the
+    # old session's records unprotected; a new session's append evicted them into a span over a mid the collector
+    # already had: the sender's next mid was in no record (missing) and a sample neither recorded nor in a gap
+    [("produce", "a", 45), ("pump", 1), ("produce", "a", 1), ("produce", "a", 1), ("deliver", 1), ("crash",),
+     ("produce", "a", 1), ("reconnect",), ("pump", 1)],
+    [("produce", "a", 1), ("pump", 1), ("deliver", 1), ("produce", "a", 1), ("crash",), ("produce", "a", 96),
+     ("reconnect",), ("crash",)],
+    [("produce", "a", 1), ("pump", 1), ("deliver", 1), ("produce", "a", 46), ("crash",), ("produce", "a", 1)],
+])
+def test_a_kill_before_the_first_ack_save_evicts_nothing_the_collector_may_have(tmp_path, steps):
+    link = Link(str(tmp_path / "sp"), int(ONE * 0.5), ONE, 1)
+    link.crash()
+    link.reconnect()
+    for name, *args in steps:
+        getattr(link, name)(*args)
+        assert link.missing == 0
+    link.drain()
+    assert link.missing == 0 and link.unaccounted() == {}
+    link.spool.close()
