@@ -390,12 +390,8 @@ class Spool:
                 cover[e.session] = e.last
         for seg in [s for s, v in self.log.segs.items() if v[1] <= 0]:
             self.log.delete(seg)
-        # a session the ack file does not name (killed before its first save, or started after the last one) may
-        # have sent every record it left: none of them is evicted (a span over a mid the collector already has
-        # would leave the sender's next mid in no record, and record its samples twice)
-        for session, last in self.last_mid.items():
-            if session not in self.protect:
-                self.protect[session] = last
+        for session, last in self.last_mid.items():  # not in the ack file: every record it left may have been sent
+            self.protect.setdefault(session, last)  # (evicted, it spanned mids the collector had: lost and doubled)
         if self.entries:
             log.info("spool: %d unacked records (%d bytes) to replay from %s", len(self.entries), self.live_bytes,
                      self.dir)
