@@ -59,10 +59,10 @@ class Departure:
 
 
 def _departure(power: np.ndarray) -> int | None:
-    """Bins from the window's start to the first bin of the rise of the events' median log power (power: events x
-    bins), or None for no clear rise.  The median over the sounds, not their mean: a mean jumps with the few sounds
-    that start early (a log's latency jitter) and would mark the earliest onset, the median the typical one.  The
-    level's noise is the median's standard error over the sounds before the onsets (a background whose level swings
+    """Bins from the window's start to the first bin of the rise of the events' mean log power without each bin's
+    loudest ``TRIM_TOP`` of the sounds (power: events x bins), or None for no clear rise.  Not the plain mean: it jumps
+    with the few sounds that start early (a log's latency jitter) and would mark the earliest onset.  The level's
+    noise is that average's standard error over the sounds before the onsets (a background whose level swings
     slowly moves every bin of one sound alike: the spread between sounds sees it, the spread between bins would
     not).  The rise is the one of the peak nearest after the mapped onsets: a cue before each sound is not it."""
     end = BEFORE_MS - BASE_END_MS
