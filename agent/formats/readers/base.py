@@ -121,6 +121,13 @@ class FileStream:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def marker_stream(name: str, label: str, local: Any = None, source: str = "") -> FileStream:
+    """A stream of text markers (one string channel ``label``, irregular), ``source`` saying what made it."""
+    info = StreamInfo(name=name, type="marker", nominal_srate=0.0, channel_count=1, channel_format="string",
+                      channel_labels=(label,), quality=(("source", source),) if source else ())
+    return FileStream(key=name, info=info, local=local)
+
+
 @dataclass
 class Piece:
     """Consecutive samples of one stream (``seq``: index of the first within the stream, over the whole file)."""

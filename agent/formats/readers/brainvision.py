@@ -37,7 +37,16 @@ import numpy as np
 
 from synchub.agent.core.stream import StreamInfo
 
-from .base import FileStream, InputError, InputOptions, Piece, modality_of_lsl, stem_of, text_head
+from .base import (
+    FileStream,
+    InputError,
+    InputOptions,
+    Piece,
+    marker_stream,
+    modality_of_lsl,
+    stem_of,
+    text_head,
+)
 
 NS = 1_000_000_000
 BLOCK = 1 << 15  # samples per piece
@@ -177,10 +186,7 @@ class BrainVisionInput:
         self.streams = [FileStream(key=name, info=si, local="data", meta={"samples": self.n, "units": units,
                                                                            "format": fmt})]
         if any(r[0].lower() != "new segment" for r in self.markers):
-            mi = StreamInfo(name=f"{name}-markers", type="marker", nominal_srate=0.0, channel_count=1,
-                            channel_format="string", channel_labels=("marker",),
-                            quality=(("source", "brainvision markers"),))
-            self.streams.append(FileStream(key=mi.name, info=mi, local="markers"))
+            self.streams.append(marker_stream(f"{name}-markers", "marker", "markers", "brainvision markers"))
 
     def _header_path(self, p: Path) -> Path:
         """The header of a recording given by its header or its marker file (the ``.vhdr`` beside it naming it,

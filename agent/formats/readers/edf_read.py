@@ -27,7 +27,7 @@ import numpy as np
 
 from synchub.agent.core.stream import StreamInfo
 
-from .base import FileStream, InputError, InputOptions, Piece, modality_of_lsl, stem_of
+from .base import FileStream, InputError, InputOptions, Piece, marker_stream, modality_of_lsl, stem_of
 
 NS = 1_000_000_000
 PIECE = 1 << 16  # about this many samples of a group per piece
@@ -140,10 +140,7 @@ class EdfInput:
                                            meta={"units": [cols["unit"][i] for i in idx], "records": self.n_rec}))
             self.groups.append((key, n, idx))
         if self.notes:
-            mi = StreamInfo(name=f"{name}-annotations", type="marker", nominal_srate=0.0, channel_count=1,
-                            channel_format="string", channel_labels=("annotation",),
-                            quality=(("source", "edf+ annotations"),))
-            self.streams.append(FileStream(key=mi.name, info=mi, local="annotations"))
+            self.streams.append(marker_stream(f"{name}-annotations", "annotation", "annotations", "edf+ annotations"))
         if not self.streams:
             raise InputError(self.path, "no signals and no annotations")
 

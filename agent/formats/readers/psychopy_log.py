@@ -18,9 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from synchub.agent.core.stream import StreamInfo
-
-from .base import FileStream, InputError, InputOptions, Piece, counted_lines, stem_of, text_head
+from .base import InputError, InputOptions, Piece, counted_lines, marker_stream, stem_of, text_head
 from .table_read import seconds_to_ns
 
 #: An entry: time, level name, message (PsychoPy pads the first two with a space before each tab).
@@ -48,9 +46,7 @@ class PsychopyLogInput:
             raise InputError(self.path, "not a PsychoPy log (its lines are 'time \\tLEVEL \\tmessage'); first line: "
                                         f"{first[:60]!r}")
         name = self.options.name or stem_of(self.path)
-        info = StreamInfo(name=name, type="marker", nominal_srate=0.0, channel_count=1, channel_format="string",
-                          channel_labels=("message",), quality=(("source", "psychopy log"),))
-        self.streams = [FileStream(key=name, info=info, local="log")]
+        self.streams = [marker_stream(name, "message", "log", "psychopy log")]
 
     def _lines(self) -> Iterator[str]:
         try:

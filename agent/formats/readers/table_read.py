@@ -33,7 +33,16 @@ import numpy as np
 
 from synchub.agent.core.stream import StreamInfo
 
-from .base import FileStream, InputError, InputOptions, Piece, counted_lines, stem_of, text_head
+from .base import (
+    FileStream,
+    InputError,
+    InputOptions,
+    Piece,
+    counted_lines,
+    marker_stream,
+    stem_of,
+    text_head,
+)
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
@@ -170,9 +179,7 @@ class TableInput:
             self.streams.append(FileStream(key=stem, info=info, local=("numeric", tuple(self.numeric))))
         for i in self.text:
             name = stem if not self.numeric and len(self.text) == 1 else f"{stem}.{self.columns[i] or f'c{i}'}"
-            info = StreamInfo(name=name, type="marker", nominal_srate=0.0, channel_count=1, channel_format="string",
-                              channel_labels=(self.columns[i] or f"c{i}",))
-            self.streams.append(FileStream(key=name, info=info, local=("text", i)))
+            self.streams.append(marker_stream(name, self.columns[i] or f"c{i}", ("text", i)))
 
     def _psychopy_data(self, rows) -> None:
         """A PsychoPy data file (one row per trial; ``<component>.started`` / ``.stopped`` in seconds on PsychoPy's
@@ -180,9 +187,7 @@ class TableInput:
         if next(rows, None) is None:
             raise InputError(self.path, "no data rows after the header")
         name = self.options.name or stem_of(self.path)
-        info = StreamInfo(name=name, type="marker", nominal_srate=0.0, channel_count=1, channel_format="string",
-                          channel_labels=("component",), quality=(("source", "psychopy data file"),))
-        self.streams = [FileStream(key=name, info=info, local=("phases", tuple(self.phases)))]
+        self.streams = [marker_stream(name, "component", ("phases", tuple(self.phases)), "psychopy data file")]
         self.time_index, self.time_divisor, self.numeric, self.text = -1, 1, [], []
 
     def _phases(self, batch: list[list[str]], seq: int) -> Piece | None:
