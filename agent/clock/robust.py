@@ -141,3 +141,28 @@ def robust_verdict(evs: list[OffsetEstimate], overlap: float) -> tuple[list[tupl
         return [(e, e) for e in kept], 0.0, len(evs) - len(kept)
     return [(e, dataclasses.replace(e, sigma_ns=max(1, int(round(math.hypot(e.sigma_ns, tau * f)))))) for e in kept], \
         tau, len(evs) - len(kept)
+
+
+def onto_robust_slope(evs: list[OffsetEstimate]) -> list[OffsetEstimate]:
+    """The estimates' offsets turned about their weighted centre in time, so that a fit weighted by their sigmas (a
+    clock model's) takes the slope of their robust line (``theil_sen``, unweighted) and keeps its own offset there.
+    A window's sigma is the width of its own peak, which says little of whether the peak is the right one: speech
+    windows in noise scatter alike under sigmas of 4-40 ms, and a sigma-weighted line takes its drift from the few
+    that claim the most.  ``bench align --real-files``: speech drift error 24.2 -> 12.9 ppm (held-out, median of 4
+    recordings of 5 minutes; calibration split 13.2 -> 8.2 of 10), sound markers 2.0 -> 1.2 ppm.  Weaker where a
+    run of wrong windows sits at one end of a recording: the median of slopes leans with it (simulated, 12 confident
+    windows 15-30 ms late in the last quarter of 75: 20 -> 77 ppm, where the clock model's own gate had set the
+    confident ones aside)."""
+    if len(evs) < MIN_JUDGED:
+        return evs
+    d = np.array([e.device_ns for e in evs], dtype=np.int64)
+    x = (d - d[0]).astype(np.float64) / NS
+    y = np.array([e.offset_ns - evs[0].offset_ns for e in evs], dtype=np.float64)
+    w = 1.0 / np.maximum(np.array([e.sigma_ns for e in evs], dtype=np.float64), 1.0) ** 2
+    line = weighted_line(x, y, w)
+    if line is None:
+        return evs
+    turn = theil_sen(x, y)[1] - line[1]  # ns per s
+    xc = float(np.sum(w * x)) / float(np.sum(w))
+    return [dataclasses.replace(e, offset_ns=e.offset_ns + int(round(turn * (xi - xc)))) for e, xi in
+            zip(evs, x.tolist(), strict=True)]

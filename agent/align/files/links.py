@@ -12,10 +12,11 @@ went back has two).  Its evidence:
   point (``align.window.WindowAligner.estimate``; accepted results through ``align.drift.DriftTracker``, sigmas scaled
   by sqrt(window / hop) as ``AlignmentTracker`` does), judged all together once the input is read
   (``clock.robust.robust_weighed``: windows off the robust line left out, the rest weighed by their scatter beyond
-  their sigmas), fed as ``OffsetEstimate`` evidence.  The uncertainty it maps with is calibrated by the file
-  engine's own table (``out_table``, ``calibration.FILES_TABLE``): without receive times the error left is a bias
-  the windows share (a vowel's onset taken for its utterance's start in noise), which the model's average of many
-  windows does not shrink: it is at least one window's sigma (``Link.window_sigma_ns``), then scaled and floored.
+  their sigmas; ``onto_robust_slope``: the drift of their unweighted robust line), fed as ``OffsetEstimate``
+  evidence.  The uncertainty it maps with is calibrated by the file engine's own table (``out_table``,
+  ``calibration.FILES_TABLE``): without receive times the error left is a bias the windows share (a vowel's onset
+  taken for its utterance's start in noise), which the model's average of many windows does not shrink: it is at
+  least one window's sigma (``Link.window_sigma_ns``), then scaled and floored.
 
 Both read bounded windows of data: the aligner's buffers hold one window plus its search range.  Pure apart from
 iterating the pieces it is given.
@@ -38,7 +39,7 @@ from synchub.agent.clock.barcode import BarcodeDecoder
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.clock.edge_pairs import EdgePairs, pair_codes, pair_edges
 from synchub.agent.clock.model import R_SCALES, RW_BANK_PPM, ClockModel
-from synchub.agent.clock.robust import robust_weighed, weighted_line
+from synchub.agent.clock.robust import onto_robust_slope, robust_weighed, weighted_line
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.stream import StreamInfo
 
@@ -280,7 +281,8 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
     if len(found) < MIN_OFFSETS:
         link.models = {}
         return link
-    found, tau, dropped = robust_weighed(found, W / H)
+    judged, tau, dropped = robust_weighed(found, W / H)
+    found = onto_robust_slope(judged)  # the drift of their robust line (a sigma-weighted one follows confident few)
     link.scatter_ns = tau
     if found:
         link.window_sigma_ns = float(np.median([f.sigma_ns for f in found])) / max(1.0, W / H) ** 0.5  # one window's
@@ -293,9 +295,9 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
     link.drift_sigma_ppm = drift_sigma(found)
     for ev in found:
         model.add_offset(ev)
-    d = np.array([f.device_ns for f in found], dtype=np.int64)
+    d = np.array([f.device_ns for f in judged], dtype=np.int64)
     mapped, _, _ = model.map(d, smooth=True)
-    link.residuals = list(zip(d.tolist(), (np.array([f.offset_ns for f in found]) - (mapped - d)).tolist(),
+    link.residuals = list(zip(d.tolist(), (np.array([f.offset_ns for f in judged]) - (mapped - d)).tolist(),
                               strict=True))
     return link
 
