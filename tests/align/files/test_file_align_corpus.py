@@ -239,12 +239,11 @@ def test_brainvision_markers_are_tied_to_the_microphone_with_their_recording(tmp
     assert rows["eeg"]["link"]["via"] == rows["eeg-markers"]["link"]["via"] == "eeg-markers -> mic"
 
 
-def test_speech_found_late_in_babble_is_moved_to_where_its_average_rises(tmp_path):
-    """A held-out recording in babble and noise at 0 dB SNR, a voice whose utterances swell slowly: every window
-    found the onsets 60-70 ms late, alike (the mapped sigma did not cover it).  The microphone's average energy
-    around the mapped onsets rises 40 ms before them: the log is moved earlier by that (never past the onsets) and
-    its uncertainty widened by half of it, so the error left is inside two sigmas."""
-    spec = corpus.plan("heldout", 1, "speech", 120.0, start=3)[0]
+def _speech_log(tmp_path, split: str, index: int, duration_s: float):
+    """A corpus speech recording as it is rendered (its voices, background and SNR), its marker log tied to its
+    microphone by ``synchub align``'s engine: (the link, the mapped sound markers, their 1-sigmas, each sound's
+    start on the WAV's clock)."""
+    spec = corpus.plan(split, 1, "speech", duration_s, start=index)[0]
     why = [m for m in (S.missing(v) for v in (*spec.voices, *spec.babble_voices)) if m]
     if why:
         pytest.skip("; ".join(why))
@@ -256,6 +255,15 @@ def test_speech_found_late_in_babble_is_moved_to_where_its_average_rises(tmp_pat
     fa.gather()
     link = fa.inputs[1].link
     g, unc = link.map(dev, np.zeros(len(dev), dtype=np.int64))
+    return link, g, unc, truth
+
+
+def test_speech_found_late_in_babble_is_moved_to_where_its_average_rises(tmp_path):
+    """A held-out recording in babble and noise at 0 dB SNR, a voice whose utterances swell slowly: every window
+    found the onsets 60-70 ms late, alike (the mapped sigma did not cover it).  The microphone's average energy
+    around the mapped onsets rises 40 ms before them: the log is moved earlier by that (never past the onsets) and
+    its uncertainty widened by half of it, so the error left is inside two sigmas."""
+    link, g, unc, truth = _speech_log(tmp_path, "heldout", 3, 120.0)
     before, after = np.median(g - link.shift_ns - truth) / 1e6, np.median(g - truth) / 1e6
     assert link.shift_ns <= -20e6 and before > 50.0 and -2.0 < after < before - 20.0
     assert link.hidden_ns == -link.shift_ns / 2 and np.median(np.abs(g - truth)) <= 2 * np.median(unc)
@@ -266,17 +274,7 @@ def test_the_drift_of_speech_in_music_is_the_robust_lines(tmp_path):
     """A calibration recording of 5 minutes, speech in music at 10 dB SNR: the windows' offsets scatter alike under
     sigmas of very different sizes, and the sigma-weighted line through them put the log's drift 28 ppm off (8 ms
     over the recording).  The link's drift is the robust line's (``clock.robust.onto_robust_slope``)."""
-    spec = corpus.plan("calibration", 1, "speech", 300.0, start=9)[0]
-    why = [m for m in (S.missing(v) for v in (*spec.voices, *spec.babble_voices)) if m]
-    if why:
-        pytest.skip("; ".join(why))
-    rec = corpus.render(spec, cache=corpus.ClipCache(corpus.default_cache_dir()))
-    rows = np.nonzero(rec.markers["event"] >= 0)[0]
-    dev = rec.tracks["text"].device_ns[rows]
-    truth = rec.markers["onset_ns"][rows] - int(rec.tracks["audio"].true_ns[0])
-    fa = FileAlignment(write_files(rec, tmp_path))
-    fa.gather()
-    g, _ = fa.inputs[1].link.map(dev, np.zeros(len(dev), dtype=np.int64))
+    _, g, _, truth = _speech_log(tmp_path, "calibration", 9, 300.0)
     drift_err_ppm = np.polyfit((truth - truth[0]) / NS, (g - truth) / 1e3, 1)[0]
     assert abs(drift_err_ppm) < 10.0
     assert np.median(np.abs(g - truth)) < 10e6
