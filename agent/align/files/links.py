@@ -91,11 +91,11 @@ class Link:
             sel = timeline == k
             out[sel], unc[sel] = dense_map(lambda tt, ss, m=m: m.map(tt, ss, smooth=True)[:2], t[sel],
                                            _segments(m, t[sel]))
+        known = unc < UNKNOWN_UNC_NS
         if self.shift_ns:
-            out[unc < UNKNOWN_UNC_NS] += self.shift_ns
+            out[known] += self.shift_ns
         if self.calibration is not None:
             k, g = self.calibration
-            known = unc < UNKNOWN_UNC_NS
             u = unc[known].astype(np.float64)
             u = k * np.sqrt(u * u + self.window_sigma_ns ** 2 + g * g)
             unc[known] = np.rint(np.sqrt(u * u + self.hidden_ns ** 2)).astype(np.int64)  # not the table's to scale

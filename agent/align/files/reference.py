@@ -261,7 +261,6 @@ class ReferenceLinks:
                 sorted({tr.info.type for tr in inp.tracks.values()})) + ")")
         inp.link = Link(method, notes=notes)
 
-
     def _onset_check(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack) -> None:
         """A marker log tied to a microphone by the aligner: moved earlier where the microphone's average energy
         around its sounds' mapped onsets rises clearly before them (``align.onset_check``), one more pass over
