@@ -43,14 +43,18 @@ def _windows(rng, n=75, drift_ppm=60.0, wrong=0.0, wrong_ms=(40.0, 90.0), scatte
     return out, bad
 
 
-def _mapped_error_ms(evs, drift_ppm, **bend):
+def _mapping_errors(evs, drift_ppm, **bend):
+    """(device times, the mapped offset's error ns there) of a link's clock model fed ``evs``, 20-300 s."""
     m = ClockModel("log", consensus=2, rw_bank_ppm=LINK_RW_PPM)
     for e in evs:
         m.add_offset(e)
     d = np.arange(20, 300, 5, dtype=np.int64) * NS
     mapped, _, _ = m.map(d, smooth=True)
-    truth = np.array([_offset(int(x), drift_ppm, **bend) for x in d])
-    return float(np.median(np.abs(mapped - d - truth))) / 1e6
+    return d, mapped - d - np.array([_offset(int(x), drift_ppm, **bend) for x in d])
+
+
+def _mapped_error_ms(evs, drift_ppm, **bend):
+    return float(np.median(np.abs(_mapping_errors(evs, drift_ppm, **bend)[1]))) / 1e6
 
 
 def test_excess_scatter_is_what_the_sigmas_do_not_explain():
@@ -122,13 +126,8 @@ def test_weighted_line_recovers_a_line_and_its_slope_variance():
 
 
 def _drift_error_ppm(evs, drift_ppm):
-    m = ClockModel("log", consensus=2, rw_bank_ppm=LINK_RW_PPM)
-    for e in evs:
-        m.add_offset(e)
-    d = np.arange(20, 300, 5, dtype=np.int64) * NS
-    mapped, _, _ = m.map(d, smooth=True)
-    truth = np.array([_offset(int(x), drift_ppm) for x in d])
-    return float(np.polyfit(d / NS, (mapped - d - truth) / 1e3, 1)[0])  # the mapping's drift error, as the bench
+    d, err = _mapping_errors(evs, drift_ppm)
+    return float(np.polyfit(d / NS, err / 1e3, 1)[0])  # the mapping's drift error, as the bench
 
 
 def test_the_drift_is_the_robust_lines_where_sigmas_do_not_tell_the_better_windows():
