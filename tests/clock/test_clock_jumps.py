@@ -68,12 +68,15 @@ def test_any_jump_is_found_and_no_segment_mixes_timelines(jumps, report, downtim
     downtime, on 64-, 32- and 16-bit counters.  What the clock layer sees is the jump of the device time the driver
     delivers (``apparent_jumps``: a narrow counter aliases a jump into one of its wrap period, a clock that stood
     still during a reboot jumps back by the downtime): from 20 ms up the samples show it; under 1 ms there is
-    nothing to find; in between only the edges can, and that range is left out here."""
+    nothing to find; in between only the edges can, and that range is left out here (from 20 us up: the settled
+    error this test allows)."""
     sizes = [sign * 10**exp for sign, exp in jumps]
     at = [25.0 + 30.0 * i + (seed % 7) for i in range(len(sizes))]
     bits, tick = counter
     sc = _scenario(sizes, at, report=report, downtime=downtime, seed=seed, bits=bits, tick=tick)
-    assume(all(abs(j) >= 20_000_000 or abs(j) < 1_000_000 for j in apparent_jumps(Recording(sc).streams[0])))
+    # from 20 us: more than the settled error allowed below (a 16-bit counter at 10 kHz aliased a 32.8 s jump back to
+    # 0.95 ms: the edges found it as a step, 337 us rms after it)
+    assume(all(abs(j) >= 20_000_000 or abs(j) < 20_000 for j in apparent_jumps(Recording(sc).streams[0])))
     rec, s, c, checks = _run(sc)
     assert checks["resets_detected"] == checks["resets_visible"], checks
     assert checks["mixed_segments"] == 0, checks
