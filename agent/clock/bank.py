@@ -60,6 +60,7 @@ class FilterBank:
         self.reinit = 0
         self._bad: list[tuple[float, float, float]] = []
         self.step: list[tuple[float, float, float]] = []  # set when a step was seen: the measurements after it
+        self.last_taken = -math.inf  # device time (as ``update``'s d) of the newest measurement taken: the timeline held
         self.nis = 1.0
         self.dropped = 0  # logged measurements the two-sided estimate left out as outliers
         self._cache = None
@@ -134,6 +135,7 @@ class FilterBank:
         if self.n == 0:
             self._init(d, z, r)
             self.n = 1
+            self.last_taken = max(self.last_taken, d)
             if log:
                 self._log(d, z, r)
             return True
@@ -164,6 +166,7 @@ class FilterBank:
                 self.step, self._bad = self._bad, []
             return False
         self._bad.clear()
+        self.last_taken = max(self.last_taken, d)
         # normalized innovation squared of the filter in use: calibrates the reported uncertainty when the sigma
         # given with the evidence is off (1 when it is right)
         self.nis += 0.02 * (min(float(norm[self.best] ** 2), 25.0) - self.nis)

@@ -18,6 +18,8 @@ evidence that goes back or jumps ahead starts one.  ``segments_info`` says why e
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from synchub.agent.core.units import NS
@@ -34,6 +36,11 @@ SKEW_PRIOR_KNOWN = 50e-6
 ROUTE_SLACK_NS = 2 * NS
 #: A sample that maps to more than this (or 6 sigma) after it arrived shows a clock that jumped forward.
 EARLY_MARGIN_NS = 5_000_000
+#: Below the link's latency floor by more than this (and 3 sigma of the line), a sample cannot be on that timeline
+#: (``step_boundary``).
+STEP_FLOOR_MARGIN_NS = 50_000
+#: Samples surely on the old timeline that ``step_boundary`` needs to know the link's latencies.
+STEP_HELD_MIN = 20
 #: A sample that went back but could be a late one of its timeline (a marker logged late, rows of merged logs)
 #: starts a new segment once this many samples after it stay back too (as ``synchub align`` decides on files);
 #: fewer were out of time order: they keep their timeline, counted (``arrival_out_of_order``).
@@ -188,20 +195,30 @@ class Timeline:
         return len(bad)
 
     def _split_recent(self, old: Segment, new: Segment, ob: FilterBank, nb: FilterBank) -> None:
-        """After a step seen in the edges, the samples since it are on the new timeline: those of the recent
-        arrivals that the new line explains with a smaller (and possible: not negative) latency than the old one,
-        from the first of an unbroken run up to now, start the new segment."""
+        """After a step seen in the edges, the samples since it are on the new timeline.  Of the recent arrivals,
+        those taken up to the old bank's newest measurement are on the old one (it held until then) and show the
+        link's latencies; those after it and before the new segment's start could be on either: the step lies
+        where their latencies on the old line before it and on the new one after it are likeliest (``step_boundary``:
+        one that would have arrived before it was taken all but rules a line out), and the new segment starts there.
+        (It took every sample the new line gave a smaller latency: after a step back of a few ms that was all of
+        the last 12 s.)"""
         d = np.concatenate([x for x, _ in old.floor.recent])
         h = np.concatenate([y for _, y in old.floor.recent])
-        lat = []
+        lat, margin = [], []
         for seg, bank in ((old, ob), (new, nb)):
             k = bank.best
             dr = (d - seg.dev0).astype(np.float64)
             lat.append(((h - d) - seg.z0) - (bank.x[k, 0] + (dr - bank.t) * bank.x[k, 1]))
-        tol = float(self.early_margin_ns)
-        on_new = (lat[1] >= -tol) & ((lat[0] < -tol) | (lat[1] < lat[0]))
-        j = len(on_new) - int(np.argmin(on_new[::-1])) if not on_new.all() else 0
-        if j < len(d) and int(h[j]) < new.host0:
+            margin.append(3.0 * math.sqrt(float(bank.predict(dr[-1:])[1][0])) + STEP_FLOOR_MARGIN_NS)
+        held = d - old.dev0 <= ob.last_taken
+        cand = np.flatnonzero(~held & (h < new.host0))  # a run: device and host times both go up
+        if not len(cand):
+            return
+        if held.sum() < STEP_HELD_MIN:  # the link's latencies unknown: the new segment starts where it was seen
+            return
+        k = step_boundary(lat[0][cand], lat[1][cand], lat[0][held], margin[0], margin[1])
+        if k < len(cand):
+            j = int(cand[k])
             new.host0 = int(h[j])
             self._take_arrivals(new, d[j:], h[j:])
 
@@ -351,3 +368,25 @@ class Timeline:
 def _newest(seg: Segment) -> tuple[int, int]:
     """(device, host) time of the segment's newest sample in time order (its newest evidence before any)."""
     return seg.arr_last if seg.arr_last is not None else (seg.dev_hi, seg.host_hi)
+
+
+def step_boundary(lat_old: np.ndarray, lat_new: np.ndarray, held: np.ndarray, margin_old: float,
+                  margin_new: float) -> int:
+    """Where a clock stepped among samples (in time order) that could be on either timeline: the index of the first
+    one on the new timeline (``len`` for none).  ``lat_*``: each sample's latency on either line; ``held``: the
+    latencies of samples surely on the old one (the link's).  The boundary is the most likely under the link's
+    latencies (their histogram, smoothed; a latency under their floor by the line's margin: arrived before it was
+    taken, all but impossible); of equally likely ones, the middle one."""
+    ref = np.sort(held)
+    w = max(STEP_FLOOR_MARGIN_NS, float(ref[(9 * len(ref)) // 10] - ref[len(ref) // 10]) / 8)
+
+    def logp(lat: np.ndarray, margin: float) -> np.ndarray:
+        near = np.searchsorted(ref, lat + w) - np.searchsorted(ref, lat - w)
+        p = (near + 0.5) / (len(ref) + 1.0)
+        return np.log(np.where(lat < ref[0] - margin, 1e-3 / len(ref), p))
+
+    on_old = np.concatenate([[0.0], np.cumsum(logp(lat_old, margin_old))])
+    on_new = np.concatenate([np.cumsum(logp(lat_new, margin_new)[::-1])[::-1], [0.0]])
+    ll = on_old + on_new
+    best = np.flatnonzero(ll >= ll.max() - 1e-9)
+    return int(best[len(best) // 2])

@@ -318,9 +318,12 @@ class TriggerMatcher:
             self._count("matched", len(out))
         if self._lost >= LOCK_LOST_EDGES:  # the pairs no longer predict the device's edges: start over
             self._count("lock_lost")
-            recent = (expired + keep_dev)[-LOCK_LOST_EDGES:]
+            # the device edges since the step: the run that lost the lock (their reference partners are still
+            # pending: none is dropped after the last pair) and those waiting behind it; all may still find their
+            # partners from the prior, and the first of them tells the clock model where the step was
+            recent = sorted(set(self._expired[-self._lost:] + keep_dev))
             self.restart(since_host_ns=None)
-            self._refilter(recent)  # the latest device edges may still find their partners from the prior
+            self._refilter(recent)
             out += self._match()
         return out
 
