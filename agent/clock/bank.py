@@ -25,6 +25,8 @@ SKEW_PRIOR = 2e-3
 SKEW_PLAUSIBLE = 250e-6
 #: The two-sided estimate leaves out a logged measurement this many sigma from what the others say about it.
 OUTLIER_SIGMA = 8.0
+#: Rejections in a row a bank keeps to look for a step among (``FilterBank._step_run``).
+BAD_KEEP = 64
 
 
 class FilterBank:
@@ -34,7 +36,8 @@ class FilterBank:
     likely filter (``best``)."""
 
     def __init__(self, qs: np.ndarray, skew_prior: float, gate_sigma: float, forget_s: float, rs=None,
-                 step_n: int = 4, consensus: int = 1, skew0: float = 0.0, quick_skew: float = SKEW_PLAUSIBLE):
+                 step_n: int = 4, consensus: int = 1, skew0: float = 0.0, quick_skew: float = SKEW_PLAUSIBLE,
+                 step_span: float = 0.0):
         self.q = np.asarray(qs, dtype=float)
         self.rs = np.ones(len(self.q)) if rs is None else np.asarray(rs, dtype=float)  # measurement-noise scales
         self.K = len(self.q)
@@ -43,6 +46,7 @@ class FilterBank:
         self.quick_skew = float(quick_skew)  # 1-sigma of the skew ``consensus`` measurements may show around skew0
         self.gate = gate_sigma
         self.step_n = step_n
+        self.step_span = float(step_span)  # ... and the device time (ns) a step's rejections must span at least
         self.consensus = consensus  # measurements that must agree before the first one is used
         self._probation: list[tuple[float, float, float]] = []
         self.vetted = False  # started from measurements that agreed: the gate applies from the next one
@@ -127,9 +131,10 @@ class FilterBank:
         predict_state(self.x, self.P, dt, self.q)
         self.t = d
 
-    def update(self, d: float, z: float, r: float, log: bool = True) -> bool:
+    def update(self, d: float, z: float, r: float, log: bool = True, outlier: bool = False) -> bool:
         """One measurement ``z`` = offset at device time ``d`` with variance ``r``.  False when gated out (or, before
-        the filter starts, when a consensus of others left it out)."""
+        the filter starts, when a consensus of others left it out).  ``outlier``: the caller knows it cannot be on
+        the line (a probe whose hard bounds leave it out): gated out whatever its innovation, towards a step."""
         if self.n == 0 and self.consensus > 1:
             return self._probate(d, z, r, log)
         if self.n == 0:
@@ -154,16 +159,15 @@ class FilterBank:
         # gate: early on (few points, the stated sigma not yet checked) only what no filter of the bank can
         # explain; later what the filter in use cannot
         gate_norm = abs(norm[self.best]) if self.n >= 10 else float(np.min(np.abs(norm)))
-        if (self.n >= 3 or self.vetted) and gate_norm > self.gate:
+        if (self.n >= 3 or self.vetted) and (gate_norm > self.gate or outlier):
             self.rejected += 1
-            # the last step_n rejections in a row (one that does not fit the others, e.g. a glitch's pair among
-            # them, must not keep the filter locked out for good)
-            self._bad = [*self._bad[1 - self.step_n:], (d, z, r)]
-            if len(self._bad) >= self.step_n and self._bad_agree():
+            self._bad = [*self._bad[-BAD_KEEP:], (d, z, r)]
+            run = self._step_run()
+            if run is not None:
                 # a step the filters cannot follow (step_n rejections agreeing with each other, not noise):
                 # the model starts a new segment from them
                 self.reinit += 1
-                self.step, self._bad = self._bad, []
+                self.step, self._bad = run, []
             return False
         self._bad.clear()
         self.last_taken = max(self.last_taken, d)
@@ -234,10 +238,24 @@ class FilterBank:
                     best, score = inl, sc
         return best if len(best) >= need else []
 
-    def _bad_agree(self) -> bool:
-        d = np.array([b[0] for b in self._bad])
-        z = np.array([b[1] for b in self._bad])
-        r = np.array([b[2] for b in self._bad])
+    def _step_run(self) -> list[tuple[float, float, float]] | None:
+        """The rejections in a row that make a step, or None: the last ``step_n`` of them, or as many as the last
+        ``step_span`` of device time holds (a run shorter than that is no step: a device that stamped late for a
+        moment), when they agree with each other (only the last ones: one that does not fit the others, e.g. a
+        glitch's pair among them, must not keep the filter locked out for good)."""
+        bad = self._bad
+        if len(bad) < self.step_n or bad[-1][0] - bad[0][0] < self.step_span:
+            return None
+        k = len(bad) - self.step_n
+        while k > 0 and bad[-1][0] - bad[k][0] < self.step_span:
+            k -= 1
+        run = bad[k:]
+        return run if self._bad_agree(run) else None
+
+    def _bad_agree(self, bad: list[tuple[float, float, float]]) -> bool:
+        d = np.array([b[0] for b in bad])
+        z = np.array([b[1] for b in bad])
+        r = np.array([b[2] for b in bad])
         if len(np.unique(d)) < 2:
             return False
         A = np.vstack([np.ones_like(d), d - d.mean()]).T

@@ -43,7 +43,7 @@ from synchub.agent.core.units import NS
 from .choice import METHOD_ORDER, UNKNOWN_UNC_NS, choices, choose
 from .fallback import MAX_TRIGGER_UNC_NS, TriggerFallback
 from .kalman import q_per_ns
-from .probes import RttWindow, fit_probe, probe_band
+from .probes import RttWindow, excludes_line, fit_probe, probe_band
 from .segment import Segment
 from .timeline import EARLY_MARGIN_NS, Timeline
 
@@ -224,10 +224,13 @@ class ClockModel(Timeline):
         lo, hi, inconsistent = probe_band(seg, s, d, r)
         if inconsistent:
             self._count("probe_arrival_inconsistent")  # a bound is wrong somewhere: keep the round trip's
-        if not self._rtt.admit(s, int(hi - lo), seg.probe.n):
+        excluded = excludes_line(seg, float(d - seg.dev0), lo, hi)
+        if excluded:
+            self._count("probe_excludes_line")  # whatever its round trip: it tells of a step (or lies)
+        if not self._rtt.admit(s, int(hi - lo), seg.probe.n) and not excluded:
             self._count("probe_rtt_filtered")
             return False
-        if fit_probe(seg, float(d - seg.dev0), lo, hi, rtt):
+        if fit_probe(seg, float(d - seg.dev0), lo, hi, rtt, excluded):
             return True
         self._count("probe_outlier")
         return self._step(seg, "probe", "probes") > 0

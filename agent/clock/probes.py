@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+import numpy as np
+
 from synchub.agent.core.evidence import Probe
 from synchub.agent.core.units import NS
 
@@ -86,16 +88,18 @@ class RttWindow:
         return True
 
 
-def fit_probe(seg: Segment, dr: float, lo: float, hi: float, rtt: int) -> bool:
+def fit_probe(seg: Segment, dr: float, lo: float, hi: float, rtt: int, excluded: bool = False) -> bool:
     """The band's centre into the segment's probe bank; True when the bank took it.  Learns the wander from the
-    innovations (also from a rejected probe, unless the rejections made a step)."""
+    innovations (also from a rejected probe, unless the rejections made a step).  ``excluded`` (``excludes_line``):
+    rejected whatever its innovation (a band wide against the step would let the bank take it and creep onto the new
+    timeline), and no wander learnt from it."""
     bank = seg.probe
     z, w = (lo + hi) / 2, (hi - lo) / 2
     band_var = w * w / 3 + 1e6
     fresh = bank.n == 0
     if not fresh:
         pred, pvar = bank.predict_raw(dr)
-    if bank.update(dr, z, band_var + seg.wander):
+    if bank.update(dr, z, band_var + seg.wander, outlier=excluded):
         if not fresh:
             # innovations beyond the line's and the band's variance: the offset's short-term wander
             excess = (z - pred) ** 2 - pvar - band_var
@@ -109,11 +113,24 @@ def fit_probe(seg: Segment, dr: float, lo: float, hi: float, rtt: int) -> bool:
         seg.band = sorted(seg.bands)[len(seg.bands) // 2]
         seg.probes += 1
         return True
-    if not bank.step and not fresh:  # excursions say the offset wanders more than thought (bounded: one outlier
+    if not bank.step and not fresh and not excluded:  # excursions say the offset wanders more than thought (bounded: one outlier
         # is no trend)
         excess = min((z - pred) ** 2 - pvar - band_var, 9 * (band_var + seg.wander))
         seg.wander = max(seg.wander + 0.05 * (excess - seg.wander), 0.0)
     return False
+
+
+def excludes_line(seg: Segment, dr: float, lo: float, hi: float) -> bool:
+    """Whether a probe's band ``(lo, hi)`` (relative to the segment's ``z0``) leaves out the segment's probe line
+    beyond 3 sigma of it and of the wander: the device did not stamp where the line says whatever the link's delays
+    were (a step of its clock; or a lying stamp), so the min-RTT filter must not hide it from the bank's step
+    detection.  False before the bank has five probes."""
+    bank = seg.probe
+    if bank.n < 5:
+        return False
+    a, var = bank.predict(np.array([dr]))
+    reach = 3.0 * math.sqrt(float(var[0]) + seg.wander)
+    return bool(float(a[0]) + reach < lo or float(a[0]) - reach > hi)
 
 
 def lsl_offset(probes: list[Probe]) -> tuple[int, int, int] | None:

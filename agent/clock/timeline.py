@@ -39,6 +39,9 @@ EARLY_MARGIN_NS = 5_000_000
 #: Below the link's latency floor by more than this (and 3 sigma of the line), a sample cannot be on that timeline
 #: (``step_boundary``).
 STEP_FLOOR_MARGIN_NS = 50_000
+#: Probes a bank rejects in a row make a step only over this much device time: a device that stamps its replies late for
+#: a moment (a stall) is no step.
+PROBE_STEP_SPAN_NS = 2 * NS
 #: Samples surely on the old timeline that ``step_boundary`` needs to know the link's latencies.
 STEP_HELD_MIN = 20
 #: A sample that went back but could be a late one of its timeline (a marker logged late, rows of merged logs)
@@ -78,6 +81,7 @@ class Timeline:
     def _new_segment(self, device_ns: int, host_ns: int, z: int, cause: str = "start") -> Segment:
         forget = 30 * max(self.window_s, 60.0)
         skew0, skew_sd, quick = 0.0, self.skew_prior, SKEW_PLAUSIBLE
+        p_skew0, p_skew_sd = 0.0, self.skew_prior
         if self.segments:
             self.resets += 1
             self._count(f"segment_{cause}")
@@ -85,12 +89,16 @@ class Timeline:
             if known:  # the same oscillator, most likely: its last skew
                 skew0 = float(known[-1].x[known[-1].best, 1])
                 skew_sd = quick = SKEW_PRIOR_KNOWN
+            known = [s.probe for s in self.segments if s.probe.n >= 10]
+            if known:  # ... as its probes measured it
+                p_skew0, p_skew_sd = float(known[-1].x[known[-1].best, 1]), SKEW_PRIOR_KNOWN
         seg = Segment(
             index=len(self.segments), dev0=int(device_ns), host0=int(host_ns), z0=int(z),
             trig=FilterBank(self.qs, skew_sd, self.gate_sigma, forget, self.rscales, consensus=self.consensus,
                              skew0=skew0, quick_skew=quick),
-            # probes: a run of excursions on a jittery link is no step (eight rejections in a row are)
-            probe=FilterBank(self.qs, self.skew_prior, self.gate_sigma, forget, self.rscales, step_n=8),
+            # probes: a run of excursions on a jittery link is no step (eight rejections in a row over 2 s are)
+            probe=FilterBank(self.qs, p_skew_sd, self.gate_sigma, forget, self.rscales, step_n=8, skew0=p_skew0,
+                             step_span=PROBE_STEP_SPAN_NS),
             env=Envelope(NS, int(self.window_s * NS), None if self.history else int(2 * self.window_s * NS)),
             dev_hi=int(device_ns), host_hi=int(host_ns), cause=cause,
         )

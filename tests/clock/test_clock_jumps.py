@@ -11,7 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from synchub.agent.clock.bank import FilterBank
 from synchub.agent.clock.layer import StreamClocks
+from synchub.agent.clock.model import ClockModel
+from synchub.agent.clock.probes import excludes_line
 from synchub.agent.clock.replay import feed_offline
 from synchub.agent.clock.timeline import step_boundary
 from synchub.agent.clock.triggers import TriggerMatcher
@@ -23,11 +26,11 @@ from synchub.bench.sync.run import Recording
 from synchub.bench.sync.scenario import parse_scenario
 
 
-def _scenario(jumps, at, report=True, downtime=1.0, seed=1, bits=64, tick=1e6, probes=False):
+def _scenario(jumps, at, report=True, downtime=1.0, seed=1, bits=64, tick=1e6, probes=False, trigger=True):
     return parse_scenario({
         "name": "j", "duration_s": float(max(at) + 30.0), "seed": seed, "eval_points": 4000,
         "trigger": {"period_s": 1.0},
-        "device": [{"name": "d", "rate_hz": 50.0, "probes": probes, "report_resets": report,
+        "device": [{"name": "d", "rate_hz": 50.0, "probes": probes, "trigger": trigger, "report_resets": report,
                     "clock": {"offset_s": 100.0, "drift_ppm": 30.0, "jitter_us": 2.0, "latency_min_ms": 0.5,
                               "latency_max_ms": 3.0, "resets_at_s": list(at), "reset_jump_s": list(jumps),
                               "reset_downtime_s": downtime, "counter_bits": bits, "tick_hz": tick}}]}, "j.toml")
@@ -147,3 +150,46 @@ def test_step_boundary_puts_the_step_where_the_latencies_are_likeliest(step_us):
     k = step_boundary(on_old, on_new, held, 50e3, 50e3)
     assert abs(k - 60) <= (1 if abs(step_us) >= 2000 else 8), k
     assert step_boundary(lat, lat + abs(s), held, 50e3, 50e3) >= (100 if abs(step_us) >= 2000 else 92)
+
+
+@pytest.mark.parametrize(("jump_ms", "seed"), [(-20.0, 1), (-3.0, 2), (1.0, 1), (3.0, 2)])
+def test_a_step_only_probes_see_starts_a_segment(jump_ms, seed):
+    """A device that answers round-trip probes (1 Hz) but sees no trigger steps its clock by 1-20 ms unreported
+    (20 ms back: its samples' arrival floor rises by less than a reboot's margin; forward under the early margin).
+    The probes after it leave the old line out of their bands entirely, whatever the link's delays: they pass the
+    min-RTT filter (the bands the old arrivals tightened made them look wide), the bank rejects them however wide
+    they are (it took the wide ones and crept), and eight over 2 s start a segment whose skew is the old one's.
+    Before: none was found in 30 s; 0.5-12.6 ms rms after the step (the probes' own error is ~0.1 ms)."""
+    rec, s, c, checks = _run(_scenario([jump_ms / 1e3], [40.0], report=False, downtime=0.0, seed=seed,
+                                       probes=True, trigger=False))
+    assert [g["cause"] for g in checks["segments"]] == ["start", "step"], checks
+    assert _settled_rms(s, c.ref_ns) < 300_000
+
+
+def test_probes_that_stamp_late_for_a_moment_are_no_step():
+    """A bank that rejects probes in a row for less than its step span (a device stalled for 0.3 s: 6 replies at
+    20 Hz stamped 4 ms late, all on one line) starts no segment; the same rejections over 2.5 s do."""
+    for seconds, step in ((0.3, False), (2.5, True)):
+        b = FilterBank(np.array([0.0]), 2e-3, 6.0, 3600.0, step_n=8, step_span=2 * NS)
+        for k in range(40):
+            b.update(k * 0.05 * NS, 0.0, 1e8)
+        n = int(seconds / 0.05)
+        took = [b.update((40 + k) * 0.05 * NS, 4e6 + 1e3 * k, 1e8) for k in range(n)]
+        assert not any(took) and bool(b.step) is step, (seconds, len(b.step))
+        b.update((41 + n) * 0.05 * NS, 0.0, 1e8)
+        assert b._bad == [] and b.rejected == n
+
+
+def test_a_probe_band_that_leaves_the_line_out_is_told():
+    """``excludes_line``: a band the probe line's 3-sigma (and the wander's) lies outside of, on either side; not one
+    around it, nor any before the bank has five probes."""
+    clocks = ClockModel("p")
+    for k in range(10):
+        clocks.add_probe(k * NS, k * NS + 500_000 - 100 * NS, k * NS + 1_000_000)
+    seg = clocks.segments[-1]
+    dr = float(10 * NS - seg.dev0 + 100 * NS)
+    z = float(seg.probe.predict(np.array([dr]))[0][0])
+    assert excludes_line(seg, dr, z + 2e6, z + 3e6) and excludes_line(seg, dr, z - 3e6, z - 2e6)
+    assert not excludes_line(seg, dr, z - 5e5, z + 5e5)
+    seg.probe.n = 4
+    assert not excludes_line(seg, dr, z + 2e6, z + 3e6)
