@@ -11,7 +11,8 @@ reading at device time ``d0`` (received at host time ``h0``) and the next at ``d
 
 Values are in whatever unit the caller works in (ns, or counter ticks), scalars or numpy arrays.  What the clock
 model learns besides (a sample that would map to after it arrived, an arrival floor that rose and stayed, agreeing
-outlier edges) needs its estimates and lives in ``timeline``.
+outlier edges) needs its estimates and lives in ``timeline``; ``step_boundary`` places a step among the samples that
+could be on either side of it, by their latencies.
 """
 
 from __future__ import annotations
@@ -46,3 +47,31 @@ class ResetRule:
         if host_elapsed is None:
             return step > self.max_step
         return step > self.limit(host_elapsed)
+
+
+#: Below the link's latency floor by more than this and the line's margin, a sample cannot be on that timeline
+#: (``step_boundary``).
+STEP_FLOOR_MARGIN_NS = 50_000
+
+
+def step_boundary(lat_old: np.ndarray, lat_new: np.ndarray, held: np.ndarray, margin_old: float,
+                  margin_new: float) -> int:
+    """Where a clock stepped among samples (in time order) that could be on either timeline: the index of the first
+    one on the new timeline (``len`` for none).  ``lat_*``: each sample's latency on either line; ``held``: the
+    latencies of samples surely on the old one (the link's); ``margin_*``: 3 sigma of either line.  The boundary is
+    the most likely under the link's latencies (their histogram, smoothed; a latency under their floor by the line's
+    margin and ``STEP_FLOOR_MARGIN_NS``: arrived before it was taken, all but impossible); of equally likely ones,
+    the middle one."""
+    ref = np.sort(held)
+    w = max(STEP_FLOOR_MARGIN_NS, float(ref[(9 * len(ref)) // 10] - ref[len(ref) // 10]) / 8)
+
+    def logp(lat: np.ndarray, margin: float) -> np.ndarray:
+        near = np.searchsorted(ref, lat + w) - np.searchsorted(ref, lat - w)
+        p = (near + 0.5) / (len(ref) + 1.0)
+        return np.log(np.where(lat < ref[0] - margin - STEP_FLOOR_MARGIN_NS, 1e-3 / len(ref), p))
+
+    on_old = np.concatenate([[0.0], np.cumsum(logp(lat_old, margin_old))])
+    on_new = np.concatenate([np.cumsum(logp(lat_new, margin_new)[::-1])[::-1], [0.0]])
+    ll = on_old + on_new
+    best = np.flatnonzero(ll >= ll.max() - 1e-9)
+    return int(best[len(best) // 2])

@@ -26,7 +26,7 @@ from synchub.agent.core.units import NS
 
 from .bank import SKEW_PLAUSIBLE, FilterBank
 from .envelope import Envelope
-from .resets import ResetRule
+from .resets import ResetRule, step_boundary
 from .segment import Segment
 
 #: 1-sigma of a new segment's skew prior when an earlier segment of the same stream measured it (the same
@@ -36,9 +36,6 @@ SKEW_PRIOR_KNOWN = 50e-6
 ROUTE_SLACK_NS = 2 * NS
 #: A sample that maps to more than this (or 6 sigma) after it arrived shows a clock that jumped forward.
 EARLY_MARGIN_NS = 5_000_000
-#: Below the link's latency floor by more than this (and 3 sigma of the line), a sample cannot be on that timeline
-#: (``step_boundary``).
-STEP_FLOOR_MARGIN_NS = 50_000
 #: Probes a bank rejects in a row make a step only over this much device time: a device that stamps its replies late for
 #: a moment (a stall) is no step.
 PROBE_STEP_SPAN_NS = 2 * NS
@@ -217,7 +214,7 @@ class Timeline:
             k = bank.best
             dr = (d - seg.dev0).astype(np.float64)
             lat.append(((h - d) - seg.z0) - (bank.x[k, 0] + (dr - bank.t) * bank.x[k, 1]))
-            margin.append(3.0 * math.sqrt(float(bank.predict(dr[-1:])[1][0])) + STEP_FLOOR_MARGIN_NS)
+            margin.append(3.0 * math.sqrt(float(bank.predict(dr[-1:])[1][0])))
         held = d - old.dev0 <= ob.last_taken
         cand = np.flatnonzero(~held & (h < new.host0))  # a run: device and host times both go up
         if not len(cand):
@@ -377,24 +374,3 @@ def _newest(seg: Segment) -> tuple[int, int]:
     """(device, host) time of the segment's newest sample in time order (its newest evidence before any)."""
     return seg.arr_last if seg.arr_last is not None else (seg.dev_hi, seg.host_hi)
 
-
-def step_boundary(lat_old: np.ndarray, lat_new: np.ndarray, held: np.ndarray, margin_old: float,
-                  margin_new: float) -> int:
-    """Where a clock stepped among samples (in time order) that could be on either timeline: the index of the first
-    one on the new timeline (``len`` for none).  ``lat_*``: each sample's latency on either line; ``held``: the
-    latencies of samples surely on the old one (the link's).  The boundary is the most likely under the link's
-    latencies (their histogram, smoothed; a latency under their floor by the line's margin: arrived before it was
-    taken, all but impossible); of equally likely ones, the middle one."""
-    ref = np.sort(held)
-    w = max(STEP_FLOOR_MARGIN_NS, float(ref[(9 * len(ref)) // 10] - ref[len(ref) // 10]) / 8)
-
-    def logp(lat: np.ndarray, margin: float) -> np.ndarray:
-        near = np.searchsorted(ref, lat + w) - np.searchsorted(ref, lat - w)
-        p = (near + 0.5) / (len(ref) + 1.0)
-        return np.log(np.where(lat < ref[0] - margin, 1e-3 / len(ref), p))
-
-    on_old = np.concatenate([[0.0], np.cumsum(logp(lat_old, margin_old))])
-    on_new = np.concatenate([np.cumsum(logp(lat_new, margin_new)[::-1])[::-1], [0.0]])
-    ll = on_old + on_new
-    best = np.flatnonzero(ll >= ll.max() - 1e-9)
-    return int(best[len(best) // 2])

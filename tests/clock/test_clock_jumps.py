@@ -16,7 +16,7 @@ from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.model import ClockModel
 from synchub.agent.clock.probes import excludes_line
 from synchub.agent.clock.replay import feed_offline
-from synchub.agent.clock.timeline import step_boundary
+from synchub.agent.clock.resets import step_boundary
 from synchub.agent.clock.triggers import TriggerMatcher
 from synchub.agent.core.evidence import TriggerEdge
 from synchub.agent.core.stream import Chunk
