@@ -6,7 +6,7 @@ by ``reset_forward_ns`` more than the host's clock, a sample that would map to a
 forward: ``early_margin_ns`` beyond the trigger/probe estimate), or an arrival floor that rose and stayed up (a clock
 that stood still during a reboot: ``LATE_MARGIN_NS``); the segment starts at the first sample of the new timeline.
 On an irregular stream (markers, events: no nominal period), a step back that a late sample could explain (within
-the segment, at most ``reset_forward_ns`` before it arrived) is a reset only once ``RESET_CONFIRM`` samples after it
+the segment, at most ``LATE_SAMPLE_MAX_NS`` before it arrived) is a reset only once ``RESET_CONFIRM`` samples after it
 go on from it; else those samples were out of time order (a marker logged late, rows of merged logs): they keep
 their timeline, give no arrival evidence, and are counted.  A regular stream's samples are stamped in order.
 ``reset_detected`` lets a driver that knows about a reset say so; agreeing outlier edges (a step, ``_step``) start one
@@ -45,6 +45,11 @@ STEP_HELD_MIN = 20
 #: starts a new segment once this many samples after it stay back too (as ``synchub align`` decides on files);
 #: fewer were out of time order: they keep their timeline, counted (``arrival_out_of_order``).
 RESET_CONFIRM = 3
+#: ... when it was taken at most this long before it arrived (later: a reset at once).  The samples after it decide
+#: (``_confirm``), so a reset back by less costs the first ``RESET_CONFIRM`` samples after it, mapped on the old
+#: timeline as they arrive; a row logged later than ``reset_forward_ns`` (10 s) was taken for a reset and mapped by
+#: its own arrival (12-30 s off) with two segments around it.
+LATE_SAMPLE_MAX_NS = 60 * NS
 
 
 class Timeline:
@@ -267,12 +272,12 @@ class Timeline:
     def _back(self, seg: Segment, device_ns: int, host_ns: int) -> bool:
         """Whether a sample more than ``reset_back_ns`` before its segment's newest may be a late one of that
         timeline (an irregular stream's: markers, events; within the segment, taken no more than
-        ``reset_forward_ns`` before it arrived): then it waits for the samples after it (``_confirm``) and is mapped
+        ``LATE_SAMPLE_MAX_NS`` before it arrived): then it waits for the samples after it (``_confirm``) and is mapped
         on the segment meanwhile, which a reset of the clock costs those few samples; else the clock reset there."""
         if self.samples_in_order:
             return False
         top_d, top_h = _newest(seg)
-        return device_ns >= seg.dev0 and top_d - device_ns + max(host_ns - top_h, 0) <= self.reset_forward_ns
+        return device_ns >= seg.dev0 and top_d - device_ns + max(host_ns - top_h, 0) <= LATE_SAMPLE_MAX_NS
 
     def _confirm(self, dev: np.ndarray, host: np.ndarray, a: int, segs: np.ndarray) -> int:
         """Samples after one that went back (``_pending``): each goes on from whichever timeline is nearer where
