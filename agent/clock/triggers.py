@@ -43,6 +43,7 @@ Counts (``stats``) name every rejection; a rejected or unmatched edge never reac
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Callable
 
 from synchub.agent.core.evidence import TriggerEdge
@@ -56,8 +57,12 @@ __all__ = ["EdgeFilter", "TriggerMatcher", "LOCK_LOST_EDGES"]
 Prior = Callable[[int], "tuple[int, int] | None"]
 Bound = Callable[[int], "int | None"]
 
-#: Device edges in a row that expire unmatched (while pairs predict them) before the matcher starts over.
+#: Device edges in a row that expire unmatched (while pairs predict them) before the matcher starts over ...
 LOCK_LOST_EDGES = 3
+#: ... or this many of the last ``LOCK_WINDOW`` (a lock whose window now and then holds one wrong partner: after a
+#: step of a few ms on an aperiodic line, edges 3-12 ms apart, every few edges found one and reset the count).
+LOCK_LOST_OF_WINDOW = 6
+LOCK_WINDOW = 8
 #: A bound this far before its edge's report is of another timeline (a clock gone back, ``EdgeFilter``: 1 s): unused;
 #: and how long (of reports) a periodic line's causal lock waits for a usable bound before it locks on reports alone.
 BOUND_REACH_NS = BOUND_WAIT_NS = NS
@@ -102,6 +107,8 @@ class TriggerMatcher:
         self.restarts = 0
         self._resid = 0.0  # running mean square of pair residuals against the prediction (ns^2)
         self._lost = 0  # device edges in a row that expired unmatched while the pairs predicted them
+        self._outcomes: deque[bool] = deque(maxlen=LOCK_WINDOW)  # the last device edges while locked: expired?
+        self._lost_lock = False  # started over because the pairs stopped predicting the device's edges (until a pair)
         self._recent: list[tuple[int, int, int]] = []  # the last pairs made (device, ref, device edge's host time)
         self._expired: list[tuple[int, int]] = []  # the last device edges given up on while locked (device, host)
         self._dropped: list[int] = []  # the last reference edges given up on while locked
@@ -141,6 +148,7 @@ class TriggerMatcher:
         self.lock, self.lock_least_latency_ns = "", None
         self._resid = 0.0
         self._lost = 0
+        self._outcomes.clear()
 
     def _refilter(self, keep: list[tuple[int, int]]) -> None:
         self._dev = []
@@ -287,12 +295,15 @@ class TriggerMatcher:
                 self._recent = [*self._recent[-7:], (d, r, host)]
                 out.append(pair)
                 self._lost = 0
+                self._lost_lock = False
+                self._outcomes.append(False)
                 continue
             if i1 - i0 > 1:
                 self._count("ambiguous")
             if self._pairs and newest_ref is not None and newest_ref > centre + hi + self.max_wait:
                 self._count("device_unmatched")  # the reference side has moved on: its partner never came
                 self._lost += 1
+                self._outcomes.append(True)
                 expired.append((d, host))
                 self._expired = [*self._expired[-7:], (d, host)]
                 continue
@@ -302,7 +313,12 @@ class TriggerMatcher:
         cap = 64 if self._pairs else 8 if self.period else 32  # (an aperiodic line's lock wants its pattern)
         self._dev = keep_dev[-cap:]
         if len(keep_dev) > cap:
-            self._count("device_unmatched", len(keep_dev) - cap)
+            gone = keep_dev[:-cap]
+            self._count("device_unmatched", len(gone))
+            if self._pairs:  # locked, yet this many waited in vain (windows that hold two partners): lost too
+                self._lost += len(gone)
+                self._outcomes.extend([True] * len(gone))
+                self._expired = [*self._expired, *gone][-8:]
         # reference edges older than the wait with no device edge pending before them are unmatched
         if self._ref and self._pairs:
             horizon = self._ref[-1] - self.max_wait
@@ -316,13 +332,15 @@ class TriggerMatcher:
             self._ref = self._ref[-256:]
         if out:
             self._count("matched", len(out))
-        if self._lost >= LOCK_LOST_EDGES:  # the pairs no longer predict the device's edges: start over
-            self._count("lock_lost")
+        lost = max(self._lost, sum(self._outcomes))
+        if self._lost >= LOCK_LOST_EDGES or lost >= LOCK_LOST_OF_WINDOW:  # the pairs no longer predict the device's
+            self._count("lock_lost")                                     # edges: start over
             # the device edges since the step: the run that lost the lock (their reference partners are still
             # pending: none is dropped after the last pair) and those waiting behind it; all may still find their
             # partners from the prior, and the first of them tells the clock model where the step was
-            recent = sorted(set(self._expired[-self._lost:] + keep_dev))
+            recent = sorted(set(self._expired[-lost:] + keep_dev))
             self.restart(since_host_ns=None)
+            self._lost_lock = True
             self._refilter(recent)
             out += self._match()
         return out
@@ -334,7 +352,10 @@ class TriggerMatcher:
         dev = raw = [(d, h) for d, h in self._dev if h]
         if len(dev) < CAUSAL_EDGES or not self._ref:
             return None
-        if self.bound is not None:  # asked once per pending edge (a later answer is tighter; this one holds)
+        if self.bound is not None and not (self._lost_lock and not self.period):
+            # asked once per pending edge (a later answer is tighter; this one holds).  Not for an aperiodic line
+            # whose lock was lost: the stream's model may not have seen its clock step yet, and a bound on the old
+            # timeline leaves the new offset out (its pattern needs only the reports)
             self._bounds = {d: self._bounds[d] if d in self._bounds else self.bound(d) for d, _ in dev}
             usable = {d for d, h in dev if (b := self._bounds[d]) is not None and b >= h - BOUND_REACH_NS}
             if self.period and not usable:  # none yet (a segment just begun) or of another timeline: wait a while
