@@ -113,8 +113,8 @@ def fit_probe(seg: Segment, dr: float, lo: float, hi: float, rtt: int, excluded:
         seg.band = sorted(seg.bands)[len(seg.bands) // 2]
         seg.probes += 1
         return True
-    if not bank.step and not fresh and not excluded:  # excursions say the offset wanders more than thought (bounded: one outlier
-        # is no trend)
+    if not bank.step and not fresh and not excluded:
+        # excursions say the offset wanders more than thought (bounded: one outlier is no trend)
         excess = min((z - pred) ** 2 - pvar - band_var, 9 * (band_var + seg.wander))
         seg.wander = max(seg.wander + 0.05 * (excess - seg.wander), 0.0)
     return False

@@ -378,4 +378,3 @@ class Timeline:
 def _newest(seg: Segment) -> tuple[int, int]:
     """(device, host) time of the segment's newest sample in time order (its newest evidence before any)."""
     return seg.arr_last if seg.arr_last is not None else (seg.dev_hi, seg.host_hi)
-

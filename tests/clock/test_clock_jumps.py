@@ -109,8 +109,10 @@ def test_a_step_only_the_edges_see_starts_where_it_happened(jump_ms):
 
 
 def test_a_step_aliased_by_a_narrow_counter_is_found_as_the_step_it_delivers():
-    """CI's case: a 32.8 s jump on a 16-bit counter at 10 kHz (wraps every 6.5536 s) delivers a step of -0.95 ms (337 us rms after it)."""
-    rec, s, c, checks = _run(_scenario([5 * 6.5536 - 0.00095], [31.0], report=False, downtime=0.0, seed=5, bits=16, tick=1e4))
+    """CI's case: a 32.8 s jump on a 16-bit counter at 10 kHz (wraps every 6.5536 s) delivers a step of -0.95 ms
+    (337 us rms after it)."""
+    sc = _scenario([5 * 6.5536 - 0.00095], [31.0], report=False, downtime=0.0, seed=5, bits=16, tick=1e4)
+    rec, s, c, checks = _run(sc)
     assert abs(apparent_jumps(s)[0] + 950_000) < 20_000
     assert _settled_rms(s, c.ref_ns, before_s=1.0) < 20_000
 
