@@ -34,8 +34,10 @@ waits or expires; unmatched edges expire after ``max_wait_periods`` and are coun
 The device's clock may start a new timeline (a reset, a saved clock restored at reboot, a step): ``restart()``
 forgets the pairs, the device side's grid and the device edges reported before the new timeline began, keeping the
 reference edges, so that matching starts over from the prior (``StreamClocks`` calls it whenever the stream's clock
-model starts a segment).  The matcher also restarts by itself when ``LOCK_LOST_EDGES`` device edges in a row find no
-partner where the pairs predict one while the reference side goes on (the device's clock moved under it).
+model starts a segment).  The matcher also restarts by itself when ``LOCK_LOST_EDGES`` device edges in a row (or
+``LOCK_LOST_OF_WINDOW`` of the last ``LOCK_WINDOW``) find no partner where the pairs predict one while the reference
+side goes on (the device's clock moved under it); the edges that found none are matched again from the prior, and an
+aperiodic line's pattern from the reports alone (the stream's bound may still be the old timeline's).
 
 Counts (``stats``) name every rejection; a rejected or unmatched edge never reaches the clock model.
 """
