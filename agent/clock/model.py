@@ -45,7 +45,7 @@ from .fallback import MAX_TRIGGER_UNC_NS, TriggerFallback
 from .kalman import q_per_ns
 from .probes import RttWindow, excludes_line, fit_probe, probe_band
 from .segment import Segment
-from .timeline import EARLY_MARGIN_NS, Timeline
+from .timeline import EARLY_MARGIN_NS, EARLY_RESPLIT_EDGES, Timeline
 
 #: Random-walk intensities of the filter bank, ppm per sqrt(hour): a 1-2-5 series, so that a drift wander anywhere
 #: from a steady crystal to a heated one is within a factor of 1.6 of one of them (the likelihood-weighted average of
@@ -115,6 +115,8 @@ class ClockModel(Timeline):
                 if seg.first_edge_ns is None:
                     seg.first_edge_ns = d
                 seg.last_edge_ns = d if seg.last_edge_ns is None else max(seg.last_edge_ns, d)
+                if seg.cause == "arrival_early" and seg.trig.n == EARLY_RESPLIT_EDGES:
+                    self._resplit_early(seg)
                 if seg.fall is not None or self.fallback is not None and self.fallback.active:
                     seg.fall = None  # edges again: the trigger path takes over (it predicted across the gap)
                     if self.fallback is not None:

@@ -36,6 +36,8 @@ SKEW_PRIOR_KNOWN = 50e-6
 ROUTE_SLACK_NS = 2 * NS
 #: A sample that maps to more than this (or 6 sigma) after it arrived shows a clock that jumped forward.
 EARLY_MARGIN_NS = 5_000_000
+#: Edges a segment begun that way takes before the step is placed again by their line (``_resplit_early``).
+EARLY_RESPLIT_EDGES = 3
 #: Probes a bank rejects in a row make a step only over this much device time: a device that stamps its replies late for
 #: a moment (a stall) is no step.
 PROBE_STEP_SPAN_NS = 2 * NS
@@ -204,6 +206,14 @@ class Timeline:
             self._split_recent(seg, new, bank, nb)
         return len(bad)
 
+    def _resplit_early(self, seg: Segment) -> None:
+        """A segment begun by a sample mapped after it arrived (a clock that jumped forward) starts at the first
+        sample beyond the early margin; the few before it, after the step, were within the margin.  Once its edges
+        have a line, the step is placed among the previous segment's recent samples as after a step the edges saw."""
+        old = self.segments[seg.index - 1] if seg.index else None
+        if old is not None and old.floor.recent and old.trig.n:
+            self._split_recent(old, seg, old.trig, seg.trig)
+
     def _split_recent(self, old: Segment, new: Segment, ob: FilterBank, nb: FilterBank) -> None:
         """After a step seen in the edges, the samples since it are on the new timeline.  Of the recent arrivals,
         those taken up to the old bank's newest measurement are on the old one (it held until then) and show the
@@ -229,7 +239,7 @@ class Timeline:
         k = step_boundary(lat[0][cand], lat[1][cand], lat[0][held], margin[0], margin[1])
         if k < len(cand):
             j = int(cand[k])
-            new.host0 = int(h[j])
+            new.host0, new.first_sample_ns = int(h[j]), int(d[j])
             self._take_arrivals(new, d[j:], h[j:])
 
     def add_arrivals(self, device_ns, host_ns) -> np.ndarray:
@@ -363,7 +373,9 @@ class Timeline:
         if np.any(tie):
             for i in np.flatnonzero(tie):
                 cur, prev = self.segments[k[i]], self.segments[k[i] - 1]
-                if abs(int(dev[i]) - cur.dev0) > abs(int(dev[i]) - prev.dev_hi):
+                if cur.first_sample_ns is not None:  # its first sample is known: the step lies before it
+                    k[i] -= int(dev[i]) < cur.first_sample_ns
+                elif abs(int(dev[i]) - cur.dev0) > abs(int(dev[i]) - prev.dev_hi):
                     k[i] -= 1
         return k.astype(np.int32)
 
