@@ -115,7 +115,7 @@ class ClockModel(Timeline):
                 if seg.first_edge_ns is None:
                     seg.first_edge_ns = d
                 seg.last_edge_ns = d if seg.last_edge_ns is None else max(seg.last_edge_ns, d)
-                if seg.cause == "arrival_early" and seg.trig.n == EARLY_RESPLIT_EDGES:
+                if seg.cause == "arrival_early" and seg.trig.n >= EARLY_RESPLIT_EDGES and not seg.placed:
                     self._resplit_early(seg)
                 if seg.fall is not None or self.fallback is not None and self.fallback.active:
                     seg.fall = None  # edges again: the trigger path takes over (it predicted across the gap)

@@ -96,6 +96,7 @@ class Segment:
     arr_last: tuple[int, int] | None = None  # (device, host) time of the last arrival
     first_edge_ns: int | None = None  # device time of the first edge pair the segment accepted
     first_sample_ns: int | None = None  # where a step was placed among samples: the first one's device time
+    placed: bool = False  # a segment the samples began: its start placed again by its edges' line (``_resplit_early``)
     last_edge_ns: int | None = None  # ... and of the newest
     # a trigger-wired stream's aligner offsets once its edges went stale (``fallback``): a copy of ``trig`` taken
     # then, and what it maps is "hybrid" (edges, then offsets) or "neural" (no edge in the segment)

@@ -210,6 +210,7 @@ class Timeline:
         """A segment begun by a sample mapped after it arrived (a clock that jumped forward) starts at the first
         sample beyond the early margin; the few before it, after the step, were within the margin.  Once its edges
         have a line, the step is placed among the previous segment's recent samples as after a step the edges saw."""
+        seg.placed = True
         old = self.segments[seg.index - 1] if seg.index else None
         if old is not None and old.floor.recent and old.trig.n:
             self._split_recent(old, seg, old.trig, seg.trig)
