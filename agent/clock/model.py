@@ -223,12 +223,14 @@ class ClockModel(Timeline):
         seg = self._segment_for(d, mid, mid - d, "probe")
         if seg is None:
             return False
-        lo, hi, inconsistent = probe_band(seg, s, d, r)
+        lo, hi, inconsistent, whole_hi = probe_band(seg, s, d, r)
         if inconsistent:
             self._count("probe_arrival_inconsistent")  # a bound is wrong somewhere: keep the round trip's
         excluded = excludes_line(seg, float(d - seg.dev0), lo, hi)
         if excluded:
             self._count("probe_excludes_line")  # whatever its round trip: it tells of a step (or lies)
+        if excluded > 0:  # above the line, a step back: the arrivals that tightened it are the old timeline's
+            hi = whole_hi
         if not self._rtt.admit(s, int(hi - lo), seg.probe.n) and not excluded:
             self._count("probe_rtt_filtered")
             return False

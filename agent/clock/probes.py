@@ -26,9 +26,10 @@ from synchub.agent.core.units import NS
 from .segment import PROBE_RTT_KEEP, Segment
 
 
-def probe_band(seg: Segment, s: int, d: int, r: int) -> tuple[float, float, bool]:
-    """The offset band ``(lo, hi)`` of a probe relative to the segment's ``z0``, and whether the arrival envelope
-    contradicted it (a bound is wrong somewhere: the round trip's band is kept)."""
+def probe_band(seg: Segment, s: int, d: int, r: int) -> tuple[float, float, bool, float]:
+    """The offset band ``(lo, hi)`` of a probe relative to the segment's ``z0``, whether the arrival envelope
+    contradicted it (a bound is wrong somewhere: the round trip's band is kept), and the round trip's own ``hi``
+    (before the envelope tightened it)."""
     dr = float(d - seg.dev0)
     lo, hi = float(s - d - seg.z0), float(r - d - seg.z0)
     # a coarse device counter stamps anywhere within its tick (the gcd of the stamps' distances, once there are
@@ -39,7 +40,7 @@ def probe_band(seg: Segment, s: int, d: int, r: int) -> tuple[float, float, bool
         lo -= seg.tick_gcd / 2
         hi += seg.tick_gcd / 2
     bank = seg.probe
-    inconsistent = False
+    inconsistent, whole_hi = False, hi
     if seg.env.n:  # arrivals bound the offset from above: tighten the probe's upper bound
         if bank.n >= 5:  # carried along the probes' skew, with slack for its uncertainty, up to 10 s
             k = bank.best
@@ -53,7 +54,7 @@ def probe_band(seg: Segment, s: int, d: int, r: int) -> tuple[float, float, bool
                 inconsistent = True
             elif ub < hi:
                 hi = max(ub, lo)
-    return lo, hi, inconsistent
+    return lo, hi, inconsistent, whole_hi
 
 
 class RttWindow:
@@ -88,7 +89,7 @@ class RttWindow:
         return True
 
 
-def fit_probe(seg: Segment, dr: float, lo: float, hi: float, rtt: int, excluded: bool = False) -> bool:
+def fit_probe(seg: Segment, dr: float, lo: float, hi: float, rtt: int, excluded: int = 0) -> bool:
     """The band's centre into the segment's probe bank; True when the bank took it.  Learns the wander from the
     innovations (also from a rejected probe, unless the rejections made a step).  ``excluded`` (``excludes_line``):
     rejected whatever its innovation (a band wide against the step would let the bank take it and creep onto the new
@@ -99,7 +100,7 @@ def fit_probe(seg: Segment, dr: float, lo: float, hi: float, rtt: int, excluded:
     fresh = bank.n == 0
     if not fresh:
         pred, pvar = bank.predict_raw(dr)
-    if bank.update(dr, z, band_var + seg.wander, outlier=excluded):
+    if bank.update(dr, z, band_var + seg.wander, outlier=bool(excluded)):
         if not fresh:
             # innovations beyond the line's and the band's variance: the offset's short-term wander
             excess = (z - pred) ** 2 - pvar - band_var
@@ -120,17 +121,18 @@ def fit_probe(seg: Segment, dr: float, lo: float, hi: float, rtt: int, excluded:
     return False
 
 
-def excludes_line(seg: Segment, dr: float, lo: float, hi: float) -> bool:
+def excludes_line(seg: Segment, dr: float, lo: float, hi: float) -> int:
     """Whether a probe's band ``(lo, hi)`` (relative to the segment's ``z0``) leaves out the segment's probe line
     beyond 3 sigma of it and of the wander: the device did not stamp where the line says whatever the link's delays
     were (a step of its clock; or a lying stamp), so the min-RTT filter must not hide it from the bank's step
-    detection.  False before the bank has five probes."""
+    detection.  1: the band lies above the line (the clock stepped back), -1: below, 0: neither, or the bank has
+    fewer than five probes."""
     bank = seg.probe
     if bank.n < 5:
-        return False
+        return 0
     a, var = bank.predict(np.array([dr]))
     reach = 3.0 * math.sqrt(float(var[0]) + seg.wander)
-    return bool(float(a[0]) + reach < lo or float(a[0]) - reach > hi)
+    return 1 if float(a[0]) + reach < lo else -1 if float(a[0]) - reach > hi else 0
 
 
 def lsl_offset(probes: list[Probe]) -> tuple[int, int, int] | None:

@@ -156,17 +156,21 @@ def test_step_boundary_puts_the_step_where_the_latencies_are_likeliest(step_us):
     assert step_boundary(lat, lat + abs(s), held, 50e3, 50e3) >= (100 if abs(step_us) >= 2000 else 92)
 
 
-@pytest.mark.parametrize(("jump_ms", "seed"), [(-20.0, 1), (-3.0, 2), (1.0, 1), (3.0, 2)])
+@pytest.mark.parametrize(("jump_ms", "seed"), [(-20.0, 1), (-3.0, 2), (-1.45, 1), (-1.45, 3), (1.0, 1), (3.0, 2)])
 def test_a_step_only_probes_see_starts_a_segment(jump_ms, seed):
     """A device that answers round-trip probes (1 Hz) but sees no trigger steps its clock by 1-20 ms unreported
     (20 ms back: its samples' arrival floor rises by less than a reboot's margin; forward under the early margin).
     The probes after it leave the old line out of their bands entirely, whatever the link's delays: they pass the
     min-RTT filter (the bands the old arrivals tightened made them look wide), the bank rejects them however wide
     they are (it took the wide ones and crept), and eight over 2 s start a segment whose skew is the old one's.
-    Before: none was found in 30 s; 0.5-12.6 ms rms after the step (the probes' own error is ~0.1 ms)."""
+    Before: none was found in 30 s; 0.5-12.6 ms rms after the step (the probes' own error is ~0.1 ms).  A step back
+    of 1.45 ms, within the round trips' spread, was found 7 s late at first: the old timeline's arrivals had clipped
+    the first probes' bands short of the new offset, so only later ones agreed (the segment starts at its first
+    probe now)."""
     rec, s, c, checks = _run(_scenario([jump_ms / 1e3], [40.0], report=False, downtime=0.0, seed=seed,
                                        probes=True, trigger=False))
     assert [g["cause"] for g in checks["segments"]] == ["start", "step"], checks
+    assert checks["resets_detected"] == 1, checks
     assert _settled_rms(s, c.ref_ns) < 300_000
 
 
