@@ -89,13 +89,11 @@ class Timeline:
         if self.segments:
             self.resets += 1
             self._count(f"segment_{cause}")
-            known = [s.trig for s in self.segments if s.trig.n >= 10]
-            if known:  # the same oscillator, most likely: its last skew
-                skew0 = float(known[-1].x[known[-1].best, 1])
-                skew_sd = quick = SKEW_PRIOR_KNOWN
-            known = [s.probe for s in self.segments if s.probe.n >= 10]
-            if known:  # ... as its probes measured it
-                p_skew0, p_skew_sd = float(known[-1].x[known[-1].best, 1]), SKEW_PRIOR_KNOWN
+            # the same oscillator, most likely: its last skew, as its edges and as its probes measured it
+            if (known := self._last_skew("trig")) is not None:
+                skew0, skew_sd, quick = known, SKEW_PRIOR_KNOWN, SKEW_PRIOR_KNOWN
+            if (known := self._last_skew("probe")) is not None:
+                p_skew0, p_skew_sd = known, SKEW_PRIOR_KNOWN
         seg = Segment(
             index=len(self.segments), dev0=int(device_ns), host0=int(host_ns), z0=int(z),
             trig=FilterBank(self.qs, skew_sd, self.gate_sigma, forget, self.rscales, consensus=self.consensus,
@@ -206,6 +204,11 @@ class Timeline:
             self._split_recent(seg, new, bank, nb)
         return len(bad)
 
+    def _last_skew(self, which: str) -> float | None:
+        """The skew of the newest segment whose ``which`` bank ("trig" or "probe") took 10 measurements or more."""
+        known = [getattr(s, which) for s in self.segments if getattr(s, which).n >= 10]
+        return float(known[-1].x[known[-1].best, 1]) if known else None
+
     def _resplit_early(self, seg: Segment) -> None:
         """A segment begun by a sample mapped after it arrived (a clock that jumped forward) starts at the first
         sample beyond the early margin; the few before it, after the step, were within the margin.  Once its edges
@@ -225,18 +228,18 @@ class Timeline:
         the last 12 s.)"""
         d = np.concatenate([x for x, _ in old.floor.recent])
         h = np.concatenate([y for _, y in old.floor.recent])
-        lat, margin = [], []
-        for seg, bank in ((old, ob), (new, nb)):
-            k = bank.best
-            dr = (d - seg.dev0).astype(np.float64)
-            lat.append(((h - d) - seg.z0) - (bank.x[k, 0] + (dr - bank.t) * bank.x[k, 1]))
-            margin.append(3.0 * math.sqrt(float(bank.predict(dr[-1:])[1][0])))
         held = d - old.dev0 <= ob.last_taken
         cand = np.flatnonzero(~held & (h < new.host0))  # a run: device and host times both go up
         if not len(cand):
             return
         if held.sum() < STEP_HELD_MIN:  # the link's latencies unknown: the new segment starts where it was seen
             return
+        lat, margin = [], []
+        for seg, bank in ((old, ob), (new, nb)):
+            k = bank.best
+            dr = (d - seg.dev0).astype(np.float64)
+            lat.append(((h - d) - seg.z0) - (bank.x[k, 0] + (dr - bank.t) * bank.x[k, 1]))
+            margin.append(3.0 * math.sqrt(float(bank.predict(dr[-1:])[1][0])))
         k = step_boundary(lat[0][cand], lat[1][cand], lat[0][held], margin[0], margin[1])
         if k < len(cand):
             j = int(cand[k])
