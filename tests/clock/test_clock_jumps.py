@@ -26,14 +26,18 @@ from synchub.bench.sync.run import Recording
 from synchub.bench.sync.scenario import parse_scenario
 
 
-def _scenario(jumps, at, report=True, downtime=1.0, seed=1, bits=64, tick=1e6, probes=False, trigger=True):
+def _scenario(jumps, at, report=True, downtime=1.0, seed=1, bits=64, tick=1e6, probes=False, trigger=True,
+              line=None, rate_hz=50.0, **clock):
+    """One device on a 1 s trigger line (``line``: another), its clock jumping by ``jumps`` at ``at``; ``clock``:
+    settings of its clock other than these defaults."""
     return parse_scenario({
         "name": "j", "duration_s": float(max(at) + 30.0), "seed": seed, "eval_points": 4000,
-        "trigger": {"period_s": 1.0},
-        "device": [{"name": "d", "rate_hz": 50.0, "probes": probes, "trigger": trigger, "report_resets": report,
+        "trigger": line or {"period_s": 1.0},
+        "device": [{"name": "d", "rate_hz": rate_hz, "probes": probes, "trigger": trigger, "report_resets": report,
                     "clock": {"offset_s": 100.0, "drift_ppm": 30.0, "jitter_us": 2.0, "latency_min_ms": 0.5,
                               "latency_max_ms": 3.0, "resets_at_s": list(at), "reset_jump_s": list(jumps),
-                              "reset_downtime_s": downtime, "counter_bits": bits, "tick_hz": tick}}]}, "j.toml")
+                              "reset_downtime_s": downtime, "counter_bits": bits, "tick_hz": tick, **clock}}]},
+        "j.toml")
 
 
 def _run(sc):
@@ -205,13 +209,9 @@ def test_a_probe_band_that_leaves_the_line_out_is_told():
 
 def _aperiodic(jump_s, seed=1):
     """An aperiodic trigger line (events 3-12 ms apart) and a 100 Hz device 8-16 ms late, its clock stepping at 40 s."""
-    return parse_scenario({
-        "name": "a", "duration_s": 70.0, "seed": seed, "eval_points": 4000,
-        "trigger": {"period_s": 0.0075, "irregular": 0.6, "width_ms": 1.0},
-        "device": [{"name": "d", "rate_hz": 100.0, "probes": False, "report_resets": False,
-                    "clock": {"offset_s": 3.0, "drift_ppm": 40.0, "jitter_us": 2.0, "latency_min_ms": 8.0,
-                              "latency_max_ms": 16.0, "resets_at_s": [40.0], "reset_jump_s": [jump_s],
-                              "reset_downtime_s": 0.0}}]}, "a.toml")
+    return _scenario([jump_s], [40.0], report=False, downtime=0.0, seed=seed, rate_hz=100.0,
+                     line={"period_s": 0.0075, "irregular": 0.6, "width_ms": 1.0},
+                     offset_s=3.0, drift_ppm=40.0, latency_min_ms=8.0, latency_max_ms=16.0)
 
 
 @pytest.mark.parametrize("jump_ms", [-20.0, -15.0, -3.0, 3.0])
