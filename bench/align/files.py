@@ -103,6 +103,11 @@ def figures(outs: list[dict]) -> dict:
             "cover_2sigma_pct": round(100.0 * float(np.mean(a <= 2 * unc)), 2)}
 
 
+def one_or_list(durations: list[float]) -> float | list[float]:
+    """The recordings' length as the results record it: one number, or the list of several (``--durations``)."""
+    return durations[0] if len(durations) == 1 else durations
+
+
 def run(args) -> int:
     try:
         durations = [float(d) for d in args.durations.split(",")] if args.durations else [args.duration]
@@ -144,7 +149,7 @@ def run(args) -> int:
                   f"{r.get('drift_err_ppm')} ppm, 1-/2-sigma cover {r.get('cover_1sigma_pct')} / "
                   f"{r.get('cover_2sigma_pct')} %, refused {r['refused']} ({time.time() - t0:.0f} s)")
     out = {"what": "synchub align (the file engine) on a WAV + marker CSV per corpus recording",
-           "corpus": args.split, "duration_s": durations[0] if len(durations) == 1 else durations, "goal": GOAL,
+           "corpus": args.split, "duration_s": one_or_list(durations), "goal": GOAL,
            "results": results, "per_recording": per}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
@@ -159,9 +164,8 @@ def fit_files_table(specs, outs: list[dict], args, path: Path) -> None:
     if not ok:
         raise UserError("--fit-sigma: synchub align refused every recording: nothing to fit the table on")
     samples = {("audio", "text"): (np.concatenate([o["err"] for o in ok]), np.concatenate([o["unc"] for o in ok]))}
-    durations = sorted({s.duration_s for s in specs})
     doc = fit_pairs(samples, {"split": args.split, "recordings": sorted({s.name for s in specs}),
-                              "duration_s": durations[0] if len(durations) == 1 else durations,
+                              "duration_s": one_or_list(sorted({s.duration_s for s in specs})),
                               "method": "hybrid", "mode": "files"})
     doc["what"] = ("per modality pair, the calibrated 1-sigma scale * sqrt(sigma^2 + floor^2) of the uncertainty "
                    f"synchub align's aligner links map with (agent/align/calibration.py {FILES_TABLE.name})")
