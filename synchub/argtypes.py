@@ -29,3 +29,13 @@ nonnegative = _number(0.0, 1e9, strict=False)
 positive = _number(0.0, 1e9, strict=True)
 #: any finite number (a skew in ppm may be negative)
 finite = _number(-1e9, 1e9, strict=False)
+
+
+def bit_index(text: str) -> int:
+    """A bit of an integer word: 0 (the least significant) .. 62."""
+    if not text.strip().isdigit() or int(text) > 62:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a bit number 0..62")
+    return int(text)
+
+
+bit_index.__name__ = "bit"

@@ -13,7 +13,7 @@ from synchub.agent.core.stream import MODALITIES
 from synchub.agent.formats.readers.base import ALIGN_MODES, FORMATS, SYNC_KINDS, InputError, InputOptions
 from synchub.agent.formats.readers.manifest import Manifest, load_manifest
 from synchub.agent.formats.readers.mcap_json import is_synchub_mcap
-from synchub.argtypes import finite, nonnegative, positive
+from synchub.argtypes import bit_index, finite, nonnegative, positive
 from synchub.errors import UserError
 
 #: flag -> (InputOptions field, argparse type or choices, help)
@@ -31,6 +31,8 @@ OPTION_FLAGS: dict[str, tuple[str, object, str]] = {
     "--sync-min-width-s": ("sync_min_width_s", positive, "shortest sync pulse (s)"),
     "--sync-max-width-s": ("sync_max_width_s", positive, "longest sync pulse (s)"),
     "--sync-threshold": ("sync_threshold", finite, "a fixed level for the sync channel instead of the automatic one"),
+    "--sync-bit": ("sync_bit", bit_index, "the pulses are this bit of the sync channel's integer values (a "
+                                                "digital word; SpikeGLX's declared sync line is found by itself)"),
     "--offset-s": ("offset_s", finite, "a guess of the reference's clock minus this input's (s)"),
     "--align": ("align", ALIGN_MODES, "how an input is tied to the reference (auto: sync edges, else the aligner)"),
 }

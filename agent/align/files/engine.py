@@ -289,7 +289,9 @@ class FileAlignment(ReferenceLinks):
                 if tr.jitter is not None:
                     s["dejitter"] = tr.jitter.segments()[:16]
                 if tr.finder is not None:
-                    s["sync"] = {"channel": tr.sync[0], "kind": tr.sync[1], "pulses": len(tr.pulses),
+                    s["sync"] = {"channel": tr.sync[0], "kind": tr.sync[1], **({"bit": tr.sync[2]} if tr.sync[2]
+                                                                                 is not None else {}),
+                                 "pulses": len(tr.pulses),
                                  "levels": tr.finder.levels, "rejected": dict(tr.finder.stats)}
                 if tr.xdf is not None:
                     s["clock_offsets"] = tr.xdf.report()

@@ -127,8 +127,21 @@ def _can_drop(header) -> bool:
         return False
 
 
-def sync_channel(fs: FileStream, options: InputOptions, single: bool) -> tuple[int, str] | None:
-    """(channel index, pulse kind) of this stream's sync channel, or None."""
+def sync_channel(fs: FileStream, options: InputOptions, single: bool) -> tuple[int, str, int | None] | None:
+    """(channel index, pulse kind, bit) of this stream's sync channel, or None.  ``bit``: the pulses are that bit of
+    the channel's integer values (``--sync-bit``, or the line the file itself declares: SpikeGLX)."""
+    found = _sync_channel(fs, options, single)
+    if found is None:
+        return None
+    ch, kind = found
+    bit = options.sync_bit
+    declared = fs.meta.get("sync")
+    if bit is None and declared and fs.info.channel_labels and fs.info.channel_labels[ch] == declared[0]:
+        bit = declared[1]
+    return ch, ("ttl" if bit is not None else kind), bit
+
+
+def _sync_channel(fs: FileStream, options: InputOptions, single: bool) -> tuple[int, str] | None:
     info = fs.info
     if info.channel_format == "string":
         return None
@@ -157,6 +170,9 @@ def sync_channel(fs: FileStream, options: InputOptions, single: bool) -> tuple[i
     if kind in ("click", "tone") and info.type == "audio":
         return 0, kind
     if kind == "auto":
+        declared = fs.meta.get("sync")  # the sync line the file's own header names (SpikeGLX)
+        if declared and declared[0] in info.channel_labels:
+            return info.channel_labels.index(declared[0]), "ttl"
         for i, lab in enumerate(info.channel_labels):
             if lab.lower() in SYNC_LABELS:
                 return i, SYNC_LABELS[lab.lower()]
@@ -176,7 +192,7 @@ class StreamTrack:
         can_drop = _can_drop(fs.meta.get("header"))
         self.jitter = JitterFit(rate) if (rate > 0 and options.dejitter and input_kind in ("xdf", "table")
                                           and not can_drop) else None
-        self.sync: tuple[int, str] | None = sync_channel(fs, options, single)
+        self.sync: tuple[int, str, int | None] | None = sync_channel(fs, options, single)
         self.finder: PulseFinder | None = None  # made with the first samples (an irregular stream's rate)
         self.pulses: list[tuple[float, int, int, int, float]] = []  # (index, raw t, host, timeline, width samples)
         self._pulse_at: list[int] = []  # each pulse's sample, by position in file order (its timeline at finish)
@@ -214,13 +230,15 @@ class StreamTrack:
         if not self.period_ns and len(t) >= 3:  # a table without a nominal rate: its typical sample interval
             self.period_ns = max(int(np.median(np.diff(t))), 0)
         if self.sync is not None and self.finder is None:
-            ch, kind = self.sync
+            ch, kind, _ = self.sync
             per = NS / self.period_ns if self.period_ns else 0.0
             o = self.options
             self.finder = PulseFinder(kind, threshold=o.sync_threshold, min_width=o.sync_min_width_s * per,
                                       max_width=o.sync_max_width_s * per, merge=int(MERGE_S.get(kind, 0) * per))
         if self.finder is not None:
             x = np.asarray(p.data)[:, self.sync[0]] if np.asarray(p.data).ndim == 2 else np.asarray(p.data)
+            if self.sync[2] is not None:  # one line of a digital word
+                x = (np.rint(x).astype(np.int64) >> self.sync[2]) & 1
             for q in self.finder.feed(p.seq, x, t, p.host_ns):
                 # the pulse's sample (in this piece or, ended here, an earlier one): its timeline at ``finish``
                 self._pulse_at.append(max(self.split.fed - len(t) + int(q.index) - p.seq, 0))

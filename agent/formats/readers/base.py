@@ -42,6 +42,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "psychopy": (".log",),
     "brainvision": (".vhdr", ".vmrk"),
     "edf": (".edf", ".bdf", ".rec"),
+    "spikeglx": (".bin", ".meta"),
 }
 SYNC_KINDS = ("auto", "ttl", "photodiode", "click", "tone")
 ALIGN_MODES = ("auto", "edges", "hybrid", "neural", "classical", "none")
@@ -64,7 +65,8 @@ class InputOptions:
     (the time column in seconds on the file's own clock; detected as time/timestamp/t).  ``rate_hz``/``type``: a
     table's numeric stream (0: irregular; LSL type).  ``sync``: the channel (label or 0-based index, ``stream:chan``
     in a multi-stream file) carrying sync pulses; ``sync_kind`` how to find them; ``sync_min_width_s`` /
-    ``sync_max_width_s`` the pulse-width rule; ``sync_threshold`` a fixed level instead of the automatic one;
+    ``sync_max_width_s`` the pulse-width rule; ``sync_threshold`` a fixed level instead of the automatic one; ``sync_bit``: the pulses are this bit (0 = least significant)
+    of the sync channel's integer values (a digital word: a SpikeGLX ``SY0``/``XD0``, a BDF ``Status``);
     ``barcode`` decode 32-bit barcodes in it.  ``offset_s``: a guess of reference minus this file's clock (what
     picks among a periodic train's pairings, and the aligner's search centre; default: the files started together,
     as TPrime assumes, or, for the aligner, the same clock where their times overlap).  ``align``: how this file is
@@ -83,6 +85,7 @@ class InputOptions:
     sync_min_width_s: float = 0.0
     sync_max_width_s: float = 0.0
     sync_threshold: float | None = None
+    sync_bit: int | None = None
     barcode: bool = False
     offset_s: float | None = None
     align: str = "auto"
@@ -97,6 +100,9 @@ class InputOptions:
             raise ValueError(f"unknown align {self.align!r}; allowed: {', '.join(ALIGN_MODES)}")
         if self.rate_hz < 0 or self.sync_min_width_s < 0 or self.sync_max_width_s < 0:
             raise ValueError("rates and widths must be >= 0")
+        bit = self.sync_bit
+        if bit is not None and (isinstance(bit, bool) or not isinstance(bit, int) or not 0 <= bit <= 62):
+            raise ValueError(f"sync_bit {self.sync_bit}: a bit of an integer word, 0..62")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputOptions:

@@ -10,6 +10,7 @@ from .edf_read import EdfInput
 from .mcap_json import JsonMcapInput, is_synchub_mcap
 from .mcap_parts import McapInput
 from .psychopy_log import PsychopyLogInput
+from .spikeglx import SpikeGlxInput
 from .table_read import TableInput
 from .xdf_read import XdfInput
 
@@ -31,6 +32,8 @@ def open_input(path, options: InputOptions | None = None):
         return BrainVisionInput(path, options)
     if fmt == "edf":
         return EdfInput(path, options)
+    if fmt == "spikeglx":
+        return SpikeGlxInput(path, options)
     if is_synchub_mcap(path):
         return McapInput([path], options)
     return JsonMcapInput(path, options)

@@ -118,7 +118,7 @@ def test_a_wav_of_zero_length_and_a_text_file_named_wav_are_one_line_errors(tmp_
 
 
 def test_an_unknown_extension_and_a_bad_format_option(tmp_path):
-    p = tmp_path / "x.bin"
+    p = tmp_path / "x.dat"
     p.write_bytes(b"\x00")
     with pytest.raises(InputError, match="unsupported file type"):
         open_input(p)
