@@ -43,6 +43,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "brainvision": (".vhdr", ".vmrk"),
     "edf": (".edf", ".bdf", ".rec"),
     "spikeglx": (".bin", ".meta"),
+    "openephys": (".oebin",),
 }
 SYNC_KINDS = ("auto", "ttl", "photodiode", "click", "tone")
 ALIGN_MODES = ("auto", "edges", "hybrid", "neural", "classical", "none")
