@@ -12,9 +12,8 @@ import pytest
 from synchub.agent.formats.readers.base import InputError
 from synchub.agent.formats.readers.openephys import OpenEphysInput
 from synchub.agent.formats.readers.opening import open_input
+from synchub.bench.files import ephys_files as ef
 from synchub.cli import main
-from tests.support import openephys as oe
-from tests.support import spikeglx as sg
 
 NS = 1_000_000_000
 
@@ -28,7 +27,7 @@ def _cat(path):
 def _rec(tmp_path, n=30000 * 2, first=1000, events=((4000, 2), (5500, -2), (10000, 1), (10100, -1)), **kw):
     rng = np.random.default_rng(0)
     data = rng.integers(-500, 500, (n, 3)).astype(np.int16)
-    return oe.write(tmp_path / "oe", data, 30000.0, first_sample=first, events=list(events), **kw), data
+    return ef.write_openephys(tmp_path / "oe", data, 30000.0, first_sample=first, events=list(events), **kw), data
 
 
 def test_a_recording_reads_as_neo_reads_it(tmp_path):
@@ -55,7 +54,7 @@ def test_the_word_starts_from_the_initial_state_and_the_format_before_0_6_reads_
     _, _, x = _cat(path)
     assert x[0, 3] == 4 and x[-1, 3] == 0 and np.count_nonzero(np.diff(x[:, 3])) == 1
     rec = path.parent
-    cont, ev = rec / "continuous" / oe.FOLDER, rec / "events" / oe.FOLDER / "TTL"
+    cont, ev = rec / "continuous" / ef.FOLDER, rec / "events" / ef.FOLDER / "TTL"
     (cont / "sample_numbers.npy").replace(cont / "timestamps.npy")  # 0.5: sample numbers under this name
     (ev / "states.npy").replace(ev / "channel_states.npy")
     (ev / "sample_numbers.npy").replace(ev / "timestamps.npy")
@@ -70,8 +69,8 @@ def _pair(tmp_path, ppm=30e-6, start=0.3, other_line=True):
     rng = np.random.default_rng(3)
     edges = 0.41 + np.arange(30.0)
     n = int(30.5 * 25000)
-    ni = np.column_stack([rng.integers(-100, 100, (n, 1)), sg.pulses(n, 25000.0, edges)]).astype(np.int16)
-    nip = sg.write_nidq(tmp_path / "ni", ni, 25000.0, sync_line=0)
+    ni = np.column_stack([rng.integers(-100, 100, (n, 1)), ef.pulses(n, 25000.0, edges)]).astype(np.int16)
+    nip = ef.write_nidq(tmp_path / "ni", ni, 25000.0, sync_line=0)
     m = int((30.5 - start) * 30000)
     rises = np.ceil((edges - start) * (1 + ppm) * 30000).astype(np.int64) + 5000
     events = [(int(s), 3) for s in rises] + [(int(s) + 15000, -3) for s in rises]
@@ -80,7 +79,7 @@ def _pair(tmp_path, ppm=30e-6, start=0.3, other_line=True):
         events += [(int(s), 1) for s in lick[::2]] + [(int(s), -1) for s in lick[1::2]]
     events.sort()
     data = rng.integers(-300, 300, (m, 2)).astype(np.int16)
-    return nip, oe.write(tmp_path / "oe", data, 30000.0, first_sample=5000, events=events)
+    return nip, ef.write_openephys(tmp_path / "oe", data, 30000.0, first_sample=5000, events=events)
 
 
 def _streams(tmp_path, *args):
@@ -115,7 +114,7 @@ def test_a_word_whose_one_line_toggles_is_found_by_itself(tmp_path):
 ])
 def test_faults_of_a_recording_are_one_line(tmp_path, fault, why):
     path, _ = _rec(tmp_path)
-    cont, ev = path.parent / "continuous" / oe.FOLDER, path.parent / "events" / oe.FOLDER / "TTL"
+    cont, ev = path.parent / "continuous" / ef.FOLDER, path.parent / "events" / ef.FOLDER / "TTL"
     if fault == "not json":
         path.write_text("{ not json")
     elif fault == "no continuous":

@@ -13,8 +13,8 @@ import pytest
 from synchub.agent.formats.readers.base import InputError
 from synchub.agent.formats.readers.opening import open_input
 from synchub.agent.formats.readers.spikeglx import SpikeGlxInput, declared_sync, parse_meta
+from synchub.bench.files import ephys_files as ef
 from synchub.cli import main
-from tests.support import spikeglx as sg
 
 NS = 1_000_000_000
 
@@ -27,10 +27,10 @@ def _cat(path):
 
 def _probe(tmp_path, n=30000 * 3, first=123_456, rate=30000.0, seed=0):
     rng = np.random.default_rng(seed)
-    sync = sg.pulses(n, rate, np.arange(0.25, n / rate, 1.0))
+    sync = ef.pulses(n, rate, np.arange(0.25, n / rate, 1.0))
     other = rng.integers(0, 2, n)  # another status bit of the SY word toggling: only bit 6 is the sync line
     data = np.column_stack([rng.integers(-500, 500, (n, 4)), (sync << 6) | other]).astype(np.int16)
-    return sg.write_probe(tmp_path / "probe", data, rate, first_sample=first), data
+    return ef.write_probe(tmp_path / "probe", data, rate, first_sample=first), data
 
 
 def test_a_probe_file_reads_as_neo_reads_it(tmp_path):
@@ -55,7 +55,7 @@ def test_an_nidq_file_reads_as_neo_reads_it(tmp_path):
     neo = pytest.importorskip("neo", reason="neo (reads SpikeGLX to compare) is in the dev extra")
     rng = np.random.default_rng(1)
     data = rng.integers(-3000, 3000, (25000, 3)).astype(np.int16)
-    path = sg.write_nidq(tmp_path / "ni", data, 25000.0, sync_line=10)
+    path = ef.write_nidq(tmp_path / "ni", data, 25000.0, sync_line=10)
     r, t, x = _cat(path)
     io = neo.rawio.SpikeGLXRawIO(str(path.parent))
     io.parse_header()
@@ -91,15 +91,15 @@ def _pair(tmp_path, ppm=20e-6, start=0.2, declared=True):
     edges = 0.37 + np.arange(40.0)
     n = int(40.5 * 25000)
     ni = np.column_stack([rng.integers(-100, 100, (n, 2)),
-                          sg.pulses(n, 25000.0, edges) | (rng.integers(0, 2, n) << 3)]).astype(np.int16)
-    nip = sg.write_nidq(tmp_path / "ni", ni, 25000.0, sync_line=0)
+                          ef.pulses(n, 25000.0, edges) | (rng.integers(0, 2, n) << 3)]).astype(np.int16)
+    nip = ef.write_nidq(tmp_path / "ni", ni, 25000.0, sync_line=0)
     if not declared:
         text = nip.with_suffix(".meta").read_text()
         nip.with_suffix(".meta").write_text("".join(ln + "\n" for ln in text.splitlines() if "syncNi" not in ln))
     m = int((40.5 - start) * 30000)
-    sy = sg.pulses(m, 30000.0, (edges - start) * (1 + ppm))
+    sy = ef.pulses(m, 30000.0, (edges - start) * (1 + ppm))
     probe = np.column_stack([rng.integers(-500, 500, (m, 3)), (sy << 6) | rng.integers(0, 2, m)]).astype(np.int16)
-    return nip, sg.write_probe(tmp_path / "probe", probe, 30000.0, first_sample=3000)
+    return nip, ef.write_probe(tmp_path / "probe", probe, 30000.0, first_sample=3000)
 
 
 def _align(tmp_path, *args):
