@@ -57,6 +57,12 @@ LINK_RW_PPM = tuple(r for r in RW_BANK_PPM if r <= 2.0)
 #: ramp's wrap for a clock step.
 LINK_R_SCALES = tuple(s for s in R_SCALES if s >= 1.0)
 MIN_OFFSETS = 2
+#: Edge pairs scatter about their fit by the quantization of both sides (a sample period / sqrt(12) each) where the
+#: pulses' phase walks across each sample grid; a side whose clock paced the pulses (SpikeGLX's sync source is an
+#: imec or NI card's own) sees every pulse at the same phase, so its quantization is one bias all edges share, up to
+#: half a sample, which no fit averages away.  The part of the expected variance the residuals do not show is that
+#: shared bias: the link's uncertainty is at least its square root (``Link.floor_ns``).  Noted above this share.
+SHARED_NOTE = 0.3
 
 
 @dataclass
@@ -75,6 +81,7 @@ class Link:
     # aligner links (k, g ns; the file engine's table, else 1, 0): the mapped uncertainty is
     # sqrt((k * sqrt(unc^2 + window_sigma^2 + g^2))^2 + hidden^2); None (edges): as the model reports it
     calibration: tuple[float, float] | None = None
+    floor_ns: float = 0.0  # edge links: the timing error every edge shares (a side that paced the pulses)
     shift_ns: int = 0  # aligner links: added to every mapped time (``onset_check``: the rise the windows hid) ...
     hidden_ns: float = 0.0  # ... and its 1-sigma: what the average could not see may be as much again (half of it)
     semantics: object = field(default=None, repr=False)  # aligner links: the marker rules its windows read
@@ -92,6 +99,8 @@ class Link:
             out[sel], unc[sel] = dense_map(lambda tt, ss, m=m: m.map(tt, ss, smooth=True)[:2], t[sel],
                                            _segments(m, t[sel]))
         known = unc < UNKNOWN_UNC_NS
+        if self.floor_ns:
+            unc[known] = np.rint(np.hypot(unc[known].astype(np.float64), self.floor_ns)).astype(np.int64)
         if self.shift_ns:
             out[known] += self.shift_ns
         if self.calibration is not None:
@@ -178,7 +187,15 @@ def edge_link(name: str, src: dict[int, tuple[np.ndarray, np.ndarray]], ref: tup
         m.add_edges(pairs.src, pairs.ref, sigma_ns)
         link.models[tl] = m
         est, _, _ = m.map(pairs.src, _segments(m, pairs.src), smooth=True)
-        link.residuals += list(zip(pairs.src.tolist(), (pairs.ref - est).tolist(), strict=True))
+        res = (pairs.ref - est).astype(np.float64)
+        link.residuals += list(zip(pairs.src.tolist(), res.tolist(), strict=True))
+        rms = float(np.sqrt(np.mean(res * res)))
+        shared = math.sqrt(max(0.0, sigma_ns * sigma_ns - rms * rms))
+        link.floor_ns = max(link.floor_ns, shared)
+        if shared > SHARED_NOTE * sigma_ns:
+            link.notes.append(f"timeline {tl}: the edges scatter {rms / 1e3:.2f} us about the fit, less than their "
+                              f"sampling's {sigma_ns / 1e3:.2f} us: a clock that paced the pulses sees them at one "
+                              f"phase, a bias they share ({shared / 1e3:.2f} us 1-sigma, added to the uncertainty)")
     return link
 
 

@@ -84,11 +84,11 @@ def test_meta_lines_keep_their_tables():
     assert m == {"nSavedChans": "2", "~snsChanMap": "(1,0,1)(AP0;0:0)(SY0;1:1)", "userNotes": "a=b"}
 
 
-def _pair(tmp_path, ppm=20e-6, start=0.2, declared=True):
+def _pair(tmp_path, ppm=20e-6, start=0.2, declared=True, period=1.0):
     """An NI-DAQ (the reference, 25 kHz) and a probe (30 kHz, ``ppm`` fast, started ``start`` s later) that see the
     same 1 Hz sync pulses (SpikeGLX's default sync source), each with noise on another bit of the same word."""
     rng = np.random.default_rng(2)
-    edges = 0.37 + np.arange(40.0)
+    edges = 0.37 + np.arange(40.0) * period  # 1 s: paced by the NI-DAQ's clock, as SpikeGLX's own pulser
     n = int(40.5 * 25000)
     ni = np.column_stack([rng.integers(-100, 100, (n, 2)),
                           ef.pulses(n, 25000.0, edges) | (rng.integers(0, 2, n) << 3)]).astype(np.int16)
@@ -100,6 +100,23 @@ def _pair(tmp_path, ppm=20e-6, start=0.2, declared=True):
     sy = ef.pulses(m, 30000.0, (edges - start) * (1 + ppm))
     probe = np.column_stack([rng.integers(-500, 500, (m, 3)), (sy << 6) | rng.integers(0, 2, m)]).astype(np.int16)
     return nip, ef.write_probe(tmp_path / "probe", probe, 30000.0, first_sample=3000)
+
+
+@pytest.mark.parametrize("period, paced", [(1.0, True), (1.0000173, False)])
+def test_pulses_paced_by_a_sampling_clock_share_its_quantization(tmp_path, period, paced):
+    """Pulses at whole NI samples are all late by the same fraction of a sample: a bias of up to half a sample
+    (40 us / sqrt(12) 1-sigma) the fit cannot average, and the uncertainty says so; pulses whose phase walks across
+    the grid (a source on its own clock) average it out."""
+    ni, probe = _pair(tmp_path, period=period)
+    rc, rep = _align(tmp_path, ni, probe)
+    p = {x["name"]: x for x in rep["streams"]}["run_g0_t0.imec0.ap"]
+    q = 40.0 / np.sqrt(12.0)
+    shared = any("a bias they share" in n for n in p["link"]["notes"])
+    assert rc == 0 and p["method"] == "edges"
+    if paced:
+        assert p["uncertainty_us"]["median"] >= 0.95 * q and shared
+    else:
+        assert p["uncertainty_us"]["median"] < 0.5 * q and not shared
 
 
 def _align(tmp_path, *args):
