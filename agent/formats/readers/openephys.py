@@ -35,12 +35,18 @@ LINES = 16  # TTL lines the word holds
 
 
 def _npy(path: Path) -> np.ndarray | None:
+    """A 1-D array of whole numbers from ``path`` (memory-mapped), None where there is no such file."""
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        a = np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise InputError(path, f"not a readable .npy array ({exc})") from None
+    if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise InputError(path, f"not a list of numbers (an array of shape {a.shape}, {a.dtype})")
+    if np.issubdtype(a.dtype, np.floating) and len(a) and not np.all(np.isfinite(a) & (a == np.round(a))):
+        raise InputError(path, "holds numbers that are not whole (sample numbers and TTL states are)")
+    return a
 
 
 class OpenEphysInput:
@@ -82,9 +88,11 @@ class OpenEphysInput:
             sn = _npy(folder / "timestamps.npy")  # before 0.6: the sample numbers, under this name
         if sn is not None and len(sn) != n:
             raise InputError(folder, f"{len(sn)} sample numbers for {n} samples")
-        chans = c.get("channels") or []
-        labels = [str(ch.get("channel_name", f"CH{i + 1}")) for i, ch in enumerate(chans)] if len(chans) == nch \
-            else [f"CH{i + 1}" for i in range(nch)]
+        chans = c.get("channels")
+        if not (isinstance(chans, list) and len(chans) == nch and all(isinstance(ch, dict) for ch in chans)):
+            chans = []  # no channel list of the stream's width: the channels are named by number
+        labels = [str(ch.get("channel_name", f"CH{i + 1}")) for i, ch in enumerate(chans)] or \
+            [f"CH{i + 1}" for i in range(nch)]
         ttl = self._ttl(c, events)
         if ttl is not None:
             labels.append("TTL")
@@ -94,7 +102,7 @@ class OpenEphysInput:
                         channel_labels=tuple(labels),
                         quality=(("lsl_type", "EEG"), ("clock", "sample number / sample rate"),
                                  ("source", f"open ephys {c.get('source_processor_name', '')}".strip())))
-        volts = [ch.get("bit_volts") for ch in chans] if len(chans) == nch else []
+        volts = [ch.get("bit_volts") for ch in chans]
         self.streams.append(FileStream(key=key, info=si, meta={"bit_volts": volts, "samples": n}))
         self.parts.append((key, dat, nch, rate, n, sn, ttl))
 

@@ -109,7 +109,9 @@ class SpikeGlxInput:
             raise InputError(self.bin, f"truncated: {size} of the {declared} bytes its meta file declares")
         self.n = size // frame
         first = meta.get("firstSample", "0")
-        self.first = int(first) if first.isdigit() else 0
+        if not first.isdigit():
+            raise InputError(self.meta_path, f"firstSample {first!r} is not a sample count")
+        self.first = int(first)
         labels = channel_labels(meta, self.nch)
         name = self.options.name or self.bin.name[: -len(self.bin.suffix)]
         kind = meta.get("typeThis", "imec")

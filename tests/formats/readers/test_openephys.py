@@ -111,6 +111,8 @@ def test_a_word_whose_one_line_toggles_is_found_by_itself(tmp_path):
     ("sample numbers", "59999 sample numbers for 60000 samples"),
     ("states", "3 TTL states for 4 sample numbers"),
     ("npy", "sample_numbers.npy: not a readable .npy array"),
+    ("states 2-d", r"states.npy: not a list of numbers \(an array of shape \(2, 2\)"),
+    ("states halves", "states.npy: holds numbers that are not whole"),
 ])
 def test_faults_of_a_recording_are_one_line(tmp_path, fault, why):
     path, _ = _rec(tmp_path)
@@ -127,9 +129,22 @@ def test_faults_of_a_recording_are_one_line(tmp_path, fault, why):
         np.save(cont / "sample_numbers.npy", np.arange(59999))
     elif fault == "states":
         np.save(ev / "states.npy", np.array([2, -2, 1], dtype=np.int16))
+    elif fault == "states 2-d":
+        np.save(ev / "states.npy", np.zeros((2, 2)))
+    elif fault == "states halves":
+        np.save(ev / "states.npy", np.array([1.5, -1.5, 2.0, -2.0]))
     elif fault == "npy":
         (cont / "sample_numbers.npy").write_bytes(b"garbage")
     with pytest.raises(InputError, match=why) as exc:
         OpenEphysInput(path)
     assert "\n" not in str(exc.value)
     assert main(["inspect", str(path)]) == 2
+
+
+def test_a_channel_list_that_does_not_fit_names_the_channels_by_number(tmp_path):
+    path, _ = _rec(tmp_path)
+    info = json.loads(path.read_text())
+    for bad in (5, ["a", "b", "c"], [{"channel_name": "A"}]):  # not a list, not of objects, not the stream's width
+        info["continuous"][0]["channels"] = bad
+        path.write_text(json.dumps(info))
+        assert OpenEphysInput(path).streams[0].info.channel_labels == ("CH1", "CH2", "CH3", "TTL")

@@ -155,6 +155,7 @@ def test_sync_bit_names_a_line_no_meta_declares(tmp_path, capsys):
     ("short", "truncated: .* of the .* bytes its meta file declares"),
     ("not meta", "not a SpikeGLX meta file"),
     ("zero channels", "nSavedChans 0 and rate 30000.0 must both be > 0"),
+    ("first sample", "firstSample '-5' is not a sample count"),
 ])
 def test_faults_of_a_recording_are_one_line(tmp_path, fault, why):
     path, _ = _probe(tmp_path, n=3000)
@@ -167,6 +168,8 @@ def test_faults_of_a_recording_are_one_line(tmp_path, fault, why):
         path.write_bytes(path.read_bytes()[:-10])
     elif fault == "not meta":
         meta.write_text("this is not a meta file\n")
+    elif fault == "first sample":
+        meta.write_text(meta.read_text().replace("firstSample=123456", "firstSample=-5"))
     elif fault == "zero channels":
         meta.write_text(meta.read_text().replace("nSavedChans=5", "nSavedChans=0"))
     with pytest.raises(InputError, match=why) as exc:
