@@ -237,8 +237,10 @@ class StreamTrack:
                                       max_width=o.sync_max_width_s * per, merge=int(MERGE_S.get(kind, 0) * per))
         if self.finder is not None:
             x = np.asarray(p.data)[:, self.sync[0]] if np.asarray(p.data).ndim == 2 else np.asarray(p.data)
-            if self.sync[2] is not None:  # one line of a digital word
-                x = (np.rint(x).astype(np.int64) >> self.sync[2]) & 1
+            if self.sync[2] is not None:  # one line of a digital word (a sample that is not a number stays so)
+                v = np.asarray(x, dtype=np.float64)
+                ok = np.isfinite(v)
+                x = np.where(ok, (np.rint(np.where(ok, v, 0.0)).astype(np.int64) >> self.sync[2]) & 1, np.nan)
             for q in self.finder.feed(p.seq, x, t, p.host_ns):
                 # the pulse's sample (in this piece or, ended here, an earlier one): its timeline at ``finish``
                 self._pulse_at.append(max(self.split.fed - len(t) + int(q.index) - p.seq, 0))
