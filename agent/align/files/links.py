@@ -57,12 +57,13 @@ LINK_RW_PPM = tuple(r for r in RW_BANK_PPM if r <= 2.0)
 #: ramp's wrap for a clock step.
 LINK_R_SCALES = tuple(s for s in R_SCALES if s >= 1.0)
 MIN_OFFSETS = 2
-#: Edge pairs scatter about their fit by the quantization of both sides (a sample period / sqrt(12) each) where the
-#: pulses' phase walks across each sample grid; a side whose clock paced the pulses (SpikeGLX's sync source is an
-#: imec or NI card's own) sees every pulse at the same phase, so its quantization is one bias all edges share, up to
-#: half a sample, which no fit averages away.  The part of the expected variance the residuals do not show is that
-#: shared bias: the link's uncertainty is at least its square root (``Link.floor_ns``).  Noted above this share.
-SHARED_NOTE = 0.3
+#: Edge pairs of digital steps scatter about their fit by the quantization of both sides (a sample period / sqrt(12)
+#: each) where the pulses' phase walks across each sample grid (1.00 of it in ``bench align-files``); a side whose
+#: clock paced the pulses (SpikeGLX's sync source is an imec or NI card's own) sees every pulse at the same phase, so
+#: its quantization is one bias all edges share, up to half a sample, which no fit averages away (0.64 of it there).
+#: Below this share, the part of the expected variance the residuals do not show is that shared bias: the link's
+#: uncertainty is at least its square root (``Link.floor_ns``).
+SHARED_BELOW = 0.8
 
 
 @dataclass
@@ -162,9 +163,10 @@ def decode_barcodes(t_ns: np.ndarray, width_ns: np.ndarray) -> list[tuple[int, i
 
 
 def edge_link(name: str, src: dict[int, tuple[np.ndarray, np.ndarray]], ref: tuple[np.ndarray, np.ndarray],
-              sigma_ns: float, prior_ns: int | None, sample_ns: int, barcode: bool) -> Link:
+              sigma_ns: float, prior_ns: int | None, sample_ns: int, barcode: bool, step_sigma_ns: float = 0.0) -> Link:
     """A link from sync edges: ``src`` maps a timeline to its edges (file-clock times, widths), ``ref`` is the
-    reference's (reference-clock times, widths)."""
+    reference's (reference-clock times, widths).  ``step_sigma_ns``: the quantization of the sides whose edges are
+    digital steps (``SHARED_BELOW``)."""
     link = Link("edges")
     ref_codes = decode_barcodes(*ref) if barcode else []
     for tl, (t, w) in sorted(src.items()):
@@ -190,12 +192,12 @@ def edge_link(name: str, src: dict[int, tuple[np.ndarray, np.ndarray]], ref: tup
         res = (pairs.ref - est).astype(np.float64)
         link.residuals += list(zip(pairs.src.tolist(), res.tolist(), strict=True))
         rms = float(np.sqrt(np.mean(res * res)))
-        shared = math.sqrt(max(0.0, sigma_ns * sigma_ns - rms * rms))
-        link.floor_ns = max(link.floor_ns, shared)
-        if shared > SHARED_NOTE * sigma_ns:
+        if rms < SHARED_BELOW * step_sigma_ns:
+            shared = math.sqrt(step_sigma_ns * step_sigma_ns - rms * rms)
+            link.floor_ns = max(link.floor_ns, shared)
             link.notes.append(f"timeline {tl}: the edges scatter {rms / 1e3:.2f} us about the fit, less than their "
-                              f"sampling's {sigma_ns / 1e3:.2f} us: a clock that paced the pulses sees them at one "
-                              f"phase, a bias they share ({shared / 1e3:.2f} us 1-sigma, added to the uncertainty)")
+                              f"sampling's {step_sigma_ns / 1e3:.2f} us: a clock that paced the pulses sees them at "
+                              f"one phase, a bias they share ({shared / 1e3:.2f} us 1-sigma, added to the uncertainty)")
     return link
 
 

@@ -196,8 +196,9 @@ class ReferenceLinks:
         sample = max(tr.period_ns, otr.period_ns)
         sigma = float(np.hypot(tr.edge_sigma_ns, otr.edge_sigma_ns))
         ref_range = self._ref_range() if other is self.ref_input else (int(g.min()), int(g.max()))
+        steps = float(np.hypot(tr.step_sigma_ns(edges), otr.step_sigma_ns(oedges)))
         link = edge_link(f"{inp.path}", src, ref, sigma, self._prior(inp, ref_range, overlap_is_zero=False), sample,
-                         inp.spec.options.barcode or other.spec.options.barcode)
+                         inp.spec.options.barcode or other.spec.options.barcode, steps)
         link.via = f"{tr.key} -> {otr.key}"
         return link
 

@@ -34,6 +34,8 @@ TIMELINE_BACK_NS = NS
 RESET_CONFIRM = 3
 SYNC_LABELS = {"sync": "ttl", "ttl": "ttl", "trigger": "ttl", "trig": "ttl", "din": "ttl", "digital": "ttl",
                "photodiode": "photodiode", "pd": "photodiode", "photo": "photodiode"}
+#: An edge whose crossing lies within this fraction of a sample of half way between two samples is a digital step.
+STEP_FRACTION = 0.05
 #: Samples a sound pulse may fall silent for and still be one pulse (s): a ringing click, a tone's zero crossings.
 MERGE_S = {"click": 0.002, "tone": 0.010}
 
@@ -290,6 +292,13 @@ class StreamTrack:
             c = self.clocks.correct(Chunk(self.key, 0, np.zeros((len(d), 1)), d, h), smooth=True)
             return c.ref_ns, c.unc_ns
         return d, np.zeros(len(d), dtype=np.int64)
+
+    def step_sigma_ns(self, edges: list[Edge]) -> float:
+        """``edge_sigma_ns`` where the edges are steps from one sample to the next (a digital line: every crossing
+        half way between two samples), so that each edge's timing error is the quantization alone; 0 where they
+        are interpolated crossings of a slower rise (a photodiode, a click), whose error is not."""
+        frac = np.array([e.index for e in edges], dtype=np.float64) % 1.0
+        return self.edge_sigma_ns if len(frac) and np.mean(np.abs(frac - 0.5) < STEP_FRACTION) >= 0.9 else 0.0
 
     @property
     def edge_sigma_ns(self) -> float:
