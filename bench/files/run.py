@@ -21,6 +21,9 @@
    (exactly), wall time and peak RSS.
 6. **Marker logs and a microphone** from the real-signal corpus (flite speech, recorded sound effects; needs the
    corpus's Debian packages): share of logs the aligner ties, and their median error.
+7. **Neuropixels rig** (``ephys``): a SpikeGLX probe and an Open Ephys board tied to an NI-DAQ by the sync lines
+   their files declare (TPrime's job), against the simulated clocks' truth: every edge paired, largest error within
+   one NI sample period.
 
 Numbers from this machine go to ``bench/results/align-files.json``; ``--quick`` is the short version the tests run.
 """
@@ -46,6 +49,7 @@ from synchub.extras import require
 from synchub.models import corpus
 from synchub.models.corpus import missing
 
+from .ephys import ephys_sync
 from .session import ALIGN, child_rss, session_rerun
 from .simulate import sim_sync_pair, sim_xdf, write_long
 
@@ -302,6 +306,7 @@ def run(args) -> int:
     res["long"] = long_run(0.02 if args.quick else args.hours, checks)
     res["session"] = session_part(10.0 if args.quick else args.session_s, checks)
     res["corpus"] = corpus_logs(0 if args.quick else args.corpus, checks)
+    res["ephys_sync"] = ephys_sync(args.quick, checks, _check)
     res["checks"] = checks
     res["bench_s"] = time.monotonic() - t0
     for c in checks:
