@@ -16,6 +16,9 @@ import numpy as np
 from mcap.records import Channel, Message, Metadata
 from mcap.stream_reader import StreamReader
 
+from synchub.agent.formats.mcap_layout import MAGIC
+from synchub.agent.formats.readers.base import InputError
+
 from .rerun import Decimated
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,9 @@ def read_summary_inputs(paths) -> dict[str, Any]:
     for p in paths:
         channels: dict[int, Channel] = {}
         with open(p, "rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:  # a foreign file is an error, not a session of 0 streams
+                raise InputError(p, "not an MCAP file (no MCAP magic)")
+            f.seek(0)
             try:
                 for rec in StreamReader(f, validate_crcs=True).records:
                     if isinstance(rec, Channel):

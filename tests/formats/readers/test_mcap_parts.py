@@ -105,3 +105,14 @@ def test_a_sessions_aligner_offsets_are_judged_alike_streamed_and_in_memory(tmp_
     assert np.array_equal(read_session(out)["streams"]["b"]["ref_ns"], ref)
     summary = rerun_streamed(McapInput(paths))
     assert summary["aligner_offsets_left_out"] == {"b": 5}, summary  # the five wrong ones
+
+
+def test_inspect_of_a_foreign_file_named_mcap_is_a_one_line_error(tmp_path, capsys):
+    """A foreign file (here an XDF's first bytes) named .mcap: ``synchub inspect`` said "0 streams", exit 0."""
+    from synchub.cli import main
+
+    p = tmp_path / "x.mcap"
+    p.write_bytes(b"XDF:\x01\x3a\x01\x00" + b"<info/>" * 8)
+    assert main(["inspect", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "not an MCAP file" in err and "Traceback" not in err
