@@ -13,14 +13,16 @@ from pathlib import Path
 
 import msgpack
 import numpy as np
-from mcap.reader import make_reader
+from mcap.reader import NonSeekingReader, make_reader
+from mcap.records import Channel, Message, Metadata, Schema
+from mcap.stream_reader import StreamReader
 from mcap.writer import Writer
 
 from synchub import __version__
 from synchub.agent.core.stream import Chunk
 
 from .mcap_layout import COMPRESSION, SCHEMAS
-from .mcap_read import iter_raw
+from .mcap_read import is_finished, iter_raw
 
 log = logging.getLogger("synchub.agent.formats.mcap")
 
@@ -108,14 +110,20 @@ def recorrect(src, correct: Callable[[str, dict], Chunk | None], fo=None) -> Non
     ...), given to ``correct(stream, message)``; with ``fo``, ``src`` is copied to it record by record, each chunk
     message's correction layer replaced by the ``Chunk`` returned (None: kept).  Memory: a chunk of ``src``."""
     with open(src, "rb") as fi:
-        reader = make_reader(fi)
+        reader = make_reader(fi) if is_finished(src) else NonSeekingReader(fi)
         header = reader.get_header()
+        metas: list = []
+        if not is_finished(src):  # an unfinished (torn) file has no summary to seek by: read it up to the tear
+            fi.seek(0)
+            messages = _torn_messages(fi, src, metas)
+        else:
+            messages = reader.iter_messages(log_time_order=False)
         w = None
         if fo is not None:
             w = Writer(fo)
             w.start(profile=header.profile, library=f"{header.library} + synchub align")
         schema_ids, channel_ids = {}, {}
-        for schema, channel, message in reader.iter_messages(log_time_order=False):
+        for schema, channel, message in messages:
             if w is not None and schema is not None and schema.id not in schema_ids:
                 schema_ids[schema.id] = w.register_schema(schema.name, schema.encoding, schema.data)
             if w is not None and channel.id not in channel_ids:
@@ -137,6 +145,25 @@ def recorrect(src, correct: Callable[[str, dict], Chunk | None], fo=None) -> Non
                 w.add_message(channel_ids[channel.id], log_time=log_time, data=data,
                               publish_time=message.publish_time, sequence=message.sequence)
         if w is not None:
-            for record in reader.iter_metadata():
+            for record in (metas if not is_finished(src) else reader.iter_metadata()):
                 w.add_metadata(record.name, dict(record.metadata))
             w.finish()
+
+
+def _torn_messages(fi, src, metas: list):
+    """(schema, channel, message) of an unfinished MCAP in file order, up to its first torn/corrupt record (logged);
+    its metadata records are appended to ``metas``."""
+    schemas, channels = {}, {}
+    try:
+        for rec in StreamReader(fi, validate_crcs=True).records:
+            if isinstance(rec, Schema):
+                schemas[rec.id] = rec
+            elif isinstance(rec, Channel):
+                channels[rec.id] = rec
+            elif isinstance(rec, Metadata):
+                metas.append(rec)
+            elif isinstance(rec, Message) and rec.channel_id in channels:
+                ch = channels[rec.channel_id]
+                yield schemas.get(ch.schema_id), ch, rec
+    except Exception as exc:  # noqa: BLE001 - a torn tail ends the readable part (as iter_raw)
+        log.warning("mcap: %s: unfinished, read up to a torn/corrupt record (%s: %s)", src, type(exc).__name__, exc)

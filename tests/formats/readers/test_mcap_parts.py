@@ -3,6 +3,8 @@ the agent's clock layer fed as the recording is read: the same times as ``synchu
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -116,3 +118,21 @@ def test_inspect_of_a_foreign_file_named_mcap_is_a_one_line_error(tmp_path, caps
     assert main(["inspect", str(p)]) == 2
     err = capsys.readouterr().err
     assert "not an MCAP file" in err and "Traceback" not in err
+
+
+def test_align_of_a_session_torn_in_its_summary_reads_up_to_the_tear(session, tmp_path, capsys, caplog):
+    """A part file cut inside its summary/footer (a collector that stopped): ``synchub align`` raised the mcap
+    library's ``RecordLengthLimitExceeded`` (a seeking reader on a file without footer); now it reads the part up to
+    the tear, logged."""
+    import shutil
+
+    from synchub.cli import main
+
+    paths = [str(tmp_path / os.path.basename(p)) for p in session]
+    for a, b in zip(session, paths, strict=True):
+        shutil.copy(a, b)
+    with open(paths[-1], "r+b") as f:
+        f.truncate(os.path.getsize(paths[-1]) - 30)
+    assert main(["align", *paths]) == 0
+    assert "torn/corrupt record" in caplog.text
+    assert "Traceback" not in capsys.readouterr().err
