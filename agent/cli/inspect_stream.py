@@ -90,6 +90,7 @@ def read_summary_inputs(paths) -> dict[str, Any]:
             if f.read(len(MAGIC)) != MAGIC:  # a foreign file is an error, not a session of 0 streams
                 raise InputError(p, "not an MCAP file (no MCAP magic)")
             f.seek(0)
+            messages = 0
             try:
                 for rec in StreamReader(f, validate_crcs=True).records:
                     if isinstance(rec, Channel):
@@ -99,10 +100,14 @@ def read_summary_inputs(paths) -> dict[str, Any]:
                         if rec.name == "synchub.session":
                             out["agents"].add(rec.metadata.get("agent", ""))
                     elif isinstance(rec, Message) and rec.channel_id in channels:
+                        messages += 1
                         _message(channels[rec.channel_id].topic, msgpack.unpackb(rec.data, raw=False), acc, infos,
                                  out)
             except Exception as exc:  # noqa: BLE001 - a torn tail ends the readable part (as read_session)
-                log.info("mcap: %s readable up to a torn/corrupt record (%s: %s)", p, type(exc).__name__, exc)
+                if not messages:  # torn before its first chunk ended: not a session of 0 streams
+                    raise InputError(p, f"torn or corrupt before any message is readable ({type(exc).__name__}: "
+                                        f"{exc})") from None
+                log.warning("mcap: %s readable up to a torn/corrupt record (%s: %s)", p, type(exc).__name__, exc)
     out["streams"], out["infos"] = acc, infos
     return out
 

@@ -53,7 +53,7 @@ def iter_raw(path) -> tuple[list, list, dict, dict, bool]:
                     metas.append(rec)
         except Exception as exc:  # noqa: BLE001 - a torn tail ends the readable part
             complete = False
-            log.info("mcap: %s readable up to a torn/corrupt record (%s: %s)", path, type(exc).__name__, exc)
+            log.warning("mcap: %s readable up to a torn/corrupt record (%s: %s)", path, type(exc).__name__, exc)
     return msgs, metas, channels, schemas, complete
 
 

@@ -136,3 +136,27 @@ def test_align_of_a_session_torn_in_its_summary_reads_up_to_the_tear(session, tm
     assert main(["align", *paths]) == 0
     assert "torn/corrupt record" in caplog.text
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_inspect_of_a_part_torn_before_any_message_is_a_one_line_error(session, tmp_path, capsys, caplog):
+    """A part cut in its middle, where its messages sit in one compressed chunk not yet ended: ``synchub inspect``
+    said "0 streams", exit 0, the tear logged at INFO; a part torn later is read up to the tear with a warning."""
+    import logging
+    import shutil
+
+    from synchub.cli import main
+
+    p = tmp_path / os.path.basename(session[0])
+    shutil.copy(session[0], p)
+    size = os.path.getsize(p)
+    with open(p, "r+b") as f:
+        f.truncate(size // 2)
+    assert main(["inspect", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "torn or corrupt before any message is readable" in err and "Traceback" not in err
+    shutil.copy(session[0], p)
+    with open(p, "r+b") as f:
+        f.truncate(size - 30)  # inside the summary: every message readable
+    with caplog.at_level(logging.WARNING):
+        assert main(["inspect", str(p)]) == 0
+    assert "torn/corrupt record" in caplog.text
