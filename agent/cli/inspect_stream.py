@@ -6,22 +6,19 @@ whole."""
 
 from __future__ import annotations
 
-import logging
 import os
 from datetime import datetime, timezone
 from typing import Any
 
 import msgpack
 import numpy as np
-from mcap.records import Channel, Message, Metadata
-from mcap.stream_reader import StreamReader
+from mcap.records import Metadata
 
 from synchub.agent.formats.mcap_layout import MAGIC
+from synchub.agent.formats.mcap_read import TornRecords
 from synchub.agent.formats.readers.base import InputError
 
 from .rerun import Decimated
-
-log = logging.getLogger(__name__)
 
 
 class _Times:
@@ -85,29 +82,23 @@ def read_summary_inputs(paths) -> dict[str, Any]:
     infos: dict[str, dict] = {}
     out = {"metadata": [], "agents": set(), "gaps": [], "utc_updates": [], "resets": {}}
     for p in paths:
-        channels: dict[int, Channel] = {}
         with open(p, "rb") as f:
             if f.read(len(MAGIC)) != MAGIC:  # a foreign file is an error, not a session of 0 streams
                 raise InputError(p, "not an MCAP file (no MCAP magic)")
             f.seek(0)
+            records = TornRecords(f, p)
             messages = 0
-            try:
-                for rec in StreamReader(f, validate_crcs=True).records:
-                    if isinstance(rec, Channel):
-                        channels[rec.id] = rec
-                    elif isinstance(rec, Metadata):
-                        out["metadata"].append((rec.name, dict(rec.metadata)))
-                        if rec.name == "synchub.session":
-                            out["agents"].add(rec.metadata.get("agent", ""))
-                    elif isinstance(rec, Message) and rec.channel_id in channels:
-                        messages += 1
-                        _message(channels[rec.channel_id].topic, msgpack.unpackb(rec.data, raw=False), acc, infos,
-                                 out)
-            except Exception as exc:  # noqa: BLE001 - a torn tail ends the readable part (as read_session)
-                if not messages:  # torn before its first chunk ended: not a session of 0 streams
-                    raise InputError(p, f"torn or corrupt before any message is readable ({type(exc).__name__}: "
-                                        f"{exc})") from None
-                log.warning("mcap: %s readable up to a torn/corrupt record (%s: %s)", p, type(exc).__name__, exc)
+            for rec in records:
+                if isinstance(rec, Metadata):
+                    out["metadata"].append((rec.name, dict(rec.metadata)))
+                    if rec.name == "synchub.session":
+                        out["agents"].add(rec.metadata.get("agent", ""))
+                elif (ch := records.channels.get(rec.channel_id)) is not None:
+                    messages += 1
+                    _message(ch.topic, msgpack.unpackb(rec.data, raw=False), acc, infos, out)
+            if records.error is not None and not messages:  # torn before its first chunk ended: not 0 streams
+                exc = records.error
+                raise InputError(p, f"torn or corrupt before any message is readable ({type(exc).__name__}: {exc})")
     out["streams"], out["infos"] = acc, infos
     return out
 

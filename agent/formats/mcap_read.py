@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import msgpack
@@ -36,25 +37,40 @@ def is_finished(path: str | os.PathLike) -> bool:
         return False
 
 
+class TornRecords:
+    """The messages and metadata records of one open MCAP file in file order, read record by record, so a torn or
+    corrupt record (an unfinished part) ends the readable part instead of the read: logged once at WARNING (the
+    data after it is lost), ``error`` says what it was.  The schemas and channels seen so far are in ``schemas`` and
+    ``channels`` (a message's channel: ``channels.get(message.channel_id)``)."""
+
+    def __init__(self, f, path):
+        self.f, self.path = f, path
+        self.schemas: dict[int, Schema] = {}
+        self.channels: dict[int, Channel] = {}
+        self.error: Exception | None = None
+
+    def __iter__(self) -> Iterator[Message | Metadata]:
+        try:
+            for rec in StreamReader(self.f, validate_crcs=True).records:
+                if isinstance(rec, Schema):
+                    self.schemas[rec.id] = rec
+                elif isinstance(rec, Channel):
+                    self.channels[rec.id] = rec
+                elif isinstance(rec, (Message, Metadata)):
+                    yield rec
+        except Exception as exc:  # noqa: BLE001 - a torn tail ends the readable part
+            self.error = exc
+            log.warning("mcap: %s readable up to a torn/corrupt record (%s: %s)", self.path, type(exc).__name__, exc)
+
+
 def iter_raw(path) -> tuple[list, list, dict, dict, bool]:
     """(messages[(channel, message)], metadata, channels, schemas, complete) from a possibly truncated file."""
-    msgs, metas, channels, schemas = [], [], {}, {}
-    complete = True
+    msgs, metas = [], []
     with open(path, "rb") as f:
-        try:
-            for rec in StreamReader(f, validate_crcs=True).records:
-                if isinstance(rec, Schema):
-                    schemas[rec.id] = rec
-                elif isinstance(rec, Channel):
-                    channels[rec.id] = rec
-                elif isinstance(rec, Message):
-                    msgs.append(rec)
-                elif isinstance(rec, Metadata):
-                    metas.append(rec)
-        except Exception as exc:  # noqa: BLE001 - a torn tail ends the readable part
-            complete = False
-            log.warning("mcap: %s readable up to a torn/corrupt record (%s: %s)", path, type(exc).__name__, exc)
-    return msgs, metas, channels, schemas, complete
+        records = TornRecords(f, path)
+        for rec in records:
+            (msgs if isinstance(rec, Message) else metas).append(rec)
+    return msgs, metas, records.channels, records.schemas, records.error is None
 
 
 def session_last_mid(path: str | os.PathLike) -> int:

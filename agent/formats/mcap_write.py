@@ -14,15 +14,14 @@ from pathlib import Path
 import msgpack
 import numpy as np
 from mcap.reader import NonSeekingReader, make_reader
-from mcap.records import Channel, Message, Metadata, Schema
-from mcap.stream_reader import StreamReader
+from mcap.records import Metadata
 from mcap.writer import Writer
 
 from synchub import __version__
 from synchub.agent.core.stream import Chunk
 
 from .mcap_layout import COMPRESSION, SCHEMAS
-from .mcap_read import is_finished, iter_raw
+from .mcap_read import TornRecords, is_finished, iter_raw
 
 log = logging.getLogger("synchub.agent.formats.mcap")
 
@@ -109,15 +108,17 @@ def recorrect(src, correct: Callable[[str, dict], Chunk | None], fo=None) -> Non
     """Each chunk message of ``src`` in file order, decoded (``seq``, ``device_ns``/``host_ns``/``ref_ns`` bytes,
     ...), given to ``correct(stream, message)``; with ``fo``, ``src`` is copied to it record by record, each chunk
     message's correction layer replaced by the ``Chunk`` returned (None: kept).  Memory: a chunk of ``src``."""
+    finished = is_finished(src)
     with open(src, "rb") as fi:
-        reader = make_reader(fi) if is_finished(src) else NonSeekingReader(fi)
+        reader = make_reader(fi) if finished else NonSeekingReader(fi)
         header = reader.get_header()
-        metas: list = []
-        if not is_finished(src):  # an unfinished (torn) file has no summary to seek by: read it up to the tear
-            fi.seek(0)
-            messages = _torn_messages(fi, src, metas)
-        else:
+        metas: list = []  # an unfinished file's metadata records, as its messages are read
+        if finished:
             messages = reader.iter_messages(log_time_order=False)
+        else:  # an unfinished (torn) file has no summary to seek by: read it up to the tear
+            fi.seek(0)
+            torn = TornRecords(fi, src)
+            messages = _torn_messages(torn, metas)
         w = None
         if fo is not None:
             w = Writer(fo)
@@ -145,25 +146,16 @@ def recorrect(src, correct: Callable[[str, dict], Chunk | None], fo=None) -> Non
                 w.add_message(channel_ids[channel.id], log_time=log_time, data=data,
                               publish_time=message.publish_time, sequence=message.sequence)
         if w is not None:
-            for record in (metas if not is_finished(src) else reader.iter_metadata()):
+            for record in (reader.iter_metadata() if finished else metas):
                 w.add_metadata(record.name, dict(record.metadata))
             w.finish()
 
 
-def _torn_messages(fi, src, metas: list):
-    """(schema, channel, message) of an unfinished MCAP in file order, up to its first torn/corrupt record (logged);
-    its metadata records are appended to ``metas``."""
-    schemas, channels = {}, {}
-    try:
-        for rec in StreamReader(fi, validate_crcs=True).records:
-            if isinstance(rec, Schema):
-                schemas[rec.id] = rec
-            elif isinstance(rec, Channel):
-                channels[rec.id] = rec
-            elif isinstance(rec, Metadata):
-                metas.append(rec)
-            elif isinstance(rec, Message) and rec.channel_id in channels:
-                ch = channels[rec.channel_id]
-                yield schemas.get(ch.schema_id), ch, rec
-    except Exception as exc:  # noqa: BLE001 - a torn tail ends the readable part (as iter_raw)
-        log.warning("mcap: %s: unfinished, read up to a torn/corrupt record (%s: %s)", src, type(exc).__name__, exc)
+def _torn_messages(torn: TornRecords, metas: list):
+    """(schema, channel, message) of an unfinished MCAP's messages in file order, up to its tear; its metadata
+    records are appended to ``metas``."""
+    for rec in torn:
+        if isinstance(rec, Metadata):
+            metas.append(rec)
+        elif (ch := torn.channels.get(rec.channel_id)) is not None:
+            yield torn.schemas.get(ch.schema_id), ch, rec

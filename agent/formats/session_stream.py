@@ -17,20 +17,18 @@ Stream keys are the stream names, ``agent/stream`` where two agents' files have 
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import msgpack
 import numpy as np
-from mcap.records import Channel, Message, Metadata
-from mcap.stream_reader import StreamReader
+from mcap.records import Message, Metadata
 
 from synchub.agent.core.evidence import Evidence, UtcSample, evidence_from_dict
 from synchub.agent.core.stream import Chunk, StreamInfo
 
-log = logging.getLogger("synchub.agent.formats.mcap")
+from .mcap_read import TornRecords
 
 SESSION_START = "session-start"  # the source of the UtcSample made of the synchub.session metadata
 
@@ -134,22 +132,19 @@ class SessionReader:
         self._pending_info.clear()
 
     def _part(self, path) -> Iterator:
-        channels: dict[int, Channel] = {}
         with open(path, "rb") as f:
-            try:
-                for rec in StreamReader(f, validate_crcs=True).records:
-                    if isinstance(rec, Channel):
-                        channels[rec.id] = rec
-                    elif isinstance(rec, Metadata) and rec.name == "synchub.session":
+            records = TornRecords(f, path)
+            for rec in records:
+                if isinstance(rec, Metadata):
+                    if rec.name == "synchub.session":
                         self.counts.agents.add(rec.metadata.get("agent", ""))
                         utc = _session_utc(rec.metadata)
                         if utc is not None:
                             yield EvidenceRecord(utc)
-                    elif isinstance(rec, Message) and rec.channel_id in channels:
-                        yield from self._message(channels[rec.channel_id].topic, rec)
-            except Exception as exc:  # noqa: BLE001 - a torn tail ends the readable part
+                elif (ch := records.channels.get(rec.channel_id)) is not None:
+                    yield from self._message(ch.topic, rec)
+            if records.error is not None:
                 self.counts.torn_parts += 1
-                log.info("mcap: %s readable up to a torn/corrupt record (%s: %s)", path, type(exc).__name__, exc)
 
     def _message(self, topic: str, rec: Message) -> Iterator:
         d = msgpack.unpackb(rec.data, raw=False)
