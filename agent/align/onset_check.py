@@ -102,11 +102,13 @@ class EventAverage:
         self.starts = self.onsets - BEFORE_MS * BIN_NS
 
     def add(self, t_ns, x) -> None:
-        """Samples ``x`` (first channel) at ``t_ns`` (reference clock, in time order)."""
+        """Samples ``x`` at ``t_ns`` (reference clock, in time order); their power is the mean over the channels
+        (as the aligner's onsets take it)."""
         t = np.asarray(t_ns, dtype=np.int64)
         if not len(t) or not len(self.onsets):
             return
-        v = np.asarray(x, dtype=np.float64).reshape(len(t), -1)[:, 0]
+        x = np.asarray(x, dtype=np.float64).reshape(len(t), -1)
+        v = np.sqrt(np.mean(x * x, axis=1))
         if not np.isfinite(v).all():  # a bad sample is left out of its bin, as the aligner's onsets leave it out
             keep = np.isfinite(v)
             t, v = t[keep], v[keep]

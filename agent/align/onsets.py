@@ -7,7 +7,7 @@ line up when the clocks are aligned, whatever their sample rates and signal shap
 
 * IMU (n, 6): norm of accel and gyro deviation from the window's median (gravity and bias removed), positive
   first difference.
-* audio (n, 1): energy envelope in 1 ms blocks, positive first difference.  Two audio streams are also matched
+* audio (n, c): energy envelope of all channels in 1 ms blocks, positive first difference.  Two audio streams are also matched
   directly with GCC on the raw 16 kHz samples (``correlation.gcc_ml``).
 * video / image (n, h, w): per-pixel positive frame differences above the noise, averaged (LED on, shake,
   brightness change).
@@ -195,16 +195,17 @@ def imu_onsets(t_ns, samples) -> Onsets:
 
 
 def audio_envelope(t_ns, samples, block_s: float = AUDIO_BLOCK_S) -> tuple[np.ndarray, np.ndarray]:
-    """RMS envelope in blocks of ``block_s``: (block end times, rms).  Stamped by the block's end so that the
-    interval between two stamps is exactly the block (what ``first_of_runs`` needs)."""
-    x = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)[:, 0]
+    """RMS envelope in blocks of ``block_s``, over every channel (a stereo recorder's sound on one side only is
+    still a sound: the encoders' features mix the channels down too): (block end times, rms).  Stamped by the
+    block's end so that the interval between two stamps is exactly the block (what ``first_of_runs`` needs)."""
+    x = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)
     t = np.asarray(t_ns, dtype=np.int64)
     if len(t) < 2:
-        return t[:0], x[:0]
+        return t[:0], x[:0, 0]
     period = float(np.median(np.diff(t)))
     b = max(1, int(round(block_s * NS / period)))
     m = len(x) // b
-    xb = x[: m * b].reshape(m, b)
+    xb = x[: m * b].reshape(m, -1)
     rms = np.sqrt(np.mean(xb * xb, axis=1))
     tb = t[: m * b].reshape(m, b)
     ends = tb[:, -1] + int(round(period))
@@ -215,8 +216,8 @@ def audio_onsets(t_ns, samples) -> Onsets:
     x, why, _ = _clean(samples, 64)
     if x is None:
         return _bad("intervals", why)
-    x = x[:, 0] - np.median(x[:, 0])
-    tc, env = audio_envelope(t_ns, x)
+    x = x.reshape(len(x), -1)
+    tc, env = audio_envelope(t_ns, x - np.median(x, axis=0))
     if len(env) < 4:
         return _bad("intervals", "too few audio blocks")
     hold = _hold(tc)

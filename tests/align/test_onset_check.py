@@ -52,6 +52,17 @@ def test_a_late_mapping_under_loud_background_is_moved_earlier_but_not_past_the_
     assert dep.latest_ns < -7.5e6 and not dep.beyond_limit
 
 
+def test_a_stereo_recording_s_sounds_on_one_side_are_heard():
+    """The average takes the power of every channel (the aligner's onsets do too); it took the first only."""
+    t, x, truth = _scene()
+    quiet = np.random.default_rng(9).normal(0, 0.3, len(x))  # the other side: background alone
+    mono = _run(t, x, truth + 30_000_000)
+    for stereo in (np.stack([quiet, x], 1), np.stack([x, quiet], 1)):
+        dep = _run(t, stereo, truth + 30_000_000)
+        assert dep is not None and -30e6 <= dep.shift_ns <= -10e6
+        assert abs(dep.departure_ns - mono.departure_ns) <= 5e6
+
+
 def test_sharp_onsets_stay_where_they_are():
     t, x, truth = _scene(swell_ms=0.0, seed=2)
     dep = _run(t, x, truth)
