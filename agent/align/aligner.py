@@ -273,17 +273,18 @@ class Aligner:
     def fuse(self, c: AlignResult, n: AlignResult, span) -> AlignResult:
         """One window's classical-type estimate ``c`` and neural estimate ``n``, both ok, as one: their
         inverse-variance mean, each sigma calibrated (``classical_sigma_k``, ``neural_sigma_k``), with the fused
-        sigma; an abstention when they disagree by more than ``max_disagree_sigmas`` of their combined sigma (one
-        of them is wrong, and a confident peak does not say which).  Uncalibrated (either k None) the raw sigmas
-        are not comparable across methods (the neural's is pessimistic): the classical estimate, after the check."""
+        sigma; an abstention when they disagree by more than ``max_disagree_sigmas`` of their combined sigma (one of
+        them is wrong, a confident peak does not say which; it keeps the classical offset and sigma for
+        ``disagreement.DisagreementRun``).  Uncalibrated (either k None) the raw sigmas are not comparable across
+        methods (the neural's is pessimistic): the classical estimate, after the check."""
         kc, kn = self.s.classical_sigma_k, self.s.neural_sigma_k
         sc = max((1.0 if kc is None else kc) * c.sigma_ns, 1.0)
         sn = max((1.0 if kn is None else kn) * n.sigma_ns, 1.0)
         d = float(c.offset_ns - n.offset_ns)
         both = math.hypot(sc, sn)
         if abs(d) > self.s.max_disagree_sigmas * both:
-            return abstain("hybrid", span, f"neural and classical disagree by {abs(d) / 1e6:.0f} ms "
-                           f"({abs(d) / both:.1f} sigma)", c.offset_ns, c.confidence)
+            return AlignResult(False, c.offset_ns, int(round(sc)), c.confidence, c.device_ns, "hybrid",
+                               f"neural and classical disagree by {abs(d) / 1e6:.0f} ms ({abs(d) / both:.1f} sigma)")
         if kc is None or kn is None:
             return AlignResult(True, c.offset_ns, c.sigma_ns, c.confidence, c.device_ns, "hybrid")
         wc, wn = 1.0 / sc**2, 1.0 / sn**2
@@ -360,8 +361,7 @@ def _gcc_pass(ref_t, ref_x, tgt_t, tgt_x, span, centre_ns: float, half_ns: float
     does not smear the peak), parabolic vertex per sub-window, median over them.  Abstains when fewer than half of
     the sub-windows agree within two samples."""
     d0, d1 = int(span[0]), int(span[1])
-    rt = np.asarray(ref_t, dtype=np.int64)
-    tt = np.asarray(tgt_t, dtype=np.int64)
+    rt, tt = np.asarray(ref_t, dtype=np.int64), np.asarray(tgt_t, dtype=np.int64)
     rx = np.asarray(ref_x, dtype=np.float64).reshape(len(rt), -1)[:, 0]
     tx = np.asarray(tgt_x, dtype=np.float64).reshape(len(tt), -1)[:, 0]
     if len(rt) < 16 or len(tt) < 16 or not (np.all(np.isfinite(rx)) and np.all(np.isfinite(tx))):

@@ -11,7 +11,9 @@ drift-tracked prediction from accepted windows.  The first windows search the al
 ``TRACK_AFTER`` of them agree on a line the tracker *tracks*: it searches +-``TRACK_SEARCH_S`` around the line, so
 a window needs the reference only that far past its end (its estimate comes ~1.5 s sooner, and the clock model
 extrapolates that much less) and fewer look-alike peaks are in range; ``LOST_AFTER`` windows in a row without an
-estimate widen the search again.  Windows overlap (``hop_s < window_s``), so consecutive estimates
+estimate widen the search again.  A hybrid tracker whose neural and classical estimates keep disagreeing while the
+classical ones lie on one line (``disagreement.DisagreementRun``: signals unlike the encoders' training) goes on
+with the classical correlation alone.  Windows overlap (``hop_s < window_s``), so consecutive estimates
 share events: the emitted sigma is scaled by sqrt(window / hop) so a clock model fusing them does not count the
 same events several times.  Given a ``SigmaTable`` (``calibration``: the fitted per-pair scale and floor), the sigma
 the clock model weighs each estimate by is the calibrated one (``window_evidence``, which the benchmark's feed of the
@@ -31,6 +33,7 @@ from synchub.agent.core.units import NS
 
 from .aligner import AlignerSettings, AlignResult, apply_arrival_bound, violates_bound
 from .calibration import REAL_WINDOW_FLOOR_MS, SigmaTable
+from .disagreement import DisagreementRun
 from .drift import DriftTracker
 from .window import METHODS, WindowAligner
 
@@ -134,6 +137,7 @@ class AlignmentTracker:
         self._lat = _Buffer()  # host - device of the target's samples (the arrival bound)
         self._arrival: list[float] = []  # host - device of target samples (first ones)
         self.drift = DriftTracker(overlap=self.window_ns / self.hop_ns)
+        self.disagreement = DisagreementRun(self.window_ns)
         self.start_ns: int | None = None  # the target's first sample (device clock): the first windows start there
         self.next_d1: int | None = None  # where the next window ends
         self.counts: dict[str, int] = {"windows": 0, "emitted": 0, "abstained": 0, "outliers": 0, "bad_chunks": 0,
@@ -219,6 +223,9 @@ class AlignmentTracker:
             res = win.estimate(rt, rx, tt, tx, (d0, d1), prior, methods=(self.method,))[self.method]
             if self.method == "hybrid":
                 res = self._bounded(res, bound)
+                if self.disagreement.add(res):  # the neural path out of its depth: classical from here on
+                    self.method = "classical"
+                    self._count(self.disagreement.note())
             self.counts["windows"] += 1
             self.counts["tracked"] += win is self.track
             self.misses += 1
@@ -257,7 +264,7 @@ class AlignmentTracker:
         return apply_arrival_bound(res, bound)
 
     def stats(self) -> dict:
-        return {**self.counts, "tracking": self.tracking, "reasons": dict(self.reasons),
+        return {**self.counts, "tracking": self.tracking, "method": self.method, "reasons": dict(self.reasons),
                 "drift_ppm": self.drift.drift_ppm,
                 "drift_sigma_ppm": self.drift.drift_sigma_ppm,
                 "drift_rejected": self.drift.rejected}

@@ -32,6 +32,7 @@ import numpy as np
 
 from synchub.agent.align.aligner import AlignerSettings
 from synchub.agent.align.calibration import SigmaTable
+from synchub.agent.align.disagreement import DisagreementRun
 from synchub.agent.align.drift import DriftTracker
 from synchub.agent.align.tracker import calibrated_settings, window_evidence
 from synchub.agent.align.window import WindowAligner, load_runners, modality_of, reason_kind
@@ -39,7 +40,7 @@ from synchub.agent.clock.barcode import BarcodeDecoder
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.clock.edge_pairs import EdgePairs, pair_codes, pair_edges
 from synchub.agent.clock.model import R_SCALES, RW_BANK_PPM, ClockModel
-from synchub.agent.clock.robust import onto_robust_slope, robust_weighed, weighted_line
+from synchub.agent.clock.robust import onto_robust_slope, robust_weighed, theil_sen, weighted_line
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.stream import StreamInfo
 
@@ -86,6 +87,8 @@ class Link:
     shift_ns: int = 0  # aligner links: added to every mapped time (``onset_check``: the rise the windows hid) ...
     hidden_ns: float = 0.0  # ... and its 1-sigma: what the average could not see may be as much again (half of it)
     semantics: object = field(default=None, repr=False)  # aligner links: the marker rules its windows read
+    out_of_depth: str = ""  # hybrid aligner links: why the neural path is not to be trusted here (``disagreement``)
+    windows: int = 0  # aligner links: the target's windows (with samples), a reference in them or not
 
     def map(self, t_ns: np.ndarray, timeline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t = np.asarray(t_ns, dtype=np.int64)
@@ -260,6 +263,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
 
     d0 = None
     found: list[OffsetEstimate] = []
+    run = DisagreementRun(W)
     while True:
         if d0 is None:
             if not pull(tgt, tb, "tgt") and tb.last is None:
@@ -278,8 +282,11 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
             pull(ref, rb, "ref")
         tt, tx = tb.cut(d0, d0 + W)
         rt, rx = rb.cut(lo, hi)
+        link.windows += len(tt) > 0
         if len(tt) and len(rt):
             res = win.estimate(rt, rx, tt, tx, (d0, d0 + W), prior, methods=(method,))[method]
+            if method == "hybrid" and run.add(res) and not link.out_of_depth:
+                link.out_of_depth = run.note()
             if res.ok and drift.add(res):
                 found.append(window_evidence(res, name, W / H, table, (win.ref_mod, win.tgt_mod)))
             else:
@@ -301,6 +308,11 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
         link.models = {}
         return link
     judged, tau, dropped = robust_weighed(found, W / H)
+    why = incoherent(judged)
+    if why:
+        link.notes.insert(0, why)
+        link.models = {}
+        return link
     found = onto_robust_slope(judged)  # the drift of their robust line (a sigma-weighted one follows confident few)
     link.scatter_ns = tau
     if found:
@@ -319,6 +331,30 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
     link.residuals = list(zip(d.tolist(), (np.array([f.offset_ns for f in judged]) - (mapped - d)).tolist(),
                               strict=True))
     return link
+
+
+#: Windows whose offsets scatter further than this about their robust line (the median |residual|, ns), or lie on
+#: a line steeper than this (ppm: no crystal drifts so) that moves twice that over them, are chance peaks, not a
+#: recording's offset: a log of sounds the microphone did not hear had 4 of 28 windows accepted, 1.5-3 s apart, too
+#: few for the robust judge (``MIN_JUDGED``) to leave any out.
+INCOHERENT_NS = 100_000_000
+INCOHERENT_PPM = 2000.0
+
+
+def incoherent(evs: list[OffsetEstimate]) -> str:
+    """Why the windows' offsets are not one recording's offset (see ``INCOHERENT_NS``), or ""."""
+    if len(evs) < 2:
+        return ""
+    d = np.array([e.device_ns for e in evs], dtype=np.int64)
+    x = (d - d[0]).astype(np.float64) / NS
+    y = np.array([e.offset_ns - evs[0].offset_ns for e in evs], dtype=np.float64)
+    a, b = theil_sen(x, y)
+    spread = float(np.median(np.abs(y - a - b * x)))
+    steep = abs(b) / 1e3 > INCOHERENT_PPM and abs(b) * float(x[-1]) > 2 * INCOHERENT_NS  # and far along it
+    if spread <= INCOHERENT_NS and not steep:
+        return ""
+    return (f"the {len(evs)} windows that found an offset do not agree on one ({spread / 1e6:.0f} ms off their "
+            f"line, drift {b / 1e3:.0f} ppm): chance peaks, not this recording's offset")
 
 
 def drift_sigma(evs: list[OffsetEstimate]) -> float | None:

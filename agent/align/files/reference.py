@@ -28,12 +28,15 @@ from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.core.stream import Chunk
 from synchub.agent.formats.readers.base import GapRecord, InputOptions, Offset, Piece, Reset
 
+from ..coarse import EventTrain, coarse_offset
 from ..onset_check import EventAverage
-from ..window import sigma_table
+from ..window import modality_of, sigma_table
 from .links import Link, aligner_link, edge_link
 from .tracks import StreamTrack
 
 NS = 1_000_000_000
+#: an offset found over the whole recording (``align.coarse``) is searched around only this far from the prior (s)
+COARSE_MOVE_S = 1.0
 #: Modalities the aligner pairs best, best first (target modality, reference modality).
 PAIRS = [("audio", "audio"), ("marker", "audio"), ("audio", "marker"), ("imu", "audio"), ("audio", "imu"),
          ("imu", "imu"), ("video", "audio"), ("marker", "imu"), ("other", "other")]
@@ -247,20 +250,72 @@ class ReferenceLinks:
         notes: list[str] = []
         table = self._sigma_table if cands and method != "classical" else None
         for _, _, tr, other, otr in sorted(cands, key=lambda c: (c[0], c[1]))[:3]:
-            prior = self._prior(inp, self._ref_range())
-            link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
-                                self._pieces_global(inp, tr, False), prior, method, table=table,
-                                out_table=self._files_table if table is not None and method == "hybrid" else None)
+            link = self._pair_link(inp, tr, other, otr, method, table)
             link.via = f"{tr.key} -> {otr.key}"
             if link.models:
                 inp.link = link
                 self._onset_check(inp, tr, other, otr)
                 return
-            notes += [f"aligner {tr.key} vs {otr.key}: " + "; ".join(link.notes[:2])]
+            notes += [f"aligner {tr.key} vs {otr.key}: " + "; ".join(leading(link.notes, 2))]
         if not cands:
             notes.append("no stream pair the aligner knows (" + ", ".join(
                 sorted({tr.info.type for tr in inp.tracks.values()})) + ")")
         inp.link = Link(method, notes=notes)
+
+    def _pair_link(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table) -> Link:
+        """The aligner's link of ``tr`` to ``otr`` searched around the files' prior (``_prior``); where most of its
+        windows found nothing and no ``offset_s`` was given, the offset of the two streams' whole event trains
+        (``align.coarse``) searched around instead, where it is further than ``COARSE_MOVE_S`` from the prior: kept
+        where it holds more windows."""
+        prior = self._prior(inp, self._ref_range())
+        link = self._aligned(inp, tr, other, otr, method, table, prior)
+        if inp.spec.options.offset_s is not None or (link.models and len(link.residuals) >= 0.5 * link.windows):
+            return link
+        found = self._coarse(inp, tr, other, otr, link.semantics)
+        if found is None:
+            link.notes.append("no offset stands out over the whole recording either (its clock far from the "
+                              "reference's? give --offset-s)")
+        elif abs(found.offset_ns - prior) > COARSE_MOVE_S * NS:
+            again = self._aligned(inp, tr, other, otr, method, table, found.offset_ns)
+            if again.models and len(again.residuals) > len(link.residuals):
+                again.notes.insert(0, f"its clock is {found.offset_ns / NS:+.2f} s from the reference's (where "
+                                      f"{found.matched} events of the whole recording line up; --offset-s sets it)")
+                return again
+        return link
+
+    def _aligned(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table,
+                 prior: int) -> Link:
+        link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
+                            self._pieces_global(inp, tr, False), prior, method, table=table,
+                            out_table=self._files_table if table is not None and method == "hybrid" else None)
+        if link.out_of_depth:  # the neural path disagreed with a consistent classical one: classical alone
+            link = self._classical_instead(link, inp, tr, other, otr, prior)
+        return link
+
+    def _coarse(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, semantics):
+        """``coarse.coarse_offset`` of the two streams' whole event trains (one more pass over both)."""
+        trains = []
+        for src, track, mapped, partner in ((other, otr, True, tr), (inp, tr, False, otr)):
+            train = EventTrain(modality_of(track.info), modality_of(partner.info), semantics)
+            for t, x in self._pieces_global(src, track, mapped):
+                train.add(t, x)
+            trains.append(train.finish())
+        r, t = trains
+        if not len(r) or not len(t):
+            return None
+        return coarse_offset(r, t, float(r[0] - t[-1]), float(r[-1] - t[0]))
+
+    def _classical_instead(self, link: Link, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack,
+                           prior: int) -> Link:
+        """The hybrid ``link`` whose windows said the neural path is out of its depth (``align.disagreement``),
+        rerun with the classical correlation alone: that link where it holds more windows, with the reason."""
+        alone = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
+                             self._pieces_global(inp, tr, False), prior, "classical")
+        if not alone.models or len(alone.residuals) <= len(link.residuals):
+            link.notes.append(f"{link.out_of_depth}: fewer windows, not used")
+            return link
+        alone.notes.insert(0, link.out_of_depth)
+        return alone
 
     def _onset_check(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack) -> None:
         """A marker log tied to a microphone by the aligner: moved earlier where the microphone's average energy
@@ -296,7 +351,13 @@ class ReferenceLinks:
                           f"{'earlier' if link.shift_ns < 0 else 'later'} by that, half that added to its uncertainty")
 
 
+def leading(notes: list[str], k: int) -> list[str]:
+    """A refusal's reasons: the first ``k`` notes and any later one that says what to try (``--offset-s``)."""
+    return notes[:k] + [n for n in notes[k:] if "--offset-s" in n]
+
+
 def nothing_to_align(inp: _Input, default: str) -> AlignError:
-    """The one-line refusal of an input with no usable link: the link's first notes, else ``default``."""
-    why = "; ".join((inp.link.notes if inp.link else [])[:3]) or default
+    """The one-line refusal of an input with no usable link: the link's first notes and any that says what to try
+    (``--offset-s``), else ``default``."""
+    why = "; ".join(leading(inp.link.notes if inp.link else [], 3)) or default
     return AlignError(f"{inp.path}: nothing to align on ({why})")

@@ -1,0 +1,125 @@
+"""Where two recordings' clocks started far apart: the offset from their whole event trains.  Pure.
+
+The aligner searches +-``search_s`` (2 s) around a prior; ``synchub align`` takes the prior from the files (the
+clocks agree where their times overlap, or the files started together).  A marker log whose times count from its
+experiment's start while the microphone was started 37 s earlier is outside that range: every window abstained and
+the log was refused, with no hint of why.  Over the whole recording the offset shows anyway: the differences between
+every event of one stream and every event of the other pile up at the offset (``coarse_offset``: a histogram of
+them, summed over a width that allows the clocks' drift), and spread evenly elsewhere.
+
+``EventTrain`` gathers a stream's events a piece at a time (the classical onsets of ``WINDOW_S`` windows, each
+with ``LEAD_S`` before it so an event at a window's start is seen rising).  ``coarse_offset`` answers only where
+the pile is far above chance (``MIN_SHARE`` of the smaller train's events and ``CHANCE_X`` times the pile expected
+by chance) and the next highest pile, ``AWAY_S`` or more from it, is under ``MAX_SECOND`` of it (a periodic train
+piles up at every period: no answer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from synchub.agent.core.units import NS
+
+from .markers import MarkerSemantics
+from .onsets import event_times, onsets
+
+WINDOW_S = 16.0
+LEAD_S = 1.0
+MAX_EVENTS = 3000  # per train: an evenly spread subset beyond (bounded time and memory)
+BIN_NS = 10_000_000
+MIN_WIDTH_NS = 30_000_000
+DRIFT_PPM = 300.0  # the widest drift the pile allows for
+MIN_MATCHED = 6
+MIN_SHARE = 0.3
+CHANCE_X = 4.0
+MAX_SECOND = 0.67
+AWAY_S = 1.0
+
+
+class EventTrain:
+    """The event times of one stream (on the clock its pieces are stamped with), fed a piece at a time."""
+
+    def __init__(self, modality: str, partner: str, semantics: MarkerSemantics | None = None):
+        self.modality, self.partner, self.semantics = modality, partner, semantics
+        self._t: list[np.ndarray] = []
+        self._x: list = []
+        self._start: int | None = None  # where the next window starts
+        self.events: list[np.ndarray] = []
+
+    def add(self, t_ns, x) -> None:
+        t = np.asarray(t_ns, dtype=np.int64)
+        if not len(t):
+            return
+        self._t.append(t)
+        self._x.append(x)
+        if self._start is None:
+            self._start = int(t[0])
+        while int(t[-1]) >= self._start + int(WINDOW_S * NS):
+            self._window(self._start + int(WINDOW_S * NS))
+
+    def finish(self) -> np.ndarray:
+        if self._t and self._start is not None:
+            self._window(int(self._t[-1][-1]) + 1)
+        ev = np.concatenate(self.events) if self.events else np.zeros(0)
+        return np.unique(ev)
+
+    def _window(self, end: int) -> None:
+        t = np.concatenate(self._t)
+        x = np.concatenate([np.asarray(v, dtype=object) if self.modality in ("text", "marker") else np.asarray(v)
+                            for v in self._x])
+        a = int(np.searchsorted(t, self._start - int(LEAD_S * NS)))
+        b = int(np.searchsorted(t, end))
+        if b - a > 1:
+            o = onsets(self.modality, t[a:b], x[a:b], self.partner, self.semantics)
+            e = event_times(o)
+            self.events.append(e[(e >= self._start) & (e < end)])
+        keep = int(np.searchsorted(t, end - int(LEAD_S * NS)))
+        self._t, self._x = [t[keep:]], [x[keep:]]
+        self._start = end
+
+
+@dataclass(frozen=True)
+class CoarseOffset:
+    """``offset_ns``: reference - file time where the events pile up; ``matched``: events in the pile;
+    ``chance``: the pile expected by chance; ``second``: the next highest pile."""
+
+    offset_ns: int
+    matched: int
+    chance: float
+    second: int
+
+
+def _thin(e: np.ndarray) -> np.ndarray:
+    e = np.sort(np.asarray(e, dtype=np.float64))
+    return e[np.linspace(0, len(e) - 1, MAX_EVENTS).round().astype(np.int64)] if len(e) > MAX_EVENTS else e
+
+
+def coarse_offset(ref_events, tgt_events, lo_ns: float, hi_ns: float) -> CoarseOffset | None:
+    """The offset ref - tgt in [lo_ns, hi_ns] where the two trains' events pile up (see the module docstring), or
+    None where no pile stands clearly above chance and above every other."""
+    r, t = _thin(ref_events), _thin(tgt_events)
+    if min(len(r), len(t)) < MIN_MATCHED or not hi_ns > lo_ns:
+        return None
+    span = float(t[-1] - t[0])
+    width = max(MIN_WIDTH_NS, DRIFT_PPM * 1e-6 * span)
+    a = np.searchsorted(r, t + lo_ns)
+    b = np.searchsorted(r, t + hi_ns, side="right")
+    d = np.concatenate([r[i:j] - x for x, i, j in zip(t, a, b, strict=True)]) if len(t) else np.zeros(0)
+    nb = int(np.ceil((hi_ns - lo_ns) / BIN_NS)) + 1
+    hist = np.bincount(((d - lo_ns) // BIN_NS).astype(np.int64), minlength=nb)[:nb]
+    k = max(1, int(round(width / BIN_NS)))
+    pile = np.convolve(hist, np.ones(k, dtype=np.int64), mode="same")
+    top = int(np.argmax(pile))
+    matched = int(pile[top])
+    chance = len(d) * width / (hi_ns - lo_ns)
+    away = max(int(AWAY_S * NS / BIN_NS), 2 * k)
+    rest = np.concatenate([pile[: max(0, top - away)], pile[top + away + 1:]])
+    second = int(rest.max()) if len(rest) else 0
+    if matched < max(MIN_MATCHED, MIN_SHARE * min(len(r), len(t))) or matched < CHANCE_X * chance + 3 \
+            or second > MAX_SECOND * matched:
+        return None
+    centre = lo_ns + (top + 0.5) * BIN_NS
+    near = d[np.abs(d - centre) <= width / 2 + BIN_NS]
+    return CoarseOffset(int(round(float(np.median(near)))), matched, float(chance), second)

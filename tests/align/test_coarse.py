@@ -1,0 +1,116 @@
+"""``align.coarse``: the offset of two clocks that started far apart, from their whole event trains, and
+``synchub align`` searching there where its windows around the files' prior found nothing.
+
+Before: a marker log whose clock started 37 s from the microphone's was refused (every window searched +-2 s around
+the prior, "low confidence" and "no reference samples"), with nothing that said why or what to do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synchub.agent.align.coarse import EventTrain, coarse_offset
+from synchub.agent.align.files.engine import AlignError, FileAlignment, InputOptions, InputSpec
+from synchub.agent.core.units import NS
+
+sf = pytest.importorskip("soundfile")
+
+
+def _train(n=120, seed=0, lo=1.0, hi=3.0):
+    return np.cumsum(np.random.default_rng(seed).uniform(lo, hi, n)) * NS
+
+
+@pytest.mark.parametrize("offset_s", [-37.25, 0.4, 123.0])
+def test_the_offset_of_two_trains_with_drift_jitter_and_missing_or_extra_events(offset_s):
+    rng = np.random.default_rng(3)
+    ref = _train()
+    seen = ref[rng.random(len(ref)) > 0.3]  # the log misses 30 % of the sounds ...
+    tgt = (seen - offset_s * NS) * (1 + 150e-6) + rng.normal(0, 5e6, len(seen))  # ... on a drifting clock
+    noise = np.sort(rng.uniform(ref[0], ref[-1], 60))  # ... and the microphone hears 60 other sounds
+    r = np.sort(np.concatenate([ref, noise]))
+    found = coarse_offset(r, tgt, float(r[0] - tgt[-1]), float(r[-1] - tgt[0]))
+    assert found is not None and abs(found.offset_ns - offset_s * NS) < 60e6, found  # within the drift's smear
+    assert found.matched >= 0.8 * len(tgt) and found.second < 0.5 * found.matched
+
+
+def test_periodic_or_unrelated_trains_give_no_answer():
+    periodic = np.arange(100) * 2 * NS
+    assert coarse_offset(periodic, periodic[:60] + 7 * NS, -300e9, 300e9) is None  # a pile at every period
+    a, b = _train(seed=1), _train(seed=2)
+    assert coarse_offset(a, b, float(a[0] - b[-1]), float(a[-1] - b[0])) is None  # nothing in common
+    assert coarse_offset(a[:3], a[:3], -1e9, 1e9) is None  # too few
+
+
+def test_a_train_fed_in_pieces_of_any_size_finds_the_same_events():
+    rate = 8000
+    x, onsets = _bursts(rate, 60.0)
+    t = (np.arange(len(x)) * (NS / rate)).astype(np.int64)
+    got = []
+    for piece in (997, 8000, 100_000):
+        tr = EventTrain("audio", "marker")
+        for a in range(0, len(x), piece):
+            tr.add(t[a:a + piece], x[a:a + piece, None])
+        got.append(tr.finish())
+    for ev in got:
+        assert len(ev) == len(onsets) and np.max(np.abs(ev - onsets * NS)) < 3e6
+
+
+def _bursts(rate, seconds, seed=1):
+    rng = np.random.default_rng(seed)
+    onsets = np.cumsum(rng.uniform(1.0, 3.0, int(seconds)))
+    onsets = onsets[onsets < seconds - 2.0]
+    x = rng.normal(0.0, 0.01, int(rate * seconds))
+    n = int(0.05 * rate)
+    for t in onsets:
+        i = int(t * rate)
+        x[i:i + n] += 0.5 * np.sin(2 * np.pi * 640.0 * np.arange(n) / rate)
+    return x.astype(np.float32), onsets
+
+
+def _files(tmp_path, offset_s, times=None):
+    x, onsets = _bursts(16000, 120.0)
+    sf.write(tmp_path / "mic.wav", x, 16000)
+    logged = (onsets if times is None else times) * (1 + 40e-6) + offset_s
+    (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},tone\n" for t in logged))
+    return onsets, logged
+
+
+def test_synchub_align_finds_a_log_whose_clock_started_far_away(tmp_path):
+    onsets, logged = _files(tmp_path, -37.25)
+    fa = FileAlignment([InputSpec([str(tmp_path / "mic.wav")]), InputSpec([str(tmp_path / "log.csv")])])
+    fa.gather()
+    link = fa.inputs[1].link
+    assert "its clock is +37.2" in link.notes[0] and "--offset-s" in link.notes[0], link.notes
+    mapped, _ = link.map(np.rint(logged * NS).astype(np.int64), np.zeros(len(logged), dtype=np.int64))
+    assert np.max(np.abs(mapped - onsets * NS)) < 3e6
+
+
+def test_an_offset_given_is_searched_around_and_a_log_of_other_sounds_says_what_to_try(tmp_path):
+    onsets, _ = _files(tmp_path, -37.25)
+    wrong = FileAlignment([InputSpec([str(tmp_path / "mic.wav")]),
+                           InputSpec([str(tmp_path / "log.csv")], InputOptions(offset_s=30.0))])
+    with pytest.raises(AlignError) as e:  # told where to look (7 s off): no search of the whole recording
+        wrong.gather()
+    assert "whole recording" not in str(e.value)
+    other = np.sort(np.random.default_rng(7).uniform(1.0, 110.0, len(onsets)))  # a log of sounds not heard
+    _files(tmp_path, 0.0, times=other)
+    fa = FileAlignment([InputSpec([str(tmp_path / "mic.wav")]), InputSpec([str(tmp_path / "log.csv")])])
+    with pytest.raises(AlignError, match="no offset stands out over the whole recording"):
+        fa.gather()
+
+
+def test_windows_that_do_not_agree_on_one_offset_are_chance_peaks():
+    """A few accepted windows (fewer than the robust judge's ``MIN_JUDGED``) 1.5-3 s apart, or on a line no clock
+    drifts by, made a link before (a log of sounds the microphone never heard, mapped seconds off); now refused."""
+    from synchub.agent.align.files.links import incoherent
+    from synchub.agent.core.evidence import OffsetEstimate
+
+    def evs(offsets_ms, step_s=8.0):
+        return [OffsetEstimate("log", int(k * step_s * NS), int(o * 1e6), 20_000_000, "hybrid")
+                for k, o in enumerate(offsets_ms)]
+
+    assert incoherent(evs([0.0, -1472.0, -1861.0, -2996.0])).startswith("the 4 windows that found an offset do not")
+    assert "drift" in incoherent(evs([0.0, 300.0]))  # 37,500 ppm
+    assert incoherent(evs([300.0, 300.4, 299.8, 300.9, 301.2])) == ""  # one offset, a drift of 30 ppm
+    assert incoherent(evs([300.0, 330.0, 290.0, 310.0, 5.0])) == ""  # one window 300 ms off: the robust judge's
+    assert incoherent(evs([300.0])) == ""

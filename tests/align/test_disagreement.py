@@ -1,0 +1,104 @@
+"""The neural path out of its depth (``align.disagreement``): a run of windows where a confident classical result and
+the neural one disagree, the classical ones on one line, hands the pair to the classical correlation alone: in the
+pure rule, the window aligner's abstention, ``synchub align``'s aligner link and the live tracker.
+
+The case that found it: tone bursts in a microphone's WAV and a marker log of "tone" lines.  The neural path put
+every window ~110 ms late (a sound unlike the encoders' training) while the onset correlation found each tone within
+2 ms, and the hybrid abstained in every window: ``synchub align`` refused the log (at 8, 16 and 44.1 kHz)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from support.live_align import chunks, feed
+
+from synchub.agent.align.aligner import AlignResult
+from synchub.agent.align.disagreement import DISAGREE, DisagreementRun, disagreed
+from synchub.agent.align.files.engine import FileAlignment, InputSpec
+from synchub.agent.align.tracker import AlignmentTracker, calibrated_settings
+from synchub.agent.align.window import load_runners, sigma_table
+from synchub.agent.core.stream import StreamInfo
+from synchub.agent.core.units import NS
+
+sf = pytest.importorskip("soundfile")
+
+W = 16 * NS
+
+
+def _window(t_s: float, offset_ms: float, ok: bool = False, reason: str = DISAGREE + " by 110 ms (9.0 sigma)"):
+    return AlignResult(ok, int(offset_ms * 1e6), 2_000_000, 12.0, int(t_s * NS), "hybrid", "" if ok else reason)
+
+
+def test_a_consistent_run_over_two_window_lengths_decides():
+    run = DisagreementRun(W)
+    for k in range(9):  # centres 0..32 s: the run spans two windows' length only at the ninth
+        decided = run.add(_window(4.0 * k, 300.0 + 0.05 * k))  # 300 ms, drifting 12.5 ppm
+        assert decided == (k == 8), k
+    assert "9 windows" in run.note() and "classical alone" in run.note()
+
+
+def test_classical_offsets_off_one_line_a_fused_window_or_other_reasons_do_not_decide():
+    rng = np.random.default_rng(1)
+    run = DisagreementRun(W)
+    for k in range(20):  # look-alike lags: the classical results jump between windows
+        assert not run.add(_window(4.0 * k, 300.0 + rng.choice([-250.0, 0.0, 250.0])))
+    run = DisagreementRun(W)
+    for k in range(20):  # every third window fused: the neural path agrees there, the run starts again
+        assert not run.add(_window(4.0 * k, 300.0, ok=k % 3 == 2))
+    run = DisagreementRun(W)
+    for k in range(20):  # abstentions for other reasons count for nothing
+        assert not run.add(_window(4.0 * k, 300.0, reason="classical: low confidence (PSR 3.1 < 8.0)"))
+    assert not disagreed(_window(0.0, 0.0, ok=True))
+
+
+def tone_bursts(rate: int, seconds: float, seed: int = 1):
+    """A microphone in faint noise hearing 50 ms tone bursts (640 Hz) 1-3 s apart: (samples, onsets s)."""
+    rng = np.random.default_rng(seed)
+    onsets = np.cumsum(rng.uniform(1.0, 3.0, int(seconds)))
+    onsets = onsets[onsets < seconds - 2.0]
+    x = rng.normal(0.0, 0.01, int(rate * seconds)).astype(np.float32)
+    n = int(0.05 * rate)
+    for t in onsets:
+        i = int(t * rate)
+        x[i:i + n] += (0.5 * np.sin(2 * np.pi * 640.0 * np.arange(n) / rate)).astype(np.float32)
+    return x, onsets
+
+
+@pytest.mark.parametrize("rate", [8000, 44100])
+def test_synchub_align_ties_a_tone_log_the_encoders_never_heard(tmp_path, rate):
+    x, onsets = tone_bursts(rate, 120.0)
+    sf.write(tmp_path / "mic.wav", x, rate)
+    offset_s, drift = 0.3127, 80e-6  # the log's clock: ahead, and fast
+    logged = onsets * (1.0 + drift) + offset_s
+    (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},tone\n" for t in logged))
+    fa = FileAlignment([InputSpec([str(tmp_path / "mic.wav")]), InputSpec([str(tmp_path / "log.csv")])])
+    fa.gather()  # before: AlignError, every window "neural and classical disagree by ~110 ms"
+    link = fa.inputs[1].link
+    assert link.method == "classical" and "not trained on signals like these" in link.notes[0], link.notes
+    dev = np.rint(logged * NS).astype(np.int64)
+    mapped, unc = link.map(dev, np.zeros(len(dev), dtype=np.int64))
+    err = (mapped - np.rint(onsets * NS)) / 1e6
+    assert np.max(np.abs(err)) < 3.0, err  # the onset correlation's own accuracy (1 ms envelope blocks)
+    assert np.all(unc < 5e6)
+
+
+def test_the_live_tracker_goes_on_with_the_classical_correlation():
+    rate = 16000
+    x, onsets = tone_bursts(rate, 90.0, seed=2)
+    t_mic = (np.arange(len(x)) * (NS / rate)).astype(np.int64)
+    offset_ns = 312_700_000
+    dev = np.rint(onsets * NS).astype(np.int64) + offset_ns  # the log's device clock: ref = device - offset
+    host = dev - offset_ns + 20_000_000  # each line arrives 20 ms after the tone on the reference clock
+    mic = StreamInfo("mic", "audio", float(rate), 1)
+    log = StreamInfo("log", "marker", 0.0, 1)
+    table = sigma_table(False)
+    tr = AlignmentTracker("mic", "log", mic, log, runners=load_runners({"audio", "text"}),
+                          settings=calibrated_settings(table, False), table=table)
+    lines = np.array(["tone"] * len(dev), dtype=object)
+    est = feed(tr, "mic", chunks("mic", x[:, None], t_mic, t_mic, ref=t_mic),
+               "log", chunks("log", lines, dev, host, every=4.0))
+    st = tr.stats()
+    assert st["method"] == "classical" and any("not trained on signals like these" in r for r in st["reasons"]), st
+    assert len(est) >= 5 and {e.source for e in est} == {"classical"}, st
+    for e in est:
+        assert abs(e.offset_ns + offset_ns) < 3_000_000, (e, st)
