@@ -114,3 +114,19 @@ def test_windows_that_do_not_agree_on_one_offset_are_chance_peaks():
     assert incoherent(evs([300.0, 300.4, 299.8, 300.9, 301.2])) == ""  # one offset, a drift of 30 ppm
     assert incoherent(evs([300.0, 330.0, 290.0, 310.0, 5.0])) == ""  # one window 300 ms off: the robust judge's
     assert incoherent(evs([300.0])) == ""
+
+
+def test_a_log_of_dates_and_times_against_a_wav_that_has_none(tmp_path):
+    """A log stamped with wall-clock dates (its first line 32 s into the recording, not at its start, as the files'
+    "started together" prior assumes) is found, and the note says what its clock read at the WAV's first sample."""
+    from datetime import datetime, timedelta, timezone
+
+    onsets, _ = _files(tmp_path, 0.0)
+    t0 = datetime(2026, 11, 28, 10, 15, 0, tzinfo=timezone.utc)
+    (tmp_path / "log.csv").write_text("timestamp,event\n" + "".join(
+        f"{(t0 + timedelta(seconds=float(t) + 30.0)).isoformat()},tone\n" for t in onsets))
+    fa = FileAlignment([InputSpec([str(tmp_path / "mic.wav")]), InputSpec([str(tmp_path / "log.csv")])])
+    fa.gather()
+    note = fa.inputs[1].link.notes[0]
+    assert note.startswith("its clock read 2026-11-28T10:15:30.0") or note.startswith(
+        "its clock read 2026-11-28T10:15:29.99"), note

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from datetime import datetime, timedelta, timezone
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -278,8 +279,8 @@ class ReferenceLinks:
         elif abs(found.offset_ns - prior) > COARSE_MOVE_S * NS:
             again = self._aligned(inp, tr, other, otr, method, table, found.offset_ns)
             if again.models and len(again.residuals) > len(link.residuals):
-                again.notes.insert(0, f"its clock is {found.offset_ns / NS:+.2f} s from the reference's (where "
-                                      f"{found.matched} events of the whole recording line up; --offset-s sets it)")
+                again.notes.insert(0, f"{_far(found.offset_ns)} (where {found.matched} events of the whole "
+                                      f"recording line up; --offset-s {found.offset_ns / NS:.3f} sets it)")
                 return again
         return link
 
@@ -349,6 +350,15 @@ class ReferenceLinks:
         link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
         link.notes.append(f"{rise} (onsets under loud background are found late): moved "
                           f"{'earlier' if link.shift_ns < 0 else 'later'} by that, half that added to its uncertainty")
+
+
+def _far(offset_ns: int) -> str:
+    """Where a file's clock is, said so that a user can check it: an offset, or, for a clock of dates and times
+    (its offset decades), the date and time it read at the reference's zero."""
+    if abs(offset_ns) < 10 * 365 * 86400 * NS:  # ten years
+        return f"its clock is {offset_ns / NS:+.2f} s from the reference's"
+    at = datetime.fromtimestamp(-offset_ns // NS, timezone.utc) + timedelta(microseconds=(-offset_ns % NS) // 1000)
+    return f"its clock read {at.isoformat(timespec='milliseconds')} at the reference's zero"
 
 
 def leading(notes: list[str], k: int) -> list[str]:
