@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from datetime import datetime, timedelta, timezone
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -286,12 +286,20 @@ class ReferenceLinks:
 
     def _aligned(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table,
                  prior: int) -> Link:
+        """One pass of the aligner's windows over the pair, searched around ``prior``; where they said the neural
+        path is out of its depth (``align.disagreement``), once more with the classical correlation alone: that
+        link where it holds more windows, with the reason."""
         link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
                             self._pieces_global(inp, tr, False), prior, method, table=table,
                             out_table=self._files_table if table is not None and method == "hybrid" else None)
-        if link.out_of_depth:  # the neural path disagreed with a consistent classical one: classical alone
-            link = self._classical_instead(link, inp, tr, other, otr, prior)
-        return link
+        if not link.out_of_depth:
+            return link
+        alone = self._aligned(inp, tr, other, otr, "classical", None, prior)
+        if not alone.models or len(alone.residuals) <= len(link.residuals):
+            link.notes.append(f"{link.out_of_depth}: fewer windows, not used")
+            return link
+        alone.notes.insert(0, link.out_of_depth)
+        return alone
 
     def _coarse(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, semantics):
         """``coarse.coarse_offset`` of the two streams' whole event trains (one more pass over both)."""
@@ -305,18 +313,6 @@ class ReferenceLinks:
         if not len(r) or not len(t):
             return None
         return coarse_offset(r, t, float(r[0] - t[-1]), float(r[-1] - t[0]))
-
-    def _classical_instead(self, link: Link, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack,
-                           prior: int) -> Link:
-        """The hybrid ``link`` whose windows said the neural path is out of its depth (``align.disagreement``),
-        rerun with the classical correlation alone: that link where it holds more windows, with the reason."""
-        alone = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
-                             self._pieces_global(inp, tr, False), prior, "classical")
-        if not alone.models or len(alone.residuals) <= len(link.residuals):
-            link.notes.append(f"{link.out_of_depth}: fewer windows, not used")
-            return link
-        alone.notes.insert(0, link.out_of_depth)
-        return alone
 
     def _onset_check(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack) -> None:
         """A marker log tied to a microphone by the aligner: moved earlier where the microphone's average energy
