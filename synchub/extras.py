@@ -17,6 +17,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "matplotlib": ("plot", "plots"),
     "pyxdf": ("bench", "the pyxdf baseline of the benchmarks"),
     "soundfile": ("audio", "reading sound files"),
+    "av": ("video", "reading video files"),
     "pylsl": ("lsl", "LSL outlets and inlets"),
     "torch": ("train", "training the encoders"),
     "onnx": ("train", "exporting the encoders"),

@@ -44,6 +44,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "edf": (".edf", ".bdf", ".rec"),
     "spikeglx": (".bin", ".meta"),
     "openephys": (".oebin",),
+    "media": (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".m4a"),
 }
 SYNC_KINDS = ("auto", "ttl", "photodiode", "click", "tone")
 ALIGN_MODES = ("auto", "edges", "hybrid", "neural", "classical", "none")

@@ -9,6 +9,7 @@ from .brainvision import BrainVisionInput
 from .edf_read import EdfInput
 from .mcap_json import JsonMcapInput, is_synchub_mcap
 from .mcap_parts import McapInput
+from .media import MediaInput
 from .openephys import OpenEphysInput
 from .psychopy_log import PsychopyLogInput
 from .spikeglx import SpikeGlxInput
@@ -37,6 +38,8 @@ def open_input(path, options: InputOptions | None = None):
         return SpikeGlxInput(path, options)
     if fmt == "openephys":
         return OpenEphysInput(path, options)
+    if fmt == "media":
+        return MediaInput(path, options)
     if is_synchub_mcap(path):
         return McapInput([path], options)
     return JsonMcapInput(path, options)

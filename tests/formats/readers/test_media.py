@@ -1,0 +1,97 @@
+"""Video files (``agent/formats/readers/media.py``): a webcam's MP4 or MKV, its audio and video tracks on the file's
+presentation clock, written by FFmpeg (PyAV, ``bench/files/media_files.py``) as a camera writes them.  Before: "unsupported
+file type" in ``synchub align`` and ``synchub inspect``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synchub.agent.align.onsets import event_times, onsets
+from synchub.agent.formats.readers.base import InputError
+from synchub.agent.formats.readers.opening import open_input
+from synchub.extras import message
+
+av = pytest.importorskip("av", reason="PyAV (the video extra) reads and writes the test's video files")
+from synchub.bench.files.media_files import write_clip  # noqa: E402  (needs av)
+
+NS = 1_000_000_000
+EVENTS = [1.0, 2.5, 4.2, 6.1, 7.3, 9.05]
+
+
+def _read(path, **kw):
+    r = open_input(path)
+    out = {}
+    for p in r.read(**kw):
+        t, x = out.setdefault(p.stream, ([], []))
+        t.append(p.device_ns)
+        x.append(p.data)
+    return r, {k: (np.concatenate(t), np.concatenate(x)) for k, (t, x) in out.items()}
+
+
+@pytest.mark.parametrize("name,video", [("cam.mp4", "mpeg4"), ("cam.mkv", "libx264")])
+def test_a_camera_file_s_tracks_on_its_presentation_clock(tmp_path, name, video):
+    """Matroska keeps timestamps in ms: a 1024-sample AAC frame (21.33 ms) at a rounded pts overlapped the one
+    before it, and the first version left 1407 of 2812 frames out as "not rising"; the sample clock carries them."""
+    path = write_clip(tmp_path / name, EVENTS, 10.0, video=video)
+    r, data = _read(path)
+    assert [(s.key, s.info.type) for s in r.streams] == [("cam.video", "video"), ("cam.audio", "audio")]
+    ta, xa = data["cam.audio"]
+    assert xa.dtype == np.float32 and xa.shape[1] == 1 and 10.0 * 48000 <= len(ta) <= 10.05 * 48000
+    assert np.all(np.abs(np.diff(ta) - NS / 48000) <= 1) and r.stats == {}  # every sample, on one clock
+    found = event_times(onsets("audio", ta, xa)) / NS
+    assert np.max(np.abs(found - EVENTS)) < 1.5e-3  # 1 ms envelope blocks; the AAC priming is not sound
+    tv, xv = data["cam.video"]
+    assert xv.shape == (300, 24, 32) and xv.dtype == np.uint8 and np.all(np.diff(tv) > 0)
+    lit = event_times(onsets("video", tv, xv)) / NS
+    assert np.max(np.abs(lit - (np.array(EVENTS) - 0.5 / 30))) < 1.1 / 30  # between the last dark and first lit frame
+
+
+def test_one_track_is_named_after_the_file(tmp_path):
+    r, data = _read(write_clip(tmp_path / "voice.m4a", EVENTS, 10.0, video=None))
+    assert [s.key for s in r.streams] == ["voice"] and r.streams[0].info.type == "audio"
+    r, data = _read(write_clip(tmp_path / "silent.mp4", EVENTS, 10.0, audio=None))
+    assert [s.key for s in r.streams] == ["silent"] and data["silent"][1].shape[1:] == (24, 32)
+
+
+def test_foreign_torn_and_cut_files(tmp_path, caplog):
+    (tmp_path / "junk.mkv").write_bytes(np.random.default_rng(1).bytes(5000))
+    with pytest.raises(InputError, match=r"junk\.mkv: not a media file FFmpeg can read"):
+        open_input(tmp_path / "junk.mkv")
+    whole = write_clip(tmp_path / "cam.mp4", EVENTS, 10.0).read_bytes()
+    (tmp_path / "torn.mp4").write_bytes(whole[: len(whole) // 2])  # an MP4's index comes last: none
+    with pytest.raises(InputError, match="not a media file FFmpeg can read") as e:
+        open_input(tmp_path / "torn.mp4")
+    assert "\n" not in str(e.value)
+    whole = write_clip(tmp_path / "cam.mkv", EVENTS, 10.0, video="libx264").read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(whole[: int(len(whole) * 0.6)])  # Matroska reads up to the cut: said so
+    r, data = _read(tmp_path / "cut.mkv")
+    assert data["cut.audio"][0][-1] < 8 * NS
+    assert any(k.startswith("cut short: its tracks end at") for k in r.stats), r.stats
+    assert "the rest of the recording is not in the file" in caplog.text
+    assert "synchub[video]" in message("av")
+
+
+def test_synchub_align_ties_a_camera_to_the_rig_s_microphone_by_its_sound(tmp_path):
+    sf = pytest.importorskip("soundfile")
+    from synchub.agent.align.files.engine import FileAlignment, InputSpec
+
+    rng = np.random.default_rng(3)
+    ev = np.cumsum(rng.uniform(1.0, 3.0, 40))
+    ev = ev[ev < 58]
+    write_clip(tmp_path / "cam.mp4", ev, 60.0)
+    rate = 16000
+    x = rng.normal(0, 0.01, rate * 65).astype(np.float32)
+    k = np.arange(int(0.05 * rate))
+    for t in ev:  # the rig's clock: 0.8 s ahead of the camera's, 60 ppm fast
+        i = int(round((t * (1 + 60e-6) + 0.8) * rate))
+        x[i:i + len(k)] += 0.4 * np.sin(2 * np.pi * 640.0 * k / rate)
+    sf.write(tmp_path / "mic.wav", x, rate)
+    fa = FileAlignment([InputSpec([str(tmp_path / "mic.wav")]), InputSpec([str(tmp_path / "cam.mp4")])])
+    fa.gather()
+    link = fa.inputs[1].link
+    mapped, unc = link.map(np.rint(ev * NS).astype(np.int64), np.zeros(len(ev), dtype=np.int64))
+    err_us = (mapped / NS - (ev * (1 + 60e-6) + 0.8)) * 1e6
+    assert np.max(np.abs(err_us)) < 100.0, err_us  # the two microphones' waveforms: a fraction of a 16 kHz sample
+    assert np.mean(np.abs(err_us) <= 2 * unc / 1e3) >= 0.9
+    assert {tr.info.type for tr in fa.inputs[1].tracks.values()} == {"audio", "video"}  # the frames go with it
