@@ -40,7 +40,8 @@ NS = 1_000_000_000
 COARSE_MOVE_S = 1.0
 #: Modalities the aligner pairs best, best first (target modality, reference modality).
 PAIRS = [("audio", "audio"), ("marker", "audio"), ("audio", "marker"), ("imu", "audio"), ("audio", "imu"),
-         ("imu", "imu"), ("video", "audio"), ("marker", "imu"), ("other", "other")]
+         ("imu", "imu"), ("video", "audio"), ("marker", "video"), ("video", "marker"), ("marker", "imu"),
+         ("imu", "video"), ("video", "imu"), ("other", "other")]
 
 
 class AlignError(ValueError):

@@ -95,3 +95,21 @@ def test_synchub_align_ties_a_camera_to_the_rig_s_microphone_by_its_sound(tmp_pa
     assert np.max(np.abs(err_us)) < 100.0, err_us  # the two microphones' waveforms: a fraction of a 16 kHz sample
     assert np.mean(np.abs(err_us) <= 2 * unc / 1e3) >= 0.9
     assert {tr.info.type for tr in fa.inputs[1].tracks.values()} == {"audio", "video"}  # the frames go with it
+
+
+def test_a_silent_camera_ties_to_a_log_of_the_lamp_it_films(tmp_path):
+    """No pair of a marker log and a video stream was in the file engine's list ("no stream pair the aligner
+    knows"): a camera without sound filming the rig's lamp, and the log that switched it, could not be tied."""
+    from synchub.agent.align.files.engine import FileAlignment, InputSpec
+
+    ev = np.cumsum(np.random.default_rng(3).uniform(1.0, 3.0, 40))
+    ev = ev[ev < 88]
+    write_clip(tmp_path / "silent.mp4", ev, 90.0, audio=None)
+    logged = ev * (1 - 40e-6) + 12.345  # the log's clock: 12 s off the camera's, 40 ppm slow
+    (tmp_path / "leds.csv").write_text("time,event\n" + "".join(f"{t:.6f},LED on\n" for t in logged))
+    fa = FileAlignment([InputSpec([str(tmp_path / "silent.mp4")]), InputSpec([str(tmp_path / "leds.csv")])])
+    fa.gather()
+    mapped, unc = fa.inputs[1].link.map(np.rint(logged * NS).astype(np.int64), np.zeros(len(ev), dtype=np.int64))
+    err = np.abs(mapped - ev * NS)
+    assert np.max(err) < NS / 30, err / 1e6  # within a frame (30 fps)
+    assert np.mean(err <= 2 * unc) >= 0.9
