@@ -13,8 +13,10 @@ from typing import Any, NamedTuple
 
 import msgpack
 import numpy as np
+from mcap.exceptions import McapError
+from mcap.opcode import Opcode
 from mcap.reader import make_reader
-from mcap.records import Channel, Message, Metadata, Schema
+from mcap.records import Channel, Header, Message, Metadata, Schema
 from mcap.stream_reader import StreamReader
 
 from synchub.agent.core.evidence import ClockReset, Evidence, evidence_from_dict
@@ -37,22 +39,44 @@ def is_finished(path: str | os.PathLike) -> bool:
         return False
 
 
+_OPCODES = frozenset(int(o) for o in Opcode)
+
+
+class SynchubRecords(StreamReader):
+    """The ``mcap`` library's ``StreamReader`` (CRCs checked) for synchub's files, which hold only the records MCAP
+    defines: a record of any other opcode is a corrupt one (a flipped opcode byte), not a record to skip as the
+    library does unsaid (a chunk read so lost every message in it without a word).  Hooks the library's
+    ``_read_record`` (mcap 1.x)."""
+
+    def __init__(self, f):
+        super().__init__(f, validate_crcs=True)
+
+    def _read_record(self, opcode: int, length: int):
+        if opcode not in _OPCODES:
+            raise McapError(f"a record of unknown opcode 0x{opcode:02x} ({length} bytes) at byte "
+                            f"{self._stream.count - 9}")
+        return super()._read_record(opcode, length)
+
+
 class TornRecords:
     """The messages and metadata records of one open MCAP file in file order, read record by record, so a torn or
     corrupt record (an unfinished part) ends the readable part instead of the read: logged once at WARNING (the
     data after it is lost), ``error`` says what it was.  The schemas and channels seen so far are in ``schemas`` and
-    ``channels`` (a message's channel: ``channels.get(message.channel_id)``)."""
+    ``channels`` (a message's channel: ``channels.get(message.channel_id)``), the file's ``Header`` in ``header``."""
 
     def __init__(self, f, path):
         self.f, self.path = f, path
+        self.header: Header | None = None
         self.schemas: dict[int, Schema] = {}
         self.channels: dict[int, Channel] = {}
         self.error: Exception | None = None
 
     def __iter__(self) -> Iterator[Message | Metadata]:
         try:
-            for rec in StreamReader(self.f, validate_crcs=True).records:
-                if isinstance(rec, Schema):
+            for rec in SynchubRecords(self.f).records:
+                if isinstance(rec, Header):
+                    self.header = rec
+                elif isinstance(rec, Schema):
                     self.schemas[rec.id] = rec
                 elif isinstance(rec, Channel):
                     self.channels[rec.id] = rec

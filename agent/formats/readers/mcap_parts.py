@@ -25,12 +25,11 @@ import msgpack
 import numpy as np
 from mcap.reader import make_reader
 from mcap.records import Channel, Message, Metadata, Schema
-from mcap.stream_reader import StreamReader
 
 from synchub.agent.core.evidence import ClockReset, evidence_from_dict
 from synchub.agent.core.stream import StreamInfo
 from synchub.agent.formats.mcap_layout import MAGIC
-from synchub.agent.formats.mcap_read import is_finished
+from synchub.agent.formats.mcap_read import SynchubRecords, is_finished
 
 from .base import FileStream, GapRecord, InputError, InputOptions, Piece, Recorded, Reset
 
@@ -130,7 +129,7 @@ class McapInput:
             schemas: dict[int, str] = {}
             with open(p, "rb") as f:
                 try:
-                    for rec in StreamReader(f, validate_crcs=True).records:
+                    for rec in SynchubRecords(f).records:
                         self.fraction = (before + f.tell()) / total
                         if isinstance(rec, Schema):
                             schemas[rec.id] = rec.name

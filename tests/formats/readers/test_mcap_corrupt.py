@@ -1,0 +1,73 @@
+"""A finished synchub session with garbled bytes (not a tear): every command says so in one line, or reads what is
+readable and says what it lost; never a traceback, never a silent loss."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import struct
+
+import pytest
+
+from synchub.bench.files.session import write_session
+from synchub.bench.sync.run import Recording
+from synchub.bench.sync.scenario import parse_scenario
+from synchub.cli import main
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    rec = Recording(parse_scenario({
+        "name": "t", "duration_s": 20.0, "seed": 3, "chunk_ms": 100.0, "trigger": {"period_s": 1.0},
+        "probes": {"rate_hz": 2.0},
+        "device": [{"name": "a", "rate_hz": 40.0, "clock": {"offset_s": 30.0, "drift_ppm": 40.0}},
+                   {"name": "b", "rate_hz": 25.0, "trigger": False, "clock": {"offset_s": -5.0}}]}, "t.toml"))
+    d = tmp_path_factory.mktemp("session")
+    paths = [str(d / "agent-s-p1.mcap"), str(d / "agent-s-p2.mcap")]
+    write_session(rec, paths)
+    return paths
+
+
+def records(b: bytes) -> list[tuple[int, int, int]]:
+    """(position, opcode, length) of a file's top-level records up to its footer."""
+    out, pos = [], 8
+    while pos + 9 <= len(b) - 8:
+        op, n = b[pos], struct.unpack_from("<Q", b, pos + 1)[0]
+        out.append((pos, op, n))
+        if op == 2:
+            break
+        pos += 9 + n
+    return out
+
+
+def garbled(session, tmp_path, patch) -> list[str]:
+    """A copy of the session whose first part is ``patch(bytearray)``ed."""
+    paths = [str(tmp_path / os.path.basename(p)) for p in session]
+    for a, b in zip(session, paths, strict=True):
+        shutil.copy(a, b)
+    b = bytearray(open(paths[0], "rb").read())
+    patch(b)
+    with open(paths[0], "wb") as f:
+        f.write(b)
+    return paths
+
+
+def test_a_chunk_whose_opcode_flipped_is_a_corrupt_record_not_one_skipped(session, tmp_path, capsys, caplog):
+    """The mcap library skips a record of an opcode it does not know without a word: a chunk whose opcode byte
+    flipped lost every message in it, and inspect, align and export said nothing (exit 0, the part's samples gone)."""
+
+    def flip(b):
+        pos = next(p for p, op, _ in records(b) if op == 6)
+        b[pos] = 0x7F
+
+    paths = garbled(session, tmp_path, flip)
+    assert main(["inspect", *paths]) == 2
+    err = capsys.readouterr().err
+    assert "unknown opcode 0x7f" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["align", *paths, "--json", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "corrupt MCAP" in err and "unknown opcode 0x7f" in err and not (tmp_path / "r.json").exists()
+    with caplog.at_level(logging.WARNING):
+        assert main(["export", *paths, "--csv", str(tmp_path / "csv")]) == 0
+    assert "1 part(s) torn" in capsys.readouterr().out and "unknown opcode 0x7f" in caplog.text
