@@ -34,7 +34,8 @@ from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.clock.replay import correct_recording
 from synchub.agent.clock.settings import ClockLayerConfig
 from synchub.agent.core.stream import Chunk, StreamInfo
-from synchub.agent.formats.mcap_read import RawRecording, raw_recording, read_raw, read_session
+from synchub.agent.formats.file_output import atomic_output
+from synchub.agent.formats.mcap_read import CorruptMcap, RawRecording, raw_recording, read_raw, read_session
 from synchub.agent.formats.mcap_write import write_corrected
 from synchub.agent.formats.readers.base import InputError
 from synchub.agent.formats.readers.mcap_parts import McapInput
@@ -117,7 +118,7 @@ def run_recording(files: list[str], args) -> int:
         try:
             reader = McapInput(files)
             summary = {**rerun_streamed(reader, args.out, progress), "_latency": reader.latency}
-        except InputError as exc:
+        except (InputError, CorruptMcap) as exc:
             raise UserError(str(exc)) from None
         finally:
             progress.close()
@@ -133,11 +134,15 @@ def run_recording(files: list[str], args) -> int:
         if s["latency"] and "stored_latency_ns" in s["latency"]:
             print(f"{'':10} aligner latency {s['latency']['stored_latency_ns'] / 1e6:.2f} ms stored by session "
                   f"{s['latency']['stored_session'] or '?'}: {s['latency']['use']}")
+    if args.out and corrected is not None:  # before the report: a copy refused leaves nothing behind
+        try:
+            with atomic_output(args.out) as fo:
+                write_corrected(files[0], fo, corrected)
+        except CorruptMcap as exc:
+            raise UserError(str(exc)) from None
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     if args.out:
-        if corrected is not None:
-            write_corrected(files[0], args.out, corrected)
         print(f"re-corrected recording -> {args.out}")
     return 0
 

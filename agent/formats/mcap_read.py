@@ -42,6 +42,13 @@ def is_finished(path: str | os.PathLike) -> bool:
 _OPCODES = frozenset(int(o) for o in Opcode)
 
 
+class CorruptMcap(ValueError):
+    """A finished MCAP file with a corrupt record: one line, ``"<path>: corrupt MCAP (<what>)"``."""
+
+    def __init__(self, path, exc: Exception):
+        super().__init__(f"{path}: corrupt MCAP ({type(exc).__name__}: {exc})")
+
+
 class SynchubRecords(StreamReader):
     """The ``mcap`` library's ``StreamReader`` (CRCs checked) for synchub's files, which hold only the records MCAP
     defines: a record of any other opcode is a corrupt one (a flipped opcode byte), not a record to skip as the

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import msgpack
 import numpy as np
-from mcap.reader import NonSeekingReader, make_reader
 from mcap.records import Metadata
 from mcap.writer import Writer
 
@@ -21,7 +20,7 @@ from synchub import __version__
 from synchub.agent.core.stream import Chunk
 
 from .mcap_layout import COMPRESSION, SCHEMAS
-from .mcap_read import TornRecords, is_finished, iter_raw
+from .mcap_read import CorruptMcap, TornRecords, is_finished, iter_raw
 
 log = logging.getLogger("synchub.agent.formats.mcap")
 
@@ -67,8 +66,8 @@ def recover(path: str | os.PathLike, compression: str = "zstd") -> int:
     return last_mid
 
 
-def write_corrected(src, dst, corrected: list[Chunk]) -> None:
-    """Copy ``src`` to ``dst`` record by record, replacing each chunk message's correction layer with the samples of
+def write_corrected(src, fo, corrected: list[Chunk]) -> None:
+    """Copy ``src`` to the binary file object ``fo`` record by record, replacing each chunk message's correction layer with the samples of
     ``corrected`` (chunks cut anywhere: a message takes its samples by sequence number; one not fully covered keeps
     its layer)."""
     by_stream: dict[str, list[Chunk]] = {}
@@ -100,31 +99,26 @@ def write_corrected(src, dst, corrected: list[Chunk]) -> None:
         method = methods[int(np.searchsorted(first, i[0], side="right")) - 1]
         return base.corrected(ref[i], unc[i], method, segment=None if seg is None else seg[i])
 
-    with open(dst, "wb") as fo:
-        recorrect(src, correct, fo)
+    recorrect(src, correct, fo)
 
 
 def recorrect(src, correct: Callable[[str, dict], Chunk | None], fo=None) -> None:
     """Each chunk message of ``src`` in file order, decoded (``seq``, ``device_ns``/``host_ns``/``ref_ns`` bytes,
     ...), given to ``correct(stream, message)``; with ``fo``, ``src`` is copied to it record by record, each chunk
-    message's correction layer replaced by the ``Chunk`` returned (None: kept).  Memory: a chunk of ``src``."""
+    message's correction layer replaced by the ``Chunk`` returned (None: kept).  Memory: a chunk of ``src``.
+
+    Read record by record, finished or not (not by a finished file's summary: a garbled index or footer, the data
+    whole, misled the seeking reader into a traceback): an unfinished file up to its tear; a finished file with a
+    corrupt record is a ``CorruptMcap`` error."""
     finished = is_finished(src)
     with open(src, "rb") as fi:
-        reader = make_reader(fi) if finished else NonSeekingReader(fi)
-        header = reader.get_header()
-        metas: list = []  # an unfinished file's metadata records, as its messages are read
-        if finished:
-            messages = reader.iter_messages(log_time_order=False)
-        else:  # an unfinished (torn) file has no summary to seek by: read it up to the tear
-            fi.seek(0)
-            torn = TornRecords(fi, src)
-            messages = _torn_messages(torn, metas)
+        torn = TornRecords(fi, src)
+        metas: list = []
         w = None
-        if fo is not None:
-            w = Writer(fo)
-            w.start(profile=header.profile, library=f"{header.library} + synchub align")
         schema_ids, channel_ids = {}, {}
-        for schema, channel, message in messages:
+        for schema, channel, message in _torn_messages(torn, metas):
+            if fo is not None and w is None:
+                w = _copy_writer(fo, torn.header)
             if w is not None and schema is not None and schema.id not in schema_ids:
                 schema_ids[schema.id] = w.register_schema(schema.name, schema.encoding, schema.data)
             if w is not None and channel.id not in channel_ids:
@@ -145,10 +139,20 @@ def recorrect(src, correct: Callable[[str, dict], Chunk | None], fo=None) -> Non
             if w is not None:
                 w.add_message(channel_ids[channel.id], log_time=log_time, data=data,
                               publish_time=message.publish_time, sequence=message.sequence)
-        if w is not None:
-            for record in (reader.iter_metadata() if finished else metas):
+        if finished and torn.error is not None:
+            raise CorruptMcap(src, torn.error)
+        if fo is not None:
+            w = w or _copy_writer(fo, torn.header)
+            for record in metas:
                 w.add_metadata(record.name, dict(record.metadata))
             w.finish()
+
+
+def _copy_writer(fo, header) -> Writer:
+    w = Writer(fo)
+    w.start(profile=header.profile if header else "",
+            library=f"{header.library if header else 'synchub'} + synchub align")
+    return w
 
 
 def _torn_messages(torn: TornRecords, metas: list):

@@ -71,3 +71,40 @@ def test_a_chunk_whose_opcode_flipped_is_a_corrupt_record_not_one_skipped(sessio
     with caplog.at_level(logging.WARNING):
         assert main(["export", *paths, "--csv", str(tmp_path / "csv")]) == 0
     assert "1 part(s) torn" in capsys.readouterr().out and "unknown opcode 0x7f" in caplog.text
+
+
+@pytest.mark.parametrize("where", ["footer's summary start", "chunk index's chunk offset"])
+def test_align_out_of_a_part_whose_summary_is_garbled_copies_it_whole(session, tmp_path, capsys, where):
+    """``synchub align PART --out`` copied a finished part by its summary (a seeking reader): a garbled footer or
+    index, every record of the data whole, was a traceback (EndOfFile, RecordLengthLimitExceeded).  The copy is
+    read record by record now: the same file as the intact part's."""
+
+    def garble(b):
+        recs = records(b)
+        if where.startswith("footer"):
+            pos = next(p for p, op, _ in recs if op == 2)
+            b[pos + 9:pos + 17] = struct.pack("<Q", 5)
+        else:
+            pos = next(p for p, op, _ in recs if op == 8)
+            b[pos + 9 + 16:pos + 9 + 24] = struct.pack("<Q", 0)
+
+    paths = garbled(session, tmp_path, garble)
+    assert main(["align", session[0], "--out", str(tmp_path / "want.mcap")]) == 0
+    assert main(["align", paths[0], "--out", str(tmp_path / "got.mcap")]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert (tmp_path / "got.mcap").read_bytes() == (tmp_path / "want.mcap").read_bytes()
+
+
+
+def test_a_live_rerun_of_a_part_whose_index_is_garbled_copies_it_whole(session, tmp_path, capsys):
+    """``synchub align --live PART --out``: the same copy, by the summary, was a traceback too."""
+
+    def garble(b):
+        pos = next(p for p, op, _ in records(b) if op == 8)
+        b[pos + 9 + 16:pos + 9 + 24] = struct.pack("<Q", 1 << 40)
+
+    paths = garbled(session, tmp_path, garble)
+    assert main(["align", "--live", session[0], "--out", str(tmp_path / "want.mcap")]) == 0
+    assert main(["align", "--live", paths[0], "--out", str(tmp_path / "got.mcap")]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert (tmp_path / "got.mcap").read_bytes() == (tmp_path / "want.mcap").read_bytes()
