@@ -49,7 +49,7 @@ from synchub.agent.formats.readers.opening import open_input
 from synchub.extras import require
 
 from .reference import AlignError, InputSpec, ReferenceLinks, _Input, nothing_to_align
-from .report import StreamStats, plot
+from .report import StreamStats, input_warnings, plot
 from .tracks import StreamTrack
 
 log = logging.getLogger(__name__)
@@ -185,6 +185,7 @@ class FileAlignment(ReferenceLinks):
                     inp.tracks[item.stream].offsets.append((item.collection_ns, item.offset_ns))
             if inp.feeder is not None:
                 inp.feeder.finish()
+            self.warnings += input_warnings(inp.path, getattr(inp.reader, "stats", None) or {})
             for tr in inp.tracks.values():
                 tr.finish()
                 if tr.split.out_of_order:

@@ -98,6 +98,16 @@ class StreamStats:
         return out
 
 
+#: reader ``stats`` of rows left out, as the report's warnings say them
+_SKIPS = {"bad_time": "rows skipped: no time",
+          "time_in_another_form": "rows skipped: their time is a date among numbers or a number among dates"}
+
+
+def input_warnings(path: str, stats: dict[str, int]) -> list[str]:
+    """The report's warnings of what an input's reader left out (the rows themselves are logged one by one)."""
+    return [f"{path}: {stats[k]} {text}" for k, text in _SKIPS.items() if stats.get(k)]
+
+
 def _drift_ppm(c: np.ndarray) -> float | None:
     """ppm the device runs fast, from a decimated (reference, offset) curve: the slope of the offset over device
     time per stretch between clock resets (offset jumps), weighted by each stretch's length."""
