@@ -49,7 +49,7 @@ from synchub.agent.formats.readers.opening import open_input
 from synchub.extras import require
 
 from .reference import AlignError, InputSpec, ReferenceLinks, _Input, nothing_to_align
-from .report import StreamStats, input_warnings, plot
+from .report import StreamStats, input_warnings, plot, reset_warning
 from .tracks import StreamTrack
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,8 @@ class FileAlignment(ReferenceLinks):
             raise AlignError(f"{self.inputs[0].path}: no samples in any input")
         self._choose_reference()
         self._link()
+        self.warnings += [reset_warning(inp.path, tr.key, tr.split.starts, inp is self.ref_input)
+                          for inp in self.inputs for tr in inp.tracks.values() if tr.split.starts]
         self._gathered = True
 
     def inspect(self) -> dict:

@@ -108,6 +108,16 @@ def input_warnings(path: str, stats: dict[str, int]) -> list[str]:
     return [f"{path}: {stats[k]} {text}" for k, text in _SKIPS.items() if stats.get(k)]
 
 
+def reset_warning(path: str, key: str, starts: list[int], reference: bool) -> str:
+    """A stream whose time went back and stayed back (a clock reset) at the samples ``starts`` (file order), and
+    what became of the samples after it."""
+    at = ", ".join(str(s + 1) for s in starts[:3]) + (", ..." if len(starts) > 3 else "")
+    how = ("it is on the reference clock: the samples after a reset keep their own times, which repeat the times "
+           "before it" if reference else
+           "each run after a reset is a clock timeline of its own, tied to the reference on its own")
+    return f"{path}: {key}: its time went back {len(starts)} time(s), a clock reset? (at sample {at}): {how}"
+
+
 def _drift_ppm(c: np.ndarray) -> float | None:
     """ppm the device runs fast, from a decimated (reference, offset) curve: the slope of the offset over device
     time per stretch between clock resets (offset jumps), weighted by each stretch's length."""

@@ -16,3 +16,14 @@ def test_rows_without_a_time_are_counted_in_the_report(tmp_path, capsys):
     assert json.loads((tmp_path / "r.json").read_text())["warnings"] == [want]
     assert f"warning: {want}" in capsys.readouterr().err
 
+
+def test_a_time_column_that_goes_back_part_way_is_said_and_how_it_was_taken(tmp_path, capsys):
+    """Times 100..130 s, then 5..39 s (the logger's clock reset): the stream was split into two clock timelines
+    without a word; the report and stderr say where it went back and what became of the samples after it."""
+    p = tmp_path / "reset.csv"
+    rows = [f"{t},ev{t}" for t in range(100, 131, 2)] + [f"{t},ev{t}" for t in range(5, 41, 2)]
+    p.write_text("time,event\n" + "\n".join(rows) + "\n")
+    assert main(["align", str(p), "--json", str(tmp_path / "r.json")]) == 0
+    (w,) = json.loads((tmp_path / "r.json").read_text())["warnings"]
+    assert w.startswith(f"{p}: reset: its time went back 1 time(s), a clock reset? (at sample 17)")
+    assert "repeat the times before it" in w and f"warning: {w}" in capsys.readouterr().err
