@@ -13,11 +13,13 @@ Time: the header's start date and time (read as UTC, as MNE reads it; a two-digi
 second, plus where the data record starts: ``record * duration``, or, in EDF+, the record's own time-keeping
 annotation (its first), which puts an EDF+D (discontinuous) file's records after their gaps and a start's fraction
 of a second; within a record, sample ``i`` at ``i * duration / samples``, exact to the ns.  Refused in one line
-(``InputError``): not EDF/BDF, a header whose size or numbers are wrong, fewer data records than the header says.
+(``InputError``): not EDF/BDF, a header whose size or numbers are wrong, fewer data records than the header says,
+times past what int64 ns hold (the year 2262).  An annotation onset out of that range is left out, counted.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -29,7 +31,10 @@ from synchub.agent.core.stream import StreamInfo
 
 from .base import FileStream, InputError, InputOptions, Piece, marker_stream, modality_of_lsl, stem_of
 
+log = logging.getLogger(__name__)
 NS = 1_000_000_000
+_LIMIT = 1 << 63  # ns since 1970 in int64: up to the year 2262
+YEAR = 31_556_952 * NS
 PIECE = 1 << 16  # about this many samples of a group per piece
 _FIELDS = (("label", 16), ("transducer", 80), ("unit", 8), ("pmin", 8), ("pmax", 8), ("dmin", 8), ("dmax", 8),
            ("prefilter", 80), ("n", 8), ("reserved", 32))
@@ -49,6 +54,13 @@ def _start_ns(path, date: str, time: str, recording: str) -> int:
         raise InputError(path, f"the header's start date and time are not dd.mm.yy hh.mm.ss ({date!r} {time!r})") \
             from None
     return int(t.timestamp()) * NS
+
+
+def _g(x: Fraction) -> str:
+    try:
+        return f"{float(x):g}"
+    except OverflowError:
+        return f"{'-' if x < 0 else ''}1e{len(str(abs(int(x)))) - 1}"
 
 
 def _tals(raw: bytes) -> list[tuple[Fraction, list[str]]]:
@@ -118,6 +130,9 @@ class EdfInput:
         self.labels = cols["label"]
         ann = [i for i, lab in enumerate(self.labels) if lab in ("EDF Annotations", "BDF Annotations")]
         self.start = _start_ns(self.path, text[160:168], text[168:176], text[80:160])
+        if self.start + max(self.n_rec * self.dur * NS, 0) >= _LIMIT:
+            raise InputError(self.path, f"its times run past the year 2262 (start in {1970 + self.start // YEAR}, "
+                                        f"{self.n_rec} records of {_g(self.dur)} s)")
         self.offsets = np.concatenate([[0], np.cumsum(self.nsamp)]) * self.width
         self.rec_start, self.notes = self._annotations(ann)
         name = self.options.name or stem_of(self.path)
@@ -156,6 +171,13 @@ class EdfInput:
                 for j, i in enumerate(ann):
                     f.seek(self.hdr + r * self.rec_bytes + int(self.offsets[i]))
                     tals = _tals(f.read(self.nsamp[i] * self.width))
+                    bad = [x for x in tals if abs(self.start + x[0] * NS) >= _LIMIT]
+                    if bad:  # an onset no clock reads (a garbled list): left out, counted
+                        self.stats["annotation_onsets_out_of_range"] = \
+                            self.stats.get("annotation_onsets_out_of_range", 0) + len(bad)
+                        log.warning("%s: record %d: annotation onset(s) %s s out of range: left out", self.path,
+                                    r + 1, ", ".join(_g(x[0]) for x in bad[:3]))
+                        tals = [x for x in tals if x not in bad]
                     if j == 0 and tals and tals[0][1][:1] == [""]:  # the record's time-keeping list: its first
                         starts[r] = (tals[0][0] * NS).__floor__()  # text is empty (others may follow it)
                         tals[0] = (tals[0][0], tals[0][1][1:])

@@ -188,3 +188,36 @@ def test_a_bdf_is_tied_to_another_file_by_the_pulses_on_its_trigger_channel(tmp_
     g, _ = link.map(dev, np.zeros(len(dev), dtype=np.int64))
     truth = (k / fs * (1 + 50e-6) + 3.2) * NS
     assert link.method == "edges" and np.max(np.abs(g - truth)) < 1e6
+
+
+@pytest.mark.parametrize("field, value, why", [
+    ((244, 252), b"1e20    ", r"its times run past the year 2262 \(start in 2024, 300 records of 1e\+20 s\)"),
+    ((88, 168), b"Startdate 02-JAN-9999 x".ljust(80), r"its times run past the year 2262 \(start in 9999"),
+])
+def test_times_past_what_ns_hold_are_one_line(tmp_path, field, value, why):
+    """A record duration of 1e20 s, a start in the year 9999: a Python OverflowError traceback (int64 ns)."""
+    path = _edf(tmp_path)
+    b = bytearray(path.read_bytes())
+    b[field[0]:field[1]] = value
+    path.write_bytes(bytes(b))
+    with pytest.raises(InputError, match=why) as exc:
+        EdfInput(path)
+    assert "\n" not in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_an_annotation_onset_out_of_range_is_left_out_and_counted(tmp_path, caplog):
+    """A garbled onset (+1e400 s) in an annotation list: an OverflowError traceback; now left out, counted, logged."""
+    path = _edf(tmp_path, seconds=20)
+    b = bytearray(path.read_bytes())
+    ns = int(b[252:256])
+    at = 256 + ns * 216
+    nsamp = [int(b[at + 8 * j:at + 8 * j + 8]) for j in range(ns)]
+    ann = next(i for i in range(ns) if b[256 + 16 * i:256 + 16 * i + 15] == b"EDF Annotations")
+    off = 256 * (ns + 1) + 2 * sum(nsamp[:ann]) + 2 * sum(nsamp) * 3  # the fourth record's list
+    tal = b"+1e400\x14\x14x\x14\x00"
+    b[off:off + len(tal)] = tal
+    path.write_bytes(bytes(b))
+    r, got = _read(path)
+    assert r.stats == {"annotation_onsets_out_of_range": 1} and "record 4: annotation onset(s) 1e400 s" in caplog.text
+    assert got["x-annotations"][1] == ["Stim 1", "Lights off"][:len(got["x-annotations"][1])]
+    assert len(got["x"][0]) == 20 * 256
