@@ -107,6 +107,10 @@ def decode_samples(content: bytes, st: _StreamState, path, pos: int) -> tuple[np
     n, i = _varlen(content, 0, path, pos)
     body = memoryview(content)[i:]
     fmt = st.info.channel_format
+    least = 1 + st.nch * (np.dtype(_NUMERIC[fmt]).itemsize if fmt != "string" else 2)  # bytes a sample takes
+    if n * least > len(body):  # a garbled count: refused before anything is allocated for it
+        raise InputError(path, f"corrupt XDF: the samples chunk at byte {pos} claims {n} samples in {len(body)} "
+                               f"bytes")
     if fmt != "string":
         vdt = np.dtype((_NUMERIC[fmt], (st.nch,)))
         for tsb in (8, 0):  # every sample stamped (LabRecorder), or none: one vectorized read

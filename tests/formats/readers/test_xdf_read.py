@@ -107,3 +107,17 @@ def test_empty_missing_and_corrupt_files(tmp_path):
     (tmp_path / "d.xdf").mkdir()
     with pytest.raises(InputError, match="is a directory"):
         open_input(tmp_path / "d.xdf")
+
+
+@pytest.mark.parametrize("count", [10**9, 1 << 40, 1 << 62])
+def test_a_samples_chunk_claiming_more_samples_than_its_bytes_is_one_line(tmp_path, count):
+    """A garbled sample count: numpy was asked for 7.45 GiB (or 8 TiB: a MemoryError traceback; 2**62: numpy's
+    'array is too big' without the file's name) before the chunk's 27 bytes ran out."""
+    path = tmp_path / "c.xdf"
+    with XdfWriter(path) as w:
+        a = w.add_stream(StreamInfo("eeg", "other", 100.0, 2, "float32"))
+        body = b"".join(b"\x00" + struct.pack("<ff", 1, 2) for _ in range(3))
+        w._chunk(3, struct.pack("<I", a) + bytes([8]) + struct.pack("<Q", count) + body)
+    with pytest.raises(InputError, match=rf"c\.xdf: corrupt XDF: the samples chunk at byte \d+ claims {count} "
+                                         r"samples in 27 bytes"):
+        list(open_input(path).read())
