@@ -60,8 +60,9 @@ class SynchubRecords(StreamReader):
 
     def _read_record(self, opcode: int, length: int):
         if opcode not in _OPCODES:
-            raise McapError(f"a record of unknown opcode 0x{opcode:02x} ({length} bytes) at byte "
-                            f"{self._stream.count - 9}")
+            at = getattr(getattr(self, "_stream", None), "count", None)  # the library's counter, where it has one
+            raise McapError(f"a record of unknown opcode 0x{opcode:02x} ({length} bytes)"
+                            + (f" at byte {at - 9}" if isinstance(at, int) else ""))
         return super()._read_record(opcode, length)
 
 

@@ -21,7 +21,7 @@ MAPPED = {"synchub": "synchub", "agent": "synchub.agent", "drivers": "synchub.dr
           "bench": "synchub.bench", "firmware": "synchub.firmware", "systemd": "synchub.systemd",
           "examples": "synchub.examples"}
 #: imported where they are used, each with the extra that brings it (synchub.extras)
-LAZY = {"onnxruntime", "torch", "onnx", "gpiod", "RPi", "matplotlib", "pylsl", "nats", "nkeys", "soundfile", "pyxdf"}
+LAZY = {"onnxruntime", "torch", "onnx", "gpiod", "RPi", "matplotlib", "pylsl", "nats", "nkeys", "soundfile", "pyxdf", "av"}
 MAX_LINES = 400
 
 
