@@ -32,6 +32,7 @@ from synchub.agent.core.stream import StreamInfo
 from .base import FileStream, InputError, InputOptions, Piece, marker_stream, modality_of_lsl, stem_of
 
 log = logging.getLogger(__name__)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 NS = 1_000_000_000
 _LIMIT = 1 << 63  # ns since 1970 in int64: up to the year 2262
 YEAR = 31_556_952 * NS
@@ -118,6 +119,8 @@ class EdfInput:
             raise InputError(self.path, "a signal's range or samples per record is not a number") from None
         if min(self.nsamp) < 0 or not all(np.isfinite(v).all() for v in (pmin, pmax, dmin, dmax)):
             raise InputError(self.path, "a signal's samples per record is negative or its range not a number")
+        if max(np.abs(pmin).max(), np.abs(pmax).max()) > FLOAT32_MAX:
+            raise InputError(self.path, "a signal's physical range does not fit 32-bit floats (its values would be inf)")
         self.width = 3 if self.bdf else 2
         self.rec_bytes = sum(self.nsamp) * self.width
         self.hdr = hdr_bytes
@@ -125,6 +128,14 @@ class EdfInput:
         self.n_rec = have if n_rec < 0 else n_rec
         if have < self.n_rec:
             raise InputError(self.path, f"truncated: {have} of {self.n_rec} data records")
+        self.warnings: list[str] = []
+        extra = size - hdr_bytes - self.n_rec * self.rec_bytes
+        if extra > 0:  # more than the header's records, or a last record cut short: not read, but not unsaid
+            self.warnings.append(f"{self.path}: {extra} bytes after its {self.n_rec} data records "
+                                 f"({extra / max(self.rec_bytes, 1):.2f} records' worth) not read: "
+                                 + ("its header says fewer records" if extra >= self.rec_bytes and n_rec >= 0
+                                    else "a last record cut short"))
+            log.warning("%s", self.warnings[-1])
         self.gain = np.where(dmax > dmin, (pmax - pmin) / np.where(dmax > dmin, dmax - dmin, 1.0), 1.0)
         self.base = pmin - self.gain * dmin
         self.labels = cols["label"]

@@ -132,6 +132,7 @@ def test_the_year_comes_from_the_edf_plus_recording_field(tmp_path):
     ("header size", r"header of 1000 bytes for 4 signals"),
     ("date", "start date and time are not dd.mm.yy hh.mm.ss"),
     ("negative samples", "samples per record is negative"),
+    ("physical range", "physical range does not fit 32-bit floats"),  # its values were inf (two numpy warnings)
 ])
 def test_faults_of_a_recording_are_one_line(tmp_path, fault, why):
     path = _edf(tmp_path)
@@ -146,6 +147,8 @@ def test_faults_of_a_recording_are_one_line(tmp_path, fault, why):
         b[168:176] = b"yy.mm.dd"
     elif fault == "negative samples":
         b[256 + 4 * 216: 256 + 4 * 216 + 8] = b"-2      "
+    elif fault == "physical range":
+        b[256 + 4 * 112: 256 + 4 * 112 + 8] = b"1e308   "  # signal 0's physical maximum
     path.write_bytes(bytes(b))
     with pytest.raises(InputError, match=why) as exc:
         EdfInput(path)
@@ -221,3 +224,18 @@ def test_an_annotation_onset_out_of_range_is_left_out_and_counted(tmp_path, capl
     assert r.stats == {"annotation_onsets_out_of_range": 1} and "record 4: annotation onset(s) 1e400 s" in caplog.text
     assert got["x-annotations"][1] == ["Stim 1", "Lights off"][:len(got["x-annotations"][1])]
     assert len(got["x"][0]) == 20 * 256
+
+
+@pytest.mark.parametrize("records, cut, why", [("299     ", 0, "its header says fewer records"),
+                                               ("-1      ", 10, "a last record cut short")])
+def test_data_after_the_records_the_header_counts_is_said_not_dropped_unsaid(tmp_path, caplog, records, cut, why):
+    """A header that counts fewer records than the file holds (or -1, 'unknown', over a file whose last record is
+    cut): the records it counts are read, as before, and what follows them is said, not left out unsaid."""
+    path = _edf(tmp_path)
+    b = bytearray(path.read_bytes())
+    b[236:244] = records.encode()
+    path.write_bytes(bytes(b[: len(b) - cut]))
+    r, got = _read(path)
+    assert len(got["x"][0]) == 256 * 299
+    assert len(r.warnings) == 1 and why in r.warnings[0] and "not read" in r.warnings[0]
+    assert why in caplog.text
