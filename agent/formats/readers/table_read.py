@@ -45,6 +45,7 @@ from .base import (
 )
 
 log = logging.getLogger(__name__)
+LOG_ROWS = 5  # skipped rows logged one by one; beyond, counted
 NS = 1_000_000_000
 BATCH = 8192
 TYPE_ROWS = 2000  # rows that decide whether a column is numeric
@@ -264,6 +265,18 @@ class TableInput:
     def _count(self, why: str, n: int = 1) -> None:
         self.stats[why] = self.stats.get(why, 0) + n
 
+    def _log_row(self, row: int, why: str, *args) -> None:
+        """A skipped row at WARNING: the first ``LOG_ROWS`` of the file, once each however often it is read (the
+        file engine reads it twice); the rest are counted (``stats``, the report's warnings), not logged."""
+        logged = self.__dict__.setdefault("_logged_rows", set())
+        if row in logged or len(logged) > LOG_ROWS:
+            return
+        logged.add(row)
+        if len(logged) > LOG_ROWS:
+            log.warning("%s: more rows skipped: counted in the report, not logged each", self.path)
+            return
+        log.warning("%s: row %d skipped: " + why, self.path, row, *args)
+
     def read(self, evidence: bool = True, streams: set[str] | None = None) -> Iterator[Piece]:
         rows = self._rows()
         if self.header_rows:
@@ -293,16 +306,15 @@ class TableInput:
             if t is None:
                 if any(c.strip() for c in r):
                     self._count("bad_time")
-                    log.warning("%s: row %d skipped: no time in column %r", self.path, line + k + 1,
-                                self.columns[ti])
+                    self._log_row(line + k + 1, "no time in column %r", self.columns[ti])
                 continue
             dated = _ISO.match(r[ti]) is not None  # a date and time, not a number of seconds
             if self._dated is None:
                 self._dated = dated
             elif dated != self._dated:  # the column's first time decides what its times are
                 self._count("time_in_another_form")
-                log.warning("%s: row %d skipped: its time %r is %s, the column's first was %s", self.path,
-                            line + k + 1, r[ti], *(("a date", "a number") if dated else ("a number", "a date")))
+                self._log_row(line + k + 1, "its time %r is %s, the column's first was %s", r[ti],
+                              *(("a date", "a number") if dated else ("a number", "a date")))
                 continue
             times.append(t)
             keep.append(r)

@@ -27,3 +27,15 @@ def test_a_time_column_that_goes_back_part_way_is_said_and_how_it_was_taken(tmp_
     (w,) = json.loads((tmp_path / "r.json").read_text())["warnings"]
     assert w.startswith(f"{p}: reset: its time went back 1 time(s), a clock reset? (at sample 17)")
     assert "repeat the times before it" in w and f"warning: {w}" in capsys.readouterr().err
+
+
+def test_skipped_rows_are_logged_once_each_and_only_the_first_few(tmp_path, caplog):
+    """The engine reads a table twice: each skipped row was logged twice, and a file of 10,000 bad rows logged
+    20,000 lines.  Now the first five once each, then one line; the report counts them all."""
+    p = tmp_path / "log.csv"
+    p.write_text("time,event\n" + "".join(f"{k}.0,a\nxx,b\n" for k in range(1, 41)))
+    assert main(["align", str(p), "--json", str(tmp_path / "r.json")]) == 0
+    rows = [r.getMessage() for r in caplog.records if "skipped: no time" in r.getMessage()]
+    assert len(rows) == 5 and len(set(rows)) == 5, rows
+    assert sum("more rows skipped: counted in the report" in r.getMessage() for r in caplog.records) == 1
+    assert json.loads((tmp_path / "r.json").read_text())["warnings"] == [f"{p}: 40 rows skipped: no time"]
