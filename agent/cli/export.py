@@ -15,6 +15,7 @@ from pathlib import Path
 from synchub.agent.formats.export import CsvExport, NpyExport, XdfExport, export_session
 from synchub.agent.formats.foxglove import FoxgloveExport, UtcMap, utc_pairs
 from synchub.agent.formats.mcap_layout import MAGIC
+from synchub.agent.formats.mcap_read import CorruptMcap
 from synchub.errors import UserError
 
 
@@ -86,6 +87,8 @@ def run(args) -> int:
                 os.unlink(tmp)
         if isinstance(exc, OSError):
             raise UserError(f"export failed: {exc}") from None
+        if isinstance(exc, CorruptMcap):
+            raise UserError(str(exc)) from None
         raise
     umask = os.umask(0)
     os.umask(umask)

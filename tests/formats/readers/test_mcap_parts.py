@@ -160,3 +160,21 @@ def test_inspect_of_a_part_torn_before_any_message_is_a_one_line_error(session, 
     with caplog.at_level(logging.WARNING):
         assert main(["inspect", str(p)]) == 0
     assert "torn/corrupt record" in caplog.text
+
+
+def test_export_of_a_part_torn_before_any_message_is_a_one_line_error(session, tmp_path, capsys):
+    """``synchub inspect`` refused such a part (above); ``synchub export`` wrote an export without a sample of it,
+    exit 0.  Now the same one line, and no output left behind."""
+    import shutil
+
+    from synchub.cli import main
+
+    p = tmp_path / os.path.basename(session[0])
+    shutil.copy(session[0], p)
+    with open(p, "r+b") as f:
+        f.truncate(os.path.getsize(p) // 2)
+    out = tmp_path / "out.xdf"
+    assert main(["export", str(p), *session[1:], "--xdf", str(out)]) == 2  # with the session's other parts too
+    err = capsys.readouterr().err
+    assert "torn or corrupt before any message is readable" in err and str(p) in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out.xdf.partial-*"))
