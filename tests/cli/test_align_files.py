@@ -135,7 +135,7 @@ def _bad_inputs(folder: Path, examples_dir: Path | None) -> dict[str, tuple[Path
     p = folder / "silence.wav"
     soundfile.write(p, np.zeros((0, 1), dtype=np.float32), 8000)
     bad["zero-length WAV"] = (p, "silence.wav:")
-    p = folder / "movie.mp4"
+    p = folder / "photo.jpg"
     p.write_bytes(b"\0\0\0\x18ftypmp42")
     bad["unsupported"] = (p, "unsupported file type")
     p = folder / "app.log"

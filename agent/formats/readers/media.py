@@ -17,6 +17,7 @@ dropped and counted (``stats``: a muxer's duplicated or reordered timestamps), n
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -186,5 +187,7 @@ class _SampleClock:
 
 
 def _first_line(exc: Exception) -> str:
+    """FFmpeg's reason, without its error number and the file's name again."""
     s = str(exc).strip()
-    return s.splitlines()[0] if s else type(exc).__name__
+    s = s.splitlines()[0] if s else type(exc).__name__
+    return re.sub(r"^\[Errno -?\d+\] |: '[^']*'$", "", s)
