@@ -24,6 +24,8 @@
 7. **Neuropixels rig** (``ephys``): a SpikeGLX probe and an Open Ephys board tied to an NI-DAQ by the sync lines
    their files declare (TPrime's job), against the simulated clocks' truth: every edge paired, largest error within
    one NI sample period.
+8. **Cameras' own video files** (``camera``, the video extra): a camera with a microphone (MP4) tied to the rig's
+   microphone, and a silent camera (MKV) filming a lamp tied to the lamp's log 20-40 s off, against simulated clocks.
 
 Numbers from this machine go to ``bench/results/align-files.json``; ``--quick`` is the short version the tests run.
 """
@@ -49,6 +51,7 @@ from synchub.extras import require
 from synchub.models import corpus
 from synchub.models.corpus import missing
 
+from .camera import camera_files
 from .ephys import ephys_sync
 from .session import ALIGN, child_rss, session_rerun
 from .simulate import sim_sync_pair, sim_xdf, write_long
@@ -307,6 +310,7 @@ def run(args) -> int:
     res["session"] = session_part(10.0 if args.quick else args.session_s, checks)
     res["corpus"] = corpus_logs(0 if args.quick else args.corpus, checks)
     res["ephys_sync"] = ephys_sync(args.quick, checks, _check)
+    res["camera"] = camera_files(args.quick, checks, _check)
     res["checks"] = checks
     res["bench_s"] = time.monotonic() - t0
     for c in checks:

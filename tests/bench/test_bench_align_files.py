@@ -11,6 +11,7 @@ from synchub.bench.files import run as align_files
 
 pytest.importorskip("pyxdf", reason="pyxdf is in the bench extra")
 pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
+pytest.importorskip("av", reason="PyAV (the video extra; in the dev extra) writes and reads the camera part's files")
 
 
 def test_quick_bench_runs_and_passes(tmp_path, capsys):
@@ -23,3 +24,4 @@ def test_quick_bench_runs_and_passes(tmp_path, capsys):
     assert {r["kind"] for r in res["sync_edges"]} == {"ttl", "photodiode"}
     assert "[PASS] sync edges ttl periodic" in capsys.readouterr().out
     assert res["session"]["same_times"] and res["session"]["streamed"]["peak_rss_mb"] < 500
+    assert [r["method"] for r in res["camera"]] == ["hybrid", "hybrid"]  # a camera's MP4 and a silent one's MKV
