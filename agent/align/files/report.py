@@ -100,7 +100,9 @@ class StreamStats:
 
 #: reader ``stats`` of rows left out, as the report's warnings say them
 _SKIPS = {"bad_time": "rows skipped: no time",
-          "time_in_another_form": "rows skipped: their time is a date among numbers or a number among dates"}
+          "time_in_another_form": "rows skipped: their time is a date among numbers or a number among dates",
+          "cut_last_row": "row left out: the last, cut short (fewer fields than the header, no line end)",
+          "cut_last_marker": "marker left out: the last, cut short (fewer than its 5 fields, no line end)"}
 
 
 def input_warnings(path: str, stats: dict[str, int]) -> list[str]:

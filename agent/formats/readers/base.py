@@ -229,6 +229,16 @@ def text_head(path) -> tuple[str, str]:
     return enc, text
 
 
+def no_line_end(path) -> bool:
+    """Whether a text file's last line has no line end: written only in part (a logger cut off), or an editor's way
+    with a last line; what the line holds tells which."""
+    with open(path, "rb") as f:
+        if f.seek(0, 2) == 0:
+            return False
+        f.seek(-1, 2)
+        return f.read(1) not in (b"\n", b"\r")
+
+
 def counted_lines(reader, f) -> Iterator[str]:
     """The lines of ``reader``'s open text file, keeping ``reader.fraction`` (characters read / bytes in the file:
     about the share read)."""

@@ -26,6 +26,7 @@ that is not a number, a data file that is not a whole number of samples, a marke
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ from .base import (
     Piece,
     marker_stream,
     modality_of_lsl,
+    no_line_end,
     stem_of,
     text_head,
 )
@@ -52,6 +54,7 @@ NS = 1_000_000_000
 BLOCK = 1 << 15  # samples per piece
 DTYPES = {"INT_16": "<i2", "UINT_16": "<u2", "INT_32": "<i4", "IEEE_FLOAT_32": "<f4"}
 _MAGIC = re.compile(r"brain ?vision( core| v-amp)? data( exchange)? header file", re.IGNORECASE)  # as MNE's
+log = logging.getLogger(__name__)
 _MK = re.compile(r"^Mk(\d+)\s*=(.*)$", re.IGNORECASE)
 _DATE = re.compile(r"^\d{20}$")
 
@@ -126,6 +129,7 @@ class BrainVisionInput:
         self.fraction = 0.0
         self.stats: dict[str, int] = {}
         self.missing_markers = 0
+        self.cut_markers = 0
         header = self._header_path(Path(path))
         lines = _text(header, "header (.vhdr)")
         if not lines or not _MAGIC.match(lines[0].strip()):
@@ -221,13 +225,20 @@ class BrainVisionInput:
         if path is None:
             return out
         in_markers = False
-        for ln in _text(path, "marker file (.vmrk)")[1:]:
+        lines = _text(path, "marker file (.vmrk)")
+        cut = no_line_end(path)
+        last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+        for i, ln in enumerate(lines[1:], 1):
             s = ln.strip()
             if s.startswith("["):
                 in_markers = s.lower() == "[marker infos]"
                 continue
             m = _MK.match(s) if in_markers else None
-            if m:
+            if m and cut and i == last and len(m.group(2).split(",")) < 5:  # a cut inside its position reads as
+                self.cut_markers = 1  # another position: left out, said
+                log.warning("%s: its last marker line has no line end and %d of 5 fields (cut while it was "
+                            "written?): left out", path, len(m.group(2).split(",")))
+            elif m:
                 out.append(parse_marker(path, m.group(1), m.group(2)))
         out.sort(key=lambda r: r[2])
         return out
@@ -265,6 +276,8 @@ class BrainVisionInput:
 
     def read(self, evidence: bool = True, streams: set[str] | None = None) -> Iterator[Piece]:
         self.stats = {"marker_file_missing": 1} if self.missing_markers else {}
+        if self.cut_markers:
+            self.stats["cut_last_marker"] = 1
         segs = self._segments()
         want = {fs.key for fs in self.streams} if streams is None else set(streams)
         data_key = self.streams[0].key

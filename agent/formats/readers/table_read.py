@@ -40,6 +40,7 @@ from .base import (
     Piece,
     counted_lines,
     marker_stream,
+    no_line_end,
     stem_of,
     text_head,
 )
@@ -241,11 +242,33 @@ class TableInput:
         self.fraction = 0.0
         try:
             lines = itertools.dropwhile(lambda ln: ln.startswith("#") or not ln.strip(), counted_lines(self, f))
-            yield from csv.reader(lines, delimiter=self.delimiter)
+            rows = csv.reader(lines, delimiter=self.delimiter)
+            last = next(rows, None)
+            for row in rows:
+                yield last
+                last = row
+            if last is not None and not self._cut(last):
+                yield last
         except (UnicodeError, csv.Error) as exc:
             raise InputError(self.path, f"unreadable text ({exc})") from None
         finally:
             f.close()
+
+    def _cut(self, row: list[str]) -> bool:
+        """Whether the file's last row was cut while it was written: no line end after it, and fewer fields than the
+        header's (a cut inside its time would read as another time).  Counted and said once; a last row whole but
+        for its line end (an editor's way) is kept."""
+        header = getattr(self, "columns", None)
+        if not header or len(row) >= len(header) or not row or not any(c.strip() for c in row):
+            return False
+        if not no_line_end(self.path):
+            return False
+        self._count("cut_last_row")
+        if not self.__dict__.get("_said_cut"):
+            self._said_cut = True
+            log.warning("%s: its last row has %d of %d fields and no line end (cut while it was written?): left "
+                        "out", self.path, len(row), len(header))
+        return True
 
     def _time_column(self) -> int:
         want = self.options.time_col

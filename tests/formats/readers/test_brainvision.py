@@ -217,3 +217,18 @@ def test_a_dated_segment_after_an_undated_first_one_is_no_jump_from_1970(tmp_pat
     r, got = _read(vhdr)
     assert np.array_equal(got["x"][0].device_ns, np.arange(4) * 1_000_000)
     assert r.stats["segment_dates_ignored"] == 1
+
+
+@pytest.mark.parametrize("tail, kept", [("Mk3=Stimulus,S  3,4", False),  # cut inside its position (was 40 or 400)
+                                        ("Mk3=Stimulus,S  3,40,1,0", True)])  # whole, only its line end missing
+def test_a_marker_file_cut_inside_its_last_line(tmp_path, caplog, tail, kept):
+    """A recorder stopped while it wrote the last marker: 'Mk3=Stimulus,S  3,40,1,0' cut to '...,4' read as a marker
+    at sample 4, unsaid (the short form type,description,position is legal).  The last line without a line end and
+    fewer than its five fields is left out, said, and counted; a whole one without its line end is read."""
+    raw = np.zeros((2, 50), dtype="<i2")
+    vhdr = _by_hand(tmp_path, "", raw.tobytes(), "Mk1=Stimulus,S  1,2,1,0\nMk2=Stimulus,S  2,20,1,0\n" + tail)
+    r, got = _read(vhdr)
+    _, text = _cat(got["x-markers"])
+    assert text == ["Stimulus/S  1", "Stimulus/S  2"] + (["Stimulus/S  3"] if kept else [])
+    assert ("cut_last_marker" in r.stats) != kept
+    assert ("its last marker line has no line end" in caplog.text) != kept

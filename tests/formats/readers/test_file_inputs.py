@@ -230,3 +230,17 @@ def test_review_cases_of_the_foreign_table_changes(tmp_path):
     inp = open_input(p)
     assert next(iter(inp.read())).device_ns.tolist() == [1_500_000_000, 2_500_000_000]
     assert inp.stats == {"time_in_another_form": 1}
+
+
+@pytest.mark.parametrize("tail, rows", [("6.1", 3), ("6.125,tone", 4)])
+def test_a_table_cut_inside_its_last_row(tmp_path, caplog, tail, rows):
+    """A logger stopped while it wrote its last row: '6.125,tone' cut to '6.1' was left out without a word (its
+    marker cell empty); on a numeric table it would read as a row at 6.1 s.  The last row without a line end and
+    with fewer fields than the header is left out, said and counted; a whole one without its line end is read."""
+    p = tmp_path / "log.csv"
+    p.write_text("time,event\n1.0,tone\n2.5,tone\n4.25,tone\n" + tail)
+    r = open_input(p)
+    got = [x for piece in r.read() for x in piece.device_ns]
+    assert len(got) == rows
+    assert ("cut_last_row" in r.stats) == (rows == 3)
+    assert ("its last row has 1 of 2 fields and no line end" in caplog.text) == (rows == 3)
