@@ -102,7 +102,8 @@ class StreamStats:
 _SKIPS = {"bad_time": "rows skipped: no time",
           "time_in_another_form": "rows skipped: their time is a date among numbers or a number among dates",
           "cut_last_row": "row left out: the last, cut short (fewer fields than the header, no line end)",
-          "cut_last_marker": "marker left out: the last, cut short (fewer than its 5 fields, no line end)"}
+          "cut_last_marker": "marker left out: the last, cut short (fewer than its 5 fields, no line end)",
+          "cut_last_line": "line left out: the last, cut short (no entry, no line end)"}
 
 
 def input_warnings(path: str, stats: dict[str, int]) -> list[str]:

@@ -13,18 +13,31 @@ time order).  A file whose first entry is not such a line is a one-line ``InputE
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 from collections.abc import Iterator
 
 import numpy as np
 
-from .base import InputError, InputOptions, Piece, counted_lines, marker_stream, stem_of, text_head
+from .base import (
+    InputError,
+    InputOptions,
+    Piece,
+    counted_lines,
+    marker_stream,
+    no_line_end,
+    stem_of,
+    text_head,
+)
 from .table_read import seconds_to_ns
 
+log = logging.getLogger(__name__)
 #: An entry: time, level name, message (PsychoPy pads the first two with a space before each tab).
 ENTRY = re.compile(r"^\s*(-?\d+(?:\.\d*)?)\s*\t\s*([A-Z][A-Z0-9 ]*?)\s*\t(.*)$")
 #: The levels kept as markers (``psychopy.logging``: EXP 22, DATA 25).
 MARKER_LEVELS = ("EXP", "DATA")
+#: The start of an entry cut before its message's tab: a time, perhaps its tab and part of its level.
+CUT_ENTRY = re.compile(r"^\s*-?\d+(?:\.\d*)?(?:\s*\t\s*[A-Z0-9 ]*)?$")
 BATCH = 8192
 
 
@@ -59,19 +72,37 @@ class PsychopyLogInput:
             raise InputError(self.path, f"not a text file (not {self.encoding})") from None
 
     def _entries(self) -> Iterator[tuple[int, str, str]]:
-        """(t ns, level, message) per entry, continuation lines joined to their message."""
+        """(t ns, level, message) per entry, continuation lines joined to their message.  The file's last line, where
+        it has no line end and is the start of an entry (``CUT_ENTRY``), is an entry cut while it was written ('12.34'
+        of '12.3456 \tEXP \t...'), not a continuation of the one before: left out, counted, said once."""
         cur: list | None = None
+        pending: str | None = None  # a line that is no entry, joined once a line after it shows it is not the cut one
+
+        def join(line: str) -> None:
+            if cur is not None:
+                cur[2] += "\n" + line
+            else:
+                self._count("not_an_entry")
+
         for ln in self._lines():
+            if pending is not None:
+                join(pending)
+                pending = None
             m = ENTRY.match(ln)
             if m is None:
-                if cur is not None:
-                    cur[2] += "\n" + ln
-                else:
-                    self._count("not_an_entry")
+                pending = ln
                 continue
             if cur is not None:
                 yield cur[0], cur[1], cur[2]
             cur = [seconds_to_ns(m.group(1)), m.group(2), m.group(3).strip()]  # ENTRY's time is a decimal number
+        if pending is not None and CUT_ENTRY.match(pending) and no_line_end(self.path):
+            self._count("cut_last_line")
+            if not self.__dict__.get("_said_cut"):
+                self._said_cut = True
+                log.warning("%s: its last line %r has no line end and is no entry (cut while it was written?): left "
+                            "out", self.path, pending[:40])
+        elif pending is not None:
+            join(pending)
         if cur is not None:
             yield cur[0], cur[1], cur[2]
 

@@ -99,3 +99,18 @@ def test_a_psychopy_data_file_is_a_marker_stream_of_its_components_starts_and_st
     with_time = tmp_path / "t.csv"
     with_time.write_text("time,led.started\n1.0,2.0\n")  # a time column: an ordinary table
     assert open_input(with_time).streams[0].info.channel_format == "double64"
+
+
+@pytest.mark.parametrize("tail, kept", [("10.12", None),  # cut inside its time: was joined to the entry before
+                                        ("  and its third line", "a message\n  on two lines\n  and its third line")])
+def test_a_log_cut_inside_its_last_entry(tmp_path, caplog, tail, kept):
+    """PsychoPy stopped while it wrote an entry: '10.1234 \\tEXP \\t...' cut to '10.12' read as a line of the entry
+    before it, unsaid.  A last line that is no entry and has no line end is left out, counted and said; a
+    continuation line whose file only lacks its last line end is still joined."""
+    p = tmp_path / "exp.log"
+    p.write_text("8.0001 \tEXP \ta message\n  on two lines\n" + tail)
+    r = open_input(p)
+    got = [m for piece in r.read() for m in piece.data]
+    assert got == (["a message\n  on two lines"] if kept is None else [kept])
+    assert ("cut_last_line" in r.stats) == (kept is None)
+    assert ("has no line end and is no entry" in caplog.text) == (kept is None)
