@@ -103,7 +103,8 @@ _SKIPS = {"bad_time": "rows skipped: no time",
           "time_in_another_form": "rows skipped: their time is a date among numbers or a number among dates",
           "cut_last_row": "row left out: the last, cut short (fewer fields than the header, no line end)",
           "cut_last_marker": "marker left out: the last, cut short (fewer than its 5 fields, no line end)",
-          "cut_last_line": "line left out: the last, cut short (no entry, no line end)"}
+          "cut_last_line": "line left out: the last, cut short (no entry, no line end)",
+          "cut_short": "video file cut short: its tracks end before the duration its header declares"}
 
 
 def input_warnings(path: str, stats: dict[str, int]) -> list[str]:

@@ -126,9 +126,9 @@ class MediaInput:
             raise InputError(self.path, f"decoding failed after {done} frames ({_first_line(exc)})") from None
         ends = [t for t in last.values() if t is not None]
         if declared and ends and max(ends) < declared * 1000 - NS:
-            why = f"cut short: its tracks end at {max(ends) / NS:.1f} s of the {declared / 1e6:.1f} s its header declares"
-            self.stats[why] = 1
-            log.warning("%s: %s (the rest of the recording is not in the file)", self.path, why)
+            self.stats["cut_short"] = 1
+            log.warning("%s: cut short: its tracks end at %.1f s of the %.1f s its header declares (the rest of the "
+                        "recording is not in the file)", self.path, max(ends) / NS, declared / 1e6)
         for i in want:
             piece = self._flush(i, want[i], bufs, seqs, final=True)
             if piece is not None:
