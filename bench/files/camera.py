@@ -23,6 +23,8 @@ from synchub.agent.align.files.engine import FileAlignment, InputSpec
 from synchub.drivers.sim.clocks import ClockSpec, DeviceClock
 from synchub.extras import require
 
+from .media_files import write_clip
+
 NS = 1_000_000_000
 MIC_HZ = 16000
 
@@ -30,8 +32,6 @@ MIC_HZ = 16000
 def _rig(folder: Path, duration: float, seed: int) -> dict:
     require("av", "the camera part of bench align-files")
     sf = require("soundfile", "the camera part of bench align-files")
-    from .media_files import write_clip
-
     rng = np.random.default_rng(seed)
     ev = np.cumsum(rng.uniform(1.0, 3.0, int(duration)))
     ev = (ev[ev < duration - 3.0] * NS).astype(np.int64)  # true instants (the rig's microphone's clock)
