@@ -104,7 +104,9 @@ _SKIPS = {"bad_time": "rows skipped: no time",
           "cut_last_row": "row left out: the last, cut short (fewer fields than the header, no line end)",
           "cut_last_marker": "marker left out: the last, cut short (fewer than its 5 fields, no line end)",
           "cut_last_line": "line left out: the last, cut short (no entry, no line end)",
-          "cut_short": "video file cut short: its tracks end before the duration its header declares"}
+          "cut_short": "video file cut short: its tracks end before the duration its header declares",
+          "audio_overlap": "audio frames left out: their timestamps put them over the frames before",
+          "audio_gaps": "gaps in a video file's audio track (its samples restart at the frame after each)"}
 
 
 def input_warnings(path: str, stats: dict[str, int]) -> list[str]:

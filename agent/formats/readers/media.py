@@ -106,7 +106,7 @@ class MediaInput:
                             for out in resample[i].resample(frame):
                                 t = clock.times(t0, out.samples)
                                 if t is None:
-                                    self._count("audio frames that overlap the ones before (left out)")
+                                    self._count("audio_overlap")
                                     continue
                                 bufs[i].append((t, out.to_ndarray().reshape(out.samples, -1).astype(np.float32)))
                                 t0 = int(t[-1]) + clock.period_ns
@@ -176,8 +176,7 @@ class _SampleClock:
             if pts_ns < expected - self.tolerance:
                 return None
             if pts_ns > expected + self.tolerance:
-                self.stats["gaps in the audio track (its clock started again)"] = \
-                    self.stats.get("gaps in the audio track (its clock started again)", 0) + 1
+                self.stats["audio_gaps"] = self.stats.get("audio_gaps", 0) + 1
                 self.start = None
         if self.start is None:
             self.start, self.k = pts_ns, 0

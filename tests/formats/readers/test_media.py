@@ -113,3 +113,34 @@ def test_a_silent_camera_ties_to_a_log_of_the_lamp_it_films(tmp_path):
     err = np.abs(mapped - ev * NS)
     assert np.max(err) < NS / 30, err / 1e6  # within a frame (30 fps)
     assert np.mean(err <= 2 * unc) >= 0.9
+
+
+def test_gaps_and_overlaps_in_an_audio_track_are_counted_and_said(tmp_path):
+    """A camera that dropped a second of sound, then stamped a frame over the one before it: the samples after the
+    gap start again at their frame's time (the gap is a gap, not squeezed out), the overlapping frame is left out;
+    both counted and in the report's warnings (before: counted under sentences the report did not show)."""
+    from fractions import Fraction
+
+    from synchub.agent.align.files.report import input_warnings
+
+    path = tmp_path / "dropout.mkv"
+    rate, n = 48000, 1024
+    starts = [0, 1024, 2048, 3072 + rate, 4096 + rate - 512, 5120 + rate, 6144 + rate]  # a 1 s gap; one frame over
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("pcm_s16le", rate=rate)
+        s.layout = "mono"
+        for k in starts:
+            f = av.AudioFrame.from_ndarray(np.zeros((1, n), dtype=np.int16), format="s16", layout="mono")
+            f.sample_rate, f.pts, f.time_base = rate, k, Fraction(1, rate)
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    r, data = _read(path)
+    t = data["dropout"][0]
+    # two gaps: the lost second, and the hole the left-out frame leaves behind it
+    assert r.stats.get("audio_gaps") == 2 and r.stats.get("audio_overlap") == 1, r.stats
+    assert len(t) == 6 * n and np.all(np.diff(t) > 0)
+    assert abs((t[3 * n] - t[3 * n - 1]) / NS - 1.0) < 0.01  # the second the camera lost stays a second
+    w = input_warnings(str(path), r.stats)
+    assert any("gaps in a video file's audio track" in x for x in w) and any("audio frames left out" in x for x in w)
