@@ -20,7 +20,7 @@ from mcap.records import Metadata
 from mcap.stream_reader import StreamReader
 
 from synchub.agent.align.fusion import export_fused_json
-from synchub.agent.formats.mcap_read import read_session
+from synchub.agent.formats.mcap_read import CorruptMcap, read_session
 from synchub.agent.formats.readers.base import InputError
 from synchub.errors import UserError
 from synchub.extras import require
@@ -161,7 +161,7 @@ def _summary(files: list[str]) -> dict[str, Any]:
     """One session's summary, read a record at a time (bounded memory)."""
     try:
         return summarize_streaming(files)
-    except InputError as exc:
+    except (InputError, CorruptMcap) as exc:
         raise UserError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's problem to know about
         raise UserError(f"cannot read {', '.join(files)}: {type(exc).__name__}: {exc}") from None

@@ -87,18 +87,14 @@ def read_summary_inputs(paths) -> dict[str, Any]:
                 raise InputError(p, "not an MCAP file (no MCAP magic)")
             f.seek(0)
             records = TornRecords(f, p)
-            messages = 0
             for rec in records:
                 if isinstance(rec, Metadata):
                     out["metadata"].append((rec.name, dict(rec.metadata)))
                     if rec.name == "synchub.session":
                         out["agents"].add(rec.metadata.get("agent", ""))
                 elif (ch := records.channels.get(rec.channel_id)) is not None:
-                    messages += 1
                     _message(ch.topic, msgpack.unpackb(rec.data, raw=False), acc, infos, out)
-            if records.error is not None and not messages:  # torn before its first chunk ended: not 0 streams
-                exc = records.error
-                raise InputError(p, f"torn or corrupt before any message is readable ({type(exc).__name__}: {exc})")
+            records.raise_if_nothing_read()  # torn before its first chunk ended: not a session of 0 streams
     out["streams"], out["infos"] = acc, infos
     return out
 

@@ -43,10 +43,10 @@ _OPCODES = frozenset(int(o) for o in Opcode)
 
 
 class CorruptMcap(ValueError):
-    """A finished MCAP file with a corrupt record: one line, ``"<path>: corrupt MCAP (<what>)"``."""
+    """An MCAP file with a corrupt record: one line, ``"<path>: <what> (<the record's error>)"``."""
 
-    def __init__(self, path, exc: Exception):
-        super().__init__(f"{path}: corrupt MCAP ({type(exc).__name__}: {exc})")
+    def __init__(self, path, exc: Exception, what: str = "corrupt MCAP"):
+        super().__init__(f"{path}: {what} ({type(exc).__name__}: {exc})")
 
 
 class SynchubRecords(StreamReader):
@@ -75,6 +75,7 @@ class TornRecords:
     def __init__(self, f, path):
         self.f, self.path = f, path
         self.header: Header | None = None
+        self.messages = 0  # message records read so far
         self.schemas: dict[int, Schema] = {}
         self.channels: dict[int, Channel] = {}
         self.error: Exception | None = None
@@ -89,10 +90,17 @@ class TornRecords:
                 elif isinstance(rec, Channel):
                     self.channels[rec.id] = rec
                 elif isinstance(rec, (Message, Metadata)):
+                    self.messages += isinstance(rec, Message)
                     yield rec
         except Exception as exc:  # noqa: BLE001 - a torn tail ends the readable part
             self.error = exc
             log.warning("mcap: %s readable up to a torn/corrupt record (%s: %s)", self.path, type(exc).__name__, exc)
+
+    def raise_if_nothing_read(self) -> None:
+        """After reading: ``CorruptMcap`` where the file was torn or corrupt before any message (a session part of
+        which nothing is readable, not one of 0 streams)."""
+        if self.error is not None and not self.messages:
+            raise CorruptMcap(self.path, self.error, "torn or corrupt before any message is readable")
 
 
 def iter_raw(path) -> tuple[list, list, dict, dict, bool]:

@@ -28,7 +28,7 @@ from mcap.records import Message, Metadata
 from synchub.agent.core.evidence import Evidence, UtcSample, evidence_from_dict
 from synchub.agent.core.stream import Chunk, StreamInfo
 
-from .mcap_read import CorruptMcap, TornRecords
+from .mcap_read import TornRecords
 
 SESSION_START = "session-start"  # the source of the UtcSample made of the synchub.session metadata
 
@@ -134,9 +134,7 @@ class SessionReader:
     def _part(self, path) -> Iterator:
         with open(path, "rb") as f:
             records = TornRecords(f, path)
-            messages = 0
             for rec in records:
-                messages += not isinstance(rec, Metadata)
                 if isinstance(rec, Metadata):
                     if rec.name == "synchub.session":
                         self.counts.agents.add(rec.metadata.get("agent", ""))
@@ -145,10 +143,8 @@ class SessionReader:
                             yield EvidenceRecord(utc)
                 elif (ch := records.channels.get(rec.channel_id)) is not None:
                     yield from self._message(ch.topic, rec)
+            records.raise_if_nothing_read()  # nothing of it readable: an error, as inspect and align say it
             if records.error is not None:
-                if not messages:  # not a session part of 0 streams: nothing of it is readable (as inspect says)
-                    raise CorruptMcap(path, ValueError(f"torn or corrupt before any message is readable: "
-                                                       f"{type(records.error).__name__}: {records.error}"))
                 self.counts.torn_parts += 1
 
     def _message(self, topic: str, rec: Message) -> Iterator:
