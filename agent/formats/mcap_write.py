@@ -67,9 +67,9 @@ def recover(path: str | os.PathLike, compression: str = "zstd") -> int:
 
 
 def write_corrected(src, fo, corrected: list[Chunk]) -> None:
-    """Copy ``src`` to the binary file object ``fo`` record by record, replacing each chunk message's correction layer with the samples of
-    ``corrected`` (chunks cut anywhere: a message takes its samples by sequence number; one not fully covered keeps
-    its layer)."""
+    """Copy ``src`` to the binary file object ``fo`` record by record, replacing each chunk message's correction
+    layer with the samples of ``corrected`` (chunks cut anywhere: a message takes its samples by sequence number; one
+    not fully covered keeps its layer)."""
     by_stream: dict[str, list[Chunk]] = {}
     for c in corrected:
         if c.n and c.ref_ns is not None:

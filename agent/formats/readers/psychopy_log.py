@@ -50,6 +50,7 @@ class PsychopyLogInput:
         self.path = str(path)
         self.options = options or InputOptions()
         self.stats: dict[str, int] = {}
+        self._said_cut = False  # a cut last line is logged once, however often the file is read
         self.fraction = 0.0
         self.encoding, _ = text_head(self.path)
         first = next(self._lines(), None)
@@ -97,7 +98,7 @@ class PsychopyLogInput:
             cur = [seconds_to_ns(m.group(1)), m.group(2), m.group(3).strip()]  # ENTRY's time is a decimal number
         if pending is not None and CUT_ENTRY.match(pending) and no_line_end(self.path):
             self._count("cut_last_line")
-            if not self.__dict__.get("_said_cut"):
+            if not self._said_cut:
                 self._said_cut = True
                 log.warning("%s: its last line %r has no line end and is no entry (cut while it was written?): left "
                             "out", self.path, pending[:40])

@@ -139,6 +139,9 @@ class TableInput:
         self.path = str(path)
         self.options = options or InputOptions()
         self.stats: dict[str, int] = {}
+        self.columns: list[str] = []  # named by the header row, read next (no row is "cut" before it)
+        self._logged_rows: set[int] = set()  # skipped rows logged so far (``_log_row``), over both reads
+        self._said_cut = False
         self.encoding, sample = text_head(self.path)
         self.delimiter = self._delimiter(sample)
         rows = self._rows()
@@ -258,13 +261,13 @@ class TableInput:
         """Whether the file's last row was cut while it was written: no line end after it, and fewer fields than the
         header's (a cut inside its time would read as another time).  Counted and said once; a last row whole but
         for its line end (an editor's way) is kept."""
-        header = getattr(self, "columns", None)
+        header = self.columns
         if not header or len(row) >= len(header) or not row or not any(c.strip() for c in row):
             return False
         if not no_line_end(self.path):
             return False
         self._count("cut_last_row")
-        if not self.__dict__.get("_said_cut"):
+        if not self._said_cut:
             self._said_cut = True
             log.warning("%s: its last row has %d of %d fields and no line end (cut while it was written?): left "
                         "out", self.path, len(row), len(header))
@@ -291,7 +294,7 @@ class TableInput:
     def _log_row(self, row: int, why: str, *args) -> None:
         """A skipped row at WARNING: the first ``LOG_ROWS`` of the file, once each however often it is read (the
         file engine reads it twice); the rest are counted (``stats``, the report's warnings), not logged."""
-        logged = self.__dict__.setdefault("_logged_rows", set())
+        logged = self._logged_rows
         if row in logged or len(logged) > LOG_ROWS:
             return
         logged.add(row)
