@@ -231,8 +231,9 @@ class MarkerSemantics:
             if not len(lines):
                 ev.problem = "no events (no marker lines in the window)"
             elif n_rule == 0:
-                ev.problem = (f"no events: none of the {len(lines)} marker lines matches a marker rule (configure "
-                              f"the stream's markers; e.g. {lines[0][:40]!r})")
+                ev.problem = (f"no events: none of the {len(lines)} marker lines matches a marker rule (say what "
+                              f"they mean: the stream's markers in the agent's config, --marker SENSES:REGEX in "
+                              f"synchub align; e.g. {lines[0][:40]!r})")
             else:
                 ends = f" ({n_end} log an end, which {partner} does not see)" if n_end else ""
                 ev.problem = (f"no events {partner} can see: {n_rule} of {len(lines)} marker lines match a rule, "

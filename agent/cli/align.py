@@ -48,7 +48,9 @@ from .rerun import rerun_streamed
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="XDF, WAV/FLAC, CSV/TSV, PsychoPy .log or MCAP files (a synchub session: its MCAP part files)")
+                   help="XDF, WAV/FLAC, CSV/TSV, PsychoPy .log/.csv, BrainVision .vhdr, EDF/BDF, SpikeGLX "
+                        ".bin/.meta, Open Ephys structure.oebin, video/audio (MP4, MKV, MOV, AVI, WebM) or MCAP "
+                        "files (a synchub session: its MCAP part files)")
     p.add_argument("--ref", "--reference", dest="ref", metavar="STREAM",
                    help="the stream whose clock is the reference (default: the first XDF/MCAP input's clock, else "
                         "the first input's)")

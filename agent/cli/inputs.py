@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from synchub.agent.align.files.reference import AlignError, InputSpec
+from synchub.agent.align.markers import rules_from
 from synchub.agent.core.stream import MODALITIES
 from synchub.agent.formats.readers.base import ALIGN_MODES, FORMATS, SYNC_KINDS, InputError, InputOptions
 from synchub.agent.formats.readers.manifest import Manifest, load_manifest
@@ -50,14 +51,40 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
         else:
             g.add_argument(flag, dest=field, type=kind, default=None, metavar=field.split("_")[-1].upper(),
                            help=help_text)
+    g.add_argument("--marker", dest="markers", action="append", type=marker_rule, default=None,
+                   metavar="SENSES[@MS[/MS]]:REGEX",
+                   help="what a marker log's lines matching REGEX mean: the senses their event reaches (audible, "
+                        "visible, motion; joined by +), its onset's latency after the line and spread (ms); "
+                        "repeat for more kinds of line; first match decides; replaces the default words (sound, "
+                        "tone, click, LED, flash, tap, ...). E.g. --marker audible:cue --marker visible@16:flip")
     g.add_argument("--barcode", action="store_true", default=None, help="decode 32-bit barcodes in the sync channel")
     g.add_argument("--no-dejitter", dest="dejitter", action="store_false", default=None,
                    help="keep a regular stream's stamps as they are (default: a line per segment, as pyxdf)")
 
 
+def marker_rule(text: str) -> dict:
+    """``SENSES[@LATENCY_MS[/SPREAD_MS]]:REGEX`` -> a marker rule's dictionary (``align.markers.rules_from``)."""
+    head, sep, pattern = text.partition(":")
+    senses, _, timing = head.partition("@")
+    latency, _, spread = timing.partition("/")
+    rule: dict = {"pattern": pattern, "senses": tuple(s.strip() for s in senses.split("+"))}
+    try:
+        if latency:
+            rule["latency_ms"] = float(latency)
+        if spread:
+            rule["spread_ms"] = float(spread)
+        if not sep or not pattern:
+            raise ValueError("no ':REGEX'")
+        rules_from([rule])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc} (SENSES[@LATENCY_MS[/SPREAD_MS]]:REGEX, e.g. "
+                                         "audible:cue or visible+motion@16/4:flip)") from None
+    return rule
+
+
 def option_values(args) -> dict:
     """The per-file options given on the command line (only those given)."""
-    fields = [f for f, _, _ in OPTION_FLAGS.values()] + ["barcode", "dejitter"]
+    fields = [f for f, _, _ in OPTION_FLAGS.values()] + ["barcode", "dejitter", "markers"]
     return {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
 
 

@@ -32,7 +32,8 @@ from .inspect_stream import iso, summarize_streaming
 
 def add_arguments(p) -> None:
     p.add_argument("files", nargs="*", metavar="FILE",
-                   help="recording(s): synchub MCAP (parts of one session are merged), or XDF, WAV/FLAC, CSV/TSV, PsychoPy .log")
+                   help="recording(s): synchub MCAP (parts of one session are merged), or XDF, WAV/FLAC, CSV/TSV, "
+                        "PsychoPy .log/.csv, BrainVision, EDF/BDF, SpikeGLX, Open Ephys, video/audio files")
     p.add_argument("--plot", metavar="PNG", help="draw a timeline per stream into this PNG")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--fused-json", metavar="OUT", help="export the fused vectors and anomaly scores as JSON")

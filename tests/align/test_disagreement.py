@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from support.live_align import chunks, feed
+from support.signals import tone_bursts
 
 from synchub.agent.align.aligner import AlignResult
 from synchub.agent.align.disagreement import DISAGREE, DisagreementRun, disagreed
@@ -49,19 +50,6 @@ def test_classical_offsets_off_one_line_a_fused_window_or_other_reasons_do_not_d
     for k in range(20):  # abstentions for other reasons count for nothing
         assert not run.add(_window(4.0 * k, 300.0, reason="classical: low confidence (PSR 3.1 < 8.0)"))
     assert not disagreed(_window(0.0, 0.0, ok=True))
-
-
-def tone_bursts(rate: int, seconds: float, seed: int = 1):
-    """A microphone in faint noise hearing 50 ms tone bursts (640 Hz) 1-3 s apart: (samples, onsets s)."""
-    rng = np.random.default_rng(seed)
-    onsets = np.cumsum(rng.uniform(1.0, 3.0, int(seconds)))
-    onsets = onsets[onsets < seconds - 2.0]
-    x = rng.normal(0.0, 0.01, int(rate * seconds)).astype(np.float32)
-    n = int(0.05 * rate)
-    for t in onsets:
-        i = int(t * rate)
-        x[i:i + n] += (0.5 * np.sin(2 * np.pi * 640.0 * np.arange(n) / rate)).astype(np.float32)
-    return x, onsets
 
 
 @pytest.mark.parametrize("rate", [8000, 44100])

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -234,15 +234,19 @@ class _Buf:
 def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Iterator, tgt: Iterator, prior_ns: int,
                  method: str = "hybrid", window_s: float = 16.0, hop_s: float = 4.0,
                  settings: AlignerSettings | None = None, table: SigmaTable | None = None,
-                 out_table: SigmaTable | None = None) -> Link:
+                 out_table: SigmaTable | None = None, markers: tuple = ()) -> Link:
     """A link from the aligner: ``ref`` yields ``(reference-clock times, data)`` of the reference stream, ``tgt``
     ``(file-clock times, data)`` of the target stream, both in time order.  ``table``: the sigma table its
     windows are calibrated by, with the aligner settings fitted with it (``calibrated_settings``), as the live
     ``AlignmentTracker`` runs them (``settings`` overrides those); ``out_table``: the one its mapped uncertainty
     is calibrated by (``Link.calibration``: the pair's k and g; none, or no entry for the pair: k = 1, g = 0, the
-    uncertainty still at least one window's sigma)."""
+    uncertainty still at least one window's sigma); ``markers``: what a marker stream's lines mean (rules; none:
+    the settings' default words)."""
     runners = load_runners({modality_of(ref_info), modality_of(tgt_info)}) if method != "classical" else {}
-    win = WindowAligner(ref_info, tgt_info, runners, settings or calibrated_settings(table, False))
+    settings = settings or calibrated_settings(table, False)
+    if markers:
+        settings = replace(settings, markers=tuple(markers))
+    win = WindowAligner(ref_info, tgt_info, runners, settings)
     drift = DriftTracker()
     model = ClockModel(name, consensus=2, rw_bank_ppm=LINK_RW_PPM)
     link = Link(method, {0: model}, notes=[], semantics=win.semantics)

@@ -30,6 +30,7 @@ from synchub.agent.core.stream import Chunk
 from synchub.agent.formats.readers.base import GapRecord, InputOptions, Offset, Piece, Reset
 
 from ..coarse import EventTrain, coarse_offset
+from ..markers import MarkerRule, rules_from
 from ..onset_check import EventAverage
 from ..window import modality_of, sigma_table
 from .links import Link, aligner_link, edge_link
@@ -54,6 +55,14 @@ class InputSpec:
 
     paths: list[str]
     options: InputOptions = field(default_factory=InputOptions)
+    rules: tuple[MarkerRule, ...] = field(init=False, default=())  # its ``markers``, checked
+
+    def __post_init__(self) -> None:
+        try:
+            self.rules = rules_from(self.options.markers)
+        except (TypeError, ValueError) as exc:
+            where = self.paths[0] if self.paths else "input"
+            raise AlignError(f"{where}: markers: {exc}") from None
 
 
 @dataclass
@@ -292,7 +301,8 @@ class ReferenceLinks:
         link where it holds more windows, with the reason."""
         link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
                             self._pieces_global(inp, tr, False), prior, method, table=table,
-                            out_table=self._files_table if table is not None and method == "hybrid" else None)
+                            out_table=self._files_table if table is not None and method == "hybrid" else None,
+                            markers=inp.spec.rules or other.spec.rules)
         if not link.out_of_depth:
             return link
         alone = self._aligned(inp, tr, other, otr, "classical", None, prior)

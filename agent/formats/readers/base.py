@@ -73,7 +73,9 @@ class InputOptions:
     picks among a periodic train's pairings, and the aligner's search centre; default: the files started together,
     as TPrime assumes, or, for the aligner, the same clock where their times overlap).  ``align``: how this file is
     tied to the reference when it is not the reference (``auto``: sync edges, else the aligner's ``hybrid``).
-    ``dejitter``: replace a regular stream's stamps by a line per segment (pyxdf's jitter removal).
+    ``dejitter``: replace a regular stream's stamps by a line per segment (pyxdf's jitter removal).  ``markers``: what
+    a marker log's lines mean, as the agent's ``[[stream]] markers`` (``align.markers.rules_from``'s dictionaries,
+    checked by the engine's ``InputSpec``); empty: the default words.
     """
 
     format: str = ""
@@ -92,8 +94,12 @@ class InputOptions:
     offset_s: float | None = None
     align: str = "auto"
     dejitter: bool = True
+    markers: tuple = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.markers, (list, tuple)):
+            raise ValueError("markers: a list of marker rules ({pattern, senses, ...} tables)")
+        object.__setattr__(self, "markers", tuple(self.markers))
         if self.format and self.format not in FORMATS:
             raise ValueError(f"unknown format {self.format!r}; allowed: {', '.join(FORMATS)}")
         if self.sync_kind not in SYNC_KINDS:

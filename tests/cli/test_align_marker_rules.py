@@ -1,0 +1,98 @@
+"""What a marker log's lines mean, said to ``synchub align``: ``--marker SENSES[@LATENCY_MS[/SPREAD_MS]]:REGEX`` or
+a manifest input's ``markers`` (the agent's ``[[stream]] markers`` tables).
+
+Before: the file engine read every log with the default words only.  A log of "beep" lines (a word the defaults leave
+out) was refused with "configure the stream's markers", which nothing in ``synchub align`` could do; a rig whose
+sound comes a known latency after its line was mapped that much late, with no way to say so."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from support.signals import tone_bursts
+
+from synchub.agent.align.files.engine import AlignError, FileAlignment, InputOptions, InputSpec
+from synchub.agent.core.units import NS
+from synchub.cli import main
+
+sf = pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
+RATE = 16000
+OFFSET_S, DRIFT = 0.3127, 80e-6  # the log's clock: ahead, and fast
+
+
+def _rig(tmp_path, word: str = "beep", latency_s: float = 0.0):
+    """A WAV of tone bursts and a log of ``word`` lines, each stamped ``latency_s`` before its sound."""
+    x, onsets = tone_bursts(RATE, 90.0, seed=4)
+    sf.write(tmp_path / "mic.wav", x, RATE)
+    logged = (onsets - latency_s) * (1.0 + DRIFT) + OFFSET_S
+    (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},{word}\n" for t in logged))
+    return onsets, logged
+
+
+def _errors_ms(tmp_path, logged, truth_s, markers=()) -> np.ndarray:
+    fa = FileAlignment([InputSpec([str(tmp_path / "mic.wav")]),
+                        InputSpec([str(tmp_path / "log.csv")], InputOptions(markers=markers))])
+    fa.gather()
+    dev = np.rint(logged * NS).astype(np.int64)
+    mapped, _ = fa.inputs[1].link.map(dev, np.zeros(len(dev), dtype=np.int64))
+    return (mapped - np.rint(truth_s * NS)) / 1e6
+
+
+def test_a_log_of_words_the_defaults_leave_out_is_aligned_once_they_are_named(tmp_path, capsys):
+    onsets, logged = _rig(tmp_path)
+    code = main(["align", str(tmp_path / "mic.wav"), str(tmp_path / "log.csv")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--marker SENSES:REGEX" in err[0] and "'beep'" in err[0], err
+    code = main(["align", str(tmp_path / "mic.wav"), str(tmp_path / "log.csv"), "--marker", "audible:beep",
+                 "--json", str(tmp_path / "r.json")])
+    assert code == 0, capsys.readouterr().err
+    row = next(s for s in json.loads((tmp_path / "r.json").read_text())["streams"] if s["name"] == "log")
+    assert row["method"] in ("hybrid", "classical")
+    err = _errors_ms(tmp_path, logged, onsets, [{"pattern": "beep", "senses": ["audible"]}])
+    assert np.max(np.abs(err)) < 3.0, err
+
+
+def test_a_rule_s_latency_moves_the_lines_before_their_sounds(tmp_path):
+    """Each line stamped 25 ms before its sound (a sound card's buffer): without the latency the lines are mapped
+    onto the sounds, 25 ms late; with it, where they were stamped."""
+    onsets, logged = _rig(tmp_path, latency_s=0.025)
+    stamped = onsets - 0.025
+    naive = _errors_ms(tmp_path, logged, stamped, [{"pattern": "beep", "senses": "audible"}])
+    assert abs(np.median(naive) - 25.0) < 3.0, np.median(naive)
+    told = _errors_ms(tmp_path, logged, stamped, [{"pattern": "beep", "senses": "audible", "latency_ms": 25.0}])
+    assert np.max(np.abs(told)) < 3.0, told
+
+
+def test_a_manifest_input_says_what_its_lines_mean(tmp_path, capsys):
+    _rig(tmp_path, word="cue 3 go")
+    (tmp_path / "m.toml").write_text(
+        '[[input]]\npath = "mic.wav"\n\n[[input]]\npath = "log.csv"\n'
+        'markers = [{pattern = "\\\\bcue\\\\b", senses = "audible", spread_ms = 2.0}]\n')
+    assert main(["align", "--manifest", str(tmp_path / "m.toml"), "--json", str(tmp_path / "r.json")]) == 0
+    rows = json.loads((tmp_path / "r.json").read_text())["streams"]
+    assert next(s for s in rows if s["name"] == "log")["method"] in ("hybrid", "classical")
+    capsys.readouterr()
+    (tmp_path / "bad.toml").write_text('[[input]]\npath = "log.csv"\nmarkers = [{pattern = "cue", senses = "loud"}]\n')
+    assert main(["align", "--manifest", str(tmp_path / "bad.toml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "log.csv: markers:" in err[0] and "audible, visible, motion" in err[0], err
+
+
+@pytest.mark.parametrize("rule, why", [("beep", "no ':REGEX'"), ("loud:beep", "senses must be some of"),
+                                       ("audible:(beep", "not a regular expression"),
+                                       ("audible@soon:beep", "could not convert")])
+def test_a_bad_rule_on_the_command_line_is_one_line(tmp_path, capsys, rule, why):
+    _rig(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["align", str(tmp_path / "mic.wav"), str(tmp_path / "log.csv"), "--marker", rule])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and why in err[-1] and "--marker" in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_rules_that_are_not_rules_are_refused_where_the_input_is_made():
+    with pytest.raises(AlignError, match=r"log\.csv: markers: marker rule 0: needs 'pattern' and 'senses'"):
+        InputSpec(["log.csv"], InputOptions(markers=[{"pattern": "beep"}]))
+    with pytest.raises(ValueError, match="markers: a list of marker rules"):
+        InputOptions(markers="beep")
