@@ -78,11 +78,30 @@ def grid_for(times_ns: np.ndarray) -> tuple[int, int]:
     return k0, k1 - k0 + 1
 
 
+def marker_text(sample) -> str:
+    """A marker sample as the line it logs: text as it is, bytes decoded, a numeric code as written (``1``, not
+    ``1.0`` or ``[1.]``: an LSL marker stream of int or float codes, a table's code column read as markers), several
+    channels joined by spaces, None as an empty line."""
+    if sample is None:
+        return ""
+    if isinstance(sample, bytes):
+        return sample.decode("utf-8", "replace")
+    if isinstance(sample, str):
+        return sample
+    if isinstance(sample, (list, tuple, np.ndarray)):
+        return " ".join(marker_text(v) for v in np.asarray(sample, dtype=object).reshape(-1))
+    if isinstance(sample, (float, np.floating)) and np.isfinite(sample) and float(sample).is_integer():
+        return str(int(sample))
+    if isinstance(sample, (float, np.floating)):
+        return f"{float(sample):g}"
+    return str(sample)
+
+
 def featurize(modality: str, samples, times_ns, k0: int | None = None, n_frames: int | None = None) -> Features:
     """Features of one stream span.  ``k0``/``n_frames`` fix the grid (training); by default it covers the span."""
     problems: dict[str, int] = {}
     if modality == "text":
-        lines = ["" if s is None else (s.decode("utf-8", "replace") if isinstance(s, bytes) else str(s)) for s in samples]
+        lines = [marker_text(s) for s in samples]
         t = np.asarray(times_ns, dtype=np.int64).reshape(-1)
         if len(lines) != len(t):
             raise ValueError(f"text: {len(lines)} lines but {len(t)} times")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from synchub.agent.core.units import NS
+from synchub.models.features import marker_text
 
 SENSES = ("audible", "visible", "motion")
 #: the senses each stream modality registers with a sharp onset
@@ -198,13 +199,13 @@ class MarkerSemantics:
     def unseen_ends(self, lines, partner: str) -> np.ndarray:
         """True for the lines that log the end of an event ``partner`` sees start but not end (the neural path
         leaves them out too: its encoder learnt logs of starts)."""
-        return np.array([self._sight(str(s), partner)[2] for s in lines], dtype=bool)
+        return np.array([self._sight(marker_text(s), partner)[2] for s in lines], dtype=bool)
 
     def events(self, t_ns, lines, partner: str | None = None) -> MarkerEvents:
         """Expected onsets of ``lines`` stamped ``t_ns`` as ``partner`` sees them (``None``/``text``: every line,
         at its stamp)."""
         t = np.asarray(t_ns, dtype=np.int64)
-        lines = [str(s) for s in lines]
+        lines = [marker_text(s) for s in lines]
         if partner in (None, "text", "marker"):
             return MarkerEvents(t.copy(), np.zeros(len(t)),
                                 "" if len(t) else "no events (no marker lines in the window)")

@@ -13,6 +13,7 @@ from synchub.agent.core.stream import StreamInfo
 from synchub.agent.core.units import NS
 from synchub.drivers.sim.world import MARKER_RULES
 from synchub.models.corpus import texts as TX
+from synchub.models.features import marker_text
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -167,3 +168,13 @@ def test_a_config_brings_marker_rules_and_a_bad_one_is_a_one_line_error(tmp_path
     bad.write_text(base + '[[stream.markers]]\npattern = "valve"\nsenses = ["smell"]\n')
     with pytest.raises(ConfigError, match=r"stream\[1\]\.markers: marker rule 'valve': senses must be"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("sample, line", [([1.0], "1"), (np.array([12.0]), "12"), (np.array([2.5, 1.0]), "2.5 1"),
+                                          (np.int32(7), "7"), (b"tone", "tone"), (None, ""), ("tone 1", "tone 1"),
+                                          (np.array([np.nan]), "nan")])
+def test_a_numeric_marker_sample_is_the_code_it_logs(sample, line):
+    """An LSL marker stream of int or float codes, a table's code column read as markers: the rules saw '[1.]'."""
+    assert marker_text(sample) == line
+    rules = M.MarkerSemantics([{"pattern": "^12$", "senses": "audible"}])
+    assert len(rules.events([0], [np.array([12.0])], "audio").t_ns) == 1

@@ -96,3 +96,39 @@ def test_rules_that_are_not_rules_are_refused_where_the_input_is_made():
         InputSpec(["log.csv"], InputOptions(markers=[{"pattern": "beep"}]))
     with pytest.raises(ValueError, match="markers: a list of marker rules"):
         InputOptions(markers="beep")
+
+
+def test_a_column_of_numeric_event_codes_read_as_markers(tmp_path):
+    """A rig's log of trigger codes (``--type marker``; an LSL marker stream of int codes alike): its lines were
+    '[1.]' to the marker rules, so no rule for '^1$' matched and the neural path alone tied it, 16 ms off."""
+    onsets, logged = _rig(tmp_path)
+    codes = np.where(np.arange(len(logged)) % 2, 12, 1)
+    (tmp_path / "log.csv").write_text("time,code\n" + "".join(f"{t:.6f},{c}\n" for t, c in zip(logged, codes, strict=True)))
+    fa = FileAlignment([InputSpec([str(tmp_path / "mic.wav")]), InputSpec([str(tmp_path / "log.csv")], InputOptions(
+        type="marker", markers=[{"pattern": "^(1|12)$", "senses": "audible"}]))])
+    fa.gather()
+    dev = np.rint(logged * NS).astype(np.int64)
+    mapped, _ = fa.inputs[1].link.map(dev, np.zeros(len(dev), dtype=np.int64))
+    assert np.max(np.abs(mapped - np.rint(onsets * NS))) < 3e6
+    assert not any("matches a marker rule" in n for n in fa.inputs[1].link.notes)
+
+
+def test_of_a_log_s_text_columns_the_one_that_names_the_sounds_ties_it(tmp_path, capsys):
+    """A trial log with a condition column before the stimulus column: the engine tied the condition's lines (no
+    rule matches 'congruent': the neural path alone, 108 ms late on these tones); now the column whose lines the
+    rules say the microphone hears.  A log whose lines no rule matches is still tied, with a warning."""
+    onsets, logged = _rig(tmp_path)
+    (tmp_path / "log.csv").write_text("trial,time,condition,stim\n" + "".join(
+        f"{i},{t:.6f},congruent,tone\n" for i, t in enumerate(logged)))
+    assert main(["align", str(tmp_path / "mic.wav"), str(tmp_path / "log.csv"), "--json", str(tmp_path / "r.json")]) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert next(s for s in rep["streams"] if s["name"] == "log.stim")["link"]["via"] == "log.stim -> mic"
+    assert not rep["warnings"]
+    err = _errors_ms(tmp_path, logged, onsets)
+    assert np.max(np.abs(err)) < 3.0, err
+    (tmp_path / "log.csv").write_text("time,condition\n" + "".join(f"{t:.6f},congruent\n" for t in logged))
+    capsys.readouterr()
+    main(["align", str(tmp_path / "mic.wav"), str(tmp_path / "log.csv"), "--json", str(tmp_path / "r.json")])
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert any("none of its marker lines matches a marker rule" in w and "--marker" in w for w in rep["warnings"])
+    assert "none of its marker lines matches a marker rule" in capsys.readouterr().err

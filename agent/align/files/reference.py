@@ -30,7 +30,7 @@ from synchub.agent.core.stream import Chunk
 from synchub.agent.formats.readers.base import GapRecord, InputOptions, Offset, Piece, Reset
 
 from ..coarse import EventTrain, coarse_offset
-from ..markers import MarkerRule, rules_from
+from ..markers import DEFAULT_RULES, MarkerRule, MarkerSemantics, rules_from
 from ..onset_check import EventAverage
 from ..window import modality_of, sigma_table
 from .links import Link, aligner_link, edge_link
@@ -88,6 +88,7 @@ class ReferenceLinks:
     calibrated = True
 
     inputs: list
+    warnings: list[str]
     ref_input: _Input | None
     ref_track: StreamTrack | None
 
@@ -257,14 +258,20 @@ class ReferenceLinks:
                 for other in linked:
                     for otr in other.tracks.values():
                         if tr.n and otr.n and tr.info.type == tm and otr.info.type == rm:
-                            cands.append((rank, other is not self.ref_input, tr, other, otr))
+                            cands.append((rank, -self._heard(inp, tr, other, otr), other is not self.ref_input, tr,
+                                          other, otr))
         notes: list[str] = []
         table = self._sigma_table if cands and method != "classical" else None
-        for _, _, tr, other, otr in sorted(cands, key=lambda c: (c[0], c[1]))[:3]:
+        for _, unheard, _, tr, other, otr in sorted(cands, key=lambda c: c[:3])[:3]:
             link = self._pair_link(inp, tr, other, otr, method, table)
             link.via = f"{tr.key} -> {otr.key}"
             if link.models:
                 inp.link = link
+                if not unheard and "marker" in (tr.info.type, otr.info.type):
+                    why = ("none of its marker lines matches a marker rule: tied by the neural path alone, which "
+                           "does not know what they mean (say it: --marker SENSES:REGEX)")
+                    link.notes.insert(0, why)
+                    self.warnings.append(f"{inp.path}: {link.via}: {why}")
                 self._onset_check(inp, tr, other, otr)
                 return
             notes += [f"aligner {tr.key} vs {otr.key}: " + "; ".join(leading(link.notes, 2))]
@@ -272,6 +279,19 @@ class ReferenceLinks:
             notes.append("no stream pair the aligner knows (" + ", ".join(
                 sorted({tr.info.type for tr in inp.tracks.values()})) + ")")
         inp.link = Link(method, notes=notes)
+
+    def _heard(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack) -> int:
+        """How many of a marker stream's lines (either side of the pair) log an event the other stream senses, by its
+        marker rules: of a log's several text columns (a trial's condition, the stimulus played), the one that says
+        what the sensor registers is tied first.  0 for a pair without a marker stream."""
+        if (tr.info.type == "marker") == (otr.info.type == "marker"):
+            return 0
+        src, track, partner = (inp, tr, otr) if tr.info.type == "marker" else (other, otr, tr)
+        semantics = MarkerSemantics(inp.spec.rules or other.spec.rules or DEFAULT_RULES)
+        heard = 0
+        for t, x in self._pieces_global(src, track, False):
+            heard += len(semantics.events(t, x, modality_of(partner.info)).t_ns)
+        return heard
 
     def _pair_link(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table) -> Link:
         """The aligner's link of ``tr`` to ``otr`` searched around the files' prior (``_prior``); where most of its
