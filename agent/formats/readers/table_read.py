@@ -61,6 +61,7 @@ _DECIMAL = re.compile(r"^\s*([+-]?)(\d*)(?:\.(\d*))?\s*$")
 #: cells that hold no value: NaN in a numeric column, no marker in a text one (BIDS writes n/a)
 MISSING = frozenset({"", "n/a", "na", "nan", "none", "null"})
 MISSING_TEXT = frozenset({"", "n/a"})
+_COMMA_NUMBER = re.compile(r"^\s*[+-]?\d+,\d+\s*$")  # a number with a decimal comma
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 #: a date and time: YYYY-MM-DD, T or a space, hh:mm:ss, a fraction, a zone (the same on every Python version)
 _ISO = re.compile(r"^\s*(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(\.\d+)?(Z|z|[+-]\d{2}:?\d{2})?\s*$")
@@ -144,11 +145,14 @@ class TableInput:
         self._said_cut = False
         self.encoding, sample = text_head(self.path)
         self.delimiter = self._delimiter(sample)
+        self.decimal_comma = self._decimal_comma(sample)
         rows = self._rows()
         header = next(rows, None)
         if header is None or not any(h.strip() for h in header):
             raise InputError(self.path, "no header row (the first row must name the columns)")
         named = self._comment_header(sample, header)
+        if named is None and self._headerless(header):
+            named = [f"c{i}" for i in range(len(header))]
         self.header_rows = 0 if named else 1  # rows before the data (none: the names are in a comment)
         if named:
             rows = itertools.chain([header], rows)
@@ -240,12 +244,28 @@ class TableInput:
         names = next(csv.reader([comments[-1]], delimiter=self.delimiter))
         return names if len(names) == len(first) and not any(_is_number(c) for c in names) else None
 
+    def _decimal_comma(self, sample: str) -> bool:
+        """Numbers written with a decimal comma (``2,3365``: Excel's CSV in a German or French locale, ``;`` between
+        the fields): any such cell in the first rows, where the comma does not separate the fields."""
+        if self.delimiter == ",":
+            return False
+        body = [ln for ln in sample.splitlines()[:200] if ln.strip() and not ln.startswith("#")]
+        return any(_COMMA_NUMBER.match(c) for row in csv.reader(body, delimiter=self.delimiter) for c in row)
+
+    def _headerless(self, first: list[str]) -> bool:
+        """A file without column names, read so on the user's word: ``time_col`` is a 0-based index and the first
+        row holds a time there."""
+        want = self.options.time_col.strip()
+        return want.isdigit() and int(want) < len(first) and time_to_ns(first[int(want)]) is not None
+
     def _rows(self) -> Iterator[list[str]]:
         f = open(self.path, encoding=self.encoding, newline="")  # noqa: SIM115 - closed when the generator ends
         self.fraction = 0.0
         try:
             lines = itertools.dropwhile(lambda ln: ln.startswith("#") or not ln.strip(), counted_lines(self, f))
             rows = csv.reader(lines, delimiter=self.delimiter)
+            if self.decimal_comma:  # 2,5 -> 2.5 in the cells that are numbers (text keeps its commas)
+                rows = ([c.replace(",", ".") if _COMMA_NUMBER.match(c) else c for c in row] for row in rows)
             last = next(rows, None)
             for row in rows:
                 yield last
@@ -285,8 +305,13 @@ class TableInput:
         found = _time_index(self.columns)
         if found is not None:
             return found
-        raise InputError(self.path, f"no time column: none is named {', '.join(TIME_NAMES[:3])} (name it with "
-                                    f"time_col; columns: {', '.join(self.columns)})")
+        if any(c.strip() and _is_number(c) for c in self.columns):
+            raise InputError(self.path, f"no column names: the first row is data ({', '.join(self.columns)[:60]}); "
+                                        "name the columns in a first row, or give the time column's 0-based index "
+                                        "(--time-col 0; time_col in a manifest)")
+        raise InputError(self.path, f"no time column: none is named {', '.join(TIME_NAMES)}, with or without a unit "
+                                    f"(time_ms; give it with --time-col, time_col in a manifest; columns: "
+                                    f"{', '.join(self.columns)})")
 
     def _count(self, why: str, n: int = 1) -> None:
         self.stats[why] = self.stats.get(why, 0) + n

@@ -56,7 +56,9 @@ def test_a_long_table_is_read_in_bounded_batches(tmp_path):
 
 
 @pytest.mark.parametrize("text,why", [
-    ("a,b\n1,2\n", r"no time column: none is named time, timestamp, t \(name it with time_col; columns: a, b\)"),
+    ("a,b\n1,2\n", r"no time column: none is named time, timestamp, t, .*onset, with or without a unit \(time_ms; "
+                   r"give it with --time-col, time_col in a manifest; columns: a, b\)"),
+    ("1.5,tone\n2.5,tone\n", r"no column names: the first row is data \(1\.5, tone\); .*--time-col 0"),
     ("time,b\n", "no data rows after the header"),
     ("time\n1\n2\n", "no columns besides the time column"),
 ])
@@ -70,6 +72,30 @@ def test_bad_tables_are_one_line_errors(tmp_path, text, why):
 def test_time_column_by_name_and_seconds_parsing():
     assert seconds_to_ns("-0.5") == -500_000_000 and seconds_to_ns("1e-3") == 1_000_000
     assert seconds_to_ns(".25") == 250_000_000 and seconds_to_ns("x") is None and seconds_to_ns("") is None
+
+
+def test_numbers_with_a_decimal_comma_read_as_numbers(tmp_path):
+    """Excel's CSV in a German or French locale: ';' between the fields, ',' in the numbers.  Every row was skipped
+    ("no time"), and a numeric column was read as text markers."""
+    p = tmp_path / "protokoll.csv"
+    p.write_bytes("\ufeffZeit;Ereignis;rt\r\n2,336505;Ton, links;0,41\r\n5,5;Ton;1\r\n-0,25;x;n/a\r\n".encode())
+    t = TableInput(p, InputOptions(time_col="zeit"))
+    got = _pieces(t)
+    assert got["protokoll"][0].device_ns.tolist() == [2_336_505_000, 5_500_000_000, -250_000_000]
+    assert got["protokoll"][0].data.ravel()[:2].tolist() == [0.41, 1.0]
+    assert got["protokoll.Ereignis"][0].data == ["Ton, links", "Ton", "x"] and not t.stats
+    dots = tmp_path / "dots.csv"  # a comma between the fields is never a decimal comma
+    dots.write_text('time,event\n1.5,"2,5"\n')
+    assert _pieces(TableInput(dots))["dots"][0].data == ["2,5"]
+
+
+def test_a_table_without_column_names_reads_with_its_time_column_s_index(tmp_path):
+    p = tmp_path / "serial.csv"
+    p.write_text("1.5,tone,3\n2.25,tone,4\n")
+    t = TableInput(p, InputOptions(time_col="0"))
+    got = _pieces(t)
+    assert [s.key for s in t.streams] == ["serial", "serial.c1"] and t.columns == ["c0", "c1", "c2"]
+    assert got["serial.c1"][0].device_ns.tolist() == [1_500_000_000, 2_250_000_000]  # the first row is data
 
 
 def test_time_col_option(tmp_path):
@@ -177,7 +203,7 @@ def test_mne_annotations_as_text_and_as_csv_read_as_a_marker_stream(tmp_path):
     assert got.device_ns.tolist() == [t0 + 1_230_000_000, t0 + 3_100_000_000]
     bare = tmp_path / "bare.csv"
     bare.write_text("1.0,2.0\n3.0,4.0\n")  # numbers and no names anywhere: still one line
-    with pytest.raises(InputError, match="no time column"):
+    with pytest.raises(InputError, match="no column names: the first row is data"):
         open_input(bare)
 
 
