@@ -275,7 +275,10 @@ class ReferenceLinks:
                 self._onset_check(inp, tr, other, otr)
                 return
             notes += [f"aligner {tr.key} vs {otr.key}: " + "; ".join(leading(link.notes, 2))]
-        if not cands:
+        empty = sorted(tr.key for tr in inp.tracks.values() if not tr.n)
+        if not cands and empty:
+            notes.append(f"no samples in {', '.join(empty)} (every row or sample left out: see the warnings)")
+        elif not cands:
             notes.append("no stream pair the aligner knows (" + ", ".join(
                 sorted({tr.info.type for tr in inp.tracks.values()})) + ")")
         inp.link = Link(method, notes=notes)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+
 from synchub.cli import main
 
 
@@ -39,3 +42,15 @@ def test_skipped_rows_are_logged_once_each_and_only_the_first_few(tmp_path, capl
     assert len(rows) == 5 and len(set(rows)) == 5, rows
     assert sum("more rows skipped: counted in the report" in r.getMessage() for r in caplog.records) == 1
     assert json.loads((tmp_path / "r.json").read_text())["warnings"] == [f"{p}: 40 rows skipped: no time"]
+
+
+def test_a_log_of_which_no_row_was_read_says_so_not_that_no_pair_is_known(tmp_path, capsys):
+    """Every row's time unreadable (a clock written as 12:04): the refusal said "no stream pair the aligner knows
+    (marker)", as if a marker log could not be tied to a microphone."""
+    sf = pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
+    sf.write(tmp_path / "mic.wav", np.zeros(8000, np.float32), 8000)
+    p = tmp_path / "log.csv"
+    p.write_text("time,event\n12:04,tone\n12:06,tone\n")
+    assert main(["align", str(tmp_path / "mic.wav"), str(p)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no samples in log (every row or sample left out" in err and "no stream pair" not in err, err
