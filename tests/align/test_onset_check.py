@@ -142,7 +142,7 @@ def test_the_engine_averages_only_the_markers_its_link_maps(tmp_path, monkeypatc
     """A log whose clock went back 50 s halfway: the aligner link maps its first timeline only; the markers of the
     second, at their raw file times, were averaged with the rest (random audio around them: a real bias diluted)."""
     sf = pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
-    from synchub.agent.align.files import reference
+    from synchub.agent.align.files import aligner_links, reference
     from synchub.agent.align.files.engine import FileAlignment
 
     t, x, truth = _scene(seconds=120.0, n_events=60, swell_ms=20.0, background=0.05)
@@ -157,7 +157,7 @@ def test_the_engine_averages_only_the_markers_its_link_maps(tmp_path, monkeypatc
             super().__init__(onsets_ns)
             seen.append(len(self.onsets))
 
-    monkeypatch.setattr(reference, "EventAverage", Spy)
+    monkeypatch.setattr(aligner_links, "EventAverage", Spy)
     fa = FileAlignment([reference.InputSpec([str(tmp_path / "mic.wav")]), reference.InputSpec([str(tmp_path / "log.csv")])])
     fa.gather()
     assert set(fa.inputs[1].link.models) == {0} and seen == [30]

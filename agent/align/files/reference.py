@@ -3,7 +3,7 @@
 ``ReferenceLinks`` (a part of ``engine.FileAlignment``) picks the reference (``ref``: a stream key; default the
 first XDF or MCAP input's clock, else the first input's) and gives every other input a ``links.Link``: by its
 sync edges paired with an input already tied (the reference's first), else, where its ``align`` option allows, by
-the aligner on the pair of streams it knows best (``PAIRS``; one more read of those two streams), else an
+the aligner on the pair of streams it knows best (``aligner_links``; one more read of those two streams), else an
 ``AlignError`` naming the file and why.  ``align = "none"`` takes the file's clock as the reference's.  When
 ``ref`` names a stream with a clock of its own (an XDF stream with ClockOffsets, a synchub stream), the reference
 clock is that stream's: its file's clock goes through the inverse of the stream's mapping (``_inverse``).
@@ -16,10 +16,8 @@ the times overlap, else a common start.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -29,21 +27,12 @@ from synchub.agent.clock.layer import StreamClocks
 from synchub.agent.core.stream import Chunk
 from synchub.agent.formats.readers.base import GapRecord, InputOptions, Offset, Piece, Reset
 
-from ..coarse import EventTrain, coarse_offset
-from ..markers import DEFAULT_RULES, MarkerRule, MarkerSemantics, rules_from
-from ..onset_check import EventAverage
-from ..window import modality_of, sigma_table
-from .links import Link, aligner_link, edge_link
+from ..markers import MarkerRule, rules_from
+from .aligner_links import AlignerLinks, leading
+from .links import Link, edge_link
 from .tracks import StreamTrack
 
 NS = 1_000_000_000
-#: an offset found over the whole recording (``align.coarse``) is searched around only this far from the prior (s)
-COARSE_MOVE_S = 1.0
-#: Modalities the aligner pairs best, best first (target modality, reference modality).
-PAIRS = [("audio", "audio"), ("marker", "audio"), ("audio", "marker"), ("imu", "audio"), ("audio", "imu"),
-         ("imu", "imu"), ("video", "audio"), ("marker", "video"), ("video", "marker"), ("marker", "imu"),
-         ("imu", "video"), ("video", "imu"), ("other", "other")]
-
 
 class AlignError(ValueError):
     """A stream or input that cannot be aligned: one line naming the file and the reason."""
@@ -80,12 +69,8 @@ class _Input:
         return self.spec.paths[0]
 
 
-class ReferenceLinks:
+class ReferenceLinks(AlignerLinks):
     """See the module docstring (mixed into ``FileAlignment``, whose ``inputs`` it reads)."""
-
-    #: aligner links' uncertainty scaled by the file engine's table (off: the model's own, at least one window's
-    #: sigma, what ``bench align --real-files --fit-sigma`` fits that table on)
-    calibrated = True
 
     inputs: list
     warnings: list[str]
@@ -234,167 +219,6 @@ class ReferenceLinks:
                     data = [x for x, k in zip(data, known, strict=True) if k] if isinstance(data, list) else data[known]
             yield ft, data
         tr.restart()
-
-    @functools.cached_property
-    def _sigma_table(self):
-        """The windows weighed as the live aligners weigh a real device's (the real-signal corpus's fitted table):
-        loaded, and its encoders checked, once for every input the aligner ties."""
-        return sigma_table(False)
-
-    @functools.cached_property
-    def _files_table(self):
-        """What the aligner links' mapped uncertainty is calibrated by (``calibration.FILES_TABLE``): fitted on this
-        engine's own output, where no arrival envelope bounds the windows' shared bias.  None where ``calibrated``
-        is off."""
-        return sigma_table(False, files=True) if self.calibrated else None
-
-    def _aligner_link(self, inp: _Input) -> None:
-        mode = inp.spec.options.align
-        method = "hybrid" if mode == "auto" else mode
-        linked = [i for i in self.inputs if i.link is not None and (i.link.models or i.link.method == "reference")]
-        cands = []
-        for rank, (tm, rm) in enumerate(PAIRS):
-            for tr in inp.tracks.values():
-                for other in linked:
-                    for otr in other.tracks.values():
-                        if tr.n and otr.n and tr.info.type == tm and otr.info.type == rm:
-                            cands.append((rank, -self._heard(inp, tr, other, otr), other is not self.ref_input, tr,
-                                          other, otr))
-        notes: list[str] = []
-        table = self._sigma_table if cands and method != "classical" else None
-        for _, unheard, _, tr, other, otr in sorted(cands, key=lambda c: c[:3])[:3]:
-            link = self._pair_link(inp, tr, other, otr, method, table)
-            link.via = f"{tr.key} -> {otr.key}"
-            if link.models:
-                inp.link = link
-                if not unheard and "marker" in (tr.info.type, otr.info.type):
-                    why = ("none of its marker lines matches a marker rule: tied by the neural path alone, which "
-                           "does not know what they mean (say it: --marker SENSES:REGEX)")
-                    link.notes.insert(0, why)
-                    self.warnings.append(f"{inp.path}: {link.via}: {why}")
-                self._onset_check(inp, tr, other, otr)
-                return
-            notes += [f"aligner {tr.key} vs {otr.key}: " + "; ".join(leading(link.notes, 2))]
-        empty = sorted(tr.key for tr in inp.tracks.values() if not tr.n)
-        if not cands and empty:
-            notes.append(f"no samples in {', '.join(empty)} (every row or sample left out: see the warnings)")
-        elif not cands:
-            notes.append("no stream pair the aligner knows (" + ", ".join(
-                sorted({tr.info.type for tr in inp.tracks.values()})) + ")")
-        inp.link = Link(method, notes=notes)
-
-    def _heard(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack) -> int:
-        """How many of a marker stream's lines (either side of the pair) log an event the other stream senses, by its
-        marker rules: of a log's several text columns (a trial's condition, the stimulus played), the one that says
-        what the sensor registers is tied first.  0 for a pair without a marker stream."""
-        if (tr.info.type == "marker") == (otr.info.type == "marker"):
-            return 0
-        src, track, partner = (inp, tr, otr) if tr.info.type == "marker" else (other, otr, tr)
-        semantics = MarkerSemantics(inp.spec.rules or other.spec.rules or DEFAULT_RULES)
-        heard = 0
-        for t, x in self._pieces_global(src, track, False):
-            heard += len(semantics.events(t, x, modality_of(partner.info)).t_ns)
-        return heard
-
-    def _pair_link(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table) -> Link:
-        """The aligner's link of ``tr`` to ``otr`` searched around the files' prior (``_prior``); where most of its
-        windows found nothing and no ``offset_s`` was given, the offset of the two streams' whole event trains
-        (``align.coarse``) searched around instead, where it is further than ``COARSE_MOVE_S`` from the prior: kept
-        where it holds more windows."""
-        prior = self._prior(inp, self._ref_range())
-        link = self._aligned(inp, tr, other, otr, method, table, prior)
-        if inp.spec.options.offset_s is not None or (link.models and len(link.residuals) >= 0.5 * link.windows):
-            return link
-        found = self._coarse(inp, tr, other, otr, link.semantics)
-        if found is None:
-            link.notes.append("no offset stands out over the whole recording either (its clock far from the "
-                              "reference's? give --offset-s)")
-        elif abs(found.offset_ns - prior) > COARSE_MOVE_S * NS:
-            again = self._aligned(inp, tr, other, otr, method, table, found.offset_ns)
-            if again.models and len(again.residuals) > len(link.residuals):
-                again.notes.insert(0, f"{_far(found.offset_ns)} (where {found.matched} events of the whole "
-                                      f"recording line up; --offset-s {found.offset_ns / NS:.3f} sets it)")
-                return again
-        return link
-
-    def _aligned(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table,
-                 prior: int) -> Link:
-        """One pass of the aligner's windows over the pair, searched around ``prior``; where they said the neural
-        path is out of its depth (``align.disagreement``), once more with the classical correlation alone: that
-        link where it holds more windows, with the reason."""
-        link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
-                            self._pieces_global(inp, tr, False), prior, method, table=table,
-                            out_table=self._files_table if table is not None and method == "hybrid" else None,
-                            markers=inp.spec.rules or other.spec.rules)
-        if not link.out_of_depth:
-            return link
-        alone = self._aligned(inp, tr, other, otr, "classical", None, prior)
-        if not alone.models or len(alone.residuals) <= len(link.residuals):
-            link.notes.append(f"{link.out_of_depth}: fewer windows, not used")
-            return link
-        alone.notes.insert(0, link.out_of_depth)
-        return alone
-
-    def _coarse(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, semantics):
-        """``coarse.coarse_offset`` of the two streams' whole event trains (one more pass over both)."""
-        trains = []
-        for src, track, mapped, partner in ((other, otr, True, tr), (inp, tr, False, otr)):
-            train = EventTrain(modality_of(track.info), modality_of(partner.info), semantics)
-            for t, x in self._pieces_global(src, track, mapped):
-                train.add(t, x)
-            trains.append(train.finish())
-        r, t = trains
-        if not len(r) or not len(t):
-            return None
-        return coarse_offset(r, t, float(r[0] - t[-1]), float(r[-1] - t[0]))
-
-    def _onset_check(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack) -> None:
-        """A marker log tied to a microphone by the aligner: moved earlier where the microphone's average energy
-        around its sounds' mapped onsets rises clearly before them (``align.onset_check``), one more pass over
-        both streams."""
-        link = inp.link
-        sides = {tr.info.type: (inp, tr), otr.info.type: (other, otr)}
-        if set(sides) != {"marker", "audio"} or link.semantics is None:
-            return
-        t, lines = [], []
-        for ft, x in self._pieces_global(*sides["marker"], True, mapped_only=True):
-            t.append(ft)
-            lines += list(x)
-        if not lines:
-            return
-        ev = link.semantics.events(np.concatenate(t), lines, "audio")
-        avg = EventAverage(ev.t_ns)
-        for ft, x in self._pieces_global(*sides["audio"], True, mapped_only=True):
-            avg.add(ft, x)
-        spread = float(np.median(ev.spread_ns)) if len(ev.spread_ns) else 0.0
-        dep = avg.departure(limit_ns=3.0 * link.window_sigma_ns, spread_ns=spread)
-        if dep is None or not (dep.shift_ns or dep.beyond_limit):
-            return
-        rise = f"the microphone's average energy rises {-dep.departure_ns / 1e6:.0f} ms before the {dep.events} " \
-               "sounds' mapped onsets"
-        link.hidden_ns = abs(dep.departure_ns) / 2.0  # what the average could not see may be as much again
-        if dep.beyond_limit:
-            link.notes.append(f"{rise}, further back than three window sigmas (a cue before each sound, or a bias "
-                              "too large to move): not moved, half that added to its uncertainty")
-            return
-        link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
-        link.notes.append(f"{rise} (onsets under loud background are found late): moved "
-                          f"{'earlier' if link.shift_ns < 0 else 'later'} by that, half that added to its uncertainty")
-
-
-def _far(offset_ns: int) -> str:
-    """Where a file's clock is, said so that a user can check it: an offset, or, for a clock of dates and times
-    (its offset decades), the date and time it read at the reference's zero."""
-    if abs(offset_ns) < 10 * 365 * 86400 * NS:  # ten years
-        return f"its clock is {offset_ns / NS:+.2f} s from the reference's"
-    at = datetime.fromtimestamp(-offset_ns // NS, timezone.utc) + timedelta(microseconds=(-offset_ns % NS) // 1000)
-    return f"its clock read {at.isoformat(timespec='milliseconds')} at the reference's zero"
-
-
-def leading(notes: list[str], k: int) -> list[str]:
-    """A refusal's reasons: the first ``k`` notes and any later one that says what to try (``--offset-s``)."""
-    return notes[:k] + [n for n in notes[k:] if "--offset-s" in n]
-
 
 def nothing_to_align(inp: _Input, default: str) -> AlignError:
     """The one-line refusal of an input with no usable link: the link's first notes and any that says what to try
