@@ -132,3 +132,28 @@ def test_of_a_log_s_text_columns_the_one_that_names_the_sounds_ties_it(tmp_path,
     rep = json.loads((tmp_path / "r.json").read_text())
     assert any("none of its marker lines matches a marker rule" in w and "--marker" in w for w in rep["warnings"])
     assert "none of its marker lines matches a marker rule" in capsys.readouterr().err
+
+
+def test_a_recording_and_its_log_named_alike_are_two_streams(tmp_path, capsys):
+    """``rec.wav`` and ``rec.csv`` (one stream each, both named after the stem): both became ``rec.rec``, the report
+    gave the log the WAV's sample count, ``--ref`` could not tell them apart and the XDF held two streams of one
+    name.  Now ``rec.wav`` and ``rec.csv``; two files of the same name get their input's number."""
+    pyxdf = pytest.importorskip("pyxdf", reason="pyxdf is in the bench extra")
+    onsets, logged = _rig(tmp_path, word="tone")
+    (tmp_path / "log.csv").rename(tmp_path / "mic.csv")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "mic.csv").write_text((tmp_path / "mic.csv").read_text())
+    code = main(["align", str(tmp_path / "mic.wav"), str(tmp_path / "mic.csv"), str(tmp_path / "sub" / "mic.csv"),
+                 "--ref", "mic.wav", "--json", str(tmp_path / "r.json"), "-o", str(tmp_path / "out.xdf")])
+    assert code == 0, capsys.readouterr().err
+    rows = {s["name"]: s for s in json.loads((tmp_path / "r.json").read_text())["streams"]}
+    assert set(rows) == {"mic.wav", "mic.csv#2", "mic.csv#3"}, set(rows)
+    assert rows["mic.wav"]["samples"] == 90 * RATE and rows["mic.csv#2"]["samples"] == len(logged)
+    assert rows["mic.wav"]["method"] == "reference" and rows["mic.csv#2"]["link"]["via"] == "mic.csv#2 -> mic.wav"
+    streams, _ = pyxdf.load_xdf(str(tmp_path / "out.xdf"))
+    names = sorted(s["info"]["name"][0] for s in streams)
+    assert [n for n in names if not n.endswith(".device_time")] == ["mic.csv#2", "mic.csv#3", "mic.wav"]
+    assert len(set(names)) == len(names)
+    code = main(["align", str(tmp_path / "mic.wav"), str(tmp_path / "mic.csv"), "--json", str(tmp_path / "r.json")])
+    rows = {s["name"]: s for s in json.loads((tmp_path / "r.json").read_text())["streams"]}
+    assert code == 0 and set(rows) == {"mic.wav", "mic.csv"} and rows["mic.csv"]["samples"] == len(logged)

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -95,6 +96,28 @@ class SessionFeed:
         self.feeder.finish()
 
 
+def _distinct_names(inputs: list[_Input], names: dict[str, int]) -> list[tuple[_Input, str, str]]:
+    """New names for the streams two inputs share a name of: ``<file stem>.<name>``; where that is shared too (a
+    ``rec.wav`` and a ``rec.csv``, each one stream named ``rec``), the file's name (``rec.wav``, or
+    ``<file name>.<name>``), else the input's number after the file's name (``rec.csv#3``).  (input, old name, new name) for each."""
+    taken = {k for k, n in names.items() if n == 1}
+    todo = [(inp, key) for inp in inputs for key in inp.tracks if names[key] > 1]
+
+    def form(inp: _Input, key: str, level: int) -> str:
+        name, own = Path(inp.path).name, key == stem_of(inp.path)
+        return (f"{stem_of(inp.path)}.{key}", name if own else f"{name}.{key}",
+                f"{name}#{inp.index + 1}" + ("" if own else f".{key}"))[level]
+
+    level = dict.fromkeys(range(len(todo)), 0)
+    while True:
+        new = [form(inp, key, level[i]) for i, (inp, key) in enumerate(todo)]
+        bad = [i for i, n in enumerate(new) if n in taken or new.count(n) > 1]
+        if not bad or all(level[i] == 2 for i in bad):
+            return [(inp, key, n) for (inp, key), n in zip(todo, new, strict=True)]
+        for i in bad:
+            level[i] = min(level[i] + 1, 2)
+
+
 class FileAlignment(ReferenceLinks):
     """See the module docstring.  ``progress(stage, input path, fraction)`` is called as inputs are read (per
     piece; ``fraction`` of the file read, or None where the reader cannot tell)."""
@@ -119,13 +142,11 @@ class FileAlignment(ReferenceLinks):
                 names[fs.key] = names.get(fs.key, 0) + 1
                 tracks[fs.key] = StreamTrack(fs, spec.options, reader.kind, single)
             self.inputs.append(_Input(i, spec, reader, tracks))
-        clash = {k for k, n in names.items() if n > 1}
-        for inp in self.inputs:  # a name two inputs share: "<file stem>.<name>"
-            for key in [k for k in inp.tracks if k in clash]:
-                tr = inp.tracks.pop(key)
-                tr.key = f"{stem_of(inp.path)}.{key}"
-                tr.info = dataclasses.replace(tr.info, name=tr.key)
-                inp.tracks[tr.key] = tr
+        for inp, key, new in _distinct_names(self.inputs, names):
+            tr = inp.tracks.pop(key)
+            tr.key = new
+            tr.info = dataclasses.replace(tr.info, name=new)
+            inp.tracks[new] = tr
         self.ref_key = ref
         self.ref_input: _Input | None = None
         self.ref_track: StreamTrack | None = None
