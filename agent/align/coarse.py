@@ -11,7 +11,8 @@ them, summed over a width that allows the clocks' drift), and spread evenly else
 with ``LEAD_S`` before it so an event at a window's start is seen rising).  ``coarse_offset`` answers only where
 the pile is far above chance (``MIN_SHARE`` of the smaller train's events and ``CHANCE_X`` times the pile expected
 by chance) and the next highest pile, ``AWAY_S`` or more from it, is under ``MAX_SECOND`` of it (a periodic train
-piles up at every period: no answer).
+piles up at every period: no answer).  ``coarse_fit`` tries the target's times stretched by rates up to
+``MAX_RATE_PPM`` where no offset piles up at the clocks' own rates (a clock off by 0.1 % and more).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ MAX_EVENTS = 3000  # per train: an evenly spread subset beyond (bounded time and
 BIN_NS = 10_000_000
 MIN_WIDTH_NS = 30_000_000
 DRIFT_PPM = 300.0  # the widest drift the pile allows for
+MAX_RATE_PPM = 5000.0  # ``coarse_fit`` tries rates this far apart (a ceramic resonator's clock, an Arduino Uno's millis)
 MIN_MATCHED = 6
 MIN_SHARE = 0.3
 CHANCE_X = 4.0
@@ -89,6 +91,8 @@ class CoarseOffset:
     matched: int
     chance: float
     second: int
+    rate: float = 0.0  # ``coarse_fit``: how much faster the reference's clock runs (0.001: 1000 ppm) ...
+    centre_ns: int = 0  # ... about this file time: ref = centre + (t - centre) * (1 + rate) + offset
 
 
 def _thin(e: np.ndarray) -> np.ndarray:
@@ -123,3 +127,25 @@ def coarse_offset(ref_events, tgt_events, lo_ns: float, hi_ns: float) -> CoarseO
     centre = lo_ns + (top + 0.5) * BIN_NS
     near = d[np.abs(d - centre) <= width / 2 + BIN_NS]
     return CoarseOffset(int(round(float(np.median(near)))), matched, float(chance), second)
+
+
+def coarse_fit(ref_events, tgt_events) -> CoarseOffset | None:
+    """``coarse_offset`` over the whole overlap of the two trains, and where no pile stands out, with the target's
+    times stretched by rates ``DRIFT_PPM`` apart up to +-``MAX_RATE_PPM`` (a clock off by 0.1 % smears a 10-minute
+    recording's events over 0.6 s: no pile; stretched by a rate within the pile's allowance of it, they pile up):
+    the rate whose pile holds the most events, with its offset."""
+    r, t = _thin(ref_events), _thin(tgt_events)
+    if not len(r) or not len(t):
+        return None
+    found = coarse_offset(r, t, float(r[0] - t[-1]), float(r[-1] - t[0]))
+    if found is not None:
+        return found
+    best = None
+    steps = int(MAX_RATE_PPM // DRIFT_PPM)
+    for k in [k for k in range(-steps, steps + 1) if k]:
+        rate = k * DRIFT_PPM * 1e-6
+        w = t[0] + (t - t[0]) * (1.0 + rate)
+        f = coarse_offset(r, w, float(r[0] - w[-1]), float(r[-1] - w[0]))
+        if f is not None and (best is None or f.matched > best.matched):
+            best = CoarseOffset(f.offset_ns, f.matched, f.chance, f.second, rate, int(t[0]))
+    return best

@@ -202,7 +202,7 @@ class FilterBank:
             return True
         best = self._consensus(p, self.skew0, self.quick_skew, self.consensus)
         if not best and len(p) >= 3:  # a fast clock, or not the oscillator the skew came from: any line
-            best = self._consensus(p, 0.0, SKEW_PRIOR, 3)
+            best = self._consensus(p, 0.0, max(SKEW_PRIOR, math.sqrt(self.skew_var0)), 3)
             if best and self.skew_var0 < SKEW_PRIOR**2 and not self.skew_measured:
                 self.skew0, self.skew_var0 = 0.0, SKEW_PRIOR**2
         if not best:

@@ -6,10 +6,12 @@ the prior, "low confidence" and "no reference samples"), with nothing that said 
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
-from synchub.agent.align.coarse import EventTrain, coarse_offset
+from synchub.agent.align.coarse import EventTrain, coarse_fit, coarse_offset
 from synchub.agent.align.files.engine import AlignError, FileAlignment, InputOptions, InputSpec
 from synchub.agent.core.units import NS
 
@@ -39,6 +41,24 @@ def test_periodic_or_unrelated_trains_give_no_answer():
     a, b = _train(seed=1), _train(seed=2)
     assert coarse_offset(a, b, float(a[0] - b[-1]), float(a[-1] - b[0])) is None  # nothing in common
     assert coarse_offset(a[:3], a[:3], -1e9, 1e9) is None  # too few
+
+
+@pytest.mark.parametrize("ppm", [-4800.0, -1500.0, 2100.0, 4000.0])
+def test_a_clock_that_runs_off_by_thousands_of_ppm_is_found_with_its_rate(ppm):
+    """An Arduino Uno's millis() runs on a ceramic resonator, off by up to 0.5 %: over 10 minutes its events smear
+    over seconds and no offset piles up; stretched by the rate, they do."""
+    rng = np.random.default_rng(4)
+    ref = _train(n=300)
+    seen = ref[rng.random(len(ref)) > 0.2]  # the log misses a fifth, and stamps each within a few ms
+    tgt = (seen + 12.3 * NS) * (1 + ppm * 1e-6) + rng.normal(0, 3e6, len(seen))
+    assert coarse_offset(ref, tgt, float(ref[0] - tgt[-1]), float(ref[-1] - tgt[0])) is None or abs(ppm) < 300
+    found = coarse_fit(ref, tgt)
+    assert found is not None and abs(found.rate * 1e6 + ppm) <= 200, found  # ref = c + (t - c)(1 + rate) + offset
+    mapped = found.centre_ns + (tgt - found.centre_ns) * (1 + found.rate) + found.offset_ns
+    want = tgt / (1 + ppm * 1e-6) - 12.3 * NS
+    assert np.median(np.abs(mapped - want)) < 0.05 * NS
+    for seed in range(5):  # trains with nothing in common find no rate that lines them up
+        assert coarse_fit(_train(seed=10 + seed), _train(seed=20 + seed)) is None
 
 
 def test_a_train_fed_in_pieces_of_any_size_finds_the_same_events():
@@ -83,6 +103,24 @@ def test_synchub_align_finds_a_log_whose_clock_started_far_away(tmp_path):
     assert "its clock is +37.2" in link.notes[0] and "--offset-s" in link.notes[0], link.notes
     mapped, _ = link.map(np.rint(logged * NS).astype(np.int64), np.zeros(len(logged), dtype=np.int64))
     assert np.max(np.abs(mapped - onsets * NS)) < 3e6
+
+
+@pytest.mark.parametrize("ppm", [3000.0, -5000.0])
+def test_synchub_align_ties_a_log_whose_clock_runs_off_by_thousands_of_ppm(tmp_path, ppm):
+    """Before: refused beyond ~1000 ppm (a 16 s window's events smeared by 16+ ms, the whole recording's by
+    seconds), and the clock model took no line steeper than 4000 ppm.  Now the whole recording's rate is found,
+    the windows search the stretched times, and the model's skew prior allows it."""
+    x, onsets = _bursts(16000, 300.0, seed=3)
+    sf.write(tmp_path / "mic.wav", x, 16000)
+    logged = onsets * (1 + ppm * 1e-6) + 12.3
+    (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},tone\n" for t in logged))
+    fa = FileAlignment([InputSpec([str(tmp_path / "mic.wav")]), InputSpec([str(tmp_path / "log.csv")])])
+    fa.gather()
+    link = fa.inputs[1].link
+    said = re.search(r"its clock runs about ([+-]\d+) ppm", link.notes[0])
+    assert said and abs(float(said.group(1)) - ppm) <= 300, link.notes
+    mapped, unc = link.map(np.rint(logged * NS).astype(np.int64), np.zeros(len(logged), dtype=np.int64))
+    assert np.max(np.abs(mapped - onsets * NS)) < 3e6 and np.all(unc < 5e6)
 
 
 def test_an_offset_given_is_searched_around_and_a_log_of_other_sounds_says_what_to_try(tmp_path):

@@ -376,3 +376,23 @@ def test_segments_say_why_they_began():
     m.add_arrivals(dev[:10] + 5 * NS, dev[:10] + 10**12 + 4 * NS)
     assert [s["cause"] for s in m.segments_info()] == ["start", "arrival_forward", "arrival_back", "driver"]
     assert m.resets == 3
+
+
+def test_a_skew_prior_wider_than_the_default_lets_a_steeper_line_start():
+    """Aligner offsets on a line 5000 ppm steep (a file whose clock runs on a ceramic resonator): the filter's
+    start took no line steeper than twice the default prior (4000 ppm) whatever the model's own prior, and the
+    model mapped nothing (identity, unknown).  A model given a wider prior starts on it; the default still does
+    not."""
+    def fed(prior_ppm):
+        m = ClockModel("log", consensus=2, skew_prior_ppm=prior_ppm)
+        for k in range(60):
+            d = (10 + 4 * k) * NS
+            m.add_offset(OffsetEstimate("log", d, int(-12e9 - 5000e-6 * d), 2_000_000, "classical"))
+        d = np.array([50 * NS, 200 * NS])
+        g, unc, _ = m.map(d, smooth=True)
+        return np.abs(g - d - (-12e9 - 5000e-6 * d)), unc
+
+    err, unc = fed(10_000.0)
+    assert np.all(err < 1e6) and np.all(unc < 1e6)
+    _, unc = fed(2000.0)
+    assert np.all(unc == UNKNOWN_UNC_NS)

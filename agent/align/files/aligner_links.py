@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..coarse import EventTrain, coarse_offset
+from ..coarse import EventTrain, coarse_fit
 from ..markers import DEFAULT_RULES, MarkerSemantics
 from ..onset_check import EventAverage
 from ..window import modality_of, sigma_table
@@ -110,9 +110,10 @@ class AlignerLinks:
 
     def _pair_link(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table) -> Link:
         """The aligner's link of ``tr`` to ``otr`` searched around the files' prior (``_prior``); where most of its
-        windows found nothing and no ``offset_s`` was given, the offset of the two streams' whole event trains
-        (``align.coarse``) searched around instead, where it is further than ``COARSE_MOVE_S`` from the prior: kept
-        where it holds more windows."""
+        windows found nothing and no ``offset_s`` was given, the offset (and, where the clocks' rates differ more
+        than a window's events allow, the rate) of the two streams' whole event trains (``coarse.coarse_fit``)
+        searched around instead, where it is further than ``COARSE_MOVE_S`` from the prior: kept where it holds
+        more windows."""
         prior = self._prior(inp, self._ref_range())
         link = self._aligned(inp, tr, other, otr, method, table, prior)
         if inp.spec.options.offset_s is not None or (link.models and len(link.residuals) >= 0.5 * link.windows):
@@ -121,26 +122,30 @@ class AlignerLinks:
         if found is None:
             link.notes.append("no offset stands out over the whole recording either (its clock far from the "
                               "reference's? give --offset-s)")
-        elif abs(found.offset_ns - prior) > COARSE_MOVE_S * NS:
-            again = self._aligned(inp, tr, other, otr, method, table, found.offset_ns)
+        elif abs(found.offset_ns - prior) > COARSE_MOVE_S * NS or found.rate:
+            again = self._aligned(inp, tr, other, otr, method, table, found.offset_ns, found.rate, found.centre_ns)
             if again.models and len(again.residuals) > len(link.residuals):
-                again.notes.insert(0, f"{_far(found.offset_ns)} (where {found.matched} events of the whole "
-                                      f"recording line up; --offset-s {found.offset_ns / NS:.3f} sets it)")
+                at0 = found.offset_ns - found.centre_ns * found.rate  # at the file's zero
+                how = (f"its clock runs about {-found.rate * 1e6:+.0f} ppm against the reference's" if found.rate
+                       else f"--offset-s {at0 / NS:.3f} sets it")
+                again.notes.insert(0, f"{_far(int(at0))} (where {found.matched} events of the whole recording line "
+                                      f"up; {how})")
                 return again
         return link
 
     def _aligned(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table,
-                 prior: int) -> Link:
-        """One pass of the aligner's windows over the pair, searched around ``prior``; where they said the neural
-        path is out of its depth (``align.disagreement``), once more with the classical correlation alone: that
-        link where it holds more windows, with the reason."""
+                 prior: int, rate: float = 0.0, centre_ns: int = 0) -> Link:
+        """One pass of the aligner's windows over the pair, searched around ``prior`` (of ``tr``'s times stretched
+        by ``rate`` about ``centre_ns``: ``links.aligner_link``); where they said the neural path is out of its
+        depth (``align.disagreement``), once more with the classical correlation alone: that link where it holds
+        more windows, with the reason."""
         link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
                             self._pieces_global(inp, tr, False), prior, method, table=table,
                             out_table=self._files_table if table is not None and method == "hybrid" else None,
-                            markers=inp.spec.rules or other.spec.rules)
+                            markers=inp.spec.rules or other.spec.rules, rate=rate, centre_ns=centre_ns)
         if not link.out_of_depth:
             return link
-        alone = self._aligned(inp, tr, other, otr, "classical", None, prior)
+        alone = self._aligned(inp, tr, other, otr, "classical", None, prior, rate, centre_ns)
         if not alone.models or len(alone.residuals) <= len(link.residuals):
             link.notes.append(f"{link.out_of_depth}: fewer windows, not used")
             return link
@@ -148,17 +153,14 @@ class AlignerLinks:
         return alone
 
     def _coarse(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, semantics):
-        """``coarse.coarse_offset`` of the two streams' whole event trains (one more pass over both)."""
+        """``coarse.coarse_fit`` of the two streams' whole event trains (one more pass over both)."""
         trains = []
         for src, track, mapped, partner in ((other, otr, True, tr), (inp, tr, False, otr)):
             train = EventTrain(modality_of(track.info), modality_of(partner.info), semantics)
             for t, x in self._pieces_global(src, track, mapped):
                 train.add(t, x)
             trains.append(train.finish())
-        r, t = trains
-        if not len(r) or not len(t):
-            return None
-        return coarse_offset(r, t, float(r[0] - t[-1]), float(r[-1] - t[0]))
+        return coarse_fit(*trains)
 
     def _onset_check(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack) -> None:
         """A marker log tied to a microphone by the aligner: moved earlier where the microphone's average energy

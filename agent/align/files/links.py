@@ -234,21 +234,27 @@ class _Buf:
 def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Iterator, tgt: Iterator, prior_ns: int,
                  method: str = "hybrid", window_s: float = 16.0, hop_s: float = 4.0,
                  settings: AlignerSettings | None = None, table: SigmaTable | None = None,
-                 out_table: SigmaTable | None = None, markers: tuple = ()) -> Link:
+                 out_table: SigmaTable | None = None, markers: tuple = (), rate: float = 0.0,
+                 centre_ns: int = 0) -> Link:
     """A link from the aligner: ``ref`` yields ``(reference-clock times, data)`` of the reference stream, ``tgt``
     ``(file-clock times, data)`` of the target stream, both in time order.  ``table``: the sigma table its
     windows are calibrated by, with the aligner settings fitted with it (``calibrated_settings``), as the live
     ``AlignmentTracker`` runs them (``settings`` overrides those); ``out_table``: the one its mapped uncertainty
     is calibrated by (``Link.calibration``: the pair's k and g; none, or no entry for the pair: k = 1, g = 0, the
     uncertainty still at least one window's sigma); ``markers``: what a marker stream's lines mean (rules; none:
-    the settings' default words)."""
+    the settings' default words); ``rate``: the target's times are stretched by it about ``centre_ns`` for the
+    windows (a clock that runs fast or slow by more than a window's events allow: ``coarse.coarse_fit``), whose
+    offsets are taken back to the file's own times; ``prior_ns`` is then the offset of the stretched times."""
+    if rate:
+        tgt = ((t + np.rint((np.asarray(t, dtype=np.int64) - centre_ns) * rate).astype(np.int64), x) for t, x in tgt)
     runners = load_runners({modality_of(ref_info), modality_of(tgt_info)}) if method != "classical" else {}
     settings = settings or calibrated_settings(table, False)
     if markers:
         settings = replace(settings, markers=tuple(markers))
     win = WindowAligner(ref_info, tgt_info, runners, settings)
     drift = DriftTracker()
-    model = ClockModel(name, consensus=2, rw_bank_ppm=LINK_RW_PPM)
+    # a clock off by more than the model's skew prior (2000 ppm) allows: the whole recording's rate widens it
+    model = ClockModel(name, consensus=2, rw_bank_ppm=LINK_RW_PPM, skew_prior_ppm=max(2000.0, 2e6 * abs(rate)))
     link = Link(method, {0: model}, notes=[], semantics=win.semantics)
     has = out_table is not None and out_table.has(win.ref_mod, win.tgt_mod)
     link.calibration = out_table.of(win.ref_mod, win.tgt_mod) if has else (1.0, 0.0)
@@ -308,11 +314,14 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
             break
     link.notes += [f"{n} window{'s' if n > 1 else ''}{' like' if n > 1 and reason_kind(why) != why else ''}: {why}"
                    for n, why in sorted(reasons.values(), key=lambda r: -r[0])[:5]]
+    if rate:  # each window's offset at its own file time: ref - d = (ref - w) + (w - d)
+        found = [replace(f, device_ns=(d := centre_ns + int(round((f.device_ns - centre_ns) / (1.0 + rate)))),
+                         offset_ns=f.offset_ns + f.device_ns - d) for f in found]
     if len(found) < MIN_OFFSETS:
         link.models = {}
         return link
     judged, tau, dropped = robust_weighed(found, W / H)
-    why = incoherent(judged)
+    why = incoherent(judged, rate)
     if why:
         link.notes.insert(0, why)
         link.models = {}
@@ -345,8 +354,9 @@ INCOHERENT_NS = 100_000_000
 INCOHERENT_PPM = 2000.0
 
 
-def incoherent(evs: list[OffsetEstimate]) -> str:
-    """Why the windows' offsets are not one recording's offset (see ``INCOHERENT_NS``), or ""."""
+def incoherent(evs: list[OffsetEstimate], rate: float = 0.0) -> str:
+    """Why the windows' offsets are not one recording's offset (see ``INCOHERENT_NS``), or "".  ``rate``: the drift
+    the whole recording's events showed (``coarse.coarse_fit``): the steepness is judged against it."""
     if len(evs) < 2:
         return ""
     d = np.array([e.device_ns for e in evs], dtype=np.int64)
@@ -354,7 +364,8 @@ def incoherent(evs: list[OffsetEstimate]) -> str:
     y = np.array([e.offset_ns - evs[0].offset_ns for e in evs], dtype=np.float64)
     a, b = theil_sen(x, y)
     spread = float(np.median(np.abs(y - a - b * x)))
-    steep = abs(b) / 1e3 > INCOHERENT_PPM and abs(b) * float(x[-1]) > 2 * INCOHERENT_NS  # and far along it
+    off = abs(b - rate * 1e9)  # ns/s off the whole recording's rate
+    steep = off / 1e3 > INCOHERENT_PPM and off * float(x[-1]) > 2 * INCOHERENT_NS  # and far along it
     if spread <= INCOHERENT_NS and not steep:
         return ""
     return (f"the {len(evs)} windows that found an offset do not agree on one ({spread / 1e6:.0f} ms off their "
