@@ -11,7 +11,14 @@ from pathlib import Path
 from synchub.agent.align.files.reference import AlignError, InputSpec
 from synchub.agent.align.markers import rules_from
 from synchub.agent.core.stream import MODALITIES
-from synchub.agent.formats.readers.base import ALIGN_MODES, FORMATS, SYNC_KINDS, InputError, InputOptions
+from synchub.agent.formats.readers.base import (
+    ALIGN_MODES,
+    FORMATS,
+    SYNC_KINDS,
+    TIME_UNITS,
+    InputError,
+    InputOptions,
+)
 from synchub.agent.formats.readers.manifest import Manifest, load_manifest
 from synchub.agent.formats.readers.mcap_json import is_synchub_mcap
 from synchub.argtypes import bit_index, finite, nonnegative, positive
@@ -24,6 +31,9 @@ OPTION_FLAGS: dict[str, tuple[str, object, str]] = {
     "--time-col": ("time_col", str, "CSV/TSV: the time column, in seconds or the unit its name ends with (time_ms; "
                                     "default: time/timestamp/t/onset); MCAP of JSON channels: a time field (e.g. "
                                     "header.stamp; default: log_time)"),
+    "--time-unit": ("time_unit", tuple(u for u in TIME_UNITS if u), "CSV/TSV: the time column's unit where its name "
+                                                                   "does not end with it (ms: an Arduino's millis() "
+                                                                   "in a column named time)"),
     "--delimiter": ("delimiter", str, "CSV/TSV: the delimiter (default: detected)"),
     "--rate-hz": ("rate_hz", nonnegative, "CSV/TSV: the numeric stream's nominal rate (0: irregular)"),
     "--type": ("type", tuple(m for m in MODALITIES if m != "fused"), "CSV/TSV, MCAP of JSON: the numeric stream's type"),

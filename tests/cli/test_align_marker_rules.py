@@ -157,3 +157,14 @@ def test_a_recording_and_its_log_named_alike_are_two_streams(tmp_path, capsys):
     code = main(["align", str(tmp_path / "mic.wav"), str(tmp_path / "mic.csv"), "--json", str(tmp_path / "r.json")])
     rows = {s["name"]: s for s in json.loads((tmp_path / "r.json").read_text())["streams"]}
     assert code == 0 and set(rows) == {"mic.wav", "mic.csv"} and rows["mic.csv"]["samples"] == len(logged)
+
+
+def test_a_log_in_milliseconds_read_as_seconds_is_refused_with_what_to_give(tmp_path, capsys):
+    """An Arduino's millis() in a column named "time": the refusal said "its clock far from the reference's? give
+    --offset-s", which no offset fixes; it says the times span ~1000x the microphone's and to give --time-unit ms."""
+    onsets, logged = _rig(tmp_path, word="tone")
+    (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t * 1000:.1f},tone\n" for t in logged))
+    assert main(["align", str(tmp_path / "mic.wav"), str(tmp_path / "log.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "times span" in err and "milliseconds read as seconds" in err and "--time-unit ms" in err, err
+    assert main(["align", str(tmp_path / "mic.wav"), str(tmp_path / "log.csv"), "--time-unit", "ms"]) == 0

@@ -120,8 +120,8 @@ class AlignerLinks:
             return link
         found = self._coarse(inp, tr, other, otr, link.semantics)
         if found is None:
-            link.notes.append("no offset stands out over the whole recording either (its clock far from the "
-                              "reference's? give --offset-s)")
+            link.notes.append("no offset stands out over the whole recording either (" + (
+                _unit_hint(tr, otr) or "its clock far from the reference's? give --offset-s") + ")")
         elif abs(found.offset_ns - prior) > COARSE_MOVE_S * NS or found.rate:
             again = self._aligned(inp, tr, other, otr, method, table, found.offset_ns, found.rate, found.centre_ns)
             if again.models and len(again.residuals) > len(link.residuals):
@@ -206,5 +206,21 @@ def _far(offset_ns: int) -> str:
 
 
 def leading(notes: list[str], k: int) -> list[str]:
-    """A refusal's reasons: the first ``k`` notes and any later one that says what to try (``--offset-s``)."""
-    return notes[:k] + [n for n in notes[k:] if "--offset-s" in n]
+    """A refusal's reasons: the first ``k`` notes and any later one that says what to try (``--offset-s``,
+    ``--time-unit``)."""
+    return notes[:k] + [n for n in notes[k:] if "--offset-s" in n or "--time-unit" in n]
+
+
+def _unit_hint(tr: StreamTrack, otr: StreamTrack) -> str:
+    """Where one stream's times span about 1000 or a million times the other's over the same events: a time column
+    in milliseconds or microseconds read as seconds (an Arduino's millis() in a column named "time"), or the other
+    way; "" elsewhere."""
+    a, b = (t.last_ns - t.first_ns if t.n > 1 and t.last_ns is not None else 0 for t in (tr, otr))
+    if a <= 0 or b <= 0:
+        return ""
+    r = max(a, b) / min(a, b)
+    for factor, unit, suffix in ((1e3, "milliseconds", "ms"), (1e6, "microseconds", "us")):
+        if factor / 3 <= r <= factor * 3:
+            return (f"{tr.key}'s times span {a / b:.3g}x {otr.key}'s: a time column in {unit} read as seconds, or "
+                    f"seconds as {unit}? give --time-unit {suffix}, or name the column time_{suffix})")
+    return ""

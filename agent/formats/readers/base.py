@@ -46,6 +46,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "openephys": (".oebin",),
     "media": (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".m4a"),
 }
+TIME_UNITS = ("", "s", "ms", "us", "ns")  # a table's time column: its unit ("": seconds, or its name's last word)
 SYNC_KINDS = ("auto", "ttl", "photodiode", "click", "tone")
 ALIGN_MODES = ("auto", "edges", "hybrid", "neural", "classical", "none")
 
@@ -64,7 +65,8 @@ class InputOptions:
     """Per-file options (flags or a manifest entry).
 
     ``name``: stream name of a single-stream file (default: the file's stem).  ``time_col``/``delimiter``: CSV/TSV
-    (the time column in seconds on the file's own clock; detected as time/timestamp/t).  ``rate_hz``/``type``: a
+    (the time column in seconds on the file's own clock; detected as time/timestamp/t); ``time_unit``: that column's
+    unit where its name does not end with it (``ms``: an Arduino's millis() in a column named "time").  ``rate_hz``/``type``: a
     table's numeric stream (0: irregular; LSL type).  ``sync``: the channel (label or 0-based index, ``stream:chan``
     in a multi-stream file) carrying sync pulses; ``sync_kind`` how to find them; ``sync_min_width_s`` /
     ``sync_max_width_s`` the pulse-width rule; ``sync_threshold`` a fixed level instead of the automatic one; ``sync_bit``: the pulses are this bit (0 = least significant)
@@ -81,6 +83,7 @@ class InputOptions:
     format: str = ""
     name: str = ""
     time_col: str = ""
+    time_unit: str = ""
     delimiter: str = ""
     rate_hz: float = 0.0
     type: str = ""
@@ -102,6 +105,8 @@ class InputOptions:
         object.__setattr__(self, "markers", tuple(self.markers))
         if self.format and self.format not in FORMATS:
             raise ValueError(f"unknown format {self.format!r}; allowed: {', '.join(FORMATS)}")
+        if self.time_unit not in TIME_UNITS:
+            raise ValueError(f"unknown time_unit {self.time_unit!r}; allowed: {', '.join(u for u in TIME_UNITS if u)}")
         if self.sync_kind not in SYNC_KINDS:
             raise ValueError(f"unknown sync_kind {self.sync_kind!r}; allowed: {', '.join(SYNC_KINDS)}")
         if self.align not in ALIGN_MODES:

@@ -166,8 +166,9 @@ class TableInput:
         self.phases = []
         self.time_index = self._time_column()
         unit = _UNIT.search(self.columns[self.time_index])
-        # the column's units per second (the micro sign and the Greek mu alike)
-        self.time_divisor = _PER_UNIT[unit.group(1).lower().replace("\u03bc", "\u00b5")] if unit else 1
+        # the column's units per second (the micro sign and the Greek mu alike); the time_unit option first
+        named = unit.group(1).lower().replace("\u03bc", "\u00b5") if unit else "s"
+        self.time_divisor = _PER_UNIT.get(self.options.time_unit or named, 1)
         first = list(itertools.islice(rows, TYPE_ROWS))
         if not first:
             raise InputError(self.path, "no data rows after the header")

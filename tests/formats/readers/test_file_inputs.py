@@ -98,6 +98,17 @@ def test_a_table_without_column_names_reads_with_its_time_column_s_index(tmp_pat
     assert got["serial.c1"][0].device_ns.tolist() == [1_500_000_000, 2_250_000_000]  # the first row is data
 
 
+def test_a_time_column_s_unit_given_where_its_name_does_not_say_it(tmp_path):
+    """An Arduino's millis() in a column named "time": read as seconds, 1000x too long; --time-unit ms."""
+    p = tmp_path / "arduino.csv"
+    p.write_text("time,event\n2336,tone\n5237.5,tone\n")
+    assert _pieces(TableInput(p, InputOptions(time_unit="ms")))["arduino"][0].device_ns.tolist() == [
+        2_336_000_000, 5_237_500_000]
+    assert _pieces(TableInput(p))["arduino"][0].device_ns.tolist() == [2336 * NS, 5237_500_000_000]
+    with pytest.raises(ValueError, match="unknown time_unit 'min'; allowed: s, ms, us, ns"):
+        InputOptions(time_unit="min")
+
+
 def test_time_col_option(tmp_path):
     p = tmp_path / "x.csv"
     p.write_text("clock,v\n1,2\n")
