@@ -15,7 +15,7 @@ from support.signals import tone_bursts
 
 from synchub.agent.align.aligner import AlignResult
 from synchub.agent.align.disagreement import DISAGREE, DisagreementRun, disagreed
-from synchub.agent.align.files.engine import FileAlignment, InputSpec
+from synchub.agent.align.files.engine import AlignError, FileAlignment, InputOptions, InputSpec
 from synchub.agent.align.tracker import AlignmentTracker, calibrated_settings
 from synchub.agent.align.window import load_runners, sigma_table
 from synchub.agent.core.stream import StreamInfo
@@ -90,3 +90,21 @@ def test_the_live_tracker_goes_on_with_the_classical_correlation():
     assert len(est) >= 5 and {e.source for e in est} == {"classical"}, st
     for e in est:
         assert abs(e.offset_ns + offset_ns) < 3_000_000, (e, st)
+
+
+def test_a_pilot_log_too_short_to_decide_says_how_to_decide(tmp_path):
+    """Ten tones in 20 s (a pilot run): the windows disagree, too few to make a run of two window lengths, and the
+    refusal gave no way out; it names --align classical, which ties the log by its onsets."""
+    x, onsets = tone_bursts(16000, 60.0, seed=3)
+    sf.write(tmp_path / "mic.wav", x, 16000)
+    logged = onsets[:10] + 0.3127
+    (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},tone\n" for t in logged))
+    specs = [InputSpec([str(tmp_path / "mic.wav")]), InputSpec([str(tmp_path / "log.csv")])]
+    with pytest.raises(AlignError, match=r"disagree.*--align classical \(the onsets alone\) or --align neural"):
+        FileAlignment(specs).gather()
+    specs[1] = InputSpec([str(tmp_path / "log.csv")], InputOptions(align="classical"))
+    fa = FileAlignment(specs)
+    fa.gather()
+    dev = np.rint(logged * NS).astype(np.int64)
+    mapped, _ = fa.inputs[1].link.map(dev, np.zeros(len(dev), dtype=np.int64))
+    assert np.max(np.abs(mapped - np.rint(onsets[:10] * NS))) < 3e6

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..coarse import EventTrain, coarse_fit
+from ..disagreement import DISAGREE
 from ..markers import DEFAULT_RULES, MarkerSemantics
 from ..onset_check import EventAverage
 from ..window import modality_of, sigma_table
@@ -144,6 +145,9 @@ class AlignerLinks:
                             out_table=self._files_table if table is not None and method == "hybrid" else None,
                             markers=inp.spec.rules or other.spec.rules, rate=rate, centre_ns=centre_ns)
         if not link.out_of_depth:
+            if not link.models and method == "hybrid" and any(DISAGREE in n for n in link.notes):
+                link.notes.append("too few windows to tell whether to trust the neural path or the classical "
+                                  "correlation: --align classical (the onsets alone) or --align neural decides")
             return link
         alone = self._aligned(inp, tr, other, otr, "classical", None, prior, rate, centre_ns)
         if not alone.models or len(alone.residuals) <= len(link.residuals):
@@ -207,8 +211,8 @@ def _far(offset_ns: int) -> str:
 
 def leading(notes: list[str], k: int) -> list[str]:
     """A refusal's reasons: the first ``k`` notes and any later one that says what to try (``--offset-s``,
-    ``--time-unit``)."""
-    return notes[:k] + [n for n in notes[k:] if "--offset-s" in n or "--time-unit" in n]
+    ``--time-unit``, ``--align``)."""
+    return notes[:k] + [n for n in notes[k:] if any(f in n for f in ("--offset-s", "--time-unit", "--align"))]
 
 
 def _unit_hint(tr: StreamTrack, otr: StreamTrack) -> str:
