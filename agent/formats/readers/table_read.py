@@ -254,8 +254,7 @@ class TableInput:
         return any(_COMMA_NUMBER.match(c) for row in csv.reader(body, delimiter=self.delimiter) for c in row)
 
     def _headerless(self, first: list[str]) -> bool:
-        """A file without column names, read so on the user's word: ``time_col`` is a 0-based index and the first
-        row holds a time there."""
+        """A file without column names, on the user's word: ``time_col`` a 0-based index, a time there in row 1."""
         want = self.options.time_col.strip()
         return want.isdigit() and int(want) < len(first) and time_to_ns(first[int(want)]) is not None
 
