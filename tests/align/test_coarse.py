@@ -140,7 +140,7 @@ def test_an_offset_given_is_searched_around_and_a_log_of_other_sounds_says_what_
 def test_windows_that_do_not_agree_on_one_offset_are_chance_peaks():
     """A few accepted windows (fewer than the robust judge's ``MIN_JUDGED``) 1.5-3 s apart, or on a line no clock
     drifts by, made a link before (a log of sounds the microphone never heard, mapped seconds off); now refused."""
-    from synchub.agent.align.files.links import incoherent
+    from synchub.agent.align.files.judge import incoherent
     from synchub.agent.core.evidence import OffsetEstimate
 
     def evs(offsets_ms, step_s=8.0):

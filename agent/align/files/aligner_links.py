@@ -21,6 +21,7 @@ from ..disagreement import DISAGREE
 from ..markers import DEFAULT_RULES, MarkerSemantics
 from ..onset_check import EventAverage
 from ..window import modality_of, sigma_table
+from .judge import STEP_NOTE
 from .links import Link, aligner_link
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class AlignerLinks:
             link.via = f"{tr.key} -> {otr.key}"
             if link.models:
                 inp.link = link
+                self.warnings += [f"{inp.path}: {link.via}: {n}" for n in link.notes if n.startswith(STEP_NOTE)]
                 if not unheard and "marker" in (tr.info.type, otr.info.type):
                     why = ("none of its marker lines matches a marker rule: tied by the neural path alone, which "
                            "does not know what they mean (say it: --marker SENSES:REGEX)")

@@ -10,10 +10,8 @@ went back has two).  Its evidence:
   timing error as sigma;
 * ``aligner_link``: windows of one of its streams aligned against a reference stream by the aligner's public entry
   point (``align.window.WindowAligner.estimate``; accepted results through ``align.drift.DriftTracker``, sigmas scaled
-  by sqrt(window / hop) as ``AlignmentTracker`` does), judged all together once the input is read
-  (``clock.robust.robust_weighed``: windows off the robust line left out, the rest weighed by their scatter beyond
-  their sigmas; ``onto_robust_slope``: the drift of their unweighted robust line), fed as ``OffsetEstimate``
-  evidence.  The uncertainty it maps with is calibrated by the file engine's own table (``out_table``,
+  by sqrt(window / hop) as ``AlignmentTracker`` does), judged all together once the input is read (``judge``: the
+  robust line's, each side of a step on its own), fed as ``OffsetEstimate`` evidence.  The uncertainty it maps with is calibrated by the file engine's own table (``out_table``,
   ``calibration.FILES_TABLE``): without receive times the error left is a bias the windows share (a vowel's onset
   taken for its utterance's start in noise), which the model's average of many windows does not shrink: it is at
   least one window's sigma (``Link.window_sigma_ns``), then scaled and floored.
@@ -40,9 +38,10 @@ from synchub.agent.clock.barcode import BarcodeDecoder
 from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.clock.edge_pairs import EdgePairs, pair_codes, pair_edges
 from synchub.agent.clock.model import R_SCALES, RW_BANK_PPM, ClockModel
-from synchub.agent.clock.robust import onto_robust_slope, robust_weighed, theil_sen, weighted_line
 from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.stream import StreamInfo
+
+from .judge import judge_windows
 
 NS = 1_000_000_000
 MIN_PAIRS = 3
@@ -79,11 +78,12 @@ class Link:
     residuals: list[tuple[int, int]] = field(default_factory=list)  # (file time, evidence - model) ns
     scatter_ns: float = 0.0  # aligner windows: their scatter beyond their sigmas (``clock.robust.robust_weighed``)
     window_sigma_ns: float = 0.0  # aligner windows: one window's sigma (the median of those the model weighs)
-    drift_sigma_ppm: float | None = None  # aligner windows: the 1-sigma of the drift over them (``drift_sigma``)
+    drift_sigma_ppm: float | None = None  # aligner windows: the 1-sigma of the drift over them (``judge.drift_sigma``)
     # aligner links (k, g ns; the file engine's table, else 1, 0): the mapped uncertainty is
     # sqrt((k * sqrt(unc^2 + window_sigma^2 + g^2))^2 + hidden^2); None (edges): as the model reports it
     calibration: tuple[float, float] | None = None
     floor_ns: float = 0.0  # edge links: the timing error every edge shares (a side that paced the pulses)
+    steps: list = field(default_factory=list)  # aligner links: ``align.steps.Step``s between segments of its model
     shift_ns: int = 0  # aligner links: added to every mapped time (``onset_check``: the rise the windows hid) ...
     hidden_ns: float = 0.0  # ... and its 1-sigma: what the average could not see may be as much again (half of it)
     semantics: object = field(default=None, repr=False)  # aligner links: the marker rules its windows read
@@ -112,6 +112,9 @@ class Link:
             u = unc[known].astype(np.float64)
             u = k * np.sqrt(u * u + self.window_sigma_ns ** 2 + g * g)
             unc[known] = np.rint(np.sqrt(u * u + self.hidden_ns ** 2)).astype(np.int64)  # not the table's to scale
+        for s in self.steps:  # between the windows around a step: on either side of it
+            near = known & (t > s.lo_ns) & (t < s.hi_ns)
+            unc[near] = np.maximum(unc[near], abs(s.size_ns))
         return out, unc
 
     def state(self) -> dict:
@@ -273,6 +276,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
 
     d0 = None
     found: list[OffsetEstimate] = []
+    offline: list[OffsetEstimate] = []
     run = DisagreementRun(W)
     while True:
         if d0 is None:
@@ -300,6 +304,8 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
             if res.ok and drift.add(res):
                 found.append(window_evidence(res, name, W / H, table, (win.ref_mod, win.tgt_mod)))
             else:
+                if res.ok:  # off the drift line: an outlier, or the far side of a step (``align.steps``)
+                    offline.append(window_evidence(res, name, W / H, table, (win.ref_mod, win.tgt_mod)))
                 why = res.reason or "offset off the drift line"
                 reasons.setdefault(reason_kind(why), [0, why])[0] += 1
         elif len(tt):
@@ -314,77 +320,20 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
             break
     link.notes += [f"{n} window{'s' if n > 1 else ''}{' like' if n > 1 and reason_kind(why) != why else ''}: {why}"
                    for n, why in sorted(reasons.values(), key=lambda r: -r[0])[:5]]
-    if rate:  # each window's offset at its own file time: ref - d = (ref - w) + (w - d)
-        found = [replace(f, device_ns=(d := centre_ns + int(round((f.device_ns - centre_ns) / (1.0 + rate)))),
-                         offset_ns=f.offset_ns + f.device_ns - d) for f in found]
+    if rate:
+        found, offline = _unstretched(found, rate, centre_ns), _unstretched(offline, rate, centre_ns)
     if len(found) < MIN_OFFSETS:
         link.models = {}
         return link
-    judged, tau, dropped = robust_weighed(found, W / H)
-    why = incoherent(judged, rate)
-    if why:
-        link.notes.insert(0, why)
-        link.models = {}
-        return link
-    found = onto_robust_slope(judged)  # the drift of their robust line (a sigma-weighted one follows confident few)
-    link.scatter_ns = tau
-    if found:
-        link.window_sigma_ns = float(np.median([f.sigma_ns for f in found])) / max(1.0, W / H) ** 0.5  # one window's
-        link.notes.append(f"uncertainty at least one window's sigma ({link.window_sigma_ns / 1e6:.1f} ms: a bias the "
-                          f"windows share does not average out), calibrated x{link.calibration[0]:.2f}")
-    if dropped:
-        link.notes.append(f"{dropped} window{'s' if dropped > 1 else ''}: off the robust line through all of them")
-    if tau > 0:
-        link.notes.append(f"the windows scatter {tau / 1e6:.1f} ms beyond their sigmas: weighed so")
-    link.drift_sigma_ppm = drift_sigma(found)
-    for ev in found:
-        model.add_offset(ev)
-    d = np.array([f.device_ns for f in judged], dtype=np.int64)
-    mapped, _, _ = model.map(d, smooth=True)
-    link.residuals = list(zip(d.tolist(), (np.array([f.offset_ns for f in judged]) - (mapped - d)).tolist(),
-                              strict=True))
+    judge_windows(link, model, found, offline, W / H, rate)
     return link
 
 
-#: Windows whose offsets scatter further than this about their robust line (the median |residual|, ns), or lie on
-#: a line steeper than this (ppm: no crystal drifts so) that moves twice that over them, are chance peaks, not a
-#: recording's offset: a log of sounds the microphone did not hear had 4 of 28 windows accepted, 1.5-3 s apart, too
-#: few for the robust judge (``MIN_JUDGED``) to leave any out.
-INCOHERENT_NS = 100_000_000
-INCOHERENT_PPM = 2000.0
-
-
-def incoherent(evs: list[OffsetEstimate], rate: float = 0.0) -> str:
-    """Why the windows' offsets are not one recording's offset (see ``INCOHERENT_NS``), or "".  ``rate``: the drift
-    the whole recording's events showed (``coarse.coarse_fit``): the steepness is judged against it."""
-    if len(evs) < 2:
-        return ""
-    d = np.array([e.device_ns for e in evs], dtype=np.int64)
-    x = (d - d[0]).astype(np.float64) / NS
-    y = np.array([e.offset_ns - evs[0].offset_ns for e in evs], dtype=np.float64)
-    a, b = theil_sen(x, y)
-    spread = float(np.median(np.abs(y - a - b * x)))
-    off = abs(b - rate * 1e9)  # ns/s off the whole recording's rate
-    steep = off / 1e3 > INCOHERENT_PPM and off * float(x[-1]) > 2 * INCOHERENT_NS  # and far along it
-    if spread <= INCOHERENT_NS and not steep:
-        return ""
-    return (f"the {len(evs)} windows that found an offset do not agree on one ({spread / 1e6:.0f} ms off their "
-            f"line, drift {b / 1e3:.0f} ppm): chance peaks, not this recording's offset")
-
-
-def drift_sigma(evs: list[OffsetEstimate]) -> float | None:
-    """1-sigma (ppm) of the drift of window offsets: the weighted least-squares slope's (each window by its sigma,
-    already widened for the windows' overlap and scatter), scaled up by the residuals' reduced chi-square where they
-    scatter more than their sigmas say.  None with fewer than three windows or no spread in time."""
-    if len(evs) < 3:
-        return None
-    d = np.array([e.device_ns for e in evs], dtype=np.int64)
-    o = np.array([e.offset_ns for e in evs], dtype=np.int64)
-    x, y = (d - d[0]).astype(np.float64) / NS, (o - o[0]).astype(np.float64)  # epoch-sized times stay exact
-    w = 1.0 / np.maximum(np.array([e.sigma_ns for e in evs], dtype=np.float64), 1.0) ** 2
-    line = weighted_line(x, y, w)
-    if line is None:
-        return None
-    a, b, var_b = line
-    chi2 = float(np.sum(w * (y - a - b * x) ** 2)) / (len(evs) - 2)
-    return math.sqrt(max(1.0, chi2) * var_b) / 1e3  # ns per s of device time -> ppm
+def _unstretched(evs: list[OffsetEstimate], rate: float, centre_ns: int) -> list[OffsetEstimate]:
+    """Windows' offsets found on times stretched by ``rate`` about ``centre_ns``, at their own file times:
+    ref - d = (ref - w) + (w - d)."""
+    out = []
+    for f in evs:
+        d = centre_ns + int(round((f.device_ns - centre_ns) / (1.0 + rate)))
+        out.append(replace(f, device_ns=d, offset_ns=f.offset_ns + f.device_ns - d))
+    return out

@@ -56,7 +56,7 @@ def test_the_shipped_file_table_is_the_file_engines_own():
 
 
 def _drift_errors_and_sigmas(noise_ms: float, stated_ms: float, seeds: int = 300):
-    from synchub.agent.align.files.links import drift_sigma
+    from synchub.agent.align.files.judge import drift_sigma
 
     errs, sigs = [], []
     for seed in range(seeds):
@@ -77,6 +77,6 @@ def test_the_drift_sigma_of_an_aligner_link_covers_its_drift_error():
     assert 0.6 <= np.mean(e <= s) <= 0.8
     e, s = _drift_errors_and_sigmas(15.0, 5.0)  # the windows scatter three times their sigmas
     assert 0.6 <= np.mean(e <= s) <= 0.8
-    from synchub.agent.align.files.links import drift_sigma
+    from synchub.agent.align.files.judge import drift_sigma
 
     assert drift_sigma([OffsetEstimate("log", k * NS, 0, 1_000_000, "hybrid") for k in range(2)]) is None

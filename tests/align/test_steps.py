@@ -1,0 +1,90 @@
+"""``align.steps``: where one recording lost a stretch of samples (a USB microphone's dropout) or its clock jumped,
+the windows' offsets after it lie on a line of their own; ``synchub align`` ties each side on its own.
+
+Before: a marker log tied to a WAV that lost 200 ms of samples at 150 s was mapped 200 ms off after the loss with
+a 2 ms uncertainty (the windows after it left out as "off the drift line", the line fitted to those before)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from synchub.agent.align.steps import split_at_steps
+from synchub.agent.core.evidence import OffsetEstimate
+from synchub.agent.core.units import NS
+from synchub.cli import main
+
+sf = pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
+
+
+def _windows(steps=(), n=70, outliers=(), seed=0):
+    """Window offsets every 4 s on a line drifting 50 ppm, 2 ms scatter; ``steps``: (window index, size ns)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n):
+        d = (10 + 4 * k) * NS
+        o = -3.3e9 - 50e-6 * d + rng.normal(0, 2e6) + sum(size for at, size in steps if k >= at)
+        o += 300e6 if k in outliers else 0.0
+        out.append(OffsetEstimate("log", d, int(o), 4_000_000, "classical"))
+    return out
+
+
+@pytest.mark.parametrize("at, size", [(35, -200e6), (8, 1.5e9), (60, -30e6), (20, 500e6)])
+def test_a_step_cuts_the_windows_where_it_is(at, size):
+    evs = _windows([(at, size)])
+    rng = np.random.default_rng(1)
+    pieces, steps = split_at_steps([evs[i] for i in rng.permutation(len(evs))])  # any order
+    assert [len(p) for p in pieces] == [at, len(evs) - at] and len(steps) == 1
+    (s,) = steps
+    assert (s.lo_ns, s.hi_ns) == (evs[at - 1].device_ns, evs[at].device_ns) and abs(s.size_ns - size) < 5e6
+
+
+def test_two_steps_make_three_pieces():
+    pieces, steps = split_at_steps(_windows([(20, -200e6), (50, 400e6)]))
+    assert [len(p) for p in pieces] == [20, 30, 20] and [round(s.size_ns / 1e6, -1) for s in steps] == [-200, 400]
+
+
+@pytest.mark.parametrize("outliers", [(), (5,), (12, 40, 41), (30, 31, 32)])
+def test_outliers_and_a_clean_line_are_no_step(outliers):
+    """A few windows off the line, even three in a row (fewer than ``MIN_SIDE``), are outliers, not a step."""
+    pieces, steps = split_at_steps(_windows(outliers=outliers))
+    assert len(pieces) == 1 and not steps
+
+
+def _tones(rate, seconds, seed=5):
+    rng = np.random.default_rng(seed)
+    onsets = np.cumsum(rng.uniform(1.0, 3.0, int(seconds)))
+    onsets = onsets[onsets < seconds - 2]
+    x = rng.normal(0, 0.01, int(rate * seconds)).astype(np.float32)
+    n = int(0.05 * rate)
+    for t in onsets:
+        i = int(t * rate)
+        x[i:i + n] += (0.5 * np.sin(2 * np.pi * 640 * np.arange(n) / rate)).astype(np.float32)
+    return x, onsets
+
+
+def test_a_wav_that_lost_samples_is_tied_on_either_side_of_the_loss(tmp_path, capsys):
+    from synchub.agent.align.files.engine import FileAlignment, InputSpec
+
+    rate, lost_at, lost_s = 16000, 150.0, 0.2
+    x, onsets = _tones(rate, 300.0)
+    a = int(lost_at * rate)
+    sf.write(tmp_path / "mic.wav", np.concatenate([x[:a], x[a + int(lost_s * rate):]]), rate)
+    heard = (onsets < lost_at) | (onsets > lost_at + lost_s)
+    on = onsets[heard]
+    on_wav = np.where(on < lost_at, on, on - lost_s)  # where each sound is on the WAV's sample clock
+    logged = on * (1 + 50e-6) + 3.3127
+    (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},tone\n" for t in logged))
+    fa = FileAlignment([InputSpec([str(tmp_path / "mic.wav")]), InputSpec([str(tmp_path / "log.csv")])])
+    fa.gather()
+    link = fa.inputs[1].link
+    dev = np.rint(logged * NS).astype(np.int64)
+    mapped, unc = link.map(dev, np.zeros(len(dev), dtype=np.int64))
+    err = np.abs(mapped - np.rint(on_wav * NS))
+    assert np.all((err < 1e6) | (unc >= 0.9 * lost_s * NS)), (logged[err >= 1e6], unc[err >= 1e6])
+    assert np.mean(err < 1e6) > 0.9 and len(link.steps) == 1
+    assert main(["align", str(tmp_path / "mic.wav"), str(tmp_path / "log.csv"), "--json", str(tmp_path / "r.json")]) == 0
+    (w,) = json.loads((tmp_path / "r.json").read_text())["warnings"]
+    assert "the offset steps by -200 ms" in w and "samples lost" in w and w in capsys.readouterr().err
