@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from support.signals import tone_bursts
 
 from synchub.agent.align.steps import split_at_steps
 from synchub.agent.core.evidence import OffsetEstimate
@@ -53,23 +54,11 @@ def test_outliers_and_a_clean_line_are_no_step(outliers):
     assert len(pieces) == 1 and not steps
 
 
-def _tones(rate, seconds, seed=5):
-    rng = np.random.default_rng(seed)
-    onsets = np.cumsum(rng.uniform(1.0, 3.0, int(seconds)))
-    onsets = onsets[onsets < seconds - 2]
-    x = rng.normal(0, 0.01, int(rate * seconds)).astype(np.float32)
-    n = int(0.05 * rate)
-    for t in onsets:
-        i = int(t * rate)
-        x[i:i + n] += (0.5 * np.sin(2 * np.pi * 640 * np.arange(n) / rate)).astype(np.float32)
-    return x, onsets
-
-
 def test_a_wav_that_lost_samples_is_tied_on_either_side_of_the_loss(tmp_path, capsys):
     from synchub.agent.align.files.engine import FileAlignment, InputSpec
 
     rate, lost_at, lost_s = 16000, 150.0, 0.2
-    x, onsets = _tones(rate, 300.0)
+    x, onsets = tone_bursts(rate, 300.0, seed=5)
     a = int(lost_at * rate)
     sf.write(tmp_path / "mic.wav", np.concatenate([x[:a], x[a + int(lost_s * rate):]]), rate)
     heard = (onsets < lost_at) | (onsets > lost_at + lost_s)
