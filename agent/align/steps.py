@@ -27,6 +27,7 @@ MIN_STEP_NS = 10_000_000
 STEP_X = 4.0
 MAX_STEPS = 4
 CAP = 10.0  # a window's share of a cut's cost: its residual in sigmas, at most this
+GRID = 60  # cuts tried first along a piece
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,16 @@ def _best_split(evs: list[OffsetEstimate], force: bool = False) -> tuple[int, St
     if n < 2 * MIN_SIDE:
         return None
     sig = np.maximum(np.array([e.sigma_ns for e in evs], dtype=np.float64), 1.0)
-    best = None
-    for k in range(MIN_SIDE, n - MIN_SIDE + 1):
+
+    def cut(k: int) -> tuple[float, int, float, float]:
         (r1, a1, b1), (r2, a2, b2) = _side(evs[:k]), _side(evs[k:])
-        cost = float(np.sum(np.minimum(np.abs(np.r_[r1, r2]) / sig, CAP)))
-        if best is None or cost < best[0]:
-            at = 0.5 * (evs[k - 1].device_ns + evs[k].device_ns)
-            spread = float(np.median(np.abs(np.r_[r1, r2])))
-            best = (cost, k, (a2 + b2 * at) - (a1 + b1 * at), spread)
+        at = 0.5 * (evs[k - 1].device_ns + evs[k].device_ns)
+        return (float(np.sum(np.minimum(np.abs(np.r_[r1, r2]) / sig, CAP))), k, (a2 + b2 * at) - (a1 + b1 * at),
+                float(np.median(np.abs(np.r_[r1, r2]))))
+
+    stride = max(1, n // GRID)  # every stride-th cut, then every cut around the best of those (a long recording's
+    best = min(cut(k) for k in range(MIN_SIDE, n - MIN_SIDE + 1, stride))  # thousands of windows)
+    best = min(cut(k) for k in range(max(MIN_SIDE, best[1] - stride), min(n - MIN_SIDE, best[1] + stride) + 1))
     cost, k, size, spread = best
     whole = float(np.sum(np.minimum(np.abs(_side(evs)[0]) / sig, CAP)))  # one line through all of them
     sigma = float(np.median(sig[max(0, k - MIN_SIDE): k + MIN_SIDE]))
