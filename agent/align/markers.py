@@ -134,6 +134,10 @@ DEFAULT_RULES: tuple[MarkerRule, ...] = (
     # words joined by underscores (LED_ON, screen_flip) count as words, as in the rule above
     MarkerRule(r"(\b|_)(leds?|lights?|flash(es|ed)?|lamps?|screens?|displays?|visual|photodiode|strobe|flicker)(\b|_)",
                ("visible",)),
+    # PsychoPy: a visual stimulus drawn from the next flip on or no more ("<name>: autoDraw = True|False" in its log),
+    # and the Builder's visual components by their default names ("image started" in its data file)
+    MarkerRule(r"\bautoDraw\s*=\s*(True|False)\b|(\b|_)(image|picture|grating|gabor|polygon|movie)(\b|_)",
+               ("visible",), end_senses=("visible",)),
 )
 
 

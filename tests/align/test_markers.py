@@ -178,3 +178,16 @@ def test_a_numeric_marker_sample_is_the_code_it_logs(sample, line):
     assert marker_text(sample) == line
     rules = M.MarkerSemantics([{"pattern": "^12$", "senses": "audible"}])
     assert len(rules.events([0], [np.array([12.0])], "audio").t_ns) == 1
+
+
+@pytest.mark.parametrize("line, seen", [
+    ("text: autoDraw = True", "video"), ("fixation: autoDraw = False", "video"), ("image started", "video"),
+    ("polygon_2 stopped", "video"), ("Sound sound_1 started", "audio"), ("key_resp started", None),
+    ("imageFile=x.png", None)])
+def test_psychopy_s_visual_stimuli_are_seen_by_a_camera_by_default(line, seen):
+    """PsychoPy logs a visual stimulus as '<name>: autoDraw = True' (drawn from the next flip on) and '... = False'
+    (gone), and its data file as '<component> started' under the Builder's default names (image, polygon, ...): no
+    default rule matched them, so a camera filming the screen could not be tied to a PsychoPy log without rules."""
+    m = M.MarkerSemantics()
+    got = {p for p in ("audio", "video", "imu") if len(m.events([0], [line], p).t_ns)}
+    assert got == ({seen} if seen else set())
