@@ -139,8 +139,9 @@ def test_bad_samples_are_left_out_and_a_click_train_is_thinned():
 
 
 def test_the_engine_averages_only_the_markers_its_link_maps(tmp_path, monkeypatch):
-    """A log whose clock went back 50 s halfway: the aligner link maps its first timeline only; the markers of the
-    second, at their raw file times, were averaged with the rest (random audio around them: a real bias diluted)."""
+    """A log whose clock went back 50 s near its end: the aligner link maps its first timeline only (the second's
+    lines are of sounds not heard); the markers of the second, at their raw file times, were averaged with the rest (random audio
+    around them: a real bias diluted)."""
     sf = pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
     from synchub.agent.align.files import aligner_links, reference
     from synchub.agent.align.files.engine import FileAlignment
@@ -148,7 +149,8 @@ def test_the_engine_averages_only_the_markers_its_link_maps(tmp_path, monkeypatc
     t, x, truth = _scene(seconds=120.0, n_events=60, swell_ms=20.0, background=0.05)
     sf.write(tmp_path / "mic.wav", x.astype(np.float32), FS, subtype="FLOAT")
     dev = truth + int(1.5 * NS)
-    dev[30:] -= 50 * NS
+    dev[54:] -= 50 * NS  # six lines after the reset, of sounds the microphone did not hear: no tie for them
+    dev[54:] += np.random.default_rng(3).uniform(-0.8e9, 0.8e9, 6).astype(np.int64)
     (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{d // NS}.{d % NS:09d},sound\n" for d in dev.tolist()))
     seen = []
 
@@ -160,4 +162,4 @@ def test_the_engine_averages_only_the_markers_its_link_maps(tmp_path, monkeypatc
     monkeypatch.setattr(aligner_links, "EventAverage", Spy)
     fa = FileAlignment([reference.InputSpec([str(tmp_path / "mic.wav")]), reference.InputSpec([str(tmp_path / "log.csv")])])
     fa.gather()
-    assert set(fa.inputs[1].link.models) == {0} and seen == [30]
+    assert set(fa.inputs[1].link.models) == {0} and seen == [54]

@@ -168,3 +168,30 @@ def test_a_log_in_milliseconds_read_as_seconds_is_refused_with_what_to_give(tmp_
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "times span" in err and "milliseconds read as seconds" in err and "--time-unit ms" in err, err
     assert main(["align", str(tmp_path / "mic.wav"), str(tmp_path / "log.csv"), "--time-unit", "ms"]) == 0
+
+
+def test_a_log_whose_clock_restarted_for_a_second_run_ties_both_runs(tmp_path, capsys):
+    """One WAV of two runs, the log's clock restarted at the second (its times from 0.5 s again): both runs' times
+    overlap, the windows over the whole log mixed them, and the one model tied the first run to the second's
+    offset (57.7 s off) while the second stayed unmapped.  Each timeline is tied on its own now; one that cannot be
+    tied (its lines of sounds not heard) is said in a warning."""
+    onsets, logged = _rig(tmp_path, word="tone")
+    n = len(onsets) // 2
+    second = onsets[n:] - onsets[n] + 0.5
+    (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},tone\n" for t in np.r_[logged[:n], second]))
+    classical = InputOptions(align="classical")  # tones: the hybrid needs 32 s of windows to trust the onsets alone
+    fa = FileAlignment([InputSpec([str(tmp_path / "mic.wav")]), InputSpec([str(tmp_path / "log.csv")], classical)])
+    fa.gather()
+    link = fa.inputs[1].link
+    assert set(link.models) == {0, 1}, link.notes
+    dev = np.rint(np.r_[logged[:n], second] * NS).astype(np.int64)
+    tl = np.r_[np.zeros(n, dtype=np.int64), np.ones(len(onsets) - n, dtype=np.int64)]
+    mapped, unc = link.map(dev, tl)
+    assert np.max(np.abs(mapped - np.rint(onsets * NS))) < 3e6 and np.all(unc < 10e6)
+    heard_not = np.sort(np.random.default_rng(2).uniform(0.5, 14.0, 6))  # six lines after it, of sounds not heard
+    short = np.r_[logged[:-6], heard_not]
+    (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},tone\n" for t in short))
+    assert main(["align", str(tmp_path / "mic.wav"), str(tmp_path / "log.csv"), "--align", "classical", "--json",
+                 str(tmp_path / "r.json")]) == 0
+    warnings = json.loads((tmp_path / "r.json").read_text())["warnings"]
+    assert any("timeline 2 of its clock (after a reset): not tied" in w for w in warnings), warnings

@@ -11,6 +11,7 @@ a microphone is then checked against the average energy around its sounds (``ali
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from .tracks import StreamTrack
 
 NS = 1_000_000_000
+NOT_TIED = "not tied: its samples are left unmapped"  # a timeline of a reset clock the aligner found nothing on
 #: an offset found over the whole recording (``align.coarse``) is searched around only this far from the prior (s)
 COARSE_MOVE_S = 1.0
 #: Modalities the aligner pairs best, best first (target modality, reference modality).
@@ -81,7 +83,8 @@ class AlignerLinks:
             link.via = f"{tr.key} -> {otr.key}"
             if link.models:
                 inp.link = link
-                self.warnings += [f"{inp.path}: {link.via}: {n}" for n in link.notes if n.startswith(STEP_NOTE)]
+                self.warnings += [f"{inp.path}: {link.via}: {n}" for n in link.notes
+                                  if STEP_NOTE in n or NOT_TIED in n]
                 if not unheard and "marker" in (tr.info.type, otr.info.type):
                     why = ("none of its marker lines matches a marker rule: tied by the neural path alone, which "
                            "does not know what they mean (say it: --marker SENSES:REGEX)")
@@ -112,21 +115,31 @@ class AlignerLinks:
         return heard
 
     def _pair_link(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table) -> Link:
-        """The aligner's link of ``tr`` to ``otr`` searched around the files' prior (``_prior``); where most of its
+        """The aligner's link of ``tr`` to ``otr``: of each timeline of ``tr``'s clock on its own where it was reset
+        (a log whose times restart at a second run: its runs' times overlap, so windows over all of them mixed the
+        runs, and the one model tied to one of them mapped the other's offset), joined (``_joined``)."""
+        if not tr.timelines:
+            return self._timeline_link(inp, tr, other, otr, method, table, None)
+        return _joined([self._timeline_link(inp, tr, other, otr, method, table, k) for k in range(tr.timelines + 1)])
+
+    def _timeline_link(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table,
+                       timeline: int | None) -> Link:
+        """The aligner's link of ``tr`` (its ``timeline``, or all) to ``otr`` searched around the files' prior (``_prior``); where most of its
         windows found nothing and no ``offset_s`` was given, the offset (and, where the clocks' rates differ more
         than a window's events allow, the rate) of the two streams' whole event trains (``coarse.coarse_fit``)
         searched around instead, where it is further than ``COARSE_MOVE_S`` from the prior: kept where it holds
         more windows."""
         prior = self._prior(inp, self._ref_range())
-        link = self._aligned(inp, tr, other, otr, method, table, prior)
+        link = self._aligned(inp, tr, other, otr, method, table, prior, timeline=timeline)
         if inp.spec.options.offset_s is not None or (link.models and len(link.residuals) >= 0.5 * link.windows):
             return link
-        found = self._coarse(inp, tr, other, otr, link.semantics)
+        found = self._coarse(inp, tr, other, otr, link.semantics, timeline)
         if found is None:
             link.notes.append("no offset stands out over the whole recording either (" + (
                 _unit_hint(tr, otr) or "its clock far from the reference's? give --offset-s") + ")")
         elif abs(found.offset_ns - prior) > COARSE_MOVE_S * NS or found.rate:
-            again = self._aligned(inp, tr, other, otr, method, table, found.offset_ns, found.rate, found.centre_ns)
+            again = self._aligned(inp, tr, other, otr, method, table, found.offset_ns, found.rate, found.centre_ns,
+                                  timeline)
             if again.models and len(again.residuals) > len(link.residuals):
                 at0 = found.offset_ns - found.centre_ns * found.rate  # at the file's zero
                 how = (f"its clock runs about {-found.rate * 1e6:+.0f} ppm against the reference's" if found.rate
@@ -137,13 +150,13 @@ class AlignerLinks:
         return link
 
     def _aligned(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table,
-                 prior: int, rate: float = 0.0, centre_ns: int = 0) -> Link:
+                 prior: int, rate: float = 0.0, centre_ns: int = 0, timeline: int | None = None) -> Link:
         """One pass of the aligner's windows over the pair, searched around ``prior`` (of ``tr``'s times stretched
         by ``rate`` about ``centre_ns``: ``links.aligner_link``); where they said the neural path is out of its
         depth (``align.disagreement``), once more with the classical correlation alone: that link where it holds
         more windows, with the reason."""
         link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
-                            self._pieces_global(inp, tr, False), prior, method, table=table,
+                            self._pieces_global(inp, tr, False, timeline=timeline), prior, method, table=table,
                             out_table=self._files_table if table is not None and method == "hybrid" else None,
                             markers=inp.spec.rules or other.spec.rules, rate=rate, centre_ns=centre_ns)
         if not link.out_of_depth:
@@ -151,19 +164,21 @@ class AlignerLinks:
                 link.notes.append("too few windows to tell whether to trust the neural path or the classical "
                                   "correlation: --align classical (the onsets alone) or --align neural decides")
             return link
-        alone = self._aligned(inp, tr, other, otr, "classical", None, prior, rate, centre_ns)
+        alone = self._aligned(inp, tr, other, otr, "classical", None, prior, rate, centre_ns, timeline)
         if not alone.models or len(alone.residuals) <= len(link.residuals):
             link.notes.append(f"{link.out_of_depth}: fewer windows, not used")
             return link
         alone.notes.insert(0, link.out_of_depth)
         return alone
 
-    def _coarse(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, semantics):
-        """``coarse.coarse_fit`` of the two streams' whole event trains (one more pass over both)."""
+    def _coarse(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, semantics,
+                timeline: int | None = None):
+        """``coarse.coarse_fit`` of the two streams' whole event trains (one more pass over both; of ``tr``, its
+        ``timeline`` or all)."""
         trains = []
-        for src, track, mapped, partner in ((other, otr, True, tr), (inp, tr, False, otr)):
+        for src, track, mapped, partner, tl in ((other, otr, True, tr, None), (inp, tr, False, otr, timeline)):
             train = EventTrain(modality_of(track.info), modality_of(partner.info), semantics)
-            for t, x in self._pieces_global(src, track, mapped):
+            for t, x in self._pieces_global(src, track, mapped, timeline=tl):
                 train.add(t, x)
             trains.append(train.finish())
         return coarse_fit(*trains)
@@ -200,6 +215,21 @@ class AlignerLinks:
         link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
         link.notes.append(f"{rise} (onsets under loud background are found late): moved "
                           f"{'earlier' if link.shift_ns < 0 else 'later'} by that, half that added to its uncertainty")
+
+
+def _joined(links: list[Link]) -> Link:
+    """One link of a stream whose clock was reset, from one per timeline (``links[k]``, each of a model ``0``): each
+    tied timeline's model as ``models[k]``, every note with its timeline, a note for each timeline not tied (its
+    samples stay unmapped: the engine warns of it); the rest from the timeline with the most windows."""
+    tied = [(k, lk) for k, lk in enumerate(links) if lk.models]
+    base = max(tied, key=lambda kl: len(kl[1].residuals))[1] if tied else links[0]
+    notes = [f"timeline {k + 1}: {n}" for k, lk in enumerate(links) for n in lk.notes]
+    if tied:
+        notes += [f"timeline {k + 1} of its clock (after a reset): {NOT_TIED}" for k, lk in enumerate(links)
+                  if not lk.models]
+    return replace(base, models={k: lk.models[0] for k, lk in tied}, notes=notes,
+                   residuals=[r for _, lk in tied for r in lk.residuals], windows=sum(lk.windows for lk in links),
+                   steps=[st for _, lk in tied for st in lk.steps])
 
 
 def _far(offset_ns: int) -> str:

@@ -202,23 +202,30 @@ class ReferenceLinks(AlignerLinks):
         link.via = f"{tr.key} -> {otr.key}"
         return link
 
-    def _pieces_global(self, inp: _Input, tr: StreamTrack, to_ref: bool,
-                       mapped_only: bool = False) -> Iterator[tuple[np.ndarray, object]]:
+    def _pieces_global(self, inp: _Input, tr: StreamTrack, to_ref: bool, mapped_only: bool = False,
+                       timeline: int | None = None) -> Iterator[tuple[np.ndarray, object]]:
         """``tr``'s pieces: (file or reference-clock times, data); ``mapped_only``: without the samples no model maps
-        (a timeline the link did not reach)."""
+        (a timeline the link did not reach); ``timeline``: only the samples of that timeline of its clock."""
         tr.restart()
         for p in self._read(inp, evidence=False, streams={tr.key}):
             if p.stream != tr.key:
                 continue
             _, ft, _, tl, _ = tr.file_times(p)
             data = p.data if isinstance(p.data, list) else np.asarray(p.data, dtype=np.float32)
+            if timeline is not None and not np.all(mine := tl == timeline):
+                ft, tl, data = ft[mine], tl[mine], _take(data, mine)
             if to_ref:
                 ft, unc = self._global(inp, tr, ft, tl)
                 if mapped_only and not np.all(known := unc < UNKNOWN_UNC_NS):
-                    ft = ft[known]
-                    data = [x for x, k in zip(data, known, strict=True) if k] if isinstance(data, list) else data[known]
-            yield ft, data
+                    ft, data = ft[known], _take(data, known)
+            if len(ft):
+                yield ft, data
         tr.restart()
+
+def _take(data, keep: np.ndarray):
+    """The samples of a piece's data (rows, or a list of lines) where ``keep``."""
+    return [x for x, k in zip(data, keep, strict=True) if k] if isinstance(data, list) else data[keep]
+
 
 def nothing_to_align(inp: _Input, default: str) -> AlignError:
     """The one-line refusal of an input with no usable link: the link's first notes and any that says what to try
