@@ -124,11 +124,11 @@ class AlignerLinks:
 
     def _timeline_link(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table,
                        timeline: int | None) -> Link:
-        """The aligner's link of ``tr`` (its ``timeline``, or all) to ``otr`` searched around the files' prior (``_prior``); where most of its
-        windows found nothing and no ``offset_s`` was given, the offset (and, where the clocks' rates differ more
-        than a window's events allow, the rate) of the two streams' whole event trains (``coarse.coarse_fit``)
-        searched around instead, where it is further than ``COARSE_MOVE_S`` from the prior: kept where it holds
-        more windows."""
+        """The aligner's link of ``tr`` (its ``timeline``, or all) to ``otr`` searched around the files' prior
+        (``_prior``); where most of its windows found nothing and no ``offset_s`` was given, the offset (and, where
+        the clocks' rates differ more than a window's events allow, the rate) of the two streams' whole event trains
+        (``coarse.coarse_fit``) searched around instead, where it is further than ``COARSE_MOVE_S`` from the prior:
+        kept where it holds more windows."""
         prior = self._prior(inp, self._ref_range())
         link = self._aligned(inp, tr, other, otr, method, table, prior, timeline=timeline)
         if inp.spec.options.offset_s is not None or (link.models and len(link.residuals) >= 0.5 * link.windows):
