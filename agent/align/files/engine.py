@@ -99,7 +99,8 @@ class SessionFeed:
 def _distinct_names(inputs: list[_Input], names: dict[str, int]) -> list[tuple[_Input, str, str]]:
     """New names for the streams two inputs share a name of: ``<file stem>.<name>``; where that is shared too (a
     ``rec.wav`` and a ``rec.csv``, each one stream named ``rec``), the file's name (``rec.wav``, or
-    ``<file name>.<name>``), else the input's number after the file's name (``rec.csv#3``).  (input, old name, new name) for each."""
+    ``<file name>.<name>``), else the input's number after the file's name (``rec.csv#3``).  (input, old name, new
+    name) for each."""
     taken = {k for k, n in names.items() if n == 1}
     todo = [(inp, key) for inp in inputs for key in inp.tracks if names[key] > 1]
 
