@@ -108,3 +108,22 @@ def test_a_pilot_log_too_short_to_decide_says_how_to_decide(tmp_path):
     dev = np.rint(logged * NS).astype(np.int64)
     mapped, _ = fa.inputs[1].link.map(dev, np.zeros(len(dev), dtype=np.int64))
     assert np.max(np.abs(mapped - np.rint(onsets[:10] * NS))) < 3e6
+
+
+def test_a_stereo_recorder_s_ttl_channel_is_not_heard_by_the_aligner(tmp_path):
+    """A recorder with the microphone on one side and a rig's 1 Hz TTL on the other, named as the sync channel
+    (--sync 1): the aligner heard the pulses with the tones (every window's onsets the pulses' edges), and a tone
+    log was mapped ~104 ms late (the neural path alone, 57 ms sigma).  The sync channel is left out of what the
+    aligner hears."""
+    rate = 16000
+    x, onsets = tone_bursts(rate, 120.0)
+    ttl = np.where(np.arange(len(x)) % rate < 0.01 * rate, 0.8, 0.0).astype(np.float32)
+    sf.write(tmp_path / "rec.wav", np.stack([x, ttl], 1), rate)
+    logged = onsets * (1 + 80e-6) + 0.3127
+    (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},tone\n" for t in logged))
+    fa = FileAlignment([InputSpec([str(tmp_path / "rec.wav")], InputOptions(sync="1", sync_kind="ttl")),
+                        InputSpec([str(tmp_path / "log.csv")])])
+    fa.gather()
+    dev = np.rint(logged * NS).astype(np.int64)
+    mapped, unc = fa.inputs[1].link.map(dev, np.zeros(len(dev), dtype=np.int64))
+    assert np.max(np.abs(mapped - np.rint(onsets * NS))) < 3e6 and np.all(unc < 5e6)

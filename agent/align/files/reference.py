@@ -204,14 +204,17 @@ class ReferenceLinks(AlignerLinks):
 
     def _pieces_global(self, inp: _Input, tr: StreamTrack, to_ref: bool, mapped_only: bool = False,
                        timeline: int | None = None) -> Iterator[tuple[np.ndarray, object]]:
-        """``tr``'s pieces: (file or reference-clock times, data); ``mapped_only``: without the samples no model maps
-        (a timeline the link did not reach); ``timeline``: only the samples of that timeline of its clock."""
+        """``tr``'s pieces: (file or reference-clock times, data), without its sync channel where it has others (a
+        stereo recorder's TTL beside its microphone: the aligner heard the pulses); ``mapped_only``: without the
+        samples no model maps (a timeline the link did not reach); ``timeline``: only that timeline's samples."""
         tr.restart()
         for p in self._read(inp, evidence=False, streams={tr.key}):
             if p.stream != tr.key:
                 continue
             _, ft, _, tl, _ = tr.file_times(p)
             data = p.data if isinstance(p.data, list) else np.asarray(p.data, dtype=np.float32)
+            if tr.sync is not None and not isinstance(data, list) and data.ndim == 2 and data.shape[1] > 1:
+                data = np.delete(data, tr.sync[0], axis=1)  # the sync channel's pulses are not what the sensor saw
             if timeline is not None and not np.all(mine := tl == timeline):
                 ft, tl, data = ft[mine], tl[mine], _take(data, mine)
             if to_ref:
