@@ -69,13 +69,14 @@ class AlignerLinks:
         method = "hybrid" if mode == "auto" else mode
         linked = [i for i in self.inputs if i.link is not None and (i.link.models or i.link.method == "reference")]
         cands = []
+        heard: dict = {}  # (marker track, partner modality, rules) -> its lines the partner senses: one read each
         for rank, (tm, rm) in enumerate(PAIRS):
             for tr in inp.tracks.values():
                 for other in linked:
                     for otr in other.tracks.values():
                         if tr.n and otr.n and tr.info.type == tm and otr.info.type == rm:
-                            cands.append((rank, -self._heard(inp, tr, other, otr), other is not self.ref_input, tr,
-                                          other, otr))
+                            cands.append((rank, -self._heard(inp, tr, other, otr, heard), other is not self.ref_input,
+                                          tr, other, otr))
         notes: list[str] = []
         table = self._sigma_table if cands and method != "classical" else None
         for _, unheard, _, tr, other, otr in sorted(cands, key=lambda c: c[:3])[:3]:
@@ -101,18 +102,21 @@ class AlignerLinks:
                 sorted({tr.info.type for tr in inp.tracks.values()})) + ")")
         inp.link = Link(method, notes=notes)
 
-    def _heard(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack) -> int:
+    def _heard(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, cache: dict) -> int:
         """How many of a marker stream's lines (either side of the pair) log an event the other stream senses, by its
         marker rules: of a log's several text columns (a trial's condition, the stimulus played), the one that says
-        what the sensor registers is tied first.  0 for a pair without a marker stream."""
+        what the sensor registers is tied first.  0 for a pair without a marker stream.  ``cache``: the counts so
+        far (a log paired with several streams of one kind is read once)."""
         if (tr.info.type == "marker") == (otr.info.type == "marker"):
             return 0
         src, track, partner = (inp, tr, otr) if tr.info.type == "marker" else (other, otr, tr)
-        semantics = MarkerSemantics(inp.spec.rules or other.spec.rules or DEFAULT_RULES)
-        heard = 0
-        for t, x in self._pieces_global(src, track, False):
-            heard += len(semantics.events(t, x, modality_of(partner.info)).t_ns)
-        return heard
+        rules = _rules(inp, other) or DEFAULT_RULES
+        key = (track.key, modality_of(partner.info), rules)
+        if key not in cache:
+            semantics = MarkerSemantics(rules)
+            pieces = self._pieces_global(src, track, False)
+            cache[key] = sum(len(semantics.events(t, x, key[1]).t_ns) for t, x in pieces)
+        return cache[key]
 
     def _pair_link(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table) -> Link:
         """The aligner's link of ``tr`` to ``otr``: of each timeline of ``tr``'s clock on its own where it was reset
@@ -158,7 +162,7 @@ class AlignerLinks:
         link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
                             self._pieces_global(inp, tr, False, timeline=timeline), prior, method, table=table,
                             out_table=self._files_table if table is not None and method == "hybrid" else None,
-                            markers=inp.spec.rules or other.spec.rules, rate=rate, centre_ns=centre_ns)
+                            markers=_rules(inp, other), rate=rate, centre_ns=centre_ns)
         if not link.out_of_depth:
             if not link.models and method == "hybrid" and any(DISAGREE in n for n in link.notes):
                 link.notes.append("too few windows to tell whether to trust the neural path or the classical "
@@ -215,6 +219,12 @@ class AlignerLinks:
         link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
         link.notes.append(f"{rise} (onsets under loud background are found late): moved "
                           f"{'earlier' if link.shift_ns < 0 else 'later'} by that, half that added to its uncertainty")
+
+
+def _rules(inp: _Input, other: _Input) -> tuple:
+    """The marker rules a pair's marker stream is read with: those given for either input (``--marker``, a manifest's
+    ``markers``); empty: the default words."""
+    return inp.spec.rules or other.spec.rules
 
 
 def _joined(links: list[Link]) -> Link:

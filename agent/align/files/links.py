@@ -12,9 +12,10 @@ went back has two).  Its evidence:
   point (``align.window.WindowAligner.estimate``; accepted results through ``align.drift.DriftTracker``, sigmas scaled
   by sqrt(window / hop) as ``AlignmentTracker`` does), judged all together once the input is read (``judge``: the
   robust line's, each side of a step on its own), fed as ``OffsetEstimate`` evidence.  The uncertainty it maps
-  with is calibrated by the file engine's own table (``out_table``, ``calibration.FILES_TABLE``): without receive times the error left is a bias the windows share (a vowel's onset
-  taken for its utterance's start in noise), which the model's average of many windows does not shrink: it is at
-  least one window's sigma (``Link.window_sigma_ns``), then scaled and floored.
+  with is calibrated by the file engine's own table (``out_table``, ``calibration.FILES_TABLE``): without receive
+  times the error left is a bias the windows share (a vowel's onset taken for its utterance's start in noise), which
+  the model's average of many windows does not shrink: it is at least one window's sigma (``Link.window_sigma_ns``),
+  then scaled and floored.
 
 Both read bounded windows of data: the aligner's buffers hold one window plus its search range.  Pure apart from
 iterating the pieces it is given.

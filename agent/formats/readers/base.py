@@ -64,20 +64,21 @@ class InputError(ValueError):
 class InputOptions:
     """Per-file options (flags or a manifest entry).
 
-    ``name``: stream name of a single-stream file (default: the file's stem).  ``time_col``/``delimiter``: CSV/TSV
+    ``name``: stream name of a single-stream file (default: the file's stem). ``time_col``/``delimiter``: CSV/TSV
     (the time column in seconds on the file's own clock; detected as time/timestamp/t); ``time_unit``: that column's
-    unit where its name does not end with it (``ms``: an Arduino's millis() in a column named "time").  ``rate_hz``/``type``: a
-    table's numeric stream (0: irregular; LSL type).  ``sync``: the channel (label or 0-based index, ``stream:chan``
-    in a multi-stream file) carrying sync pulses; ``sync_kind`` how to find them; ``sync_min_width_s`` /
-    ``sync_max_width_s`` the pulse-width rule; ``sync_threshold`` a fixed level instead of the automatic one; ``sync_bit``: the pulses are this bit (0 = least significant)
-    of the sync channel's integer values (a digital word: a SpikeGLX ``SY0``/``XD0``, a BDF ``Status``);
-    ``barcode`` decode 32-bit barcodes in it.  ``offset_s``: a guess of reference minus this file's clock (what
-    picks among a periodic train's pairings, and the aligner's search centre; default: the files started together,
-    as TPrime assumes, or, for the aligner, the same clock where their times overlap).  ``align``: how this file is
-    tied to the reference when it is not the reference (``auto``: sync edges, else the aligner's ``hybrid``).
-    ``dejitter``: replace a regular stream's stamps by a line per segment (pyxdf's jitter removal).  ``markers``: what
-    a marker log's lines mean, as the agent's ``[[stream]] markers`` (``align.markers.rules_from``'s dictionaries,
-    checked by the engine's ``InputSpec``); empty: the default words.
+    unit where its name does not end with it (``ms``: an Arduino's millis() in a column named "time").
+    ``rate_hz``/``type``: a table's numeric stream (0: irregular; LSL type). ``sync``: the channel (label or 0-based
+    index, ``stream:chan`` in a multi-stream file) carrying sync pulses; ``sync_kind`` how to find them;
+    ``sync_min_width_s`` / ``sync_max_width_s`` the pulse-width rule; ``sync_threshold`` a fixed level instead of
+    the automatic one; ``sync_bit``: the pulses are this bit (0 = least significant) of the sync channel's integer
+    values (a digital word: a SpikeGLX ``SY0``/``XD0``, a BDF ``Status``); ``barcode`` decode 32-bit barcodes in it.
+    ``offset_s``: a guess of reference minus this file's clock (what picks among a periodic train's pairings, and
+    the aligner's search centre; default: the files started together, as TPrime assumes, or, for the aligner, the
+    same clock where their times overlap). ``align``: how this file is tied to the reference when it is not the
+    reference (``auto``: sync edges, else the aligner's ``hybrid``). ``dejitter``: replace a regular stream's stamps
+    by a line per segment (pyxdf's jitter removal). ``markers``: what a marker log's lines mean, as the agent's
+    ``[[stream]] markers`` (``align.markers.rules_from``'s dictionaries, checked by the engine's ``InputSpec``);
+    empty: the default words.
     """
 
     format: str = ""
