@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 
-from synchub.agent.align.coarse import EventTrain, coarse_fit, coarse_offset
+from synchub.agent.align.coarse import EventTrain, coarse_fit, coarse_offset, support
 from synchub.agent.align.files.engine import AlignError, FileAlignment, InputOptions, InputSpec
 from synchub.agent.core.units import NS
 
@@ -59,6 +59,39 @@ def test_a_clock_that_runs_off_by_thousands_of_ppm_is_found_with_its_rate(ppm):
     assert np.median(np.abs(mapped - want)) < 0.05 * NS
     for seed in range(5):  # trains with nothing in common find no rate that lines them up
         assert coarse_fit(_train(seed=10 + seed), _train(seed=20 + seed)) is None
+
+
+def test_support_tells_a_links_offset_from_chance():
+    """``support``: one offset asked about, not the best of all.  A microphone's onsets (70 % of the log's sounds,
+    about 20 ms late, among 200 other sounds): the log's true mapping lines up far more than chance; the same mapping
+    0.7 s off (inside the windows' search range), or a periodic train (every shift of a period lines up as much),
+    does not."""
+    rng = np.random.default_rng(5)
+    log = _train(n=120, seed=5)
+    heard = log[rng.random(len(log)) < 0.7]
+    mic = np.sort(np.concatenate([heard + rng.normal(20e6, 10e6, len(heard)), rng.uniform(0, log[-1], 200)]))
+    s = support(mic, log)
+    assert s.beyond_chance and s.matched >= 0.6 * len(heard) and s.chance < 0.3 * s.matched, s
+    assert not support(mic, log + 0.7 * NS).beyond_chance
+    periodic = np.arange(100) * 2.0 * NS
+    assert not support(periodic, periodic[10:60]).beyond_chance  # every 2 s lines up as many
+    assert not support(mic[:1], log).beyond_chance and not support(mic, log[:0]).beyond_chance
+
+
+@pytest.mark.parametrize("seed", [5, 12])
+def test_a_few_windows_that_found_an_offset_by_chance_tie_nothing(tmp_path, seed):
+    """Before: a log of sounds the microphone never heard (240 s, tone bursts) was tied where 4-6 of its 60 windows
+    found offsets on one line by chance, the whole recordings' events lining up nowhere (a log of speech 30 s off a
+    recording in 0 dB babble: mapped 30 s wrong under a 24 ms sigma).  Now the windows' offset is asked of the two
+    event trains, and lines up no more events than any other: refused, with why."""
+    x, onsets = _bursts(16000, 240.0, seed=seed)
+    sf.write(tmp_path / "mic.wav", x, 16000)
+    other = np.sort(np.random.default_rng(100 + seed).uniform(1.0, 238.0, len(onsets)))
+    (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},tone\n" for t in other))
+    fa = FileAlignment([InputSpec([str(tmp_path / "mic.wav")]), InputSpec([str(tmp_path / "log.csv")])])
+    with pytest.raises(AlignError, match=r"windows that found an offset \(of \d+\) are chance peaks: their offset "
+                                         r"lines up \d+ of the recordings' events, as many as others do"):
+        fa.gather()
 
 
 def test_a_train_fed_in_pieces_of_any_size_finds_the_same_events():

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..coarse import EventTrain, coarse_fit
+from ..coarse import SUPPORT_WIDTH_NS, EventTrain, coarse_fit, support
 from ..disagreement import DISAGREE
 from ..markers import DEFAULT_RULES, MarkerSemantics
 from ..onset_check import EventAverage
 from ..window import modality_of, sigma_table
 from .judge import STEP_NOTE
-from .links import Link, aligner_link
+from .links import UNKNOWN_UNC_NS, Link, aligner_link
 
 if TYPE_CHECKING:
     from .reference import _Input
@@ -132,16 +132,19 @@ class AlignerLinks:
         (``_prior``); where most of its windows found nothing and no ``offset_s`` was given, the offset (and, where
         the clocks' rates differ more than a window's events allow, the rate) of the two streams' whole event trains
         (``coarse.coarse_fit``) searched around instead, where it is further than ``COARSE_MOVE_S`` from the prior:
-        kept where it holds more windows."""
+        kept where it holds more windows; the first link, not confirmed so, kept only beyond chance
+        (``_beyond_chance``)."""
         prior = self._prior(inp, self._ref_range())
         link = self._aligned(inp, tr, other, otr, method, table, prior, timeline=timeline)
         if inp.spec.options.offset_s is not None or (link.models and len(link.residuals) >= 0.5 * link.windows):
             return link
-        found = self._coarse(inp, tr, other, otr, link.semantics, timeline)
+        found, trains = self._coarse(inp, tr, other, otr, link.semantics, timeline)
         if found is None:
             link.notes.append("no offset stands out over the whole recording either (" + (
                 _unit_hint(tr, otr) or "its clock far from the reference's? give --offset-s") + ")")
-        elif abs(found.offset_ns - prior) > COARSE_MOVE_S * NS or found.rate:
+        elif abs(found.offset_ns - prior) <= COARSE_MOVE_S * NS and not found.rate:
+            return link  # the whole recording's events pile up where the windows found it
+        else:
             again = self._aligned(inp, tr, other, otr, method, table, found.offset_ns, found.rate, found.centre_ns,
                                   timeline)
             if again.models and len(again.residuals) > len(link.residuals):
@@ -151,7 +154,7 @@ class AlignerLinks:
                 again.notes.insert(0, f"{_far(int(at0))} (where {found.matched} events of the whole recording line "
                                       f"up; {how})")
                 return again
-        return link
+        return _beyond_chance(link, *trains)
 
     def _aligned(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, method: str, table,
                  prior: int, rate: float = 0.0, centre_ns: int = 0, timeline: int | None = None) -> Link:
@@ -178,14 +181,14 @@ class AlignerLinks:
     def _coarse(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack, semantics,
                 timeline: int | None = None):
         """``coarse.coarse_fit`` of the two streams' whole event trains (one more pass over both; of ``tr``, its
-        ``timeline`` or all)."""
+        ``timeline`` or all), and the trains (reference, target)."""
         trains = []
         for src, track, mapped, partner, tl in ((other, otr, True, tr, None), (inp, tr, False, otr, timeline)):
             train = EventTrain(modality_of(track.info), modality_of(partner.info), semantics)
             for t, x in self._pieces_global(src, track, mapped, timeline=tl):
                 train.add(t, x)
             trains.append(train.finish())
-        return coarse_fit(*trains)
+        return coarse_fit(*trains), trains
 
     def _onset_check(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack) -> None:
         """A marker log tied to a microphone by the aligner: moved earlier where the microphone's average energy
@@ -219,6 +222,25 @@ class AlignerLinks:
         link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
         link.notes.append(f"{rise} (onsets under loud background are found late): moved "
                           f"{'earlier' if link.shift_ns < 0 else 'later'} by that, half that added to its uncertainty")
+
+
+def _beyond_chance(link: Link, ref_events: np.ndarray, tgt_events: np.ndarray) -> Link:
+    """``link``, found by fewer than half its windows and not where the whole recordings' events pile up, kept only
+    where its mapping lines up their events beyond chance (``coarse.support``); else emptied, with the reason.  A few
+    windows of many find an offset by chance (loud babble, or sounds the microphone never heard: 2-8 of 75, on one
+    line up to 6 of them): a log whose clock was 30 s off was mapped 30 s wrong under a 24 ms sigma."""
+    if not link.models or not len(tgt_events):
+        return link
+    t = np.asarray(tgt_events, dtype=np.int64)
+    mapped, unc = link.map(t, np.zeros(len(t), dtype=np.int64))
+    s = support(ref_events, mapped[unc < UNKNOWN_UNC_NS], max(SUPPORT_WIDTH_NS, 2.0 * link.window_sigma_ns))
+    if s.beyond_chance:
+        return link
+    link.models = {}
+    link.notes.insert(0, f"the {len(link.residuals)} windows that found an offset (of {link.windows}) are chance "
+                         f"peaks: their offset lines up {s.matched} of the recordings' events, as many as others do "
+                         f"({s.chance:.0f} on average, up to {s.most})")
+    return link
 
 
 def _rules(inp: _Input, other: _Input) -> tuple:
