@@ -307,7 +307,7 @@ def bench_real(specs, methods=METHODS, window_s: float = 16.0, hop_s: float = 4.
                modes=MODES, settings: AlignerSettings | None = None, pooled_out: dict | None = None,
                table: SigmaTable | None = None) -> dict:
     table = SIGMA_TABLE if table is None else table
-    runners = load_runners(["audio", "text", "imu", "video"]) if {"neural", "hybrid"} & set(methods) else {}
+    runners = load_runners(["audio", "text", "imu", "video"]) if {"neural", "hybrid", "tracker"} & set(methods) else {}
     per_rec, pooled = [], collections.defaultdict(list) if pooled_out is None else pooled_out
     for spec in specs:
         t0 = time.time()
