@@ -65,6 +65,18 @@ class EventTrain:
         while int(t[-1]) >= self._start + int(WINDOW_S * NS):
             self._window(self._start + int(WINDOW_S * NS))
 
+    def since(self, t_ns: int) -> np.ndarray:
+        """The events from ``t_ns`` on of the samples so far (live: those since the last window too, found now)."""
+        if self._t and self._start is not None and int(self._t[-1][-1]) >= self._start:
+            self._window(int(self._t[-1][-1]) + 1)
+        ev = np.concatenate(self.events) if self.events else np.zeros(0, dtype=np.int64)
+        return ev[ev >= t_ns]
+
+    def forget(self, t_ns: int) -> None:
+        """Lets the events before ``t_ns`` go (a live train's memory bounded)."""
+        while self.events and (not len(self.events[0]) or int(self.events[0][-1]) < t_ns):
+            self.events.pop(0)
+
     def finish(self) -> np.ndarray:
         if self._t and self._start is not None:
             self._window(int(self._t[-1][-1]) + 1)
@@ -157,8 +169,11 @@ def coarse_fit(ref_events, tgt_events) -> CoarseOffset | None:
 
 #: ``support``: the mapped events are shifted this far (s, either way) to count what chance lines up ...
 SHIFTS_S = tuple(float(s) for s in np.r_[-np.arange(1.0, 10.0, 0.25), np.arange(1.0, 10.0, 0.25)])
-SUPPORT_WIDTH_NS = 60_000_000  # ... within this of a reference event (a speech onset in babble: tens of ms late)
+#: ... within this of a reference event (a speech onset in 0 dB babble is found ~30 ms late; a drift of 150 ppm
+#: moves a constant offset 18 ms over two minutes)
+SUPPORT_WIDTH_NS = 100_000_000
 SUPPORT_Z = 4.0  # ... and a link's own count stands out when this many spreads above their mean, and above them all
+MIN_SUPPORT = 3
 
 
 @dataclass(frozen=True)
@@ -173,7 +188,10 @@ class Support:
 
     @property
     def beyond_chance(self) -> bool:
-        return self.matched > self.most and self.matched >= self.chance + SUPPORT_Z * max(self.spread, 1.0)
+        """Above every shift's count, by ``SUPPORT_Z`` spreads (at least a Poisson count's) above their mean, and
+        at least ``MIN_SUPPORT`` events."""
+        spread = max(self.spread, self.chance ** 0.5, 0.5)
+        return self.matched > self.most and self.matched >= max(MIN_SUPPORT, self.chance + SUPPORT_Z * spread)
 
 
 def support(ref_events, mapped_events, width_ns: float = SUPPORT_WIDTH_NS) -> Support:

@@ -11,7 +11,9 @@ drift-tracked prediction from accepted windows.  The first windows search the al
 ``TRACK_AFTER`` of them agree on a line the tracker *tracks*: it searches +-``TRACK_SEARCH_S`` around the line, so
 a window needs the reference only that far past its end (its estimate comes ~1.5 s sooner, and the clock model
 extrapolates that much less) and fewer look-alike peaks are in range; ``LOST_AFTER`` windows in a row without an
-estimate widen the search again.  A hybrid tracker whose neural and classical estimates keep disagreeing while the
+estimate widen the search again.  Its first estimate waits until a window's offset lines up the two streams' events
+of the last ``SUPPORT_SPAN_S`` beyond chance (``_chance``: a few windows of many find an offset by chance).  A hybrid
+tracker whose neural and classical estimates keep disagreeing while the
 classical ones lie on one line (``disagreement.DisagreementRun``: signals unlike the encoders' training) goes on
 with the classical correlation alone.  Windows overlap (``hop_s < window_s``), so consecutive estimates
 share events: the emitted sigma is scaled by sqrt(window / hop) so a clock model fusing them does not count the
@@ -33,6 +35,7 @@ from synchub.agent.core.units import NS
 
 from .aligner import AlignerSettings, AlignResult, apply_arrival_bound, violates_bound
 from .calibration import REAL_WINDOW_FLOOR_MS, SigmaTable
+from .coarse import SHIFTS_S, SUPPORT_WIDTH_NS, EventTrain, support
 from .disagreement import DisagreementRun
 from .drift import DriftTracker
 from .window import METHODS, WindowAligner
@@ -47,6 +50,9 @@ TRACK_AFTER = 4
 WINDOW_S, HOP_S = 16.0, 4.0
 TRACK_SEARCH_S = 0.5
 LOST_AFTER = 3
+#: Until a window's offset lines up the two streams' events of the last ``SUPPORT_SPAN_S`` beyond chance
+#: (``coarse.support``), its estimate is held back (and later ones off its line are the drift tracker's outliers).
+SUPPORT_SPAN_S = 120.0
 
 
 def calibrated_settings(table: SigmaTable | None, simulated: bool, markers=None) -> AlignerSettings:
@@ -132,6 +138,10 @@ class AlignmentTracker:
         self.track = WindowAligner(ref_info, tgt_info, runners,
                                    dataclasses.replace(s, search_s=min(s.search_s, TRACK_SEARCH_S)))
         self.misses = 0  # windows in a row without an emitted estimate
+        sem = self.win.semantics
+        self.trains = {ref_stream: EventTrain(self.win.ref_mod, self.win.tgt_mod, sem),
+                       tgt_stream: EventTrain(self.win.tgt_mod, self.win.ref_mod, sem)}
+        self.confirmed = False  # an offset found lined the streams' events up beyond chance (``_chance``)
         self.ref = _Buffer()
         self.tgt = _Buffer()
         self._lat = _Buffer()  # host - device of the target's samples (the arrival bound)
@@ -189,6 +199,7 @@ class AlignmentTracker:
             self._count("chunk not after the previous one (skipped)")
             return
         buf.add(t, chunk.data)
+        self.trains[stream_name].add(t, chunk.data)
         if stream_name == self.tgt_stream and self.next_d1 is None:
             self.start_ns = int(t[0])
             self.next_d1 = self.start_ns + self.first_ns
@@ -226,6 +237,8 @@ class AlignmentTracker:
                 if self.disagreement.add(res):  # the neural path out of its depth: classical from here on
                     self.method = "classical"
                     self._count(self.disagreement.note())
+            if res.ok and not self.confirmed:
+                res = self._chance(res, d1)
             self.counts["windows"] += 1
             self.counts["tracked"] += win is self.track
             self.misses += 1
@@ -262,6 +275,23 @@ class AlignmentTracker:
                                f"offset {(res.offset_ns - bound) / 1e6:.1f} ms above the arrival bound (a wrong "
                                "estimate, or host stamps that are not arrivals on the reference clock)")
         return apply_arrival_bound(res, bound)
+
+    def _chance(self, res: AlignResult, d1: int) -> AlignResult:
+        """``res`` where its offset lines up the two streams' events of the last ``SUPPORT_SPAN_S`` beyond chance
+        (``coarse.support``: more than the offset moved 1-10 s either way does), and the tracker is confirmed; else
+        an abstention with why.  Before, a log of sounds the microphone never heard gave 3-9 estimates in 240 s,
+        0.5-2.4 s off with 24-50 ms sigmas, four in a row on one line (overlapping windows share a coincidence)."""
+        since, shifts = d1 - int(SUPPORT_SPAN_S * NS), int(max(abs(s) for s in SHIFTS_S) * NS)
+        tgt = self.trains[self.tgt_stream].since(since)
+        ref = self.trains[self.ref_stream].since(since + res.offset_ns - shifts)
+        self.trains[self.tgt_stream].forget(since - shifts)
+        self.trains[self.ref_stream].forget(since + res.offset_ns - 2 * shifts)
+        s = support(ref, tgt + res.offset_ns, max(SUPPORT_WIDTH_NS, 2.0 * res.sigma_ns))
+        if s.beyond_chance:
+            self.confirmed = True
+            return res
+        return dataclasses.replace(res, ok=False, reason=f"chance peak: its offset lines up {s.matched} events, as "
+                                                         f"many as others do ({s.chance:.0f} on average)")
 
     def stats(self) -> dict:
         return {**self.counts, "tracking": self.tracking, "method": self.method, "reasons": dict(self.reasons),

@@ -108,6 +108,24 @@ def test_a_train_fed_in_pieces_of_any_size_finds_the_same_events():
         assert len(ev) == len(onsets) and np.max(np.abs(ev - onsets * NS)) < 3e6
 
 
+def test_a_live_train_has_the_events_of_the_samples_so_far_and_lets_old_ones_go():
+    """``since``: the events up to the last sample fed (not only those of whole 16 s windows: a live tracker asks
+    every few seconds); ``forget``: memory bounded."""
+    rate = 8000
+    x, onsets = _bursts(rate, 60.0)
+    t = (np.arange(len(x)) * (NS / rate)).astype(np.int64)
+    tr = EventTrain("audio", "marker")
+    tr.add(t[:30 * rate], x[:30 * rate, None])
+    got = tr.since(0)
+    want = onsets[onsets < 29.9]
+    assert len(got) == len(want) and np.max(np.abs(got - want * NS)) < 3e6  # 30 s, not 16
+    tr.add(t[30 * rate:], x[30 * rate:, None])
+    assert len(tr.since(0)) == len(onsets)
+    tr.forget(40 * NS)
+    left = tr.since(0)
+    assert left.min() > 40 * NS - 16 * NS and np.sum(left >= 40 * NS) == np.sum(onsets >= 40)
+
+
 def _bursts(rate, seconds, seed=1):
     rng = np.random.default_rng(seed)
     onsets = np.cumsum(rng.uniform(1.0, 3.0, int(seconds)))
