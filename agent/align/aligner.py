@@ -85,6 +85,7 @@ class AlignResult:
     device_ns: int  # centre of the target window, device clock
     method: str  # "classical" | "neural" | "hybrid"
     reason: str = ""  # why it abstained ("" when ok)
+    neural_only: bool = False  # a hybrid's answer from its neural candidate alone (no onset correlation confirmed it)
 
     def evidence(self, stream: str) -> OffsetEstimate | None:
         if not self.ok:
@@ -302,12 +303,11 @@ class Aligner:
           on the local curve), or the neural offset itself when the fine signals are unusable there; abstains when
           a stream is flat (no onset above its noise: nothing to align on, however faint noise's embeddings peak).
         """
-        c = self.classical(ref, tgt, span, prior_ns, period_s)
-        n_ok = neural is not None and neural.ok
+        c, n_ok = self.classical(ref, tgt, span, prior_ns, period_s), neural is not None and neural.ok
 
-        def as_hybrid(r: AlignResult, k: float | None) -> AlignResult:
+        def as_hybrid(r: AlignResult, k: float | None, alone: bool = False) -> AlignResult:
             return AlignResult(True, r.offset_ns, int(round((1.0 if k is None else k) * r.sigma_ns)), r.confidence,
-                               r.device_ns, "hybrid")
+                               r.device_ns, "hybrid", neural_only=alone)
 
         if c.ok:
             return self.fuse(c, neural, span) if n_ok else as_hybrid(c, self.s.classical_sigma_k)
@@ -322,7 +322,7 @@ class Aligner:
                       min_matched=2, chance_sigmas=2.0)
         if f.ok and abs(f.offset_ns - neural.offset_ns) <= half * NS:  # (fine looks +- fine_s: beyond, another onset)
             return as_hybrid(f, self.s.classical_sigma_k)
-        return as_hybrid(neural, self.s.neural_sigma_k)
+        return as_hybrid(neural, self.s.neural_sigma_k, alone=True)
 
 
 def apply_arrival_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 500_000) -> AlignResult:

@@ -9,7 +9,10 @@ refused the log although its onset correlation found every tone within 2 ms.  A 
 chance is wrong differently in different windows; a classical one that locks onto a look-alike lag does so in some
 windows, not on one line through all of them.  So where ``MIN_WINDOWS`` windows whose centres span at least
 ``MIN_SPAN_WINDOWS`` window lengths (so that they hold different events, not the same ones seen again by
-overlapping windows) all disagreed, none fused in between, and their classical offsets lie on one line within
+overlapping windows) all disagreed, none fused in between (a window answered by the neural candidate alone, where
+the onsets abstained, neither ends nor extends the run: a tone log the microphone heard a fifth of, or among five
+times as many other sounds, had such windows between every disagreement and was mapped 110 ms late), and their
+classical offsets lie on one line within
 ``K_SIGMA`` of their sigmas (a drift of a few hundred ppm allowed), the neural estimates are not trained on signals
 like these: the classical correlation alone ties the pair (the live ``AlignmentTracker`` from then on; ``synchub
 align``'s aligner link reruns so), and says so.
@@ -29,6 +32,7 @@ MIN_WINDOWS = 4
 MIN_SPAN_WINDOWS = 2.0
 K_SIGMA = 3.0
 FLOOR_NS = 2_000_000  # a classical sigma smaller than this is not taken at its word here
+MAX_DRIFT_PPM = 500.0
 
 
 def disagreed(r: AlignResult) -> bool:
@@ -50,14 +54,25 @@ class DisagreementRun:
         self.decided = False
 
     def add(self, r: AlignResult) -> bool:
-        """One window's hybrid result; True once decided.  A fused window ends the run; other abstentions (a flat
-        or ambiguous window) neither end nor extend it."""
-        if r.ok:
+        """One window's hybrid result; True once decided.  A window the onset correlation confirmed ends the run
+        unless it lies on the run's classical offsets (``_on_line``); other abstentions (a flat or ambiguous window)
+        and answers of the neural candidate alone neither end nor extend it."""
+        if r.ok and not r.neural_only and not self._on_line(r):
             self.points.clear()
         elif disagreed(r) and r.sigma_ns > 0:
             self.points.append((int(r.device_ns), int(r.offset_ns), int(r.sigma_ns)))
             self.decided = self.decided or self._consistent()
         return self.decided
+
+    def _on_line(self, r: AlignResult) -> bool:
+        """A confirmed window whose offset is the run's last classical offset (within ``K_SIGMA`` of their sigmas
+        and the drift ``MAX_DRIFT_PPM`` allows since): the onsets found it there, the neural candidate did not say
+        otherwise; it does not end the run."""
+        if not self.points:
+            return False
+        t, off, sig = self.points[-1]
+        slack = K_SIGMA * max(float(sig), float(r.sigma_ns), FLOOR_NS) + MAX_DRIFT_PPM * 1e-6 * abs(r.device_ns - t)
+        return abs(r.offset_ns - off) <= slack
 
     def _consistent(self) -> bool:
         if len(self.points) < self.min_windows:
@@ -73,5 +88,6 @@ class DisagreementRun:
 
     def note(self) -> str:
         """What was decided, for a link's notes or a tracker's reasons."""
-        return (f"neural and classical disagreed in {len(self.points)} windows in a row, the classical results on "
-                "one line: the neural encoders are not trained on signals like these; classical alone")
+        return (f"neural and classical disagreed in {len(self.points)} windows, none the onsets confirmed between "
+                "them, the classical results on one line: the neural encoders are not trained on signals like these; "
+                "classical alone")

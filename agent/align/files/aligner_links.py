@@ -161,7 +161,8 @@ class AlignerLinks:
         """One pass of the aligner's windows over the pair, searched around ``prior`` (of ``tr``'s times stretched
         by ``rate`` about ``centre_ns``: ``links.aligner_link``); where they said the neural path is out of its
         depth (``align.disagreement``), once more with the classical correlation alone: that link where it holds
-        more windows, with the reason."""
+        more windows than the onsets confirmed (those found by the neural candidate alone do not count: a tone
+        log the microphone heard a fifth of was mapped 110 ms late by them), with the reason."""
         link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
                             self._pieces_global(inp, tr, False, timeline=timeline), prior, method, table=table,
                             out_table=self._files_table if table is not None and method == "hybrid" else None,
@@ -172,8 +173,8 @@ class AlignerLinks:
                                   "correlation: --align classical (the onsets alone) or --align neural decides")
             return link
         alone = self._aligned(inp, tr, other, otr, "classical", None, prior, rate, centre_ns, timeline)
-        if not alone.models or len(alone.residuals) <= len(link.residuals):
-            link.notes.append(f"{link.out_of_depth}: fewer windows, not used")
+        if not alone.models or len(alone.residuals) <= len(link.residuals) - link.neural_only:
+            link.notes.append(f"{link.out_of_depth}: fewer windows than the onsets confirmed, not used")
             return link
         alone.notes.insert(0, link.out_of_depth)
         return alone

@@ -90,6 +90,7 @@ class Link:
     semantics: object = field(default=None, repr=False)  # aligner links: the marker rules its windows read
     out_of_depth: str = ""  # hybrid aligner links: why the neural path is not to be trusted here (``disagreement``)
     windows: int = 0  # aligner links: the target's windows (with samples), a reference in them or not
+    neural_only: int = 0  # hybrid aligner links: the windows found by the neural candidate alone (no onset confirmed)
 
     def map(self, t_ns: np.ndarray, timeline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t = np.asarray(t_ns, dtype=np.int64)
@@ -304,6 +305,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
                 link.out_of_depth = run.note()
             if res.ok and drift.add(res):
                 found.append(window_evidence(res, name, W / H, table, (win.ref_mod, win.tgt_mod)))
+                link.neural_only += res.neural_only
             else:
                 if res.ok:  # off the drift line: an outlier, or the far side of a step (``align.steps``)
                     offline.append(window_evidence(res, name, W / H, table, (win.ref_mod, win.tgt_mod)))
