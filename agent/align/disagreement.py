@@ -86,6 +86,10 @@ class DisagreementRun:
         s = np.maximum(p[:, 2].astype(np.float64), FLOOR_NS)
         return bool(np.all(np.abs(y - a - b * x) <= K_SIGMA * s))
 
+    def offset_ns(self) -> int:
+        """The median of the run's classical offsets (0 without any)."""
+        return int(np.median([p[1] for p in self.points])) if self.points else 0
+
     def note(self) -> str:
         """What was decided, for a link's notes or a tracker's reasons."""
         return (f"neural and classical disagreed in {len(self.points)} windows, none the onsets confirmed between "

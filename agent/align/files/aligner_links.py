@@ -160,8 +160,9 @@ class AlignerLinks:
                  prior: int, rate: float = 0.0, centre_ns: int = 0, timeline: int | None = None) -> Link:
         """One pass of the aligner's windows over the pair, searched around ``prior`` (of ``tr``'s times stretched
         by ``rate`` about ``centre_ns``: ``links.aligner_link``); where they said the neural path is out of its
-        depth (``align.disagreement``), once more with the classical correlation alone: that link where it holds
-        more windows than the onsets confirmed (those found by the neural candidate alone do not count: a tone
+        depth (``align.disagreement``), once more with the classical correlation alone, around the offset its
+        disagreeing classical estimates agreed on (a clock 2.1 s off: the prior's +-2 s missed it): that link where it
+        holds more windows than the onsets confirmed (those found by the neural candidate alone do not count: a tone
         log the microphone heard a fifth of was mapped 110 ms late by them), with the reason."""
         link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
                             self._pieces_global(inp, tr, False, timeline=timeline), prior, method, table=table,
@@ -172,7 +173,7 @@ class AlignerLinks:
                 link.notes.append("too few windows to tell whether to trust the neural path or the classical "
                                   "correlation: --align classical (the onsets alone) or --align neural decides")
             return link
-        alone = self._aligned(inp, tr, other, otr, "classical", None, prior, rate, centre_ns, timeline)
+        alone = self._aligned(inp, tr, other, otr, "classical", None, link.classical_ns, rate, centre_ns, timeline)
         if not alone.models or len(alone.residuals) <= len(link.residuals) - link.neural_only:
             link.notes.append(f"{link.out_of_depth}: fewer windows than the onsets confirmed, not used")
             return link

@@ -89,6 +89,7 @@ class Link:
     hidden_ns: float = 0.0  # ... and its 1-sigma: what the average could not see may be as much again (half of it)
     semantics: object = field(default=None, repr=False)  # aligner links: the marker rules its windows read
     out_of_depth: str = ""  # hybrid aligner links: why the neural path is not to be trusted here (``disagreement``)
+    classical_ns: int | None = None  # ... and the offset its classical estimates agreed on (searched around again)
     windows: int = 0  # aligner links: the target's windows (with samples), a reference in them or not
     neural_only: int = 0  # hybrid aligner links: the windows found by the neural candidate alone (no onset confirmed)
 
@@ -302,7 +303,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
         if len(tt) and len(rt):
             res = win.estimate(rt, rx, tt, tx, (d0, d0 + W), prior, methods=(method,))[method]
             if method == "hybrid" and run.add(res) and not link.out_of_depth:
-                link.out_of_depth = run.note()
+                link.out_of_depth, link.classical_ns = run.note(), run.offset_ns()
             if res.ok and drift.add(res):
                 found.append(window_evidence(res, name, W / H, table, (win.ref_mod, win.tgt_mod)))
                 link.neural_only += res.neural_only
