@@ -10,12 +10,12 @@ chance is wrong differently in different windows; a classical one that locks ont
 windows, not on one line through all of them.  So where ``MIN_WINDOWS`` windows whose centres span at least
 ``MIN_SPAN_WINDOWS`` window lengths (so that they hold different events, not the same ones seen again by
 overlapping windows) all disagreed, none fused in between (a window answered by the neural candidate alone, where
-the onsets abstained, neither ends nor extends the run: a tone log the microphone heard a fifth of, or among five
-times as many other sounds, had such windows between every disagreement and was mapped 110 ms late), and their
-classical offsets lie on one line within
-``K_SIGMA`` of their sigmas (a drift of a few hundred ppm allowed), the neural estimates are not trained on signals
-like these: the classical correlation alone ties the pair (the live ``AlignmentTracker`` from then on; ``synchub
-align``'s aligner link reruns so), and says so.
+the onsets abstained, or one the onsets confirmed on the run's classical offsets neither ends nor extends the run: a
+tone log the microphone heard a fifth of, or among five times as many other sounds, had such windows between every
+disagreement and was mapped 110 ms late), and their classical offsets lie on one line within ``K_SIGMA`` of their
+sigmas (a drift of a few hundred ppm allowed), the neural estimates are not trained on signals like these: the
+classical correlation alone ties the pair (the live ``AlignmentTracker`` from then on; ``synchub align``'s aligner
+link reruns so, around the offset the classical estimates agreed on), and says so.
 """
 
 from __future__ import annotations

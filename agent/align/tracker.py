@@ -13,9 +13,9 @@ a window needs the reference only that far past its end (its estimate comes ~1.5
 extrapolates that much less) and fewer look-alike peaks are in range; ``LOST_AFTER`` windows in a row without an
 estimate widen the search again.  Its first estimate waits until a window's offset lines up the two streams' events
 of the last ``SUPPORT_SPAN_S`` beyond chance (``_chance``: a few windows of many find an offset by chance).  A hybrid
-tracker whose neural and classical estimates keep disagreeing while the
-classical ones lie on one line (``disagreement.DisagreementRun``: signals unlike the encoders' training) goes on
-with the classical correlation alone.  Windows overlap (``hop_s < window_s``), so consecutive estimates
+tracker whose neural and classical estimates keep disagreeing while the classical ones lie on one line
+(``disagreement.DisagreementRun``: signals unlike the encoders' training) goes on with the classical correlation
+alone.  Windows overlap (``hop_s < window_s``), so consecutive estimates
 share events: the emitted sigma is scaled by sqrt(window / hop) so a clock model fusing them does not count the
 same events several times.  Given a ``SigmaTable`` (``calibration``: the fitted per-pair scale and floor), the sigma
 the clock model weighs each estimate by is the calibrated one (``window_evidence``, which the benchmark's feed of the
@@ -199,7 +199,8 @@ class AlignmentTracker:
             self._count("chunk not after the previous one (skipped)")
             return
         buf.add(t, chunk.data)
-        self.trains[stream_name].add(t, chunk.data)
+        if not self.confirmed:
+            self.trains[stream_name].add(t, chunk.data)
         if stream_name == self.tgt_stream and self.next_d1 is None:
             self.start_ns = int(t[0])
             self.next_d1 = self.start_ns + self.first_ns
@@ -237,8 +238,8 @@ class AlignmentTracker:
                 if self.disagreement.add(res):  # the neural path out of its depth: classical from here on
                     self.method = "classical"
                     self._count(self.disagreement.note())
-            if res.ok and not self.confirmed:
-                res = self._chance(res, d1)
+            if not self.confirmed:
+                res = self._chance(res, d1, prior)
             self.counts["windows"] += 1
             self.counts["tracked"] += win is self.track
             self.misses += 1
@@ -276,19 +277,23 @@ class AlignmentTracker:
                                "estimate, or host stamps that are not arrivals on the reference clock)")
         return apply_arrival_bound(res, bound)
 
-    def _chance(self, res: AlignResult, d1: int) -> AlignResult:
+    def _chance(self, res: AlignResult, d1: int, prior: int) -> AlignResult:
         """``res`` where its offset lines up the two streams' events of the last ``SUPPORT_SPAN_S`` beyond chance
-        (``coarse.support``: more than the offset moved 1-10 s either way does), and the tracker is confirmed; else
-        an abstention with why.  Before, a log of sounds the microphone never heard gave 3-9 estimates in 240 s,
-        0.5-2.4 s off with 24-50 ms sigmas, four in a row on one line (overlapping windows share a coincidence)."""
+        (``coarse.support``: more than the offset moved 1-10 s either way does), and the tracker is confirmed (its
+        event trains let go); else an abstention with why.  Before, a log of sounds the microphone never heard gave
+        3-9 estimates in 240 s, 0.5-2.4 s off with 24-50 ms sigmas, four in a row on one line (overlapping windows
+        share a coincidence)."""
         since, shifts = d1 - int(SUPPORT_SPAN_S * NS), int(max(abs(s) for s in SHIFTS_S) * NS)
+        self.trains[self.tgt_stream].forget(since - shifts)  # memory bounded while none is confirmed
+        self.trains[self.ref_stream].forget(since + prior - 2 * shifts - int(self.win.s.search_s * NS))
+        if not res.ok:
+            return res
         tgt = self.trains[self.tgt_stream].since(since)
         ref = self.trains[self.ref_stream].since(since + res.offset_ns - shifts)
-        self.trains[self.tgt_stream].forget(since - shifts)
-        self.trains[self.ref_stream].forget(since + res.offset_ns - 2 * shifts)
         s = support(ref, tgt + res.offset_ns, max(SUPPORT_WIDTH_NS, 2.0 * res.sigma_ns))
         if s.beyond_chance:
             self.confirmed = True
+            self.trains.clear()
             return res
         return dataclasses.replace(res, ok=False, reason=f"chance peak: its offset lines up {s.matched} events, as "
                                                          f"many as others do ({s.chance:.0f} on average)")
