@@ -25,7 +25,7 @@ Results become ``OffsetEstimate`` evidence (``AlignResult.evidence``) with a 1-s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -332,8 +332,7 @@ def apply_arrival_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 50
     arrivals); the live tracker moves only estimates within 3 sigma of it and abstains on the others."""
     if bound_ns is None or not r.ok or r.offset_ns <= bound_ns + slack_ns:
         return r
-    return AlignResult(True, int(bound_ns), max(r.sigma_ns, int(abs(r.offset_ns - bound_ns) / 2)), r.confidence,
-                       r.device_ns, r.method, "")
+    return replace(r, offset_ns=int(bound_ns), sigma_ns=max(r.sigma_ns, int(abs(r.offset_ns - bound_ns) / 2)))
 
 
 def violates_bound(r: AlignResult, bound_ns: int | None, slack_ns: int = 500_000) -> bool:

@@ -70,6 +70,23 @@ def test_answers_of_the_neural_candidate_alone_neither_end_nor_extend_a_run():
     assert [run.add(_window(2.0 * k, 300.1 if k % 2 else 300.0, ok=k % 2 == 1)) for k in range(17)][-1]
 
 
+def test_an_answer_of_the_neural_candidate_alone_moved_onto_the_arrival_bound_is_still_its_alone():
+    """Live, an estimate over the arrival bound within 3 sigma is moved onto it (``apply_arrival_bound``); it was
+    rebuilt without ``neural_only``, so a tone's late neural answer clamped there ended the run like a confirmed one."""
+    from dataclasses import replace
+
+    from synchub.agent.align.aligner import apply_arrival_bound
+
+    late = replace(_window(2.0, 410.0, ok=True), neural_only=True, sigma_ns=40_000_000)
+    moved = apply_arrival_bound(late, 300_000_000)
+    assert moved.offset_ns == 300_000_000 and moved.neural_only and moved.sigma_ns >= 40_000_000
+    run = DisagreementRun(W)
+    for k in range(10):  # centres over 36 s: two windows' length
+        run.add(_window(4.0 * k, 300.0))
+        run.add(moved)
+    assert run.decided
+
+
 def _tone_signal(heard: float, others: float, seed: int = 3, rate: int = 16000):
     """300 s of 50 ms tone bursts of which the microphone hears the share ``heard`` (the rest far under its noise),
     among ``others`` times as many clicks and knocks: (samples, onsets s)."""
