@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from support.live_align import chunks, feed
+from support.signals import tone_bursts
 
 from synchub.agent.align.aligner import AlignResult
 from synchub.agent.align.calibration import SigmaTable
@@ -249,18 +250,11 @@ def _spans(tr, rig):
 def _tones_and_log(seed, heard: bool):
     """240 s of tone bursts at 16 kHz (the microphone, on the reference clock) and a marker log on a clock 5 s
     ahead, its lines arriving 8 ms after they were stamped: of the tones (``heard``), or of sounds never heard."""
-    rng = np.random.default_rng(seed)
-    onsets = np.cumsum(rng.uniform(1.0, 3.0, 240))
-    onsets = onsets[onsets < 238.0]
-    x = rng.normal(0.0, 0.01, 240 * 16000)
-    n = 800
-    for t in onsets:
-        i = int(t * 16000)
-        x[i:i + n] += 0.5 * np.sin(2 * np.pi * 640.0 * np.arange(n) / 16000)
+    x, onsets = tone_bursts(16000, 240.0, seed)
     lines = onsets + 0.003 if heard else np.sort(np.random.default_rng(100 + seed).uniform(1.0, 238.0, len(onsets)))
     t_mic = (np.arange(len(x)) * (NS / 16000)).astype(np.int64)
     stamped = np.rint(lines * NS).astype(np.int64)
-    mic = chunks("mic", x.astype(np.float32)[:, None], t_mic, t_mic, ref=t_mic)
+    mic = chunks("mic", x[:, None], t_mic, t_mic, ref=t_mic)
     log = [Chunk("log", i, np.array(["tone"], dtype=object), stamped[i:i + 1] + 5 * NS, stamped[i:i + 1] + 8_000_000)
            for i in range(len(stamped))]
     return mic, log

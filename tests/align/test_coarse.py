@@ -10,6 +10,7 @@ import re
 
 import numpy as np
 import pytest
+from support.signals import tone_bursts
 
 from synchub.agent.align.coarse import EventTrain, coarse_fit, coarse_offset, support
 from synchub.agent.align.files.engine import AlignError, FileAlignment, InputOptions, InputSpec
@@ -84,7 +85,7 @@ def test_a_few_windows_that_found_an_offset_by_chance_tie_nothing(tmp_path, seed
     found offsets on one line by chance, the whole recordings' events lining up nowhere (a log of speech 30 s off a
     recording in 0 dB babble: mapped 30 s wrong under a 24 ms sigma).  Now the windows' offset is asked of the two
     event trains, and lines up no more events than any other: refused, with why."""
-    x, onsets = _bursts(16000, 240.0, seed=seed)
+    x, onsets = tone_bursts(16000, 240.0, seed=seed)
     sf.write(tmp_path / "mic.wav", x, 16000)
     other = np.sort(np.random.default_rng(100 + seed).uniform(1.0, 238.0, len(onsets)))
     (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},tone\n" for t in other))
@@ -96,7 +97,7 @@ def test_a_few_windows_that_found_an_offset_by_chance_tie_nothing(tmp_path, seed
 
 def test_a_train_fed_in_pieces_of_any_size_finds_the_same_events():
     rate = 8000
-    x, onsets = _bursts(rate, 60.0)
+    x, onsets = tone_bursts(rate, 60.0)
     t = (np.arange(len(x)) * (NS / rate)).astype(np.int64)
     got = []
     for piece in (997, 8000, 100_000):
@@ -112,7 +113,7 @@ def test_a_live_train_has_the_events_of_the_samples_so_far_and_lets_old_ones_go(
     """``since``: the events up to the last sample fed (not only those of whole 16 s windows: a live tracker asks
     every few seconds); ``forget``: memory bounded."""
     rate = 8000
-    x, onsets = _bursts(rate, 60.0)
+    x, onsets = tone_bursts(rate, 60.0)
     t = (np.arange(len(x)) * (NS / rate)).astype(np.int64)
     tr = EventTrain("audio", "marker")
     tr.add(t[:30 * rate], x[:30 * rate, None])
@@ -126,20 +127,8 @@ def test_a_live_train_has_the_events_of_the_samples_so_far_and_lets_old_ones_go(
     assert left.min() > 40 * NS - 16 * NS and np.sum(left >= 40 * NS) == np.sum(onsets >= 40)
 
 
-def _bursts(rate, seconds, seed=1):
-    rng = np.random.default_rng(seed)
-    onsets = np.cumsum(rng.uniform(1.0, 3.0, int(seconds)))
-    onsets = onsets[onsets < seconds - 2.0]
-    x = rng.normal(0.0, 0.01, int(rate * seconds))
-    n = int(0.05 * rate)
-    for t in onsets:
-        i = int(t * rate)
-        x[i:i + n] += 0.5 * np.sin(2 * np.pi * 640.0 * np.arange(n) / rate)
-    return x.astype(np.float32), onsets
-
-
 def _files(tmp_path, offset_s, times=None):
-    x, onsets = _bursts(16000, 120.0)
+    x, onsets = tone_bursts(16000, 120.0)
     sf.write(tmp_path / "mic.wav", x, 16000)
     logged = (onsets if times is None else times) * (1 + 40e-6) + offset_s
     (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},tone\n" for t in logged))
@@ -161,7 +150,7 @@ def test_synchub_align_ties_a_log_whose_clock_runs_off_by_thousands_of_ppm(tmp_p
     """Before: refused beyond ~1000 ppm (a 16 s window's events smeared by 16+ ms, the whole recording's by
     seconds), and the clock model took no line steeper than 4000 ppm.  Now the whole recording's rate is found,
     the windows search the stretched times, and the model's skew prior allows it."""
-    x, onsets = _bursts(16000, 300.0, seed=3)
+    x, onsets = tone_bursts(16000, 300.0, seed=3)
     sf.write(tmp_path / "mic.wav", x, 16000)
     logged = onsets * (1 + ppm * 1e-6) + 12.3
     (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},tone\n" for t in logged))

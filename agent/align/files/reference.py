@@ -225,6 +225,7 @@ class ReferenceLinks(AlignerLinks):
                 yield ft, data
         tr.restart()
 
+
 def _take(data, keep: np.ndarray):
     """The samples of a piece's data (rows, or a list of lines) where ``keep``."""
     return [x for x, k in zip(data, keep, strict=True) if k] if isinstance(data, list) else data[keep]
