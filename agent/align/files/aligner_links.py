@@ -20,7 +20,7 @@ import numpy as np
 from ..coarse import SUPPORT_WIDTH_NS, EventTrain, coarse_fit, support
 from ..disagreement import DISAGREE
 from ..markers import DEFAULT_RULES, MarkerSemantics
-from ..onset_check import EventAverage
+from ..onset_check import START_SCATTER_MS, EventAverage
 from ..window import modality_of, sigma_table
 from .judge import STEP_NOTE
 from .links import UNKNOWN_UNC_NS, Link, aligner_link
@@ -222,9 +222,16 @@ class AlignerLinks:
                               "too large to move): not moved, half that added to its uncertainty")
             return
         link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
-        link.notes.append(f"{rise} (onsets under loud background are found late): moved "
-                          f"{'earlier' if link.shift_ns < 0 else 'later'} by that, half that added to its uncertainty")
-
+        moved = f"moved {'earlier' if link.shift_ns < 0 else 'later'} by that"
+        if dep.start_ns is None:
+            link.notes.append(f"{rise} (onsets under loud background are found late): {moved}, half that added to "
+                              "its uncertainty")
+            return
+        link.hidden_ns = float(np.hypot(dep.start_sigma_ns, START_SCATTER_MS * 1e6))
+        link.bias_measured = True
+        link.notes.append(f"{rise} (onsets under loud background are found late), and the line of its rise starts "
+                          f"{-dep.start_ns / 1e6:.0f} ms before them: {moved}, its uncertainty "
+                          f"({link.hidden_ns / 1e6:.1f} ms) in place of one window's sigma")
 
 def _beyond_chance(link: Link, ref_events: np.ndarray, tgt_events: np.ndarray) -> Link:
     """``link``, found by fewer than half its windows and not where the whole recordings' events pile up, kept only

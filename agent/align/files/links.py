@@ -87,6 +87,8 @@ class Link:
     steps: list = field(default_factory=list)  # aligner links: ``align.steps.Step``s between segments of its model
     shift_ns: int = 0  # aligner links: added to every mapped time (``onset_check``: the rise the windows hid) ...
     hidden_ns: float = 0.0  # ... and its 1-sigma: what the average could not see may be as much again (half of it)
+    bias_measured: bool = False  # ... moved to the start of the sounds' rise: the bias the windows share measured
+    # there (``hidden_ns`` its uncertainty), no longer one window's sigma in every mapped time
     semantics: object = field(default=None, repr=False)  # aligner links: the marker rules its windows read
     out_of_depth: str = ""  # hybrid aligner links: why the neural path is not to be trusted here (``disagreement``)
     classical_ns: int | None = None  # ... and the offset its classical estimates agreed on (searched around again)
@@ -113,7 +115,8 @@ class Link:
         if self.calibration is not None:
             k, g = self.calibration
             u = unc[known].astype(np.float64)
-            u = k * np.sqrt(u * u + self.window_sigma_ns ** 2 + g * g)
+            shared = 0.0 if self.bias_measured else self.window_sigma_ns
+            u = k * np.sqrt(u * u + shared ** 2 + g * g)
             unc[known] = np.rint(np.sqrt(u * u + self.hidden_ns ** 2)).astype(np.int64)  # not the table's to scale
         for s in self.steps:  # between the windows around a step: on either side of it
             near = known & (t > s.lo_ns) & (t < s.hi_ns)

@@ -261,20 +261,24 @@ def _speech_log(tmp_path, split: str, index: int, duration_s: float):
 def test_speech_found_late_in_babble_is_moved_to_where_its_average_rises(tmp_path):
     """A held-out recording in babble and noise at 0 dB SNR, a voice whose utterances swell slowly: every window
     found the onsets 60-70 ms late, alike (the mapped sigma did not cover it).  The microphone's average energy
-    around the mapped onsets rises 40 ms before them: the log is moved earlier by that (never past the onsets) and
-    its uncertainty widened by half of it, so the error left is inside two sigmas."""
-    link, g, unc, truth = _speech_log(tmp_path, "heldout", 3, 120.0)
+    around the mapped onsets stands out of the background 30-40 ms before them, and the line of its rise starts
+    further back still: the log is moved there (it was moved to where the rise stood out, 20-30 ms late), and its
+    uncertainty is the start's, not one window's sigma, so the error left is inside two sigmas."""
+    link, g, unc, truth = _speech_log(tmp_path, "heldout", 3, 300.0)
     before, after = np.median(g - link.shift_ns - truth) / 1e6, np.median(g - truth) / 1e6
-    assert link.shift_ns <= -20e6 and before > 50.0 and -2.0 < after < before - 20.0
-    assert link.hidden_ns == -link.shift_ns / 2 and np.median(np.abs(g - truth)) <= 2 * np.median(unc)
-    assert any("average energy rises" in n for n in link.notes)
+    assert link.shift_ns <= -20e6 and before > 50.0 and abs(after) < 12.0
+    assert link.bias_measured and 6.6e6 <= link.hidden_ns <= 12e6
+    assert np.median(np.abs(g - truth)) <= 2 * np.median(unc) and np.median(unc) < 15e6
+    assert any("line of its rise starts" in n for n in link.notes)
 
 
 def test_the_drift_of_speech_in_music_is_the_robust_lines(tmp_path):
     """A calibration recording of 5 minutes, speech in music at 10 dB SNR: the windows' offsets scatter alike under
     sigmas of very different sizes, and the sigma-weighted line through them put the log's drift 28 ppm off (8 ms
-    over the recording).  The link's drift is the robust line's (``clock.robust.onto_robust_slope``)."""
-    _, g, _, truth = _speech_log(tmp_path, "calibration", 9, 300.0)
+    over the recording).  The link's drift is the robust line's (``clock.robust.onto_robust_slope``).  Its offset:
+    moved by the onset check to the start of the sounds' average rise, 11 ms before the true onsets here (that start
+    scatters 7.2 ms about them over the splits' speech), within two of its sigmas."""
+    _, g, unc, truth = _speech_log(tmp_path, "calibration", 9, 300.0)
     drift_err_ppm = np.polyfit((truth - truth[0]) / NS, (g - truth) / 1e3, 1)[0]
     assert abs(drift_err_ppm) < 10.0
-    assert np.median(np.abs(g - truth)) < 10e6
+    assert np.median(np.abs(g - truth)) < min(15e6, 2 * np.median(unc))
