@@ -19,16 +19,20 @@ Judged as a bound, not an estimate: an onset hidden under the background can onl
 starts clearly before the mapped onsets (the latest of the resampled departures more than ``GATE_MS``, or 1.5 x the log
 lines' own one-sigma spread, before them), the mapping is moved earlier, as far as the mapping's own uncertainty allows
 (three of its windows' sigmas: a rise further back belongs to another sound; ``beyond_limit`` says so); elsewhere it
-stays.  Sharp sounds at their true onsets depart 1-3 ms before them (the 1 ms bins), which the gate leaves alone.  How
-far: the departure is where the rise first stands out of the average's noise, so it is late by the part of the rise
-under that noise, more the louder the background (speech at true onsets: 7-27 ms late at 0-5 dB, -1-10 ms at 10-20 dB; a
-cue before each sound: far before).  The start of the rise (``_start``) does not depend on that level: the average's
-power above the level just before the rise (``FLOOR_MS``), as an amplitude, grows about linearly as a sound swells, and
-the line through it from ``START_LO`` to ``START_HI`` of its peak, followed down to zero, is where the sounds start
-(speech at its true onsets, 21 recordings of the validation and calibration splits at 0-30 dB SNR: -16 .. +9 ms, mean
--2.8, sd 7.2; 12 held-out: -7 .. +6 ms).  The mapping is moved to that start where resampling the sounds moves it by
-less than ``START_SPREAD_MS`` (``start_sigma_ns``), else to the departure.  What it cannot do: see an early mapping, or
-judge fewer than ``MIN_EVENTS`` sounds; of more than ``MAX_EVENTS`` it averages an even subset.
+stays.  How far: the departure is where the rise first stands out of the average's noise.  A sharp rise (up halfway, of
+its log, within ``SHARP_MS``: sound effects, 1-6 ms, at any SNR) starts there, within 1-3 ms.  A slow one (speech: 9-40
+ms) is late there by the part under that noise, more the louder the background (speech at true onsets: 7-27 ms late at
+0-5 dB); its start (``_start``) does not depend on that level: the average's power above the level just before the
+departure (``FLOOR_MS``), as an amplitude, grows about linearly as a sound swells, and the line through it from
+``START_LO`` to ``START_HI`` of its peak, followed down to zero, is where the sounds start (speech at true onsets, 21
+recordings of the validation and calibration splits at 0-30 dB SNR: -16 .. +9 ms, mean -2.8, sd 7.2; 12 held-out: -7 ..
++6 ms; a rise too steep for a line, under ``LINE_MS``: where it passes ``START_LO``).  Where resampling the sounds moves
+that start by less than ``START_SPREAD_MS`` (``start_sigma_ns``) and it is before the departure, the mapping moves to
+it; within ``OTHER_RISE_MS`` after the departure, to the departure; further after it, the average rose before the
+sounds' own rise (a cue, or a swell of what comes before each sound: a held-out recording's voices at 30 dB SNR, 2 x the
+level over 150 ms before the utterances, departing 128 ms before them), so the start decides, and the mapping moves only
+if it is clearly before the mapped onsets.  What it cannot do: see an early mapping, or judge fewer than ``MIN_EVENTS``
+sounds; of more than ``MAX_EVENTS`` it averages an even subset.
 """
 
 from __future__ import annotations
@@ -50,6 +54,9 @@ K_SIGMA = 3.0
 START_LO, START_HI = 0.1, 0.4  # the rise's line: from a tenth to 0.4 of its peak's amplitude
 FLOOR_MS = (60, 10)  # the level just before the rise: 60 .. 10 ms before its departure
 START_SPREAD_MS = 10.0  # a start moved more than this (one sd) by resampling the sounds is not used
+SHARP_MS = 8  # a rise up halfway (of its log) this soon after its departure is sharp: departure and start are one
+LINE_MS = 10  # a rise from START_LO to START_HI of its peak in fewer bins: its start is where it passes START_LO
+OTHER_RISE_MS = 10.0  # a departure further before the start than this is another rise (a cue, a swell before)
 START_SCATTER_MS = 7.2  # the start's scatter about true onsets (validation and calibration speech, 1 sd)
 SMOOTH_BINS = 5  # each bin's power is the mean of its own and the 4 before it (a trailing mean: a rise is never
 # seen before it starts, only up to 4 ms after)
@@ -60,8 +67,8 @@ class Departure:
     """``departure_ns``: where the average rises, from the mapped onsets (negative: before them); ``latest_ns``: the
     90th percentile of the resampled departures; ``events``: how many onsets the average holds; ``shift_ns``: what
     to add to the mapped onsets (0 where the rise is not clearly earlier, or further back than the limit);
-    ``start_ns``: where the rise's line starts, if the shift is that (else None), and ``start_sigma_ns`` its spread
-    over the resampled sounds."""
+    ``start_ns``: where the rise's line starts, where it was asked and is trusted (else None; the shift, unless the
+    average rose before it: 0), and ``start_sigma_ns`` its spread over the resampled sounds."""
 
     departure_ns: int
     latest_ns: int
@@ -72,7 +79,7 @@ class Departure:
     start_sigma_ns: float = 0.0
 
 
-def _departure(power: np.ndarray) -> int | None:
+def _departure(power: np.ndarray) -> tuple[int, int] | None:
     """Bins from the window's start to the first bin of the rise of the events' mean log power without each bin's
     loudest ``TRIM_TOP`` of the sounds (power: events x bins), or None for no clear rise.  Not the plain mean: it jumps
     with the few sounds that start early (a log's latency jitter) and would mark the earliest onset.  The level's
@@ -99,7 +106,7 @@ def _departure(power: np.ndarray) -> int | None:
     while rise > lo and avg[rise - 1] > half:  # back from the peak to where it crossed halfway up
         rise -= 1
     below = np.nonzero(avg[lo : rise + 1] <= b + K_SIGMA * s)[0]
-    return lo + int(below[-1]) + 1 if len(below) else None  # above the level all along: no departure seen
+    return (lo + int(below[-1]) + 1, rise) if len(below) else None  # above the level all along: no departure seen
 
 
 def _start(power: np.ndarray, departure: int) -> float | None:
@@ -126,8 +133,10 @@ def _start(power: np.ndarray, departure: int) -> float | None:
     lo = hi
     while lo > end and a[lo - 1] > START_LO * top:
         lo -= 1
-    if not top > 0 or hi - lo < 2:
+    if not top > 0:
         return None
+    if hi - lo < LINE_MS:  # too steep for a line: its start is where it passes a tenth of its peak
+        return float(lo)
     slope, at0 = np.polyfit(np.arange(lo, hi + 1, dtype=np.float64), a[lo : hi + 1], 1)
     return -at0 / slope if slope > 0 else None
 
@@ -179,30 +188,40 @@ class EventAverage:
         if np.count_nonzero(whole) < MIN_EVENTS:
             return None
         power = self.sums[whole].astype(np.float64) / self.counts[whole]
-        d = _departure(power)
-        if d is None:
+        found = _departure(power)
+        if found is None:
             return None
+        d, half = found
+        sharp = half - d < SHARP_MS  # up halfway (of its log) within SHARP_MS of its departure: that is its start
         rng = np.random.default_rng(seed)
         boots, starts = [], []
         for _ in range(BOOTS):
             pw = power[rng.integers(0, len(power), len(power))]
             b = _departure(pw)
             if b is not None:
-                boots.append(b)
-                starts.append(_start(pw, b))
+                boots.append(b[0])
+                starts.append(None if sharp else _start(pw, b[0]))
         if len(boots) < BOOTS // 2:
             return None
         dep_ns = (d - BEFORE_MS) * BIN_NS
         latest = int(round((float(np.percentile(boots, 90)) - BEFORE_MS) * BIN_NS))
-        if not latest < -max(GATE_MS * BIN_NS, 1.5 * spread_ns):  # not clearly before the mapped onsets
+        gate = -max(GATE_MS * BIN_NS, 1.5 * spread_ns)
+        if not latest < gate:  # not clearly before the mapped onsets
             return Departure(dep_ns, latest, len(power), 0)
-        start, sd = _start(power, d), float("inf")
+        start, sd, start_latest = None if sharp else _start(power, d), float("inf"), 0.0
         starts = [x for x in starts if x is not None]
         if start is not None and len(starts) >= BOOTS // 2:
             sd = float(round(float(np.std(starts)) * BIN_NS))  # whole ns: the same from pieces of any size
-        start_ns = int(round((start - BEFORE_MS) * BIN_NS)) if sd <= START_SPREAD_MS * BIN_NS else None
-        if start_ns is not None and dep_ns > start_ns >= -limit_ns:
-            return Departure(dep_ns, latest, len(power), start_ns, start_ns=start_ns, start_sigma_ns=sd)
+            start_latest = (float(np.percentile(starts, 90)) - BEFORE_MS) * BIN_NS
+        if sd <= START_SPREAD_MS * BIN_NS:
+            start_ns = int(round((start - BEFORE_MS) * BIN_NS))
+            if start_ns - dep_ns > OTHER_RISE_MS * BIN_NS:
+                # the average rose well before its sounds' own rise (a cue, or a swell of what comes before each
+                # sound): that rise decides, moved to only where it starts clearly before the mapped onsets
+                shift = start_ns if start_latest < gate and -start_ns <= limit_ns else 0
+                return Departure(dep_ns, latest, len(power), shift, start_ns=start_ns, start_sigma_ns=sd)
+            if dep_ns > start_ns >= -limit_ns:
+                return Departure(dep_ns, latest, len(power), start_ns, start_ns=start_ns, start_sigma_ns=sd)
         if -dep_ns <= limit_ns:
             return Departure(dep_ns, latest, len(power), dep_ns)
         return Departure(dep_ns, latest, len(power), 0, beyond_limit=True)
