@@ -64,7 +64,7 @@ from synchub.agent.align.window import load_runners
 from synchub.drivers.sim.world import MARKER_RULES, World, WorldSpec
 from synchub.errors import UserError
 
-from . import files, real, replay
+from . import files, onsets, real, replay
 from .calibrate import checked, fit_pairs, fit_windows
 from .pairs import PairOutcome, pooled_coverage, run_pair, summarize, tolerance_ns
 from .scenario import DEFAULT_PAIRS, BenchSpec, load_scenario
@@ -80,6 +80,7 @@ def add_arguments(p) -> None:
     real.add_arguments(p)  # the real-signal corpus variant (``--real``)
     replay.add_arguments(p)  # recorded demo sessions, live vs offline (``--replay``)
     files.add_arguments(p)  # synchub align on the corpus's WAV + marker CSV files (``--real-files``)
+    onsets.add_arguments(p)  # the onset check on the corpus's sounds mapped right and late (``--onset-check``)
 
 
 def bench_align(bench: BenchSpec, world_spec: WorldSpec, links: dict, scenario: str, log=print,
@@ -164,13 +165,15 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 def run(args) -> int:
     if args.real_files:
         return files.run(args)
+    if args.onset_check:
+        return onsets.run(args)
     if args.real:
         return real.run(args)
     if args.replay:
         return replay.run(args)
     if not args.scenario:
         raise UserError("which data? --scenario FILE (simulator), --real (real-signal corpus), --real-files "
-                        "(synchub align on its files) or --replay DIR (recorded demo runs)")
+                        "(synchub align on its files), --onset-check or --replay DIR (recorded demo runs)")
     bench, world_spec, links = load_scenario(args.scenario)
     if args.seeds:
         seeds = parse_seeds(args.seeds)
