@@ -37,7 +37,7 @@ sounds; of more than ``MAX_EVENTS`` it averages an even subset.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -127,14 +127,14 @@ def _start(power: np.ndarray, departure: int) -> float | None:
     a = np.sqrt(np.maximum(m - float(np.median(m[a0:a1])), 0.0))
     peak = end + int(np.argmax(a[end : BEFORE_MS + BASE_END_MS]))
     top = float(a[peak])
+    if not top > 0:
+        return None
     hi = peak
     while hi > end and a[hi - 1] > START_HI * top:
         hi -= 1
     lo = hi
     while lo > end and a[lo - 1] > START_LO * top:
         lo -= 1
-    if not top > 0:
-        return None
     if hi - lo < LINE_MS:  # too steep for a line: its start is where it passes a tenth of its peak
         return float(lo)
     slope, at0 = np.polyfit(np.arange(lo, hi + 1, dtype=np.float64), a[lo : hi + 1], 1)
@@ -192,36 +192,28 @@ class EventAverage:
         if found is None:
             return None
         d, half = found
-        sharp = half - d < SHARP_MS  # up halfway (of its log) within SHARP_MS of its departure: that is its start
         rng = np.random.default_rng(seed)
-        boots, starts = [], []
-        for _ in range(BOOTS):
-            pw = power[rng.integers(0, len(power), len(power))]
-            b = _departure(pw)
-            if b is not None:
-                boots.append(b[0])
-                starts.append(None if sharp else _start(pw, b[0]))
+        draws = [rng.integers(0, len(power), len(power)) for _ in range(BOOTS)]
+        boots = [(b[0], i) for i, b in enumerate(_departure(power[x]) for x in draws) if b is not None]
         if len(boots) < BOOTS // 2:
             return None
         dep_ns = (d - BEFORE_MS) * BIN_NS
-        latest = int(round((float(np.percentile(boots, 90)) - BEFORE_MS) * BIN_NS))
+        latest = int(round((float(np.percentile([b for b, _ in boots], 90)) - BEFORE_MS) * BIN_NS))
         gate = -max(GATE_MS * BIN_NS, 1.5 * spread_ns)
         if not latest < gate:  # not clearly before the mapped onsets
             return Departure(dep_ns, latest, len(power), 0)
-        start, sd, start_latest = None if sharp else _start(power, d), float("inf"), 0.0
-        starts = [x for x in starts if x is not None]
-        if start is not None and len(starts) >= BOOTS // 2:
-            sd = float(round(float(np.std(starts)) * BIN_NS))  # whole ns: the same from pieces of any size
-            start_latest = (float(np.percentile(starts, 90)) - BEFORE_MS) * BIN_NS
-        if sd <= START_SPREAD_MS * BIN_NS:
-            start_ns = int(round((start - BEFORE_MS) * BIN_NS))
-            if start_ns - dep_ns > OTHER_RISE_MS * BIN_NS:
-                # the average rose well before its sounds' own rise (a cue, or a swell of what comes before each
-                # sound): that rise decides, moved to only where it starts clearly before the mapped onsets
-                shift = start_ns if start_latest < gate and -start_ns <= limit_ns else 0
-                return Departure(dep_ns, latest, len(power), shift, start_ns=start_ns, start_sigma_ns=sd)
-            if dep_ns > start_ns >= -limit_ns:
-                return Departure(dep_ns, latest, len(power), start_ns, start_ns=start_ns, start_sigma_ns=sd)
-        if -dep_ns <= limit_ns:
-            return Departure(dep_ns, latest, len(power), dep_ns)
-        return Departure(dep_ns, latest, len(power), 0, beyond_limit=True)
+        moved = Departure(dep_ns, latest, len(power), dep_ns)
+        if half - d >= SHARP_MS:  # not up halfway (of its log) within SHARP_MS of its departure: where did it start?
+            start = _start(power, d)
+            starts = [x for x in (_start(power[draws[i]], b) for b, i in boots) if x is not None]
+            if start is not None and len(starts) >= BOOTS // 2 and np.std(starts) <= START_SPREAD_MS:
+                st = replace(moved, start_ns=int(round((start - BEFORE_MS) * BIN_NS)),
+                             start_sigma_ns=float(round(float(np.std(starts)) * BIN_NS)))  # whole ns: any pieces
+                if st.start_ns - dep_ns > OTHER_RISE_MS * BIN_NS:
+                    # the average rose well before its sounds' own rise (a cue, or a swell of what comes before
+                    # each sound): that rise decides, moved to only where it starts clearly before the mapped onsets
+                    clear = (float(np.percentile(starts, 90)) - BEFORE_MS) * BIN_NS < gate
+                    return replace(st, shift_ns=st.start_ns if clear and -st.start_ns <= limit_ns else 0)
+                if dep_ns > st.start_ns >= -limit_ns:
+                    return replace(st, shift_ns=st.start_ns)
+        return moved if -dep_ns <= limit_ns else replace(moved, shift_ns=0, beyond_limit=True)
