@@ -68,7 +68,9 @@ class Departure:
     90th percentile of the resampled departures; ``events``: how many onsets the average holds; ``shift_ns``: what
     to add to the mapped onsets (0 where the rise is not clearly earlier, or further back than the limit);
     ``start_ns``: where the rise's line starts, where it was asked and is trusted (else None; the shift, unless the
-    average rose before it: 0), and ``start_sigma_ns`` its spread over the resampled sounds."""
+    average rose before it: 0), and ``start_sigma_ns`` its spread over the resampled sounds; ``confirmed_sigma_ns``:
+    a sharp rise within the gate of the mapped onsets (where it departs is where it starts, either way: the mapping
+    confirmed), the departure's distance and its resampled spread with one bin, in quadrature."""
 
     departure_ns: int
     latest_ns: int
@@ -77,6 +79,7 @@ class Departure:
     beyond_limit: bool = False  # clearly before the mapped onsets, but further back than the limit: not moved
     start_ns: int | None = None
     start_sigma_ns: float = 0.0
+    confirmed_sigma_ns: float | None = None
 
 
 def _departure(power: np.ndarray) -> tuple[int, int] | None:
@@ -201,6 +204,10 @@ class EventAverage:
         latest = int(round((float(np.percentile([b for b, _ in boots], 90)) - BEFORE_MS) * BIN_NS))
         gate = -max(GATE_MS * BIN_NS, 1.5 * spread_ns)
         if not latest < gate:  # not clearly before the mapped onsets
+            if half - d < SHARP_MS and abs(dep_ns) <= -gate:  # a sharp rise where the sounds are mapped: confirmed
+                spread = float(np.std([b for b, _ in boots])) * BIN_NS
+                return Departure(dep_ns, latest, len(power), 0,
+                                 confirmed_sigma_ns=float(round(float(np.hypot(np.hypot(spread, dep_ns), BIN_NS)))))
             return Departure(dep_ns, latest, len(power), 0)
         moved = Departure(dep_ns, latest, len(power), dep_ns)
         if half - d >= SHARP_MS:  # not up halfway (of its log) within SHARP_MS of its departure: where did it start?

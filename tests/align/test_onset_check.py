@@ -94,6 +94,20 @@ def test_sharp_sounds_mapped_late_move_to_their_departure(swell_ms, background):
     assert dep is not None and dep.start_ns is None and abs(dep.shift_ns + 15e6) <= 3.5e6, dep
 
 
+def test_sharp_sounds_where_they_are_mapped_confirm_the_mapping():
+    """A sharp rise departs where the sounds start, either way: within the gate of the mapped onsets it measures the
+    bias the aligner's windows share (``confirmed_sigma_ns``, the engine's 1-sigma in place of one window's sigma:
+    sound markers 3.4 -> 2.1 ms on the corpus); a slow swell there, or sharp sounds mapped 8 ms early, confirm
+    nothing."""
+    t, x, truth = _scene(swell_ms=0.0, seed=2)
+    dep = _run(t, x, truth)
+    assert dep.shift_ns == 0 and dep.confirmed_sigma_ns is not None and dep.confirmed_sigma_ns <= 2.5e6, dep
+    assert _run(t, x, truth - 8_000_000).confirmed_sigma_ns is None  # the rise 8 ms after the mapped onsets
+    t, x, truth = _scene(swell_ms=80.0, seed=2)
+    slow = _run(t, x, truth)
+    assert slow is None or slow.confirmed_sigma_ns is None
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_log_whose_lines_scatter_is_not_moved_to_its_earliest_sounds(seed):
     """Sharp sounds played 5 ms (one sigma) off their logged times, mapped right (the median): a mean over the

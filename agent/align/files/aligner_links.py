@@ -212,6 +212,11 @@ class AlignerLinks:
             avg.add(ft, x)
         spread = float(np.median(ev.spread_ns)) if len(ev.spread_ns) else 0.0
         dep = avg.departure(limit_ns=3.0 * link.window_sigma_ns, spread_ns=spread)
+        if dep is not None and dep.confirmed_sigma_ns is not None:
+            link.hidden_ns, link.bias_measured = dep.confirmed_sigma_ns, True
+            link.notes.append(f"the microphone's average energy rises sharply {dep.departure_ns / 1e6:+.0f} ms from "
+                              f"the {dep.events} sounds' mapped onsets: the bias the windows share measured there "
+                              f"({link.hidden_ns / 1e6:.1f} ms in place of one window's sigma)")
         if dep is None or not (dep.shift_ns or dep.beyond_limit):
             return
         rise = f"the microphone's average energy rises {-dep.departure_ns / 1e6:.0f} ms before the {dep.events} " \
