@@ -110,6 +110,10 @@ class MarkerRule:
             re.compile(self.pattern)
         except re.error as exc:
             raise ValueError(f"marker rule {self.pattern!r}: not a regular expression ({exc})") from None
+        odd = [s for s in self.streams if s not in STREAM_KINDS]
+        if odd:
+            raise ValueError(f"marker rule {self.pattern!r}: streams must be some of {', '.join(STREAM_KINDS)}, got "
+                             f"{odd}")
         if not self.spread_ms >= 0 or not np.isfinite(self.latency_ms):
             raise ValueError(f"marker rule {self.pattern!r}: latency_ms must be finite and spread_ms >= 0")
 
@@ -123,6 +127,11 @@ class MarkerRule:
         if self.smooth:
             return modality in ("image", "text")
         return any(s in SENSED_BY.get(modality, ()) for s in senses)
+
+
+#: the stream kinds a rule may name as those that see its event (``streams``; "other": a file's channels of no
+#: known kind, an amplifier's photodiode input)
+STREAM_KINDS = ("audio", "imu", "video", "image", "telemetry", "other")
 
 
 #: words of experiment and device logs for events a sensor registers; no rig's own vocabulary

@@ -62,22 +62,31 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, dest=field, type=kind, default=None, metavar=field.split("_")[-1].upper(),
                            help=help_text)
     g.add_argument("--marker", dest="markers", action="append", type=marker_rule, default=None,
-                   metavar="SENSES[@MS[/MS]]:REGEX",
+                   metavar="SENSES[~][>STREAMS][@MS[/MS]]:REGEX",
                    help="what a marker log's lines matching REGEX mean: the senses their event reaches (audible, "
-                        "visible, motion; joined by +), its onset's latency after the line and spread (ms); "
+                        "visible, motion; joined by +; ~ after them: a slow rise, seen by a still image's level "
+                        "only), the stream kinds that see it if not those of the senses (>audio+imu; audio, imu, "
+                        "video, image, telemetry, other), its onset's latency after the line and spread (ms); "
                         "repeat for more kinds of line; first match decides; replaces the default words (sound, "
-                        "tone, click, LED, flash, tap, ...). E.g. --marker audible:cue --marker visible@16:flip")
+                        "tone, click, LED, flash, tap, ...). E.g. --marker audible:cue --marker visible@16:flip "
+                        "--marker visible~>image:fade")
     g.add_argument("--barcode", action="store_true", default=None, help="decode 32-bit barcodes in the sync channel")
     g.add_argument("--no-dejitter", dest="dejitter", action="store_false", default=None,
                    help="keep a regular stream's stamps as they are (default: a line per segment, as pyxdf)")
 
 
 def marker_rule(text: str) -> dict:
-    """``SENSES[@LATENCY_MS[/SPREAD_MS]]:REGEX`` -> a marker rule's dictionary (``align.markers.rules_from``)."""
+    """``SENSES[~][>STREAMS][@LATENCY_MS[/SPREAD_MS]]:REGEX`` -> a marker rule's dictionary
+    (``align.markers.rules_from``): ``~`` a slow rise (``smooth``), ``>STREAMS`` the stream kinds that see it."""
     head, sep, pattern = text.partition(":")
-    senses, _, timing = head.partition("@")
+    who, _, timing = head.partition("@")
+    senses, _, streams = who.partition(">")
     latency, _, spread = timing.partition("/")
-    rule: dict = {"pattern": pattern, "senses": tuple(s.strip() for s in senses.split("+"))}
+    rule: dict = {"pattern": pattern, "senses": tuple(s.strip() for s in senses.strip().rstrip("~").split("+"))}
+    if senses.strip().endswith("~"):
+        rule["smooth"] = True
+    if streams:
+        rule["streams"] = tuple(s.strip() for s in streams.split("+"))
     try:
         if latency:
             rule["latency_ms"] = float(latency)
@@ -87,8 +96,8 @@ def marker_rule(text: str) -> dict:
             raise ValueError("no ':REGEX'")
         rules_from([rule])
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc} (SENSES[@LATENCY_MS[/SPREAD_MS]]:REGEX, e.g. "
-                                         "audible:cue or visible+motion@16/4:flip)") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc} (SENSES[~][>STREAMS][@LATENCY_MS[/SPREAD_MS]]:REGEX, e.g. "
+                                         "audible:cue, visible+motion@16/4:flip or visible~>image:fade)") from None
     return rule
 
 

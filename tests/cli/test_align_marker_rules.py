@@ -1,4 +1,4 @@
-"""What a marker log's lines mean, said to ``synchub align``: ``--marker SENSES[@LATENCY_MS[/SPREAD_MS]]:REGEX`` or
+"""What a marker log's lines mean, said to ``synchub align``: ``--marker SENSES[~][>STREAMS][@MS[/MS]]:REGEX`` or
 a manifest input's ``markers`` (the agent's ``[[stream]] markers`` tables).
 
 Before: the file engine read every log with the default words only.  A log of "beep" lines (a word the defaults leave
@@ -14,6 +14,8 @@ import pytest
 from support.signals import tone_bursts
 
 from synchub.agent.align.files.engine import AlignError, FileAlignment, InputOptions, InputSpec
+from synchub.agent.align.markers import MarkerSemantics, rules_from
+from synchub.agent.cli.inputs import marker_rule
 from synchub.agent.core.units import NS
 from synchub.cli import main
 
@@ -80,9 +82,26 @@ def test_a_manifest_input_says_what_its_lines_mean(tmp_path, capsys):
     assert len(err) == 1 and "log.csv: markers:" in err[0] and "audible, visible, motion" in err[0], err
 
 
+@pytest.mark.parametrize(("text", "rule"), [
+    ("audible:beep", {"pattern": "beep", "senses": ("audible",)}),
+    ("visible+motion@16/4:flip", {"pattern": "flip", "senses": ("visible", "motion"), "latency_ms": 16.0,
+                                  "spread_ms": 4.0}),
+    ("visible~:fade", {"pattern": "fade", "senses": ("visible",), "smooth": True}),
+    ("motion>imu+video@5:lever", {"pattern": "lever", "senses": ("motion",), "streams": ("imu", "video"),
+                                  "latency_ms": 5.0}),
+    ("visible~>image:fa:de", {"pattern": "fa:de", "senses": ("visible",), "smooth": True, "streams": ("image",)}),
+])
+def test_a_rule_s_streams_and_a_slow_rise_are_said_on_the_command_line(text, rule):
+    """What a manifest's ``markers`` could say and ``--marker`` could not (a rule's ``streams``, ``smooth``)."""
+    assert marker_rule(text) == rule
+    r = MarkerSemantics(rules_from([marker_rule(text)])).rules[0]
+    assert r.streams == rule.get("streams", ()) and r.smooth == rule.get("smooth", False)
+
+
 @pytest.mark.parametrize("rule, why", [("beep", "no ':REGEX'"), ("loud:beep", "senses must be some of"),
                                        ("audible:(beep", "not a regular expression"),
-                                       ("audible@soon:beep", "could not convert")])
+                                       ("audible@soon:beep", "could not convert"),
+                                       ("motion>imu+vidoe:lever", "streams must be some of")])
 def test_a_bad_rule_on_the_command_line_is_one_line(tmp_path, capsys, rule, why):
     _rig(tmp_path)
     with pytest.raises(SystemExit) as stop:
