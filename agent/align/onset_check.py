@@ -56,6 +56,7 @@ FLOOR_MS = (60, 10)  # the level just before the rise: 60 .. 10 ms before its de
 START_SPREAD_MS = 10.0  # a start moved more than this (one sd) by resampling the sounds is not used
 SHARP_MS = 8  # a rise up halfway (of its log) this soon after its departure is sharp: departure and start are one
 LINE_MS = 10  # a rise from START_LO to START_HI of its peak in fewer bins: its start is where it passes START_LO
+CONFIRM_SPREAD_MS = 2.0  # a sharp rise confirms a mapping only where resampling moves it by less (1 sd)
 OTHER_RISE_MS = 10.0  # a departure further before the start than this is another rise (a cue, a swell before)
 START_SCATTER_MS = 7.2  # the start's scatter about true onsets (validation and calibration speech, 1 sd)
 SMOOTH_BINS = 5  # each bin's power is the mean of its own and the 4 before it (a trailing mean: a rise is never
@@ -69,8 +70,9 @@ class Departure:
     to add to the mapped onsets (0 where the rise is not clearly earlier, or further back than the limit);
     ``start_ns``: where the rise's line starts, where it was asked and is trusted (else None; the shift, unless the
     average rose before it: 0), and ``start_sigma_ns`` its spread over the resampled sounds; ``confirmed_sigma_ns``:
-    a sharp rise within the gate of the mapped onsets (where it departs is where it starts, either way: the mapping
-    confirmed), the departure's distance and its resampled spread with one bin, in quadrature."""
+    a sharp rise within the gate of the mapped onsets whose resampled departures spread by under
+    ``CONFIRM_SPREAD_MS`` (where it departs is where it starts, either way: the mapping confirmed), the departure's
+    distance and that spread with one bin, in quadrature."""
 
     departure_ns: int
     latest_ns: int
@@ -204,8 +206,9 @@ class EventAverage:
         latest = int(round((float(np.percentile([b for b, _ in boots], 90)) - BEFORE_MS) * BIN_NS))
         gate = -max(GATE_MS * BIN_NS, 1.5 * spread_ns)
         if not latest < gate:  # not clearly before the mapped onsets
-            if half - d < SHARP_MS and abs(dep_ns) <= -gate:  # a sharp rise where the sounds are mapped: confirmed
-                spread = float(np.std([b for b, _ in boots])) * BIN_NS
+            spread = float(np.std([b for b, _ in boots])) * BIN_NS
+            if half - d < SHARP_MS and abs(dep_ns) <= -gate and spread <= CONFIRM_SPREAD_MS * BIN_NS:
+                # a sharp rise, found again by every resampling, where the sounds are mapped: the mapping confirmed
                 return Departure(dep_ns, latest, len(power), 0,
                                  confirmed_sigma_ns=float(round(float(np.hypot(np.hypot(spread, dep_ns), BIN_NS)))))
             return Departure(dep_ns, latest, len(power), 0)

@@ -217,6 +217,13 @@ class AlignerLinks:
             link.notes.append(f"the microphone's average energy rises sharply {dep.departure_ns / 1e6:+.0f} ms from "
                               f"the {dep.events} sounds' mapped onsets: the bias the windows share measured there "
                               f"({link.hidden_ns / 1e6:.1f} ms in place of one window's sigma)")
+        if dep is not None and not dep.shift_ns and dep.start_ns is not None:  # an earlier rise; the sounds' own not
+            # clearly before the mapped onsets: where it starts, with its uncertainty, added to the link's
+            link.hidden_ns = float(np.hypot(np.hypot(dep.start_ns, dep.start_sigma_ns), START_SCATTER_MS * 1e6))
+            link.notes.append(f"the microphone's average energy rises {-dep.departure_ns / 1e6:.0f} ms before the "
+                              f"{dep.events} sounds' mapped onsets, and the line of their own rise starts "
+                              f"{dep.start_ns / 1e6:+.0f} ms from them (an earlier rise: a cue, or a swell before "
+                              f"each sound): not moved, {link.hidden_ns / 1e6:.1f} ms added to its uncertainty")
         if dep is None or not (dep.shift_ns or dep.beyond_limit):
             return
         rise = f"the microphone's average energy rises {-dep.departure_ns / 1e6:.0f} ms before the {dep.events} " \
