@@ -83,6 +83,19 @@ class Departure:
     start_sigma_ns: float = 0.0
     confirmed_sigma_ns: float | None = None
 
+    def uncertainty(self) -> tuple[float, bool]:
+        """(the 1-sigma of what the check says of the mapping, whether it measured the bias the aligner's windows
+        share, so that it takes the place of one window's sigma): a confirmed mapping's; the start of the sounds'
+        rise moved to, its spread with ``START_SCATTER_MS``; one not moved to, as far as it is, added to that; a
+        move to the departure, or one beyond the limit, half of it (what the average could not see may be as much
+        again).  Meaningless where the check neither moved, confirmed nor found an earlier rise."""
+        if self.confirmed_sigma_ns is not None:
+            return self.confirmed_sigma_ns, True
+        if self.start_ns is not None:
+            start = float(np.hypot(self.start_sigma_ns, START_SCATTER_MS * 1e6))
+            return (start, True) if self.shift_ns else (float(np.hypot(self.start_ns, start)), False)
+        return abs(self.departure_ns) / 2.0, False
+
 
 def _departure(power: np.ndarray) -> tuple[int, int] | None:
     """Bins from the window's start to the first bin of the rise of the events' mean log power without each bin's
@@ -213,17 +226,17 @@ class EventAverage:
                                  confirmed_sigma_ns=float(round(float(np.hypot(np.hypot(spread, dep_ns), BIN_NS)))))
             return Departure(dep_ns, latest, len(power), 0)
         moved = Departure(dep_ns, latest, len(power), dep_ns)
-        if half - d >= SHARP_MS:  # not up halfway (of its log) within SHARP_MS of its departure: where did it start?
-            start = _start(power, d)
-            starts = [x for x in (_start(power[draws[i]], b) for b, i in boots) if x is not None]
-            if start is not None and len(starts) >= BOOTS // 2 and np.std(starts) <= START_SPREAD_MS:
-                st = replace(moved, start_ns=int(round((start - BEFORE_MS) * BIN_NS)),
-                             start_sigma_ns=float(round(float(np.std(starts)) * BIN_NS)))  # whole ns: any pieces
-                if st.start_ns - dep_ns > OTHER_RISE_MS * BIN_NS:
-                    # the average rose well before its sounds' own rise (a cue, or a swell of what comes before
-                    # each sound): that rise decides, moved to only where it starts clearly before the mapped onsets
-                    clear = (float(np.percentile(starts, 90)) - BEFORE_MS) * BIN_NS < gate
-                    return replace(st, shift_ns=st.start_ns if clear and -st.start_ns <= limit_ns else 0)
-                if dep_ns > st.start_ns >= -limit_ns:
-                    return replace(st, shift_ns=st.start_ns)
+        sharp = half - d < SHARP_MS  # up halfway (of its log) within SHARP_MS of its departure: that is its start
+        start = None if sharp else _start(power, d)
+        starts = [] if start is None else [x for x in (_start(power[draws[i]], b) for b, i in boots) if x is not None]
+        if len(starts) >= BOOTS // 2 and np.std(starts) <= START_SPREAD_MS:
+            st = replace(moved, start_ns=int(round((start - BEFORE_MS) * BIN_NS)),
+                         start_sigma_ns=float(round(float(np.std(starts)) * BIN_NS)))  # whole ns: any pieces
+            if st.start_ns - dep_ns > OTHER_RISE_MS * BIN_NS:
+                # the average rose well before its sounds' own rise (a cue, or a swell of what comes before each
+                # sound): that rise decides, moved to only where it starts clearly before the mapped onsets
+                clear = (float(np.percentile(starts, 90)) - BEFORE_MS) * BIN_NS < gate
+                return replace(st, shift_ns=st.start_ns if clear and -st.start_ns <= limit_ns else 0)
+            if dep_ns > st.start_ns >= -limit_ns:
+                return replace(st, shift_ns=st.start_ns)
         return moved if -dep_ns <= limit_ns else replace(moved, shift_ns=0, beyond_limit=True)

@@ -20,7 +20,7 @@ import numpy as np
 from ..coarse import SUPPORT_WIDTH_NS, EventTrain, coarse_fit, support
 from ..disagreement import DISAGREE
 from ..markers import DEFAULT_RULES, MarkerSemantics
-from ..onset_check import START_SCATTER_MS, EventAverage
+from ..onset_check import EventAverage
 from ..window import modality_of, sigma_table
 from .judge import STEP_NOTE
 from .links import UNKNOWN_UNC_NS, Link, aligner_link
@@ -212,38 +212,37 @@ class AlignerLinks:
             avg.add(ft, x)
         spread = float(np.median(ev.spread_ns)) if len(ev.spread_ns) else 0.0
         dep = avg.departure(limit_ns=3.0 * link.window_sigma_ns, spread_ns=spread)
-        if dep is not None and dep.confirmed_sigma_ns is not None:
-            link.hidden_ns, link.bias_measured = dep.confirmed_sigma_ns, True
-            link.notes.append(f"the microphone's average energy rises sharply {dep.departure_ns / 1e6:+.0f} ms from "
-                              f"the {dep.events} sounds' mapped onsets: the bias the windows share measured there "
-                              f"({link.hidden_ns / 1e6:.1f} ms in place of one window's sigma)")
-        if dep is not None and not dep.shift_ns and dep.start_ns is not None:  # an earlier rise; the sounds' own not
-            # clearly before the mapped onsets: where it starts, with its uncertainty, added to the link's
-            link.hidden_ns = float(np.hypot(np.hypot(dep.start_ns, dep.start_sigma_ns), START_SCATTER_MS * 1e6))
-            link.notes.append(f"the microphone's average energy rises {-dep.departure_ns / 1e6:.0f} ms before the "
-                              f"{dep.events} sounds' mapped onsets, and the line of their own rise starts "
-                              f"{dep.start_ns / 1e6:+.0f} ms from them (an earlier rise: a cue, or a swell before "
-                              f"each sound): not moved, {link.hidden_ns / 1e6:.1f} ms added to its uncertainty")
-        if dep is None or not (dep.shift_ns or dep.beyond_limit):
+        if dep is None:
             return
+        sigma, measured = dep.uncertainty()
         rise = f"the microphone's average energy rises {-dep.departure_ns / 1e6:.0f} ms before the {dep.events} " \
                "sounds' mapped onsets"
-        link.hidden_ns = abs(dep.departure_ns) / 2.0  # what the average could not see may be as much again
-        if dep.beyond_limit:
-            link.notes.append(f"{rise}, further back than three window sigmas (a cue before each sound, or a bias "
-                              "too large to move): not moved, half that added to its uncertainty")
+        if dep.confirmed_sigma_ns is not None:
+            note = (f"the microphone's average energy rises sharply {dep.departure_ns / 1e6:+.0f} ms from the "
+                    f"{dep.events} sounds' mapped onsets: the bias the windows share measured there "
+                    f"({sigma / 1e6:.1f} ms in place of one window's sigma)")
+        elif dep.beyond_limit:
+            note = (f"{rise}, further back than three window sigmas (a cue before each sound, or a bias too large to "
+                    "move): not moved, half that added to its uncertainty")
+        elif dep.shift_ns:
+            link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
+            moved = f"moved {'earlier' if link.shift_ns < 0 else 'later'} by that"
+            if dep.start_ns is None:
+                note = f"{rise} (onsets under loud background are found late): {moved}, half that added to its " \
+                       "uncertainty"
+            else:
+                note = (f"{rise} (onsets under loud background are found late), and the line of its rise starts "
+                        f"{-dep.start_ns / 1e6:.0f} ms before them: {moved}, its uncertainty ({sigma / 1e6:.1f} ms) "
+                        "in place of one window's sigma")
+        elif dep.start_ns is not None:  # an earlier rise; the sounds' own not clearly before the mapped onsets
+            note = (f"{rise}, and the line of their own rise starts {dep.start_ns / 1e6:+.0f} ms from them (an "
+                    f"earlier rise: a cue, or a swell before each sound): not moved, {sigma / 1e6:.1f} ms added to "
+                    "its uncertainty")
+        else:  # not clearly before them: nothing said of the mapping
             return
-        link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
-        moved = f"moved {'earlier' if link.shift_ns < 0 else 'later'} by that"
-        if dep.start_ns is None:
-            link.notes.append(f"{rise} (onsets under loud background are found late): {moved}, half that added to "
-                              "its uncertainty")
-            return
-        link.hidden_ns = float(np.hypot(dep.start_sigma_ns, START_SCATTER_MS * 1e6))
-        link.bias_measured = True
-        link.notes.append(f"{rise} (onsets under loud background are found late), and the line of its rise starts "
-                          f"{-dep.start_ns / 1e6:.0f} ms before them: {moved}, its uncertainty "
-                          f"({link.hidden_ns / 1e6:.1f} ms) in place of one window's sigma")
+        link.hidden_ns, link.bias_measured = sigma, measured
+        link.notes.append(note)
+
 
 def _beyond_chance(link: Link, ref_events: np.ndarray, tgt_events: np.ndarray) -> Link:
     """``link``, found by fewer than half its windows and not where the whole recordings' events pile up, kept only
