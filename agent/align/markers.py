@@ -131,7 +131,7 @@ class MarkerRule:
 
 #: the stream kinds a rule may name as those that see its event (``streams``; "other": a file's channels of no
 #: known kind, an amplifier's photodiode input)
-STREAM_KINDS = ("audio", "imu", "video", "image", "telemetry", "other")
+STREAM_KINDS = (*(k for k in SENSED_BY if k != "text"), "other")
 
 
 #: words of experiment and device logs for events a sensor registers; no rig's own vocabulary

@@ -81,9 +81,10 @@ def marker_rule(text: str) -> dict:
     head, sep, pattern = text.partition(":")
     who, _, timing = head.partition("@")
     senses, _, streams = who.partition(">")
+    senses = senses.strip()
     latency, _, spread = timing.partition("/")
-    rule: dict = {"pattern": pattern, "senses": tuple(s.strip() for s in senses.strip().rstrip("~").split("+"))}
-    if senses.strip().endswith("~"):
+    rule: dict = {"pattern": pattern, "senses": tuple(s.strip() for s in senses.rstrip("~").split("+"))}
+    if senses.endswith("~"):
         rule["smooth"] = True
     if streams:
         rule["streams"] = tuple(s.strip() for s in streams.split("+"))

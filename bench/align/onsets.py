@@ -45,7 +45,7 @@ def check_recording(rec) -> list[dict]:
         avg.add(audio.true_ns, audio.data)
         dep = avg.departure(limit_ns=LIMIT_NS)
         shift = dep.shift_ns if dep is not None else 0
-        how = "none" if not shift else ("start" if getattr(dep, "start_ns", None) == shift else "departure")
+        how = "none" if not shift else ("start" if dep.start_ns == shift else "departure")
         out.append({"late_ms": late, "error_ms": round(late + shift / 1e6, 2), "moved": how})
     return out
 

@@ -117,14 +117,14 @@ class Link:
             u = unc[known].astype(np.float64)
             shared = 0.0 if self.bias_measured else self.window_sigma_ns
             u = k * np.sqrt(u * u + shared ** 2 + g * g)
-            unc[known] = np.rint(np.sqrt(u * u + self.hidden_ns ** 2)).astype(np.int64)  # not the table's to scale
-        if self.drift_sigma_ppm and self.residuals and self.calibration is not None:
-            # beyond the windows that tied it (a log longer than its recording): the drift's own uncertainty grows
-            # with the distance, as far as the model extrapolates the line
-            w = np.array([r[0] for r in self.residuals], dtype=np.int64)
-            far = np.maximum(np.maximum(w.min() - t[known], t[known] - w.max()), 0).astype(np.float64)
-            unc[known] = np.rint(np.hypot(unc[known].astype(np.float64), far * self.drift_sigma_ppm * 1e-6)
-                                 ).astype(np.int64)
+            u = np.sqrt(u * u + self.hidden_ns ** 2)  # not the table's to scale, nor is the drift's below
+            if self.drift_sigma_ppm and self.residuals:
+                # beyond the windows that tied it (a log longer than its recording): the drift's own uncertainty
+                # grows with the distance, as far as the model extrapolates the line
+                w = [r[0] for r in self.residuals]
+                far = np.maximum(np.maximum(min(w) - t[known], t[known] - max(w)), 0).astype(np.float64)
+                u = np.hypot(u, far * self.drift_sigma_ppm * 1e-6)
+            unc[known] = np.rint(u).astype(np.int64)
         for s in self.steps:  # between the windows around a step: on either side of it
             near = known & (t > s.lo_ns) & (t < s.hi_ns)
             unc[near] = np.maximum(unc[near], abs(s.size_ns))
