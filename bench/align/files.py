@@ -28,9 +28,9 @@ from synchub.agent.align.files.engine import AlignError, FileAlignment, InputSpe
 from synchub.agent.core.units import NS
 from synchub.errors import UserError
 from synchub.extras import require
-from synchub.models import corpus
 
 from .calibrate import fit_pairs
+from .recordings import cache_of, planned, rendered
 
 GOAL = {"median_abs_ms": 5.0, "p95_abs_ms": 15.0, "drift_err_ppm": 10.0, "cover_1sigma_pct": [60.0, 80.0]}
 
@@ -113,20 +113,12 @@ def run(args) -> int:
         durations = [float(d) for d in args.durations.split(",")] if args.durations else [args.duration]
     except ValueError:
         raise UserError(f"--durations: seconds, comma-separated (got {args.durations!r})") from None
-    if min(durations) < 30 or args.speech < 0 or args.sounds < 0 or args.speech + args.sounds == 0:
-        raise UserError("--duration(s) must be >= 30 s and --speech + --sounds >= 1")
     if args.fit_sigma and args.split != "calibration":
         raise UserError("--fit-sigma fits on the calibration split only: add --split calibration")
-    specs = [s for d in durations for s in corpus.plan(args.split, args.speech, "speech", d) +
-             corpus.plan(args.split, args.sounds, "events", d)]
-    cache = corpus.ClipCache(args.cache or corpus.default_cache_dir())
+    specs = planned(args, durations)
     t0 = time.time()
     per, by_kind = [], {"speech": [], "events": []}
-    for spec in specs:
-        try:
-            rec = corpus.render(spec, cache=cache)
-        except corpus.Unavailable as exc:
-            raise UserError(f"real-signal corpus unavailable: {exc}") from None
+    for spec, rec in rendered(specs, cache_of(args)):
         o = align_recording(rec, raw=bool(args.fit_sigma))
         by_kind[spec.kind].append(o)
         row = {"recording": spec.name, "duration_s": spec.duration_s, "snr_db": spec.snr_db,

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from synchub.agent.align.onset_check import EventAverage
-from synchub.errors import UserError
-from synchub.models import corpus
+
+from .recordings import cache_of, planned, rendered
 
 LATE_MS = (0, 5, 10, 20, 40)
 LIMIT_NS = 60e6  # three window sigmas of 20 ms (speech in babble; the check's own limit)
@@ -66,17 +66,8 @@ def summary(per: list[dict], kind: str) -> list[dict]:
 
 
 def run(args) -> int:
-    if args.duration < 30 or args.speech < 0 or args.sounds < 0 or args.speech + args.sounds == 0:
-        raise UserError("--duration must be >= 30 s and --speech + --sounds >= 1")
-    specs = corpus.plan(args.split, args.speech, "speech", args.duration) + \
-        corpus.plan(args.split, args.sounds, "events", args.duration)
-    cache = corpus.ClipCache(args.cache or corpus.default_cache_dir())
     t0, per = time.time(), []
-    for spec in specs:
-        try:
-            rec = corpus.render(spec, cache=cache)
-        except corpus.Unavailable as exc:
-            raise UserError(f"real-signal corpus unavailable: {exc}") from None
+    for spec, rec in rendered(planned(args), cache_of(args)):
         checks = check_recording(rec)
         per.append({"recording": spec.name, "kind": spec.kind, "snr_db": spec.snr_db, "checks": checks})
         if not args.quiet:

@@ -53,11 +53,11 @@ from synchub.agent.core.stream import Chunk
 from synchub.agent.core.units import NS
 from synchub.argtypes import positive
 from synchub.errors import UserError
-from synchub.models import corpus
 
 from .calibrate import checked, fit_table, fit_window_table, table_pair_coverage
 from .hold import EarlyHold
 from .pairs import feed_window, hybrid_events
+from .recordings import cache_of, planned, rendered
 from .streams import cut, embed_stream
 
 METHODS = ("arrival", "classical", "neural", "hybrid", "tracker")
@@ -309,9 +309,8 @@ def bench_real(specs, methods=METHODS, window_s: float = 16.0, hop_s: float = 4.
     table = SIGMA_TABLE if table is None else table
     runners = load_runners(["audio", "text", "imu", "video"]) if {"neural", "hybrid", "tracker"} & set(methods) else {}
     per_rec, pooled = [], collections.defaultdict(list) if pooled_out is None else pooled_out
-    for spec in specs:
-        t0 = time.time()
-        rec = corpus.render(spec, cache)
+    t0 = time.time()
+    for spec, rec in rendered(specs, cache):
         t1 = time.time()
         emb_cache: dict = {}
         for name, ref, tgt in PAIRS[spec.kind]:
@@ -324,6 +323,7 @@ def bench_real(specs, methods=METHODS, window_s: float = 16.0, hop_s: float = 4.
         log(f"  {rec.name} ({', '.join(spec.voices if spec.kind == 'speech' else ('sounds',))}; "
             f"{'+'.join(spec.background) or 'quiet'}, {spec.snr_db:.0f} dB; marker clock {spec.marker_offset_s:+.2f} s "
             f"{spec.marker_drift_ppm:+.0f} ppm): rendered {t1 - t0:.1f} s, aligned {time.time() - t1:.1f} s")
+        t0 = time.time()
     overall = [{"pair": name, "mode": mode, "method": method_label(m, mode), **summarize(outs, m)}
                for (name, mode), outs in pooled.items() for m in methods]
     return {"corpus": specs[0].split if specs else "heldout", "sigma_table": table.source,
@@ -347,32 +347,25 @@ def _choice(flag: str, value: str, allowed) -> tuple[str, ...]:
 def run(args) -> int:
     methods = _choice("--methods", args.methods, METHODS)
     modes = _choice("--modes", args.modes, MODES)
-    if args.duration < 30 or args.speech < 0 or args.sounds < 0 or args.speech + args.sounds == 0:
-        raise UserError("--duration must be >= 30 s and --speech + --sounds >= 1")
     if args.fit_sigma and args.split != "calibration":
         raise UserError("--fit-sigma fits on the calibration split only: add --split calibration")
     table = SigmaTable((), {"none": "raw sigmas (--fit-sigma)"}) if args.fit_sigma else checked(SIGMA_TABLE)
     if args.fit_sigma and not {"hybrid"} <= set(methods) or args.fit_sigma and "live" not in modes:
         raise UserError("--fit-sigma needs the hybrid method in live mode")
-    specs = corpus.plan(args.split, args.speech, "speech", args.duration) + \
-        corpus.plan(args.split, args.sounds, "events", args.duration)
-    cache = corpus.ClipCache(args.cache or corpus.default_cache_dir())
+    specs, cache = planned(args), cache_of(args)
     t0 = time.time()
     log = _stderr
     settings, windows = SETTINGS, []
-    try:
-        if args.fit_sigma:  # first pass: the window sigmas' scales, with none applied
-            pooled: dict = collections.defaultdict(list)
-            bench_real(specs, ("classical", "neural"), args.window, args.hop, cache, log, ("live",),
-                       replace(SETTINGS, window_sigma_scales=()), pooled, table)
-            windows = fit_window_table(pooled, PAIRS)
-            settings = replace(SETTINGS, window_sigma_scales=tuple((w["pair"][0], w["pair"][1], w["method"],
-                                                                    w["scale"]) for w in windows))
-        pooled = collections.defaultdict(list)
-        out = bench_real(specs, methods, args.window, args.hop, cache, log=log, modes=modes, pooled_out=pooled,
-                         table=table, settings=settings)
-    except corpus.Unavailable as exc:
-        raise UserError(f"real-signal corpus unavailable: {exc}") from None
+    if args.fit_sigma:  # first pass: the window sigmas' scales, with none applied
+        pooled: dict = collections.defaultdict(list)
+        bench_real(specs, ("classical", "neural"), args.window, args.hop, cache, log, ("live",),
+                   replace(SETTINGS, window_sigma_scales=()), pooled, table)
+        windows = fit_window_table(pooled, PAIRS)
+        settings = replace(SETTINGS, window_sigma_scales=tuple((w["pair"][0], w["pair"][1], w["method"],
+                                                                w["scale"]) for w in windows))
+    pooled = collections.defaultdict(list)
+    out = bench_real(specs, methods, args.window, args.hop, cache, log=log, modes=modes, pooled_out=pooled,
+                     table=table, settings=settings)
     if not args.quiet:
         print(f"{'pair':16s} {'mode':4s} {'method':9s} " + " ".join(f"{h:>{w}s}" for _k, h, w, _p in COLUMNS))
         for r in out["results"]:
