@@ -83,45 +83,52 @@ def pair_floor_ns(table, a: str, b: str, default_ns: float = 0.0) -> float:
     return default_ns if ms is None else ms * 1e6
 
 
-def fit_scale(errors_ns, sigmas_ns, target: float = COVERAGE_1SIGMA) -> float:
+def fit_scale(errors_ns, sigmas_ns, target: float = COVERAGE_1SIGMA, fixed_ns=None, times: float = 1.0) -> float:
     """The scale k with ``coverage(errors, k * sigmas) ~= target``: the split-conformal quantile of |e| / s
     (rank ceil((n + 1) * target) of n, so that on fresh data from the same distribution the coverage is at least
-    ``target`` in expectation and close to it).  nan without data; sigmas <= 0 are left out."""
-    e = np.abs(np.asarray(errors_ns, dtype=np.float64))
+    ``target`` in expectation and close to it).  ``fixed_ns``: a part of each uncertainty the scale does not act on,
+    added in quadrature (``sqrt((k * s)^2 + h^2)``: each error needs k >= sqrt(max(e^2 - h^2, 0)) / s, and k is that
+    need's quantile); ``times``: the coverage of ``times`` that uncertainty (2: the 2-sigma's).  nan without data;
+    sigmas <= 0 are left out."""
+    e = np.abs(np.asarray(errors_ns, dtype=np.float64)) / times
     s = np.asarray(sigmas_ns, dtype=np.float64)
-    ok = np.isfinite(e) & np.isfinite(s) & (s > 0)
+    h = np.zeros(len(e)) if fixed_ns is None else np.asarray(fixed_ns, dtype=np.float64)
+    ok = np.isfinite(e) & np.isfinite(s) & (s > 0) & np.isfinite(h)
     if not ok.any():
         return float("nan")
-    r = np.sort(e[ok] / s[ok])
+    r = np.sort(np.sqrt(np.maximum(e[ok] ** 2 - h[ok] ** 2, 0.0)) / s[ok])
     k = min(len(r), int(math.ceil((len(r) + 1) * target)))
     return float(r[k - 1])
 
 
 def fit_scale_floor(errors_ns, sigmas_ns, target: float = COVERAGE_1SIGMA, target2: float = 0.95,
                     n_bins: int = 4, n_grid: int = 48, min2: float = MIN_COVERAGE_2SIGMA,
-                    max1: float = MAX_COVERAGE_1SIGMA) -> tuple[float, float]:
+                    max1: float = MAX_COVERAGE_1SIGMA, fixed_ns=None) -> tuple[float, float]:
     """(k, g) of the calibrated sigma ``k * sqrt(sigma^2 + g^2)``: for each floor g on a grid (0 and 0.02..50 x
     the median sigma), k = ``fit_scale`` (pooled 1-sigma coverage = ``target``), raised where the 2-sigma would
     cover less than ``min2`` until it does, but never past a 1-sigma coverage of ``max1`` (errors with heavy tails,
     a world's bias all its events share, cover less at 2 sigma than a normal error would); the g kept is the one
     whose coverage holds best across the range of reported sigmas (``n_bins`` quantile bins of sigma: errors that
     do not grow with the sigma want a floor, errors that do want a scale) and at 2 sigma (``target2``): least
-    squared deviation, event-weighted.  (nan, nan) without data."""
+    squared deviation, event-weighted.  ``fixed_ns``: a part of each uncertainty the table does not act on, added
+    after it in quadrature (``fit_scale``).  (nan, nan) without data."""
     e = np.abs(np.asarray(errors_ns, dtype=np.float64))
     s = np.asarray(sigmas_ns, dtype=np.float64)
-    ok = np.isfinite(e) & np.isfinite(s) & (s > 0)
+    h = np.zeros(len(e)) if fixed_ns is None else np.asarray(fixed_ns, dtype=np.float64)
+    ok = np.isfinite(e) & np.isfinite(s) & (s > 0) & np.isfinite(h)
     if not ok.any():
         return float("nan"), float("nan")
-    e, s = e[ok], s[ok]
+    e, s, h = e[ok], s[ok], h[ok]
     edges = np.quantile(s, np.linspace(0.0, 1.0, n_bins + 1)[1:-1])
     bins = np.searchsorted(edges, s, side="right")
     best = (np.inf, float("nan"), float("nan"))
     for g in np.concatenate([[0.0], np.geomspace(0.02, 50.0, n_grid) * float(np.median(s))]):
         t = np.sqrt(s * s + g * g)
-        k = min(max(fit_scale(e, t, target), fit_scale(e, t, min2) / 2.0), fit_scale(e, t, max1))
-        inside = e <= k * t
+        k = min(max(fit_scale(e, t, target, h), fit_scale(e, t, min2, h, 2.0)), fit_scale(e, t, max1, h))
+        u = np.hypot(k * t, h)
+        inside = e <= u
         loss = sum(np.sum(bins == j) * (np.mean(inside[bins == j]) - target) ** 2 for j in np.unique(bins)) / len(e)
-        loss += (np.mean(e <= 2 * k * t) - target2) ** 2
+        loss += (np.mean(e <= 2 * u) - target2) ** 2
         if loss < best[0] - 1e-12:
             best = (loss, k, float(g))
     return best[1], best[2]

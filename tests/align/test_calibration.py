@@ -111,6 +111,35 @@ def test_heavy_tailed_errors_get_a_sigma_whose_two_sigma_still_covers_enough():
     assert abs(K.coverage(en, kn * np.sqrt(sn**2 + gn**2)) - 0.68) < 0.01  # not raised: 2 sigma covers ~95 %
 
 
+def test_a_part_the_table_does_not_scale_is_fitted_as_it_is_applied():
+    """A link's uncertainty has a part the table scales (its windows': reported 2.5x too wide) and one it does not
+    (a check's own 1-sigma, right as it is, ``fixed_ns``); the table applies ``sqrt((k * sigma)^2 + h^2)``.  Old
+    behaviour: k was fitted on the two together and applied to the first alone: the fixed part, counted in the fit
+    and added again after it, raised k, and the links without one were over-covered (here 82 %).  Fitted as applied,
+    fresh links with and without it are covered 60-80 % at 1 sigma and >= 90 % at 2 (k near the true 0.4)."""
+    rng = np.random.default_rng(11)
+
+    def links(n):
+        sig = rng.uniform(1e6, 10e6, n)
+        h = np.where(rng.random(n) < 0.5, 6e6, 0.0)
+        return rng.normal(0.0, np.hypot(0.4 * sig, h)), sig, h
+
+    e, s, h = links(4000)
+    k_old = K.fit_scale(e, np.hypot(s, h))
+    e2, s2, h2 = links(4000)
+    alone = h2 == 0  # the links without a fixed part: the old k (0.55) said their windows' too wide
+    assert K.coverage(e2[alone], k_old * s2[alone]) > 0.78
+    k, g = K.fit_scale_floor(e, s, fixed_ns=h)
+    cal = np.hypot(k * np.hypot(s2, g), h2)
+    for part in (alone, ~alone):
+        assert 0.60 <= K.coverage(e2[part], cal[part]) <= 0.80 and K.coverage(e2[part], cal[part], 2.0) >= 0.90
+    assert 0.3 <= k * np.hypot(np.median(s2), g) / np.median(s2) <= 0.55
+    # the need of each error: none where the fixed part alone covers it
+    assert K.fit_scale([1.0, 5.0], [1.0, 1.0], 0.3, fixed_ns=[2.0, 3.0]) == 0.0
+    assert K.fit_scale([1.0, 5.0], [1.0, 1.0], 0.99, fixed_ns=[2.0, 3.0]) == 4.0
+    assert K.fit_scale([2.0, 10.0], [1.0, 1.0], 0.99, fixed_ns=[0.0, 3.0], times=2.0) == 4.0
+
+
 def test_sigma_table_scales_what_the_hybrid_path_reports(tmp_path):
     p = tmp_path / "t.json"
     p.write_text('{"split": "calibration", "date": "2026-11-26", '
