@@ -68,22 +68,23 @@ def calibrated_settings(table: SigmaTable | None, simulated: bool, markers=None)
 
 
 def window_evidence(res: AlignResult, stream: str, overlap: float, table: SigmaTable | None = None,
-                    pair: tuple[str, str] = ("", "")) -> OffsetEstimate:
+                    pair: tuple[str, str] = ("", ""), shared: bool = True) -> OffsetEstimate:
     """A window's ``ok`` result as the evidence a clock model weighs: its sigma scaled by sqrt(``overlap`` = window
     / hop: overlapping windows share events, each is worth hop / window of an independent one), then calibrated
     by ``table`` for the modality ``pair`` (``SigmaTable.apply``: k * sqrt(sigma^2 + g^2); none: as the aligner
     reported it).  The table's floor g is fitted on mapped times, as a bias a recording's windows share: it also
     goes with the estimate as ``shared_ns`` = k * g, which the clock model adds to the uncertainty of what offsets
     alone map instead of averaging it down, so the live uncertainty is at least the one the benchmark reports
-    (``table.apply`` of the model's)."""
+    (``table.apply`` of the model's).  ``shared=False``: not with the estimate, where its caller carries the bias
+    the windows share itself (a file link: one window's sigma, or the onset check's measure of it)."""
     ev = res.evidence(stream)
     sigma = ev.sigma_ns * max(1.0, overlap) ** 0.5
-    shared = 0.0
+    bias = 0.0
     if table is not None:
         sigma = float(table.apply(pair[0], pair[1], np.array([sigma]))[0])
         k, g = table.of(pair[0], pair[1])
-        shared = k * g  # the table's floor is an error the windows share: the model adds it to what they map
-    return dataclasses.replace(ev, sigma_ns=max(1, int(sigma)), shared_ns=int(shared))
+        bias = k * g if shared else 0.0  # the table's floor is an error the windows share: the model adds it
+    return dataclasses.replace(ev, sigma_ns=max(1, int(sigma)), shared_ns=int(bias))
 
 
 class _Buffer:

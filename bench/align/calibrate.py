@@ -123,19 +123,21 @@ def _live_samples(pooled: dict, pairs_of: dict, methods) -> dict:
 
 
 def fit_pairs(samples: dict, source: dict, target: float = 0.68) -> dict:
-    """``{(ref, tgt): (errors_ns, sigmas_ns)}`` -> the table document (``SigmaTable.load`` reads it): per pair
-    ``fit_scale_floor``'s k and g, with the coverage before and after on the data it was fitted on."""
+    """``{(ref, tgt): (errors_ns, sigmas_ns[, fixed_ns])}`` -> the table document (``SigmaTable.load`` reads it):
+    per pair ``fit_scale_floor``'s k and g (``fixed_ns``: a part of each uncertainty the table does not scale), with
+    the coverage before and after on the data it was fitted on."""
     pairs = []
-    for (ref, tgt), (e, s) in sorted(samples.items()):
+    for (ref, tgt), (e, s, *h) in sorted(samples.items()):
         e, s = np.asarray(e, dtype=np.float64), np.asarray(s, dtype=np.float64)
+        h = np.asarray(h[0], dtype=np.float64) if h else np.zeros(len(e))
         ok = np.isfinite(s) & (s < UNKNOWN_UNC_NS)
-        k, fl = fit_scale_floor(e[ok], s[ok], target)
+        k, fl = fit_scale_floor(e[ok], s[ok], target, fixed_ns=h[ok])
         if not np.isfinite(k):
             continue
-        t = k * np.hypot(s[ok], fl)
+        raw, t = np.hypot(s[ok], h[ok]), np.hypot(k * np.hypot(s[ok], fl), h[ok])
         pairs.append({"pair": [ref, tgt], "scale": round(k, 3), "floor_ms": round(fl / 1e6, 3), "events": int(ok.sum()),
-                      "cover_1sigma_pct_before": _r(100 * coverage(e[ok], s[ok]), 2),
-                      "cover_2sigma_pct_before": _r(100 * coverage(e[ok], s[ok], 2.0), 2),
+                      "cover_1sigma_pct_before": _r(100 * coverage(e[ok], raw), 2),
+                      "cover_2sigma_pct_before": _r(100 * coverage(e[ok], raw, 2.0), 2),
                       "cover_1sigma_pct_fitted": _r(100 * coverage(e[ok], t), 2),
                       "cover_2sigma_pct_fitted": _r(100 * coverage(e[ok], t, 2.0), 2)})
     encoders = fingerprints({m for pair in samples for m in pair[:2]})

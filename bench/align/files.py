@@ -59,8 +59,9 @@ def write_files(rec, folder: Path) -> list[InputSpec]:
 
 def align_recording(rec, raw: bool = False) -> dict:
     """One recording through ``synchub align``: signed errors (ns), reported 1-sigmas (ns), or the refusal.
-    ``raw``: the 1-sigmas without the file engine's table (the model's, at least one window's sigma: what
-    ``--fit-sigma`` fits the table's k and g on)."""
+    ``raw``: the 1-sigmas without the file engine's table (the model's, at least one window's sigma); with either,
+    their part the table scales and the part it does not (``Link.map_parts``: what ``--fit-sigma`` fits k and g
+    on)."""
     rows = np.nonzero(rec.markers["event"] >= 0)[0]  # the marker lines of sounds: they mean the sound's start
     dev = rec.tracks["text"].device_ns[rows]
     truth = rec.markers["onset_ns"][rows] - int(rec.tracks["audio"].true_ns[0])  # the WAV's clock: first sample 0
@@ -73,7 +74,9 @@ def align_recording(rec, raw: bool = False) -> dict:
             return {"events": len(truth), "refused": str(exc)}
         link = fa.inputs[1].link
         mapped, unc = link.map(dev, np.zeros(len(dev), dtype=np.int64))
+        _, scaled, fixed = link.map_parts(dev, np.zeros(len(dev), dtype=np.int64))
     return {"events": len(truth), "err": (mapped - truth).astype(np.float64), "unc": unc.astype(np.float64),
+            "scaled": scaled.astype(np.float64), "fixed": fixed,
             "t": (truth - truth[0]) / NS if len(truth) else np.zeros(0), "drift_true": rec.spec.marker_drift_ppm,
             "scatter": link.scatter_ns, "window_sigma": link.window_sigma_ns, "drift_sigma": link.drift_sigma_ppm}
 
@@ -155,7 +158,7 @@ def fit_files_table(specs, outs: list[dict], args, path: Path) -> None:
     ok = [o for o in outs if "err" in o and len(o["err"])]
     if not ok:
         raise UserError("--fit-sigma: synchub align refused every recording: nothing to fit the table on")
-    samples = {("audio", "text"): (np.concatenate([o["err"] for o in ok]), np.concatenate([o["unc"] for o in ok]))}
+    samples = {("audio", "text"): tuple(np.concatenate([o[k] for o in ok]) for k in ("err", "scaled", "fixed"))}
     doc = fit_pairs(samples, {"split": args.split, "recordings": sorted({s.name for s in specs}),
                               "duration_s": one_or_list(sorted({s.duration_s for s in specs})),
                               "method": "hybrid", "mode": "files"})

@@ -27,10 +27,10 @@ STEP_NOTE = "the offset steps by"  # how a link's note of a step starts (the eng
 
 
 def judge_windows(link, model: ClockModel, found: list[OffsetEstimate], offline: list[OffsetEstimate],
-                  overlap: float, rate: float = 0.0) -> None:
-    """``link`` (a ``links.Link``) from the accepted windows ``found`` and those the drift tracker left out
-    ``offline`` (see the module docstring); ``link.models`` emptied, with the reason first in its notes, where the
-    windows are refused."""
+                  overlap: float, rate: float = 0.0, window_ns: int = 0) -> None:
+    """``link`` (a ``links.Link``) from the accepted windows ``found`` (of ``window_ns`` each) and those the drift
+    tracker left out ``offline`` (see the module docstring); ``link.models`` emptied, with the reason first in its
+    notes, where the windows are refused."""
     pieces, steps = split_at_steps(found + offline) if offline else ([found], [])
     if not steps:
         pieces = [found]
@@ -64,8 +64,13 @@ def judge_windows(link, model: ClockModel, found: list[OffsetEstimate], offline:
                           "jumped): each side tied on its own, the times in between uncertain by the step")
     if kept_all:
         link.window_sigma_ns = float(np.median([f.sigma_ns for f in kept_all])) / max(1.0, overlap) ** 0.5
+        at = [f.device_ns for f in kept_all]
+        link.span_ns = max(at) - min(at) + window_ns
+        minutes = f" over a minute, {link.shared_ns / 1e6:.1f} ms over the {link.span_ns / NS / 60:.1f} minutes " \
+                  "they span" if link.shared_ns < link.window_sigma_ns else ""
         link.notes.append(f"uncertainty at least one window's sigma ({link.window_sigma_ns / 1e6:.1f} ms: a bias the "
-                          f"windows share does not average out), calibrated x{link.calibration[0]:.2f}")
+                          f"windows of a minute share does not average out){minutes}, calibrated "
+                          f"x{link.calibration[0]:.2f}")
     if dropped_all:
         link.notes.append(f"{dropped_all} window{'s' if dropped_all > 1 else ''}: off the robust line through all of "
                           "them")
