@@ -6,9 +6,9 @@ own clock, and a marker log tied to it by one line through all windows was mappe
 2 ms uncertainty (the windows after it were left out as "off the drift line", the line fitted to those before).
 ``split_at_steps`` finds such steps in the windows' offsets (accepted and left out alike, in time order): the split
 that leaves the fewest windows off the two sides' robust lines (Theil-Sen; ``_best_split``), kept where each side holds
-``MIN_SIDE`` windows, the two lines part by more than ``MIN_STEP_NS`` and ``STEP_X`` times that residual and the
-windows' median sigma at the split, and the cut puts at least ``MIN_SIDE`` windows off one line on lines; then each
-side again (at most ``MAX_STEPS``).  A window that spans the step takes the side most of its events are on: the
+``MIN_SIDE`` windows, the two lines part by more than ``MIN_STEP_NS``, ``STEP_X`` times that residual and
+``SIGMA_X`` times the windows' median sigma at the split, and the cut puts at least ``MIN_SIDE`` windows off one line
+on lines; then each side again (at most ``MAX_STEPS``).  A window that spans the step takes the side most of its events are on: the
 step lies about between the centres of the last window before it and the first after (``Step.lo_ns``..``hi_ns``).
 """
 
@@ -23,8 +23,14 @@ from synchub.agent.core.evidence import OffsetEstimate
 from synchub.agent.core.units import NS
 
 MIN_SIDE = 4  # windows on each side of a step
-MIN_STEP_NS = 10_000_000
+#: A step is over 5 ms, four times the windows' scatter about the two lines and one window's stated sigma.  Over
+#: 10 ms and four sigmas before (2026-11-29): a 10 ms loss in a WAV of tone bursts (windows stating 3.7 ms, scattering
+#: 0.1) was not found and every line after it mapped 10.7 ms late.  Losses under ~7 ms there are absorbed by the line
+#: (lines within 1 ms).  Window offsets that wander 1 ms per window as a random walk (not seen in the corpus's 50
+#: recordings: no step found in any) give a 6-9 ms step in 15 of 200 simulated; at 0.6 ms, 1 of 200.
+MIN_STEP_NS = 5_000_000
 STEP_X = 4.0
+SIGMA_X = 1.0
 MAX_STEPS = 4
 CAP = 10.0  # a window's share of a cut's cost: its residual in sigmas, at most this
 GRID = 60  # cuts tried first along a piece
@@ -70,7 +76,7 @@ def _best_split(evs: list[OffsetEstimate], force: bool = False) -> tuple[int, St
     whole = float(np.sum(np.minimum(np.abs(_side(evs)[0]) / sig, CAP)))  # one line through all of them
     sigma = float(np.median(sig[max(0, k - MIN_SIDE): k + MIN_SIDE]))
     step = Step(int(evs[k - 1].device_ns), int(evs[k].device_ns), int(round(size)))
-    if force or (abs(size) > max(MIN_STEP_NS, STEP_X * spread, STEP_X * sigma) and whole - cost >= MIN_SIDE * CAP / 2):
+    if force or (abs(size) > max(MIN_STEP_NS, STEP_X * spread, SIGMA_X * sigma) and whole - cost >= MIN_SIDE * CAP / 2):
         return k, step
     return None
 
