@@ -76,7 +76,7 @@ def judge_windows(link, model: ClockModel, found: list[OffsetEstimate], offline:
                           "them")
     if tau_max > 0:
         link.notes.append(f"the windows scatter {tau_max / 1e6:.1f} ms beyond their sigmas: weighed so")
-    link.drift_sigma_ppm = drift_sigma(longest)
+    link.drift_sigma_ppm = drift_sigma(longest, overlap)
     d = np.array([f.device_ns for f in judged_all], dtype=np.int64)
     mapped, _, _ = model.map(d, smooth=True)
     link.residuals = list(zip(d.tolist(), (np.array([f.offset_ns for f in judged_all]) - (mapped - d)).tolist(),
@@ -109,10 +109,13 @@ def incoherent(evs: list[OffsetEstimate], rate: float = 0.0) -> str:
             f"line, drift {b / 1e3:.0f} ppm): chance peaks, not this recording's offset")
 
 
-def drift_sigma(evs: list[OffsetEstimate]) -> float | None:
-    """1-sigma (ppm) of the drift of window offsets: the weighted least-squares slope's (each window by its sigma,
-    already widened for the windows' overlap and scatter), scaled up by the residuals' reduced chi-square where they
-    scatter more than their sigmas say.  None with fewer than three windows or no spread in time."""
+def drift_sigma(evs: list[OffsetEstimate], overlap: float = 1.0) -> float | None:
+    """1-sigma (ppm) of the drift of window offsets: the weighted least-squares slope's (each window by its sigma),
+    scaled by the residuals' reduced chi-square (what they scatter, not what their sigmas say: those carry the
+    table's floor for a bias the windows share, which moves no slope), times ``overlap`` (window / hop: overlapping
+    windows share events, and their scatter about the line shows one window's part of it).  Old behaviour: scaled
+    only up, the 1-sigma covered 92-100 % of the drift errors on the corpus's 300 s recordings (now 77-92 %).  None
+    with fewer than three windows or no spread in time."""
     if len(evs) < 3:
         return None
     d = np.array([e.device_ns for e in evs], dtype=np.int64)
@@ -124,4 +127,4 @@ def drift_sigma(evs: list[OffsetEstimate]) -> float | None:
         return None
     a, b, var_b = line
     chi2 = float(np.sum(w * (y - a - b * x) ** 2)) / (len(evs) - 2)
-    return math.sqrt(max(1.0, chi2) * var_b) / 1e3  # ns per s of device time -> ppm
+    return math.sqrt(chi2 * var_b * max(1.0, overlap)) / 1e3  # ns per s of device time -> ppm

@@ -91,8 +91,8 @@ class Link:
     span_ns: int = 0  # ... and the time from the first one's start to the last one's end (``shared_ns``)
     drift_sigma_ppm: float | None = None  # aligner windows: the 1-sigma of the drift over them (``judge.drift_sigma``)
     # aligner links (k, g ns; the file engine's table, else 1, 0): the mapped uncertainty is
-    # k * sqrt(unc^2 + window_sigma^2 + hidden^2 + g^2), and the drift's beyond the windows (``map_parts``); None
-    # (edges): as the model reports it
+    # k * sqrt(unc^2 + shared^2 + hidden^2 + g^2) (``shared_ns``: none where the onset check measured it), and the
+    # drift's beyond the windows (``map_parts``); None (edges): as the model reports it
     calibration: tuple[float, float] | None = None
     floor_ns: float = 0.0  # edge links: the timing error every edge shares (a side that paced the pulses)
     steps: list = field(default_factory=list)  # aligner links: ``align.steps.Step``s between segments of its model
@@ -109,14 +109,15 @@ class Link:
     def map(self, t_ns: np.ndarray, timeline: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Reference times of file-clock times ``t_ns`` on their ``timeline``s, with their 1-sigma (ns; unknown:
         ``UNKNOWN_UNC_NS``): ``map_parts``'s, the table's k and g on the part it scales."""
-        out, unc, fixed = self.map_parts(t_ns, timeline)
+        t = np.asarray(t_ns, dtype=np.int64)
+        out, unc, fixed = self.map_parts(t, timeline)
         known = unc < UNKNOWN_UNC_NS
         if self.calibration is not None:
             k, g = self.calibration
             u = unc[known].astype(np.float64)
             unc[known] = np.rint(np.hypot(k * np.sqrt(u * u + g * g), fixed[known])).astype(np.int64)
         for s in self.steps:  # between the windows around a step: on either side of it
-            near = known & (t_ns > s.lo_ns) & (t_ns < s.hi_ns)
+            near = known & (t > s.lo_ns) & (t < s.hi_ns)
             unc[near] = np.maximum(unc[near], abs(s.size_ns))
         return out, unc
 

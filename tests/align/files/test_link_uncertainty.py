@@ -55,27 +55,40 @@ def test_the_shipped_file_table_is_the_file_engines_own():
     assert 0.3 < k < 3.0 and g >= 0.0
 
 
-def _drift_errors_and_sigmas(noise_ms: float, stated_ms: float, seeds: int = 300):
+def _drift_errors_and_sigmas(noise_ms: float, stated_ms: float, seeds: int = 300, overlap: int = 1):
+    """Drift errors and ``drift_sigma``s of windows over 5 minutes whose offsets scatter ``noise_ms`` about a line
+    drifting -60 ppm, stated ``stated_ms``: 20 independent windows, or with ``overlap`` > 1 a window every 16 /
+    ``overlap`` s, each the mean of ``overlap`` consecutive independent parts (windows sharing events)."""
     from synchub.agent.align.files.judge import drift_sigma
 
     errs, sigs = [], []
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
-        d = (10 + 16 * np.arange(20)) * NS  # 20 independent windows over 5 minutes
-        off = 0.5e9 - 60e-6 * d + rng.normal(0.0, noise_ms * 1e6, len(d))
+        n = 20 * overlap
+        d = (10 + (16 // overlap) * np.arange(n)) * NS
+        parts = rng.normal(0.0, noise_ms * 1e6 * np.sqrt(overlap), n + overlap - 1)
+        noise = np.convolve(parts, np.ones(overlap) / overlap, "valid")
+        off = 0.5e9 - 60e-6 * d + noise
         evs = [OffsetEstimate("log", int(x), int(o), int(stated_ms * 1e6), "hybrid") for x, o in zip(d, off, strict=True)]
         b = np.polyfit(d / NS, off, 1)[0]  # ns per s: the windows' own drift (equal sigmas: the weighted fit's)
         errs.append(abs(b / 1e3 + 60.0))  # ppm off the true -60 ns/s
-        sigs.append(drift_sigma(evs))
+        sigs.append(drift_sigma(evs, overlap))
     return np.array(errs), np.array(sigs)
 
 
 def test_the_drift_sigma_of_an_aligner_link_covers_its_drift_error():
     """``synchub align`` reports the drift its aligner windows give with a 1-sigma (``drift_sigma_ppm``): the
-    weighted slope's, widened where the windows scatter more than their sigmas say."""
+    weighted slope's, scaled by what the windows scatter about their line.  Old behaviour: scaled only up, so windows
+    stating three times their scatter (a table's floor for the bias they share, which moves no slope) were reported
+    with three times the drift's 1-sigma (100 % within); overlapping windows' scatter, which shows one window's part
+    of what they share, was taken as independent windows' (under 40 % within)."""
     e, s = _drift_errors_and_sigmas(5.0, 5.0)  # sigmas as stated
     assert 0.6 <= np.mean(e <= s) <= 0.8
     e, s = _drift_errors_and_sigmas(15.0, 5.0)  # the windows scatter three times their sigmas
+    assert 0.6 <= np.mean(e <= s) <= 0.8
+    e, s = _drift_errors_and_sigmas(5.0, 15.0)  # a third of them
+    assert 0.6 <= np.mean(e <= s) <= 0.8
+    e, s = _drift_errors_and_sigmas(5.0, 15.0, overlap=4)  # four windows share each part of the recording
     assert 0.6 <= np.mean(e <= s) <= 0.8
     from synchub.agent.align.files.judge import drift_sigma
 
