@@ -25,9 +25,12 @@ from synchub.agent.core.units import NS
 MIN_SIDE = 4  # windows on each side of a step
 #: A step is over 5 ms, four times the windows' scatter about the two lines and one window's stated sigma.  Over
 #: 10 ms and four sigmas before (2026-11-29): a 10 ms loss in a WAV of tone bursts (windows stating 3.7 ms, scattering
-#: 0.1) was not found and every line after it mapped 10.7 ms late.  Losses under ~7 ms there are absorbed by the line
-#: (lines within 1 ms).  Window offsets that wander 1 ms per window as a random walk (not seen in the corpus's 50
-#: recordings: no step found in any) give a 6-9 ms step in 15 of 200 simulated; at 0.6 ms, 1 of 200.
+#: 0.1) was not found and every line after it mapped 10.7 ms late.  Now 7-10 ms losses there are found wherever they
+#: are; 3-6 ms ones are not (the windows it puts back on lines count in stated sigmas, and are searched only where the
+#: drift tracker left some out), and leave up to 29 lines 3-7 ms off under 1.4-2.2 ms.  Counting them in the windows'
+#: scatter found those, and a false 110 ms step in a 0 dB recording whose ambiguous windows (47 ms) lock onto two
+#: lines: not kept.  Window offsets that wander 1 ms per window as a random walk (not seen in the corpus's recordings:
+#: no step found in any) give a 6-9 ms step in 15 of 200 simulated; at 0.6 ms, 1 of 200.
 MIN_STEP_NS = 5_000_000
 STEP_X = 4.0
 SIGMA_X = 1.0
