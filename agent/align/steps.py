@@ -8,8 +8,9 @@ own clock, and a marker log tied to it by one line through all windows was mappe
 that leaves the fewest windows off the two sides' robust lines (Theil-Sen; ``_best_split``), kept where each side holds
 ``MIN_SIDE`` windows, the two lines part by more than ``MIN_STEP_NS``, ``STEP_X`` times that residual and
 ``SIGMA_X`` times the windows' median sigma at the split, and the cut puts at least ``MIN_SIDE`` windows off one line
-on lines; then each side again (at most ``MAX_STEPS``).  A window that spans the step takes the side most of its events are on: the
-step lies about between the centres of the last window before it and the first after (``Step.lo_ns``..``hi_ns``).
+on lines; then each side again (at most ``MAX_STEPS``).  A window that spans the step takes the side most of its
+events are on: the step lies about between the centres of the last window before it and the first after
+(``Step.lo_ns``..``hi_ns``).
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def _best_split(evs: list[OffsetEstimate], force: bool = False) -> tuple[int, St
     whole = float(np.sum(np.minimum(np.abs(_side(evs)[0]) / sig, CAP)))  # one line through all of them
     sigma = float(np.median(sig[max(0, k - MIN_SIDE): k + MIN_SIDE]))
     step = Step(int(evs[k - 1].device_ns), int(evs[k].device_ns), int(round(size)))
-    if force or (abs(size) > max(MIN_STEP_NS, STEP_X * spread, SIGMA_X * sigma) and whole - cost >= MIN_SIDE * CAP / 2):
+    big = abs(size) > max(MIN_STEP_NS, STEP_X * spread, SIGMA_X * sigma)
+    if force or (big and whole - cost >= MIN_SIDE * CAP / 2):
         return k, step
     return None
 

@@ -59,9 +59,8 @@ def write_files(rec, folder: Path) -> list[InputSpec]:
 
 def align_recording(rec, raw: bool = False) -> dict:
     """One recording through ``synchub align``: signed errors (ns), reported 1-sigmas (ns), or the refusal.
-    ``raw``: the 1-sigmas without the file engine's table (the model's, at least one window's sigma); with either,
-    their part the table scales and the part it does not (``Link.map_parts``: what ``--fit-sigma`` fits k and g
-    on)."""
+    ``raw``: the 1-sigmas without the file engine's table (k = 1, g = 0: all the link says); with either, their
+    part the table scales and the part it does not (``Link.map_parts``: what ``--fit-sigma`` fits k and g on)."""
     rows = np.nonzero(rec.markers["event"] >= 0)[0]  # the marker lines of sounds: they mean the sound's start
     dev = rec.tracks["text"].device_ns[rows]
     truth = rec.markers["onset_ns"][rows] - int(rec.tracks["audio"].true_ns[0])  # the WAV's clock: first sample 0
