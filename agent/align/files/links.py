@@ -88,7 +88,8 @@ class Link:
     residuals: list[tuple[int, int]] = field(default_factory=list)  # (file time, evidence - model) ns
     scatter_ns: float = 0.0  # aligner windows: their scatter beyond their sigmas (``clock.robust.robust_weighed``)
     window_sigma_ns: float = 0.0  # aligner windows: one window's sigma (the median of those the model weighs) ...
-    span_ns: int = 0  # ... and the time from the first one's start to the last one's end (``shared_ns``)
+    span_ns: int = 0  # ... and the time from the first one's start to the last one's end (``shared_ns``) ...
+    bias_averages: bool = False  # ... over which their shared bias averages (a pair the file engine's table has)
     drift_sigma_ppm: float | None = None  # aligner windows: the 1-sigma of the drift over them (``judge.drift_sigma``)
     # aligner links (k, g ns; the file engine's table, else 1, 0): the mapped uncertainty is
     # k * sqrt(unc^2 + shared^2 + hidden^2 + g^2) (``shared_ns``: none where the onset check measured it), and the
@@ -159,8 +160,10 @@ class Link:
     @property
     def shared_ns(self) -> float:
         """The 1-sigma of the bias an aligner link's windows share: one window's sigma, for windows over a minute or
-        less (``BIAS_SPAN_NS``); over a longer span, averaged as independent minutes."""
-        if self.span_ns <= BIAS_SPAN_NS:
+        less (``BIAS_SPAN_NS``); over a longer span, averaged as independent minutes, for a pair of modalities the
+        file engine's table calibrates, where that was measured (``bias_averages``; elsewhere the bias may be a
+        constant latency between them, an IMU that feels a knock after the microphone hears it: not averaged)."""
+        if not self.bias_averages or self.span_ns <= BIAS_SPAN_NS:
             return self.window_sigma_ns
         return self.window_sigma_ns * math.sqrt(BIAS_SPAN_NS / self.span_ns)
 
@@ -308,6 +311,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
     link = Link(method, {0: model}, notes=[], semantics=win.semantics)
     has = out_table is not None and out_table.has(win.ref_mod, win.tgt_mod)
     link.calibration = out_table.of(win.ref_mod, win.tgt_mod) if has else (1.0, 0.0)
+    link.bias_averages = has  # measured on the table's pairs; elsewhere a constant latency may be the bias
     reasons: dict[str, list] = {}  # reason_kind -> [windows, the first one's reason]
     W, H = int(window_s * NS), int(hop_s * NS)
     tb, rb = _Buf(), _Buf()

@@ -138,8 +138,8 @@ def test_every_aligner_link_maps_with_at_least_one_windows_sigma(tmp_path):
     link = fa.inputs[1].link
     assert link.method == "classical" and link.calibration == (1.0, 0.0) and link.window_sigma_ns > 0
     _, unc = link.map(log.device_ns, np.zeros(len(log.device_ns), dtype=np.int64))
-    # a minute of windows (these span 64 s: over a minute the bias averages as independent minutes)
-    assert link.shared_ns >= 0.95 * link.window_sigma_ns and np.all(unc >= link.shared_ns - 1)
+    # not a pair (method) the table calibrates: its bias is not taken to average over minutes
+    assert not link.bias_averages and link.shared_ns == link.window_sigma_ns and np.all(unc >= link.shared_ns - 1)
 
 
 def test_marker_rows_out_of_time_order_are_mapped_on_their_own_timeline(tmp_path):

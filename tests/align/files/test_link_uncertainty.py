@@ -132,6 +132,7 @@ def test_the_shared_bias_averages_over_independent_minutes():
     d = np.arange(20, 280, 10, dtype=np.int64) * NS
     tl = np.zeros(len(d), dtype=np.int64)
     link = _link((1.0, 0.0))
+    link.bias_averages = True  # a pair the file engine's table calibrates (microphone and markers)
     _, model, _ = link.models[0].map(d, tl, smooth=True)
     for span_s, want in ((0, WINDOW_SIGMA_NS), (45, WINDOW_SIGMA_NS), (240, WINDOW_SIGMA_NS / 2)):
         link.span_ns = span_s * NS
@@ -139,3 +140,5 @@ def test_the_shared_bias_averages_over_independent_minutes():
         _, scaled, _ = link.map_parts(d, tl)
         assert np.allclose(scaled, np.hypot(model.astype(float), want), atol=1)
     assert BIAS_SPAN_NS == 60 * NS
+    link.bias_averages = False  # a pair it does not: the bias may be a constant latency, one window's sigma stays
+    assert link.shared_ns == WINDOW_SIGMA_NS
