@@ -216,17 +216,18 @@ class EventAverage:
         if len(boots) < BOOTS // 2:
             return None
         dep_ns = (d - BEFORE_MS) * BIN_NS
-        latest = int(round((float(np.percentile([b for b, _ in boots], 90)) - BEFORE_MS) * BIN_NS))
+        deps = [b for b, _ in boots]
+        latest = int(round((float(np.percentile(deps, 90)) - BEFORE_MS) * BIN_NS))
         gate = -max(GATE_MS * BIN_NS, 1.5 * spread_ns)
+        sharp = half - d < SHARP_MS  # up halfway (of its log) within SHARP_MS of its departure: that is its start
         if not latest < gate:  # not clearly before the mapped onsets
-            spread = float(np.std([b for b, _ in boots])) * BIN_NS
-            if half - d < SHARP_MS and abs(dep_ns) <= -gate and spread <= CONFIRM_SPREAD_MS * BIN_NS:
+            spread = float(np.std(deps)) * BIN_NS
+            if sharp and abs(dep_ns) <= -gate and spread <= CONFIRM_SPREAD_MS * BIN_NS:
                 # a sharp rise, found again by every resampling, where the sounds are mapped: the mapping confirmed
                 return Departure(dep_ns, latest, len(power), 0,
                                  confirmed_sigma_ns=float(round(float(np.hypot(np.hypot(spread, dep_ns), BIN_NS)))))
             return Departure(dep_ns, latest, len(power), 0)
         moved = Departure(dep_ns, latest, len(power), dep_ns)
-        sharp = half - d < SHARP_MS  # up halfway (of its log) within SHARP_MS of its departure: that is its start
         start = None if sharp else _start(power, d)
         starts = [] if start is None else [x for x in (_start(power[draws[i]], b) for b, i in boots) if x is not None]
         if len(starts) >= BOOTS // 2 and np.std(starts) <= START_SPREAD_MS:
