@@ -43,8 +43,8 @@ class AlignerLinks:
     """The aligner's links (see the module docstring); reads the inputs and their pieces through the
     ``ReferenceLinks`` it is a part of."""
 
-    #: aligner links' uncertainty scaled by the file engine's table (off: the model's own, at least one window's
-    #: sigma, what ``bench align --real-files --fit-sigma`` fits that table on)
+    #: aligner links' uncertainty scaled by the file engine's table (off: all the link says, k = 1 and g = 0, what
+    #: ``bench align --real-files --fit-sigma`` fits that table on)
     calibrated = True
 
     inputs: list
@@ -60,9 +60,9 @@ class AlignerLinks:
     @functools.cached_property
     def _files_table(self):
         """What the aligner links' mapped uncertainty is calibrated by (``calibration.FILES_TABLE``): fitted on this
-        engine's own output, where no arrival envelope bounds the windows' shared bias.  None where ``calibrated``
-        is off."""
-        return sigma_table(False, files=True) if self.calibrated else None
+        engine's own output, where no arrival envelope bounds the windows' shared bias (which pairs it calibrates
+        even where ``calibrated`` is off: their links' shared bias averages over minutes either way)."""
+        return sigma_table(False, files=True)
 
     def _aligner_link(self, inp: _Input) -> None:
         mode = inp.spec.options.align
@@ -167,7 +167,7 @@ class AlignerLinks:
         link = aligner_link(inp.path, otr.info, tr.info, self._pieces_global(other, otr, True),
                             self._pieces_global(inp, tr, False, timeline=timeline), prior, method, table=table,
                             out_table=self._files_table if table is not None and method == "hybrid" else None,
-                            markers=_rules(inp, other), rate=rate, centre_ns=centre_ns)
+                            markers=_rules(inp, other), rate=rate, centre_ns=centre_ns, scaled=self.calibrated)
         if not link.out_of_depth:
             if not link.models and method == "hybrid" and any(DISAGREE in n for n in link.notes):
                 link.notes.append("too few windows to tell whether to trust the neural path or the classical "

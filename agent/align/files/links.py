@@ -288,13 +288,14 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
                  method: str = "hybrid", window_s: float = 16.0, hop_s: float = 4.0,
                  settings: AlignerSettings | None = None, table: SigmaTable | None = None,
                  out_table: SigmaTable | None = None, markers: tuple = (), rate: float = 0.0,
-                 centre_ns: int = 0) -> Link:
+                 centre_ns: int = 0, scaled: bool = True) -> Link:
     """A link from the aligner: ``ref`` yields ``(reference-clock times, data)`` of the reference stream, ``tgt``
     ``(file-clock times, data)`` of the target stream, both in time order.  ``table``: the sigma table its
     windows are calibrated by, with the aligner settings fitted with it (``calibrated_settings``), as the live
     ``AlignmentTracker`` runs them (``settings`` overrides those); ``out_table``: the one its mapped uncertainty
-    is calibrated by (``Link.calibration``: the pair's k and g; none, or no entry for the pair: k = 1, g = 0, the
-    uncertainty still at least one window's sigma); ``markers``: what a marker stream's lines mean (rules; none:
+    is calibrated by (``Link.calibration``: the pair's k and g; none, no entry for the pair, or ``scaled`` off: k = 1,
+    g = 0, all the link says; an entry: the bias its windows share averages over minutes, ``Link.shared_ns``, the
+    table applied or not); ``markers``: what a marker stream's lines mean (rules; none:
     the settings' default words); ``rate``: the target's times are stretched by it about ``centre_ns`` for the
     windows (a clock that runs fast or slow by more than a window's events allow: ``coarse.coarse_fit``), whose
     offsets are taken back to the file's own times; ``prior_ns`` is then the offset of the stretched times."""
@@ -310,7 +311,7 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
     model = ClockModel(name, consensus=2, rw_bank_ppm=LINK_RW_PPM, skew_prior_ppm=max(2000.0, 2e6 * abs(rate)))
     link = Link(method, {0: model}, notes=[], semantics=win.semantics)
     has = out_table is not None and out_table.has(win.ref_mod, win.tgt_mod)
-    link.calibration = out_table.of(win.ref_mod, win.tgt_mod) if has else (1.0, 0.0)
+    link.calibration = out_table.of(win.ref_mod, win.tgt_mod) if has and scaled else (1.0, 0.0)
     link.bias_averages = has  # measured on the table's pairs; elsewhere a constant latency may be the bias
     reasons: dict[str, list] = {}  # reason_kind -> [windows, the first one's reason]
     W, H = int(window_s * NS), int(hop_s * NS)

@@ -110,6 +110,25 @@ def test_the_bias_the_windows_share_is_counted_once(tmp_path):
     assert np.allclose(unc, want, atol=2)
 
 
+def test_the_uncalibrated_run_says_all_the_calibrated_one_scales(tmp_path):
+    """What ``bench align --real-files --fit-sigma`` fits the table on (``calibrated=False``) is the part the shipped
+    engine scales by it: the same ``map_parts``, k = 1 and g = 0.  Old behaviour: off, the links did not know the
+    pair was one the table calibrates, and held the bias their windows share at one window's sigma at every length
+    where the shipped engine averages it over minutes: a refit found a table for other sigmas (x0.40 with a 6.2 ms
+    floor where x0.71 without one is right)."""
+    specs, log, _ = _files(tmp_path, "events", 0)
+    t, tl = log.device_ns, np.zeros(len(log.device_ns), dtype=np.int64)
+    parts = []
+    for calibrated in (True, False):
+        fa = FileAlignment(specs, calibrated=calibrated)
+        fa.gather()
+        link = fa.inputs[1].link
+        assert link.bias_averages and link.span_ns > 60 * 10**9, calibrated
+        assert (link.calibration == (1.0, 0.0)) == (not calibrated)
+        parts.append(link.map_parts(t, tl))
+    assert all(np.array_equal(a, b) for a, b in zip(*parts, strict=True))
+
+
 def test_speech_in_babble_is_reported_with_the_bias_its_windows_share(tmp_path):
     """Old behaviour: in babble every path's onset of an utterance is its vowel's, 20-60 ms after its start, in every
     window alike; the clock model averaged its windows down to a 3-5 ms sigma (0 % within 1- and 2-sigma on two
