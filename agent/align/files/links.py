@@ -60,13 +60,14 @@ LINK_RW_PPM = tuple(r for r in RW_BANK_PPM if r <= 2.0)
 LINK_R_SCALES = tuple(s for s in R_SCALES if s >= 1.0)
 MIN_OFFSETS = 2
 #: The bias an aligner link's windows share (a vowel's onset taken for its utterance's start, a wrong peak the next
-#: windows also see) is shared by the windows of about a minute: over a longer span it averages down as independent
-#: minutes (``Link.shared_ns``).  On the corpus's calibration split (16 speech and 10 sound-effect recordings, 60 and
-#: 300 s; the links the onset check did not measure) the windows' median error was 0.8 of one window's sigma at 60 s
-#: and 0.15 at 300 s, 5x less where independent minutes give 2.2x: the square root is the cautious choice.  Held
-#: to one window's sigma at every length, the table fitted on both lengths covered 58 % of the 60 s recordings'
-#: errors and 82 % of the 300 s ones' (89.8 % of the held-out 300 s ones').
+#: windows also see) is shared by the windows of about a minute: over a longer span it falls as 1 / span, as far as
+#: that was measured (``BIAS_MEASURED_NS``), and beyond it as independent minutes, the cautious square root
+#: (``Link.shared_ns``).  On the corpus's calibration split (16 speech and 10 sound-effect recordings at 60, 150 and
+#: 300 s; the file engine's table refit for each law) 1 / span kept the 1-sigma's coverage level across the lengths
+#: (64.9 / 68.6 / 69.3 %; held-out 68.4 / 65.1 / 78.5 %); the square root over-covered the longer ones (61.8 / 75.6 /
+#: 76.6 %; held-out 300 s 82.4 %), one window's sigma at every length more so (58 % at 60 s, 82-90 % at 300 s).
 BIAS_SPAN_NS = 60 * NS
+BIAS_MEASURED_NS = 300 * NS
 #: Edge pairs of digital steps scatter about their fit by the quantization of both sides (a sample period / sqrt(12)
 #: each) where the pulses' phase walks across each sample grid (1.00 of it in ``bench align-files``); a side whose
 #: clock paced the pulses (SpikeGLX's sync source is an imec or NI card's own) sees every pulse at the same phase, so
@@ -160,12 +161,14 @@ class Link:
     @property
     def shared_ns(self) -> float:
         """The 1-sigma of the bias an aligner link's windows share: one window's sigma, for windows over a minute or
-        less (``BIAS_SPAN_NS``); over a longer span, averaged as independent minutes, for a pair of modalities the
-        file engine's table calibrates, where that was measured (``bias_averages``; elsewhere the bias may be a
-        constant latency between them, an IMU that feels a knock after the microphone hears it: not averaged)."""
+        less (``BIAS_SPAN_NS``); over a longer span, falling as 1 / span up to ``BIAS_MEASURED_NS`` and as the square
+        root beyond, for a pair of modalities the file engine's table calibrates, where that was measured
+        (``bias_averages``; elsewhere the bias may be a constant latency between them, an IMU that feels a knock
+        after the microphone hears it: not averaged)."""
         if not self.bias_averages or self.span_ns <= BIAS_SPAN_NS:
             return self.window_sigma_ns
-        return self.window_sigma_ns * math.sqrt(BIAS_SPAN_NS / self.span_ns)
+        measured = min(self.span_ns, BIAS_MEASURED_NS)
+        return self.window_sigma_ns * BIAS_SPAN_NS / measured * math.sqrt(measured / self.span_ns)
 
     def state(self) -> dict:
         return {k: m.state() for k, m in self.models.items()}
