@@ -242,7 +242,7 @@ class EventAverage:
                 return Departure(dep_ns, latest, len(power), 0,
                                  confirmed_sigma_ns=float(round(float(np.hypot(np.hypot(spread, dep_ns), BIN_NS)))))
             kept = Departure(dep_ns, latest, len(power), 0)
-            if line is None or not np.median(deps) < BEFORE_MS:
+            if line is None or not (dep_ns < 0 and np.median(deps) < BEFORE_MS):
                 return kept
             # a slow rise that departs before the mapped onsets, not clearly (fewer sounds, a noisier average): its
             # line decides, moved to only where it starts clearly before them
