@@ -215,7 +215,8 @@ class EventAverage:
         no clear rise.  No shift further than ``limit_ns`` (what the mapping's own uncertainty allows: a rise
         further back is another sound, a cue before the one logged, not this one's hidden start), nor for a rise
         less than ``GATE_MS`` or 1.5 x ``spread_ns`` (the log lines' own one-sigma scatter: the earliest tenth of the
-        sounds of a log that scatters starts about that much before its typical one) before the mapped onsets."""
+        sounds of a log that scatters starts about that much before its typical one) before the mapped onsets
+        (nor for a slow rise's start that is not: ``_line``'s 90th percentile)."""
         whole = np.all(self.counts > 0, axis=1)
         if np.count_nonzero(whole) < MIN_EVENTS:
             return None

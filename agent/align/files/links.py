@@ -14,8 +14,8 @@ went back has two).  Its evidence:
   robust line's, each side of a step on its own), fed as ``OffsetEstimate`` evidence.  The uncertainty it maps
   with is calibrated by the file engine's own table (``out_table``, ``calibration.FILES_TABLE``): without receive
   times the error left is a bias the windows share (a vowel's onset taken for its utterance's start in noise), which
-  the model's average of many windows does not shrink: it is one window's sigma over a minute of windows, averaged
-  as independent minutes over a longer span (``Link.shared_ns``), unless the onset check measured it; the link
+  the model's average of many windows does not shrink: it is one window's sigma over a minute of windows, falling
+  with a longer span as measured (``Link.shared_ns``), unless the onset check measured it; the link
   carries it, not the model's evidence (counted once), and the table scales all it says (``Link.map_parts``).
 
 Both read bounded windows of data: the aligner's buffers hold one window plus its search range.  Pure apart from
@@ -298,10 +298,10 @@ def aligner_link(name: str, ref_info: StreamInfo, tgt_info: StreamInfo, ref: Ite
     ``AlignmentTracker`` runs them (``settings`` overrides those); ``out_table``: the one its mapped uncertainty
     is calibrated by (``Link.calibration``: the pair's k and g; none, no entry for the pair, or ``scaled`` off: k = 1,
     g = 0, all the link says; an entry: the bias its windows share averages over minutes, ``Link.shared_ns``, the
-    table applied or not); ``markers``: what a marker stream's lines mean (rules; none:
-    the settings' default words); ``rate``: the target's times are stretched by it about ``centre_ns`` for the
-    windows (a clock that runs fast or slow by more than a window's events allow: ``coarse.coarse_fit``), whose
-    offsets are taken back to the file's own times; ``prior_ns`` is then the offset of the stretched times."""
+    table applied or not); ``markers``: what a marker stream's lines mean (rules; none: the settings' default
+    words); ``rate``: the target's times are stretched by it about ``centre_ns`` for the windows (a clock that runs
+    fast or slow by more than a window's events allow: ``coarse.coarse_fit``), whose offsets are taken back to the
+    file's own times; ``prior_ns`` is then the offset of the stretched times."""
     if rate:
         tgt = ((t + np.rint((np.asarray(t, dtype=np.int64) - centre_ns) * rate).astype(np.int64), x) for t, x in tgt)
     runners = load_runners({modality_of(ref_info), modality_of(tgt_info)}) if method != "classical" else {}
