@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from synchub.agent.align.calibration import FILES_TABLE
+from synchub.agent.align.calibration import FILES_TABLE, coverage
 from synchub.agent.align.files.engine import AlignError, FileAlignment, InputSpec
+from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.core.units import NS
 from synchub.errors import UserError
 from synchub.extras import require
@@ -119,10 +120,11 @@ def run(args) -> int:
         raise UserError("--fit-sigma fits on the calibration split only: add --split calibration")
     specs = planned(args, durations)
     t0 = time.time()
-    per, by_kind = [], {"speech": [], "events": []}
+    per, by_kind, by_length = [], {"speech": [], "events": []}, {}
     for spec, rec in rendered(specs, cache_of(args)):
         o = align_recording(rec, raw=bool(args.fit_sigma))
         by_kind[spec.kind].append(o)
+        by_length.setdefault(f"{spec.duration_s:g}", []).append(o)
         row = {"recording": spec.name, "duration_s": spec.duration_s, "snr_db": spec.snr_db,
                "background": list(spec.background), **figures([o]),
                "scatter_ms": round(o.get("scatter", 0.0) / 1e6, 2),
@@ -143,17 +145,24 @@ def run(args) -> int:
                   f"{r.get('drift_err_ppm')} ppm, 1-/2-sigma cover {r.get('cover_1sigma_pct')} / "
                   f"{r.get('cover_2sigma_pct')} %, refused {r['refused']} ({time.time() - t0:.0f} s)")
     out = {"what": "synchub align (the file engine) on a WAV + marker CSV per corpus recording",
-           "corpus": args.split, "duration_s": one_or_list(durations), "goal": GOAL,
-           "results": results, "per_recording": per}
+           "corpus": args.split, "duration_s": one_or_list(durations), "goal": GOAL, "results": results}
+    if len(by_length) > 1:  # each length's own figures: a 1-sigma right on the pool may not be at every length
+        out["by_duration_s"] = {d: figures(v) for d, v in by_length.items()}
+        if not args.quiet:
+            print("1-/2-sigma cover by length: " + ", ".join(f"{d} s {r.get('cover_1sigma_pct')} / "
+                                                            f"{r.get('cover_2sigma_pct')} %"
+                                                            for d, r in out["by_duration_s"].items()))
+    out["per_recording"] = per
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     if args.fit_sigma:
-        fit_files_table(specs, [o for v in by_kind.values() for o in v], args, Path(args.fit_sigma))
+        fit_files_table(specs, [o for v in by_kind.values() for o in v], args, Path(args.fit_sigma), by_length)
     return 0
 
 
-def fit_files_table(specs, outs: list[dict], args, path: Path) -> None:
-    """Fit ``FILES_TABLE``'s one pair (the corpus's files are a microphone and a marker log) on the raw outcomes."""
+def fit_files_table(specs, outs: list[dict], args, path: Path, by_length: dict | None = None) -> None:
+    """Fit ``FILES_TABLE``'s one pair (the corpus's files are a microphone and a marker log) on the raw outcomes;
+    with the fitted table's coverage at each length (``by_length``: its outcomes per length in seconds)."""
     ok = [o for o in outs if "err" in o and len(o["err"])]
     if not ok:
         raise UserError("--fit-sigma: synchub align refused every recording: nothing to fit the table on")
@@ -161,8 +170,24 @@ def fit_files_table(specs, outs: list[dict], args, path: Path) -> None:
     doc = fit_pairs(samples, {"split": args.split, "recordings": sorted({s.name for s in specs}),
                               "duration_s": one_or_list(sorted({s.duration_s for s in specs})),
                               "method": "hybrid", "mode": "files"})
+    for p in doc["pairs"]:
+        fitted = {d: _fitted(v, p["scale"], p["floor_ms"] * 1e6) for d, v in (by_length or {}).items()}
+        p["cover_1sigma_pct_fitted_by_duration_s"] = {d: round(100.0 * coverage(e, u), 2)
+                                                      for d, (e, u) in fitted.items() if len(e)}
     doc["what"] = ("per modality pair, the calibrated 1-sigma scale * sqrt(sigma^2 + floor^2) of the uncertainty "
                    f"synchub align's aligner links map with (agent/align/calibration.py {FILES_TABLE.name})")
     path.write_text(json.dumps(doc, indent=1) + "\n")
-    print("file-engine sigma calibration: " + ", ".join(f"{p['pair'][0]}-{p['pair'][1]} x{p['scale']:.2f} floor "
-                                                       f"{p['floor_ms']:.2f} ms" for p in doc["pairs"]))
+    print("file-engine sigma calibration: " + ", ".join(
+        f"{p['pair'][0]}-{p['pair'][1]} x{p['scale']:.2f} floor {p['floor_ms']:.2f} ms, 1-sigma covers "
+        + ", ".join(f"{v} % at {d} s" for d, v in p["cover_1sigma_pct_fitted_by_duration_s"].items())
+        for p in doc["pairs"]))
+
+
+def _fitted(outs: list[dict], k: float, g: float) -> tuple[np.ndarray, np.ndarray]:
+    """(errors, the 1-sigmas a table k, g gives them) of raw outcomes (``align_recording(raw=True)``)."""
+    ok = [o for o in outs if "err" in o and len(o["err"])]
+    if not ok:
+        return np.zeros(0), np.zeros(0)
+    err, scaled, fixed = (np.concatenate([o[key] for o in ok]) for key in ("err", "scaled", "fixed"))
+    known = scaled < UNKNOWN_UNC_NS  # as the fit leaves them out
+    return err[known], np.hypot(k * np.hypot(scaled[known], g), fixed[known])

@@ -31,6 +31,28 @@ def test_bench_align_real_files_writes_the_documented_json(tmp_path, capsys):
     assert "sound markers:" in capsys.readouterr().out
 
 
+def test_a_fit_over_several_lengths_says_each_length_s_coverage(tmp_path, capsys):
+    """A table fitted on recordings of several lengths may be right on the pool and wrong at each length (the square
+    root's shared bias: 61.8 / 75.6 / 76.6 % at 60 / 150 / 300 s under one table): the bench and the fit say each
+    length's figures."""
+    pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
+    pytest.importorskip("onnxruntime", reason="the aligner's encoders need the neural extra")
+    if not SP.sounds("calibration"):
+        pytest.skip("no calibration sound effects installed (sound-theme-freedesktop, ...)")
+    out, table = tmp_path / "r.json", tmp_path / "t.json"
+    assert main(["bench", "align", "--real-files", "--split", "calibration", "--speech", "0", "--sounds", "1",
+                 "--durations", "30,40", "--cache", str(tmp_path / "cache"), "--json", str(out), "--fit-sigma",
+                 str(table)]) == 0
+    doc = json.loads(out.read_text())
+    assert set(doc["by_duration_s"]) == {"30", "40"} and all(FIELDS <= set(r) for r in doc["by_duration_s"].values())
+    assert sum(r["events"] for r in doc["by_duration_s"].values()) == doc["results"]["sound markers"]["events"]
+    (pair,) = json.loads(table.read_text())["pairs"]
+    by = pair["cover_1sigma_pct_fitted_by_duration_s"]
+    assert set(by) == {"30", "40"} and all(0.0 <= v <= 100.0 for v in by.values())
+    printed = capsys.readouterr().out
+    assert "1-/2-sigma cover by length: 30 s" in printed and "% at 40 s" in printed
+
+
 def test_bad_real_files_arguments_are_user_errors(capsys):
     assert main(["bench", "align", "--real-files", "--duration", "5"]) == 2
     assert main(["bench", "align", "--real-files", "--speech", "0", "--sounds", "0"]) == 2
