@@ -122,14 +122,15 @@ def _live_samples(pooled: dict, pairs_of: dict, methods) -> dict:
     return samples
 
 
-def fit_pairs(samples: dict, source: dict, target: float = 0.68) -> dict:
-    """``{(ref, tgt): (errors_ns, sigmas_ns[, fixed_ns])}`` -> the table document (``SigmaTable.load`` reads it):
-    per pair ``fit_scale_floor``'s k and g (``fixed_ns``: a part of each uncertainty the table does not scale), with
-    the coverage before and after on the data it was fitted on."""
+def fit_pairs(samples: dict, source: dict, target: float = 0.68, by: str = "") -> dict:
+    """``{(ref, tgt): (errors_ns, sigmas_ns[, fixed_ns[, groups]])}`` -> the table document (``SigmaTable.load``
+    reads it): per pair ``fit_scale_floor``'s k and g (``fixed_ns``: a part of each uncertainty the table does not
+    scale), with the coverage before and after on the data it was fitted on; ``groups``: each sample's label (its
+    recording's length), the fitted 1-sigma's coverage per label as ``cover_1sigma_pct_fitted_by_<by>``."""
     pairs = []
-    for (ref, tgt), (e, s, *h) in sorted(samples.items()):
+    for (ref, tgt), (e, s, *rest) in sorted(samples.items()):
         e, s = np.asarray(e, dtype=np.float64), np.asarray(s, dtype=np.float64)
-        h = np.asarray(h[0], dtype=np.float64) if h else np.zeros(len(e))
+        h = np.asarray(rest[0], dtype=np.float64) if rest else np.zeros(len(e))
         ok = np.isfinite(s) & (s < UNKNOWN_UNC_NS)
         k, fl = fit_scale_floor(e[ok], s[ok], target, fixed_ns=h[ok])
         if not np.isfinite(k):
@@ -140,6 +141,10 @@ def fit_pairs(samples: dict, source: dict, target: float = 0.68) -> dict:
                       "cover_2sigma_pct_before": _r(100 * coverage(e[ok], raw, 2.0), 2),
                       "cover_1sigma_pct_fitted": _r(100 * coverage(e[ok], t), 2),
                       "cover_2sigma_pct_fitted": _r(100 * coverage(e[ok], t, 2.0), 2)})
+        if len(rest) > 1:
+            g = np.asarray(rest[1])[ok]
+            pairs[-1][f"cover_1sigma_pct_fitted_by_{by}"] = {str(x): _r(100 * coverage(e[ok][g == x], t[g == x]), 2)
+                                                             for x in dict.fromkeys(g.tolist())}
     encoders = fingerprints({m for pair in samples for m in pair[:2]})
     return {"what": "per modality pair, the calibrated 1-sigma scale * sqrt(sigma^2 + floor^2) of the hybrid "
                     "path's reported uncertainty (agent/align/calibration.py SigmaTable)",

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from synchub.agent.align.calibration import FILES_TABLE, coverage
+from synchub.agent.align.calibration import FILES_TABLE
 from synchub.agent.align.files.engine import AlignError, FileAlignment, InputSpec
-from synchub.agent.clock.choice import UNKNOWN_UNC_NS
 from synchub.agent.core.units import NS
 from synchub.errors import UserError
 from synchub.extras import require
@@ -78,6 +77,7 @@ def align_recording(rec, raw: bool = False) -> dict:
     return {"events": len(truth), "err": (mapped - truth).astype(np.float64), "unc": unc.astype(np.float64),
             "scaled": scaled.astype(np.float64), "fixed": fixed,
             "t": (truth - truth[0]) / NS if len(truth) else np.zeros(0), "drift_true": rec.spec.marker_drift_ppm,
+            "duration_s": rec.spec.duration_s,
             "scatter": link.scatter_ns, "window_sigma": link.window_sigma_ns, "drift_sigma": link.drift_sigma_ppm}
 
 
@@ -156,24 +156,21 @@ def run(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     if args.fit_sigma:
-        fit_files_table(specs, [o for v in by_kind.values() for o in v], args, Path(args.fit_sigma), by_length)
+        fit_files_table(specs, [o for v in by_kind.values() for o in v], args, Path(args.fit_sigma))
     return 0
 
 
-def fit_files_table(specs, outs: list[dict], args, path: Path, by_length: dict | None = None) -> None:
+def fit_files_table(specs, outs: list[dict], args, path: Path) -> None:
     """Fit ``FILES_TABLE``'s one pair (the corpus's files are a microphone and a marker log) on the raw outcomes;
-    with the fitted table's coverage at each length (``by_length``: its outcomes per length in seconds)."""
+    with the fitted table's coverage at each length."""
     ok = [o for o in outs if "err" in o and len(o["err"])]
     if not ok:
         raise UserError("--fit-sigma: synchub align refused every recording: nothing to fit the table on")
-    samples = {("audio", "text"): tuple(np.concatenate([o[k] for o in ok]) for k in ("err", "scaled", "fixed"))}
+    lengths = np.concatenate([np.full(len(o["err"]), f"{o['duration_s']:g}") for o in ok])
+    samples = {("audio", "text"): (*(np.concatenate([o[k] for o in ok]) for k in ("err", "scaled", "fixed")), lengths)}
     doc = fit_pairs(samples, {"split": args.split, "recordings": sorted({s.name for s in specs}),
                               "duration_s": one_or_list(sorted({s.duration_s for s in specs})),
-                              "method": "hybrid", "mode": "files"})
-    for p in doc["pairs"]:
-        fitted = {d: _fitted(v, p["scale"], p["floor_ms"] * 1e6) for d, v in (by_length or {}).items()}
-        p["cover_1sigma_pct_fitted_by_duration_s"] = {d: round(100.0 * coverage(e, u), 2)
-                                                      for d, (e, u) in fitted.items() if len(e)}
+                              "method": "hybrid", "mode": "files"}, by="duration_s")
     doc["what"] = ("per modality pair, the calibrated 1-sigma scale * sqrt(sigma^2 + floor^2) of the uncertainty "
                    f"synchub align's aligner links map with (agent/align/calibration.py {FILES_TABLE.name})")
     path.write_text(json.dumps(doc, indent=1) + "\n")
@@ -182,12 +179,3 @@ def fit_files_table(specs, outs: list[dict], args, path: Path, by_length: dict |
         + ", ".join(f"{v} % at {d} s" for d, v in p["cover_1sigma_pct_fitted_by_duration_s"].items())
         for p in doc["pairs"]))
 
-
-def _fitted(outs: list[dict], k: float, g: float) -> tuple[np.ndarray, np.ndarray]:
-    """(errors, the 1-sigmas a table k, g gives them) of raw outcomes (``align_recording(raw=True)``)."""
-    ok = [o for o in outs if "err" in o and len(o["err"])]
-    if not ok:
-        return np.zeros(0), np.zeros(0)
-    err, scaled, fixed = (np.concatenate([o[key] for o in ok]) for key in ("err", "scaled", "fixed"))
-    known = scaled < UNKNOWN_UNC_NS  # as the fit leaves them out
-    return err[known], np.hypot(k * np.hypot(scaled[known], g), fixed[known])
