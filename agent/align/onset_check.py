@@ -235,7 +235,6 @@ class EventAverage:
         latest = int(round((float(np.percentile(deps, 90)) - BEFORE_MS) * BIN_NS))
         gate = -max(GATE_MS * BIN_NS, 1.5 * spread_ns)
         sharp = half - d < SHARP_MS  # up halfway (of its log) within SHARP_MS of its departure: that is its start
-        line = None if sharp else _line(power, d, draws, boots)
         if not latest < gate:  # not clearly before the mapped onsets
             spread = float(np.std(deps)) * BIN_NS
             if sharp and abs(dep_ns) <= -gate and spread <= CONFIRM_SPREAD_MS * BIN_NS:
@@ -243,13 +242,16 @@ class EventAverage:
                 return Departure(dep_ns, latest, len(power), 0,
                                  confirmed_sigma_ns=float(round(float(np.hypot(np.hypot(spread, dep_ns), BIN_NS)))))
             kept = Departure(dep_ns, latest, len(power), 0)
-            if line is None or not (dep_ns < 0 and np.median(deps) < BEFORE_MS):
+            # the line's resamplings only where it may decide: a slow rise departing before the mapped onsets
+            line = None if sharp or not (dep_ns < 0 and np.median(deps) < BEFORE_MS) else _line(power, d, draws, boots)
+            if line is None:
                 return kept
             # a slow rise that departs before the mapped onsets, not clearly (fewer sounds, a noisier average): its
             # line decides, moved to only where it starts clearly before them
             st = replace(kept, start_ns=line[0], start_sigma_ns=line[1])
             return replace(st, shift_ns=st.start_ns) if line[2] < gate and dep_ns > st.start_ns >= -limit_ns else kept
         moved = Departure(dep_ns, latest, len(power), dep_ns)
+        line = None if sharp else _line(power, d, draws, boots)
         if line is not None:
             st = replace(moved, start_ns=line[0], start_sigma_ns=line[1])
             if st.start_ns - dep_ns > OTHER_RISE_MS * BIN_NS:
