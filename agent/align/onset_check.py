@@ -3,17 +3,17 @@ recording's aligner mapping against the leading edge that single onsets hide.  P
 
 A sound's onset under loud background (speech in babble at 10 dB or below) is found late in every window: its first
 tens of milliseconds are weaker than the background's own swings, so each window's onset detector fires on the
-sound's swell, and the windows agree on a mapping that is late by the same amount (``bench align --real-files``:
-21 and 59 ms on two held-out recordings, with every window's sigma smaller).  Averaged over a recording's sounds at
+sound's swell, and the windows agree on a mapping that is late by the same amount (``bench align --real-files``: 21
+and 59 ms on two held-out recordings, with every window's sigma smaller).  Averaged over a recording's sounds at
 their mapped onsets, the background's swings shrink by the square root of their number and the sounds' leading edge
-shows: ``EventAverage`` adds the power of the audio, in 1 ms bins, from ``BEFORE_MS`` before each mapped onset to
-``AFTER_MS`` after (each bin with the 4 before it), and ``departure`` finds where the average leaves the level before
-the onsets (its median + 3 standard errors of the average there), going back from where it crossed halfway up to the
-peak nearest after the onsets (a cue before each sound rises before that crossing and falls again: not it).  The
-average is of the log of the power (a background whose level swings by tens of times around one onset moves that
-onset's share only, where a mean of the power follows its loudest few), and each bin leaves out its loudest tenth
-of the sounds (a log's lines scatter: a mean over the sounds rises with the earliest few and marks the earliest onset,
-not the typical one).  Resampling the onsets (``BOOTS``) gives the spread of that point.
+shows: ``EventAverage`` adds the power of the audio (less its DC offset), in 1 ms bins, from ``BEFORE_MS`` before
+each mapped onset to ``AFTER_MS`` after (each bin with the 4 before it), and ``departure`` finds where the average
+leaves the level before the onsets (its median + 3 standard errors of the average there), going back from where it
+crossed halfway up to the peak nearest after the onsets (a cue before each sound rises before that crossing and falls
+again: not it).  The average is of the log of the power (a background whose level swings by tens of times around one
+onset moves that onset's share only, where a mean of the power follows its loudest few), and each bin leaves out its
+loudest tenth of the sounds (a log's lines scatter: a mean over the sounds rises with the earliest few and marks the
+earliest onset, not the typical one).  Resampling the onsets (``BOOTS``) gives the spread of that point.
 
 Judged as a bound, not an estimate: an onset hidden under the background can only be found late, so where the rise
 starts clearly before the mapped onsets (the latest of the resampled departures more than ``GATE_MS``, or 1.5 x the log
@@ -61,6 +61,9 @@ LINE_MS = 10  # a rise from START_LO to START_HI of its peak in fewer bins: its 
 CONFIRM_SPREAD_MS = 2.0  # a sharp rise confirms a mapping only where resampling moves it by less (1 sd)
 OTHER_RISE_MS = 10.0  # a departure further before the start than this is another rise (a cue, a swell before)
 START_SCATTER_MS = 7.2  # the start's scatter about true onsets (validation and calibration speech, 1 sd)
+DC_SE = 6.0  # a piece's median further from zero than this many of its standard errors is a DC offset
+DC_BLOCKS, DC_PART = 16, 16  # the parts of a piece whose medians say that error, of at least DC_PART samples
+DC_MIN = 256  # a piece of fewer samples says that share of its channels' DC (``EventAverage._centred``)
 SMOOTH_BINS = 5  # each bin's power is the mean of its own and the 4 before it (a trailing mean: a rise is never
 # seen before it starts, only up to 4 ms after)
 
@@ -185,14 +188,15 @@ class EventAverage:
         self.sums = np.zeros((n, w), dtype=np.float32)
         self.counts = np.zeros((n, w), dtype=np.float32)
         self.starts = self.onsets - BEFORE_MS * BIN_NS
+        self.dc: np.ndarray | None = None  # each channel's DC offset (``_centred``)
 
     def add(self, t_ns, x) -> None:
         """Samples ``x`` at ``t_ns`` (reference clock, in time order); their power is the mean over the channels
-        (as the aligner's onsets take it)."""
+        (as the aligner's onsets take it), each channel less its DC (``_centred``)."""
         t = np.asarray(t_ns, dtype=np.int64)
         if not len(t) or not len(self.onsets):
             return
-        x = np.asarray(x, dtype=np.float64).reshape(len(t), -1)
+        x = self._centred(np.asarray(x, dtype=np.float64).reshape(len(t), -1))
         v = np.sqrt(np.mean(x * x, axis=1))
         if not np.isfinite(v).all():  # a bad sample is left out of its bin, as the aligner's onsets leave it out
             keep = np.isfinite(v)
@@ -209,6 +213,26 @@ class EventAverage:
             k = (t[a:b] - self.starts[j]) // BIN_NS
             self.sums[j] += np.bincount(k, weights=v[a:b] * v[a:b], minlength=self.sums.shape[1])
             self.counts[j] += np.bincount(k, minlength=self.counts.shape[1])
+
+    def _centred(self, x: np.ndarray) -> np.ndarray:
+        """``x`` less each channel's DC offset, its median over the piece (a cheap microphone's ADC; it held the
+        average's level before the onsets up: held-out sound effects at 0 dB SNR, 1 ms off without it, were 5 ms
+        early with 2 % of full scale, 11 and 19 ms late with 20 %, where the rise was not found); of a piece of under
+        ``DC_MIN`` samples, a share as large as the piece of it blended into the last one (a stream read in short
+        chunks follows a wandering offset as a long piece does).  A median within ``DC_SE`` standard errors of zero
+        is no offset (a centred signal's, subtracted, would only add that error): the error from the medians of
+        ``DC_BLOCKS`` parts of the piece, which a sound's slow swings move together (babble at 0 dB SNR, taken
+        sample by sample as independent, had its 4 s medians read as offsets)."""
+        xf = x[np.isfinite(x).all(axis=1)]
+        n = len(xf)
+        if n >= 4 * DC_PART:
+            med = np.median(xf, axis=0)
+            parts = np.array([np.median(p, axis=0) for p in np.array_split(xf, min(DC_BLOCKS, n // DC_PART))])
+            se = np.std(parts, axis=0, ddof=1) / np.sqrt(len(parts))
+            med = np.where(np.abs(med) > DC_SE * se, med, 0.0)
+            fresh = self.dc is None or len(self.dc) != x.shape[1]
+            self.dc = med if fresh else self.dc + min(1.0, n / DC_MIN) * (med - self.dc)
+        return x if self.dc is None or len(self.dc) != x.shape[1] else x - self.dc
 
     def departure(self, limit_ns: float = float("inf"), spread_ns: float = 0.0, seed: int = 0) -> Departure | None:
         """Where the average rises (see the module docstring); None with fewer than ``MIN_EVENTS`` whole windows or

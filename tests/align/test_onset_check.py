@@ -239,3 +239,19 @@ def test_the_engine_averages_only_the_markers_its_link_maps(tmp_path, monkeypatc
     fa = FileAlignment([reference.InputSpec([str(tmp_path / "mic.wav")]), reference.InputSpec([str(tmp_path / "log.csv")])])
     fa.gather()
     assert set(fa.inputs[1].link.models) == {0} and seen == [54]
+
+
+@pytest.mark.parametrize("piece", [4096, 100])
+def test_a_microphone_s_dc_offset_does_not_move_the_check(piece):
+    """A cheap microphone's DC offset (here 1 to 100 x the background's level, one per channel, and one wandering
+    slowly) added to the power before the onsets held the average's level up: the rise was not found at 10 x."""
+    t, x, truth = _scene()
+    late = truth + 30_000_000
+    clean = _run(t, x, late, piece=piece)
+    assert clean is not None and clean.shift_ns < -25e6
+    wander = 2.0 * np.sin(2 * np.pi * t / 60e9)  # a minute's period
+    for y in (x + 0.3, x + 3.0, x - 30.0, np.stack([x + 3.0, x - 0.5], axis=1), x + 3.0 + wander):
+        dep = _run(t, y, late, piece=piece)
+        assert dep is not None and dep.departure_ns == clean.departure_ns
+        assert abs(dep.shift_ns - clean.shift_ns) < 1e6
+

@@ -338,3 +338,28 @@ def test_the_drift_of_speech_in_music_is_the_robust_lines(tmp_path):
     drift_err_ppm = np.polyfit((truth - truth[0]) / NS, (g - truth) / 1e3, 1)[0]
     assert abs(drift_err_ppm) < 10.0
     assert np.median(np.abs(g - truth)) < min(15e6, 3 * np.median(unc))
+
+
+def test_a_microphone_s_dc_offset_maps_the_log_as_without(tmp_path):
+    """A held-out recording of sound effects in babble and noise at 0 dB SNR, its WAV with a DC offset of 20 % of
+    full scale (a cheap microphone's ADC): the windows' onsets and the encoders' features take it out, the onset
+    check's average took it for background, did not see the sounds' rise and left the log 19 ms late (1.3 ms
+    without it).  Now every line maps as without it, to well under a millisecond."""
+    spec = corpus.plan("heldout", 1, "events", 150.0, start=3)[0]
+    why = [m for m in (S.missing(v) for v in (*spec.voices, *spec.babble_voices, *spec.sounds)) if m]
+    if why:
+        pytest.skip("; ".join(why))
+    rec = corpus.render(spec, cache=corpus.ClipCache(corpus.default_cache_dir()))
+    dev = rec.tracks["text"].device_ns[rec.markers["event"] >= 0]
+    audio = rec.tracks["audio"]
+    mapped, notes = [], []
+    for dc in (0.0, 0.2):
+        (tmp_path / str(dc)).mkdir()
+        specs = write_files(rec, tmp_path / str(dc))
+        sf.write(specs[0].paths[0], (np.asarray(audio.data, np.float32) + dc), int(audio.rate_hz), subtype="FLOAT")
+        fa = FileAlignment(specs)
+        fa.gather()
+        mapped.append(fa.inputs[1].link.map(dev, np.zeros(len(dev), dtype=np.int64))[0])
+        notes.append([n for n in fa.inputs[1].link.notes if "average energy" in n])
+    assert notes[0] and notes[1] == notes[0]
+    assert np.max(np.abs(mapped[1] - mapped[0])) < 500_000
