@@ -45,6 +45,26 @@ def test_imu_gain_and_offset_invariant():
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
+def test_digital_silence_and_quantized_stillness_keep_the_features_gain_invariant():
+    """Sounds between stretches of exact zeros (a recorder's digital silence), taps on a still IMU whose readings are
+    quantized (its jerk exactly zero in most frames): the same features at any gain (a camera's are on its 8-bit
+    scale).  An absolute floor where a row's median was zero hid the sounds of a recording 40 dB quieter (0.3 in
+    place of 8) and blew a still IMU's levels up by its noise floor of 1e-9."""
+    rng = np.random.default_rng(0)
+    t_a, t_i = _times(16000, 8), _times(200, 8)
+    audio = np.zeros(len(t_a))
+    imu = np.zeros((len(t_i), 6))
+    for k in range(1, 8):
+        audio[k * 16000:k * 16000 + 3000] = rng.normal(0, 0.3, 3000) * np.linspace(0, 1, 3000)
+        imu[k * 200:k * 200 + 4] += rng.integers(-40, 40, (4, 6))  # a tap, in sensor counts
+    imu += rng.integers(0, 2, imu.shape) * (rng.random(imu.shape) < 0.2)  # the odd count of noise
+    for modality, x, t, gains in (("audio", audio, t_a, (1.0, 1e-2, 1e-4)), ("imu", imu, t_i, (1.0, 1e-3, 0.061))):
+        ref = F.featurize(modality, x, t).x
+        assert np.abs(ref).max() > 3.0  # the events stand out
+        for g in gains[1:]:
+            np.testing.assert_allclose(F.featurize(modality, x * g, t).x, ref, atol=1e-3, err_msg=f"{modality} x{g}")
+
+
 def test_audio_tone_lights_the_right_frames_and_band():
     w = _world(sound_rate=0.3)
     ev = w.of_kind(SOUND)
