@@ -61,8 +61,8 @@ LINE_MS = 10  # a rise from START_LO to START_HI of its peak in fewer bins: its 
 CONFIRM_SPREAD_MS = 2.0  # a sharp rise confirms a mapping only where resampling moves it by less (1 sd)
 OTHER_RISE_MS = 10.0  # a departure further before the start than this is another rise (a cue, a swell before)
 START_SCATTER_MS = 7.2  # the start's scatter about true onsets (validation and calibration speech, 1 sd)
-DC_SE = 6.0  # a piece's median further from zero than this many of its standard errors is a DC offset
-DC_BLOCKS, DC_PART = 16, 16  # the parts of a piece whose medians say that error, of at least DC_PART samples
+DC_SE = 6.0  # a piece's mean further from zero than this many of its standard errors is a DC offset
+DC_BLOCKS, DC_PART = 16, 16  # the parts of a piece whose means say that error, of at least DC_PART samples
 DC_MIN = 256  # a piece of fewer samples says that share of its channels' DC (``EventAverage._centred``)
 SMOOTH_BINS = 5  # each bin's power is the mean of its own and the 4 before it (a trailing mean: a rise is never
 # seen before it starts, only up to 4 ms after)
@@ -215,23 +215,25 @@ class EventAverage:
             self.counts[j] += np.bincount(k, minlength=self.counts.shape[1])
 
     def _centred(self, x: np.ndarray) -> np.ndarray:
-        """``x`` less each channel's DC offset, its median over the piece (a cheap microphone's ADC; it held the
+        """``x`` less each channel's DC offset, its mean over the piece (a cheap microphone's ADC; it held the
         average's level before the onsets up: held-out sound effects at 0 dB SNR, 1 ms off without it, were 5 ms
-        early with 2 % of full scale, 11 and 19 ms late with 20 %, where the rise was not found); of a piece of under
-        ``DC_MIN`` samples, a share as large as the piece of it blended into the last one (a stream read in short
-        chunks follows a wandering offset as a long piece does).  A median within ``DC_SE`` standard errors of zero
-        is no offset (a centred signal's, subtracted, would only add that error): the error from the medians of
-        ``DC_BLOCKS`` parts of the piece, which a sound's slow swings move together (babble at 0 dB SNR, taken
-        sample by sample as independent, had its 4 s medians read as offsets)."""
+        early with 2 % of full scale, 11 and 19 ms late with 20 %, where the rise was not found; the mean, not the
+        median: a quiet recording truncated to 16 bits flips between 0 and -1 where silent, half a step of offset,
+        and its median is one of the two); of a piece of under ``DC_MIN`` samples, a share as large as the piece of
+        it blended into the last one (a stream read in short chunks follows a wandering offset as a long piece
+        does).  A mean within ``DC_SE`` standard errors of zero is no offset (a centred signal's, subtracted, would
+        only add that error): the error from the means of ``DC_BLOCKS`` parts of the piece, which a sound's slow
+        swings move together (babble at 0 dB SNR, taken sample by sample as independent, had its 4 s pieces read as
+        offsets)."""
         xf = x[np.isfinite(x).all(axis=1)]
         n = len(xf)
         if n >= 4 * DC_PART:
-            med = np.median(xf, axis=0)
-            parts = np.array([np.median(p, axis=0) for p in np.array_split(xf, min(DC_BLOCKS, n // DC_PART))])
+            dc = np.mean(xf, axis=0)
+            parts = np.array([np.mean(p, axis=0) for p in np.array_split(xf, min(DC_BLOCKS, n // DC_PART))])
             se = np.std(parts, axis=0, ddof=1) / np.sqrt(len(parts))
-            med = np.where(np.abs(med) > DC_SE * se, med, 0.0)
+            dc = np.where(np.abs(dc) > DC_SE * se, dc, 0.0)
             fresh = self.dc is None or len(self.dc) != x.shape[1]
-            self.dc = med if fresh else self.dc + min(1.0, n / DC_MIN) * (med - self.dc)
+            self.dc = dc if fresh else self.dc + min(1.0, n / DC_MIN) * (dc - self.dc)
         return x if self.dc is None or len(self.dc) != x.shape[1] else x - self.dc
 
     def departure(self, limit_ns: float = float("inf"), spread_ns: float = 0.0, seed: int = 0) -> Departure | None:

@@ -255,3 +255,15 @@ def test_a_microphone_s_dc_offset_does_not_move_the_check(piece):
         assert dep is not None and dep.departure_ns == clean.departure_ns
         assert abs(dep.shift_ns - clean.shift_ns) < 1e6
 
+
+
+def test_the_half_step_offset_of_a_truncated_recording_is_taken_out():
+    """A quiet recording truncated to 16 bits (libsndfile's float -> PCM_16) flips between 0 and -1 step where it is
+    silent: half a step of DC.  The median of such a piece is one of the two (a step's DC left, or none taken out);
+    its mean is the offset."""
+    step = 1 / 32768
+    rng = np.random.default_rng(4)
+    x = np.floor(rng.normal(0, 0.3 * step, 65536) / step) * step
+    avg = EventAverage(np.array([10**9], dtype=np.int64))
+    centred = avg._centred(x[:, None])
+    assert abs(float(np.mean(centred))) < 0.01 * step and abs(float(avg.dc[0]) + 0.5 * step) < 0.05 * step
