@@ -10,6 +10,9 @@ reports.  A refused log (``AlignError``) counts its markers as not mapped.
 its clock model reports it and fits the table that calibrates it (``agent/align/sigma_calibration_files.json``:
 ``calibration.FILES_TABLE``), never on the held-out split.
 
+``--mic SPEC``: the WAV as a real microphone delivers it (a DC offset, mains hum, a gain too low, 16-bit samples,
+another rate: ``mic.py``), the same recordings otherwise.
+
 ``bench align --real`` measures the aligners on the same recordings with a hub's receive times (``live``) and a
 causal clock model without them (``file``); this is the file engine itself, end to end, through the files.
 """
@@ -27,9 +30,9 @@ from synchub.agent.align.calibration import FILES_TABLE
 from synchub.agent.align.files.engine import AlignError, FileAlignment, InputSpec
 from synchub.agent.core.units import NS
 from synchub.errors import UserError
-from synchub.extras import require
 
 from .calibrate import fit_pairs
+from .mic import AS_RENDERED, Mic, parse
 from .recordings import cache_of, planned, rendered
 
 GOAL = {"median_abs_ms": 5.0, "p95_abs_ms": 15.0, "drift_err_ppm": 10.0, "cover_1sigma_pct": [60.0, 80.0]}
@@ -40,24 +43,26 @@ def add_arguments(p) -> None:
                              "as --real)")
     g.add_argument("--real-files", action="store_true",
                    help="a WAV and a marker CSV per held-out corpus recording, tied by synchub align's file engine")
+    g.add_argument("--mic", default="", metavar="SPEC",
+                   help="the microphone as a real one delivers it: +-joined dc=A, hum=A, gain=DB, rate=HZ, pcm16 "
+                        "(bench/align/mic.py; e.g. gain=-40+pcm16)")
     g.add_argument("--durations", default="", metavar="S,S",
                    help="several recording lengths in one run (seconds, comma list; default: --duration): a sigma table "
                         "fitted on short and long recordings alike")
 
 
-def write_files(rec, folder: Path) -> list[InputSpec]:
-    """The recording's microphone as ``mic.wav`` and its marker log as ``log.csv`` (device seconds, text) in
-    ``folder``: the two inputs of ``synchub align``."""
-    sf = require("soundfile", "writing the corpus's WAV files")
+def write_files(rec, folder: Path, mic: Mic = AS_RENDERED) -> list[InputSpec]:
+    """The recording's microphone (through ``mic``: as a real one delivers it) as ``mic.wav`` and its marker log as
+    ``log.csv`` (device seconds, text) in ``folder``: the two inputs of ``synchub align``."""
     audio, log = rec.tracks["audio"], rec.tracks["text"]
-    sf.write(folder / "mic.wav", np.asarray(audio.data, np.float32), int(audio.rate_hz), subtype="FLOAT")
+    mic.write(folder / "mic.wav", audio.data, float(audio.rate_hz))
     with open(folder / "log.csv", "w") as f:
         f.write("time,event\n")
         f.writelines(f"{t // NS}.{t % NS:09d},{e}\n" for t, e in zip(log.device_ns.tolist(), log.data, strict=True))
     return [InputSpec([str(folder / "mic.wav")]), InputSpec([str(folder / "log.csv")])]
 
 
-def align_recording(rec, raw: bool = False) -> dict:
+def align_recording(rec, raw: bool = False, mic: Mic = AS_RENDERED) -> dict:
     """One recording through ``synchub align``: signed errors (ns), reported 1-sigmas (ns), or the refusal.
     ``raw``: the 1-sigmas without the file engine's table (k = 1, g = 0: all the link says); with either, their
     part the table scales and the part it does not (``Link.map_parts``: what ``--fit-sigma`` fits k and g on)."""
@@ -65,7 +70,7 @@ def align_recording(rec, raw: bool = False) -> dict:
     dev = rec.tracks["text"].device_ns[rows]
     truth = rec.markers["onset_ns"][rows] - int(rec.tracks["audio"].true_ns[0])  # the WAV's clock: first sample 0
     with tempfile.TemporaryDirectory(prefix="synchub-bench-files-") as td:
-        specs = write_files(rec, Path(td))
+        specs = write_files(rec, Path(td), mic)
         try:
             fa = FileAlignment(specs, calibrated=not raw)
             fa.gather()
@@ -118,11 +123,14 @@ def run(args) -> int:
         raise UserError(f"--durations: seconds, comma-separated (got {args.durations!r})") from None
     if args.fit_sigma and args.split != "calibration":
         raise UserError("--fit-sigma fits on the calibration split only: add --split calibration")
+    if args.fit_sigma and args.mic:
+        raise UserError("--fit-sigma fits the corpus's own microphone: leave out --mic")
+    mic = parse(args.mic)
     specs = planned(args, durations)
     t0 = time.time()
     per, by_kind, by_length = [], {"speech": [], "events": []}, {}
     for spec, rec in rendered(specs, cache_of(args)):
-        o = align_recording(rec, raw=bool(args.fit_sigma))
+        o = align_recording(rec, raw=bool(args.fit_sigma), mic=mic)
         by_kind[spec.kind].append(o)
         by_length.setdefault(f"{spec.duration_s:g}", []).append(o)
         row = {"recording": spec.name, "duration_s": spec.duration_s, "snr_db": spec.snr_db,
@@ -145,7 +153,8 @@ def run(args) -> int:
                   f"{r.get('drift_err_ppm')} ppm, 1-/2-sigma cover {r.get('cover_1sigma_pct')} / "
                   f"{r.get('cover_2sigma_pct')} %, refused {r['refused']} ({time.time() - t0:.0f} s)")
     out = {"what": "synchub align (the file engine) on a WAV + marker CSV per corpus recording",
-           "corpus": args.split, "duration_s": one_or_list(durations), "goal": GOAL, "results": results}
+           "corpus": args.split, "duration_s": one_or_list(durations), "mic": args.mic or "as rendered",
+           "goal": GOAL, "results": results}
     if len(by_length) > 1:  # each length's own figures: a 1-sigma right on the pool may not be at every length
         out["by_duration_s"] = {d: figures(v) for d, v in by_length.items()}
         if not args.quiet:

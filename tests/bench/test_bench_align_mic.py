@@ -1,0 +1,76 @@
+"""`synchub bench align --real-files --mic SPEC`: the corpus's microphone as a real one delivers it (a DC offset,
+mains hum, a gain too low, 16-bit samples truncated by libsndfile, another rate), each part doing what it says."""
+
+import json
+
+import numpy as np
+import pytest
+
+from synchub.bench.align.mic import AS_RENDERED, parse, resample
+from synchub.cli import main
+from synchub.errors import UserError
+from synchub.models.corpus import split as SP
+
+RATE = 16000.0
+
+
+def _tone(hz=1000.0, seconds=1.0, rate=RATE):
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.5 * np.sin(2 * np.pi * hz * t))[:, None]
+
+
+def test_each_part_does_what_it_says_in_order():
+    x = _tone()
+    y, rate = parse("dc=0.2").apply(x, RATE)
+    assert rate == RATE and np.allclose(y, x + 0.2)
+    y, _ = parse("gain=-40").apply(x, RATE)
+    assert np.allclose(y, x / 100)
+    y, _ = parse("hum=0.01").apply(np.zeros((16000, 1)), RATE)
+    spec = np.abs(np.fft.rfft(y[:, 0]))  # 1 Hz bins over one second
+    assert spec.argmax() == 50 and spec[150] > 0.2 * spec[50] and spec[1000] < 1e-6 * spec[50]
+    y, _ = parse("gain=-20+dc=0.1").apply(x, RATE)  # left to right: the offset is not scaled
+    assert np.allclose(y, x / 10 + 0.1)
+    assert AS_RENDERED.apply(x, RATE)[0].shape == x.shape and parse("").subtype == "FLOAT"
+
+
+@pytest.mark.parametrize("to_hz", [8000.0, 44100.0, 48000.0])
+def test_resampling_keeps_the_first_sample_s_time_and_the_tone(to_hz):
+    """The WAV's first sample is its clock's zero (the bench's truth): a tone resampled is the same tone from it."""
+    x = _tone(hz=440.0, seconds=2.0)
+    y = resample(x, RATE, to_hz)
+    assert len(y) == int(2.0 * to_hz)
+    expect = _tone(hz=440.0, seconds=2.0, rate=to_hz)
+    inner = slice(int(0.1 * to_hz), int(1.9 * to_hz))  # away from the ends, which touch
+    assert np.max(np.abs(y[inner] - expect[inner])) < 1e-6
+
+
+def test_pcm16_is_written_as_libsndfile_writes_it(tmp_path):
+    sf = pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
+    mic = parse("gain=-40+pcm16+rate=44100")
+    mic.write(tmp_path / "m.wav", _tone(), RATE)
+    info = sf.info(tmp_path / "m.wav")
+    assert info.subtype == "PCM_16" and info.samplerate == 44100 and info.frames == 44100
+
+
+@pytest.mark.parametrize("bad", ["dc=x", "hum", "rate=10", "gain=", "pcm24", "dc=nan"])
+def test_a_spec_it_does_not_know_is_a_one_line_error(bad, capsys):
+    with pytest.raises(UserError, match="--mic"):
+        parse(bad)
+    assert main(["bench", "align", "--real-files", "--mic", bad]) == 2
+    err = capsys.readouterr().err
+    assert "--mic" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_bench_runs_the_corpus_through_the_mic_and_says_which(tmp_path):
+    pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
+    pytest.importorskip("onnxruntime", reason="the aligner's encoders need the neural extra")
+    if not SP.sounds("heldout"):
+        pytest.skip("no held-out sound effects installed (sound-theme-freedesktop, ...)")
+    out = tmp_path / "r.json"
+    assert main(["bench", "align", "--real-files", "--speech", "0", "--sounds", "1", "--duration", "40", "--cache",
+                 str(tmp_path / "cache"), "--mic", "dc=0.2+gain=-20+pcm16", "--json", str(out), "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    r = doc["results"]["sound markers"]
+    assert doc["mic"] == "dc=0.2+gain=-20+pcm16" and r["refused"] == 0 and r["median_abs_ms"] < 50.0
+    assert main(["bench", "align", "--real-files", "--split", "calibration", "--fit-sigma", str(tmp_path / "t.json"),
+                 "--mic", "dc=0.1"]) == 2
