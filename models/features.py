@@ -273,8 +273,11 @@ def _audio(data: np.ndarray, t: np.ndarray, k0: int, n: int, problems: dict):
     period = _period(t)
     sr = 1e9 / period
     L = int(np.clip(round(FRAME_NS / period), 4, 2048))
-    slot = ((t - k0 * FRAME_NS) * L) // FRAME_NS
-    fi, pos = slot // L, slot % L
+    # each sample's frame by its time, its place in the frame by rounding: at 44.1, 48 or 22.05 kHz the sample times
+    # (whole ns) fall a fraction of a ns before their place, and the floor put 26-47 % of them onto their neighbours'
+    # places (holes of zeros in the frames: every band off)
+    fi = (t - k0 * FRAME_NS) // FRAME_NS
+    pos = np.minimum(np.rint((t - (k0 + fi) * FRAME_NS) * (L / FRAME_NS)).astype(np.int64), L - 1)
     ok = (fi >= 0) & (fi < n)
     buf = np.zeros((n, L))
     filled = np.zeros((n, L), dtype=bool)
@@ -285,9 +288,12 @@ def _audio(data: np.ndarray, t: np.ndarray, k0: int, n: int, problems: dict):
     buf = np.where(filled, buf - mean[:, None], 0.0)
     power = np.abs(np.fft.rfft(buf * np.hanning(L)[None, :], axis=1)) ** 2
     freqs = np.fft.rfftfreq(L, d=1.0 / sr)
+    # the bands' edges fall on bins (50 Hz apart at 16, 44.1, 48 kHz): judged a quarter bin low, so that a rate
+    # from whole-ns sample times (44099.5 Hz) keeps each bin in its band (100 Hz had gone to the band below)
+    slack = 0.25 * sr / L
     bands = np.zeros((nb, n))
     for b in range(nb):
-        sel = (freqs >= AUDIO_BANDS_HZ[b]) & (freqs < AUDIO_BANDS_HZ[b + 1])
+        sel = (freqs >= AUDIO_BANDS_HZ[b] - slack) & (freqs < AUDIO_BANDS_HZ[b + 1] - slack)
         if sel.any():
             bands[b] = power[:, sel].mean(axis=1)
     mask = counts > 0
