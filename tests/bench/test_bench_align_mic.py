@@ -1,15 +1,12 @@
 """`synchub bench align --real-files --mic SPEC`: the corpus's microphone as a real one delivers it (a DC offset,
 mains hum, a gain too low, 16-bit samples truncated by libsndfile, another rate), each part doing what it says."""
 
-import json
-
 import numpy as np
 import pytest
 
 from synchub.bench.align.mic import AS_RENDERED, parse, resample
 from synchub.cli import main
 from synchub.errors import UserError
-from synchub.models.corpus import split as SP
 
 RATE = 16000.0
 
@@ -60,17 +57,3 @@ def test_a_spec_it_does_not_know_is_a_one_line_error(bad, capsys):
     err = capsys.readouterr().err
     assert "--mic" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
-
-def test_the_bench_runs_the_corpus_through_the_mic_and_says_which(tmp_path):
-    pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
-    pytest.importorskip("onnxruntime", reason="the aligner's encoders need the neural extra")
-    if not SP.sounds("heldout"):
-        pytest.skip("no held-out sound effects installed (sound-theme-freedesktop, ...)")
-    out = tmp_path / "r.json"
-    assert main(["bench", "align", "--real-files", "--speech", "0", "--sounds", "1", "--duration", "40", "--cache",
-                 str(tmp_path / "cache"), "--mic", "dc=0.2+gain=-20+pcm16", "--json", str(out), "--quiet"]) == 0
-    doc = json.loads(out.read_text())
-    r = doc["results"]["sound markers"]
-    assert doc["mic"] == "dc=0.2+gain=-20+pcm16" and r["refused"] == 0 and r["median_abs_ms"] < 50.0
-    assert main(["bench", "align", "--real-files", "--split", "calibration", "--fit-sigma", str(tmp_path / "t.json"),
-                 "--mic", "dc=0.1"]) == 2

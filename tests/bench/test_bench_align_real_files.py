@@ -13,16 +13,19 @@ FIELDS = {"events", "mapped", "refused", "signed_median_ms", "median_abs_ms", "p
           "cover_1sigma_pct", "cover_2sigma_pct"}
 
 
-def test_bench_align_real_files_writes_the_documented_json(tmp_path, capsys):
+@pytest.mark.parametrize("mic", ["", "dc=0.2+gain=-20+pcm16"])
+def test_bench_align_real_files_writes_the_documented_json(tmp_path, capsys, mic):
+    """With ``--mic``, the corpus's microphone as a real one delivers it (``bench/align/mic.py``), the JSON says which."""
     pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
     pytest.importorskip("onnxruntime", reason="the aligner's encoders need the neural extra")
     if not SP.sounds("heldout"):
         pytest.skip("no held-out sound effects installed (sound-theme-freedesktop, ...)")
     out = tmp_path / "r.json"
     assert main(["bench", "align", "--real-files", "--speech", "0", "--sounds", "1", "--duration", "40", "--cache",
-                 str(tmp_path / "cache"), "--json", str(out)]) == 0
+                 str(tmp_path / "cache"), "--json", str(out)] + (["--mic", mic] if mic else [])) == 0
     doc = json.loads(out.read_text())
     assert set(doc["results"]) == {"sound markers"} and len(doc["per_recording"]) == 1
+    assert doc["mic"] == (mic or "as rendered")
     r = doc["results"]["sound markers"]
     assert FIELDS <= set(r) and r["refused"] == 0 and 5 <= r["mapped"] == r["events"]
     # functional sanity: the log's clock is up to 1.5 s off and drifts up to 150 ppm; tied by the aligner, its sound
@@ -59,6 +62,9 @@ def test_bad_real_files_arguments_are_user_errors(capsys):
     assert "--speech + --sounds" in capsys.readouterr().err
     assert main(["bench", "align", "--real-files", "--fit-sigma", "t.json"]) == 2  # held-out split: never fitted on
     assert "calibration split only" in capsys.readouterr().err
+    assert main(["bench", "align", "--real-files", "--split", "calibration", "--fit-sigma", "t.json", "--mic",
+                 "dc=0.1"]) == 2  # the table calibrates the corpus's own microphone
+    assert "leave out --mic" in capsys.readouterr().err
 
 
 def test_a_fit_with_every_recording_refused_is_a_user_error():
