@@ -180,17 +180,16 @@ def _level(x: np.ndarray, mask: np.ndarray, noise: np.ndarray) -> np.ndarray:
 
 
 def _typical(v: np.ndarray) -> float:
-    """The median of ``v`` (>= 0), or where more than half of it is exactly zero, of its values above zero (0 where
-    none is)."""
-    m = float(np.median(v)) if len(v) else 0.0
-    return m if m > 0 or not len(v) else float(np.median(v[v > 0])) if np.any(v > 0) else 0.0
+    """The median of ``v`` (>= 0), or of its values above zero where over half of it is zero (0 where none is)."""
+    if not len(v):
+        return 0.0
+    m = float(np.median(v))
+    return m if m > 0 or not np.any(v > 0) else float(np.median(v[v > 0]))
 
 
 def _log_energy(e: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """log(e + eps) minus its median over ``mask``, (c, n).  ``eps`` is a thousandth of a row's median, or where
-    more than half its frames are exactly zero (a recorder's digital silence between sounds, a still IMU's
-    quantized jerk, a static camera's frame differences) of the median of those above zero: an absolute one
-    (1e-3) hid the sounds of a recording 40 dB quieter (its bursts' features 0.3 in place of 8)."""
+    """log(e + eps) minus its median over ``mask``, (c, n); ``eps`` a thousandth of the row's ``_typical`` (digital
+    silence, a still IMU's quantized jerk: an absolute 1e-3 hid the sounds of a recording 40 dB quieter)."""
     ref = np.array([_typical(row[mask]) for row in e]) if np.any(mask) else np.zeros(e.shape[0])
     eps = 1e-3 * np.where(ref > 0, ref, 1.0)[:, None] + 1e-20
     le = np.log(e + eps)
@@ -252,9 +251,8 @@ def _imu(data: np.ndarray, t: np.ndarray, k0: int, n: int, problems: dict):
         jerk_raw[1:] = d
     jerk, _ = _binned_mean(idx, jerk_raw, n)
     mask = counts > 0
-    noise = np.array([_typical(jerk[c, mask]) if mask.any() else 1.0 for c in range(6)])  # a still, quantized
-    # IMU's jerk is zero in most frames: the typical one above zero, not an absolute floor (its levels' scale)
-    # one noise level per sensor (accel, gyro) keeps the direction ratios
+    # typical jerk (a still, quantized IMU's is zero in most frames); one per sensor keeps the direction ratios
+    noise = np.array([_typical(jerk[c, mask]) if mask.any() else 1.0 for c in range(6)])
     noise = np.repeat([noise[:3].mean(), noise[3:].mean()], 3) + 1e-9
     levels = _level(mean, mask, noise)
     energy = _log_energy(jerk, mask)
@@ -273,9 +271,8 @@ def _audio(data: np.ndarray, t: np.ndarray, k0: int, n: int, problems: dict):
     period = _period(t)
     sr = 1e9 / period
     L = int(np.clip(round(FRAME_NS / period), 4, 2048))
-    # each sample's frame by its time, its place in the frame by rounding: at 44.1, 48 or 22.05 kHz the sample times
-    # (whole ns) fall a fraction of a ns before their place, and the floor put 26-47 % of them onto their neighbours'
-    # places (holes of zeros in the frames: every band off)
+    # a sample's place in its frame rounded: at 44.1, 48 or 22.05 kHz whole-ns times fall just before it (the floor
+    # put 26-47 % of the samples onto their neighbours' places, leaving holes of zeros)
     fi = (t - k0 * FRAME_NS) // FRAME_NS
     pos = np.minimum(np.rint((t - (k0 + fi) * FRAME_NS) * (L / FRAME_NS)).astype(np.int64), L - 1)
     ok = (fi >= 0) & (fi < n)
@@ -288,9 +285,7 @@ def _audio(data: np.ndarray, t: np.ndarray, k0: int, n: int, problems: dict):
     buf = np.where(filled, buf - mean[:, None], 0.0)
     power = np.abs(np.fft.rfft(buf * np.hanning(L)[None, :], axis=1)) ** 2
     freqs = np.fft.rfftfreq(L, d=1.0 / sr)
-    # the bands' edges fall on bins (50 Hz apart at 16, 44.1, 48 kHz): judged a quarter bin low, so that a rate
-    # from whole-ns sample times (44099.5 Hz) keeps each bin in its band (100 Hz had gone to the band below)
-    slack = 0.25 * sr / L
+    slack = 0.25 * sr / L  # edges fall on bins: a quarter bin low keeps 100 Hz in its band at 44099.5 Hz (44.1 kHz)
     bands = np.zeros((nb, n))
     for b in range(nb):
         sel = (freqs >= AUDIO_BANDS_HZ[b] - slack) & (freqs < AUDIO_BANDS_HZ[b + 1] - slack)

@@ -141,7 +141,6 @@ class AlignmentTracker:
                                    dataclasses.replace(s, search_s=min(s.search_s, TRACK_SEARCH_S)))
         self.misses = 0  # windows in a row without an emitted estimate
         self.trains: dict[str, EventTrain] = {}  # both streams' events while it searches widely (``_chance``)
-        self.confirmed = False  # an offset found lined the streams' events up beyond chance (``_chance``)
         self.ref = _Buffer()
         self.tgt = _Buffer()
         self._lat = _Buffer()  # host - device of the target's samples (the arrival bound)
@@ -305,7 +304,6 @@ class AlignmentTracker:
         ref = trains[self.ref_stream].since(since + res.offset_ns - shifts)
         s = support(ref, tgt + res.offset_ns, max(SUPPORT_WIDTH_NS, 2.0 * res.sigma_ns))
         if s.beyond_chance:
-            self.confirmed = True
             return res
         return dataclasses.replace(res, ok=False, reason=f"chance peak: its offset lines up {s.matched} events, as "
                                                          f"many as others do ({s.chance:.0f} on average)")
