@@ -154,8 +154,8 @@ def test_a_quiet_recording_truncated_to_16_bits_has_its_onsets_where_a_rounded_o
     """Sounds 40 dB under full scale, swelling over 30 ms, between stretches of a clean recording's faint floor,
     written as 16-bit PCM: rounded, the floor is digital silence; truncated (libsndfile's float -> PCM_16), it
     flips between 0 and -1: centred on its median (0 or -1), every 1 ms block's level wavered with the flips and the
-    swells were found 1.6 ms later than rounded ones; centred on its mean, the flips are +-0.5 steps, a level that
-    does not waver."""
+    swells were found 1.6 ms later than rounded ones; centred on its middle half's mean, the flips are +-0.5 steps,
+    a level that does not waver."""
     rng = np.random.default_rng(1)
     sr, n = 16000, 16 * 16000
     truth = np.arange(1.0, 15.0, 1.3) + rng.uniform(0, 0.3, 11)
