@@ -212,22 +212,12 @@ def audio_envelope(t_ns, samples, block_s: float = AUDIO_BLOCK_S) -> tuple[np.nd
     return ends, rms
 
 
-def _centre(x: np.ndarray) -> np.ndarray:
-    """Each channel's centre: the mean of its middle half (a sound's asymmetric swings do not pull it, as they pull
-    the mean; a quiet recording truncated to 16 bits, libsndfile's float -> PCM_16, flips between 0 and -1 where
-    silent, and its median is one of the two: the blocks' level wavered with the flips, swells found 1.6 ms later
-    than rounded ones; about the middle half's mean the flips are a steady level)."""
-    lo, hi = np.percentile(x, [25.0, 75.0], axis=0)
-    mid = (x >= lo) & (x <= hi)
-    return np.sum(np.where(mid, x, 0.0), axis=0) / np.maximum(np.count_nonzero(mid, axis=0), 1)
-
-
 def audio_onsets(t_ns, samples) -> Onsets:
     x, why, _ = _clean(samples, 64)
     if x is None:
         return _bad("intervals", why)
     x = x.reshape(len(x), -1)
-    tc, env = audio_envelope(t_ns, x - _centre(x))
+    tc, env = audio_envelope(t_ns, x - np.median(x, axis=0))
     if len(env) < 4:
         return _bad("intervals", "too few audio blocks")
     hold = _hold(tc)
