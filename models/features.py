@@ -181,16 +181,16 @@ def _level(x: np.ndarray, mask: np.ndarray, noise: np.ndarray) -> np.ndarray:
 
 def _typical(v: np.ndarray) -> float:
     """The median of ``v`` (>= 0), or of its values above zero where over half of it is zero (0 where none is)."""
-    if not len(v):
-        return 0.0
-    m = float(np.median(v))
+    m = float(np.median(v)) if len(v) else 0.0
     return m if m > 0 or not np.any(v > 0) else float(np.median(v[v > 0]))
 
 
 def _log_energy(e: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """log(e + eps) minus its median over ``mask``, (c, n); ``eps`` a thousandth of the row's ``_typical`` (digital
     silence, a still IMU's quantized jerk: an absolute 1e-3 hid the sounds of a recording 40 dB quieter)."""
-    ref = np.array([_typical(row[mask]) for row in e]) if np.any(mask) else np.zeros(e.shape[0])
+    ref = _median(e, mask)
+    for c in np.nonzero(~(ref > 0))[0] if np.any(mask) else ():  # digital silence: the typical value above zero
+        ref[c] = _typical(e[c, mask])
     eps = 1e-3 * np.where(ref > 0, ref, 1.0)[:, None] + 1e-20
     le = np.log(e + eps)
     return le - _median(le, mask)[:, None]
@@ -273,8 +273,8 @@ def _audio(data: np.ndarray, t: np.ndarray, k0: int, n: int, problems: dict):
     L = int(np.clip(round(FRAME_NS / period), 4, 2048))
     # a sample's place in its frame rounded: at 44.1, 48 or 22.05 kHz whole-ns times fall just before it (the floor
     # put 26-47 % of the samples onto their neighbours' places, leaving holes of zeros)
-    fi = (t - k0 * FRAME_NS) // FRAME_NS
-    pos = np.minimum(np.rint((t - (k0 + fi) * FRAME_NS) * (L / FRAME_NS)).astype(np.int64), L - 1)
+    fi = (rel := t - k0 * FRAME_NS) // FRAME_NS
+    pos = np.minimum(((rel - fi * FRAME_NS) * L + FRAME_NS // 2) // FRAME_NS, L - 1)
     ok = (fi >= 0) & (fi < n)
     buf = np.zeros((n, L))
     filled = np.zeros((n, L), dtype=bool)
