@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .tones import without_steady_lines
+
 FRAME_RATE_HZ = 50
 FRAME_NS = 1_000_000_000 // FRAME_RATE_HZ
 
@@ -137,8 +139,7 @@ def featurize(modality: str, samples, times_ns, k0: int | None = None, n_frames:
         n_out = channels(modality)
     if n_frames == 0:
         return Features(np.zeros((n_out, 0), np.float32), centres, np.zeros(0, np.float32), problems)
-    # keep only samples on the grid
-    inside = (t >= k0 * FRAME_NS) & (t < (k0 + n_frames) * FRAME_NS)
+    inside = (t >= k0 * FRAME_NS) & (t < (k0 + n_frames) * FRAME_NS)  # only samples on the grid
     if not np.all(inside):
         data = [d for d, keep in zip(data, inside, strict=True) if keep] if modality == "text" else data[inside]
         t = t[inside]
@@ -270,9 +271,9 @@ def _audio(data: np.ndarray, t: np.ndarray, k0: int, n: int, problems: dict):
     _flat(problems, data)
     period = _period(t)
     sr = 1e9 / period
+    x = without_steady_lines(x, sr, t)[0]  # mains hum held the lowest bands still, a voice's onsets late in them
     L = int(np.clip(round(FRAME_NS / period), 4, 2048))
-    # a sample's place in its frame rounded: at 44.1, 48 or 22.05 kHz whole-ns times fall just before it (the floor
-    # put 26-47 % of the samples onto their neighbours' places, leaving holes of zeros)
+    # a sample's place in its frame rounded (at 44.1, 48, 22.05 kHz the floor moved 26-47 % of them to a neighbour's)
     fi = (rel := t - k0 * FRAME_NS) // FRAME_NS
     pos = np.minimum(((rel - fi * FRAME_NS) * L + FRAME_NS // 2) // FRAME_NS, L - 1)
     ok = (fi >= 0) & (fi < n)

@@ -43,6 +43,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from synchub.agent.core.units import NS
+from synchub.models.tones import without_steady_lines
+
 BIN_NS = 1_000_000
 BEFORE_MS = 400  # the level before an onset: -400 .. -150 ms
 BASE_END_MS = 150
@@ -197,6 +200,8 @@ class EventAverage:
         if not len(t) or not len(self.onsets):
             return
         x = self._centred(np.asarray(x, dtype=np.float64).reshape(len(t), -1))
+        if len(t) > 1:  # mains hum raises the level the rise must stand out of (``tones``)
+            x = without_steady_lines(x, NS / float(np.median(np.diff(t))), t)[0]
         v = np.sqrt(np.mean(x * x, axis=1))
         if not np.isfinite(v).all():  # a bad sample is left out of its bin, as the aligner's onsets leave it out
             keep = np.isfinite(v)

@@ -7,7 +7,8 @@ line up when the clocks are aligned, whatever their sample rates and signal shap
 
 * IMU (n, 6): norm of accel and gyro deviation from the window's median (gravity and bias removed), positive
   first difference.
-* audio (n, c): energy envelope of all channels in 1 ms blocks, positive first difference.  Two audio streams are also matched
+* audio (n, c): energy envelope of all channels in 1 ms blocks (steady tones such as mains hum taken out first:
+  ``tones``), positive first difference.  Two audio streams are also matched
   directly with GCC on the raw 16 kHz samples (``correlation.gcc_ml``).
 * video / image (n, h, w): per-pixel positive frame differences above the noise, averaged (LED on, shake,
   brightness change).
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from synchub.agent.core.units import NS
+from synchub.models.tones import without_steady_lines
 
 from .markers import MarkerSemantics
 
@@ -217,12 +219,15 @@ def audio_onsets(t_ns, samples) -> Onsets:
     if x is None:
         return _bad("intervals", why)
     x = x.reshape(len(x), -1)
-    tc, env = audio_envelope(t_ns, x - np.median(x, axis=0))
+    t = np.asarray(t_ns, dtype=np.int64)
+    x, tones = without_steady_lines(x, NS / float(np.median(np.diff(t))), t)  # mains hum swings the 1 ms RMS
+    tc, env = audio_envelope(t, x - np.median(x, axis=0))
     if len(env) < 4:
         return _bad("intervals", "too few audio blocks")
     hold = _hold(tc)
     back = max(1, int(round(LEAD_BACK_S * hold / HOLD_S)))
-    return _finish(tc, leading_edges(env, first_of_runs(novelty(env, hold)), hold, back))
+    return _finish(tc, leading_edges(env, first_of_runs(novelty(env, hold)), hold, back),
+                   {"steady_tones_hz": tones} if tones else None)
 
 
 def video_onsets(t_ns, frames) -> Onsets:
