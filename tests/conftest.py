@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from support import arm64check
 from support.paths import DATA
 from support.sinks import RecordingSink
 
@@ -37,3 +38,8 @@ def legacy_recording():
     """A recording made before the architecture change (tests/data/legacy-rig/README.md) and what synchub align
     made of it then."""
     return DATA / "legacy-rig" / "legacy-rig.mcap", DATA / "legacy-rig" / "expected.npz"
+
+
+def pytest_collection_finish(session):
+    """The arm64 test's 3-4 minutes under qemu start now, on the core the suite leaves idle (support/arm64check)."""
+    arm64check.start_early(session.items)
