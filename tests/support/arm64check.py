@@ -1,6 +1,6 @@
 """The arm64 test's run in the root (tests/system/test_arm64.py), started as soon as the suite is collected: the root
 under qemu-user is one process on one core for 3-4 minutes (a venv, pip installing the wheel and its aarch64 wheels,
-the demo), while the suite's own tests run on the other (``start_early``, from tests/conftest.py where the test is
+the demo), while the suite's own tests run on the other (``start_early``, through ``early``, where the test is
 selected and the root is already built); the test waits for it where it stands (``outcome``).  Where none was started
 (the test run alone, the root not yet built) the test runs it then."""
 
@@ -11,11 +11,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from support import arm64root
+from support import arm64root, early
 from support.paths import ROOT
 
 TEST_ID = "test_arm64.py::test_runtime_package_on_arm64"
@@ -65,10 +64,6 @@ wait
 """
 
 
-
-_early: dict = {}
-
-
 def run(root: Path, share: Path) -> tuple[subprocess.CompletedProcess, float]:
     """The wheel of this checkout built into ``share`` and ``SCRIPT`` run in ``root``: (its process, seconds)."""
     t0 = time.monotonic()
@@ -81,37 +76,23 @@ def run(root: Path, share: Path) -> tuple[subprocess.CompletedProcess, float]:
 
 
 def start_early(items) -> None:
-    """Starts the run in a thread where the collected ``items`` hold the arm64 test and the root is built."""
-    if _early or not any(i.nodeid.endswith(TEST_ID) for i in items):
+    """Starts the run (``early``) where the collected ``items`` hold the arm64 test and the root is built."""
+    if early.started("arm64") or not early.selected(items, TEST_ID):
         return
     root = arm64root.cached_root()
     if root is None or arm64root.missing_reason(build=False):
         return
     share = Path(tempfile.mkdtemp(prefix="synchub-arm64-"))
     atexit.register(shutil.rmtree, share, ignore_errors=True)
-
-    def work():
-        try:
-            _early["result"] = run(root, share)
-        except Exception as exc:  # handed to the test, which fails with it
-            _early["error"] = exc
-
-    _early["share"] = share
-    _early["thread"] = threading.Thread(target=work, name="arm64-early", daemon=True)
-    _early["thread"].start()
+    early.start("arm64", lambda: (share, *run(root, share)))
 
 
 def started_early() -> bool:
-    return "thread" in _early
+    return early.started("arm64")
 
 
 def outcome(root: Path, share: Path) -> tuple[Path, subprocess.CompletedProcess, float]:
     """(the share folder, the root's process, seconds it ran): the early run's, else one run now into ``share``."""
     if not started_early():
         return (share, *run(root, share))
-    _early["thread"].join(TIMEOUT_S + 360)
-    if "error" in _early:
-        raise _early["error"]
-    if "result" not in _early:
-        raise TimeoutError("the arm64 run started with the suite did not finish")
-    return (_early["share"], *_early["result"])
+    return early.result("arm64", TIMEOUT_S + 360)

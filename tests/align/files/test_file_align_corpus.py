@@ -370,15 +370,13 @@ def test_a_microphone_s_dc_offset_maps_the_log_as_without(tmp_path):
 def test_loud_mains_hum_is_taken_out_before_the_log_is_tied_to_the_microphone(tmp_path, kind):
     """50 Hz hum with its third harmonic at -10 dBFS, louder than the sounds (a ground loop): every window was a
     "flat signal" (the 1 ms RMS swung with the hum more than any sound rose) and the log was refused.  The steady
-    tones are taken out of the windows' onsets, the encoders' features and the onset check: the log maps as
+    tones are taken out of the windows' onsets, the encoders' features and the onset check: the log maps about as
     closely as without the hum."""
     specs, log, truth = _files(tmp_path, kind, 0)
     x, rate = sf.read(specs[0].paths[0], dtype="float64")
-    err = []
-    for mic in ("", "hum=0.316"):
-        parse(mic).write(specs[0].paths[0], x, float(rate))
-        fa = FileAlignment(specs)
-        fa.gather()
-        err.append(_error_ms(fa, log, truth))
-    assert np.median(err[1]) < max(3.0, 1.5 * np.median(err[0]))
-    assert np.percentile(err[1], 95) < max(10.0, 2 * np.percentile(err[0], 95))
+    parse("hum=0.316").write(specs[0].paths[0], x, float(rate))
+    fa = FileAlignment(specs)
+    fa.gather()
+    err = _error_ms(fa, log, truth)
+    # with it 0.7 / 2.1 ms (median / p95) and 2.6 / 3.3 ms; without it 0.7 / 2.1 and 1.9 / 2.3 ms
+    assert np.median(err) < 4.0 and np.percentile(err, 95) < 8.0
