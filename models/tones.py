@@ -106,15 +106,15 @@ def without_steady_lines(x: np.ndarray, rate_hz: float, t_ns=None) -> tuple[np.n
     goes on through a gap; without them, samples are taken as ``1 / rate_hz`` apart)."""
     pos = (np.arange(len(x), dtype=np.float64) if t_ns is None or len(t_ns) != len(x) else
            (np.asarray(t_ns, dtype=np.int64) - int(t_ns[0])) * (rate_hz / 1e9))
+    cols = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     y = None
     found: set[float] = set()
-    for c in range(int(np.prod(np.shape(x)[1:], dtype=int))):
-        col = np.asarray(x, dtype=np.float64).reshape(len(x), -1)[:, c]
-        lines = steady_lines(col, rate_hz)
+    for c in range(cols.shape[1]):
+        lines = steady_lines(cols[:, c], rate_hz)
         if not lines:
             continue
         if y is None:
-            y = np.array(x, dtype=np.float64).reshape(len(x), -1)
+            y = cols.copy()
         for f in lines:
             y[:, c] -= _tone(y[:, c], pos, rate_hz, f)
         found.update(round(f, 1) for f in lines)

@@ -1,9 +1,10 @@
 """Steady tones (mains hum, a whine) found and taken out of a microphone's window before its onsets are
-(``synchub.agent.align.tones``), and what is not a steady tone left alone."""
+(``synchub.models.tones``), and what is not a steady tone left alone."""
 
 import numpy as np
 import pytest
 
+from synchub.agent.align import onsets
 from synchub.agent.align.onsets import audio_onsets, event_times
 from synchub.models.tones import steady_lines, without_steady_lines
 
@@ -56,8 +57,6 @@ def test_hum_hides_the_sounds_without_its_removal():
     """The case above fails without the removal: the swing of a -10 dBFS hum is above every burst's rise."""
     x, _ = _bursts()
     t = (np.arange(len(x)) * (1e9 / SR)).astype(np.int64)
-    from synchub.agent.align import onsets
-
     env_t, env = onsets.audio_envelope(t, x + _hum(len(x), 0.316))
     hold = onsets._hold(env_t)
     assert not np.any(onsets.novelty(env, hold) > 0)

@@ -6,11 +6,8 @@ selected and the root is already built); the test waits for it where it stands (
 
 from __future__ import annotations
 
-import atexit
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -77,14 +74,9 @@ def run(root: Path, share: Path) -> tuple[subprocess.CompletedProcess, float]:
 
 def start_early(items) -> None:
     """Starts the run (``early``) where the collected ``items`` hold the arm64 test and the root is built."""
-    if early.started("arm64") or not early.selected(items, TEST_ID):
-        return
     root = arm64root.cached_root()
-    if root is None or arm64root.missing_reason(build=False):
-        return
-    share = Path(tempfile.mkdtemp(prefix="synchub-arm64-"))
-    atexit.register(shutil.rmtree, share, ignore_errors=True)
-    early.start("arm64", lambda: (share, *run(root, share)))
+    if root is not None and not arm64root.missing_reason(build=False):
+        early.start_for("arm64", items, TEST_ID, lambda share: (share, *run(root, share)))
 
 
 def started_early() -> bool:

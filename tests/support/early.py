@@ -63,9 +63,15 @@ def soak(out: Path) -> dict:
             "json": json.loads(out.read_text()) if out.exists() else None}
 
 
-def start_soak(items) -> None:
-    if started("soak") or not selected(items, SOAK_TEST):
+def start_for(name: str, items, test_id: str, fn) -> None:
+    """``fn(folder)`` started as ``name`` (``start``) where the collected ``items`` hold ``test_id``, with a temporary
+    folder of its own (removed at exit)."""
+    if started(name) or not selected(items, test_id):
         return
-    folder = Path(tempfile.mkdtemp(prefix="synchub-soak-"))
+    folder = Path(tempfile.mkdtemp(prefix=f"synchub-{name}-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    start("soak", lambda: soak(folder / "soak.json"))
+    start(name, lambda: fn(folder))
+
+
+def start_soak(items) -> None:
+    start_for("soak", items, SOAK_TEST, lambda folder: soak(folder / "soak.json"))
