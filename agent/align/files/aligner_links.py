@@ -20,7 +20,7 @@ import numpy as np
 from ..coarse import SUPPORT_WIDTH_NS, EventTrain, coarse_fit, support
 from ..disagreement import DISAGREE
 from ..markers import DEFAULT_RULES, MarkerSemantics
-from ..onset_check import EventAverage
+from ..onset_check import BIN_NS, EventAverage
 from ..window import modality_of, sigma_table
 from .judge import STEP_NOTE
 from .links import UNKNOWN_UNC_NS, Link, aligner_link
@@ -194,8 +194,9 @@ class AlignerLinks:
 
     def _onset_check(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack) -> None:
         """A marker log tied to a microphone by the aligner: moved earlier where the microphone's average energy
-        around its sounds' mapped onsets rises clearly before them (``align.onset_check``), one more pass over
-        both streams."""
+        around its sounds' mapped onsets rises clearly before them (``align.onset_check``), its drift corrected by
+        where that rise departs in each part of the recording; one more pass over both streams (two where the drift
+        moved the mapping's ends by a bin of the average or more)."""
         link = inp.link
         sides = {tr.info.type: (inp, tr), otr.info.type: (other, otr)}
         if set(sides) != {"marker", "audio"} or link.semantics is None:
@@ -207,9 +208,29 @@ class AlignerLinks:
         if not lines:
             return
         ev = link.semantics.events(np.concatenate(t), lines, "audio")
-        avg = EventAverage(ev.t_ns)
-        for ft, x in self._pieces_global(*sides["audio"], True, mapped_only=True):
-            avg.add(ft, x)
+
+        def average(onsets: np.ndarray) -> EventAverage:
+            avg = EventAverage(onsets)
+            for ft, x in self._pieces_global(*sides["audio"], True, mapped_only=True):
+                avg.add(ft, x)
+            return avg
+
+        avg = average(ev.t_ns)
+        drift = avg.drift() if link.drift_sigma_ppm and len(ev.t_ns) else None
+        if drift is not None:
+            # the drift of the sounds' rise over the recording, weighed against the windows' (their line through
+            # onsets found late by what the background hid, a little more where it is louder): taken out of the
+            # mapping, and where that moves its ends by a bin or more, the sounds averaged again at their onsets so
+            # moved
+            fix, link.drift_sigma_ppm = drift.fused(link.drift_sigma_ppm)
+            link.drift_fix = (fix if tr.info.type == "marker" else -fix, drift.at_ns)
+            moved = np.rint((ev.t_ns - drift.at_ns) * (fix * 1e-6)).astype(np.int64)
+            if np.max(np.abs(moved)) >= BIN_NS:
+                avg = average(ev.t_ns + moved)
+                link.notes.append(f"the sounds' rise drifts by {drift.ppm:+.1f} ppm ({drift.sigma_ppm:.1f} ppm "
+                                  f"1-sigma) from their mapped onsets over {drift.parts} parts of the recording: the "
+                                  f"windows' drift corrected by {fix:+.1f} ppm (the two weighed; 1-sigma now "
+                                  f"{link.drift_sigma_ppm:.1f} ppm), up to {np.max(np.abs(moved)) / 1e6:.1f} ms")
         spread = float(np.median(ev.spread_ns)) if len(ev.spread_ns) else 0.0
         dep = avg.departure(limit_ns=3.0 * link.window_sigma_ns, spread_ns=spread)
         if dep is None:

@@ -99,6 +99,7 @@ class Link:
     floor_ns: float = 0.0  # edge links: the timing error every edge shares (a side that paced the pulses)
     steps: list = field(default_factory=list)  # aligner links: ``align.steps.Step``s between segments of its model
     shift_ns: int = 0  # aligner links: added to every mapped time (``onset_check``: the rise the windows hid) ...
+    drift_fix: tuple[float, int] = (0.0, 0)  # ... and (ppm, about a reference time): the drift they missed (``Drift``)
     hidden_ns: float = 0.0  # ... and its 1-sigma: what the average could not see may be as much again (half of it)
     bias_measured: bool = False  # ... moved to the start of the sounds' rise: the bias the windows share measured
     # there (``hidden_ns`` its uncertainty), no longer one window's sigma in every mapped time
@@ -144,8 +145,9 @@ class Link:
         known = unc < UNKNOWN_UNC_NS
         if self.floor_ns:
             unc[known] = np.rint(np.hypot(unc[known].astype(np.float64), self.floor_ns)).astype(np.int64)
-        if self.shift_ns:
-            out[known] += self.shift_ns
+        if self.drift_fix[0]:
+            out[known] += np.rint((out[known] - self.drift_fix[1]) * (self.drift_fix[0] * 1e-6)).astype(np.int64)
+        out[known] += self.shift_ns
         if self.calibration is not None:
             shared = 0.0 if self.bias_measured else self.shared_ns
             u = unc[known].astype(np.float64)
