@@ -34,7 +34,11 @@ line, under ``LINE_MS``: where it passes ``START_LO``).  Where resampling the so
 ``OTHER_RISE_MS`` after the departure, to the departure; further after it, the average rose before the sounds' own rise
 (a cue, or a swell of what comes before each sound: a held-out recording's voices at 30 dB SNR, 2 x the level over 150
 ms before the utterances, departing 128 ms before them), so the start decides, and the mapping moves only if it is
-clearly before the mapped onsets.  What it cannot do: see an early mapping, or judge fewer than ``MIN_EVENTS`` sounds;
+clearly before the mapped onsets.  An early mapping it sees only where the sounds rise sharply (a slow rise departs
+after its start anyway): clearly after the mapped onsets (the earliest tenth of the resampled departures more than
+the gate after them), the mapping moves later to that departure, as far as the
+limit; beyond it, not moved, the whole distance is its uncertainty.  What it cannot do: judge fewer than
+``MIN_EVENTS`` sounds;
 of more than ``MAX_EVENTS`` it averages an even subset.
 
 The drift (``EventAverage.drift``): the aligner's windows tie a recording at the onsets its background lets through,
@@ -96,7 +100,7 @@ class Departure:
     latest_ns: int
     events: int
     shift_ns: int
-    beyond_limit: bool = False  # clearly before the mapped onsets, but further back than the limit: not moved
+    beyond_limit: bool = False  # clearly before (or sharply after) the mapped onsets, further than the limit: kept
     start_ns: int | None = None
     start_sigma_ns: float = 0.0
     confirmed_sigma_ns: float | None = None
@@ -106,12 +110,14 @@ class Departure:
         share, so that it takes the place of one window's sigma): a confirmed mapping's; the start of the sounds'
         rise moved to, its spread with ``START_SCATTER_MS``; one not moved to, as far as it is, added to that; a
         move to the departure, or one beyond the limit, half of it (what the average could not see may be as much
-        again).  Meaningless where the check neither moved, confirmed nor found an earlier rise."""
+        again); a sharp rise after the mapped onsets beyond the limit, all of it (it is where the sounds start).  Meaningless where the check neither moved, confirmed nor found an earlier rise."""
         if self.confirmed_sigma_ns is not None:
             return self.confirmed_sigma_ns, True
         if self.start_ns is not None:
             start = float(np.hypot(self.start_sigma_ns, START_SCATTER_MS * 1e6))
             return (start, True) if self.shift_ns else (float(np.hypot(self.start_ns, start)), False)
+        if self.beyond_limit and self.departure_ns > 0:  # a sharp rise after the mapped onsets is where they start
+            return float(self.departure_ns), False
         return abs(self.departure_ns) / 2.0, False
 
 
@@ -355,6 +361,13 @@ class EventAverage:
                 # a sharp rise, found again by every resampling, where the sounds are mapped: the mapping confirmed
                 return Departure(dep_ns, latest, len(power), 0,
                                  confirmed_sigma_ns=float(round(float(np.hypot(np.hypot(spread, dep_ns), BIN_NS)))))
+            earliest = (float(np.percentile(deps, 10)) - BEFORE_MS) * BIN_NS
+            if sharp and earliest > -gate:
+                # a sharp rise clearly after the mapped onsets (nine in ten resamplings): where the sounds start,
+                # so the windows' mapping is early (an 8 kHz recording's, 17 ms under a 5 ms sigma): moved
+                # later to it, as far as the mapping's uncertainty allows
+                early = Departure(dep_ns, latest, len(power), dep_ns)
+                return early if dep_ns <= limit_ns else replace(early, shift_ns=0, beyond_limit=True)
             kept = Departure(dep_ns, latest, len(power), 0)
             # the line's resamplings only where it may decide: a slow rise departing before the mapped onsets
             line = None if sharp or not (dep_ns < 0 and np.median(deps) < BEFORE_MS) else _line(power, d, draws, boots)

@@ -242,6 +242,14 @@ class AlignerLinks:
             note = (f"the microphone's average energy rises sharply {dep.departure_ns / 1e6:+.0f} ms from the "
                     f"{dep.events} sounds' mapped onsets: the bias the windows share measured there "
                     f"({sigma / 1e6:.1f} ms in place of one window's sigma)")
+        elif dep.departure_ns > 0 and (dep.shift_ns or dep.beyond_limit):  # a sharp rise clearly after them
+            after = (f"the microphone's average energy rises sharply {dep.departure_ns / 1e6:.0f} ms after the "
+                     f"{dep.events} sounds' mapped onsets (the windows mapped them early)")
+            if dep.beyond_limit:
+                note = f"{after}, further than three window sigmas: not moved, that added to its uncertainty"
+            else:
+                link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
+                note = f"{after}: moved by that, half that added to its uncertainty"
         elif dep.beyond_limit:
             note = (f"{rise}, further back than three window sigmas (a cue before each sound, or a bias too large to "
                     "move): not moved, half that added to its uncertainty")
