@@ -128,6 +128,22 @@ def test_sharp_sounds_mapped_early_move_later_to_their_departure(early_ms, swell
     assert far.uncertainty() == (far.departure_ns, False) and far.departure_ns >= early_ms * 1e6 - 3e6
 
 
+def test_a_start_just_past_the_limit_is_moved_to_and_one_further_is_uncertainty():
+    """Speech mapped 44 ms late, its line's start 44 +- 4 ms back: past a limit of 41 ms at its point, within it for
+    a tenth of its resamplings (a held-out 8 kHz recording in babble, 68 ms late, its start 70 back, the limit 68):
+    moved to the start, where it was moved to the departure (29 ms) and left 36 ms late under a 1-sigma of half
+    that.  Further back than the limit at its latest tenth: moved to the departure only, the distance to the start
+    its uncertainty; with the departure past the limit too, not moved, all of it."""
+    t, x, truth = _scene(n_events=150, background=0.6, seed=4, seconds=300.0)
+    near = _run(t, x, truth + 40_000_000, limit_ns=41e6)
+    assert near.start_ns < -41e6 and near.shift_ns == near.start_ns and near.uncertainty()[1], near
+    mid = _run(t, x, truth + 40_000_000, limit_ns=30e6)
+    assert mid.shift_ns == mid.departure_ns > mid.start_ns and not mid.beyond_limit, mid
+    assert mid.uncertainty()[0] >= mid.departure_ns - mid.start_ns and not mid.uncertainty()[1]
+    far = _run(t, x, truth + 40_000_000, limit_ns=20e6)
+    assert far.shift_ns == 0 and far.beyond_limit and far.uncertainty()[0] >= -far.start_ns, far
+
+
 def test_a_slow_rise_after_the_mapped_onsets_moves_nothing():
     """A swell departs after its start wherever it is mapped: after the mapped onsets it says nothing of them."""
     t, x, truth = _scene(swell_ms=80.0, seed=2)

@@ -252,13 +252,17 @@ class AlignerLinks:
                 note = f"{after}: moved by that, half that added to its uncertainty"
         elif dep.beyond_limit:
             note = (f"{rise}, further back than three window sigmas (a cue before each sound, or a bias too large to "
-                    "move): not moved, half that added to its uncertainty")
+                    f"move): not moved, {sigma / 1e6:.1f} ms added to its uncertainty")
         elif dep.shift_ns:
             link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
             moved = f"moved {'earlier' if link.shift_ns < 0 else 'later'} by that"
             if dep.start_ns is None:
                 note = f"{rise} (onsets under loud background are found late): {moved}, half that added to its " \
                        "uncertainty"
+            elif dep.start_ns != dep.shift_ns:
+                note = (f"{rise} (onsets under loud background are found late): {moved}; the line of its rise starts "
+                        f"{-dep.start_ns / 1e6:.0f} ms before them, further back than three window sigmas: "
+                        f"{sigma / 1e6:.1f} ms added to its uncertainty")
             else:
                 note = (f"{rise} (onsets under loud background are found late), and the line of its rise starts "
                         f"{-dep.start_ns / 1e6:.0f} ms before them: {moved}, its uncertainty ({sigma / 1e6:.1f} ms) "
