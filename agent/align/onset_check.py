@@ -36,15 +36,14 @@ line, under ``LINE_MS``: where it passes ``START_LO``).  Where resampling the so
 ms before the utterances, departing 128 ms before them), so the start decides, and the mapping moves only if it is
 clearly before the mapped onsets.  An early mapping it sees only where the sounds rise sharply (a slow rise departs
 after its start anyway): clearly after the mapped onsets (the earliest tenth of the resampled departures more than
-the gate after them), the mapping moves later to that departure, as far as the
-limit; beyond it, not moved, the whole distance is its uncertainty.  What it cannot do: judge fewer than
-``MIN_EVENTS`` sounds;
-of more than ``MAX_EVENTS`` it averages an even subset.
+the gate after them), the mapping moves later to that departure, as far as the limit; beyond it, not moved, the whole
+distance is its uncertainty.  What it cannot do: judge fewer than ``MIN_EVENTS`` sounds; of more than
+``MAX_EVENTS`` it averages an even subset.
 
 The drift (``EventAverage.drift``): the aligner's windows tie a recording at the onsets its background lets through,
 found late by what it hid, and their line through them can be tens of ppm off (its 1-sigma as large: a held-out
-sound recording in babble under mains hum, 91 ppm off, 27 ms over its 5 minutes).  A sharp rise
-departs where its sounds start in every part of the recording, so the departures of the parts' averages lie on the
+sound recording in babble under mains hum, 91 ppm off, 27 ms over its 5 minutes).  A sharp rise departs where its
+sounds start in every part of the recording, so the departures of the parts' averages lie on the
 drift the mapping missed (``Drift``); weighed against the windows' drift by their variances (``Drift.fused``), it is
 taken out of the mapping (the file engine's ``Link.drift_fix``) before the whole recording's departure is found.
 """
@@ -145,12 +144,12 @@ class Drift:
 
 def _departure(power: np.ndarray, fine: bool = False) -> tuple[float, int] | None:
     """Bins from the window's start to the first bin of the rise of the events' mean log power without each bin's
-    loudest ``TRIM_TOP`` of the sounds (power: events x bins; ``fine``: to where it crossed into that bin), or None
-    for no clear rise.  Not the plain mean: it jumps
-    with the few sounds that start early (a log's latency jitter) and would mark the earliest onset.  The level's
-    noise is that average's standard error over the sounds before the onsets (a background whose level swings
-    slowly moves every bin of one sound alike: the spread between sounds sees it, the spread between bins would
-    not).  The rise is the one of the peak nearest after the mapped onsets: a cue before each sound is not it."""
+    loudest ``TRIM_TOP`` of the sounds (power: events x bins; ``fine``: to where it crossed into that bin), or None for
+    no clear rise.  Not the plain mean: it jumps with the few sounds that start early (a log's latency jitter) and would
+    mark the earliest onset.  The level's noise is that average's standard error over the sounds before the onsets (a
+    background whose level swings slowly moves every bin of one sound alike: the spread between sounds sees it, the
+    spread between bins would not).  The rise is the one of the peak nearest after the mapped onsets: a cue before each
+    sound is not it."""
     end = BEFORE_MS - BASE_END_MS
     c = np.cumsum(np.pad(power, ((0, 0), (SMOOTH_BINS, 0))), axis=1)
     power = (c[:, SMOOTH_BINS:] - c[:, :-SMOOTH_BINS]) / SMOOTH_BINS  # each bin with the ones before it: no earlier
@@ -296,13 +295,14 @@ class EventAverage:
 
     def drift(self, seed: int = 0) -> Drift | None:
         """The drift of the sounds' rise over the recording: its departure (``_departure``) in each of 3 to
-        ``MAX_PARTS`` parts of the sounds in time order (one per ``PART_EVENTS``, each of ``MIN_EVENTS`` or more), each with the spread of the resampled
-        sounds' (and its bin's), on a weighted line (its sigma widened by the parts' scatter about it where that is
-        larger).  None where a part shows no rise or most parts' rises are slow: a slow rise departs where it stands
-        out of the background, which swings from part to part (speech: two halves' departures 15 ms apart on a
-        held-out recording whose drift was 10 ms off over them); a sharp one departs where it starts (sound effects at
-        0-30 dB SNR, 300 s, 6 held-out and 5 calibration recordings and one under mains hum: 2-5 ppm of 1-sigma, 12-31
-        on three, the drift the windows missed within it on all 12; 95 ppm seen where they missed 92)."""
+        ``MAX_PARTS`` parts of the sounds in time order (one per ``PART_EVENTS``, each of ``MIN_EVENTS`` or more), each
+        with the spread of the resampled sounds' (and its bin's), on a weighted line (its sigma widened by the parts'
+        scatter about it where that is larger).  None where a part shows no rise or most parts' rises are slow: a slow
+        rise departs where it stands out of the background, which swings from part to part (speech: two halves'
+        departures 15 ms apart on a held-out recording whose drift was 10 ms off over them); a sharp one departs where
+        it starts (sound effects at 0-30 dB SNR, 300 s, 6 held-out and 5 calibration recordings and one under mains hum:
+        2-5 ppm of 1-sigma, 12-31 on three, the drift the windows missed within it on all 12; 95 ppm seen where they
+        missed 92)."""
         rows = self._rows()
         if rows is None or len(rows[1]) < 3 * MIN_EVENTS:
             return None
