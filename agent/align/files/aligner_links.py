@@ -223,10 +223,12 @@ class AlignerLinks:
             # mapping, and where that moves its ends by a bin or more, the sounds averaged again at their onsets so
             # moved
             fix, link.drift_sigma_ppm = drift.fused(link.drift_sigma_ppm)
-            link.drift_fix = (fix if tr.info.type == "marker" else -fix, drift.at_ns)
             moved = np.rint((ev.t_ns - drift.at_ns) * (fix * 1e-6)).astype(np.int64)
-            if np.max(np.abs(moved)) >= BIN_NS:
+            again = np.max(np.abs(moved)) >= BIN_NS
+            if again:  # before the link's own is set: a microphone the link maps would move with it, twice
                 avg = average(ev.t_ns + moved)
+            link.drift_fix = (fix if tr.info.type == "marker" else -fix, drift.at_ns)
+            if again:
                 link.notes.append(f"the sounds' rise drifts by {drift.ppm:+.1f} ppm ({drift.sigma_ppm:.1f} ppm "
                                   f"1-sigma) from their mapped onsets over {drift.parts} parts of the recording: the "
                                   f"windows' drift corrected by {fix:+.1f} ppm (the two weighed; 1-sigma now "
