@@ -40,11 +40,15 @@ def _scene(n_events=60, swell_ms=80.0, level=1.0, background=0.3, seed=0, second
     return np.arange(n, dtype=np.int64) * NS // FS, x, (truth * NS).astype(np.int64)
 
 
-def _run(t, x, onsets, piece=4096, **kw):
+def _average(t, x, onsets, piece=4096):
     avg = EventAverage(onsets)
     for a in range(0, len(t), piece):
         avg.add(t[a:a + piece], x[a:a + piece])
-    return avg.departure(**kw)
+    return avg
+
+
+def _run(t, x, onsets, piece=4096, **kw):
+    return _average(t, x, onsets, piece).departure(**kw)
 
 
 def test_a_late_mapping_under_loud_background_is_moved_earlier_but_not_past_the_onsets():
@@ -311,13 +315,6 @@ def _drifting(truth, ppm: float, late_ns: int = 0):
     """``truth`` mapped ``late_ns`` late at its middle and drifting ``ppm`` off it (later and later)."""
     mid = (int(truth[0]) + int(truth[-1])) // 2
     return truth + late_ns + np.rint((truth - mid) * (ppm * 1e-6)).astype(np.int64)
-
-
-def _average(t, x, onsets, piece=4096):
-    avg = EventAverage(onsets)
-    for a in range(0, len(t), piece):
-        avg.add(t[a:a + piece], x[a:a + piece])
-    return avg
 
 
 @pytest.mark.parametrize(("ppm", "swell_ms", "background"), [(80.0, 0.0, 0.3), (-60.0, 3.0, 1.0), (30.0, 0.0, 0.3)])
