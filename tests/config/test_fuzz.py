@@ -148,15 +148,10 @@ def test_no_numeric_flag_takes_nan_or_inf():
     """Every float flag of every command (benchmarks included) goes through a checked type (synchub/argtypes.py):
     ``type=float`` takes "nan" and "inf", which then fail deep inside with a traceback."""
     import argparse
-    import sys
 
     from synchub.cli import build_parser
 
-    argv, sys.argv = sys.argv, ["synchub"]
-    try:
-        parser, _ = build_parser()
-    finally:
-        sys.argv = argv
+    parser, _ = build_parser(every_command=True)
     loose = []
 
     def walk(p, prog):
