@@ -147,8 +147,8 @@ def test_quick_training_run_on_simulator_and_corpus_exports_loadable_models(tmp_
     except corpus.Unavailable:  # the corpus's Debian packages are not installed: the simulator alone
         have_corpus = False
     out = tmp_path / "out"
-    assert train.run(_args("--quick", "--out", str(out), "--threads", "1", "--workers", "2",
-                           "--data", str(data))) == 0
+    assert train.run(_args("--quick", "--out", str(out), "--threads", "1", "--workers", "2", "--batch", "2",
+                           "--corpus-batch", "2", "--data", str(data))) == 0  # batches of 8: 25 s more
     text = capsys.readouterr().out
     assert "30/30" in text and "held-out imu-audio" in text and "validation at step 30" in text
     metrics = json.loads((out / "metrics.json").read_text())
