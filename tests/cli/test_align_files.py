@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -157,19 +158,24 @@ def test_bad_inputs_are_one_line_and_leave_nothing_behind(tmp_path):
     sp = _pair(tmp_path, 10.0)
     cases = _bad_inputs(tmp_path, examples_dir)
     before = sorted(os.listdir(tmp_path))
-    for what, (path, needle) in cases.items():
-        r = synchub("align", sp.table, path, "-o", tmp_path / "out.xdf", "--json", tmp_path / "r.json")
+    runs = [("align", sp.table, path, "-o", tmp_path / "out.xdf", "--json", tmp_path / "r.json")
+            for path, _ in cases.values()] + [("inspect", path) for path, _ in cases.values()]
+    with ThreadPoolExecutor(2) as pool:  # two programs at a time (the machine's two cores)
+        done = list(pool.map(lambda a: synchub(*a), runs))
+    for (what, (path, needle)), r, ri in zip(cases.items(), done[:len(cases)], done[len(cases):], strict=True):
         line = one_line_error(r, "synchub align:", needle)
         assert path.name in line, (what, line)
-        r = synchub("inspect", path)
-        one_line_error(r, "synchub inspect:", path.name)
+        one_line_error(ri, "synchub inspect:", path.name)
     assert sorted(os.listdir(tmp_path)) == before  # no output, no partial file
-    one_line_error(synchub("align", sp.table, "-o", sp.table), "is also an input")
-    one_line_error(synchub("align", sp.table, "-o", tmp_path / "out.txt"), "must end in .xdf or .mcap")
-    one_line_error(synchub("align", sp.table, "--ref", "nope"), "no stream 'nope'")
-    one_line_error(synchub("align", sp.table, "--live"), "--live")
-    one_line_error(synchub("align"), "no inputs")
-    assert synchub("align", sp.table, "--rate-hz", "fast").returncode == 2  # argparse: a usage line
+    with ThreadPoolExecutor(2) as pool:
+        r = list(pool.map(lambda a: synchub(*a), [("align", sp.table, "-o", sp.table),
+                                                   ("align", sp.table, "-o", tmp_path / "out.txt"),
+                                                   ("align", sp.table, "--ref", "nope"), ("align", sp.table, "--live"),
+                                                   ("align",), ("align", sp.table, "--rate-hz", "fast")]))
+    for ri, needle in zip(r, ("is also an input", "must end in .xdf or .mcap", "no stream 'nope'", "--live",
+                              "no inputs"), strict=False):
+        one_line_error(ri, needle)
+    assert r[-1].returncode == 2  # argparse: a usage line
 
 
 def test_synchub_recordings_keep_their_rerun_and_stream_through_the_engine(tmp_path, legacy_recording):
