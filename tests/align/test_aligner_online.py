@@ -272,7 +272,7 @@ def test_a_log_of_sounds_never_heard_gives_no_estimate_live(seed):
     table = sigma_table(False)
     mic_info, log_info = StreamInfo("mic", "audio", 16000.0, 1), StreamInfo("log", "marker", 0.0, 1, "string")
     runners = load_runners(["audio", "text"])
-    for heard in (False, True):
+    for heard in (False, True) if seed == 5 else (False,):  # the log of the sounds heard: once
         tr = AlignmentTracker("mic", "log", mic_info, log_info, runners, settings=calibrated_settings(table, False),
                               table=table)
         mic, log = _tones_and_log(seed, heard)
