@@ -51,13 +51,14 @@ def test_outliers_and_a_clean_line_are_no_step(outliers):
     assert len(pieces) == 1 and not steps
 
 
-def _tied(tmp_path, lost_at: float, lost_s: float):
-    """Tone bursts for 300 s in a WAV that lost ``lost_s`` of samples at ``lost_at`` s, a log of them on a clock 3.3
-    s off drifting 50 ppm, tied by the file engine: (link, |error| ns, 1-sigma ns) of each logged line."""
+def _tied(tmp_path, lost_at: float, lost_s: float, seconds: float = 300.0):
+    """Tone bursts for ``seconds`` in a WAV that lost ``lost_s`` of samples at ``lost_at`` s, a log of them on a
+    clock 3.3 s off drifting 50 ppm, tied by the file engine: (link, |error| ns, 1-sigma ns, the engine's warnings)
+    of each logged line."""
     from synchub.agent.align.files.engine import FileAlignment, InputSpec
 
     rate = 16000
-    x, onsets = tone_bursts(rate, 300.0, seed=5)
+    x, onsets = tone_bursts(rate, seconds, seed=5)
     a = int(lost_at * rate)
     sf.write(tmp_path / "mic.wav", np.concatenate([x[:a], x[a + int(round(lost_s * rate)):]]), rate)
     heard = (onsets < lost_at) | (onsets > lost_at + lost_s)
@@ -91,3 +92,54 @@ def test_a_loss_of_a_few_milliseconds_is_found(tmp_path, lost_at, lost_ms):
     link, err, unc, _ = _tied(tmp_path, lost_at, lost_ms / 1e3)
     assert [round(s.size_ns / 1e6) for s in link.steps] == [-round(lost_ms)]
     assert np.all((err < 1e6) | (unc >= 0.9 * lost_ms * 1e6)) and np.mean(err < 1e6) > 0.9
+
+
+def _run(offsets_ms, sigma_ms=3.0):
+    """Windows every 4 s with these offsets (ms) from a line at 0."""
+    return [OffsetEstimate("log", (10 + 4 * k) * NS, int(o * 1e6), int(sigma_ms * 1e6), "classical")
+            for k, o in enumerate(offsets_ms)]
+
+
+@pytest.mark.parametrize("first, n, size_ms", [(0, 6, 10.0), (10, 5, -9.0), (16, 4, 12.0)])
+def test_windows_left_out_in_a_row_that_agree_dispute_the_line_there(first, n, size_ms):
+    """A run of ``MIN_SIDE`` or more windows left out of the line, each over ``DISPUTE_X`` of its sigmas off it on
+    one side and agreeing with one another: the line is disputed from the line's window before them to its first
+    after (a hop either side), to the recording's end where the line has none beyond them."""
+    from synchub.agent.align.files.judge import disputed
+
+    rng = np.random.default_rng(first)
+    off = np.zeros(20) + rng.normal(0, 0.3, 20)
+    off[first:first + n] += size_ms
+    evs = _run(off)
+    kept = {e.device_ns for k, e in enumerate(evs) if not first <= k < first + n}
+    (s,) = disputed(evs, off * 1e6, kept, 4 * NS)
+    assert abs(s.size_ns / 1e6 - size_ms) < 1.0
+    assert s.lo_ns == (evs[first - 1].device_ns - 4 * NS if first else -(2 ** 62))
+    assert s.hi_ns == (evs[first + n].device_ns + 4 * NS if first + n < 20 else 2 ** 62)
+
+
+def test_outliers_a_few_in_a_row_or_windows_that_disagree_dispute_nothing():
+    from synchub.agent.align.files.judge import disputed
+
+    cases = [[0, 0, 10, 10, 10, 0, 0, 0, 0],  # three in a row: outliers
+             [0, 10, -10, 10, -10, 10, 0, 0, 0],  # either side of the line
+             [0, 5, 15, 30, 60, 0, 0, 0, 0],  # not one offset
+             [0, 4, 5, 5, 4, 0, 0, 0, 0]]  # within two of their sigmas
+    for off in cases:
+        evs = _run(off)
+        kept = {e.device_ns for e, o in zip(evs, off, strict=True) if not o}
+        assert disputed(evs, np.array(off) * 1e6, kept, 4 * NS) == [], off
+    evs = _run([0, 10, 10, 10, 10, 0])  # off the line but kept on it (the far side of a step): none
+    assert disputed(evs, np.array([0, 10, 10, 10, 10, 0]) * 1e6, {e.device_ns for e in evs}, 4 * NS) == []
+
+
+def test_a_loss_too_small_to_cut_at_disputes_the_line_before_it(tmp_path):
+    """120 s of tone bursts that lost 10 ms at 30 s: the 5 windows before it, 3 of their sigmas off, are too few
+    for a step (``align.steps``).  Before: left out, and the 14 lines before the loss mapped 9.5-10 ms off under a
+    1.9 ms 1-sigma, none covered; now each covered."""
+    link, err, unc, _ = _tied(tmp_path, 30.0, 0.01, seconds=120.0)
+    assert not link.steps and len(link.disputed) == 1 and link.disputed[0].lo_ns < 0
+    off = err > 1e6
+    assert off.sum() >= 10 and np.all(unc[off] >= 0.9 * err[off]), (err[off], unc[off])
+    assert np.median(unc[~off]) < 3e6  # the lines after it as before
+    assert any("agree on an offset +9" in n for n in link.notes), link.notes

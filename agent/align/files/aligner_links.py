@@ -316,7 +316,8 @@ def _joined(links: list[Link]) -> Link:
                   if not lk.models]
     return replace(base, models={k: lk.models[0] for k, lk in tied}, notes=notes,
                    residuals=[r for _, lk in tied for r in lk.residuals], windows=sum(lk.windows for lk in links),
-                   steps=[st for _, lk in tied for st in lk.steps])
+                   steps=[st for _, lk in tied for st in lk.steps],
+                   disputed=[st for _, lk in tied for st in lk.disputed])
 
 
 def _far(offset_ns: int) -> str:

@@ -98,6 +98,7 @@ class Link:
     calibration: tuple[float, float] | None = None
     floor_ns: float = 0.0  # edge links: the timing error every edge shares (a side that paced the pulses)
     steps: list = field(default_factory=list)  # aligner links: ``align.steps.Step``s between segments of its model
+    disputed: list = field(default_factory=list)  # ... and spans its line is disputed in (``judge.disputed``)
     shift_ns: int = 0  # aligner links: added to every mapped time (``onset_check``: the rise the windows hid) ...
     drift_fix: tuple[float, int] = (0.0, 0)  # ... and (ppm, about a reference time): the drift they missed (``Drift``)
     hidden_ns: float = 0.0  # ... and its 1-sigma: what the average could not see may be as much again (half of it)
@@ -119,7 +120,7 @@ class Link:
             k, g = self.calibration
             u = unc[known].astype(np.float64)
             unc[known] = np.rint(np.hypot(k * np.sqrt(u * u + g * g), fixed[known])).astype(np.int64)
-        for s in self.steps:  # between the windows around a step: on either side of it
+        for s in [*self.steps, *self.disputed]:  # between the windows around a step: on either side of it
             near = known & (t > s.lo_ns) & (t < s.hi_ns)
             unc[near] = np.maximum(unc[near], abs(s.size_ns))
         return out, unc
