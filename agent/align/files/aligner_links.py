@@ -22,7 +22,7 @@ from ..disagreement import DISAGREE
 from ..markers import DEFAULT_RULES, MarkerSemantics
 from ..onset_check import BIN_NS, EventAverage
 from ..window import modality_of, sigma_table
-from .judge import STEP_NOTE
+from .judge import DISPUTE_NOTE, STEP_NOTE
 from .links import UNKNOWN_UNC_NS, Link, aligner_link
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class AlignerLinks:
             if link.models:
                 inp.link = link
                 self.warnings += [f"{inp.path}: {link.via}: {n}" for n in link.notes
-                                  if STEP_NOTE in n or NOT_TIED in n]
+                                  if STEP_NOTE in n or DISPUTE_NOTE in n or NOT_TIED in n]
                 if not unheard and "marker" in (tr.info.type, otr.info.type):
                     why = ("none of its marker lines matches a marker rule: tied by the neural path alone, which "
                            "does not know what they mean (say it: --marker SENSES:REGEX)")

@@ -23,7 +23,8 @@ from synchub.agent.core.units import NS
 
 from ..steps import MIN_SIDE, Step, split_at_steps
 
-STEP_NOTE = "the offset steps by"  # how a link's note of a step starts (the engine warns of it)
+STEP_NOTE = "the offset steps by"  # how a link's note of a step starts (the engine warns of it) ...
+DISPUTE_NOTE = "its line is disputed"  # ... and of a span its windows dispute (``disputed``)
 
 
 def judge_windows(link, model: ClockModel, found: list[OffsetEstimate], offline: list[OffsetEstimate],
@@ -86,9 +87,10 @@ def judge_windows(link, model: ClockModel, found: list[OffsetEstimate], offline:
     off = np.array([e.offset_ns for e in every], dtype=np.float64) - (model.map(d, smooth=True)[0] - d)
     link.disputed = disputed(every, off, {e.device_ns for e in kept_all}, hop)
     for s in link.disputed:
-        link.notes.append(f"windows between {max(s.lo_ns, d[0]) / NS:.1f} and {min(s.hi_ns, d[-1]) / NS:.1f} s of "
-                          f"its clock, left out, agree on an offset {s.size_ns / 1e6:+.1f} ms from its line (a loss "
-                          "or jump too small to tie on its own, or a second match): the times there uncertain by it")
+        link.notes.append(f"{DISPUTE_NOTE} between {max(s.lo_ns, d[0]) / NS:.1f} and {min(s.hi_ns, d[-1]) / NS:.1f} "
+                          f"s of its clock: its windows there, left out, agree on an offset {s.size_ns / 1e6:+.1f} ms "
+                          "from it (a loss or jump too small to tie on its own, or a second match); the times there "
+                          "uncertain by it")
 
 
 #: A run of at least ``MIN_SIDE`` windows in a row left out of the line, each over this many of its sigmas off it on
