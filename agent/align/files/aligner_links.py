@@ -208,6 +208,7 @@ class AlignerLinks:
         if not lines:
             return
         ev = link.semantics.events(np.concatenate(t), lines, "audio")
+        side = 1 if tr.info.type == "marker" else -1  # a move of the sounds is the link's where it maps the log
 
         def average(onsets: np.ndarray) -> EventAverage:
             avg = EventAverage(onsets)
@@ -224,15 +225,16 @@ class AlignerLinks:
             # moved
             fix, link.drift_sigma_ppm = drift.fused(link.drift_sigma_ppm)
             moved = np.rint((ev.t_ns - drift.at_ns) * (fix * 1e-6)).astype(np.int64)
-            again = np.max(np.abs(moved)) >= BIN_NS
+            most = int(np.max(np.abs(moved)))
+            again = most >= BIN_NS
             if again:  # before the link's own is set: a microphone the link maps would move with it, twice
                 avg = average(ev.t_ns + moved)
-            link.drift_fix = (fix if tr.info.type == "marker" else -fix, drift.at_ns)
+            link.drift_fix = (side * fix, drift.at_ns)
             if again:
                 link.notes.append(f"the sounds' rise drifts by {drift.ppm:+.1f} ppm ({drift.sigma_ppm:.1f} ppm "
                                   f"1-sigma) from their mapped onsets over {drift.parts} parts of the recording: the "
                                   f"windows' drift corrected by {fix:+.1f} ppm (the two weighed; 1-sigma now "
-                                  f"{link.drift_sigma_ppm:.1f} ppm), up to {np.max(np.abs(moved)) / 1e6:.1f} ms")
+                                  f"{link.drift_sigma_ppm:.1f} ppm), up to {most / 1e6:.1f} ms")
         spread = float(np.median(ev.spread_ns)) if len(ev.spread_ns) else 0.0
         dep = avg.departure(limit_ns=3.0 * link.window_sigma_ns, spread_ns=spread)
         if dep is None:
@@ -250,13 +252,13 @@ class AlignerLinks:
             if dep.beyond_limit:
                 note = f"{after}, further than three window sigmas: not moved, that added to its uncertainty"
             else:
-                link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
+                link.shift_ns = side * dep.shift_ns
                 note = f"{after}: moved by that, half that added to its uncertainty"
         elif dep.beyond_limit:
             note = (f"{rise}, further back than three window sigmas (a cue before each sound, or a bias too large to "
                     f"move): not moved, {sigma / 1e6:.1f} ms added to its uncertainty")
         elif dep.shift_ns:
-            link.shift_ns = dep.shift_ns if tr.info.type == "marker" else -dep.shift_ns
+            link.shift_ns = side * dep.shift_ns
             moved = f"moved {'earlier' if link.shift_ns < 0 else 'later'} by that"
             if dep.start_ns is None:
                 note = f"{rise} (onsets under loud background are found late): {moved}, half that added to its " \
