@@ -26,7 +26,7 @@ OFFSET_S, DRIFT = 0.3127, 80e-6  # the log's clock: ahead, and fast
 
 def _rig(tmp_path, word: str = "beep", latency_s: float = 0.0):
     """A WAV of tone bursts and a log of ``word`` lines, each stamped ``latency_s`` before its sound."""
-    x, onsets = tone_bursts(RATE, 90.0, seed=4)
+    x, onsets = tone_bursts(RATE, 60.0, seed=4)
     sf.write(tmp_path / "mic.wav", x, RATE)
     logged = (onsets - latency_s) * (1.0 + DRIFT) + OFFSET_S
     (tmp_path / "log.csv").write_text("time,event\n" + "".join(f"{t:.6f},{word}\n" for t in logged))
@@ -57,7 +57,7 @@ def test_a_log_of_words_the_defaults_leave_out_is_aligned_once_they_are_named(tm
 
 
 def test_lines_beyond_the_recording_are_mapped_with_the_drift_s_uncertainty_growing(tmp_path):
-    """A log that goes on 120 s past a 90 s recording (the recorder stopped first): its lines there are mapped by the
+    """A log that goes on 120 s past a 60 s recording (the recorder stopped first): its lines there are mapped by the
     line through the recording's windows, whose drift is known to its 1-sigma only; their uncertainty grows with
     the distance (a held-out log with its WAV cut to a minute was mapped 17-24 ms off beyond it under 8-10 ms), and
     covers where they land."""
@@ -192,7 +192,7 @@ def test_a_recording_and_its_log_named_alike_are_two_streams(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     rows = {s["name"]: s for s in json.loads((tmp_path / "r.json").read_text())["streams"]}
     assert set(rows) == {"mic.wav", "mic.csv#2", "mic.csv#3"}, set(rows)
-    assert rows["mic.wav"]["samples"] == 90 * RATE and rows["mic.csv#2"]["samples"] == len(logged)
+    assert rows["mic.wav"]["samples"] == 60 * RATE and rows["mic.csv#2"]["samples"] == len(logged)
     assert rows["mic.wav"]["method"] == "reference" and rows["mic.csv#2"]["link"]["via"] == "mic.csv#2 -> mic.wav"
     streams, _ = pyxdf.load_xdf(str(tmp_path / "out.xdf"))
     names = sorted(s["info"]["name"][0] for s in streams)
