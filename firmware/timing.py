@@ -151,7 +151,7 @@ def run_output(mode: int, period: int, width: int = 0, bit: int = 0, *, sim_s: f
             while (at := box.now()[0]) < stop_at:
                 # one ping per ``ping_every_s`` of simulated time: paced by the wall clock alone, a simulation that
                 # fell behind on a loaded machine and caught up found several queued at once, a burst of replies
-                # beyond the load designed here (CI: 2 frames dropped at the shortest gap, 1 run in about 10)
+                # beyond the load designed here (a CI run: 2 frames dropped at the shortest gap; not reproduced)
                 if sent_at is None or at - sent_at >= gap:
                     token += 1
                     c.ser.write(b"\x00" + P.ping(0xFFFE, token))  # not waited for: replies are polled below

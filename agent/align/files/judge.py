@@ -78,13 +78,12 @@ def judge_windows(link, model: ClockModel, found: list[OffsetEstimate], offline:
     if tau_max > 0:
         link.notes.append(f"the windows scatter {tau_max / 1e6:.1f} ms beyond their sigmas: weighed so")
     link.drift_sigma_ppm = drift_sigma(longest, overlap)
-    d = np.array([f.device_ns for f in judged_all], dtype=np.int64)
-    mapped, _, _ = model.map(d, smooth=True)
-    link.residuals = list(zip(d.tolist(), (np.array([f.offset_ns for f in judged_all]) - (mapped - d)).tolist(),
-                              strict=True))
-    every = sorted(found + offline, key=lambda e: e.device_ns)
+    every = sorted(found + offline, key=lambda e: e.device_ns)  # the judged ones among them
     d = np.array([e.device_ns for e in every], dtype=np.int64)
-    off = np.array([e.offset_ns for e in every], dtype=np.float64) - (model.map(d, smooth=True)[0] - d)
+    line = model.map(d, smooth=True)[0] - d  # the line's offset at each window (a function of its time alone)
+    at = dict(zip(d.tolist(), line.tolist(), strict=True))
+    link.residuals = [(f.device_ns, f.offset_ns - at[f.device_ns]) for f in judged_all]
+    off = np.array([e.offset_ns for e in every], dtype=np.float64) - line
     link.disputed = disputed(every, off, {e.device_ns for e in kept_all}, hop)
     for s in link.disputed:
         link.notes.append(f"{DISPUTE_NOTE} between {max(s.lo_ns, d[0]) / NS:.1f} and {min(s.hi_ns, d[-1]) / NS:.1f} "
