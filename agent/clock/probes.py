@@ -25,6 +25,8 @@ from synchub.agent.core.units import NS
 
 from .segment import PROBE_RTT_KEEP, Segment
 
+MIN_BANK = 5  # probes the bank takes whatever their round trip, before the min-RTT filter starts
+
 
 def probe_band(seg: Segment, s: int, d: int, r: int) -> tuple[float, float, bool, float]:
     """The offset band ``(lo, hi)`` of a probe relative to the segment's ``z0``, whether the arrival envelope
@@ -76,13 +78,17 @@ class RttWindow:
         q.append((s, width))
         while len(q) > PROBE_RTT_KEEP or s - q[0][0] > self.horizon:
             q.popleft()
-        # after eight rejections in a row the floor is the smallest of the last eight (this one's included): one
-        # lucky or lying probe, or early bands a wrong first line tightened too far (``probe_band``), do not lock the
-        # filter while that line's error grows; until the bank has a few probes, anything within twice the floor
-        # helps (it needs a skew)
+        # until the bank has a few probes, every one is taken (it needs a skew, and weighs each by its band's
+        # width): a filter on a floor one lucky probe set left a bank of one probe blind to the drift (liblsl's
+        # corrections over loopback, 47 us wide once and 130-165 us after: 200 ppm unseen over an 8 s run, the
+        # samples 1.1 ms off RMS); after eight rejections in a row the floor is the smallest of the last eight (this
+        # one's included): one lucky or lying probe, or early bands a wrong first line tightened too far
+        # (``probe_band``), do not lock the filter while that line's error grows
+        if bank_n < MIN_BANK:
+            self.filtered_run = 0
+            return True
         floor = min(x for _, x in list(q)[-8:]) if self.filtered_run >= 8 else min(x for _, x in q)
-        margin = self.margin if bank_n >= 5 else max(self.margin, 1.0)
-        if width > floor * (1.0 + margin) + 20_000:
+        if width > floor * (1.0 + self.margin) + 20_000:
             self.filtered_run += 1
             return False
         self.filtered_run = 0
