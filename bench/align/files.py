@@ -11,7 +11,7 @@ its clock model reports it and fits the table that calibrates it (``agent/align/
 ``calibration.FILES_TABLE``), never on the held-out split.
 
 ``--mic SPEC``: the WAV as a real microphone delivers it (a DC offset, mains hum, a gain too low, 16-bit samples,
-another rate: ``mic.py``), the same recordings otherwise.
+another rate, clipping, a room's reverberation, a lossy file: ``mic.py``), the same recordings otherwise.
 
 ``bench align --real`` measures the aligners on the same recordings with a hub's receive times (``live``) and a
 causal clock model without them (``file``); this is the file engine itself, end to end, through the files.
@@ -44,8 +44,8 @@ def add_arguments(p) -> None:
     g.add_argument("--real-files", action="store_true",
                    help="a WAV and a marker CSV per held-out corpus recording, tied by synchub align's file engine")
     g.add_argument("--mic", default="", metavar="SPEC",
-                   help="the microphone as a real one delivers it: +-joined dc=A, hum=A, gain=DB, rate=HZ, pcm16 "
-                        "(bench/align/mic.py; e.g. gain=-40+pcm16)")
+                   help="the microphone as a real one delivers it: +-joined dc=A, hum=A, gain=DB, rate=HZ, clip=DB, "
+                        "reverb=S, pcm16, ogg (bench/align/mic.py; e.g. gain=-40+pcm16)")
     g.add_argument("--durations", default="", metavar="S,S",
                    help="several recording lengths in one run (seconds, comma list; default: --duration): a sigma table "
                         "fitted on short and long recordings alike")
@@ -55,11 +55,12 @@ def write_files(rec, folder: Path, mic: Mic = AS_RENDERED) -> list[InputSpec]:
     """The recording's microphone (through ``mic``: as a real one delivers it) as ``mic.wav`` and its marker log as
     ``log.csv`` (device seconds, text) in ``folder``: the two inputs of ``synchub align``."""
     audio, log = rec.tracks["audio"], rec.tracks["text"]
-    mic.write(folder / "mic.wav", audio.data, float(audio.rate_hz))
+    wav = folder / f"mic{mic.suffix}"
+    mic.write(wav, audio.data, float(audio.rate_hz))
     with open(folder / "log.csv", "w") as f:
         f.write("time,event\n")
         f.writelines(f"{t // NS}.{t % NS:09d},{e}\n" for t, e in zip(log.device_ns.tolist(), log.data, strict=True))
-    return [InputSpec([str(folder / "mic.wav")]), InputSpec([str(folder / "log.csv")])]
+    return [InputSpec([str(wav)]), InputSpec([str(folder / "log.csv")])]
 
 
 def align_recording(rec, raw: bool = False, mic: Mic = AS_RENDERED) -> dict:

@@ -1,5 +1,6 @@
 """`synchub bench align --real-files --mic SPEC`: the corpus's microphone as a real one delivers it (a DC offset,
-mains hum, a gain too low, 16-bit samples truncated by libsndfile, another rate), each part doing what it says."""
+mains hum, a gain too low or clipped, 16-bit samples truncated by libsndfile, another rate, a room's reverberation,
+Ogg Vorbis), each part doing what it says."""
 
 import numpy as np
 import pytest
@@ -49,7 +50,32 @@ def test_pcm16_is_written_as_libsndfile_writes_it(tmp_path):
     assert info.subtype == "PCM_16" and info.samplerate == 44100 and info.frames == 44100
 
 
-@pytest.mark.parametrize("bad", ["dc=x", "hum", "rate=10", "gain=", "pcm24", "dc=nan"])
+def test_clipping_and_a_room_do_what_they_say():
+    x = _tone()
+    y, _ = parse("clip=20").apply(x, RATE)  # 0.5 x 10 = 5 x full scale: a square wave at it
+    assert np.max(np.abs(y)) == 1.0 and np.mean(np.abs(y) == 1.0) > 0.85  # |5 sin| >= 1: 87 % of the time
+    click = np.zeros((16000, 1))
+    click[1000] = 1.0
+    y, _ = parse("reverb=0.5").apply(click, RATE)
+    assert y.shape == click.shape and np.max(np.abs(y[:1000])) < 1e-9  # nothing before it
+    assert abs(y[1000, 0] - 1.0) < 1e-9 and np.max(np.abs(y[1001:1080])) < 1e-9  # the direct sound, then 5 ms quiet
+    tail = y[1080:, 0]
+    assert abs(np.sum(tail * tail) - 1.0) < 0.05  # as much energy as the direct sound, ...
+    e = np.array([np.sum(tail[k : k + 800] ** 2) for k in (0, 3200)])  # ... dying by 60 dB in 0.5 s: 24 dB in 0.2 s
+    assert 10 * np.log10(e[0] / e[1]) == pytest.approx(24.0, abs=4.0)
+
+
+def test_ogg_is_written_as_ogg_vorbis(tmp_path):
+    sf = pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
+    mic = parse("gain=-6+ogg")
+    assert mic.suffix == ".ogg"
+    mic.write(tmp_path / "m.ogg", _tone(), RATE)
+    info = sf.info(tmp_path / "m.ogg")
+    assert info.format == "OGG" and info.subtype == "VORBIS" and info.frames == 16000
+
+
+@pytest.mark.parametrize("bad", ["dc=x", "hum", "rate=10", "gain=", "pcm24", "dc=nan", "reverb=0", "reverb=20",
+                                 "clip=", "ogg=1", "ogg+pcm16"])
 def test_a_spec_it_does_not_know_is_a_one_line_error(bad, capsys):
     with pytest.raises(UserError, match="--mic"):
         parse(bad)
