@@ -44,6 +44,8 @@ log = logging.getLogger("synchub.lsl")
 
 NS = 1_000_000_000
 LSL_FORMATS = {1: "float32", 2: "double64", 3: "string", 4: "int32", 5: "int16", 6: "int8", 7: "int64"}
+LOCAL_READS = 16  # reads of both clocks, the shortest round trip kept (``local_offset``)
+SAME_CLOCK_NS = 100_000  # ... whose midpoint within this (and its round trip) of LSL's is the same clock
 
 
 class LslError(ValueError):
@@ -130,6 +132,14 @@ def probe_from_correction(stream: str, offset_s: float, remote_time_s: float, un
     return Probe(stream, int(round(local - half)), int(round(remote_time_s * NS)), int(round(local + half)))
 
 
+def local_offset(reads: list[tuple[int, int, int]]) -> int:
+    """reference - LSL ``local_clock`` (ns) from reads ``(reference before, LSL, reference after)``: the midpoint of
+    the read with the shortest round trip, 0 where that is within ``SAME_CLOCK_NS`` and its round trip (the same
+    clock: a thread descheduled between reads must not set a constant error on every sample of the session)."""
+    rtt, off = min((b - a, (a + b) // 2 - lsl) for a, lsl, b in reads)
+    return 0 if abs(off) <= SAME_CLOCK_NS + rtt else off
+
+
 def missed_samples(rate_hz: float, last_dev_ns: int | None, first_dev_ns: int) -> int:
     """Samples of a regular stream that fell in the device-time hole between two pulls (0 when irregular)."""
     if rate_hz <= 0 or last_dev_ns is None or first_dev_ns <= last_dev_ns:
@@ -172,14 +182,12 @@ class LslInletDriver(Driver):
 
     def _local_offset(self) -> int:
         """reference (CLOCK_MONOTONIC) - LSL local_clock, 0 when they are the same clock (Linux)."""
-        best = None
-        for _ in range(5):
+        reads = []
+        for _ in range(LOCAL_READS):
             a = time.monotonic_ns()
             lsl = self.lsl.local_clock()
-            b = time.monotonic_ns()
-            if best is None or b - a < best[0]:
-                best = (b - a, (a + b) // 2 - int(round(lsl * NS)))
-        return 0 if abs(best[1]) < 100_000 else best[1]
+            reads.append((a, int(round(lsl * NS)), time.monotonic_ns()))
+        return local_offset(reads)
 
     def _correction(self, timeout: float) -> tuple[float, float, float] | None:
         lib = self.lsl.lib.lib if hasattr(self.lsl.lib, "lib") else self.lsl.lib

@@ -16,6 +16,7 @@ from synchub.drivers.lsl.inlet import (
     LslSettings,
     import_pylsl,
     info_from_xml,
+    local_offset,
     missed_samples,
     probe_from_correction,
 )
@@ -70,6 +71,16 @@ def _wait(cond, timeout=5.0):
     while time.monotonic() < deadline and not cond():
         time.sleep(0.02)
     return cond()
+
+
+def test_the_lsl_clock_is_the_reference_unless_its_best_read_says_otherwise_beyond_its_round_trip():
+    same = [(1_000, 1_500, 2_000), (10_000, 10_020, 10_040)]
+    assert local_offset(same) == 0
+    # every read descheduled between its two reference reads (a loaded machine): the best still 300 us wide, its
+    # midpoint 150 us from LSL's (the same clock): not a constant error on every sample
+    assert local_offset([(0, 0, 300_000), (1_000_000, 1_000_000, 1_400_000)]) == 0
+    other = [(5_000_000_000, 1_000_000_000, 5_000_000_040), (6_000_000_000, 2_000_000_000, 6_000_000_400)]
+    assert local_offset(other) == 4_000_000_020  # another clock: the best read's midpoint
 
 
 def test_lsl_time_correction_maps_to_a_probe_bracket_and_gaps_count_missed_samples():
