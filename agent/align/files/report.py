@@ -98,7 +98,7 @@ class StreamStats:
         return out
 
 
-#: reader ``stats`` of rows left out, as the report's warnings say them
+#: reader ``stats`` of rows left out (and of samples clipped), as the report's warnings say them
 _SKIPS = {"bad_time": "rows skipped: no time",
           "time_in_another_form": "rows skipped: their time is a date among numbers or a number among dates",
           "cut_last_row": "row left out: the last, cut short (fewer fields than the header, no line end)",
@@ -106,7 +106,9 @@ _SKIPS = {"bad_time": "rows skipped: no time",
           "cut_last_line": "line left out: the last, cut short (no entry, no line end)",
           "cut_short": "video file cut short: its tracks end before the duration its header declares",
           "audio_overlap": "audio frames left out: their timestamps put them over the frames before",
-          "audio_gaps": "gaps in a video file's audio track (its samples restart at the frame after each)"}
+          "audio_gaps": "gaps in a video file's audio track (its samples restart at the frame after each)",
+          "clipped": "samples clipped at full scale (a recorder's gain set too high): the sounds' rise is flattened "
+                     "there, its onsets less sharp, the mapping less sure than its 1-sigma may say"}
 
 
 def input_warnings(path: str, stats: dict[str, int]) -> list[str]:

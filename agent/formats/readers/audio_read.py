@@ -4,7 +4,9 @@ The stream is named after the file's stem (``audio.wav`` -> ``audio``; ``InputOp
 device time is the sample clock: sample ``k`` at ``k / rate`` from 0, unless the file says when it started: a
 Broadcast Wave ``bext`` chunk's TimeReference (samples since midnight) puts sample ``k`` at
 ``(TimeReference + k) / rate``.  Times are exact int64 ns (integer arithmetic, any length).  An unreadable file,
-a file of zero frames, or one libsndfile does not know is a one-line ``InputError``.
+a file of zero frames, or one libsndfile does not know is a one-line ``InputError``.  Samples clipped at full scale
+(flat tops: a recorder's gain set too high) are counted (``stats["clipped"]``, where they are ``CLIP_WARN`` of the
+samples or more): ``synchub align`` warns of them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from .base import FileStream, InputError, InputOptions, Piece, stem_of
 
 NS = 1_000_000_000
 BLOCK = 1 << 16  # frames per piece
+CLIP_LEVEL = 0.99  # of full scale: a sample there equal to the one before it is clipped (a flat top)
+CLIP_WARN = 0.001  # the share of the samples clipped from which it is counted in ``stats``
 #: Offset of TimeReferenceLow in a ``bext`` chunk (Description 256, Originator 32, OriginatorReference 32,
 #: OriginationDate 10, OriginationTime 8).
 BEXT_TIME_REF = 338
@@ -57,6 +61,14 @@ def sample_times(k0: int, n: int, rate: int, t0_samples: int = 0) -> np.ndarray:
     return (k // rate) * NS + ((k % rate) * NS) // rate
 
 
+def clipped_samples(x: np.ndarray) -> int:
+    """Samples of ``x`` (frames, channels; full scale 1) at ``CLIP_LEVEL`` or beyond and equal to the one before
+    them in their channel: an ADC's flat tops (a loud sound's peak alone is not flat)."""
+    x = np.asarray(x)
+    flat = (np.abs(x[1:]) >= CLIP_LEVEL) & (x[1:] == x[:-1])
+    return int(np.count_nonzero(flat))
+
+
 class AudioInput:
     """One sound file (see the module docstring)."""
 
@@ -85,6 +97,7 @@ class AudioInput:
                         channel_format="float32", channel_labels=labels,
                         quality=(("clock", "sample index"),) + ((("bext_time_reference", str(self.time_reference)),)
                                                                 if self.time_reference else ()))
+        self.stats: dict[str, int] = {}
         self.streams = [FileStream(key=name, info=si, local=0, on_file_clock=True,
                                    meta={"frames": self.frames, "format": info.format})]
 
@@ -93,7 +106,7 @@ class AudioInput:
         key = self.streams[0].key
         if streams is not None and key not in streams:
             return
-        k = 0
+        k = clipped = 0
         self.fraction = 0.0
         try:
             with sf.SoundFile(self.path) as f:
@@ -101,6 +114,7 @@ class AudioInput:
                     block = f.read(BLOCK, dtype="float32", always_2d=True)
                     if len(block) == 0:
                         break
+                    clipped += clipped_samples(block)
                     yield Piece(key, k, sample_times(k, len(block), self.rate, self.time_reference), block)
                     k += len(block)
                     self.fraction = k / max(self.frames, 1)
@@ -108,3 +122,4 @@ class AudioInput:
             raise InputError(self.path, f"audio read failed after {k} frames ({exc})") from None
         if k < self.frames:
             raise InputError(self.path, f"truncated audio: {k} of {self.frames} frames readable")
+        self.stats = {"clipped": clipped} if clipped >= CLIP_WARN * k * self.channels else {}

@@ -7,6 +7,7 @@ import struct
 import numpy as np
 import pytest
 
+from synchub.agent.align.files.report import input_warnings
 from synchub.agent.formats.readers.audio_read import AudioInput, sample_times
 from synchub.agent.formats.readers.base import InputError, InputOptions
 from synchub.agent.formats.readers.manifest import load_manifest
@@ -141,6 +142,24 @@ def test_audio_time_is_the_sample_clock_from_zero_or_the_bwf_time_reference(tmp_
     f = tmp_path / "x.flac"
     sf.write(f, np.zeros(500, np.float32), 8000)
     assert _pieces(open_input(f))["x"][0].device_ns[-1] == 499 * NS // 8000
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_samples_clipped_at_full_scale_are_counted_and_a_loud_peak_is_not(tmp_path, subtype):
+    rate = 8000
+    t = np.arange(4 * rate) / rate
+    tone = 0.9 * np.sin(2 * np.pi * 440 * t)  # up to 0.9 of full scale: not clipped
+    loud = tone.copy()
+    loud[rate : 2 * rate] *= 4  # a second of it 12 dB too hot: flat tops at full scale
+    for name, x, clipped in (("ok", tone, False), ("hot", np.clip(loud, -1, 1), True)):
+        w = tmp_path / f"{name}.wav"
+        sf.write(w, x.astype(np.float32), rate, subtype=subtype)
+        a = AudioInput(w)
+        _pieces(a)
+        n = a.stats.get("clipped", 0)
+        assert (n > 0.05 * len(x)) if clipped else n == 0, (name, n)
+    warned = input_warnings("hot.wav", a.stats)
+    assert len(warned) == 1 and "clipped at full scale" in warned[0] and "\n" not in warned[0]
 
 
 def test_a_wav_of_zero_length_and_a_text_file_named_wav_are_one_line_errors(tmp_path):
