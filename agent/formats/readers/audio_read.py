@@ -11,6 +11,7 @@ samples or more): ``synchub align`` warns of them.
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Iterator
 
@@ -21,6 +22,7 @@ from synchub.extras import require
 
 from .base import FileStream, InputError, InputOptions, Piece, stem_of
 
+log = logging.getLogger(__name__)
 NS = 1_000_000_000
 BLOCK = 1 << 16  # frames per piece
 CLIP_LEVEL = 0.99  # of full scale: a sample there equal to the one before it is clipped (a flat top)
@@ -122,4 +124,8 @@ class AudioInput:
             raise InputError(self.path, f"audio read failed after {k} frames ({exc})") from None
         if k < self.frames:
             raise InputError(self.path, f"truncated audio: {k} of {self.frames} frames readable")
-        self.stats = {"clipped": clipped} if clipped >= CLIP_WARN * k * self.channels else {}
+        if clipped >= CLIP_WARN * k * self.channels:
+            if not self.stats:  # told once, as it is found (a refusal later says nothing of it)
+                log.warning("%s: %d of its %d samples clipped at full scale (a recorder's gain set too high)",
+                            self.path, clipped, k * self.channels)
+            self.stats = {"clipped": clipped}

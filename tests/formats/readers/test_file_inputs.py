@@ -145,7 +145,7 @@ def test_audio_time_is_the_sample_clock_from_zero_or_the_bwf_time_reference(tmp_
 
 
 @pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
-def test_samples_clipped_at_full_scale_are_counted_and_a_loud_peak_is_not(tmp_path, subtype):
+def test_samples_clipped_at_full_scale_are_counted_and_a_loud_peak_is_not(tmp_path, subtype, caplog):
     rate = 8000
     t = np.arange(4 * rate) / rate
     tone = 0.9 * np.sin(2 * np.pi * 440 * t)  # up to 0.9 of full scale: not clipped
@@ -158,6 +158,9 @@ def test_samples_clipped_at_full_scale_are_counted_and_a_loud_peak_is_not(tmp_pa
         _pieces(a)
         n = a.stats.get("clipped", 0)
         assert (n > 0.05 * len(x)) if clipped else n == 0, (name, n)
+    _pieces(a)  # read again (the file engine's second pass): told once, as it was found
+    told = [r for r in caplog.records if "clipped at full scale" in r.getMessage()]
+    assert len(told) == 1 and "hot.wav" in told[0].getMessage()
     warned = input_warnings("hot.wav", a.stats)
     assert len(warned) == 1 and "clipped at full scale" in warned[0] and "\n" not in warned[0]
 
