@@ -27,6 +27,8 @@ import numpy as np
 from synchub.errors import UserError
 from synchub.extras import require
 
+OGG_BLOCK = 1 << 14  # frames per write of an Ogg Vorbis file
+
 
 @dataclass(frozen=True)
 class Mic:
@@ -60,8 +62,12 @@ class Mic:
         """The corpus's samples ``x`` at ``rate_hz`` through this microphone, as a WAV at ``path``."""
         sf = require("soundfile", "writing the corpus's WAV files")
         y, rate = self.apply(x, rate_hz)
-        if self.suffix == ".ogg":
-            sf.write(path, np.asarray(y, np.float32), int(round(rate)), format="OGG", subtype="VORBIS")
+        if self.suffix == ".ogg":  # in blocks: libvorbis overflows its stack on one long write (a 300 s one
+            # crashed the process: libsndfile issue 1095, python-soundfile 396 / 426)
+            y = np.asarray(y, np.float32)
+            with sf.SoundFile(path, "w", int(round(rate)), y.shape[1], format="OGG", subtype="VORBIS") as f:
+                for i in range(0, len(y), OGG_BLOCK):
+                    f.write(y[i : i + OGG_BLOCK])
         else:
             sf.write(path, np.asarray(y, np.float32), int(round(rate)), subtype=self.subtype)
 
