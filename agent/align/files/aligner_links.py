@@ -92,6 +92,7 @@ class AlignerLinks:
                     link.notes.insert(0, why)
                     self.warnings.append(f"{inp.path}: {link.via}: {why}")
                 self._onset_check(inp, tr, other, otr)
+                self._lossy(inp, link, (tr, otr))
                 return
             notes += [f"aligner {tr.key} vs {otr.key}: " + "; ".join(leading(link.notes, 2))]
         empty = sorted(tr.key for tr in inp.tracks.values() if not tr.n)
@@ -191,6 +192,22 @@ class AlignerLinks:
                 train.add(t, x)
             trains.append(train.finish())
         return coarse_fit(*trains), trains
+
+    def _lossy(self, inp: _Input, link: Link, tracks: tuple) -> None:
+        """A lossy sound file's codec may show its sounds' start up to its pre-echo early (``pre_echo_ns``: Vorbis
+        at 16 kHz, held-out sound effects at 5 dB SNR mapped 15 ms early under a 0.8 ms 1-sigma), where the windows
+        and the onset check find them: that distance in the link's uncertainty, as measured (the table, fitted on
+        lossless files, does not scale it), and a warning."""
+        for t in tracks:
+            q = t.info.quality_dict()
+            echo = int(q.get("pre_echo_ns", 0))
+            if echo > 0:
+                k = link.calibration[0] if link.calibration else 1.0
+                link.floor_ns = float(np.hypot(link.floor_ns, echo / k))
+                note = (f"{t.key} is a lossy file ({q.get('codec', '?')}): its codec may show a sound's start up to "
+                        f"{echo / 1e6:.1f} ms early (pre-echo), where its onsets are found: that in its uncertainty")
+                link.notes.append(note)
+                self.warnings.append(f"{inp.path}: {link.via}: {note}")
 
     def _onset_check(self, inp: _Input, tr: StreamTrack, other: _Input, otr: StreamTrack) -> None:
         """A marker log tied to a microphone by the aligner: moved earlier where the microphone's average energy
