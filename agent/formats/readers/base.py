@@ -37,7 +37,8 @@ from synchub.agent.core.stream import StreamInfo
 FORMATS: dict[str, tuple[str, ...]] = {
     "xdf": (".xdf",),
     "mcap": (".mcap",),
-    "audio": (".wav", ".flac", ".wave", ".bwf", ".rf64", ".ogg", ".aiff", ".aif"),
+    "audio": (".wav", ".flac", ".wave", ".bwf", ".rf64", ".ogg", ".oga", ".opus", ".mp3", ".aiff",
+               ".aif"),
     "table": (".csv", ".tsv", ".txt"),
     "psychopy": (".log",),
     "brainvision": (".vhdr", ".vmrk"),

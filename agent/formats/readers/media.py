@@ -5,8 +5,9 @@ track (the aligner's two-microphone path: GCC on the raw samples), and its frame
 Both tracks are on the file's *presentation clock*: each decoded frame's timestamp (pts x the stream's time base,
 exact in integer ns) as FFmpeg gives it, after the container's edit list (an AAC encoder's priming samples are not
 sound).  An audio track is one stream ``<stem>.audio`` (float32 samples, every channel; sample k of a decoded frame
-at the frame's time + k / rate); a video track ``<stem>.video``: each frame scaled to 32 x 24 grey (uint8, the
-aligner's camera features pool it further; a recording of full frames is the camera file itself).  A file with
+at the frame's time + k / rate; a lossy codec's name and pre-echo in its quality); a video track ``<stem>.video``:
+each frame scaled to 32 x 24 grey (uint8, the aligner's camera features pool it further; a recording of full frames
+is the camera file itself).  A file with
 one track of either kind names its stream after its stem alone.
 
 Faults are one line: not a media file FFmpeg can open (a foreign or truncated file whose index is missing), no
@@ -25,6 +26,7 @@ import numpy as np
 from synchub.agent.core.stream import StreamInfo
 from synchub.extras import require
 
+from .audio_read import pre_echo_ns
 from .base import FileStream, InputError, InputOptions, Piece, stem_of
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,13 @@ NS = 1_000_000_000
 FRAME_SHAPE = (24, 32)  # rows, columns of the grey frames a video track gives
 AUDIO_BLOCK = 1 << 15  # samples per audio piece (about)
 VIDEO_BLOCK = 256  # frames per video piece
+
+
+def lossy(codec: str, rate: int) -> tuple:
+    """An audio track's quality entries for a lossy ``codec`` (FFmpeg's decoder name): it and its pre-echo bound
+    (``audio_read.pre_echo_ns``: an AAC track's sounds may start that early in it); none for a lossless one."""
+    echo = pre_echo_ns(codec, rate)
+    return (("codec", codec), ("pre_echo_ns", str(echo))) if echo else ()
 
 
 def _ns(pts: int, time_base) -> int:
@@ -53,7 +62,8 @@ class MediaInput:
                 tracks = [s for s in c.streams if s.type in ("audio", "video")]
                 found = [(s.index, s.type, s.codec_context.sample_rate if s.type == "audio" else None,
                           s.codec_context.channels if s.type == "audio" else None,
-                          float(s.average_rate) if s.type == "video" and s.average_rate else 0.0) for s in tracks]
+                          float(s.average_rate) if s.type == "video" and s.average_rate else 0.0,
+                          s.codec_context.name or "") for s in tracks]
         except av.FFmpegError as exc:
             raise InputError(self.path, f"not a media file FFmpeg can read ({_first_line(exc)})") from None
         if not found:
@@ -62,7 +72,7 @@ class MediaInput:
         single = len(found) == 1
         self.streams: list[FileStream] = []
         self.stats: dict[str, int] = {}
-        for index, kind, rate, channels, fps in found:
+        for index, kind, rate, channels, fps, codec in found:
             name = stem if single else f"{stem}.{kind}" if sum(f[1] == kind for f in found) == 1 \
                 else f"{stem}.{kind}{index}"
             if kind == "audio":
@@ -71,7 +81,7 @@ class MediaInput:
                 info = StreamInfo(name=name, type="audio", nominal_srate=float(rate), channel_count=int(channels),
                                   channel_format="float32",
                                   channel_labels=tuple(f"ch{i}" for i in range(channels)) if channels > 1 else (),
-                                  quality=(("clock", "presentation timestamps"),))
+                                  quality=(("clock", "presentation timestamps"),) + lossy(codec, rate))
             else:
                 h, w = FRAME_SHAPE
                 info = StreamInfo(name=name, type="video", nominal_srate=fps, channel_count=h * w,

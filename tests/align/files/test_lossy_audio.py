@@ -12,7 +12,8 @@ from support.signals import tone_bursts
 
 from synchub.agent.align.files.engine import FileAlignment, InputOptions, InputSpec
 from synchub.agent.core.units import NS
-from synchub.agent.formats.readers.audio_read import AudioInput, pre_echo_ns
+from synchub.agent.formats.readers.audio_read import pre_echo_ns
+from synchub.agent.formats.readers.opening import open_input
 
 sf = pytest.importorskip("soundfile", reason="soundfile is in the bench extra")
 RATE = 16000
@@ -26,15 +27,17 @@ def _write(path, x, fmt, subtype):
             f.write(x[i : i + 16384])
 
 
-@pytest.mark.parametrize("fmt,subtype,lossy", [("OGG", "VORBIS", True), ("MP3", "MPEG_LAYER_III", True),
-                                               ("OGG", "OPUS", True), ("FLAC", "PCM_16", False)])
-def test_a_lossy_file_says_its_codec_and_how_early_it_may_show_a_sound(tmp_path, fmt, subtype, lossy):
-    path = tmp_path / f"mic.{fmt.lower()}"
+@pytest.mark.parametrize("suffix,fmt,subtype,lossy", [(".ogg", "OGG", "VORBIS", True),
+                                                      (".mp3", "MP3", "MPEG_LAYER_III", True),
+                                                      (".opus", "OGG", "OPUS", True), (".flac", "FLAC", "PCM_16", False)])
+def test_a_lossy_file_says_its_codec_and_how_early_it_may_show_a_sound(tmp_path, suffix, fmt, subtype, lossy):
+    path = tmp_path / f"mic{suffix}"  # .mp3 and .opus were "unsupported file type" before
     _write(path, np.zeros(RATE, np.float32), fmt, subtype)
-    q = AudioInput(path).streams[0].info.quality_dict()
+    q = open_input(path).streams[0].info.quality_dict()
     assert (int(q.get("pre_echo_ns", 0)) > 0) == lossy and (q.get("codec") == subtype.lower()) == lossy
     assert pre_echo_ns("VORBIS", 16000) == 16_000_000 and pre_echo_ns("VORBIS", 48000) == 5_333_333
     assert pre_echo_ns("PCM_16", 16000) == 0 and pre_echo_ns("OPUS", 8000) == pre_echo_ns("OPUS", 48000) > 0
+    assert pre_echo_ns("aac", 48000) == 2_666_666 and pre_echo_ns("pcm_s16le", 48000) == pre_echo_ns("flac", 8000) == 0
 
 
 def test_a_log_tied_to_a_lossy_microphone_is_warned_of_and_its_uncertainty_carries_the_pre_echo(tmp_path):

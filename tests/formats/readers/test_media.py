@@ -39,6 +39,8 @@ def test_a_camera_file_s_tracks_on_its_presentation_clock(tmp_path, name, video)
     ta, xa = data["cam.audio"]
     assert xa.dtype == np.float32 and xa.shape[1] == 1 and 10.0 * 48000 <= len(ta) <= 10.05 * 48000
     assert np.all(np.abs(np.diff(ta) - NS / 48000) <= 1) and r.stats == {}  # every sample, on one clock
+    q = r.streams[1].info.quality_dict()  # AAC: its sounds may start up to a short block (128 samples) early in it
+    assert q["codec"] == "aac" and int(q["pre_echo_ns"]) == 128 * NS // 48000
     found = event_times(onsets("audio", ta, xa)) / NS
     assert np.max(np.abs(found - EVENTS)) < 1.5e-3  # 1 ms envelope blocks; the AAC priming is not sound
     tv, xv = data["cam.video"]
@@ -137,6 +139,7 @@ def test_gaps_and_overlaps_in_an_audio_track_are_counted_and_said(tmp_path):
         for p in s.encode(None):
             c.mux(p)
     r, data = _read(path)
+    assert "pre_echo_ns" not in r.streams[0].info.quality_dict()  # PCM: lossless, no pre-echo
     t = data["dropout"][0]
     # two gaps: the lost second, and the hole the left-out frame leaves behind it
     assert r.stats.get("audio_gaps") == 2 and r.stats.get("audio_overlap") == 1, r.stats
