@@ -197,7 +197,10 @@ class AlignerLinks:
         """A lossy sound file's codec may show its sounds' start up to its pre-echo early (``pre_echo_ns``: Vorbis
         at 16 kHz, held-out sound effects at 5 dB SNR mapped 15 ms early under a 0.8 ms 1-sigma), where the windows
         and the onset check find them: that distance in the link's uncertainty, as measured (the table, fitted on
-        lossless files, does not scale it), and a warning."""
+        lossless files, does not scale it), and a warning.  Not between two microphones: their waveforms are
+        correlated (``gcc_ml``), which the codec's noise does not move."""
+        if all(t.info.type == "audio" for t in tracks):
+            return
         for t in tracks:
             q = t.info.quality_dict()
             echo = int(q.get("pre_echo_ns", 0))
