@@ -7,7 +7,8 @@ Broadcast Wave ``bext`` chunk's TimeReference (samples since midnight) puts samp
 a file of zero frames, or one libsndfile does not know is a one-line ``InputError``.  A lossy file (Vorbis, Opus,
 MP3) says its codec and how early it may show a sound's start in its quality (``pre_echo_ns``).  Samples clipped at
 full scale (flat tops: a recorder's gain set too high) are counted (``stats["clipped"]``, where they are
-``CLIP_WARN`` of the samples or more): ``synchub align`` warns of them.
+``CLIP_WARN`` of the samples or more; not on the channel named as the sync channel: a TTL at full scale is not a
+clipped microphone): ``synchub align`` warns of them.
 """
 
 from __future__ import annotations
@@ -85,6 +86,17 @@ def pre_echo_ns(codec: str, rate: int) -> int:
     return n * NS // rate if n and rate > 0 else 0
 
 
+def sync_index(options: InputOptions, channels: int) -> int | None:
+    """The channel the options name as the file's sync channel (``sync``: its index or ``chN`` label, after any
+    ``stream:``; a click or tone track with none named: the first), or None: its pulses are not sound, and a TTL
+    recorded at full scale is not a clipped microphone."""
+    want = options.sync.rsplit(":", 1)[-1] if options.sync else ""
+    if want.isdigit() or (want.startswith("ch") and want[2:].isdigit()):
+        ch = int(want[2:] if want.startswith("ch") else want)
+        return ch if ch < channels else None
+    return 0 if not want and options.sync_kind in ("click", "tone") else None
+
+
 def clipped_samples(x: np.ndarray) -> int:
     """Samples of ``x`` (frames, channels; full scale 1) at ``CLIP_LEVEL`` or beyond and equal to the one before
     them in their channel: an ADC's flat tops (a loud sound's peak alone is not flat)."""
@@ -135,13 +147,15 @@ class AudioInput:
             return
         k = clipped = 0
         self.fraction = 0.0
+        sync = sync_index(self.options, self.channels)
+        sound = [c for c in range(self.channels) if c != sync]  # the channels clipping is counted on
         try:
             with sf.SoundFile(self.path) as f:
                 while True:
                     block = f.read(BLOCK, dtype="float32", always_2d=True)
                     if len(block) == 0:
                         break
-                    clipped += clipped_samples(block)
+                    clipped += clipped_samples(block[:, sound]) if sound else 0
                     yield Piece(key, k, sample_times(k, len(block), self.rate, self.time_reference), block)
                     k += len(block)
                     self.fraction = k / max(self.frames, 1)
@@ -149,8 +163,8 @@ class AudioInput:
             raise InputError(self.path, f"audio read failed after {k} frames ({exc})") from None
         if k < self.frames:
             raise InputError(self.path, f"truncated audio: {k} of {self.frames} frames readable")
-        if clipped >= CLIP_WARN * k * self.channels:
+        if clipped and clipped >= CLIP_WARN * k * len(sound):
             if not self.stats:  # told once, as it is found (a refusal later says nothing of it)
                 log.warning("%s: %d of its %d samples clipped at full scale (a recorder's gain set too high)",
-                            self.path, clipped, k * self.channels)
+                            self.path, clipped, k * len(sound))
             self.stats = {"clipped": clipped}

@@ -165,6 +165,23 @@ def test_samples_clipped_at_full_scale_are_counted_and_a_loud_peak_is_not(tmp_pa
     assert len(warned) == 1 and "clipped at full scale" in warned[0] and "\n" not in warned[0]
 
 
+@pytest.mark.parametrize("sync", ["1", "ch1", "rec:1"])
+def test_a_ttl_at_full_scale_on_the_channel_named_as_sync_is_not_a_clipped_microphone(tmp_path, sync, caplog):
+    rate = 8000
+    t = np.arange(4 * rate) / rate
+    ttl = np.where((t % 1.0) < 0.5, 1.0, 0.0)  # a recorder's TTL input: full scale half the time
+    x = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), ttl], axis=1).astype(np.float32)
+    w = tmp_path / "rec.wav"
+    sf.write(w, x, rate, subtype="PCM_16")
+    plain = AudioInput(w)
+    _pieces(plain)
+    assert plain.stats.get("clipped", 0) > rate  # not said which channel is sync: counted (its samples are flat)
+    caplog.clear()
+    named = AudioInput(w, InputOptions(sync=sync))
+    _pieces(named)
+    assert named.stats == {} and not [r for r in caplog.records if "clipped" in r.getMessage()]
+
+
 def test_a_wav_of_zero_length_and_a_text_file_named_wav_are_one_line_errors(tmp_path):
     z = tmp_path / "zero.wav"
     sf.write(z, np.zeros(0, np.float32), 16000)
