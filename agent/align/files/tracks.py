@@ -9,7 +9,7 @@ segments, the agent's ``ClockModel``); a synchub recording's stream through the 
 input's, fed by ``StreamFeeder``); any other stream is on its file's clock already.  Second (``file_times``): the
 raw device times of each piece, dejittered where a line was fitted, mapped onto the file's clock, with 1-sigma.
 
-Pure: pieces in, arrays out.  Sync channels: ``SYNC_LABELS`` name the channels used without being asked.
+Pure: pieces in, arrays out.  Sync channels: ``readers.base.SYNC_LABELS`` name the channels used without being asked.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ import numpy as np
 from synchub.agent.clock.dejitter import JitterFit
 from synchub.agent.clock.xdf_clock import XdfOffsetClock
 from synchub.agent.core.stream import Chunk
-from synchub.agent.formats.readers.base import FileStream, InputError, InputOptions, Piece
+from synchub.agent.formats.readers.base import (
+    FileStream,
+    InputOptions,
+    Piece,
+    sync_channel,
+)
 
 from .links import dense_map
 from .sync_edges import PulseFinder
@@ -32,8 +37,6 @@ TIMELINE_BACK_NS = NS
 #: A step back starts a new timeline once this many samples after it stay back too; fewer (a marker logged late,
 #: rows of merged logs) are out of time order and keep their timeline (a reset this close to the end counts so too).
 RESET_CONFIRM = 3
-SYNC_LABELS = {"sync": "ttl", "ttl": "ttl", "trigger": "ttl", "trig": "ttl", "din": "ttl", "digital": "ttl",
-               "photodiode": "photodiode", "pd": "photodiode", "photo": "photodiode"}
 #: An edge whose crossing lies within this fraction of a sample of half way between two samples is a digital step.
 STEP_FRACTION = 0.05
 #: Samples a sound pulse may fall silent for and still be one pulse (s): a ringing click, a tone's zero crossings.
@@ -127,58 +130,6 @@ def _can_drop(header) -> bool:
         return str(header["desc"][0]["synchronization"][0]["can_drop_samples"][0]).lower() == "true"
     except (KeyError, IndexError, TypeError):
         return False
-
-
-def sync_channel(fs: FileStream, options: InputOptions, single: bool) -> tuple[int, str, int | None] | None:
-    """(channel index, pulse kind, bit) of this stream's sync channel, or None.  ``bit``: the pulses are that bit of
-    the channel's integer values (``--sync-bit``, or the line the file itself declares: SpikeGLX)."""
-    found = _sync_channel(fs, options, single)
-    if found is None:
-        return None
-    ch, kind = found
-    bit = options.sync_bit
-    declared = fs.meta.get("sync")
-    if bit is None and declared and fs.info.channel_labels and fs.info.channel_labels[ch] == declared[0]:
-        bit = declared[1]
-    return ch, ("ttl" if bit is not None else kind), bit
-
-
-def _sync_channel(fs: FileStream, options: InputOptions, single: bool) -> tuple[int, str] | None:
-    info = fs.info
-    if info.channel_format == "string":
-        return None
-    want = options.sync
-    if want and ":" in want:
-        stream, want = want.rsplit(":", 1)
-        if stream != fs.key:
-            return None
-    elif want and not single and want not in info.channel_labels and not want.isdigit():
-        return None
-    kind = options.sync_kind
-    if want:
-        if want in info.channel_labels:
-            ch = info.channel_labels.index(want)
-        elif want.isdigit() and int(want) < info.channel_count:
-            ch = int(want)
-        elif single:
-            raise InputError(fs.key, f"no sync channel {want!r} (channels: "
-                                     f"{', '.join(info.channel_labels) or info.channel_count})")
-        else:
-            return None
-        if kind == "auto":
-            kind = "click" if info.type == "audio" else SYNC_LABELS.get(info.channel_labels[ch].lower()
-                                                                          if info.channel_labels else "", "ttl")
-        return ch, kind
-    if kind in ("click", "tone") and info.type == "audio":
-        return 0, kind
-    if kind == "auto":
-        declared = fs.meta.get("sync")  # the sync line the file's own header names (SpikeGLX)
-        if declared and declared[0] in info.channel_labels:
-            return info.channel_labels.index(declared[0]), "ttl"
-        for i, lab in enumerate(info.channel_labels):
-            if lab.lower() in SYNC_LABELS:
-                return i, SYNC_LABELS[lab.lower()]
-    return None
 
 
 class StreamTrack:

@@ -22,7 +22,7 @@ import numpy as np
 from synchub.agent.core.stream import StreamInfo
 from synchub.extras import require
 
-from .base import FileStream, InputError, InputOptions, Piece, stem_of
+from .base import FileStream, InputError, InputOptions, Piece, stem_of, sync_channel
 
 log = logging.getLogger(__name__)
 NS = 1_000_000_000
@@ -86,15 +86,11 @@ def pre_echo_ns(codec: str, rate: int) -> int:
     return n * NS // rate if n and rate > 0 else 0
 
 
-def sync_index(options: InputOptions, channels: int) -> int | None:
-    """The channel the options name as the file's sync channel (``sync``: its index or ``chN`` label, after any
-    ``stream:``; a click or tone track with none named: the first), or None: its pulses are not sound, and a TTL
-    recorded at full scale is not a clipped microphone."""
-    want = options.sync.rsplit(":", 1)[-1] if options.sync else ""
-    if want.isdigit() or (want.startswith("ch") and want[2:].isdigit()):
-        ch = int(want[2:] if want.startswith("ch") else want)
-        return ch if ch < channels else None
-    return 0 if not want and options.sync_kind in ("click", "tone") else None
+def codec_quality(codec: str, rate: int) -> tuple:
+    """A stream's quality entries for a lossy ``codec`` (libsndfile's subtype or FFmpeg's decoder): its name and
+    its pre-echo bound (``pre_echo_ns``); none for a lossless one."""
+    echo = pre_echo_ns(codec, rate)
+    return (("codec", codec.lower()), ("pre_echo_ns", str(echo))) if echo else ()
 
 
 def clipped_samples(x: np.ndarray) -> int:
@@ -131,9 +127,7 @@ class AudioInput:
         labels = tuple(f"ch{i}" for i in range(self.channels)) if self.channels > 1 else ()
         quality = (("clock", "sample index"),) + ((("bext_time_reference", str(self.time_reference)),)
                                                   if self.time_reference else ())
-        echo = pre_echo_ns(info.subtype, self.rate)
-        if echo:  # a lossy file: how early its codec may show a sound's start
-            quality += (("codec", info.subtype.lower()), ("pre_echo_ns", str(echo)))
+        quality += codec_quality(info.subtype, self.rate)  # a lossy file: how early it may show a sound's start
         si = StreamInfo(name=name, type="audio", nominal_srate=float(self.rate), channel_count=self.channels,
                         channel_format="float32", channel_labels=labels, quality=quality)
         self.stats: dict[str, int] = {}
@@ -147,8 +141,11 @@ class AudioInput:
             return
         k = clipped = 0
         self.fraction = 0.0
-        sync = sync_index(self.options, self.channels)
-        sound = [c for c in range(self.channels) if c != sync]  # the channels clipping is counted on
+        try:  # the sync channel's pulses are not sound: a TTL recorded at full scale is not a clipped microphone
+            sync = sync_channel(self.streams[0], self.options, True)
+        except InputError:  # a channel it does not have: the file engine says so
+            sync = None
+        sound = [c for c in range(self.channels) if sync is None or c != sync[0]]  # clipping is counted on these
         try:
             with sf.SoundFile(self.path) as f:
                 while True:

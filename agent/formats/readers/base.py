@@ -282,3 +282,60 @@ def modality_of_lsl(lsl_type: str, channel_format: str) -> str:
              "gyroscope": "imu", "markers": "marker", "marker": "marker", "trigger": "trigger",
              "telemetry": "telemetry", "gaze": "other", "eeg": "other"}
     return table.get(t, "other")
+
+
+#: channel labels that name a sync channel, and the pulses it carries
+SYNC_LABELS = {"sync": "ttl", "ttl": "ttl", "trigger": "ttl", "trig": "ttl", "din": "ttl", "digital": "ttl",
+               "photodiode": "photodiode", "pd": "photodiode", "photo": "photodiode"}
+
+
+def sync_channel(fs: FileStream, options: InputOptions, single: bool) -> tuple[int, str, int | None] | None:
+    """(channel index, pulse kind, bit) of this stream's sync channel, or None.  ``bit``: the pulses are that bit of
+    the channel's integer values (``--sync-bit``, or the line the file itself declares: SpikeGLX)."""
+    found = _sync_channel(fs, options, single)
+    if found is None:
+        return None
+    ch, kind = found
+    bit = options.sync_bit
+    declared = fs.meta.get("sync")
+    if bit is None and declared and fs.info.channel_labels and fs.info.channel_labels[ch] == declared[0]:
+        bit = declared[1]
+    return ch, ("ttl" if bit is not None else kind), bit
+
+
+def _sync_channel(fs: FileStream, options: InputOptions, single: bool) -> tuple[int, str] | None:
+    info = fs.info
+    if info.channel_format == "string":
+        return None
+    want = options.sync
+    if want and ":" in want:
+        stream, want = want.rsplit(":", 1)
+        if stream != fs.key:
+            return None
+    elif want and not single and want not in info.channel_labels and not want.isdigit():
+        return None
+    kind = options.sync_kind
+    if want:
+        if want in info.channel_labels:
+            ch = info.channel_labels.index(want)
+        elif want.isdigit() and int(want) < info.channel_count:
+            ch = int(want)
+        elif single:
+            raise InputError(fs.key, f"no sync channel {want!r} (channels: "
+                                     f"{', '.join(info.channel_labels) or info.channel_count})")
+        else:
+            return None
+        if kind == "auto":
+            kind = "click" if info.type == "audio" else SYNC_LABELS.get(info.channel_labels[ch].lower()
+                                                                          if info.channel_labels else "", "ttl")
+        return ch, kind
+    if kind in ("click", "tone") and info.type == "audio":
+        return 0, kind
+    if kind == "auto":
+        declared = fs.meta.get("sync")  # the sync line the file's own header names (SpikeGLX)
+        if declared and declared[0] in info.channel_labels:
+            return info.channel_labels.index(declared[0]), "ttl"
+        for i, lab in enumerate(info.channel_labels):
+            if lab.lower() in SYNC_LABELS:
+                return i, SYNC_LABELS[lab.lower()]
+    return None

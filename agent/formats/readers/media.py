@@ -26,7 +26,7 @@ import numpy as np
 from synchub.agent.core.stream import StreamInfo
 from synchub.extras import require
 
-from .audio_read import pre_echo_ns
+from .audio_read import codec_quality
 from .base import FileStream, InputError, InputOptions, Piece, stem_of
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,6 @@ NS = 1_000_000_000
 FRAME_SHAPE = (24, 32)  # rows, columns of the grey frames a video track gives
 AUDIO_BLOCK = 1 << 15  # samples per audio piece (about)
 VIDEO_BLOCK = 256  # frames per video piece
-
-
-def lossy(codec: str, rate: int) -> tuple:
-    """An audio track's quality entries for a lossy ``codec`` (FFmpeg's decoder name): it and its pre-echo bound
-    (``audio_read.pre_echo_ns``: an AAC track's sounds may start that early in it); none for a lossless one."""
-    echo = pre_echo_ns(codec, rate)
-    return (("codec", codec), ("pre_echo_ns", str(echo))) if echo else ()
 
 
 def _ns(pts: int, time_base) -> int:
@@ -81,7 +74,7 @@ class MediaInput:
                 info = StreamInfo(name=name, type="audio", nominal_srate=float(rate), channel_count=int(channels),
                                   channel_format="float32",
                                   channel_labels=tuple(f"ch{i}" for i in range(channels)) if channels > 1 else (),
-                                  quality=(("clock", "presentation timestamps"),) + lossy(codec, rate))
+                                  quality=(("clock", "presentation timestamps"),) + codec_quality(codec, rate))
             else:
                 h, w = FRAME_SHAPE
                 info = StreamInfo(name=name, type="video", nominal_srate=fps, channel_count=h * w,
